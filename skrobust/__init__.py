@@ -1,0 +1,7 @@
+"""Robust linear regressors with a scikit-learn API."""
+
+from ._huber import HuberRegressor
+from ._logcosh import LogCoshRegressor
+
+__all__ = ["HuberRegressor", "LogCoshRegressor"]
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,131 @@
+"""Pointwise losses: derivatives against finite differences, and stability."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from skrobust.losses import (
+    ConcomitantScaleLoss,
+    FixedScaleLoss,
+    GaussianNLLLoss,
+    HuberRho,
+    LogCoshRho,
+    SquaredRho,
+)
+
+RHOS = [SquaredRho(), HuberRho(1.35), HuberRho(0.5), LogCoshRho(1.0), LogCoshRho(2.5)]
+
+
+def central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def grid_away_from_kinks(rho):
+    z = np.linspace(-6, 6, 241)
+    delta = getattr(rho, "delta", None)
+    if isinstance(rho, HuberRho):
+        # rho'' jumps at +-delta: keep the difference stencil off the kinks.
+        z = z[np.abs(np.abs(z) - delta) > 1e-3]
+    return z
+
+
+@pytest.mark.parametrize("rho", RHOS, ids=repr)
+def test_rho_derivatives_match_finite_differences(rho):
+    z = grid_away_from_kinks(rho)
+    h = 1e-6
+    assert_allclose(rho.derivative(z), central_difference(rho.value, z, h), atol=1e-7)
+    assert_allclose(
+        rho.second_derivative(z), central_difference(rho.derivative, z, h), atol=1e-6
+    )
+    assert_allclose(
+        rho.z_psi_minus_rho(z), z * rho.derivative(z) - rho.value(z), atol=1e-12
+    )
+
+
+def test_huber_closed_form():
+    rho = HuberRho(1.0)
+    z = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
+    assert_allclose(rho.value(z), [2.5, 0.5, 0.125, 0.0, 0.125, 0.5, 2.5])
+    assert_allclose(rho.derivative(z), [-1, -1, -0.5, 0, 0.5, 1, 1])
+    assert_allclose(rho.second_derivative(z), [0, 1, 1, 1, 1, 1, 0])
+
+
+def test_logcosh_matches_naive_formula_where_that_is_safe():
+    rho = LogCoshRho(2.0)
+    z = np.linspace(-20, 20, 81)
+    assert_allclose(
+        rho.value(z), 4.0 * np.log(np.cosh(z / 2.0)), rtol=1e-12, atol=1e-15
+    )
+    assert_allclose(rho.derivative(z), 2.0 * np.tanh(z / 2.0), rtol=1e-14)
+    assert_allclose(rho.second_derivative(z), 1 / np.cosh(z / 2.0) ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rho", RHOS[1:], ids=repr)
+def test_robust_rhos_are_finite_and_warning_free_up_to_1e300(rho):
+    z = np.array([-1e300, -1e200, -1e20, -1e-300, 0.0, 1e-300, 1e20, 1e200, 1e300])
+    # Underflow to zero is harmless (and silent by default); the rest must not occur.
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        values = rho.value(z)
+        for f in (rho.derivative, rho.second_derivative, rho.z_psi_minus_rho):
+            assert np.all(np.isfinite(f(z)))
+    assert np.all(np.isfinite(values))
+    # Linear tails: rho(z) ~ delta |z|.
+    assert_allclose(values[-1], rho.delta * 1e300, rtol=1e-12)
+    # Tiny residuals keep full relative precision (z^2 / 2), no cancellation.
+    assert_allclose(rho.value(np.array([1e-8])), [5e-17], rtol=1e-10)
+
+
+def test_logcosh_tail_limits_are_exact():
+    rho = LogCoshRho(1.5)
+    z = np.array([1e3, 1e300])
+    assert_allclose(rho.z_psi_minus_rho(z), 1.5**2 * np.log(2.0), rtol=1e-15)
+    assert_allclose(
+        rho.value(np.array([1e3])), 1.5 * 1e3 - 1.5**2 * np.log(2), rtol=1e-15
+    )
+    # sech^2 keeps relative precision deep in the tail where 1 - tanh^2 = 0.
+    assert_allclose(
+        rho.second_derivative(np.array([60.0])), 4 * np.exp(-80.0), rtol=1e-12
+    )
+
+
+PREDICTION_LOSSES = [
+    FixedScaleLoss(HuberRho(1.35), 0.7),
+    FixedScaleLoss(LogCoshRho(1.0), 2.0),
+    ConcomitantScaleLoss(HuberRho(1.35)),
+    ConcomitantScaleLoss(LogCoshRho(1.0)),
+    GaussianNLLLoss(),
+]
+
+
+@pytest.mark.parametrize("loss", PREDICTION_LOSSES, ids=lambda x: type(x).__name__)
+def test_prediction_loss_gradient_and_hessian(loss):
+    rng = np.random.default_rng(0)
+    n, k = 200, loss.n_predictors
+    y = rng.normal(scale=3.0, size=n)
+    raw = rng.normal(size=(n, k))
+    _, grad, hess = loss.loss_gradient_hessian(y, raw)
+    assert grad.shape == (n, k) and hess.shape == (n, k, k)
+    h = 1e-6
+    for a in range(k):
+        step = np.zeros(k)
+        step[a] = h
+        lp, gp, _ = loss.loss_gradient_hessian(y, raw + step)
+        lm, gm, _ = loss.loss_gradient_hessian(y, raw - step)
+        ok = np.ones(n, dtype=bool)
+        if isinstance(getattr(loss, "rho", None), HuberRho):
+            # drop samples whose stencil straddles Huber's kink
+            r = (y - raw[:, 0]) / (np.exp(raw[:, 1]) if k == 2 else loss.scale)
+            ok = np.abs(np.abs(r) - loss.rho.delta) > 1e-3
+        assert_allclose(grad[ok, a], ((lp - lm) / (2 * h))[ok], rtol=1e-6, atol=1e-8)
+        assert_allclose(hess[ok, :, a], ((gp - gm) / (2 * h))[ok], rtol=1e-6, atol=1e-7)
+
+
+def test_concomitant_loss_is_scikit_learns_huber_term():
+    # sigma + sigma * H_eps(r / sigma) with H_eps(z) = z^2 or 2 eps |z| - eps^2.
+    rng = np.random.default_rng(1)
+    y, mu, sigma, eps = rng.normal(size=50) * 4, rng.normal(size=50), 0.8, 1.35
+    z = (y - mu) / sigma
+    H = np.where(np.abs(z) <= eps, z**2, 2 * eps * np.abs(z) - eps**2)
+    raw = np.column_stack([mu, np.full(50, np.log(sigma))])
+    loss, _, _ = ConcomitantScaleLoss(HuberRho(eps)).loss_gradient_hessian(y, raw)
+    assert_allclose(loss, sigma + sigma * H, rtol=1e-14)

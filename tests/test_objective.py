@@ -1,0 +1,128 @@
+"""The linear objective: gradient, Hessian and Hessian-vector product checked."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from scipy.optimize import approx_fprime
+
+from skrobust._objective import LinearObjective
+from skrobust.losses import (
+    ConcomitantScaleLoss,
+    FixedScaleLoss,
+    GaussianNLLLoss,
+    HuberRho,
+    LogCoshRho,
+    SquaredRho,
+)
+
+
+def make_problem(loss_name, sparse, weighted, fit_intercept, seed=0):
+    rng = np.random.default_rng(seed)
+    n, p = 120, 4
+    X = rng.normal(size=(n, p)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, -2.0, 0.0]
+    X[rng.random((n, p)) < 0.3] = 0.0
+    y = X @ rng.normal(size=p) + rng.standard_t(3, size=n)
+    sw = rng.uniform(0.2, 3.0, size=n) if weighted else np.ones(n)
+    if loss_name == "huber":
+        loss, predictors = FixedScaleLoss(HuberRho(1.35), 1.3), [(None, fit_intercept)]
+    elif loss_name == "logcosh":
+        loss, predictors = FixedScaleLoss(LogCoshRho(1.0), 0.8), [(None, fit_intercept)]
+    elif loss_name == "concomitant":
+        loss = ConcomitantScaleLoss(LogCoshRho(1.0))
+        predictors = [(None, fit_intercept), ((), True)]
+    else:  # two linear predictors, the second on a column subset
+        loss = GaussianNLLLoss()
+        predictors = [(None, fit_intercept), ([0, 2], fit_intercept)]
+    l2 = [0.3] + [0.1] * (len(predictors) - 1)
+    Xin = sp.csr_array(X) if sparse else X
+    objective = LinearObjective(loss, Xin, y, sw, predictors, l2)
+    coef = 0.1 * rng.normal(size=objective.n_coef)
+    return objective, coef, X, y, sw
+
+
+CASES = [
+    (loss, sparse, weighted, fit)
+    for loss in ["huber", "logcosh", "concomitant", "gaussian"]
+    for sparse in [False, True]
+    for weighted in [False, True]
+    for fit in [False, True]
+]
+
+
+@pytest.mark.parametrize("loss_name, sparse, weighted, fit_intercept", CASES)
+def test_gradient_hessian_and_hessp_match_finite_differences(
+    loss_name, sparse, weighted, fit_intercept
+):
+    objective, coef, *_ = make_problem(loss_name, sparse, weighted, fit_intercept)
+    value, grad, hess = objective.loss_gradient_hessian(coef)
+    value2, grad2 = objective.loss_gradient(coef)
+    assert value == pytest.approx(value2, rel=1e-14)
+    assert_allclose(grad, grad2, rtol=1e-13, atol=1e-15)
+
+    eps = 1e-7
+    fd_grad = approx_fprime(coef, lambda c: objective.loss_gradient(c)[0], eps)
+    assert_allclose(grad, fd_grad, rtol=1e-5, atol=1e-6)
+    fd_hess = np.array(
+        [
+            approx_fprime(coef, lambda c, i=i: objective.loss_gradient(c)[1][i], eps)
+            for i in range(objective.n_coef)
+        ]
+    )
+    assert_allclose(hess, fd_hess, rtol=1e-5, atol=1e-5)
+    assert_allclose(hess, hess.T, rtol=1e-12, atol=1e-14)
+
+    v = np.random.default_rng(5).normal(size=objective.n_coef)
+    assert_allclose(objective.hessp(coef, v), hess @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_value_is_the_documented_formula():
+    """F = sum_i s_i L_i / sum_i s_i + penalty, in the original column units."""
+    objective, coef, X, y, sw = make_problem("huber", False, True, True)
+    ((w, b),) = objective.unstandardize(coef)
+    r = y - X @ w - b
+    expected = (
+        sw @ (1.3**2 * HuberRho(1.35).value(r / 1.3)) / sw.sum() + 0.5 * 0.3 * w @ w
+    )
+    assert objective.loss_gradient(coef)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_sparse_equals_dense():
+    dense, coef, *_ = make_problem("gaussian", False, True, True)
+    sparse, *_ = make_problem("gaussian", True, True, True)
+    # Sparse X is not centred, so compare in the original coefficients.
+    coef_sparse = sparse.standardize(dense.unstandardize(coef))
+    vd, gd, _ = dense.loss_gradient_hessian(coef)
+    vs, _, _ = sparse.loss_gradient_hessian(coef_sparse)
+    assert vd == pytest.approx(vs, rel=1e-12)
+    assert_allclose(
+        dense.raw_prediction(coef), sparse.raw_prediction(coef_sparse), rtol=1e-10
+    )
+    assert gd.shape == (dense.n_coef,)
+
+
+def test_standardize_roundtrip_and_raw_prediction():
+    objective, coef, X, y, sw = make_problem("gaussian", False, False, True)
+    params = objective.unstandardize(coef)
+    assert_allclose(objective.standardize(params), coef, rtol=1e-12, atol=1e-14)
+    (w0, b0), (w1, b1) = params
+    raw = objective.raw_prediction(coef)
+    assert_allclose(raw[:, 0], X @ w0 + b0, rtol=1e-10, atol=1e-12)
+    assert_allclose(raw[:, 1], X[:, [0, 2]] @ w1 + b1, rtol=1e-10, atol=1e-12)
+
+
+def test_blocks_cover_all_rows_without_copying_x(monkeypatch):
+    """Small blocks give the same answer as one block; X is never written."""
+    import skrobust._objective as module
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 3))
+    X.setflags(write=False)
+    y = rng.normal(size=1000)
+    args = (FixedScaleLoss(SquaredRho()), X, y, np.ones(1000), [(None, True)], [0.0])
+    coef = rng.normal(size=4)
+    reference = LinearObjective(*args).loss_gradient_hessian(coef)
+    monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 256)
+    blocked = LinearObjective(*args).loss_gradient_hessian(coef)
+    for a, b in zip(reference, blocked, strict=True):
+        assert_allclose(a, b, rtol=1e-12, atol=1e-15)
