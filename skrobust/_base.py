@@ -18,6 +18,38 @@ MAD_NORMAL_CONSTANT = 0.6744897501960817
 
 _ACCEPT_SPARSE = ("csr", "csc")
 
+# Rows of the strided subsample that the least-squares start is computed on.
+LEAST_SQUARES_START_ROWS = 50_000
+
+# Reweighting steps of the least-absolute-deviation start.
+_LAD_START_STEPS = 8
+
+# Up to this many design elements the start materialises the weighted,
+# standardised design and calls lstsq on it (a copy of a small problem).
+_DIRECT_LSTSQ_ELEMENTS = 200_000
+
+
+def _solve_least_squares(objective, fit_intercept):
+    """Weighted least squares of a squared-loss objective, from zero coefficients."""
+    if objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS:
+        return _direct_least_squares(objective, fit_intercept)
+    _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
+    return np.linalg.lstsq(hess, -grad, rcond=None)[0]
+
+
+def _direct_least_squares(objective, fit_intercept):
+    """Minimum-norm weighted least squares in ``objective``'s coordinates."""
+    mean, scale = objective.column_stats
+    X = objective.X.toarray() if hasattr(objective.X, "toarray") else objective.X
+    design = (np.asarray(X, dtype=float) - mean) / scale
+    if fit_intercept:
+        design = np.hstack([design, np.ones((design.shape[0], 1))])
+    root_w = np.sqrt(objective.sample_weight)
+    coef = np.linalg.lstsq(design * root_w[:, None], objective.y * root_w, rcond=None)[
+        0
+    ]
+    return coef
+
 
 def weighted_median(values, weights=None):
     """Median of ``values`` with non-negative ``weights``.
@@ -48,24 +80,27 @@ def mad_scale(residuals, weights=None):
 
 
 def target_offset_scale(y, sample_weight, fit_intercept):
-    """An offset and a positive scale that standardise ``y`` for the solver.
+    """A robust offset and a positive scale that standardise ``y`` for the solver.
 
-    Minimisers are equivariant, so this changes nothing but the conditioning;
-    it is computed without squaring ``y`` so that ``|y|`` up to ``1e300``
-    does not overflow.
+    The weighted median (with an intercept; else 0) and the normalised MAD
+    about it (the root mean square deviation if more than half of ``y`` sits
+    on the median; 1 if ``y`` is all zeros). Minimisers are equivariant, so
+    this changes nothing but the conditioning and what the solver tolerance
+    is relative to: robust statistics keep that the spread of the good data,
+    whatever size the outliers are. Nothing is squared, so ``|y|`` up to
+    ``1e300`` does not overflow.
     """
-    S = sample_weight.sum()
-    offset = float(sample_weight @ y / S) if fit_intercept else 0.0
-    if not np.isfinite(offset):  # sum overflowed: average scaled values
-        ymax = np.max(np.abs(y))
-        offset = float(sample_weight @ (y / ymax) / S) * ymax
-    dev = y - offset
-    dmax = float(np.max(np.abs(dev)))
+    offset = weighted_median(y, sample_weight) if fit_intercept else 0.0
+    dev = np.abs(y - offset)
+    scale = weighted_median(dev, sample_weight) / MAD_NORMAL_CONSTANT
+    if scale > 0:
+        return offset, scale
+    dmax = float(np.max(dev))
     if not dmax > 0:
         return offset, 1.0 if offset == 0 else abs(offset)
     scaled = dev / dmax
-    scale = dmax * float(np.sqrt(sample_weight @ (scaled * scaled) / S))
-    return offset, scale if scale > 0 else dmax
+    rms = dmax * float(np.sqrt(sample_weight @ (scaled * scaled) / sample_weight.sum()))
+    return offset, rms if rms > 0 else dmax
 
 
 class RobustLinearRegressor(RegressorMixin, BaseEstimator):
@@ -99,11 +134,18 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         return X, y, sample_weight
 
     @staticmethod
-    def _least_squares_start(X, y, sample_weight, fit_intercept, l2, column_stats=None):
-        """Weighted (ridge) least squares in the objective's standardised coordinates.
+    def _least_squares_start(X, y, sample_weight, fit_intercept, l2):
+        """Weighted (ridge) least squares, the start of every robust fit.
 
-        One pass over ``X`` forms the normal equations; ``lstsq`` handles
-        collinear columns.
+        Returns the squared-loss objective on all rows (it fixes the
+        standardised coordinates every later objective shares through
+        ``column_stats``), the one on the rows the start was computed from
+        (a strided subsample of about ``LEAST_SQUARES_START_ROWS`` rows: a
+        start need not be exact), and the coefficients. Small problems are
+        solved by ``lstsq`` on the weighted design itself, which gives the
+        minimum-norm solution stably when columns are collinear or
+        ``p >= n`` (so that weights and repeated rows agree there too);
+        larger ones from the normal equations, formed in one pass.
         """
         objective = LinearObjective(
             FixedScaleLoss(SquaredRho()),
@@ -112,12 +154,61 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             sample_weight,
             [(None, fit_intercept)],
             [l2],
-            column_stats=column_stats,
         )
-        n_coef = objective.n_coef
-        _, grad, hess = objective.loss_gradient_hessian(np.zeros(n_coef))
-        coef = np.linalg.lstsq(hess, -grad, rcond=None)[0]
-        return objective, coef
+        start_objective = objective
+        step = X.shape[0] // LEAST_SQUARES_START_ROWS
+        if step > 1:
+            sub = objective.subsample(step)
+            if sub.sum_weight > 0:
+                start_objective = sub
+        coef = _solve_least_squares(start_objective, fit_intercept)
+        return objective, start_objective, coef
+
+    @staticmethod
+    def _least_absolute_deviation_start(start_objective, coef, fit_intercept, l2):
+        """A few reweighted least-squares steps towards the L1 (median) fit.
+
+        ``y`` must be standardised about its median (``target_offset_scale``),
+        so that zero coefficients predict the median.
+
+        Weights ``s_i / max(|r_i|, floor)`` turn weighted least squares into
+        iteratively reweighted L1 regression. Least squares can sit
+        arbitrarily far from the bulk of the data when a few targets are
+        wild; a handful of these steps on ``start_objective``'s rows (at most
+        ``LEAST_SQUARES_START_ROWS``) brings the start back to it, so that
+        Newton's method starts with curvature to work with and a
+        non-convex scale equation starts on the side of the good data.
+        """
+        y, sample_weight = start_objective.y, start_objective.sample_weight
+        # Least squares, or the median of y (zero standardised coefficients)
+        # if that is closer in L1: a few wild targets can drag least squares
+        # so far that reweighting would need many steps to come back.
+        median_start = np.zeros_like(coef)
+        if sample_weight @ np.abs(y) < sample_weight @ np.abs(
+            y - start_objective.raw_prediction(coef)[:, 0]
+        ):
+            coef = median_start
+        previous = None
+        for _ in range(_LAD_START_STEPS):
+            residuals = np.abs(y - start_objective.raw_prediction(coef)[:, 0])
+            spread = weighted_median(residuals, sample_weight)
+            if not spread > 0:
+                break  # half the rows are fitted exactly: as good as it gets
+            if previous is not None and abs(previous - spread) <= 1e-3 * spread:
+                break
+            previous = spread
+            weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
+            objective = LinearObjective(
+                FixedScaleLoss(SquaredRho()),
+                start_objective.X,
+                y,
+                weights,
+                [(None, fit_intercept)],
+                [l2 * weights.sum() / sample_weight.sum()],
+                column_stats=start_objective.column_stats,
+            )
+            coef = _solve_least_squares(objective, fit_intercept)
+        return coef
 
     def _set_linear_coef(self, w, b):
         self.coef_ = np.asarray(w, dtype=np.float64)

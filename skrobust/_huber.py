@@ -134,5 +134,9 @@ class HuberRegressor(ScaledMEstimator):
         self.tol = tol
         self.warm_start = warm_start
 
+    @staticmethod
+    def _min_joint_delta():
+        return 1.0
+
     def _rho(self):
         return HuberRho(self.delta)

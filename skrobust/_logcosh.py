@@ -1,5 +1,7 @@
 """LogCoshRegressor: a twice-differentiable Huber."""
 
+import numpy as np
+
 from ._mestimator import ScaledMEstimator
 from .losses import LogCoshRho
 
@@ -115,6 +117,10 @@ class LogCoshRegressor(ScaledMEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
+
+    @staticmethod
+    def _min_joint_delta():
+        return 1.0 / np.sqrt(2.0 * np.log(2.0))
 
     def _rho(self):
         return LogCoshRho(self.delta)

@@ -22,6 +22,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _solvers
 from ._base import RobustLinearRegressor, mad_scale, target_offset_scale
@@ -30,6 +31,14 @@ from .losses import ConcomitantScaleLoss, FixedScaleLoss
 
 # Below this (relative to the spread of y) a scale counts as a perfect fit.
 _MIN_RELATIVE_SCALE = 1e-12
+
+# Least-squares residuals below this (relative to the spread of y) on every
+# weighted row make the fit exact; normal equations leave ~1e-13 of rounding.
+_EXACT_FIT_TOL = 1e-9
+
+
+def _is_exact_fit(residuals, sample_weight):
+    return bool(np.all(np.abs(residuals[sample_weight > 0]) <= _EXACT_FIT_TOL))
 
 
 class ScaledMEstimator(RobustLinearRegressor):
@@ -51,6 +60,24 @@ class ScaledMEstimator(RobustLinearRegressor):
 
     def _rho(self):
         raise NotImplementedError
+
+    def _check_joint_scale_exists(self):
+        """The joint objective has a positive scale only if ``sup 2(z psi - rho) > 1``.
+
+        Its derivative in ``sigma`` is ``sum_i s_i (1 - 2 (z_i psi(z_i) -
+        rho(z_i)))``, and ``z psi - rho`` is at most ``delta**2 / 2`` for
+        Huber and ``delta**2 log 2`` for log-cosh: for smaller ``delta`` the
+        objective decreases all the way to ``sigma = 0`` (why scikit-learn
+        requires ``epsilon >= 1``). Subclasses give the bound in
+        ``_min_joint_delta``.
+        """
+        if not self.delta > self._min_joint_delta():
+            raise ValueError(
+                f"delta={self.delta!r} is too small for scale='joint': the joint "
+                f"objective then has no positive scale (it needs delta > "
+                f"{self._min_joint_delta():.4g}). Use a larger delta, or "
+                "scale='mad' or a fixed scale."
+            )
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model.
@@ -76,72 +103,93 @@ class ScaledMEstimator(RobustLinearRegressor):
         y_std = (y - y_offset) / y_scale
         S = sample_weight.sum()
         rho = self._rho()
+        if self.scale == "joint":
+            self._check_joint_scale_exists()
         solver = _solvers.choose_solver(self.solver, X.shape[1] + 2)
         # The public objective is a sum over samples plus alpha ||w||^2; in
         # standardised units it is (a multiple of) a weighted mean plus
         # l2 / 2 ||w||^2, with the multiple depending on how the loss scales.
-        loss_units = y_scale if self.scale == "joint" else y_scale**2
-        l2 = 2.0 * self.alpha * y_scale**2 / (loss_units * S)
+        # (Written without y_scale**2, which overflows for |y| ~ 1e155.)
+        l2 = 2.0 * self.alpha / S * (y_scale if self.scale == "joint" else 1.0)
 
-        ls_objective, coef = self._least_squares_start(
+        ls_objective, start_objective, coef = self._least_squares_start(
             X, y_std, sample_weight, self.fit_intercept, l2
         )
-        stats = ls_objective.column_stats
         warm = self._warm_params(X, y_offset, y_scale)
         if warm is not None:
             coef = ls_objective.standardize([warm[:2]])
-        residuals = y_std - ls_objective.raw_prediction(coef)[:, 0]
-
-        if self.scale == "joint":
-            scale = (
-                warm[2]
-                if warm is not None
-                else self._initial_scale(residuals, sample_weight)
-            )
-            objective = LinearObjective(
-                ConcomitantScaleLoss(rho),
-                X,
-                y_std,
-                sample_weight,
-                [(None, self.fit_intercept), ((), True)],
-                [l2, 0.0],
-                column_stats=stats,
-            )
-            result = _solvers.minimize(
-                objective,
-                np.append(coef, np.log(scale)),
-                solver,
-                self.max_iter,
-                self.tol,
-            )
-            (w, b), (_, log_scale) = objective.unstandardize(result.coef)
-            scale = float(np.exp(log_scale))
-            n_iter = result.n_iter
-        elif self.scale == "mad":
-            w, b, scale, n_iter = self._fit_mad_scale(
-                X, y_std, sample_weight, rho, l2, coef, residuals, stats, solver
-            )
+            scale = warm[2]
         else:
-            scale = float(self.scale) / y_scale
+            residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
+            if _is_exact_fit(residuals, start_objective.sample_weight) and (
+                start_objective is ls_objective
+                or _is_exact_fit(
+                    y_std - ls_objective.raw_prediction(coef)[:, 0], sample_weight
+                )
+            ):
+                return self._set_exact_fit(ls_objective, coef, y_offset, y_scale, X)
+            coef = self._least_absolute_deviation_start(
+                start_objective, coef, self.fit_intercept, l2
+            )
+            residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
+            scale = self._initial_scale(residuals, start_objective.sample_weight)
+
+        if self.scale == "mad":
+            coef, scale, n_iter = self._fit_mad_scale(
+                ls_objective, rho, l2, coef, scale, solver
+            )
+            ((w, b),) = ls_objective.unstandardize(coef)
+        else:
+            if self.scale == "joint":
+                loss = ConcomitantScaleLoss(rho)
+                predictors, penalties = (
+                    [(None, self.fit_intercept), ((), True)],
+                    [l2, 0.0],
+                )
+                coef = np.append(coef, np.log(scale))
+            else:
+                scale = float(self.scale) / y_scale
+                loss = FixedScaleLoss(rho, scale)
+                predictors, penalties = [(None, self.fit_intercept)], [l2]
             objective = LinearObjective(
-                FixedScaleLoss(rho, scale),
+                loss,
                 X,
                 y_std,
                 sample_weight,
-                [(None, self.fit_intercept)],
-                [l2],
-                column_stats=stats,
+                predictors,
+                penalties,
+                column_stats=ls_objective.column_stats,
             )
             result = _solvers.minimize(objective, coef, solver, self.max_iter, self.tol)
-            ((w, b),) = objective.unstandardize(result.coef)
+            (w, b), *concomitant = objective.unstandardize(result.coef)
+            if concomitant:
+                scale = float(np.exp(concomitant[0][1]))
             n_iter = result.n_iter
 
         self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
-        self.scale_ = scale * y_scale
+        # A fixed scale is reported as given, not as rounded through y_scale.
+        self.scale_ = (
+            scale * y_scale if isinstance(self.scale, str) else float(self.scale)
+        )
         # The least-squares start counts as the first iteration.
         self.n_iter_ = n_iter + 1
-        abs_residuals = np.abs(y - self.predict(X))
+        abs_residuals = np.abs(y - safe_sparse_dot(X, self.coef_) - self.intercept_)
         self.outliers_ = abs_residuals > self.delta * self.scale_
+        return self
+
+    def _set_exact_fit(self, ls_objective, coef, y_offset, y_scale, X):
+        """Least squares fits every weighted row: that is the robust fit too.
+
+        Zero residuals minimise every ``rho`` term; the joint objective's
+        infimum is then at ``sigma -> 0``, where its Hessian blows up and
+        rounding would pick an arbitrary interpolant. The least-squares
+        (minimum-norm) fit is the canonical answer, with ``scale_ = 0``.
+        """
+        ((w, b),) = ls_objective.unstandardize(coef)
+        self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
+        self.scale_ = 0.0
+        self.n_iter_ = 1
+        self.outliers_ = np.zeros(X.shape[0], dtype=bool)
         return self
 
     @staticmethod
@@ -163,18 +211,30 @@ class ScaledMEstimator(RobustLinearRegressor):
         b = (self.intercept_ - y_offset) / y_scale if self.fit_intercept else 0.0
         return self.coef_ / y_scale, b, self.scale_ / y_scale
 
-    def _fit_mad_scale(
-        self, X, y, sample_weight, rho, l2, coef, residuals, stats, solver
-    ):
-        """Alternate an exact fixed-scale fit and ``sigma = MAD(r) / 0.6745``.
+    def _fit_mad_scale(self, ls_objective, rho, l2, coef, scale, solver):
+        """The fixed point ``sigma = MAD(r(sigma)) / 0.6745``, ``r`` from an exact fit.
 
-        Each fit is warm-started from the previous one, so after the first
-        only a few Newton steps are needed. Stops when the scale changes by
-        less than ``tol`` relative and the last fit converged.
+        Each fixed-scale fit is exact and warm-started from the previous one.
+        The scale equation ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma = 0``
+        is one-dimensional and continuous, so secant steps (falling back on
+        the plain fixed-point update) settle it in a few fits where the
+        fixed-point iteration of IRLS needs dozens. Large problems first
+        solve it on a strided subsample. Stops when the scale changes by less
+        than ``tol`` relative and the last fit converged; returns
+        ``(coef, scale, n_iter)``, ``scale`` the MAD of the final residuals,
+        as statsmodels reports it.
         """
-        scale = self._initial_scale(residuals, sample_weight)
         n_iter = 0
-        result = None
+        if (
+            ls_objective.n_samples >= _solvers.SUBSAMPLE_MIN_ROWS
+            and ls_objective.n_samples
+            >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * ls_objective.n_coef
+        ):
+            sub = ls_objective.subsample(_solvers.SUBSAMPLE_STEP)
+            if sub.sum_weight > 0:
+                coef, scale, _ = self._fit_mad_scale(sub, rho, l2, coef, scale, solver)
+        X, y, sample_weight = ls_objective.X, ls_objective.y, ls_objective.sample_weight
+        previous = None  # (scale, g(scale)) of the last fit, for the secant
         for _ in range(self.max_iter):
             objective = LinearObjective(
                 FixedScaleLoss(rho, scale),
@@ -183,23 +243,32 @@ class ScaledMEstimator(RobustLinearRegressor):
                 sample_weight,
                 [(None, self.fit_intercept)],
                 [l2],
-                column_stats=stats,
+                column_stats=ls_objective.column_stats,
             )
             result = _solvers.minimize(
-                objective, coef, solver, self.max_iter, self.tol, warn=False
+                objective,
+                coef,
+                solver,
+                self.max_iter,
+                self.tol,
+                warn=False,
+                multilevel=False,
             )
             coef = result.coef
             n_iter += result.n_iter
             residuals = y - objective.raw_prediction(coef)[:, 0]
-            new_scale = self._initial_scale(residuals, sample_weight)
-            converged = abs(new_scale - scale) <= self.tol * scale
+            mad = self._initial_scale(residuals, sample_weight)
+            if abs(mad - scale) <= self.tol * scale and result.converged:
+                return coef, mad, n_iter
+            gap = mad - scale
+            new_scale = mad
+            if previous is not None and gap != previous[1]:
+                secant = scale - gap * (scale - previous[0]) / (gap - previous[1])
+                if secant > 0:
+                    new_scale = secant
+            previous = (scale, gap)
             scale = new_scale
-            if converged and result.converged:
-                break
-        else:
-            _solvers.warn_not_converged(
-                "mad", n_iter, self.tol, "the MAD scale fixed point did not settle"
-            )
-        # scale is the MAD of the final residuals, as statsmodels reports it.
-        ((w, b),) = objective.unstandardize(coef)
-        return w, b, scale, n_iter
+        _solvers.warn_not_converged(
+            "mad", n_iter, self.tol, "the MAD scale fixed point did not settle"
+        )
+        return coef, mad, n_iter

@@ -23,75 +23,48 @@ every data set. It is still a *sum over rows*, accumulated block by block
 summing the per-block pieces; the estimators state their public objectives
 as sums and convert the penalty accordingly.
 
-Conditioning without copying ``X``: the objective works on standardised
-columns ``(X - m) / d`` (``m`` the weighted column means when a predictor has
-an intercept and ``X`` is dense, ``d`` the weighted standard deviations).
-Dense ``X`` is read in row blocks of a few megabytes; each block is
-standardised into a small buffer with a trailing column of ones, so neither
-``X`` nor ``X`` with a column of ones is ever materialised. Sparse ``X`` is
-never centred (that would densify it) and is multiplied as a whole.
+Conditioning without copying ``X``: the coefficients ``c`` the solver sees
+belong to standardised columns ``(X - m) / d`` (``m`` the weighted column
+means when every predictor with columns has an intercept and ``X`` is dense,
+``d`` the weighted standard deviations), so that one tolerance fits every
+data set. The standardisation is never applied to ``X``: it is a linear map
+``T`` of each predictor's coefficients (``w_raw = w / d``, ``b_raw = b - m @
+w_raw``), applied to ``p``-vectors and ``p x p`` blocks, while ``X`` is read
+as it is, in row blocks of a few hundred kilobytes that stay in cache
+between the product with ``X`` and the one with ``X.T`` (one pass over ``X``
+per evaluation). Only when a column's mean exceeds ``1e3`` times its spread
+(Unix timestamps, say) would folding the centring into ``T`` lose digits to
+cancellation; each block is then centred and scaled into a small buffer
+instead. Sparse ``X`` is never centred (that would densify it) and is
+multiplied as a whole.
 """
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.sparsefuncs import mean_variance_axis
+from threadpoolctl import ThreadpoolController
 
-# Rows per dense block: about 2 MiB of float64 per block, which stays in
-# cache and bounds the extra memory of a pass, whatever n is.
-_BLOCK_ELEMENTS = 2**18
+# Elements per dense row block: 512 KiB of float64, which stays in L2 cache
+# between the products with X and X.T, bounds the extra memory of a pass, and
+# is large enough that numpy's per-call overhead does not dominate.
+_BLOCK_ELEMENTS = 2**16
 
-
-class _DenseBlock:
-    """A row block of the standardised design, with a trailing column of ones."""
-
-    def __init__(self, buffer, n_coef):
-        self.B = buffer[:, :n_coef]
-
-    def matvec(self, c):
-        return self.B @ c
-
-    def rmatvec(self, g):
-        return self.B.T @ g
-
-    def weighted_gram(self, d, other):
-        return self.B.T @ (other.B * d[:, None])
+# Fold the centring into the coefficient map while |mean| / spread stays
+# below this; the cancellation then costs at most ~1e-13 in the gradient and
+# ~1e-10 (relative) in the Hessian. Beyond it, blocks are centred explicitly.
+_MAX_IMPLICIT_OFFSET = 1e3
 
 
-class _SparseBlock:
-    """All rows of a sparse design, scaled on the fly by ``1 / d``."""
+# BLAS calls on cache-sized blocks are too small for threads to pay: with two
+# threads a Hessian pass was 1.5x slower on an idle machine and 10x slower
+# with another process on the second core. Passes run single-threaded.
+_THREADPOOLS = ThreadpoolController()
 
-    def __init__(self, X, inv_scale, fit_intercept):
-        self.X = X
-        self.inv_scale = inv_scale
-        self.fit_intercept = fit_intercept
-        self.p = X.shape[1]
 
-    def matvec(self, c):
-        eta = self.X @ (c[: self.p] * self.inv_scale)
-        if self.fit_intercept:
-            eta += c[self.p]
-        return eta
-
-    def rmatvec(self, g):
-        out = (self.X.T @ g) * self.inv_scale
-        if self.fit_intercept:
-            out = np.append(out, g.sum())
-        return out
-
-    def weighted_gram(self, d, other):
-        p, q = self.p, other.p
-        G = np.empty((p + self.fit_intercept, q + other.fit_intercept))
-        XtD = self.X.T @ sp.diags_array(d)
-        G[:p, :q] = np.asarray((XtD @ other.X).todense()) * np.outer(
-            self.inv_scale, other.inv_scale
-        )
-        if other.fit_intercept:
-            G[:p, q] = (self.X.T @ d) * self.inv_scale
-        if self.fit_intercept:
-            G[p, :q] = (other.X.T @ d) * other.inv_scale
-            if other.fit_intercept:
-                G[p, q] = d.sum()
-        return G
+def _row_blocks(n_rows, n_cols):
+    step = max(64, _BLOCK_ELEMENTS // max(n_cols, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
 
 
 def _weighted_column_stats(X, sample_weight, center):
@@ -106,15 +79,26 @@ def _weighted_column_stats(X, sample_weight, center):
         _, var = mean_variance_axis(X, axis=0, weights=sample_weight)
         mean = np.zeros(p)
     else:
+        # One pass, merging per-block means and sums of squared deviations
+        # (Chan, Golub and LeVeque's update): stable whatever the offsets,
+        # and each block is read twice while it is in cache.
         mean = np.zeros(p)
+        m2 = np.zeros(p)
+        total = 0.0
         for rows in _row_blocks(X.shape[0], p):
-            mean += sample_weight[rows] @ X[rows]
-        mean /= S
-        var = np.zeros(p)
-        for rows in _row_blocks(X.shape[0], p):
-            dev = X[rows] - mean
-            var += sample_weight[rows] @ (dev * dev)
-        var /= S
+            sw = sample_weight[rows]
+            w_block = sw.sum()
+            if not w_block > 0:
+                continue
+            block_mean = (sw @ X[rows]) / w_block
+            dev = X[rows] - block_mean
+            dev *= dev
+            delta = block_mean - mean
+            new_total = total + w_block
+            mean += delta * (w_block / new_total)
+            m2 += sw @ dev + delta * delta * (total * w_block / new_total)
+            total = new_total
+        var = m2 / S
         if not center:
             mean = np.zeros(p)
     scale = np.sqrt(var)
@@ -123,10 +107,59 @@ def _weighted_column_stats(X, sample_weight, center):
     return mean, scale
 
 
-def _row_blocks(n_rows, n_cols):
-    step = max(64, _BLOCK_ELEMENTS // max(n_cols + 1, 1))
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
+class _Predictor:
+    """One linear predictor: its columns, intercept and coefficient map ``T``.
+
+    ``T`` maps standardised coefficients ``(w, b)`` to the coefficients of
+    the rows as they are read (raw ``X``, or blocks already standardised):
+    ``w_raw = w * inv_scale`` and ``b_raw = b - shift @ w_raw``.
+    """
+
+    def __init__(self, columns, fit_intercept, inv_scale, shift, coef_slice):
+        self.columns = columns  # None for all columns
+        self.fit_intercept = fit_intercept
+        self.inv_scale = inv_scale
+        self.shift = shift
+        self.slice = coef_slice
+        self.p = inv_scale.size
+
+    def to_raw(self, c):
+        w = c[: self.p] * self.inv_scale
+        b = c[self.p] - self.shift @ w if self.fit_intercept else 0.0
+        return w, b
+
+    def grad_from_raw(self, gw, gb):
+        """``T^T`` applied to a raw gradient ``(X^T g, sum g)``."""
+        out = np.empty(self.p + self.fit_intercept)
+        if self.fit_intercept:
+            out[: self.p] = (gw - self.shift * gb) * self.inv_scale
+            out[self.p] = gb
+        else:
+            out[:] = gw * self.inv_scale
+        return out
+
+    def take(self, A):
+        if self.columns is None:
+            return A
+        if self.columns.size == 0:  # intercept only: a view, not a copy
+            return A[:, :0]
+        return A[:, self.columns]
+
+
+def _gram_from_raw(a, b, G, xa_d, xb_d, d_sum):
+    """``T_a^T [[G, X_a^T d], [d^T X_b, sum d]] T_b`` for predictors a and b."""
+    # Rows: apply T_a^T to each column of the raw block, then T_b on the right.
+    top = G - np.outer(a.shift, xb_d) - np.outer(xa_d, b.shift)
+    top += d_sum * np.outer(a.shift, b.shift)
+    out = np.empty((a.p + a.fit_intercept, b.p + b.fit_intercept))
+    out[: a.p, : b.p] = top * np.outer(a.inv_scale, b.inv_scale)
+    if b.fit_intercept:
+        out[: a.p, b.p] = (xa_d - a.shift * d_sum) * a.inv_scale
+    if a.fit_intercept:
+        out[a.p, : b.p] = (xb_d - b.shift * d_sum) * b.inv_scale
+        if b.fit_intercept:
+            out[a.p, b.p] = d_sum
+    return out
 
 
 class LinearObjective:
@@ -135,11 +168,10 @@ class LinearObjective:
     Parameters
     ----------
     loss : object
-        A prediction loss with ``n_predictors`` and
-        ``loss_gradient_hessian(y, raw)``, see :mod:`skrobust.losses`.
+        A prediction loss with ``n_predictors``, ``loss_gradient(y, raw)``
+        and ``loss_gradient_hessian(y, raw)``, see :mod:`skrobust.losses`.
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
-        Never copied or modified. Any real dtype; dense blocks are
-        converted to float64 as they are read.
+        Never copied or modified. Any real dtype.
     y : ndarray of shape (n_samples,)
     sample_weight : ndarray of shape (n_samples,)
         Non-negative, with a positive sum.
@@ -164,11 +196,16 @@ class LinearObjective:
         self.sample_weight = sample_weight
         self.sum_weight = float(sample_weight.sum())
         self.sparse = sp.issparse(X)
+        self.predictor_spec = [
+            (None if c is None else np.asarray(c, dtype=np.intp), bool(f))
+            for c, f in predictors
+        ]
+        self.l2 = list(l2)
         n_features = X.shape[1]
         # Centring moves the offset m @ w into the intercept, so it is only
         # possible when every predictor that reads columns has an intercept.
         center = not self.sparse and all(
-            fit for cols, fit in predictors if cols is None or len(cols)
+            fit for cols, fit in self.predictor_spec if cols is None or cols.size
         )
         if column_stats is None:
             column_stats = _weighted_column_stats(X, sample_weight, center)
@@ -176,148 +213,195 @@ class LinearObjective:
         if not center and np.any(self.mean):
             raise ValueError("column_stats are centred but this objective is not")
         self.inv_scale = 1.0 / self.scale
+        ratio = np.abs(self.mean) * self.inv_scale
+        self.explicit_centering = bool(np.any(ratio > _MAX_IMPLICIT_OFFSET))
 
-        self.columns = []  # per predictor: index array into X's columns
-        self.fit_intercept = []
-        self.slices = []
+        self.predictors = []
         penalty = []
         start = 0
-        for (columns, fit_intercept), lam in zip(predictors, l2, strict=True):
-            cols = (
-                np.arange(n_features)
-                if columns is None
-                else np.asarray(columns, dtype=np.intp)
+        for (cols, fit), lam in zip(self.predictor_spec, self.l2, strict=True):
+            idx = np.arange(n_features) if cols is None else cols
+            size = idx.size + fit
+            if self.explicit_centering:  # blocks arrive standardised
+                inv_scale, shift = np.ones(idx.size), np.zeros(idx.size)
+            else:
+                inv_scale, shift = self.inv_scale[idx], self.mean[idx]
+            self.predictors.append(
+                _Predictor(cols, fit, inv_scale, shift, slice(start, start + size))
             )
-            size = cols.size + bool(fit_intercept)
-            self.columns.append(cols)
-            self.fit_intercept.append(bool(fit_intercept))
-            self.slices.append(slice(start, start + size))
             pen = np.zeros(size)
-            pen[: cols.size] = lam * self.inv_scale[cols] ** 2
+            pen[: idx.size] = lam * self.inv_scale[idx] ** 2
             penalty.append(pen)
             start += size
         self.n_coef = start
         self.penalty = np.concatenate(penalty)
-        # Predictors that read the same columns share one block buffer.
-        self._keys = [
-            "all" if c is None else tuple(np.asarray(c).tolist()) for c, _ in predictors
-        ]
-        if self.sparse:
-            self._sparse_X = {}
-            for key, cols in zip(self._keys, self.columns, strict=True):
-                if key not in self._sparse_X:
-                    self._sparse_X[key] = X if key == "all" else X[:, cols]
 
     @property
     def column_stats(self):
         return self.mean, self.scale
 
-    # -- blocks of the standardised design ----------------------------------
-    def _blocks(self):
-        """Yield ``(rows, designs)``: a row slice and one design per predictor."""
-        if self.sparse:
-            designs = [
-                _SparseBlock(self._sparse_X[key], self.inv_scale[cols], fit)
-                for key, cols, fit in zip(
-                    self._keys, self.columns, self.fit_intercept, strict=True
-                )
-            ]
-            yield slice(None), designs
-            return
-        X = self.X
-        for rows in _row_blocks(X.shape[0], X.shape[1]):
-            Xr = X[rows]
-            buffers = {}
-            designs = []
-            for key, cols, fit in zip(
-                self._keys, self.columns, self.fit_intercept, strict=True
-            ):
-                if key not in buffers:
-                    buf = np.empty((Xr.shape[0], cols.size + 1))
-                    part = Xr if key == "all" else Xr[:, cols]
-                    np.subtract(part, self.mean[cols], out=buf[:, : cols.size])
-                    buf[:, : cols.size] *= self.inv_scale[cols]
-                    buf[:, cols.size] = 1.0
-                    buffers[key] = buf
-                designs.append(_DenseBlock(buffers[key], cols.size + fit))
-            yield rows, designs
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
 
-    def _raw(self, designs, coef, n_rows):
-        raw = np.empty((n_rows, len(designs)))
-        for j, (design, sl) in enumerate(zip(designs, self.slices, strict=True)):
-            raw[:, j] = design.matvec(coef[sl])
+    def subsample(self, step):
+        """The same objective on every ``step``-th row, in the same coordinates.
+
+        A view of dense ``X``; a start for the full problem that costs
+        ``1 / step`` of a pass.
+        """
+        return LinearObjective(
+            self.loss,
+            self.X[::step],
+            self.y[::step],
+            self.sample_weight[::step],
+            self.predictor_spec,
+            self.l2,
+            column_stats=self.column_stats,
+        )
+
+    # -- the pass over X -----------------------------------------------------
+    def _row_blocks(self):
+        """Yield ``(rows, A)``: row slices and the rows as the map ``T`` expects."""
+        if self.sparse:
+            yield slice(None), self.X
+            return
+        for rows in _row_blocks(*self.X.shape):
+            A = self.X[rows]
+            if self.explicit_centering:
+                A = (A - self.mean) * self.inv_scale
+            yield rows, A
+
+    def _raw_block(self, A, raw_coefs):
+        raw = np.empty((A.shape[0], len(self.predictors)))
+        for j, (pred, (w, b)) in enumerate(
+            zip(self.predictors, raw_coefs, strict=True)
+        ):
+            raw[:, j] = pred.take(A) @ w + b
         return raw
+
+    def _pass(self, coef, gradient=True, hessian=False, direction=None):
+        """Accumulate value, gradient, Hessian and/or H @ direction in one pass."""
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            return self._pass_single_threaded(coef, gradient, hessian, direction)
+
+    def _pass_single_threaded(self, coef, gradient, hessian, direction):
+        k = len(self.predictors)
+        raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
+        raw_dirs = (
+            [pred.to_raw(direction[pred.slice]) for pred in self.predictors]
+            if direction is not None
+            else None
+        )
+        value = 0.0
+        gw = [np.zeros(pred.p) for pred in self.predictors]
+        gb = np.zeros(k)
+        hv_w = [np.zeros(pred.p) for pred in self.predictors]
+        hv_b = np.zeros(k)
+        pairs = [(a, b) for a in range(k) for b in range(a, k)]
+        G = (
+            {
+                pair: np.zeros((self.predictors[pair[0]].p, self.predictors[pair[1]].p))
+                for pair in pairs
+            }
+            if hessian
+            else None
+        )
+        xd = {
+            pair: (
+                np.zeros(self.predictors[pair[0]].p),
+                np.zeros(self.predictors[pair[1]].p),
+            )
+            for pair in pairs
+        }
+        d_sum = dict.fromkeys(pairs, 0.0)
+        for rows, A in self._row_blocks():
+            parts = [pred.take(A) for pred in self.predictors]
+            raw = np.empty((A.shape[0], k))
+            for j, (Aj, (w, b)) in enumerate(zip(parts, raw_coefs, strict=True)):
+                raw[:, j] = Aj @ w + b
+            sw = self.sample_weight[rows]
+            if hessian or raw_dirs is not None:
+                loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
+            else:
+                loss, g = self.loss.loss_gradient(self.y[rows], raw)
+            value += sw @ loss
+            if gradient:
+                g *= sw[:, None]
+                for j, Aj in enumerate(parts):
+                    gw[j] += Aj.T @ g[:, j]
+                    gb[j] += g[:, j].sum()
+            if raw_dirs is not None:
+                u = np.empty_like(raw)
+                for j, (Aj, (w, b)) in enumerate(zip(parts, raw_dirs, strict=True)):
+                    u[:, j] = Aj @ w + b
+                hu = np.einsum("nab,nb->na", h, u) * sw[:, None]
+                for j, Aj in enumerate(parts):
+                    hv_w[j] += Aj.T @ hu[:, j]
+                    hv_b[j] += hu[:, j].sum()
+            if hessian:
+                for a, b in pairs:
+                    d = sw * h[:, a, b]
+                    G[a, b] += _weighted_gram(parts[a], parts[b], d)
+                    xd[a, b][0][:] += parts[a].T @ d
+                    xd[a, b][1][:] += parts[b].T @ d
+                    d_sum[a, b] += d.sum()
+        S = self.sum_weight
+        value = value / S + 0.5 * coef @ (self.penalty * coef)
+        grad = H = hv = None
+        if gradient:
+            grad = np.concatenate(
+                [
+                    pred.grad_from_raw(gw[j], gb[j])
+                    for j, pred in enumerate(self.predictors)
+                ]
+            )
+            grad = grad / S + self.penalty * coef
+        if raw_dirs is not None:
+            hv = np.concatenate(
+                [
+                    pred.grad_from_raw(hv_w[j], hv_b[j])
+                    for j, pred in enumerate(self.predictors)
+                ]
+            )
+            hv = hv / S + self.penalty * direction
+        if hessian:
+            H = np.zeros((self.n_coef, self.n_coef))
+            for a, b in pairs:
+                pa, pb = self.predictors[a], self.predictors[b]
+                block = _gram_from_raw(pa, pb, G[a, b], *xd[a, b], d_sum[a, b])
+                H[pa.slice, pb.slice] = block
+                H[pb.slice, pa.slice] = block.T
+            H /= S
+            H[np.diag_indices_from(H)] += self.penalty
+        return value, grad, H, hv
 
     # -- public evaluation ---------------------------------------------------
     def raw_prediction(self, coef):
         """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
-        n = self.X.shape[0]
-        out = np.empty((n, len(self.slices)))
-        for rows, designs in self._blocks():
-            n_rows = n if self.sparse else rows.stop - rows.start
-            out[rows] = self._raw(designs, coef, n_rows)
+        raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
+        out = np.empty((self.X.shape[0], len(self.predictors)))
+        for rows, A in self._row_blocks():
+            out[rows] = self._raw_block(A, raw_coefs)
         return out
 
     def loss_gradient(self, coef):
         """Objective value and gradient at ``coef``, in one pass over ``X``."""
-        value, grad, _ = self._evaluate(coef, hessian=False)
+        value, grad, _, _ = self._pass(coef)
         return value, grad
+
+    def hessian(self, coef):
+        """Hessian matrix at ``coef``, in one pass over ``X``."""
+        return self._pass(coef, gradient=False, hessian=True)[2]
 
     def loss_gradient_hessian(self, coef):
         """Objective value, gradient and Hessian matrix, in one pass over ``X``."""
-        return self._evaluate(coef, hessian=True)
+        value, grad, H, _ = self._pass(coef, hessian=True)
+        return value, grad, H
 
     def hessp(self, coef, vector):
         """Hessian-vector product ``H(coef) @ vector`` without forming ``H``."""
-        n = self.X.shape[0]
-        out = np.zeros(self.n_coef)
-        for rows, designs in self._blocks():
-            n_rows = n if self.sparse else rows.stop - rows.start
-            raw = self._raw(designs, coef, n_rows)
-            _, _, hess = self.loss.loss_gradient_hessian(self.y[rows], raw)
-            direction = self._raw(designs, vector, n_rows)
-            hess_dir = np.einsum("nab,nb->na", hess, direction)
-            hess_dir *= self.sample_weight[rows][:, None]
-            for j, (design, sl) in enumerate(zip(designs, self.slices, strict=True)):
-                out[sl] += design.rmatvec(hess_dir[:, j])
-        out /= self.sum_weight
-        return out + self.penalty * vector
-
-    def _evaluate(self, coef, hessian):
-        n = self.X.shape[0]
-        k = len(self.slices)
-        value = 0.0
-        grad = np.zeros(self.n_coef)
-        H = np.zeros((self.n_coef, self.n_coef)) if hessian else None
-        for rows, designs in self._blocks():
-            n_rows = n if self.sparse else rows.stop - rows.start
-            raw = self._raw(designs, coef, n_rows)
-            sw = self.sample_weight[rows]
-            loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
-            value += sw @ loss
-            g *= sw[:, None]
-            for j in range(k):
-                grad[self.slices[j]] += designs[j].rmatvec(g[:, j])
-            if hessian:
-                for a in range(k):
-                    for b in range(a, k):
-                        H[self.slices[a], self.slices[b]] += designs[a].weighted_gram(
-                            sw * h[:, a, b], designs[b]
-                        )
-        value /= self.sum_weight
-        grad /= self.sum_weight
-        value += 0.5 * coef @ (self.penalty * coef)
-        grad += self.penalty * coef
-        if hessian:
-            H /= self.sum_weight
-            # Only the upper blocks were accumulated; mirror them.
-            for a in range(k):
-                for b in range(a + 1, k):
-                    H[self.slices[b], self.slices[a]] = H[
-                        self.slices[a], self.slices[b]
-                    ].T
-            H[np.diag_indices_from(H)] += self.penalty
-        return value, grad, H
+        return self._pass(coef, gradient=False, direction=vector)[3]
 
     # -- coefficients in the units of the original columns -------------------
     def unstandardize(self, coef):
@@ -327,23 +411,36 @@ class LinearObjective:
         then not centred either, so none is lost).
         """
         out = []
-        for cols, fit, sl in zip(
-            self.columns, self.fit_intercept, self.slices, strict=True
-        ):
-            c = coef[sl]
-            w = c[: cols.size] * self.inv_scale[cols]
-            b = float(c[cols.size] - self.mean[cols] @ w) if fit else 0.0
+        for pred in self.predictors:
+            c = coef[pred.slice]
+            idx = self._columns(pred)
+            w = c[: pred.p] * self.inv_scale[idx]
+            b = float(c[pred.p] - self.mean[idx] @ w) if pred.fit_intercept else 0.0
             out.append((w, b))
         return out
 
     def standardize(self, params):
         """Inverse of :meth:`unstandardize`: a flat coefficient vector."""
         coef = np.zeros(self.n_coef)
-        for (w, b), cols, fit, sl in zip(
-            params, self.columns, self.fit_intercept, self.slices, strict=True
-        ):
-            c = coef[sl]
-            c[: cols.size] = w * self.scale[cols]
-            if fit:
-                c[cols.size] = b + self.mean[cols] @ w
+        for (w, b), pred in zip(params, self.predictors, strict=True):
+            c = coef[pred.slice]
+            idx = self._columns(pred)
+            c[: pred.p] = w * self.scale[idx]
+            if pred.fit_intercept:
+                c[pred.p] = b + self.mean[idx] @ w
         return coef
+
+    def _columns(self, pred):
+        return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+
+
+def _weighted_gram(A, B, d):
+    """``A.T @ diag(d) @ B`` for a dense row block or a whole sparse matrix."""
+    if sp.issparse(A):
+        return np.asarray((A.T @ sp.diags_array(d) @ B).todense())
+    if A is B and A.shape[1] > 1 and d.min(initial=0.0) >= 0:
+        # C.T @ C with C = sqrt(d) A: numpy hands it to BLAS syrk, half the
+        # flops of the general product (convex losses have d >= 0).
+        C = A * np.sqrt(d)[:, None]
+        return C.T @ C
+    return A.T @ (B * d[:, None])

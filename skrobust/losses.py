@@ -28,8 +28,25 @@ import numpy as np
 
 _LOG2 = np.log(2.0)
 
+# |log sigma| beyond this and exp() leaves the floating-point range.
+_MAX_LOG_SCALE = 700.0
 
-class SquaredRho:
+
+class ResidualFunction:
+    """Base of the residual functions: ``value_derivatives`` fuses the three.
+
+    Subclasses define ``value``, ``derivative`` and ``second_derivative``
+    (and ``z_psi_minus_rho`` to be used with a concomitant scale); they may
+    override ``value_derivatives`` to share work between the three, which is
+    what the prediction losses call on every pass over the data.
+    """
+
+    def value_derivatives(self, z):
+        """``(rho(z), rho'(z), rho''(z))``."""
+        return self.value(z), self.derivative(z), self.second_derivative(z)
+
+
+class SquaredRho(ResidualFunction):
     r"""Least squares, :math:`\rho(z) = z^2 / 2`."""
 
     def value(self, z):
@@ -45,7 +62,7 @@ class SquaredRho:
         return 0.5 * z * z
 
 
-class HuberRho:
+class HuberRho(ResidualFunction):
     r"""Huber's function with threshold ``delta``.
 
     .. math::
@@ -79,8 +96,19 @@ class HuberRho:
         m = np.minimum(np.abs(z), self.delta)
         return 0.5 * m * m
 
+    def value_derivatives(self, z):
+        # With a = |z| and m = min(a, delta): rho = m (a - m / 2),
+        # psi = sign(z) m, rho'' = [a <= delta]; six array operations.
+        a = np.abs(z)
+        m = np.minimum(a, self.delta)
+        inlier = (a <= self.delta).astype(float)
+        psi = np.copysign(m, z)
+        a -= 0.5 * m
+        a *= m
+        return a, psi, inlier
 
-class LogCoshRho:
+
+class LogCoshRho(ResidualFunction):
     r"""Scaled log-cosh, :math:`\rho(z) = \delta^2 \log\cosh(z / \delta)`.
 
     Quadratic (``z**2 / 2``) near zero and linear (``delta |z|``) in the tails,
@@ -145,10 +173,13 @@ class FixedScaleLoss:
     def loss_gradient_hessian(self, y, raw):
         s = self.scale
         z = (y - raw[:, 0]) / s
-        loss = s * s * self.rho.value(z)
-        grad = (-s * self.rho.derivative(z))[:, None]
-        hess = self.rho.second_derivative(z)[:, None, None]
-        return loss, grad, hess
+        rho, psi, dpsi = _value_derivatives(self.rho, z)
+        rho *= s * s
+        psi *= -s
+        return rho, psi[:, None], dpsi[:, None, None]
+
+    def loss_gradient(self, y, raw):
+        return self.loss_gradient_hessian(y, raw)[:2]
 
 
 class ConcomitantScaleLoss:
@@ -182,24 +213,43 @@ class ConcomitantScaleLoss:
     def __init__(self, rho):
         self.rho = rho
 
-    def loss_gradient_hessian(self, y, raw):
-        sigma = np.exp(raw[:, 1])
+    def loss_gradient(self, y, raw):
+        return self._loss_gradient(y, raw)[:2]
+
+    def _loss_gradient(self, y, raw):
+        t = raw[:, 1]
+        if not np.all(np.abs(t) < _MAX_LOG_SCALE):
+            # exp(t) would overflow or vanish: no finite loss here. An
+            # infinite value makes a solver reject the step that got here;
+            # the derivatives stay finite because trust-exact forms the
+            # Hessian of every trial point, rejected or not.
+            zero = np.zeros_like(t)
+            return np.full_like(t, np.inf), np.zeros_like(raw), zero, zero, zero
+        sigma = np.exp(t)
         z = (y - raw[:, 0]) / sigma
-        rho, psi, dpsi = (
-            self.rho.value(z),
-            self.rho.derivative(z),
-            self.rho.second_derivative(z),
-        )
+        rho, psi, dpsi = _value_derivatives(self.rho, z)
         loss = sigma * (1.0 + 2.0 * rho)
         grad = np.empty_like(raw)
         grad[:, 0] = -2.0 * psi
         grad[:, 1] = sigma * (1.0 - 2.0 * self.rho.z_psi_minus_rho(z))
-        z_dpsi = np.where(dpsi > 0, z * dpsi, 0.0)
+        return loss, grad, sigma, z, dpsi
+
+    def loss_gradient_hessian(self, y, raw):
+        loss, grad, sigma, z, dpsi = self._loss_gradient(y, raw)
+        # z is finite (the objective works in standardised units), and rho''
+        # decays faster than 1 / z^2, so these products stay bounded.
+        z_dpsi = z * dpsi
         hess = np.empty(raw.shape + (2,))
         hess[:, 0, 0] = 2.0 * dpsi / sigma
         hess[:, 0, 1] = hess[:, 1, 0] = 2.0 * z_dpsi
-        hess[:, 1, 1] = grad[:, 1] + 2.0 * sigma * np.where(dpsi > 0, z * z_dpsi, 0.0)
+        hess[:, 1, 1] = grad[:, 1] + 2.0 * sigma * z * z_dpsi
         return loss, grad, hess
+
+
+def _value_derivatives(rho, z):
+    if hasattr(rho, "value_derivatives"):
+        return rho.value_derivatives(z)
+    return rho.value(z), rho.derivative(z), rho.second_derivative(z)
 
 
 class GaussianNLLLoss:
@@ -238,3 +288,130 @@ class GaussianNLLLoss:
         hess[:, 0, 1] = hess[:, 1, 0] = r_iv
         hess[:, 1, 1] = 0.5 * r2_iv
         return loss, grad, hess
+
+    def loss_gradient(self, y, raw):
+        return self.loss_gradient_hessian(y, raw)[:2]
+
+
+class SmoothedPinballRho(ResidualFunction):
+    r"""Convolution-smoothed pinball (check) loss of quantile ``q``, bandwidth ``h``.
+
+    The pinball loss :math:`\rho_q(u) = u\,(q - 1_{u < 0})` convolved with a
+    kernel density :math:`K` of bandwidth :math:`h` (Fernandes, Guerre and
+    Horta 2021; He, Pan, Tan and Zhou 2023, R's ``conquer``):
+
+    .. math::
+
+        \ell_h(u) = \int \rho_q(v)\, \tfrac1h K\!\left(\tfrac{v - u}{h}\right) dv
+                  = \rho_q(u) + h\, g(|u| / h),
+        \qquad g(t) = \int_{-\infty}^{-t} F(v)\, dv,
+
+    where :math:`F` is the kernel's distribution function (the second form
+    holds for every symmetric kernel). It is convex, with
+
+    .. math::
+
+        \ell_h'(u) = q - F(-u / h), \qquad
+        \ell_h''(u) = K(u / h) / h,
+
+    and :math:`0 \le \ell_h - \rho_q \le h\, g(0)`. Kernels:
+
+    ``"gaussian"``
+        :math:`K = \phi`, :math:`F = \Phi`,
+        :math:`g(t) = \phi(t) - t\,\Phi(-t)`, so
+        :math:`\ell_h(u) = u\,(q - \Phi(-u/h)) + h\,\phi(u/h)`.
+    ``"logistic"``
+        :math:`F(v) = 1 / (1 + e^{-v})`, :math:`K = F (1 - F)`,
+        :math:`g(t) = \log(1 + e^{-t})`, so
+        :math:`\ell_h(u) = q u + h \log(1 + e^{-u/h})`. Its standard
+        deviation is :math:`\pi / \sqrt 3 \approx 1.81` times the Gaussian's
+        at the same ``h`` (``conquer``'s convention).
+
+    Written as :math:`\rho_q(u)` plus a bounded correction in
+    :math:`t = |u| / h`, with :math:`t` capped where the correction has
+    underflowed to zero, so that residuals up to ``1e300`` neither overflow
+    nor lose the exact linear tails.
+
+    Parameters
+    ----------
+    quantile : float
+        ``q`` in (0, 1).
+    bandwidth : float
+        ``h > 0``, in the units of the residuals.
+    kernel : {"gaussian", "logistic"}, default="gaussian"
+        The smoothing kernel.
+    """
+
+    # Beyond t = |u| / h of this size the kernel's tail terms (density, tail
+    # probability, g) are below the smallest double: capping t there keeps
+    # |u| / h from overflowing and changes no value.
+    _T_MAX = {"gaussian": 40.0, "logistic": 750.0}
+    _INV_SQRT_2PI = 0.3989422804014327
+
+    def __init__(self, quantile, bandwidth, kernel="gaussian"):
+        if kernel not in self._T_MAX:
+            raise ValueError(f"unknown kernel {kernel!r}")
+        self.quantile = quantile
+        self.bandwidth = bandwidth
+        self.kernel = kernel
+
+    def _t(self, u):
+        """``|u| / h``, capped at ``_T_MAX``; computed without overflow."""
+        h = float(self.bandwidth)
+        # min(|u|, T h) / h: the product T h is a Python float (inf, not an
+        # error, for huge h), and the quotient is at most T.
+        return np.minimum(np.abs(u), self._T_MAX[self.kernel] * h) / h
+
+    def _tail_density_g(self, t):
+        """``F(-t)``, ``K(t)`` and ``g(t)`` for ``t >= 0``."""
+        if self.kernel == "gaussian":
+            # Imported here so that this appended class leaves the module's
+            # existing imports untouched; after the first call it is a lookup.
+            from scipy.special import ndtr
+
+            tail = ndtr(-t)
+            density = np.exp(-0.5 * t * t) * self._INV_SQRT_2PI
+            return tail, density, density - t * tail
+        e = np.exp(-t)
+        tail = e / (1.0 + e)
+        return tail, tail / (1.0 + e), np.log1p(e)
+
+    def value(self, z):
+        u = np.asarray(z, dtype=float)
+        q = self.quantile
+        _, _, g = self._tail_density_g(self._t(u))
+        pinball = np.where(u < 0, (q - 1.0) * u, q * u)
+        return pinball + self.bandwidth * g
+
+    def derivative(self, z):
+        # q - F(-u/h) = q - F(-t) for u >= 0, and q - 1 + F(-t) for u < 0:
+        # the tail probability is never subtracted from 1, so it keeps its
+        # relative precision.
+        u = np.asarray(z, dtype=float)
+        tail, _, _ = self._tail_density_g(self._t(u))
+        q = self.quantile
+        return np.where(u < 0, q - 1.0 + tail, q - tail)
+
+    def second_derivative(self, z):
+        u = np.asarray(z, dtype=float)
+        _, density, _ = self._tail_density_g(self._t(u))
+        return density / self.bandwidth
+
+    def value_derivatives(self, z):
+        """``(l(u), l'(u), l''(u))`` from one evaluation of the kernel terms."""
+        u = np.asarray(z, dtype=float)
+        q = self.quantile
+        tail, density, g = self._tail_density_g(self._t(u))
+        negative = u < 0
+        value = np.where(negative, (q - 1.0) * u, q * u)
+        value += self.bandwidth * g
+        derivative = np.where(negative, q - 1.0 + tail, q - tail)
+        density /= self.bandwidth
+        return value, derivative, density
+
+    def z_psi_minus_rho(self, z):
+        r"""``u l'(u) - l(u) = -h (t F(-t) + g(t))``, free of cancellation."""
+        u = np.asarray(z, dtype=float)
+        t = self._t(u)
+        tail, _, g = self._tail_density_g(t)
+        return -self.bandwidth * (t * tail + g)
