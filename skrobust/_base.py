@@ -21,17 +21,28 @@ _ACCEPT_SPARSE = ("csr", "csc")
 # Rows of the strided subsample that the least-squares start is computed on.
 LEAST_SQUARES_START_ROWS = 50_000
 
-# Reweighting steps of the least-absolute-deviation start.
+# Reweighting steps, and rows, of the least-absolute-deviation start.
 _LAD_START_STEPS = 8
+_LAD_START_ROWS = 5_000
 
-# Up to this many design elements the start materialises the weighted,
-# standardised design and calls lstsq on it (a copy of a small problem).
-_DIRECT_LSTSQ_ELEMENTS = 200_000
+# Up to this many design elements, or rows per coefficient, the start
+# materialises the weighted, standardised design and calls lstsq on it (a
+# copy of a small problem; its SVD costs more than the normal equations).
+_DIRECT_LSTSQ_ELEMENTS = 10_000
+_DIRECT_LSTSQ_ROWS_PER_COEF = 5
 
 
-def _solve_least_squares(objective, fit_intercept):
-    """Weighted least squares of a squared-loss objective, from zero coefficients."""
-    if objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS:
+def _solve_least_squares(objective, fit_intercept, direct=False):
+    """Weighted least squares of a squared-loss objective, from zero coefficients.
+
+    ``direct`` solves small problems with ``lstsq`` on the design itself:
+    stable minimum-norm solutions where the normal equations would square
+    the condition number (``p`` close to ``n``), at the price of an SVD.
+    """
+    if direct and (
+        objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS
+        or objective.n_samples <= _DIRECT_LSTSQ_ROWS_PER_COEF * objective.n_coef
+    ):
         return _direct_least_squares(objective, fit_intercept)
     _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
     return np.linalg.lstsq(hess, -grad, rcond=None)[0]
@@ -161,7 +172,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             sub = objective.subsample(step)
             if sub.sum_weight > 0:
                 start_objective = sub
-        coef = _solve_least_squares(start_objective, fit_intercept)
+        coef = _solve_least_squares(start_objective, fit_intercept, direct=True)
         return objective, start_objective, coef
 
     @staticmethod
@@ -174,11 +185,15 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         Weights ``s_i / max(|r_i|, floor)`` turn weighted least squares into
         iteratively reweighted L1 regression. Least squares can sit
         arbitrarily far from the bulk of the data when a few targets are
-        wild; a handful of these steps on ``start_objective``'s rows (at most
-        ``LEAST_SQUARES_START_ROWS``) brings the start back to it, so that
+        wild; a handful of these steps on a strided subsample of
+        ``start_objective``'s rows (about ``_LAD_START_ROWS``) brings the
+        start back to it, so that
         Newton's method starts with curvature to work with and a
         non-convex scale equation starts on the side of the good data.
         """
+        step = start_objective.n_samples // _LAD_START_ROWS
+        if step > 1 and start_objective.subsample(step).sum_weight > 0:
+            start_objective = start_objective.subsample(step)
         y, sample_weight = start_objective.y, start_objective.sample_weight
         # Least squares, or the median of y (zero standardised coefficients)
         # if that is closer in L1: a few wild targets can drag least squares
