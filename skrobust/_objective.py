@@ -325,7 +325,11 @@ class LinearObjective:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
             else:
                 loss, g = self.loss.loss_gradient(self.y[rows], raw)
-            value += sw @ loss
+            # A loss that overflowed (squared residuals of 1e200, say) makes
+            # the value infinite, which solvers reject, even where a zero
+            # weight meets it; the derivatives are what least squares uses.
+            with np.errstate(over="ignore", invalid="ignore"):
+                value += sw @ loss
             if gradient:
                 g *= sw[:, None]
                 for j, Aj in enumerate(parts):
@@ -348,6 +352,8 @@ class LinearObjective:
                     d_sum[a, b] += d.sum()
         S = self.sum_weight
         value = value / S + 0.5 * coef @ (self.penalty * coef)
+        if not np.isfinite(value):
+            value = np.inf
         grad = H = hv = None
         if gradient:
             grad = np.concatenate(

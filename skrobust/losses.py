@@ -50,7 +50,10 @@ class SquaredRho(ResidualFunction):
     r"""Least squares, :math:`\rho(z) = z^2 / 2`."""
 
     def value(self, z):
-        return 0.5 * z * z
+        # Residuals beyond 1e154 square to infinity: a legitimate value of
+        # this loss, used only for least-squares starts.
+        with np.errstate(over="ignore"):
+            return 0.5 * z * z
 
     def derivative(self, z):
         return np.asarray(z, dtype=float).copy()
