@@ -10,6 +10,7 @@ from sklearn.utils.validation import (
 )
 
 from ._objective import LinearObjective
+from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
 
 # The MAD of a standard normal sample: MAD / 0.6745 estimates its standard
@@ -45,7 +46,7 @@ def _solve_least_squares(objective, fit_intercept, direct=False):
     ):
         return _direct_least_squares(objective, fit_intercept)
     _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-    return np.linalg.lstsq(hess, -grad, rcond=None)[0]
+    return min_norm_solve(hess, -grad)
 
 
 def _direct_least_squares(objective, fit_intercept):

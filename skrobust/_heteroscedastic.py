@@ -25,6 +25,7 @@ from sklearn.utils.validation import (
 from . import _solvers
 from ._base import _ACCEPT_SPARSE, RobustLinearRegressor
 from ._objective import LinearObjective
+from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
 
 # -E[log chi^2_1] = Euler's gamma + log 2: log r^2 underestimates log sigma^2
@@ -39,27 +40,6 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # of tau, the square root of the floor: far below any noise the likelihood
 # can resolve, far above the rounding error of a residual (~1e-16 s_y).
 _EXACT_FIT_RELATIVE = 1e-3
-
-# Relative cut-off for the eigenvalues of a Gram matrix (squared singular
-# values): far above its rounding errors, so that a rank deficiency is seen
-# as one; it ignores only columns collinear to 1e-6 after standardisation.
-_GRAM_RCOND = 1e-12
-
-
-def _min_norm_solve(gram, rhs):
-    """Minimum-norm solution of normal equations ``gram @ x = rhs``.
-
-    ``gram`` is symmetric positive semi-definite; eigenvalues below
-    ``_GRAM_RCOND`` times the largest count as zero. ``np.linalg.lstsq``'s
-    default cut-off (``eps * size``) suits a design matrix, not its Gram
-    matrix, whose rounding errors are of that order: it keeps rounding-level
-    eigenvalues and amplifies rounding in ``rhs`` into an arbitrary
-    null-space component.
-    """
-    eigenvalues, vectors = np.linalg.eigh(gram)
-    keep = eigenvalues > _GRAM_RCOND * max(eigenvalues[-1], 0.0)
-    vectors = vectors[:, keep]
-    return vectors @ ((vectors.T @ rhs) / eigenvalues[keep])
 
 
 def _mean_and_spread(y, sample_weight, fit_intercept):
@@ -449,10 +429,10 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
             # Eliminate the (unpenalised) intercept: the Schur complement is
             # the weighted Gram matrix of the centred columns.
             a, m = M[:p, p], M[p, p]
-            w = _min_norm_solve(M[:p, :p] - np.outer(a, a) / m, h[:p] - a * (h[p] / m))
+            w = min_norm_solve(M[:p, :p] - np.outer(a, a) / m, h[:p] - a * (h[p] / m))
             u = np.append(w, (h[p] - a @ w) / m)
         else:
-            u = _min_norm_solve(M, h)
+            u = min_norm_solve(M, h)
         return D * u
 
     def _exact_fit_variance(self, ls_objective, mean_coef, residuals, start_weight):
@@ -558,7 +538,7 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
             column_stats=stats,
         )
         _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-        coef = _min_norm_solve(hess, -grad)
+        coef = min_norm_solve(hess, -grad)
         coef[-1] += HARVEY_OFFSET
         return coef
 

@@ -27,10 +27,15 @@ from sklearn.utils.extmath import safe_sparse_dot
 from . import _solvers
 from ._base import RobustLinearRegressor, mad_scale, target_offset_scale
 from ._objective import LinearObjective
+from ._quantile_exact import solve_exact
 from .losses import ConcomitantScaleLoss, FixedScaleLoss
 
 # Below this (relative to the spread of y) a scale counts as a perfect fit.
 _MIN_RELATIVE_SCALE = 1e-12
+
+# A joint scale below this (relative to the spread of y) may be collapsing to
+# zero: _collapsed_scale_fit checks, and solves the boundary problem.
+_COLLAPSED_SCALE = 1e-5
 
 # Least-squares residuals below this (relative to the spread of y) on every
 # weighted row make the fit exact; normal equations leave ~1e-13 of rounding.
@@ -160,11 +165,20 @@ class ScaledMEstimator(RobustLinearRegressor):
                 penalties,
                 column_stats=ls_objective.column_stats,
             )
-            result = _solvers.minimize(objective, coef, solver, self.max_iter, self.tol)
+            result = _solvers.minimize(
+                objective, coef, solver, self.max_iter, self.tol, warn=False
+            )
             (w, b), *concomitant = objective.unstandardize(result.coef)
+            n_iter = result.n_iter
+            converged = result.converged
             if concomitant:
                 scale = float(np.exp(concomitant[0][1]))
-            n_iter = result.n_iter
+                if scale < _COLLAPSED_SCALE and self.alpha == 0:
+                    w, b, scale, converged = self._collapsed_scale_fit(
+                        X, y_std, sample_weight, rho, w, b, scale, converged
+                    )
+            if not converged:
+                _solvers.warn_not_converged(solver, n_iter, self.tol, result.message)
 
         self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
         # A fixed scale is reported as given, not as rounded through y_scale.
@@ -176,6 +190,32 @@ class ScaledMEstimator(RobustLinearRegressor):
         abs_residuals = np.abs(y - safe_sparse_dot(X, self.coef_) - self.intercept_)
         self.outliers_ = abs_residuals > self.delta * self.scale_
         return self
+
+    def _collapsed_scale_fit(self, X, y, sample_weight, rho, w, b, scale, converged):
+        """The joint fit when its scale tends to zero: least absolute deviation.
+
+        As ``sigma -> 0``, ``sigma (1 + 2 rho(r / sigma)) -> 2 delta |r|``
+        for Huber and log-cosh alike, so on that boundary the coefficients
+        minimise the weighted L1 loss, solved exactly by linear programming.
+        ``sigma = 0`` is the optimum when the objective does not decrease as
+        ``sigma`` leaves it: ``sum_i s_i (1 - c [r_i != 0]) >= 0`` with
+        ``c = 2 sup (z psi - rho)`` (``delta^2`` for Huber), i.e. when enough
+        rows are fitted exactly. Newton's method only approaches this
+        boundary (one unit of ``log sigma`` per step, in a stiffening
+        problem), so it is solved here instead; if the boundary is not
+        optimal, Newton's point and convergence stand. Returns ``(w, b,
+        scale, converged)``.
+        """
+        w_lad, b_lad, _ = solve_exact(
+            X, y, 0.5, sample_weight, 0.0, self.fit_intercept, w, b
+        )
+        residuals = y - safe_sparse_dot(X, w_lad) - b_lad
+        exact = np.abs(residuals) <= _EXACT_FIT_TOL
+        c = 2.0 * float(rho.z_psi_minus_rho(np.array([1e300]))[0])
+        boundary_optimal = sample_weight @ np.where(exact, 1.0, 1.0 - c) >= 0
+        if boundary_optimal:
+            return w_lad, b_lad, 0.0, True
+        return w, b, scale, converged
 
     def _set_exact_fit(self, ls_objective, coef, y_offset, y_scale, X):
         """Least squares fits every weighted row: that is the robust fit too.

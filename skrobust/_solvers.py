@@ -42,10 +42,34 @@ SUBSAMPLE_MIN_ROWS_PER_COEF = 200
 SUBSAMPLE_STEP = 8
 SUBSAMPLE_TOL = 1e-6
 
+# Relative eigenvalue cut-off of min_norm_solve (squared singular values):
+# far above its rounding errors, so that a rank deficiency is seen as one;
+# it ignores only columns collinear to 1e-6 after standardisation.
+_GRAM_RCOND = 1e-12
+
+_LBFGS_OPTIONS = {
+    # Stop on relative reduction only at rounding level (64 eps, as
+    # scikit-learn's GLMs); the default ftol=2.2e-9 is how scikit-learn's
+    # HuberRegressor ends up short of its optimum.
+    "ftol": 64 * np.finfo(float).eps,
+    # Huber's piecewise quadratic objective has kinks in its curvature; a
+    # generous line search keeps L-BFGS from giving up there (scikit-learn
+    # uses the same value for its GLMs).
+    "maxls": 50,
+    "maxcor": 30,
+}
+# L-BFGS restarts (see _lbfgs_restarts), and the gradient below which a
+# rounding-level stop counts as converged: the objective cannot resolve the
+# decrease of a smaller step (about g^2, below 1e-12 of its value).
+_LBFGS_RESTARTS = 3
+_LBFGS_ROUNDING_GTOL = 1e-6
+
 # trust-exact runs to this gradient norm (or tol, if larger); at most
-# _POLISH_STEPS Newton steps then reach tol (see _newton).
+# _POLISH_STEPS Newton steps then reach tol (see _newton). Regular problems
+# need one to three; a scale collapsing to zero (more than a critical share
+# of rows fitted exactly) gains a factor e per step in its log.
 _TRUST_REGION_GTOL = 1e-6
-_POLISH_STEPS = 8
+_POLISH_STEPS = 30
 
 
 @dataclass
@@ -114,6 +138,21 @@ def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True
     return result
 
 
+def min_norm_solve(gram, rhs):
+    """Minimum-norm solution of ``gram @ x = rhs`` for a symmetric PSD ``gram``.
+
+    Eigenvalues below ``1e-12`` times the largest count as zero.
+    ``np.linalg.lstsq``'s default cut-off (``eps * size``) suits a design
+    matrix, not a Gram or Hessian matrix, whose rounding errors are of that
+    order: it keeps rounding-level eigenvalues and amplifies rounding in
+    ``rhs`` into an arbitrary null-space component.
+    """
+    eigenvalues, vectors = np.linalg.eigh(gram)
+    keep = eigenvalues > _GRAM_RCOND * max(eigenvalues[-1], 0.0)
+    vectors = vectors[:, keep]
+    return vectors @ ((vectors.T @ rhs) / eigenvalues[keep])
+
+
 def warn_not_converged(solver, n_iter, tol, message):
     """The one ConvergenceWarning of skrobust, raised at the user's ``fit`` call."""
     warnings.warn(
@@ -135,26 +174,44 @@ def _lbfgs(objective, coef0, max_iter, tol):
         coef0,
         jac=True,
         method="L-BFGS-B",
-        options={
-            "maxiter": max_iter,
-            "maxfun": 2 * max_iter + 20,
-            "gtol": tol,
-            # Stop on relative reduction only at rounding level (64 eps, as
-            # scikit-learn's GLMs); the default ftol=2.2e-9 is how
-            # scikit-learn's HuberRegressor ends up short of its optimum.
-            "ftol": 64 * np.finfo(float).eps,
-            # Huber's piecewise quadratic objective has kinks in its
-            # curvature; a generous line search keeps L-BFGS from giving up
-            # there (scikit-learn uses the same value for its GLMs).
-            "maxls": 50,
-            "maxcor": 30,
-        },
+        options={**_LBFGS_OPTIONS, "maxiter": max_iter, "gtol": tol},
     )
-    coef = res.x
-    # status 0: the gradient test or the rounding-level reduction test
-    # passed; no L-BFGS iterate can be better resolved in floating point.
-    converged = res.status == 0 or _gradient_norm(objective, coef) <= tol
-    return SolverResult(coef, int(res.nit), converged, str(res.message))
+    return _lbfgs_restarts(objective, res, max_iter, tol)
+
+
+def _lbfgs_restarts(objective, res, max_iter, tol):
+    """Judge an L-BFGS-B run by its gradient, restarting it while that pays.
+
+    L-BFGS-B also stops (status 0) when an iteration lowers the objective by
+    less than ``ftol`` relative, which happens at rounding level but also
+    after a line search that backtracked from an overflowing trial point, far
+    from the optimum. A fresh start (a new curvature memory) from the point
+    reached continues while it at least halves the gradient; the run counts
+    as converged only if the gradient ends within ``tol``, or within
+    ``_LBFGS_ROUNDING_GTOL`` when the last stop was the rounding-level test.
+    """
+    coef, n_iter = res.x, int(res.nit)
+    gnorm = _gradient_norm(objective, coef)
+    for _ in range(_LBFGS_RESTARTS):
+        if gnorm <= tol or n_iter >= max_iter or res.status != 0:
+            break
+        more = scipy.optimize.minimize(
+            objective.loss_gradient,
+            coef,
+            jac=True,
+            method="L-BFGS-B",
+            options={**_LBFGS_OPTIONS, "maxiter": max_iter - n_iter, "gtol": tol},
+        )
+        n_iter += int(more.nit)
+        more_gnorm = _gradient_norm(objective, more.x)
+        if not more_gnorm < gnorm:
+            break
+        improved = more_gnorm <= 0.5 * gnorm
+        coef, gnorm, res = more.x, more_gnorm, more
+        if not improved:
+            break
+    converged = gnorm <= tol or (res.status == 0 and gnorm <= _LBFGS_ROUNDING_GTOL)
+    return SolverResult(coef, n_iter, converged, str(res.message))
 
 
 class _Memo:
@@ -230,6 +287,9 @@ def _newton(objective, coef0, max_iter, tol):
         fresh = hess is None
         if fresh:
             hess = objective.hessian(coef)
+        # Not min_norm_solve: a Hessian can be badly scaled across blocks
+        # (a collapsing scale has curvature 1e-14 of the coefficients'), and
+        # its cut-off would drop such a direction instead of stepping in it.
         step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
         trial = coef + step
         trial_value, trial_grad = objective.loss_gradient(trial)
@@ -339,6 +399,10 @@ def _lasso_quadratic(H, b, l1, x, max_sweeps=1000):
     curvature is zero is left at zero: the model is then flat or unbounded
     along it and the line search of the caller decides.
     """
+    if not np.any(l1):
+        # No penalty: the model's minimiser solves H x = -b (least squares
+        # when H is singular).
+        return np.linalg.lstsq(H, -b, rcond=None)[0]
     diag = np.diag(H).copy()
     active = diag > 0
     x[~active] = 0.0
@@ -397,12 +461,20 @@ def _proximal_newton(objective, coef0, l1, max_iter, tol):
             break
         step = 1.0
         total = value + penalty
+        # A predicted decrease below the rounding of the objective cannot be
+        # seen in its values: the full step is then judged by the optimality
+        # residual instead (which Newton's step divides, near the solution).
+        invisible = -decrease <= 64 * np.finfo(float).eps * max(abs(total), 1.0)
         for _ in range(60):
             trial = coef + step * direction
             new_value, new_grad = objective.loss_gradient(trial)
             new_penalty = float(l1 @ np.abs(trial))
             if new_value + new_penalty <= total + 1e-4 * step * decrease:
                 break
+            if invisible and step == 1.0:
+                new_sub = _l1_subgradient(new_grad, trial, l1)
+                if np.max(np.abs(new_sub), initial=0.0) < 0.5 * gnorm:
+                    break
             step *= 0.5
         else:
             message = "line search failed (rounding level)"

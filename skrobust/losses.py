@@ -149,14 +149,24 @@ class LogCoshRho(ResidualFunction):
         return 4.0 * e / (1.0 + e) ** 2
 
     def z_psi_minus_rho(self, z):
-        """``z rho'(z) - rho(z)`` as ``delta^2 (log 2 - log1p(e) - 2 x e / (1 + e))``.
+        """``z rho'(z) - rho(z)``, with ``x = |z| / delta`` and ``e = exp(-2x)``.
 
-        With ``x = |z| / delta`` and ``e = exp(-2x)``; the direct difference
-        of two terms of size ``delta |z|`` would cancel for large ``|z|``.
+        ``delta^2 (log 2 - log1p(e) - 2 x e / (1 + e))`` for ``x >= 1``,
+        where the direct difference of two terms of size ``delta |z|`` would
+        cancel, and ``delta^2 (x tanh x - log cosh x)`` below, where the tail
+        form would lose the ``x^2 / 2`` it tends to.
         """
-        x = np.abs(z) / self.delta
-        e = np.exp(-2.0 * x)
-        return self.delta**2 * (_LOG2 - np.log1p(e) - 2.0 * x * e / (1.0 + e))
+        x = np.abs(np.asarray(z, dtype=float)) / self.delta
+        out = np.empty_like(x)
+        # Near zero both terms are ~x^2 (no cancellation beyond a factor 2);
+        # the tail form would subtract numbers of order 1.
+        near = x < 1.0
+        xn = x[near]
+        out[near] = xn * np.tanh(xn) - np.log1p(2.0 * np.sinh(0.5 * xn) ** 2)
+        xf = x[~near]
+        e = np.exp(-2.0 * xf)
+        out[~near] = _LOG2 - np.log1p(e) - 2.0 * xf * e / (1.0 + e)
+        return self.delta**2 * out
 
 
 class FixedScaleLoss:

@@ -774,3 +774,23 @@ def test_pandas_input_and_feature_names(estimator_class):
         model.predict(renamed)
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         model.predict(X)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_joint_scale_collapses_to_the_l1_fit_when_most_rows_are_exact(
+    estimator_class,
+):
+    """Two thirds of y on one value: the joint objective's infimum is at sigma = 0.
+
+    There ``sigma (1 + 2 rho(r / sigma)) -> 2 delta |r|``, so the fit is the
+    least-absolute-deviation fit (here the majority value, exactly), with
+    ``scale_ = 0``, and the objective is below its value at any positive
+    scale near Newton's path.
+    """
+    X = np.array([[a, b] for a in (1, 2, 3) for b in (1, 2, 3, 4)], dtype=float)
+    y = np.where(X[:, 0] == 2, 2.0, 1.0)
+    model = estimator_class().fit(X, y)
+    assert model.scale_ == 0.0
+    assert_allclose(model.coef_, 0.0, atol=1e-12)
+    assert model.intercept_ == pytest.approx(1.0, abs=1e-12)
+    assert_array_equal(model.outliers_, y == 2.0)

@@ -71,8 +71,10 @@ def test_robust_rhos_are_finite_and_warning_free_up_to_1e300(rho):
     assert np.all(np.isfinite(values))
     # Linear tails: rho(z) ~ delta |z|.
     assert_allclose(values[-1], rho.delta * 1e300, rtol=1e-12)
-    # Tiny residuals keep full relative precision (z^2 / 2), no cancellation.
+    # Tiny residuals keep full relative precision (z^2 / 2), no cancellation,
+    # in the value and in z psi - rho (the concomitant scale's gradient).
     assert_allclose(rho.value(np.array([1e-8])), [5e-17], rtol=1e-10)
+    assert_allclose(rho.z_psi_minus_rho(np.array([1e-8])), [5e-17], rtol=1e-7)
 
 
 def test_logcosh_tail_limits_are_exact():

@@ -1,0 +1,371 @@
+"""Tests of the exact quantile regression solvers in ``skrobust._quantile_exact``.
+
+Every optimum is checked through its objective value: quantile regression
+often has a whole face of minimisers (ties, duplicated rows, p >= n), so
+coefficients are only compared where the data make the minimiser unique.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+import skrobust._quantile_exact as qe
+from skrobust._quantile_exact import pinball_objective, solve_exact, solve_lp
+
+RTOL = 1e-9
+
+
+def oracle(X, y, quantile, sample_weight, alpha, fit_intercept):
+    """Minimum of the objective by a dense LP written independently.
+
+    Unlike the module, it keeps the rows of zero weight (with zero cost), does
+    not rescale the costs and uses a free intercept variable.
+    """
+    n, p = X.shape
+    s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+    S = s.sum()
+    ones = np.ones((n, 1)) if fit_intercept else np.zeros((n, 0))
+    A = np.hstack([X, -X, ones, np.eye(n), -np.eye(n)])
+    c = np.concatenate(
+        [
+            np.full(2 * p, alpha * S),
+            np.zeros(ones.shape[1]),
+            quantile * s,
+            (1 - quantile) * s,
+        ]
+    )
+    bounds = [(0, None)] * (2 * p) + [(None, None)] * ones.shape[1]
+    bounds += [(0, None)] * (2 * n)
+    res = linprog(c, A_eq=A, b_eq=y, bounds=bounds, method="highs")
+    assert res.status == 0, res.message
+    return res.fun / S
+
+
+def objective_scale(y, sample_weight):
+    """Floor of the relative comparisons: 1e-12 mean |y| for objectives near 0."""
+    s = np.ones(len(y)) if sample_weight is None else sample_weight
+    return 1e-3 * float(s @ np.abs(y)) / float(s.sum()) + 1e-300
+
+
+def assert_same_objective(f, f_ref, scale):
+    assert abs(f - f_ref) <= RTOL * max(abs(f_ref), scale), (f, f_ref)
+
+
+@st.composite
+def problems(draw):
+    p = draw(st.integers(1, 8))
+    if draw(st.booleans()):
+        n = draw(st.integers(max(5, p - 2), p + 4))  # p close to (or above) n
+    else:
+        n = draw(st.integers(5, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    design = draw(st.sampled_from(["gauss", "integer", "heavy"]))
+    if design == "gauss":
+        X = rng.standard_normal((n, p))
+    elif design == "integer":
+        X = rng.integers(-2, 3, size=(n, p)).astype(float)
+    else:
+        X = rng.standard_t(2, size=(n, p))
+    fit_intercept = draw(st.booleans())
+    y = X @ rng.standard_normal(p) + 3.0 * fit_intercept + rng.standard_t(2, n)
+    if draw(st.booleans()):
+        y = np.round(y)  # ties
+    if draw(st.booleans()):
+        # duplicated rows, some with the same response
+        k = int(rng.integers(1, n // 2 + 2))
+        src, dst = rng.integers(0, n, k), rng.integers(0, n, k)
+        X[dst] = X[src]
+        same = rng.random(k) < 0.5
+        y[dst[same]] = y[src[same]]
+    weights = draw(st.sampled_from(["none", "int", "float"]))
+    if weights == "none":
+        s = None
+    elif weights == "int":
+        s = rng.integers(0, 4, n).astype(float)
+    else:
+        s = rng.uniform(0, 2, n) * (rng.random(n) < 0.8)
+    if s is not None and s.sum() == 0:
+        s[0] = 1.0
+    quantile = draw(
+        st.one_of(st.sampled_from([0.01, 0.5, 0.99]), st.floats(0.01, 0.99))
+    )
+    alpha = draw(st.sampled_from([0.0, 0.0, 1e-3, 0.05]))
+    start = draw(st.sampled_from(["zeros", "ls", "wild"]))
+    if start == "zeros":
+        coef0, b0 = np.zeros(p), 0.0
+    elif start == "ls":
+        Xt = np.hstack([X, np.ones((n, 1))])
+        sol = np.linalg.lstsq(Xt, y, rcond=None)[0]
+        coef0, b0 = sol[:p], sol[p]
+    else:
+        coef0, b0 = 10 * rng.standard_normal(p), -5.0
+    initial_size = draw(st.one_of(st.none(), st.integers(1, n)))
+    return dict(
+        X=X,
+        y=y,
+        quantile=quantile,
+        sample_weight=s,
+        alpha=alpha,
+        fit_intercept=fit_intercept,
+        coef0=coef0,
+        b0=b0,
+        initial_size=initial_size,
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(problems())
+def test_exact_matches_full_lp_and_oracle(prob):
+    X, y, s, q = prob["X"], prob["y"], prob["sample_weight"], prob["quantile"]
+    alpha, fit = prob["alpha"], prob["fit_intercept"]
+    coef, b, info = solve_exact(
+        X,
+        y,
+        q,
+        s,
+        alpha,
+        fit,
+        prob["coef0"],
+        prob["b0"],
+        initial_size=prob["initial_size"],
+    )
+    assert info["solver"] in ("reduced", "full", "full-primal")
+    assert coef.shape == (X.shape[1],)
+    if not fit:
+        assert b == 0.0
+    f = pinball_objective(X, y, coef, b, q, s, alpha)
+    coef_lp, b_lp = solve_lp(X, y, q, s, alpha, fit)
+    f_lp = pinball_objective(X, y, coef_lp, b_lp, q, s, alpha)
+    f_oracle = oracle(X, y, q, s, alpha, fit)
+    scale = objective_scale(y, s)
+    assert_same_objective(f, f_oracle, scale)
+    assert_same_objective(f_lp, f_oracle, scale)
+    assert_same_objective(f, f_lp, scale)
+
+
+def test_pinball_objective_formula():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3))
+    y = rng.standard_normal(50)
+    s = rng.uniform(0, 2, 50)
+    coef, b, q, alpha = np.array([0.5, -1.0, 2.0]), 0.3, 0.3, 0.1
+    r = y - X @ coef - b
+    expected = np.sum(s * np.where(r >= 0, q * r, (q - 1) * r)) / s.sum()
+    expected += alpha * np.abs(coef).sum()
+    assert pinball_objective(X, y, coef, b, q, s, alpha) == pytest.approx(
+        expected, rel=1e-14
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_matches_scikit_learn(alpha):
+    from sklearn.linear_model import QuantileRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 4))
+    y = X @ [1.0, 0.0, -1.0, 2.0] + rng.standard_t(2, 300)
+    s = rng.uniform(0.5, 2.0, 300)
+    reg = QuantileRegressor(quantile=0.7, alpha=alpha, solver="highs")
+    reg.fit(X, y, sample_weight=s)
+    f_sk = pinball_objective(X, y, reg.coef_, reg.intercept_, 0.7, s, alpha)
+    coef, b, _ = solve_exact(
+        X, y, 0.7, s, alpha, True, np.zeros(4), 0.0, initial_size=60
+    )
+    f = pinball_objective(X, y, coef, b, 0.7, s, alpha)
+    assert_same_objective(f, f_sk, objective_scale(y, s))
+
+
+def _count_design(n, p, rng):
+    """Small non-negative integers, mostly zero: sparse, exact in any dtype."""
+    return rng.poisson(0.4, size=(n, p)).astype(np.int64)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sparse_and_dtypes_equal_dense(fit_intercept):
+    rng = np.random.default_rng(2)
+    n, p = 3000, 5
+    X64 = _count_design(n, p, rng).astype(np.float64)
+    y = X64 @ rng.standard_normal(p) + 1.0 + rng.standard_t(2, n)
+    s = rng.integers(0, 3, n).astype(float)
+    y_before, s_before = y.copy(), s.copy()
+    start = np.zeros(p), 0.0
+    ref_coef, ref_b, ref_info = solve_exact(X64, y, 0.3, s, 0.0, fit_intercept, *start)
+    assert ref_info["solver"] == "reduced"
+    f_ref = pinball_objective(X64, y, ref_coef, ref_b, 0.3, s, 0.0)
+
+    variants = {
+        "csr": sp.csr_matrix(X64),
+        "csc": sp.csc_matrix(X64),
+        "csr_int": sp.csr_matrix(X64.astype(np.int32)),
+        "csc_array": sp.csc_array(X64),
+        "float32": X64.astype(np.float32),
+        "int64": X64.astype(np.int64),
+        "fortran": np.asfortranarray(X64),
+    }
+    for name, X in variants.items():
+        if not sp.issparse(X):
+            X.flags.writeable = False  # any write to X would raise
+        coef, b, info = solve_exact(X, y, 0.3, s, 0.0, fit_intercept, *start)
+        f = pinball_objective(X, y, coef, b, 0.3, s, 0.0)
+        assert_same_objective(f, f_ref, objective_scale(y, s))
+        assert info["solver"] == "reduced", name
+        coef_lp, b_lp = solve_lp(X, y, 0.3, s, 0.0, fit_intercept)
+        f_lp = pinball_objective(X, y, coef_lp, b_lp, 0.3, s, 0.0)
+        assert_same_objective(f_lp, f_ref, objective_scale(y, s))
+    np.testing.assert_array_equal(y, y_before)
+    np.testing.assert_array_equal(s, s_before)
+
+
+def test_sparse_equals_dense_coefficients():
+    # Continuous data: the minimiser is unique, so coefficients must agree.
+    rng = np.random.default_rng(3)
+    n, p = 2000, 6
+    X = rng.standard_normal((n, p)) * (rng.random((n, p)) < 0.3)
+    y = X @ rng.standard_normal(p) + rng.standard_t(2, n)
+    dense = solve_exact(X, y, 0.6, None, 1e-3, True, np.zeros(p), 0.0)
+    for Xs in (sp.csr_matrix(X), sp.csc_matrix(X)):
+        sparse = solve_exact(Xs, y, 0.6, None, 1e-3, True, np.zeros(p), 0.0)
+        np.testing.assert_allclose(sparse[0], dense[0], rtol=1e-7, atol=1e-9)
+        assert sparse[1] == pytest.approx(dense[1], rel=1e-7, abs=1e-9)
+
+
+def test_bool_design():
+    rng = np.random.default_rng(4)
+    X = rng.random((1500, 4)) < 0.5
+    y = X @ [1.0, -1.0, 0.5, 2.0] + rng.standard_t(2, 1500)
+    coef, b, info = solve_exact(X, y, 0.9, None, 0.0, True, None, None)
+    f = pinball_objective(X, y, coef, b, 0.9, None, 0.0)
+    coef_lp, b_lp = solve_lp(X.astype(float), y, 0.9, None, 0.0, True)
+    f_lp = pinball_objective(X, y, coef_lp, b_lp, 0.9, None, 0.0)
+    assert_same_objective(f, f_lp, objective_scale(y, None))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("quantile", [0.01, 0.3, 0.99])
+def test_calibration_at_optimum(weighted, quantile):
+    # With an intercept and no penalty, the subgradient in the intercept
+    # direction contains 0: the weight strictly below the fit is at most
+    # q S and the weight at or below it is at least q S.
+    rng = np.random.default_rng(5)
+    n, p = 2500, 3
+    X = rng.standard_normal((n, p))
+    y = X @ [1.0, 2.0, -1.0] + rng.standard_t(2, n)
+    s = rng.uniform(0, 3, n) if weighted else np.ones(n)
+    coef, b, info = solve_exact(X, y, quantile, s, 0.0, True, np.zeros(p), 0.0)
+    assert info["solver"] == "reduced"
+    r = y - X @ coef - b
+    tol = 1e-9 * np.abs(y).max()
+    S = s.sum()
+    assert s[r < -tol].sum() <= quantile * S * (1 + 1e-12)
+    assert quantile * S <= s[r <= tol].sum() * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e8])
+def test_scale_equivariance(scale):
+    # HiGHS's tolerances are absolute: the solvers must rescale the LPs.
+    # Scaling y by c scales the minimum by c (w and b scale by c, so does
+    # the penalty); rescaling the columns of X leaves it unchanged at alpha=0.
+    rng = np.random.default_rng(9)
+    n, p = 1500, 3
+    X = rng.standard_normal((n, p))
+    y = X @ [1.0, -2.0, 0.5] + 1.0 + rng.standard_t(2, n)
+    s = rng.uniform(0, 2, n)
+    col = np.array([1e-6, 1.0, 1e5]) if scale < 1 else np.array([1e6, 1.0, 1e-5])
+    for alpha, Xc in [(0.01, X), (0.0, X * col)]:
+        ref = solve_exact(X, y, 0.7, s, alpha, True, None, None)
+        f_ref = pinball_objective(X, y, ref[0], ref[1], 0.7, s, alpha)
+        coef, b, info = solve_exact(Xc, scale * y, 0.7, s, alpha, True, None, None)
+        assert info["solver"] == "reduced"
+        f = pinball_objective(Xc, scale * y, coef, b, 0.7, s, alpha) / scale
+        assert f == pytest.approx(f_ref, rel=RTOL)
+        coef_lp, b_lp = solve_lp(Xc, scale * y, 0.7, s, alpha, True)
+        f_lp = pinball_objective(Xc, scale * y, coef_lp, b_lp, 0.7, s, alpha)
+        assert f_lp / scale == pytest.approx(f_ref, rel=RTOL)
+
+
+def test_zero_weight_rows_are_ignored():
+    rng = np.random.default_rng(6)
+    n, p = 800, 3
+    X = rng.standard_normal((n, p))
+    y = X @ [1.0, 2.0, -1.0] + rng.standard_t(2, n)
+    s = np.ones(n)
+    s[::4] = 0.0
+    y_wild = y.copy()
+    y_wild[::4] = 1e6 * rng.standard_normal(y[::4].size)
+    keep = s > 0
+    f_sub = oracle(X[keep], y[keep], 0.4, None, 0.01, True)
+    for solver in ("exact", "lp"):
+        if solver == "exact":
+            coef, b, _ = solve_exact(X, y_wild, 0.4, s, 0.01, True, None, None)
+        else:
+            coef, b = solve_lp(X, y_wild, 0.4, s, 0.01, True)
+        f = pinball_objective(X[keep], y[keep], coef, b, 0.4, None, 0.01)
+        assert_same_objective(f, f_sub, objective_scale(y, None))
+
+
+def test_fallback_paths_are_exact(monkeypatch):
+    rng = np.random.default_rng(7)
+    n, p = 400, 4
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + 2.0 + rng.standard_t(2, n)
+    f_ref = oracle(X, y, 0.25, None, 0.0, True)
+    scale = objective_scale(y, None)
+    # A wild start, a tiny band and one round: the reduced path gives up.
+    coef, b, info = solve_exact(
+        X,
+        y,
+        0.25,
+        None,
+        0.0,
+        True,
+        50 * np.ones(p),
+        -40.0,
+        initial_size=5,
+        max_rounds=1,
+    )
+    assert info["fallback"] and info["solver"] == "full"
+    assert_same_objective(
+        pinball_objective(X, y, coef, b, 0.25, None, 0.0), f_ref, scale
+    )
+    # If the dual LP cannot be certified, the primal LP of solve_lp is used.
+    monkeypatch.setattr(qe, "_dual_lp", lambda *args: (None, None, False))
+    coef, b, info = solve_exact(X, y, 0.25, None, 0.0, True, None, None)
+    assert info["solver"] == "full-primal"
+    assert_same_objective(
+        pinball_objective(X, y, coef, b, 0.25, None, 0.0), f_ref, scale
+    )
+
+
+def test_invalid_inputs():
+    X = np.ones((5, 2))
+    y = np.arange(5.0)
+    with pytest.raises(ValueError, match="positive sum"):
+        solve_exact(X, y, 0.5, np.zeros(5), 0.0, True, None, None)
+    with pytest.raises(ValueError, match="non-negative"):
+        solve_lp(X, y, 0.5, -np.ones(5), 0.0, True)
+    with pytest.raises(ValueError, match="quantile"):
+        solve_lp(X, y, 1.0, None, 0.0, True)
+    with pytest.raises(ValueError, match="alpha"):
+        pinball_objective(X, y, np.zeros(2), 0.0, 0.5, None, -1.0)
+
+
+def test_large_problem_uses_reduced_path():
+    rng = np.random.default_rng(8)
+    n, p, q = 20000, 20, 0.3
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_t(2, n)
+    Xt = np.hstack([X, np.ones((n, 1))])
+    ls = np.linalg.lstsq(Xt, y, rcond=None)[0]
+    coef, b, info = solve_exact(X, y, q, None, 0.0, True, ls[:p], ls[p])
+    assert not info["fallback"]
+    assert info["solver"] == "reduced"
+    assert info["reduced_size"] < n // 5
+    f = pinball_objective(X, y, coef, b, q, None, 0.0)
+    # The default dual simplex takes about 20 s on this LP, HiGHS's interior
+    # point method (with crossover to a vertex) about 5.
+    coef_lp, b_lp = solve_lp(X, y, q, None, 0.0, True, method="highs-ipm")
+    f_lp = pinball_objective(X, y, coef_lp, b_lp, q, None, 0.0)
+    assert_same_objective(f, f_lp, objective_scale(y, None))
