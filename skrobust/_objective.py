@@ -348,7 +348,8 @@ class LinearObjective:
                     d = sw * h[:, a, b]
                     G[a, b] += _weighted_gram(parts[a], parts[b], d)
                     xd[a, b][0][:] += parts[a].T @ d
-                    xd[a, b][1][:] += parts[b].T @ d
+                    if a != b:
+                        xd[a, b][1][:] += parts[b].T @ d
                     d_sum[a, b] += d.sum()
         S = self.sum_weight
         value = value / S + 0.5 * coef @ (self.penalty * coef)
@@ -375,7 +376,10 @@ class LinearObjective:
             H = np.zeros((self.n_coef, self.n_coef))
             for a, b in pairs:
                 pa, pb = self.predictors[a], self.predictors[b]
-                block = _gram_from_raw(pa, pb, G[a, b], *xd[a, b], d_sum[a, b])
+                xa_d, xb_d = xd[a, b]
+                block = _gram_from_raw(
+                    pa, pb, G[a, b], xa_d, xa_d if a == b else xb_d, d_sum[a, b]
+                )
                 H[pa.slice, pb.slice] = block
                 H[pb.slice, pa.slice] = block.T
             H /= S

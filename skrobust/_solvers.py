@@ -78,6 +78,8 @@ class SolverResult:
     n_iter: int
     converged: bool
     message: str
+    # The last Hessian Newton used (at or near coef), for the next level.
+    hessian: np.ndarray | None = None
 
 
 def choose_solver(solver, n_coef):
@@ -120,11 +122,14 @@ def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True
     ):
         sub = objective.subsample(SUBSAMPLE_STEP)
         if sub.sum_weight > 0:
-            coef0 = minimize(
+            sub_result = minimize(
                 sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), warn=False
-            ).coef
+            )
+            coef0, hessian = sub_result.coef, sub_result.hessian
+    else:
+        hessian = None
     if solver == "newton":
-        result = _newton(objective, coef0, max_iter, tol)
+        result = _newton(objective, coef0, max_iter, tol, hessian)
         if not result.converged:
             more = _lbfgs(objective, result.coef, max_iter, tol)
             more.n_iter += result.n_iter
@@ -249,7 +254,30 @@ class _Memo:
         return None
 
 
-def _newton(objective, coef0, max_iter, tol):
+def _newton(objective, coef0, max_iter, tol, hessian=None):
+    """trust-exact, finished (or, given a Hessian, preceded) by Newton steps.
+
+    Near the optimum a Newton step lowers the objective by about
+    ``g' H^-1 g / 2``, which drops below the rounding error of the objective
+    (a weighted mean of n terms) once the gradient is ~1e-7: a ratio test
+    such as trust-exact's then rejects good steps at random. So the trust
+    region brings the gradient to ``_TRUST_REGION_GTOL`` and Newton steps
+    (:func:`_newton_steps`) finish. ``hessian``, the curvature of the same
+    mean objective on a subsample, lets Newton steps try first: from a
+    subsample's solution they usually converge with one pass over the data
+    each, and trust-exact only runs if they stall.
+    """
+    n_iter = 0
+    if hessian is not None:
+        value, grad = objective.loss_gradient(coef0)
+        if not np.isfinite(value):
+            return SolverResult(coef0, 0, False, "non-finite objective")
+        coef, value, grad, hessian, n_iter = _newton_steps(
+            objective, coef0, value, grad, hessian, tol, max_iter, n_iter
+        )
+        if float(np.max(np.abs(grad), initial=0.0)) <= tol:
+            return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
+        coef0 = coef
     memo = _Memo(objective)
     with warnings.catch_warnings():
         # trust-exact warns (OptimizeWarning/RuntimeWarning) when it ends on
@@ -263,23 +291,38 @@ def _newton(objective, coef0, max_iter, tol):
             method="trust-exact",
             # trust-exact tests the Euclidean norm of the gradient, which
             # bounds the max-norm test below.
-            options={"gtol": max(tol, _TRUST_REGION_GTOL), "maxiter": max_iter},
+            options={
+                "gtol": max(tol, _TRUST_REGION_GTOL),
+                "maxiter": max(max_iter - n_iter, 1),
+            },
         )
     memo._update(res.x)
+    n_iter += int(res.nit)
     if not np.isfinite(memo.value):
-        return SolverResult(coef0, int(res.nit), False, "non-finite objective")
-    coef, value, grad = res.x, memo.value, memo.grad
-    n_iter = int(res.nit)
-    # Near the optimum a Newton step lowers the objective by about
-    # g' H^-1 g / 2, which drops below the rounding error of the objective
-    # (a weighted mean of n terms) once the gradient is ~1e-7: a ratio test
-    # such as trust-exact's then rejects good steps at random. So the trust
-    # region brings the gradient to 1e-6, and Newton steps on the latest
-    # Hessian finish, each accepted while it shrinks the gradient without
-    # raising the objective beyond rounding. The Hessian is re-formed only
-    # when a step shrinks the gradient by less than 10x, which near the
-    # optimum it rarely does: the extra steps cost one pass each, not two.
-    hess = memo.last_hessian(coef)
+        return SolverResult(coef0, n_iter, False, "non-finite objective")
+    coef, value, grad, hessian, n_iter = _newton_steps(
+        objective,
+        res.x,
+        memo.value,
+        memo.grad,
+        memo.last_hessian(res.x),
+        tol,
+        max_iter,
+        n_iter,
+    )
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian)
+
+
+def _newton_steps(objective, coef, value, grad, hess, tol, max_iter, n_iter):
+    """Newton steps on the latest Hessian while they shrink the gradient.
+
+    A step is accepted while it shrinks the largest gradient entry without
+    raising the objective beyond rounding. The Hessian (``None`` to form
+    one) is re-formed only when a step shrinks the gradient by less than
+    10x, which near the optimum it rarely does: such steps cost one pass
+    over the data, not two. Returns ``(coef, value, grad, hess, n_iter)``.
+    """
     for _ in range(_POLISH_STEPS):
         gnorm = float(np.max(np.abs(grad), initial=0.0))
         if gnorm <= tol or n_iter >= max_iter:
@@ -304,8 +347,7 @@ def _newton(objective, coef0, max_iter, tol):
             break
         else:
             hess = None
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
-    return SolverResult(coef, n_iter, gnorm <= tol, str(res.message))
+    return coef, value, grad, hess, n_iter
 
 
 def minimize_l1(

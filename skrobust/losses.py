@@ -238,13 +238,23 @@ class ConcomitantScaleLoss:
             # Hessian of every trial point, rejected or not.
             zero = np.zeros_like(t)
             return np.full_like(t, np.inf), np.zeros_like(raw), zero, zero, zero
-        sigma = np.exp(t)
-        z = (y - raw[:, 0]) / sigma
+        if t[0] == t[-1] and np.all(t == t[0]):
+            # An intercept-only scale (the usual case): one exp, not n.
+            sigma = float(np.exp(t[0]))
+            z = (y - raw[:, 0]) * (1.0 / sigma)
+        else:
+            sigma = np.exp(t)
+            z = (y - raw[:, 0]) / sigma
         rho, psi, dpsi = _value_derivatives(self.rho, z)
-        loss = sigma * (1.0 + 2.0 * rho)
+        rho *= 2.0
+        rho += 1.0
+        loss = sigma * rho
         grad = np.empty_like(raw)
-        grad[:, 0] = -2.0 * psi
-        grad[:, 1] = sigma * (1.0 - 2.0 * self.rho.z_psi_minus_rho(z))
+        np.multiply(psi, -2.0, out=grad[:, 0])
+        scale_score = self.rho.z_psi_minus_rho(z)
+        scale_score *= -2.0
+        scale_score += 1.0
+        np.multiply(scale_score, sigma, out=grad[:, 1])
         return loss, grad, sigma, z, dpsi
 
     def loss_gradient_hessian(self, y, raw):
