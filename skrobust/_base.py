@@ -73,17 +73,26 @@ def weighted_median(values, weights=None):
     if weights is None or np.all(weights == weights[0]):
         return float(np.median(values))
     order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
+    v, w = values[order], weights[order] / weights.max()
     cum = np.cumsum(w)
     half = 0.5 * cum[-1]
-    i = int(np.searchsorted(cum, half))
-    if cum[i] == half:
-        # Exactly half the weight is at or below v[i]: average with the next
-        # value that carries weight.
+    # Cumulative sums of non-integer weights carry rounding: "exactly half"
+    # means within it, so that scaling all weights cannot change the answer.
+    slack = 1e-12 * cum[-1]
+    i = int(np.searchsorted(cum, half - slack))
+    if cum[i] <= half + slack:
+        # Half the weight is at or below v[i]: average with the next value
+        # that carries weight.
         following = np.flatnonzero(w[i + 1 :] > 0)
         if following.size:
             return 0.5 * (v[i] + v[i + 1 + following[0]])
     return float(v[i])
+
+
+def total_weight(sample_weight):
+    """``sum(sample_weight)``, infinite rather than a RuntimeWarning on overflow."""
+    top = float(sample_weight.max())
+    return float(np.sum(sample_weight / top)) * top if top > 0 else 0.0
 
 
 def mad_scale(residuals, weights=None):
@@ -111,7 +120,11 @@ def target_offset_scale(y, sample_weight, fit_intercept):
     if not dmax > 0:
         return offset, 1.0 if offset == 0 else abs(offset)
     scaled = dev / dmax
-    rms = dmax * float(np.sqrt(sample_weight @ (scaled * scaled) / sample_weight.sum()))
+    rms = dmax * float(
+        np.sqrt(
+            np.average(scaled * scaled, weights=sample_weight / sample_weight.max())
+        )
+    )
     return offset, rms if rms > 0 else dmax
 
 
@@ -141,7 +154,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        if not sample_weight.sum() > 0:
+        if not sample_weight.max(initial=0.0) > 0:
             raise ValueError("sample_weight must have a positive sum.")
         return X, y, sample_weight
 
@@ -220,7 +233,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
                 y,
                 weights,
                 [(None, fit_intercept)],
-                [l2 * weights.sum() / sample_weight.sum()],
+                [l2 * total_weight(weights) / total_weight(sample_weight)],
                 column_stats=start_objective.column_stats,
             )
             coef = _solve_least_squares(objective, fit_intercept)

@@ -25,7 +25,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _solvers
-from ._base import RobustLinearRegressor, mad_scale, target_offset_scale
+from ._base import (
+    RobustLinearRegressor,
+    mad_scale,
+    target_offset_scale,
+    total_weight,
+)
 from ._objective import LinearObjective
 from ._quantile_exact import solve_exact
 from .losses import ConcomitantScaleLoss, FixedScaleLoss
@@ -106,7 +111,7 @@ class ScaledMEstimator(RobustLinearRegressor):
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
         y_offset, y_scale = target_offset_scale(y, sample_weight, self.fit_intercept)
         y_std = (y - y_offset) / y_scale
-        S = sample_weight.sum()
+        S = total_weight(sample_weight)
         rho = self._rho()
         if self.scale == "joint":
             self._check_joint_scale_exists()
@@ -227,7 +232,7 @@ class ScaledMEstimator(RobustLinearRegressor):
         """
         ((w, b),) = ls_objective.unstandardize(coef)
         self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
-        self.scale_ = 0.0
+        self.scale_ = 0.0 if isinstance(self.scale, str) else float(self.scale)
         self.n_iter_ = 1
         self.outliers_ = np.zeros(X.shape[0], dtype=bool)
         return self
@@ -238,7 +243,12 @@ class ScaledMEstimator(RobustLinearRegressor):
         if not scale > _MIN_RELATIVE_SCALE:
             # More than half the residuals are zero: use their root mean
             # square, or a tiny scale for a perfect fit.
-            rms = np.sqrt(sample_weight @ residuals**2 / sample_weight.sum())
+            top = float(np.max(np.abs(residuals)))
+            if top > 0:
+                rel = residuals / top
+                rms = top * np.sqrt(np.average(rel * rel, weights=sample_weight))
+            else:
+                rms = 0.0
             scale = max(float(rms), _MIN_RELATIVE_SCALE)
         return scale
 
@@ -256,9 +266,10 @@ class ScaledMEstimator(RobustLinearRegressor):
 
         Each fixed-scale fit is exact and warm-started from the previous one.
         The scale equation ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma = 0``
-        is one-dimensional and continuous, so secant steps (falling back on
-        the plain fixed-point update) settle it in a few fits where the
-        fixed-point iteration of IRLS needs dozens. Large problems first
+        is one-dimensional and continuous, so safeguarded secant steps
+        settle it in a few fits where the fixed-point iteration of IRLS
+        needs dozens, and a bracket keeps them from bouncing where ``g`` is
+        flat. Large problems first
         solve it on a strided subsample. Stops when the scale changes by less
         than ``tol`` relative and the last fit converged; returns
         ``(coef, scale, n_iter)``, ``scale`` the MAD of the final residuals,
@@ -275,6 +286,7 @@ class ScaledMEstimator(RobustLinearRegressor):
                 coef, scale, _ = self._fit_mad_scale(sub, rho, l2, coef, scale, solver)
         X, y, sample_weight = ls_objective.X, ls_objective.y, ls_objective.sample_weight
         previous = None  # (scale, g(scale)) of the last fit, for the secant
+        low = high = None  # scales known to have g > 0 and g < 0
         for _ in range(self.max_iter):
             objective = LinearObjective(
                 FixedScaleLoss(rho, scale),
@@ -301,11 +313,22 @@ class ScaledMEstimator(RobustLinearRegressor):
             if abs(mad - scale) <= self.tol * scale and result.converged:
                 return coef, mad, n_iter
             gap = mad - scale
+            # Safeguarded secant on g(sigma) = MAD(r(sigma)) / 0.6745 - sigma:
+            # once g has changed sign, keep the root bracketed and bisect
+            # (geometrically) whenever the secant step leaves the bracket;
+            # before that, the plain fixed-point update of IRLS.
+            if gap > 0:
+                low = scale if low is None else max(low, scale)
+            else:
+                high = scale if high is None else min(high, scale)
             new_scale = mad
             if previous is not None and gap != previous[1]:
-                secant = scale - gap * (scale - previous[0]) / (gap - previous[1])
-                if secant > 0:
-                    new_scale = secant
+                new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
+            if low is not None and high is not None:
+                if not low < new_scale < high:
+                    new_scale = float(np.sqrt(low * high))
+            elif not new_scale > 0:
+                new_scale = mad
             previous = (scale, gap)
             scale = new_scale
         _solvers.warn_not_converged(

@@ -49,6 +49,9 @@ from threadpoolctl import ThreadpoolController
 # is large enough that numpy's per-call overhead does not dominate.
 _BLOCK_ELEMENTS = 2**16
 
+# Rows of the strided sample on which null_directions looks for candidates.
+_NULL_SPACE_SAMPLE_ROWS = 20_000
+
 # Fold the centring into the coefficient map while |mean| / spread stays
 # below this; the cancellation then costs at most ~1e-13 in the gradient and
 # ~1e-10 (relative) in the Hessian. Beyond it, blocks are centred explicitly.
@@ -75,6 +78,19 @@ def _weighted_column_stats(X, sample_weight, center):
     """
     S = sample_weight.sum()
     p = X.shape[1]
+    if not sp.issparse(X):
+        # Columns near 1e+-200 would overflow or underflow when squared:
+        # scale each by a power of two (exact) near its size, judged on a
+        # strided sample of rows.
+        sample = np.abs(np.asarray(X[:: max(1, X.shape[0] // 1000)], dtype=float))
+        size = sample.max(axis=0, initial=0.0)
+        size[~(size > 0)] = 1.0
+        unit = np.exp2(np.round(np.log2(size)))
+        if np.any((unit > 2.0**100) | (unit < 2.0**-100)):
+            mean, scale = _weighted_column_stats(
+                _ScaledColumns(X, unit), sample_weight, center
+            )
+            return mean * unit, scale * unit
     if sp.issparse(X):
         _, var = mean_variance_axis(X, axis=0, weights=sample_weight)
         mean = np.zeros(p)
@@ -102,9 +118,24 @@ def _weighted_column_stats(X, sample_weight, center):
         if not center:
             mean = np.zeros(p)
     scale = np.sqrt(var)
-    # Tiny but nonzero spreads are kept: scaling them up is the point.
-    scale[~(scale > 0) | ~np.isfinite(scale)] = 1.0
+    # Tiny but real spreads are kept: scaling them up is the point. A spread
+    # at the rounding level of the column's own size is a constant column
+    # (its computed variance is rounding noise, which scaling would blow up
+    # into a random column); it is left unscaled, so that centred it is ~0.
+    size = np.abs(mean) if center else np.zeros(p)
+    constant = ~(scale > 64 * np.finfo(float).eps * size) | ~np.isfinite(scale)
+    scale[constant] = 1.0
     return mean, scale
+
+
+class _ScaledColumns:
+    """A read-only view of ``X / unit`` row block by row block (for the stats)."""
+
+    def __init__(self, X, unit):
+        self.X, self.unit, self.shape = X, unit, X.shape
+
+    def __getitem__(self, rows):
+        return self.X[rows] / self.unit
 
 
 class _Predictor:
@@ -193,8 +224,11 @@ class LinearObjective:
         self.loss = loss
         self.X = X
         self.y = y
-        self.sample_weight = sample_weight
-        self.sum_weight = float(sample_weight.sum())
+        # The objective is a weighted mean, unchanged by scaling the weights;
+        # scaled to a largest weight of 1 they cannot overflow when summed.
+        top = float(sample_weight.max(initial=0.0))
+        self.sample_weight = sample_weight / top if top > 0 else sample_weight
+        self.sum_weight = float(self.sample_weight.sum())
         self.sparse = sp.issparse(X)
         self.predictor_spec = [
             (None if c is None else np.asarray(c, dtype=np.intp), bool(f))
@@ -208,13 +242,18 @@ class LinearObjective:
             fit for cols, fit in self.predictor_spec if cols is None or cols.size
         )
         if column_stats is None:
-            column_stats = _weighted_column_stats(X, sample_weight, center)
+            column_stats = _weighted_column_stats(X, self.sample_weight, center)
         self.mean, self.scale = column_stats
         if not center and np.any(self.mean):
             raise ValueError("column_stats are centred but this objective is not")
         self.inv_scale = 1.0 / self.scale
         ratio = np.abs(self.mean) * self.inv_scale
-        self.explicit_centering = bool(np.any(ratio > _MAX_IMPLICIT_OFFSET))
+        # Raw products of columns near 1e+-200 would overflow or underflow
+        # before the map could rescale them: such blocks are scaled first.
+        extreme = (self.scale > 1e100) | (self.scale < 1e-100)
+        self.explicit_centering = bool(
+            np.any(ratio > _MAX_IMPLICIT_OFFSET) or np.any(extreme)
+        )
 
         self.predictors = []
         penalty = []
@@ -230,7 +269,11 @@ class LinearObjective:
                 _Predictor(cols, fit, inv_scale, shift, slice(start, start + size))
             )
             pen = np.zeros(size)
-            pen[: idx.size] = lam * self.inv_scale[idx] ** 2
+            if lam:
+                # (Columns of size 1e-200 have coefficients of 1e200: their
+                # squared penalty weight may overflow to inf, as it should.)
+                with np.errstate(over="ignore"):
+                    pen[: idx.size] = lam * self.inv_scale[idx] ** 2
             penalty.append(pen)
             start += size
         self.n_coef = start
@@ -259,6 +302,70 @@ class LinearObjective:
             self.l2,
             column_stats=self.column_stats,
         )
+
+    def null_directions(self):
+        """Orthonormal coefficient directions along which no row changes.
+
+        Constant (with an intercept), all-zero and collinear columns leave
+        directions ``v`` with ``eta(c + v) = eta(c)`` for every row: the
+        objective is flat along them and its minimisers form a family.
+        Solvers then keep to the minimum-norm member
+        (:func:`skrobust._solvers.minimize`). Candidates are the small
+        eigenvalues (below ``1e-10`` of the largest) of each predictor's
+        design Gram matrix on a strided sample of at most
+        ``_NULL_SPACE_SAMPLE_ROWS`` rows (every true direction is among
+        them); each is kept only if it is flat on all rows too, which costs
+        a pass only when there are candidates. Returns an array of shape
+        ``(n_coef, n_directions)``.
+        """
+        step = max(1, self.n_samples // _NULL_SPACE_SAMPLE_ROWS)
+        sample = self.subsample(step) if step > 1 else self
+        if step > 1 and not sample.sum_weight > 0:
+            sample = self
+        directions = []
+        for j, pred in enumerate(self.predictors):
+            eigenvalues, vectors = np.linalg.eigh(sample._design_grams(j))
+            small = eigenvalues <= 1e-10 * max(eigenvalues[-1], 0.0)
+            if not np.any(small):
+                continue
+            candidates = vectors[:, small]
+            if sample is not self:
+                flat = self._design_grams(j, candidates)
+                candidates = candidates[:, flat <= 1e-10 * max(eigenvalues[-1], 0.0)]
+            block = np.zeros((self.n_coef, candidates.shape[1]))
+            block[pred.slice] = candidates
+            directions.append(block)
+        if not directions:
+            return np.zeros((self.n_coef, 0))
+        return np.hstack(directions)
+
+    def _design_grams(self, j, directions=None):
+        """Weighted Gram matrix of predictor ``j``'s standardised design.
+
+        With ``directions`` (columns ``v``), instead the weighted mean of
+        ``(design @ v)**2`` for each: how far each is from flat.
+        """
+        pred = self.predictors[j]
+        size = pred.slice.stop - pred.slice.start
+        gram = np.zeros((size, size))
+        flat = None if directions is None else np.zeros(directions.shape[1])
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            for rows, A in self._row_blocks():
+                part = pred.take(A)
+                sw = self.sample_weight[rows]
+                if directions is not None:
+                    moved = np.empty((part.shape[0], directions.shape[1]))
+                    for k in range(directions.shape[1]):
+                        w, b = pred.to_raw(directions[:, k])
+                        moved[:, k] = part @ w + b
+                    flat += sw @ (moved * moved)
+                    continue
+                G = _weighted_gram(part, part, sw)
+                xd = np.asarray(part.T @ sw).ravel()
+                gram += _gram_from_raw(pred, pred, G, xd, xd, sw.sum())
+        if directions is not None:
+            return flat / self.sum_weight
+        return gram / self.sum_weight
 
     # -- the pass over X -----------------------------------------------------
     def _row_blocks(self):

@@ -28,6 +28,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
@@ -114,6 +115,46 @@ def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True
     SolverResult
         ``n_iter`` counts the iterations on all the rows.
     """
+    null = objective.null_directions()
+    if null.shape[1]:
+        # Flat directions (constant, zero or collinear columns): solve in
+        # their orthogonal complement, which holds the minimum-norm
+        # minimiser; Newton's steps would otherwise wander along them.
+        basis = scipy.linalg.null_space(null.T)
+        restricted = _Restricted(objective, basis)
+        result = minimize(
+            restricted, basis.T @ coef0, solver, max_iter, tol, warn, multilevel=False
+        )
+        result.coef = basis @ result.coef
+        result.hessian = None
+        return result
+    return _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel)
+
+
+class _Restricted:
+    """``objective(basis @ u)``: the objective on a subspace of coefficients."""
+
+    def __init__(self, objective, basis):
+        self.objective, self.basis = objective, basis
+        self.n_samples = objective.n_samples
+        self.n_coef = basis.shape[1]
+        self.sum_weight = objective.sum_weight
+
+    def null_directions(self):
+        return np.zeros((self.n_coef, 0))
+
+    def subsample(self, step):
+        return _Restricted(self.objective.subsample(step), self.basis)
+
+    def loss_gradient(self, u):
+        value, grad = self.objective.loss_gradient(self.basis @ u)
+        return value, self.basis.T @ grad
+
+    def hessian(self, u):
+        return self.basis.T @ self.objective.hessian(self.basis @ u) @ self.basis
+
+
+def _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel):
     n = objective.n_samples
     if (
         multilevel
@@ -122,8 +163,8 @@ def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True
     ):
         sub = objective.subsample(SUBSAMPLE_STEP)
         if sub.sum_weight > 0:
-            sub_result = minimize(
-                sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), warn=False
+            sub_result = _minimize(
+                sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), False, True
             )
             coef0, hessian = sub_result.coef, sub_result.hessian
     else:
