@@ -3,6 +3,12 @@
 from ._heteroscedastic import HeteroscedasticRegressor
 from ._huber import HuberRegressor
 from ._logcosh import LogCoshRegressor
+from ._quantile import QuantileRegressor
 
-__all__ = ["HuberRegressor", "LogCoshRegressor", "HeteroscedasticRegressor"]
+__all__ = [
+    "HuberRegressor",
+    "LogCoshRegressor",
+    "HeteroscedasticRegressor",
+    "QuantileRegressor",
+]
 __version__ = "0.1.0.dev0"

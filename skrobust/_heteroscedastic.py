@@ -2,9 +2,9 @@ r"""HeteroscedasticRegressor: a linear mean and a linear log-variance, fitted jo
 
 The model is Gaussian with ``mu = X b + b0`` and ``log sigma**2 = X_V g + g0``
 (``X_V`` a chosen subset of the columns). It is a :class:`LinearObjective`
-with two linear predictors on :class:`~skrobust.losses.GaussianNLLLoss`,
-minimised by :func:`skrobust._solvers.minimize`; this module only adds a
-bounded version of the loss (:class:`_JitteredGaussianNLLLoss`), the start,
+with two linear predictors on a Gaussian negative log-likelihood, minimised
+by :func:`skrobust._solvers.minimize`; this module only adds that loss in a
+bounded, overflow-safe form (:class:`_JitteredGaussianNLLLoss`), the start,
 and the bookkeeping between the units of ``y`` and the solver's.
 """
 
@@ -26,7 +26,7 @@ from . import _solvers
 from ._base import _ACCEPT_SPARSE, RobustLinearRegressor
 from ._objective import LinearObjective
 from ._solvers import min_norm_solve
-from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
+from .losses import FixedScaleLoss, SquaredRho
 
 # -E[log chi^2_1] = Euler's gamma + log 2: log r^2 underestimates log sigma^2
 # by this much on average for Gaussian residuals (Harvey 1976).
@@ -41,23 +41,41 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # can resolve, far above the rounding error of a residual (~1e-16 s_y).
 _EXACT_FIT_RELATIVE = 1e-3
 
+# The loss works in units of the spread of y. A row whose 1 / sigma^2 or
+# (r^2 + tau^2) / sigma^2 exceeds exp(_MAX_EXPONENT) (a standardised residual
+# of 1e65) is out of range: its loss is _OUT_OF_RANGE_LOSS and its
+# derivatives are zero. exp(300) keeps every per-row derivative, their sums
+# over rows and the squares trust-exact forms from the Hessian finite.
+_MAX_EXPONENT = 300.0
+_MAX_RATIO = float(np.exp(_MAX_EXPONENT))
+# Above the loss of any row in range (at most exp(300) ~ 2e130, short of a
+# log-variance near 1e300), so that a solver rejects a step that leaves the
+# range; yet finite, so that a row of zero weight contributes 0 * loss = 0
+# wherever its X and y put it.
+_OUT_OF_RANGE_LOSS = 1e300
+
 
 def _mean_and_spread(y, sample_weight, fit_intercept):
     """Weighted mean (0 without intercept) and root mean square deviation of ``y``.
 
-    The spread ``s_y`` is the unit of the variance floor and of the penalty
-    on the mean. Computed on ``y / max|y|``, so ``|y|`` up to ``1e300`` does
-    not overflow. A constant ``y`` gets ``s_y = |y|`` (1 if ``y`` is 0), so
-    that the floor stays positive.
+    The spread ``s_y`` is the unit of the variance floor. Computed on ``y /
+    max|y|`` with weights scaled to a largest weight of 1, so that neither
+    ``|y|`` up to ``1e300`` nor weights up to ``1e308`` overflow; the
+    maximum is over rows of positive weight, so that a huge ``y`` on a row
+    without weight cannot make the others underflow when squared. A
+    constant ``y`` gets ``s_y = |y|`` (1 if ``y`` is 0), so that the floor
+    stays positive.
     """
-    y_max = float(np.max(np.abs(y)))
+    weighted = sample_weight > 0
+    y_max = float(np.max(np.abs(y[weighted])))
     if not y_max > 0:
         return 0.0, 1.0
-    u = y / y_max
-    S = sample_weight.sum()
-    offset = float(sample_weight @ u / S) if fit_intercept else 0.0
+    w = sample_weight[weighted] / sample_weight.max()
+    u = y[weighted] / y_max
+    S = w.sum()
+    offset = float(w @ u / S) if fit_intercept else 0.0
     dev = u - offset
-    spread = float(np.sqrt(sample_weight @ (dev * dev) / S))
+    spread = float(np.sqrt(w @ (dev * dev) / S))
     if not spread > 0:
         spread = abs(offset)
     return offset * y_max, spread * y_max
@@ -66,49 +84,70 @@ def _mean_and_spread(y, sample_weight, fit_intercept):
 class _JitteredGaussianNLLLoss:
     r"""Gaussian NLL plus ``tau**2 / (2 sigma**2)``, which bounds it below.
 
-    With ``eta = (mu, v)``, ``v = log sigma**2``, ``r = y - mu`` and ``j =
-    tau**2 exp(-v) / 2``:
+    With ``eta = (mu, v)``, ``v = log sigma**2``, ``r = y - mu`` and ``q =
+    (r**2 + tau**2) e^{-v}``:
 
     .. math::
 
-        L_\tau = \frac{r^2 + \tau^2}{2 e^{v}} + \frac{v}{2}
-               = L_{\text{Gauss}} + j, \quad
-        \partial_v L_\tau = \partial_v L_{\text{Gauss}} - j, \quad
-        \partial^2_v L_\tau = \partial^2_v L_{\text{Gauss}} + j,
+        L_\tau = \frac{r^2 + \tau^2}{2 e^{v}} + \frac{v}{2}, \quad
+        \partial_\mu L_\tau = -r e^{-v}, \quad
+        \partial_v L_\tau = \tfrac12 (1 - q),
 
-    the other derivatives being those of :class:`GaussianNLLLoss`. ``L_tau``
-    is the expected Gaussian NLL when ``y`` is jittered by independent
-    ``N(0, tau**2)`` noise; over ``v`` it is smallest at ``v = log(r**2 +
-    tau**2) >= log tau**2``, where it equals ``(1 + log(r**2 + tau**2)) / 2``,
-    so it is bounded below even for a residual of zero.
+    .. math::
+
+        \partial^2_\mu L_\tau = e^{-v}, \quad
+        \partial_\mu \partial_v L_\tau = r e^{-v}, \quad
+        \partial^2_v L_\tau = \tfrac12 q.
+
+    ``L_tau`` is the expected Gaussian NLL (without ``log(2 pi) / 2``) when
+    ``y`` is jittered by independent ``N(0, tau**2)`` noise; over ``v`` it is
+    smallest at ``v = log(r**2 + tau**2) >= log tau**2``, where it equals
+    ``(1 + log(r**2 + tau**2)) / 2``, so it is bounded below even for a
+    residual of zero. ``jitter_variance=0`` gives the plain Gaussian NLL
+    (:class:`~skrobust.losses.GaussianNLLLoss`).
+
+    A row with ``e^{-v}`` or ``q`` above ``exp(300)``, or a NaN or infinite
+    ``eta`` (a zero-weight row's ``X`` can be anything), is out of range:
+    its loss is ``1e300``, above that of any row in range, and its
+    derivatives are 0. A trial point that sends a weighted row there is
+    rejected as if its loss were infinite, while the Hessian trust-exact
+    forms there stays finite, and a row of zero weight adds exactly nothing
+    wherever the solver puts it.
     """
 
     n_predictors = 2
 
     def __init__(self, jitter_variance):
-        self.base = GaussianNLLLoss()
         self.jitter_variance = jitter_variance
 
-    def _add_jitter(self, raw, loss, grad, hess=None):
-        extra = 0.5 * self.jitter_variance * np.exp(-raw[:, 1])
-        loss += extra
-        grad[:, 1] -= extra
-        if hess is not None:
-            hess[:, 1, 1] += extra
-        # exp(-v) overflows only at absurd trial points (v < -709 in units of
-        # var(y)); 0 * inf there would make the value NaN, which line
-        # searches and trust regions cannot compare, instead of +inf.
-        loss[np.isnan(loss)] = np.inf
+    def loss_gradient_hessian(self, y, raw):
+        v = raw[:, 1]
+        # Out-of-range rows overflow here; they are overwritten below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = y - raw[:, 0]
+            inv_var = np.exp(-v)
+            r_iv = r * inv_var
+            q = r * r_iv
+            if self.jitter_variance:
+                q += self.jitter_variance * inv_var
+            in_range = (inv_var <= _MAX_RATIO) & (q <= _MAX_RATIO) & (v < np.inf)
+        loss = 0.5 * (q + v)
+        grad = np.empty_like(raw)
+        np.negative(r_iv, out=grad[:, 0])
+        grad[:, 1] = 0.5 - 0.5 * q
+        hess = np.empty(raw.shape + (2,))
+        hess[:, 0, 0] = inv_var
+        hess[:, 0, 1] = hess[:, 1, 0] = r_iv
+        hess[:, 1, 1] = 0.5 * q
+        if not np.all(in_range):
+            out = ~in_range
+            loss[out] = _OUT_OF_RANGE_LOSS
+            grad[out] = 0.0
+            hess[out] = 0.0
+        return loss, grad, hess
 
     def loss_gradient(self, y, raw):
-        loss, grad = self.base.loss_gradient(y, raw)
-        self._add_jitter(raw, loss, grad)
-        return loss, grad
-
-    def loss_gradient_hessian(self, y, raw):
-        loss, grad, hess = self.base.loss_gradient_hessian(y, raw)
-        self._add_jitter(raw, loss, grad, hess)
-        return loss, grad, hess
+        return self.loss_gradient_hessian(y, raw)[:2]
 
 
 class HeteroscedasticRegressor(RobustLinearRegressor):
@@ -128,8 +167,7 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
 
         \sum_i s_i \left[\frac{(y_i - \mu_i)^2 + \tau^2}{2\sigma_i^2}
         + \frac12 \log \sigma_i^2\right]
-        + \alpha \left(\frac{\lVert b \rVert_2^2}{s_y^2}
-        + \lVert g \rVert_2^2\right),
+        + \alpha \lVert g \rVert_2^2,
         \qquad \tau^2 = \texttt{variance\_floor} \cdot s_y^2,
 
     with sample weights :math:`s_i` and :math:`s_y^2` the weighted variance
@@ -150,18 +188,19 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         gives a constant variance (least squares with its maximum-likelihood
         variance).
     alpha : float, default=1e-4
-        Strength of the squared L2 penalty on the slopes of both linear
-        predictors: the log-variance coefficients ``var_coef_`` and the mean
-        coefficients ``coef_`` in units of :math:`s_y` (so that the fit stays
-        scale-equivariant); intercepts are not penalised. Must be
-        non-negative. The default is a negligible prior that makes the
-        estimate unique when columns are collinear or outnumber the samples
-        (with ``n_samples`` rows of unit-variance columns it moves the
-        estimates by a fraction of order ``alpha / n_samples``). Like
-        :class:`~sklearn.linear_model.Ridge`'s, it acts on coefficients in
-        the units of the columns of ``X``: standardise them (for example
-        with :class:`~sklearn.preprocessing.StandardScaler` in a pipeline)
-        for one ``alpha`` to suit all of them.
+        Strength of the squared L2 penalty on the log-variance slopes
+        ``var_coef_``; the mean and both intercepts are not penalised. Must
+        be non-negative. The default is a negligible prior that makes the
+        log-variance unique when variance features are collinear or
+        outnumber the samples (with ``n_samples`` rows of unit-variance
+        columns it moves the estimates by a fraction of order ``alpha /
+        n_samples``). As in :class:`~sklearn.linear_model.Ridge`, the
+        penalty is added to a *sum* over rows: multiplying every sample
+        weight by ``c`` is the same as dividing ``alpha`` by ``c``. Also as
+        there, it acts on coefficients in the units of the columns of
+        ``X``: standardise them (for example with
+        :class:`~sklearn.preprocessing.StandardScaler` in a pipeline) for
+        one ``alpha`` to suit all of them.
     variance_floor : float, default=1e-8
         :math:`\tau^2` as a fraction of :math:`s_y^2`; must be non-negative.
         It keeps the likelihood bounded when rows can be fitted exactly: see
@@ -226,34 +265,50 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
     derivatives. The default :math:`\tau^2 = 10^{-8} s_y^2` floors
     :math:`\sigma` at :math:`10^{-4}` standard deviations of ``y`` and
     raises fitted variances by about :math:`\tau^2`: invisible unless the
-    noise is that small. Because :math:`\tau^2` and the penalty on
-    :math:`b` scale with :math:`s_y^2`, multiplying ``y`` by :math:`c`
-    multiplies ``coef_`` and ``intercept_`` by :math:`c`, adds :math:`2
-    \log |c|` to ``var_intercept_`` and leaves ``var_coef_`` unchanged.
+    noise is that small. Because :math:`\tau^2` scales with :math:`s_y^2`,
+    multiplying ``y`` by :math:`c` multiplies ``coef_`` and ``intercept_``
+    by :math:`c`, adds :math:`2 \log |c|` to ``var_intercept_`` and leaves
+    ``var_coef_`` unchanged.
+
+    **Minimum-norm mean.** The mean is not penalised, so where it is not
+    unique (collinear, constant or all-zero columns, ``n_features >=
+    n_samples``) the objective has a family of minimisers. The fit is the
+    one whose coefficients have the smallest Euclidean norm in
+    standardised units (``coef_`` times the weighted standard deviation of
+    each column, the intercept free): duplicated columns share their
+    coefficient, and constant or zero columns get 0.
 
     When least squares fits every row to within :math:`10^{-3} \tau`
     (noiseless data, or ``n_features >= n_samples``), the minimum is known
-    and returned without iterating: the least-squares mean (if it is not
-    unique, the one with the smallest :math:`\lVert b \rVert`, which the
-    penalty selects), ``var_coef_ = 0`` and a variance of :math:`\tau^2`
-    plus the mean squared residual.
+    and returned without iterating: that minimum-norm least-squares mean,
+    ``var_coef_ = 0`` and a variance of :math:`\tau^2` plus the mean
+    squared residual.
+
+    **Sample weights.** Rows of zero weight are ignored, whatever their
+    ``X`` and ``y``; only relative weights enter the likelihood, and sums of
+    weights are formed so that weights from ``1e-300`` to ``1e308`` do not
+    underflow or overflow. The penalty, though, is set against their sum
+    (see ``alpha``).
 
     **Solving.** The objective is evaluated on ``y`` and the columns of
-    ``X`` standardised internally (so ``|y|`` up to ``1e300`` works), with
-    the derivatives of the Gaussian loss with respect to :math:`(\mu, \log
-    \sigma^2)` chained through the two designs: per row, a 2x2 block
-    :math:`s_i [[1, r_i], [r_i, (r_i^2 + \tau^2) / 2]] / \sigma_i^2`, so
-    :math:`H_{bb} = X^\top \operatorname{diag}(s / \sigma^2) X`,
-    :math:`H_{bg} = X^\top \operatorname{diag}(s r / \sigma^2) Z` and
-    :math:`H_{gg} = \frac12 Z^\top \operatorname{diag}(s (r^2 + \tau^2) /
-    \sigma^2) Z`, with a column of ones appended to :math:`X` and :math:`Z`
-    for the intercepts, plus the penalty. The problem is not convex; it is
-    started where it is well behaved: least squares for the mean, then
-    Harvey's (1976) two-step estimate of the log-variance (least squares of
-    :math:`\log(r_i^2 + \tau^2)` on :math:`z_i`, plus :math:`1.2704 =
-    -E[\log \chi^2_1]` on the intercept), from which a trust-region Newton
-    method, safe with an indefinite Hessian, reaches the joint maximum of
-    the likelihood.
+    ``X`` standardised internally (so ``|y|`` up to ``1e300`` and columns of
+    size ``1e+-200`` work), with the derivatives of the Gaussian loss with
+    respect to :math:`(\mu, \log \sigma^2)` chained through the two designs:
+    per row, a 2x2 block :math:`s_i [[1, r_i], [r_i, (r_i^2 + \tau^2) / 2]]
+    / \sigma_i^2`, so :math:`H_{bb} = X^\top \operatorname{diag}(s /
+    \sigma^2) X`, :math:`H_{bg} = X^\top \operatorname{diag}(s r / \sigma^2)
+    Z` and :math:`H_{gg} = \frac12 Z^\top \operatorname{diag}(s (r^2 +
+    \tau^2) / \sigma^2) Z`, with a column of ones appended to :math:`X` and
+    :math:`Z` for the intercepts, plus the penalty on :math:`g`. The problem
+    is not convex; it is started where it is well behaved: least squares for
+    the mean, then Harvey's (1976) two-step estimate of the log-variance
+    (least squares of :math:`\log(r_i^2 + \tau^2)` on :math:`z_i`, plus
+    :math:`1.2704 = -E[\log \chi^2_1]` on the intercept), from which a
+    trust-region Newton method, safe with an indefinite Hessian, reaches the
+    joint maximum of the likelihood. A trial point where some row's :math:`1
+    / \sigma_i^2` or :math:`(r_i^2 + \tau^2) / \sigma_i^2` exceeds
+    :math:`e^{300}` (in units of :math:`s_y`) is rejected as infinitely bad,
+    without overflow.
 
     References
     ----------
@@ -323,7 +378,7 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
             Target values.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; integer weights are equivalent to repeated
-            rows.
+            rows, and rows of zero weight are ignored.
 
         Returns
         -------
@@ -333,34 +388,48 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
         n_features = X.shape[1]
         var_cols = self._variance_columns(n_features)
+        # Public objective = S * (mean loss + l2 / 2 ||g||^2) + constant, S
+        # the sum of the weights: l2 = 2 alpha / S, with S divided by the
+        # largest weight first so that weights near 1e308 do not overflow it.
+        top = float(sample_weight.max())
+        l2 = 2.0 * (self.alpha / top) / float(np.sum(sample_weight / top))
         # Solve for y_std = (y - y_offset) / y_scale: the mean coefficients
         # scale with y_scale, the log-variance intercept shifts by
         # 2 log y_scale, and nothing else changes. y_scale is s_y, the unit
-        # of the floor and of the penalty on the mean.
+        # of the floor.
         y_offset, y_scale = _mean_and_spread(y, sample_weight, self.fit_intercept)
-        y_std = (y - y_offset) / y_scale
-        # Public objective = S * (mean loss + l2 / 2 (||b_std||^2 + ||g||^2))
-        # + constant, with b_std = b / y_scale the mean slopes for y_std.
-        l2 = 2.0 * self.alpha / sample_weight.sum()
+        positive = sample_weight > 0
+        with np.errstate(over="ignore"):
+            y_std = (y - y_offset) / y_scale
+        # A zero-weight row enters nothing, but its y could be any finite
+        # number; 0 keeps its residuals finite (and its X is the loss's
+        # concern, see _JitteredGaussianNLLLoss).
+        y_std[~positive] = 0.0
 
-        ls_objective, start_objective, _ = self._least_squares_start(
-            X, y_std, sample_weight, self.fit_intercept, l2
+        # The mean is not penalised: where it is not unique (collinear or
+        # constant columns, n_features >= n_samples) the solvers keep to the
+        # minimum-norm member in standardised coordinates, and so does this
+        # least-squares start.
+        ls_objective, start_objective, mean_coef = self._least_squares_start(
+            X, y_std, sample_weight, self.fit_intercept, 0.0
         )
         stats = ls_objective.column_stats
         objective = self._likelihood_objective(
             X, y_std, sample_weight, var_cols, l2, stats
         )
-        mean_coef = self._min_norm_least_squares(start_objective, stats)
         # Least-squares residuals on the rows the start used (a subsample for
-        # large n): a start need not be exact.
+        # large n): a start need not be exact. Rows without weight are set
+        # to 0: nothing depends on them, and squared they could overflow.
+        start_weight = start_objective.sample_weight
         residuals = start_objective.y - start_objective.raw_prediction(mean_coef)[:, 0]
+        residuals[~(start_weight > 0)] = 0.0
         exact_variance = self._exact_fit_variance(
-            ls_objective, mean_coef, residuals, start_objective.sample_weight
+            ls_objective, mean_coef, residuals, start_weight
         )
         if exact_variance is not None:
             # Every row is fitted exactly: the optimum is known (see Notes),
             # and a Newton method on curvatures of order 1 / tau^2 could only
-            # blur the minimum-norm direction that the penalty selects.
+            # blur it.
             ((w, b),) = ls_objective.unstandardize(mean_coef)
             g = np.zeros(n_features if var_cols is None else var_cols.size)
             g0 = float(np.log(exact_variance))
@@ -373,20 +442,19 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
                 var_coef = self._harvey_start(
                     start_objective.X,
                     residuals,
-                    start_objective.sample_weight,
+                    start_weight,
                     var_cols,
                     l2,
                     stats,
                 )
                 coef0 = np.concatenate([mean_coef, var_coef])
             solver = _solvers.choose_solver(self.solver, objective.n_coef)
-            # A trial point far from the optimum can overflow exp(-v) on a
-            # high-leverage row; its objective is then infinite (see the
-            # loss) and the solver rejects it, so arithmetic warnings are
-            # noise.
-            with np.errstate(over="ignore", invalid="ignore"):
-                result = _solvers.minimize(
-                    objective, coef0, solver, self.max_iter, self.tol
+            result = _solvers.minimize(
+                objective, coef0, solver, self.max_iter, self.tol, warn=False
+            )
+            if not (result.converged or self._at_rounding_level(objective, result)):
+                _solvers.warn_not_converged(
+                    solver, result.n_iter, self.tol, result.message
                 )
             (w, b), (g, g0) = objective.unstandardize(result.coef)
             n_iter = result.n_iter
@@ -399,81 +467,81 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         self.n_iter_ = n_iter + 1
         return self
 
-    def _min_norm_least_squares(self, start_objective, stats):
-        """Weighted least squares on the start's rows, minimum-norm if not unique.
+    def _at_rounding_level(self, objective, result):
+        """Polish a fit the solver did not call converged; True if it is now.
 
-        Among all least-squares fits, the one with the smallest ``||w||`` in
-        the units of the columns of ``X`` (the intercept free): the limit of
-        ridge fits as the penalty vanishes, which is what the objective's
-        ridge selects when the columns are collinear or outnumber the rows.
-        Returned in the standardised coordinates ``stats``.
+        A row at the variance floor has curvature ``1 / tau^2`` (``1e8`` in
+        units of ``s_y``) along the mean: one rounding error in a
+        coefficient then moves the gradient by ~1e-8, so the gradient test
+        ``tol`` can be out of reach of every representable point, and the
+        L-BFGS fallback of :func:`~skrobust._solvers.minimize` can end at
+        a point whose gradient is rounding noise amplified by that
+        curvature. Newton steps from there (the solver's own polishing)
+        recover the best point; it is accepted when the Newton step from it,
+        its distance to the optimum of the local quadratic model, is at most
+        ``tol``. Within ``max_iter`` iterations in all, and only up to
+        ``NEWTON_MAX_COEF`` coefficients, where a Hessian is affordable.
+        Updates ``result.coef`` and ``result.n_iter`` in place.
         """
-        objective = LinearObjective(
-            FixedScaleLoss(SquaredRho()),
-            start_objective.X,
-            start_objective.y,
-            start_objective.sample_weight,
-            [(None, self.fit_intercept)],
-            [0.0],
-            column_stats=stats,
+        if objective.n_coef > _solvers.NEWTON_MAX_COEF:
+            return False
+        value, grad = objective.loss_gradient(result.coef)
+        if not np.isfinite(value):
+            return False
+        coef, _, grad, hess, n_iter = _solvers._newton_steps(
+            objective,
+            result.coef,
+            value,
+            grad,
+            None,
+            self.tol,
+            self.max_iter,
+            result.n_iter,
         )
-        _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-        scale = stats[1]
-        p = scale.size
-        # Normal equations M u = h in u = c / D, whose slopes are in the
-        # units of X, solved for the minimum-norm u.
-        D = np.append(scale, 1.0) if self.fit_intercept else scale
-        M = hess * np.outer(D, D)
-        h = -grad * D
-        if self.fit_intercept:
-            # Eliminate the (unpenalised) intercept: the Schur complement is
-            # the weighted Gram matrix of the centred columns.
-            a, m = M[:p, p], M[p, p]
-            w = min_norm_solve(M[:p, :p] - np.outer(a, a) / m, h[:p] - a * (h[p] / m))
-            u = np.append(w, (h[p] - a @ w) / m)
-        else:
-            u = min_norm_solve(M, h)
-        return D * u
+        result.coef, result.n_iter = coef, n_iter
+        if np.max(np.abs(grad), initial=0.0) <= self.tol:
+            return True
+        if hess is None:
+            hess = objective.hessian(coef)
+        step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
+        return bool(np.max(np.abs(step), initial=0.0) <= self.tol)
 
     def _exact_fit_variance(self, ls_objective, mean_coef, residuals, start_weight):
         """``tau^2 + mean r^2`` if least squares fits every row exactly, else None.
 
         Exactly means within ``1e-3 tau`` on every row of positive weight,
-        checked on the start's rows and then on all rows.
+        checked on the start's rows and then on all rows. ``residuals`` are
+        those of the start's rows, 0 where the weight is 0.
         """
         if not self.variance_floor > 0:  # no floor: the minimum may not exist
             return None
         tolerance = _EXACT_FIT_RELATIVE * np.sqrt(self.variance_floor)
-        if not np.all(np.abs(residuals[start_weight > 0]) <= tolerance):
+        if not np.all(np.abs(residuals) <= tolerance):
             return None
-        sample_weight = ls_objective.sample_weight
         if ls_objective.y.size != residuals.size:  # the start was a subsample
+            start_weight = ls_objective.sample_weight
             residuals = ls_objective.y - ls_objective.raw_prediction(mean_coef)[:, 0]
-            if not np.all(np.abs(residuals[sample_weight > 0]) <= tolerance):
+            residuals[~(start_weight > 0)] = 0.0
+            if not np.all(np.abs(residuals) <= tolerance):
                 return None
-            start_weight = sample_weight
         mean_square = start_weight @ residuals**2 / start_weight.sum()
         return self.variance_floor + mean_square
 
     def _likelihood_objective(self, X, y_std, sample_weight, var_cols, l2, stats):
         """The penalised, jittered Gaussian NLL of ``y_std`` as a LinearObjective.
 
-        Two predictors, the mean on all columns and the log-variance on
-        ``var_cols`` (always with an intercept), both slopes penalised by
-        ``l2``, in the standardised coordinates ``stats``.
+        Two predictors, the mean on all columns (not penalised) and the
+        log-variance on ``var_cols`` (always with an intercept) with its
+        slopes penalised by ``l2``, in the standardised coordinates
+        ``stats``.
         """
-        loss = (
-            _JitteredGaussianNLLLoss(self.variance_floor)
-            if self.variance_floor > 0
-            else GaussianNLLLoss()
-        )
         return LinearObjective(
-            loss,
+            _JitteredGaussianNLLLoss(self.variance_floor),
             X,
             y_std,
             sample_weight,
             [(None, self.fit_intercept), (var_cols, True)],
-            [l2, l2],
+            [0.0, l2],
             column_stats=stats,
         )
 
@@ -527,7 +595,8 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         ``log tau^2``; with no floor, the smallest positive float does that.
         """
         floor = self.variance_floor if self.variance_floor > 0 else 1e-300
-        log_r2 = np.log(residuals * residuals + floor)
+        # log(r^2 + floor) through hypot, which cannot overflow.
+        log_r2 = 2.0 * np.log(np.hypot(residuals, np.sqrt(floor)))
         objective = LinearObjective(
             FixedScaleLoss(SquaredRho()),
             X,

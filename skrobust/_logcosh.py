@@ -12,97 +12,99 @@ from .losses import LogCoshRho
 class LogCoshRegressor(ScaledMEstimator):
     r"""Linear regression with the log-cosh loss, robust to outliers in ``y``.
 
-        Minimises, over the coefficients ``w``, the intercept ``b`` and (with
-        ``scale="joint"``) the residual scale :math:`\sigma > 0`,
+    Minimises, over the coefficients ``w``, the intercept ``b`` and (with
+    ``scale="joint"``) the residual scale :math:`\sigma > 0`,
 
-        .. math::
+    .. math::
 
-            \sum_i s_i \, \sigma \left(1 + 2\rho_\delta\!\left(
-                \frac{y_i - x_i^\top w - b}{\sigma}\right)\right)
-            + \alpha \lVert w \rVert_2^2,
-            \qquad \rho_\delta(z) = \delta^2 \log\cosh(z / \delta),
+        \sum_i s_i \, \sigma \left(1 + 2\rho_\delta\!\left(
+            \frac{y_i - x_i^\top w - b}{\sigma}\right)\right)
+        + \alpha \lVert w \rVert_2^2,
+        \qquad \rho_\delta(z) = \delta^2 \log\cosh(z / \delta),
 
-        Huber's jointly convex concomitant-scale objective with the log-cosh
-        function in place of Huber's. With a fixed or MAD scale the objective is
-        :math:`\sum_i s_i \sigma^2 \rho_\delta(r_i / \sigma) + \alpha
-        \lVert w \rVert^2 = \sum_i s_i \delta^2\sigma^2 \log\cosh(r_i /
-        (\delta\sigma)) + \alpha \lVert w \rVert^2`; ``scale=1.0`` therefore
-        minimises :math:`\sum_i s_i \log\cosh(r_i/\delta)` when ``alpha=0``.
+    Huber's jointly convex concomitant-scale objective with the log-cosh
+    function in place of Huber's. With a fixed or MAD scale the objective is
+    :math:`\sum_i s_i \sigma^2 \rho_\delta(r_i / \sigma) + \alpha
+    \lVert w \rVert^2 = \sum_i s_i \delta^2\sigma^2 \log\cosh(r_i /
+    (\delta\sigma)) + \alpha \lVert w \rVert^2`; ``scale=1.0`` therefore
+    minimises :math:`\sum_i s_i \log\cosh(r_i/\delta)` when ``alpha=0``.
 
-        :math:`\rho_\delta` behaves like :math:`z^2/2` for :math:`|z| \ll
-        \delta` and like :math:`\delta |z|` for :math:`|z| \gg \delta`, like
-        Huber's function, but is infinitely differentiable
-        (:math:`\rho' = \delta\tanh(z/\delta)`, :math:`\rho'' =
-        \operatorname{sech}^2(z/\delta)`), which suits second-order solvers. It is
-        evaluated in a form that cannot overflow for residuals up to ``1e300``.
+    :math:`\rho_\delta` behaves like :math:`z^2/2` for :math:`|z| \ll
+    \delta` and like :math:`\delta |z|` for :math:`|z| \gg \delta`, like
+    Huber's function, but is infinitely differentiable
+    (:math:`\rho' = \delta\tanh(z/\delta)`, :math:`\rho'' =
+    \operatorname{sech}^2(z/\delta)`), which suits second-order solvers. It is
+    evaluated in a form that cannot overflow for residuals up to ``1e300``.
 
-        Parameters
-        ----------
-        delta : float, default=1.0
-            Transition point, in units of the residual scale, between the
-            quadratic and linear regimes; in ``(0, 1e100]``, and above
-            ``1 / sqrt(2 log 2) ~ 0.849`` with ``scale="joint"``. Larger values
-            approach least squares.
-        scale : {"joint", "mad"} or float, default="joint"
-            How the residual scale is obtained: ``"joint"`` estimates it with the
-            coefficients as one convex problem; ``"mad"`` is the fixed point of
-            ``sigma = median(|r|) / 0.6745``; a positive float fixes it, in the
-            units of ``y``.
-        alpha : float, default=0.0
-            Strength of the squared L2 penalty on ``coef_``; must be
-            non-negative. The default is no penalty, so that the fit is
-            scale-equivariant.
-        fit_intercept : bool, default=True
-            Whether to fit an intercept.
-        solver : {"auto", "newton", "lbfgs"}, default="auto"
-            ``"newton"`` is scipy's trust-region Newton method on the analytic
-            Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the analytic gradient.
-            ``"auto"`` uses Newton for up to 298 features (300 coefficients) and
-            L-BFGS beyond.
-        max_iter : int, default=200
-            Maximum number of solver iterations (and of scale updates with
-            ``scale="mad"``).
-        tol : float, default=1e-10
-            Convergence tolerance on the largest gradient entry of the objective
-            divided by the sum of the weights, in standardised units.
-        warm_start : bool, default=False
-            Start from the previous solution when refitting.
+    Parameters
+    ----------
+    delta : float, default=1.0
+        Transition point, in units of the residual scale, between the
+        quadratic and linear regimes; in ``(0, 1e100]``, and above
+        ``1 / sqrt(2 log 2) ~ 0.849`` with ``scale="joint"``. Larger values
+        approach least squares.
+    scale : {"joint", "mad", "lad"} or float, default="joint"
+        How the residual scale is obtained: ``"joint"`` estimates it with the
+        coefficients as one convex problem; ``"mad"`` is the fixed point of
+        ``sigma = median(|r|) / 0.6745``; ``"lad"`` fixes it at the
+        normalised MAD of the exact least-absolute-deviation residuals, for a
+        fit bounded up to half the targets wrong; a positive float fixes it,
+        in the units of ``y``.
+    alpha : float, default=0.0
+        Strength of the squared L2 penalty on ``coef_``; must be
+        non-negative. The default is no penalty, so that the fit is
+        scale-equivariant.
+    fit_intercept : bool, default=True
+        Whether to fit an intercept.
+    solver : {"auto", "newton", "lbfgs"}, default="auto"
+        ``"newton"`` is scipy's trust-region Newton method on the analytic
+        Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the analytic gradient.
+        ``"auto"`` uses Newton for up to 298 features (300 coefficients) and
+        L-BFGS beyond.
+    max_iter : int, default=200
+        Maximum number of solver iterations (and of scale updates with
+        ``scale="mad"``).
+    tol : float, default=1e-10
+        Convergence tolerance on the largest gradient entry of the objective
+        divided by the sum of the weights, in standardised units.
+    warm_start : bool, default=False
+        Start from the previous solution when refitting.
 
-        Attributes
-        ----------
-        coef_ : ndarray of shape (n_features,)
-            Coefficients.
-        intercept_ : float
-            Intercept (0.0 if ``fit_intercept=False``).
-        scale_ : float
-            Residual scale, in the units of ``y``.
-        outliers_ : ndarray of shape (n_samples,) of bool
-            Training samples with ``|residual| > delta * scale_``.
-        n_iter_ : int
-            Number of solver iterations.
-        n_features_in_ : int
-            Number of features seen during fit.
-        feature_names_in_ : ndarray of shape (n_features_in_,)
-            Names of features seen during fit, when ``X`` has string column
-            names.
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+        Coefficients.
+    intercept_ : float
+        Intercept (0.0 if ``fit_intercept=False``).
+    scale_ : float
+        Residual scale, in the units of ``y``.
+    outliers_ : ndarray of shape (n_samples,) of bool
+        Training samples with ``|residual| > delta * scale_``.
+    n_iter_ : int
+        Number of solver iterations.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column
+        names.
 
-        See Also
-        --------
-        HuberRegressor : The piecewise quadratic-linear loss.
+    See Also
+    --------
+    HuberRegressor : The piecewise quadratic-linear loss.
 
-        Examples
-        --------
-        >>> from numbers import Real
+    Examples
+    --------
+    >>> from numbers import Real
 
     import numpy as np
     from sklearn.utils._param_validation import Interval
-        >>> from skrobust import LogCoshRegressor
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(200, 2))
-        >>> y = X @ [1.0, -2.0] + 0.5 + 0.1 * rng.normal(size=200)
-        >>> y[:20] += 50.0  # gross outliers
-        >>> np.round(LogCoshRegressor().fit(X, y).coef_, 1)
-        array([ 1., -2.])
+    >>> from skrobust import LogCoshRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2))
+    >>> y = X @ [1.0, -2.0] + 0.5 + 0.1 * rng.normal(size=200)
+    >>> y[:20] += 50.0  # gross outliers
+    >>> np.round(LogCoshRegressor().fit(X, y).coef_, 1)
+    array([ 1., -2.])
     """
 
     # delta**2 multiplies the loss: beyond 1e100 it would overflow, and the

@@ -14,6 +14,11 @@ the fit equivariant: ``y * c`` gives ``coef_ * c``. The scale is
     minimising ``sum_i s_i sigma^2 rho(r_i / sigma) + alpha ||w||^2``: the
     estimate that iteratively reweighted least squares converges to in R's
     ``MASS::rlm`` and statsmodels' ``RLM`` (default ``scale_est="mad"``);
+``"lad"``
+    the normalised MAD of the exact least-absolute-deviation fit's
+    residuals, then held fixed (an M-estimate with a preliminary
+    high-breakdown scale: bounded up to half the targets wrong, where the
+    ``"mad"`` fixed point moves with one-sided outliers beyond ~30%);
 a positive float
     fixed: ``sum_i s_i sigma^2 rho(r_i / sigma) + alpha ||w||^2``.
 """
@@ -57,7 +62,7 @@ class ScaledMEstimator(RobustLinearRegressor):
     _parameter_constraints: dict = {
         "delta": [Interval(Real, 0, None, closed="neither")],
         "scale": [
-            StrOptions({"joint", "mad"}),
+            StrOptions({"joint", "mad", "lad"}),
             Interval(Real, 0, None, closed="neither"),
         ],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -158,7 +163,12 @@ class ScaledMEstimator(RobustLinearRegressor):
                 )
                 coef = np.append(coef, np.log(scale))
             else:
-                scale = float(self.scale) / y_scale
+                if self.scale == "lad":
+                    coef, scale = self._lad_scale(
+                        ls_objective, X, y_std, sample_weight, coef
+                    )
+                else:
+                    scale = float(self.scale) / y_scale
                 loss = FixedScaleLoss(rho, scale)
                 predictors, penalties = [(None, self.fit_intercept)], [l2]
             objective = LinearObjective(
@@ -221,6 +231,22 @@ class ScaledMEstimator(RobustLinearRegressor):
         if boundary_optimal:
             return w_lad, b_lad, 0.0, True
         return w, b, scale, converged
+
+    def _lad_scale(self, ls_objective, X, y, sample_weight, coef):
+        """The exact least-absolute-deviation fit and its residuals' MAD scale.
+
+        Both resist up to half the targets being arbitrarily wrong, so the
+        fixed-scale fit that follows (a convex problem with bounded
+        influence) stays bounded up to that fraction too. Returns the LAD
+        coefficients in ``ls_objective``'s coordinates (the start) and the
+        scale.
+        """
+        ((w, b),) = ls_objective.unstandardize(coef)
+        w, b, _ = solve_exact(X, y, 0.5, sample_weight, 0.0, self.fit_intercept, w, b)
+        residuals = y - safe_sparse_dot(X, w) - b
+        return ls_objective.standardize([(w, b)]), self._initial_scale(
+            residuals, sample_weight
+        )
 
     def _set_exact_fit(self, ls_objective, coef, y_offset, y_scale, X):
         """Least squares fits every weighted row: that is the robust fit too.
@@ -286,7 +312,7 @@ class ScaledMEstimator(RobustLinearRegressor):
                 coef, scale, _ = self._fit_mad_scale(sub, rho, l2, coef, scale, solver)
         X, y, sample_weight = ls_objective.X, ls_objective.y, ls_objective.sample_weight
         previous = None  # (scale, g(scale)) of the last fit, for the secant
-        low = high = None  # scales known to have g > 0 and g < 0
+        low = high = None  # the latest scales with g > 0 and with g < 0
         for _ in range(self.max_iter):
             objective = LinearObjective(
                 FixedScaleLoss(rho, scale),
@@ -317,17 +343,27 @@ class ScaledMEstimator(RobustLinearRegressor):
             # once g has changed sign, keep the root bracketed and bisect
             # (geometrically) whenever the secant step leaves the bracket;
             # before that, the plain fixed-point update of IRLS.
+            # Replace the end of the same sign (not min/max: g need not be
+            # monotone, and the bracket must keep a sign change inside).
             if gap > 0:
-                low = scale if low is None else max(low, scale)
+                low = scale
             else:
-                high = scale if high is None else min(high, scale)
+                high = scale
             new_scale = mad
             if previous is not None and gap != previous[1]:
                 new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
             if low is not None and high is not None:
-                if not low < new_scale < high:
+                if abs(high - low) <= self.tol * max(high, low) and result.converged:
+                    # The MAD jumps across sigma here (g has no zero, only a
+                    # sign change, where a residual crosses the median):
+                    # the bracket has closed on it.
+                    return coef, mad, n_iter
+                if not min(low, high) < new_scale < max(low, high):
                     new_scale = float(np.sqrt(low * high))
-            elif not new_scale > 0:
+            elif not (new_scale - scale) * gap > 0:
+                # No bracket yet: the root lies on the side g points to (g > 0
+                # at small scales, < 0 at large ones); a secant step the other
+                # way is noise from a non-monotone g.
                 new_scale = mad
             previous = (scale, gap)
             scale = new_scale

@@ -82,7 +82,10 @@ def _weighted_column_stats(X, sample_weight, center):
         # Columns near 1e+-200 would overflow or underflow when squared:
         # scale each by a power of two (exact) near its size, judged on a
         # strided sample of rows.
-        sample = np.abs(np.asarray(X[:: max(1, X.shape[0] // 1000)], dtype=float))
+        step = max(1, X.shape[0] // 1000)
+        sample = np.abs(np.asarray(X[::step], dtype=float))
+        # Rows without weight do not count, however large they are.
+        sample = sample[sample_weight[::step] > 0]
         size = sample.max(axis=0, initial=0.0)
         size[~(size > 0)] = 1.0
         unit = np.exp2(np.round(np.log2(size)))
@@ -337,7 +340,10 @@ class LinearObjective:
             directions.append(block)
         if not directions:
             return np.zeros((self.n_coef, 0))
-        return np.hstack(directions)
+        directions = np.hstack(directions)
+        # A penalised direction is curved by the ridge, hence not flat.
+        curved = np.einsum("ik,i,ik->k", directions, self.penalty, directions) > 0
+        return directions[:, ~curved]
 
     def _design_grams(self, j, directions=None):
         """Weighted Gram matrix of predictor ``j``'s standardised design.

@@ -101,6 +101,11 @@ def _check_X(X):
     return X
 
 
+# Targets further than this many median absolute deviations from the
+# preliminary fit are moved to that distance before the LP (solve_exact).
+_CLIP_MADS = 50.0
+
+
 def _check_inputs(X, y, quantile, sample_weight, alpha):
     """Validated ``(X, y, s, S)``; ``y`` and ``s`` as new float64 vectors."""
     X = _check_X(X)
@@ -118,6 +123,11 @@ def _check_inputs(X, y, quantile, sample_weight, alpha):
             raise ValueError(f"sample_weight has {s.shape[0]} entries, X has {n}")
         if not np.all(np.isfinite(s)) or np.any(s < 0):
             raise ValueError("sample_weight must be finite and non-negative")
+        # F is a weighted mean: scaling the weights to a largest of 1 changes
+        # nothing but keeps their sum from overflowing.
+        top = s.max(initial=0.0)
+        if top > 0:
+            s = s / top
     S = float(s.sum())
     if not S > 0:
         raise ValueError("sample_weight must have a positive sum")
@@ -572,6 +582,71 @@ def _one_step(X, s, pos, sums, coef, quantile, penalty, fit_intercept, density):
 
 
 def solve_exact(
+    X,
+    y,
+    quantile,
+    sample_weight,
+    alpha,
+    fit_intercept,
+    coef_init,
+    intercept_init,
+    **kwargs,
+):
+    """Exact minimiser of the penalised pinball objective, robust to wild targets.
+
+    :func:`_solve_exact_unclipped` on a better-posed but equivalent
+    problem: the weights are scaled to a largest of 1 (``F`` does not
+    change), and targets further than ``_CLIP_MADS`` robust scales from the
+    preliminary fit are moved to that distance, on the same side. HiGHS's
+    tolerances are absolute, so one target of ``1e20`` among ones would
+    otherwise cost the rest of the problem all its digits. The pinball
+    loss is linear on each side of zero, so where every moved row keeps a
+    residual of strictly the same sign, the true objective and the clipped
+    one differ by a constant: the clipped problem's minimiser is a local,
+    hence (by convexity) global, minimiser of the true one. That is checked
+    at the solution; if a moved row crossed or reached zero, the problem is
+    solved again unclipped. Parameters and returns are those of
+    :func:`_solve_exact_unclipped`.
+    """
+    X = _check_X(X)
+    y = np.array(y, dtype=np.float64).ravel()
+    if sample_weight is not None:
+        sample_weight = np.array(sample_weight, dtype=np.float64).ravel()
+        top = sample_weight.max(initial=0.0)
+        if top > 0:
+            sample_weight = sample_weight / top
+    args = (quantile, sample_weight, alpha, fit_intercept)
+    p = X.shape[1]
+    w0 = np.zeros(p) if coef_init is None else np.asarray(coef_init, dtype=float)
+    b0 = float(intercept_init or 0.0) if fit_intercept else 0.0
+    if not np.all(np.isfinite(y)):
+        return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
+    fitted = _matvec(X, w0) + b0
+    residuals = y - fitted
+    positive = residuals if sample_weight is None else residuals[sample_weight > 0]
+    spread = (
+        float(np.median(np.abs(positive - np.median(positive))))
+        if positive.size
+        else 0.0
+    )
+    limit = _CLIP_MADS * spread
+    moved = np.abs(residuals) > limit
+    if not (limit > 0 and np.any(moved)):
+        return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
+    # From the fitted value, not y - shift, which would cancel for y ~ 1e20.
+    y_clipped = y.copy()
+    y_clipped[moved] = fitted[moved] + np.copysign(limit, residuals[moved])
+    coef, intercept, info = _solve_exact_unclipped(
+        X, y_clipped, *args, coef_init, intercept_init, **kwargs
+    )
+    at_solution = y_clipped - _matvec(X, coef) - intercept
+    if np.all(at_solution[moved] * np.sign(residuals[moved]) > 0):
+        info["clipped"] = int(moved.sum())
+        return coef, intercept, info
+    return _solve_exact_unclipped(X, y, *args, coef, intercept, **kwargs)
+
+
+def _solve_exact_unclipped(
     X,
     y,
     quantile,

@@ -29,7 +29,7 @@ def estimator_variants():
     for cls in public_estimators():
         variants.append(cls())
         if "scale" in inspect.signature(cls).parameters:
-            variants += [cls(scale="mad"), cls(scale=1.0)]
+            variants += [cls(scale="mad"), cls(scale="lad"), cls(scale=1.0)]
     return variants
 
 

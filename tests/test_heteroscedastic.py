@@ -21,9 +21,11 @@ from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from test_reliability import HeteroscedasticSpec
 
 from skrobust import HeteroscedasticRegressor
 from skrobust._heteroscedastic import HARVEY_OFFSET, _JitteredGaussianNLLLoss
+from skrobust.losses import GaussianNLLLoss
 
 TRUE_COEF = np.array([1.0, -2.0, 0.5])
 TRUE_INTERCEPT = 3.0
@@ -82,6 +84,45 @@ def test_jittered_loss_derivatives_match_finite_differences():
     assert at_zero.min() >= 0.5 * (1 + np.log(0.3)) - 1e-12
 
 
+def test_jittered_loss_without_jitter_is_the_gaussian_nll():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=40)
+    raw = rng.normal(size=(40, 2))
+    ours = _JitteredGaussianNLLLoss(0.0).loss_gradient_hessian(y, raw)
+    plain = GaussianNLLLoss().loss_gradient_hessian(y, raw)
+    for a, b in zip(ours, plain, strict=True):
+        assert_allclose(a, b, rtol=1e-15)
+
+
+def test_jittered_loss_out_of_range_rows_are_finite_and_flat():
+    """Rows whose exp(-v) or (r^2 + tau^2) exp(-v) would pass exp(300).
+
+    They get the stand-in loss 1e300 (above every row in range) and zero
+    derivatives, without a RuntimeWarning, so that a zero weight cancels
+    them; the rows in range are untouched.
+    """
+    loss = _JitteredGaussianNLLLoss(1e-8)
+    # (y, mu, v): in range, 1/sigma^2 too large, r^2/sigma^2 too large,
+    # r^2 overflowing, v NaN, v infinite, and a very large variance.
+    y = np.array([1.0, 0.0, 1e140, 1e200, 0.0, 0.0, 0.0])
+    mu = np.zeros(7)
+    v = np.array([0.5, -301.0, 0.0, 10.0, np.nan, np.inf, 1e6])
+    raw = np.c_[mu, v]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad, hess = loss.loss_gradient_hessian(y, raw)
+    out = np.array([False, True, True, True, True, True, False])
+    assert np.all(value[out] == 1e300)
+    assert np.all(grad[out] == 0.0) and np.all(hess[out] == 0.0)
+    expected = loss.loss_gradient_hessian(y[~out], raw[~out])
+    assert_allclose(value[~out], expected[0], rtol=1e-15)
+    assert_allclose(value[0], 0.5 * (1 + 1e-8) * np.exp(-0.5) + 0.25, rtol=1e-15)
+    assert value[-1] == 5e5 and grad[-1, 1] == 0.5
+    # Just inside the range the loss is finite and below the stand-in.
+    edge = loss.loss_gradient_hessian(np.zeros(1), np.array([[0.0, -299.0]]))
+    assert np.isfinite(edge[2]).all() and edge[0][0] < 1e300
+
+
 def estimator_objective(seed=0, floor=0.3, alpha=0.2):
     """The estimator's objective on weighted data, variance on columns 0 and 2."""
     rng = np.random.default_rng(seed)
@@ -115,7 +156,8 @@ def test_objective_hessian_blocks_are_the_issue_formulas():
 
     H_bb = A' diag(s / sigma^2) A, H_bg = A' diag(s r / sigma^2) Z,
     H_gg = Z' diag(s (r^2 + tau^2) / (2 sigma^2)) Z, with A = [X, 1] and
-    Z = [X[:, [0, 2]], 1], divided by sum(s), plus the ridge on the slopes.
+    Z = [X[:, [0, 2]], 1], divided by sum(s), plus the ridge on the slopes of
+    the log-variance only (the mean is not penalised).
     """
     objective, coef, X, y, sw, l2 = estimator_objective()
     tau2 = 0.3
@@ -136,14 +178,14 @@ def test_objective_hessian_blocks_are_the_issue_formulas():
                 Z.T @ (Z * (0.5 * sw * (r * r + tau2) * inv_var)[:, None]),
             ],
         ]
-    ) / S + np.diag(l2 * np.r_[1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    ) / S + np.diag(l2 * np.r_[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     grad_orig = np.r_[
-        -A.T @ (sw * r * inv_var) / S + l2 * np.r_[b, 0.0],
+        -A.T @ (sw * r * inv_var) / S,
         Z.T @ (0.5 * sw * (1 - (r * r + tau2) * inv_var)) / S + l2 * np.r_[g, 0.0],
     ]
     value_orig = sw @ (
         0.5 * (r * r + tau2) * inv_var - 0.5 * np.log(inv_var)
-    ) / S + 0.5 * l2 * (b @ b + g @ g)
+    ) / S + 0.5 * l2 * (g @ g)
 
     # The solver's coordinates are a linear map T of the original ones.
     def flat(c):
@@ -200,8 +242,11 @@ def test_interval_coverage_where_least_squares_fails():
     assert covered_ls[quartile == 3].mean() <= 0.80
 
 
-def nll_oracle(theta, X, Z, y, sw, tau2, l2_mean, l2_var):
-    """The penalised NLL (weighted mean) and its gradient, written out directly."""
+def nll_oracle(theta, X, Z, y, sw, tau2, l2_var):
+    """The penalised NLL (weighted mean) and its gradient, written out directly.
+
+    Only the log-variance slopes ``g`` are penalised, as documented.
+    """
     p, q = X.shape[1], Z.shape[1]
     b, b0 = theta[:p], theta[p]
     g, g0 = theta[p + 1 : p + 1 + q], theta[-1]
@@ -209,16 +254,10 @@ def nll_oracle(theta, X, Z, y, sw, tau2, l2_mean, l2_var):
     v = Z @ g + g0
     e = np.exp(-v)
     S = sw.sum()
-    value = (
-        sw @ (0.5 * (r * r + tau2) * e + 0.5 * v) / S
-        + 0.5 * l2_mean * b @ b
-        + 0.5 * l2_var * g @ g
-    )
+    value = sw @ (0.5 * (r * r + tau2) * e + 0.5 * v) / S + 0.5 * l2_var * g @ g
     d_mu = -sw * r * e / S
     d_v = 0.5 * sw * (1 - (r * r + tau2) * e) / S
-    grad = np.r_[
-        X.T @ d_mu + l2_mean * b, d_mu.sum(), Z.T @ d_v + l2_var * g, d_v.sum()
-    ]
+    grad = np.r_[X.T @ d_mu, d_mu.sum(), Z.T @ d_v + l2_var * g, d_v.sum()]
     return value, grad
 
 
@@ -248,12 +287,12 @@ def test_matches_independent_maximum_likelihood(config):
     alpha = params.get("alpha", 1e-4)
     tau2 = params.get("variance_floor", 1e-8) * s_y2
     S = sw.sum()
-    l2_mean, l2_var = 2 * alpha / (S * s_y2), 2 * alpha / S
+    l2_var = 2 * alpha / S
     Z = X[:, cols]
     theta0 = np.r_[np.zeros(3), np.mean(y), np.zeros(len(cols)), np.log(np.var(y))]
     if fit_intercept:
         fun = nll_oracle
-        args = (X, Z, y, sw, tau2, l2_mean, l2_var)
+        args = (X, Z, y, sw, tau2, l2_var)
     else:  # drop b0 from the parameters
 
         def fun(theta, *args):
@@ -261,7 +300,7 @@ def test_matches_independent_maximum_likelihood(config):
             return value, np.delete(grad, 3)
 
         theta0 = np.delete(theta0, 3)
-        args = (X, Z, y, sw, tau2, l2_mean, l2_var)
+        args = (X, Z, y, sw, tau2, l2_var)
     res = scipy.optimize.minimize(
         fun, theta0, args=args, jac=True, method="BFGS", options={"gtol": 1e-11}
     )
@@ -314,9 +353,11 @@ def test_more_features_than_samples_gives_the_floor_in_closed_form():
     assert_allclose(mean, y, rtol=0, atol=1e-9 * np.std(y))
     assert_allclose(model.var_coef_, 0.0, atol=1e-8)
     assert model.var_intercept_ == pytest.approx(np.log(1e-8 * np.var(y)), abs=1e-6)
-    # Of all interpolants, the ridge penalty's limit: the smallest ||coef_||.
-    centred = X - X.mean(axis=0)
-    min_norm = np.linalg.lstsq(centred, y - y.mean(), rcond=None)[0]
+    # The mean is not penalised: of all interpolants, the one with the
+    # smallest norm of the standardised coefficients coef_ * std(X).
+    std = X.std(axis=0)
+    standardised = (X - X.mean(axis=0)) / std
+    min_norm = np.linalg.lstsq(standardised, y - y.mean(), rcond=None)[0] / std
     assert_allclose(model.coef_, min_norm, rtol=1e-8, atol=1e-12)
     assert np.all(np.isfinite(model.predict(rng.normal(size=(5, 30)))))
 
@@ -348,6 +389,27 @@ def test_noiseless_data_is_fitted_exactly_with_the_floor_variance():
     _, grad, hess = objective.loss_gradient_hessian(coef)
     # The Newton step from there is negligible.
     assert np.max(np.abs(np.linalg.solve(hess, grad))) < 1e-9
+
+
+def test_rows_at_the_floor_converge_to_rounding_level_without_a_warning():
+    """Ten rows, four variance parameters: some rows sit at the floor.
+
+    Their curvature 1 / tau^2 makes the gradient test unreachable in
+    float64 (one rounding error in a coefficient moves it by ~1e-8); the
+    fit is still the optimum to rounding, by the documented first-order
+    conditions (the reliability suite's oracle), and raises no warning.
+    """
+    rng = np.random.RandomState(0)  # scikit-learn's check_estimators_nan_inf
+    X = rng.uniform(size=(10, 3))
+    y = np.r_[np.zeros(5), np.ones(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = HeteroscedasticRegressor().fit(X, y)
+    std = model.predict(X, return_std=True)[1]
+    tau = np.sqrt(1e-8 * np.var(y))
+    assert np.min(std) < 2 * tau  # a row is at the floor
+    violation = HeteroscedasticSpec().optimality_violation(model, X, y, np.ones(10))
+    assert violation < 1e-6
 
 
 def test_duplicated_points_fitted_exactly_stay_at_the_floor():
@@ -411,6 +473,93 @@ def test_integer_weights_equal_repeated_rows_and_zero_weights_removed_rows():
         np.repeat(X, weights, axis=0), np.repeat(y, weights)
     )
     assert_allclose(fitted_params(weighted), fitted_params(repeated), rtol=1e-8)
+
+
+def test_zero_weight_rows_are_ignored_whatever_their_values():
+    X, y, _ = make_data(300, seed=18)
+    keep = np.arange(300) % 4 != 0
+    reference = HeteroscedasticRegressor().fit(X[keep], y[keep])
+    # (X near 1e300 on zero-weight rows breaks the core's column statistics
+    # for every estimator: reported to the lead, not tested here.)
+    for x_value, y_value in ((1e6, -1e8), (-1e150, 1e200), (1e100, -1e300)):
+        X_garbage, y_garbage = X.copy(), y.copy()
+        X_garbage[~keep] = x_value
+        y_garbage[~keep] = y_value
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = HeteroscedasticRegressor().fit(
+                X_garbage, y_garbage, sample_weight=keep.astype(float)
+            )
+        assert_allclose(
+            fitted_params(model), fitted_params(reference), rtol=1e-7, atol=1e-9
+        )
+
+
+def test_weight_scale_only_moves_the_penalty():
+    """Only relative weights enter the likelihood; alpha is against their sum.
+
+    Weights times c give the fit of alpha / c, for c from 1e-300 to 1e306.
+    """
+    X, y, _ = make_data(300, seed=19)
+    sw = np.random.default_rng(20).uniform(0.5, 2.0, size=300)
+    unpenalised = HeteroscedasticRegressor(alpha=0.0).fit(X, y, sample_weight=sw)
+    penalised = HeteroscedasticRegressor(alpha=50.0).fit(X, y, sample_weight=sw)
+    # The penalty matters here, so the second check is not the first again.
+    assert np.max(np.abs(penalised.var_coef_ - unpenalised.var_coef_)) > 1e-2
+    for c in (1e-300, 1e-3, 1e5, 1e306):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            scaled = HeteroscedasticRegressor(alpha=0.0).fit(X, y, sample_weight=c * sw)
+            rescaled_alpha = HeteroscedasticRegressor(alpha=50.0 * c).fit(
+                X, y, sample_weight=c * sw
+            )
+        assert_allclose(
+            fitted_params(scaled), fitted_params(unpenalised), rtol=1e-7, atol=1e-9
+        )
+        assert_allclose(
+            fitted_params(rescaled_alpha),
+            fitted_params(penalised),
+            rtol=1e-7,
+            atol=1e-9,
+        )
+
+
+@pytest.mark.parametrize("factors", [[1e200, 1e-200, 1.0], [1e-150, 1.0, 1e150]])
+def test_column_scales_near_1e200_change_only_the_units(factors):
+    # Without a penalty, rescaling a column rescales its coefficients in the
+    # mean and in the log-variance, and changes nothing else.
+    factors = np.array(factors)
+    X, y, _ = make_data(300, seed=21)
+    reference = HeteroscedasticRegressor(alpha=0.0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = HeteroscedasticRegressor(alpha=0.0).fit(X * factors, y)
+    assert_allclose(model.coef_ * factors, reference.coef_, rtol=1e-7)
+    assert_allclose(
+        model.var_coef_ * factors, reference.var_coef_, rtol=1e-7, atol=1e-10
+    )
+    assert model.intercept_ == pytest.approx(reference.intercept_, rel=1e-7)
+    assert model.var_intercept_ == pytest.approx(reference.var_intercept_, rel=1e-7)
+
+
+def test_collinear_mean_columns_get_the_minimum_norm_standardised_fit():
+    """The mean is not penalised: of its minimisers, the smallest in std units.
+
+    A column that is 3 times another carries the same information; the
+    minimum-norm fit in standardised units splits the slope equally between
+    the two standardised columns, so ``coef_ * std`` is the same for both,
+    and the predictions are those of the fit without the copy.
+    """
+    X, y, _ = make_data(400, seed=22)
+    reference = HeteroscedasticRegressor(alpha=0.0).fit(X, y)
+    X_copy = np.c_[X, 3.0 * X[:, 0]]
+    model = HeteroscedasticRegressor(alpha=0.0, variance_features=[0, 1, 2]).fit(
+        X_copy, y
+    )
+    std = X_copy.std(axis=0)
+    assert model.coef_[0] * std[0] == pytest.approx(model.coef_[3] * std[3], rel=1e-9)
+    assert_allclose(model.predict(X_copy), reference.predict(X), rtol=1e-8)
+    assert_allclose(model.var_coef_[:3], reference.var_coef_, rtol=1e-7, atol=1e-9)
 
 
 def test_permutation_invariance():
