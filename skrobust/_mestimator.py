@@ -23,6 +23,7 @@ a positive float
     fixed: ``sum_i s_i sigma^2 rho(r_i / sigma) + alpha ||w||^2``.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -38,10 +39,14 @@ from ._base import (
 )
 from ._objective import LinearObjective
 from ._quantile_exact import solve_exact
-from .losses import ConcomitantScaleLoss, FixedScaleLoss
+from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
 
 # Below this (relative to the spread of y) a scale counts as a perfect fit.
 _MIN_RELATIVE_SCALE = 1e-12
+
+# Targets further than this (in robust scales of y) from the start are moved
+# to that distance for the solve (_clip_far_targets), and checked after it.
+_CLIP_SCALES = 1e4
 
 # A joint scale below this (relative to the spread of y) may be collapsing to
 # zero: _collapsed_scale_fit checks, and solves the boundary problem.
@@ -149,51 +154,59 @@ class ScaledMEstimator(RobustLinearRegressor):
             residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
             scale = self._initial_scale(residuals, start_objective.sample_weight)
 
-        if self.scale == "mad":
-            coef, scale, n_iter = self._fit_mad_scale(
-                ls_objective, rho, l2, coef, scale, solver
+        clip = (
+            None
+            if warm is not None
+            else self._clip_far_targets(ls_objective, y_std, coef)
+        )
+        if clip is not None:
+            y_clipped, far, sign = clip
+            clipped_objective = LinearObjective(
+                FixedScaleLoss(SquaredRho()),
+                X,
+                y_clipped,
+                sample_weight,
+                [(None, self.fit_intercept)],
+                [l2],
+                column_stats=ls_objective.column_stats,
             )
-            ((w, b),) = ls_objective.unstandardize(coef)
-        else:
-            if self.scale == "joint":
-                loss = ConcomitantScaleLoss(rho)
-                predictors, penalties = (
-                    [(None, self.fit_intercept), ((), True)],
-                    [l2, 0.0],
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                w, b, scale, n_iter = self._solve(
+                    clipped_objective,
+                    X,
+                    y_clipped,
+                    sample_weight,
+                    rho,
+                    l2,
+                    coef,
+                    scale,
+                    solver,
+                    y_scale,
                 )
-                coef = np.append(coef, np.log(scale))
-            else:
-                if self.scale == "lad":
-                    coef, scale = self._lad_scale(
-                        ls_objective, X, y_std, sample_weight, coef
+            if self._still_saturated(X, y_clipped, far, sign, w, b, scale, rho):
+                for warning in caught:
+                    warnings.warn_explicit(
+                        warning.message,
+                        warning.category,
+                        warning.filename,
+                        warning.lineno,
                     )
-                else:
-                    scale = float(self.scale) / y_scale
-                loss = FixedScaleLoss(rho, scale)
-                predictors, penalties = [(None, self.fit_intercept)], [l2]
-            objective = LinearObjective(
-                loss,
+            else:
+                clip = None
+        if clip is None:
+            w, b, scale, n_iter = self._solve(
+                ls_objective,
                 X,
                 y_std,
                 sample_weight,
-                predictors,
-                penalties,
-                column_stats=ls_objective.column_stats,
+                rho,
+                l2,
+                coef,
+                scale,
+                solver,
+                y_scale,
             )
-            result = _solvers.minimize(
-                objective, coef, solver, self.max_iter, self.tol, warn=False
-            )
-            (w, b), *concomitant = objective.unstandardize(result.coef)
-            n_iter = result.n_iter
-            converged = result.converged
-            if concomitant:
-                scale = float(np.exp(concomitant[0][1]))
-                if scale < _COLLAPSED_SCALE and self.alpha == 0:
-                    w, b, scale, converged = self._collapsed_scale_fit(
-                        X, y_std, sample_weight, rho, w, b, scale, converged
-                    )
-            if not converged:
-                _solvers.warn_not_converged(solver, n_iter, self.tol, result.message)
 
         self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
         # A fixed scale is reported as given, not as rounded through y_scale.
@@ -262,6 +275,99 @@ class ScaledMEstimator(RobustLinearRegressor):
         self.n_iter_ = 1
         self.outliers_ = np.zeros(X.shape[0], dtype=bool)
         return self
+
+    def _solve(
+        self,
+        ls_objective,
+        X,
+        y_std,
+        sample_weight,
+        rho,
+        l2,
+        coef,
+        scale,
+        solver,
+        y_scale,
+    ):
+        """Coefficients and scale from a start, in standardised units.
+
+        Returns ``(w, b, scale, n_iter)``.
+        """
+        if self.scale == "mad":
+            coef, scale, n_iter = self._fit_mad_scale(
+                ls_objective, rho, l2, coef, scale, solver
+            )
+            ((w, b),) = ls_objective.unstandardize(coef)
+        else:
+            if self.scale == "joint":
+                loss = ConcomitantScaleLoss(rho)
+                predictors, penalties = (
+                    [(None, self.fit_intercept), ((), True)],
+                    [l2, 0.0],
+                )
+                coef = np.append(coef, np.log(scale))
+            else:
+                if self.scale == "lad":
+                    coef, scale = self._lad_scale(
+                        ls_objective, X, y_std, sample_weight, coef
+                    )
+                else:
+                    scale = float(self.scale) / y_scale
+                loss = FixedScaleLoss(rho, scale)
+                predictors, penalties = [(None, self.fit_intercept)], [l2]
+            objective = LinearObjective(
+                loss,
+                X,
+                y_std,
+                sample_weight,
+                predictors,
+                penalties,
+                column_stats=ls_objective.column_stats,
+            )
+            result = _solvers.minimize(
+                objective, coef, solver, self.max_iter, self.tol, warn=False
+            )
+            (w, b), *concomitant = objective.unstandardize(result.coef)
+            n_iter = result.n_iter
+            converged = result.converged
+            if concomitant:
+                scale = float(np.exp(concomitant[0][1]))
+                if scale < _COLLAPSED_SCALE and self.alpha == 0:
+                    w, b, scale, converged = self._collapsed_scale_fit(
+                        X, y_std, sample_weight, rho, w, b, scale, converged
+                    )
+            if not converged:
+                _solvers.warn_not_converged(solver, n_iter, self.tol, result.message)
+
+        return w, b, scale, n_iter
+
+    def _clip_far_targets(self, ls_objective, y, coef):
+        """Targets beyond ``_CLIP_SCALES`` from the start, moved to that distance.
+
+        Far beyond the threshold a residual enters every scale option only
+        through its sign (``psi`` and ``z psi - rho`` are constant there, to
+        the last bit), so moving such a target changes neither the
+        minimiser nor the scale equations. But the objective's value, a sum
+        dominated by ``1e50``-sized outliers, would lose every digit that a
+        trust region and a line search compare. Returns ``(y_clipped, rows,
+        signs)``, or None if no target is that far.
+        """
+        fitted = ls_objective.raw_prediction(coef)[:, 0]
+        residuals = y - fitted
+        far = np.abs(residuals) > _CLIP_SCALES
+        if not np.any(far):
+            return None
+        sign = np.sign(residuals[far])
+        y_clipped = y.copy()
+        # From the fitted value, not y - shift, which would cancel for 1e50.
+        y_clipped[far] = fitted[far] + sign * _CLIP_SCALES
+        return y_clipped, far, sign
+
+    @staticmethod
+    def _still_saturated(X, y, far, sign, w, b, scale, rho):
+        """Whether every moved row stayed on its side, beyond rho's saturation."""
+        residuals = y[far] - safe_sparse_dot(X[far], w) - b
+        return bool(np.all(sign * residuals > rho.saturation * scale))
 
     @staticmethod
     def _initial_scale(residuals, sample_weight):

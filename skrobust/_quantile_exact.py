@@ -623,13 +623,17 @@ def solve_exact(
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
     fitted = _matvec(X, w0) + b0
     residuals = y - fitted
-    positive = residuals if sample_weight is None else residuals[sample_weight > 0]
-    spread = (
-        float(np.median(np.abs(positive - np.median(positive))))
-        if positive.size
-        else 0.0
-    )
-    limit = _CLIP_MADS * spread
+    keep = slice(None) if sample_weight is None else sample_weight > 0
+
+    def mad(v):
+        return float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
+
+    # In MADs of the residuals, but never fewer than MADs of y, or than the
+    # median size of y: a start that nearly interpolates, or y with more than
+    # half its values tied, must not make ordinary rows "far".
+    y_keep = y[keep]
+    size = float(np.median(np.abs(y_keep))) if y_keep.size else 0.0
+    limit = _CLIP_MADS * max(mad(residuals[keep]), mad(y_keep), size)
     moved = np.abs(residuals) > limit
     if not (limit > 0 and np.any(moved)):
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
@@ -640,7 +644,9 @@ def solve_exact(
         X, y_clipped, *args, coef_init, intercept_init, **kwargs
     )
     at_solution = y_clipped - _matvec(X, coef) - intercept
-    if np.all(at_solution[moved] * np.sign(residuals[moved]) > 0):
+    # Clearly on their side: a moved row left at a zero residual is basic,
+    # and the argument needs a neighbourhood (and HiGHS's tolerances).
+    if np.all(at_solution[moved] * np.sign(residuals[moved]) > 1e-3 * limit):
         info["clipped"] = int(moved.sum())
         return coef, intercept, info
     return _solve_exact_unclipped(X, y, *args, coef, intercept, **kwargs)

@@ -81,6 +81,11 @@ class HuberRho(ResidualFunction):
     def __init__(self, delta=1.35):
         self.delta = delta
 
+    @property
+    def saturation(self):
+        """Beyond this ``|z|``, ``psi`` and ``z psi - rho`` are constant."""
+        return self.delta
+
     def value(self, z):
         # 0.5 m^2 + delta (|z| - m) with m = min(|z|, delta) never squares a
         # large residual, so it cannot overflow.
@@ -129,6 +134,12 @@ class LogCoshRho(ResidualFunction):
 
     def __init__(self, delta=1.0):
         self.delta = delta
+
+    @property
+    def saturation(self):
+        """Beyond this ``|z|``, ``tanh(z / delta)`` is 1.0 in float64 (and
+        ``z psi - rho`` constant to rounding)."""
+        return 20.0 * self.delta
 
     def value(self, z):
         x = np.abs(np.asarray(z, dtype=float)) / self.delta

@@ -369,3 +369,33 @@ def test_large_problem_uses_reduced_path():
     coef_lp, b_lp = solve_lp(X, y, q, None, 0.0, True, method="highs-ipm")
     f_lp = pinball_objective(X, y, coef_lp, b_lp, q, None, 0.0)
     assert_same_objective(f, f_lp, objective_scale(y, None))
+
+
+def test_clipping_far_targets_never_changes_the_optimum():
+    """A moved target that ends on the fit (a basic row) sends the LP back unclipped.
+
+    Found by hypothesis: from a smoothed start two targets lie beyond 50 MADs
+    and are moved in; the clipped LP puts one of them exactly on the fit, where
+    the clipped and true problems differ, so its answer must not be kept.
+    """
+    X = np.array(
+        [
+            [0.12573022, -0.13210486, 0.64042265, 0.10490012, -0.53566937],
+            [0.36159505, 1.30400005, 0.94708096, -0.70373524, -1.26542147],
+            [-0.62327446, 0.04132598, -2.32503077, -0.21879166, -1.24591095],
+            [-0.73226735, -0.54425898, -0.31630016, 0.41163054, 1.04251337],
+            [-0.12853466, 1.36646347, -0.66519467, 0.35151007, 0.90347018],
+            [0.0940123, -0.74349925, -0.92172538, -0.45772583, 0.22019512],
+            [-1.00961818, -0.20917557, -0.15922501, 0.54084558, 0.21465912],
+        ]
+    )
+    y = np.array([-1.857, -1.549, -1.687, 3.705, 2.176, 1.090, 0.530])
+    best = pinball_objective(
+        X, y, *solve_lp(X, y, 0.01, None, 0.0, False), 0.01, None, 0.0
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        start = rng.normal(size=5)
+        coef, intercept, _ = solve_exact(X, y, 0.01, None, 0.0, False, start, 0.0)
+        value = pinball_objective(X, y, coef, intercept, 0.01, None, 0.0)
+        assert value <= best * (1 + 1e-9) + 1e-15
