@@ -58,6 +58,11 @@ def main(argv=None):
         print(
             f"{name:<30} {coef_error:>11.4f} {intercept_error:>16.4f} {elapsed:>8.3f}"
         )
+    print(
+        "\nHeteroscedasticRegressor fits the noise variance by Gaussian likelihood: "
+        "like least\nsquares it is not robust to gross errors (it is there for "
+        "error bars, see its docs)."
+    )
 
 
 if __name__ == "__main__":
