@@ -20,11 +20,11 @@ MAD_NORMAL_CONSTANT = 0.6744897501960817
 _ACCEPT_SPARSE = ("csr", "csc")
 
 # Rows of the strided subsample that the least-squares start is computed on.
-LEAST_SQUARES_START_ROWS = 50_000
+LEAST_SQUARES_START_ROWS = 10_000
 
 # Reweighting steps, and rows, of the least-absolute-deviation start.
 _LAD_START_STEPS = 8
-_LAD_START_ROWS = 5_000
+_LAD_START_ROWS = 2_000
 
 # Up to this many design elements, or rows per coefficient, the start
 # materialises the weighted, standardised design and calls lstsq on it (a

@@ -72,6 +72,11 @@ _LBFGS_ROUNDING_GTOL = 1e-6
 _TRUST_REGION_GTOL = 1e-6
 _POLISH_STEPS = 30
 
+# A Newton step on an older Hessian that shrinks the gradient by less than
+# this factor has it re-formed: a fresh one converges quadratically, and
+# one more pass beats several slow chord steps.
+_REFRESH_RATIO = 0.01
+
 
 @dataclass
 class SolverResult:
@@ -174,7 +179,13 @@ def _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel):
         if not result.converged:
             more = _lbfgs(objective, result.coef, max_iter, tol)
             more.n_iter += result.n_iter
-            result = more
+            # Keep Newton's point if L-BFGS ended further from stationary.
+            if more.converged or _gradient_norm(objective, more.coef) < (
+                _gradient_norm(objective, result.coef)
+            ):
+                result = more
+            else:
+                result.n_iter = more.n_iter
     elif solver == "lbfgs":
         result = _lbfgs(objective, coef0, max_iter, tol)
     else:  # pragma: no cover - the estimators validate solver
@@ -361,8 +372,9 @@ def _newton_steps(objective, coef, value, grad, hess, tol, max_iter, n_iter):
     A step is accepted while it shrinks the largest gradient entry without
     raising the objective beyond rounding. The Hessian (``None`` to form
     one) is re-formed only when a step shrinks the gradient by less than
-    10x, which near the optimum it rarely does: such steps cost one pass
-    over the data, not two. Returns ``(coef, value, grad, hess, n_iter)``.
+    ``1 / _REFRESH_RATIO``, which near the optimum it rarely does: such
+    steps cost one pass over the data, not two. Returns ``(coef, value,
+    grad, hess, n_iter)``.
     """
     for _ in range(_POLISH_STEPS):
         gnorm = float(np.max(np.abs(grad), initial=0.0))
@@ -382,7 +394,7 @@ def _newton_steps(objective, coef, value, grad, hess, tol, max_iter, n_iter):
         rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
         if trial_gnorm < gnorm and trial_value <= value + rounding:
             coef, value, grad = trial, trial_value, trial_grad
-            if trial_gnorm > 0.1 * gnorm:
+            if trial_gnorm > _REFRESH_RATIO * gnorm:
                 hess = None
         elif fresh:
             break

@@ -25,6 +25,7 @@ nor raise a ``RuntimeWarning``.
 """
 
 import numpy as np
+from scipy.special import ndtr
 
 _LOG2 = np.log(2.0)
 
@@ -399,10 +400,6 @@ class SmoothedPinballRho(ResidualFunction):
     def _tail_density_g(self, t):
         """``F(-t)``, ``K(t)`` and ``g(t)`` for ``t >= 0``."""
         if self.kernel == "gaussian":
-            # Imported here so that this appended class leaves the module's
-            # existing imports untouched; after the first call it is a lookup.
-            from scipy.special import ndtr
-
             tail = ndtr(-t)
             density = np.exp(-0.5 * t * t) * self._INV_SQRT_2PI
             return tail, density, density - t * tail
