@@ -199,7 +199,11 @@ class FixedScaleLoss:
         s = self.scale
         z = (y - raw[:, 0]) / s
         rho, psi, dpsi = _value_derivatives(self.rho, z)
-        rho *= s * s
+        # s^2 rho(z) is the loss in y's units: for a scale beyond ~1e150 (a
+        # MAD fixed point run away with outliers of 1e300) it is legitimately
+        # infinite, which solvers reject; the derivatives stay finite.
+        with np.errstate(over="ignore"):
+            rho *= s * s
         psi *= -s
         return rho, psi[:, None], dpsi[:, None, None]
 
