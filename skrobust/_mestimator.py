@@ -159,6 +159,21 @@ class ScaledMEstimator(RobustLinearRegressor):
             if warm is not None
             else self._clip_far_targets(ls_objective, y_std, coef)
         )
+
+        def solve(objective, y_fit):
+            return self._solve(
+                objective,
+                X,
+                y_fit,
+                sample_weight,
+                rho,
+                l2,
+                coef,
+                scale,
+                solver,
+                y_scale,
+            )
+
         if clip is not None:
             y_clipped, far, sign = clip
             clipped_objective = LinearObjective(
@@ -172,19 +187,8 @@ class ScaledMEstimator(RobustLinearRegressor):
             )
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                w, b, scale, n_iter = self._solve(
-                    clipped_objective,
-                    X,
-                    y_clipped,
-                    sample_weight,
-                    rho,
-                    l2,
-                    coef,
-                    scale,
-                    solver,
-                    y_scale,
-                )
-            if self._still_saturated(X, y_clipped, far, sign, w, b, scale, rho):
+                w, b, fitted_scale, n_iter = solve(clipped_objective, y_clipped)
+            if self._still_saturated(X, y_clipped, far, sign, w, b, fitted_scale, rho):
                 for warning in caught:
                     warnings.warn_explicit(
                         warning.message,
@@ -195,18 +199,8 @@ class ScaledMEstimator(RobustLinearRegressor):
             else:
                 clip = None
         if clip is None:
-            w, b, scale, n_iter = self._solve(
-                ls_objective,
-                X,
-                y_std,
-                sample_weight,
-                rho,
-                l2,
-                coef,
-                scale,
-                solver,
-                y_scale,
-            )
+            w, b, fitted_scale, n_iter = solve(ls_objective, y_std)
+        scale = fitted_scale
 
         self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
         # A fixed scale is reported as given, not as rounded through y_scale.

@@ -24,7 +24,6 @@ by zero) or other warning escapes. The few tests that expect a
 ``ConvergenceWarning`` say so with ``pytest.warns``.
 """
 
-import inspect
 import re
 import traceback
 import warnings
@@ -37,10 +36,9 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import linprog
 from scipy.special import ndtr
-from sklearn.base import clone, is_regressor
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-
-import skrobust
+from test_common import estimator_variants, public_estimators
 
 # The normalised MAD: median(|r|) / MAD_NORMAL_CONSTANT estimates the standard
 # deviation of Gaussian residuals (R's mad(), statsmodels' mad()).
@@ -63,26 +61,7 @@ OPTIMALITY_RTOL = 1e-6
 # ---------------------------------------------------------------------------
 
 
-def public_estimators():
-    """Every regressor class in ``skrobust.__all__``."""
-    return [
-        getattr(skrobust, name)
-        for name in skrobust.__all__
-        if inspect.isclass(getattr(skrobust, name))
-        and is_regressor(getattr(skrobust, name)())
-    ]
-
-
-def estimator_variants():
-    """Each estimator at its defaults, plus its other scale options."""
-    variants = []
-    for cls in public_estimators():
-        variants.append(cls())
-        if "scale" in inspect.signature(cls).parameters:
-            variants += [cls(scale="mad"), cls(scale="lad"), cls(scale=1.0)]
-    return variants
-
-
+# The same estimators and variants as scikit-learn's checks (tests/test_common.py).
 VARIANTS = estimator_variants()
 variant_params = pytest.mark.parametrize("estimator", VARIANTS, ids=repr)
 
