@@ -131,3 +131,23 @@ def test_concomitant_loss_is_scikit_learns_huber_term():
     raw = np.column_stack([mu, np.full(50, np.log(sigma))])
     loss, _, _ = ConcomitantScaleLoss(HuberRho(eps)).loss_gradient_hessian(y, raw)
     assert_allclose(loss, sigma + sigma * H, rtol=1e-14)
+
+
+@pytest.mark.parametrize("rho", RHOS, ids=repr)
+def test_fused_evaluation_equals_the_separate_methods(rho):
+    """value_derivatives (and log-cosh's value_derivatives_chi) are only faster."""
+    z = np.concatenate(
+        [-np.logspace(-300, 300, 301), [0.0], np.logspace(-300, 300, 301)]
+    )
+    if isinstance(rho, SquaredRho):
+        z = z[np.abs(z) < 1e150]
+    value, psi, dpsi = rho.value_derivatives(z)
+    # (atol: values below 1e-300 are subnormal, where rounding is coarser.)
+    assert_allclose(value, rho.value(z), rtol=1e-14, atol=1e-300)
+    assert_allclose(psi, rho.derivative(z), rtol=1e-14, atol=0)
+    assert_allclose(dpsi, rho.second_derivative(z), rtol=1e-12, atol=1e-300)
+    if hasattr(rho, "value_derivatives_chi"):
+        fused = rho.value_derivatives_chi(z)
+        for a, b in zip(fused[:3], (value, psi, dpsi), strict=True):
+            assert_allclose(a, b, rtol=0, atol=0)
+        assert_allclose(fused[3], rho.z_psi_minus_rho(z), rtol=1e-14, atol=1e-300)
