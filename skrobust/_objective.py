@@ -111,6 +111,7 @@ def _weighted_column_stats(X, sample_weight, center):
                 continue
             block_mean = (sw @ X[rows]) / w_block
             dev = X[rows] - block_mean
+            dev[sw == 0] = 0.0  # weightless rows may hold anything finite
             dev *= dev
             delta = block_mean - mean
             new_total = total + w_block

@@ -195,8 +195,6 @@ def test_joint_breakdown_formula_matches_huber_closed_form():
         )
 
 
-# Fails at 8fe574a (reported to the lead): scale="mad" (least-squares start) breaks
-# at 35%; joint scale: ConvergenceWarning for M >= 1e12 near its breakdown.
 @pytest.mark.parametrize("estimator", VARIANTS, ids=repr)
 def test_breakdown_fraction(estimator):
     spec = spec_for(estimator)

@@ -133,8 +133,6 @@ def coef_size(model):
     return max(np.max(np.abs(model.coef_)), abs(model.intercept_))
 
 
-# Fails at 8fe574a (reported to the lead): scale="mad" fixed point does not settle
-# (ConvergenceWarning); HeteroscedasticRegressor penalises the mean too.
 @variant_params
 @PROPERTY_SETTINGS
 @given(problem=problems(), penalised=st.booleans())
@@ -224,8 +222,6 @@ def test_affine_equivariance_in_X(estimator, problem, seed):
     )
 
 
-# Fails at 8fe574a (reported to the lead): _base.weighted_median tests cum == half
-# exactly, so scaling all weights changes the MAD scale.
 @variant_params
 @PROPERTY_SETTINGS
 @given(problem=problems(weights=("integer",)), factor=st.floats(1e-5, 1e5))

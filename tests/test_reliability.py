@@ -732,9 +732,6 @@ def _check_extra_column(estimator, column):
     assert_same_fit(model, reference)
 
 
-# Fails at 8fe574a (reported to the lead): a rounding-level spread is scaled up
-# (_objective column stats: 0.1 column gets coef ~1e17), and trust-exact
-# moves along the Hessian's null space (constant/zero/duplicate columns).
 def check_constant_column(estimator, tmp_path):
     # 0.1 has no exact binary mean: its computed spread is rounding noise,
     # which must not be standardised up to a unit-variance column.
@@ -920,8 +917,6 @@ def check_X_around_1e150(estimator, tmp_path):
     _check_X_scaled(estimator, np.array([1e150, 1e-150, 1.0]))
 
 
-# Fails at 8fe574a (reported to the lead): column variances from dev * dev overflow
-# (RuntimeWarning) or underflow to 0 (the column is then treated as constant).
 def check_X_around_1e200(estimator, tmp_path):
     # Coefficients of 1e-200 and 1e200 are representable; squaring a column
     # to get its variance is not.
@@ -947,7 +942,6 @@ def check_timestamp_feature(estimator, tmp_path):
     assert model.coef_[0] == pytest.approx(centred.coef_[0], rel=1e-5)
 
 
-# Fails at 8fe574a (reported to the lead): sample_weight.sum() overflows for 1e308.
 def check_uniform_weights_of_any_size(estimator, tmp_path):
     # Only relative weights matter; a sum that overflows is still a valid
     # input (each weight is finite).
@@ -1025,7 +1019,6 @@ def test_odd_input_gives_correct_fit(estimator, check, tmp_path):
     check(estimator, tmp_path)
 
 
-# Fails at 8fe574a (reported to the lead): _set_exact_fit reports scale_ = 0.
 @pytest.mark.parametrize(
     "estimator",
     [v for v in VARIANTS if not isinstance(v.get_params().get("scale", "-"), str)],
@@ -1042,9 +1035,6 @@ def test_fixed_scale_is_reported_as_given(estimator):
         assert fit(estimator, X, y).scale_ == float(estimator.scale)
 
 
-# Fails at 8fe574a (reported to the lead): tiny delta: the solvers stop early without a
-# warning (absolute gradient tolerance); log-cosh with delta = 1e8: z psi - rho
-# cancels (losses.LogCoshRho.z_psi_minus_rho), so the joint fit cannot converge.
 @pytest.mark.parametrize(
     "estimator",
     [v for v in VARIANTS if "delta" in v.get_params()],
@@ -1087,8 +1077,6 @@ def test_extreme_delta_reaches_its_limits(estimator, solver):
         assert large.scale_ == pytest.approx(rms, rel=1e-6)
 
 
-# Fails at 8fe574a (reported to the lead): log-cosh delta=1e300 overflows
-# in losses.LogCoshRho.value.
 @pytest.mark.parametrize(
     "estimator",
     [v for v in VARIANTS if "delta" in v.get_params()],
