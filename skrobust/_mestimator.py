@@ -160,19 +160,8 @@ class ScaledMEstimator(RobustLinearRegressor):
             else self._clip_far_targets(ls_objective, y_std, coef)
         )
 
-        def solve(objective, y_fit):
-            return self._solve(
-                objective,
-                X,
-                y_fit,
-                sample_weight,
-                rho,
-                l2,
-                coef,
-                scale,
-                solver,
-                y_scale,
-            )
+        def solve(objective):
+            return self._solve(objective, rho, l2, coef, scale, solver, y_scale)
 
         if clip is not None:
             y_clipped, far, sign = clip
@@ -187,7 +176,7 @@ class ScaledMEstimator(RobustLinearRegressor):
             )
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                w, b, fitted_scale, n_iter = solve(clipped_objective, y_clipped)
+                w, b, fitted_scale, n_iter = solve(clipped_objective)
             if self._still_saturated(X, y_clipped, far, sign, w, b, fitted_scale, rho):
                 for warning in caught:
                     warnings.warn_explicit(
@@ -199,7 +188,7 @@ class ScaledMEstimator(RobustLinearRegressor):
             else:
                 clip = None
         if clip is None:
-            w, b, fitted_scale, n_iter = solve(ls_objective, y_std)
+            w, b, fitted_scale, n_iter = solve(ls_objective)
         scale = fitted_scale
 
         self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
@@ -270,23 +259,15 @@ class ScaledMEstimator(RobustLinearRegressor):
         self.outliers_ = np.zeros(X.shape[0], dtype=bool)
         return self
 
-    def _solve(
-        self,
-        ls_objective,
-        X,
-        y_std,
-        sample_weight,
-        rho,
-        l2,
-        coef,
-        scale,
-        solver,
-        y_scale,
-    ):
+    def _solve(self, ls_objective, rho, l2, coef, scale, solver, y_scale):
         """Coefficients and scale from a start, in standardised units.
 
-        Returns ``(w, b, scale, n_iter)``.
+        ``ls_objective`` carries the data (``X``, the standardised ``y`` and
+        the weights, scaled to a largest of 1, which changes none of the fits
+        below). Returns ``(w, b, scale, n_iter)``.
         """
+        X, y_std = ls_objective.X, ls_objective.y
+        sample_weight = ls_objective.sample_weight
         if self.scale == "mad":
             coef, scale, n_iter = self._fit_mad_scale(
                 ls_objective, rho, l2, coef, scale, solver
