@@ -233,6 +233,8 @@ class LinearObjective:
         top = float(sample_weight.max(initial=0.0))
         self.sample_weight = sample_weight / top if top > 0 else sample_weight
         self.sum_weight = float(self.sample_weight.sum())
+        # Equal weights (the usual case) are all 1.0 now: passes skip them.
+        self.unit_weights = self.sum_weight == self.sample_weight.size
         self.sparse = sp.issparse(X)
         self.predictor_spec = [
             (None if c is None else np.asarray(c, dtype=np.intp), bool(f))
@@ -367,7 +369,7 @@ class LinearObjective:
                         moved[:, k] = part @ w + b
                     flat += sw @ (moved * moved)
                     continue
-                G = _weighted_gram(part, part, sw)
+                G = _weighted_gram(part, part, sw, self.sparse)
                 xd = np.asarray(part.T @ sw).ravel()
                 gram += _gram_from_raw(pred, pred, G, xd, xd, sw.sum())
         if directions is not None:
@@ -386,12 +388,25 @@ class LinearObjective:
                 A = (A - self.mean) * self.inv_scale
             yield rows, A
 
-    def _raw_block(self, A, raw_coefs):
-        raw = np.empty((A.shape[0], len(self.predictors)))
-        for j, (pred, (w, b)) in enumerate(
-            zip(self.predictors, raw_coefs, strict=True)
-        ):
-            raw[:, j] = pred.take(A) @ w + b
+    def _raw_block(self, parts, raw_coefs):
+        """Linear predictors of one block, one contiguous column each.
+
+        Column-major, so that each column is written by ``np.dot`` in place
+        and read by the loss and by ``A.T @ g`` at unit stride. An
+        intercept-only predictor is its intercept, without a product.
+        """
+        n = parts[0].shape[0]
+        raw = np.empty((len(parts), n)).T
+        for j, (Aj, (w, b)) in enumerate(zip(parts, raw_coefs, strict=True)):
+            if Aj.shape[1] == 0:
+                raw[:, j] = b
+            else:
+                column = raw[:, j]
+                if self.sparse:
+                    column[:] = Aj @ w
+                else:
+                    np.dot(Aj, w, out=column)
+                column += b
         return raw
 
     def _pass(self, coef, gradient=True, hessian=False, direction=None):
@@ -429,11 +444,10 @@ class LinearObjective:
             for pair in pairs
         }
         d_sum = dict.fromkeys(pairs, 0.0)
+        unit = self.unit_weights
         for rows, A in self._row_blocks():
             parts = [pred.take(A) for pred in self.predictors]
-            raw = np.empty((A.shape[0], k))
-            for j, (Aj, (w, b)) in enumerate(zip(parts, raw_coefs, strict=True)):
-                raw[:, j] = Aj @ w + b
+            raw = self._raw_block(parts, raw_coefs)
             sw = self.sample_weight[rows]
             if hessian or raw_dirs is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
@@ -443,26 +457,29 @@ class LinearObjective:
             # the value infinite, which solvers reject, even where a zero
             # weight meets it; the derivatives are what least squares uses.
             with np.errstate(over="ignore", invalid="ignore"):
-                value += sw @ loss
+                value += loss.sum() if unit else sw @ loss
             if gradient:
-                g *= sw[:, None]
+                if not unit:
+                    g *= sw[:, None]
                 for j, Aj in enumerate(parts):
-                    gw[j] += Aj.T @ g[:, j]
+                    if Aj.shape[1]:
+                        gw[j] += Aj.T @ g[:, j]
                     gb[j] += g[:, j].sum()
             if raw_dirs is not None:
-                u = np.empty_like(raw)
-                for j, (Aj, (w, b)) in enumerate(zip(parts, raw_dirs, strict=True)):
-                    u[:, j] = Aj @ w + b
+                u = self._raw_block(parts, raw_dirs)
                 hu = np.einsum("nab,nb->na", h, u) * sw[:, None]
                 for j, Aj in enumerate(parts):
                     hv_w[j] += Aj.T @ hu[:, j]
                     hv_b[j] += hu[:, j].sum()
             if hessian:
                 for a, b in pairs:
-                    d = sw * h[:, a, b]
-                    G[a, b] += _weighted_gram(parts[a], parts[b], d)
-                    xd[a, b][0][:] += parts[a].T @ d
-                    if a != b:
+                    d = h[:, a, b] if unit else sw * h[:, a, b]
+                    # (Intercept-only predictors have no columns to multiply.)
+                    if parts[a].shape[1] and parts[b].shape[1]:
+                        G[a, b] += _weighted_gram(parts[a], parts[b], d, self.sparse)
+                    if parts[a].shape[1]:
+                        xd[a, b][0][:] += parts[a].T @ d
+                    if a != b and parts[b].shape[1]:
                         xd[a, b][1][:] += parts[b].T @ d
                     d_sum[a, b] += d.sum()
         S = self.sum_weight
@@ -497,7 +514,7 @@ class LinearObjective:
                 H[pa.slice, pb.slice] = block
                 H[pb.slice, pa.slice] = block.T
             H /= S
-            H[np.diag_indices_from(H)] += self.penalty
+            H.flat[:: self.n_coef + 1] += self.penalty
         return value, grad, H, hv
 
     # -- public evaluation ---------------------------------------------------
@@ -506,7 +523,8 @@ class LinearObjective:
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         out = np.empty((self.X.shape[0], len(self.predictors)))
         for rows, A in self._row_blocks():
-            out[rows] = self._raw_block(A, raw_coefs)
+            parts = [pred.take(A) for pred in self.predictors]
+            out[rows] = self._raw_block(parts, raw_coefs)
         return out
 
     def loss_gradient(self, coef):
@@ -558,9 +576,9 @@ class LinearObjective:
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
 
 
-def _weighted_gram(A, B, d):
+def _weighted_gram(A, B, d, sparse):
     """``A.T @ diag(d) @ B`` for a dense row block or a whole sparse matrix."""
-    if sp.issparse(A):
+    if sparse:
         return np.asarray((A.T @ sp.diags_array(d) @ B).todense())
     if A is B and A.shape[1] > 1 and d.min(initial=0.0) >= 0:
         # C.T @ C with C = sqrt(d) A: numpy hands it to BLAS syrk, half the
