@@ -25,6 +25,8 @@ LEAST_SQUARES_START_ROWS = 10_000
 # Reweighting steps, and rows, of the least-absolute-deviation start.
 _LAD_START_STEPS = 8
 _LAD_START_ROWS = 2_000
+# Up to this many elements (8 MiB) the LAD start copies its subsample.
+_DENSE_START_ELEMENTS = 2**20
 
 # Up to this many design elements, or rows per coefficient, the start
 # materialises the weighted, standardised design and calls lstsq on it (a
@@ -201,25 +203,61 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         arbitrarily far from the bulk of the data when a few targets are
         wild; a handful of these steps on a strided subsample of
         ``start_objective``'s rows (about ``_LAD_START_ROWS``) brings the
-        start back to it, so that
-        Newton's method starts with curvature to work with and a
-        non-convex scale equation starts on the side of the good data.
+        start back to it, so that Newton's method starts with curvature to
+        work with and a non-convex scale equation starts on the side of the
+        good data. A subsample small enough is copied into a standardised
+        design (its rows with weight) and each step solves the normal
+        equations on it directly; larger (sparse, wide) ones form them in a
+        pass of a :class:`LinearObjective`.
         """
         step = start_objective.n_samples // _LAD_START_ROWS
         if step > 1 and start_objective.subsample(step).sum_weight > 0:
             start_objective = start_objective.subsample(step)
         y, sample_weight = start_objective.y, start_objective.sample_weight
+        if start_objective.n_samples * start_objective.n_coef <= _DENSE_START_ELEMENTS:
+            rows = sample_weight > 0
+            design = start_objective.dense_design(rows)
+            y, sample_weight = y[rows], sample_weight[rows]
+
+            def predict(coef):
+                return design @ coef
+
+            def solve(weights, penalty_factor):
+                # The normal equations of the weighted mean objective that
+                # LinearObjective would form (see _solve_least_squares).
+                share = weights / weights.sum()
+                root = design * np.sqrt(share)[:, None]
+                hessian = root.T @ root
+                hessian.flat[:: hessian.shape[0] + 1] += (
+                    start_objective.penalty * penalty_factor
+                )
+                return min_norm_solve(hessian, design.T @ (share * y))
+
+        else:
+
+            def predict(coef):
+                return start_objective.raw_prediction(coef)[:, 0]
+
+            def solve(weights, penalty_factor):
+                objective = LinearObjective(
+                    FixedScaleLoss(SquaredRho()),
+                    start_objective.X,
+                    y,
+                    weights,
+                    [(None, fit_intercept)],
+                    [l2 * penalty_factor],
+                    column_stats=start_objective.column_stats,
+                )
+                return _solve_least_squares(objective, fit_intercept)
+
         # Least squares, or the median of y (zero standardised coefficients)
         # if that is closer in L1: a few wild targets can drag least squares
         # so far that reweighting would need many steps to come back.
-        median_start = np.zeros_like(coef)
-        if sample_weight @ np.abs(y) < sample_weight @ np.abs(
-            y - start_objective.raw_prediction(coef)[:, 0]
-        ):
-            coef = median_start
+        if sample_weight @ np.abs(y) < sample_weight @ np.abs(y - predict(coef)):
+            coef = np.zeros_like(coef)
         previous = None
         for _ in range(_LAD_START_STEPS):
-            residuals = np.abs(y - start_objective.raw_prediction(coef)[:, 0])
+            residuals = np.abs(y - predict(coef))
             spread = weighted_median(residuals, sample_weight)
             if not spread > 0:
                 break  # half the rows are fitted exactly: as good as it gets
@@ -227,16 +265,8 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
                 break
             previous = spread
             weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
-            objective = LinearObjective(
-                FixedScaleLoss(SquaredRho()),
-                start_objective.X,
-                y,
-                weights,
-                [(None, fit_intercept)],
-                [l2 * total_weight(weights) / total_weight(sample_weight)],
-                column_stats=start_objective.column_stats,
-            )
-            coef = _solve_least_squares(objective, fit_intercept)
+            # The ridge keeps its strength relative to the total weight.
+            coef = solve(weights, total_weight(weights) / total_weight(sample_weight))
         return coef
 
     def _set_linear_coef(self, w, b):

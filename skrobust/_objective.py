@@ -50,12 +50,16 @@ from threadpoolctl import ThreadpoolController
 _BLOCK_ELEMENTS = 2**16
 
 # Rows of the strided sample on which null_directions looks for candidates.
-_NULL_SPACE_SAMPLE_ROWS = 20_000
+_NULL_SPACE_SAMPLE_ROWS = 5_000
 
 # Fold the centring into the coefficient map while |mean| / spread stays
 # below this; the cancellation then costs at most ~1e-13 in the gradient and
 # ~1e-10 (relative) in the Hessian. Beyond it, blocks are centred explicitly.
 _MAX_IMPLICIT_OFFSET = 1e3
+
+# Column statistics come from raw moments while every column's mean is
+# within this many standard deviations of zero (else from centred ones).
+_RAW_MOMENT_OFFSET = 100.0
 
 
 # BLAS calls on cache-sized blocks are too small for threads to pay: with two
@@ -78,15 +82,17 @@ def _weighted_column_stats(X, sample_weight, center):
     """
     S = sample_weight.sum()
     p = X.shape[1]
-    if not sp.issparse(X):
-        # Columns near 1e+-200 would overflow or underflow when squared:
-        # scale each by a power of two (exact) near its size, judged on a
-        # strided sample of rows.
+    if sp.issparse(X):
+        _, var = mean_variance_axis(X, axis=0, weights=sample_weight)
+        mean = np.zeros(p)
+    else:
+        # A strided sample of the rows with weight (rows without weight do
+        # not count, however large they are).
         step = max(1, X.shape[0] // 1000)
-        sample = np.abs(np.asarray(X[::step], dtype=float))
-        # Rows without weight do not count, however large they are.
-        sample = sample[sample_weight[::step] > 0]
-        size = sample.max(axis=0, initial=0.0)
+        pilot = np.asarray(X[::step], dtype=float)[sample_weight[::step] > 0]
+        # Columns near 1e+-200 would overflow or underflow when squared:
+        # scale each by a power of two (exact) near its size.
+        size = np.abs(pilot).max(axis=0, initial=0.0)
         size[~(size > 0)] = 1.0
         unit = np.exp2(np.round(np.log2(size)))
         if np.any((unit > 2.0**100) | (unit < 2.0**-100)):
@@ -94,31 +100,19 @@ def _weighted_column_stats(X, sample_weight, center):
                 _ScaledColumns(X, unit), sample_weight, center
             )
             return mean * unit, scale * unit
-    if sp.issparse(X):
-        _, var = mean_variance_axis(X, axis=0, weights=sample_weight)
-        mean = np.zeros(p)
-    else:
-        # One pass, merging per-block means and sums of squared deviations
-        # (Chan, Golub and LeVeque's update): stable whatever the offsets,
-        # and each block is read twice while it is in cache.
-        mean = np.zeros(p)
-        m2 = np.zeros(p)
-        total = 0.0
-        for rows in _row_blocks(X.shape[0], p):
-            sw = sample_weight[rows]
-            w_block = sw.sum()
-            if not w_block > 0:
-                continue
-            block_mean = (sw @ X[rows]) / w_block
-            dev = X[rows] - block_mean
-            dev[sw == 0] = 0.0  # weightless rows may hold anything finite
-            dev *= dev
-            delta = block_mean - mean
-            new_total = total + w_block
-            mean += delta * (w_block / new_total)
-            m2 += sw @ dev + delta * delta * (total * w_block / new_total)
-            total = new_total
-        var = m2 / S
+        # Raw moments lose digits to cancellation under large offsets, and
+        # weightless rows may hold values whose squares overflow.
+        moderate = (
+            pilot.shape[0] > 1
+            and np.all(
+                np.abs(pilot.mean(axis=0)) <= _RAW_MOMENT_OFFSET * pilot.std(axis=0)
+            )
+            and sample_weight.min() > 0
+        )
+        if moderate:
+            mean, var = _raw_moments(X, sample_weight, S)
+        else:
+            mean, var = _centred_moments(X, sample_weight, S)
         if not center:
             mean = np.zeros(p)
     scale = np.sqrt(var)
@@ -130,6 +124,53 @@ def _weighted_column_stats(X, sample_weight, center):
     constant = ~(scale > 64 * np.finfo(float).eps * size) | ~np.isfinite(scale)
     scale[constant] = 1.0
     return mean, scale
+
+
+def _raw_moments(X, sample_weight, S):
+    """Weighted means and variances from sums of ``x`` and ``x**2``.
+
+    Two matrix-vector products and one square per block. Only used when
+    every column's offset is within ``_RAW_MOMENT_OFFSET`` spreads (judged on
+    a sample of rows), where ``E x^2 - (E x)^2`` loses at most ~1e-12 of the
+    variance to cancellation: the statistics only condition the problem.
+    """
+    p = X.shape[1]
+    first, second = np.zeros(p), np.zeros(p)
+    for rows in _row_blocks(X.shape[0], p):
+        A = np.asarray(X[rows], dtype=np.float64)
+        sw = sample_weight[rows]
+        first += sw @ A
+        second += sw @ (A * A)
+    mean = first / S
+    return mean, np.maximum(second / S - mean * mean, 0.0)
+
+
+def _centred_moments(X, sample_weight, S):
+    """Weighted means and variances, stable whatever the offsets.
+
+    One pass, merging per-block means and sums of squared deviations (Chan,
+    Golub and LeVeque's update); each block is read twice while it is in
+    cache.
+    """
+    p = X.shape[1]
+    mean = np.zeros(p)
+    m2 = np.zeros(p)
+    total = 0.0
+    for rows in _row_blocks(X.shape[0], p):
+        sw = sample_weight[rows]
+        w_block = sw.sum()
+        if not w_block > 0:
+            continue
+        block_mean = (sw @ X[rows]) / w_block
+        dev = X[rows] - block_mean
+        dev[sw == 0] = 0.0  # weightless rows may hold anything finite
+        dev *= dev
+        delta = block_mean - mean
+        new_total = total + w_block
+        mean += delta * (w_block / new_total)
+        m2 += sw @ dev + delta * delta * (total * w_block / new_total)
+        total = new_total
+    return mean, m2 / S
 
 
 class _ScaledColumns:
@@ -309,6 +350,30 @@ class LinearObjective:
             column_stats=self.column_stats,
         )
 
+    def dense_design(self, rows=None):
+        """The standardised design of a one-predictor objective, as an array.
+
+        Columns ``(X - mean) / scale`` of ``rows`` (default: all), and a
+        column of ones with an intercept, so that ``dense_design() @ coef``
+        is the raw prediction at ``coef``. A copy: meant for the small
+        subsamples that starts are computed on, where one product with a
+        contiguous matrix beats a pass in blocks.
+        """
+        (pred,) = self.predictors
+        idx = self._columns(pred)
+        X = self.X if rows is None else self.X[rows]
+        if pred.columns is not None:
+            X = X[:, idx]
+        if self.sparse:
+            X = X.toarray()
+        design = np.empty((X.shape[0], pred.p + pred.fit_intercept))
+        body = design[:, : pred.p]
+        np.subtract(X, self.mean[idx], out=body)
+        body *= self.inv_scale[idx]
+        if pred.fit_intercept:
+            design[:, pred.p] = 1.0
+        return design
+
     def null_directions(self):
         """Orthonormal coefficient directions along which no row changes.
 
@@ -330,6 +395,8 @@ class LinearObjective:
             sample = self
         directions = []
         for j, pred in enumerate(self.predictors):
+            if pred.p == 0:
+                continue  # an intercept alone (weights have a positive sum)
             eigenvalues, vectors = np.linalg.eigh(sample._design_grams(j))
             small = eigenvalues <= 1e-10 * max(eigenvalues[-1], 0.0)
             if not np.any(small):

@@ -158,6 +158,10 @@ class _Restricted:
     def hessian(self, u):
         return self.basis.T @ self.objective.hessian(self.basis @ u) @ self.basis
 
+    def loss_gradient_hessian(self, u):
+        value, grad, hess = self.objective.loss_gradient_hessian(self.basis @ u)
+        return value, self.basis.T @ grad, self.basis.T @ hess @ self.basis
+
 
 def _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel):
     n = objective.n_samples
@@ -272,10 +276,11 @@ def _lbfgs_restarts(objective, res, max_iter, tol):
 
 
 class _Memo:
-    """trust-exact asks for value and gradient apart; one pass gives both.
+    """trust-exact asks for value, gradient and Hessian apart; one pass gives all.
 
-    The Hessian is a separate pass, made only for the points trust-exact
-    accepts, not for rejected trial points.
+    scipy's trust-exact forms the Hessian of every trial point, accepted or
+    not (its subproblem needs the Hessian's norms up front), so the three
+    are always wanted together.
     """
 
     def __init__(self, objective):
@@ -284,7 +289,7 @@ class _Memo:
 
     def _update(self, x):
         if self.x is None or not np.array_equal(x, self.x):
-            self.value, self.grad = self.objective.loss_gradient(x)
+            self.value, self.grad, self.H = self.objective.loss_gradient_hessian(x)
             self.x = x.copy()
 
     def fun(self, x):
@@ -296,14 +301,8 @@ class _Memo:
         return self.grad
 
     def hess(self, x):
-        self.hess_x, self.H = x.copy(), self.objective.hessian(x)
+        self._update(x)
         return self.H
-
-    def last_hessian(self, x):
-        """The Hessian trust-exact last asked for, if it was at ``x``."""
-        if getattr(self, "hess_x", None) is not None and np.array_equal(x, self.hess_x):
-            return self.H
-        return None
 
 
 def _newton(objective, coef0, max_iter, tol, hessian=None):
@@ -325,7 +324,7 @@ def _newton(objective, coef0, max_iter, tol, hessian=None):
         if not np.isfinite(value):
             return SolverResult(coef0, 0, False, "non-finite objective")
         coef, value, grad, hessian, n_iter = _newton_steps(
-            objective, coef0, value, grad, hessian, tol, max_iter, n_iter
+            objective, coef0, value, grad, hessian, tol, max_iter, n_iter, True
         )
         if float(np.max(np.abs(grad), initial=0.0)) <= tol:
             return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
@@ -353,54 +352,62 @@ def _newton(objective, coef0, max_iter, tol, hessian=None):
     if not np.isfinite(memo.value):
         return SolverResult(coef0, n_iter, False, "non-finite objective")
     coef, value, grad, hessian, n_iter = _newton_steps(
-        objective,
-        res.x,
-        memo.value,
-        memo.grad,
-        memo.last_hessian(res.x),
-        tol,
-        max_iter,
-        n_iter,
+        objective, res.x, memo.value, memo.grad, memo.H, tol, max_iter, n_iter
     )
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian)
 
 
-def _newton_steps(objective, coef, value, grad, hess, tol, max_iter, n_iter):
+def _newton_steps(
+    objective, coef, value, grad, hess, tol, max_iter, n_iter, inherited=False
+):
     """Newton steps on the latest Hessian while they shrink the gradient.
 
     A step is accepted while it shrinks the largest gradient entry without
     raising the objective beyond rounding. The Hessian (``None`` to form
     one) is re-formed only when a step shrinks the gradient by less than
     ``1 / _REFRESH_RATIO``, which near the optimum it rarely does: such
-    steps cost one pass over the data, not two. Returns ``(coef, value,
-    grad, hess, n_iter)``.
+    steps cost one pass over the data, not two. An ``inherited`` Hessian
+    (a subsample's) differs from this objective's by sampling noise, so its
+    step is never that good: the first trial point then gets its Hessian in
+    the same pass as its gradient. Returns ``(coef, value, grad, hess,
+    n_iter)``, ``hess`` the latest Hessian formed (or given), which a finer
+    level of a multilevel solve starts from even when it is due for a
+    refresh here.
     """
+    latest = hess
     for _ in range(_POLISH_STEPS):
         gnorm = float(np.max(np.abs(grad), initial=0.0))
         if gnorm <= tol or n_iter >= max_iter:
             break
         fresh = hess is None
         if fresh:
-            hess = objective.hessian(coef)
+            hess = latest = objective.hessian(coef)
         # Not min_norm_solve: a Hessian can be badly scaled across blocks
         # (a collapsing scale has curvature 1e-14 of the coefficients'), and
         # its cut-off would drop such a direction instead of stepping in it.
         step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
         trial = coef + step
-        trial_value, trial_grad = objective.loss_gradient(trial)
+        if inherited:
+            trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
+            inherited = False
+        else:
+            trial_value, trial_grad = objective.loss_gradient(trial)
+            trial_hess = None
         n_iter += 1
         trial_gnorm = float(np.max(np.abs(trial_grad)))
         rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
         if trial_gnorm < gnorm and trial_value <= value + rounding:
             coef, value, grad = trial, trial_value, trial_grad
-            if trial_gnorm > _REFRESH_RATIO * gnorm:
+            if trial_hess is not None:
+                hess = latest = trial_hess
+            elif trial_gnorm > _REFRESH_RATIO * gnorm:
                 hess = None
         elif fresh:
             break
         else:
             hess = None
-    return coef, value, grad, hess, n_iter
+    return coef, value, grad, latest, n_iter
 
 
 def minimize_l1(
