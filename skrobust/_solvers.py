@@ -37,11 +37,14 @@ NEWTON_MAX_COEF = 300
 
 # Problems with at least this many rows (and rows per coefficient) are first
 # solved on every SUBSAMPLE_STEP-th row; the subsample's tolerance need only
-# bring the full problem into Newton's region of fast convergence.
+# bring the full problem into Newton's region of fast convergence. At a
+# subsample's optimum the full objective's gradient is of the order of the
+# sampling noise (~1e-2 for the 12500 rows of a 1e5-row problem), so solving
+# the subsample beyond SUBSAMPLE_TOL buys nothing on the full rows.
 SUBSAMPLE_MIN_ROWS = 5_000
 SUBSAMPLE_MIN_ROWS_PER_COEF = 200
 SUBSAMPLE_STEP = 8
-SUBSAMPLE_TOL = 1e-6
+SUBSAMPLE_TOL = 1e-3
 
 # Relative eigenvalue cut-off of min_norm_solve (squared singular values):
 # far above its rounding errors, so that a rank deficiency is seen as one;
@@ -364,18 +367,24 @@ def _newton_steps(
     """Newton steps on the latest Hessian while they shrink the gradient.
 
     A step is accepted while it shrinks the largest gradient entry without
-    raising the objective beyond rounding. The Hessian (``None`` to form
-    one) is re-formed only when a step shrinks the gradient by less than
-    ``1 / _REFRESH_RATIO``, which near the optimum it rarely does: such
-    steps cost one pass over the data, not two. An ``inherited`` Hessian
-    (a subsample's) differs from this objective's by sampling noise, so its
-    step is never that good: the first trial point then gets its Hessian in
-    the same pass as its gradient. Returns ``(coef, value, grad, hess,
-    n_iter)``, ``hess`` the latest Hessian formed (or given), which a finer
-    level of a multilevel solve starts from even when it is due for a
-    refresh here.
+    raising the objective beyond rounding. Near the optimum a step on the
+    Hessian of the current point shrinks the gradient by orders of
+    magnitude, and the following steps reuse that Hessian (one pass over
+    the data each, not two) until one shrinks it by less than
+    ``1 / _REFRESH_RATIO``, when the Hessian (``None`` to form one) is
+    formed again. Where a step on the current Hessian falls short of that
+    (far from the optimum, where steps are not yet quadratic), the next
+    trial point gets its Hessian in the same pass as its gradient, as does
+    the first trial point after an ``inherited`` Hessian (a subsample's,
+    which differs from this objective's by sampling noise). Returns
+    ``(coef, value, grad, hess, n_iter)``, ``hess`` the latest Hessian
+    formed (or given), which a finer level of a multilevel solve starts
+    from even when it is due for a refresh here.
     """
     latest = hess
+    # Whether the next trial point should come with its Hessian, and whether
+    # hess is this objective's at coef (not a subsample's, not an older one).
+    with_hessian, current = inherited, not inherited
     for _ in range(_POLISH_STEPS):
         gnorm = float(np.max(np.abs(grad), initial=0.0))
         if gnorm <= tol or n_iter >= max_iter:
@@ -383,14 +392,14 @@ def _newton_steps(
         fresh = hess is None
         if fresh:
             hess = latest = objective.hessian(coef)
+            current = True
         # Not min_norm_solve: a Hessian can be badly scaled across blocks
         # (a collapsing scale has curvature 1e-14 of the coefficients'), and
         # its cut-off would drop such a direction instead of stepping in it.
         step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
         trial = coef + step
-        if inherited:
+        if with_hessian:
             trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
-            inherited = False
         else:
             trial_value, trial_grad = objective.loss_gradient(trial)
             trial_hess = None
@@ -399,14 +408,20 @@ def _newton_steps(
         rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
         if trial_gnorm < gnorm and trial_value <= value + rounding:
             coef, value, grad = trial, trial_value, trial_grad
+            slow = trial_gnorm > _REFRESH_RATIO * gnorm
+            with_hessian = slow and current
             if trial_hess is not None:
                 hess = latest = trial_hess
-            elif trial_gnorm > _REFRESH_RATIO * gnorm:
+                current = True
+            elif slow:
                 hess = None
+            else:
+                current = False
         elif fresh:
             break
         else:
             hess = None
+            with_hessian = False
     return coef, value, grad, latest, n_iter
 
 

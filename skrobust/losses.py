@@ -187,14 +187,17 @@ class LogCoshRho(ResidualFunction):
         compare these against the separate methods and finite differences.
         """
         z = np.asarray(z, dtype=float)
+        # delta = 1 (the default) skips four products by 1.
+        unit = self.delta == 1.0
         x = np.abs(z)
-        np.divide(x, self.delta, out=x)
+        if not unit:
+            np.divide(x, self.delta, out=x)
         e = np.multiply(x, -2.0)
         np.exp(e, out=e)
         t = np.tanh(x)
         one_plus_e = e + 1.0
-        dpsi = e / one_plus_e
-        dpsi /= one_plus_e
+        e_ratio = e / one_plus_e  # e / (1 + e)
+        dpsi = e_ratio / one_plus_e
         dpsi *= 4.0
         log1p_e = np.log1p(e)
         # log cosh x, near zero and in the tails.
@@ -207,7 +210,6 @@ class LogCoshRho(ResidualFunction):
         tail -= _LOG2
         small = x < 1.0
         lc = np.where(small, near, tail)
-        d2 = self.delta**2
         c = None
         if chi:
             # z psi - rho = delta^2 (x t - log cosh x); in the tails the
@@ -215,16 +217,17 @@ class LogCoshRho(ResidualFunction):
             # log 2 - log1p(e) - 2 x e / (1 + e), each term small.
             np.multiply(x, t, out=near)
             near -= lc
-            tail = np.divide(e, one_plus_e, out=tail)
-            tail *= x
+            np.multiply(e_ratio, x, out=tail)
             tail *= -2.0
             tail -= log1p_e
             tail += _LOG2
             c = np.where(small, near, tail)
-            c *= d2
-        lc *= d2
+            if not unit:
+                c *= self.delta**2
         psi = np.copysign(t, z, out=t)
-        psi *= self.delta
+        if not unit:
+            lc *= self.delta**2
+            psi *= self.delta
         return lc, psi, dpsi, c
 
     def z_psi_minus_rho(self, z):
@@ -335,14 +338,13 @@ class ConcomitantScaleLoss:
         else:
             rho, psi, dpsi = _value_derivatives(self.rho, z)
             scale_score = self.rho.z_psi_minus_rho(z)
-        rho *= 2.0
-        rho += 1.0
-        loss = sigma * rho
+        # loss = sigma (1 + 2 rho), d/dt = sigma (1 - 2 (z psi - rho)).
+        loss = np.multiply(rho, 2.0 * sigma, out=rho)
+        loss += sigma
         grad = np.empty_like(raw)
         np.multiply(psi, -2.0, out=grad[:, 0])
-        scale_score *= -2.0
-        scale_score += 1.0
-        np.multiply(scale_score, sigma, out=grad[:, 1])
+        np.multiply(scale_score, -2.0 * sigma, out=grad[:, 1])
+        grad[:, 1] += sigma
         return loss, grad, sigma, z, dpsi
 
     def loss_gradient_hessian(self, y, raw):
