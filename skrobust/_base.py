@@ -35,34 +35,55 @@ _DIRECT_LSTSQ_ELEMENTS = 10_000
 _DIRECT_LSTSQ_ROWS_PER_COEF = 5
 
 
-def _solve_least_squares(objective, fit_intercept, direct=False):
+def _solve_least_squares(objective, direct=False, dense=False):
     """Weighted least squares of a squared-loss objective, from zero coefficients.
 
     ``direct`` solves small problems with ``lstsq`` on the design itself:
     stable minimum-norm solutions where the normal equations would square
     the condition number (``p`` close to ``n``), at the price of an SVD.
+    ``dense`` forms the normal equations from a copy of the design (of its
+    rows with weight) when that is at most ``_DENSE_START_ELEMENTS``: one
+    product with a contiguous matrix beats a pass in blocks. Otherwise they
+    are formed in one pass of the objective.
     """
     if direct and (
         objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS
         or objective.n_samples <= _DIRECT_LSTSQ_ROWS_PER_COEF * objective.n_coef
     ):
-        return _direct_least_squares(objective, fit_intercept)
+        return _direct_least_squares(objective)
+    if dense and objective.n_samples * objective.n_coef <= _DENSE_START_ELEMENTS:
+        rows = objective.sample_weight > 0
+        return _weighted_normal_solve(
+            objective.dense_design(rows),
+            objective.y[rows],
+            objective.sample_weight[rows],
+            objective.penalty,
+        )
     _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
     return min_norm_solve(hess, -grad)
 
 
-def _direct_least_squares(objective, fit_intercept):
+def _weighted_normal_solve(design, y, weights, penalty):
+    """Minimum-norm minimiser of ``sum_i w_i (y_i - d_i c)^2 / (2 sum w) + pen``.
+
+    ``pen = sum_j penalty_j c_j^2 / 2``: the normal equations of the
+    weighted-mean objective :class:`LinearObjective` forms, from a design
+    held in memory.
+    """
+    share = weights / weights.sum()
+    root = design * np.sqrt(share)[:, None]
+    hessian = root.T @ root
+    hessian.flat[:: hessian.shape[0] + 1] += penalty
+    return min_norm_solve(hessian, design.T @ (share * y))
+
+
+def _direct_least_squares(objective):
     """Minimum-norm weighted least squares in ``objective``'s coordinates."""
-    mean, scale = objective.column_stats
-    X = objective.X.toarray() if hasattr(objective.X, "toarray") else objective.X
-    design = (np.asarray(X, dtype=float) - mean) / scale
-    if fit_intercept:
-        design = np.hstack([design, np.ones((design.shape[0], 1))])
+    design = objective.dense_design()
     root_w = np.sqrt(objective.sample_weight)
-    coef = np.linalg.lstsq(design * root_w[:, None], objective.y * root_w, rcond=None)[
+    return np.linalg.lstsq(design * root_w[:, None], objective.y * root_w, rcond=None)[
         0
     ]
-    return coef
 
 
 def weighted_median(values, weights=None):
@@ -188,7 +209,9 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             sub = objective.subsample(step)
             if sub.sum_weight > 0:
                 start_objective = sub
-        coef = _solve_least_squares(start_objective, fit_intercept, direct=True)
+        # A copy of the subsample's design is cheaper than a pass over it,
+        # and small next to X once it holds at most a quarter of the rows.
+        coef = _solve_least_squares(start_objective, direct=True, dense=step >= 4)
         return objective, start_objective, coef
 
     @staticmethod
@@ -223,15 +246,9 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
                 return design @ coef
 
             def solve(weights, penalty_factor):
-                # The normal equations of the weighted mean objective that
-                # LinearObjective would form (see _solve_least_squares).
-                share = weights / weights.sum()
-                root = design * np.sqrt(share)[:, None]
-                hessian = root.T @ root
-                hessian.flat[:: hessian.shape[0] + 1] += (
-                    start_objective.penalty * penalty_factor
+                return _weighted_normal_solve(
+                    design, y, weights, start_objective.penalty * penalty_factor
                 )
-                return min_norm_solve(hessian, design.T @ (share * y))
 
         else:
 
@@ -248,7 +265,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
                     [l2 * penalty_factor],
                     column_stats=start_objective.column_stats,
                 )
-                return _solve_least_squares(objective, fit_intercept)
+                return _solve_least_squares(objective)
 
         # Least squares, or the median of y (zero standardised coefficients)
         # if that is closer in L1: a few wild targets can drag least squares

@@ -202,9 +202,11 @@ class LogCoshRho(ResidualFunction):
         log1p_e = np.log1p(e)
         # log cosh x, near zero and in the tails.
         near = t * t
+        # Only x < 1 (t^2 < 0.59) uses this form: the cap keeps t = 1 from
+        # log1p(-1) = -inf, whose special-case path is slow.
+        np.minimum(near, 0.75, out=near)
         np.negative(near, out=near)
-        with np.errstate(divide="ignore"):  # t = 1: the tail form is used
-            np.log1p(near, out=near)
+        np.log1p(near, out=near)
         near *= -0.5
         tail = x + log1p_e
         tail -= _LOG2
