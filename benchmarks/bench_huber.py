@@ -87,8 +87,11 @@ def run(sizes, repeats, slow_limit):
     for design in ["normal", "scaled"]:
         for n in sizes:
             X, y = make_data(n, design)
+            # Fits of tens of milliseconds vary more between runs: more
+            # repeats there, for both sides of every ratio.
+            repeats_n = repeats if n >= 1_000_000 else 2 * repeats
             reference = best_time(
-                lambda X=X, y=y: LinearRegression().fit(X, y), repeats
+                lambda X=X, y=y: LinearRegression().fit(X, y), repeats_n
             )
             rows.append(
                 _row(design, n, "sklearn LinearRegression", reference, 1.0, None)
@@ -102,7 +105,7 @@ def run(sizes, repeats, slow_limit):
                     warnings.simplefilter("ignore")
                     seconds = best_time(
                         lambda fit=fit, X=X, y=y: fit(X, y),
-                        1 if name in slow else repeats,
+                        1 if name in slow else repeats_n,
                     )
                 memory = None
                 if name.startswith("skrobust"):
