@@ -126,3 +126,59 @@ def test_blocks_cover_all_rows_without_copying_x(monkeypatch):
     blocked = LinearObjective(*args).loss_gradient_hessian(coef)
     for a, b in zip(reference, blocked, strict=True):
         assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("offset", [0.0, 1e9])
+def test_dense_design_predicts_what_the_pass_predicts(sparse, fit_intercept, offset):
+    """dense_design() @ coef is the raw prediction, also for timestamp offsets."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 4)) * [1.0, 1e-3, 1e3, 5.0] + offset
+    X[:, 0] = rng.normal(size=300)  # one column without the offset
+    y = rng.normal(size=300)
+    X_in = sp.csr_array(X) if sparse else X
+    objective = LinearObjective(
+        FixedScaleLoss(SquaredRho()),
+        X_in,
+        y,
+        rng.uniform(0.5, 2.0, size=300),
+        [(None, fit_intercept)],
+        [0.0],
+    )
+    coef = rng.normal(size=objective.n_coef)
+    rows = rng.random(300) < 0.5
+    assert_allclose(
+        objective.dense_design(rows) @ coef,
+        objective.raw_prediction(coef)[rows, 0],
+        rtol=1e-9,
+        atol=1e-9,
+    )
+
+
+@pytest.mark.parametrize("offset", [0.0, 50.0, 1e3, 1e6])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_column_statistics_are_the_weighted_mean_and_std(offset, weighted):
+    """Raw moments (offsets up to 100 spreads) and centred ones agree with numpy.
+
+    The reference is computed on the exactly centred columns (in extended
+    precision where the platform has it), so that the offset cannot cost it
+    digits.
+    """
+    from skrobust._objective import _weighted_column_stats
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    spread = np.array([1.0, 0.01, 100.0])
+    X = (rng.normal(size=(n, 3)) + offset) * spread
+    sample_weight = rng.uniform(0.5, 2.0, size=n) if weighted else np.ones(n)
+    mean, scale = _weighted_column_stats(X, sample_weight, center=True)
+    Xl = X.astype(np.longdouble)
+    expected_mean = np.average(Xl, axis=0, weights=sample_weight)
+    expected_std = np.sqrt(
+        np.average((Xl - expected_mean) ** 2, axis=0, weights=sample_weight)
+    )
+    assert_allclose(mean, expected_mean.astype(float), rtol=1e-12)
+    # Only conditioning depends on the scale: 1e-8 is ample, and far below
+    # what raw moments would leave at offsets of 1e6 spreads (~1e-4).
+    assert_allclose(scale, expected_std.astype(float), rtol=1e-8)
