@@ -168,7 +168,15 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"benchmark": "huber", "machine": machine(), "rows": rows}, f, indent=1
+                {
+                    "benchmark": "huber",
+                    "description": "fit time, p = 20, 10% gross outliers in y",
+                    "reference": "sklearn LinearRegression",
+                    "machine": machine(),
+                    "rows": rows,
+                },
+                f,
+                indent=1,
             )
 
 

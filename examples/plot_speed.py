@@ -59,10 +59,13 @@ for result in benchmarks:
     print(rows.to_string(index=False))
 
     fig, (ax_time, ax_ratio) = plt.subplots(1, 2, figsize=(10, 4))
-    for estimator, group in rows.groupby("estimator", sort=False):
+    # One line per estimator, and per design where a benchmark has several.
+    keys = ["estimator"] + (["design"] if "design" in rows else [])
+    for key, group in rows.groupby(keys, sort=False):
+        label = " / ".join(key) if isinstance(key, tuple) else key
         group = group.sort_values("n")
-        ax_time.plot(group["n"], group["seconds"], "o-", label=estimator)
-        ax_ratio.plot(group["n"], group["ratio"], "o-", label=estimator)
+        ax_time.plot(group["n"], group["seconds"], "o-", label=label)
+        ax_ratio.plot(group["n"], group["ratio"], "o-", label=label)
     ax_time.set_ylabel("fit time [s]")
     reference = result.get("reference", "skrobust")
     ax_ratio.set_ylabel(f"time / time of {reference}")
@@ -71,7 +74,7 @@ for result in benchmarks:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n_samples")
-    ax_time.legend(fontsize=9)
+    ax_time.legend(fontsize=7)
     fig.suptitle(f"benchmark: {result['benchmark']}")
     fig.tight_layout()
 

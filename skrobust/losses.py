@@ -29,6 +29,10 @@ from scipy.special import ndtr
 
 _LOG2 = np.log(2.0)
 
+# LogCoshRho.concomitant_terms errs by ~eps delta^2 near zero, next to the 1
+# it is added to: up to this delta that stays below ~1e-13.
+_FAST_TERMS_MAX_DELTA = 8.0
+
 # |log sigma| beyond this and exp() leaves the floating-point range.
 _MAX_LOG_SCALE = 700.0
 
@@ -38,13 +42,23 @@ class ResidualFunction:
 
     Subclasses define ``value``, ``derivative`` and ``second_derivative``
     (and ``z_psi_minus_rho`` to be used with a concomitant scale); they may
-    override ``value_derivatives`` to share work between the three, which is
-    what the prediction losses call on every pass over the data.
+    override ``value_derivatives`` and ``concomitant_terms`` to share work
+    between them, which is what the prediction losses call on every pass
+    over the data.
     """
 
     def value_derivatives(self, z):
         """``(rho(z), rho'(z), rho''(z))``."""
         return self.value(z), self.derivative(z), self.second_derivative(z)
+
+    def concomitant_terms(self, z):
+        """``(rho, rho', rho'', z rho' - rho)``, as a concomitant scale uses them.
+
+        :class:`ConcomitantScaleLoss` adds ``rho`` and ``z rho' - rho`` to 1,
+        so they need absolute, not relative, precision; subclasses may trade
+        the one for speed.
+        """
+        return (*self.value_derivatives(z), self.z_psi_minus_rho(z))
 
 
 class SquaredRho(ResidualFunction):
@@ -106,10 +120,10 @@ class HuberRho(ResidualFunction):
         return 0.5 * m * m
 
     def value_derivatives(self, z):
-        return self.value_derivatives_chi(z)[:3]
+        return self.concomitant_terms(z)[:3]
 
-    def value_derivatives_chi(self, z):
-        """``(rho, rho', rho'', z rho' - rho)`` in one go (a concomitant scale)."""
+    def concomitant_terms(self, z):
+        """``(rho, rho', rho'', z rho' - rho)`` in one go, to full precision."""
         # With a = |z| and m = min(a, delta): chi = z psi - rho = m^2 / 2,
         # rho = m a - chi, psi = sign(z) m, rho'' = [a <= delta].
         a = np.abs(z)
@@ -166,15 +180,57 @@ class LogCoshRho(ResidualFunction):
         e = np.exp(-2.0 * np.abs(z) / self.delta)
         return 4.0 * e / (1.0 + e) ** 2
 
+    def concomitant_terms(self, z):
+        """``(rho, rho', rho'', z rho' - rho)`` to absolute precision, fast.
+
+        With ``x = |z| / delta``, ``e = exp(-2x)`` and ``s = 1 / (1 + e)``:
+        ``tanh x = 2 s - 1``, ``sech^2 x = 4 e s^2``, ``log cosh x = x +
+        log1p(e) - log 2`` and ``x tanh x - log cosh x = log 2 - log1p(e) -
+        2 x e s``: two transcendental functions per row, and no branch.
+        Each is within a few ``eps`` (times ``delta^2``, and ``x`` for ``rho``)
+        of the exact value, and ``rho''`` keeps full relative precision; near
+        zero ``rho`` and ``z rho' - rho`` lose their relative precision,
+        which the concomitant loss, adding them to 1, does not need (the
+        fixed-scale loss, which does, uses :meth:`value_derivatives`). That
+        holds while ``eps delta^2`` is far below 1: for ``delta`` above
+        ``_FAST_TERMS_MAX_DELTA`` (towards least squares) the precise forms
+        are used.
+        """
+        if self.delta > _FAST_TERMS_MAX_DELTA:
+            return super().concomitant_terms(z)
+        z = np.asarray(z, dtype=float)
+        unit = self.delta == 1.0
+        x = np.abs(z)
+        if not unit:
+            np.divide(x, self.delta, out=x)
+        e = np.multiply(x, -2.0)
+        np.exp(e, out=e)
+        s = e + 1.0
+        np.divide(1.0, s, out=s)
+        log1p_e = np.log1p(e)
+        e_s = np.multiply(e, s, out=e)
+        dpsi = e_s * s
+        dpsi *= 4.0
+        chi = np.multiply(x, e_s, out=e_s)
+        chi *= -2.0
+        chi -= log1p_e
+        chi += _LOG2
+        rho = np.add(x, log1p_e, out=log1p_e)
+        rho -= _LOG2
+        psi = np.multiply(s, 2.0, out=s)
+        psi -= 1.0
+        np.copysign(psi, z, out=psi)
+        if not unit:
+            rho *= self.delta**2
+            chi *= self.delta**2
+            psi *= self.delta
+        return rho, psi, dpsi, chi
+
     def value_derivatives(self, z):
-        return self._fused(z, chi=False)[:3]
+        return self._fused(z)
 
-    def value_derivatives_chi(self, z):
-        """``(rho, rho', rho'', z rho' - rho)`` in one go (a concomitant scale)."""
-        return self._fused(z, chi=True)
-
-    def _fused(self, z, chi):
-        """All pieces from four transcendental functions per row, without masks.
+    def _fused(self, z):
+        """``(rho, rho', rho'')`` to full relative precision, without masks.
 
         With ``x = |z| / delta``, ``e = exp(-2x)`` and ``t = tanh x``:
         ``sech^2 x = 4 e / (1 + e)^2`` (full relative precision in the
@@ -187,7 +243,7 @@ class LogCoshRho(ResidualFunction):
         compare these against the separate methods and finite differences.
         """
         z = np.asarray(z, dtype=float)
-        # delta = 1 (the default) skips four products by 1.
+        # delta = 1 (the default) skips three products by 1.
         unit = self.delta == 1.0
         x = np.abs(z)
         if not unit:
@@ -196,10 +252,9 @@ class LogCoshRho(ResidualFunction):
         np.exp(e, out=e)
         t = np.tanh(x)
         one_plus_e = e + 1.0
-        e_ratio = e / one_plus_e  # e / (1 + e)
-        dpsi = e_ratio / one_plus_e
+        dpsi = e / one_plus_e
+        dpsi /= one_plus_e
         dpsi *= 4.0
-        log1p_e = np.log1p(e)
         # log cosh x, near zero and in the tails.
         near = t * t
         # Only x < 1 (t^2 < 0.59) uses this form: the cap keeps t = 1 from
@@ -208,29 +263,15 @@ class LogCoshRho(ResidualFunction):
         np.negative(near, out=near)
         np.log1p(near, out=near)
         near *= -0.5
-        tail = x + log1p_e
+        tail = np.log1p(e)
+        tail += x
         tail -= _LOG2
-        small = x < 1.0
-        lc = np.where(small, near, tail)
-        c = None
-        if chi:
-            # z psi - rho = delta^2 (x t - log cosh x); in the tails the
-            # difference of two terms of size x cancels, so there it is
-            # log 2 - log1p(e) - 2 x e / (1 + e), each term small.
-            np.multiply(x, t, out=near)
-            near -= lc
-            np.multiply(e_ratio, x, out=tail)
-            tail *= -2.0
-            tail -= log1p_e
-            tail += _LOG2
-            c = np.where(small, near, tail)
-            if not unit:
-                c *= self.delta**2
+        lc = np.where(x < 1.0, near, tail)
         psi = np.copysign(t, z, out=t)
         if not unit:
             lc *= self.delta**2
             psi *= self.delta
-        return lc, psi, dpsi, c
+        return lc, psi, dpsi
 
     def z_psi_minus_rho(self, z):
         """``z rho'(z) - rho(z)``, with ``x = |z| / delta`` and ``e = exp(-2x)``.
@@ -335,11 +376,7 @@ class ConcomitantScaleLoss:
         else:
             sigma = np.exp(t)
             z = (y - raw[:, 0]) / sigma
-        if hasattr(self.rho, "value_derivatives_chi"):
-            rho, psi, dpsi, scale_score = self.rho.value_derivatives_chi(z)
-        else:
-            rho, psi, dpsi = _value_derivatives(self.rho, z)
-            scale_score = self.rho.z_psi_minus_rho(z)
+        rho, psi, dpsi, scale_score = self.rho.concomitant_terms(z)
         # loss = sigma (1 + 2 rho), d/dt = sigma (1 - 2 (z psi - rho)).
         loss = np.multiply(rho, 2.0 * sigma, out=rho)
         loss += sigma
