@@ -198,13 +198,7 @@ class LogCoshRho(ResidualFunction):
         """
         if self.delta > _FAST_TERMS_MAX_DELTA:
             return super().concomitant_terms(z)
-        z = np.asarray(z, dtype=float)
-        unit = self.delta == 1.0
-        x = np.abs(z)
-        if not unit:
-            np.divide(x, self.delta, out=x)
-        e = np.multiply(x, -2.0)
-        np.exp(e, out=e)
+        z, x, e = self._x_and_e(z)
         s = e + 1.0
         np.divide(1.0, s, out=s)
         log1p_e = np.log1p(e)
@@ -220,11 +214,21 @@ class LogCoshRho(ResidualFunction):
         psi = np.multiply(s, 2.0, out=s)
         psi -= 1.0
         np.copysign(psi, z, out=psi)
-        if not unit:
+        if self.delta != 1.0:  # (the default skips three products by 1)
             rho *= self.delta**2
             chi *= self.delta**2
             psi *= self.delta
         return rho, psi, dpsi, chi
+
+    def _x_and_e(self, z):
+        """``z`` as floats, ``x = |z| / delta`` and ``e = exp(-2 x)``."""
+        z = np.asarray(z, dtype=float)
+        x = np.abs(z)
+        if self.delta != 1.0:
+            np.divide(x, self.delta, out=x)
+        e = np.multiply(x, -2.0)
+        np.exp(e, out=e)
+        return z, x, e
 
     def value_derivatives(self, z):
         return self._fused(z)
@@ -242,14 +246,7 @@ class LogCoshRho(ResidualFunction):
         scattering them costs more than the arithmetic it saves. The tests
         compare these against the separate methods and finite differences.
         """
-        z = np.asarray(z, dtype=float)
-        # delta = 1 (the default) skips three products by 1.
-        unit = self.delta == 1.0
-        x = np.abs(z)
-        if not unit:
-            np.divide(x, self.delta, out=x)
-        e = np.multiply(x, -2.0)
-        np.exp(e, out=e)
+        z, x, e = self._x_and_e(z)
         t = np.tanh(x)
         one_plus_e = e + 1.0
         dpsi = e / one_plus_e
@@ -268,7 +265,7 @@ class LogCoshRho(ResidualFunction):
         tail -= _LOG2
         lc = np.where(x < 1.0, near, tail)
         psi = np.copysign(t, z, out=t)
-        if not unit:
+        if self.delta != 1.0:
             lc *= self.delta**2
             psi *= self.delta
         return lc, psi, dpsi
