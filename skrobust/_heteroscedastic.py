@@ -476,35 +476,15 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         ``tol`` can be out of reach of every representable point, and the
         L-BFGS fallback of :func:`~skrobust._solvers.minimize` can end at
         a point whose gradient is rounding noise amplified by that
-        curvature. Newton steps from there (the solver's own polishing)
-        recover the best point; it is accepted when the Newton step from it,
-        its distance to the optimum of the local quadratic model, is at most
-        ``tol``. Within ``max_iter`` iterations in all, and only up to
-        ``NEWTON_MAX_COEF`` coefficients, where a Hessian is affordable.
-        Updates ``result.coef`` and ``result.n_iter`` in place.
+        curvature. Newton steps from there recover the best point, accepted
+        when the Newton step from it is at most ``tol``
+        (:func:`~skrobust._solvers.polish`). Updates ``result.coef`` and
+        ``result.n_iter`` in place.
         """
-        if objective.n_coef > _solvers.NEWTON_MAX_COEF:
-            return False
-        value, grad = objective.loss_gradient(result.coef)
-        if not np.isfinite(value):
-            return False
-        coef, _, grad, hess, n_iter = _solvers._newton_steps(
-            objective,
-            result.coef,
-            value,
-            grad,
-            None,
-            self.tol,
-            self.max_iter,
-            result.n_iter,
+        result.coef, result.n_iter, converged = _solvers.polish(
+            objective, result.coef, self.tol, self.max_iter, result.n_iter
         )
-        result.coef, result.n_iter = coef, n_iter
-        if np.max(np.abs(grad), initial=0.0) <= self.tol:
-            return True
-        if hess is None:
-            hess = objective.hessian(coef)
-        step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
-        return bool(np.max(np.abs(step), initial=0.0) <= self.tol)
+        return converged
 
     def _exact_fit_variance(self, ls_objective, mean_coef, residuals, start_weight):
         """``tau^2 + mean r^2`` if least squares fits every row exactly, else None.

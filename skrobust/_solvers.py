@@ -361,6 +361,32 @@ def _newton(objective, coef0, max_iter, tol, hessian=None):
     return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian)
 
 
+def polish(objective, coef, tol, max_iter, n_iter):
+    """Newton steps from ``coef``; whether it is then the optimum to ``tol``.
+
+    For a point a solver did not call converged: the point counts as
+    converged when the largest gradient entry is at most ``tol``, or when
+    the Newton step from it (on its own Hessian), its distance to the
+    optimum of the local quadratic model, is: the gradient test can be out
+    of reach of every representable point where the curvature is extreme
+    (a row of the heteroscedastic model at its variance floor). Only up to
+    ``NEWTON_MAX_COEF`` coefficients, where a Hessian is affordable; within
+    ``max_iter`` iterations in all. Returns ``(coef, n_iter, converged)``.
+    """
+    if objective.n_coef > NEWTON_MAX_COEF:
+        return coef, n_iter, False
+    value, grad = objective.loss_gradient(coef)
+    if not np.isfinite(value):
+        return coef, n_iter, False
+    coef, _, grad, _, n_iter = _newton_steps(
+        objective, coef, value, grad, None, tol, max_iter, n_iter
+    )
+    if np.max(np.abs(grad), initial=0.0) <= tol:
+        return coef, n_iter, True
+    step = np.linalg.lstsq(objective.hessian(coef), -grad, rcond=None)[0]
+    return coef, n_iter, bool(np.max(np.abs(step), initial=0.0) <= tol)
+
+
 def _newton_steps(
     objective, coef, value, grad, hess, tol, max_iter, n_iter, inherited=False
 ):
