@@ -78,8 +78,13 @@ def _weighted_normal_solve(design, y, weights, penalty):
         rhs = design.T @ y / design.shape[0]
     else:
         share = weights / weights.sum()
-        root = design * np.sqrt(share)[:, None]
-        hessian = root.T @ root
+        root_share = np.sqrt(share)
+        hessian = np.zeros((design.shape[1], design.shape[1]))
+        # In chunks of rows: a weighted copy of the whole design would be
+        # another fifth of X when X is small.
+        for start in range(0, design.shape[0], 512):
+            root = design[start : start + 512] * root_share[start : start + 512, None]
+            hessian += root.T @ root
         rhs = design.T @ (share * y)
     hessian.flat[:: hessian.shape[0] + 1] += penalty
     return min_norm_solve(hessian, rhs)
@@ -268,6 +273,8 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         y, sample_weight = start_objective.y, start_objective.sample_weight
         if start_objective.n_samples * start_objective.n_coef <= _DENSE_START_ELEMENTS:
             rows = sample_weight > 0
+            if rows.all():
+                rows = slice(None)  # a view, not a gathered copy
             design = start_objective.dense_design(rows)
             y, sample_weight = y[rows], sample_weight[rows]
 

@@ -49,6 +49,9 @@ from threadpoolctl import ThreadpoolController
 # is large enough that numpy's per-call overhead does not dominate.
 _BLOCK_ELEMENTS = 2**16
 
+# Passes split X into at least this many row blocks (see _row_blocks).
+_MIN_BLOCKS = 8
+
 # Rows of the strided sample on which null_directions looks for candidates.
 _NULL_SPACE_SAMPLE_ROWS = 5_000
 
@@ -69,7 +72,9 @@ _THREADPOOLS = ThreadpoolController()
 
 
 def _row_blocks(n_rows, n_cols):
-    step = max(64, _BLOCK_ELEMENTS // max(n_cols, 1))
+    # At least _MIN_BLOCKS blocks, so that a block's temporaries stay a small
+    # fraction of X also when all of X would fit in one block.
+    step = max(64, min(_BLOCK_ELEMENTS // max(n_cols, 1), -(-n_rows // _MIN_BLOCKS)))
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
 
