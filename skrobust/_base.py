@@ -25,8 +25,10 @@ LEAST_SQUARES_START_ROWS = 10_000
 # Reweighting steps, and rows, of the least-absolute-deviation start.
 _LAD_START_STEPS = 8
 _LAD_START_ROWS = 2_000
-# Up to this many elements (8 MiB) the LAD start copies its subsample.
+# The starts copy a subsample's design when it has at most this many
+# elements (8 MiB) and at most 1 / _COPY_FRACTION of X's (see copy_budget).
 _DENSE_START_ELEMENTS = 2**20
+_COPY_FRACTION = 8
 
 # Up to this many design elements, or rows per coefficient, the start
 # materialises the weighted, standardised design and calls lstsq on it (a
@@ -35,23 +37,28 @@ _DIRECT_LSTSQ_ELEMENTS = 10_000
 _DIRECT_LSTSQ_ROWS_PER_COEF = 5
 
 
-def _solve_least_squares(objective, direct=False, dense=False):
+def copy_budget(X):
+    """Design elements a start may copy: a small fraction of ``X``, at most 8 MiB."""
+    return min(_DENSE_START_ELEMENTS, X.shape[0] * X.shape[1] // _COPY_FRACTION)
+
+
+def _solve_least_squares(objective, direct=False, budget=0):
     """Weighted least squares of a squared-loss objective, from zero coefficients.
 
     ``direct`` solves small problems with ``lstsq`` on the design itself:
     stable minimum-norm solutions where the normal equations would square
     the condition number (``p`` close to ``n``), at the price of an SVD.
-    ``dense`` forms the normal equations from a copy of the design (of its
-    rows with weight) when that is at most ``_DENSE_START_ELEMENTS``: one
-    product with a contiguous matrix beats a pass in blocks. Otherwise they
-    are formed in one pass of the objective.
+    The normal equations come from a copy of the design (of its rows with
+    weight) when that has at most ``budget`` elements (see
+    :func:`copy_budget`): one product with a contiguous matrix beats a pass
+    in blocks. Otherwise they are formed in one pass of the objective.
     """
     if direct and (
         objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS
         or objective.n_samples <= _DIRECT_LSTSQ_ROWS_PER_COEF * objective.n_coef
     ):
         return _direct_least_squares(objective)
-    if dense and objective.n_samples * objective.n_coef <= _DENSE_START_ELEMENTS:
+    if objective.n_samples * objective.n_coef <= budget:
         rows = objective.sample_weight > 0
         if rows.all():
             rows = slice(None)  # a view, not a gathered copy
@@ -243,13 +250,14 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             sub = objective.subsample(step)
             if sub.sum_weight > 0:
                 start_objective = sub
-        # A copy of the subsample's design is cheaper than a pass over it,
-        # and small next to X once it holds at most a quarter of the rows.
-        coef = _solve_least_squares(start_objective, direct=True, dense=step >= 4)
+        # A copy of the subsample's design is cheaper than a pass over it.
+        coef = _solve_least_squares(start_objective, direct=True, budget=copy_budget(X))
         return objective, start_objective, coef
 
     @staticmethod
-    def _least_absolute_deviation_start(start_objective, coef, fit_intercept, l2):
+    def _least_absolute_deviation_start(
+        start_objective, coef, fit_intercept, l2, budget
+    ):
         """A few reweighted least-squares steps towards the L1 (median) fit.
 
         ``y`` must be standardised about its median (``target_offset_scale``),
@@ -262,16 +270,17 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         ``start_objective``'s rows (about ``_LAD_START_ROWS``) brings the
         start back to it, so that Newton's method starts with curvature to
         work with and a non-convex scale equation starts on the side of the
-        good data. A subsample small enough is copied into a standardised
-        design (its rows with weight) and each step solves the normal
-        equations on it directly; larger (sparse, wide) ones form them in a
-        pass of a :class:`LinearObjective`.
+        good data. A subsample of at most ``budget`` design elements (see
+        :func:`copy_budget`) is copied into a standardised design (its rows
+        with weight) and each step solves the normal equations on it
+        directly; larger ones form them in a pass of a
+        :class:`LinearObjective`.
         """
         step = start_objective.n_samples // _LAD_START_ROWS
         if step > 1 and start_objective.subsample(step).sum_weight > 0:
             start_objective = start_objective.subsample(step)
         y, sample_weight = start_objective.y, start_objective.sample_weight
-        if start_objective.n_samples * start_objective.n_coef <= _DENSE_START_ELEMENTS:
+        if start_objective.n_samples * start_objective.n_coef <= budget:
             rows = sample_weight > 0
             if rows.all():
                 rows = slice(None)  # a view, not a gathered copy

@@ -33,6 +33,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from . import _solvers
 from ._base import (
     RobustLinearRegressor,
+    copy_budget,
     mad_scale,
     target_offset_scale,
     total_weight,
@@ -149,7 +150,7 @@ class ScaledMEstimator(RobustLinearRegressor):
             ):
                 return self._set_exact_fit(ls_objective, coef, y_offset, y_scale, X)
             coef = self._least_absolute_deviation_start(
-                start_objective, coef, self.fit_intercept, l2
+                start_objective, coef, self.fit_intercept, l2, copy_budget(X)
             )
             residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
             scale = self._initial_scale(residuals, start_objective.sample_weight)

@@ -277,7 +277,9 @@ class LinearObjective:
         # The objective is a weighted mean, unchanged by scaling the weights;
         # scaled to a largest weight of 1 they cannot overflow when summed.
         top = float(sample_weight.max(initial=0.0))
-        self.sample_weight = sample_weight / top if top > 0 else sample_weight
+        # (Never written to, so weights already scaled are shared, not copied.)
+        scaled = top > 0 and top != 1.0
+        self.sample_weight = sample_weight / top if scaled else sample_weight
         self.sum_weight = float(self.sample_weight.sum())
         # Equal weights (the usual case) are all 1.0 now: passes skip them.
         self.unit_weights = self.sum_weight == self.sample_weight.size

@@ -69,6 +69,8 @@ def test_dense_normal_equations_equal_the_blocked_pass(
     X_in = sp.csr_array(X) if sparse else X
     objective = least_squares_objective(X_in, y, sample_weight, fit_intercept, l2)
     blocked = _solve_least_squares(objective)
-    dense = _solve_least_squares(objective, dense=True)
+    dense = _solve_least_squares(
+        objective, budget=objective.n_samples * objective.n_coef
+    )
     assert np.all(np.isfinite(dense))
     assert_allclose(dense, blocked, rtol=1e-9, atol=1e-12)
