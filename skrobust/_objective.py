@@ -105,18 +105,25 @@ def _weighted_column_stats(X, sample_weight, center):
                 _ScaledColumns(X, unit), sample_weight, center
             )
             return mean * unit, scale * unit
-        # Raw moments lose digits to cancellation under large offsets, and
-        # weightless rows may hold values whose squares overflow.
-        moderate = (
-            pilot.shape[0] > 1
-            and np.all(
-                np.abs(pilot.mean(axis=0)) <= _RAW_MOMENT_OFFSET * pilot.std(axis=0)
+        # Raw moments lose digits to cancellation under large offsets
+        # (judged with the weights), and weightless rows may hold values
+        # whose squares overflow.
+        moderate = pilot.shape[0] > 1 and sample_weight.min() > 0
+        if moderate:
+            pilot_weight = sample_weight[::step]
+            pilot_mean = np.average(pilot, axis=0, weights=pilot_weight)
+            pilot_var = np.average(
+                (pilot - pilot_mean) ** 2, axis=0, weights=pilot_weight
             )
-            and sample_weight.min() > 0
-        )
+            moderate = bool(
+                np.all(np.abs(pilot_mean) <= _RAW_MOMENT_OFFSET * np.sqrt(pilot_var))
+            )
         if moderate:
             mean, var = _raw_moments(X, sample_weight, S)
-        else:
+            # The pilot can miss the rows that carry the weight: offsets
+            # beyond 1e3 spreads on all rows are computed again, centred.
+            moderate = bool(np.all(mean * mean <= 1e6 * var))
+        if not moderate:
             mean, var = _centred_moments(X, sample_weight, S)
         if not center:
             mean = np.zeros(p)
@@ -410,8 +417,13 @@ class LinearObjective:
                 continue
             candidates = vectors[:, small]
             if sample is not self:
-                flat = self._design_grams(j, candidates)
-                candidates = candidates[:, flat <= 1e-10 * max(eigenvalues[-1], 0.0)]
+                # The flat directions on all rows, within the candidates'
+                # span: eigh mixes near-zero eigenvectors of the sample (a
+                # column constant on it, say) with each other, so each alone
+                # need not be flat even when a combination of them is.
+                on_all_rows, mixing = np.linalg.eigh(self._design_grams(j, candidates))
+                flat = on_all_rows <= 1e-10 * max(eigenvalues[-1], 0.0)
+                candidates = candidates @ mixing[:, flat]
             block = np.zeros((self.n_coef, candidates.shape[1]))
             block[pred.slice] = candidates
             directions.append(block)
@@ -425,13 +437,14 @@ class LinearObjective:
     def _design_grams(self, j, directions=None):
         """Weighted Gram matrix of predictor ``j``'s standardised design.
 
-        With ``directions`` (columns ``v``), instead the weighted mean of
-        ``(design @ v)**2`` for each: how far each is from flat.
+        With ``directions`` (columns ``V``), instead the weighted Gram matrix
+        of ``design @ V``: how far their span is from flat.
         """
         pred = self.predictors[j]
         size = pred.slice.stop - pred.slice.start
+        if directions is not None:
+            size = directions.shape[1]
         gram = np.zeros((size, size))
-        flat = None if directions is None else np.zeros(directions.shape[1])
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             for rows, A in self._row_blocks():
                 part = pred.take(A)
@@ -441,13 +454,11 @@ class LinearObjective:
                     for k in range(directions.shape[1]):
                         w, b = pred.to_raw(directions[:, k])
                         moved[:, k] = part @ w + b
-                    flat += sw @ (moved * moved)
+                    gram += moved.T @ (moved * sw[:, None])
                     continue
                 G = _weighted_gram(part, part, sw, self.sparse)
                 xd = np.asarray(part.T @ sw).ravel()
                 gram += _gram_from_raw(pred, pred, G, xd, xd, sw.sum())
-        if directions is not None:
-            return flat / self.sum_weight
         return gram / self.sum_weight
 
     # -- the pass over X -----------------------------------------------------
@@ -476,8 +487,8 @@ class LinearObjective:
                 raw[:, j] = b
             else:
                 column = raw[:, j]
-                if self.sparse:
-                    column[:] = Aj @ w
+                if self.sparse or np.result_type(Aj, w) != np.float64:
+                    column[:] = Aj @ w  # (np.dot's out= must match exactly)
                 else:
                     np.dot(Aj, w, out=column)
                 column += b

@@ -443,8 +443,8 @@ def _newton_steps(
                 hess = None
             else:
                 current = False
-        elif fresh:
-            break
+        elif current:
+            break  # a Hessian formed again here would give the same step
         else:
             hess = None
             with_hessian = False

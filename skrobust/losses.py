@@ -24,6 +24,8 @@ Every formula is written so that residuals up to ``1e300`` neither overflow
 nor raise a ``RuntimeWarning``.
 """
 
+import functools
+
 import numpy as np
 from scipy.special import ndtr
 
@@ -35,6 +37,19 @@ _FAST_TERMS_MAX_DELTA = 8.0
 
 # |log sigma| beyond this and exp() leaves the floating-point range.
 _MAX_LOG_SCALE = 700.0
+
+
+def _accepts_scalars(method):
+    """Let a fused evaluation written with ``out=`` arrays take a scalar too."""
+
+    @functools.wraps(method)
+    def wrapper(self, z):
+        z = np.asarray(z, dtype=float)
+        if z.ndim == 0:
+            return tuple(None if v is None else v[0] for v in method(self, z[None]))
+        return method(self, z)
+
+    return wrapper
 
 
 class ResidualFunction:
@@ -122,6 +137,7 @@ class HuberRho(ResidualFunction):
     def value_derivatives(self, z):
         return self.concomitant_terms(z)[:3]
 
+    @_accepts_scalars
     def concomitant_terms(self, z):
         """``(rho, rho', rho'', z rho' - rho)`` in one go, to full precision."""
         # With a = |z| and m = min(a, delta): chi = z psi - rho = m^2 / 2,
@@ -180,6 +196,7 @@ class LogCoshRho(ResidualFunction):
         e = np.exp(-2.0 * np.abs(z) / self.delta)
         return 4.0 * e / (1.0 + e) ** 2
 
+    @_accepts_scalars
     def concomitant_terms(self, z):
         """``(rho, rho', rho'', z rho' - rho)`` to absolute precision, fast.
 
@@ -233,6 +250,7 @@ class LogCoshRho(ResidualFunction):
     def value_derivatives(self, z):
         return self._fused(z)
 
+    @_accepts_scalars
     def _fused(self, z):
         """``(rho, rho', rho'')`` to full relative precision, without masks.
 
@@ -360,11 +378,13 @@ class ConcomitantScaleLoss:
         low, high = (t.min(), t.max()) if t.size else (0.0, 0.0)
         if not (-_MAX_LOG_SCALE < low and high < _MAX_LOG_SCALE):
             # exp(t) would overflow or vanish: no finite loss here. An
-            # infinite value makes a solver reject the step that got here;
-            # the derivatives stay finite because trust-exact forms the
-            # Hessian of every trial point, rejected or not.
+            # infinite value makes a solver reject the step that got here.
+            # The derivatives must stay finite (zero, with sigma = 1 in the
+            # Hessian's divisions): solvers form the Hessian of trial
+            # points, rejected or not.
             zero = np.zeros_like(t)
-            return np.full_like(t, np.inf), np.zeros_like(raw), zero, zero, zero
+            one = np.ones_like(t)
+            return np.full_like(t, np.inf), np.zeros_like(raw), one, zero, zero
         if low == high:
             # An intercept-only scale (the usual case): one exp, not n.
             sigma = float(np.exp(t[0]))

@@ -166,3 +166,14 @@ def test_fused_evaluation_equals_the_separate_methods(rho):
     for got, want, unit in zip(terms, exact, units, strict=True):
         assert np.all(np.abs(got - want) <= 8 * eps * np.maximum(unit, np.abs(want)))
     assert_allclose(terms[2], dpsi, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("rho", RHOS, ids=repr)
+def test_fused_evaluations_take_scalars(rho):
+    """Public residual functions evaluate a scalar as they do an array."""
+    for z in (-3.0, 0.5):
+        for method in (rho.value_derivatives, rho.concomitant_terms):
+            scalar = method(z)
+            array = method(np.array([z]))
+            assert all(np.ndim(v) == 0 for v in scalar)
+            assert_allclose(np.array(scalar), np.array(array)[:, 0], rtol=1e-15)

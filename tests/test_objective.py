@@ -182,3 +182,22 @@ def test_column_statistics_are_the_weighted_mean_and_std(offset, weighted):
     # Only conditioning depends on the scale: 1e-8 is ample, and far below
     # what raw moments would leave at offsets of 1e6 spreads (~1e-4).
     assert_allclose(scale, expected_std.astype(float), rtol=1e-8)
+
+
+def test_column_statistics_when_the_weight_sits_on_rows_the_pilot_skips():
+    """Raw moments are checked on all rows: here the pilot (every 4th row)
+    sees only near-weightless rows with a large spread, while the weighted
+    column is 1e6 with a spread of 1e-4, where raw moments cancel."""
+    from skrobust._objective import _weighted_column_stats
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    heavy = np.arange(n) % 2 == 1
+    x = np.where(heavy, 1e6 + 1e-4 * rng.normal(size=n), 1e6 * rng.normal(size=n))
+    w = np.where(heavy, 1.0, 1e-20)
+    X = np.c_[x, rng.normal(size=n)]
+    mean, scale = _weighted_column_stats(X, w, center=True)
+    expected_mean = np.average(x, weights=w)
+    expected_std = np.sqrt(np.average((x - expected_mean) ** 2, weights=w))
+    assert mean[0] == pytest.approx(expected_mean, rel=1e-12)
+    assert scale[0] == pytest.approx(expected_std, rel=1e-6)
