@@ -276,7 +276,10 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         directly; larger ones form them in a pass of a
         :class:`LinearObjective`.
         """
-        step = start_objective.n_samples // _LAD_START_ROWS
+        # Fewer rows (down to 50 per coefficient) if that lets the copy fit.
+        n_coef = start_objective.n_coef
+        rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
+        step = -(-start_objective.n_samples // rows)
         if step > 1 and start_objective.subsample(step).sum_weight > 0:
             start_objective = start_objective.subsample(step)
         y, sample_weight = start_objective.y, start_objective.sample_weight

@@ -73,8 +73,10 @@ _THREADPOOLS = ThreadpoolController()
 
 def _row_blocks(n_rows, n_cols):
     # At least _MIN_BLOCKS blocks, so that a block's temporaries stay a small
-    # fraction of X also when all of X would fit in one block.
-    step = max(64, min(_BLOCK_ELEMENTS // max(n_cols, 1), -(-n_rows // _MIN_BLOCKS)))
+    # fraction of X also when all of X would fit in one block; but not below
+    # 1024 rows (within the element budget), where per-block overheads grow.
+    rows = max(1024, -(-n_rows // _MIN_BLOCKS))
+    step = max(64, min(_BLOCK_ELEMENTS // max(n_cols, 1), rows))
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
 
