@@ -59,17 +59,21 @@ def _solve_least_squares(objective, direct=False, budget=0):
     ):
         return _direct_least_squares(objective)
     if objective.n_samples * objective.n_coef <= budget:
-        rows = objective.sample_weight > 0
-        if rows.all():
-            rows = slice(None)  # a view, not a gathered copy
-        return _weighted_normal_solve(
-            objective.dense_design(rows),
-            objective.y[rows],
-            objective.sample_weight[rows],
-            objective.penalty,
-        )
+        return _weighted_normal_solve(*_rows_with_weight(objective), objective.penalty)
     _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
     return min_norm_solve(hess, -grad)
+
+
+def _rows_with_weight(objective):
+    """Standardised design (a copy), targets and weights of the rows with weight."""
+    rows = objective.sample_weight > 0
+    if rows.all():
+        rows = slice(None)  # a view, not a gathered copy
+    return (
+        objective.dense_design(rows),
+        objective.y[rows],
+        objective.sample_weight[rows],
+    )
 
 
 def _weighted_normal_solve(design, y, weights, penalty):
@@ -284,11 +288,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             start_objective = start_objective.subsample(step)
         y, sample_weight = start_objective.y, start_objective.sample_weight
         if start_objective.n_samples * start_objective.n_coef <= budget:
-            rows = sample_weight > 0
-            if rows.all():
-                rows = slice(None)  # a view, not a gathered copy
-            design = start_objective.dense_design(rows)
-            y, sample_weight = y[rows], sample_weight[rows]
+            design, y, sample_weight = _rows_with_weight(start_objective)
 
             def predict(coef):
                 return design @ coef

@@ -143,10 +143,11 @@ def _weighted_column_stats(X, sample_weight, center):
 def _raw_moments(X, sample_weight, S):
     """Weighted means and variances from sums of ``x`` and ``x**2``.
 
-    Two matrix-vector products and one square per block. Only used when
-    every column's offset is within ``_RAW_MOMENT_OFFSET`` spreads (judged on
-    a sample of rows), where ``E x^2 - (E x)^2`` loses at most ~1e-12 of the
-    variance to cancellation: the statistics only condition the problem.
+    Two matrix-vector products and one square per block. Only tried when
+    every column's offset is within ``_RAW_MOMENT_OFFSET`` spreads on a
+    sample of rows, and kept when it is within 1e3 on all of them, where
+    ``E x^2 - (E x)^2`` loses at most ~1e-10 of the variance to
+    cancellation: the statistics only condition the problem.
     """
     p = X.shape[1]
     first, second = np.zeros(p), np.zeros(p)
