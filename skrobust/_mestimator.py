@@ -270,7 +270,7 @@ class ScaledMEstimator(RobustLinearRegressor):
         X, y_std = ls_objective.X, ls_objective.y
         sample_weight = ls_objective.sample_weight
         if self.scale == "mad":
-            coef, scale, n_iter = self._fit_mad_scale(
+            coef, scale, n_iter, _ = self._fit_mad_scale(
                 ls_objective, rho, l2, coef, scale, solver
             )
             ((w, b),) = ls_objective.unstandardize(coef)
@@ -384,13 +384,16 @@ class ScaledMEstimator(RobustLinearRegressor):
         is one-dimensional and continuous, so safeguarded secant steps
         settle it in a few fits where the fixed-point iteration of IRLS
         needs dozens, and a bracket keeps them from bouncing where ``g`` is
-        flat. Large problems first
-        solve it on a strided subsample. Stops when the scale changes by less
-        than ``tol`` relative and the last fit converged; returns
-        ``(coef, scale, n_iter)``, ``scale`` the MAD of the final residuals,
-        as statsmodels reports it.
+        flat. Large problems first solve it on a strided subsample. Stops
+        when the scale changes by less than ``tol`` relative and the last fit
+        converged; returns ``(coef, scale, n_iter, hessian)``, ``scale`` the
+        MAD of the final residuals as statsmodels reports it, ``hessian`` the
+        last fit's (None if it formed none).
         """
         n_iter = 0
+        # Each fit starts Newton's method from the previous fit's Hessian
+        # (the first from the subsample's): the scale changes little.
+        hessian, origin = None, "stale"
         if (
             ls_objective.n_samples >= _solvers.SUBSAMPLE_MIN_ROWS
             and ls_objective.n_samples
@@ -398,7 +401,10 @@ class ScaledMEstimator(RobustLinearRegressor):
         ):
             sub = ls_objective.subsample(_solvers.SUBSAMPLE_STEP)
             if sub.sum_weight > 0:
-                coef, scale, _ = self._fit_mad_scale(sub, rho, l2, coef, scale, solver)
+                coef, scale, _, hessian = self._fit_mad_scale(
+                    sub, rho, l2, coef, scale, solver
+                )
+                origin = "subsample"
         X, y, sample_weight = ls_objective.X, ls_objective.y, ls_objective.sample_weight
         previous = None  # (scale, g(scale)) of the last fit, for the secant
         low = high = None  # the latest scales with g > 0 and with g < 0
@@ -420,13 +426,17 @@ class ScaledMEstimator(RobustLinearRegressor):
                 self.tol,
                 warn=False,
                 multilevel=False,
+                hessian=hessian,
+                hessian_origin=origin,
             )
             coef = result.coef
+            if result.hessian is not None:
+                hessian, origin = result.hessian, "stale"
             n_iter += result.n_iter
             residuals = y - objective.raw_prediction(coef)[:, 0]
             mad = self._initial_scale(residuals, sample_weight)
             if abs(mad - scale) <= self.tol * scale and result.converged:
-                return coef, mad, n_iter
+                return coef, mad, n_iter, hessian
             gap = mad - scale
             # Safeguarded secant on g(sigma) = MAD(r(sigma)) / 0.6745 - sigma:
             # once g has changed sign, keep the root bracketed and bisect
@@ -446,7 +456,7 @@ class ScaledMEstimator(RobustLinearRegressor):
                     # The MAD jumps across sigma here (g has no zero, only a
                     # sign change, where a residual crosses the median):
                     # the bracket has closed on it.
-                    return coef, mad, n_iter
+                    return coef, mad, n_iter, hessian
                 if not min(low, high) < new_scale < max(low, high):
                     new_scale = float(np.sqrt(low * high))
             elif not (new_scale - scale) * gap > 0:
@@ -459,4 +469,4 @@ class ScaledMEstimator(RobustLinearRegressor):
         _solvers.warn_not_converged(
             "mad", n_iter, self.tol, "the MAD scale fixed point did not settle"
         )
-        return coef, mad, n_iter
+        return coef, mad, n_iter, hessian

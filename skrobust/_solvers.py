@@ -98,7 +98,17 @@ def choose_solver(solver, n_coef):
     return "lbfgs" if n_coef > NEWTON_MAX_COEF else "newton"
 
 
-def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True):
+def minimize(
+    objective,
+    coef0,
+    solver,
+    max_iter,
+    tol,
+    warn=True,
+    multilevel=True,
+    hessian=None,
+    hessian_origin="stale",
+):
     """Minimise ``objective`` from ``coef0``.
 
     Parameters
@@ -117,6 +127,13 @@ def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True
         Raise a ``ConvergenceWarning`` when not converged.
     multilevel : bool, default=True
         Start large problems from the solution on a subsample of rows.
+    hessian : ndarray of shape (n_coef, n_coef), default=None
+        The Hessian of a nearby problem near ``coef0`` (the previous fit of a
+        sequence, as its result's ``hessian``): Newton's method starts from
+        it. Ignored without ``solver="newton"``, or when a subsample's
+        solution gives the start.
+    hessian_origin : {"stale", "subsample"}, default="stale"
+        Whether ``hessian`` is of the same rows or of a subsample of them.
 
     Returns
     -------
@@ -131,12 +148,31 @@ def minimize(objective, coef0, solver, max_iter, tol, warn=True, multilevel=True
         basis = scipy.linalg.null_space(null.T)
         restricted = _Restricted(objective, basis)
         result = minimize(
-            restricted, basis.T @ coef0, solver, max_iter, tol, warn, multilevel=False
+            restricted,
+            basis.T @ coef0,
+            solver,
+            max_iter,
+            tol,
+            warn,
+            multilevel=False,
+            hessian=None if hessian is None else basis.T @ hessian @ basis,
+            hessian_origin=hessian_origin,
         )
         result.coef = basis @ result.coef
-        result.hessian = None
+        if result.hessian is not None:
+            result.hessian = basis @ result.hessian @ basis.T
         return result
-    return _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel)
+    return _minimize(
+        objective,
+        coef0,
+        solver,
+        max_iter,
+        tol,
+        warn,
+        multilevel,
+        hessian,
+        hessian_origin,
+    )
 
 
 class _Restricted:
@@ -166,7 +202,17 @@ class _Restricted:
         return value, self.basis.T @ grad, self.basis.T @ hess @ self.basis
 
 
-def _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel):
+def _minimize(
+    objective,
+    coef0,
+    solver,
+    max_iter,
+    tol,
+    warn,
+    multilevel,
+    hessian=None,
+    origin="stale",
+):
     n = objective.n_samples
     if (
         multilevel
@@ -179,10 +225,9 @@ def _minimize(objective, coef0, solver, max_iter, tol, warn, multilevel):
                 sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), False, True
             )
             coef0, hessian = sub_result.coef, sub_result.hessian
-    else:
-        hessian = None
+            origin = "subsample"
     if solver == "newton":
-        result = _newton(objective, coef0, max_iter, tol, hessian)
+        result = _newton(objective, coef0, max_iter, tol, hessian, origin)
         if not result.converged:
             more = _lbfgs(objective, result.coef, max_iter, tol)
             more.n_iter += result.n_iter
@@ -308,7 +353,7 @@ class _Memo:
         return self.H
 
 
-def _newton(objective, coef0, max_iter, tol, hessian=None):
+def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
     """trust-exact, finished (or, given a Hessian, preceded) by Newton steps.
 
     Near the optimum a Newton step lowers the objective by about
@@ -317,9 +362,10 @@ def _newton(objective, coef0, max_iter, tol, hessian=None):
     such as trust-exact's then rejects good steps at random. So the trust
     region brings the gradient to ``_TRUST_REGION_GTOL`` and Newton steps
     (:func:`_newton_steps`) finish. ``hessian``, the curvature of the same
-    mean objective on a subsample, lets Newton steps try first: from a
-    subsample's solution they usually converge with one pass over the data
-    each, and trust-exact only runs if they stall.
+    mean objective on a subsample (``origin="subsample"``) or of a nearby
+    problem on the same rows (``"stale"``), lets Newton steps try first: from
+    such a start they usually converge with one pass over the data each, and
+    trust-exact only runs if they stall.
     """
     n_iter = 0
     if hessian is not None:
@@ -327,7 +373,7 @@ def _newton(objective, coef0, max_iter, tol, hessian=None):
         if not np.isfinite(value):
             return SolverResult(coef0, 0, False, "non-finite objective")
         coef, value, grad, hessian, n_iter = _newton_steps(
-            objective, coef0, value, grad, hessian, tol, max_iter, n_iter, True
+            objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
         )
         if float(np.max(np.abs(grad), initial=0.0)) <= tol:
             return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
@@ -388,7 +434,7 @@ def polish(objective, coef, tol, max_iter, n_iter):
 
 
 def _newton_steps(
-    objective, coef, value, grad, hess, tol, max_iter, n_iter, inherited=False
+    objective, coef, value, grad, hess, tol, max_iter, n_iter, origin="current"
 ):
     """Newton steps on the latest Hessian while they shrink the gradient.
 
@@ -401,8 +447,11 @@ def _newton_steps(
     formed again. Where a step on the current Hessian falls short of that
     (far from the optimum, where steps are not yet quadratic), the next
     trial point gets its Hessian in the same pass as its gradient, as does
-    the first trial point after an ``inherited`` Hessian (a subsample's,
-    which differs from this objective's by sampling noise). Returns
+    the first trial point after a subsample's Hessian, which differs from
+    this objective's by sampling noise. ``origin`` says where ``hess`` comes
+    from: ``"current"`` (this objective at ``coef``), ``"stale"`` (this
+    objective, or a nearby one on the same rows, at an earlier point) or
+    ``"subsample"``. Returns
     ``(coef, value, grad, hess, n_iter)``, ``hess`` the latest Hessian
     formed (or given), which a finer level of a multilevel solve starts
     from even when it is due for a refresh here.
@@ -410,7 +459,7 @@ def _newton_steps(
     latest = hess
     # Whether the next trial point should come with its Hessian, and whether
     # hess is this objective's at coef (not a subsample's, not an older one).
-    with_hessian, current = inherited, not inherited
+    with_hessian, current = origin == "subsample", origin == "current"
     for _ in range(_POLISH_STEPS):
         gnorm = float(np.max(np.abs(grad), initial=0.0))
         if gnorm <= tol or n_iter >= max_iter:
