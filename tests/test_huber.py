@@ -840,3 +840,21 @@ def test_extended_precision_x_gives_the_float64_fit(estimator_class):
     model = estimator_class().fit(X.astype(np.longdouble), y)
     assert_allclose(model.coef_, reference.coef_, rtol=1e-8)
     assert model.intercept_ == pytest.approx(reference.intercept_, rel=1e-8)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+@pytest.mark.parametrize("scale", ["joint", "mad"])
+def test_weightless_subsample_rows_fall_back_to_all_rows(estimator_class, scale):
+    """Every 8th row (the multilevel subsample) without weight: the solve
+    starts on all rows instead, and equals the fit without those rows."""
+    rng = np.random.default_rng(6)
+    n = 8000
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=n)
+    weights = np.ones(n)
+    weights[::8] = 0.0
+    model = estimator_class(scale=scale).fit(X, y, sample_weight=weights)
+    kept = weights > 0
+    reference = estimator_class(scale=scale).fit(X[kept], y[kept])
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-7)
+    assert model.intercept_ == pytest.approx(reference.intercept_, rel=1e-7, abs=1e-9)
