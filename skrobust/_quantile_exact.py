@@ -379,6 +379,13 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
             continue
         theta = -np.asarray(res.eqlin.marginals, dtype=np.float64)
         coef = theta[:p]
+        if n_slack:
+            # Complementary slackness: w_j can differ from 0 only where its
+            # slack t_j sits at a bound +-lam / d_j. A slack strictly inside
+            # is basic, its reduced cost -w_j is zero at the vertex, and
+            # what HiGHS reports (~1e-14) is rounding: make it an exact zero.
+            slack = np.abs(res.x[m:])
+            coef = np.where(slack < lam / d, 0.0, coef)
         intercept = float(theta[p]) if fit_intercept else 0.0
         # Certificate: the primal value at the recovered point against the
         # dual value. Degenerate or rank-deficient problems (duplicated

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy.integrate import quad
 from scipy.optimize import linprog
 from scipy.special import ndtr
@@ -344,6 +344,25 @@ def test_large_l1_penalty_gives_exact_zeros():
     below = np.mean(y < exact.intercept_ - 1e-12)
     at_or_below = np.mean(y <= exact.intercept_ + 1e-12)
     assert below <= 0.6 <= at_or_below
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("seed", [26, 3, 11])
+def test_coefficients_zero_at_the_lp_vertex_are_exact_zeros(seed, fit_intercept):
+    # Issue #11, defect 4: the dual LP's marginals carried rounding (2e-13)
+    # where the LP vertex has an exact zero. Oracles: scikit-learn's HiGHS
+    # fit (a primal vertex, zeros exact) and the objective of linprog's.
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(300, 20, n_informative=10, noise=1.0, random_state=seed)
+    q, alpha = 0.6, 0.1
+    ours = QuantileRegressor(quantile=q, alpha=alpha, fit_intercept=fit_intercept)
+    ours.fit(X, y)
+    theirs = SklearnQuantileRegressor(
+        quantile=q, alpha=alpha, fit_intercept=fit_intercept, solver="highs"
+    ).fit(X, y)
+    assert_array_equal(ours.coef_ == 0.0, theirs.coef_ == 0.0)
+    assert_lp_optimal(ours, X, y, q, alpha=alpha)
 
 
 # -- Koenker's properties ------------------------------------------------------
