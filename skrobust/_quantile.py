@@ -44,7 +44,7 @@ from ._base import (
     weighted_median,
 )
 from ._objective import LinearObjective
-from ._quantile_exact import pinball_objective, solve_exact
+from ._quantile_exact import select_on_face, solve_exact
 from .losses import FixedScaleLoss, SmoothedPinballRho
 
 # "auto" uses the exact solver up to this many coefficients: its reduced
@@ -377,7 +377,7 @@ class QuantileRegressor(RobustLinearRegressor):
         # minimiser of the original objective too. Otherwise refit unclipped.
         y_fit = np.clip(y_std, -_Y_CLIP, _Y_CLIP)
         clipped = np.flatnonzero(y_fit != y_std)
-        w, b, bandwidth, n_iter = self._fit_standardised(
+        w, b, bandwidth, n_iter = self._fit_standard_units(
             X, y_fit, sample_weight, solver, n_coef
         )
         if clipped.size:
@@ -385,7 +385,7 @@ class QuantileRegressor(RobustLinearRegressor):
             linear_t = SmoothedPinballRho._T_MAX[self.kernel]
             margin = _Y_CLIP - linear_t * bandwidth
             if not np.all(np.abs(fitted) < margin):
-                w, b, bandwidth, more = self._fit_standardised(
+                w, b, bandwidth, more = self._fit_standard_units(
                     X, y_std, sample_weight, solver, n_coef
                 )
                 n_iter += more
@@ -395,7 +395,7 @@ class QuantileRegressor(RobustLinearRegressor):
         self.n_iter_ = n_iter
         return self
 
-    def _fit_standardised(self, X, y, sample_weight, solver, n_coef):
+    def _fit_standard_units(self, X, y, sample_weight, solver, n_coef):
         """The fit on standardised ``y``: ``(w, b, bandwidth, n_iter)``."""
         X_smooth, y_smooth, weight_smooth = X, y, sample_weight
         if solver == "exact":
@@ -572,88 +572,16 @@ class QuantileRegressor(RobustLinearRegressor):
             w_smooth,
             b_smooth,
         )
-        w, b = self._select_on_face(
-            X, y, sample_weight, w, b, w_smooth, b_smooth, column_stats
+        w, b = select_on_face(
+            X,
+            y,
+            sample_weight,
+            q,
+            self.alpha,
+            self.fit_intercept,
+            w,
+            b,
+            (w_smooth, b_smooth),
+            column_stats,
         )
         return w, b, max(int(info["rounds"]) + bool(info["solver"] != "reduced"), 1)
-
-    def _select_on_face(self, X, y, sample_weight, w, b, w_smooth, b_smooth, stats):
-        r"""Among equally optimal exact solutions, move towards the smoothed one.
-
-        When the minimiser is not unique (fewer observations than
-        coefficients, or a degenerate design), the simplex method returns an
-        arbitrary vertex of the optimal face, which can change with the
-        order or the repetition of the rows. Let ``Z`` be the observations
-        with zero residual at the exact solution ``theta*`` (and, with
-        ``alpha > 0``, fix its zero coefficients at zero). The objective is
-        constant along every direction ``v`` with ``x_i^T v = 0`` for
-        ``i in Z`` until some other residual (or coefficient) changes sign:
-        its directional derivative there is ``-sum_{i not in Z} s_i
-        psi_i x_i^T v + alpha sign(w*)^T v``, which the optimality condition
-        ``sum_{i not in Z} s_i psi_i x_i + sum_{i in Z} s_i a_i x_i = alpha
-        sign(w*)`` makes zero. So ``theta*`` moves towards ``theta'``, the
-        point of ``{x_i^T theta = y_i, i in Z}`` nearest to the smoothed fit
-        (in standardised coordinates), up to the first sign change. If the
-        solution is unique, ``theta' = theta*`` and nothing moves; the move
-        is kept only if the objective did not grow beyond rounding.
-        """
-        q, alpha = float(self.quantile), float(self.alpha)
-        mean, scale = stats
-        fitted = safe_sparse_dot(X, w) + b
-        r = y - fitted
-        positive = sample_weight > 0
-        eps = np.finfo(np.float64).eps
-        # Rounding of r_i = y_i - x_i^T w - b (y is standardised, so 1 is its
-        # typical size): residuals this small are zeros.
-        zero_tol = 1e3 * (X.shape[1] + 2) * eps * (np.abs(y) + np.abs(fitted) + 1.0)
-        in_z = positive & (np.abs(r) <= zero_tol)
-        free = np.ones(X.shape[1], dtype=bool) if alpha == 0 else w != 0
-        if not np.any(in_z):
-            return w, b
-        # Standardised coordinates: c_w = w * scale, c_b = b + mean @ w, and
-        # the rows of Z as the objective sees them.
-        idx = np.flatnonzero(in_z)
-        rows_z = X[idx]
-        rows_z = rows_z.toarray() if sp.issparse(rows_z) else np.asarray(rows_z)
-        design = (rows_z - mean) / scale
-        if self.fit_intercept:
-            design = np.hstack([design, np.ones((idx.size, 1))])
-            keep = np.append(free, True)
-            c_smooth = np.append(w_smooth * scale, b_smooth + mean @ w_smooth)
-        else:
-            keep = free
-            c_smooth = w_smooth * scale
-        c_smooth = np.where(keep, c_smooth, 0.0)
-        design = design[:, keep]
-        # Nearest point of {design @ c = y_Z} to c_smooth, over the free
-        # coordinates (the others stay at zero).
-        correction, _, rank, _ = np.linalg.lstsq(
-            design, y[idx] - design @ c_smooth[keep], rcond=None
-        )
-        if rank == design.shape[1]:
-            return w, b  # the affine set is the point theta* itself
-        c_target = c_smooth.copy()
-        c_target[keep] += correction
-        w_target = c_target[: X.shape[1]] / scale
-        b_target = float(c_target[-1] - mean @ w_target) if self.fit_intercept else 0.0
-        # Largest step t in [0, 1] towards the target with no sign change.
-        r_target = y - safe_sparse_dot(X, w_target) - b_target
-        t = 1.0
-        flips = positive & ~in_z & (r * r_target < 0)
-        if np.any(flips):
-            t = min(t, float(np.min(r[flips] / (r[flips] - r_target[flips]))))
-        coef_flips = (w != 0) & (w * w_target < 0)
-        if alpha > 0 and np.any(coef_flips):
-            ratios = w[coef_flips] / (w[coef_flips] - w_target[coef_flips])
-            t = min(t, float(np.min(ratios)))
-        if not t > 0:
-            return w, b
-        w_new = w + t * (w_target - w)
-        b_new = b + t * (b_target - b)
-        before = pinball_objective(X, y, w, b, q, sample_weight, alpha)
-        after = pinball_objective(X, y, w_new, b_new, q, sample_weight, alpha)
-        # Rounding allowance: relative, plus the residuals counted as zeros.
-        allowance = 1e-12 * before + sample_weight @ zero_tol / sample_weight.sum()
-        if after <= before + allowance:
-            return w_new, b_new
-        return w, b

@@ -1,44 +1,103 @@
 r"""Exact weighted, L1-penalised quantile regression by preprocessing and LP.
 
-The objective is the one of :class:`sklearn.linear_model.QuantileRegressor`
-(whose code uses ``alpha_eff = sum(sample_weight) * alpha``):
+Minimises the objective of :class:`sklearn.linear_model.QuantileRegressor`,
 
 .. math::
 
     F(w, b) = \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
               + \alpha \lVert w \rVert_1,
     \qquad S = \sum_i s_i,
-    \qquad \rho_q(r) = \max(q r, (q - 1) r).
+    \qquad \rho_q(r) = \max(q r, (q - 1) r),
 
-The intercept ``b`` (only with ``fit_intercept``) is not penalised.
-
-:func:`solve_lp` solves the whole linear programme, formulated like
-scikit-learn's ``_quantile.py``. It is the reference, but the simplex method
-on ``n`` equality rows scales badly (about 20 s at ``n = 20000``, ``p = 20``).
-
-:func:`solve_exact` gets the same minimiser much faster with the
+exactly (to the accuracy of HiGHS, as the one linear programme of
+:func:`~skrobust._quantile_lp.solve_lp`) and much faster, by the
 preprocessing of Portnoy and Koenker ("The Gaussian hare and the Laplacian
-tortoise", Statistical Science 12, 1997; ``quantreg::rq.fit.pfn``): starting
-from a good preliminary fit it keeps the ``m ~ sqrt(n p)`` observations whose
-residual sign is uncertain, replaces all observations confidently above the
-fit by one pseudo-observation and all those confidently below by another,
-solves that small problem exactly, and checks the signs it assumed. The small
-problem is solved through its dual, which has only ``p + 1`` equality rows and
-box-bounded variables (ten times faster with HiGHS than the primal form).
+tortoise", Statistical Science 12, 1997; ``quantreg::rq.fit.pfn``) around a
+preliminary fit. The LP formulations and the certificate live in
+:mod:`skrobust._quantile_lp`; this module is the algorithm, one function per
+phase:
+
+**Start** (:func:`_start`). Residuals ``r`` of the preliminary fit are
+shifted by their weighted ``q``-quantile (with an intercept; without one the
+fit cannot shift). Unless ``p + 1 > 200``, one Newton step
+(:func:`_one_step`, with the error density estimated from the ``m`` rows
+nearest the fit) refines the start; it is kept if it lowers ``F``. This
+makes a least-squares start nearly as good as a quantile one. The gradient
+comes with the pass that the pseudo-observations need anyway and the
+Hessian from a row sample; only a step that moves the residuals by more
+than a fifth of the band's half-width is applied, at the price of two more
+passes over ``X``.
+
+**Reduced problem** (:func:`_reduced_lp`). Keep the set ``K`` of the ``m``
+rows with the smallest ``|r_i|`` (:class:`_Band`); call the other rows with
+``r_i >= 0`` the set ``A`` (above) and those with ``r_i < 0`` the set ``B``
+(below). With ``e_i = y_i - x_i^T w - b`` the residuals of a candidate
+``(w, b)``, solve
+
+.. math::
+
+    G(w, b) = \frac{1}{S}\Big[\sum_{i \in K} s_i \rho_q(e_i)
+              + \rho_q\Big(\sum_{i \in A} s_i e_i\Big)
+              + \rho_q\Big(\sum_{i \in B} s_i e_i\Big)\Big]
+              + \alpha \lVert w \rVert_1,
+
+i.e. ``A`` and ``B`` each replaced by one pseudo-observation
+``(sum s_i x_i, sum s_i y_i)`` whose intercept entry is ``sum s_i``. The
+pseudo-observations keep ``G >= 0``; a linear cost term per set instead
+would make ``G`` unbounded below whenever ``K`` leaves a direction of ``w``
+free. The LP is solved through its dual, with ``p + 1`` equality rows and
+box bounds.
+
+**Certificate** (:func:`~skrobust._quantile_lp.certify_signs`). ``G <= F``
+everywhere, with equality where the assumed signs hold; if they hold at
+the minimiser of ``G`` (up to rounding), it minimises ``F``.
+
+**Repairs** (:func:`_reduced_rounds`). If a few rows (at most ``0.1 m``)
+have the wrong sign they join ``K`` and ``G`` is minimised again. If there
+are more, the band was too narrow for the start (``G``'s minimiser is then
+typically far off): ``m`` doubles and ``K`` is rebuilt around the best fit
+so far by ``F`` (quantreg's rule). After ``max_rounds`` reduced problems, or
+once ``K`` holds more than half of the rows, the full problem is solved
+instead (:func:`_solve_full`: the dual LP, or the primal one if the dual's
+certificate fails).
+
+**Face selection** (:func:`select_on_face`). When the minimiser is not
+unique, the vertex found moves along the optimal face towards a target
+(the smoothed fit), so that the answer does not depend on the order or the
+repetition of the rows.
+
+**Wild targets** (:func:`solve_exact`). Targets far from the preliminary
+fit are pulled in before all this, which is exact as long as they keep the
+side of the fit they were on.
 
 Only numpy and scipy are used. ``X`` is never copied densely as a whole and
-never modified: dense ``X`` of a dtype other than float64 is converted in row
-blocks of a few megabytes, and only row subsets are gathered.
+never modified: dense ``X`` of a dtype other than float64 is converted in
+row blocks of a few megabytes, and only row subsets are gathered.
 """
+
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
+from sklearn.utils.extmath import safe_sparse_dot
 
-__all__ = ["pinball_objective", "solve_exact", "solve_lp"]
+from ._quantile_lp import (
+    _BLOCK_ELEMENTS,
+    _check_inputs,
+    _check_X,
+    _dual_lp,
+    _lmatmat,
+    _matvec,
+    _pinball,
+    _primal_lp,
+    _sparse_rows,
+    _weighted_sum,
+    certify_signs,
+    pinball_objective,
+    solve_lp,
+)
 
-# Rows per dense block: about 2 MiB of float64 per converted block.
-_BLOCK_ELEMENTS = 2**18
+__all__ = ["pinball_objective", "select_on_face", "solve_exact", "solve_lp"]
 
 # Size of the first kept set, m = _SIZE_FACTOR * sqrt(n_pos * (p + intercept)),
 # clipped to [_MIN_SIZE, n_pos]. Portnoy & Koenker: if the preliminary fit is
@@ -63,118 +122,15 @@ _FULL_FRACTION = 0.5
 # m, the band was too narrow; double m and rebuild the kept set around the
 # best fit so far instead of only moving the wrong rows into it.
 _FIXUP_FRACTION = 0.1
-# A globbed observation of the wrong sign costs at most s_i |r_i| / S in
-# objective (see solve_exact). Violations whose total is below this fraction
-# of the objective are accepted: far below the accuracy of the LP solver.
-_GAP_RTOL = 1e-12
-# The primal point recovered from HiGHS's dual solution is accepted when its
-# duality gap is below this fraction of the objective; in tests the gap was
-# below 2e-12 relative (median 3e-16), so this only rejects a broken recovery.
-_DUALITY_RTOL = 1e-9
 # The Newton refinement of the start costs a (p+1)^2 Gram matrix, n p^2
 # flops; above this many coefficients that is no longer cheap next to the LP.
 _NEWTON_MAX_COEF = 200
 # ... and it is only applied if it moves the residuals (root mean square) by
 # more than this fraction of the band's half-width.
 _NEWTON_MIN_SHIFT = 0.2
-# Dual LPs with more columns (kept rows) than this go to HiGHS's interior
-# point solver first, smaller ones to its dual simplex (measured crossover).
-_IPM_MIN_COLUMNS = 3000
-
-
-# ----------------------------------------------------------------------------
-# Input handling and row-block linear algebra on X
-# ----------------------------------------------------------------------------
-
-
-def _check_X(X):
-    if sp.issparse(X):
-        if X.format not in ("csr", "csc"):
-            # Other formats cannot be indexed by rows; this is a sparse copy.
-            X = X.tocsr()
-        return X
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"X must have a real dtype, got {X.dtype}")
-    return X
-
-
 # Targets further than this many median absolute deviations from the
 # preliminary fit are moved to that distance before the LP (solve_exact).
 _CLIP_MADS = 50.0
-
-
-def _check_inputs(X, y, quantile, sample_weight, alpha):
-    """Validated ``(X, y, s, S)``; ``y`` and ``s`` as new float64 vectors."""
-    X = _check_X(X)
-    n = X.shape[0]
-    y = np.array(y, dtype=np.float64).ravel()
-    if y.shape[0] != n:
-        raise ValueError(f"y has {y.shape[0]} entries, X has {n} rows")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("y must be finite")
-    if sample_weight is None:
-        s = np.ones(n)
-    else:
-        s = np.array(sample_weight, dtype=np.float64).ravel()
-        if s.shape[0] != n:
-            raise ValueError(f"sample_weight has {s.shape[0]} entries, X has {n}")
-        if not np.all(np.isfinite(s)) or np.any(s < 0):
-            raise ValueError("sample_weight must be finite and non-negative")
-        # F is a weighted mean: scaling the weights to a largest of 1 changes
-        # nothing but keeps their sum from overflowing.
-        top = s.max(initial=0.0)
-        if top > 0:
-            s = s / top
-    S = float(s.sum())
-    if not S > 0:
-        raise ValueError("sample_weight must have a positive sum")
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    if not (np.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be finite and non-negative, got {alpha}")
-    return X, y, s, S
-
-
-def _row_blocks(n_rows, n_cols):
-    step = max(256, _BLOCK_ELEMENTS // max(n_cols, 1))
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
-
-
-def _matvec(X, w):
-    """``X @ w`` in float64, converting dense non-float64 ``X`` block by block.
-
-    numpy would otherwise cast the whole of ``X`` to float64 before the
-    product (a full dense copy), and multiplying in float32 would lose the
-    digits that the sign checks need.
-    """
-    if sp.issparse(X):
-        return np.asarray(X @ w, dtype=np.float64).ravel()
-    if X.dtype == np.float64:
-        return X @ w
-    out = np.empty(X.shape[0])
-    for rows in _row_blocks(*X.shape):
-        out[rows] = X[rows].astype(np.float64) @ w
-    return out
-
-
-def _lmatmat(Vt, X):
-    """``Vt @ X`` in float64 for ``Vt`` of shape ``(k, n)``, without copying X.
-
-    Written as ``Vt @ X`` rather than ``X.T @ V``: for a tall float64 ``X``
-    OpenBLAS is several times faster in this orientation.
-    """
-    if sp.issparse(X):
-        return np.asarray((X.T @ Vt.T).T, dtype=np.float64)
-    if X.dtype == np.float64:
-        return Vt @ X
-    out = np.zeros((Vt.shape[0], X.shape[1]))
-    for rows in _row_blocks(*X.shape):
-        out += Vt[:, rows] @ X[rows].astype(np.float64)
-    return out
 
 
 def _gram_sample(X, s, pos, fit_intercept):
@@ -195,269 +151,6 @@ def _gram_sample(X, s, pos, fit_intercept):
         Zs[:, p] = 1.0
     Zs *= np.sqrt(s[sub])[:, None]
     return (Zs.T @ Zs) * (s[pos].sum() / s[sub].sum())
-
-
-def _sparse_rows(X, idx):
-    """Rows ``idx`` of ``X`` as a float64 CSR matrix (dense X gathered in blocks)."""
-    if sp.issparse(X):
-        return sp.csr_matrix(X[idx], dtype=np.float64)
-    p = X.shape[1]
-    if idx.size == 0:
-        return sp.csr_matrix((0, p))
-    parts = [
-        sp.csr_matrix(X[idx[rows]].astype(np.float64, copy=False))
-        for rows in _row_blocks(idx.size, p)
-    ]
-    return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
-
-
-def _pinball(r, quantile):
-    return np.maximum(quantile * r, (quantile - 1.0) * r)
-
-
-def _weighted_sum(s, v):
-    """``sum_i s_i v_i`` by numpy's pairwise summation.
-
-    Unlike ``s @ v`` this does not go through BLAS, whose threads cost more
-    than the sum itself for vectors of this kind on a busy machine, and the
-    pairwise sum is also the more accurate one.
-    """
-    return float(np.sum(s * v))
-
-
-def pinball_objective(X, y, coef, intercept, quantile, sample_weight, alpha):
-    r"""Weighted mean pinball loss plus L1 penalty.
-
-    .. math::
-
-        F(w, b) = \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
-                  + \alpha \lVert w \rVert_1,
-        \qquad \rho_q(r) = \max(q r, (q - 1) r), \qquad S = \sum_i s_i.
-
-    Parameters
-    ----------
-    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
-        Any real dtype; not copied.
-    y : array-like of shape (n_samples,)
-    coef : array-like of shape (n_features,)
-        ``w``.
-    intercept : float
-        ``b`` (pass 0 for a model without intercept).
-    quantile : float
-        ``q`` in (0, 1).
-    sample_weight : array-like of shape (n_samples,) or None
-        Non-negative weights ``s_i`` with a positive sum; None for ones.
-    alpha : float
-        Non-negative L1 penalty strength.
-
-    Returns
-    -------
-    float
-        ``F(w, b)``.
-    """
-    X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
-    coef = np.asarray(coef, dtype=np.float64).ravel()
-    r = y - _matvec(X, coef) - float(intercept)
-    loss = _weighted_sum(s, _pinball(r, quantile))
-    return loss / S + alpha * float(np.abs(coef).sum())
-
-
-# ----------------------------------------------------------------------------
-# Linear programmes
-# ----------------------------------------------------------------------------
-
-
-def _lp_scaling(Z, y, w):
-    """Powers of two ``d`` (per column of ``Z``) and ``sigma`` (for ``y``).
-
-    HiGHS's feasibility and optimality tolerances are absolute (1e-7), so
-    the LPs are solved for ``Z / d`` and ``y / sigma``, whose entries are of
-    order one: with ``w = sigma * w' / d`` and ``b = sigma * b'`` the
-    objective is ``sigma`` times the scaled one when the L1 weight of
-    ``w'_j`` is ``lam / d_j``. Powers of two make the scaling exact.
-    """
-    d = np.asarray(abs(Z).max(axis=0).todense(), dtype=np.float64).ravel()
-    sigma = _weighted_sum(w, np.abs(y)) / float(w.sum())
-
-    def power_of_two(v):
-        v = np.where(np.isfinite(v) & (v > 0), v, 1.0)
-        return np.exp2(np.round(np.log2(v)))
-
-    return power_of_two(d), float(power_of_two(np.array(sigma)))
-
-
-def _primal_lp(Z, y, w, quantile, lam, fit_intercept, method="highs"):
-    r"""``min sum_i w_i rho_q(y_i - z_i w - b) + lam ||w||_1``, sklearn's primal LP.
-
-    Variables ``(w+, w-, [b+, b-], u, v) >= 0`` with
-    ``Z (w+ - w-) + (b+ - b-) + u - v = y`` and costs ``lam`` on ``w+-``,
-    ``0`` on ``b+-``, ``w_i q`` on ``u_i`` and ``w_i (1 - q)`` on ``v_i``: at
-    an optimum ``u`` and ``v`` are the positive and negative parts of the
-    residuals. Solved in the units of :func:`_lp_scaling`.
-    """
-    m, p = Z.shape
-    d, sigma = _lp_scaling(Z, y, w)
-    Zs = Z @ sp.diags(1.0 / d, format="csr")
-    ones = sp.csr_matrix(np.ones((m, 1)))
-    eye = sp.eye(m, format="csr")
-    blocks = [Zs, -Zs] + ([ones, -ones] if fit_intercept else []) + [eye, -eye]
-    A = sp.hstack(blocks, format="csc")
-    n_b = 2 if fit_intercept else 0
-    c = np.concatenate(
-        [lam / d, lam / d, np.zeros(n_b), quantile * w, (1.0 - quantile) * w]
-    )
-    res = linprog(c, A_eq=A, b_eq=y / sigma, method=method)
-    if res.status != 0:
-        raise RuntimeError(
-            f"scipy.optimize.linprog(method={method!r}) failed on the quantile "
-            f"regression LP (status {res.status}): {res.message}"
-        )
-    x = res.x
-    coef = sigma * (x[:p] - x[p : 2 * p]) / d
-    intercept = sigma * float(x[2 * p] - x[2 * p + 1]) if fit_intercept else 0.0
-    return coef, intercept
-
-
-def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
-    r"""The same problem as :func:`_primal_lp`, solved through its dual.
-
-    Writing ``rho_q(r) = max_{a in [q - 1, q]} a r`` and minimising the
-    Lagrangian over ``(w, b)`` gives the dual
-
-    .. math::
-
-        \max_a \; y^\top a \quad\text{s.t.}\quad
-        Z^\top a = t,\; t \in [-\lambda, \lambda]^p,\;
-        1^\top a = 0 \text{ (intercept)},\;
-        (q - 1) w_i \le a_i \le q w_i,
-
-    with ``p + 1`` equality rows instead of ``n``; the primal ``(w, b)`` are
-    minus the equality marginals that HiGHS returns. The slack ``t`` exists
-    only when ``lam > 0``. Solved in the units of :func:`_lp_scaling`.
-
-    Returns ``(coef, intercept, ok)``: ``ok`` is False if HiGHS failed or the
-    recovered primal point does not close the duality gap, in which case the
-    caller must use another method.
-    """
-    m, p = Z.shape
-    n_slack = p if lam > 0 else 0
-    n_rows = p + int(fit_intercept)
-    if n_rows == 0:
-        return np.zeros(0), 0.0, True
-    d, sigma = _lp_scaling(Z, y, w)
-    Z = Z @ sp.diags(1.0 / d, format="csr")
-    y = y / sigma
-    Zc = Z.tocoo()
-    rows = [Zc.col, np.arange(n_slack)]
-    cols = [Zc.row, m + np.arange(n_slack)]
-    data = [Zc.data, np.full(n_slack, -1.0)]
-    if fit_intercept:
-        rows.append(np.full(m, p))
-        cols.append(np.arange(m))
-        data.append(np.ones(m))
-    A = sp.csc_matrix(
-        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_rows, m + n_slack),
-    )
-    bounds = np.column_stack(
-        [
-            np.concatenate([(quantile - 1.0) * w, -lam / d[:n_slack]]),
-            np.concatenate([quantile * w, lam / d[:n_slack]]),
-        ]
-    )
-    c = np.concatenate([-y, np.zeros(n_slack)])
-    # The dual simplex is fastest on small problems; its cost per iteration
-    # grows with the number of columns and HiGHS's interior point method
-    # (with crossover to a vertex) wins beyond a few thousand. The other one
-    # is the second try.
-    methods = ["highs-ds", "highs-ipm"]
-    if m > _IPM_MIN_COLUMNS:
-        methods.reverse()
-    for method in methods:
-        res = linprog(c, A_eq=A, b_eq=np.zeros(n_rows), bounds=bounds, method=method)
-        if res.status != 0 or res.eqlin is None:
-            continue
-        theta = -np.asarray(res.eqlin.marginals, dtype=np.float64)
-        coef = theta[:p]
-        if n_slack:
-            # Complementary slackness: w_j can differ from 0 only where its
-            # slack t_j sits at a bound +-lam / d_j. A slack strictly inside
-            # is basic, its reduced cost -w_j is zero at the vertex, and
-            # what HiGHS reports (~1e-14) is rounding: make it an exact zero.
-            slack = np.abs(res.x[m:])
-            coef = np.where(slack < lam / d, 0.0, coef)
-        intercept = float(theta[p]) if fit_intercept else 0.0
-        # Certificate: the primal value at the recovered point against the
-        # dual value. Degenerate or rank-deficient problems (duplicated
-        # columns, p > m) have many dual solutions; any optimal one is a
-        # primal minimiser, and this check catches a recovery gone wrong.
-        r = y - Z @ coef - intercept
-        primal = _weighted_sum(w, _pinball(r, quantile))
-        primal += lam * float(np.abs(coef / d).sum())
-        dual = -float(res.fun)
-        # Absolute floor for objectives near 0 (interpolation, p >= m): the
-        # rounding error of the residuals, as in solve_exact's sign check.
-        floor = 4.0 * (p + 3) * np.finfo(np.float64).eps
-        floor *= _weighted_sum(w, np.abs(y) + np.abs(y - r))
-        if abs(primal - dual) <= _DUALITY_RTOL * max(abs(primal), abs(dual)) + floor:
-            return sigma * coef / d, sigma * intercept, True
-    return None, None, False
-
-
-def solve_lp(X, y, quantile, sample_weight, alpha, fit_intercept, *, method="highs"):
-    r"""Minimise the penalised pinball objective by one linear programme.
-
-    Solves
-
-    .. math::
-
-        \min_{w, b} \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
-        + \alpha \lVert w \rVert_1
-
-    as scikit-learn's ``QuantileRegressor`` does: with variables
-    ``w+, w-, [b+, b-], u, v >= 0``, the constraints
-    ``X (w+ - w-) + (b+ - b-) + u - v = y`` and the cost
-    ``alpha S (w+ + w-) + sum_i s_i (q u_i + (1 - q) v_i)``, all costs being
-    divided by the mean positive weight for scaling. Rows of zero weight are
-    dropped first: they do not enter the objective. The constraint matrix is
-    sparse, so memory is linear in ``n``, but the simplex method is slow for
-    large ``n`` (see :func:`solve_exact`).
-
-    Parameters
-    ----------
-    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
-        Any real dtype, C or Fortran order, CSR or CSC; never modified.
-    y : array-like of shape (n_samples,)
-    quantile : float
-        ``q`` in (0, 1).
-    sample_weight : array-like of shape (n_samples,) or None
-        Non-negative weights with a positive sum; None for ones.
-    alpha : float
-        Non-negative L1 penalty strength.
-    fit_intercept : bool
-        Whether to fit the unpenalised intercept ``b``.
-    method : str, default="highs"
-        Passed to :func:`scipy.optimize.linprog` (``"highs-ipm"`` is several
-        times faster on large problems).
-
-    Returns
-    -------
-    coef : ndarray of shape (n_features,)
-    intercept : float
-        0.0 when ``fit_intercept`` is False.
-
-    Raises
-    ------
-    RuntimeError
-        If HiGHS does not report an optimal solution.
-    """
-    X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
-    pos = np.flatnonzero(s > 0)
-    s_hat = S / pos.size
-    Z = _sparse_rows(X, pos)
-    return _primal_lp(
-        Z, y[pos], s[pos] / s_hat, quantile, alpha * pos.size, fit_intercept, method
-    )
 
 
 def _solve_full(X, y, s, pos, quantile, alpha, fit_intercept):
@@ -588,6 +281,213 @@ def _one_step(X, s, pos, sums, coef, quantile, penalty, fit_intercept, density):
     return step, shift
 
 
+class _Problem:
+    """The validated data of one exact fit and what every phase derives from it.
+
+    ``X``, ``y`` and the weights ``s`` (scaled to a largest of 1) come from
+    :func:`~skrobust._quantile_lp._check_inputs`. LP costs are in units of
+    the mean positive weight ``s_hat`` (of order one for HiGHS), so the L1
+    weight there is ``lam = alpha * n_pos``; in the units of
+    ``sum_i s_i rho_q(r_i)`` it is ``penalty = alpha * S``.
+    """
+
+    def __init__(self, X, y, s, S, quantile, alpha, fit_intercept):
+        self.X, self.y, self.s, self.S = X, y, s, S
+        self.q = float(quantile)
+        self.alpha = float(alpha)
+        self.fit_intercept = bool(fit_intercept)
+        self.p = X.shape[1]
+        self.n_coef = self.p + int(self.fit_intercept)
+        self.pos_mask = s > 0
+        self.pos = np.flatnonzero(self.pos_mask)
+        self.n_pos = self.pos.size
+        self.pos_or_none = None if self.n_pos == X.shape[0] else self.pos
+        self.s_hat = S / self.n_pos
+        self.lam = self.alpha * self.n_pos
+        self.penalty = self.alpha * S
+
+    def residuals(self, coef, b):
+        """``y - X coef - b``: one pass over ``X``."""
+        return self.y - _matvec(self.X, coef) - b
+
+    def centred(self, r, b):
+        """Residuals and intercept shifted by the weighted ``q``-quantile.
+
+        With an intercept the best shift of a fit puts ``q`` of the weight
+        below it: the band is centred there.
+        """
+        if not self.fit_intercept:
+            return r, b
+        if self.pos_or_none is None:
+            t = _weighted_quantile(r, self.s, self.q)
+        else:
+            t = _weighted_quantile(r[self.pos], self.s[self.pos], self.q)
+        return r - t, b + t
+
+    def objective(self, r, coef):
+        """``S F``; rows of zero weight contribute 0."""
+        loss = _weighted_sum(self.s, _pinball(r, self.q))
+        return loss + self.penalty * float(np.abs(coef).sum())
+
+    def full(self):
+        """``(coef, intercept, solver)`` of the full problem."""
+        return _solve_full(
+            self.X, self.y, self.s, self.pos, self.q, self.alpha, self.fit_intercept
+        )
+
+
+class _Band:
+    """The kept rows ``K`` around a fit, and the side of every other row.
+
+    ``kept`` marks the ``m`` rows of positive weight with the smallest
+    ``|r_i|``; ``above`` is ``r_i >= 0``, the side assumed for the rows
+    outside ``K``; ``sums`` are their :func:`_side_sums` (one pass over
+    ``X``).
+    """
+
+    def __init__(self, problem, r, m):
+        self.kept = np.zeros(r.size, dtype=bool)
+        self.kept[_nearest(np.abs(r), problem.pos_or_none, m)] = True
+        self.above = r >= 0
+        self.sums = _side_sums(problem.X, problem.y, problem.s, self.above)
+
+    def replaced(self, problem):
+        """The rows of positive weight outside ``K``, above and below."""
+        outside = problem.pos_mask & ~self.kept
+        return outside & self.above, outside & ~self.above
+
+    def half_width(self, r):
+        """Largest ``|r_i|`` in ``K``."""
+        return float(np.abs(r[self.kept]).max(initial=0.0))
+
+
+def _first_size(problem, initial_size):
+    """Size ``m`` of the first kept set, and whether to solve the full problem."""
+    n_pos = problem.n_pos
+    if initial_size is None:
+        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(n_pos * max(problem.n_coef, 1))))
+        m = min(max(m, _MIN_SIZE), n_pos)
+        return m, m > _FULL_FRACTION * n_pos
+    m = min(max(int(initial_size), 1), n_pos)
+    return m, m >= n_pos
+
+
+def _start(problem, coef, b, r, m, refine, info):
+    """The start of the reduced problems: ``(coef, b, r, S F, band)``.
+
+    ``r`` are the residuals of ``(coef, b)``. They are centred
+    (:meth:`_Problem.centred`) and, if ``refine`` and the Newton step of
+    :func:`_one_step` moves them by more than ``_NEWTON_MIN_SHIFT`` times
+    the band's half-width, the step is tried and kept when it lowers ``F``.
+    """
+    r, b = problem.centred(r, b)
+    obj = problem.objective(r, coef)
+    band = _Band(problem, r, m)
+    h = band.half_width(r)
+    if not (refine and problem.n_coef <= _NEWTON_MAX_COEF and h > 0):
+        return coef, b, r, obj, band
+    s, p = problem.s, problem.p
+    # Density of the errors at the fit: weight within +-h over 2 h S.
+    density = float(s[np.abs(r) <= h].sum()) / (2.0 * h * problem.S)
+    step, shift = _one_step(
+        problem.X,
+        s,
+        problem.pos,
+        band.sums,
+        coef,
+        problem.q,
+        problem.penalty,
+        problem.fit_intercept,
+        density,
+    )
+    # A step that moves the residuals by a small fraction of the band's
+    # half-width cannot change the band much (a quantile-type start): skip
+    # the passes that apply it.
+    if shift <= _NEWTON_MIN_SHIFT * h:
+        return coef, b, r, obj, band
+    coef1 = coef + step[:p]
+    b1 = b + (step[p] if problem.fit_intercept else 0.0)
+    r1, b1 = problem.centred(problem.residuals(coef1, b1), b1)
+    obj1 = problem.objective(r1, coef1)
+    if obj1 >= obj:
+        return coef, b, r, obj, band
+    info["refined"] = True
+    return coef1, b1, r1, obj1, _Band(problem, r1, m)
+
+
+def _reduced_lp(problem, band, replaced):
+    """Minimiser of ``G`` (the kept rows and two pseudo-observations).
+
+    The pseudo-observations' sums are the side sums over all rows minus
+    those over the kept rows, which are at hand (no pass over ``X``); their
+    weights are summed directly, so that an empty side is exactly 0.
+    Returns ``(coef, intercept, ok)`` of :func:`_dual_lp`.
+    """
+    X, y, s = problem.X, problem.y, problem.s
+    K = np.flatnonzero(band.kept)
+    above = band.above
+    rows_k = _sparse_rows(X, K)
+    side_weights_k = np.vstack([s[K] * above[K], s[K] * ~above[K]])
+    sx = band.sums[0] - np.asarray((rows_k.T @ side_weights_k.T).T)
+    sy = band.sums[2] - side_weights_k @ y[K]
+    ss = np.array([_weighted_sum(s, side) for side in replaced])
+    has = ss > 0
+    # Divided by their total weight, so that their rows are on the scale of
+    # the others; their cost weight carries the total instead (rho_q is
+    # positively homogeneous).
+    Z = sp.vstack([rows_k, sp.csr_matrix(sx[has] / ss[has, None])], format="csr")
+    targets = np.concatenate([y[K], sy[has] / ss[has]])
+    weights = np.concatenate([s[K], ss[has]]) / problem.s_hat
+    return _dual_lp(Z, targets, weights, problem.q, problem.lam, problem.fit_intercept)
+
+
+def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
+    """Reduced problems until one is certified, with quantreg's repairs.
+
+    ``r`` and ``obj`` are the residuals and ``S F`` of the start around
+    which ``band`` was built. Returns ``(coef, intercept, info)``; the full
+    problem is solved after ``max_rounds`` or once ``K`` holds more than
+    half of the rows.
+    """
+    best_obj, best_r = obj, r
+    limit = max(_FULL_FRACTION * problem.n_pos, m)
+    for rnd in range(1, max_rounds + 1):
+        info["rounds"] = rnd
+        info["reduced_size"] = int(band.kept.sum())
+        replaced = band.replaced(problem)
+        coef, b, ok = _reduced_lp(problem, band, replaced)
+        if not ok:
+            break
+        r = problem.residuals(coef, b)
+        accepted, wrong = certify_signs(
+            r,
+            problem.y,
+            problem.s,
+            *replaced,
+            partial(problem.objective, r, coef),
+            problem.n_coef,
+        )
+        if accepted:
+            info["solver"] = "reduced"
+            info["residuals"] = r
+            return coef, b, info
+        if wrong.size > _FIXUP_FRACTION * m:
+            # Restart around the best fit so far, with a band twice as wide.
+            obj = problem.objective(r, coef)
+            if obj < best_obj:
+                best_obj, best_r = obj, r
+            m = min(2 * m, problem.n_pos)
+            band = _Band(problem, best_r, m)
+        else:
+            band.kept[wrong] = True
+        if band.kept.sum() > limit:
+            break
+    info["fallback"] = True
+    info["reduced_size"] = problem.n_pos
+    coef, b, info["solver"] = problem.full()
+    return coef, b, info
+
+
 def solve_exact(
     X,
     y,
@@ -613,7 +513,8 @@ def solve_exact(
     hence (by convexity) global, minimiser of the true one. That is checked
     at the solution; if a moved row crossed or reached zero, the problem is
     solved again unclipped. Parameters and returns are those of
-    :func:`_solve_exact_unclipped`.
+    :func:`_solve_exact_unclipped` (``info["residuals"]``, when present,
+    are those of the returned fit on the true ``y``).
     """
     X = _check_X(X)
     y = np.array(y, dtype=np.float64).ravel()
@@ -623,13 +524,14 @@ def solve_exact(
         if top > 0:
             sample_weight = sample_weight / top
     args = (quantile, sample_weight, alpha, fit_intercept)
-    p = X.shape[1]
-    w0 = np.zeros(p) if coef_init is None else np.asarray(coef_init, dtype=float)
-    b0 = float(intercept_init or 0.0) if fit_intercept else 0.0
+    residuals = kwargs.pop("residuals", None)
     if not np.all(np.isfinite(y)):
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
-    fitted = _matvec(X, w0) + b0
-    residuals = y - fitted
+    if residuals is None:
+        w0 = np.zeros(X.shape[1]) if coef_init is None else np.asarray(coef_init, float)
+        b0 = float(intercept_init or 0.0) if fit_intercept else 0.0
+        residuals = y - (_matvec(X, w0) + b0)
+    fitted = y - residuals
     keep = slice(None) if sample_weight is None else sample_weight > 0
 
     def mad(v):
@@ -643,14 +545,27 @@ def solve_exact(
     limit = _CLIP_MADS * max(mad(residuals[keep]), mad(y_keep), size)
     moved = np.abs(residuals) > limit
     if not (limit > 0 and np.any(moved)):
-        return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
+        return _solve_exact_unclipped(
+            X, y, *args, coef_init, intercept_init, residuals=residuals, **kwargs
+        )
     # From the fitted value, not y - shift, which would cancel for y ~ 1e20.
     y_clipped = y.copy()
     y_clipped[moved] = fitted[moved] + np.copysign(limit, residuals[moved])
+    clipped_residuals = y_clipped - fitted
     coef, intercept, info = _solve_exact_unclipped(
-        X, y_clipped, *args, coef_init, intercept_init, **kwargs
+        X,
+        y_clipped,
+        *args,
+        coef_init,
+        intercept_init,
+        residuals=clipped_residuals,
+        **kwargs,
     )
-    at_solution = y_clipped - _matvec(X, coef) - intercept
+    if "residuals" in info:
+        at_solution = info["residuals"]
+        info["residuals"] = at_solution + (y - y_clipped)
+    else:
+        at_solution = y_clipped - _matvec(X, coef) - intercept
     # Clearly on their side: a moved row left at a zero residual is basic,
     # and the argument needs a neighbourhood (and HiGHS's tolerances).
     if np.all(at_solution[moved] * np.sign(residuals[moved]) > 1e-3 * limit):
@@ -671,6 +586,8 @@ def _solve_exact_unclipped(
     *,
     initial_size=None,
     max_rounds=6,
+    residuals=None,
+    refine=True,
 ):
     r"""Exact minimiser of the penalised pinball objective, by preprocessing.
 
@@ -683,59 +600,11 @@ def _solve_exact_unclipped(
 
     exactly (to the accuracy of the HiGHS LP solver, as :func:`solve_lp`),
     with the preprocessing of Portnoy & Koenker (1997) around a preliminary
-    fit ``(coef_init, intercept_init)``, e.g. a smoothed quantile fit.
-
-    **Start.** Residuals ``r`` of the preliminary fit are shifted by their
-    weighted ``q``-quantile (with an intercept; without one the fit cannot
-    shift). Unless ``p + 1 > 200``, one Newton step (:func:`_one_step`, with
-    the error density estimated from the ``m`` rows nearest the fit) refines
-    the start; it is kept if it lowers ``F``. This makes a least-squares
-    start nearly as good as a quantile one. The gradient comes with the pass
-    that the pseudo-observations need anyway and the Hessian from a row
-    sample; only a step that moves the residuals by more than a fifth of the
-    band's half-width is applied, at the price of two more passes over ``X``.
-
-    **Reduced problem.** Keep the set ``K`` of the ``m`` rows with the
-    smallest ``|r_i|``; call the other rows with ``r_i >= 0`` the set ``A``
-    (above) and those with ``r_i < 0`` the set ``B`` (below). With
-    ``e_i = y_i - x_i^T w - b`` the residuals of a candidate ``(w, b)``, solve
-
-    .. math::
-
-        G(w, b) = \frac{1}{S}\Big[\sum_{i \in K} s_i \rho_q(e_i)
-                  + \rho_q\Big(\sum_{i \in A} s_i e_i\Big)
-                  + \rho_q\Big(\sum_{i \in B} s_i e_i\Big)\Big]
-                  + \alpha \lVert w \rVert_1,
-
-    i.e. ``A`` and ``B`` each replaced by one pseudo-observation
-    ``(sum s_i x_i, sum s_i y_i)`` whose intercept entry is ``sum s_i``.
-
-    **Why the answer is exact.** ``rho_q`` is positively homogeneous and
-    subadditive, so ``rho_q(sum s_i e_i) <= sum s_i rho_q(e_i)``: ``G <= F``
-    everywhere, with equality wherever ``e_i >= 0`` on ``A`` and
-    ``e_i <= 0`` on ``B`` (``rho_q`` is linear on each half-line). Hence if
-    the minimiser ``theta`` of ``G`` satisfies these signs,
-    ``F(theta) = G(theta) <= G(theta') <= F(theta')`` for every
-    ``theta'``: ``theta`` minimises ``F`` globally. More generally
-    ``F(theta) - min F <= F(theta) - G(theta) <= (1 / S) sum_{wrong sign}
-    s_i |e_i|`` (as ``G(theta) = min G <= min F``), and
-    ``theta`` is accepted when that bound is below ``1e-12 F(theta)`` plus
-    the rounding error of the residuals of the offending rows (exact zeros,
-    from ties or duplicated rows, are never wrong). The pseudo-observations
-    keep ``G >= 0``; a linear cost term per set instead would make ``G``
-    unbounded below whenever ``K`` leaves a direction of ``w`` free.
-
-    **Repairs.** If a few rows (at most ``0.1 m``) have the wrong sign they
-    join ``K`` and ``G`` is minimised again. If there are more, the band was
-    too narrow for the start (``G``'s minimiser is then typically far off):
-    ``m`` doubles and ``K`` is rebuilt around the best fit so far by ``F``
-    (quantreg's rule). After ``max_rounds`` reduced problems, or once ``K``
-    holds more than half of the rows, the full problem is solved instead.
-
-    Each LP, reduced or full, is solved through its dual, with ``p + 1``
-    equality rows and box bounds; the primal point is checked against the
-    dual value and, should that certificate fail, the full problem is solved
-    in :func:`solve_lp`'s formulation.
+    fit ``(coef_init, intercept_init)``, e.g. a smoothed quantile fit: the
+    phases of the module docstring (start, reduced problems with their
+    certificate and repairs, and the full problem as the last resort).
+    ``F(theta) - min F`` is at most ``1e-12 F(theta)`` plus the rounding
+    error of the residuals.
 
     Parameters
     ----------
@@ -759,12 +628,17 @@ def _solve_exact_unclipped(
         Preliminary intercept, ignored without ``fit_intercept``.
     initial_size : int, default=None
         Size ``m`` of the first kept set. The default is
-        ``2 sqrt(n_pos (p + fit_intercept))`` clipped to ``[300, n_pos]``
+        ``sqrt(n_pos (p + fit_intercept))`` clipped to ``[300, n_pos]``
         (``n_pos`` rows of positive weight), and the full problem is solved
         directly when it exceeds ``n_pos / 2`` (small ``n``, or ``p`` close to
         ``n``). An explicit value is only clipped to ``[1, n_pos]``.
     max_rounds : int, default=6
         Maximum number of reduced problems before the full one is solved.
+    residuals : ndarray of shape (n_samples,), default=None
+        ``y - X coef_init - intercept_init`` if already at hand (saves a
+        pass over ``X``).
+    refine : bool, default=True
+        Whether to try the Newton step of the start.
 
     Returns
     -------
@@ -776,8 +650,9 @@ def _solve_exact_unclipped(
         last kept set, without the two pseudo-observations; ``n_pos`` for the
         full problem), ``refined`` (whether the Newton step was kept),
         ``fallback`` (True if the reduced path was given up for the full
-        problem) and ``solver`` (``"reduced"``, ``"full"`` or
-        ``"full-primal"``).
+        problem), ``solver`` (``"reduced"``, ``"full"`` or
+        ``"full-primal"``) and, for ``"reduced"``, ``residuals`` of the
+        solution.
 
     Examples
     --------
@@ -797,148 +672,145 @@ def _solve_exact_unclipped(
     True
     """
     X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
-    q = float(quantile)
-    n, p = X.shape
-    fit_intercept = bool(fit_intercept)
-    p1 = p + int(fit_intercept)
-    pos_mask = s > 0
-    pos = np.flatnonzero(pos_mask)
-    n_pos = pos.size
-    pos_or_none = None if n_pos == n else pos
-    s_hat = S / n_pos  # LP costs in units of the mean weight: O(1) for HiGHS
-    lam = alpha * n_pos  # alpha * S in those units
-    penalty = alpha * S  # in the units of sum_i s_i rho_q(r_i)
-    info = {"rounds": 0, "reduced_size": n_pos, "refined": False, "fallback": False}
-
-    if initial_size is None:
-        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(n_pos * max(p1, 1))))
-        m = min(max(m, _MIN_SIZE), n_pos)
-        direct = m > _FULL_FRACTION * n_pos
-    else:
-        m = min(max(int(initial_size), 1), n_pos)
-        direct = m >= n_pos
+    problem = _Problem(X, y, s, S, quantile, alpha, fit_intercept)
+    info = {"rounds": 0, "reduced_size": problem.n_pos, "refined": False}
+    info["fallback"] = False
+    m, direct = _first_size(problem, initial_size)
     if direct:
-        coef, intercept, info["solver"] = _solve_full(
-            X, y, s, pos, q, alpha, fit_intercept
-        )
+        coef, intercept, info["solver"] = problem.full()
         return coef, intercept, info
-
+    p = problem.p
     coef = np.zeros(p) if coef_init is None else np.asarray(coef_init, float).ravel()
     if coef.shape != (p,):
         raise ValueError(f"coef_init must have shape ({p},), got {coef.shape}")
     coef = coef.copy()
     b = float(intercept_init) if fit_intercept and intercept_init is not None else 0.0
+    if residuals is None:
+        r = problem.residuals(coef, b)
+    else:
+        r = np.array(residuals, dtype=np.float64)
+    coef, b, r, obj, band = _start(problem, coef, b, r, m, refine, info)
+    return _reduced_rounds(problem, r, obj, band, m, max_rounds, info)
 
-    def residuals(coef, b):
-        return y - _matvec(X, coef) - b
 
-    def centred(r, b):
-        # With an intercept the best shift of a fit is the weighted
-        # q-quantile of its residuals: centre the band there.
-        if fit_intercept:
-            if pos_or_none is None:
-                t = _weighted_quantile(r, s, q)
-            else:
-                t = _weighted_quantile(r[pos], s[pos], q)
-            return r - t, b + t
-        return r, b
+# ----------------------------------------------------------------------------
+# Face selection
+# ----------------------------------------------------------------------------
 
-    def objective(r, coef):  # S * F, zero-weight rows contribute 0
-        loss = _weighted_sum(s, _pinball(r, q))
-        return loss + penalty * float(np.abs(coef).sum())
 
-    r, b = centred(residuals(coef, b), b)
-    best_obj = objective(r, coef)
-    kept_idx = _nearest(np.abs(r), pos_or_none, m)
-    above = r >= 0  # side of each globbed row, fixed when it is globbed
-    sums = _side_sums(X, y, s, above)
-    h = float(np.abs(r[kept_idx]).max())
-    if p1 <= _NEWTON_MAX_COEF and h > 0:
-        # Density of the errors at the fit: weight within +-h over 2 h S.
-        density = float(s[np.abs(r) <= h].sum()) / (2.0 * h * S)
-        step, shift = _one_step(
-            X, s, pos, sums, coef, q, penalty, fit_intercept, density
-        )
-        # A step that moves the residuals by a small fraction of the band's
-        # half-width cannot change the band much (a quantile-type start):
-        # skip the passes that apply it.
-        if shift > _NEWTON_MIN_SHIFT * h:
-            coef1 = coef + step[:p]
-            b1 = b + (step[p] if fit_intercept else 0.0)
-            r1, b1 = centred(residuals(coef1, b1), b1)
-            obj1 = objective(r1, coef1)
-            if obj1 < best_obj:
-                coef, b, r, best_obj = coef1, b1, r1, obj1
-                kept_idx = _nearest(np.abs(r), pos_or_none, m)
-                above = r >= 0
-                sums = _side_sums(X, y, s, above)
-                info["refined"] = True
-    best_r = r
+def select_on_face(
+    X, y, sample_weight, quantile, alpha, fit_intercept, coef, intercept, target, stats
+):
+    r"""Among equally optimal exact solutions, move towards a target.
 
-    kept = np.zeros(n, dtype=bool)
-    kept[kept_idx] = True
-    limit = max(_FULL_FRACTION * n_pos, m)
+    When the minimiser is not unique (fewer observations than
+    coefficients, or a degenerate design), the simplex method returns an
+    arbitrary vertex of the optimal face, which can change with the order or
+    the repetition of the rows. Let ``Z`` be the observations with zero
+    residual at the exact solution ``theta*`` (and, with ``alpha > 0``, fix
+    its zero coefficients at zero). The objective is constant along every
+    direction ``v`` with ``x_i^T v = 0`` for ``i in Z`` until some other
+    residual (or coefficient) changes sign: its directional derivative there
+    is ``-sum_{i not in Z} s_i psi_i x_i^T v + alpha sign(w*)^T v``, which
+    the optimality condition ``sum_{i not in Z} s_i psi_i x_i + sum_{i in Z}
+    s_i a_i x_i = alpha sign(w*)`` makes zero. So ``theta*`` moves towards
+    ``theta'``, the point of ``{x_i^T theta = y_i, i in Z}`` nearest to the
+    target (in standardised coordinates), up to the first sign change. If
+    the solution is unique, ``theta' = theta*`` and nothing moves; the move
+    is kept only if the objective did not grow beyond rounding.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        Targets of order one (standardised).
+    sample_weight : ndarray of shape (n_samples,)
+    quantile, alpha : float
+    fit_intercept : bool
+    coef : ndarray of shape (n_features,)
+    intercept : float
+        The exact solution ``theta*``.
+    target : tuple of (ndarray, float)
+        Coefficients and intercept to move towards (a smoothed fit).
+    stats : tuple of ndarray
+        Column means and scales of the standardised coordinates ``c_w = w *
+        scale``, ``c_b = b + mean @ w`` (means zero for sparse ``X``).
+
+    Returns
+    -------
+    coef : ndarray of shape (n_features,)
+    intercept : float
+    """
+    q, alpha = float(quantile), float(alpha)
+    w, b = coef, intercept
+    w_target, b_target = target
+    mean, scale = stats
+    fitted = safe_sparse_dot(X, w) + b
+    r = y - fitted
+    positive = sample_weight > 0
     eps = np.finfo(np.float64).eps
+    # Rounding of r_i = y_i - x_i^T w - b (y is standardised, so 1 is its
+    # typical size): residuals this small are zeros.
+    zero_tol = 1e3 * (X.shape[1] + 2) * eps * (np.abs(y) + np.abs(fitted) + 1.0)
+    in_z = positive & (np.abs(r) <= zero_tol)
+    if not np.any(in_z):
+        return w, b
+    free = np.ones(X.shape[1], dtype=bool) if alpha == 0 else w != 0
+    point = _nearest_on_face(
+        X, y, np.flatnonzero(in_z), free, fit_intercept, w_target, b_target, stats
+    )
+    if point is None:
+        return w, b  # the affine set is the point theta* itself
+    w_target, b_target = point
+    # Largest step t in [0, 1] towards the target with no sign change.
+    r_target = y - safe_sparse_dot(X, w_target) - b_target
+    t = 1.0
+    flips = positive & ~in_z & (r * r_target < 0)
+    if np.any(flips):
+        t = min(t, float(np.min(r[flips] / (r[flips] - r_target[flips]))))
+    coef_flips = (w != 0) & (w * w_target < 0)
+    if alpha > 0 and np.any(coef_flips):
+        ratios = w[coef_flips] / (w[coef_flips] - w_target[coef_flips])
+        t = min(t, float(np.min(ratios)))
+    if not t > 0:
+        return w, b
+    w_new = w + t * (w_target - w)
+    b_new = b + t * (b_target - b)
+    before = pinball_objective(X, y, w, b, q, sample_weight, alpha)
+    after = pinball_objective(X, y, w_new, b_new, q, sample_weight, alpha)
+    # Rounding allowance: relative, plus the residuals counted as zeros.
+    allowance = 1e-12 * before + sample_weight @ zero_tol / sample_weight.sum()
+    if after <= before + allowance:
+        return w_new, b_new
+    return w, b
 
-    for rnd in range(1, max_rounds + 1):
-        info["rounds"] = rnd
-        glob_a = pos_mask & ~kept & above
-        glob_b = pos_mask & ~kept & ~above
-        K = np.flatnonzero(kept)
-        info["reduced_size"] = K.size
-        ZK = _sparse_rows(X, K)
-        # The pseudo-observations: the side sums over all rows minus those
-        # over the kept rows, which are at hand (no pass over X). Their
-        # weights are summed directly, so that an empty side is exactly 0.
-        VK = np.vstack([s[K] * above[K], s[K] * ~above[K]])
-        sx = sums[0] - np.asarray((ZK.T @ VK.T).T)
-        sy = sums[2] - VK @ y[K]
-        ss = np.array([_weighted_sum(s, glob_a), _weighted_sum(s, glob_b)])
-        has = ss > 0
-        # They are divided by their total weight so that their rows are on
-        # the scale of the others; their cost weight carries the total
-        # instead (rho_q is positively homogeneous).
-        Z = sp.vstack([ZK, sp.csr_matrix(sx[has] / ss[has, None])], format="csr")
-        yy = np.concatenate([y[K], sy[has] / ss[has]])
-        ww = np.concatenate([s[K], ss[has]]) / s_hat
-        coef, b, ok = _dual_lp(Z, yy, ww, q, lam, fit_intercept)
-        if not ok:
-            break
-        r = residuals(coef, b)
 
-        # Sign check on the globbed rows (all of positive weight). An exact
-        # zero residual is of both signs.
-        viol = np.flatnonzero((glob_a & (r < 0)) | (glob_b & (r > 0)))
-        if viol.size == 0:
-            info["solver"] = "reduced"
-            return coef, b, info
-        # Rounding of r_i = y_i - x_i w - b is about (p + 2) eps times the
-        # magnitudes involved: residuals that small are zeros (ties,
-        # duplicated rows) and cost at most s_i * gamma_i in objective.
-        r_v = np.abs(r[viol])
-        gamma = 4.0 * (p1 + 2) * eps * (np.abs(y[viol]) + np.abs(y[viol] - r[viol]))
-        if float(s[viol] @ r_v) <= _GAP_RTOL * objective(r, coef) + float(
-            s[viol] @ gamma
-        ):
-            info["solver"] = "reduced"
-            return coef, b, info
-        bad = viol[r_v > gamma]
-        if bad.size > _FIXUP_FRACTION * m:
-            # Restart around the best fit so far, with a band twice as wide.
-            obj = objective(r, coef)
-            if obj < best_obj:
-                best_obj, best_r = obj, r
-            m = min(2 * m, n_pos)
-            kept[:] = False
-            kept[_nearest(np.abs(best_r), pos_or_none, m)] = True
-            above = best_r >= 0
-            sums = _side_sums(X, y, s, above)
-        else:
-            kept[bad] = True
-        if kept.sum() > limit:
-            break
+def _nearest_on_face(X, y, idx, free, fit_intercept, w_target, b_target, stats):
+    """Point of ``{x_i^T theta = y_i, i in idx}`` nearest to the target.
 
-    info["fallback"] = True
-    info["reduced_size"] = n_pos
-    coef, b, info["solver"] = _solve_full(X, y, s, pos, q, alpha, fit_intercept)
-    return coef, b, info
+    In standardised coordinates, over the ``free`` coefficients (the others
+    stay at zero) and the intercept. ``None`` when the rows determine every
+    free coordinate (the set is one point).
+    """
+    mean, scale = stats
+    rows = X[idx]
+    rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+    design = (rows - mean) / scale
+    if fit_intercept:
+        design = np.hstack([design, np.ones((idx.size, 1))])
+        keep = np.append(free, True)
+        c_target = np.append(w_target * scale, b_target + mean @ w_target)
+    else:
+        keep = free
+        c_target = w_target * scale
+    c_target = np.where(keep, c_target, 0.0)
+    design = design[:, keep]
+    correction, _, rank, _ = np.linalg.lstsq(
+        design, y[idx] - design @ c_target[keep], rcond=None
+    )
+    if rank == design.shape[1]:
+        return None
+    c_target[keep] += correction
+    w = c_target[: X.shape[1]] / scale
+    b = float(c_target[-1] - mean @ w) if fit_intercept else 0.0
+    return w, b

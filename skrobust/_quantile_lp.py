@@ -1,0 +1,467 @@
+r"""Linear programmes of penalised quantile regression, and their certificate.
+
+The objective is the one of :class:`sklearn.linear_model.QuantileRegressor`
+(whose code uses ``alpha_eff = sum(sample_weight) * alpha``):
+
+.. math::
+
+    F(w, b) = \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
+              + \alpha \lVert w \rVert_1,
+    \qquad S = \sum_i s_i,
+    \qquad \rho_q(r) = \max(q r, (q - 1) r).
+
+The intercept ``b`` (only with ``fit_intercept``) is not penalised.
+
+This module holds what any exact solver of ``F`` needs, whatever rows it
+solves on:
+
+- validation and row-block linear algebra on ``X`` (never copied densely
+  as a whole, never modified: dense ``X`` of a dtype other than float64 is
+  converted in row blocks of a few megabytes);
+- the two LP formulations, :func:`_primal_lp` (scikit-learn's, ``n``
+  equality rows) and :func:`_dual_lp` (``p + 1`` equality rows and box
+  bounds, with a duality-gap certificate of the recovered primal point);
+- :func:`solve_lp`, the whole problem as one LP, the reference;
+- :func:`certify_signs`, the certificate of the reduced problems of
+  :mod:`skrobust._quantile_exact`: when the residual signs assumed for the
+  rows it replaced by pseudo-observations hold, up to rounding, the reduced
+  problem's minimiser is the full problem's.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+__all__ = ["certify_signs", "pinball_objective", "solve_lp"]
+
+# Rows per dense block: about 2 MiB of float64 per converted block.
+_BLOCK_ELEMENTS = 2**18
+# A replaced observation of the wrong sign costs at most s_i |r_i| / S in
+# objective (see certify_signs). Violations whose total is below this
+# fraction of the objective are accepted: far below the accuracy of the LP
+# solver.
+_GAP_RTOL = 1e-12
+# The primal point recovered from HiGHS's dual solution is accepted when its
+# duality gap is below this fraction of the objective; in tests the gap was
+# below 2e-12 relative (median 3e-16), so this only rejects a broken recovery.
+_DUALITY_RTOL = 1e-9
+# Dual LPs with more columns (kept rows) than this go to HiGHS's interior
+# point solver first, smaller ones to its dual simplex (measured crossover).
+_IPM_MIN_COLUMNS = 3000
+
+
+# ----------------------------------------------------------------------------
+# Input handling and row-block linear algebra on X
+# ----------------------------------------------------------------------------
+
+
+def _check_X(X):
+    if sp.issparse(X):
+        if X.format not in ("csr", "csc"):
+            # Other formats cannot be indexed by rows; this is a sparse copy.
+            X = X.tocsr()
+        return X
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must have a real dtype, got {X.dtype}")
+    return X
+
+
+# Targets further than this many median absolute deviations from the
+
+
+def _check_inputs(X, y, quantile, sample_weight, alpha):
+    """Validated ``(X, y, s, S)``; ``y`` and ``s`` as new float64 vectors."""
+    X = _check_X(X)
+    n = X.shape[0]
+    y = np.array(y, dtype=np.float64).ravel()
+    if y.shape[0] != n:
+        raise ValueError(f"y has {y.shape[0]} entries, X has {n} rows")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y must be finite")
+    if sample_weight is None:
+        s = np.ones(n)
+    else:
+        s = np.array(sample_weight, dtype=np.float64).ravel()
+        if s.shape[0] != n:
+            raise ValueError(f"sample_weight has {s.shape[0]} entries, X has {n}")
+        if not np.all(np.isfinite(s)) or np.any(s < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+        # F is a weighted mean: scaling the weights to a largest of 1 changes
+        # nothing but keeps their sum from overflowing.
+        top = s.max(initial=0.0)
+        if top > 0:
+            s = s / top
+    S = float(s.sum())
+    if not S > 0:
+        raise ValueError("sample_weight must have a positive sum")
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be finite and non-negative, got {alpha}")
+    return X, y, s, S
+
+
+def _row_blocks(n_rows, n_cols):
+    step = max(256, _BLOCK_ELEMENTS // max(n_cols, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def _matvec(X, w):
+    """``X @ w`` in float64, converting dense non-float64 ``X`` block by block.
+
+    numpy would otherwise cast the whole of ``X`` to float64 before the
+    product (a full dense copy), and multiplying in float32 would lose the
+    digits that the sign checks need.
+    """
+    if sp.issparse(X):
+        return np.asarray(X @ w, dtype=np.float64).ravel()
+    if X.dtype == np.float64:
+        return X @ w
+    out = np.empty(X.shape[0])
+    for rows in _row_blocks(*X.shape):
+        out[rows] = X[rows].astype(np.float64) @ w
+    return out
+
+
+def _lmatmat(Vt, X):
+    """``Vt @ X`` in float64 for ``Vt`` of shape ``(k, n)``, without copying X.
+
+    Written as ``Vt @ X`` rather than ``X.T @ V``: for a tall float64 ``X``
+    OpenBLAS is several times faster in this orientation.
+    """
+    if sp.issparse(X):
+        return np.asarray((X.T @ Vt.T).T, dtype=np.float64)
+    if X.dtype == np.float64:
+        return Vt @ X
+    out = np.zeros((Vt.shape[0], X.shape[1]))
+    for rows in _row_blocks(*X.shape):
+        out += Vt[:, rows] @ X[rows].astype(np.float64)
+    return out
+
+
+def _sparse_rows(X, idx):
+    """Rows ``idx`` of ``X`` as a float64 CSR matrix (dense X gathered in blocks)."""
+    if sp.issparse(X):
+        return sp.csr_matrix(X[idx], dtype=np.float64)
+    p = X.shape[1]
+    if idx.size == 0:
+        return sp.csr_matrix((0, p))
+    parts = [
+        sp.csr_matrix(X[idx[rows]].astype(np.float64, copy=False))
+        for rows in _row_blocks(idx.size, p)
+    ]
+    return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+
+
+def _pinball(r, quantile):
+    return np.maximum(quantile * r, (quantile - 1.0) * r)
+
+
+def _weighted_sum(s, v):
+    """``sum_i s_i v_i`` by numpy's pairwise summation.
+
+    Unlike ``s @ v`` this does not go through BLAS, whose threads cost more
+    than the sum itself for vectors of this kind on a busy machine, and the
+    pairwise sum is also the more accurate one.
+    """
+    return float(np.sum(s * v))
+
+
+def pinball_objective(X, y, coef, intercept, quantile, sample_weight, alpha):
+    r"""Weighted mean pinball loss plus L1 penalty.
+
+    .. math::
+
+        F(w, b) = \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
+                  + \alpha \lVert w \rVert_1,
+        \qquad \rho_q(r) = \max(q r, (q - 1) r), \qquad S = \sum_i s_i.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Any real dtype; not copied.
+    y : array-like of shape (n_samples,)
+    coef : array-like of shape (n_features,)
+        ``w``.
+    intercept : float
+        ``b`` (pass 0 for a model without intercept).
+    quantile : float
+        ``q`` in (0, 1).
+    sample_weight : array-like of shape (n_samples,) or None
+        Non-negative weights ``s_i`` with a positive sum; None for ones.
+    alpha : float
+        Non-negative L1 penalty strength.
+
+    Returns
+    -------
+    float
+        ``F(w, b)``.
+    """
+    X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
+    coef = np.asarray(coef, dtype=np.float64).ravel()
+    r = y - _matvec(X, coef) - float(intercept)
+    loss = _weighted_sum(s, _pinball(r, quantile))
+    return loss / S + alpha * float(np.abs(coef).sum())
+
+
+# ----------------------------------------------------------------------------
+# Linear programmes
+# ----------------------------------------------------------------------------
+
+
+def _lp_scaling(Z, y, w):
+    """Powers of two ``d`` (per column of ``Z``) and ``sigma`` (for ``y``).
+
+    HiGHS's feasibility and optimality tolerances are absolute (1e-7), so
+    the LPs are solved for ``Z / d`` and ``y / sigma``, whose entries are of
+    order one: with ``w = sigma * w' / d`` and ``b = sigma * b'`` the
+    objective is ``sigma`` times the scaled one when the L1 weight of
+    ``w'_j`` is ``lam / d_j``. Powers of two make the scaling exact.
+    """
+    d = np.asarray(abs(Z).max(axis=0).todense(), dtype=np.float64).ravel()
+    sigma = _weighted_sum(w, np.abs(y)) / float(w.sum())
+
+    def power_of_two(v):
+        v = np.where(np.isfinite(v) & (v > 0), v, 1.0)
+        return np.exp2(np.round(np.log2(v)))
+
+    return power_of_two(d), float(power_of_two(np.array(sigma)))
+
+
+def _primal_lp(Z, y, w, quantile, lam, fit_intercept, method="highs"):
+    r"""``min sum_i w_i rho_q(y_i - z_i w - b) + lam ||w||_1``, sklearn's primal LP.
+
+    Variables ``(w+, w-, [b+, b-], u, v) >= 0`` with
+    ``Z (w+ - w-) + (b+ - b-) + u - v = y`` and costs ``lam`` on ``w+-``,
+    ``0`` on ``b+-``, ``w_i q`` on ``u_i`` and ``w_i (1 - q)`` on ``v_i``: at
+    an optimum ``u`` and ``v`` are the positive and negative parts of the
+    residuals. Solved in the units of :func:`_lp_scaling`.
+    """
+    m, p = Z.shape
+    d, sigma = _lp_scaling(Z, y, w)
+    Zs = Z @ sp.diags(1.0 / d, format="csr")
+    ones = sp.csr_matrix(np.ones((m, 1)))
+    eye = sp.eye(m, format="csr")
+    blocks = [Zs, -Zs] + ([ones, -ones] if fit_intercept else []) + [eye, -eye]
+    A = sp.hstack(blocks, format="csc")
+    n_b = 2 if fit_intercept else 0
+    c = np.concatenate(
+        [lam / d, lam / d, np.zeros(n_b), quantile * w, (1.0 - quantile) * w]
+    )
+    res = linprog(c, A_eq=A, b_eq=y / sigma, method=method)
+    if res.status != 0:
+        raise RuntimeError(
+            f"scipy.optimize.linprog(method={method!r}) failed on the quantile "
+            f"regression LP (status {res.status}): {res.message}"
+        )
+    x = res.x
+    coef = sigma * (x[:p] - x[p : 2 * p]) / d
+    intercept = sigma * float(x[2 * p] - x[2 * p + 1]) if fit_intercept else 0.0
+    return coef, intercept
+
+
+def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
+    r"""The same problem as :func:`_primal_lp`, solved through its dual.
+
+    Writing ``rho_q(r) = max_{a in [q - 1, q]} a r`` and minimising the
+    Lagrangian over ``(w, b)`` gives the dual
+
+    .. math::
+
+        \max_a \; y^\top a \quad\text{s.t.}\quad
+        Z^\top a = t,\; t \in [-\lambda, \lambda]^p,\;
+        1^\top a = 0 \text{ (intercept)},\;
+        (q - 1) w_i \le a_i \le q w_i,
+
+    with ``p + 1`` equality rows instead of ``n``; the primal ``(w, b)`` are
+    minus the equality marginals that HiGHS returns. The slack ``t`` exists
+    only when ``lam > 0``. Solved in the units of :func:`_lp_scaling`.
+
+    Returns ``(coef, intercept, ok)``: ``ok`` is False if HiGHS failed or the
+    recovered primal point does not close the duality gap, in which case the
+    caller must use another method.
+    """
+    m, p = Z.shape
+    n_slack = p if lam > 0 else 0
+    n_rows = p + int(fit_intercept)
+    if n_rows == 0:
+        return np.zeros(0), 0.0, True
+    d, sigma = _lp_scaling(Z, y, w)
+    Z = Z @ sp.diags(1.0 / d, format="csr")
+    y = y / sigma
+    Zc = Z.tocoo()
+    rows = [Zc.col, np.arange(n_slack)]
+    cols = [Zc.row, m + np.arange(n_slack)]
+    data = [Zc.data, np.full(n_slack, -1.0)]
+    if fit_intercept:
+        rows.append(np.full(m, p))
+        cols.append(np.arange(m))
+        data.append(np.ones(m))
+    A = sp.csc_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_rows, m + n_slack),
+    )
+    bounds = np.column_stack(
+        [
+            np.concatenate([(quantile - 1.0) * w, -lam / d[:n_slack]]),
+            np.concatenate([quantile * w, lam / d[:n_slack]]),
+        ]
+    )
+    c = np.concatenate([-y, np.zeros(n_slack)])
+    # The dual simplex is fastest on small problems; its cost per iteration
+    # grows with the number of columns and HiGHS's interior point method
+    # (with crossover to a vertex) wins beyond a few thousand. The other one
+    # is the second try.
+    methods = ["highs-ds", "highs-ipm"]
+    if m > _IPM_MIN_COLUMNS:
+        methods.reverse()
+    for method in methods:
+        res = linprog(c, A_eq=A, b_eq=np.zeros(n_rows), bounds=bounds, method=method)
+        if res.status != 0 or res.eqlin is None:
+            continue
+        theta = -np.asarray(res.eqlin.marginals, dtype=np.float64)
+        coef = theta[:p]
+        if n_slack:
+            # Complementary slackness: w_j can differ from 0 only where its
+            # slack t_j sits at a bound +-lam / d_j. A slack strictly inside
+            # is basic, its reduced cost -w_j is zero at the vertex, and
+            # what HiGHS reports (~1e-14) is rounding: make it an exact zero.
+            slack = np.abs(res.x[m:])
+            coef = np.where(slack < lam / d, 0.0, coef)
+        intercept = float(theta[p]) if fit_intercept else 0.0
+        # Certificate: the primal value at the recovered point against the
+        # dual value. Degenerate or rank-deficient problems (duplicated
+        # columns, p > m) have many dual solutions; any optimal one is a
+        # primal minimiser, and this check catches a recovery gone wrong.
+        r = y - Z @ coef - intercept
+        primal = _weighted_sum(w, _pinball(r, quantile))
+        primal += lam * float(np.abs(coef / d).sum())
+        dual = -float(res.fun)
+        # Absolute floor for objectives near 0 (interpolation, p >= m): the
+        # rounding error of the residuals, as in solve_exact's sign check.
+        floor = 4.0 * (p + 3) * np.finfo(np.float64).eps
+        floor *= _weighted_sum(w, np.abs(y) + np.abs(y - r))
+        if abs(primal - dual) <= _DUALITY_RTOL * max(abs(primal), abs(dual)) + floor:
+            return sigma * coef / d, sigma * intercept, True
+    return None, None, False
+
+
+def solve_lp(X, y, quantile, sample_weight, alpha, fit_intercept, *, method="highs"):
+    r"""Minimise the penalised pinball objective by one linear programme.
+
+    Solves
+
+    .. math::
+
+        \min_{w, b} \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
+        + \alpha \lVert w \rVert_1
+
+    as scikit-learn's ``QuantileRegressor`` does: with variables
+    ``w+, w-, [b+, b-], u, v >= 0``, the constraints
+    ``X (w+ - w-) + (b+ - b-) + u - v = y`` and the cost
+    ``alpha S (w+ + w-) + sum_i s_i (q u_i + (1 - q) v_i)``, all costs being
+    divided by the mean positive weight for scaling. Rows of zero weight are
+    dropped first: they do not enter the objective. The constraint matrix is
+    sparse, so memory is linear in ``n``, but the simplex method is slow for
+    large ``n`` (see :func:`solve_exact`).
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Any real dtype, C or Fortran order, CSR or CSC; never modified.
+    y : array-like of shape (n_samples,)
+    quantile : float
+        ``q`` in (0, 1).
+    sample_weight : array-like of shape (n_samples,) or None
+        Non-negative weights with a positive sum; None for ones.
+    alpha : float
+        Non-negative L1 penalty strength.
+    fit_intercept : bool
+        Whether to fit the unpenalised intercept ``b``.
+    method : str, default="highs"
+        Passed to :func:`scipy.optimize.linprog` (``"highs-ipm"`` is several
+        times faster on large problems).
+
+    Returns
+    -------
+    coef : ndarray of shape (n_features,)
+    intercept : float
+        0.0 when ``fit_intercept`` is False.
+
+    Raises
+    ------
+    RuntimeError
+        If HiGHS does not report an optimal solution.
+    """
+    X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
+    pos = np.flatnonzero(s > 0)
+    s_hat = S / pos.size
+    Z = _sparse_rows(X, pos)
+    return _primal_lp(
+        Z, y[pos], s[pos] / s_hat, quantile, alpha * pos.size, fit_intercept, method
+    )
+
+
+# ----------------------------------------------------------------------------
+# The certificate of a reduced problem
+# ----------------------------------------------------------------------------
+
+
+def certify_signs(r, y, s, above, below, objective, n_coef):
+    r"""Whether a reduced problem's minimiser minimises the full objective.
+
+    A reduced problem replaces the rows ``A`` assumed above the fit, and
+    ``B`` assumed below, by one pseudo-observation each. ``rho_q`` is
+    positively homogeneous and subadditive, so the reduced objective ``G``
+    is at most ``F`` everywhere, with equality wherever ``r_i >= 0`` on
+    ``A`` and ``r_i <= 0`` on ``B``; at the minimiser ``theta`` of ``G``,
+
+    .. math::
+
+        F(\theta) - \min F \le F(\theta) - G(\theta)
+        \le \frac1S \sum_{i\ \text{of the wrong sign}} s_i |r_i|.
+
+    ``theta`` is accepted when that bound is below ``1e-12 S F(theta)``
+    plus the rounding error ``gamma_i`` of the residuals of the offending
+    rows (exact zeros, from ties or duplicated rows, are never wrong).
+
+    Parameters
+    ----------
+    r : ndarray of shape (n_samples,)
+        Residuals ``y - X w - b`` at the reduced problem's minimiser.
+    y : ndarray of shape (n_samples,)
+    s : ndarray of shape (n_samples,)
+        Weights.
+    above, below : ndarray of bool, shape (n_samples,)
+        The rows replaced by the pseudo-observation above / below the fit.
+    objective : callable
+        ``objective()`` is ``S F(theta)``, the weighted sum of pinball
+        losses plus penalty (only evaluated when some sign is wrong).
+    n_coef : int
+        Number of coefficients, intercept included (for the rounding bound).
+
+    Returns
+    -------
+    accepted : bool
+        True if ``theta`` is a minimiser of ``F`` to within the bound.
+    wrong : ndarray of int
+        The rows of the wrong sign beyond rounding (empty when accepted).
+    """
+    violations = np.flatnonzero((above & (r < 0)) | (below & (r > 0)))
+    if violations.size == 0:
+        return True, violations
+    # Rounding of r_i = y_i - x_i w - b is about (p + 2) eps times the
+    # magnitudes involved: residuals that small are zeros (ties, duplicated
+    # rows) and cost at most s_i * gamma_i in objective.
+    eps = np.finfo(np.float64).eps
+    r_v = np.abs(r[violations])
+    y_v = y[violations]
+    gamma = 4.0 * (n_coef + 2) * eps * (np.abs(y_v) + np.abs(y_v - r[violations]))
+    s_v = s[violations]
+    if float(s_v @ r_v) <= _GAP_RTOL * objective() + float(s_v @ gamma):
+        return True, violations[:0]
+    return False, violations[r_v > gamma]
