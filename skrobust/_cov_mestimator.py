@@ -1,0 +1,228 @@
+r"""Covariance of a regression M-estimator's coefficients.
+
+For coefficients :math:`\hat\beta` (intercept first) that solve
+:math:`\sum_i s_i \psi(r_i / \sigma) \tilde x_i = 0`, with
+:math:`\tilde x_i = (1, x_i)`, residual scale :math:`\sigma`,
+:math:`z_i = r_i / \sigma`, frequency weights :math:`s_i`,
+:math:`n = \sum_i s_i` and :math:`p` the number of coefficients, write
+
+.. math::
+
+    m = \frac1n \sum_i s_i \psi'(z_i), \quad
+    v = \frac1n \sum_i s_i (\psi'(z_i) - m)^2, \quad
+    \kappa = 1 + \frac{p}{n} \frac{v}{m^2}, \quad
+    \hat\tau^2 = \frac{\sigma^2}{n - p} \sum_i s_i \psi(z_i)^2,
+
+.. math::
+
+    G = \sum_i s_i \tilde x_i \tilde x_i^\top, \quad
+    W = \sum_i s_i \psi'(z_i) \tilde x_i \tilde x_i^\top, \quad
+    M = \sum_i s_i \psi(z_i)^2 \tilde x_i \tilde x_i^\top.
+
+Huber's (1981, section 7.6) three estimates of the covariance, exactly as
+statsmodels ``RLM(...).fit(cov=...)`` computes them, are
+
+.. math::
+
+    H1 = \kappa^2 \frac{\hat\tau^2}{m^2} G^{-1}, \quad
+    H2 = \kappa \frac{\hat\tau^2}{m} W^{-1}, \quad
+    H3 = \kappa^{-1} \hat\tau^2 W^{-1} G W^{-1}.
+
+They assume errors independent of :math:`x` (the same distribution in every
+row). R's ``MASS::summary.rlm`` (its default ``method="XtX"``) reports
+:math:`H1` with :math:`v` divided by :math:`n - 1` instead of :math:`n`
+(``var()`` in R); that is ``cov_type="mass"``. With frequency weights R
+(``wt.method="case"``) and this module agree.
+
+The heteroscedasticity-robust ``"sandwich"`` is
+
+.. math::
+
+    \frac{n}{n - p} \, \sigma^2 \, W^{-1} M W^{-1},
+
+the HC1-type small-sample factor :math:`n / (n - p)` times the sandwich of
+the estimating equations (HC0, what R's ``sandwich::sandwich`` gives for an
+``rlm`` fit). It treats :math:`\sigma` as fixed, which is exact for a fixed
+scale and asymptotically valid for the MAD scale when the errors are
+symmetric. For the jointly estimated scale (``joint=True``, the concomitant
+objective :math:`\sum_i s_i \sigma (1 + 2\rho(z_i))`) it is the sandwich
+:math:`A^{-1} B A^{-1}` of the full M-estimator in :math:`\theta = (\beta,
+\log\sigma)`, with :math:`A` the Hessian of the objective and :math:`B =
+\sum_i s_i g_i g_i^\top` the outer products of the per-row gradients
+:math:`g_i = (-2\psi(z_i) \tilde x_i, \sigma (1 - 2 (z_i \psi(z_i) -
+\rho(z_i))))`, restricted to :math:`\beta` and multiplied by
+:math:`n / (n - p)`.
+"""
+
+import numpy as np
+
+from ._inference import inverse_symmetric, weighted_grams
+
+COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
+
+
+def mestimator_covariance(
+    X,
+    residuals,
+    sample_weight,
+    rho,
+    scale,
+    *,
+    fit_intercept=True,
+    cov_type="H1",
+    joint=False,
+):
+    r"""Covariance of ``[intercept, coef...]`` of a regression M-estimator.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Design (not copied; sparse stays sparse).
+    residuals : ndarray of shape (n_samples,)
+        ``y - X @ coef - intercept`` at the fit.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Frequency weights: a weight of 2 counts as a repeated row.
+    rho : skrobust.losses.ResidualFunction
+        The residual function, with ``value_derivatives`` (and
+        ``concomitant_terms`` for ``joint=True``).
+    scale : float
+        Residual scale :math:`\sigma` (``scale_``), in the units of ``y``.
+    fit_intercept : bool, default=True
+        Whether the first parameter is an intercept.
+    cov_type : {"H1", "H2", "H3", "mass", "sandwich"}, default="H1"
+        See the module docstring: Huber's H1-H3 as statsmodels ``RLM``,
+        ``"mass"`` as R's ``MASS::summary.rlm``, ``"sandwich"``
+        heteroscedasticity-robust.
+    joint : bool, default=False
+        Whether the scale was estimated jointly with the coefficients
+        (``scale="joint"``): the sandwich then comes from the joint
+        estimating equations of coefficients and ``log sigma``. Has no
+        effect on H1-H3 and ``"mass"``, which treat the scale as given.
+
+    Returns
+    -------
+    ndarray of shape (n_params, n_params)
+        Covariance in the units of ``y``, intercept first. A scale of zero
+        (an exact fit) gives zeros when every weighted residual is zero, NaN
+        otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrobust.losses import HuberRho
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(5000, 1))
+    >>> residuals = rng.normal(size=5000)  # scale 1, Huber's 95% efficiency:
+    >>> cov = mestimator_covariance(X, residuals, None, HuberRho(1.345), 1.0)
+    >>> np.round(np.sqrt(np.diag(cov)), 4)  # about 1 / sqrt(0.95 * 5000)
+    array([0.0143, 0.0144])
+    """
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+    residuals = np.asarray(residuals, dtype=float)
+    if sample_weight is None:
+        sample_weight = np.ones_like(residuals)
+    n_params = X.shape[1] + (1 if fit_intercept else 0)
+    if not scale > 0:
+        exact = np.all(residuals[sample_weight > 0] == 0)
+        return np.full((n_params, n_params), 0.0 if exact else np.nan)
+    z = residuals / scale
+    if cov_type == "sandwich" and joint:
+        return _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept)
+    _, psi, dpsi = rho.value_derivatives(z)
+    if cov_type == "sandwich":
+        return _fixed_scale_sandwich(X, psi, dpsi, sample_weight, scale, fit_intercept)
+    return _huber_1981(X, psi, dpsi, sample_weight, scale, fit_intercept, cov_type)
+
+
+def _huber_1981(X, psi, dpsi, sample_weight, scale, fit_intercept, cov_type):
+    """Huber's H1, H2, H3 (statsmodels ``RLMResults.bcov_scaled``), and MASS's H1."""
+    n = float(sample_weight.sum())
+    n_params = X.shape[1] + (1 if fit_intercept else 0)
+    m = float(sample_weight @ dpsi) / n
+    # statsmodels uses np.var (divisor n), R's summary.rlm var() (n - 1).
+    divisor = n - 1.0 if cov_type == "mass" else n
+    v = float(sample_weight @ (dpsi - m) ** 2) / divisor
+    kappa = 1.0 + n_params / n * v / m**2
+    tau2 = scale**2 * float(sample_weight @ psi**2) / (n - n_params)
+    if cov_type in ("H1", "mass"):
+        (gram,) = weighted_grams(X, sample_weight, fit_intercept)
+        return kappa**2 * tau2 / m**2 * inverse_symmetric(gram)
+    if cov_type == "H2":
+        (w_gram,) = weighted_grams(X, sample_weight * dpsi, fit_intercept)
+        return kappa * tau2 / m * inverse_symmetric(w_gram)
+    gram, w_gram = weighted_grams(
+        X, np.vstack([sample_weight, sample_weight * dpsi]), fit_intercept
+    )
+    w_inv = inverse_symmetric(w_gram)
+    return tau2 / kappa * (w_inv @ gram @ w_inv)
+
+
+def _fixed_scale_sandwich(X, psi, dpsi, sample_weight, scale, fit_intercept):
+    """``n / (n - p) sigma^2 W^-1 M W^-1``: scale held fixed."""
+    n = float(sample_weight.sum())
+    n_params = X.shape[1] + (1 if fit_intercept else 0)
+    w_gram, meat = weighted_grams(
+        X, np.vstack([sample_weight * dpsi, sample_weight * psi**2]), fit_intercept
+    )
+    w_inv = inverse_symmetric(w_gram)
+    return n / (n - n_params) * scale**2 * (w_inv @ meat @ w_inv)
+
+
+def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
+    r"""Sandwich of the concomitant objective in ``(beta, log sigma)``, beta block.
+
+    Per row, with :math:`\chi = z\psi - \rho` (:class:`ConcomitantScaleLoss`):
+    gradient :math:`(-2\psi \tilde x, \sigma(1 - 2\chi))` and Hessian
+    blocks :math:`2\psi' / \sigma \, \tilde x \tilde x^\top`,
+    :math:`2 z \psi' \tilde x` and :math:`\sigma (1 - 2\chi) + 2\sigma z^2
+    \psi'`.
+    """
+    _, psi, dpsi, chi = rho.concomitant_terms(z)
+    n = float(sample_weight.sum())
+    grad_mean = -2.0 * psi
+    grad_scale = scale * (1.0 - 2.0 * chi)
+    # Rows beyond the threshold have dpsi = 0 and an infinite z: no curvature.
+    curved = dpsi > 0
+    z_dpsi = np.where(curved, z * dpsi, 0.0)
+    z2_dpsi = np.where(curved, z * z_dpsi, 0.0)
+    hess_mean = 2.0 * dpsi / scale
+    hess_cross = 2.0 * z_dpsi
+    hess_scale = grad_scale + 2.0 * scale * z2_dpsi
+    # One pass for the two mean-mean Grams; the cross terms are weighted sums
+    # of the rows of [1, X], i.e. X.T @ d.
+    bread_mean, meat_mean = weighted_grams(
+        X,
+        np.vstack([sample_weight * hess_mean, sample_weight * grad_mean**2]),
+        fit_intercept,
+    )
+    bread = _bordered(
+        bread_mean,
+        _weighted_column_sums(X, sample_weight * hess_cross, fit_intercept),
+        float(sample_weight @ hess_scale),
+    )
+    meat = _bordered(
+        meat_mean,
+        _weighted_column_sums(X, sample_weight * grad_mean * grad_scale, fit_intercept),
+        float(sample_weight @ grad_scale**2),
+    )
+    bread_inv = inverse_symmetric(bread)
+    n_params = bread_mean.shape[0]
+    cov = n / (n - n_params) * (bread_inv @ meat @ bread_inv)
+    return cov[:n_params, :n_params]
+
+
+def _weighted_column_sums(X, d, fit_intercept):
+    """``[1, X].T @ d`` (``X.T @ d`` without intercept)."""
+    sums = np.asarray(X.T @ d, dtype=float).ravel()
+    return np.r_[d.sum(), sums] if fit_intercept else sums
+
+
+def _bordered(block, column, corner):
+    """``[[block, column], [column.T, corner]]``."""
+    size = block.shape[0]
+    out = np.empty((size + 1, size + 1))
+    out[:size, :size] = block
+    out[:size, size] = out[size, :size] = column
+    out[size, size] = corner
+    return out

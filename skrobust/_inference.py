@@ -1,0 +1,372 @@
+r"""Confidence intervals and a coefficient table, shared by every estimator.
+
+An estimator that can compute a covariance of its parameters inherits
+:class:`InferenceMixin` and, at the end of ``fit``, calls
+:func:`set_inference_attributes` with that covariance (``None`` when its
+``cov_type`` is ``None``). The mixin then turns the fitted attributes into
+Wald intervals and a :class:`Summary`:
+
+.. math::
+
+    \hat\theta_j \pm q_{(1 + \ell) / 2} \sqrt{\hat V_{jj}},
+
+with :math:`q` the standard normal quantile (``z`` inference, as R's
+``summary.rlm`` and statsmodels ``RLM``) or Student's ``t`` quantile with the
+degrees of freedom that ``_inference_dof()`` returns (as R's
+``summary.rq``), and :math:`\ell` the level.
+
+What an estimator provides:
+
+``_cov_types``
+    tuple of the ``cov_type`` values it accepts, for the error message;
+``_inference_dof()``
+    ``None`` for normal inference, else the ``t`` degrees of freedom;
+``_inference_parameters()`` (optional)
+    ``(names, estimates)`` of the rows of ``cov_``; the default is
+    ``[intercept, coef...]`` (the intercept only with ``fit_intercept``),
+    named ``"intercept"`` and ``feature_names_in_`` (or ``x0``, ``x1``, ...).
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import linalg, stats
+from sklearn.utils.validation import check_is_fitted
+
+from ._objective import _row_blocks, _weighted_gram
+
+_INTERCEPT_NAME = "intercept"
+
+# R prints p-values below the machine epsilon as "< 2e-16"; so does this.
+_SMALLEST_PRINTED_P = 2.2e-16
+
+
+def weighted_grams(X, row_weights, fit_intercept=True):
+    r"""Weighted Gram matrices of ``[1, X]`` for several row weightings, one pass.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Design; sparse ``X`` is multiplied as it is, dense ``X`` in row
+        blocks (no copy of ``X``).
+    row_weights : ndarray of shape (n_grams, n_samples)
+        One weighting per Gram matrix; any sign.
+    fit_intercept : bool, default=True
+        Whether a column of ones comes first.
+
+    Returns
+    -------
+    ndarray of shape (n_grams, n_params, n_params)
+        :math:`G_k = \sum_i d_{ki} \tilde x_i \tilde x_i^\top` with
+        :math:`\tilde x_i = (1, x_i)` (or :math:`x_i`), intercept first.
+    """
+    row_weights = np.atleast_2d(row_weights)
+    offset = 1 if fit_intercept else 0
+    n_grams, p = row_weights.shape[0], X.shape[1]
+    grams = np.zeros((n_grams, p + offset, p + offset))
+    if sp.issparse(X):
+        blocks = [(X, slice(None), True)]
+    else:
+        blocks = [(X[rows], rows, False) for rows in _row_blocks(X.shape[0], p)]
+    for block, rows, sparse in blocks:
+        if not sparse:
+            block = np.asarray(block, dtype=float)
+        for k in range(n_grams):
+            d = row_weights[k, rows]
+            grams[k, offset:, offset:] += _weighted_gram(block, block, d, sparse)
+            if fit_intercept:
+                cross = np.asarray(block.T @ d).ravel()
+                grams[k, 0, 1:] += cross
+                grams[k, 1:, 0] += cross
+                grams[k, 0, 0] += d.sum()
+    return grams
+
+
+def inverse_symmetric(matrix):
+    """Inverse of a symmetric matrix, the pseudo-inverse if it is singular.
+
+    The matrix is equilibrated first (divided by the square roots of its
+    diagonal on both sides), so that columns of very different sizes do not
+    count as rank deficiency; eigenvalues below ``1e-12`` times the largest
+    (in absolute value) of the equilibrated matrix count as zero.
+    """
+    size = np.sqrt(np.abs(np.diag(matrix)))
+    size[~(size > 0)] = 1.0
+    scaled = matrix / np.outer(size, size)
+    return linalg.pinvh(scaled, atol=0.0, rtol=1e-12) / np.outer(size, size)
+
+
+def set_inference_attributes(estimator, cov):
+    """Store a fitted covariance and the standard errors it implies.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        A fitted estimator with ``coef_``, ``fit_intercept`` and ``cov_type``.
+    cov : ndarray of shape (n_params, n_params) or None
+        Covariance of ``[intercept, coef...]`` (intercept first, only with
+        ``fit_intercept``; an estimator with more parameters appends them
+        after these). ``None`` removes the attributes of an earlier fit.
+
+    Notes
+    -----
+    Sets ``cov_``, ``coef_se_`` (shape ``coef_.shape``) and, with an
+    intercept, ``intercept_se_``; without one ``intercept_se_`` is deleted.
+    The ``cov_type`` in force at this fit is remembered, so that
+    :meth:`InferenceMixin.summary` refuses a covariance that a later
+    ``set_params(cov_type=...)`` no longer describes.
+    """
+    for name in ("cov_", "coef_se_", "intercept_se_"):
+        if hasattr(estimator, name):
+            delattr(estimator, name)
+    estimator._inference_cov_type = None
+    if cov is None:
+        return
+    cov = np.asarray(cov, dtype=float)
+    n_coef = np.size(estimator.coef_)
+    offset = 1 if estimator.fit_intercept else 0
+    # Rounding can leave a variance of a well-determined parameter at -1e-30.
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    estimator.cov_ = cov
+    estimator.coef_se_ = se[offset : offset + n_coef].reshape(np.shape(estimator.coef_))
+    if estimator.fit_intercept:
+        estimator.intercept_se_ = float(se[0])
+    estimator._inference_cov_type = estimator.cov_type
+
+
+class InferenceMixin:
+    """Wald confidence intervals and a coefficient table from ``cov_``.
+
+    See the module docstring for what an estimator inheriting this provides.
+    """
+
+    _cov_types: tuple = ()
+
+    def _inference_dof(self):
+        """``None``: intervals and p-values use the normal distribution."""
+        return None
+
+    def _inference_parameters(self):
+        """Names and estimates of ``[intercept, coef...]``, the rows of ``cov_``."""
+        coef = np.ravel(self.coef_)
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            names = [f"x{j}" for j in range(coef.size)]
+        names = [str(name) for name in names]
+        if self.fit_intercept:
+            return [_INTERCEPT_NAME, *names], np.r_[self.intercept_, coef]
+        return names, coef
+
+    def _checked_cov(self):
+        check_is_fitted(self)
+        fitted_type = getattr(self, "_inference_cov_type", None)
+        if self.cov_type is None or fitted_type is None or not hasattr(self, "cov_"):
+            valid = ", ".join(repr(value) for value in self._cov_types)
+            raise ValueError(
+                f"{type(self).__name__}(cov_type={fitted_type!r}) computed no "
+                f"standard errors; refit with cov_type in {{{valid}}}."
+            )
+        if fitted_type != self.cov_type:
+            raise ValueError(
+                f"cov_type is {self.cov_type!r} but the fit computed "
+                f"cov_type={fitted_type!r}: refit to use the new cov_type."
+            )
+        return self.cov_
+
+    def conf_int(self, level=0.95):
+        """Wald confidence intervals of the parameters.
+
+        Parameters
+        ----------
+        level : float, default=0.95
+            Coverage probability of each interval, in (0, 1).
+
+        Returns
+        -------
+        ndarray of shape (n_params, 2)
+            Lower and upper bounds, one row per parameter in the order of
+            ``cov_``: the intercept first (with ``fit_intercept``), then
+            ``coef_``.
+        """
+        return self.summary(level).conf_int
+
+    def summary(self, level=0.95):
+        """Table of estimates, standard errors, tests and confidence intervals.
+
+        Parameters
+        ----------
+        level : float, default=0.95
+            Coverage probability of the intervals, in (0, 1).
+
+        Returns
+        -------
+        Summary
+            Prints as a table like R's coefficient table;
+            ``Summary.to_frame()`` gives a pandas DataFrame.
+        """
+        if not (isinstance(level, (float, int)) and 0 < level < 1):
+            raise ValueError(f"level must be in (0, 1), got {level!r}.")
+        cov = self._checked_cov()
+        names, estimates = self._inference_parameters()
+        return Summary(
+            names,
+            estimates,
+            np.sqrt(np.maximum(np.diag(cov), 0.0)),
+            level=level,
+            dof=self._inference_dof(),
+            cov_type=self.cov_type,
+            title=type(self).__name__,
+        )
+
+
+class Summary:
+    """Estimates with standard errors, tests and Wald confidence intervals.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Parameter names.
+    estimates : array-like of shape (n_params,)
+        Point estimates.
+    std_errors : array-like of shape (n_params,)
+        Standard errors.
+    level : float, default=0.95
+        Coverage probability of the intervals.
+    dof : float or None, default=None
+        Degrees of freedom of Student's ``t``; ``None`` for the normal
+        distribution.
+    cov_type : str, default=""
+        How the standard errors were computed (printed in the header).
+    title : str, default=""
+        Printed in the header, usually the estimator's name.
+
+    Attributes
+    ----------
+    statistic : ndarray of shape (n_params,)
+        ``estimates / std_errors``.
+    statistic_name : {"z", "t"}
+        The reference distribution.
+    p_values : ndarray of shape (n_params,)
+        Two-sided p-values of ``parameter = 0``.
+    conf_int : ndarray of shape (n_params, 2)
+        Lower and upper bounds ``estimate -+ q std_error``.
+    """
+
+    def __init__(
+        self,
+        names,
+        estimates,
+        std_errors,
+        *,
+        level=0.95,
+        dof=None,
+        cov_type="",
+        title="",
+    ):
+        self.names = list(names)
+        self.estimates = np.asarray(estimates, dtype=float)
+        self.std_errors = np.asarray(std_errors, dtype=float)
+        self.level = float(level)
+        self.dof = dof
+        self.cov_type = cov_type
+        self.title = title
+        distribution = stats.norm if dof is None else stats.t(dof)
+        self.statistic_name = "z" if dof is None else "t"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.statistic = self.estimates / self.std_errors
+        self.p_values = 2.0 * distribution.sf(np.abs(self.statistic))
+        quantile = distribution.ppf(0.5 + 0.5 * self.level)
+        half_width = quantile * self.std_errors
+        self.conf_int = np.column_stack(
+            [self.estimates - half_width, self.estimates + half_width]
+        )
+
+    def _columns(self):
+        """Column labels as R prints them (``confint`` for the bounds)."""
+        tail = 100.0 * (1.0 - self.level) / 2.0
+        return [
+            "Estimate",
+            "Std. Error",
+            f"{self.statistic_name} value",
+            f"Pr(>|{self.statistic_name}|)",
+            f"{tail:.3g} %",
+            f"{100.0 - tail:.3g} %",
+        ]
+
+    def _rows(self):
+        """The table's cells as strings, one list per parameter."""
+        rows = []
+        for j, name in enumerate(self.names):
+            p = self.p_values[j]
+            rows.append(
+                [
+                    name,
+                    f"{self.estimates[j]:.6g}",
+                    f"{self.std_errors[j]:.6g}",
+                    f"{self.statistic[j]:.3f}",
+                    "< 2e-16" if p < _SMALLEST_PRINTED_P else f"{p:.3g}",
+                    f"{self.conf_int[j, 0]:.6g}",
+                    f"{self.conf_int[j, 1]:.6g}",
+                ]
+            )
+        return rows
+
+    def _header(self):
+        reference = (
+            "normal" if self.dof is None else f"Student's t with {self.dof:g} df"
+        )
+        return f"{self.title}: cov_type={self.cov_type!r}, {reference} reference"
+
+    def __str__(self):
+        table = [["", *self._columns()], *self._rows()]
+        widths = [max(len(row[k]) for row in table) for k in range(len(table[0]))]
+        lines = [self._header()]
+        for row in table:
+            cells = [row[0].ljust(widths[0])]
+            cells += [
+                cell.rjust(width)
+                for cell, width in zip(row[1:], widths[1:], strict=True)
+            ]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return str(self)
+
+    def _repr_html_(self):
+        from html import escape
+
+        head = "".join(f"<th>{escape(c)}</th>" for c in ["", *self._columns()])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
+            for row in self._rows()
+        )
+        return (
+            f"<p>{escape(self._header())}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
+
+    def to_frame(self):
+        """The table as a pandas DataFrame, indexed by parameter name.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``Estimate``, ``Std. Error``, ``z value`` (or ``t
+            value``), ``Pr(>|z|)`` (or ``Pr(>|t|)``) and the interval bounds.
+        """
+        try:
+            import pandas as pd
+        except ImportError as error:  # pragma: no cover - pandas is optional
+            raise ImportError(
+                "Summary.to_frame needs pandas: pip install pandas."
+            ) from error
+        values = np.column_stack(
+            [
+                self.estimates,
+                self.std_errors,
+                self.statistic,
+                self.p_values,
+                self.conf_int,
+            ]
+        )
+        return pd.DataFrame(values, index=self.names, columns=self._columns())

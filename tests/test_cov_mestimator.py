@@ -1,0 +1,331 @@
+"""Standard errors of the M-estimators against statsmodels, R and finite differences."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import statsmodels.api as sm
+from scipy.optimize import approx_fprime
+from scipy.stats import norm
+from sklearn.datasets import load_diabetes
+
+from skrobust import HuberRegressor
+from skrobust._cov_mestimator import COV_TYPES, mestimator_covariance
+from skrobust.losses import HuberRho, LogCoshRho
+
+R_RLM = Path(__file__).parent / "data" / "r" / "rlm_se.json"
+
+
+def stackloss():
+    data = sm.datasets.stackloss.load_pandas().data
+    return data.iloc[:, 1:].to_numpy(float), data.iloc[:, 0].to_numpy(float)
+
+
+DATA_SETS = {"stackloss": stackloss, "diabetes": lambda: load_diabetes(return_X_y=True)}
+
+
+def statsmodels_rlm(X, y, cov):
+    """statsmodels' Huber fit with a MAD scale, iterated to its fixed point."""
+    model = sm.RLM(y, sm.add_constant(X), M=sm.robust.norms.HuberT(1.345))
+    return model.fit(scale_est="mad", cov=cov, conv="coefs", tol=1e-13, maxiter=500)
+
+
+@pytest.mark.parametrize("data", DATA_SETS)
+@pytest.mark.parametrize("cov_type", ["H1", "H2", "H3"])
+def test_huber_1981_equals_statsmodels_rlm(data, cov_type):
+    X, y = DATA_SETS[data]()
+    rlm = statsmodels_rlm(X, y, cov_type)
+    # At statsmodels' own coefficients and scale: only the formula differs.
+    residuals = y - sm.add_constant(X) @ rlm.params
+    cov = mestimator_covariance(
+        X, residuals, None, HuberRho(1.345), rlm.scale, cov_type=cov_type
+    )
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), rlm.bse, rtol=1e-9)
+    # Off-diagonal entries relative to the standard errors (diabetes' centred
+    # columns make some of them rounding-level).
+    unit = np.outer(rlm.bse, rlm.bse)
+    np.testing.assert_allclose(cov / unit, rlm.cov_params() / unit, atol=1e-9)
+
+    # At skrobust's fit of the same estimator: the same numbers.
+    model = HuberRegressor(1.345, scale="mad", tol=1e-12).fit(X, y)
+    np.testing.assert_allclose(
+        np.r_[model.intercept_, model.coef_], rlm.params, rtol=1e-9
+    )
+    cov = mestimator_covariance(
+        X, y - model.predict(X), None, HuberRho(1.345), model.scale_, cov_type=cov_type
+    )
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), rlm.bse, rtol=1e-6)
+
+
+def test_huber_1981_intervals_equal_statsmodels_conf_int():
+    X, y = stackloss()
+    rlm = statsmodels_rlm(X, y, "H1")
+    cov = mestimator_covariance(
+        X, y - sm.add_constant(X) @ rlm.params, None, HuberRho(1.345), rlm.scale
+    )
+    half = norm.ppf(0.975) * np.sqrt(np.diag(cov))
+    bounds = np.column_stack([rlm.params - half, rlm.params + half])
+    np.testing.assert_allclose(bounds, rlm.conf_int(0.05), rtol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["unweighted", "case_weighted"])
+def test_mass_equals_r_summary_rlm(case):
+    """``cov_type="mass"`` is R's ``MASS::summary.rlm`` (with case weights too)."""
+    reference = json.loads(R_RLM.read_text())
+    values = np.array(reference["data"]["values"])
+    X, y = values[:, :3], values[:, 3]
+    fit = reference[case]
+    coef = np.array(list(fit["coefficients"].values()))
+    weights = None if fit["weights"] is None else np.array(fit["weights"], float)
+    residuals = y - coef[0] - X @ coef[1:]
+    cov = mestimator_covariance(
+        X, residuals, weights, HuberRho(1.345), fit["scale"], cov_type="mass"
+    )
+    expected = np.array(list(fit["summary_rlm_se"].values()))
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), expected, rtol=1e-9)
+    # And it differs from statsmodels' H1 only through var()'s n - 1.
+    h1 = mestimator_covariance(X, residuals, weights, HuberRho(1.345), fit["scale"])
+    assert not np.allclose(h1, cov, rtol=1e-6)
+
+
+def test_sandwich_equals_r_sandwich_with_hc1_factor():
+    reference = json.loads(R_RLM.read_text())
+    values = np.array(reference["data"]["values"])
+    X, y = values[:, :3], values[:, 3]
+    fit = reference["unweighted"]
+    coef = np.array(list(fit["coefficients"].values()))
+    cov = mestimator_covariance(
+        X,
+        y - coef[0] - X @ coef[1:],
+        None,
+        HuberRho(1.345),
+        fit["scale"],
+        cov_type="sandwich",
+    )
+    n, p = X.shape[0], X.shape[1] + 1
+    np.testing.assert_allclose(
+        cov, n / (n - p) * np.array(fit["sandwich_hc0"]), rtol=1e-9, atol=1e-14
+    )
+
+
+def random_problem(n=300, p=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    residuals = rng.standard_t(3, size=n) * (0.5 + np.abs(X[:, 0]))
+    return X, residuals
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("joint", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_weights_are_frequency_weights(cov_type, joint, fit_intercept):
+    X, residuals = random_problem(n=60)
+    weights = np.random.default_rng(1).integers(0, 4, size=60).astype(float)
+    repeat = np.repeat(np.arange(60), weights.astype(int))
+    rho = LogCoshRho(1.2)
+    kwargs = dict(cov_type=cov_type, joint=joint, fit_intercept=fit_intercept)
+    weighted = mestimator_covariance(X, residuals, weights, rho, 1.3, **kwargs)
+    repeated = mestimator_covariance(
+        X[repeat], residuals[repeat], None, rho, 1.3, **kwargs
+    )
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_design_equals_dense(cov_type, fmt):
+    X, residuals = random_problem()
+    X[np.abs(X) < 0.8] = 0.0
+    dense = mestimator_covariance(
+        X, residuals, None, HuberRho(1.345), 1.1, cov_type=cov_type, joint=True
+    )
+    sparse = mestimator_covariance(
+        sp.csr_array(X).asformat(fmt),
+        residuals,
+        None,
+        HuberRho(1.345),
+        1.1,
+        cov_type=cov_type,
+        joint=True,
+    )
+    np.testing.assert_allclose(sparse, dense, rtol=1e-12)
+
+
+def numerical_hessian(grad, theta, step=1e-6):
+    """Central differences of an analytic-free gradient function."""
+    columns = []
+    for j in range(theta.size):
+        e = np.zeros_like(theta)
+        e[j] = step
+        columns.append((grad(theta + e) - grad(theta - e)) / (2 * step))
+    hessian = np.array(columns)
+    return 0.5 * (hessian + hessian.T)
+
+
+def sandwich_by_finite_differences(per_row_loss, theta, weights):
+    """``A^-1 B A^-1`` with A and the per-row gradients from finite differences."""
+
+    def row_gradients(t):
+        return np.array(
+            [
+                (per_row_loss(t + e) - per_row_loss(t - e)) / (2e-6)
+                for e in 1e-6 * np.eye(t.size)
+            ]
+        ).T
+
+    def gradient(t):
+        return weights @ row_gradients(t)
+
+    bread = numerical_hessian(gradient, theta, step=1e-5)
+    g = row_gradients(theta)
+    meat = (g * weights[:, None]).T @ g
+    inverse = np.linalg.inv(bread)
+    return inverse @ meat @ inverse
+
+
+def assert_close_covariance(actual, expected, tolerance):
+    """Entries within ``tolerance`` of the product of the standard errors."""
+    unit = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
+    np.testing.assert_allclose(actual / unit, expected / unit, rtol=0, atol=tolerance)
+
+
+def test_joint_sandwich_equals_finite_differences_of_the_concomitant_objective():
+    # A smooth rho, and the coefficients and scale at the joint optimum (the
+    # sandwich describes the root of the estimating equations).
+    X, residuals = random_problem(n=200, p=2, seed=3)
+    rng = np.random.default_rng(4)
+    y = 1.0 + X @ [0.5, -1.0] + residuals
+    weights = rng.integers(1, 4, size=200).astype(float)
+    rho = LogCoshRho(1.5)
+    design = np.column_stack([np.ones(200), X])
+
+    def per_row_loss(theta):
+        sigma = np.exp(theta[-1])
+        return sigma * (1 + 2 * rho.value((y - design @ theta[:-1]) / sigma))
+
+    theta = np.r_[np.linalg.lstsq(design, y, rcond=None)[0], 0.0]
+    for _ in range(50):  # Newton's method on the convex objective
+        grad = approx_fprime(theta, lambda t: weights @ per_row_loss(t), 1e-7)
+        hess = numerical_hessian(
+            lambda t: approx_fprime(t, lambda u: weights @ per_row_loss(u), 1e-7),
+            theta,
+            step=1e-4,
+        )
+        theta = theta - np.linalg.solve(hess, grad)
+    scale = np.exp(theta[-1])
+    residuals_at_fit = y - design @ theta[:-1]
+    cov = mestimator_covariance(
+        X, residuals_at_fit, weights, rho, scale, cov_type="sandwich", joint=True
+    )
+    n, p = weights.sum(), 3
+    expected = (
+        n
+        / (n - p)
+        * sandwich_by_finite_differences(per_row_loss, theta, weights)[:p, :p]
+    )
+    # Nested finite differences are good to a few 1e-6.
+    assert_close_covariance(cov, expected, 1e-5)
+
+
+def test_fixed_scale_sandwich_equals_finite_differences():
+    X, residuals = random_problem(n=150, p=2, seed=5)
+    weights = np.random.default_rng(6).integers(1, 3, size=150).astype(float)
+    rho, scale = LogCoshRho(1.0), 0.9
+    design = np.column_stack([np.ones(150), X])
+    y = design @ [1.0, 2.0, 3.0] + residuals
+    theta = np.array([1.0, 2.0, 3.0])  # the sandwich is a formula at any point
+
+    def per_row_loss(t):
+        return scale**2 * rho.value((y - design @ t) / scale)
+
+    cov = mestimator_covariance(X, residuals, weights, rho, scale, cov_type="sandwich")
+    n, p = weights.sum(), 3
+    expected = (
+        n / (n - p) * sandwich_by_finite_differences(per_row_loss, theta, weights)
+    )
+    assert_close_covariance(cov, expected, 1e-5)
+
+
+def test_joint_sandwich_of_skrobust_joint_fit_is_close_to_fixed_scale_one():
+    """Symmetric errors: the scale equation barely moves the coefficients' block."""
+    X, residuals = random_problem(n=2000, p=2, seed=7)
+    y = X @ [1.0, -1.0] + residuals
+    model = HuberRegressor(scale="joint").fit(X, y)
+    args = (X, y - model.predict(X), None, HuberRho(model.delta), model.scale_)
+    joint = mestimator_covariance(*args, cov_type="sandwich", joint=True)
+    fixed = mestimator_covariance(*args, cov_type="sandwich")
+    np.testing.assert_allclose(np.diag(joint), np.diag(fixed), rtol=0.05)
+    assert not np.allclose(joint, fixed, rtol=1e-6)
+
+
+def test_zero_scale():
+    X, _ = random_problem(n=20)
+    zeros = np.zeros(20)
+    cov = mestimator_covariance(X, zeros, None, HuberRho(), 0.0, cov_type="H2")
+    np.testing.assert_array_equal(cov, np.zeros((4, 4)))
+    cov = mestimator_covariance(X, zeros + 1.0, None, HuberRho(), 0.0)
+    assert np.all(np.isnan(cov))
+
+
+def test_unknown_cov_type():
+    X, residuals = random_problem(n=20)
+    with pytest.raises(ValueError, match="'H1', 'H2', 'H3', 'mass', 'sandwich'"):
+        mestimator_covariance(X, residuals, None, HuberRho(), 1.0, cov_type="HC0")
+
+
+def coverage(heteroscedastic, replications, seed, n=200):
+    """Share of 95% intervals that contain the truth, per coefficient and cov_type.
+
+    ``y = 1 + 2 x1 - x2 + e`` with ``x`` uniform with unit variance and ``e``
+    Student's t(5) times ``1`` or (heteroscedastic) ``0.2 + |x1|``.
+    """
+    rng = np.random.default_rng(seed)
+    truth = np.array([1.0, 2.0, -1.0])
+    covered = {"H1": np.zeros(3), "sandwich": np.zeros(3)}
+    quantile = norm.ppf(0.975)
+    for _ in range(replications):
+        X = rng.uniform(-np.sqrt(3), np.sqrt(3), size=(n, 2))
+        sd = 0.2 + np.abs(X[:, 0]) if heteroscedastic else 1.0
+        y = truth[0] + X @ truth[1:] + sd * rng.standard_t(5, size=n)
+        model = HuberRegressor(1.345, scale="mad").fit(X, y)
+        estimate = np.r_[model.intercept_, model.coef_]
+        for cov_type in covered:
+            cov = mestimator_covariance(
+                X,
+                y - model.predict(X),
+                None,
+                HuberRho(1.345),
+                model.scale_,
+                cov_type=cov_type,
+            )
+            covered[cov_type] += np.abs(estimate - truth) <= quantile * np.sqrt(
+                np.diag(cov)
+            )
+    return {cov_type: hits / replications for cov_type, hits in covered.items()}
+
+
+# 500 replications: per coefficient the binomial standard error at 95% is
+# 0.0097, so [0.93, 0.97] is about +-2 of them. The seeds are fixed; the
+# measured coverages are in the comments.
+REPLICATIONS = 500
+
+
+def test_coverage_iid_errors():
+    covered = coverage(False, REPLICATIONS, seed=0)
+    # Measured: H1 [0.95, 0.946, 0.952], sandwich [0.948, 0.944, 0.95].
+    for cov_type in ("H1", "sandwich"):
+        assert np.all(covered[cov_type] >= 0.93), covered
+        assert np.all(covered[cov_type] <= 0.97), covered
+
+
+def test_coverage_heteroscedastic_errors():
+    covered = coverage(True, REPLICATIONS, seed=1)
+    # Measured: H1 [0.946, 0.806, 0.962], sandwich [0.948, 0.942, 0.962].
+    assert np.all(covered["sandwich"] >= 0.93), covered
+    assert np.all(covered["sandwich"] <= 0.97), covered
+    # H1 assumes the same error distribution in every row: the slope of the
+    # column the noise grows with is covered far less often (about 87%
+    # expected from the variance ratio; more than 6 binomial SEs below 93%).
+    assert covered["H1"][1] < 0.87, covered
