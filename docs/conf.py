@@ -34,6 +34,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax served with the site rather than from a CDN, so that the maths
+    # renders offline (checked in a browser by docs/check_rendered.py).
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -71,6 +74,9 @@ sphinx_gallery_conf = {
     # A failing example fails the build (with the traceback).
     "abort_on_example_error": True,
     "show_signature": False,
+    # The execution-times page loads jQuery and DataTables from a CDN,
+    # which fails offline; build times are in the build log.
+    "write_computation_times": False,
 }
 # Examples in file-name order. Older sphinx-gallery only accepts a class
 # here, which Sphinx then warns it cannot pickle; newer ones take the name.
@@ -87,8 +93,14 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version", "theme-version"],
 }
+# Without a default mode a first visit logs "Got invalid theme mode" as a
+# console error (the theme's template default is an empty mode).
+html_context = {"default_mode": "auto"}
 html_sidebars = {"changelog": [], "contributing": [], "benchmarks": []}
 html_show_sourcelink = False
+# A favicon of our own: without one the browser's request for
+# /favicon.ico fails, which shows as a console error.
+html_favicon = "_static/favicon.svg"
 
 # -- docstring rendering ----------------------------------------------------------
 _logger = logging.getLogger(__name__)
