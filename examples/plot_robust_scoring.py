@@ -1,7 +1,7 @@
 """
-==========================================================
+===========================================================
 Scoring by a robust loss: tuning ``delta`` without outliers
-==========================================================
+===========================================================
 
 ``GridSearchCV`` scores by :math:`R^2` unless told otherwise. On data with
 outliers in ``y`` that is the wrong yardstick for a robust model: the

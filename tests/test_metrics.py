@@ -10,10 +10,12 @@ estimator fits. The scorers are tested in test_metrics_scorers.py.
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from numpydoc.validate import validate as numpydoc_validate
 from scipy import integrate, optimize
 from scipy.stats import norm
 from sklearn import metrics as sk_metrics
 
+import skrobust.metrics
 from skrobust import HeteroscedasticRegressor, HuberRegressor, LogCoshRegressor
 from skrobust.losses import HuberRho, LogCoshRho
 from skrobust.metrics import (
@@ -545,3 +547,9 @@ def test_interval_metrics_of_several_outputs():
 def test_bad_input_raises_a_clear_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("name", skrobust.metrics.__all__)
+def test_docstring_is_valid_numpydoc(name):
+    # Every check, as test_common.py applies to the estimator classes.
+    assert numpydoc_validate(f"skrobust.metrics.{name}")["errors"] == []

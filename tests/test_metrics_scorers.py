@@ -109,14 +109,14 @@ def test_distribution_and_interval_scorers_call_the_right_methods():
 
 def test_grid_search_selects_by_the_robust_score_with_sample_weight():
     # GridSearchCV forwards fit's sample_weight to a scorer whose metric
-    # takes it (scikit-learn >= 1.9; older versions pass none); without
+    # takes it (scikit-learn >= 1.7, PR #30743; older versions pass none); without
     # routing, fit gets the weights as well.
     X, y, w = contaminated()
     scorer = make_huber_scorer(delta=0.5)
     grid = [1.1, 1.35, 2.0, 5.0]
     search = GridSearchCV(HuberRegressor(), {"delta": grid}, scoring=scorer, cv=CV)
     search.fit(X, y, sample_weight=w)
-    forwards = parse_version(sklearn.__version__) >= parse_version("1.9")
+    forwards = parse_version(sklearn.__version__) >= parse_version("1.7")
     expected = [
         fold_scores(
             HuberRegressor(delta=delta),

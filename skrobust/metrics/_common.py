@@ -239,21 +239,22 @@ def reduce_losses(
 # The parameters and return value every metric shares, written once and
 # substituted into the docstrings by ``fill_doc``.
 _SHARED_DOC = {
-    "{weights_parameters}": """\
-sample_weight : array-like of shape (n_samples,), default=None
-        Non-negative sample weights ``s_i``.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape \\
-            (n_outputs,), default="uniform_average"
-        How outputs are combined: ``"raw_values"`` keeps one value per
+    "{weights_parameters}": (
+        "sample_weight : array-like of shape (n_samples,), default=None\n"
+        "        Non-negative sample weights ``s_i``.\n"
+        '    multioutput : {"raw_values", "uniform_average"} or array-like of '
+        'shape (n_outputs,), default="uniform_average"\n'
+        """        How outputs are combined: ``"raw_values"`` keeps one value per
         output, ``"uniform_average"`` averages them and an array of
         non-negative weights ``w`` takes ``sum_k w_k L_k / sum_k w_k``.
     reduction : {"mean", "sum", "none"}, default="mean"
         How samples are combined: ``"mean"`` is ``sum_i s_i L_i /
         sum_i s_i``, ``"sum"`` is ``sum_i s_i L_i`` and ``"none"`` returns
         the weighted per-sample values ``s_i L_i`` (PyTorch's convention:
-        they sum to ``"sum"``).""",
+        they sum to ``"sum"``)."""
+    ),
     "{returns}": """\
-loss : float or ndarray
+float or ndarray
         A float when samples are reduced and outputs averaged; with
         ``multioutput="raw_values"`` an array of shape (n_outputs,), or with
         ``reduction="none"`` of shape (n_samples,) for 1-d ``y_true`` and

@@ -82,6 +82,11 @@ def interval_coverage(
     -------
     {returns}
 
+    See Also
+    --------
+    interval_score : The score that ranks interval forecasts.
+    mean_interval_width : The price paid for coverage.
+
     Examples
     --------
     >>> from skrobust.metrics import interval_coverage
@@ -109,6 +114,9 @@ def mean_interval_width(
 ):
     r"""Mean width :math:`u_i - l_i` of prediction intervals.
 
+    With :func:`interval_coverage` it shows the trade-off between covering
+    and being informative that :func:`interval_score` weighs in one number.
+
     Parameters
     ----------
     intervals : array-like of shape (n_samples, 2) or (n_samples, n_outputs, 2)
@@ -118,6 +126,11 @@ def mean_interval_width(
     Returns
     -------
     {returns}
+
+    See Also
+    --------
+    interval_coverage : The fraction of targets the intervals cover.
+    interval_score : Width plus a penalty for every miss.
 
     Examples
     --------

@@ -75,8 +75,8 @@ def mean_huber_loss(
     delta : float or array-like of shape (n_outputs,), default=1.0
         Threshold, positive, in the units of ``y`` (one per output if an
         array). :class:`skrobust.HuberRegressor`'s ``delta`` is in units of
-        a residual scale instead: its loss on the data is this one with
-        ``delta * scale_``, divided by ``scale_**2``.
+        a residual scale instead: with a fixed or MAD scale it minimises
+        this loss with threshold ``delta * scale_``.
     {weights_parameters}
 
     Returns
@@ -207,7 +207,8 @@ def mean_log_cosh_error(
         Scale of the transition from quadratic to linear, positive, in the
         units of ``y`` (one per output if an array).
         :class:`skrobust.LogCoshRegressor`'s ``delta`` is in units of a
-        residual scale instead.
+        residual scale instead: with a fixed or MAD scale it minimises this
+        loss with ``delta * scale_``.
     {weights_parameters}
 
     Returns
@@ -288,6 +289,11 @@ def mean_pinball_loss(
     -------
     {returns}
 
+    See Also
+    --------
+    interval_score : Two pinball losses make the score of an interval.
+    make_pinball_scorer : The scorer of this metric.
+
     Examples
     --------
     >>> from skrobust.metrics import mean_pinball_loss
@@ -360,6 +366,10 @@ def root_mean_squared_error(
     Returns
     -------
     {returns}
+
+    See Also
+    --------
+    mean_huber_loss : A loss that a few outliers cannot dominate.
 
     Examples
     --------

@@ -105,6 +105,10 @@ def _as_intervals(result):
 def make_huber_scorer(delta=1.0):
     """Scorer of minus the mean Huber loss with threshold ``delta``.
 
+    The scorer calls ``estimator.predict(X)`` and returns minus
+    :func:`mean_huber_loss` (made by ``sklearn.metrics.make_scorer``), so
+    that greater is better.
+
     Parameters
     ----------
     delta : float or array-like of shape (n_outputs,), default=1.0
@@ -115,7 +119,7 @@ def make_huber_scorer(delta=1.0):
 
     Returns
     -------
-    scorer : callable
+    callable
         ``scorer(estimator, X, y, sample_weight=None)``, greater is better.
 
     See Also
@@ -139,6 +143,10 @@ def make_huber_scorer(delta=1.0):
 def make_log_cosh_scorer(delta=1.0):
     """Scorer of minus the mean log-cosh error with scale ``delta``.
 
+    The scorer calls ``estimator.predict(X)`` and returns minus
+    :func:`mean_log_cosh_error` (made by ``sklearn.metrics.make_scorer``),
+    so that greater is better.
+
     Parameters
     ----------
     delta : float or array-like of shape (n_outputs,), default=1.0
@@ -146,7 +154,7 @@ def make_log_cosh_scorer(delta=1.0):
 
     Returns
     -------
-    scorer : callable
+    callable
         ``scorer(estimator, X, y, sample_weight=None)``, greater is better.
 
     See Also
@@ -165,6 +173,10 @@ def make_log_cosh_scorer(delta=1.0):
 def make_pinball_scorer(quantile=0.5):
     """Scorer of minus the mean pinball loss of one or several quantile levels.
 
+    The scorer calls ``estimator.predict(X)`` and returns minus
+    :func:`mean_pinball_loss` (made by ``sklearn.metrics.make_scorer``), so
+    that greater is better.
+
     Parameters
     ----------
     quantile : float or array-like of shape (n_levels,), default=0.5
@@ -173,7 +185,7 @@ def make_pinball_scorer(quantile=0.5):
 
     Returns
     -------
-    scorer : callable
+    callable
         ``scorer(estimator, X, y, sample_weight=None)``, greater is better.
 
     See Also
@@ -210,7 +222,7 @@ def make_interval_scorer(coverage=0.9):
 
     Returns
     -------
-    scorer : callable
+    callable
         ``scorer(estimator, X, y, sample_weight=None)``, greater is better.
 
     See Also
@@ -265,12 +277,20 @@ _SCORERS = {
 
 
 def get_scorer_names():
-    """Names :func:`get_scorer` accepts: skrobust's and scikit-learn's.
+    """List the names :func:`get_scorer` accepts, skrobust's and scikit-learn's.
+
+    scikit-learn's own ``get_scorer`` and ``GridSearchCV(scoring="...")``
+    know only scikit-learn's names; pass skrobust's through
+    :func:`get_scorer`.
 
     Returns
     -------
-    names : list of str
+    list of str
         Sorted scorer names.
+
+    See Also
+    --------
+    get_scorer : The scorer of a name.
 
     Examples
     --------
@@ -286,16 +306,16 @@ def get_scorer(scoring):
 
     skrobust's scorers (all losses, negated so that greater is better):
 
-    ``"neg_mean_huber_loss"``, ``"neg_mean_smooth_l1_loss"``,
-    ``"neg_mean_log_cosh_error"``, ``"neg_mean_pinball_loss"``,
-    ``"neg_root_mean_squared_error"``
-        The point losses with their default parameters (``delta=1``,
-        ``beta=1``, ``quantile=0.5``), of ``estimator.predict(X)``; use the
-        ``make_*_scorer`` factories for other parameters.
-    ``"neg_gaussian_nll"``, ``"neg_crps_gaussian"``
-        Scores of ``estimator.predict(X, return_std=True)``.
-    ``"neg_interval_score"``
-        Interval score of ``estimator.predict_interval(X, coverage=0.9)``.
+    - ``"neg_mean_huber_loss"``, ``"neg_mean_smooth_l1_loss"``,
+      ``"neg_mean_log_cosh_error"``, ``"neg_mean_pinball_loss"`` and
+      ``"neg_root_mean_squared_error"``: the point losses with their default
+      parameters (``delta=1``, ``beta=1``, ``quantile=0.5``), of
+      ``estimator.predict(X)``; the ``make_*_scorer`` factories take other
+      parameters.
+    - ``"neg_gaussian_nll"`` and ``"neg_crps_gaussian"``: scores of
+      ``estimator.predict(X, return_std=True)``.
+    - ``"neg_interval_score"``: the interval score of
+      ``estimator.predict_interval(X, coverage=0.9)``.
 
     Other names and callables are passed to ``sklearn.metrics.get_scorer``.
     Pass the returned object as ``scoring=`` to ``GridSearchCV``,
@@ -309,10 +329,15 @@ def get_scorer(scoring):
 
     Returns
     -------
-    scorer : callable
+    callable
         ``scorer(estimator, X, y, sample_weight=None)``, greater is better; a
         fresh copy for a name, so that ``set_score_request`` on it changes
         no other.
+
+    See Also
+    --------
+    get_scorer_names : The names this function accepts.
+    make_huber_scorer : A Huber scorer with another threshold.
 
     Examples
     --------
