@@ -24,6 +24,8 @@ from sklearn.utils.validation import (
 
 from . import _solvers
 from ._base import _ACCEPT_SPARSE, RobustLinearRegressor
+from ._cov_gaussian import COV_TYPES, gaussian_covariance
+from ._inference import InferenceMixin, set_inference_attributes
 from ._objective import LinearObjective
 from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
@@ -150,7 +152,7 @@ class _JitteredGaussianNLLLoss:
         return self.loss_gradient_hessian(y, raw)[:2]
 
 
-class HeteroscedasticRegressor(RobustLinearRegressor):
+class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     r"""Linear regression with a linear model for the log of the noise variance.
 
     Fits the Gaussian model :math:`y_i \sim N(\mu_i, \sigma_i^2)` with
@@ -223,6 +225,14 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
     warm_start : bool, default=False
         Start from the previous solution when refitting, instead of the
         two-step start.
+    cov_type : {"expected", "observed", "sandwich"} or None, default=None
+        Covariance of the estimates that ``fit`` computes, for
+        :meth:`conf_int` and :meth:`summary`: ``"expected"``, the inverse
+        Fisher information (its mean block times ``N / (N - p)`` is what R's
+        ``nlme::gls(..., method = "ML")`` reports); ``"observed"``, the
+        inverse Hessian of the negative log-likelihood; ``"sandwich"``,
+        robust to a wrong variance model. ``None`` computes none. See
+        :doc:`/user_guide/inference`.
 
     Attributes
     ----------
@@ -235,6 +245,22 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         not in ``variance_features``.
     var_intercept_ : float
         Intercept :math:`g_0` of the log-variance.
+    cov_ : ndarray of shape (n_params, n_params)
+        Covariance of the mean intercept (with ``fit_intercept``), ``coef_``,
+        ``var_intercept_`` and the entries of ``var_coef_`` in
+        ``variance_features``, in that order; only with ``cov_type``. Its
+        rows are those of :meth:`conf_int` and :meth:`summary`.
+    coef_se_ : ndarray of shape (n_features,)
+        Standard errors of ``coef_``; only with ``cov_type``.
+    intercept_se_ : float
+        Standard error of ``intercept_``; only with ``cov_type`` and
+        ``fit_intercept``.
+    var_coef_se_ : ndarray of shape (n_features,)
+        Standard errors of ``var_coef_``, NaN for columns not in
+        ``variance_features`` (fixed at 0, not estimated); only with
+        ``cov_type``.
+    var_intercept_se_ : float
+        Standard error of ``var_intercept_``; only with ``cov_type``.
     n_iter_ : int
         Number of solver iterations, counting the start as one.
     n_features_in_ : int
@@ -343,7 +369,9 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "warm_start": ["boolean"],
+        "cov_type": [None, StrOptions(set(COV_TYPES))],
     }
+    _cov_types = COV_TYPES
 
     def __init__(
         self,
@@ -356,6 +384,7 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         max_iter=200,
         tol=1e-10,
         warm_start=False,
+        cov_type=None,
     ):
         self.variance_features = variance_features
         self.alpha = alpha
@@ -365,6 +394,7 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
+        self.cov_type = cov_type
 
     def fit(self, X, y, sample_weight=None):
         """Fit the mean and the log-variance by maximum likelihood.
@@ -465,7 +495,48 @@ class HeteroscedasticRegressor(RobustLinearRegressor):
         self.var_intercept_ = float(g0 + 2.0 * np.log(y_scale))
         # The start counts as the first iteration.
         self.n_iter_ = n_iter + 1
+        self._set_covariance(X, y, sample_weight, var_cols)
         return self
+
+    def _set_covariance(self, X, y, sample_weight, var_cols):
+        """``cov_`` and the standard errors for ``cov_type`` (none for None)."""
+        cov = None
+        if self.cov_type is not None:
+            cov = gaussian_covariance(
+                X,
+                y,
+                self.coef_,
+                self.intercept_,
+                self.var_coef_,
+                self.var_intercept_,
+                sample_weight,
+                cov_type=self.cov_type,
+                fit_intercept=self.fit_intercept,
+                variance_columns=var_cols,
+                alpha=self.alpha,
+            )
+        set_inference_attributes(self, cov)
+        for name in ("var_coef_se_", "var_intercept_se_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if cov is None:
+            return
+        n_mean = self.n_features_in_ + (1 if self.fit_intercept else 0)
+        se = np.sqrt(np.maximum(np.diag(cov)[n_mean:], 0.0))
+        self.var_intercept_se_ = float(se[0])
+        self.var_coef_se_ = np.full(self.n_features_in_, np.nan)
+        self.var_coef_se_[slice(None) if var_cols is None else var_cols] = se[1:]
+
+    def _inference_parameters(self):
+        """The mean's ``[intercept, coef...]``, then the log-variance's."""
+        names, estimates = super()._inference_parameters()
+        var_cols = self._variance_columns(self.n_features_in_)
+        columns = np.arange(self.n_features_in_) if var_cols is None else var_cols
+        features = names[len(names) - self.n_features_in_ :]
+        var_names = ["log_var:intercept"]
+        var_names += [f"log_var:{features[j]}" for j in columns]
+        var_estimates = np.r_[self.var_intercept_, self.var_coef_[columns]]
+        return names + var_names, np.r_[estimates, var_estimates]
 
     def _at_rounding_level(self, objective, result):
         """Polish a fit the solver did not call converged; True if it is now.

@@ -1,0 +1,177 @@
+r"""Covariance of the maximum-likelihood fit of a Gaussian heteroscedastic model.
+
+The model of :class:`~skrobust.HeteroscedasticRegressor`:
+:math:`y_i \sim N(\mu_i, \sigma_i^2)` with :math:`\mu_i = \tilde x_i^\top
+\beta` and :math:`v_i = \log\sigma_i^2 = \tilde z_i^\top \gamma`, where
+:math:`\tilde x_i = (1, x_i)` (the 1 only with an intercept) and
+:math:`\tilde z_i = (1, x_{i, V})` for the variance columns :math:`V`. Per
+row, with :math:`r_i = y_i - \mu_i` and :math:`e_i = 1 / \sigma_i^2`, the
+negative log-likelihood :math:`\ell_i = r_i^2 e_i / 2 + v_i / 2` has
+
+.. math::
+
+    \partial_\mu \ell_i = -r_i e_i, \quad
+    \partial_v \ell_i = \tfrac12 (1 - r_i^2 e_i), \quad
+    \partial^2_\mu \ell_i = e_i, \quad
+    \partial_\mu \partial_v \ell_i = r_i e_i, \quad
+    \partial^2_v \ell_i = \tfrac12 r_i^2 e_i,
+
+whose expectations are :math:`e_i`, 0 and :math:`1/2`. With frequency
+weights :math:`s_i`, the covariance of :math:`\theta = (\beta, \gamma)` is
+
+``"expected"``
+    the inverse Fisher information, block diagonal:
+    :math:`(\sum_i s_i e_i \tilde x_i \tilde x_i^\top)^{-1}` for
+    :math:`\beta` and :math:`2 (\sum_i s_i \tilde z_i \tilde z_i^\top)^{-1}`
+    for :math:`\gamma`. R's ``nlme::gls(..., method = "ML")`` reports the
+    :math:`\beta` block times :math:`N / (N - p)` in ``vcov``;
+``"observed"``
+    :math:`H^{-1}`, the inverse of the Hessian :math:`H = \sum_i s_i
+    \nabla^2 \ell_i` at the fit (the negative Hessian of the
+    log-likelihood);
+``"sandwich"``
+    :math:`H^{-1} B H^{-1}` with :math:`B = \sum_i s_i \nabla\ell_i
+    \nabla\ell_i^\top`, valid when the variance model is wrong (HC0: no
+    small-sample factor, so that under the model all three agree to first
+    order).
+
+A ridge penalty :math:`\alpha \lVert \gamma_{\text{slopes}} \rVert^2` (the
+estimator's ``alpha``) adds :math:`2\alpha` to the diagonal of the
+information or Hessian for the log-variance slopes: the inverse is then the
+covariance of the Laplace approximation to the posterior with that
+Gaussian prior. The estimator's ``variance_floor`` term (of order
+``1e-8`` of the variance of ``y``) is left out.
+"""
+
+import numpy as np
+
+from ._inference import inverse_symmetric, weighted_grams
+
+COV_TYPES = ("expected", "observed", "sandwich")
+
+
+def gaussian_covariance(
+    X,
+    y,
+    mean_coef,
+    mean_intercept,
+    var_coef,
+    var_intercept,
+    sample_weight,
+    *,
+    cov_type="expected",
+    fit_intercept=True,
+    variance_columns=None,
+    alpha=0.0,
+):
+    r"""Covariance of ``[mean intercept, mean coef..., var intercept, var coef...]``.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Design (not copied).
+    y : ndarray of shape (n_samples,)
+        Targets.
+    mean_coef : ndarray of shape (n_features,)
+        Mean coefficients :math:`b`.
+    mean_intercept : float
+        Mean intercept :math:`b_0` (ignored without ``fit_intercept``).
+    var_coef : ndarray of shape (n_features,)
+        Log-variance coefficients :math:`g`, zero outside
+        ``variance_columns``.
+    var_intercept : float
+        Log-variance intercept :math:`g_0`.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Frequency weights: a weight of 2 counts as a repeated row.
+    cov_type : {"expected", "observed", "sandwich"}, default="expected"
+        See the module docstring.
+    fit_intercept : bool, default=True
+        Whether the mean has an intercept (the log-variance always has).
+    variance_columns : array-like of int or None, default=None
+        Columns in the log-variance; None for all.
+    alpha : float, default=0.0
+        Ridge penalty on the log-variance slopes, in the units of a sum over
+        rows (the estimator's ``alpha``).
+
+    Returns
+    -------
+    ndarray of shape (n_params, n_params)
+        Rows and columns: the mean intercept (with ``fit_intercept``), the
+        ``n_features`` mean coefficients, the log-variance intercept and the
+        log-variance coefficients of ``variance_columns``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 1))
+    >>> y = 1.0 + 2.0 * X[:, 0] + rng.normal(size=400)
+    >>> cov = gaussian_covariance(X, y, [2.0], 1.0, [0.0], 0.0, None)
+    >>> np.round(np.sqrt(np.diag(cov)), 3)  # 1 / sqrt(n), twice for log-variance
+    array([0.05 , 0.05 , 0.071, 0.071])
+    """
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+    y = np.asarray(y, dtype=float)
+    if sample_weight is None:
+        sample_weight = np.ones_like(y)
+    mean_coef = np.asarray(mean_coef, dtype=float)
+    var_coef = np.asarray(var_coef, dtype=float)
+    n_features = X.shape[1]
+    mean_index = np.arange(0 if fit_intercept else 1, n_features + 1)
+    var_columns = (
+        np.arange(n_features) if variance_columns is None else variance_columns
+    )
+    var_index = np.r_[0, 1 + np.asarray(var_columns, dtype=np.intp)]
+
+    mu = X @ mean_coef + (mean_intercept if fit_intercept else 0.0)
+    log_var = X @ var_coef + var_intercept
+    r = y - np.asarray(mu).ravel()
+    inv_var = np.exp(-np.asarray(log_var).ravel())
+    r_iv = r * inv_var
+    if cov_type == "expected":
+        mean_mean, var_var = weighted_grams(
+            X, np.vstack([sample_weight * inv_var, 0.5 * sample_weight]), True
+        )
+        mean_var = np.zeros_like(mean_mean)
+    else:
+        mean_mean, mean_var, var_var = weighted_grams(
+            X,
+            np.vstack([inv_var, r_iv, 0.5 * r * r_iv]) * sample_weight,
+            True,
+        )
+    information = _two_blocks(mean_mean, mean_var, var_var, mean_index, var_index)
+    if alpha:
+        slopes = mean_index.size + np.arange(1, var_index.size)
+        information[slopes, slopes] += 2.0 * alpha
+    inverse = inverse_symmetric(information)
+    if cov_type != "sandwich":
+        return inverse
+    grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
+    meat = _two_blocks(
+        *weighted_grams(
+            X,
+            np.vstack([grad_mean**2, grad_mean * grad_var, grad_var**2])
+            * sample_weight,
+            True,
+        ),
+        mean_index,
+        var_index,
+    )
+    return inverse @ meat @ inverse
+
+
+def _two_blocks(mean_mean, mean_var, var_var, mean_index, var_index):
+    """``[[A, C], [C.T, B]]`` from Grams of ``[1, X]`` and each block's columns."""
+    return np.block(
+        [
+            [
+                mean_mean[np.ix_(mean_index, mean_index)],
+                mean_var[np.ix_(mean_index, var_index)],
+            ],
+            [
+                mean_var[np.ix_(var_index, mean_index)],
+                var_var[np.ix_(var_index, var_index)],
+            ],
+        ]
+    )

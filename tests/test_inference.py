@@ -1,0 +1,188 @@
+"""The shared inference API: conf_int, summary and the Summary table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+
+from skrobust import HeteroscedasticRegressor
+from skrobust._inference import (
+    InferenceMixin,
+    Summary,
+    inverse_symmetric,
+    set_inference_attributes,
+    weighted_grams,
+)
+
+
+class OrdinaryLeastSquares(InferenceMixin, RegressorMixin, BaseEstimator):
+    """A minimal estimator using the mixin: least squares with its classical
+    covariance, so that statsmodels' OLS is an oracle for every number."""
+
+    _cov_types = ("classical",)
+
+    def __init__(self, fit_intercept=True, cov_type=None, t_inference=True):
+        self.fit_intercept = fit_intercept
+        self.cov_type = cov_type
+        self.t_inference = t_inference
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=float) if not hasattr(X, "columns") else X
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+            X = X.to_numpy(float)
+        design = np.column_stack([np.ones(len(y)), X]) if self.fit_intercept else X
+        params, *_ = np.linalg.lstsq(design, y, rcond=None)
+        self.coef_ = params[1:] if self.fit_intercept else params
+        self.intercept_ = float(params[0]) if self.fit_intercept else 0.0
+        residuals = y - design @ params
+        self.dof_ = len(y) - design.shape[1]
+        cov = None
+        if self.cov_type is not None:
+            sigma2 = residuals @ residuals / self.dof_
+            cov = sigma2 * np.linalg.inv(design.T @ design)
+        set_inference_attributes(self, cov)
+        return self
+
+    def _inference_dof(self):
+        return self.dof_ if self.t_inference else None
+
+
+def stackloss():
+    data = sm.datasets.stackloss.load_pandas().data
+    return data.iloc[:, 1:], data.iloc[:, 0].to_numpy(float)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_t_inference_equals_statsmodels_ols(fit_intercept):
+    X, y = stackloss()
+    model = OrdinaryLeastSquares(fit_intercept, cov_type="classical").fit(X, y)
+    exog = sm.add_constant(X) if fit_intercept else X
+    ols = sm.OLS(y, exog).fit()
+    summary = model.summary(level=0.9)
+    np.testing.assert_allclose(summary.estimates, ols.params, rtol=1e-10)
+    np.testing.assert_allclose(summary.std_errors, ols.bse, rtol=1e-10)
+    np.testing.assert_allclose(summary.statistic, ols.tvalues, rtol=1e-10)
+    np.testing.assert_allclose(summary.p_values, ols.pvalues, rtol=1e-8)
+    np.testing.assert_allclose(model.conf_int(0.9), ols.conf_int(0.1), rtol=1e-10)
+    assert summary.statistic_name == "t"
+    np.testing.assert_allclose(model.coef_se_, ols.bse[-3:], rtol=1e-10)
+    if fit_intercept:
+        assert summary.names == ["intercept", *X.columns]
+        np.testing.assert_allclose(model.intercept_se_, ols.bse.iloc[0], rtol=1e-10)
+    else:
+        assert summary.names == list(X.columns)
+        assert not hasattr(model, "intercept_se_")
+
+
+def test_z_inference_uses_the_normal_distribution():
+    X, y = stackloss()
+    model = OrdinaryLeastSquares(cov_type="classical", t_inference=False)
+    summary = model.fit(X.to_numpy(), y).summary(level=0.99)
+    assert summary.names == ["intercept", "x0", "x1", "x2"]
+    assert summary.statistic_name == "z"
+    half = stats.norm.ppf(0.995) * summary.std_errors
+    np.testing.assert_allclose(
+        summary.conf_int, np.c_[summary.estimates - half, summary.estimates + half]
+    )
+    np.testing.assert_allclose(
+        summary.p_values, 2 * stats.norm.sf(np.abs(summary.statistic))
+    )
+
+
+def test_errors_name_the_cov_types():
+    X, y = stackloss()
+    model = OrdinaryLeastSquares()
+    with pytest.raises(NotFittedError):
+        model.conf_int()
+    model.fit(X, y)
+    with pytest.raises(ValueError, match=r"cov_type=None.*\{'classical'\}"):
+        model.conf_int()
+    model.set_params(cov_type="classical")  # not refitted: still no covariance
+    with pytest.raises(ValueError, match="refit with cov_type"):
+        model.summary()
+    model.fit(X, y)
+    model.conf_int()
+    with pytest.raises(ValueError, match="level must be in"):
+        model.conf_int(level=95)
+    model.set_params(cov_type=None).fit(X, y)
+    assert not hasattr(model, "cov_")
+    with pytest.raises(ValueError, match="computed no standard errors"):
+        model.summary()
+
+
+def test_changed_cov_type_requires_a_refit():
+    X, y = stackloss()
+    model = HeteroscedasticRegressor(cov_type="expected").fit(X, y)
+    model.set_params(cov_type="sandwich")
+    with pytest.raises(ValueError, match="refit"):
+        model.conf_int()
+
+
+def test_printed_table_is_aligned_and_to_frame_holds_the_numbers():
+    X, y = stackloss()
+    summary = OrdinaryLeastSquares(cov_type="classical").fit(X, y).summary()
+    lines = str(summary).splitlines()
+    assert "cov_type='classical'" in lines[0] and "17 df" in lines[0]
+    header, rows = lines[1], lines[2:]
+    assert header.split() == [
+        "Estimate",
+        "Std.",
+        "Error",
+        "t",
+        "value",
+        "Pr(>|t|)",
+        "2.5",
+        "%",
+        "97.5",
+        "%",
+    ]
+    # Right-aligned columns: every row ends where the header does.
+    assert {len(row) for row in rows} == {len(header)}
+    assert [row.split()[0] for row in rows] == ["intercept", *X.columns]
+    assert repr(summary) == str(summary)
+    assert "<table>" in summary._repr_html_()
+    frame = summary.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.index) == summary.names
+    np.testing.assert_array_equal(frame["Std. Error"], summary.std_errors)
+    np.testing.assert_array_equal(frame[["2.5 %", "97.5 %"]], summary.conf_int)
+
+
+def test_tiny_p_values_print_as_r_does():
+    summary = Summary(["a", "b"], [10.0, 1.0], [0.1, 1.0])
+    text = str(summary)
+    assert "< 2e-16" in text.splitlines()[2]
+    assert "0.317" in text.splitlines()[3]
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_weighted_grams_equal_dense_products(fit_intercept):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, 4))  # several row blocks
+    d = rng.normal(size=(2, 5000))
+    design = np.column_stack([np.ones(5000), X]) if fit_intercept else X
+    grams = weighted_grams(X, d, fit_intercept)
+    for k in range(2):
+        np.testing.assert_allclose(
+            grams[k], design.T @ (design * d[k][:, None]), rtol=1e-10, atol=1e-10
+        )
+
+
+def test_inverse_symmetric_is_scale_free_and_pseudo_inverts_singular():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(50, 3)) * [1e-6, 1.0, 1e6]
+    gram = A.T @ A
+    # Columns 1e12 apart in size: compare in equilibrated units.
+    size = np.sqrt(np.diag(gram))
+    equilibrated_inverse = inverse_symmetric(gram) * np.outer(size, size)
+    equilibrated = gram / np.outer(size, size)
+    np.testing.assert_allclose(
+        equilibrated_inverse @ equilibrated, np.eye(3), atol=1e-12, rtol=0
+    )
+    singular = np.column_stack([A[:, 1], A[:, 1]])
+    gram = singular.T @ singular
+    np.testing.assert_allclose(inverse_symmetric(gram), np.linalg.pinv(gram))
