@@ -177,6 +177,11 @@ def test_cross_validate_with_several_skrobust_scorers():
 def test_cross_validate_routes_sample_weight_to_the_scorers():
     X, y, w = heteroscedastic()
     with sklearn.config_context(enable_metadata_routing=True):
+        # What a scorer can be routed is what its metric takes besides the
+        # predictions, as for scikit-learn's own scorers.
+        for name in ("neg_gaussian_nll", "neg_interval_score"):
+            requests = get_scorer(name).get_metadata_routing().score.requests
+            assert set(requests) == {"sample_weight", "multioutput", "reduction"}
         scoring = {
             "nll": get_scorer("neg_gaussian_nll").set_score_request(sample_weight=True),
             "interval": make_interval_scorer(0.9).set_score_request(sample_weight=True),

@@ -17,6 +17,7 @@ the scikit-learn versions ``pyproject.toml`` admits.
 """
 
 import copy
+from functools import partial
 
 import numpy as np
 from sklearn.metrics import get_scorer as _sklearn_get_scorer
@@ -37,17 +38,44 @@ from ._point import (
 )
 
 
+def _score_prediction(
+    metric,
+    y_true,
+    y_pred,
+    *,
+    sample_weight=None,
+    multioutput="uniform_average",
+    reduction="mean",
+    **kwargs,
+):
+    """``metric(y_true, *y_pred, ...)``: a metric of several predicted arrays.
+
+    Bound to a metric with ``functools.partial``, this has the signature of
+    a scikit-learn metric, ``(y_true, y_pred, *, sample_weight, ...)``,
+    which is what scikit-learn's scorers read to decide which metadata
+    (``sample_weight``) a scorer accepts and routes.
+    """
+    return metric(
+        y_true,
+        *y_pred,
+        sample_weight=sample_weight,
+        multioutput=multioutput,
+        reduction=reduction,
+        **kwargs,
+    )
+
+
 class _CallingScorer(_BaseScorer):
-    """Scores ``score_func(y, *prediction)`` with ``prediction = method(X, **kw)``.
+    """Scores ``metric(y, *prediction)`` with ``prediction = method(X, **kw)``.
 
     Parameters
     ----------
-    score_func : callable
-        The metric, ``score_func(y_true, *prediction, **kwargs)``.
+    metric : callable
+        The metric, ``metric(y_true, *prediction, **kwargs)``.
     sign : {1, -1}
         -1 for a loss, so that greater is better.
     kwargs : dict
-        Keyword arguments of ``score_func``.
+        Keyword arguments of ``metric``.
     response_method : str
         Name of the estimator's method to call.
     method_kwargs : dict
@@ -61,9 +89,11 @@ class _CallingScorer(_BaseScorer):
     """
 
     def __init__(
-        self, score_func, sign, kwargs, response_method, method_kwargs, prediction, name
+        self, metric, sign, kwargs, response_method, method_kwargs, prediction, name
     ):
-        super().__init__(score_func, sign, kwargs, response_method)
+        super().__init__(
+            partial(_score_prediction, metric), sign, kwargs, response_method
+        )
         self._method_kwargs = method_kwargs
         self._prediction = prediction
         self._name = name
@@ -84,11 +114,11 @@ class _CallingScorer(_BaseScorer):
             )
         result = method(X, **self._method_kwargs)
         if self._prediction == "interval":
-            arguments = (_as_intervals(result),)
+            prediction = (_as_intervals(result),)
         else:
-            arguments = tuple(result)
+            prediction = tuple(result)
         return self._sign * self._score_func(
-            y_true, *arguments, **{**self._kwargs, **kwargs}
+            y_true, prediction, **{**self._kwargs, **kwargs}
         )
 
     def _describe_method_kwargs(self):
@@ -254,9 +284,9 @@ def make_interval_scorer(coverage=0.9):
     )
 
 
-def _distribution_scorer(score_func, name):
+def _distribution_scorer(metric, name):
     return _CallingScorer(
-        score_func, -1, {}, "predict", {"return_std": True}, "mean_std", name
+        metric, -1, {}, "predict", {"return_std": True}, "mean_std", name
     )
 
 
