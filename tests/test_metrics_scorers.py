@@ -267,3 +267,33 @@ def test_scorer_needing_a_method_the_estimator_lacks_says_so():
 def test_scorer_factories_validate_their_parameter(factory, bad):
     with pytest.raises(ValueError):
         factory(bad)
+
+
+def test_robust_score_selects_a_smaller_delta_and_better_coefficients_than_r2():
+    # The claim of the user guide and of examples/plot_robust_scoring.py: on
+    # targets with one-sided gross errors, R^2 rewards the largest delta and
+    # the mean Huber loss a small one, with the smaller coefficient error.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    true_coef = 2.0 * rng.normal(size=5)
+    y = X @ true_coef + 1.0 + rng.normal(size=300)
+    outlier = rng.random(300) < 0.15
+    y[outlier] += rng.normal(8.0, 4.0, size=outlier.sum())
+    deltas = [1.1, 2.0, 5.0]
+    search = GridSearchCV(
+        HuberRegressor(),
+        {"delta": deltas},
+        scoring={"r2": "r2", "huber": make_huber_scorer(1.35)},
+        refit=False,
+        cv=KFold(5, shuffle=True, random_state=0),
+    ).fit(X, y)
+    chosen = {
+        name: deltas[int(np.argmax(search.cv_results_[f"mean_test_{name}"]))]
+        for name in ("r2", "huber")
+    }
+    assert chosen == {"r2": 5.0, "huber": 1.1}
+    error = {
+        name: np.linalg.norm(HuberRegressor(delta=d).fit(X, y).coef_ - true_coef)
+        for name, d in chosen.items()
+    }
+    assert error["huber"] < 0.5 * error["r2"]
