@@ -8,31 +8,34 @@ normal ("normal") or correlated with column scales spanning 1e-3 to 1e3
 ("scaled").
 
 Peak extra memory is the largest amount allocated at once during ``fit``
-(numpy allocations, traced by ``tracemalloc``), as a fraction of ``X.nbytes``.
+(numpy allocations, traced by ``tracemalloc``), as a fraction of ``X.nbytes``,
+for skrobust's estimators.
 
-Run ``python benchmarks/bench_huber.py`` (about two minutes), or with
-``--quick`` for a smoke run on small data (what CI runs). ``--json PATH``
-also writes the rows for the documentation.
+Run ``python benchmarks/bench_huber.py`` (a few minutes; writes
+``benchmarks/results/huber.json``), or with ``--quick`` for a smoke run on
+small data (what CI runs; writes only with ``--output-dir``).
 """
 
 import argparse
-import json
-import platform
-import time
-import tracemalloc
 import warnings
 
 import numpy as np
-import scipy
-import sklearn
+from _common import (
+    REFERENCE,
+    add_output_arguments,
+    measure_fit,
+    result_row,
+    write_results,
+)
 from sklearn.linear_model import HuberRegressor as SklearnHuber
 from sklearn.linear_model import LinearRegression
 
-import skrobust
 from skrobust import HuberRegressor, LogCoshRegressor
 
+N_FEATURES = 20
 
-def make_data(n_samples, design, seed=0, n_features=20):
+
+def make_data(n_samples, design, seed=0, n_features=N_FEATURES):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, n_features))
     if design == "scaled":
@@ -48,23 +51,6 @@ def make_data(n_samples, design, seed=0, n_features=20):
     return X, y
 
 
-def best_time(fit, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fit()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def peak_extra_memory(fit):
-    tracemalloc.start()
-    fit()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak
-
-
 def statsmodels_rlm(X, y):
     import statsmodels.api as sm
 
@@ -72,17 +58,31 @@ def statsmodels_rlm(X, y):
     return sm.RLM(y, design, M=sm.robust.norms.HuberT(t=1.35)).fit()
 
 
+ESTIMATORS = {
+    REFERENCE: lambda X, y: LinearRegression().fit(X, y),
+    "skrobust HuberRegressor": lambda X, y: HuberRegressor().fit(X, y),
+    "skrobust LogCoshRegressor": lambda X, y: LogCoshRegressor().fit(X, y),
+    "skrobust HuberRegressor(scale='mad')": lambda X, y: HuberRegressor(
+        scale="mad"
+    ).fit(X, y),
+    "sklearn HuberRegressor": lambda X, y: SklearnHuber().fit(X, y),
+    "statsmodels RLM(HuberT)": statsmodels_rlm,
+}
+SLOW = {"sklearn HuberRegressor", "statsmodels RLM(HuberT)"}
+
+
+def _quiet(fit, X, y):
+    def run():
+        with warnings.catch_warnings():
+            # sklearn's HuberRegressor stops at max_iter=100 on the scaled
+            # design; the time is what matters here.
+            warnings.simplefilter("ignore")
+            return fit(X, y)
+
+    return run
+
+
 def run(sizes, repeats, slow_limit):
-    candidates = {
-        "skrobust HuberRegressor": lambda X, y: HuberRegressor().fit(X, y),
-        "skrobust LogCoshRegressor": lambda X, y: LogCoshRegressor().fit(X, y),
-        "skrobust HuberRegressor(scale='mad')": lambda X, y: HuberRegressor(
-            scale="mad"
-        ).fit(X, y),
-        "sklearn HuberRegressor": lambda X, y: SklearnHuber().fit(X, y),
-        "statsmodels RLM(HuberT)": statsmodels_rlm,
-    }
-    slow = {"sklearn HuberRegressor", "statsmodels RLM(HuberT)"}
     rows = []
     for design in ["normal", "scaled"]:
         for n in sizes:
@@ -90,40 +90,29 @@ def run(sizes, repeats, slow_limit):
             # Fits of tens of milliseconds vary more between runs: more
             # repeats there, for both sides of every ratio.
             repeats_n = repeats if n >= 1_000_000 else 2 * repeats
-            reference = best_time(
-                lambda X=X, y=y: LinearRegression().fit(X, y), repeats_n
-            )
-            rows.append(
-                _row(design, n, "sklearn LinearRegression", reference, 1.0, None)
-            )
-            for name, fit in candidates.items():
-                if name in slow and n > slow_limit:
+            reference_seconds = None
+            for name, fit in ESTIMATORS.items():
+                if name in SLOW and n > slow_limit:
                     continue
-                with warnings.catch_warnings():
-                    # sklearn's HuberRegressor stops at max_iter=100 on the
-                    # scaled design; the time is what matters here.
-                    warnings.simplefilter("ignore")
-                    seconds = best_time(
-                        lambda fit=fit, X=X, y=y: fit(X, y),
-                        1 if name in slow else repeats_n,
+                outcome = measure_fit(
+                    _quiet(fit, X, y),
+                    repeats=1 if name in SLOW else repeats_n,
+                    memory=name.startswith("skrobust"),
+                )
+                if name == REFERENCE:
+                    reference_seconds = outcome["seconds"]
+                rows.append(
+                    result_row(
+                        design,
+                        n,
+                        N_FEATURES,
+                        name,
+                        outcome,
+                        reference_seconds,
+                        X.nbytes,
                     )
-                memory = None
-                if name.startswith("skrobust"):
-                    memory = peak_extra_memory(lambda fit=fit, X=X, y=y: fit(X, y))
-                    memory /= X.nbytes
-                rows.append(_row(design, n, name, seconds, seconds / reference, memory))
+                )
     return rows
-
-
-def _row(design, n, name, seconds, ratio, memory):
-    return {
-        "design": design,
-        "n": n,
-        "estimator": name,
-        "seconds": seconds,
-        "ratio": ratio,
-        "peak_memory_fraction": memory,
-    }
 
 
 def print_table(rows):
@@ -143,21 +132,9 @@ def print_table(rows):
         )
 
 
-def machine():
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "skrobust": skrobust.__version__,
-        "processor": platform.processor() or platform.machine(),
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         sizes, repeats, slow_limit = [2_000, 20_000], 1, 20_000
@@ -165,19 +142,13 @@ def main(argv=None):
         sizes, repeats, slow_limit = [10_000, 100_000, 1_000_000], 3, 1_000_000
     rows = run(sizes, repeats, slow_limit)
     print_table(rows)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "benchmark": "huber",
-                    "description": "fit time, p = 20, 10% gross outliers in y",
-                    "reference": "sklearn LinearRegression",
-                    "machine": machine(),
-                    "rows": rows,
-                },
-                f,
-                indent=1,
-            )
+    write_results(
+        "huber",
+        "fit time, p = 20, 10% gross outliers in y",
+        rows,
+        quick=args.quick,
+        output_dir=args.output_dir,
+    )
 
 
 if __name__ == "__main__":

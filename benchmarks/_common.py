@@ -1,0 +1,293 @@
+"""Timing, peak memory and the results file shared by every benchmark script.
+
+Every ``benchmarks/bench_<name>.py`` measures fits with :func:`measure_fit`
+(best wall time of a few repeats and the peak extra memory, in a forked
+child process that is killed after a time limit) and writes its rows with
+:func:`write_results` to ``benchmarks/results/<name>.json`` in the format
+documented in ``docs/benchmarks.rst`` (section "Results file format") and
+checked by :func:`validate_results`.
+
+``python benchmarks/_common.py FILE...`` validates results files (CI runs
+it on the files the quick benchmarks write and on the committed ones).
+"""
+
+import argparse
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from importlib import metadata
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REFERENCE = "sklearn LinearRegression"
+STATUSES = ("ok", "timeout", "skipped", "error")
+
+# Fields every row has (``None`` where a value was not measured) and their
+# types; rows may carry further fields, which the plot shows when present.
+ROW_FIELDS = {
+    "design": str,
+    "n": int,
+    "n_features": int,
+    "estimator": str,
+    "status": str,
+    "seconds": (float, type(None)),
+    "ratio": (float, type(None)),
+    "peak_memory_fraction": (float, type(None)),
+}
+TOP_FIELDS = {
+    "benchmark": str,
+    "description": str,
+    "date": str,
+    "quick": bool,
+    "reference": str,
+    "machine": dict,
+    "rows": list,
+}
+
+
+def best_time(fit, repeats):
+    """Smallest wall time of ``repeats`` calls of ``fit``, and the last result.
+
+    When the first call takes longer than a second the others are skipped:
+    their noise is small relative to the time, and slow references would
+    otherwise dominate a run.
+    """
+    best, result = float("inf"), None
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        result = fit()
+        best = min(best, time.perf_counter() - start)
+        if repeat == 0 and best > 1.0:
+            break
+    return best, result
+
+
+def peak_extra_memory(fit):
+    """Largest amount of memory allocated at once during ``fit()``, in bytes.
+
+    ``tracemalloc`` sees NumPy's and SciPy's array allocations (they report
+    to it) but not BLAS or HiGHS workspaces.
+    """
+    tracemalloc.start()
+    try:
+        fit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def _measure_in_child(fit, repeats, memory, summary, connection):
+    try:
+        seconds, result = best_time(fit, repeats)
+        # A traced run costs another fit: only for fits that are quick.
+        peak = peak_extra_memory(fit) if memory and seconds < 20.0 else None
+        n_iter = getattr(result, "n_iter_", None)
+        if n_iter is not None:
+            n_iter = int(max(n_iter)) if hasattr(n_iter, "__len__") else int(n_iter)
+        connection.send(
+            {
+                "status": "ok",
+                "seconds": seconds,
+                "peak": peak,
+                "n_iter": n_iter,
+                "summary": None if summary is None else summary(result),
+            }
+        )
+    except Exception as error:  # reported as a row, not a crash of the run
+        connection.send({"status": "error", "note": f"{type(error).__name__}: {error}"})
+    finally:
+        connection.close()
+
+
+def measure_fit(fit, *, repeats=3, memory=True, timeout=None, summary=None):
+    """Time ``fit()`` in a forked child process, killed after ``timeout`` s.
+
+    Parameters
+    ----------
+    fit : callable
+        Fits one estimator on data the parent already holds (the fork shares
+        it, so nothing is copied or pickled) and returns the estimator.
+    repeats : int
+        Number of timed calls; the smallest time is kept (see
+        :func:`best_time`).
+    memory : bool
+        Also trace one further call for the peak extra memory.
+    timeout : float or None
+        Wall-time limit of the whole measurement.
+    summary : callable or None
+        Applied to the fitted estimator in the child; its (picklable) value
+        is returned, for figures such as the objective reached.
+
+    Returns
+    -------
+    dict
+        ``status`` (``"ok"``, ``"timeout"`` or ``"error"``), ``seconds``,
+        ``peak`` (bytes or ``None``), ``n_iter``, ``summary`` and, unless
+        ok, ``note``.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_measure_in_child, args=(fit, repeats, memory, summary, sender)
+    )
+    child.start()
+    sender.close()
+    if receiver.poll(timeout):
+        try:
+            outcome = receiver.recv()
+        except EOFError:
+            outcome = {"status": "error", "note": "the fit process died"}
+    else:
+        outcome = {"status": "timeout", "note": f"stopped after {timeout:g} s"}
+    if child.is_alive():
+        child.kill()
+    child.join()
+    receiver.close()
+    if outcome["status"] == "error" and child.exitcode not in (0, None):
+        outcome["note"] += f" (exit code {child.exitcode})"
+    return {"seconds": None, "peak": None, "n_iter": None, "summary": None, **outcome}
+
+
+def result_row(
+    design, n, n_features, estimator, outcome, reference_seconds, nbytes, **extra
+):
+    """One row of a results file from an outcome of :func:`measure_fit`."""
+    seconds = outcome["seconds"]
+    ratio = None
+    if seconds is not None and reference_seconds:
+        ratio = seconds / reference_seconds
+    peak = outcome.get("peak")
+    row = {
+        "design": design,
+        "n": int(n),
+        "n_features": int(n_features),
+        "estimator": estimator,
+        "status": outcome["status"],
+        "seconds": None if seconds is None else float(seconds),
+        "ratio": None if ratio is None else float(ratio),
+        "peak_memory_fraction": None if peak is None else float(peak / nbytes),
+    }
+    if outcome.get("n_iter") is not None:
+        row["n_iter"] = outcome["n_iter"]
+    if outcome.get("note"):
+        row["note"] = outcome["note"]
+    row.update(extra)
+    return row
+
+
+def _version(distribution):
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info():
+    """Processor, cores, operating system and the versions that matter."""
+    processor = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                processor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "processor": processor,
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+    for name in ("numpy", "scipy", "scikit-learn", "statsmodels", "skrobust"):
+        info[name] = _version(name)
+    return info
+
+
+def write_results(
+    name, description, rows, *, quick, output_dir=None, reference=REFERENCE
+):
+    """Write ``<output_dir>/<name>.json`` (default ``benchmarks/results/``).
+
+    Quick runs write nothing unless ``output_dir`` is given, so that CI's
+    smoke runs never overwrite the measured results.
+    """
+    if quick and output_dir is None:
+        return None
+    results = {
+        "benchmark": name,
+        "description": description,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%MZ"
+        ),
+        "quick": bool(quick),
+        "reference": reference,
+        "machine": machine_info(),
+        "command": " ".join(["python", *sys.argv]),
+        "rows": rows,
+    }
+    validate_results(results)
+    path = Path(output_dir or RESULTS_DIR) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def validate_results(results):
+    """Raise ``ValueError`` unless ``results`` follows the documented format."""
+    problems = [
+        f"field {key!r} missing or not {kind}"
+        for key, kind in TOP_FIELDS.items()
+        if not isinstance(results.get(key), kind)
+    ]
+    for i, row in enumerate(results.get("rows", [])):
+        for key, kind in ROW_FIELDS.items():
+            if key not in row or not isinstance(row[key], kind):
+                problems.append(f"row {i}: field {key!r} missing or not {kind}")
+        if row.get("status") not in STATUSES:
+            problems.append(f"row {i}: status {row.get('status')!r}")
+        if row.get("status") == "ok" and row.get("seconds") is None:
+            problems.append(f"row {i}: status ok without seconds")
+    references = {
+        (r["design"], r["n"], r["n_features"])
+        for r in results.get("rows", [])
+        if r.get("estimator") == results.get("reference")
+    }
+    for i, row in enumerate(results.get("rows", [])):
+        key = (row.get("design"), row.get("n"), row.get("n_features"))
+        if row.get("ratio") is not None and key not in references:
+            problems.append(f"row {i}: a ratio but no reference row for {key}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def add_output_arguments(parser):
+    """The command-line options every benchmark shares."""
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, seconds (what CI runs)"
+    )
+    parser.add_argument(
+        "--output-dir",
+        help="where to write <name>.json (default benchmarks/results/; "
+        "quick runs write only when this is given)",
+    )
+    return parser
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Validate benchmark results files.")
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    for file in args.files:
+        validate_results(json.loads(Path(file).read_text()))
+        print(f"{file}: valid")
+
+
+if __name__ == "__main__":
+    main()
