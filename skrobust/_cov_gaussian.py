@@ -45,11 +45,12 @@ Gaussian prior. The estimator's ``variance_floor`` term (of order
 
 import numpy as np
 
-from ._inference import inverse_symmetric, weighted_grams
+from ._inference import inverse_symmetric, single_threaded_blas, weighted_grams
 
 COV_TYPES = ("expected", "observed", "sandwich")
 
 
+@single_threaded_blas
 def gaussian_covariance(
     X,
     y,

@@ -56,11 +56,17 @@ objective :math:`\sum_i s_i \sigma (1 + 2\rho(z_i))`) it is the sandwich
 
 import numpy as np
 
-from ._inference import inverse_symmetric, weighted_grams
+from ._inference import (
+    inverse_symmetric,
+    single_threaded_blas,
+    weighted_grams,
+    weighted_sums,
+)
 
 COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
 
 
+@single_threaded_blas
 def mestimator_covariance(
     X,
     residuals,
@@ -189,33 +195,23 @@ def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
     hess_mean = 2.0 * dpsi / scale
     hess_cross = 2.0 * z_dpsi
     hess_scale = grad_scale + 2.0 * scale * z2_dpsi
-    # One pass for the two mean-mean Grams; the cross terms are weighted sums
-    # of the rows of [1, X], i.e. X.T @ d.
+    # One pass for the two mean-mean Grams, one for the cross terms.
     bread_mean, meat_mean = weighted_grams(
         X,
         np.vstack([sample_weight * hess_mean, sample_weight * grad_mean**2]),
         fit_intercept,
     )
-    bread = _bordered(
-        bread_mean,
-        _weighted_column_sums(X, sample_weight * hess_cross, fit_intercept),
-        float(sample_weight @ hess_scale),
+    cross_bread, cross_meat = weighted_sums(
+        X,
+        np.vstack([sample_weight * hess_cross, sample_weight * grad_mean * grad_scale]),
+        fit_intercept,
     )
-    meat = _bordered(
-        meat_mean,
-        _weighted_column_sums(X, sample_weight * grad_mean * grad_scale, fit_intercept),
-        float(sample_weight @ grad_scale**2),
-    )
+    bread = _bordered(bread_mean, cross_bread, float(sample_weight @ hess_scale))
+    meat = _bordered(meat_mean, cross_meat, float(sample_weight @ grad_scale**2))
     bread_inv = inverse_symmetric(bread)
     n_params = bread_mean.shape[0]
     cov = n / (n - n_params) * (bread_inv @ meat @ bread_inv)
     return cov[:n_params, :n_params]
-
-
-def _weighted_column_sums(X, d, fit_intercept):
-    """``[1, X].T @ d`` (``X.T @ d`` without intercept)."""
-    sums = np.asarray(X.T @ d, dtype=float).ravel()
-    return np.r_[d.sum(), sums] if fit_intercept else sums
 
 
 def _bordered(block, column, corner):
