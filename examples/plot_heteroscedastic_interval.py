@@ -76,6 +76,11 @@ which = np.digitize(X_test[:, 0], bins[1:-1])
 centres = 0.5 * (bins[1:] + bins[:-1])
 by_bin = np.array([inside[which == k].mean() for k in range(len(centres))])
 ls_by_bin = np.array([ls_inside[which == k].mean() for k in range(len(centres))])
+print(
+    f"coverage per bin of x: heteroscedastic {by_bin.min():.3f} to "
+    f"{by_bin.max():.3f}, constant width {ls_by_bin.min():.3f} to "
+    f"{ls_by_bin.max():.3f}"
+)
 
 fig, (ax_fit, ax_cov) = plt.subplots(1, 2, figsize=(11, 4.5))
 order = np.argsort(X_test[:, 0])
@@ -108,12 +113,16 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# The heteroscedastic coverage sits a little below 90% everywhere: the
-# interval treats the fitted mean and variance as exact, and with 500
+# The heteroscedastic coverage stays within a few points of 90% in every bin
+# of ``x`` (the range printed above), while the constant-width interval ranges
+# from full coverage to far too little. On average it is a little below 90%:
+# the interval treats the fitted mean and variance as exact, and with 500
 # training rows the fitted log-variance is off by its sampling error (compare
-# the fitted and true coefficients printed above). The interval is only as
-# good as the model: it assumes Gaussian noise whose log-variance is linear
-# in the chosen ``variance_features``. Measure its
-# coverage on held-out data, as here, before relying on it. The Gaussian
-# likelihood is not robust either: a gross error in ``y`` inflates the
-# predicted variance near it.
+# the fitted and true coefficients printed above; here the fitted variance is
+# somewhat too small). A single bin can still land above 90%: each holds about
+# 600 test points, so its measured coverage has a sampling standard deviation
+# of about 0.012. The interval is only as good as the model: it assumes
+# Gaussian noise whose log-variance is linear in the chosen
+# ``variance_features``. Measure its coverage on held-out data, as here, before
+# relying on it. The Gaussian likelihood is not robust either: a gross error in
+# ``y`` inflates the predicted variance near it.
