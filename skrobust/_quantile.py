@@ -29,9 +29,10 @@ in two steps:
 """
 
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
+from sklearn.base import clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 
@@ -43,6 +44,8 @@ from ._base import (
     total_weight,
     weighted_median,
 )
+from ._cov_quantile import quantile_bootstrap_covariance, quantile_covariance
+from ._inference import InferenceMixin, set_inference_attributes
 from ._objective import LinearObjective
 from ._quantile_exact import select_on_face, solve_exact
 from .losses import FixedScaleLoss, SmoothedPinballRho
@@ -77,6 +80,9 @@ _Y_CLIP = 1e6
 # Below this (relative to the standardised spread of y) a residual scale
 # counts as zero.
 _MIN_RELATIVE_SCALE = 1e-12
+
+# Covariance estimators of the fitted coefficients (cov_type).
+COV_TYPES = ("iid", "nid", "ker", "bootstrap")
 
 # The default bandwidth is this fraction of conquer's rate
 # ((log n + p) / n)^(2/5), in units of the residual scale.
@@ -150,7 +156,7 @@ def _robust_offset_scale(y, sample_weight, fit_intercept):
     return offset, scale
 
 
-class QuantileRegressor(RobustLinearRegressor):
+class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     r"""Linear quantile regression, with a fast smoothed and an exact solver.
 
     Minimises the weighted mean pinball loss plus an L1 penalty on the
@@ -218,6 +224,31 @@ class QuantileRegressor(RobustLinearRegressor):
         the (minimum-norm sub)gradient of the smoothed objective (a weighted
         mean) in standardised units. The exact solution does not depend on
         it.
+    warm_start : bool, default=False
+        Start from the previous ``coef_`` and ``intercept_`` when ``fit`` is
+        called again (with as many features): ``"smooth"`` then makes only
+        its final smoothed fit, from there, and ``"exact"`` seeds its
+        reduced linear programmes with the previous solution and makes no
+        smoothed fit at all (``bandwidth_`` keeps its value). The solution
+        is the same; only the time changes.
+    cov_type : {"iid", "nid", "ker", "bootstrap"} or None, default=None
+        Covariance of the estimates, computed after the fit as R's
+        ``summary.rq(se=...)`` does: ``"iid"`` one sparsity for all rows
+        (errors independent of ``x``), ``"nid"`` Hendricks-Koenker local
+        densities from refits at ``q +- h`` (warm-started), ``"ker"``
+        Powell's kernel estimate, ``"bootstrap"`` the xy-pairs bootstrap
+        (``n_bootstrap`` warm-started refits). None computes nothing.
+        Sets ``cov_``, ``coef_se_`` and ``intercept_se_`` and enables
+        :meth:`conf_int` and :meth:`summary` (Student's t with ``n - p``
+        degrees of freedom, as in R).
+    bandwidth_rule : {"hall-sheather", "bofinger"}, default="hall-sheather"
+        Bandwidth rule of the ``"iid"``, ``"nid"`` and ``"ker"``
+        covariances (R's ``hs=TRUE`` / ``hs=FALSE``); unrelated to
+        ``bandwidth``.
+    n_bootstrap : int, default=200
+        Number of bootstrap replicates for ``cov_type="bootstrap"``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the bootstrap resampling.
 
     Attributes
     ----------
@@ -234,6 +265,14 @@ class QuantileRegressor(RobustLinearRegressor):
         Iterations of the two smoothed fits (Newton, proximal Newton or
         L-BFGS; the first fit is on every 8th row for large ``n``) plus, for
         the exact solver, the number of linear programmes solved.
+    cov_ : ndarray of shape (n_params, n_params)
+        Covariance of ``[intercept_, *coef_]`` (without ``intercept_`` when
+        ``fit_intercept=False``); only with ``cov_type``.
+    coef_se_ : ndarray of shape (n_features,)
+        Standard errors of ``coef_``; only with ``cov_type``.
+    intercept_se_ : float
+        Standard error of ``intercept_``; only with ``cov_type`` and
+        ``fit_intercept``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -310,7 +349,13 @@ class QuantileRegressor(RobustLinearRegressor):
         "kernel": [StrOptions({"gaussian", "logistic"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
+        "warm_start": ["boolean"],
+        "cov_type": [StrOptions(set(COV_TYPES)), None],
+        "bandwidth_rule": [StrOptions({"hall-sheather", "bofinger"})],
+        "n_bootstrap": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
     }
+    _cov_types = COV_TYPES
 
     def __init__(
         self,
@@ -323,6 +368,11 @@ class QuantileRegressor(RobustLinearRegressor):
         kernel="gaussian",
         max_iter=500,
         tol=1e-10,
+        warm_start=False,
+        cov_type=None,
+        bandwidth_rule="hall-sheather",
+        n_bootstrap=200,
+        random_state=None,
     ):
         self.quantile = quantile
         self.alpha = alpha
@@ -332,6 +382,11 @@ class QuantileRegressor(RobustLinearRegressor):
         self.kernel = kernel
         self.max_iter = max_iter
         self.tol = tol
+        self.warm_start = warm_start
+        self.cov_type = cov_type
+        self.bandwidth_rule = bandwidth_rule
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model.
@@ -353,51 +408,86 @@ class QuantileRegressor(RobustLinearRegressor):
             The fitted estimator.
         """
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
-        n_features = X.shape[1]
-        n_coef = n_features + bool(self.fit_intercept)
-        solver = self.solver
-        if solver == "auto":
-            solver = "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
-
+        solver = self._resolve_solver(X.shape[1])
         # Minimisers are equivariant: fit y standardised by its median and
         # MAD (robust, unlike the mean and standard deviation, to the gross
         # outliers quantile regression is used for) and scale back. The
         # penalty alpha ||w||_1 keeps its value because the pinball loss is
         # positively homogeneous: F(w, b; y) = y_scale F(w / y_scale, ...).
         y_offset, y_scale = _robust_offset_scale(y, sample_weight, self.fit_intercept)
-        y_std = (y - y_offset) / y_scale
-
-        # Gross outliers in y are pulled in to +-_Y_CLIP (in units of the
-        # MAD of y), which keeps the least-squares start and the linear
-        # programmes well scaled. This changes nothing if every clipped row
-        # keeps the sign of its residual: the objective then changes by a
-        # constant on a convex neighbourhood of the solution (the pinball
-        # loss is linear on each side of zero, and the smoothed loss exactly
-        # so a few dozen bandwidths away from it), so the solution is a
-        # minimiser of the original objective too. Otherwise refit unclipped.
-        y_fit = np.clip(y_std, -_Y_CLIP, _Y_CLIP)
-        clipped = np.flatnonzero(y_fit != y_std)
-        w, b, bandwidth, n_iter = self._fit_standard_units(
-            X, y_fit, sample_weight, solver, n_coef
+        start = self._warm_start_point(X.shape[1], y_offset, y_scale)
+        level = self._fit_level(
+            X, (y - y_offset) / y_scale, sample_weight, solver, start=start
         )
-        if clipped.size:
-            fitted = safe_sparse_dot(X[clipped], w) + b
-            linear_t = SmoothedPinballRho._T_MAX[self.kernel]
-            margin = _Y_CLIP - linear_t * bandwidth
-            if not np.all(np.abs(fitted) < margin):
-                w, b, bandwidth, more = self._fit_standard_units(
-                    X, y_std, sample_weight, solver, n_coef
-                )
-                n_iter += more
-        self.bandwidth_ = bandwidth * y_scale
-        self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
+        if level.bandwidth is not None:
+            self.bandwidth_ = level.bandwidth * y_scale
+        self._set_linear_coef(
+            level.coef * y_scale, level.intercept * y_scale + y_offset
+        )
         self.solver_ = solver
-        self.n_iter_ = n_iter
+        self.n_iter_ = level.n_iter
+        self._n_rows_fit = X.shape[0]
+        self._set_covariance(X, y, sample_weight)
         return self
 
-    def _fit_standard_units(self, X, y, sample_weight, solver, n_coef):
-        """The fit on standardised ``y``: ``(w, b, bandwidth, n_iter)``."""
+    def _resolve_solver(self, n_features):
+        if self.solver != "auto":
+            return self.solver
+        n_coef = n_features + bool(self.fit_intercept)
+        return "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
+
+    def _warm_start_point(self, n_features, y_offset, y_scale):
+        """The previous fit as a start in standardised units, or None."""
+        if not (self.warm_start and hasattr(self, "coef_")):
+            return None
+        coef = np.ravel(self.coef_)
+        if coef.shape != (n_features,):
+            return None
+        intercept = self.intercept_ - y_offset if self.fit_intercept else 0.0
+        return _Start(coef / y_scale, float(intercept) / y_scale)
+
+    def _fit_level(self, X, y, sample_weight, solver, start=None, stats=None):
+        """The fit on standardised ``y``, guarded against wild targets.
+
+        Gross outliers in y are pulled in to +-_Y_CLIP (in units of the MAD
+        of y), which keeps the least-squares start and the linear programmes
+        well scaled. This changes nothing if every clipped row keeps the
+        sign of its residual: the objective then changes by a constant on a
+        convex neighbourhood of the solution (the pinball loss is linear on
+        each side of zero, and the smoothed loss exactly so a few dozen
+        bandwidths away from it), so the solution is a minimiser of the
+        original objective too. Otherwise refit unclipped. Returns a
+        :class:`_LevelFit`.
+        """
+        y_fit = np.clip(y, -_Y_CLIP, _Y_CLIP)
+        clipped = np.flatnonzero(y_fit != y)
+        level = self._fit_standard_units(X, y_fit, sample_weight, solver, start, stats)
+        if clipped.size:
+            fitted = safe_sparse_dot(X[clipped], level.coef) + level.intercept
+            linear_t = SmoothedPinballRho._T_MAX[self.kernel]
+            margin = _Y_CLIP - linear_t * (level.bandwidth or 0.0)
+            if not np.all(np.abs(fitted) < margin):
+                more = self._fit_standard_units(
+                    X, y, sample_weight, solver, start, stats
+                )
+                level = more._replace(n_iter=level.n_iter + more.n_iter)
+        return level
+
+    def _fit_standard_units(self, X, y, sample_weight, solver, start, stats):
+        """The fit on standardised ``y``, from ``start`` if given (:class:`_LevelFit`).
+
+        Without a start, a smoothed fit (for ``solver="exact"`` the
+        preliminary one, on a strided subsample of large data) is computed
+        first. With one, ``"smooth"`` makes only the final smoothed fit from
+        it and ``"exact"`` seeds the reduced linear programmes with it.
+        """
+        if solver == "exact" and start is not None:
+            if stats is None:
+                stats = _column_stats(X, y, sample_weight, self.fit_intercept)
+            w, b, n_lp, residuals = self._fit_exact(X, y, sample_weight, start, stats)
+            return _LevelFit(w, b, None, n_lp, stats, start.scale, residuals)
         X_smooth, y_smooth, weight_smooth = X, y, sample_weight
+        n_coef = X.shape[1] + bool(self.fit_intercept)
         if solver == "exact":
             # The preliminary fit need only be about as good as the
             # statistical error: on large data it is made on a strided
@@ -410,23 +500,80 @@ class QuantileRegressor(RobustLinearRegressor):
             ):
                 X_smooth = X[::step]
                 y_smooth, weight_smooth = y[::step], sample_weight[::step]
-        (w, b), bandwidth, n_iter, stats = self._fit_smooth(
-            X_smooth, y_smooth, weight_smooth, warn=solver == "smooth"
+        smooth = self._fit_smooth(
+            X_smooth,
+            y_smooth,
+            weight_smooth,
+            warn=solver == "smooth",
+            start=start,
+            stats=stats if X_smooth is X else None,
         )
-        if solver == "exact":
-            w, b, n_lp = self._fit_exact(X, y, sample_weight, w, b, stats)
-            n_iter += n_lp
-        return w, b, bandwidth, n_iter
+        if solver == "smooth":
+            return smooth
+        # The face selection standardises with the preliminary fit's column
+        # statistics (any fixed ones would do).
+        start = _Start(smooth.coef, smooth.intercept, smooth.scale)
+        w, b, n_lp, residuals = self._fit_exact(
+            X, y, sample_weight, start, smooth.stats
+        )
+        n_iter = smooth.n_iter + n_lp
+        return _LevelFit(
+            w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals
+        )
 
     # -- the smoothed fit -------------------------------------------------------
-    def _fit_smooth(self, X, y, sample_weight, warn, stages=2):
-        """Smoothed fits; ``((w, b), h, n_iter, column_stats)``, standardised y.
+    def _fit_smooth(self, X, y, sample_weight, warn, start=None, stats=None):
+        """Smoothed fits on standardised ``y``: a :class:`_LevelFit`.
 
-        The first uses a bandwidth in units of the scale of least-squares
-        residuals, the second (warm-started) one in units of the scale of
-        the first one's residuals, which outliers in ``y`` do not inflate.
+        Without a start, the first uses a bandwidth in units of the scale of
+        least-squares residuals, the second (warm-started) one in units of
+        the scale of the first one's residuals, which outliers in ``y`` do
+        not inflate. From a start, only the second is made, with the scale
+        of the start's residuals (or ``start.scale``).
         """
-        q = float(self.quantile)
+        if start is None:
+            prepared = self._smooth_start(X, y, sample_weight)
+            if isinstance(prepared, _LevelFit):
+                return prepared
+            coef, scale, stats = prepared
+            stages = 2
+        else:
+            if stats is None:
+                stats = _column_stats(X, y, sample_weight, self.fit_intercept)
+            scale = start.scale
+            if scale is None:
+                residuals = y - safe_sparse_dot(X, start.coef) - start.intercept
+                scale = _residual_scale(residuals, sample_weight) or 1.0
+            coef = _standardize(start, stats, self.fit_intercept)
+            stages = 1
+        if self.bandwidth == "auto":
+            factor = default_bandwidth(total_weight(sample_weight), X.shape[1])
+        else:
+            factor = float(self.bandwidth)
+        n_iter = 0
+        for stage in range(stages):
+            last = stage + 1 == stages
+            objective = self._smoothed_objective(
+                X, y, sample_weight, factor * scale, stats, last
+            )
+            result = self._minimize_smoothed(objective, coef, stats, warn, last)
+            coef = result.coef
+            n_iter += result.n_iter
+            if not last:
+                residuals = objective.y - objective.raw_prediction(coef)[:, 0]
+                scale = _residual_scale(residuals, objective.sample_weight) or 1.0
+        ((w, b),) = objective.unstandardize(coef)
+        return _LevelFit(w, b, factor * scale, n_iter, stats, scale, None)
+
+    def _smooth_start(self, X, y, sample_weight):
+        """Least squares moved to the ``q``-quantile: ``(coef, scale, stats)``.
+
+        ``coef`` is in the standardised coordinates of ``stats`` and
+        ``scale`` the robust scale of its residuals. If least squares fits
+        every row exactly (and ``alpha == 0``), that fit is returned as a
+        :class:`_LevelFit`: it attains the smallest possible pinball loss,
+        0 (the limit of the smoothed fits as ``h -> 0``).
+        """
         ls_objective, start_objective, coef = self._least_squares_start(
             X, y, sample_weight, self.fit_intercept, 0.0
         )
@@ -435,131 +582,92 @@ class QuantileRegressor(RobustLinearRegressor):
         if self.fit_intercept:
             # conquer's start: move the least-squares plane to the q-quantile
             # of its residuals, which puts q of the weight below it.
-            shift = _weighted_quantile(residuals, start_objective.sample_weight, q)
+            shift = _weighted_quantile(
+                residuals, start_objective.sample_weight, float(self.quantile)
+            )
             coef[-1] += shift  # c stacks (w, b): the intercept is last
             residuals -= shift
         scale = _residual_scale(residuals, start_objective.sample_weight)
         if scale == 0:
             # All residuals equal (the least-squares fit is perfect or
-            # interpolates): they carry no scale. If they are all zero on
-            # every row of positive weight, the fit attains the smallest
-            # possible pinball loss, 0, and is returned as it is (the limit
-            # of the smoothed fits as h -> 0); otherwise the bandwidth is
-            # relative to y's own scale.
+            # interpolates): they carry no scale. Unless the fit is perfect
+            # on every row of positive weight, the bandwidth is relative to
+            # y's own scale.
             if self.alpha == 0:
                 residuals = y - ls_objective.raw_prediction(coef)[:, 0]
                 residuals = residuals[sample_weight > 0]
                 if not np.any(np.abs(residuals) > _MIN_RELATIVE_SCALE):
                     ((w, b),) = ls_objective.unstandardize(coef)
-                    return (w, b), 0.0, 0, stats
+                    return _LevelFit(w, b, 0.0, 0, stats, 0.0, None)
             scale = 1.0
+        return coef, scale, stats
 
-        if self.bandwidth == "auto":
-            factor = default_bandwidth(total_weight(sample_weight), X.shape[1])
-        else:
-            factor = float(self.bandwidth)
-        # L1 in the objective's coordinates: w = c / column_scale.
-        l1 = np.zeros(ls_objective.n_coef)
-        l1[: X.shape[1]] = self.alpha / stats[1]
-        newton_or_lbfgs = (
-            "newton" if ls_objective.n_coef <= NEWTON_MAX_COEF else "lbfgs"
+    def _smoothed_objective(self, X, y, sample_weight, bandwidth, stats, last):
+        """The smoothed objective; a strided subsample of it unless ``last``.
+
+        Every fit but the last only provides a residual scale and a start:
+        on large data it is made on a strided subsample of the rows. The
+        last one starts next to its solution, where a start from a
+        subsample would be worse.
+        """
+        objective = LinearObjective(
+            FixedScaleLoss(
+                SmoothedPinballRho(float(self.quantile), bandwidth, self.kernel), 1.0
+            ),
+            X,
+            y,
+            sample_weight,
+            [(None, self.fit_intercept)],
+            [0.0],
+            column_stats=stats,
+        )
+        n_rows = objective.n_samples
+        if (
+            not last
+            and n_rows >= _solvers.SUBSAMPLE_MIN_ROWS
+            and n_rows >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * objective.n_coef
+        ):
+            sub = objective.subsample(_solvers.SUBSAMPLE_STEP)
+            if sub.sum_weight > 0:
+                return sub
+        return objective
+
+    def _minimize_smoothed(self, objective, coef, stats, warn, last):
+        """Newton or L-BFGS; proximal with ``alpha > 0`` (L1 exact)."""
+        newton_or_lbfgs = "newton" if objective.n_coef <= NEWTON_MAX_COEF else "lbfgs"
+        if self.alpha > 0:
+            # L1 in the objective's coordinates: w = c / column_scale.
+            l1 = np.zeros(objective.n_coef)
+            l1[: objective.X.shape[1]] = self.alpha / stats[1]
+            return _solvers.minimize_l1(
+                objective,
+                coef,
+                l1,
+                newton_or_lbfgs,
+                self.max_iter,
+                self.tol,
+                warn=warn and last,
+                multilevel=not last,
+            )
+        return _solvers.minimize(
+            objective,
+            coef,
+            newton_or_lbfgs,
+            self.max_iter,
+            self.tol,
+            warn=warn and last,
+            multilevel=not last,
         )
 
-        n_iter = 0
-        for stage in range(stages):
-            bandwidth = factor * scale
-            objective = LinearObjective(
-                FixedScaleLoss(SmoothedPinballRho(q, bandwidth, self.kernel), 1.0),
-                X,
-                y,
-                sample_weight,
-                [(None, self.fit_intercept)],
-                [0.0],
-                column_stats=stats,
-            )
-            last = stage + 1 == stages
-            # Every fit but the last only provides a residual scale and a
-            # start: on large data it is made on a strided subsample of the
-            # rows. The last one starts next to its solution, where a start
-            # from a subsample would be worse.
-            n_rows = objective.n_samples
-            if (
-                not last
-                and n_rows >= _solvers.SUBSAMPLE_MIN_ROWS
-                and n_rows >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * objective.n_coef
-            ):
-                sub = objective.subsample(_solvers.SUBSAMPLE_STEP)
-                if sub.sum_weight > 0:
-                    objective = sub
-            if self.alpha > 0:
-                result = _solvers.minimize_l1(
-                    objective,
-                    coef,
-                    l1,
-                    newton_or_lbfgs,
-                    self.max_iter,
-                    self.tol,
-                    warn=warn and last,
-                    multilevel=not last,
-                )
-            else:
-                result = _solvers.minimize(
-                    objective,
-                    coef,
-                    newton_or_lbfgs,
-                    self.max_iter,
-                    self.tol,
-                    warn=warn and last,
-                    multilevel=not last,
-                )
-            coef = result.coef
-            n_iter += result.n_iter
-            if not last:
-                residuals = objective.y - objective.raw_prediction(coef)[:, 0]
-                scale = _residual_scale(residuals, objective.sample_weight) or 1.0
-        ((w, b),) = objective.unstandardize(coef)
-        positive = sample_weight > 0
-        if self.alpha == 0 and np.count_nonzero(positive) < ls_objective.n_coef:
-            w, b = self._minimum_norm(X[positive], w, b, stats)
-        return (w, b), bandwidth, n_iter, stats
-
-    def _minimum_norm(self, X, w, b, stats):
-        """The smallest (standardised) coefficients with the same predictions on X.
-
-        With fewer observations than coefficients the smoothed objective is
-        constant along the null space of the design, and where Newton's
-        method ends up along it depends on rounding (and on how the rows are
-        repeated or weighted). Its predictions on ``X`` are unique; the
-        coefficients of minimum norm in the standardised coordinates
-        ``c = (w * scale, b + mean @ w)`` are ``A^T (A A^T)^+ A c`` with
-        ``A`` the standardised design, computed through the small
-        ``n x n`` matrix ``A A^T``.
-        """
-        mean, scale = stats  # mean is zero for sparse X (never centred)
-        if sp.issparse(X):
-            design = X @ sp.diags_array(1.0 / scale)
-            gram = np.asarray((design @ design.T).todense())
-        else:
-            design = (np.asarray(X, dtype=float) - mean) / scale
-            gram = design @ design.T
-        c_w = w * scale
-        c_b = b + mean @ w if self.fit_intercept else 0.0
-        if self.fit_intercept:
-            gram = gram + 1.0  # the column of ones of the intercept
-        prediction = np.asarray(design @ c_w).ravel() + c_b
-        dual = np.linalg.lstsq(gram, prediction, rcond=None)[0]
-        c_w = np.asarray(design.T @ dual).ravel()
-        c_b = float(dual.sum()) if self.fit_intercept else 0.0
-        w = c_w / scale
-        b = c_b - mean @ w if self.fit_intercept else 0.0
-        return w, float(b)
-
     # -- the exact fit ---------------------------------------------------------
-    def _fit_exact(self, X, y, sample_weight, w_smooth, b_smooth, column_stats):
-        """The LP optimum by preprocessing around the smoothed fit.
+    def _fit_exact(self, X, y, sample_weight, start, stats, **options):
+        """The LP optimum by preprocessing around ``start``.
 
-        Returns ``(w, b, n_lp)`` in standardised y units, ``n_lp`` the number
-        of linear programmes solved.
+        Returns ``(w, b, n_lp, residuals)`` in standardised y units, with
+        ``n_lp`` the number of linear programmes solved and ``residuals``
+        those of the solution when the solver has them (else None). Among
+        equally optimal solutions, the one nearest ``start`` is taken
+        (:func:`~skrobust._quantile_exact.select_on_face`).
         """
         q = float(self.quantile)
         w, b, info = solve_exact(
@@ -569,10 +677,11 @@ class QuantileRegressor(RobustLinearRegressor):
             sample_weight,
             self.alpha,
             self.fit_intercept,
-            w_smooth,
-            b_smooth,
+            start.coef,
+            start.intercept,
+            **options,
         )
-        w, b = select_on_face(
+        w_face, b_face = select_on_face(
             X,
             y,
             sample_weight,
@@ -581,7 +690,124 @@ class QuantileRegressor(RobustLinearRegressor):
             self.fit_intercept,
             w,
             b,
-            (w_smooth, b_smooth),
-            column_stats,
+            (start.coef, start.intercept),
+            stats,
         )
-        return w, b, max(int(info["rounds"]) + bool(info["solver"] != "reduced"), 1)
+        residuals = info.get("residuals")
+        if w_face is not w:
+            w, b, residuals = w_face, b_face, None
+        n_lp = max(int(info["rounds"]) + bool(info["solver"] != "reduced"), 1)
+        return w, b, n_lp, residuals
+
+    # -- inference -------------------------------------------------------------
+    def _inference_dof(self):
+        """``n - p`` (rows minus parameters): Student's t, as R's ``summary.rq``."""
+        n_params = np.size(self.coef_) + bool(self.fit_intercept)
+        return max(self._n_rows_fit - n_params, 1)
+
+    def _set_covariance(self, X, y, sample_weight):
+        """``cov_``, ``coef_se_`` and ``intercept_se_`` for ``cov_type``."""
+        if self.cov_type is None:
+            set_inference_attributes(self, None)
+            return
+        refit = _WarmRefit(self, X, y, sample_weight)
+        if self.cov_type == "bootstrap":
+            cov = quantile_bootstrap_covariance(
+                refit.params_with_weights,
+                X,
+                y,
+                sample_weight,
+                n_bootstrap=self.n_bootstrap,
+                random_state=self.random_state,
+            )
+        else:
+            cov = quantile_covariance(
+                X,
+                y,
+                self.coef_,
+                self.intercept_,
+                float(self.quantile),
+                sample_weight=sample_weight,
+                fit_intercept=self.fit_intercept,
+                se=self.cov_type,
+                bandwidth_rule=self.bandwidth_rule,
+                fit=refit.at_quantile,
+            )
+        set_inference_attributes(self, cov)
+
+
+class _Start(NamedTuple):
+    """A start in standardised ``y`` units; ``scale`` of its residuals if known."""
+
+    coef: np.ndarray
+    intercept: float
+    scale: float | None = None
+
+
+class _LevelFit(NamedTuple):
+    """One level's fit in standardised ``y`` units.
+
+    ``bandwidth`` of its (last) smoothed fit (None if it made none),
+    ``stats`` the column statistics of its coordinates, ``scale`` the
+    residual scale its bandwidth is relative to, ``residuals`` of the fit
+    when at hand (else None).
+    """
+
+    coef: np.ndarray
+    intercept: float
+    bandwidth: float | None
+    n_iter: int
+    stats: tuple
+    scale: float | None
+    residuals: np.ndarray | None
+
+
+def _column_stats(X, y, sample_weight, fit_intercept):
+    """Column means and scales, as the smoothed fits' objectives use them."""
+    loss = FixedScaleLoss(SmoothedPinballRho(0.5, 1.0), 1.0)
+    objective = LinearObjective(
+        loss, X, y, sample_weight, [(None, fit_intercept)], [0.0]
+    )
+    return objective.column_stats
+
+
+def _standardize(start, stats, fit_intercept):
+    """``c = (w * scale, b + mean @ w)``: a start in the objectives' coordinates."""
+    mean, scale = stats
+    coef = np.asarray(start.coef, dtype=float)
+    c_w = coef * scale
+    if not fit_intercept:
+        return c_w
+    return np.append(c_w, start.intercept + mean @ coef)
+
+
+class _WarmRefit:
+    """Refits of a fitted QuantileRegressor for its covariance, warm-started.
+
+    ``at_quantile(q)`` refits at another level (the ``"nid"`` densities),
+    ``params_with_weights(w)`` with other weights (the bootstrap); each
+    starts from the full-data fit, so that the exact solver's reduced
+    problems are seeded with it.
+    """
+
+    def __init__(self, estimator, X, y, sample_weight):
+        self.estimator = estimator
+        self.X, self.y, self.sample_weight = X, y, sample_weight
+
+    def _refit(self, weights, **params):
+        model = clone(self.estimator).set_params(
+            cov_type=None, warm_start=True, **params
+        )
+        model.coef_ = self.estimator.coef_
+        model.intercept_ = self.estimator.intercept_
+        return model.fit(self.X, self.y, weights)
+
+    def at_quantile(self, quantile):
+        model = self._refit(self.sample_weight, quantile=quantile)
+        return model.coef_, model.intercept_
+
+    def params_with_weights(self, weights):
+        model = self._refit(weights)
+        if self.estimator.fit_intercept:
+            return np.r_[model.intercept_, model.coef_]
+        return model.coef_

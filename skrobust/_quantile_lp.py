@@ -48,6 +48,7 @@ _DUALITY_RTOL = 1e-9
 # Dual LPs with more columns (kept rows) than this go to HiGHS's interior
 # point solver first, smaller ones to its dual simplex (measured crossover).
 _IPM_MIN_COLUMNS = 3000
+_PRESOLVE = False
 
 
 # ----------------------------------------------------------------------------
@@ -320,7 +321,14 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
     if m > _IPM_MIN_COLUMNS:
         methods.reverse()
     for method in methods:
-        res = linprog(c, A_eq=A, b_eq=np.zeros(n_rows), bounds=bounds, method=method)
+        res = linprog(
+            c,
+            A_eq=A,
+            b_eq=np.zeros(n_rows),
+            bounds=bounds,
+            method=method,
+            options={"presolve": _PRESOLVE},
+        )
         if res.status != 0 or res.eqlin is None:
             continue
         theta = -np.asarray(res.eqlin.marginals, dtype=np.float64)

@@ -634,12 +634,120 @@ def test_pickle_round_trip():
     assert clone.get_params() == model.get_params()
 
 
+# -- warm start and covariances -------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
+def test_warm_start_reaches_the_same_fit(solver):
+    X, y = heavy_tailed_problem(3000, 4, seed=30)
+    weights = np.random.default_rng(31).uniform(0.5, 2.0, size=3000)
+    cold = QuantileRegressor(quantile=0.65, alpha=0.001, solver=solver)
+    cold.fit(X, y, sample_weight=weights)
+    warm = QuantileRegressor(quantile=0.5, solver=solver, warm_start=True)
+    warm.fit(X, y)
+    first_coef = warm.coef_.copy()
+    warm.set_params(quantile=0.65, alpha=0.001).fit(X, y, sample_weight=weights)
+    assert not np.allclose(warm.coef_, first_coef)
+    if solver == "exact":
+        assert_lp_optimal(warm, X, y, 0.65, weights, alpha=0.001)
+        assert_allclose(warm.coef_, cold.coef_, rtol=1e-9, atol=1e-12)
+    else:
+        # The bandwidth is relative to the residual scale of the start (the
+        # previous fit), not of a first smoothed fit: a slightly different
+        # smoothed problem, as close to the optimum as the cold one.
+        f_lp = linprog_optimum(X, y, 0.65, weights, alpha=0.001)
+        for model in (warm, cold):
+            f = objective(X, y, model.coef_, model.intercept_, 0.65, weights, 0.001)
+            assert f_lp <= f <= f_lp * (1 + 1e-4)
+    # A start at the optimum: the exact solver needs one LP, no smoothed fit.
+    again = warm.fit(X, y, sample_weight=weights)
+    if solver == "exact":
+        assert again.n_iter_ == 1
+    # A previous fit of another width is not a start.
+    warm.fit(X[:, :3], y)
+    assert warm.coef_.shape == (3,)
+    if solver == "exact":
+        assert_lp_optimal(warm, X[:, :3], y, 0.65, alpha=0.001)
+
+
+def test_warm_start_false_ignores_the_previous_fit():
+    X, y = heavy_tailed_problem(500, 3, seed=32)
+    model = QuantileRegressor(quantile=0.3).fit(X, y)
+    assert model.fit(X, y).n_iter_ > 1  # the smoothed preliminary fit again
+
+
+@pytest.mark.parametrize("cov_type", ["iid", "nid", "ker"])
+def test_covariance_is_summary_rq_of_the_fit(cov_type):
+    # The estimator's covariance is that of skrobust._cov_quantile (checked
+    # against R's summary.rq in its own tests) at the estimator's solution,
+    # with its default, cold, exact refits for "nid".
+    from skrobust._cov_quantile import quantile_covariance
+
+    X, y = heavy_tailed_problem(400, 3, seed=33)
+    weights = np.random.default_rng(34).uniform(0.5, 2.0, size=400)
+    model = QuantileRegressor(quantile=0.3, cov_type=cov_type)
+    model.fit(X, y, sample_weight=weights)
+    expected = quantile_covariance(
+        X,
+        y,
+        model.coef_,
+        model.intercept_,
+        0.3,
+        sample_weight=weights,
+        se=cov_type,
+    )
+    assert_allclose(model.cov_, expected, rtol=1e-8)
+    se = np.sqrt(np.diag(expected))
+    assert_allclose(model.intercept_se_, se[0], rtol=1e-8)
+    assert_allclose(model.coef_se_, se[1:], rtol=1e-8)
+    # Student's t with n - p degrees of freedom (R's summary.rq).
+    from scipy.stats import t as student_t
+
+    half = student_t.ppf(0.95, 400 - 4) * se
+    estimates = np.r_[model.intercept_, model.coef_]
+    assert_allclose(model.conf_int(0.9), np.c_[estimates - half, estimates + half])
+
+
+def test_bootstrap_covariance_is_that_of_weighted_refits():
+    from skrobust._cov_quantile import quantile_bootstrap_covariance
+
+    X, y = heavy_tailed_problem(300, 2, seed=35)
+    model = QuantileRegressor(
+        quantile=0.6, cov_type="bootstrap", n_bootstrap=20, random_state=3
+    ).fit(X, y)
+
+    def cold_fit(weights):
+        fit = QuantileRegressor(quantile=0.6).fit(X, y, sample_weight=weights)
+        return np.r_[fit.intercept_, fit.coef_]
+
+    expected = quantile_bootstrap_covariance(
+        cold_fit, X, y, None, n_bootstrap=20, random_state=3
+    )
+    assert_allclose(model.cov_, expected, rtol=1e-7)
+    no_intercept = QuantileRegressor(
+        fit_intercept=False, cov_type="bootstrap", n_bootstrap=5, random_state=0
+    ).fit(X, y)
+    assert no_intercept.cov_.shape == (2, 2)
+    assert not hasattr(no_intercept, "intercept_se_")
+
+
+def test_no_covariance_without_cov_type():
+    X, y = heavy_tailed_problem(200, 2, seed=36)
+    model = QuantileRegressor(cov_type="iid").fit(X, y)
+    assert hasattr(model, "cov_")
+    model.set_params(cov_type=None).fit(X, y)
+    assert not hasattr(model, "cov_")
+    with pytest.raises(ValueError, match="cov_type"):
+        model.summary()
+
+
 @parametrize_with_checks(
     [
         QuantileRegressor(solver="smooth"),
         QuantileRegressor(quantile=0.8),
         QuantileRegressor(alpha=0.1),
         QuantileRegressor(quantile=0.2, solver="smooth", alpha=0.1, kernel="logistic"),
+        QuantileRegressor(warm_start=True),
     ]
 )
 def test_sklearn_compatible_variants(estimator, check):
