@@ -37,6 +37,7 @@ Weights are R's: ``summary.rq`` multiplies each row of ``x``, ``y`` and the
 residuals by its weight, and the steps above run on the weighted rows.
 """
 
+import heapq
 import warnings
 from numbers import Integral, Real
 
@@ -284,43 +285,82 @@ def _barrodale_roberts(design, target, quantile):
 def _br_ratio_test(wa, kl, kr, m, n, enter, stage, toler):
     """The row leaving the basis (0: none in stage 1; None: premature end).
 
-    Rows whose ratio is passed over ("passing through" a vertex of the
-    piecewise-linear objective) are reflected in place, as in ``rqbr``.
+    ``rqbr`` takes the candidate rows in increasing order of their ratios
+    and "passes through" each (a kink of the piecewise-linear objective:
+    the row is reflected, the marginal costs drop by twice its entries)
+    until the marginal cost of the entering column would fall below the
+    tolerance; that row leaves. The costs are updated here in the same
+    sequence of floating-point operations, the reflections all at once.
     """
     m1, m2, n1, n3, n4 = m + 1, m + 2, n + 1, n + 3, n + 4
     column = wa[kl : m + 1, enter]
     candidates = np.flatnonzero(column > toler)
     ratios = wa[kl + candidates, n1] / column[candidates]
-    rows = kl + candidates
-    count = ratios.size
-    while count > 0:
-        # First index of the minimum, then the last candidate takes its place.
-        best = int(np.argmin(ratios[:count]))
-        out = int(rows[best])
-        ratios[best], rows[best] = ratios[count - 1], rows[count - 1]
-        count -= 1
-        pivot = wa[out, enter]
-        if wa[m1, enter] - pivot - pivot <= toler:
-            return out
-        d = wa[out, kr : n3 + 1].copy()
-        wa[m1, kr : n3 + 1] = wa[m1, kr : n3 + 1] - d - d
-        wa[m2, kr : n3 + 1] = wa[m2, kr : n3 + 1] - d - d
-        wa[out, kr : n3 + 1] = -d
-        wa[out, n4] = -wa[out, n4]
+    pivots = column[candidates].tolist()
+    cost = float(wa[m1, enter])
+    passed, out = [], None
+    for index in _extraction_order(ratios):
+        pivot = pivots[index]
+        if cost - pivot - pivot <= toler:
+            out = kl + int(candidates[index])
+            break
+        cost = cost - pivot - pivot
+        passed.append(kl + int(candidates[index]))
+    if passed:
+        reflected = wa[passed, kr : n3 + 1]
+        for row in (m1, m2):
+            # ((c - d1) - d1) - d2 ..., left to right as in the Fortran loop.
+            steps = np.vstack([wa[row, kr : n3 + 1], np.repeat(reflected, 2, axis=0)])
+            wa[row, kr : n3 + 1] = np.subtract.accumulate(steps, axis=0)[-1]
+        wa[passed, kr : n3 + 1] = -reflected
+        wa[passed, n4] = -wa[passed, n4]
+    if out is not None:
+        return out
     return 0 if stage else None
+
+
+def _extraction_order(ratios):
+    """Indices in the order ``rqbr`` picks them from its candidate list.
+
+    It takes the first position of the smallest ratio and moves the last
+    candidate into that position. With distinct ratios that is increasing
+    order; with ties the positions decide, tracked here with a heap.
+    """
+    count = ratios.size
+    if np.unique(ratios).size == count:
+        yield from np.argsort(ratios).tolist()
+        return
+    values = ratios.tolist()
+    position = list(range(count))  # candidate -> current position
+    at_position = list(range(count))  # position -> candidate
+    heap = [(value, index, index) for index, value in enumerate(values)]
+    heapq.heapify(heap)
+    while count:
+        _, where, index = heapq.heappop(heap)
+        if position[index] != where:
+            continue  # an entry from before the candidate moved
+        yield index
+        last = at_position[count - 1]
+        if last != index:
+            at_position[where], position[last] = last, where
+            heapq.heappush(heap, (values[last], where, last))
+        position[index] = -1
+        count -= 1
 
 
 def _br_pivot(wa, out, enter, kr, m, n):
     """Simplex pivot of ``rqbr`` on ``wa[out, enter]``."""
     m3, m4, n3, n4 = m + 3, m + 4, n + 3, n + 4
     pivot = wa[out, enter]
-    columns = [j for j in range(kr, n3 + 1) if j != enter]
-    others = [i for i in range(1, m3 + 1) if i != out]
+    columns = np.r_[kr:enter, enter + 1 : n3 + 1]
     wa[out, columns] = wa[out, columns] / pivot
-    multipliers = wa[others, enter].copy()
-    block = np.ix_(others, columns)
-    wa[block] = wa[block] - multipliers[:, None] * wa[out, columns][None, :]
-    wa[others, enter] = -wa[others, enter] / pivot
+    # Every row but the pivot row: update all, then restore that one.
+    pivot_row = wa[out, kr : n3 + 1].copy()
+    multipliers = wa[1 : m3 + 1, enter].copy()
+    block = wa[1 : m3 + 1, columns]
+    wa[1 : m3 + 1, columns] = block - multipliers[:, None] * wa[out, columns][None, :]
+    wa[1 : m3 + 1, enter] = -wa[1 : m3 + 1, enter] / pivot
+    wa[out, kr : n3 + 1] = pivot_row
     wa[out, enter] = 1.0 / pivot
     # The row's label and the column's label change places.
     wa[out, n4], wa[m4, enter] = wa[m4, enter], wa[out, n4]
@@ -346,10 +386,28 @@ def _iid_sparsity(weighted_residuals, n_params, quantile, rule):
             f'se="iid" needs {ranks[-1]} rows (h + 1 = {h + 1} non-zero '
             f"residuals after {n_zero} zero ones); there are {n}."
         )
-    by_size = np.argsort(np.abs(weighted_residuals), kind="stable")
-    ordered = np.sort(weighted_residuals[by_size[ranks - 1]])
+    ordered = np.sort(weighted_residuals[_smallest_after_zeros(weighted_residuals, h)])
     design = np.column_stack([np.ones(ranks.size), ranks / (n - n_params)])
     return float(_barrodale_roberts(design, ordered, 0.5)[1])
+
+
+def _smallest_after_zeros(residuals, h):
+    """Rows at ranks ``pz + 1 .. pz + h + 1`` of R's ``order(abs(resid))``.
+
+    R's order is stable (ties in absolute value keep row order), and the
+    ``pz`` residuals below ``2^-26`` come first. A partition finds the
+    ``pz + h + 1`` smallest in linear time instead of sorting all ``n``;
+    ties with the largest of them are taken in row order, as R does.
+    """
+    size = np.abs(residuals)
+    nonzero = size >= R_SQRT_EPS
+    count = int(np.sum(~nonzero)) + h + 1
+    if count == size.size:
+        return np.flatnonzero(nonzero)
+    threshold = np.partition(size, count - 1)[count - 1]
+    below = np.flatnonzero(nonzero & (size < threshold))
+    tied = np.flatnonzero(size == threshold)[: h + 1 - below.size]
+    return np.concatenate([below, tied])
 
 
 def _nid_densities(X, sample_weight, fit_intercept, quantile, h, fit):

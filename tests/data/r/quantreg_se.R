@@ -37,6 +37,9 @@ data(stackloss, package = "datasets")
 # x and y is multiplied by its weight, see rq.wfit and summary.rq).
 engel_weights <- 1 + (seq_len(nrow(engel)) %% 4) / 2
 stackloss_weights <- c(1, 2, 3)[seq_len(nrow(stackloss)) %% 3 + 1]
+# Zero weights: summary.rq keeps those rows (n counts them; their weighted
+# residuals are zeros, which "iid" skips with the interpolated ones).
+engel_zero_weights <- ifelse(seq_len(nrow(engel)) %% 10 == 0, 0, engel_weights)
 
 problems <- list(
   list(dataset = "engel", formula = foodexp ~ income, data = engel,
@@ -47,6 +50,8 @@ problems <- list(
        weights = NULL, taus = c(0.1, 0.25, 0.5, 0.75)),
   list(dataset = "engel", formula = foodexp ~ income, data = engel,
        weights = engel_weights, taus = c(0.25, 0.5)),
+  list(dataset = "engel", formula = foodexp ~ income, data = engel,
+       weights = engel_zero_weights, taus = c(0.5)),
   # Without an intercept.
   list(dataset = "engel", formula = foodexp ~ income - 1, data = engel,
        weights = NULL, taus = c(0.5)),
@@ -87,6 +92,7 @@ for (problem in problems) {
           dataset = problem$dataset,
           intercept = attr(terms(fit), "intercept") == 1,
           weighted = !is.null(problem$weights),
+          weights = problem$weights,
           tau = tau, hs = hs, se = se,
           coef = as.list(coef(fit)),
           std_error = as.list(s$coefficients[, 2]),
@@ -172,7 +178,6 @@ out <- list(
     stackloss = list(columns = as.list(names(stackloss)),
                      values = as.matrix(stackloss))
   ),
-  weights = list(engel = engel_weights, stackloss = stackloss_weights),
   cases = cases,
   simplex_cases = simplex_cases,
   boot = list(dataset = "engel", tau = 0.5, R = 4000, bsmethod = "xy",
