@@ -89,8 +89,9 @@ def mestimator_covariance(
     sample_weight : ndarray of shape (n_samples,) or None
         Frequency weights: a weight of 2 counts as a repeated row.
     rho : skrobust.losses.ResidualFunction
-        The residual function, with ``value_derivatives`` (and
-        ``concomitant_terms`` for ``joint=True``).
+        The residual function: an object with ``value``, ``derivative``
+        and ``second_derivative`` of ``z`` (fused ``value_derivatives`` and
+        ``concomitant_terms`` are used when present).
     scale : float
         Residual scale :math:`\sigma` (``scale_``), in the units of ``y``.
     fit_intercept : bool, default=True
@@ -135,7 +136,7 @@ def mestimator_covariance(
     z = residuals / scale
     if cov_type == "sandwich" and joint:
         return _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept)
-    _, psi, dpsi = rho.value_derivatives(z)
+    _, psi, dpsi = _value_derivatives(rho, z)
     if cov_type == "sandwich":
         return _fixed_scale_sandwich(X, psi, dpsi, sample_weight, scale, fit_intercept)
     return _huber_1981(X, psi, dpsi, sample_weight, scale, fit_intercept, cov_type)
@@ -184,7 +185,7 @@ def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
     :math:`2 z \psi' \tilde x` and :math:`\sigma (1 - 2\chi) + 2\sigma z^2
     \psi'`.
     """
-    _, psi, dpsi, chi = rho.concomitant_terms(z)
+    _, psi, dpsi, chi = _concomitant_terms(rho, z)
     n = float(sample_weight.sum())
     grad_mean = -2.0 * psi
     grad_scale = scale * (1.0 - 2.0 * chi)
@@ -212,6 +213,21 @@ def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
     n_params = bread_mean.shape[0]
     cov = n / (n - n_params) * (bread_inv @ meat @ bread_inv)
     return cov[:n_params, :n_params]
+
+
+def _value_derivatives(rho, z):
+    """``(rho, psi, psi')`` at ``z``; fused when ``rho`` offers it."""
+    if hasattr(rho, "value_derivatives"):
+        return rho.value_derivatives(z)
+    return rho.value(z), rho.derivative(z), rho.second_derivative(z)
+
+
+def _concomitant_terms(rho, z):
+    """``(rho, psi, psi', z psi - rho)``, from the three methods if need be."""
+    if hasattr(rho, "concomitant_terms"):
+        return rho.concomitant_terms(z)
+    value, psi, dpsi = _value_derivatives(rho, z)
+    return value, psi, dpsi, z * psi - value
 
 
 def _bordered(block, column, corner):

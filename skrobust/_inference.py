@@ -140,18 +140,20 @@ def set_inference_attributes(estimator, cov):
     ----------
     estimator : estimator instance
         A fitted estimator with ``coef_``, ``fit_intercept`` and ``cov_type``.
-    cov : ndarray of shape (n_params, n_params) or None
+    cov : ndarray of shape (n_params, n_params) or (n_targets, n_params, \
+n_params), or None
         Covariance of ``[intercept, coef...]`` (intercept first, only with
         ``fit_intercept``; an estimator with more parameters appends them
-        after these). ``None`` removes the attributes of an earlier fit.
+        after these); one per output, stacked, for a 2-D ``y``. ``None``
+        removes the attributes of an earlier fit.
 
     Notes
     -----
     Sets ``cov_``, ``coef_se_`` (shape ``coef_.shape``) and, with an
-    intercept, ``intercept_se_``; without one ``intercept_se_`` is deleted.
-    The ``cov_type`` in force at this fit is remembered, so that
-    :meth:`InferenceMixin.summary` refuses a covariance that a later
-    ``set_params(cov_type=...)`` no longer describes.
+    intercept, ``intercept_se_`` (a float, or one per output); without one
+    ``intercept_se_`` is deleted. The ``cov_type`` in force at this fit is
+    remembered, so that :meth:`InferenceMixin.summary` refuses a covariance
+    that a later ``set_params(cov_type=...)`` no longer describes.
     """
     for name in ("cov_", "coef_se_", "intercept_se_"):
         if hasattr(estimator, name):
@@ -160,14 +162,18 @@ def set_inference_attributes(estimator, cov):
     if cov is None:
         return
     cov = np.asarray(cov, dtype=float)
-    n_coef = np.size(estimator.coef_)
+    coef = np.asarray(estimator.coef_)
+    n_coef = coef.shape[-1]
     offset = 1 if estimator.fit_intercept else 0
     # Rounding can leave a variance of a well-determined parameter at -1e-30.
-    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    se = np.sqrt(np.maximum(np.diagonal(cov, axis1=-2, axis2=-1), 0.0))
     estimator.cov_ = cov
-    estimator.coef_se_ = se[offset : offset + n_coef].reshape(np.shape(estimator.coef_))
+    estimator.coef_se_ = se[..., offset : offset + n_coef].reshape(coef.shape)
     if estimator.fit_intercept:
-        estimator.intercept_se_ = float(se[0])
+        intercept_se = se[..., 0]
+        estimator.intercept_se_ = (
+            float(intercept_se) if intercept_se.ndim == 0 else intercept_se
+        )
     estimator._inference_cov_type = estimator.cov_type
 
 
@@ -207,6 +213,11 @@ class InferenceMixin:
             raise ValueError(
                 f"cov_type is {self.cov_type!r} but the fit computed "
                 f"cov_type={fitted_type!r}: refit to use the new cov_type."
+            )
+        if self.cov_.ndim != 2:
+            raise ValueError(
+                "conf_int() and summary() describe a fit to a 1-D y; for a 2-D "
+                "y read cov_, coef_se_ and intercept_se_, one entry per output."
             )
         return self.cov_
 

@@ -329,3 +329,29 @@ def test_coverage_heteroscedastic_errors():
     # column the noise grows with is covered far less often (80.6%, more than
     # 6 binomial standard errors below 93%).
     assert covered["H1"][1] < 0.87, covered
+
+
+class PlainHuber:
+    """A user's rho with only the three required methods."""
+
+    def __init__(self, delta):
+        self.delta = delta
+
+    def value(self, z):
+        return HuberRho(self.delta).value(z)
+
+    def derivative(self, z):
+        return np.clip(z, -self.delta, self.delta)
+
+    def second_derivative(self, z):
+        return (np.abs(z) <= self.delta).astype(float)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("joint", [False, True])
+def test_rho_with_only_value_and_two_derivatives(cov_type, joint):
+    X, residuals = random_problem(n=100)
+    kwargs = dict(cov_type=cov_type, joint=joint)
+    plain = mestimator_covariance(X, residuals, None, PlainHuber(1.3), 0.8, **kwargs)
+    fused = mestimator_covariance(X, residuals, None, HuberRho(1.3), 0.8, **kwargs)
+    np.testing.assert_allclose(plain, fused, rtol=1e-10)

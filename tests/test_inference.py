@@ -186,3 +186,23 @@ def test_inverse_symmetric_is_scale_free_and_pseudo_inverts_singular():
     singular = np.column_stack([A[:, 1], A[:, 1]])
     gram = singular.T @ singular
     np.testing.assert_allclose(inverse_symmetric(gram), np.linalg.pinv(gram))
+
+
+def test_stacked_covariances_of_several_outputs():
+    class TwoOutputs(InferenceMixin, BaseEstimator):
+        fit_intercept = True
+        cov_type = "classical"
+        _cov_types = ("classical",)
+
+        def fit(self):  # check_is_fitted wants an estimator
+            self.coef_ = np.zeros((2, 3))
+            self.intercept_ = np.zeros(2)
+            return self
+
+    model = TwoOutputs().fit()
+    cov = np.stack([np.diag([1.0, 4.0, 9.0, 16.0]), np.diag([4.0, 1.0, 1.0, 1.0])])
+    set_inference_attributes(model, cov)
+    np.testing.assert_array_equal(model.coef_se_, [[2.0, 3.0, 4.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(model.intercept_se_, [1.0, 2.0])
+    with pytest.raises(ValueError, match="1-D y"):
+        model.summary()
