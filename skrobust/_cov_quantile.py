@@ -67,6 +67,8 @@ R_SQRT_EPS = float(np.finfo(float).eps ** 0.5)
 _BR_TOLERANCE = float(np.finfo(float).eps ** (2 / 3))
 
 _ACCEPT_SPARSE = ("csr", "csc")
+# Rows per block in passes over a dense X (a few MB at tens of columns).
+_ROW_BLOCK = 8192
 
 
 def quantile_bandwidth(quantile, n_samples, rule="hall-sheather", alpha=0.05):
@@ -156,8 +158,14 @@ def _linear_predictor(X, coef, intercept):
     if sp.issparse(X):
         return safe_sparse_dot(X, coef) + intercept
     predictor = np.full(X.shape[0], float(intercept))
-    for column, value in enumerate(coef):
-        predictor += X[:, column] * value
+    # Row blocks that stay in cache while their columns are read in turn.
+    for start in range(0, X.shape[0], _ROW_BLOCK):
+        block, out = (
+            X[start : start + _ROW_BLOCK],
+            predictor[start : start + _ROW_BLOCK],
+        )
+        for column, value in enumerate(coef):
+            out += block[:, column] * value
     return predictor
 
 
@@ -172,9 +180,16 @@ def _gram(X, row_weights, fit_intercept):
         cross = np.asarray((X.T @ weighted).todense())
         column_sums = np.asarray(weighted.sum(axis=0)).ravel()
     else:
-        weighted = X * row_weights[:, None]
-        cross = X.T @ weighted
-        column_sums = weighted.sum(axis=0)
+        # Z = diag(sqrt(w)) X in row blocks: Z^T Z is a symmetric rank-k
+        # update (half the work of X^T (w X)) and no copy of X is made.
+        root = np.sqrt(row_weights)
+        cross = np.zeros((X.shape[1], X.shape[1]))
+        column_sums = np.zeros(X.shape[1])
+        for start in range(0, X.shape[0], _ROW_BLOCK):
+            rows = slice(start, start + _ROW_BLOCK)
+            scaled = X[rows] * root[rows, None]
+            cross += scaled.T @ scaled
+            column_sums += root[rows] @ scaled
     if not fit_intercept:
         return cross
     p = X.shape[1] + 1
