@@ -132,13 +132,17 @@ def gaussian_covariance(
     r_iv = r * inv_var
     if cov_type == "expected":
         mean_mean, var_var = weighted_grams(
-            X, np.vstack([sample_weight * inv_var, 0.5 * sample_weight]), True
+            X, [sample_weight * inv_var, 0.5 * sample_weight], True
         )
         mean_var = np.zeros_like(mean_mean)
     else:
         mean_mean, mean_var, var_var = weighted_grams(
             X,
-            np.vstack([inv_var, r_iv, 0.5 * r * r_iv]) * sample_weight,
+            [
+                sample_weight * inv_var,
+                sample_weight * r_iv,
+                sample_weight * r * r_iv / 2,
+            ],
             True,
         )
     information = _two_blocks(mean_mean, mean_var, var_var, mean_index, var_index)
@@ -152,8 +156,11 @@ def gaussian_covariance(
     meat = _two_blocks(
         *weighted_grams(
             X,
-            np.vstack([grad_mean**2, grad_mean * grad_var, grad_var**2])
-            * sample_weight,
+            [
+                sample_weight * grad_mean**2,
+                sample_weight * grad_mean * grad_var,
+                sample_weight * grad_var**2,
+            ],
             True,
         ),
         mean_index,

@@ -60,7 +60,6 @@ from ._inference import (
     inverse_symmetric,
     single_threaded_blas,
     weighted_grams,
-    weighted_sums,
 )
 
 COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
@@ -159,7 +158,7 @@ def _huber_1981(X, psi, dpsi, sample_weight, scale, fit_intercept, cov_type):
         (w_gram,) = weighted_grams(X, sample_weight * dpsi, fit_intercept)
         return kappa * tau2 / m * inverse_symmetric(w_gram)
     gram, w_gram = weighted_grams(
-        X, np.vstack([sample_weight, sample_weight * dpsi]), fit_intercept
+        X, [sample_weight, sample_weight * dpsi], fit_intercept
     )
     w_inv = inverse_symmetric(w_gram)
     return tau2 / kappa * (w_inv @ gram @ w_inv)
@@ -170,7 +169,7 @@ def _fixed_scale_sandwich(X, psi, dpsi, sample_weight, scale, fit_intercept):
     n = float(sample_weight.sum())
     n_params = X.shape[1] + (1 if fit_intercept else 0)
     w_gram, meat = weighted_grams(
-        X, np.vstack([sample_weight * dpsi, sample_weight * psi**2]), fit_intercept
+        X, [sample_weight * dpsi, sample_weight * psi**2], fit_intercept
     )
     w_inv = inverse_symmetric(w_gram)
     return n / (n - n_params) * scale**2 * (w_inv @ meat @ w_inv)
@@ -196,16 +195,15 @@ def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
     hess_mean = 2.0 * dpsi / scale
     hess_cross = 2.0 * z_dpsi
     hess_scale = grad_scale + 2.0 * scale * z2_dpsi
-    # One pass for the two mean-mean Grams, one for the cross terms.
-    bread_mean, meat_mean = weighted_grams(
+    # One pass over X for the two mean-mean blocks and the two cross terms.
+    (bread_mean, meat_mean), (cross_bread, cross_meat) = weighted_grams(
         X,
-        np.vstack([sample_weight * hess_mean, sample_weight * grad_mean**2]),
+        [sample_weight * hess_mean, sample_weight * grad_mean**2],
         fit_intercept,
-    )
-    cross_bread, cross_meat = weighted_sums(
-        X,
-        np.vstack([sample_weight * hess_cross, sample_weight * grad_mean * grad_scale]),
-        fit_intercept,
+        sum_weights=[
+            sample_weight * hess_cross,
+            sample_weight * grad_mean * grad_scale,
+        ],
     )
     bread = _bordered(bread_mean, cross_bread, float(sample_weight @ hess_scale))
     meat = _bordered(meat_mean, cross_meat, float(sample_weight @ grad_scale**2))

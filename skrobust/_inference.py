@@ -58,7 +58,7 @@ def single_threaded_blas(function):
     return wrapper
 
 
-def weighted_grams(X, row_weights, fit_intercept=True):
+def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None):
     r"""Weighted Gram matrices of ``[1, X]`` for several row weightings, one pass.
 
     Parameters
@@ -66,21 +66,30 @@ def weighted_grams(X, row_weights, fit_intercept=True):
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Design; sparse ``X`` is multiplied as it is, dense ``X`` in row
         blocks (no copy of ``X``).
-    row_weights : ndarray of shape (n_grams, n_samples)
+    row_weights : sequence of ndarray of shape (n_samples,)
         One weighting per Gram matrix; any sign.
     fit_intercept : bool, default=True
         Whether a column of ones comes first.
+    sum_weights : sequence of ndarray of shape (n_samples,), default=None
+        Weightings ``d`` of weighted sums ``[1, X].T @ d`` to form in the
+        same pass.
 
     Returns
     -------
-    ndarray of shape (n_grams, n_params, n_params)
+    grams : ndarray of shape (n_grams, n_params, n_params)
         :math:`G_k = \sum_i d_{ki} \tilde x_i \tilde x_i^\top` with
         :math:`\tilde x_i = (1, x_i)` (or :math:`x_i`), intercept first.
+    sums : ndarray of shape (n_sums, n_params)
+        :math:`\sum_i d_{ki} \tilde x_i`; only returned with
+        ``sum_weights``.
     """
-    row_weights = np.atleast_2d(row_weights)
+    if isinstance(row_weights, np.ndarray) and row_weights.ndim == 1:
+        row_weights = [row_weights]
+    sum_weights = [] if sum_weights is None else list(sum_weights)
     offset = 1 if fit_intercept else 0
-    n_grams, p = row_weights.shape[0], X.shape[1]
-    grams = np.zeros((n_grams, p + offset, p + offset))
+    p = X.shape[1]
+    grams = np.zeros((len(row_weights), p + offset, p + offset))
+    sums = np.zeros((len(sum_weights), p + offset))
     if sp.issparse(X):
         blocks = [(X, slice(None), True)]
     else:
@@ -88,35 +97,21 @@ def weighted_grams(X, row_weights, fit_intercept=True):
     for block, rows, sparse in blocks:
         if not sparse:
             block = np.asarray(block, dtype=float)
-        for k in range(n_grams):
-            d = row_weights[k, rows]
+        for k, weights in enumerate(row_weights):
+            d = weights[rows]
             grams[k, offset:, offset:] += _weighted_gram(block, block, d, sparse)
             if fit_intercept:
                 cross = np.asarray(block.T @ d).ravel()
                 grams[k, 0, 1:] += cross
                 grams[k, 1:, 0] += cross
                 grams[k, 0, 0] += d.sum()
+        for k, weights in enumerate(sum_weights):
+            d = weights[rows]
+            sums[k, offset:] += np.asarray(block.T @ d).ravel()
+            sums[k, 0] += d.sum() if fit_intercept else 0.0
+    if sum_weights:
+        return grams, sums
     return grams
-
-
-def weighted_sums(X, row_weights, fit_intercept=True):
-    r"""``[1, X].T @ d`` for several row weightings ``d``, one pass over ``X``.
-
-    Returns an ndarray of shape (n_sums, n_params), intercept first. Dense
-    ``X`` is read in row blocks (a product with the transpose of a whole
-    C-ordered ``X`` is several times slower).
-    """
-    row_weights = np.atleast_2d(row_weights)
-    if sp.issparse(X):
-        sums = np.asarray(X.T @ row_weights.T).T
-    else:
-        sums = np.zeros((row_weights.shape[0], X.shape[1]))
-        for rows in _row_blocks(X.shape[0], X.shape[1]):
-            block = np.asarray(X[rows], dtype=float)
-            sums += (block.T @ row_weights[:, rows].T).T
-    if fit_intercept:
-        sums = np.column_stack([row_weights.sum(axis=1), sums])
-    return sums
 
 
 def inverse_symmetric(matrix):

@@ -170,6 +170,9 @@ def test_weighted_grams_equal_dense_products(fit_intercept):
         np.testing.assert_allclose(
             grams[k], design.T @ (design * d[k][:, None]), rtol=1e-10, atol=1e-10
         )
+    grams_too, sums = weighted_grams(X, [d[0]], fit_intercept, sum_weights=d[::-1])
+    np.testing.assert_array_equal(grams_too[0], grams[0])
+    np.testing.assert_allclose(sums, d[::-1] @ design, rtol=1e-10, atol=1e-10)
 
 
 def test_inverse_symmetric_is_scale_free_and_pseudo_inverts_singular():
