@@ -8,7 +8,10 @@ documented in ``docs/benchmarks.rst`` (section "Results file format") and
 checked by :func:`validate_results`.
 
 ``python benchmarks/_common.py FILE...`` validates results files (CI runs
-it on the files the quick benchmarks write and on the committed ones).
+it on the files the quick benchmarks write and on the committed ones);
+``--rst ratio`` (or ``peak_memory_fraction``) also prints each as the
+reStructuredText table of ``docs/benchmarks.rst``: a row per problem, a
+column per estimator.
 """
 
 import argparse
@@ -280,13 +283,61 @@ def add_output_arguments(parser):
     return parser
 
 
+def _cell(row, value):
+    if row is None:
+        return ""
+    if row["status"] == "skipped":
+        return "skipped"
+    if row["status"] == "timeout":
+        return "> " + row.get("note", "").split()[-2] + " s"
+    if row["status"] != "ok" or row[value] is None:
+        return row["status"] if row["status"] != "ok" else ""
+    number = row[value]
+    if value == "ratio":
+        return f"{number:.2f}x" if number < 10 else f"{number:.0f}x"
+    return f"{number:.2f}"
+
+
+def rst_table(results, value="ratio"):
+    """A ``list-table``: a row per problem, a column per estimator."""
+    rows = results["rows"]
+    problems = list(dict.fromkeys((r["design"], r["n"], r["n_features"]) for r in rows))
+    estimators = list(dict.fromkeys(r["estimator"] for r in rows))
+    if value == "ratio":
+        estimators.remove(results["reference"])
+    by_key = {(r["design"], r["n"], r["n_features"], r["estimator"]): r for r in rows}
+    header = ["design", "n x p"]
+    if value == "ratio":
+        header.append(f"{results['reference']} [s]")
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    table = [header + estimators]
+    for design, n, p in problems:
+        line = [design, f"{n:.0e} x {p}".replace("e+0", "e")]
+        if value == "ratio":
+            reference = by_key.get((design, n, p, results["reference"]))
+            line.append("" if reference is None else f"{reference['seconds']:.4g}")
+        line += [_cell(by_key.get((design, n, p, e)), value) for e in estimators]
+        table.append(line)
+    for line in table:
+        lines += [f"   * - {line[0]}"] + [f"     - {cell}" for cell in line[1:]]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Validate benchmark results files.")
     parser.add_argument("files", nargs="+")
+    parser.add_argument(
+        "--rst",
+        choices=["ratio", "seconds", "peak_memory_fraction"],
+        help="also print each file as a reStructuredText table of this value",
+    )
     args = parser.parse_args(argv)
     for file in args.files:
-        validate_results(json.loads(Path(file).read_text()))
+        results = json.loads(Path(file).read_text())
+        validate_results(results)
         print(f"{file}: valid")
+        if args.rst:
+            print(rst_table(results, args.rst))
 
 
 if __name__ == "__main__":

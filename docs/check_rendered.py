@@ -8,8 +8,9 @@ The pages are served by a local HTTP server bound to 127.0.0.1, and Chromium
 resolves no other host, as on a machine without network. For every page it
 checks that
 
-- no raw TeX is left in the visible text (``\\[``, ``\\(``, ``\\begin``): the
-  maths was typeset by the MathJax copy served with the site;
+- no raw TeX is left in the visible text outside code (``\\[``, ``\\(``,
+  ``\\begin``): the maths was typeset by the MathJax copy served with the
+  site;
 - every ``<img>`` loaded (``naturalWidth > 0``), gallery figures included;
 - the browser console has no error (level ``SEVERE``), such as a script or
   a file that failed to load.
@@ -50,6 +51,17 @@ const loaded = images.map(img => img.complete ? Promise.resolve() :
 const typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise)
     ? MathJax.startup.promise : Promise.resolve();
 Promise.all([typeset, ...loaded]).then(() => done(true), () => done(false));
+"""
+
+# The visible text outside code: literal code shows TeX verbatim on purpose
+# (MathJax skips <code> and <pre> too), so it is hidden while reading.
+_VISIBLE_PROSE = """
+const code = Array.from(document.querySelectorAll("pre, code"));
+const display = code.map(element => element.style.display);
+code.forEach(element => { element.style.display = "none"; });
+const text = document.body.innerText;
+code.forEach((element, i) => { element.style.display = display[i]; });
+return text;
 """
 
 _BROKEN_IMAGES = """
@@ -106,7 +118,7 @@ def check_page(browser, url):
     problems = []
     if not browser.execute_async_script(_WAIT_FOR_PAGE):
         problems.append("MathJax failed to typeset")
-    text = browser.execute_script("return document.body.innerText;")
+    text = browser.execute_script(_VISIBLE_PROSE)
     for tex in RAW_TEX:
         if tex in text:
             at = text.index(tex)
