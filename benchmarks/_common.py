@@ -23,6 +23,7 @@ import platform
 import sys
 import time
 import tracemalloc
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def peak_extra_memory(fit):
 
 def _measure_in_child(fit, repeats, memory, summary, connection):
     try:
-        seconds, result = best_time(fit, repeats)
+        # A reference that stops at its iteration limit is still timed; the
+        # warnings it raised are reported in the row's note.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seconds, result = best_time(fit, repeats)
         # A traced run costs another fit: only for fits that are quick.
         peak = peak_extra_memory(fit) if memory and seconds < 20.0 else None
         n_iter = getattr(result, "n_iter_", None)
@@ -100,12 +105,18 @@ def _measure_in_child(fit, repeats, memory, summary, connection):
                 "peak": peak,
                 "n_iter": n_iter,
                 "summary": None if summary is None else summary(result),
+                "note": _warnings_note(caught),
             }
         )
     except Exception as error:  # reported as a row, not a crash of the run
         connection.send({"status": "error", "note": f"{type(error).__name__}: {error}"})
     finally:
         connection.close()
+
+
+def _warnings_note(caught):
+    names = sorted({warning.category.__name__ for warning in caught})
+    return "warned: " + ", ".join(names) if names else None
 
 
 def measure_fit(fit, *, repeats=3, memory=True, timeout=None, summary=None):
@@ -116,6 +127,8 @@ def measure_fit(fit, *, repeats=3, memory=True, timeout=None, summary=None):
     fit : callable
         Fits one estimator on data the parent already holds (the fork shares
         it, so nothing is copied or pickled) and returns the estimator.
+        Warnings it raises are recorded, not shown: their names end up in
+        the outcome's ``note``.
     repeats : int
         Number of timed calls; the smallest time is kept (see
         :func:`best_time`).
@@ -209,6 +222,11 @@ def machine_info():
     }
     for name in ("numpy", "scipy", "scikit-learn", "statsmodels", "skrobust"):
         info[name] = _version(name)
+    from threadpoolctl import threadpool_info
+
+    info["threads"] = {
+        f"{pool['internal_api']}": pool["num_threads"] for pool in threadpool_info()
+    }
     return info
 
 
@@ -271,9 +289,15 @@ def validate_results(results):
 
 
 def add_output_arguments(parser):
-    """The command-line options every benchmark shares."""
+    """The command-line options every benchmark shares (see :func:`parse`)."""
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, seconds (what CI runs)"
+    )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        help="limit BLAS and OpenMP to this many threads (default: the "
+        "libraries' own); one thread measures more steadily on a shared machine",
     )
     parser.add_argument(
         "--output-dir",
@@ -321,6 +345,19 @@ def rst_table(results, value="ratio"):
     for line in table:
         lines += [f"   * - {line[0]}"] + [f"     - {cell}" for cell in line[1:]]
     return "\n".join(lines)
+
+
+def parse(parser, argv=None):
+    """Parse the command line and apply ``--blas-threads`` to this process.
+
+    The limit holds in the forked processes of :func:`measure_fit` too.
+    """
+    args = parser.parse_args(argv)
+    if args.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads)
+    return args
 
 
 def main(argv=None):

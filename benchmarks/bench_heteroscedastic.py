@@ -17,6 +17,7 @@ from _common import (
     REFERENCE,
     add_output_arguments,
     measure_fit,
+    parse,
     result_row,
     write_results,
 )
@@ -47,7 +48,7 @@ def main(argv=None):
     add_output_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-features", type=int, default=20)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     sizes = [2_000, 20_000] if args.quick else [100_000, 1_000_000]
     repeats = 2 if args.quick else args.repeats
     p = args.n_features

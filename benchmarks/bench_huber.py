@@ -17,13 +17,13 @@ small data (what CI runs; writes only with ``--output-dir``).
 """
 
 import argparse
-import warnings
 
 import numpy as np
 from _common import (
     REFERENCE,
     add_output_arguments,
     measure_fit,
+    parse,
     result_row,
     write_results,
 )
@@ -71,17 +71,6 @@ ESTIMATORS = {
 SLOW = {"sklearn HuberRegressor", "statsmodels RLM(HuberT)"}
 
 
-def _quiet(fit, X, y):
-    def run():
-        with warnings.catch_warnings():
-            # sklearn's HuberRegressor stops at max_iter=100 on the scaled
-            # design; the time is what matters here.
-            warnings.simplefilter("ignore")
-            return fit(X, y)
-
-    return run
-
-
 def run(sizes, repeats, slow_limit):
     rows = []
     for design in ["normal", "scaled"]:
@@ -95,7 +84,7 @@ def run(sizes, repeats, slow_limit):
                 if name in SLOW and n > slow_limit:
                     continue
                 outcome = measure_fit(
-                    _quiet(fit, X, y),
+                    lambda fit=fit, X=X, y=y: fit(X, y),
                     repeats=1 if name in SLOW else repeats_n,
                     memory=name.startswith("skrobust"),
                 )
@@ -135,7 +124,7 @@ def print_table(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_output_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.quick:
         sizes, repeats, slow_limit = [2_000, 20_000], 1, 20_000
     else:

@@ -20,13 +20,13 @@ writes only with ``--output-dir``).
 """
 
 import argparse
-import warnings
 
 import numpy as np
 from _common import (
     REFERENCE,
     add_output_arguments,
     measure_fit,
+    parse,
     result_row,
     write_results,
 )
@@ -97,23 +97,13 @@ def _pinball(X, y, q):
     return objective
 
 
-def _quiet(fit, X, y):
-    def run():
-        with warnings.catch_warnings():
-            # QuantReg warns when it stops at its iteration limit.
-            warnings.simplefilter("ignore")
-            return fit(X, y)
-
-    return run
-
-
 def run_size(n, sklearn_limit):
     X, y = make_data(n, N_FEATURES)
     rows, reference_seconds, optimum = [], None, {}
     for name, q, fit in candidates(n, sklearn_limit):
         slow = not name.startswith("skrobust") and name != REFERENCE
         outcome = measure_fit(
-            _quiet(fit, X, y),
+            lambda fit=fit: fit(X, y),
             repeats=1 if slow else 3,
             memory=name.startswith("skrobust"),
             summary=None if q is None else _pinball(X, y, q),
@@ -152,7 +142,7 @@ def run_size(n, sklearn_limit):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_output_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     sizes, sklearn_limit = (
         ([2_000, 20_000], 2_000)
         if args.quick

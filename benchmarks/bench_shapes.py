@@ -33,7 +33,6 @@ the two small dense shapes only (under a minute; what CI runs).
 """
 
 import argparse
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -42,6 +41,7 @@ from _common import (
     REFERENCE,
     add_output_arguments,
     measure_fit,
+    parse,
     result_row,
     write_results,
 )
@@ -144,16 +144,6 @@ def stored_entries(X):
     return X.nnz if sp.issparse(X) else X.size
 
 
-def _fit(make_estimator, X, y):
-    def fit():
-        with warnings.catch_warnings():
-            # A reference that stops at its iteration limit is still timed.
-            warnings.simplefilter("ignore")
-            return make_estimator().fit(X, y)
-
-    return fit
-
-
 def run_shape(design, n, p, args, seconds_per_entry):
     """Rows of one shape; updates ``seconds_per_entry`` of the references."""
     X, y = make_data(design, n, p)
@@ -172,7 +162,10 @@ def run_shape(design, n, p, args, seconds_per_entry):
                 }
                 rows.append(result_row(design, n, p, name, outcome, None, nbytes))
                 continue
-        outcome = measure_fit(_fit(make_estimator, X, y), timeout=limit)
+        outcome = measure_fit(
+            lambda make_estimator=make_estimator: make_estimator().fit(X, y),
+            timeout=limit,
+        )
         if name == REFERENCE:
             reference_seconds = outcome["seconds"]
         if name in SKLEARN_REFERENCES:
@@ -208,7 +201,7 @@ def main(argv=None):
         default=60.0,
         help="scikit-learn's references are skipped or stopped beyond this [s]",
     )
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     print(
         f"{'design':<12} {'n':>8} {'p':>5} {'estimator':<26} {'status':<8} "
