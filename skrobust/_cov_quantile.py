@@ -72,7 +72,7 @@ _ROW_BLOCK = 8192
 
 
 def quantile_bandwidth(quantile, n_samples, rule="hall-sheather", alpha=0.05):
-    r"""R's ``quantreg::bandwidth.rq``: the sparsity bandwidth on the quantile scale.
+    r"""Compute R's ``quantreg::bandwidth.rq``, a bandwidth on the quantile scale.
 
     With :math:`x_0 = \Phi^{-1}(q)` and :math:`f_0 = \phi(x_0)`,
 
@@ -101,6 +101,10 @@ def quantile_bandwidth(quantile, n_samples, rule="hall-sheather", alpha=0.05):
     -------
     float
         The bandwidth ``h`` (not halved).
+
+    See Also
+    --------
+    quantile_covariance : Uses it for every ``se``.
 
     Notes
     -----
@@ -575,7 +579,7 @@ def quantile_covariance(
 
     Returns
     -------
-    cov : ndarray of shape (n_features + 1, n_features + 1)
+    ndarray of shape (n_features + 1, n_features + 1)
         Covariance of ``[intercept, coef...]`` (``(n_features,
         n_features)`` of ``coef`` without an intercept).
 
@@ -593,6 +597,11 @@ def quantile_covariance(
     UserWarning
         ``"nid"``: when the fits at ``q - h`` and ``q + h`` cross at some
         rows, with their number, as R does.
+
+    See Also
+    --------
+    quantile_bootstrap_covariance : The xy-pairs bootstrap covariance.
+    quantile_bandwidth : The bandwidth rules.
 
     Notes
     -----
@@ -720,8 +729,12 @@ def quantile_bootstrap_covariance(
 
     Returns
     -------
-    cov : ndarray of shape (n_params, n_params)
+    ndarray of shape (n_params, n_params)
         Sample covariance of the replicated parameter vectors.
+
+    See Also
+    --------
+    quantile_covariance : The asymptotic covariances of ``summary.rq``.
 
     Examples
     --------
