@@ -463,6 +463,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         clipped = np.flatnonzero(y_fit != y)
         level = self._fit_standard_units(X, y_fit, sample_weight, solver, start, stats)
         if clipped.size:
+            # Residuals of y_fit would not be those of y.
+            level = level._replace(residuals=None)
             fitted = safe_sparse_dot(X[clipped], level.coef) + level.intercept
             linear_t = SmoothedPinballRho._T_MAX[self.kernel]
             margin = _Y_CLIP - linear_t * (level.bandwidth or 0.0)
@@ -660,7 +662,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         )
 
     # -- the exact fit ---------------------------------------------------------
-    def _fit_exact(self, X, y, sample_weight, start, stats, **options):
+    def _fit_exact(self, X, y, sample_weight, start, stats):
         """The LP optimum by preprocessing around ``start``.
 
         Returns ``(w, b, n_lp, residuals)`` in standardised y units, with
@@ -679,7 +681,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
             self.fit_intercept,
             start.coef,
             start.intercept,
-            **options,
+            residuals=start.residuals,
+            **(start.exact_options or {}),
         )
         w_face, b_face = select_on_face(
             X,
@@ -692,10 +695,15 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
             b,
             (start.coef, start.intercept),
             stats,
+            residuals=info.get("residuals"),
         )
         residuals = info.get("residuals")
         if w_face is not w:
             w, b, residuals = w_face, b_face, None
+        if start.exact_options is not None and info.get("newton_gram") is not None:
+            # Shared by the levels of a multi-level fit: the same X and
+            # weights have the same sampled Gram matrix.
+            start.exact_options["newton_gram"] = info["newton_gram"]
         n_lp = max(int(info["rounds"]) + bool(info["solver"] != "reduced"), 1)
         return w, b, n_lp, residuals
 
@@ -737,11 +745,21 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
 
 
 class _Start(NamedTuple):
-    """A start in standardised ``y`` units; ``scale`` of its residuals if known."""
+    """A start in standardised ``y`` units.
+
+    ``scale`` is the robust scale of its residuals and ``residuals`` the
+    residuals themselves, when known (they save passes over ``X``);
+    ``exact_options`` are passed on to
+    :func:`~skrobust._quantile_exact.solve_exact` (a smaller band, no
+    Newton step, a known clipping distance for a start close to the
+    solution).
+    """
 
     coef: np.ndarray
     intercept: float
     scale: float | None = None
+    residuals: np.ndarray | None = None
+    exact_options: dict | None = None
 
 
 class _LevelFit(NamedTuple):

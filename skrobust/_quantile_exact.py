@@ -243,7 +243,7 @@ def _side_sums(X, y, s, above):
     return _lmatmat(Vt, X), Vt.sum(axis=1), (Vt * y).sum(axis=1)
 
 
-def _one_step(X, s, pos, sums, coef, quantile, penalty, fit_intercept, density):
+def _one_step(gram, s, pos, sums, coef, quantile, penalty, fit_intercept, density):
     r"""Newton step of ``sum_i s_i rho_q(r_i) + penalty ||w||_1`` at the fit.
 
     The expected pinball loss has gradient ``-sum_i s_i psi(r_i) z_i`` with
@@ -269,7 +269,6 @@ def _one_step(X, s, pos, sums, coef, quantile, penalty, fit_intercept, density):
     grad -= penalty * np.sign(coef)
     if fit_intercept:
         grad = np.append(grad, quantile * ss[0] - (1.0 - quantile) * ss[1])
-    gram = _gram_sample(X, s, pos, fit_intercept)
     # Jacobi scaling first: lstsq's cut-off is relative to the largest
     # singular value, and columns of X on scales far from that of the
     # intercept would otherwise look like a null space.
@@ -305,6 +304,13 @@ class _Problem:
         self.s_hat = S / self.n_pos
         self.lam = self.alpha * self.n_pos
         self.penalty = self.alpha * S
+        self.gram = None
+
+    def newton_gram(self):
+        """The :func:`_gram_sample` of the Newton step, computed once."""
+        if self.gram is None:
+            self.gram = _gram_sample(self.X, self.s, self.pos, self.fit_intercept)
+        return self.gram
 
     def residuals(self, coef, b):
         """``y - X coef - b``: one pass over ``X``."""
@@ -390,7 +396,7 @@ def _start(problem, coef, b, r, m, refine, info):
     # Density of the errors at the fit: weight within +-h over 2 h S.
     density = float(s[np.abs(r) <= h].sum()) / (2.0 * h * problem.S)
     step, shift = _one_step(
-        problem.X,
+        problem.newton_gram(),
         s,
         problem.pos,
         band.sums,
@@ -488,6 +494,26 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
     return coef, b, info
 
 
+def far_target_limit(y, residuals, sample_weight):
+    """Distance from a fit beyond which :func:`solve_exact` moves targets.
+
+    ``_CLIP_MADS`` times the median absolute deviation of the residuals,
+    but never fewer than MADs of ``y``, or than the median size of ``y``: a
+    start that nearly interpolates, or ``y`` with more than half its values
+    tied, must not make ordinary rows "far". Rows of zero weight are left
+    out of the medians. A fit of several levels computes it once (its
+    value only decides which rows are moved, never the answer).
+    """
+    keep = slice(None) if sample_weight is None else sample_weight > 0
+
+    def mad(v):
+        return float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
+
+    y_keep = y[keep]
+    size = float(np.median(np.abs(y_keep))) if y_keep.size else 0.0
+    return _CLIP_MADS * max(mad(residuals[keep]), mad(y_keep), size)
+
+
 def solve_exact(
     X,
     y,
@@ -514,7 +540,8 @@ def solve_exact(
     at the solution; if a moved row crossed or reached zero, the problem is
     solved again unclipped. Parameters and returns are those of
     :func:`_solve_exact_unclipped` (``info["residuals"]``, when present,
-    are those of the returned fit on the true ``y``).
+    are those of the returned fit on the true ``y``), plus ``clip_limit``,
+    the distance of :func:`far_target_limit` if already known.
     """
     X = _check_X(X)
     y = np.array(y, dtype=np.float64).ravel()
@@ -525,6 +552,7 @@ def solve_exact(
             sample_weight = sample_weight / top
     args = (quantile, sample_weight, alpha, fit_intercept)
     residuals = kwargs.pop("residuals", None)
+    limit = kwargs.pop("clip_limit", None)
     if not np.all(np.isfinite(y)):
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
     if residuals is None:
@@ -532,17 +560,8 @@ def solve_exact(
         b0 = float(intercept_init or 0.0) if fit_intercept else 0.0
         residuals = y - (_matvec(X, w0) + b0)
     fitted = y - residuals
-    keep = slice(None) if sample_weight is None else sample_weight > 0
-
-    def mad(v):
-        return float(np.median(np.abs(v - np.median(v)))) if v.size else 0.0
-
-    # In MADs of the residuals, but never fewer than MADs of y, or than the
-    # median size of y: a start that nearly interpolates, or y with more than
-    # half its values tied, must not make ordinary rows "far".
-    y_keep = y[keep]
-    size = float(np.median(np.abs(y_keep))) if y_keep.size else 0.0
-    limit = _CLIP_MADS * max(mad(residuals[keep]), mad(y_keep), size)
+    if limit is None:
+        limit = far_target_limit(y, residuals, sample_weight)
     moved = np.abs(residuals) > limit
     if not (limit > 0 and np.any(moved)):
         return _solve_exact_unclipped(
@@ -588,6 +607,7 @@ def _solve_exact_unclipped(
     max_rounds=6,
     residuals=None,
     refine=True,
+    newton_gram=None,
 ):
     r"""Exact minimiser of the penalised pinball objective, by preprocessing.
 
@@ -639,6 +659,9 @@ def _solve_exact_unclipped(
         pass over ``X``).
     refine : bool, default=True
         Whether to try the Newton step of the start.
+    newton_gram : ndarray, default=None
+        ``info["newton_gram"]`` of an earlier call on the same ``X`` and
+        weights: the sampled Gram matrix of the Newton step, reused.
 
     Returns
     -------
@@ -652,7 +675,7 @@ def _solve_exact_unclipped(
         ``fallback`` (True if the reduced path was given up for the full
         problem), ``solver`` (``"reduced"``, ``"full"`` or
         ``"full-primal"``) and, for ``"reduced"``, ``residuals`` of the
-        solution.
+        solution and ``newton_gram`` (None if no Newton step was tried).
 
     Examples
     --------
@@ -673,6 +696,7 @@ def _solve_exact_unclipped(
     """
     X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
     problem = _Problem(X, y, s, S, quantile, alpha, fit_intercept)
+    problem.gram = newton_gram
     info = {"rounds": 0, "reduced_size": problem.n_pos, "refined": False}
     info["fallback"] = False
     m, direct = _first_size(problem, initial_size)
@@ -690,6 +714,7 @@ def _solve_exact_unclipped(
     else:
         r = np.array(residuals, dtype=np.float64)
     coef, b, r, obj, band = _start(problem, coef, b, r, m, refine, info)
+    info["newton_gram"] = problem.gram
     return _reduced_rounds(problem, r, obj, band, m, max_rounds, info)
 
 
@@ -699,7 +724,17 @@ def _solve_exact_unclipped(
 
 
 def select_on_face(
-    X, y, sample_weight, quantile, alpha, fit_intercept, coef, intercept, target, stats
+    X,
+    y,
+    sample_weight,
+    quantile,
+    alpha,
+    fit_intercept,
+    coef,
+    intercept,
+    target,
+    stats,
+    residuals=None,
 ):
     r"""Among equally optimal exact solutions, move towards a target.
 
@@ -735,6 +770,8 @@ def select_on_face(
     stats : tuple of ndarray
         Column means and scales of the standardised coordinates ``c_w = w *
         scale``, ``c_b = b + mean @ w`` (means zero for sparse ``X``).
+    residuals : ndarray of shape (n_samples,), default=None
+        ``y - X coef - intercept`` if at hand (saves a pass over ``X``).
 
     Returns
     -------
@@ -744,9 +781,12 @@ def select_on_face(
     q, alpha = float(quantile), float(alpha)
     w, b = coef, intercept
     w_target, b_target = target
-    mean, scale = stats
-    fitted = safe_sparse_dot(X, w) + b
-    r = y - fitted
+    if residuals is None:
+        fitted = safe_sparse_dot(X, w) + b
+        r = y - fitted
+    else:
+        r = residuals
+        fitted = y - r
     positive = sample_weight > 0
     eps = np.finfo(np.float64).eps
     # Rounding of r_i = y_i - x_i^T w - b (y is standardised, so 1 is its
