@@ -3,11 +3,13 @@
 from ._heteroscedastic import HeteroscedasticRegressor
 from ._huber import HuberRegressor
 from ._logcosh import LogCoshRegressor
+from ._mestimator import MEstimatorRegressor
 from ._quantile import QuantileRegressor
 
 __all__ = [
     "HuberRegressor",
     "LogCoshRegressor",
+    "MEstimatorRegressor",
     "HeteroscedasticRegressor",
     "QuantileRegressor",
 ]

@@ -1,5 +1,7 @@
 """Validation, target standardisation and prediction shared by every estimator."""
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.extmath import safe_sparse_dot
@@ -196,15 +198,126 @@ def target_offset_scale(y, sample_weight, fit_intercept):
     return offset, rms if rms > 0 else dmax
 
 
-class RobustLinearRegressor(RegressorMixin, BaseEstimator):
-    """Shared machinery of skrobust's linear estimators.
+@dataclass
+class StandardisedFit:
+    """One target column's fit, in standardised units until the template maps it.
 
-    Subclasses implement ``fit`` from the pieces here: ``_validate_fit_data``,
-    ``_least_squares_start`` and ``_set_linear_coef``; ``predict`` is
-    ``X @ coef_ + intercept_``.
+    ``extras`` holds the estimator's other per-output attributes (by their
+    public names); each estimator's ``_unstandardise`` maps those that
+    carry units.
     """
 
-    def _validate_fit_data(self, X, y, sample_weight):
+    coef: np.ndarray
+    intercept: float
+    n_iter: int
+    extras: dict = field(default_factory=dict)
+    converged: bool = True
+
+
+class RobustLinearRegressor(RegressorMixin, BaseEstimator):
+    """Shared machinery of skrobust's linear estimators, and the fit template.
+
+    :meth:`fit` is the one fit path: validate, then for each target column
+    standardise it (:func:`target_offset_scale`), take a warm start,
+    ``_fit_standardised``, map back (``_unstandardise``), add the attributes
+    that need the residuals (``_finish_output``), and set the attributes,
+    stacked over the columns of a 2-D ``y``. A subclass supplies
+    ``_fit_standardised`` and, if it has them, its hooks;
+    ``predict`` is ``X @ coef_.T + intercept_``.
+    """
+
+    # Per-output attributes of shape (n_samples,), stacked as columns.
+    _per_sample_attributes = ()
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. Not copied: any real dtype, dense or sparse
+            (CSR, CSC), is read as it is.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values; each column of a 2-D ``y`` is its own fit.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; integer weights are equivalent to repeated
+            rows.
+
+        Returns
+        -------
+        object
+            The fitted estimator.
+        """
+        X, Y, sample_weight = self._validate_fit_data(
+            X, y, sample_weight, multi_output=True
+        )
+        self._check_fit_parameters()
+        columns = Y[:, None] if Y.ndim == 1 else Y
+        fits = []
+        for k in range(columns.shape[1]):
+            y_k = columns[:, k]
+            offset, spread = target_offset_scale(y_k, sample_weight, self.fit_intercept)
+            warm = self._warm_start_fit(k, columns.shape[1], X.shape[1])
+            if warm is not None:
+                intercept = warm.intercept - offset if self.fit_intercept else 0.0
+                warm = StandardisedFit(
+                    warm.coef / spread,
+                    intercept / spread,
+                    0,
+                    {n: v / spread for n, v in warm.extras.items()},
+                )
+            fit = self._fit_standardised(
+                X, (y_k - offset) / spread, sample_weight, spread, warm
+            )
+            fit.coef = np.asarray(fit.coef, dtype=np.float64) * spread
+            fit.intercept = float(fit.intercept * spread + offset)
+            fit = self._unstandardise(fit, offset, spread)
+            fits.append(self._finish_output(fit, X, y_k, sample_weight))
+        self._set_fitted(fits, Y.ndim)
+        return self
+
+    def _check_fit_parameters(self):
+        """Checks of the parameters beyond ``_parameter_constraints``."""
+
+    def _unstandardise(self, fit, y_offset, y_scale):
+        """Map ``fit.extras`` back to the units of ``y``."""
+        return fit
+
+    def _finish_output(self, fit, X, y, sample_weight):
+        """Attributes computed from the residuals of the fit in ``y`` units."""
+        return fit
+
+    def _warm_extras(self, k):
+        """Warm-start values of ``extras`` for output ``k``, in ``y`` units."""
+        return {}
+
+    def _warm_start_fit(self, k, n_outputs, n_features):
+        """The previous fit of output ``k`` in ``y`` units, or None."""
+        if not (self.warm_start and hasattr(self, "coef_")):
+            return None
+        coef = np.atleast_2d(self.coef_)
+        if coef.shape != (n_outputs, n_features):
+            return None
+        intercept = float(np.ravel(self.intercept_)[k])
+        return StandardisedFit(coef[k], intercept, 0, self._warm_extras(k))
+
+    def _set_fitted(self, fits, y_ndim):
+        """Set the attributes: scalars for a 1-D ``y``, stacked for a 2-D one."""
+        if y_ndim == 1:
+            (fit,) = fits
+            self.coef_, self.intercept_ = fit.coef, fit.intercept
+            self.n_iter_ = int(fit.n_iter)
+            for name, value in fit.extras.items():
+                setattr(self, name, value)
+            return
+        self.coef_ = np.stack([fit.coef for fit in fits])
+        self.intercept_ = np.array([fit.intercept for fit in fits])
+        self.n_iter_ = np.array([fit.n_iter for fit in fits], dtype=int)
+        for name in fits[0].extras:
+            axis = 1 if name in self._per_sample_attributes else 0
+            setattr(self, name, np.stack([fit.extras[name] for fit in fits], axis))
+
+    def _validate_fit_data(self, X, y, sample_weight, multi_output=False):
         """Check parameters and data; never copies a valid X."""
         self._validate_params()
         X, y = validate_data(
@@ -214,6 +327,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             accept_sparse=_ACCEPT_SPARSE,
             dtype="numeric",
             y_numeric=True,
+            multi_output=multi_output,
         )
         if X.dtype.kind not in "biuf":
             # dtype="numeric" keeps e.g. float16; complex never reaches here.
@@ -228,111 +342,17 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _least_squares_start(X, y, sample_weight, fit_intercept, l2):
-        """Weighted (ridge) least squares, the start of every robust fit.
-
-        Returns the squared-loss objective on all rows (it fixes the
-        standardised coordinates every later objective shares through
-        ``column_stats``), the one on the rows the start was computed from
-        (a strided subsample of about ``LEAST_SQUARES_START_ROWS`` rows: a
-        start need not be exact), and the coefficients. Small problems are
-        solved by ``lstsq`` on the weighted design itself, which gives the
-        minimum-norm solution stably when columns are collinear or
-        ``p >= n`` (so that weights and repeated rows agree there too);
-        larger ones from the normal equations, formed in one pass.
-        """
-        objective = LinearObjective(
-            FixedScaleLoss(SquaredRho()),
-            X,
-            y,
-            sample_weight,
-            [(None, fit_intercept)],
-            [l2],
-        )
-        start_objective = objective
-        step = X.shape[0] // LEAST_SQUARES_START_ROWS
-        if step > 1:
-            sub = objective.subsample(step)
-            if sub.sum_weight > 0:
-                start_objective = sub
-        # A copy of the subsample's design is cheaper than a pass over it.
-        coef = _solve_least_squares(start_objective, direct=True, budget=copy_budget(X))
-        return objective, start_objective, coef
+        """See :func:`least_squares_start`."""
+        return least_squares_start(X, y, sample_weight, fit_intercept, l2)
 
     @staticmethod
     def _least_absolute_deviation_start(
         start_objective, coef, fit_intercept, l2, budget
     ):
-        """A few reweighted least-squares steps towards the L1 (median) fit.
-
-        ``y`` must be standardised about its median (``target_offset_scale``),
-        so that zero coefficients predict the median.
-
-        Weights ``s_i / max(|r_i|, floor)`` turn weighted least squares into
-        iteratively reweighted L1 regression. Least squares can sit
-        arbitrarily far from the bulk of the data when a few targets are
-        wild; a handful of these steps on a strided subsample of
-        ``start_objective``'s rows (about ``_LAD_START_ROWS``) brings the
-        start back to it, so that Newton's method starts with curvature to
-        work with and a non-convex scale equation starts on the side of the
-        good data. A subsample of at most ``budget`` design elements (see
-        :func:`copy_budget`) is copied into a standardised design (its rows
-        with weight) and each step solves the normal equations on it
-        directly; larger ones form them in a pass of a
-        :class:`LinearObjective`.
-        """
-        # Fewer rows (down to 50 per coefficient) if that lets the copy fit.
-        n_coef = start_objective.n_coef
-        rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
-        step = -(-start_objective.n_samples // rows)
-        if step > 1 and start_objective.subsample(step).sum_weight > 0:
-            start_objective = start_objective.subsample(step)
-        y, sample_weight = start_objective.y, start_objective.sample_weight
-        if start_objective.n_samples * start_objective.n_coef <= budget:
-            design, y, sample_weight = _rows_with_weight(start_objective)
-
-            def predict(coef):
-                return design @ coef
-
-            def solve(weights, penalty_factor):
-                return _weighted_normal_solve(
-                    design, y, weights, start_objective.penalty * penalty_factor
-                )
-
-        else:
-
-            def predict(coef):
-                return start_objective.raw_prediction(coef)[:, 0]
-
-            def solve(weights, penalty_factor):
-                objective = LinearObjective(
-                    FixedScaleLoss(SquaredRho()),
-                    start_objective.X,
-                    y,
-                    weights,
-                    [(None, fit_intercept)],
-                    [l2 * penalty_factor],
-                    column_stats=start_objective.column_stats,
-                )
-                return _solve_least_squares(objective)
-
-        # Least squares, or the median of y (zero standardised coefficients)
-        # if that is closer in L1: a few wild targets can drag least squares
-        # so far that reweighting would need many steps to come back.
-        if sample_weight @ np.abs(y) < sample_weight @ np.abs(y - predict(coef)):
-            coef = np.zeros_like(coef)
-        previous = None
-        for _ in range(_LAD_START_STEPS):
-            residuals = np.abs(y - predict(coef))
-            spread = weighted_median(residuals, sample_weight)
-            if not spread > 0:
-                break  # half the rows are fitted exactly: as good as it gets
-            if previous is not None and abs(previous - spread) <= 1e-3 * spread:
-                break
-            previous = spread
-            weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
-            # The ridge keeps its strength relative to the total weight.
-            coef = solve(weights, total_weight(weights) / total_weight(sample_weight))
-        return coef
+        """See :func:`least_absolute_deviation_start`."""
+        return least_absolute_deviation_start(
+            start_objective, coef, fit_intercept, l2, budget
+        )
 
     def _set_linear_coef(self, w, b):
         self.coef_ = np.asarray(w, dtype=np.float64)
@@ -348,16 +368,124 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
-            ``X @ coef_ + intercept_``.
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+            ``X @ coef_.T + intercept_``.
         """
         check_is_fitted(self)
         X = validate_data(
             self, X, accept_sparse=_ACCEPT_SPARSE, dtype="numeric", reset=False
         )
-        return safe_sparse_dot(X, self.coef_) + self.intercept_
+        return safe_sparse_dot(X, self.coef_.T) + self.intercept_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        # Estimators on the fit template fit each column of a 2-D y.
+        tags.target_tags.multi_output = "_fit_standardised" in dir(self)
         return tags
+
+
+def least_squares_start(X, y, sample_weight, fit_intercept, l2):
+    """Weighted (ridge) least squares, the start of every robust fit.
+
+    Returns the squared-loss objective on all rows (it fixes the
+    standardised coordinates every later objective shares through
+    ``column_stats``), the one on the rows the start was computed from
+    (a strided subsample of about ``LEAST_SQUARES_START_ROWS`` rows: a
+    start need not be exact), and the coefficients. Small problems are
+    solved by ``lstsq`` on the weighted design itself, which gives the
+    minimum-norm solution stably when columns are collinear or
+    ``p >= n`` (so that weights and repeated rows agree there too);
+    larger ones from the normal equations, formed in one pass.
+    """
+    objective = LinearObjective(
+        FixedScaleLoss(SquaredRho()),
+        X,
+        y,
+        sample_weight,
+        [(None, fit_intercept)],
+        [l2],
+    )
+    start_objective = objective
+    step = X.shape[0] // LEAST_SQUARES_START_ROWS
+    if step > 1:
+        sub = objective.subsample(step)
+        if sub.sum_weight > 0:
+            start_objective = sub
+    # A copy of the subsample's design is cheaper than a pass over it.
+    coef = _solve_least_squares(start_objective, direct=True, budget=copy_budget(X))
+    return objective, start_objective, coef
+
+
+def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, budget):
+    """A few reweighted least-squares steps towards the L1 (median) fit.
+
+    ``y`` must be standardised about its median (``target_offset_scale``),
+    so that zero coefficients predict the median.
+
+    Weights ``s_i / max(|r_i|, floor)`` turn weighted least squares into
+    iteratively reweighted L1 regression. Least squares can sit
+    arbitrarily far from the bulk of the data when a few targets are
+    wild; a handful of these steps on a strided subsample of
+    ``start_objective``'s rows (about ``_LAD_START_ROWS``) brings the
+    start back to it, so that Newton's method starts with curvature to
+    work with and a non-convex scale equation starts on the side of the
+    good data. A subsample of at most ``budget`` design elements (see
+    :func:`copy_budget`) is copied into a standardised design (its rows
+    with weight) and each step solves the normal equations on it
+    directly; larger ones form them in a pass of a
+    :class:`LinearObjective`.
+    """
+    # Fewer rows (down to 50 per coefficient) if that lets the copy fit.
+    n_coef = start_objective.n_coef
+    rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
+    step = -(-start_objective.n_samples // rows)
+    if step > 1 and start_objective.subsample(step).sum_weight > 0:
+        start_objective = start_objective.subsample(step)
+    y, sample_weight = start_objective.y, start_objective.sample_weight
+    if start_objective.n_samples * start_objective.n_coef <= budget:
+        design, y, sample_weight = _rows_with_weight(start_objective)
+
+        def predict(coef):
+            return design @ coef
+
+        def solve(weights, penalty_factor):
+            return _weighted_normal_solve(
+                design, y, weights, start_objective.penalty * penalty_factor
+            )
+
+    else:
+
+        def predict(coef):
+            return start_objective.raw_prediction(coef)[:, 0]
+
+        def solve(weights, penalty_factor):
+            objective = LinearObjective(
+                FixedScaleLoss(SquaredRho()),
+                start_objective.X,
+                y,
+                weights,
+                [(None, fit_intercept)],
+                [l2 * penalty_factor],
+                column_stats=start_objective.column_stats,
+            )
+            return _solve_least_squares(objective)
+
+    # Least squares, or the median of y (zero standardised coefficients)
+    # if that is closer in L1: a few wild targets can drag least squares
+    # so far that reweighting would need many steps to come back.
+    if sample_weight @ np.abs(y) < sample_weight @ np.abs(y - predict(coef)):
+        coef = np.zeros_like(coef)
+    previous = None
+    for _ in range(_LAD_START_STEPS):
+        residuals = np.abs(y - predict(coef))
+        spread = weighted_median(residuals, sample_weight)
+        if not spread > 0:
+            break  # half the rows are fitted exactly: as good as it gets
+        if previous is not None and abs(previous - spread) <= 1e-3 * spread:
+            break
+        previous = spread
+        weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
+        # The ridge keeps its strength relative to the total weight.
+        coef = solve(weights, total_weight(weights) / total_weight(sample_weight))
+    return coef

@@ -1,10 +1,14 @@
 """HuberRegressor: quadratic for small residuals, linear for large ones."""
 
-from ._mestimator import ScaledMEstimator
+from numbers import Real
+
+from sklearn.utils._param_validation import Interval
+
+from ._mestimator import MEstimatorRegressor
 from .losses import HuberRho
 
 
-class HuberRegressor(ScaledMEstimator):
+class HuberRegressor(MEstimatorRegressor):
     r"""Linear regression with Huber's loss, robust to outliers in ``y``.
 
     Minimises, over the coefficients ``w``, the intercept ``b`` and (with
@@ -121,6 +125,11 @@ class HuberRegressor(ScaledMEstimator):
     20
     """
 
+    _parameter_constraints: dict = {
+        **{k: v for k, v in MEstimatorRegressor._parameter_constraints.items()},
+        "delta": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(
         self,
         delta=1.35,
@@ -141,10 +150,6 @@ class HuberRegressor(ScaledMEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
-
-    @staticmethod
-    def _min_joint_delta():
-        return 1.0
 
     def _rho(self):
         return HuberRho(self.delta)

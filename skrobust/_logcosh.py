@@ -2,14 +2,13 @@
 
 from numbers import Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from ._mestimator import ScaledMEstimator
+from ._mestimator import MEstimatorRegressor
 from .losses import LogCoshRho
 
 
-class LogCoshRegressor(ScaledMEstimator):
+class LogCoshRegressor(MEstimatorRegressor):
     r"""Linear regression with the log-cosh loss, robust to outliers in ``y``.
 
     Minimises, over the coefficients ``w``, the intercept ``b`` and (with
@@ -94,10 +93,7 @@ class LogCoshRegressor(ScaledMEstimator):
 
     Examples
     --------
-    >>> from numbers import Real
-
-    import numpy as np
-    from sklearn.utils._param_validation import Interval
+    >>> import numpy as np
     >>> from skrobust import LogCoshRegressor
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 2))
@@ -110,7 +106,7 @@ class LogCoshRegressor(ScaledMEstimator):
     # delta**2 multiplies the loss: beyond 1e100 it would overflow, and the
     # fit is least squares long before.
     _parameter_constraints: dict = {
-        **ScaledMEstimator._parameter_constraints,
+        **MEstimatorRegressor._parameter_constraints,
         "delta": [Interval(Real, 0, 1e100, closed="right")],
     }
 
@@ -134,10 +130,6 @@ class LogCoshRegressor(ScaledMEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
-
-    @staticmethod
-    def _min_joint_delta():
-        return 1.0 / np.sqrt(2.0 * np.log(2.0))
 
     def _rho(self):
         return LogCoshRho(self.delta)

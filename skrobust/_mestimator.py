@@ -1,72 +1,203 @@
-"""Regression M-estimators with a residual scale: the fit Huber and log-cosh share.
+r"""Regression M-estimators with a residual scale, for any loss.
 
-Given a residual function ``rho`` (:mod:`skrobust.losses`), the threshold
-``delta`` is measured in units of a residual scale ``sigma``, which makes
-the fit equivariant: ``y * c`` gives ``coef_ * c``. The scale is
+:class:`MEstimatorRegressor` wires declared parts together and computes
+nothing itself: a residual function ``rho`` (:mod:`skrobust.losses`), a
+scale strategy (:mod:`skrobust._scale`), the starts of :mod:`skrobust._base`
+and the solvers of :mod:`skrobust._solvers`. :class:`HuberRegressor` and
+:class:`LogCoshRegressor` are this estimator with their ``rho``.
 
-``"joint"``
-    estimated together with the coefficients by minimising the jointly convex
-    concomitant objective ``sum_i s_i sigma (1 + 2 rho(r_i / sigma)) +
-    alpha ||w||^2`` (Huber's proposal 2 in Owen's form; with Huber's ``rho``
-    exactly scikit-learn's ``HuberRegressor`` objective);
-``"mad"``
-    the fixed point of ``sigma = median(|r|) / 0.6745`` with ``coef``
-    minimising ``sum_i s_i sigma^2 rho(r_i / sigma) + alpha ||w||^2``: the
-    estimate that iteratively reweighted least squares converges to in R's
-    ``MASS::rlm`` and statsmodels' ``RLM`` (default ``scale_est="mad"``);
-``"lad"``
-    the normalised MAD of the exact least-absolute-deviation fit's
-    residuals, then held fixed (an M-estimate with a preliminary
-    high-breakdown scale: bounded up to half the targets wrong, where the
-    ``"mad"`` fixed point moves with one-sided outliers beyond ~30%);
-a positive float
-    fixed: ``sum_i s_i sigma^2 rho(r_i / sigma) + alpha ||w||^2``.
+The fit of one target column, in units standardised by the fit template
+(:meth:`skrobust._base.RobustLinearRegressor.fit`):
+
+1. least squares on (a subsample of) the rows; if it fits every weighted row
+   exactly and there is no penalty, that is the robust fit too;
+2. a few reweighted steps towards least absolute deviation, and the MAD of
+   their residuals as the starting scale;
+3. targets beyond ``_CLIP_SCALES`` scales of the start are moved to that
+   distance when ``rho`` is linear there (the far-target guard);
+4. the scale strategy's solve; the guard is undone if a moved row did not
+   stay beyond the loss's saturation.
 """
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _solvers
 from ._base import (
     RobustLinearRegressor,
+    StandardisedFit,
     copy_budget,
+    least_absolute_deviation_start,
+    least_squares_start,
     mad_scale,
-    target_offset_scale,
     total_weight,
 )
-from ._objective import LinearObjective
-from ._quantile_exact import solve_exact
-from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
-
-# Below this (relative to the spread of y) a scale counts as a perfect fit.
-_MIN_RELATIVE_SCALE = 1e-12
+from ._scale import (
+    EXACT_FIT_TOL,
+    FixedScale,
+    JointScale,
+    LADScale,
+    MADScale,
+    MProblem,
+    initial_scale,
+)
+from .losses import FixedScaleLoss, HuberRho, SquaredRho, check_residual_function
 
 # Targets further than this (in robust scales of y) from the start are moved
 # to that distance for the solve (_clip_far_targets), and checked after it.
 _CLIP_SCALES = 1e4
 
-# A joint scale below this (relative to the spread of y) may be collapsing to
-# zero: _collapsed_scale_fit checks, and solves the boundary problem.
-_COLLAPSED_SCALE = 1e-5
+# Residuals beyond this many noise scales are flagged in outliers_: 1.2% of
+# Gaussian noise, and every error beyond 10 noise standard deviations.
+OUTLIER_THRESHOLD = 2.5
 
-# Least-squares residuals below this (relative to the spread of y) on every
-# weighted row make the fit exact; normal equations leave ~1e-13 of rounding.
-_EXACT_FIT_TOL = 1e-9
+_SCALE_RULES = {"joint": JointScale, "mad": MADScale, "lad": LADScale}
 
 
 def _is_exact_fit(residuals, sample_weight):
-    return bool(np.all(np.abs(residuals[sample_weight > 0]) <= _EXACT_FIT_TOL))
+    return bool(np.all(np.abs(residuals[sample_weight > 0]) <= EXACT_FIT_TOL))
 
 
-class ScaledMEstimator(RobustLinearRegressor):
-    """Fit template of the M-estimators; subclasses only name their ``rho``."""
+class MEstimatorRegressor(RobustLinearRegressor):
+    r"""Linear regression M-estimator for any convex loss, with a residual scale.
+
+    Minimises, over the coefficients ``w``, the intercept ``b`` and (with
+    ``scale="joint"``) the residual scale :math:`\sigma > 0`,
+
+    .. math::
+
+        \sum_i s_i \, \sigma \left(1 + 2\rho\!\left(
+            \frac{y_i - x_i^\top w - b}{\sigma}\right)\right)
+        + \alpha \lVert w \rVert_2^2
+
+    (Huber's jointly convex "proposal 2" in Owen's form), or with a fixed,
+    MAD or LAD scale
+    :math:`\sum_i s_i \sigma^2 \rho(r_i / \sigma) + \alpha \lVert w \rVert^2`.
+
+    Parameters
+    ----------
+    rho : ResidualFunction or None, default=None
+        The loss of a standardised residual: an instance of a
+        :class:`skrobust.losses.ResidualFunction` subclass, which needs only
+        ``value``, ``derivative`` and ``second_derivative``. ``None`` is
+        Huber's with ``delta=1.35``.
+    scale : {"joint", "mad", "lad"} or float, default="joint"
+        How the residual scale is obtained: ``"joint"`` estimates it with the
+        coefficients as one convex problem (defined when
+        ``sup (z psi(z) - rho(z)) > 1/2``); ``"mad"`` is the fixed point of
+        ``sigma = median(|r|) / 0.6745`` (R's ``MASS::rlm``, statsmodels
+        ``RLM``); ``"lad"`` fixes it at the normalised MAD of the exact
+        least-absolute-deviation residuals, which keeps the fit bounded up
+        to half the targets wrong; a positive float fixes it, in the units
+        of ``y``.
+    alpha : float, default=0.0
+        Strength of the squared L2 penalty on ``coef_``; must be
+        non-negative. The default is no penalty, so that the fit is
+        scale-equivariant.
+    fit_intercept : bool, default=True
+        Whether to fit an intercept.
+    solver : {"auto", "newton", "lbfgs"}, default="auto"
+        ``"newton"`` is scipy's trust-region Newton method on the analytic
+        Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the analytic gradient.
+        ``"auto"`` uses Newton for up to 298 features (300 coefficients) and
+        L-BFGS beyond.
+    max_iter : int, default=200
+        Maximum number of solver iterations of the whole fit (subsample
+        levels and, with ``scale="mad"``, every fixed-scale fit included);
+        ``n_iter_ <= max_iter`` always.
+    tol : float, default=1e-10
+        Convergence tolerance on the largest gradient entry of the objective
+        divided by the sum of the weights, in standardised units.
+    warm_start : bool, default=False
+        Start from the previous solution (coefficients, intercept and scale)
+        when refitting.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
+        Coefficients.
+    intercept_ : float or ndarray of shape (n_targets,)
+        Intercept (0.0 if ``fit_intercept=False``).
+    scale_ : float or ndarray of shape (n_targets,)
+        The residual scale ``sigma`` the threshold is measured in, in the
+        units of ``y``. With ``scale="mad"`` or ``"lad"`` it estimates the
+        noise standard deviation at Gaussian noise; the joint scale does
+        not (it settles near 0.68 standard deviations for Huber's loss
+        with ``delta=1.35``): see ``noise_scale_``.
+    noise_scale_ : float or ndarray of shape (n_targets,)
+        A robust estimate of the noise standard deviation: the normalised
+        MAD (about zero) of the weighted training residuals,
+        ``median |r| / 0.6745``.
+    outliers_ : ndarray of shape (n_samples,) or (n_samples, n_targets) of bool
+        Training samples whose residual exceeds 2.5 ``noise_scale_`` (about
+        1.2% of Gaussian noise, and every error beyond 10 noise standard
+        deviations). scikit-learn's ``HuberRegressor`` flags
+        ``|r| > epsilon * scale_`` instead, about a third of clean
+        Gaussian rows at its defaults.
+    weights_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        The IRLS weights ``psi(z) / z`` at the solution (``z = r /
+        scale_``; 1 at ``z = 0``): the weights of the weighted least-squares
+        problem the fit solves, as statsmodels' ``RLM.weights``.
+    n_iter_ : int or ndarray of shape (n_targets,)
+        Number of solver iterations (starts are not iterations; a warm start
+        from the solution takes 0).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    HuberRegressor : This estimator with Huber's loss and its ``delta``.
+    LogCoshRegressor : This estimator with the log-cosh loss.
+    skrobust.losses.ResidualFunction : The protocol a loss follows.
+
+    Notes
+    -----
+    These are M-estimators: robust to gross errors in ``y`` but not to
+    high-leverage outliers in ``X``. A loss needs only its value and two
+    derivatives; everything else a fit calls has a generic default on
+    :class:`~skrobust.losses.ResidualFunction`.
+
+    References
+    ----------
+    P. J. Huber and E. M. Ronchetti, *Robust Statistics*, 2nd ed., Wiley, 2009.
+
+    A. B. Owen, "A robust hybrid of lasso and ridge regression", Contemporary
+    Mathematics 443, 2007.
+
+    Examples
+    --------
+    Fair's loss, written with its value and two derivatives:
+
+    >>> import numpy as np
+    >>> from skrobust import MEstimatorRegressor
+    >>> from skrobust.losses import ResidualFunction
+    >>> class FairRho(ResidualFunction):
+    ...     def __init__(self, c=1.4):
+    ...         self.c = c
+    ...     def value(self, z):
+    ...         a = np.abs(z) / self.c
+    ...         return self.c**2 * (a - np.log1p(a))
+    ...     def derivative(self, z):
+    ...         return z / (1.0 + np.abs(z) / self.c)
+    ...     def second_derivative(self, z):
+    ...         return 1.0 / (1.0 + np.abs(z) / self.c) ** 2
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2))
+    >>> y = X @ [1.0, -2.0] + 0.5 + 0.1 * rng.normal(size=200)
+    >>> y[:20] += 50.0  # gross outliers
+    >>> model = MEstimatorRegressor(FairRho(), scale="mad").fit(X, y)
+    >>> np.round(model.coef_, 1)
+    array([ 1., -2.])
+    """
 
     _parameter_constraints: dict = {
-        "delta": [Interval(Real, 0, None, closed="neither")],
+        "rho": [HasMethods(["value", "derivative", "second_derivative"]), None],
         "scale": [
             StrOptions({"joint", "mad", "lad"}),
             Interval(Real, 0, None, closed="neither"),
@@ -79,394 +210,203 @@ class ScaledMEstimator(RobustLinearRegressor):
         "warm_start": ["boolean"],
     }
 
+    _per_sample_attributes = ("outliers_", "weights_")
+
+    def __init__(
+        self,
+        rho=None,
+        *,
+        scale="joint",
+        alpha=0.0,
+        fit_intercept=True,
+        solver="auto",
+        max_iter=200,
+        tol=1e-10,
+        warm_start=False,
+    ):
+        self.rho = rho
+        self.scale = scale
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+
     def _rho(self):
-        raise NotImplementedError
+        """The residual function of this fit (subclasses build it from delta)."""
+        return HuberRho(1.35) if self.rho is None else self.rho
 
-    def _check_joint_scale_exists(self):
-        """The joint objective has a positive scale only if ``sup 2(z psi - rho) > 1``.
+    def _scale_rule(self):
+        if isinstance(self.scale, str):
+            return _SCALE_RULES[self.scale]()
+        return FixedScale(self.scale)
 
-        Its derivative in ``sigma`` is ``sum_i s_i (1 - 2 (z_i psi(z_i) -
-        rho(z_i)))``, and ``z psi - rho`` is at most ``delta**2 / 2`` for
-        Huber and ``delta**2 log 2`` for log-cosh: for smaller ``delta`` the
-        objective decreases all the way to ``sigma = 0`` (why scikit-learn
-        requires ``epsilon >= 1``). Subclasses give the bound in
-        ``_min_joint_delta``.
-        """
-        if not self.delta > self._min_joint_delta():
-            raise ValueError(
-                f"delta={self.delta!r} is too small for scale='joint': the joint "
-                f"objective then has no positive scale (it needs delta > "
-                f"{self._min_joint_delta():.4g}). Use a larger delta, or "
-                "scale='mad' or a fixed scale."
-            )
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data. Not copied: any real dtype, dense or sparse
-            (CSR, CSC), is read as it is.
-        y : array-like of shape (n_samples,)
-            Target values.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; integer weights are equivalent to repeated
-            rows.
-
-        Returns
-        -------
-        object
-            The fitted estimator.
-        """
-        X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
-        y_offset, y_scale = target_offset_scale(y, sample_weight, self.fit_intercept)
-        y_std = (y - y_offset) / y_scale
-        S = total_weight(sample_weight)
+    def _check_fit_parameters(self):
+        """The loss follows the protocol and the scale option is defined for it."""
         rho = self._rho()
-        if self.scale == "joint":
-            self._check_joint_scale_exists()
-        solver = _solvers.choose_solver(self.solver, X.shape[1] + 2)
+        if getattr(self, "rho", None) is not None:  # (built-ins: by their tests)
+            check_residual_function(rho)
+        self._scale_rule().check(rho)
+
+    def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
+        """One target column's fit in standardised units (see the module)."""
+        rho, scale_rule = self._rho(), self._scale_rule()
         # The public objective is a sum over samples plus alpha ||w||^2; in
         # standardised units it is (a multiple of) a weighted mean plus
         # l2 / 2 ||w||^2, with the multiple depending on how the loss scales.
         # (Written without y_scale**2, which overflows for |y| ~ 1e155.)
-        l2 = 2.0 * self.alpha / S * (y_scale if self.scale == "joint" else 1.0)
-
-        ls_objective, start_objective, coef = self._least_squares_start(
-            X, y_std, sample_weight, self.fit_intercept, l2
+        l2 = 2.0 * self.alpha / total_weight(sample_weight)
+        if scale_rule.l2_in_y_units:
+            l2 *= y_scale
+        ls_objective, start_objective, coef = least_squares_start(
+            X, y, sample_weight, self.fit_intercept, l2
         )
-        warm = self._warm_params(X, y_offset, y_scale)
+        options = _solvers.SolverOptions(
+            _solvers.choose_solver(self.solver, X.shape[1] + 2),
+            self.max_iter,
+            self.tol,
+        )
+        problem = MProblem(
+            ls_objective, rho, l2, self.fit_intercept, options, self.alpha, y_scale
+        )
         if warm is not None:
-            coef = ls_objective.standardize([warm[:2]])
-            scale = warm[2]
+            coef = ls_objective.standardize([(warm.coef, warm.intercept)])
+            scale = warm.extras["scale_"]
         else:
-            residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
-            if _is_exact_fit(residuals, start_objective.sample_weight) and (
-                start_objective is ls_objective
-                or _is_exact_fit(
-                    y_std - ls_objective.raw_prediction(coef)[:, 0], sample_weight
-                )
+            if l2 == 0 and self._least_squares_is_exact(
+                ls_objective, start_objective, coef
             ):
-                return self._set_exact_fit(ls_objective, coef, y_offset, y_scale, X)
-            coef = self._least_absolute_deviation_start(
+                return self._exact_fit(ls_objective, coef, scale_rule)
+            coef = least_absolute_deviation_start(
                 start_objective, coef, self.fit_intercept, l2, copy_budget(X)
             )
             residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
-            scale = self._initial_scale(residuals, start_objective.sample_weight)
-
-        clip = (
-            None
-            if warm is not None
-            else self._clip_far_targets(ls_objective, y_std, coef)
-        )
-
-        def solve(objective):
-            return self._solve(objective, rho, l2, coef, scale, solver, y_scale)
-
-        if clip is not None:
-            y_clipped, far, sign = clip
-            clipped_objective = LinearObjective(
-                FixedScaleLoss(SquaredRho()),
-                X,
-                y_clipped,
-                sample_weight,
-                [(None, self.fit_intercept)],
-                [l2],
-                column_stats=ls_objective.column_stats,
+            scale = initial_scale(residuals, start_objective.sample_weight)
+        fit = self._solve_guarded(problem, scale_rule, coef, scale, warm is None)
+        if not fit.converged:
+            _solvers.warn_not_converged(
+                options.solver, problem.used[0], self.tol, fit.message
             )
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                w, b, fitted_scale, n_iter = solve(clipped_objective)
-            if self._still_saturated(X, y_clipped, far, sign, w, b, fitted_scale, rho):
-                for warning in caught:
-                    warnings.warn_explicit(
-                        warning.message,
-                        warning.category,
-                        warning.filename,
-                        warning.lineno,
-                    )
-            else:
-                clip = None
-        if clip is None:
-            w, b, fitted_scale, n_iter = solve(ls_objective)
-        scale = fitted_scale
-
-        self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
-        # A fixed scale is reported as given, not as rounded through y_scale.
-        self.scale_ = (
-            scale * y_scale if isinstance(self.scale, str) else float(self.scale)
-        )
-        # The least-squares start counts as the first iteration.
-        self.n_iter_ = n_iter + 1
-        abs_residuals = np.abs(y - safe_sparse_dot(X, self.coef_) - self.intercept_)
-        self.outliers_ = abs_residuals > self.delta * self.scale_
-        return self
-
-    def _collapsed_scale_fit(self, X, y, sample_weight, rho, w, b, scale, converged):
-        """The joint fit when its scale tends to zero: least absolute deviation.
-
-        As ``sigma -> 0``, ``sigma (1 + 2 rho(r / sigma)) -> 2 delta |r|``
-        for Huber and log-cosh alike, so on that boundary the coefficients
-        minimise the weighted L1 loss, solved exactly by linear programming.
-        ``sigma = 0`` is the optimum when the objective does not decrease as
-        ``sigma`` leaves it: ``sum_i s_i (1 - c [r_i != 0]) >= 0`` with
-        ``c = 2 sup (z psi - rho)`` (``delta^2`` for Huber), i.e. when enough
-        rows are fitted exactly. Newton's method only approaches this
-        boundary (one unit of ``log sigma`` per step, in a stiffening
-        problem), so it is solved here instead; if the boundary is not
-        optimal, Newton's point and convergence stand. Returns ``(w, b,
-        scale, converged)``.
-        """
-        w_lad, b_lad, _ = solve_exact(
-            X, y, 0.5, sample_weight, 0.0, self.fit_intercept, w, b
-        )
-        residuals = y - safe_sparse_dot(X, w_lad) - b_lad
-        exact = np.abs(residuals) <= _EXACT_FIT_TOL
-        c = 2.0 * float(rho.z_psi_minus_rho(np.array([1e300]))[0])
-        boundary_optimal = sample_weight @ np.where(exact, 1.0, 1.0 - c) >= 0
-        if boundary_optimal:
-            return w_lad, b_lad, 0.0, True
-        return w, b, scale, converged
-
-    def _lad_scale(self, ls_objective, X, y, sample_weight, coef):
-        """The exact least-absolute-deviation fit and its residuals' MAD scale.
-
-        Both resist up to half the targets being arbitrarily wrong, so the
-        fixed-scale fit that follows (a convex problem with bounded
-        influence) stays bounded up to that fraction too. Returns the LAD
-        coefficients in ``ls_objective``'s coordinates (the start) and the
-        scale.
-        """
-        ((w, b),) = ls_objective.unstandardize(coef)
-        w, b, _ = solve_exact(X, y, 0.5, sample_weight, 0.0, self.fit_intercept, w, b)
-        residuals = y - safe_sparse_dot(X, w) - b
-        return ls_objective.standardize([(w, b)]), self._initial_scale(
-            residuals, sample_weight
+        return StandardisedFit(
+            fit.w, fit.b, problem.used[0], {"scale_": fit.scale}, converged=True
         )
 
-    def _set_exact_fit(self, ls_objective, coef, y_offset, y_scale, X):
+    @staticmethod
+    def _least_squares_is_exact(ls_objective, start_objective, coef):
+        """Whether least squares fits every weighted row (on all rows)."""
+        residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
+        if not _is_exact_fit(residuals, start_objective.sample_weight):
+            return False
+        if start_objective is ls_objective:
+            return True
+        residuals = ls_objective.y - ls_objective.raw_prediction(coef)[:, 0]
+        return _is_exact_fit(residuals, ls_objective.sample_weight)
+
+    @staticmethod
+    def _exact_fit(ls_objective, coef, scale_rule):
         """Least squares fits every weighted row: that is the robust fit too.
 
         Zero residuals minimise every ``rho`` term; the joint objective's
         infimum is then at ``sigma -> 0``, where its Hessian blows up and
         rounding would pick an arbitrary interpolant. The least-squares
-        (minimum-norm) fit is the canonical answer, with ``scale_ = 0``.
+        (minimum-norm) fit is the canonical answer, with ``scale_ = 0``
+        (or the given scale). Only without a penalty: with one, the
+        interpolant does not minimise the penalised objective.
         """
         ((w, b),) = ls_objective.unstandardize(coef)
-        self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
-        self.scale_ = 0.0 if isinstance(self.scale, str) else float(self.scale)
-        self.n_iter_ = 1
-        self.outliers_ = np.zeros(X.shape[0], dtype=bool)
-        return self
+        return StandardisedFit(w, b, 0, {"scale_": 0.0}, converged=True)
 
-    def _solve(self, ls_objective, rho, l2, coef, scale, solver, y_scale):
-        """Coefficients and scale from a start, in standardised units.
-
-        ``ls_objective`` carries the data (``X``, the standardised ``y`` and
-        the weights, scaled to a largest of 1, which changes none of the fits
-        below). Returns ``(w, b, scale, n_iter)``.
-        """
-        X, y_std = ls_objective.X, ls_objective.y
-        sample_weight = ls_objective.sample_weight
-        if self.scale == "mad":
-            coef, scale, n_iter, _ = self._fit_mad_scale(
-                ls_objective, rho, l2, coef, scale, solver
-            )
-            ((w, b),) = ls_objective.unstandardize(coef)
-        else:
-            if self.scale == "joint":
-                loss = ConcomitantScaleLoss(rho)
-                predictors, penalties = (
-                    [(None, self.fit_intercept), ((), True)],
-                    [l2, 0.0],
-                )
-                coef = np.append(coef, np.log(scale))
-            else:
-                if self.scale == "lad":
-                    coef, scale = self._lad_scale(
-                        ls_objective, X, y_std, sample_weight, coef
-                    )
-                else:
-                    scale = float(self.scale) / y_scale
-                loss = FixedScaleLoss(rho, scale)
-                predictors, penalties = [(None, self.fit_intercept)], [l2]
-            objective = LinearObjective(
-                loss,
-                X,
-                y_std,
-                sample_weight,
-                predictors,
-                penalties,
-                column_stats=ls_objective.column_stats,
-            )
-            result = _solvers.minimize(
-                objective, coef, solver, self.max_iter, self.tol, warn=False
-            )
-            (w, b), *concomitant = objective.unstandardize(result.coef)
-            n_iter = result.n_iter
-            converged = result.converged
-            if concomitant:
-                scale = float(np.exp(concomitant[0][1]))
-                if scale < _COLLAPSED_SCALE and self.alpha == 0:
-                    w, b, scale, converged = self._collapsed_scale_fit(
-                        X, y_std, sample_weight, rho, w, b, scale, converged
-                    )
-            if not converged:
-                _solvers.warn_not_converged(solver, n_iter, self.tol, result.message)
-
-        return w, b, scale, n_iter
-
-    def _clip_far_targets(self, ls_objective, y, coef):
-        """Targets beyond ``_CLIP_SCALES`` from the start, moved to that distance.
-
-        Far beyond the threshold a residual enters every scale option only
-        through its sign (``psi`` and ``z psi - rho`` are constant there, to
-        the last bit), so moving such a target changes neither the
-        minimiser nor the scale equations. But the objective's value, a sum
-        dominated by ``1e50``-sized outliers, would lose every digit that a
-        trust region and a line search compare. Returns ``(y_clipped, rows,
-        signs)``, or None if no target is that far.
-
-        With every ``|y|`` within half that distance (``y`` is standardised
-        by robust statistics), only a start extrapolating thousands of
-        scales could leave a residual that far, which would cost the
-        objective a few digits, not all: the pass over ``X`` is skipped.
-        """
-        if not np.max(np.abs(y), initial=0.0) > 0.5 * _CLIP_SCALES:
-            return None
-        fitted = ls_objective.raw_prediction(coef)[:, 0]
-        residuals = y - fitted
-        far = np.abs(residuals) > _CLIP_SCALES
-        if not np.any(far):
-            return None
-        sign = np.sign(residuals[far])
-        y_clipped = y.copy()
-        # From the fitted value, not y - shift, which would cancel for 1e50.
-        y_clipped[far] = fitted[far] + sign * _CLIP_SCALES
-        return y_clipped, far, sign
-
-    @staticmethod
-    def _still_saturated(X, y, far, sign, w, b, scale, rho):
-        """Whether every moved row stayed on its side, beyond rho's saturation."""
-        residuals = y[far] - safe_sparse_dot(X[far], w) - b
-        return bool(np.all(sign * residuals > rho.saturation * scale))
-
-    @staticmethod
-    def _initial_scale(residuals, sample_weight):
-        scale = mad_scale(residuals, sample_weight)
-        if not scale > _MIN_RELATIVE_SCALE:
-            # More than half the residuals are zero: use their root mean
-            # square, or a tiny scale for a perfect fit.
-            top = float(np.max(np.abs(residuals)))
-            if top > 0:
-                rel = residuals / top
-                rms = top * np.sqrt(np.average(rel * rel, weights=sample_weight))
-            else:
-                rms = 0.0
-            scale = max(float(rms), _MIN_RELATIVE_SCALE)
-        return scale
-
-    def _warm_params(self, X, y_offset, y_scale):
-        """``(w, b, scale)`` of the previous fit in standardised y units, or None."""
-        if not (self.warm_start and hasattr(self, "coef_")):
-            return None
-        if self.coef_.shape != (X.shape[1],):
-            return None
-        b = (self.intercept_ - y_offset) / y_scale if self.fit_intercept else 0.0
-        return self.coef_ / y_scale, b, self.scale_ / y_scale
-
-    def _fit_mad_scale(self, ls_objective, rho, l2, coef, scale, solver):
-        """The fixed point ``sigma = MAD(r(sigma)) / 0.6745``, ``r`` from an exact fit.
-
-        Each fixed-scale fit is exact and warm-started from the previous one.
-        The scale equation ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma = 0``
-        is one-dimensional and continuous, so safeguarded secant steps
-        settle it in a few fits where the fixed-point iteration of IRLS
-        needs dozens, and a bracket keeps them from bouncing where ``g`` is
-        flat. Large problems first solve it on a strided subsample. Stops
-        when the scale changes by less than ``tol`` relative and the last fit
-        converged; returns ``(coef, scale, n_iter, hessian)``, ``scale`` the
-        MAD of the final residuals as statsmodels reports it, ``hessian`` the
-        last fit's (None if it formed none).
-        """
-        n_iter = 0
-        # Each fit starts Newton's method from the previous fit's Hessian
-        # (the first from the subsample's): the scale changes little.
-        hessian, origin = None, "stale"
-        if (
-            ls_objective.n_samples >= _solvers.SUBSAMPLE_MIN_ROWS
-            and ls_objective.n_samples
-            >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * ls_objective.n_coef
-        ):
-            sub = ls_objective.subsample(_solvers.SUBSAMPLE_STEP)
-            if sub.sum_weight > 0:
-                coef, scale, _, hessian = self._fit_mad_scale(
-                    sub, rho, l2, coef, scale, solver
-                )
-                origin = "subsample"
-        X, y, sample_weight = ls_objective.X, ls_objective.y, ls_objective.sample_weight
-        previous = None  # (scale, g(scale)) of the last fit, for the secant
-        low = high = None  # the latest scales with g > 0 and with g < 0
-        for _ in range(self.max_iter):
-            objective = LinearObjective(
-                FixedScaleLoss(rho, scale),
-                X,
-                y,
-                sample_weight,
+    def _solve_guarded(self, problem, scale_rule, coef, scale, guard):
+        """The scale rule's solve, with far targets moved in when that is exact."""
+        ls = problem.ls_objective
+        clip = _clip_far_targets(ls, coef, problem.rho) if guard else None
+        if clip is None:
+            return scale_rule.solve(problem, coef, scale)
+        y_clipped, far, sign = clip
+        clipped = MProblem(
+            problem.objective(
+                FixedScaleLoss(SquaredRho()),
                 [(None, self.fit_intercept)],
-                [l2],
-                column_stats=ls_objective.column_stats,
-            )
-            result = _solvers.minimize(
-                objective,
-                coef,
-                solver,
-                self.max_iter,
-                self.tol,
-                warn=False,
-                multilevel=False,
-                hessian=hessian,
-                hessian_origin=origin,
-            )
-            coef = result.coef
-            if result.hessian is not None:
-                hessian, origin = result.hessian, "stale"
-            n_iter += result.n_iter
-            residuals = y - objective.raw_prediction(coef)[:, 0]
-            mad = self._initial_scale(residuals, sample_weight)
-            if abs(mad - scale) <= self.tol * scale and result.converged:
-                return coef, mad, n_iter, hessian
-            gap = mad - scale
-            # Safeguarded secant on g(sigma) = MAD(r(sigma)) / 0.6745 - sigma:
-            # once g has changed sign, keep the root bracketed and bisect
-            # (geometrically) whenever the secant step leaves the bracket;
-            # before that, the plain fixed-point update of IRLS.
-            # Replace the end of the same sign (not min/max: g need not be
-            # monotone, and the bracket must keep a sign change inside).
-            if gap > 0:
-                low = scale
-            else:
-                high = scale
-            new_scale = mad
-            if previous is not None and gap != previous[1]:
-                new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
-            if low is not None and high is not None:
-                if abs(high - low) <= self.tol * max(high, low) and result.converged:
-                    # The MAD jumps across sigma here (g has no zero, only a
-                    # sign change, where a residual crosses the median):
-                    # the bracket has closed on it.
-                    return coef, mad, n_iter, hessian
-                if not min(low, high) < new_scale < max(low, high):
-                    new_scale = float(np.sqrt(low * high))
-            elif not (new_scale - scale) * gap > 0:
-                # No bracket yet: the root lies on the side g points to (g > 0
-                # at small scales, < 0 at large ones); a secant step the other
-                # way is noise from a non-monotone g.
-                new_scale = mad
-            previous = (scale, gap)
-            scale = new_scale
-        _solvers.warn_not_converged(
-            "mad", n_iter, self.tol, "the MAD scale fixed point did not settle"
+                [problem.l2],
+                y=y_clipped,
+            ),
+            problem.rho,
+            problem.l2,
+            problem.fit_intercept,
+            problem.options,
+            problem.alpha,
+            problem.y_scale,
+            problem.used,
         )
-        return coef, mad, n_iter, hessian
+        used = problem.used[0]
+        fit = scale_rule.solve(clipped, coef, scale)
+        residuals = y_clipped[far] - safe_sparse_dot(ls.X[far], fit.w) - fit.b
+        if np.all(sign * residuals > problem.rho.saturation * fit.scale):
+            return fit
+        problem.used[0] = used  # the clipped solve does not count
+        return scale_rule.solve(problem, coef, scale)
+
+    def _unstandardise(self, fit, y_offset, y_scale):
+        scale = self._scale_rule().report(fit.extras["scale_"], y_scale)
+        fit.extras["scale_"] = float(scale)
+        return fit
+
+    def _finish_output(self, fit, X, y, sample_weight):
+        """Residual-based attributes of one output: noise scale, outliers, weights."""
+        residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
+        noise = mad_scale(residuals, sample_weight)
+        scale = fit.extras["scale_"]
+        fit.extras["noise_scale_"] = noise
+        fit.extras["outliers_"] = np.abs(residuals) > OUTLIER_THRESHOLD * noise
+        fit.extras["weights_"] = _irls_weights(self._rho(), residuals, scale)
+        return fit
+
+    def _warm_extras(self, k):
+        return {"scale_": float(np.ravel(self.scale_)[k])}
+
+
+def _irls_weights(rho, residuals, scale):
+    """``psi(z) / z`` at ``z = r / scale`` (``rho''(0)`` at zero or scale 0)."""
+    if not scale > 0:
+        return np.ones_like(residuals)
+    z = residuals / scale
+    at_zero = float(np.asarray(rho.second_derivative(np.zeros(1)))[0])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        weights = np.asarray(rho.derivative(z)) / z
+    return np.where(z == 0, at_zero, weights)
+
+
+def _clip_far_targets(ls_objective, coef, rho):
+    """Targets beyond ``_CLIP_SCALES`` from the start, moved to that distance.
+
+    Far beyond the loss's saturation a residual enters every scale option
+    only through its sign (``psi`` and ``z psi - rho`` are constant there,
+    to the last bit), so moving such a target changes neither the minimiser
+    nor the scale equations. But the objective's value, a sum dominated by
+    ``1e50``-sized outliers, would lose every digit that a trust region and
+    a line search compare. Returns ``(y_clipped, rows, signs)``, or None if
+    no target is that far, or if ``rho`` does not saturate within a
+    thousandth of that distance (moving a target would then change the
+    fit).
+
+    With every ``|y|`` within half that distance (``y`` is standardised by
+    robust statistics), only a start extrapolating thousands of scales could
+    leave a residual that far, which would cost the objective a few digits,
+    not all: the pass over ``X`` is skipped.
+    """
+    y = ls_objective.y
+    if not np.max(np.abs(y), initial=0.0) > 0.5 * _CLIP_SCALES:
+        return None
+    if not rho.saturation < 0.5 * _CLIP_SCALES:
+        return None
+    fitted = ls_objective.raw_prediction(coef)[:, 0]
+    residuals = y - fitted
+    far = np.abs(residuals) > _CLIP_SCALES
+    if not np.any(far):
+        return None
+    sign = np.sign(residuals[far])
+    y_clipped = y.copy()
+    # From the fitted value, not y - shift, which would cancel for 1e50.
+    y_clipped[far] = fitted[far] + sign * _CLIP_SCALES
+    return y_clipped, far, sign

@@ -81,6 +81,64 @@ _POLISH_STEPS = 30
 _REFRESH_RATIO = 0.01
 
 
+@dataclass(frozen=True)
+class SolverOptions:
+    """How to solve: the method and its stopping rule, named not positional.
+
+    ``solver`` is ``"newton"`` or ``"lbfgs"`` (see :func:`choose_solver`
+    for ``"auto"``); ``max_iter`` bounds the iterations of the whole solve,
+    subsample levels and fallbacks included; ``tol`` bounds the largest
+    gradient entry at convergence; ``warn`` raises a ``ConvergenceWarning``
+    when a solve stops short.
+    """
+
+    solver: str = "newton"
+    max_iter: int = 200
+    tol: float = 1e-10
+    warn: bool = False
+
+    def with_max_iter(self, max_iter):
+        """The same options with another iteration budget."""
+        return SolverOptions(self.solver, max_iter, self.tol, self.warn)
+
+
+def subsample_for_start(objective):
+    """The strided subsample whose solution starts a large problem, or None.
+
+    The one rule of skrobust for solving on fewer rows first: problems with
+    at least ``SUBSAMPLE_MIN_ROWS`` rows and ``SUBSAMPLE_MIN_ROWS_PER_COEF``
+    rows per coefficient are first solved on every ``SUBSAMPLE_STEP``-th
+    row (None when those rows carry no weight).
+    """
+    n = objective.n_samples
+    if n < SUBSAMPLE_MIN_ROWS or n < SUBSAMPLE_MIN_ROWS_PER_COEF * objective.n_coef:
+        return None
+    sub = objective.subsample(SUBSAMPLE_STEP)
+    return sub if sub.sum_weight > 0 else None
+
+
+def solve(
+    objective, coef0, options, *, multilevel=True, hessian=None, hessian_origin="stale"
+):
+    """Minimise ``objective`` from ``coef0`` with :class:`SolverOptions`.
+
+    See :func:`minimize` for the keyword arguments; ``n_iter`` of the result
+    counts every iteration, subsample levels included, and is at most
+    ``options.max_iter``.
+    """
+    return minimize(
+        objective,
+        coef0,
+        options.solver,
+        options.max_iter,
+        options.tol,
+        options.warn,
+        multilevel=multilevel,
+        hessian=hessian,
+        hessian_origin=hessian_origin,
+    )
+
+
 @dataclass
 class SolverResult:
     coef: np.ndarray
@@ -213,23 +271,23 @@ def _minimize(
     hessian=None,
     origin="stale",
 ):
-    n = objective.n_samples
-    if (
-        multilevel
-        and n >= SUBSAMPLE_MIN_ROWS
-        and n >= SUBSAMPLE_MIN_ROWS_PER_COEF * objective.n_coef
-    ):
-        sub = objective.subsample(SUBSAMPLE_STEP)
-        if sub.sum_weight > 0:
-            sub_result = _minimize(
-                sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), False, True
-            )
-            coef0, hessian = sub_result.coef, sub_result.hessian
-            origin = "subsample"
+    sub_iter = 0
+    sub = subsample_for_start(objective) if multilevel else None
+    if sub is not None:
+        sub_result = _minimize(
+            sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), False, True
+        )
+        coef0, hessian = sub_result.coef, sub_result.hessian
+        origin = "subsample"
+        sub_iter = sub_result.n_iter
+    # Every iteration counts against max_iter, the subsample's included.
+    budget = max_iter - sub_iter
     if solver == "newton":
-        result = _newton(objective, coef0, max_iter, tol, hessian, origin)
-        if not result.converged:
-            more = _lbfgs(objective, result.coef, max_iter, tol)
+        result = _newton(objective, coef0, budget, tol, hessian, origin)
+        if not result.converged and result.n_iter < budget:
+            result = _newton_line_search(objective, result, budget, tol)
+        if not result.converged and result.n_iter < budget:
+            more = _lbfgs(objective, result.coef, budget - result.n_iter, tol)
             more.n_iter += result.n_iter
             # Keep Newton's point if L-BFGS ended further from stationary.
             if more.converged or _gradient_norm(objective, more.coef) < (
@@ -239,9 +297,10 @@ def _minimize(
             else:
                 result.n_iter = more.n_iter
     elif solver == "lbfgs":
-        result = _lbfgs(objective, coef0, max_iter, tol)
+        result = _lbfgs(objective, coef0, budget, tol)
     else:  # pragma: no cover - the estimators validate solver
         raise ValueError(f"unknown solver {solver!r}")
+    result.n_iter += sub_iter
     if warn and not result.converged:
         warn_not_converged(solver, result.n_iter, tol, result.message)
     return result
@@ -278,6 +337,9 @@ def _gradient_norm(objective, coef):
 
 
 def _lbfgs(objective, coef0, max_iter, tol):
+    if max_iter <= 0:
+        converged = _gradient_norm(objective, coef0) <= tol
+        return SolverResult(coef0, 0, converged, "no iterations left")
     res = scipy.optimize.minimize(
         objective.loss_gradient,
         coef0,
@@ -378,6 +440,10 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
         if float(np.max(np.abs(grad), initial=0.0)) <= tol:
             return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
         coef0 = coef
+    if n_iter >= max_iter:
+        value, grad = objective.loss_gradient(coef0)
+        converged = float(np.max(np.abs(grad), initial=0.0)) <= tol
+        return SolverResult(coef0, n_iter, converged, "no iterations left", hessian)
     memo = _Memo(objective)
     with warnings.catch_warnings():
         # trust-exact warns (OptimizeWarning/RuntimeWarning) when it ends on
@@ -393,7 +459,7 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
             # bounds the max-norm test below.
             options={
                 "gtol": max(tol, _TRUST_REGION_GTOL),
-                "maxiter": max(max_iter - n_iter, 1),
+                "maxiter": max_iter - n_iter,
             },
         )
     memo._update(res.x)
@@ -431,6 +497,94 @@ def polish(objective, coef, tol, max_iter, n_iter):
         return coef, n_iter, True
     step = np.linalg.lstsq(objective.hessian(coef), -grad, rcond=None)[0]
     return coef, n_iter, bool(np.max(np.abs(step), initial=0.0) <= tol)
+
+
+# Eigenvalues of a Hessian below this fraction of the largest are raised to
+# it for _newton_line_search's directions.
+_DIRECTION_RCOND = 1e-8
+_LINE_SEARCH_STEPS = 60
+
+
+def _newton_line_search(objective, result, max_iter, tol):
+    """Regularised Newton directions, each with an exact line search.
+
+    Where trust-exact and plain Newton steps stall (a piecewise-quadratic
+    objective whose Hessian is singular: fewer rows on Huber's quadratic
+    part than coefficients, so the objective is linear along some
+    directions), the Newton direction on the Hessian with its small
+    eigenvalues raised still descends, across the flat directions too. The
+    step length minimises the objective along it exactly: the slope
+    ``g(c + t d)' d`` is increasing in ``t`` (convexity), so its zero is
+    bracketed and found by regula falsi on the slope, which is exact on a
+    quadratic piece and, unlike a comparison of objective values, is not
+    limited by their rounding. Each direction counts as an iteration.
+    """
+    coef, n_iter = result.coef, result.n_iter
+    value, grad = objective.loss_gradient(coef)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    while gnorm > tol and n_iter < max_iter and np.isfinite(value):
+        eigenvalues, vectors = np.linalg.eigh(objective.hessian(coef))
+        floor = _DIRECTION_RCOND * max(eigenvalues[-1], np.finfo(float).tiny)
+        with np.errstate(over="ignore", invalid="ignore"):
+            direction = vectors @ ((vectors.T @ grad) / np.maximum(eigenvalues, floor))
+        if not (floor > 0 and np.all(np.isfinite(direction))):
+            break  # no curvature to scale a direction by
+        direction = -direction
+        n_iter += 1
+        step = _zero_of_slope(objective, coef, direction, grad @ direction)
+        trial_value, trial_grad = objective.loss_gradient(coef + step * direction)
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        if not (
+            np.isfinite(trial_value) and (trial_gnorm < gnorm or trial_value < value)
+        ):
+            break
+        coef = coef + step * direction
+        value, grad, gnorm = trial_value, trial_grad, trial_gnorm
+    return SolverResult(
+        coef, n_iter, gnorm <= tol, "Newton directions with exact line search"
+    )
+
+
+def _zero_of_slope(objective, coef, direction, slope0):
+    """``t > 0`` where the slope ``g(coef + t d)' d`` of a convex objective is 0."""
+    if not slope0 < 0:
+        return 0.0
+
+    def slope(t):
+        # Beyond the objective's domain (an infinite value, where the loss
+        # reports a zero gradient) the minimum lies behind: slope +inf.
+        value, grad = objective.loss_gradient(coef + t * direction)
+        return float(grad @ direction) if np.isfinite(value) else np.inf
+
+    low, s_low, high = 0.0, slope0, 1.0
+    s_high = slope(high)
+    for _ in range(_LINE_SEARCH_STEPS):  # bracket: double until the slope rises
+        if s_high >= 0:
+            break
+        low, s_low, high = high, s_high, 2.0 * high
+        s_high = slope(high)
+    side = 0
+    for _ in range(_LINE_SEARCH_STEPS):  # regula falsi, Illinois variant
+        with np.errstate(invalid="ignore"):  # (bisect while s_high is inf)
+            t = high - s_high * (high - low) / (s_high - s_low)
+        if not low < t < high:
+            t = 0.5 * (low + high)
+        s = slope(t)
+        if s == 0:
+            return t
+        if s < 0:
+            low, s_low = t, s
+            if side == -1:
+                s_high *= 0.5
+            side = -1
+        else:
+            high, s_high = t, s
+            if side == 1:
+                s_low *= 0.5
+            side = 1
+        if high - low <= 4 * np.finfo(float).eps * high:
+            break
+    return low if abs(s_low) <= abs(s_high) else high
 
 
 def _newton_steps(

@@ -24,6 +24,7 @@ Every formula is written so that residuals up to ``1e300`` neither overflow
 nor raise a ``RuntimeWarning``.
 """
 
+import abc
 import functools
 
 import numpy as np
@@ -39,6 +40,11 @@ _FAST_TERMS_MAX_DELTA = 8.0
 _MAX_LOG_SCALE = 700.0
 
 
+# How residual functions are evaluated: an intermediate that overflows to
+# inf or underflows to 0 on the way to a finite result is not an error.
+_LOSS_ERRSTATE = {"over": "ignore", "under": "ignore"}
+
+
 def _accepts_scalars(method):
     """Let a fused evaluation written with ``out=`` arrays take a scalar too."""
 
@@ -52,19 +58,101 @@ def _accepts_scalars(method):
     return wrapper
 
 
-class ResidualFunction:
-    """Base of the residual functions: ``value_derivatives`` fuses the three.
+class ResidualFunction(abc.ABC):
+    r"""The loss protocol: a function ``rho`` of a standardised residual ``z``.
 
-    Subclasses define ``value``, ``derivative`` and ``second_derivative``
-    (and ``z_psi_minus_rho`` to be used with a concomitant scale); they may
-    override ``value_derivatives`` and ``concomitant_terms`` to share work
-    between them, which is what the prediction losses call on every pass
-    over the data.
+    A fit calls the methods below and nothing else. A subclass must define
+    the three abstract ones; every other method has a correct generic
+    default here, which built-in losses override for speed or precision.
+
+    ``rho`` must be convex, with its minimum ``rho(0) = 0`` at zero, and
+    each method must accept an ndarray of any shape and return finite
+    values of the same shape for every finite ``z``:
+    :func:`check_residual_function` verifies this before a fit.
+
+    Required:
+
+    ``value(z)``
+        :math:`\rho(z)`.
+    ``derivative(z)``
+        :math:`\psi(z) = \rho'(z)`.
+    ``second_derivative(z)``
+        :math:`\rho''(z) \ge 0`.
+
+    Generic (overridable):
+
+    ``value_derivatives(z)``
+        The three at once (one pass over a row block calls this).
+    ``z_psi_minus_rho(z)``
+        :math:`z \psi(z) - \rho(z)`, the score of a concomitant scale.
+    ``concomitant_terms(z)``
+        ``(rho, psi, rho'', z psi - rho)`` at once.
+    ``saturation``
+        A ``|z|`` beyond which :math:`\rho'' = 0`, so that ``psi`` and
+        ``z psi - rho`` are constant (``inf`` if there is none).
+    ``z_psi_minus_rho_limit``
+        :math:`\sup_z (z \psi - \rho)`, which decides whether a joint
+        scale exists.
+
+    Examples
+    --------
+    Fair's loss :math:`c^2 (|z|/c - \log(1 + |z|/c))` in a few lines:
+
+    >>> import numpy as np
+    >>> from skrobust.losses import ResidualFunction
+    >>> class FairRho(ResidualFunction):
+    ...     def __init__(self, c=1.4):
+    ...         self.c = c
+    ...     def value(self, z):
+    ...         a = np.abs(z) / self.c
+    ...         return self.c**2 * (a - np.log1p(a))
+    ...     def derivative(self, z):
+    ...         return z / (1.0 + np.abs(z) / self.c)
+    ...     def second_derivative(self, z):
+    ...         return 1.0 / (1.0 + np.abs(z) / self.c) ** 2
+    >>> float(FairRho().z_psi_minus_rho(np.array([1.0]))[0]) > 0
+    True
     """
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in _loss_parameters(self))
+        return f"{type(self).__name__}({params})"
+
+    @abc.abstractmethod
+    def value(self, z):
+        """``rho(z)``, elementwise."""
+
+    @abc.abstractmethod
+    def derivative(self, z):
+        """``psi(z) = rho'(z)``, elementwise."""
+
+    @abc.abstractmethod
+    def second_derivative(self, z):
+        """``rho''(z)``, elementwise."""
 
     def value_derivatives(self, z):
         """``(rho(z), rho'(z), rho''(z))``."""
         return self.value(z), self.derivative(z), self.second_derivative(z)
+
+    def z_psi_minus_rho(self, z):
+        """``z rho'(z) - rho(z)``, to absolute precision.
+
+        Generic form: the direct difference where it keeps its digits, and
+        where it cancels (``|z psi|`` over ``1e6`` times the result: a loss
+        that grows about linearly, far out) the integral
+        ``int_0^z t rho''(t) dt``, its derivative's, by Gauss-Legendre
+        quadrature in ``log t``. Built-in losses override it with closed
+        forms.
+        """
+        z = np.asarray(z, dtype=float)
+        with np.errstate(**_LOSS_ERRSTATE):
+            z_psi = z * self.derivative(z)
+            chi = np.asarray(z_psi - self.value(z), dtype=float)
+            cancelled = np.abs(z_psi) > _CANCELLATION * np.abs(chi)
+        if np.any(cancelled):
+            chi = chi.copy()
+            chi[cancelled] = _chi_by_quadrature(self, z[cancelled])
+        return chi
 
     def concomitant_terms(self, z):
         """``(rho, rho', rho'', z rho' - rho)``, as a concomitant scale uses them.
@@ -74,6 +162,147 @@ class ResidualFunction:
         the one for speed.
         """
         return (*self.value_derivatives(z), self.z_psi_minus_rho(z))
+
+    @property
+    def saturation(self):
+        """A ``|z|`` beyond which ``rho'' = 0`` on both sides (or ``inf``).
+
+        Beyond it ``psi`` and ``z psi - rho`` are constant, so a residual
+        there enters every estimating equation only through its sign: the
+        far-target guard of the fits relies on it. Generic: the smallest
+        power of two from which ``second_derivative`` is exactly zero at
+        every larger power of two up to ``2**64``, found once (further out a
+        zero is more likely an overflow in the formula, as for
+        ``1 / (1 + |z|)**2``, than a linear tail).
+        """
+        # Cached per class and attributes, not on the instance: a fit must
+        # not change the loss object a user passed as a parameter.
+        try:
+            key = (type(self), tuple(sorted(vars(self).items())))
+            return _SATURATIONS[key]
+        except TypeError:  # attributes that cannot be hashed: no cache
+            return _saturation_of(self)
+        except KeyError:
+            if len(_SATURATIONS) > 1024:
+                _SATURATIONS.clear()
+            _SATURATIONS[key] = _saturation_of(self)
+            return _SATURATIONS[key]
+
+    @property
+    def z_psi_minus_rho_limit(self):
+        """``sup_z (z psi(z) - rho(z))``, reached as ``|z|`` grows.
+
+        ``z psi - rho`` has derivative ``z rho''(z)``, so for a convex
+        ``rho`` it grows with ``|z|``: the supremum is its value at the
+        saturation, or infinite if ``rho''`` never vanishes.
+        """
+        if not np.isfinite(self.saturation):
+            return np.inf
+        z = np.array([self.saturation, -self.saturation])
+        with np.errstate(over="ignore"):  # (an infinite limit is a limit)
+            return float(np.max(self.z_psi_minus_rho(z)))
+
+
+_SATURATIONS = {}
+
+# z psi - rho is recomputed by quadrature where |z psi| exceeds it this much.
+_CANCELLATION = 1e6
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(16)
+
+
+def _chi_by_quadrature(rho, z):
+    """``int_0^z t rho''(t) dt`` for each ``z`` (``z psi - rho``, as ``rho(0) = 0``).
+
+    On ``[0, 1]`` in ``t`` and beyond in ``u = log t`` (integrand
+    ``e^{2u} rho''(e^u)``), in panels of unit length: 16-point Gauss-Legendre
+    integrates both smooth parts to rounding, and ``log 1e300 = 691``
+    panels at most.
+    """
+    out = np.empty(z.shape)
+    for i, zi in enumerate(z.ravel()):
+        a, sign = abs(float(zi)), np.sign(zi)
+        inner = min(a, 1.0)
+        t = 0.5 * inner * (_GAUSS_NODES + 1.0)
+        with np.errstate(**_LOSS_ERRSTATE, invalid="ignore"):
+            total = 0.5 * inner * _GAUSS_WEIGHTS @ (t * rho.second_derivative(sign * t))
+            if a > 1.0:
+                edges = np.linspace(0.0, np.log(a), int(np.ceil(np.log(a))) + 1)
+                mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * np.diff(edges)
+                u = mid[:, None] + half[:, None] * _GAUSS_NODES
+                t = np.exp(u)
+                # t (t rho''): t rho'' stays finite where t^2 would overflow.
+                integrand = t * (t * rho.second_derivative(sign * t))
+                total += np.sum(half * (integrand @ _GAUSS_WEIGHTS))
+        out.flat[i] = total
+    return out
+
+
+def _saturation_of(rho):
+    """The generic :attr:`ResidualFunction.saturation` of ``rho``, computed."""
+    grid = np.ldexp(1.0, np.arange(-8, 65))
+    with np.errstate(**_LOSS_ERRSTATE):
+        zero = (rho.second_derivative(grid) == 0) & (rho.second_derivative(-grid) == 0)
+    # The first grid point from which every larger one is zero.
+    tail = np.flatnonzero(~zero)
+    first = 0 if not tail.size else tail[-1] + 1
+    return float(grid[first]) if first < grid.size else np.inf
+
+
+def _loss_parameters(rho):
+    """The public attributes of a loss, to know when a cached property is stale."""
+    return tuple(sorted((k, v) for k, v in vars(rho).items() if not k.startswith("_")))
+
+
+def check_residual_function(rho):
+    """Check that ``rho`` follows the loss protocol before a fit uses it.
+
+    Parameters
+    ----------
+    rho : ResidualFunction
+        The loss to check.
+
+    Raises
+    ------
+    ValueError
+        If ``rho`` is not a :class:`ResidualFunction`, or if on a grid of
+        residuals from ``-1e300`` to ``1e300`` one of its three required
+        methods returns values of another shape, values that are not
+        finite, a negative ``rho`` or ``rho''``, or ``rho(0) != 0``.
+    """
+    if not isinstance(rho, ResidualFunction):
+        raise ValueError(
+            "rho must be an instance of a skrobust.losses.ResidualFunction "
+            f"subclass (with value, derivative and second_derivative), got {rho!r}."
+        )
+    z = np.unique(np.r_[0.0, np.logspace(-8, 300, 309), np.linspace(0.0, 10.0, 101)])
+    z = np.concatenate([-z[::-1], z]).reshape(2, -1)
+    # Intermediate overflow or underflow is harmless when the result is
+    # finite (1 / (1 + z)**2 at z = 1e300 is 0): fits evaluate losses under
+    # the same errstate (_LOSS_ERRSTATE), and only the results are checked.
+    with np.errstate(**_LOSS_ERRSTATE):
+        values = {
+            "value": rho.value(z),
+            "derivative": rho.derivative(z),
+            "second_derivative": rho.second_derivative(z),
+        }
+    for name, v in values.items():
+        v = np.asarray(v)
+        if v.shape != z.shape:
+            raise ValueError(
+                f"{type(rho).__name__}.{name} returned shape {v.shape} for an "
+                f"input of shape {z.shape}: it must work elementwise."
+            )
+        if not np.all(np.isfinite(v)):
+            raise ValueError(
+                f"{type(rho).__name__}.{name} is not finite for some residuals "
+                "up to 1e300: write it in a stable form."
+            )
+    if np.any(values["value"] < 0) or np.asarray(rho.value(np.zeros(1)))[0] != 0:
+        raise ValueError(f"{type(rho).__name__}: rho must be >= 0 with rho(0) = 0.")
+    if np.any(values["second_derivative"] < 0):
+        raise ValueError(
+            f"{type(rho).__name__}: rho must be convex (second_derivative >= 0)."
+        )
 
 
 class SquaredRho(ResidualFunction):
@@ -393,7 +622,8 @@ class ConcomitantScaleLoss:
         else:
             sigma = np.exp(t)
             z = (y - raw[:, 0]) / sigma
-        rho, psi, dpsi, scale_score = self.rho.concomitant_terms(z)
+        with np.errstate(**_LOSS_ERRSTATE):
+            rho, psi, dpsi, scale_score = self.rho.concomitant_terms(z)
         # loss = sigma (1 + 2 rho), d/dt = sigma (1 - 2 (z psi - rho)).
         loss = np.multiply(rho, 2.0 * sigma, out=rho)
         loss += sigma
@@ -416,9 +646,8 @@ class ConcomitantScaleLoss:
 
 
 def _value_derivatives(rho, z):
-    if hasattr(rho, "value_derivatives"):
+    with np.errstate(**_LOSS_ERRSTATE):
         return rho.value_derivatives(z)
-    return rho.value(z), rho.derivative(z), rho.second_derivative(z)
 
 
 class GaussianNLLLoss:

@@ -618,9 +618,8 @@ def test_warm_start_on_same_data_is_immediate(estimator_class, scale):
     cold = fitted_vector(model).copy()
     model.fit(X, y)
     assert_allclose(fitted_vector(model), cold, rtol=1e-12)
-    # The least-squares start counts as one iteration; a warm start at the
-    # solution needs at most one more.
-    assert model.n_iter_ <= 2
+    # Starts are not iterations: a warm start at the solution takes none.
+    assert model.n_iter_ == 0
 
 
 @pytest.mark.parametrize("estimator_class", ESTIMATORS)
@@ -670,8 +669,13 @@ def test_fitted_attributes(estimator_class, scale):
     assert model.scale_ > 0
     assert model.n_iter_ >= 1
     assert model.n_features_in_ == 3
-    residuals = np.abs(y - model.predict(X))
-    assert_array_equal(model.outliers_, residuals > model.delta * model.scale_)
+    residuals = y - model.predict(X)
+    noise_scale = np.median(np.abs(residuals)) / 0.6744897501960817
+    assert_allclose(model.noise_scale_, noise_scale, rtol=1e-12)
+    assert_array_equal(model.outliers_, np.abs(residuals) > 2.5 * noise_scale)
+    # IRLS weights psi(z) / z, as statsmodels' RLM.weights.
+    z = residuals / model.scale_
+    assert_allclose(model.weights_ * z, model._rho().derivative(z), rtol=1e-12)
     assert_allclose(model.predict(X), X @ model.coef_ + model.intercept_, rtol=1e-14)
 
 

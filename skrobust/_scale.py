@@ -1,0 +1,406 @@
+"""Residual-scale strategies of the M-estimators: one small object per option.
+
+An M-estimator measures its threshold in units of a residual scale
+``sigma``, which makes the fit equivariant (``y * c`` gives ``coef_ * c``).
+Each option of ``scale=`` is an object with the same two methods, so the
+estimator never branches on the option:
+
+``check(rho)``
+    raise a ``ValueError`` if the option is undefined for this loss;
+``solve(problem, coef, scale)``
+    the coefficients and the scale from a start, in standardised units.
+
+:class:`JointScale`
+    minimises the jointly convex concomitant objective ``sum_i s_i sigma
+    (1 + 2 rho(r_i / sigma)) + alpha ||w||^2`` (Huber's proposal 2 in Owen's
+    form; with Huber's ``rho`` exactly scikit-learn's ``HuberRegressor``
+    objective).
+:class:`MADScale`
+    the fixed point of ``sigma = median(|r|) / 0.6745`` with ``coef``
+    minimising ``sum_i s_i sigma^2 rho(r_i / sigma) + alpha ||w||^2``: what
+    iteratively reweighted least squares converges to in R's ``MASS::rlm``
+    and statsmodels' ``RLM`` (default ``scale_est="mad"``).
+:class:`LADScale`
+    the normalised MAD of the least-absolute-deviation fit's residuals, then
+    held fixed: bounded up to half the targets wrong.
+:class:`FixedScale`
+    a given positive scale, in the units of ``y``.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+from sklearn.utils.extmath import safe_sparse_dot
+
+from . import _solvers
+from ._base import mad_scale
+from ._objective import LinearObjective
+from .losses import ConcomitantScaleLoss, FixedScaleLoss
+
+# Below this (relative to the spread of y) a scale counts as a perfect fit.
+MIN_RELATIVE_SCALE = 1e-12
+
+# A joint scale below this (relative to the spread of y) may be collapsing to
+# zero: JointScale checks, and solves the boundary problem.
+_COLLAPSED_SCALE = 1e-5
+
+# Residuals below this (relative to the spread of y) count as fitted exactly.
+EXACT_FIT_TOL = 1e-9
+
+
+@dataclass
+class MProblem:
+    """What every scale strategy needs to fit: data, loss, penalty and options.
+
+    ``ls_objective`` is the least-squares objective of the fit: it carries
+    ``X``, the standardised ``y``, the weights (scaled to a largest of 1)
+    and the standardised coordinates (``column_stats``) every objective of
+    the fit shares.
+    """
+
+    ls_objective: LinearObjective
+    rho: object
+    l2: float
+    fit_intercept: bool
+    options: _solvers.SolverOptions
+    alpha: float = 0.0
+    y_scale: float = 1.0
+    # Iterations spent so far; every solve takes from max_iter - used.
+    used: list = field(default_factory=lambda: [0])
+
+    @property
+    def budget(self):
+        return max(self.options.max_iter - self.used[0], 0)
+
+    def objective(self, loss, predictors, penalties, ls_objective=None, y=None):
+        """A :class:`LinearObjective` on this problem's data and coordinates.
+
+        On ``ls_objective``'s rows (a subsample's) if given, with targets
+        ``y`` in place of its own if given.
+        """
+        base = self.ls_objective if ls_objective is None else ls_objective
+        return LinearObjective(
+            loss,
+            base.X,
+            base.y if y is None else y,
+            base.sample_weight,
+            predictors,
+            penalties,
+            column_stats=base.column_stats,
+        )
+
+    def minimize(self, objective, coef, **kwargs):
+        """Run the solver within the remaining iteration budget."""
+        result = _solvers.solve(
+            objective, coef, self.options.with_max_iter(self.budget), **kwargs
+        )
+        self.used[0] += result.n_iter
+        return result
+
+
+@dataclass
+class ScaleFit:
+    """Coefficients ``(w, b)`` and scale, in standardised units."""
+
+    w: np.ndarray
+    b: float
+    scale: float
+    converged: bool
+    message: str = ""
+
+
+def initial_scale(residuals, sample_weight):
+    """Normalised MAD of residuals, or their RMS if more than half are zero."""
+    scale = mad_scale(residuals, sample_weight)
+    if not scale > MIN_RELATIVE_SCALE:
+        top = float(np.max(np.abs(residuals)))
+        if top > 0:
+            rel = residuals / top
+            rms = top * np.sqrt(np.average(rel * rel, weights=sample_weight))
+        else:
+            rms = 0.0
+        scale = max(float(rms), MIN_RELATIVE_SCALE)
+    return scale
+
+
+def _fixed_scale_fit(problem, coef, scale):
+    """Coefficients minimising ``sum s sigma^2 rho(r / sigma) + l2 pen``."""
+    objective = problem.objective(
+        FixedScaleLoss(problem.rho, scale),
+        [(None, problem.fit_intercept)],
+        [problem.l2],
+    )
+    result = problem.minimize(objective, coef)
+    ((w, b),) = objective.unstandardize(result.coef)
+    return ScaleFit(w, b, scale, result.converged, result.message)
+
+
+class FixedScale:
+    """A scale given in the units of ``y``."""
+
+    name = "fixed"
+    l2_in_y_units = False
+
+    def __init__(self, value):
+        self.value = float(value)
+
+    def check(self, rho):
+        """Every loss has a fixed-scale objective."""
+
+    def solve(self, problem, coef, scale):
+        """Fit at the given scale (in standardised units: value / y_scale)."""
+        return _fixed_scale_fit(problem, coef, self.value / problem.y_scale)
+
+    def report(self, scale, y_scale):
+        """``scale_`` as given, not as rounded through ``y_scale``."""
+        return self.value
+
+
+class LADScale:
+    """The normalised MAD of the exact least-absolute-deviation residuals.
+
+    Both the LAD fit and the MAD of its residuals resist up to half the
+    targets being arbitrarily wrong, so the fixed-scale fit that follows (a
+    convex problem with bounded influence) stays bounded up to that fraction
+    too.
+    """
+
+    name = "lad"
+    l2_in_y_units = False
+
+    def check(self, rho):
+        """Every loss has a fixed-scale objective."""
+
+    def solve(self, problem, coef, scale):
+        from ._quantile_exact import solve_exact
+
+        ls = problem.ls_objective
+        ((w, b),) = ls.unstandardize(coef)
+        w, b, _ = solve_exact(
+            ls.X, ls.y, 0.5, ls.sample_weight, 0.0, problem.fit_intercept, w, b
+        )
+        residuals = ls.y - safe_sparse_dot(ls.X, w) - b
+        if not np.any(np.abs(residuals[ls.sample_weight > 0]) > EXACT_FIT_TOL):
+            # The LAD fit interpolates (no more rows than coefficients): its
+            # residuals carry no scale, so the MAD fixed point provides it.
+            return MADScale().solve(problem, coef, scale)
+        scale = initial_scale(residuals, ls.sample_weight)
+        # From the given start (a warm start's optimum, or the reweighted
+        # L1 start), which is as close as the LAD fit.
+        return _fixed_scale_fit(problem, coef, scale)
+
+    def report(self, scale, y_scale):
+        return scale * y_scale
+
+
+class JointScale:
+    """Coefficients and ``log sigma`` minimising Owen's concomitant objective."""
+
+    name = "joint"
+    # The concomitant objective is in the units of y, not y^2.
+    l2_in_y_units = True
+
+    def check(self, rho):
+        """The joint objective has a positive scale only if ``sup 2(z psi - rho) > 1``.
+
+        Its derivative in ``sigma`` is ``sum_i s_i (1 - 2 (z_i psi(z_i) -
+        rho(z_i)))``: for a loss whose ``z psi - rho`` stays at or below
+        1/2 (Huber with ``delta <= 1``, log-cosh with ``delta <= 0.849``) the
+        objective decreases all the way to ``sigma = 0`` (why scikit-learn
+        requires ``epsilon >= 1``).
+        """
+        limit = rho.z_psi_minus_rho_limit
+        if not 2.0 * limit > 1.0:
+            raise ValueError(
+                f"scale='joint' is undefined for {rho!r}: the joint objective "
+                "has a positive scale only if sup (z psi(z) - rho(z)) > 1/2, "
+                f"and here it is {limit:.4g}. Use a larger delta, or "
+                "scale='mad' or a fixed scale."
+            )
+
+    def solve(self, problem, coef, scale):
+        objective = problem.objective(
+            ConcomitantScaleLoss(problem.rho),
+            [(None, problem.fit_intercept), ((), True)],
+            [problem.l2, 0.0],
+        )
+        result = problem.minimize(objective, np.append(coef, np.log(scale)))
+        (w, b), (_, log_scale) = objective.unstandardize(result.coef)
+        fit = ScaleFit(w, b, float(np.exp(log_scale)), result.converged)
+        fit.message = result.message
+        if fit.scale < _COLLAPSED_SCALE and problem.alpha == 0:
+            fit = self._collapsed_scale_fit(problem, fit)
+        elif fit.scale < _COLLAPSED_SCALE and not fit.converged:
+            if self._boundary_optimal(problem, objective, result.coef, fit.scale):
+                fit = ScaleFit(w, b, 0.0, True)
+        return fit
+
+    @staticmethod
+    def _boundary_optimal(problem, objective, coef, scale):
+        """Whether a penalised fit whose scale collapses has reached ``sigma = 0``.
+
+        On the boundary the objective is ``sum_i s_i 2 c |r_i| + alpha
+        ||w||^2`` (``c = psi(inf)``), an L1 loss plus a ridge, which Newton's
+        steps approach while ``log sigma`` falls by about one per step. The
+        coefficients minimise it when some ``u_i`` in ``[-c, c]`` in place
+        of ``psi(z_i)`` on the rows fitted exactly (its subgradient there)
+        makes the gradient in the coefficients vanish: a bounded least-squares
+        problem on those rows, whose residual is the certificate.
+        """
+        ls = problem.ls_objective
+        grad = objective.loss_gradient(coef)[1][:-1]
+        residuals = ls.y - objective.raw_prediction(coef)[:, 0]
+        rows = (np.abs(residuals) <= EXACT_FIT_TOL) & (ls.sample_weight > 0)
+        tol = problem.options.tol
+        if not rows.any():
+            return bool(np.max(np.abs(grad), initial=0.0) <= tol)
+        rho = problem.rho
+        c = float(np.asarray(rho.derivative(np.array([min(rho.saturation, 1e300)])))[0])
+        share = ls.sample_weight[rows] / ls.sum_weight
+        # d(mean loss)/d(raw prediction) = -2 psi(z) on each row.
+        A = (ls.dense_design(rows) * (-2.0 * share)[:, None]).T
+        fixed = grad - A @ np.asarray(rho.derivative(residuals[rows] / scale))
+        u = scipy.optimize.lsq_linear(A, -fixed, bounds=(-c, c)).x
+        return bool(np.max(np.abs(A @ u + fixed), initial=0.0) <= tol)
+
+    @staticmethod
+    def _collapsed_scale_fit(problem, fit):
+        """The joint fit when its scale tends to zero: least absolute deviation.
+
+        As ``sigma -> 0``, ``sigma (1 + 2 rho(r / sigma)) -> 2 c |r|`` with
+        ``c = psi(inf)``, so on that boundary the coefficients minimise the
+        weighted L1 loss, solved exactly by linear programming. ``sigma = 0``
+        is the optimum when the objective does not decrease as ``sigma``
+        leaves it: ``sum_i s_i (1 - 2 L [r_i != 0]) >= 0`` with ``L = sup
+        (z psi - rho)``, i.e. when enough rows are fitted exactly. Newton's
+        method only approaches this boundary (one unit of ``log sigma`` per
+        step, in a stiffening problem), so it is solved here instead; if the
+        boundary is not optimal, Newton's point and convergence stand.
+        """
+        from ._quantile_exact import solve_exact
+
+        ls = problem.ls_objective
+        w_lad, b_lad, _ = solve_exact(
+            ls.X, ls.y, 0.5, ls.sample_weight, 0.0, problem.fit_intercept, fit.w, fit.b
+        )
+        residuals = ls.y - safe_sparse_dot(ls.X, w_lad) - b_lad
+        exact = np.abs(residuals) <= EXACT_FIT_TOL
+        c = 2.0 * problem.rho.z_psi_minus_rho_limit
+        if ls.sample_weight @ np.where(exact, 1.0, 1.0 - c) >= 0:
+            return ScaleFit(w_lad, b_lad, 0.0, True)
+        return fit
+
+    def report(self, scale, y_scale):
+        return scale * y_scale
+
+
+class MADScale:
+    """The fixed point ``sigma = MAD(r(sigma)) / 0.6745``, ``r`` from an exact fit."""
+
+    name = "mad"
+    l2_in_y_units = False
+
+    def check(self, rho):
+        """Every loss has a fixed-scale objective."""
+
+    def report(self, scale, y_scale):
+        return scale * y_scale
+
+    def solve(self, problem, coef, scale):
+        """Safeguarded secant steps on the scale equation.
+
+        Each fixed-scale fit is exact and warm-started from the previous one.
+        The scale equation ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma = 0``
+        is one-dimensional and continuous, so safeguarded secant steps
+        settle it in a few fits where the fixed-point iteration of IRLS
+        needs dozens, and a bracket keeps them from bouncing where ``g`` is
+        flat. Large problems first solve it on a strided subsample. The
+        reported scale is the MAD of the final residuals, as statsmodels
+        reports it.
+        """
+        coef, scale, converged = self._fixed_point(
+            problem, problem.ls_objective, coef, scale
+        )
+        ((w, b),) = problem.ls_objective.unstandardize(coef)
+        message = "" if converged else "the MAD scale fixed point did not settle"
+        return ScaleFit(w, b, scale, converged, message)
+
+    def _fixed_point(self, problem, ls_objective, coef, scale):
+        # Each fit starts Newton's method from the previous fit's Hessian
+        # (the first from the subsample's): the scale changes little.
+        hessian, origin = None, "stale"
+        sub = _solvers.subsample_for_start(ls_objective)
+        if sub is not None:
+            coef, scale, hessian, _ = self._secant(problem, sub, coef, scale, None)
+            origin = "subsample"
+        coef, scale, _, converged = self._secant(
+            problem, ls_objective, coef, scale, hessian, origin
+        )
+        return coef, scale, converged
+
+    @staticmethod
+    def _secant(problem, ls_objective, coef, scale, hessian, origin="stale"):
+        """Fixed-scale fits on ``ls_objective``'s rows until the scale settles.
+
+        Returns ``(coef, scale, hessian, converged)``.
+        """
+        tol = problem.options.tol
+        previous = None  # (scale, g(scale)) of the last fit, for the secant
+        low = high = None  # the latest scales with g > 0 and with g < 0
+        mad, converged = scale, False
+        for _ in range(problem.options.max_iter):
+            objective = problem.objective(
+                FixedScaleLoss(problem.rho, scale),
+                [(None, problem.fit_intercept)],
+                [problem.l2],
+                ls_objective=ls_objective,
+            )
+            result = problem.minimize(
+                objective,
+                coef,
+                multilevel=False,
+                hessian=hessian,
+                hessian_origin=origin,
+            )
+            coef = result.coef
+            if result.hessian is not None:
+                hessian, origin = result.hessian, "stale"
+            residuals = ls_objective.y - objective.raw_prediction(coef)[:, 0]
+            mad = initial_scale(residuals, ls_objective.sample_weight)
+            gap = mad - scale
+            if abs(gap) <= tol * scale and result.converged:
+                converged = True
+                break
+            # Safeguarded secant on g(sigma) = MAD(r(sigma)) / 0.6745 - sigma:
+            # once g has changed sign, keep the root bracketed and bisect
+            # (geometrically) whenever the secant step leaves the bracket;
+            # before that, the plain fixed-point update of IRLS. Replace the
+            # end of the same sign (not min/max: g need not be monotone, and
+            # the bracket must keep a sign change inside).
+            if gap > 0:
+                low = scale
+            else:
+                high = scale
+            new_scale = mad
+            if previous is not None and gap != previous[1]:
+                new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
+            if low is not None and high is not None:
+                if abs(high - low) <= tol * max(high, low) and result.converged:
+                    # The MAD jumps across sigma here (g has no zero, only a
+                    # sign change, where a residual crosses the median): the
+                    # bracket has closed on it.
+                    converged = True
+                    break
+                if not min(low, high) < new_scale < max(low, high):
+                    new_scale = float(np.sqrt(low * high))
+            elif not (new_scale - scale) * gap > 0:
+                # No bracket yet: the root lies on the side g points to (g > 0
+                # at small scales, < 0 at large ones); a secant step the other
+                # way is noise from a non-monotone g.
+                new_scale = mad
+            previous = (scale, gap)
+            scale = new_scale
+            if problem.budget == 0:
+                break
+        return coef, mad, hessian, converged
