@@ -72,19 +72,43 @@ class HuberRegressor(MEstimatorRegressor):
     warm_start : bool, default=False
         Start from the previous solution (coefficients, intercept and scale)
         when refitting.
+    cov_type : {"H1", "H2", "H3", "mass", "sandwich"} or None, default=None
+        Standard errors to compute with the fit; see
+        :class:`MEstimatorRegressor` and the user guide's Inference page.
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features,)
-        Coefficients.
-    intercept_ : float
+    coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
+        Coefficients (one row per column of a 2-D ``y``).
+    intercept_ : float or ndarray of shape (n_targets,)
         Intercept (0.0 if ``fit_intercept=False``).
-    scale_ : float
-        Residual scale, in the units of ``y``.
-    outliers_ : ndarray of shape (n_samples,) of bool
-        Training samples with ``|residual| > delta * scale_``.
-    n_iter_ : int
-        Number of solver iterations.
+    scale_ : float or ndarray of shape (n_targets,)
+        The residual scale ``sigma`` that ``delta`` is measured in, in the
+        units of ``y``. With ``scale="mad"`` or ``"lad"`` it estimates the
+        noise standard deviation at Gaussian noise; the joint scale is
+        smaller (about 0.68 standard deviations at Huber's default delta):
+        see ``noise_scale_``.
+    noise_scale_ : float or ndarray of shape (n_targets,)
+        A robust estimate of the noise standard deviation for every scale
+        option: ``median |r| / 0.6745`` of the weighted training residuals.
+    outliers_ : ndarray of shape (n_samples,) or (n_samples, n_targets) of bool
+        Training samples whose residual exceeds ``2.5 * noise_scale_``:
+        about 1.2% of Gaussian noise, and every error beyond 10 noise
+        standard deviations. (scikit-learn's ``HuberRegressor`` flags
+        ``|r| > epsilon * scale_``, about a third of clean Gaussian rows.)
+    weights_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        IRLS weights ``psi(z) / z`` at the solution, ``z = r / scale_``
+        (statsmodels' ``RLM.weights``).
+    n_iter_ : int or ndarray of shape (n_targets,)
+        Number of solver iterations, at most ``max_iter`` (starts are not
+        iterations; a warm start at the solution takes 0).
+    cov_ : ndarray of shape (n_params, n_params)
+        Covariance of ``[intercept, coef...]`` (only with ``cov_type``).
+    coef_se_ : ndarray of shape (n_features,)
+        Standard errors of ``coef_`` (only with ``cov_type``).
+    intercept_se_ : float
+        Standard error of ``intercept_`` (only with ``cov_type`` and
+        ``fit_intercept``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -141,6 +165,7 @@ class HuberRegressor(MEstimatorRegressor):
         max_iter=200,
         tol=1e-10,
         warm_start=False,
+        cov_type=None,
     ):
         self.delta = delta
         self.scale = scale
@@ -150,6 +175,7 @@ class HuberRegressor(MEstimatorRegressor):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
+        self.cov_type = cov_type
 
     def _rho(self):
         return HuberRho(self.delta)

@@ -35,6 +35,8 @@ from ._base import (
     mad_scale,
     total_weight,
 )
+from ._cov_mestimator import COV_TYPES, mestimator_covariance
+from ._inference import InferenceMixin, set_inference_attributes
 from ._scale import (
     EXACT_FIT_TOL,
     FixedScale,
@@ -61,7 +63,7 @@ def _is_exact_fit(residuals, sample_weight):
     return bool(np.all(np.abs(residuals[sample_weight > 0]) <= EXACT_FIT_TOL))
 
 
-class MEstimatorRegressor(RobustLinearRegressor):
+class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
     r"""Linear regression M-estimator for any convex loss, with a residual scale.
 
     Minimises, over the coefficients ``w``, the intercept ``b`` and (with
@@ -114,6 +116,14 @@ class MEstimatorRegressor(RobustLinearRegressor):
     warm_start : bool, default=False
         Start from the previous solution (coefficients, intercept and scale)
         when refitting.
+    cov_type : {"H1", "H2", "H3", "mass", "sandwich"} or None, default=None
+        Standard errors to compute with the fit (``None``: none, and no
+        extra cost). ``"H1"``, ``"H2"``, ``"H3"``: Huber's (1981) estimates
+        for homoscedastic errors, as statsmodels ``RLM.fit(cov=...)``;
+        ``"mass"``: R's ``MASS::summary.rlm``; ``"sandwich"``: the
+        heteroscedasticity-robust sandwich (with ``scale="joint"`` from the
+        joint estimating equations of coefficients and scale). Needs
+        ``alpha=0``. See the user guide's Inference page.
 
     Attributes
     ----------
@@ -144,6 +154,14 @@ class MEstimatorRegressor(RobustLinearRegressor):
     n_iter_ : int or ndarray of shape (n_targets,)
         Number of solver iterations (starts are not iterations; a warm start
         from the solution takes 0).
+    cov_ : ndarray of shape (n_params, n_params) or (n_targets, n_params, n_params)
+        Covariance of ``[intercept, coef...]`` (intercept first, as in R and
+        statsmodels; only with ``cov_type``).
+    coef_se_ : ndarray of shape (n_features,) or (n_targets, n_features)
+        Standard errors of ``coef_`` (only with ``cov_type``).
+    intercept_se_ : float or ndarray of shape (n_targets,)
+        Standard error of ``intercept_`` (only with ``cov_type`` and
+        ``fit_intercept``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -208,8 +226,10 @@ class MEstimatorRegressor(RobustLinearRegressor):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "warm_start": ["boolean"],
+        "cov_type": [None, StrOptions(set(COV_TYPES))],
     }
 
+    _cov_types = COV_TYPES
     _per_sample_attributes = ("outliers_", "weights_")
 
     def __init__(
@@ -223,6 +243,7 @@ class MEstimatorRegressor(RobustLinearRegressor):
         max_iter=200,
         tol=1e-10,
         warm_start=False,
+        cov_type=None,
     ):
         self.rho = rho
         self.scale = scale
@@ -232,6 +253,7 @@ class MEstimatorRegressor(RobustLinearRegressor):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
+        self.cov_type = cov_type
 
     def _rho(self):
         """The residual function of this fit (subclasses build it from delta)."""
@@ -248,6 +270,11 @@ class MEstimatorRegressor(RobustLinearRegressor):
         if getattr(self, "rho", None) is not None:  # (built-ins: by their tests)
             check_residual_function(rho)
         self._scale_rule().check(rho)
+        if self.cov_type is not None and self.alpha > 0:
+            raise ValueError(
+                f"cov_type={self.cov_type!r} needs alpha=0: the standard errors "
+                "are those of the unpenalised M-estimator."
+            )
 
     def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
         """One target column's fit in standardised units (see the module)."""
@@ -360,7 +387,23 @@ class MEstimatorRegressor(RobustLinearRegressor):
         fit.extras["noise_scale_"] = noise
         fit.extras["outliers_"] = np.abs(residuals) > OUTLIER_THRESHOLD * noise
         fit.extras["weights_"] = _irls_weights(self._rho(), residuals, scale)
+        if self.cov_type is not None:
+            fit.extras["cov_"] = mestimator_covariance(
+                X,
+                residuals,
+                sample_weight,
+                self._rho(),
+                scale,
+                fit_intercept=self.fit_intercept,
+                cov_type=self.cov_type,
+                joint=self.scale == "joint",
+            )
         return fit
+
+    def _set_fitted(self, fits, y_ndim):
+        super()._set_fitted(fits, y_ndim)
+        cov = self.cov_ if self.cov_type is not None else None
+        set_inference_attributes(self, cov)
 
     def _warm_extras(self, k):
         return {"scale_": float(np.ravel(self.scale_)[k])}
