@@ -289,10 +289,11 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         object
             The fitted estimator.
         """
-        if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+        shape = getattr(y, "shape", ())
+        if len(shape) == 2 and shape[1] > 1:
             raise ValueError(
                 "MultiQuantileRegressor fits several quantiles of one target: "
-                f"y must be 1-dimensional, got shape {np.shape(y)}. Fit one "
+                f"y must be 1-dimensional, got shape {shape}. Fit one "
                 "estimator per column of y."
             )
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
@@ -311,7 +312,14 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         intercepts = np.array([fit.intercept for fit in fits]) * y_scale
         self.intercept_ = intercepts + y_offset if self.fit_intercept else intercepts
         self.n_iter_ = np.array([fit.n_iter for fit in fits], dtype=int)
-        self.bandwidth_ = np.array([fit.bandwidth for fit in fits]) * y_scale
+        # Exact levels warm-started from a previous fit make no smoothed fit:
+        # they keep the bandwidth of that fit.
+        self.bandwidth_ = np.array(
+            [
+                self.bandwidth_[j] if fit.bandwidth is None else fit.bandwidth * y_scale
+                for j, fit in enumerate(fits)
+            ]
+        )
         self.solver_ = solver
         self._set_covariances(X, y, sample_weight)
         return self
@@ -472,6 +480,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             The column of :meth:`predict_quantiles` at the level of
             ``quantiles_`` nearest 0.5 (the lower one on a tie).
         """
+        check_is_fitted(self)
         middle = int(np.argmin(np.abs(self.quantiles_ - 0.5)))
         return self.predict_quantiles(X)[:, middle]
 
