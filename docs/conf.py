@@ -17,6 +17,7 @@ from sphinx.util import logging
 import skrobust
 import skrobust.demo
 import skrobust.losses
+import skrobust.metrics
 
 # The examples must not open windows while the gallery runs them.
 matplotlib.use("Agg")
@@ -145,7 +146,7 @@ def _check_api_reference_lists_every_public_name(app):
     and function of the public modules must be listed.
     """
     listed = set(re.findall(r"^\s+(\w+)\s*$", (DOCS / "api.rst").read_text(), re.M))
-    for module in (skrobust, skrobust.losses, skrobust.demo):
+    for module in (skrobust, skrobust.losses, skrobust.metrics, skrobust.demo):
         for name in _public_names(module):
             if name not in listed:
                 _logger.warning(

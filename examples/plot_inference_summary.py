@@ -1,7 +1,7 @@
 """
-=======================================================
+========================================================
 Standard errors of a Huber fit, next to statsmodels' RLM
-=======================================================
+========================================================
 
 ``cov_type`` makes an estimator compute the covariance of its coefficients
 during ``fit``; :meth:`~skrobust.HuberRegressor.summary` then prints R's
