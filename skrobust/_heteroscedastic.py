@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import (
     _check_sample_weight,
+    check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -23,7 +24,12 @@ from sklearn.utils.validation import (
 )
 
 from . import _solvers
-from ._base import _ACCEPT_SPARSE, RobustLinearRegressor
+from ._base import (
+    _ACCEPT_SPARSE,
+    RobustLinearRegressor,
+    StandardisedFit,
+    least_squares_start,
+)
 from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
 from ._objective import LinearObjective
@@ -36,6 +42,8 @@ HARVEY_OFFSET = float(np.euler_gamma + np.log(2.0))
 
 # exp(v / 2) of a log-variance above this overflows float64.
 _MAX_LOG_VARIANCE = 2.0 * float(np.log(np.finfo(np.float64).max)) - 1.0
+# exp(w) of a log-weight above this overflows float64.
+_MAX_LOG_WEIGHT = 0.5 * _MAX_LOG_VARIANCE
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 # Least squares fits a row exactly when its residual is below this fraction
@@ -236,32 +244,43 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features,)
-        Coefficients :math:`b` of the mean.
-    intercept_ : float
+    coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
+        Coefficients :math:`b` of the mean; one row per target of a 2-D
+        ``y``.
+    intercept_ : float or ndarray of shape (n_targets,)
         Intercept :math:`b_0` of the mean (0.0 if ``fit_intercept=False``).
-    var_coef_ : ndarray of shape (n_features,)
+    var_coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
         Coefficients :math:`g` of the log-variance, exactly 0.0 for columns
         not in ``variance_features``.
-    var_intercept_ : float
+    var_intercept_ : float or ndarray of shape (n_targets,)
         Intercept :math:`g_0` of the log-variance.
-    cov_ : ndarray of shape (n_params, n_params)
+    weights_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        :math:`1 / \sigma_i^2` at the fit, for every training row: the
+        weights of the weighted least-squares problem the mean solves. At
+        the maximum of the likelihood the mean's score equations are
+        :math:`\sum_i s_i (y_i - \mu_i) / \sigma_i^2 \, (1, x_i) = 0`, so
+        ``LinearRegression().fit(X, y, sample_weight=sample_weight *
+        weights_)`` gives ``coef_`` and ``intercept_`` again. In units of
+        ``1 / y**2``; capped near ``1e308`` where it would overflow.
+    cov_ : ndarray of shape (n_params, n_params) or (n_targets, n_params, \
+n_params)
         Covariance of the mean intercept (with ``fit_intercept``), ``coef_``,
         ``var_intercept_`` and the entries of ``var_coef_`` in
-        ``variance_features``, in that order; only with ``cov_type``. Its
-        rows are those of :meth:`conf_int` and :meth:`summary`.
-    coef_se_ : ndarray of shape (n_features,)
+        ``variance_features``, in that order; one per target of a 2-D ``y``;
+        only with ``cov_type``. Its rows are those of :meth:`conf_int` and
+        :meth:`summary` (which describe a fit to a 1-D ``y``).
+    coef_se_ : ndarray of shape (n_features,) or (n_targets, n_features)
         Standard errors of ``coef_``; only with ``cov_type``.
-    intercept_se_ : float
+    intercept_se_ : float or ndarray of shape (n_targets,)
         Standard error of ``intercept_``; only with ``cov_type`` and
         ``fit_intercept``.
-    var_coef_se_ : ndarray of shape (n_features,)
+    var_coef_se_ : ndarray of shape (n_features,) or (n_targets, n_features)
         Standard errors of ``var_coef_``, NaN for columns not in
         ``variance_features`` (fixed at 0, not estimated); only with
         ``cov_type``.
-    var_intercept_se_ : float
+    var_intercept_se_ : float or ndarray of shape (n_targets,)
         Standard error of ``var_intercept_``; only with ``cov_type``.
-    n_iter_ : int
+    n_iter_ : int or ndarray of shape (n_targets,)
         Number of solver iterations, counting the start as one.
     n_features_in_ : int
         Number of features seen during fit.
@@ -309,6 +328,16 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     and returned without iterating: that minimum-norm least-squares mean,
     ``var_coef_ = 0`` and a variance of :math:`\tau^2` plus the mean
     squared residual.
+
+    **Several targets.** A 2-D ``y`` of shape (n_samples, n_targets) gets
+    a mean and a log-variance per target, each fitted as if alone (its own
+    :math:`s_y` and floor): the joint likelihood of independent Gaussian
+    targets is the sum of theirs, and no parameter is shared. Attributes
+    gain a leading axis of length ``n_targets`` (``weights_`` a trailing
+    one), predictions a column per target, :meth:`predict_interval` returns
+    one array of shape (n_samples, n_targets, 2) and :meth:`log_likelihood`
+    sums over targets. See :doc:`/user_guide/heteroscedastic` for why
+    learned per-target variances do not re-weight the targets here.
 
     **Sample weights.** Rows of zero weight are ignored, whatever their
     ``X`` and ``y``; only relative weights enter the likelihood, and sums of
@@ -372,6 +401,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         "cov_type": [None, StrOptions(set(COV_TYPES))],
     }
     _cov_types = COV_TYPES
+    _per_sample_attributes = ("weights_",)
 
     def __init__(
         self,
@@ -396,57 +426,68 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         self.warm_start = warm_start
         self.cov_type = cov_type
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the mean and the log-variance by maximum likelihood.
+    def _check_fit_parameters(self):
+        """``variance_features`` names columns of this ``X`` (raises if not)."""
+        self._variance_columns(self.n_features_in_)
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data. Not copied: any real dtype, dense or sparse
-            (CSR, CSC), is read as it is.
-        y : array-like of shape (n_samples,)
-            Target values.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; integer weights are equivalent to repeated
-            rows, and rows of zero weight are ignored.
+    def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
+        """One output's maximum-likelihood fit, in the template's units of ``y``.
 
-        Returns
-        -------
-        object
-            The fitted estimator.
+        The likelihood is solved in units of ``s_y``, the unit of the
+        variance floor: ``y`` is re-centred on its weighted mean and divided
+        by its root mean square deviation (:func:`_mean_and_spread`), which
+        also keeps every ``|y|`` below ``sqrt(sum s / s_i)``, so squared
+        residuals cannot overflow however wild the targets (the template's
+        robust units would leave a gross outlier ``1e300`` spreads away).
+        The mean coefficients scale with the unit and the log-variance
+        intercept shifts by twice its logarithm; nothing else changes.
         """
-        X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
-        n_features = X.shape[1]
-        var_cols = self._variance_columns(n_features)
+        var_cols = self._variance_columns(X.shape[1])
+        offset, spread = _mean_and_spread(y, sample_weight, self.fit_intercept)
+        positive = sample_weight > 0
+        # A zero-weight row enters nothing, but its y could be any finite
+        # number; 0 keeps its residuals finite (and its X is the loss's
+        # concern, see _JitteredGaussianNLLLoss).
+        y_unit = np.zeros_like(y)
+        y_unit[positive] = (y[positive] - offset) / spread
+        start = None
+        if warm is not None:
+            start = self._warm_params(warm, var_cols, offset, spread, y_scale)
+        (w, b), (g, g0), n_iter = self._maximise_likelihood(
+            X, y_unit, sample_weight, var_cols, start
+        )
+        var_coef = np.zeros(X.shape[1])
+        var_coef[slice(None) if var_cols is None else var_cols] = g
+        return StandardisedFit(
+            np.asarray(w) * spread,
+            float(b * spread + offset),
+            n_iter + 1,  # the start counts as the first iteration
+            {
+                "var_coef_": var_coef,
+                "var_intercept_": float(g0 + 2.0 * np.log(spread)),
+            },
+        )
+
+    def _maximise_likelihood(self, X, y, sample_weight, var_cols, start):
+        """``[(b, b0), (g, g0)]`` and solver iterations, in units of ``s_y``.
+
+        Least squares, then (unless it fits every row exactly) Harvey's
+        log-variance or the warm ``start``, then the solver.
+        """
         # Public objective = S * (mean loss + l2 / 2 ||g||^2) + constant, S
         # the sum of the weights: l2 = 2 alpha / S, with S divided by the
         # largest weight first so that weights near 1e308 do not overflow it.
         top = float(sample_weight.max())
         l2 = 2.0 * (self.alpha / top) / float(np.sum(sample_weight / top))
-        # Solve for y_std = (y - y_offset) / y_scale: the mean coefficients
-        # scale with y_scale, the log-variance intercept shifts by
-        # 2 log y_scale, and nothing else changes. y_scale is s_y, the unit
-        # of the floor.
-        y_offset, y_scale = _mean_and_spread(y, sample_weight, self.fit_intercept)
-        positive = sample_weight > 0
-        with np.errstate(over="ignore"):
-            y_std = (y - y_offset) / y_scale
-        # A zero-weight row enters nothing, but its y could be any finite
-        # number; 0 keeps its residuals finite (and its X is the loss's
-        # concern, see _JitteredGaussianNLLLoss).
-        y_std[~positive] = 0.0
-
         # The mean is not penalised: where it is not unique (collinear or
         # constant columns, n_features >= n_samples) the solvers keep to the
         # minimum-norm member in standardised coordinates, and so does this
         # least-squares start.
-        ls_objective, start_objective, mean_coef = self._least_squares_start(
-            X, y_std, sample_weight, self.fit_intercept, 0.0
+        ls_objective, start_objective, mean_coef = least_squares_start(
+            X, y, sample_weight, self.fit_intercept, 0.0
         )
         stats = ls_objective.column_stats
-        objective = self._likelihood_objective(
-            X, y_std, sample_weight, var_cols, l2, stats
-        )
+        objective = self._likelihood_objective(X, y, sample_weight, var_cols, l2, stats)
         # Least-squares residuals on the rows the start used (a subsample for
         # large n): a start need not be exact. Rows without weight are set
         # to 0: nothing depends on them, and squared they could overflow.
@@ -460,72 +501,81 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             # Every row is fitted exactly: the optimum is known (see Notes),
             # and a Newton method on curvatures of order 1 / tau^2 could only
             # blur it.
-            ((w, b),) = ls_objective.unstandardize(mean_coef)
-            g = np.zeros(n_features if var_cols is None else var_cols.size)
-            g0 = float(np.log(exact_variance))
-            n_iter = 0
+            mean = ls_objective.unstandardize(mean_coef)[0]
+            n_var = X.shape[1] if var_cols is None else var_cols.size
+            return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+        if start is not None:
+            coef0 = objective.standardize(start)
         else:
-            warm = self._warm_params(var_cols, y_offset, y_scale)
-            if warm is not None:
-                coef0 = objective.standardize(warm)
-            else:
-                var_coef = self._harvey_start(
-                    start_objective.X,
-                    residuals,
-                    start_weight,
-                    var_cols,
-                    l2,
-                    stats,
-                )
-                coef0 = np.concatenate([mean_coef, var_coef])
-            solver = _solvers.choose_solver(self.solver, objective.n_coef)
-            result = _solvers.minimize(
-                objective, coef0, solver, self.max_iter, self.tol, warn=False
+            var_coef = self._harvey_start(
+                start_objective.X, residuals, start_weight, var_cols, l2, stats
             )
-            if not (result.converged or self._at_rounding_level(objective, result)):
-                _solvers.warn_not_converged(
-                    solver, result.n_iter, self.tol, result.message
-                )
-            (w, b), (g, g0) = objective.unstandardize(result.coef)
-            n_iter = result.n_iter
+            coef0 = np.concatenate([mean_coef, var_coef])
+        solver = _solvers.choose_solver(self.solver, objective.n_coef)
+        result = _solvers.minimize(
+            objective, coef0, solver, self.max_iter, self.tol, warn=False
+        )
+        if not (result.converged or self._at_rounding_level(objective, result)):
+            _solvers.warn_not_converged(solver, result.n_iter, self.tol, result.message)
+        mean, log_variance = objective.unstandardize(result.coef)
+        return mean, log_variance, result.n_iter
 
-        self._set_linear_coef(w * y_scale, b * y_scale + y_offset)
-        self.var_coef_ = np.zeros(n_features)
-        self.var_coef_[slice(None) if var_cols is None else var_cols] = g
-        self.var_intercept_ = float(g0 + 2.0 * np.log(y_scale))
-        # The start counts as the first iteration.
-        self.n_iter_ = n_iter + 1
-        self._set_covariance(X, y, sample_weight, var_cols)
-        return self
+    def _unstandardise(self, fit, y_offset, y_scale):
+        """The log-variance intercept in ``y`` units; its slopes have none."""
+        fit.extras["var_intercept_"] += 2.0 * float(np.log(y_scale))
+        return fit
 
-    def _set_covariance(self, X, y, sample_weight, var_cols):
-        """``cov_`` and the standard errors for ``cov_type`` (none for None)."""
-        cov = None
-        if self.cov_type is not None:
-            cov = gaussian_covariance(
-                X,
-                y,
-                self.coef_,
-                self.intercept_,
-                self.var_coef_,
-                self.var_intercept_,
-                sample_weight,
-                cov_type=self.cov_type,
-                fit_intercept=self.fit_intercept,
-                variance_columns=var_cols,
-                alpha=self.alpha,
-            )
-        set_inference_attributes(self, cov)
-        for name in ("var_coef_se_", "var_intercept_se_"):
-            if hasattr(self, name):
-                delattr(self, name)
-        if cov is None:
-            return
-        n_mean = self.n_features_in_ + (1 if self.fit_intercept else 0)
+    def _finish_output(self, fit, X, y, sample_weight):
+        """``weights_`` and, with ``cov_type``, the covariance of one output."""
+        log_variance = safe_sparse_dot(X, fit.extras["var_coef_"])
+        log_variance += fit.extras["var_intercept_"]
+        # exp(-v) is capped where it would overflow (a zero-weight row's X
+        # can be anything): such a weight is inf in all but name.
+        fit.extras["weights_"] = np.exp(-np.maximum(log_variance, -_MAX_LOG_WEIGHT))
+        if self.cov_type is None:
+            return fit
+        var_cols = self._variance_columns(X.shape[1])
+        cov = gaussian_covariance(
+            X,
+            y,
+            fit.coef,
+            fit.intercept,
+            fit.extras["var_coef_"],
+            fit.extras["var_intercept_"],
+            sample_weight,
+            cov_type=self.cov_type,
+            fit_intercept=self.fit_intercept,
+            variance_columns=var_cols,
+            alpha=self.alpha,
+        )
+        n_mean = X.shape[1] + (1 if self.fit_intercept else 0)
         se = np.sqrt(np.maximum(np.diag(cov)[n_mean:], 0.0))
-        self.var_intercept_se_ = float(se[0])
-        self.var_coef_se_ = np.full(self.n_features_in_, np.nan)
-        self.var_coef_se_[slice(None) if var_cols is None else var_cols] = se[1:]
+        var_coef_se = np.full(X.shape[1], np.nan)
+        var_coef_se[slice(None) if var_cols is None else var_cols] = se[1:]
+        fit.extras.update(
+            cov_=cov, var_intercept_se_=float(se[0]), var_coef_se_=var_coef_se
+        )
+        return fit
+
+    def _set_fitted(self, fits, y_ndim):
+        """The template's attributes, then ``coef_se_`` and ``intercept_se_``.
+
+        Without ``cov_type`` the standard errors of an earlier fit are
+        removed.
+        """
+        super()._set_fitted(fits, y_ndim)
+        set_inference_attributes(self, self.cov_ if self.cov_type else None)
+        if self.cov_type is None:
+            for name in ("var_coef_se_", "var_intercept_se_"):
+                if hasattr(self, name):
+                    delattr(self, name)
+
+    def _warm_extras(self, k):
+        """The log-variance of output ``k``, for :meth:`_warm_params`."""
+        return {
+            "var_coef_": np.atleast_2d(self.var_coef_)[k],
+            "var_intercept_": float(np.ravel(self.var_intercept_)[k]),
+        }
 
     def _inference_parameters(self):
         """The mean's ``[intercept, coef...]``, then the log-variance's."""
@@ -662,24 +712,28 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         coef[-1] += HARVEY_OFFSET
         return coef
 
-    def _warm_params(self, var_cols, y_offset, y_scale):
-        """Previous ``[(b, b0), (g, g0)]`` in standardised y units, or None."""
-        if not (self.warm_start and hasattr(self, "coef_")):
-            return None
-        if self.coef_.shape != (self.n_features_in_,):
-            return None
-        b0 = (self.intercept_ - y_offset) / y_scale if self.fit_intercept else 0.0
-        g = self.var_coef_ if var_cols is None else self.var_coef_[var_cols]
-        g0 = self.var_intercept_ - 2.0 * np.log(y_scale)
-        return [(self.coef_ / y_scale, b0), (g, g0)]
+    def _warm_params(self, warm, var_cols, offset, spread, y_scale):
+        """The previous fit as ``[(b, b0), (g, g0)]`` in units of ``s_y``.
+
+        ``warm`` is in the template's standardised units, into which it
+        divides every entry of ``extras`` by ``y_scale``; that is undone
+        here, as the log-variance maps differently: its slopes have no
+        units and its intercept shifts by ``-2 log y_scale``.
+        """
+        g = warm.extras["var_coef_"] * y_scale
+        g0 = warm.extras["var_intercept_"] * y_scale - 2.0 * np.log(y_scale)
+        b0 = (warm.intercept - offset) / spread if self.fit_intercept else 0.0
+        g = g if var_cols is None else g[var_cols]
+        return [(warm.coef / spread, b0), (g, g0 - 2.0 * np.log(spread))]
 
     def _mean_log_variance(self, X):
+        """Mean and log-variance at ``X``: (n_samples,) or (n_samples, n_targets)."""
         check_is_fitted(self)
         X = validate_data(
             self, X, accept_sparse=_ACCEPT_SPARSE, dtype="numeric", reset=False
         )
-        mean = safe_sparse_dot(X, self.coef_) + self.intercept_
-        log_variance = safe_sparse_dot(X, self.var_coef_) + self.var_intercept_
+        mean = safe_sparse_dot(X, self.coef_.T) + self.intercept_
+        log_variance = safe_sparse_dot(X, self.var_coef_.T) + self.var_intercept_
         return mean, log_variance
 
     def predict(self, X, return_std=False):
@@ -696,10 +750,11 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
 
         Returns
         -------
-        y_mean : ndarray of shape (n_samples,)
-            ``X @ coef_ + intercept_``.
-        y_std : ndarray of shape (n_samples,)
-            ``exp((X @ var_coef_ + var_intercept_) / 2)``; only returned
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            ``X @ coef_.T + intercept_``; one column per target of a 2-D
+            ``y`` (also of a ``y`` with one column).
+        y_std : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            ``exp((X @ var_coef_.T + var_intercept_) / 2)``; only returned
             when ``return_std`` is True.
         """
         mean, log_variance = self._mean_log_variance(X)
@@ -721,32 +776,40 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
 
         Returns
         -------
-        lower : ndarray of shape (n_samples,)
-            ``mean - q * std`` with ``q`` the ``(1 + coverage) / 2``
-            quantile of the standard normal.
-        upper : ndarray of shape (n_samples,)
-            ``mean + q * std``.
+        tuple of two ndarrays of shape (n_samples,), or ndarray of shape \
+(n_samples, n_targets, 2)
+            After a fit to a 1-D ``y``, the pair ``(lower, upper)``: ``mean
+            -+ q * std`` with ``q`` the ``(1 + coverage) / 2`` quantile of
+            the standard normal. After a fit to a 2-D ``y``, one array with
+            ``(lower, upper)`` on its last axis, the layout of
+            :mod:`skrobust.metrics`' interval metrics (do not unpack it as
+            a pair).
         """
         if not (isinstance(coverage, Real) and 0 < coverage < 1):
             raise ValueError(f"coverage must be in (0, 1), got {coverage!r}.")
         mean, std = self.predict(X, return_std=True)
         half_width = norm.ppf(0.5 + 0.5 * coverage) * std
-        return mean - half_width, mean + half_width
+        if mean.ndim == 1:
+            return mean - half_width, mean + half_width
+        return np.stack([mean - half_width, mean + half_width], axis=-1)
 
     def log_likelihood(self, X, y, sample_weight=None):
         r"""Mean Gaussian log-likelihood of ``y`` under the fitted model.
 
-        :math:`\sum_i s_i \log \phi(y_i; \mu_i, \sigma_i^2) / \sum_i s_i`,
-        including the constant :math:`-\frac12 \log 2\pi` (and without the
-        ``variance_floor`` term, which is part of fitting, not of the model).
+        :math:`\sum_i s_i \sum_k \log \phi(y_{ik}; \mu_{ik}, \sigma_{ik}^2) /
+        \sum_i s_i`: per sample, the log-density of all its targets (summed
+        over the outputs of a 2-D ``y``, whose noises the model takes as
+        independent), averaged over samples. It includes the constant
+        :math:`-\frac12 \log 2\pi` per target, and not the
+        ``variance_floor`` term, which is part of fitting, not of the model.
         ``score`` remains the :math:`R^2` of the mean.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Samples.
-        y : array-like of shape (n_samples,)
-            Observed targets.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Observed targets, of the shape the model was fitted to.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights.
 
@@ -756,13 +819,20 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             Weighted mean log-likelihood per sample.
         """
         mean, log_variance = self._mean_log_variance(X)
-        y = column_or_1d(y).astype(np.float64)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        if mean.ndim == 1:
+            y = column_or_1d(y)
         check_consistent_length(mean, y)
+        if y.shape != mean.shape:
+            raise ValueError(
+                f"y has shape {y.shape}; the model predicts {mean.shape[1]} targets."
+            )
         sample_weight = _check_sample_weight(
             sample_weight, mean, dtype=np.float64, ensure_non_negative=True
         )
         # r / sigma first, so that |r| up to 1e300 does not overflow r**2.
         z = (y - mean) * np.exp(-0.5 * np.clip(log_variance, -_MAX_LOG_VARIANCE, None))
         with np.errstate(over="ignore"):
-            per_sample = -0.5 * (z * z + log_variance + _LOG_2PI)
+            per_target = -0.5 * (z * z + log_variance + _LOG_2PI)
+        per_sample = per_target if per_target.ndim == 1 else per_target.sum(axis=1)
         return float(np.average(per_sample, weights=sample_weight))
