@@ -53,6 +53,8 @@ from ._quantile_exact import far_target_limit
 # to the new level's than a smoothed preliminary fit is. A level whose
 # first reduced problem fails its sign check doubles the band for the next.
 _NEIGHBOUR_BAND_FRACTION = 0.5
+# ... and at least this many rows.
+_NEIGHBOUR_MIN_BAND = 300
 
 
 def _check_levels(quantiles):
@@ -374,15 +376,35 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             else:
                 near = fits[neighbour]
                 start = _Start(
-                    near.coef, near.intercept, scale, near.residuals, options
+                    near.coef,
+                    near.intercept,
+                    scale,
+                    near.residuals,
+                    options
+                    if near.state is None
+                    # A copy: the state is this neighbour's alone.
+                    else {**options, "neighbour_state": near.state},
                 )
             fit = model._fit_level(X, y, sample_weight, solver, start, stats)
+            if start is not None and start.exact_options is not None:
+                # The solver's sampled Gram matrix, kept for the next levels.
+                gram = start.exact_options.get("newton_gram")
+                if gram is not None:
+                    options["newton_gram"] = gram
             if stats is None:
                 stats, scale, bandwidth = fit.stats, fit.scale, fit.bandwidth
                 options = self._neighbour_options(X, y, sample_weight, fit)
-            elif solver == "exact" and fit.n_iter > 1 and start is not None:
-                # The band was too narrow for this step: widen it.
-                options["initial_size"] *= 2
+                first_size = options["initial_size"]
+            elif solver == "exact" and start is not None:
+                # A band too narrow for this step is widened for the next
+                # one, and narrowed again (down to its first size) after a
+                # level that needed one LP.
+                if fit.n_iter > 1:
+                    options["initial_size"] *= 2
+                else:
+                    options["initial_size"] = max(
+                        options["initial_size"] // 2, first_size
+                    )
             if fit.bandwidth is None:
                 fit = fit._replace(bandwidth=bandwidth)
             fits[j] = fit
@@ -404,7 +426,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         if residuals is None:
             residuals = y - safe_sparse_dot(X, first.coef) - first.intercept
         return {
-            "initial_size": max(size, 300),
+            "initial_size": max(size, _NEIGHBOUR_MIN_BAND),
             "refine": True,
             "clip_limit": far_target_limit(y, residuals, sample_weight),
         }

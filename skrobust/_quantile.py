@@ -486,8 +486,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         if solver == "exact" and start is not None:
             if stats is None:
                 stats = _column_stats(X, y, sample_weight, self.fit_intercept)
-            w, b, n_lp, residuals = self._fit_exact(X, y, sample_weight, start, stats)
-            return _LevelFit(w, b, None, n_lp, stats, start.scale, residuals)
+            w, b, n_lp, residuals, state = self._fit_exact(
+                X, y, sample_weight, start, stats
+            )
+            return _LevelFit(w, b, None, n_lp, stats, start.scale, residuals, state)
         X_smooth, y_smooth, weight_smooth = X, y, sample_weight
         n_coef = X.shape[1] + bool(self.fit_intercept)
         if solver == "exact":
@@ -515,12 +517,12 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         # The face selection standardises with the preliminary fit's column
         # statistics (any fixed ones would do).
         start = _Start(smooth.coef, smooth.intercept, smooth.scale)
-        w, b, n_lp, residuals = self._fit_exact(
+        w, b, n_lp, residuals, state = self._fit_exact(
             X, y, sample_weight, start, smooth.stats
         )
         n_iter = smooth.n_iter + n_lp
         return _LevelFit(
-            w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals
+            w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals, state
         )
 
     # -- the smoothed fit -------------------------------------------------------
@@ -665,9 +667,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     def _fit_exact(self, X, y, sample_weight, start, stats):
         """The LP optimum by preprocessing around ``start``.
 
-        Returns ``(w, b, n_lp, residuals)`` in standardised y units, with
-        ``n_lp`` the number of linear programmes solved and ``residuals``
-        those of the solution when the solver has them (else None). Among
+        Returns ``(w, b, n_lp, residuals, state)`` in standardised y units,
+        with ``n_lp`` the number of linear programmes solved, ``residuals``
+        those of the solution and ``state`` the solver's
+        ``info["level_state"]`` when it has them (else None). Among
         equally optimal solutions, the one nearest ``start`` is taken
         (:func:`~skrobust._quantile_exact.select_on_face`).
         """
@@ -700,12 +703,13 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         residuals = info.get("residuals")
         if w_face is not w:
             w, b, residuals = w_face, b_face, None
+            info.pop("level_state", None)
         if start.exact_options is not None and info.get("newton_gram") is not None:
             # Shared by the levels of a multi-level fit: the same X and
             # weights have the same sampled Gram matrix.
             start.exact_options["newton_gram"] = info["newton_gram"]
         n_lp = max(int(info["rounds"]) + bool(info["solver"] != "reduced"), 1)
-        return w, b, n_lp, residuals
+        return w, b, n_lp, residuals, info.get("level_state")
 
     # -- inference -------------------------------------------------------------
     def _inference_dof(self):
@@ -768,7 +772,9 @@ class _LevelFit(NamedTuple):
     ``bandwidth`` of its (last) smoothed fit (None if it made none),
     ``stats`` the column statistics of its coordinates, ``scale`` the
     residual scale its bandwidth is relative to, ``residuals`` of the fit
-    when at hand (else None).
+    when at hand (else None), ``state`` the exact solver's state of the
+    solution for a start at a nearby level (see
+    :func:`~skrobust._quantile_exact._solve_exact_unclipped`).
     """
 
     coef: np.ndarray
@@ -778,6 +784,7 @@ class _LevelFit(NamedTuple):
     stats: tuple
     scale: float | None
     residuals: np.ndarray | None
+    state: dict | None = None
 
 
 def _column_stats(X, y, sample_weight, fit_intercept):

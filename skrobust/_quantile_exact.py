@@ -393,8 +393,7 @@ def _start(problem, coef, b, r, m, refine, info):
     if not (refine and problem.n_coef <= _NEWTON_MAX_COEF and h > 0):
         return coef, b, r, obj, band
     s, p = problem.s, problem.p
-    # Density of the errors at the fit: weight within +-h over 2 h S.
-    density = float(s[np.abs(r) <= h].sum()) / (2.0 * h * problem.S)
+    density = info["density"] = _density(problem, r, h)
     step, shift = _one_step(
         problem.newton_gram(),
         s,
@@ -419,6 +418,77 @@ def _start(problem, coef, b, r, m, refine, info):
         return coef, b, r, obj, band
     info["refined"] = True
     return coef1, b1, r1, obj1, _Band(problem, r1, m)
+
+
+def _density(problem, r, h):
+    """Density of the errors at the fit: weight within ``+-h`` over ``2 h S``."""
+    return float(problem.s[np.abs(r) <= h].sum()) / (2.0 * h * problem.S)
+
+
+def _neighbour_start(problem, coef, b, r, m, state, info):
+    """The start from an exact solution at a nearby level: as :func:`_start`.
+
+    ``r`` are the residuals of that solution and ``state`` its
+    ``info["level_state"]``: the side sums of the signs of ``r`` and its
+    density estimate. As in :func:`_start` the residuals are centred at
+    this level and one Newton step moves the fit; but the side sums of the
+    centred residuals come from those of ``r`` and a gather of the rows
+    between the two (those whose side changed), not from a pass over
+    ``X``, and the band is built once, after the step. The step is always
+    taken: the certificate makes the answer exact whatever the start.
+    """
+    p = problem.p
+    r_centred, b_centred = problem.centred(r, b)
+    moved = np.flatnonzero((r_centred >= 0) != (r >= 0))
+    sums = _moved_side_sums(problem, state["side_sums"], moved, r_centred[moved] >= 0)
+    step, _ = _one_step(
+        problem.newton_gram(),
+        problem.s,
+        problem.pos,
+        sums,
+        coef,
+        problem.q,
+        problem.penalty,
+        problem.fit_intercept,
+        state["density"],
+    )
+    coef = coef + step[:p]
+    b = b_centred + (step[p] if problem.fit_intercept else 0.0)
+    r, b = problem.centred(problem.residuals(coef, b), b)
+    band = _Band(problem, r, m)
+    h = band.half_width(r)
+    info["density"] = _density(problem, r, h) if h > 0 else state["density"]
+    info["refined"] = True
+    return coef, b, r, problem.objective(r, coef), band
+
+
+def _moved_side_sums(problem, sums, rows, now_above):
+    """:func:`_side_sums` after ``rows`` changed side (to above where ``now_above``).
+
+    A gather of those rows instead of a pass over ``X``.
+    """
+    sx, ss, sy = (np.array(part, dtype=np.float64) for part in sums)
+    if rows.size:
+        # +1 for a row that moved from below to above, -1 the other way.
+        signed = problem.s[rows] * np.where(now_above, 1.0, -1.0)
+        delta = np.asarray(_sparse_rows(problem.X, rows).T @ signed).ravel()
+        sx[0] += delta
+        sx[1] -= delta
+        ss += [signed.sum(), -signed.sum()]
+        delta_y = float(signed @ problem.y[rows])
+        sy += [delta_y, -delta_y]
+    return sx, ss, sy
+
+
+def _signs_side_sums(problem, band, r):
+    """:func:`_side_sums` of the signs of ``r``, from those of ``band``.
+
+    At a certified solution only kept rows can have changed side (a
+    replaced row of the wrong sign is a rounding-level zero, ignored here).
+    """
+    K = np.flatnonzero(band.kept)
+    moved = K[(r[K] >= 0) != band.above[K]]
+    return _moved_side_sums(problem, band.sums, moved, r[moved] >= 0)
 
 
 def _reduced_lp(problem, band, replaced):
@@ -476,6 +546,11 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
         if accepted:
             info["solver"] = "reduced"
             info["residuals"] = r
+            if "density" in info:
+                info["level_state"] = {
+                    "side_sums": _signs_side_sums(problem, band, r),
+                    "density": info["density"],
+                }
             return coef, b, info
         if wrong.size > _FIXUP_FRACTION * m:
             # Restart around the best fit so far, with a band twice as wide.
@@ -608,6 +683,7 @@ def _solve_exact_unclipped(
     residuals=None,
     refine=True,
     newton_gram=None,
+    neighbour_state=None,
 ):
     r"""Exact minimiser of the penalised pinball objective, by preprocessing.
 
@@ -662,6 +738,10 @@ def _solve_exact_unclipped(
     newton_gram : ndarray, default=None
         ``info["newton_gram"]`` of an earlier call on the same ``X`` and
         weights: the sampled Gram matrix of the Newton step, reused.
+    neighbour_state : dict, default=None
+        ``info["level_state"]`` of the exact solution ``(coef_init,
+        intercept_init)`` at a nearby quantile, on the same data: the
+        start is then :func:`_neighbour_start` (``refine`` is ignored).
 
     Returns
     -------
@@ -675,7 +755,8 @@ def _solve_exact_unclipped(
         ``fallback`` (True if the reduced path was given up for the full
         problem), ``solver`` (``"reduced"``, ``"full"`` or
         ``"full-primal"``) and, for ``"reduced"``, ``residuals`` of the
-        solution and ``newton_gram`` (None if no Newton step was tried).
+        solution, ``newton_gram`` (None if no Newton step was tried) and,
+        after a Newton step, ``level_state`` (for ``neighbour_state``).
 
     Examples
     --------
@@ -713,7 +794,12 @@ def _solve_exact_unclipped(
         r = problem.residuals(coef, b)
     else:
         r = np.array(residuals, dtype=np.float64)
-    coef, b, r, obj, band = _start(problem, coef, b, r, m, refine, info)
+    if neighbour_state is not None and problem.n_coef <= _NEWTON_MAX_COEF:
+        coef, b, r, obj, band = _neighbour_start(
+            problem, coef, b, r, m, neighbour_state, info
+        )
+    else:
+        coef, b, r, obj, band = _start(problem, coef, b, r, m, refine, info)
     info["newton_gram"] = problem.gram
     return _reduced_rounds(problem, r, obj, band, m, max_rounds, info)
 

@@ -1,0 +1,207 @@
+"""Speed of MultiQuantileRegressor: many levels against one fit and against loops.
+
+Data: ``p = 20`` standard-normal features and heteroscedastic Student-t
+noise, ``y = 1 + X b + (1 + |x_0| / 2) e`` with ``e ~ t(2)``, so that the
+slopes change with the level.
+
+1. ``n = 1e5`` (``1e4`` with ``--quick``): the reference is one exact
+   ``QuantileRegressor(quantile=0.5)`` fit; against it, in the same run,
+   ``MultiQuantileRegressor`` with 19 levels (0.05, ..., 0.95) and with 99
+   levels (0.01, ..., 0.99), exact and smoothed, and a loop of 19 separate
+   exact ``QuantileRegressor`` fits. Targets: 19 exact levels in at most 4
+   times the reference, 99 in at most 12 times.
+2. ``n = 1e4`` (``2e3`` with ``--quick``): 19 exact levels against a loop
+   of scikit-learn's ``QuantileRegressor(alpha=0, solver="highs")`` over
+   the same levels (target: at least 1000 times faster).
+
+Every multi-level row has ``objective_gap``: the largest, over the levels,
+relative excess of its mean pinball loss over that of the separate exact
+fit at the same level (19-level rows; 0 to rounding for the exact solver).
+Times are the best of three fits (one for fits over a second).
+
+Run ``python benchmarks/bench_quantiles.py`` (a few minutes, most of it
+scikit-learn's loop; writes ``benchmarks/results/quantiles.json``), or
+``--quick`` (seconds; what CI runs; writes only with ``--output-dir``).
+"""
+
+import argparse
+from types import SimpleNamespace
+
+import numpy as np
+from _common import add_output_arguments, measure_fit, parse, result_row, write_results
+from sklearn.linear_model import QuantileRegressor as SklearnQuantileRegressor
+
+from skrobust import QuantileRegressor
+from skrobust._multiquantile import MultiQuantileRegressor
+
+N_FEATURES = 20
+REFERENCE = "skrobust QuantileRegressor exact q=0.5"
+LEVELS_19 = np.arange(1, 20) / 20
+LEVELS_99 = np.arange(1, 100) / 100
+DESIGN = "t(2) heteroscedastic"
+
+
+def make_data(n, p, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    noise = (1.0 + 0.5 * np.abs(X[:, 0])) * rng.standard_t(2, size=n)
+    return X, X @ rng.standard_normal(p) + 1.0 + noise
+
+
+def loop(make, levels):
+    """Fit ``make(q)`` at every level; the fits' coefficients stacked."""
+
+    def fit(X, y):
+        fits = [make(q).fit(X, y) for q in levels]
+        return SimpleNamespace(
+            coef_=np.array([f.coef_ for f in fits]),
+            intercept_=np.array([f.intercept_ for f in fits]),
+            n_iter_=np.array([getattr(f, "n_iter_", 1) for f in fits]),
+        )
+
+    return fit
+
+
+def pinball_per_level(X, y, levels):
+    def objectives(model):
+        residual = y[:, None] - X @ model.coef_.T - model.intercept_
+        return np.mean(residual * (levels - (residual < 0)), axis=0).tolist()
+
+    return objectives
+
+
+def experiment_one_fit(n):
+    """Rows of experiment 1: many levels against one exact fit."""
+    multi = MultiQuantileRegressor
+    return [
+        (REFERENCE, None, lambda X, y: QuantileRegressor(solver="exact").fit(X, y)),
+        (
+            "skrobust exact x19 (loop)",
+            LEVELS_19,
+            loop(lambda q: QuantileRegressor(quantile=q, solver="exact"), LEVELS_19),
+        ),
+        (
+            "Multi exact 19 levels",
+            LEVELS_19,
+            lambda X, y: multi(LEVELS_19, solver="exact").fit(X, y),
+        ),
+        (
+            "Multi smooth 19 levels",
+            LEVELS_19,
+            lambda X, y: multi(LEVELS_19, solver="smooth").fit(X, y),
+        ),
+        (
+            "Multi exact 99 levels",
+            LEVELS_99,
+            lambda X, y: multi(LEVELS_99, solver="exact").fit(X, y),
+        ),
+    ]
+
+
+def experiment_sklearn(n):
+    """Rows of experiment 2: 19 levels against scikit-learn's loop."""
+
+    def sklearn(q):
+        return SklearnQuantileRegressor(quantile=q, alpha=0.0, solver="highs")
+
+    return [
+        (REFERENCE, None, lambda X, y: QuantileRegressor(solver="exact").fit(X, y)),
+        (
+            "skrobust exact x19 (loop)",
+            LEVELS_19,
+            loop(lambda q: QuantileRegressor(quantile=q, solver="exact"), LEVELS_19),
+        ),
+        (
+            "Multi exact 19 levels",
+            LEVELS_19,
+            lambda X, y: MultiQuantileRegressor(LEVELS_19, solver="exact").fit(X, y),
+        ),
+        ("sklearn highs x19 (loop)", LEVELS_19, loop(sklearn, LEVELS_19)),
+    ]
+
+
+def run(n, fits):
+    X, y = make_data(n, N_FEATURES)
+    rows, reference_seconds, optimum = [], None, None
+    for name, levels, fit in fits:
+        slow = name.startswith("sklearn")
+        outcome = measure_fit(
+            lambda fit=fit: fit(X, y),
+            repeats=1 if slow else 3,
+            memory=not slow,
+            summary=None if levels is None else pinball_per_level(X, y, levels),
+        )
+        if name == REFERENCE:
+            reference_seconds = outcome["seconds"]
+        extra = {}
+        objectives = outcome["summary"]
+        if objectives is not None:
+            extra["n_levels"] = len(levels)
+            if name == "skrobust exact x19 (loop)":
+                optimum = np.array(objectives)
+            elif len(levels) == 19 and optimum is not None:
+                gap = np.max((np.array(objectives) - optimum) / optimum)
+                extra["objective_gap"] = float(gap)
+        rows.append(
+            result_row(
+                DESIGN,
+                n,
+                N_FEATURES,
+                name,
+                outcome,
+                reference_seconds,
+                X.nbytes,
+                **extra,
+            )
+        )
+        row = rows[-1]
+        seconds = "" if row["seconds"] is None else f"{row['seconds']:.3f}"
+        gap = row.get("objective_gap")
+        print(
+            f"{n:>8} {name:<40} {row['status']:<8} {seconds:>9} "
+            f"{row['ratio'] or 0:>8.2f}x {'' if gap is None else f'{gap:.1e}':>9}",
+            flush=True,
+        )
+    return rows
+
+
+def summarise(rows):
+    """The ratios the targets are about."""
+    by_name = {(row["n"], row["estimator"]): row for row in rows}
+    n_one, n_sklearn = sorted({row["n"] for row in rows}, reverse=True)
+    for label, target in (("Multi exact 19 levels", 4), ("Multi exact 99 levels", 12)):
+        ratio = by_name[(n_one, label)]["ratio"]
+        print(f"n = {n_one}: {label}: {ratio:.2f}x one exact fit (target <= {target}x)")
+    multi = by_name[(n_sklearn, "Multi exact 19 levels")]["seconds"]
+    sklearn = by_name[(n_sklearn, "sklearn highs x19 (loop)")]["seconds"]
+    if multi and sklearn:
+        print(
+            f"n = {n_sklearn}: 19 levels {sklearn / multi:.0f}x faster than "
+            "looping scikit-learn (target >= 1000x)"
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_output_arguments(parser)
+    args = parse(parser, argv)
+    n_one, n_sklearn = (10_000, 1_000) if args.quick else (100_000, 10_000)
+    print(
+        f"{'n':>8} {'estimator':<40} {'status':<8} {'fit [s]':>9} "
+        f"{'/ 1 fit':>9} {'gap':>9}"
+    )
+    rows = run(n_one, experiment_one_fit(n_one))
+    rows += run(n_sklearn, experiment_sklearn(n_sklearn))
+    summarise(rows)
+    write_results(
+        "quantiles",
+        "many quantile levels at once, p = 20, heteroscedastic t(2) noise",
+        rows,
+        quick=args.quick,
+        output_dir=args.output_dir,
+        reference=REFERENCE,
+    )
+
+
+if __name__ == "__main__":
+    main()
