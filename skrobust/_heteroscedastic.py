@@ -262,8 +262,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         ``LinearRegression().fit(X, y, sample_weight=sample_weight *
         weights_)`` gives ``coef_`` and ``intercept_`` again. In units of
         ``1 / y**2``; capped near ``1e308`` where it would overflow.
-    cov_ : ndarray of shape (n_params, n_params) or (n_targets, n_params, \
-n_params)
+    cov_ : ndarray of shape (n_params, n_params) or (n_targets, n_params, n_params)
         Covariance of the mean intercept (with ``fit_intercept``), ``coef_``,
         ``var_intercept_`` and the entries of ``var_coef_`` in
         ``variance_features``, in that order; one per target of a 2-D ``y``;
