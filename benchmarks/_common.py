@@ -314,19 +314,26 @@ def _cell(row, value):
         return "skipped"
     if row["status"] == "timeout":
         return "> " + row.get("note", "").split()[-2] + " s"
-    if row["status"] != "ok" or row[value] is None:
+    if row["status"] != "ok" or row.get(value) is None:
         return row["status"] if row["status"] != "ok" else ""
     number = row[value]
     if value == "ratio":
         return f"{number:.2f}x" if number < 10 else f"{number:.0f}x"
-    return f"{number:.2f}"
+    if value == "objective_gap":
+        return "0" if number == 0 else f"{number:.1e}"
+    return f"{number:.3g}" if value == "seconds" else f"{number:.2f}"
 
 
 def rst_table(results, value="ratio"):
     """A ``list-table``: a row per problem, a column per estimator."""
     rows = results["rows"]
     problems = list(dict.fromkeys((r["design"], r["n"], r["n_features"]) for r in rows))
-    estimators = list(dict.fromkeys(r["estimator"] for r in rows))
+    estimators = [
+        e
+        for e in dict.fromkeys(r["estimator"] for r in rows)
+        if any(r.get(value) is not None for r in rows if r["estimator"] == e)
+        or value == "ratio"
+    ]
     if value == "ratio":
         estimators.remove(results["reference"])
     by_key = {(r["design"], r["n"], r["n_features"], r["estimator"]): r for r in rows}
@@ -365,7 +372,7 @@ def main(argv=None):
     parser.add_argument("files", nargs="+")
     parser.add_argument(
         "--rst",
-        choices=["ratio", "seconds", "peak_memory_fraction"],
+        choices=["ratio", "seconds", "peak_memory_fraction", "objective_gap"],
         help="also print each file as a reStructuredText table of this value",
     )
     args = parser.parse_args(argv)
