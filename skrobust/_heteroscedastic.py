@@ -6,6 +6,14 @@ with two linear predictors on a Gaussian negative log-likelihood, minimised
 by :func:`skrobust._solvers.minimize`; this module only adds that loss in a
 bounded, overflow-safe form (:class:`_JitteredGaussianNLLLoss`), the start,
 and the bookkeeping between the units of ``y`` and the solver's.
+
+The fit is the template of :class:`skrobust._base.RobustLinearRegressor`:
+validation, one target column at a time in robust standardised units
+(a 2-D ``y`` is one such model per column), then the attributes. Its step
+``_fit_standardised`` re-centres the column on its weighted mean and
+divides by its root mean square deviation ``s_y`` before solving: ``s_y``
+is the unit of the variance floor, and a Gaussian likelihood must not see
+a target ``1e300`` robust spreads away, squared.
 """
 
 from numbers import Integral, Real
