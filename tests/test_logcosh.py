@@ -4,53 +4,23 @@ The properties it shares with HuberRegressor (oracles for the joint and
 fixed scales, invariances, warm starts, scikit-learn tooling) are in
 ``test_huber.py``, parametrised over both classes. Here:
 
-* ``scale="mad"`` against statsmodels' ``RLM`` with a log-cosh norm written
-  in this file (statsmodels has none);
+* ``scale="mad"`` against statsmodels' ``RLM`` with the log-cosh norm of
+  ``tests/_oracles.py`` (statsmodels has none);
 * ``scale=1.0`` against the documented objective ``sum_i log cosh(r_i/delta)``;
 * the limit ``delta -> 0``, least absolute deviation, against
-  :func:`scipy.optimize.linprog`;
+  :func:`scipy.optimize.linprog` (``tests/_oracles.py``);
 * smoothness: the fitted coefficients are differentiable in ``y`` with the
   derivative the implicit function theorem gives.
 """
 
 import numpy as np
 import pytest
-import statsmodels.api as sm
+from _huber_logcosh import make_data
+from _oracles import LogCoshNorm, quantile_linprog, statsmodels_rlm, tight_minimize
 from numpy.testing import assert_allclose
-from scipy.optimize import linprog
 from sklearn.linear_model import LinearRegression
-from statsmodels.robust.norms import RobustNorm
-from test_huber import make_data, tight_minimize
 
 from skrobust import LogCoshRegressor
-
-
-class LogCoshNorm(RobustNorm):
-    r"""statsmodels norm for :math:`\rho(z) = \delta^2 \log\cosh(z / \delta)`.
-
-    :math:`\psi(z) = \delta \tanh(z/\delta)`, IRLS weight
-    :math:`\psi(z)/z` (1 at 0) and :math:`\psi'(z) = \operatorname{sech}^2(z/\delta)`.
-    """
-
-    def __init__(self, delta=1.0):
-        self.delta = delta
-
-    def rho(self, z):
-        x = np.asarray(z, dtype=float) / self.delta
-        return self.delta**2 * (np.logaddexp(x, -x) - np.log(2.0))
-
-    def psi(self, z):
-        return self.delta * np.tanh(np.asarray(z, dtype=float) / self.delta)
-
-    def weights(self, z):
-        x = np.asarray(z, dtype=float) / self.delta
-        out = np.ones_like(x)
-        nonzero = x != 0
-        out[nonzero] = np.tanh(x[nonzero]) / x[nonzero]
-        return out
-
-    def psi_deriv(self, z):
-        return 1.0 / np.cosh(np.asarray(z, dtype=float) / self.delta) ** 2
 
 
 def with_intercept_column(X):
@@ -62,9 +32,7 @@ def with_intercept_column(X):
 def test_mad_scale_matches_statsmodels_rlm_with_log_cosh_norm(delta, outlier_fraction):
     X, y, _ = make_data(outlier_fraction=outlier_fraction)
     model = LogCoshRegressor(delta, scale="mad").fit(X, y)
-    rlm = sm.RLM(y, with_intercept_column(X), M=LogCoshNorm(delta)).fit(
-        tol=1e-12, maxiter=1000, conv="coefs"
-    )
+    rlm = statsmodels_rlm(X, y, LogCoshNorm(delta), tol=1e-12, maxiter=1000)
     assert_allclose(np.r_[model.intercept_, model.coef_], rlm.params, rtol=1e-6)
     assert model.scale_ == pytest.approx(rlm.scale, rel=1e-6)
 
@@ -109,23 +77,6 @@ def test_unit_scale_minimises_sum_of_log_cosh(delta):
     assert model.intercept_ == pytest.approx(b, rel=1e-6)
 
 
-def least_absolute_deviation(X, y):
-    """``min sum_i |y_i - x_i w - b|`` as a linear programme (HiGHS)."""
-    n = len(y)
-    design = with_intercept_column(X)
-    k = design.shape[1]
-    identity = np.eye(n)
-    result = linprog(
-        np.r_[np.zeros(k), np.ones(2 * n)],
-        A_eq=np.hstack([design, identity, -identity]),
-        b_eq=y,
-        bounds=[(None, None)] * k + [(0, None)] * (2 * n),
-        method="highs",
-    )
-    assert result.status == 0
-    return result.fun
-
-
 @pytest.mark.parametrize("delta", [0.1, 0.01, 0.003])
 def test_small_delta_approaches_least_absolute_deviation(delta):
     r"""As ``delta -> 0`` the fit minimises the sum of absolute residuals.
@@ -136,7 +87,9 @@ def test_small_delta_approaches_least_absolute_deviation(delta):
     """
     X, y, _ = make_data()
     model = LogCoshRegressor(delta, scale=1.0).fit(X, y)
-    lad = least_absolute_deviation(X, y)
+    # The least absolute deviation, sum_i |r_i|, is 2 n times the minimal
+    # mean pinball loss at quantile 0.5.
+    lad = 2 * len(y) * quantile_linprog(X, y, quantile=0.5).objective
     absolute = np.abs(y - model.predict(X)).sum()
     assert lad * (1 - 1e-12) <= absolute <= lad + len(y) * delta * np.log(2.0)
 

@@ -7,7 +7,7 @@ the documented objective, so a fit that violates it is wrong whatever the
 solver did:
 
 * the first-order optimality conditions at the returned point, written from
-  the documented objective in ``tests/test_reliability.py::SPECS``;
+  the documented objective in ``tests/_reliability.py::SPECS``;
 * finite outputs and untouched inputs;
 * equivariance: ``y -> a y + X g + c`` gives ``coef -> a coef + g``,
   ``intercept -> a intercept + c``; ``X -> X A + t`` gives ``coef ->
@@ -22,11 +22,7 @@ failing example to a small one, printed with the failure.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-from numpy.testing import assert_allclose
-from sklearn.base import clone
-from test_reliability import (
+from _reliability import (
     OPTIMALITY_RTOL,
     VARIANTS,
     fit,
@@ -34,10 +30,14 @@ from test_reliability import (
     spec_for,
     unpenalised,
 )
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+from sklearn.base import clone
 
 # Two fits of the same minimiser on equivalent problems agree to the solvers'
 # precision; these problems span six orders of magnitude in column and y
-# scales, hence a little more room than test_reliability's 1e-7.
+# scales, hence a little more room than _reliability.SAME_FIT_RTOL (1e-7).
 EQUIVALENT_RTOL = 1e-6
 
 # No shrinking: a problem is described by a handful of numbers (printed with

@@ -1,0 +1,101 @@
+"""Hard inputs for HuberRegressor and LogCoshRegressor.
+
+Regression tests for inputs that once went wrong: a joint scale that
+collapses to 0, leverage rows far out, duplicated columns beside a rare
+indicator, extended-precision ``X``, and weightless rows on the multilevel
+subsample.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from _huber_logcosh import (
+    ESTIMATORS,
+    make_data,
+)
+from numpy.testing import assert_allclose, assert_array_equal
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_joint_scale_collapses_to_the_l1_fit_when_most_rows_are_exact(
+    estimator_class,
+):
+    """Two thirds of y on one value: the joint objective's infimum is at sigma = 0.
+
+    There ``sigma (1 + 2 rho(r / sigma)) -> 2 delta |r|``, so the fit is the
+    least-absolute-deviation fit (here the majority value, exactly), with
+    ``scale_ = 0``, and the objective is below its value at any positive
+    scale near Newton's path.
+    """
+    X = np.array([[a, b] for a in (1, 2, 3) for b in (1, 2, 3, 4)], dtype=float)
+    y = np.where(X[:, 0] == 2, 2.0, 1.0)
+    model = estimator_class().fit(X, y)
+    assert model.scale_ == 0.0
+    assert_allclose(model.coef_, 0.0, atol=1e-12)
+    assert model.intercept_ == pytest.approx(1.0, abs=1e-12)
+    assert_array_equal(model.outliers_, y == 2.0)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_leverage_rows_far_out_fit_without_warnings(estimator_class):
+    """Rows with x = +-1e7 and ordinary targets: trial points of the first
+    Newton steps can put the scale out of range, where the Hessian formed
+    with the trial's gradient must stay finite (no RuntimeWarning)."""
+    rng = np.random.default_rng(0)
+    n = 50_000
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.standard_t(2, size=n)
+    rows = np.arange(1, n, 997)[:20]
+    X[rows, 0] = 1e7 * rng.choice([-1, 1], size=rows.size)
+    y[rows] = rng.normal(size=rows.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = estimator_class().fit(X, y)
+    # The leverage rows pin the first slope near zero; the others are intact.
+    assert abs(model.coef_[0]) < 1e-3
+    assert_allclose(model.coef_[1:], [2.0, 3.0], atol=0.05)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_duplicated_columns_split_evenly_beside_a_rare_indicator(estimator_class):
+    """A column that is constant on the flat-direction search's row sample
+    (a rare indicator) must not hide the duplicate pair's flat direction:
+    the minimum-norm fit splits the pair's slope evenly."""
+    rng = np.random.default_rng(1)
+    n = 12_000
+    X = rng.normal(size=(n, 4))
+    X[:, 1] = X[:, 0]
+    X[:, 3] = 0.0
+    X[np.arange(1, n, n // 20)[:20], 3] = 1.0
+    y = 2 * X[:, 0] + X[:, 2] + 3 * X[:, 3] + rng.standard_t(3, size=n)
+    model = estimator_class().fit(X, y)
+    assert model.coef_[0] == pytest.approx(model.coef_[1], rel=1e-9)
+    assert model.coef_[0] + model.coef_[1] == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_extended_precision_x_gives_the_float64_fit(estimator_class):
+    X, y, _ = make_data()
+    reference = estimator_class().fit(X, y)
+    model = estimator_class().fit(X.astype(np.longdouble), y)
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-8)
+    assert model.intercept_ == pytest.approx(reference.intercept_, rel=1e-8)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+@pytest.mark.parametrize("scale", ["joint", "mad"])
+def test_weightless_subsample_rows_fall_back_to_all_rows(estimator_class, scale):
+    """Every 8th row (the multilevel subsample) without weight: the solve
+    starts on all rows instead, and equals the fit without those rows."""
+    rng = np.random.default_rng(6)
+    n = 8000
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=n)
+    weights = np.ones(n)
+    weights[::8] = 0.0
+    model = estimator_class(scale=scale).fit(X, y, sample_weight=weights)
+    kept = weights > 0
+    reference = estimator_class(scale=scale).fit(X[kept], y[kept])
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-7)
+    assert model.intercept_ == pytest.approx(reference.intercept_, rel=1e-7, abs=1e-9)
