@@ -11,6 +11,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _dask, _progress
 from ._objective import LinearObjective
 from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
@@ -248,13 +249,22 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         object
             The fitted estimator.
         """
+        if _dask.is_dask_array(X):
+            return _dask.fit(self, X, y, sample_weight)
         X, Y, sample_weight = self._validate_fit_data(
             X, y, sample_weight, multi_output=True
         )
         self._check_fit_parameters()
+        with _progress.reporting(getattr(self, "verbose", 0), type(self).__name__):
+            fits = self._fit_columns(X, Y, sample_weight)
+        self._set_fitted(fits, Y.ndim)
+        return self
+
+    def _fit_columns(self, X, Y, sample_weight):
+        """The template's per-column steps, for each column of ``Y``."""
         columns = Y[:, None] if Y.ndim == 1 else Y
         fits = []
-        for k in range(columns.shape[1]):
+        for k in _progress.loop(range(columns.shape[1]), columns.shape[1], "output"):
             y_k = columns[:, k]
             offset, spread = target_offset_scale(y_k, sample_weight, self.fit_intercept)
             warm = self._warm_start_fit(k, columns.shape[1], X.shape[1])
@@ -264,20 +274,26 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
                     warm.coef / spread,
                     intercept / spread,
                     0,
-                    {n: v / spread for n, v in warm.extras.items()},
+                    self._standardise_extras(warm.extras, offset, spread),
                 )
-            fit = self._fit_standardised(
-                X, (y_k - offset) / spread, sample_weight, spread, warm
-            )
+            # A zero-weight row enters no fit, but its y can be any finite
+            # number: divided by a small spread it would overflow.
+            with np.errstate(over="ignore"):
+                y_std = (y_k - offset) / spread
+            y_std[~(sample_weight > 0)] = 0.0
+            fit = self._fit_standardised(X, y_std, sample_weight, spread, warm)
             fit.coef = np.asarray(fit.coef, dtype=np.float64) * spread
             fit.intercept = float(fit.intercept * spread + offset)
             fit = self._unstandardise(fit, offset, spread)
             fits.append(self._finish_output(fit, X, y_k, sample_weight))
-        self._set_fitted(fits, Y.ndim)
-        return self
+        return fits
 
     def _check_fit_parameters(self):
         """Checks of the parameters beyond ``_parameter_constraints``."""
+
+    def _standardise_extras(self, extras, y_offset, y_scale):
+        """A warm start's ``extras`` in standardised units (inverse of the next)."""
+        return {name: value / y_scale for name, value in extras.items()}
 
     def _unstandardise(self, fit, y_offset, y_scale):
         """Map ``fit.extras`` back to the units of ``y``."""
@@ -319,6 +335,8 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
 
     def _validate_fit_data(self, X, y, sample_weight, multi_output=False):
         """Check parameters and data; never copies a valid X."""
+        if _dask.is_dask_array(X):
+            _dask.unsupported(self)
         self._validate_params()
         X, y = validate_data(
             self,
@@ -372,6 +390,8 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             ``X @ coef_.T + intercept_``.
         """
         check_is_fitted(self)
+        if _dask.is_dask_array(X):
+            return _dask.predict(self, X)
         X = validate_data(
             self, X, accept_sparse=_ACCEPT_SPARSE, dtype="numeric", reset=False
         )

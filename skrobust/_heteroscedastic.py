@@ -719,16 +719,22 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         coef[-1] += HARVEY_OFFSET
         return coef
 
+    def _standardise_extras(self, extras, y_offset, y_scale):
+        """The log-variance in the template's units: slopes have no units,
+        the intercept shifts by ``-2 log y_scale``."""
+        return {
+            "var_coef_": extras["var_coef_"],
+            "var_intercept_": extras["var_intercept_"] - 2.0 * np.log(y_scale),
+        }
+
     def _warm_params(self, warm, var_cols, offset, spread, y_scale):
         """The previous fit as ``[(b, b0), (g, g0)]`` in units of ``s_y``.
 
-        ``warm`` is in the template's standardised units, into which it
-        divides every entry of ``extras`` by ``y_scale``; that is undone
-        here, as the log-variance maps differently: its slopes have no
-        units and its intercept shifts by ``-2 log y_scale``.
+        ``warm`` is in the template's standardised units
+        (:meth:`_standardise_extras`).
         """
-        g = warm.extras["var_coef_"] * y_scale
-        g0 = warm.extras["var_intercept_"] * y_scale - 2.0 * np.log(y_scale)
+        g = warm.extras["var_coef_"]
+        g0 = warm.extras["var_intercept_"]
         b0 = (warm.intercept - offset) / spread if self.fit_intercept else 0.0
         g = g if var_cols is None else g[var_cols]
         return [(warm.coef / spread, b0), (g, g0 - 2.0 * np.log(spread))]

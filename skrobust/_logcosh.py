@@ -71,6 +71,10 @@ class LogCoshRegressor(MEstimatorRegressor):
     cov_type : {"H1", "H2", "H3", "mass", "sandwich"} or None, default=None
         Standard errors to compute with the fit; see
         :class:`MEstimatorRegressor` and the user guide's Inference page.
+    verbose : int, default=0
+        0 prints nothing; 1 a line per output and per solve (rows,
+        iterations, largest gradient entry, elapsed time); 2 also a line per
+        solver iteration.
 
     Attributes
     ----------
@@ -146,6 +150,7 @@ class LogCoshRegressor(MEstimatorRegressor):
         tol=1e-10,
         warm_start=False,
         cov_type=None,
+        verbose=0,
     ):
         self.delta = delta
         self.scale = scale
@@ -156,6 +161,7 @@ class LogCoshRegressor(MEstimatorRegressor):
         self.tol = tol
         self.warm_start = warm_start
         self.cov_type = cov_type
+        self.verbose = verbose
 
     def _rho(self):
         return LogCoshRho(self.delta)

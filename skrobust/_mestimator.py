@@ -124,6 +124,10 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         heteroscedasticity-robust sandwich (with ``scale="joint"`` from the
         joint estimating equations of coefficients and scale). Needs
         ``alpha=0``. See the user guide's Inference page.
+    verbose : int, default=0
+        0 prints nothing; 1 a line per output and per solve (rows,
+        iterations, largest gradient entry, elapsed time); 2 also a line per
+        solver iteration.
 
     Attributes
     ----------
@@ -227,6 +231,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         "tol": [Interval(Real, 0, None, closed="neither")],
         "warm_start": ["boolean"],
         "cov_type": [None, StrOptions(set(COV_TYPES))],
+        "verbose": ["verbose"],
     }
 
     _cov_types = COV_TYPES
@@ -244,6 +249,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         tol=1e-10,
         warm_start=False,
         cov_type=None,
+        verbose=0,
     ):
         self.rho = rho
         self.scale = scale
@@ -254,6 +260,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         self.tol = tol
         self.warm_start = warm_start
         self.cov_type = cov_type
+        self.verbose = verbose
 
     def _rho(self):
         """The residual function of this fit (subclasses build it from delta)."""
@@ -413,7 +420,8 @@ def _irls_weights(rho, residuals, scale):
     """``psi(z) / z`` at ``z = r / scale`` (``rho''(0)`` at zero or scale 0)."""
     if not scale > 0:
         return np.ones_like(residuals)
-    z = residuals / scale
+    with np.errstate(over="ignore"):  # (a zero-weight row's residual can be huge)
+        z = residuals / scale
     at_zero = float(np.asarray(rho.second_derivative(np.zeros(1)))[0])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         weights = np.asarray(rho.derivative(z)) / z

@@ -32,6 +32,8 @@ import scipy.linalg
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _progress
+
 # Above this many coefficients a dense Hessian costs more than it saves.
 NEWTON_MAX_COEF = 300
 
@@ -301,6 +303,14 @@ def _minimize(
     else:  # pragma: no cover - the estimators validate solver
         raise ValueError(f"unknown solver {solver!r}")
     result.n_iter += sub_iter
+    _progress.say(
+        1,
+        lambda: (
+            f"{solver} on {objective.n_samples} rows: {result.n_iter} iterations, "
+            f"max |gradient| {_gradient_norm(objective, result.coef):.2e}"
+            + ("" if result.converged else " (not converged)")
+        ),
+    )
     if warn and not result.converged:
         warn_not_converged(solver, result.n_iter, tol, result.message)
     return result
@@ -336,6 +346,11 @@ def _gradient_norm(objective, coef):
     return float(np.max(np.abs(objective.loss_gradient(coef)[1]), initial=0.0))
 
 
+def _report_iteration(intermediate_result):
+    """scipy callback: a line per iteration at verbose 2."""
+    _progress.say(2, lambda: f"  iteration: objective {intermediate_result.fun:.10g}")
+
+
 def _lbfgs(objective, coef0, max_iter, tol):
     if max_iter <= 0:
         converged = _gradient_norm(objective, coef0) <= tol
@@ -346,6 +361,7 @@ def _lbfgs(objective, coef0, max_iter, tol):
         jac=True,
         method="L-BFGS-B",
         options={**_LBFGS_OPTIONS, "maxiter": max_iter, "gtol": tol},
+        callback=_report_iteration,
     )
     return _lbfgs_restarts(objective, res, max_iter, tol)
 
@@ -455,6 +471,7 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
             jac=memo.jac,
             hess=memo.hess,
             method="trust-exact",
+            callback=_report_iteration,
             # trust-exact tests the Euclidean norm of the gradient, which
             # bounds the max-norm test below.
             options={
@@ -634,6 +651,13 @@ def _newton_steps(
             trial_hess = None
         n_iter += 1
         trial_gnorm = float(np.max(np.abs(trial_grad)))
+        _progress.say(
+            2,
+            "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
+            n_iter,
+            trial_value,
+            trial_gnorm,
+        )
         rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
         if trial_gnorm < gnorm and trial_value <= value + rounding:
             coef, value, grad = trial, trial_value, trial_grad

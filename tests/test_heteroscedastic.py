@@ -697,3 +697,19 @@ def test_convergence_warning_n_iter_and_warm_start():
     model.fit(X, 3.0 * y + X[:, 0])
     fresh = HeteroscedasticRegressor().fit(X, 3.0 * y + X[:, 0])
     assert_allclose(fitted_params(model), fitted_params(fresh), rtol=1e-7)
+
+
+def test_zero_weight_rows_at_1e308_with_a_small_spread():
+    X, y, _ = make_data(300, seed=18)
+    keep = np.arange(300) % 4 != 0
+    y_garbage = 1e-3 * y
+    y_garbage[~keep] = 1.5e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = HeteroscedasticRegressor().fit(
+            X, y_garbage, sample_weight=keep.astype(float)
+        )
+    reference = HeteroscedasticRegressor().fit(X[keep], 1e-3 * y[keep])
+    assert_allclose(
+        fitted_params(model), fitted_params(reference), rtol=1e-7, atol=1e-9
+    )

@@ -329,3 +329,30 @@ def test_small_samples_reach_the_optimum(seed):
         return np.sum(sigma * (1.0 + 2.0 * rho.value(z)))
 
     assert value(start) <= value(oracle) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_verbose_levels(estimator_class, capsys):
+    X, y = make_data()
+    estimator_class(scale="mad").fit(X, y)
+    assert capsys.readouterr().out == ""
+    estimator_class(scale="mad", verbose=1).fit(X, np.c_[y, 2 * y])
+    out = capsys.readouterr().out
+    assert "output 2/2 done" in out and "iterations, max |gradient|" in out
+    assert "Newton step" not in out
+    estimator_class(scale="mad", verbose=2).fit(X, y)
+    assert "Newton step" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_zero_weight_rows_can_hold_any_finite_target(estimator_class):
+    X, y = make_data()
+    keep = np.arange(len(y)) % 4 != 0
+    y_garbage = 1e-3 * y
+    y_garbage[~keep] = 1.5e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = estimator_class().fit(X, y_garbage, sample_weight=keep.astype(float))
+    reference = estimator_class().fit(X[keep], 1e-3 * y[keep])
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-8)
+    assert_allclose(model.scale_, reference.scale_, rtol=1e-8)
