@@ -215,14 +215,17 @@ def least_squares(X, y):
 # ---------------------------------------------------------------------------
 
 
-def statsmodels_rlm(X, y, norm, *, tol=1e-12, maxiter=1000, start_params=None):
+def statsmodels_rlm(
+    X, y, norm, *, tol=1e-12, maxiter=1000, start_params=None, **fit_options
+):
     """statsmodels' ``RLM`` with an intercept column, iterated to ``tol``.
 
     ``RLM(y, [1, X], M=norm).fit(conv="coefs")``: iteratively reweighted
     least squares with the MAD scale (``median|r| / 0.6745``, statsmodels'
     default ``scale_est="mad"``) updated at every iteration, stopping when
     the coefficients change by less than ``tol``. Its fixed point is the
-    ``scale="mad"`` estimate of skrobust's M-estimators.
+    ``scale="mad"`` estimate of skrobust's M-estimators. ``fit_options``
+    go to ``RLMResults.fit`` as they are (``cov="H2"``, ``scale_est``...).
 
     Independent of skrobust: statsmodels' own IRLS and scale code.
 
@@ -233,7 +236,11 @@ def statsmodels_rlm(X, y, norm, *, tol=1e-12, maxiter=1000, start_params=None):
     """
     design = np.column_stack([np.ones(len(y)), X])
     return sm.RLM(y, design, M=norm).fit(
-        tol=tol, maxiter=maxiter, conv="coefs", start_params=start_params
+        tol=tol,
+        maxiter=maxiter,
+        conv="coefs",
+        start_params=start_params,
+        **fit_options,
     )
 
 
