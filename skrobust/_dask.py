@@ -1,0 +1,934 @@
+r"""Fits on row-chunked ``dask.array`` data without gathering ``X`` on the client.
+
+Everything dask-specific lives here, and nothing here imports dask at module
+level: :func:`is_dask_array` looks for ``dask.array`` in ``sys.modules``, so
+skrobust imports dask only when the user already has (by passing a dask
+array). The estimators' ``fit`` and ``predict`` dispatch here when ``X`` is
+a dask array.
+
+How an M-estimator is fitted on a dask array (``scale="joint"``, ``"mad"``
+or a fixed float):
+
+1. **Validation and column statistics, one pass.** ``X``, ``y`` and
+   ``sample_weight`` are persisted with ``X``'s row chunks (``X`` only if it
+   is not persisted yet). One task per chunk checks that its values are
+   finite and its weights non-negative and returns its weight sum, largest
+   weight and centred column moments; the client merges them (Chan, Golub
+   and LeVeque) into the ``column_stats`` that fix the standardised
+   coordinates of every objective of the fit, as
+   :class:`~skrobust._objective.LinearObjective` would on all rows.
+2. **A strided sample, fetched once.** Every ``k``-th row (about
+   ``SAMPLE_ROWS`` rows) comes to the client. The estimator itself fits the
+   sample in memory; its coefficients and scale start the fit on all rows,
+   and its values seed the selections of step 3.
+3. **Robust target statistics by distributed selection.** The weighted
+   median of ``y`` and the MAD about it (:func:`target_offset_scale`) are
+   found exactly by :func:`weighted_median`: histogram passes over pivots
+   narrow the value range to a bin of at most ``_FETCH_VALUES`` values,
+   which are then fetched and ranked on the client with the in-memory rule
+   (:func:`skrobust._base.weighted_median`).
+4. **Newton on all rows.** :class:`DaskObjective` has the interface the
+   solvers use; each evaluation is one task per chunk on the worker that
+   holds it (a :class:`LinearObjective` on the chunk with the shared
+   ``column_stats``, whose value, gradient and Hessian are returned as sums
+   weighted by the chunk's weight sum) and one sum on the client: one round
+   trip per evaluation, and a task graph of one task per chunk that does not
+   grow with the iterations. ``scale="mad"`` runs the safeguarded secant of
+   :class:`skrobust._scale.MADScale` with each MAD from step 3's selection.
+5. **Residual attributes.** ``noise_scale_`` is one more selection;
+   ``outliers_`` and ``weights_`` are lazy dask arrays with ``X``'s chunks.
+
+The optimum in the units of ``y`` does not depend on the start, the sample
+or the standardisation, so the coefficients and scale equal the in-memory
+fit's to the solver tolerance (both stop at a gradient of ``tol`` in
+standardised units; Newton's last step usually takes them far below).
+"""
+
+import sys
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import _assert_all_finite, check_is_fitted
+
+from . import _solvers
+from ._objective import LinearObjective, _centred_moments
+
+# Rows of the strided sample fetched to the client for the starts and the
+# selection pivots (a few hundred kilobytes for 20 features).
+SAMPLE_ROWS = 10_000
+
+# Pivots of a histogram pass of the selection, and the largest number of
+# values a bin may hold for them to be fetched and ranked on the client.
+_PIVOTS = 1024
+_FETCH_VALUES = 50_000
+_SELECTION_PASSES = 20
+
+# Values the later histogram passes sample from the current bin for the
+# next pivots.
+_PIVOT_SAMPLE = 20_000
+
+# See skrobust._mestimator: the far-target guard moves targets this many
+# robust scales away; on dask such targets are refused instead.
+_FAR_TARGET_SCALES = 0.5e4
+
+# Threshold of skrobust._scale.JointScale below which the joint scale may
+# be collapsing (handled in memory by an exact LAD fit; refused here).
+_COLLAPSED_SCALE = 1e-5
+
+
+def is_dask_array(obj):
+    """Whether ``obj`` is a ``dask.array.Array`` (without importing dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(obj, da.Array)
+
+
+# -- data on the cluster --------------------------------------------------------
+
+
+def _is_persisted(array):
+    """Whether every chunk of ``array`` is a value (in memory or a future)."""
+    try:
+        from dask._task_spec import DataNode, GraphNode
+    except ImportError:  # pragma: no cover - dask < 2024.12
+        DataNode = GraphNode = ()
+    from dask.core import flatten, istask
+
+    graph = dict(array.__dask_graph__())
+    keys = set(flatten(array.__dask_keys__()))
+    if set(graph) != keys:
+        return False
+    for value in graph.values():
+        if isinstance(value, DataNode):
+            continue
+        if istask(value) or isinstance(value, GraphNode):
+            return False
+    return True
+
+
+def _check_chunk_sizes(array, name):
+    if any(np.isnan(c) for c in array.chunks[0]):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (after a boolean mask, say). Call "
+            f"{name}.compute_chunk_sizes() first (one pass over {name}); "
+            "skrobust needs the row counts to align X, y and sample_weight."
+        )
+
+
+def _column_vector(values, X, name):
+    """A 1-D float64 dask array with ``X``'s row chunks, from numpy or dask."""
+    import dask.array as da
+    from sklearn.utils.validation import check_array
+
+    if is_dask_array(values):
+        _check_chunk_sizes(values, name)
+        if values.ndim != 1:
+            raise NotImplementedError(
+                f"{name} must be 1-D on dask arrays: fit each column of a 2-D "
+                "y separately."
+            )
+        if values.shape[0] != X.shape[0]:
+            raise ValueError(
+                "Found input variables with inconsistent numbers of samples: "
+                f"[{X.shape[0]}, {values.shape[0]}]"
+            )
+        values = values.astype(np.float64)
+        if values.chunks[0] != X.chunks[0]:
+            # Only y's row boundaries differ: moving n floats is cheap.
+            values = values.rechunk((X.chunks[0],))
+        return values
+    values = check_array(
+        values, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
+    )
+    if values.ndim != 1:
+        raise NotImplementedError(
+            f"{name} must be 1-D on dask arrays: fit each column of a 2-D y separately."
+        )
+    if values.shape[0] != X.shape[0]:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{X.shape[0]}, {values.shape[0]}]"
+        )
+    return da.from_array(values, chunks=(X.chunks[0],))
+
+
+class ChunkedData:
+    """``X``, ``y`` and ``sample_weight`` persisted with ``X``'s row chunks.
+
+    :meth:`map_chunks` runs one task per chunk and returns the list of their
+    results to the client: one round trip, counted in ``round_trips``.
+    ``sample_weight=None`` stays None (unit weights, nothing stored).
+    """
+
+    def __init__(self, X, y, sample_weight=None):
+        import dask
+
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D X, got {X.ndim} dimensions.")
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X has unsupported dtype {X.dtype}")
+        _check_chunk_sizes(X, "X")
+        if len(X.chunks[1]) > 1:
+            # The chain rule reads whole rows: one column chunk per row chunk.
+            X = X.rechunk({1: -1})
+        y = _column_vector(y, X, "y")
+        if sample_weight is not None:
+            sample_weight = _column_vector(sample_weight, X, "sample_weight")
+        arrays = {"X": X, "y": y, "w": sample_weight}
+        pending = {k: a for k, a in arrays.items() if a is not None}
+        pending = {k: a for k, a in pending.items() if not _is_persisted(a)}
+        if pending:
+            persisted = dask.persist(*pending.values())
+            arrays.update(zip(pending, persisted, strict=True))
+        self.X, self.y, self.sample_weight = arrays["X"], arrays["y"], arrays["w"]
+        self.n_samples, self.n_features = self.X.shape
+        self._blocks = list(
+            zip(
+                self.X.to_delayed(optimize_graph=False).ravel(),
+                self.y.to_delayed(optimize_graph=False),
+                (
+                    [None] * self.X.numblocks[0]
+                    if self.sample_weight is None
+                    else self.sample_weight.to_delayed(optimize_graph=False)
+                ),
+                strict=True,
+            )
+        )
+        self.round_trips = 0
+
+    def map_chunks(self, kernel, *args):
+        """``[kernel(X_c, y_c, w_c, *args) for each chunk c]``, in one round trip."""
+        import dask
+
+        tasks = [
+            dask.delayed(kernel, pure=False)(Xc, yc, wc, *args)
+            for Xc, yc, wc in self._blocks
+        ]
+        self.round_trips += 1
+        return dask.compute(*tasks)
+
+    def sample(self, rows):
+        """Every ``k``-th row (about ``rows`` of them) as numpy arrays, one trip."""
+        import dask
+
+        step = max(1, self.n_samples // rows)
+        parts = [self.X[::step], self.y[::step]]
+        if self.sample_weight is not None:
+            parts.append(self.sample_weight[::step])
+        self.round_trips += 1
+        fetched = dask.compute(*parts)
+        X, y = np.asarray(fetched[0]), np.asarray(fetched[1])
+        weights = np.asarray(fetched[2]) if len(fetched) > 2 else np.ones(y.size)
+        return X, y, weights
+
+
+def _chunk_weights(y_c, w_c):
+    return np.ones(y_c.shape[0]) if w_c is None else np.asarray(w_c, dtype=np.float64)
+
+
+def _statistics_kernel(X_c, y_c, w_c):
+    """Checks and weighted column moments of one chunk (see step 1)."""
+    _assert_all_finite(X_c, input_name="X")
+    _assert_all_finite(y_c, input_name="y")
+    w = _chunk_weights(y_c, w_c)
+    _assert_all_finite(w, input_name="sample_weight")
+    p = X_c.shape[1]
+    negative = bool(np.any(w < 0))
+    top = float(w.max(initial=0.0))
+    y_range = (float(np.min(y_c, initial=np.inf)), float(np.max(y_c, initial=-np.inf)))
+    if negative or not top > 0:
+        return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range
+    scaled = w / top
+    total = float(scaled.sum())
+    mean, var = _centred_moments(X_c, scaled, total)
+    return negative, top, total, mean, var, y_range
+
+
+def data_statistics(data, center):
+    """Global weight sum, largest weight and ``column_stats`` (step 1).
+
+    Returns ``(sum_weight, top, column_stats, y_range)`` where
+    ``sum_weight`` is the sum of the weights divided by the largest one
+    ``top`` (the scaled sum :class:`LinearObjective` keeps) and ``y_range``
+    the smallest and largest target.
+    """
+    parts = data.map_chunks(_statistics_kernel)
+    if any(part[0] for part in parts):
+        raise ValueError("Negative values in data passed to sample_weight")
+    top = max(part[1] for part in parts)
+    if not top > 0:
+        raise ValueError("sample_weight must have a positive sum.")
+    p = data.n_features
+    total, mean, m2 = 0.0, np.zeros(p), np.zeros(p)
+    for _, chunk_top, chunk_total, chunk_mean, chunk_var, _ in parts:
+        weight = chunk_total * (chunk_top / top)
+        if not weight > 0:
+            continue
+        # Chan, Golub and LeVeque's pairwise update of means and squared
+        # deviations: stable whatever the column offsets.
+        delta = chunk_mean - mean
+        new_total = total + weight
+        mean = mean + delta * (weight / new_total)
+        m2 = m2 + weight * chunk_var + delta * delta * (total * weight / new_total)
+        total = new_total
+    var = m2 / total
+    # The constant-column rule of skrobust._objective._weighted_column_stats.
+    scale = np.sqrt(var)
+    size = np.abs(mean) if center else np.zeros(p)
+    constant = ~(scale > 64 * np.finfo(float).eps * size) | ~np.isfinite(scale)
+    scale[constant] = 1.0
+    if not center:
+        mean = np.zeros(p)
+    y_range = (min(part[5][0] for part in parts), max(part[5][1] for part in parts))
+    return total, top, (mean, scale), y_range
+
+
+# -- distributed weighted median ------------------------------------------------
+
+
+class RowValues:
+    """The per-row values a selection ranks: ``|(y - offset) / spread - X w - b|``.
+
+    ``coef=None`` leaves ``X`` out; ``absolute=False`` keeps the sign.
+    Small and picklable: it travels with every selection task.
+    """
+
+    def __init__(self, offset=0.0, spread=1.0, coef=None, intercept=0.0, absolute=True):
+        self.offset, self.spread = float(offset), float(spread)
+        self.coef, self.intercept = coef, float(intercept)
+        self.absolute = absolute
+
+    def __call__(self, X_c, y_c):
+        values = np.asarray(y_c, dtype=np.float64) - self.offset
+        if self.spread != 1.0:
+            values /= self.spread
+        if self.coef is not None:
+            values -= np.asarray(X_c @ self.coef).ravel() + self.intercept
+        if self.absolute:
+            np.abs(values, out=values)
+        return values
+
+
+def _select_rows(X_c, y_c, w_c, values, low, high, top):
+    """Values in ``(low, high]`` of rows with weight, and their weights / top."""
+    v = values(X_c, y_c)
+    w = _chunk_weights(y_c, w_c) / top
+    keep = (w > 0) & (v > low) & (v <= high)
+    return v[keep], w[keep]
+
+
+def _histogram_kernel(X_c, y_c, w_c, values, low, high, top, pivots, stride):
+    """Weight, count, smallest and largest value per bin ``(p[i-1], p[i]]``."""
+    v, w = _select_rows(X_c, y_c, w_c, values, low, high, top)
+    n_bins = pivots.size + 1
+    bins = np.searchsorted(pivots, v, side="left")
+    smallest = np.full(n_bins, np.inf)
+    largest = np.full(n_bins, -np.inf)
+    np.minimum.at(smallest, bins, v)
+    np.maximum.at(largest, bins, v)
+    return (
+        np.bincount(bins, weights=w, minlength=n_bins),
+        np.bincount(bins, minlength=n_bins),
+        smallest,
+        largest,
+        v[::stride].copy(),
+    )
+
+
+def _fetch_kernel(X_c, y_c, w_c, values, low, high, top):
+    return _select_rows(X_c, y_c, w_c, values, low, high, top)
+
+
+def _pivots(candidates, low_value, high_value):
+    """Sorted distinct pivots, dense near the middle of ``candidates``."""
+    if candidates.size >= 16:
+        spread = 5.0 / np.sqrt(candidates.size)
+        levels = np.concatenate(
+            [
+                np.linspace(0.0, 1.0, _PIVOTS // 4),
+                np.linspace(0.5 - spread, 0.5 + spread, _PIVOTS - _PIVOTS // 4),
+            ]
+        )
+        pivots = np.quantile(candidates, np.clip(levels, 0.0, 1.0))
+    else:
+        pivots = np.linspace(low_value, high_value, _PIVOTS)
+    return np.unique(pivots[np.isfinite(pivots)])
+
+
+def weighted_median(data, values, sum_weight, top, hint):
+    """The weighted median of ``values`` over all rows, as in memory, exactly.
+
+    Equals :func:`skrobust._base.weighted_median` of the same values and
+    weights: the first value (in sorted order) at which the cumulative
+    weight reaches half the total (within ``1e-12`` of it), averaged with
+    the next value carrying weight when the cumulative weight there is half
+    the total. Rows without weight never count.
+
+    Each histogram pass (one round trip) counts the rows with weight in
+    bins between pivots and keeps the bin where half the weight is reached;
+    its smallest and largest values, and the smallest value of the next
+    bin with weight, come with it. A bin of one distinct value is the
+    answer; a bin of at most ``_FETCH_VALUES`` values is fetched and ranked
+    on the client. The first pivots are quantiles of ``hint`` (the values
+    of the client's sample rows), later ones of a sample of the bin, so
+    that a pass typically divides the candidates by several hundred.
+    """
+    half = 0.5 * sum_weight
+    slack = 1e-12 * sum_weight
+    low, high, below, next_above = -np.inf, np.inf, 0.0, np.inf
+    candidates = np.asarray(hint, dtype=float)
+    low_value, high_value, n_in_range = -np.inf, np.inf, data.n_samples
+    for _ in range(_SELECTION_PASSES):
+        pivots = _pivots(candidates, low_value, high_value)
+        stride = max(1, n_in_range // _PIVOT_SAMPLE)
+        parts = data.map_chunks(
+            _histogram_kernel, values, low, high, top, pivots, stride
+        )
+        weight = np.sum([part[0] for part in parts], axis=0)
+        count = np.sum([part[1] for part in parts], axis=0)
+        smallest = np.min([part[2] for part in parts], axis=0)
+        largest = np.max([part[3] for part in parts], axis=0)
+        cum = below + np.cumsum(weight)
+        positive = np.flatnonzero(weight > 0)
+        b = int(np.searchsorted(cum, half - slack))
+        # (Rounding of the sums may leave half the weight past the last bin.)
+        b = min(max(b, int(positive[0])), int(positive[-1]))
+        if weight[b] == 0:
+            b = int(positive[np.searchsorted(positive, b)])
+        after = positive[positive > b]
+        following = float(smallest[after[0]]) if after.size else next_above
+        bin_below = cum[b - 1] if b > 0 else below
+        if smallest[b] == largest[b]:
+            value = float(smallest[b])
+            if cum[b] <= half + slack and np.isfinite(following):
+                return 0.5 * (value + following)
+            return value
+        bin_low = pivots[b - 1] if b > 0 else low
+        bin_high = pivots[b] if b < pivots.size else high
+        if count[b] <= _FETCH_VALUES:
+            parts = data.map_chunks(_fetch_kernel, values, bin_low, bin_high, top)
+            return _rank(parts, bin_below, half, slack, following)
+        samples = np.concatenate([part[4] for part in parts])
+        candidates = samples[(samples > bin_low) & (samples <= bin_high)]
+        low, high, below, next_above = bin_low, bin_high, bin_below, following
+        low_value, high_value = float(smallest[b]), float(largest[b])
+        n_in_range = int(count[b])
+    # (Each pass divides the candidates by hundreds: unreachable in practice.)
+    raise RuntimeError("the distributed selection did not narrow down")
+
+
+def _rank(parts, below, half, slack, following):
+    """The in-memory weighted-median rule on the fetched values of one bin."""
+    v = np.concatenate([part[0] for part in parts])
+    w = np.concatenate([part[1] for part in parts])
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], below + np.cumsum(w[order])
+    i = min(int(np.searchsorted(cum, half - slack)), v.size - 1)
+    if cum[i] <= half + slack:
+        nxt = float(v[i + 1]) if i + 1 < v.size else following
+        if np.isfinite(nxt):
+            return 0.5 * (float(v[i]) + nxt)
+    return float(v[i])
+
+
+def _sum_of_squares_kernel(X_c, y_c, w_c, values, top, divisor):
+    v = values(X_c, y_c) / divisor
+    w = _chunk_weights(y_c, w_c) / top
+    return float(np.abs(v).max(initial=0.0)), float(w @ (v * v))
+
+
+class Sample:
+    """The strided sample of rows on the client, and its values for the hints."""
+
+    def __init__(self, X, y, weights):
+        self.X, self.y, self.weights = X, y, weights
+
+    def hint(self, values):
+        v = values(self.X, self.y)
+        return v[self.weights > 0]
+
+
+def robust_scale(data, stats, sample, values, spread_if_zero=None):
+    """``median |v| / 0.6745`` over all rows; the weighted RMS if that is 0.
+
+    Follows :func:`skrobust._scale.initial_scale` (``spread_if_zero=None``,
+    floored at ``MIN_RELATIVE_SCALE``) or, with ``spread_if_zero``, the
+    fallbacks of :func:`skrobust._base.target_offset_scale`.
+    """
+    from ._base import MAD_NORMAL_CONSTANT
+    from ._scale import MIN_RELATIVE_SCALE
+
+    sum_weight, top = stats[0], stats[1]
+    mad = (
+        weighted_median(data, values, sum_weight, top, sample.hint(values))
+        / MAD_NORMAL_CONSTANT
+    )
+    threshold = MIN_RELATIVE_SCALE if spread_if_zero is None else 0.0
+    if mad > threshold:
+        return mad
+    parts = data.map_chunks(_sum_of_squares_kernel, values, top, 1.0)
+    largest = max(part[0] for part in parts)
+    if not largest > 0:
+        if spread_if_zero is None:
+            return MIN_RELATIVE_SCALE
+        return spread_if_zero
+    parts = data.map_chunks(_sum_of_squares_kernel, values, top, largest)
+    rms = largest * np.sqrt(sum(part[1] for part in parts) / sum_weight)
+    if spread_if_zero is None:
+        return max(float(rms), MIN_RELATIVE_SCALE)
+    return float(rms) if rms > 0 else largest
+
+
+# -- the objective on all rows --------------------------------------------------
+
+
+class _ChunkSetup:
+    """What each chunk's task needs to build its :class:`LinearObjective`."""
+
+    def __init__(self, loss, predictors, column_stats, y_offset, y_spread, top):
+        self.loss, self.predictors = loss, predictors
+        self.column_stats = column_stats
+        self.y_offset, self.y_spread, self.top = y_offset, y_spread, top
+
+    def objective(self, X_c, y_c, w_c):
+        """The chunk's objective (unpenalised) and its weight sum, or None."""
+        weights = _chunk_weights(y_c, w_c) / self.top
+        chunk_weight = float(weights.sum())
+        if not chunk_weight > 0:
+            return None, 0.0
+        y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
+        objective = LinearObjective(
+            self.loss,
+            X_c,
+            y,
+            weights,
+            self.predictors,
+            [0.0] * len(self.predictors),
+            column_stats=self.column_stats,
+        )
+        return objective, chunk_weight
+
+
+def _pass_kernel(X_c, y_c, w_c, setup, coef, hessian):
+    """Sums over the chunk's rows: ``sum s_i L_i``, its gradient and Hessian."""
+    objective, chunk_weight = setup.objective(X_c, y_c, w_c)
+    if objective is None:
+        return None
+    value, grad, hess, _ = objective._pass(coef, gradient=True, hessian=hessian)
+    if hess is not None:
+        hess *= chunk_weight
+    return value * chunk_weight, grad * chunk_weight, hess
+
+
+def _grams_kernel(X_c, y_c, w_c, setup, j, directions):
+    objective, chunk_weight = setup.objective(X_c, y_c, w_c)
+    if objective is None:
+        return None
+    return objective._design_grams(j, directions) * chunk_weight
+
+
+class DaskObjective:
+    """A :class:`LinearObjective` on all rows of a :class:`ChunkedData`.
+
+    Has what the solvers call (``loss_gradient``, ``hessian``,
+    ``loss_gradient_hessian``, ``null_directions``, ``subsample``,
+    ``n_samples``, ``n_coef``, ``sum_weight``); each evaluation is one round
+    trip, summed on the client in chunk order, then divided by the total
+    weight and penalised as :class:`LinearObjective` does. ``template`` is
+    the same objective on the client's sample rows: it holds the coordinate
+    maps and the penalty, and is the subsample the null-space search starts
+    from.
+    """
+
+    def __init__(self, data, stats, template, y_offset, y_spread):
+        self.data, self.template = data, template
+        self.sum_weight = stats[0]
+        self.setup = _ChunkSetup(
+            template.loss,
+            template.predictor_spec,
+            template.column_stats,
+            y_offset,
+            y_spread,
+            stats[1],
+        )
+        self.predictors = template.predictors
+        self.penalty = template.penalty
+        self.n_coef = template.n_coef
+        self.n_samples = data.n_samples
+
+    # LinearObjective's search, with this class's _design_grams on all rows.
+    null_directions = LinearObjective.null_directions
+
+    def subsample(self, step):
+        """The objective on the client's sample rows (whatever ``step``)."""
+        return self.template
+
+    def _design_grams(self, j, directions=None):
+        parts = self.data.map_chunks(_grams_kernel, self.setup, j, directions)
+        return sum(part for part in parts if part is not None) / self.sum_weight
+
+    def _evaluate(self, coef, hessian):
+        parts = [
+            part
+            for part in self.data.map_chunks(_pass_kernel, self.setup, coef, hessian)
+            if part is not None
+        ]
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = sum(part[0] for part in parts) / self.sum_weight
+        value += 0.5 * coef @ (self.penalty * coef)
+        if not np.isfinite(value):
+            value = np.inf
+        grad = sum(part[1] for part in parts) / self.sum_weight + self.penalty * coef
+        hess = None
+        if hessian:
+            hess = sum(part[2] for part in parts) / self.sum_weight
+            hess.flat[:: self.n_coef + 1] += self.penalty
+        return value, grad, hess
+
+    def loss_gradient(self, coef):
+        value, grad, _ = self._evaluate(coef, False)
+        return value, grad
+
+    def hessian(self, coef):
+        return self._evaluate(coef, True)[2]
+
+    def loss_gradient_hessian(self, coef):
+        return self._evaluate(coef, True)
+
+    def unstandardize(self, coef):
+        return self.template.unstandardize(coef)
+
+    def standardize(self, params):
+        return self.template.standardize(params)
+
+
+# -- the M-estimator fit ----------------------------------------------------------
+
+
+def unsupported(estimator):
+    """Raise for an estimator that cannot fit dask arrays yet."""
+    raise NotImplementedError(
+        f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
+        "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
+        "(scale='joint', 'mad' or a float, without cov_type). Call X.compute() "
+        "to fit in memory."
+    )
+
+
+def _check_supported(estimator):
+    from ._mestimator import MEstimatorRegressor
+
+    if not isinstance(estimator, MEstimatorRegressor):
+        unsupported(estimator)
+    if estimator.cov_type is not None:
+        raise NotImplementedError(
+            "cov_type is not supported on dask arrays yet: fit with "
+            "cov_type=None, or in memory."
+        )
+    if isinstance(estimator.scale, str) and estimator.scale == "lad":
+        raise NotImplementedError(
+            "scale='lad' needs an exact LAD fit, not available on dask arrays "
+            "yet: use scale='joint', 'mad' or a float."
+        )
+
+
+class _Fit:
+    """One M-estimator fit on dask data, in standardised units (module steps)."""
+
+    def __init__(self, estimator, data, stats, sample, offset, spread):
+        self.estimator, self.data, self.stats = estimator, data, stats
+        self.sample, self.offset, self.spread = sample, offset, spread
+        self.rho = estimator._rho()
+        self.fit_intercept = estimator.fit_intercept
+        sum_weight, top = stats[0], stats[1]
+        # As MEstimatorRegressor._fit_standardised: alpha on a sum, l2 on a mean.
+        self.l2 = 2.0 * estimator.alpha / (sum_weight * top)
+        if estimator._scale_rule().l2_in_y_units:
+            self.l2 *= spread
+        self.options = _solvers.SolverOptions(
+            _solvers.choose_solver(estimator.solver, data.n_features + 2),
+            estimator.max_iter,
+            estimator.tol,
+        )
+        self.used = 0
+        self.converged, self.message = True, ""
+
+    def objective(self, loss, predictors, l2):
+        """A :class:`DaskObjective` of all rows, its template on the sample."""
+        sample = self.sample
+        template = LinearObjective(
+            loss,
+            sample.X,
+            (sample.y - self.offset) / self.spread,
+            sample.weights,
+            predictors,
+            l2,
+            column_stats=self.stats[2],
+        )
+        return DaskObjective(self.data, self.stats, template, self.offset, self.spread)
+
+    def minimize(self, objective, coef, **kwargs):
+        budget = max(self.options.max_iter - self.used, 0)
+        result = _solvers.solve(
+            objective,
+            coef,
+            self.options.with_max_iter(budget),
+            multilevel=False,
+            **kwargs,
+        )
+        self.used += result.n_iter
+        if not result.converged:
+            self.converged, self.message = False, result.message
+        return result
+
+    def linear_start(self, w, b):
+        """Standardised coefficients of ``(w, b)`` given in the units of ``y``."""
+        intercept = (b - self.offset) / self.spread if self.fit_intercept else 0.0
+        return self.template_for_maps().standardize([(w / self.spread, intercept)])
+
+    def template_for_maps(self):
+        from .losses import FixedScaleLoss, SquaredRho
+
+        return self.objective(
+            FixedScaleLoss(SquaredRho()), [(None, self.fit_intercept)], [self.l2]
+        ).template
+
+    def fixed(self, coef, scale, hessian=None, origin="stale"):
+        """Coefficients at a fixed standardised scale, and the solver result."""
+        from .losses import FixedScaleLoss
+
+        objective = self.objective(
+            FixedScaleLoss(self.rho, scale), [(None, self.fit_intercept)], [self.l2]
+        )
+        result = self.minimize(objective, coef, hessian=hessian, hessian_origin=origin)
+        ((w, b),) = objective.unstandardize(result.coef)
+        return w, b, result
+
+    def joint(self, coef, scale):
+        """Coefficients and ``log sigma`` of the concomitant-scale objective."""
+        from .losses import ConcomitantScaleLoss
+
+        objective = self.objective(
+            ConcomitantScaleLoss(self.rho),
+            [(None, self.fit_intercept), ((), True)],
+            [self.l2, 0.0],
+        )
+        result = self.minimize(objective, np.append(coef, np.log(scale)))
+        (w, b), (_, log_scale) = objective.unstandardize(result.coef)
+        scale = float(np.exp(log_scale))
+        if scale < _COLLAPSED_SCALE:
+            raise NotImplementedError(
+                "the joint scale collapses towards zero (most rows fitted "
+                "exactly): this boundary case is solved in memory only; fit "
+                "in memory or with scale='mad'."
+            )
+        return w, b, scale
+
+    def residual_mad(self, w, b):
+        """``initial_scale`` of the standardised residuals at ``(w, b)``."""
+        values = RowValues(self.offset, self.spread, w, b)
+        return robust_scale(self.data, self.stats, self.sample, values)
+
+    def mad(self, coef, scale):
+        """:meth:`skrobust._scale.MADScale._secant` with distributed MADs."""
+        tol = self.options.tol
+        hessian, origin = None, "stale"
+        previous = None
+        low = high = None
+        mad, converged = scale, False
+        w = b = None
+        for _ in range(self.options.max_iter):
+            w, b, result = self.fixed(coef, scale, hessian, origin)
+            coef = result.coef
+            if result.hessian is not None:
+                hessian, origin = result.hessian, "stale"
+            mad = self.residual_mad(w, b)
+            gap = mad - scale
+            if abs(gap) <= tol * scale and result.converged:
+                converged = True
+                break
+            if gap > 0:
+                low = scale
+            else:
+                high = scale
+            new_scale = mad
+            if previous is not None and gap != previous[1]:
+                new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
+            if low is not None and high is not None:
+                if abs(high - low) <= tol * max(high, low) and result.converged:
+                    converged = True
+                    break
+                if not min(low, high) < new_scale < max(low, high):
+                    new_scale = float(np.sqrt(low * high))
+            elif not (new_scale - scale) * gap > 0:
+                new_scale = mad
+            previous = (scale, gap)
+            scale = new_scale
+            if self.used >= self.options.max_iter:
+                break
+        if not converged:
+            self.converged = False
+            self.message = "the MAD scale fixed point did not settle"
+        else:
+            self.converged, self.message = True, ""
+        return w, b, mad
+
+
+def _sample_start(estimator, sample):
+    """The estimator fitted in memory on the sample rows, or None if weightless.
+
+    Returns ``(coef, intercept, scale, n_iter)`` in the units of ``y``.
+    """
+    from sklearn.base import clone
+
+    if not sample.weights.max(initial=0.0) > 0:
+        return None
+    model = clone(estimator).set_params(warm_start=False, cov_type=None)
+    with warnings.catch_warnings():
+        # The sample only starts the fit: it need not converge.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(sample.X, sample.y, sample.weights)
+    return model.coef_, model.intercept_, model.scale_, int(model.n_iter_)
+
+
+def fit(estimator, X, y, sample_weight=None):
+    """Fit an M-estimator on a row-chunked dask array (see the module docstring).
+
+    Parameters
+    ----------
+    estimator : MEstimatorRegressor
+        Fitted in place.
+    X : dask.array.Array of shape (n_samples, n_features)
+    y : dask.array.Array or array-like of shape (n_samples,)
+    sample_weight : dask.array.Array or array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    MEstimatorRegressor
+        ``estimator``, fitted; ``outliers_`` and ``weights_`` are lazy dask
+        arrays with ``X``'s row chunks.
+    """
+    from ._base import MAD_NORMAL_CONSTANT, StandardisedFit
+    from ._mestimator import OUTLIER_THRESHOLD
+
+    estimator._validate_params()
+    _check_supported(estimator)
+    estimator._check_fit_parameters()
+    data = ChunkedData(X, y, sample_weight)
+    stats = data_statistics(data, center=estimator.fit_intercept)
+    sample = Sample(*data.sample(SAMPLE_ROWS))
+    sum_weight, top = stats[0], stats[1]
+
+    # Step 3: the in-memory target standardisation (target_offset_scale).
+    offset = 0.0
+    if estimator.fit_intercept:
+        values = RowValues(absolute=False)
+        offset = weighted_median(data, values, sum_weight, top, sample.hint(values))
+    spread = robust_scale(
+        data,
+        stats,
+        sample,
+        RowValues(offset),
+        spread_if_zero=1.0 if offset == 0 else abs(offset),
+    )
+    rho = estimator._rho()
+    y_low, y_high = stats[3]
+    far = max(abs(y_low - offset), abs(y_high - offset)) / spread
+    if far > _FAR_TARGET_SCALES and rho.saturation < _FAR_TARGET_SCALES:
+        raise NotImplementedError(
+            f"targets lie {far:.3g} robust scales from the median of y: the "
+            "far-target guard of the in-memory fit is not available on dask. "
+            "Remove or cap such targets, or fit in memory."
+        )
+
+    problem = _Fit(estimator, data, stats, sample, offset, spread)
+    warm = estimator._warm_start_fit(0, 1, data.n_features)
+    if warm is not None:
+        start = warm.coef, warm.intercept, warm.extras["scale_"], 0
+    else:
+        start = _sample_start(estimator, sample)
+    if start is None:  # the sample carries no weight: start from the median
+        start = np.zeros(data.n_features), offset, spread, 0
+    w0, b0, scale0, problem.used = start
+    coef = problem.linear_start(np.asarray(w0, dtype=float), float(b0))
+    scale = float(scale0) / spread
+    if not scale > 0:
+        scale = 1.0
+    rule = estimator._scale_rule()
+    if rule.name == "fixed":
+        scale = rule.value / spread
+        w, b, _ = problem.fixed(coef, scale)
+    elif rule.name == "joint":
+        w, b, scale = problem.joint(coef, scale)
+    else:
+        w, b, scale = problem.mad(coef, scale)
+    if not problem.converged:
+        _solvers.warn_not_converged(
+            problem.options.solver, problem.used, estimator.tol, problem.message
+        )
+
+    coef_ = np.asarray(w, dtype=np.float64) * spread
+    intercept_ = float(b * spread + offset)
+    scale_ = float(rule.report(scale, spread))
+    # Step 5: residual attributes.
+    residual_values = RowValues(coef=coef_, intercept=intercept_)
+    noise = (
+        weighted_median(
+            data, residual_values, sum_weight, top, sample.hint(residual_values)
+        )
+        / MAD_NORMAL_CONSTANT
+    )
+    residuals = data.y - data.X.dot(coef_) - intercept_
+    extras = {
+        "scale_": scale_,
+        "noise_scale_": noise,
+        "outliers_": abs(residuals) > OUTLIER_THRESHOLD * noise,
+        "weights_": residuals.map_blocks(
+            _irls_weights_block, rho, scale_, dtype=np.float64
+        ),
+    }
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = data.n_features
+    estimator._set_fitted([StandardisedFit(coef_, intercept_, problem.used, extras)], 1)
+    estimator._dask_round_trips = data.round_trips
+    return estimator
+
+
+def _irls_weights_block(residuals, rho, scale):
+    from ._mestimator import _irls_weights
+
+    return _irls_weights(rho, residuals, scale)
+
+
+def _predict_block(X_c, coef, intercept):
+    from sklearn.utils.extmath import safe_sparse_dot
+
+    return safe_sparse_dot(X_c, coef) + intercept
+
+
+def predict(estimator, X):
+    """``X @ coef_.T + intercept_`` as a lazy dask array with ``X``'s row chunks."""
+    check_is_fitted(estimator)
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D X, got {X.ndim} dimensions.")
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
+            f"expecting {estimator.n_features_in_} features as input."
+        )
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    coef = np.asarray(estimator.coef_, dtype=np.float64)
+    intercept = estimator.intercept_
+    if coef.ndim == 1:
+        return X.map_blocks(
+            _predict_block, coef, intercept, drop_axis=1, dtype=np.float64
+        )
+    return X.map_blocks(
+        _predict_block,
+        coef.T,
+        intercept,
+        chunks=(X.chunks[0], (coef.shape[0],)),
+        dtype=np.float64,
+    )
