@@ -12,7 +12,8 @@ written, documented and reviewed once.
   :func:`logcosh_rho`, :func:`logcosh_psi`, :func:`logcosh_chi`, and
   :data:`MAD_NORMAL_CONSTANT`;
 * linear programmes: :func:`quantile_linprog` (quantile regression, and least
-  absolute deviation at ``quantile=0.5``);
+  absolute deviation at ``quantile=0.5``) and the objective it minimises,
+  :func:`quantile_objective`;
 * least squares: :func:`least_squares`;
 * statsmodels: :func:`statsmodels_rlm` and the norm :class:`LogCoshNorm`;
 * direct minimisation: :func:`tight_minimize`, :func:`owen_objective` with
@@ -109,6 +110,27 @@ class LinearFit(NamedTuple):
     coef: np.ndarray
     intercept: float
     objective: float
+
+
+def quantile_objective(X, y, coef, intercept, quantile, sample_weight=None, alpha=0.0):
+    r"""scikit-learn's quantile objective at ``(coef, intercept)``.
+
+    :math:`\frac1S \sum_i s_i \rho_q(r_i) + \alpha \lVert w\rVert_1` with
+    the pinball loss :math:`\rho_q(r) = q r` for ``r >= 0`` and ``(q - 1) r``
+    below, written from its definition; :func:`quantile_linprog` returns its
+    minimum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.zeros((2, 1))
+    >>> float(quantile_objective(X, np.array([1.0, -1.0]), np.zeros(1), 0.0, 0.9))
+    0.5
+    """
+    s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight)
+    r = y - X @ coef - intercept
+    pinball = np.where(r < 0, (quantile - 1.0) * r, quantile * r)
+    return float(s @ pinball) / s.sum() + alpha * np.abs(coef).sum()
 
 
 def quantile_linprog(
