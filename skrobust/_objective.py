@@ -299,14 +299,18 @@ class LinearObjective:
             for c, f in predictors
         ]
         self.l2 = list(l2)
-        n_features = X.shape[1]
+        self._set_column_stats(column_stats)
+        self._build_predictors(X.shape[1])
+
+    def _set_column_stats(self, column_stats):
+        """Mean and scale of the columns, and whether blocks are standardised first."""
         # Centring moves the offset m @ w into the intercept, so it is only
         # possible when every predictor that reads columns has an intercept.
         center = not self.sparse and all(
             fit for cols, fit in self.predictor_spec if cols is None or cols.size
         )
         if column_stats is None:
-            column_stats = _weighted_column_stats(X, self.sample_weight, center)
+            column_stats = _weighted_column_stats(self.X, self.sample_weight, center)
         self.mean, self.scale = column_stats
         if not center and np.any(self.mean):
             raise ValueError("column_stats are centred but this objective is not")
@@ -319,6 +323,8 @@ class LinearObjective:
             np.any(ratio > _MAX_IMPLICIT_OFFSET) or np.any(extreme)
         )
 
+    def _build_predictors(self, n_features):
+        """Each predictor's column map and coefficient slice, and the penalty."""
         self.predictors = []
         penalty = []
         start = 0
@@ -503,35 +509,11 @@ class LinearObjective:
             return self._pass_single_threaded(coef, gradient, hessian, direction)
 
     def _pass_single_threaded(self, coef, gradient, hessian, direction):
-        k = len(self.predictors)
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
-        raw_dirs = (
-            [pred.to_raw(direction[pred.slice]) for pred in self.predictors]
-            if direction is not None
-            else None
-        )
-        value = 0.0
-        gw = [np.zeros(pred.p) for pred in self.predictors]
-        gb = np.zeros(k)
-        hv_w = [np.zeros(pred.p) for pred in self.predictors]
-        hv_b = np.zeros(k)
-        pairs = [(a, b) for a in range(k) for b in range(a, k)]
-        G = (
-            {
-                pair: np.zeros((self.predictors[pair[0]].p, self.predictors[pair[1]].p))
-                for pair in pairs
-            }
-            if hessian
-            else None
-        )
-        xd = {
-            pair: (
-                np.zeros(self.predictors[pair[0]].p),
-                np.zeros(self.predictors[pair[1]].p),
-            )
-            for pair in pairs
-        }
-        d_sum = dict.fromkeys(pairs, 0.0)
+        raw_dirs = None
+        if direction is not None:
+            raw_dirs = [pred.to_raw(direction[pred.slice]) for pred in self.predictors]
+        sums = _PassSums(self.predictors, hessian)
         unit = self.unit_weights
         for rows, A in self._row_blocks():
             parts = [pred.take(A) for pred in self.predictors]
@@ -545,65 +527,19 @@ class LinearObjective:
             # the value infinite, which solvers reject, even where a zero
             # weight meets it; the derivatives are what least squares uses.
             with np.errstate(over="ignore", invalid="ignore"):
-                value += loss.sum() if unit else sw @ loss
+                sums.value += loss.sum() if unit else sw @ loss
             if gradient:
                 if not unit:
                     g *= sw[:, None]
-                for j, Aj in enumerate(parts):
-                    if Aj.shape[1]:
-                        gw[j] += Aj.T @ g[:, j]
-                    gb[j] += g[:, j].sum()
+                sums.add_gradient(parts, g)
             if raw_dirs is not None:
                 u = self._raw_block(parts, raw_dirs)
-                hu = np.einsum("nab,nb->na", h, u) * sw[:, None]
-                for j, Aj in enumerate(parts):
-                    hv_w[j] += Aj.T @ hu[:, j]
-                    hv_b[j] += hu[:, j].sum()
-            if hessian:
-                for a, b in pairs:
-                    d = h[:, a, b] if unit else sw * h[:, a, b]
-                    # (Intercept-only predictors have no columns to multiply.)
-                    if parts[a].shape[1] and parts[b].shape[1]:
-                        G[a, b] += _weighted_gram(parts[a], parts[b], d, self.sparse)
-                    if parts[a].shape[1]:
-                        xd[a, b][0][:] += parts[a].T @ d
-                    if a != b and parts[b].shape[1]:
-                        xd[a, b][1][:] += parts[b].T @ d
-                    d_sum[a, b] += d.sum()
-        S = self.sum_weight
-        value = value / S + 0.5 * coef @ (self.penalty * coef)
-        if not np.isfinite(value):
-            value = np.inf
-        grad = H = hv = None
-        if gradient:
-            grad = np.concatenate(
-                [
-                    pred.grad_from_raw(gw[j], gb[j])
-                    for j, pred in enumerate(self.predictors)
-                ]
-            )
-            grad = grad / S + self.penalty * coef
-        if raw_dirs is not None:
-            hv = np.concatenate(
-                [
-                    pred.grad_from_raw(hv_w[j], hv_b[j])
-                    for j, pred in enumerate(self.predictors)
-                ]
-            )
-            hv = hv / S + self.penalty * direction
-        if hessian:
-            H = np.zeros((self.n_coef, self.n_coef))
-            for a, b in pairs:
-                pa, pb = self.predictors[a], self.predictors[b]
-                xa_d, xb_d = xd[a, b]
-                block = _gram_from_raw(
-                    pa, pb, G[a, b], xa_d, xa_d if a == b else xb_d, d_sum[a, b]
+                sums.add_hessian_product(
+                    parts, np.einsum("nab,nb->na", h, u) * sw[:, None]
                 )
-                H[pa.slice, pb.slice] = block
-                H[pb.slice, pa.slice] = block.T
-            H /= S
-            H.flat[:: self.n_coef + 1] += self.penalty
-        return value, grad, H, hv
+            if hessian:
+                sums.add_hessian(parts, h, None if unit else sw, self.sparse)
+        return sums.finish(self, coef, gradient, hessian, direction)
 
     # -- public evaluation ---------------------------------------------------
     def raw_prediction(self, coef):
@@ -662,6 +598,106 @@ class LinearObjective:
 
     def _columns(self, pred):
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+
+
+class _PassSums:
+    """What one pass over ``X`` accumulates, block by block, and its finish.
+
+    Per predictor ``j``: ``X_j' g_j`` and ``sum g_j`` (gradient), the same
+    for ``H u`` (Hessian-vector product) and, per pair ``(a, b)`` of
+    predictors, the weighted Gram matrix ``X_a' D_ab X_b``, the column sums
+    ``X_a' d_ab``, ``X_b' d_ab`` and ``sum d_ab`` (Hessian), all in the raw
+    coordinates of the blocks; :meth:`finish` maps them to the standardised
+    coefficients.
+    """
+
+    def __init__(self, predictors, hessian):
+        k = len(predictors)
+        self.value = 0.0
+        self.gw = [np.zeros(pred.p) for pred in predictors]
+        self.gb = np.zeros(k)
+        self.hv_w = [np.zeros(pred.p) for pred in predictors]
+        self.hv_b = np.zeros(k)
+        self.pairs = [(a, b) for a in range(k) for b in range(a, k)]
+        self.G = {
+            (a, b): np.zeros((predictors[a].p, predictors[b].p))
+            for a, b in (self.pairs if hessian else [])
+        }
+        self.xd = {
+            (a, b): (np.zeros(predictors[a].p), np.zeros(predictors[b].p))
+            for a, b in self.pairs
+        }
+        self.d_sum = dict.fromkeys(self.pairs, 0.0)
+
+    def add_gradient(self, parts, g):
+        for j, Aj in enumerate(parts):
+            if Aj.shape[1]:
+                self.gw[j] += Aj.T @ g[:, j]
+            self.gb[j] += g[:, j].sum()
+
+    def add_hessian_product(self, parts, hu):
+        for j, Aj in enumerate(parts):
+            self.hv_w[j] += Aj.T @ hu[:, j]
+            self.hv_b[j] += hu[:, j].sum()
+
+    def add_hessian(self, parts, h, sw, sparse):
+        """Add a block's Hessian terms; ``sw`` None for unit weights."""
+        for a, b in self.pairs:
+            d = h[:, a, b] if sw is None else sw * h[:, a, b]
+            # (Intercept-only predictors have no columns to multiply.)
+            if parts[a].shape[1] and parts[b].shape[1]:
+                self.G[a, b] += _weighted_gram(parts[a], parts[b], d, sparse)
+            if parts[a].shape[1]:
+                self.xd[a, b][0][:] += parts[a].T @ d
+            if a != b and parts[b].shape[1]:
+                self.xd[a, b][1][:] += parts[b].T @ d
+            self.d_sum[a, b] += d.sum()
+
+    def finish(self, objective, coef, gradient, hessian, direction):
+        """``(value, grad, H, hv)`` of the weighted-mean objective plus its penalty."""
+        predictors, S, penalty = (
+            objective.predictors,
+            objective.sum_weight,
+            objective.penalty,
+        )
+        value = self.value / S + 0.5 * coef @ (penalty * coef)
+        if not np.isfinite(value):
+            value = np.inf
+        grad = H = hv = None
+        if gradient:
+            grad = np.concatenate(
+                [
+                    pred.grad_from_raw(self.gw[j], self.gb[j])
+                    for j, pred in enumerate(predictors)
+                ]
+            )
+            grad = grad / S + penalty * coef
+        if direction is not None:
+            hv = np.concatenate(
+                [
+                    pred.grad_from_raw(self.hv_w[j], self.hv_b[j])
+                    for j, pred in enumerate(predictors)
+                ]
+            )
+            hv = hv / S + penalty * direction
+        if hessian:
+            H = np.zeros((objective.n_coef, objective.n_coef))
+            for a, b in self.pairs:
+                pa, pb = predictors[a], predictors[b]
+                xa_d, xb_d = self.xd[a, b]
+                block = _gram_from_raw(
+                    pa,
+                    pb,
+                    self.G[a, b],
+                    xa_d,
+                    xa_d if a == b else xb_d,
+                    self.d_sum[a, b],
+                )
+                H[pa.slice, pb.slice] = block
+                H[pb.slice, pa.slice] = block.T
+            H /= S
+            H.flat[:: objective.n_coef + 1] += penalty
+        return value, grad, H, hv
 
 
 def _weighted_gram(A, B, d, sparse):
