@@ -17,10 +17,10 @@ and ``LogCoshRegressor`` with ``scale`` ``"joint"``, ``"mad"`` and
 ``"exact"``; ``HeteroscedasticRegressor``; scikit-learn's
 ``HuberRegressor`` and ``QuantileRegressor(alpha=0, solver="highs")``. A
 scikit-learn fit is skipped when a linear extrapolation of its time on a
-smaller shape of the same run exceeds ``--sklearn-limit`` seconds (and is
-stopped at that limit otherwise), because those references take minutes to
-hours on the large shapes. Every fit runs in a forked process stopped after
-``--timeout`` seconds.
+smaller shape of the same run exceeds ``--sklearn-limit`` seconds (60; 5
+with ``--quick``), and is stopped at that limit otherwise, because those
+references take minutes to hours on the large shapes. Every fit runs in a
+forked process stopped after ``--timeout`` seconds.
 
 Each time is the best of three fits (one when a fit takes over a second).
 Peak extra memory is the largest allocation during one further fit, traced
@@ -198,10 +198,12 @@ def main(argv=None):
     parser.add_argument(
         "--sklearn-limit",
         type=float,
-        default=60.0,
-        help="scikit-learn's references are skipped or stopped beyond this [s]",
+        help="scikit-learn's references are skipped or stopped beyond this [s] "
+        "(default 60; 5 with --quick, so that the smoke run stays under a minute)",
     )
     args = parse(parser, argv)
+    if args.sklearn_limit is None:
+        args.sklearn_limit = 5.0 if args.quick else 60.0
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     print(
         f"{'design':<12} {'n':>8} {'p':>5} {'estimator':<26} {'status':<8} "
