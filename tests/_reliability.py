@@ -119,7 +119,7 @@ class EstimatorSpec:
         """Largest relative violation of the first-order optimality conditions."""
         raise NotImplementedError(
             f"No optimality condition is written for {type(estimator).__name__}: "
-            "add an EstimatorSpec for it to tests/test_reliability.py::SPECS."
+            "add an EstimatorSpec for it to tests/_reliability.py::SPECS."
         )
 
     def required_breakdown(self, estimator):
