@@ -324,34 +324,56 @@ def _cell(row, value):
     return f"{number:.3g}" if value == "seconds" else f"{number:.2f}"
 
 
-def rst_table(results, value="ratio"):
-    """A ``list-table``: a row per problem, a column per estimator."""
+def rst_table(results, value="ratio", transpose=False):
+    """A ``list-table`` of one value: a row per problem, a column per estimator.
+
+    With ``transpose``, a row per estimator and a column per problem, which
+    suits many estimators on few problems. A ratio table starts with the
+    reference's seconds.
+    """
     rows = results["rows"]
     problems = list(dict.fromkeys((r["design"], r["n"], r["n_features"]) for r in rows))
+    reference = results["reference"]
     estimators = [
         e
         for e in dict.fromkeys(r["estimator"] for r in rows)
-        if any(r.get(value) is not None for r in rows if r["estimator"] == e)
-        or value == "ratio"
+        if value == "ratio"
+        or any(r.get(value) is not None for r in rows if r["estimator"] == e)
     ]
-    if value == "ratio":
-        estimators.remove(results["reference"])
     by_key = {(r["design"], r["n"], r["n_features"], r["estimator"]): r for r in rows}
-    header = ["design", "n x p"]
-    if value == "ratio":
-        header.append(f"{results['reference']} [s]")
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    table = [header + estimators]
-    for design, n, p in problems:
-        line = [design, f"{n:.0e} x {p}".replace("e+0", "e")]
+
+    def reference_seconds(problem):
+        row = by_key.get((*problem, reference))
+        return "" if row is None else f"{row['seconds']:.3g}"
+
+    columns = [e for e in estimators if not (value == "ratio" and e == reference)]
+    if transpose:
+        table = [["estimator"] + [_problem_label(*problem) for problem in problems]]
         if value == "ratio":
-            reference = by_key.get((design, n, p, results["reference"]))
-            line.append("" if reference is None else f"{reference['seconds']:.4g}")
-        line += [_cell(by_key.get((design, n, p, e)), value) for e in estimators]
-        table.append(line)
+            table.append(
+                [f"{reference} [s]"] + [reference_seconds(q) for q in problems]
+            )
+        for e in columns:
+            table.append([e] + [_cell(by_key.get((*q, e)), value) for q in problems])
+    else:
+        header = ["problem"] + ([f"{reference} [s]"] if value == "ratio" else [])
+        table = [header + columns]
+        for problem in problems:
+            line = [_problem_label(*problem)]
+            if value == "ratio":
+                line.append(reference_seconds(problem))
+            line += [_cell(by_key.get((*problem, e)), value) for e in columns]
+            table.append(line)
+    lines = [".. list-table::", "   :header-rows: 1", ""]
     for line in table:
-        lines += [f"   * - {line[0]}"] + [f"     - {cell}" for cell in line[1:]]
+        lines += [f"   * - {line[0]}"] + [
+            f"     - {cell}".rstrip() for cell in line[1:]
+        ]
     return "\n".join(lines)
+
+
+def _problem_label(design, n, n_features):
+    return f"{design} {n:.0e} x {n_features}".replace("e+0", "e")
 
 
 def parse(parser, argv=None):
@@ -375,13 +397,18 @@ def main(argv=None):
         choices=["ratio", "seconds", "peak_memory_fraction", "objective_gap"],
         help="also print each file as a reStructuredText table of this value",
     )
+    parser.add_argument(
+        "--transpose",
+        action="store_true",
+        help="with --rst: a row per estimator, a column per problem",
+    )
     args = parser.parse_args(argv)
     for file in args.files:
         results = json.loads(Path(file).read_text())
         validate_results(results)
         print(f"{file}: valid")
         if args.rst:
-            print(rst_table(results, args.rst))
+            print(rst_table(results, args.rst, args.transpose))
 
 
 if __name__ == "__main__":
