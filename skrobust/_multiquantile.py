@@ -367,7 +367,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         """
         fits = [None] * levels.size
         stats, scale, bandwidth, options = None, None, None, None
-        for j, neighbour in _visiting_order(levels):
+        order = _visiting_order(levels)
+        centre = order[0][0]
+        for j, neighbour in order:
             model = self._level_model(levels[j])
             if previous is not None:
                 start = previous[j]._replace(scale=scale)
@@ -408,7 +410,12 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             if fit.bandwidth is None:
                 fit = fit._replace(bandwidth=bandwidth)
             fits[j] = fit
-        return fits
+            if neighbour is not None and neighbour != centre:
+                # Each level's residuals serve only the next one: at most
+                # three n-vectors are alive (the middle level's serves both
+                # directions).
+                fits[neighbour] = fits[neighbour]._replace(residuals=None, state=None)
+        return [fit._replace(residuals=None, state=None) for fit in fits]
 
     def _neighbour_options(self, X, y, sample_weight, first):
         """Exact-solver options of a level started from its neighbour.

@@ -86,6 +86,7 @@ from ._quantile_lp import (
     _check_inputs,
     _check_X,
     _dual_lp,
+    _gather_rows,
     _lmatmat,
     _matvec,
     _pinball,
@@ -471,7 +472,7 @@ def _moved_side_sums(problem, sums, rows, now_above):
     if rows.size:
         # +1 for a row that moved from below to above, -1 the other way.
         signed = problem.s[rows] * np.where(now_above, 1.0, -1.0)
-        delta = np.asarray(_sparse_rows(problem.X, rows).T @ signed).ravel()
+        delta = np.asarray(_gather_rows(problem.X, rows).T @ signed).ravel()
         sx[0] += delta
         sx[1] -= delta
         ss += [signed.sum(), -signed.sum()]
@@ -502,7 +503,7 @@ def _reduced_lp(problem, band, replaced):
     X, y, s = problem.X, problem.y, problem.s
     K = np.flatnonzero(band.kept)
     above = band.above
-    rows_k = _sparse_rows(X, K)
+    rows_k = _gather_rows(X, K)
     side_weights_k = np.vstack([s[K] * above[K], s[K] * ~above[K]])
     sx = band.sums[0] - np.asarray((rows_k.T @ side_weights_k.T).T)
     sy = band.sums[2] - side_weights_k @ y[K]
@@ -511,7 +512,11 @@ def _reduced_lp(problem, band, replaced):
     # Divided by their total weight, so that their rows are on the scale of
     # the others; their cost weight carries the total instead (rho_q is
     # positively homogeneous).
-    Z = sp.vstack([rows_k, sp.csr_matrix(sx[has] / ss[has, None])], format="csr")
+    pseudo = sx[has] / ss[has, None]
+    if sp.issparse(rows_k):
+        Z = sp.vstack([rows_k, sp.csr_matrix(pseudo)], format="csr")
+    else:
+        Z = np.vstack([rows_k, pseudo])
     targets = np.concatenate([y[K], sy[has] / ss[has]])
     weights = np.concatenate([s[K], ss[has]]) / problem.s_hat
     return _dual_lp(Z, targets, weights, problem.q, problem.lam, problem.fit_intercept)

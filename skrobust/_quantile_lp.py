@@ -32,6 +32,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
+try:  # HiGHS's own interface, as scipy ships it (see _solve_dual)
+    from scipy.optimize._highspy import _core as _highs
+except ImportError:  # pragma: no cover - other scipy versions
+    _highs = None
+
 __all__ = ["certify_signs", "pinball_objective", "solve_lp"]
 
 # Rows per dense block: about 2 MiB of float64 per converted block.
@@ -223,7 +228,10 @@ def _lp_scaling(Z, y, w):
     objective is ``sigma`` times the scaled one when the L1 weight of
     ``w'_j`` is ``lam / d_j``. Powers of two make the scaling exact.
     """
-    d = np.asarray(abs(Z).max(axis=0).todense(), dtype=np.float64).ravel()
+    if sp.issparse(Z):
+        d = np.asarray(abs(Z).max(axis=0).todense(), dtype=np.float64).ravel()
+    else:
+        d = np.abs(Z).max(axis=0, initial=0.0)
     sigma = _weighted_sum(w, np.abs(y)) / float(w.sum())
 
     def power_of_two(v):
@@ -292,20 +300,20 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
     if n_rows == 0:
         return np.zeros(0), 0.0, True
     d, sigma = _lp_scaling(Z, y, w)
-    Z = Z @ sp.diags(1.0 / d, format="csr")
     y = y / sigma
-    Zc = Z.tocoo()
-    rows = [Zc.col, np.arange(n_slack)]
-    cols = [Zc.row, m + np.arange(n_slack)]
-    data = [Zc.data, np.full(n_slack, -1.0)]
-    if fit_intercept:
-        rows.append(np.full(m, p))
-        cols.append(np.arange(m))
-        data.append(np.ones(m))
-    A = sp.csc_matrix(
-        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_rows, m + n_slack),
-    )
+    if sp.issparse(Z):
+        Z = Z @ sp.diags(1.0 / d, format="csr")
+        A = _dual_constraints_sparse(Z, n_slack, fit_intercept)
+    else:
+        # Dense rows (a reduced problem of dense X): the same matrix,
+        # assembled without sparse intermediates.
+        Z = Z / d
+        dense = np.zeros((n_rows, m + n_slack))
+        dense[:p, :m] = Z.T
+        dense[np.arange(n_slack), m + np.arange(n_slack)] = -1.0
+        if fit_intercept:
+            dense[p, :m] = 1.0
+        A = sp.csc_matrix(dense)
     bounds = np.column_stack(
         [
             np.concatenate([(quantile - 1.0) * w, -lam / d[:n_slack]]),
@@ -321,24 +329,17 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
     if m > _IPM_MIN_COLUMNS:
         methods.reverse()
     for method in methods:
-        res = linprog(
-            c,
-            A_eq=A,
-            b_eq=np.zeros(n_rows),
-            bounds=bounds,
-            method=method,
-            options={"presolve": _PRESOLVE},
-        )
-        if res.status != 0 or res.eqlin is None:
+        solution = _solve_dual(c, A, bounds, n_rows, method)
+        if solution is None:
             continue
-        theta = -np.asarray(res.eqlin.marginals, dtype=np.float64)
+        x, theta, fun = solution
         coef = theta[:p]
         if n_slack:
             # Complementary slackness: w_j can differ from 0 only where its
             # slack t_j sits at a bound +-lam / d_j. A slack strictly inside
             # is basic, its reduced cost -w_j is zero at the vertex, and
             # what HiGHS reports (~1e-14) is rounding: make it an exact zero.
-            slack = np.abs(res.x[m:])
+            slack = np.abs(x[m:])
             coef = np.where(slack < lam / d, 0.0, coef)
         intercept = float(theta[p]) if fit_intercept else 0.0
         # Certificate: the primal value at the recovered point against the
@@ -348,7 +349,7 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
         r = y - Z @ coef - intercept
         primal = _weighted_sum(w, _pinball(r, quantile))
         primal += lam * float(np.abs(coef / d).sum())
-        dual = -float(res.fun)
+        dual = -float(fun)
         # Absolute floor for objectives near 0 (interpolation, p >= m): the
         # rounding error of the residuals, as in solve_exact's sign check.
         floor = 4.0 * (p + 3) * np.finfo(np.float64).eps
@@ -356,6 +357,98 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
         if abs(primal - dual) <= _DUALITY_RTOL * max(abs(primal), abs(dual)) + floor:
             return sigma * coef / d, sigma * intercept, True
     return None, None, False
+
+
+def _solve_dual(c, A, bounds, n_rows, method):
+    """``min c x`` s.t. ``A x = 0``, ``bounds``: ``(x, theta, value)`` or None.
+
+    ``theta`` are minus the equality multipliers (the primal coefficients of
+    :func:`_dual_lp`). HiGHS is called directly when scipy ships it as
+    ``scipy.optimize._highspy._core``: ``linprog``'s wrapper costs about
+    3 ms of Python per call (option checks, a loop over the columns for the
+    bound multipliers), a third of the time of the small LPs a multi-level
+    fit solves by the hundred. Otherwise, or if that fails, through
+    :func:`scipy.optimize.linprog`; either way :func:`_dual_lp` checks the
+    result by its duality gap.
+    """
+    if _highs is not None:
+        try:
+            solution = _solve_dual_highs(c, A, bounds, n_rows, method)
+        except Exception:  # a changed private API: use the public one
+            solution = None
+        if solution is not None:
+            return solution
+    res = linprog(
+        c,
+        A_eq=A,
+        b_eq=np.zeros(n_rows),
+        bounds=bounds,
+        method=method,
+        options={"presolve": _PRESOLVE},
+    )
+    if res.status != 0 or res.eqlin is None:
+        return None
+    return res.x, -np.asarray(res.eqlin.marginals, dtype=np.float64), res.fun
+
+
+def _solve_dual_highs(c, A, bounds, n_rows, method):
+    """:func:`_solve_dual` by HiGHS's own interface, as ``linprog`` sets it up."""
+    A = sp.csc_matrix(A)
+    lp = _highs.HighsLp()
+    lp.num_col_ = c.size
+    lp.num_row_ = n_rows
+    lp.a_matrix_.num_col_ = c.size
+    lp.a_matrix_.num_row_ = n_rows
+    lp.a_matrix_.format_ = _highs.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr
+    lp.a_matrix_.index_ = A.indices
+    lp.a_matrix_.value_ = A.data
+    lp.col_cost_ = c
+    lp.col_lower_ = np.ascontiguousarray(bounds[:, 0])
+    lp.col_upper_ = np.ascontiguousarray(bounds[:, 1])
+    lp.row_lower_ = np.zeros(n_rows)
+    lp.row_upper_ = np.zeros(n_rows)
+    highs = _highs._Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("presolve", "on" if _PRESOLVE else "off")
+    # linprog's "highs-ds" is the dual simplex, "highs-ipm" the interior
+    # point method with crossover to a vertex.
+    highs.setOptionValue("solver", "simplex" if method == "highs-ds" else "ipm")
+    highs.setOptionValue("simplex_strategy", 1)  # dual simplex
+    if highs.passModel(lp) == _highs.HighsStatus.kError:
+        return None
+    if highs.run() == _highs.HighsStatus.kError:
+        return None
+    if highs.getModelStatus() != _highs.HighsModelStatus.kOptimal:
+        return None
+    solution = highs.getSolution()
+    value = highs.getInfo().objective_function_value
+    theta = -np.asarray(solution.row_dual, dtype=np.float64)
+    return np.asarray(solution.col_value, dtype=np.float64), theta, value
+
+
+def _dual_constraints_sparse(Z, n_slack, fit_intercept):
+    """``[Z^T, -I; 1^T, 0]`` (the ones row only with an intercept), CSC."""
+    m, p = Z.shape
+    Zc = Z.tocoo()
+    rows = [Zc.col, np.arange(n_slack)]
+    cols = [Zc.row, m + np.arange(n_slack)]
+    data = [Zc.data, np.full(n_slack, -1.0)]
+    if fit_intercept:
+        rows.append(np.full(m, p))
+        cols.append(np.arange(m))
+        data.append(np.ones(m))
+    return sp.csc_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(p + int(fit_intercept), m + n_slack),
+    )
+
+
+def _gather_rows(X, idx):
+    """Rows ``idx`` of ``X`` in float64: dense for dense ``X``, else CSR."""
+    if sp.issparse(X):
+        return _sparse_rows(X, idx)
+    return np.asarray(X[idx], dtype=np.float64)
 
 
 def solve_lp(X, y, quantile, sample_weight, alpha, fit_intercept, *, method="highs"):

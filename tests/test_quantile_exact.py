@@ -399,3 +399,21 @@ def test_clipping_far_targets_never_changes_the_optimum():
         coef, intercept, _ = solve_exact(X, y, 0.01, None, 0.0, False, start, 0.0)
         value = pinball_objective(X, y, coef, intercept, 0.01, None, 0.0)
         assert value <= best * (1 + 1e-9) + 1e-15
+
+
+def test_highs_direct_and_through_linprog_agree(monkeypatch):
+    # _solve_dual calls HiGHS directly when scipy ships its interface; the
+    # linprog path (other scipy versions) must give the same optimum.
+    import skrobust._quantile_lp as lp
+
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((3000, 5))
+    y = X @ rng.standard_normal(5) + rng.standard_t(2, 3000)
+    f_ref = oracle(X, y, 0.3, None, 0.02, True)
+    scale = objective_scale(y, None)
+    for highs in (lp._highs, None):
+        monkeypatch.setattr(lp, "_highs", highs)
+        coef, b, info = solve_exact(X, y, 0.3, None, 0.02, True, None, None)
+        assert info["solver"] == "reduced"
+        f = pinball_objective(X, y, coef, b, 0.3, None, 0.02)
+        assert_same_objective(f, f_ref, scale)
