@@ -72,6 +72,17 @@ def _check_levels(quantiles):
     return levels
 
 
+def _adapted_band(size, first_size, n_lp):
+    """Band of the next level, after a level that solved ``n_lp`` LPs.
+
+    Doubled when more than one was needed (the band was too narrow for the
+    step between levels), else halved back towards the first size.
+    """
+    if n_lp > 1:
+        return 2 * size
+    return max(size // 2, first_size)
+
+
 def _visiting_order(levels):
     """``[(j, neighbour), ...]``: the level nearest 0.5 first, then outwards."""
     centre = int(np.argmin(np.abs(levels - 0.5)))
@@ -361,9 +372,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         Returns the :class:`~skrobust._quantile._LevelFit` of each level in
         the order of ``levels``. The middle level's column statistics and
         residual scale serve every other level; an exact level is started
-        from its neighbour's solution and residuals, with a band half the
-        cold default, doubled for the next level each time a first reduced
-        problem fails its certificate.
+        from its neighbour's solution, residuals and solver state
+        (:meth:`_neighbour_options`, :func:`_adapted_band`); each level's
+        residuals are dropped once the next level has used them.
         """
         fits = [None] * levels.size
         stats, scale, bandwidth, options = None, None, None, None
@@ -398,15 +409,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                 options = self._neighbour_options(X, y, sample_weight, fit)
                 first_size = options["initial_size"]
             elif solver == "exact" and start is not None:
-                # A band too narrow for this step is widened for the next
-                # one, and narrowed again (down to its first size) after a
-                # level that needed one LP.
-                if fit.n_iter > 1:
-                    options["initial_size"] *= 2
-                else:
-                    options["initial_size"] = max(
-                        options["initial_size"] // 2, first_size
-                    )
+                options["initial_size"] = _adapted_band(
+                    options["initial_size"], first_size, fit.n_iter
+                )
             if fit.bandwidth is None:
                 fit = fit._replace(bandwidth=bandwidth)
             fits[j] = fit
@@ -421,10 +426,12 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         """Exact-solver options of a level started from its neighbour.
 
         A band of ``_NEIGHBOUR_BAND_FRACTION`` of the cold default (at least
-        the cold minimum of 300 rows); no Newton step, since from an exact
-        solution at a nearby level the common-density Newton step is,
-        with an intercept, the shift that centring makes anyway; and the
-        clipping distance of the first level, computed once.
+        ``_NEIGHBOUR_MIN_BAND`` rows), and the clipping distance of far
+        targets from the first level, computed once. The solver adds its
+        sampled Gram matrix of the Newton step (``newton_gram``) after its
+        first use, and each start adds its neighbour's state, from which
+        :func:`~skrobust._quantile_exact._neighbour_start` takes the Newton
+        step to the new level without a pass over ``X``.
         """
         n_pos = int(np.count_nonzero(sample_weight > 0))
         n_coef = X.shape[1] + bool(self.fit_intercept)
