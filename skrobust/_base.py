@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import (
@@ -45,6 +46,48 @@ def copy_budget(X):
     return min(_DENSE_START_ELEMENTS, X.shape[0] * X.shape[1] // _COPY_FRACTION)
 
 
+# Above this many coefficients a Gram matrix (and its eigendecomposition)
+# costs more than iterative least squares on the design: starts use LSQR.
+ITERATIVE_MIN_COEF = 300
+# LSQR's tolerances and iterations for a start (a start need not be exact;
+# an exactly consistent system still converges to its minimum-norm solution).
+_LSQR_TOL = 1e-10
+_LSQR_STEP_TOL = 1e-4
+_LSQR_MAX_ITER = 500
+
+
+def _lsqr_least_squares(objective, x0=None, tol=_LSQR_TOL):
+    """Weighted ridge least squares by LSQR on the design, without a Gram matrix.
+
+    Minimises ``sum_i s_i (y_i - d_i c)^2 / S + sum_j pen_j c_j^2`` (twice
+    the objective) as the least-squares problem of the design stacked on
+    ``diag(sqrt(pen))``, from ``x0`` (default zero: then a consistent
+    system gives its minimum-norm solution, like ``lstsq``).
+    """
+    n, m = objective.n_samples, objective.n_coef
+    root = np.sqrt(objective.sample_weight / objective.sum_weight)
+    root_pen = np.sqrt(objective.penalty)
+
+    def matvec(c):
+        return np.concatenate([root * objective.design_matvec(c), root_pen * c])
+
+    def rmatvec(v):
+        return objective.design_rmatvec(root * v[:n]) + root_pen * v[n:]
+
+    operator = scipy.sparse.linalg.LinearOperator(
+        (n + m, m), matvec=matvec, rmatvec=rmatvec, dtype=float
+    )
+    rhs = np.concatenate([root * objective.y, np.zeros(m)])
+    return scipy.sparse.linalg.lsqr(
+        operator,
+        rhs,
+        atol=tol,
+        btol=tol,
+        iter_lim=_LSQR_MAX_ITER,
+        x0=x0,
+    )[0]
+
+
 def _solve_least_squares(objective, direct=False, budget=0):
     """Weighted least squares of a squared-loss objective, from zero coefficients.
 
@@ -56,6 +99,8 @@ def _solve_least_squares(objective, direct=False, budget=0):
     :func:`copy_budget`): one product with a contiguous matrix beats a pass
     in blocks. Otherwise they are formed in one pass of the objective.
     """
+    if objective.n_coef > ITERATIVE_MIN_COEF:
+        return _lsqr_least_squares(objective)
     if direct and (
         objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS
         or objective.n_samples <= _DIRECT_LSTSQ_ROWS_PER_COEF * objective.n_coef
@@ -469,7 +514,7 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
         def predict(coef):
             return design @ coef
 
-        def solve(weights, penalty_factor):
+        def solve(weights, penalty_factor, coef=None):
             return _weighted_normal_solve(
                 design, y, weights, start_objective.penalty * penalty_factor
             )
@@ -479,7 +524,7 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
         def predict(coef):
             return start_objective.raw_prediction(coef)[:, 0]
 
-        def solve(weights, penalty_factor):
+        def solve(weights, penalty_factor, coef=None):
             objective = LinearObjective(
                 FixedScaleLoss(SquaredRho()),
                 start_objective.X,
@@ -489,6 +534,9 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
                 [l2 * penalty_factor],
                 column_stats=start_objective.column_stats,
             )
+            if objective.n_coef > ITERATIVE_MIN_COEF:
+                # A reweighting step from the previous one needs few digits.
+                return _lsqr_least_squares(objective, x0=coef, tol=_LSQR_STEP_TOL)
             return _solve_least_squares(objective)
 
     # Least squares, or the median of y (zero standardised coefficients)
@@ -507,5 +555,5 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
         previous = spread
         weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
         # The ridge keeps its strength relative to the total weight.
-        coef = solve(weights, total_weight(weights) / total_weight(sample_weight))
+        coef = solve(weights, total_weight(weights) / total_weight(sample_weight), coef)
     return coef

@@ -90,8 +90,14 @@ def _weighted_column_stats(X, sample_weight, center):
     S = sample_weight.sum()
     p = X.shape[1]
     if sp.issparse(X):
-        _, var = mean_variance_axis(X, axis=0, weights=sample_weight)
-        mean = np.zeros(p)
+        mean, var = mean_variance_axis(X, axis=0, weights=sample_weight)
+        # Sparse blocks cannot be centred explicitly: centring is implicit
+        # (in the coefficient map) or none, when an offset is too large for
+        # the map's cancellation. The same coordinates as a dense X then give
+        # the same minimum-norm fit where the minimiser is not unique.
+        spread = np.sqrt(var)
+        if not center or np.any(np.abs(mean) > _MAX_IMPLICIT_OFFSET * spread):
+            mean = np.zeros(p)
     else:
         # A strided sample of the rows with weight (rows without weight do
         # not count, however large they are).
@@ -306,7 +312,7 @@ class LinearObjective:
         """Mean and scale of the columns, and whether blocks are standardised first."""
         # Centring moves the offset m @ w into the intercept, so it is only
         # possible when every predictor that reads columns has an intercept.
-        center = not self.sparse and all(
+        center = all(
             fit for cols, fit in self.predictor_spec if cols is None or cols.size
         )
         if column_stats is None:
@@ -319,7 +325,7 @@ class LinearObjective:
         # Raw products of columns near 1e+-200 would overflow or underflow
         # before the map could rescale them: such blocks are scaled first.
         extreme = (self.scale > 1e100) | (self.scale < 1e-100)
-        self.explicit_centering = bool(
+        self.explicit_centering = not self.sparse and bool(
             np.any(ratio > _MAX_IMPLICIT_OFFSET) or np.any(extreme)
         )
 
@@ -396,6 +402,26 @@ class LinearObjective:
         if pred.fit_intercept:
             design[:, pred.p] = 1.0
         return design
+
+    def design_matvec(self, coef):
+        """The standardised design times ``coef`` (one predictor): ``D c``."""
+        return self.raw_prediction(coef)[:, 0]
+
+    def design_rmatvec(self, v):
+        """The standardised design's transpose times ``v`` (one predictor): ``D' v``.
+
+        One pass in row blocks, never a copy of ``X``: with
+        :meth:`design_matvec` the operator that iterative least squares
+        (LSQR) needs for designs too wide for a Gram matrix.
+        """
+        (pred,) = self.predictors
+        gw, gb = np.zeros(pred.p), 0.0
+        for rows, A in self._row_blocks():
+            part = pred.take(A)
+            if part.shape[1]:
+                gw += np.asarray(part.T @ v[rows]).ravel()
+            gb += float(v[rows].sum())
+        return pred.grad_from_raw(gw, gb)
 
     def null_directions(self):
         """Orthonormal coefficient directions along which no row changes.

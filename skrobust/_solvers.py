@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _progress
@@ -200,7 +201,10 @@ def minimize(
     SolverResult
         ``n_iter`` counts the iterations on all the rows.
     """
-    null = objective.null_directions()
+    # Flat directions matter to Newton's steps (a singular Hessian); L-BFGS
+    # from a start in the design's row space stays in it, so needs no search
+    # for them, which on a wide design costs a p x p eigendecomposition.
+    null = objective.null_directions() if solver == "newton" else np.zeros((0, 0))
     if null.shape[1]:
         # Flat directions (constant, zero or collinear columns): solve in
         # their orthogonal complement, which holds the minimum-norm
@@ -300,6 +304,11 @@ def _minimize(
                 result.n_iter = more.n_iter
     elif solver == "lbfgs":
         result = _lbfgs(objective, coef0, budget, tol)
+        # A rounding-level stop of L-BFGS (its test compares values) counts
+        # as converged from a gradient of 1e-6; Newton directions with exact
+        # steps can still bring it to tol.
+        if result.n_iter < budget and _gradient_norm(objective, result.coef) > tol:
+            result = _newton_cg_line_search(objective, result, budget, tol)
     else:  # pragma: no cover - the estimators validate solver
         raise ValueError(f"unknown solver {solver!r}")
     result.n_iter += sub_iter
@@ -559,6 +568,53 @@ def _newton_line_search(objective, result, max_iter, tol):
         value, grad, gnorm = trial_value, trial_grad, trial_gnorm
     return SolverResult(
         coef, n_iter, gnorm <= tol, "Newton directions with exact line search"
+    )
+
+
+# Conjugate-gradient iterations (Hessian-vector products) per truncated
+# Newton direction, and the residual they aim for relative to the gradient.
+_CG_MAX_ITER = 100
+_CG_RTOL = 1e-3
+
+
+def _newton_cg_line_search(objective, result, max_iter, tol):
+    """Truncated Newton directions (CG on Hessian-vector products), exact steps.
+
+    For many coefficients, where L-BFGS stopped at the rounding level of the
+    objective's value before its gradient reached ``tol``: each direction
+    solves ``H d = -g`` approximately by conjugate gradients on
+    :meth:`hessp` (one pass over the data per product, no Hessian matrix),
+    and its step length is the zero of the slope (see
+    :func:`_newton_line_search`), which compares gradients, not values.
+    """
+    coef, n_iter = result.coef, result.n_iter
+    value, grad = objective.loss_gradient(coef)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    while gnorm > tol and n_iter < max_iter and np.isfinite(value):
+        point = coef
+        operator = scipy.sparse.linalg.LinearOperator(
+            (coef.size, coef.size),
+            matvec=lambda v, point=point: objective.hessp(point, v),
+            dtype=float,
+        )
+        direction, _ = scipy.sparse.linalg.cg(
+            operator, -grad, rtol=_CG_RTOL, maxiter=_CG_MAX_ITER
+        )
+        if not (np.all(np.isfinite(direction)) and grad @ direction < 0):
+            direction = -grad
+        n_iter += 1
+        step = _zero_of_slope(objective, coef, direction, grad @ direction)
+        trial_value, trial_grad = objective.loss_gradient(coef + step * direction)
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        if not (
+            np.isfinite(trial_value) and (trial_gnorm < gnorm or trial_value < value)
+        ):
+            break
+        coef = coef + step * direction
+        value, grad, gnorm = trial_value, trial_grad, trial_gnorm
+    converged = gnorm <= tol or (result.converged and gnorm <= _LBFGS_ROUNDING_GTOL)
+    return SolverResult(
+        coef, n_iter, converged, "truncated Newton with exact line search"
     )
 
 

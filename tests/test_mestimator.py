@@ -356,3 +356,55 @@ def test_zero_weight_rows_can_hold_any_finite_target(estimator_class):
     reference = estimator_class().fit(X[keep], 1e-3 * y[keep])
     assert_allclose(model.coef_, reference.coef_, rtol=1e-8)
     assert_allclose(model.scale_, reference.scale_, rtol=1e-8)
+
+
+def _one_hot_design(n=3000, levels=400, seed=0):
+    """Two numeric columns and a one-hot categorical of ``levels`` levels."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, levels, n)
+    one_hot = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, levels))
+    numeric = rng.normal(size=(n, 2))
+    X = sp.hstack([sp.csr_matrix(numeric), one_hot]).tocsr()
+    effects = rng.normal(size=levels)
+    y = numeric @ [1.0, -2.0] + effects[codes] + rng.standard_t(3, size=n)
+    y[: n // 10] += 30.0
+    return X, y
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+@pytest.mark.parametrize("scale", ["joint", "mad", 1.0])
+def test_wide_one_hot_design_sparse_equals_dense(estimator_class, scale):
+    """A design wider than a Gram matrix pays for (LSQR starts, L-BFGS).
+
+    About 20 rows per level, so that the minimiser is unique (with a few rows
+    per level, all of them beyond Huber's threshold, a level's coefficient
+    has a flat segment of minimisers, as in least absolute deviation).
+    """
+    X, y = _one_hot_design(n=6000, levels=310)
+    sparse = estimator_class(scale=scale).fit(X, y)
+    dense = estimator_class(scale=scale).fit(X.toarray(), y)
+    assert_allclose(sparse.coef_, dense.coef_, rtol=1e-8, atol=1e-8)
+    assert_allclose(sparse.intercept_, dense.intercept_, rtol=1e-8, atol=1e-8)
+    assert_allclose(sparse.scale_, dense.scale_, rtol=1e-8)
+
+
+def test_wide_design_reaches_sklearn_objective():
+    """Huber's joint objective on a wide design is no higher than scikit-learn's.
+
+    scikit-learn's HuberRegressor (alpha=0, tight tol) minimises the same
+    objective with L-BFGS-B on its own code.
+    """
+    from sklearn.linear_model import HuberRegressor as SklearnHuber
+
+    X, y = _one_hot_design(n=2000, levels=300)
+    ours = HuberRegressor().fit(X, y)
+    theirs = SklearnHuber(epsilon=1.35, alpha=0.0, max_iter=10000, tol=1e-12).fit(X, y)
+    rho = HuberRho(1.35)
+
+    def value(coef, intercept, sigma):
+        z = (y - X @ coef - intercept) / sigma
+        return np.sum(sigma * (1.0 + 2.0 * rho.value(z)))
+
+    ours_value = value(ours.coef_, ours.intercept_, ours.scale_)
+    theirs_value = value(theirs.coef_, theirs.intercept_, theirs.scale_)
+    assert ours_value <= theirs_value * (1 + 1e-9)
