@@ -40,6 +40,7 @@ CHUNKS = (700, 1, 999, 500, 800)
 def small_sample(monkeypatch):
     """A sample of ~300 rows, so that the fit on all rows has work to do."""
     monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
 
 
 @pytest.fixture
@@ -321,3 +322,20 @@ def test_client_memory_stays_a_small_fraction_of_x(cluster_client):
     # Fewer round trips than Newton needs with a pass per evaluation on
     # every level of an in-memory fit: a few dozen in all.
     assert model._dask_round_trips < 40
+
+
+def test_grid_search_with_joblib_dask_backend(cluster_client):
+    """GridSearchCV's fits run on the workers and score as they do locally."""
+    joblib = pytest.importorskip("joblib")
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = make_data(n=1000)
+    grid = {"delta": [1.2, 1.35, 2.0]}
+    with joblib.parallel_backend("dask"):
+        search = GridSearchCV(HuberRegressor(), grid, n_jobs=-1).fit(X, y)
+    local = GridSearchCV(HuberRegressor(), grid).fit(X, y)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"],
+        local.cv_results_["mean_test_score"],
+        rtol=1e-12,
+    )
