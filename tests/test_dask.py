@@ -339,3 +339,27 @@ def test_grid_search_with_joblib_dask_backend(cluster_client):
         local.cv_results_["mean_test_score"],
         rtol=1e-12,
     )
+
+
+def test_persisted_arrays_are_not_persisted_again(synchronous, monkeypatch):
+    X, y = make_data()
+    Xd, yd = dask.persist(
+        da.from_array(X, chunks=(CHUNKS, 4)), da.from_array(y, chunks=(CHUNKS,))
+    )
+    calls = []
+    persist = dask.persist
+    monkeypatch.setattr(dask, "persist", lambda *a, **k: calls.append(a) or persist(*a))
+    HuberRegressor().fit(Xd, yd)
+    assert calls == []
+    # A lazy X is persisted once per fit, with y.
+    HuberRegressor().fit(da.from_array(X, chunks=(CHUNKS, 4)) * 1.0, yd)
+    assert len(calls) == 1 and len(calls[0]) == 1
+
+
+def test_predict_of_a_multi_output_model(synchronous):
+    X, y = make_data()
+    Y = np.column_stack([y, -2.0 * y])
+    model = HuberRegressor().fit(X, Y)
+    prediction = model.predict(da.from_array(X, chunks=(CHUNKS, 4)))
+    assert prediction.chunks == (CHUNKS, (2,))
+    np.testing.assert_allclose(prediction.compute(), model.predict(X), rtol=1e-14)
