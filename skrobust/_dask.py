@@ -280,7 +280,12 @@ def _statistics_kernel(X_c, y_c, w_c):
     p = X_c.shape[1]
     negative = bool(np.any(w < 0))
     top = float(w.max(initial=0.0))
-    y_range = (float(np.min(y_c, initial=np.inf)), float(np.max(y_c, initial=-np.inf)))
+    # (Over the rows with weight: the others enter no fit, whatever their y.)
+    y_weighted = np.asarray(y_c)[w > 0]
+    y_range = (
+        float(np.min(y_weighted, initial=np.inf)),
+        float(np.max(y_weighted, initial=-np.inf)),
+    )
     if negative or not top > 0:
         return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range
     scaled = w / top
@@ -542,6 +547,9 @@ class _ChunkSetup:
         if not chunk_weight > 0:
             return None, 0.0
         y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
+        # As the fit template: a zero-weight row's target may be any finite
+        # number, whose loss could overflow; it enters no sum.
+        y[~(weights > 0)] = 0.0
         objective = LinearObjective(
             self.loss,
             X_c,
@@ -701,10 +709,12 @@ class _Fit:
     def objective(self, loss, predictors, l2):
         """A :class:`DaskObjective` of all rows, its template on the sample."""
         sample = self.sample
+        y = (sample.y - self.offset) / self.spread
+        y[~(sample.weights > 0)] = 0.0
         template = LinearObjective(
             loss,
             sample.X,
-            (sample.y - self.offset) / self.spread,
+            y,
             sample.weights,
             predictors,
             l2,

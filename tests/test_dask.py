@@ -78,6 +78,19 @@ def weights_with_empty_chunk(n, seed=0):
     return weights
 
 
+def test_zero_weight_rows_may_hold_any_finite_target(synchronous):
+    """As in memory: a weightless row's y (1e300 here) changes nothing."""
+    X, y = make_data()
+    weights = weights_with_empty_chunk(y.size)
+    wild = y.copy()
+    wild[weights == 0] = 1e300
+    memory = HuberRegressor(tol=1e-13).fit(X, y, sample_weight=weights)
+    fitted = HuberRegressor(tol=1e-13).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), wild, sample_weight=weights
+    )
+    assert_same_fit(fitted, memory, rtol=1e-10)
+
+
 def assert_same_fit(dask_fit, memory_fit, rtol):
     np.testing.assert_allclose(dask_fit.coef_, memory_fit.coef_, rtol=rtol)
     np.testing.assert_allclose(dask_fit.intercept_, memory_fit.intercept_, rtol=rtol)
