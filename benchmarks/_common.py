@@ -93,8 +93,8 @@ def _measure_in_child(fit, repeats, memory, summary, connection):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             seconds, result = best_time(fit, repeats)
-        # A traced run costs another fit: only for fits that are quick.
-        peak = peak_extra_memory(fit) if memory and seconds < 20.0 else None
+            # A traced run costs another fit: only for fits that are quick.
+            peak = peak_extra_memory(fit) if memory and seconds < 20.0 else None
         n_iter = getattr(result, "n_iter_", None)
         if n_iter is not None:
             n_iter = int(max(n_iter)) if hasattr(n_iter, "__len__") else int(n_iter)
