@@ -45,6 +45,10 @@ MIN_RELATIVE_SCALE = 1e-12
 # zero: JointScale checks, and solves the boundary problem.
 _COLLAPSED_SCALE = 1e-5
 
+# Up to this many rows per coefficient the joint fit checks the boundary
+# sigma = 0 (least absolute deviation) before Newton's method.
+_FEW_ROWS_PER_COEF = 2
+
 # Residuals below this (relative to the spread of y) count as fitted exactly.
 EXACT_FIT_TOL = 1e-9
 
@@ -220,6 +224,15 @@ class JointScale:
             )
 
     def solve(self, problem, coef, scale):
+        ls = problem.ls_objective
+        if problem.alpha == 0 and ls.n_samples <= _FEW_ROWS_PER_COEF * ls.n_coef:
+            # Few rows per coefficient: the scale often collapses (enough
+            # rows fitted exactly), which Newton only approaches. Check the
+            # boundary first, at the price of one small linear programme.
+            ((w, b),) = ls.unstandardize(coef)
+            boundary = self._collapsed_scale_fit(problem, ScaleFit(w, b, scale, False))
+            if boundary.converged:
+                return boundary
         objective = problem.objective(
             ConcomitantScaleLoss(problem.rho),
             [(None, problem.fit_intercept), ((), True)],
@@ -229,7 +242,7 @@ class JointScale:
         (w, b), (_, log_scale) = objective.unstandardize(result.coef)
         fit = ScaleFit(w, b, float(np.exp(log_scale)), result.converged)
         fit.message = result.message
-        if fit.scale < _COLLAPSED_SCALE and problem.alpha == 0:
+        if problem.alpha == 0 and (fit.scale < _COLLAPSED_SCALE or not fit.converged):
             fit = self._collapsed_scale_fit(problem, fit)
         elif fit.scale < _COLLAPSED_SCALE and not fit.converged:
             if self._boundary_optimal(problem, objective, result.coef, fit.scale):
@@ -271,9 +284,9 @@ class JointScale:
         As ``sigma -> 0``, ``sigma (1 + 2 rho(r / sigma)) -> 2 c |r|`` with
         ``c = psi(inf)``, so on that boundary the coefficients minimise the
         weighted L1 loss, solved exactly by linear programming. ``sigma = 0``
-        is the optimum when the objective does not decrease as ``sigma``
-        leaves it: ``sum_i s_i (1 - 2 L [r_i != 0]) >= 0`` with ``L = sup
-        (z psi - rho)``, i.e. when enough rows are fitted exactly. Newton's
+        is the optimum when no direction leaving the boundary descends
+        (:func:`_boundary_is_optimal`), i.e. when enough rows are fitted
+        exactly. Newton's
         method only approaches this boundary (one unit of ``log sigma`` per
         step, in a stiffening problem), so it is solved here instead; if the
         boundary is not optimal, Newton's point and convergence stand.
@@ -285,14 +298,66 @@ class JointScale:
             ls.X, ls.y, 0.5, ls.sample_weight, 0.0, problem.fit_intercept, fit.w, fit.b
         )
         residuals = ls.y - safe_sparse_dot(ls.X, w_lad) - b_lad
-        exact = np.abs(residuals) <= EXACT_FIT_TOL
-        c = 2.0 * problem.rho.z_psi_minus_rho_limit
-        if ls.sample_weight @ np.where(exact, 1.0, 1.0 - c) >= 0:
+        if _boundary_is_optimal(problem, residuals):
             return ScaleFit(w_lad, b_lad, 0.0, True)
         return fit
 
     def report(self, scale, y_scale):
         return scale * y_scale
+
+
+def _boundary_is_optimal(problem, residuals):
+    r"""Whether the LAD fit with ``sigma = 0`` minimises the joint objective.
+
+    ``F(w, sigma)`` is jointly convex, so the boundary point is optimal when
+    its directional derivative is non-negative along every ``(d, s)`` with
+    ``s > 0``. Scaling ``s = 1``, with ``Z`` the rows fitted exactly and
+    ``L = sup (z psi - rho)``, ``c = psi(inf)``, the derivative is
+
+    .. math::
+
+        g(d) = \sum_{i \notin Z} s_i (1 - 2L - 2c\,\mathrm{sign}(r_i) x_i^\top d)
+             + \sum_{i \in Z} s_i (1 + 2\rho(-x_i^\top d)).
+
+    The LAD fit's optimality gives ``u_i`` in ``[-1, 1]`` with ``sum_{not
+    Z} s_i sign(r_i) x_i + sum_Z s_i u_i x_i = 0``; with the ``x_i`` of ``Z``
+    independent (an LP vertex), ``t_i = x_i' d`` are free and the minimum
+    over each is ``-2 rho*(c u_i) = -2 chi(psi^{-1}(c u_i))`` (the convex
+    conjugate of ``rho`` at ``psi(z)`` is ``z psi(z) - rho(z)``). So the
+    boundary is optimal iff ``sum_{not Z} s_i (1 - 2L) + sum_Z s_i (1 - 2
+    chi(psi^{-1}(c u_i))) >= 0``.
+    """
+    ls, rho = problem.ls_objective, problem.rho
+    weight = ls.sample_weight
+    exact = (np.abs(residuals) <= EXACT_FIT_TOL) & (weight > 0)
+    limit = rho.z_psi_minus_rho_limit
+    outside = weight @ np.where(exact | ~(weight > 0), 0.0, 1.0 - 2.0 * limit)
+    if not exact.any():
+        return bool(outside >= 0)
+    signs = np.where(exact, 0.0, np.sign(residuals)) * weight
+    design = ls.dense_design(exact)
+    u = np.linalg.lstsq(
+        design.T * weight[exact], -ls.design_rmatvec(signs), rcond=None
+    )[0]
+    u = np.clip(u, -1.0, 1.0)
+    chi = _chi_at_psi_fraction(rho, np.abs(u))
+    return bool(outside + weight[exact] @ (1.0 - 2.0 * chi) >= 0)
+
+
+def _chi_at_psi_fraction(rho, fraction):
+    """``chi(z)`` where ``psi(z) = fraction * psi(inf)``, by bisection on ``z >= 0``."""
+    top = min(rho.saturation, 1e300)
+    c = float(np.asarray(rho.derivative(np.array([top])))[0])
+    limit = rho.z_psi_minus_rho_limit
+    low, high = np.zeros_like(fraction), np.full_like(fraction, min(top, 1e6))
+    target = fraction * c
+    with np.errstate(over="ignore", under="ignore"):
+        for _ in range(200):
+            mid = 0.5 * (low + high)
+            below = np.asarray(rho.derivative(mid)) < target
+            low, high = np.where(below, mid, low), np.where(below, high, mid)
+        chi = np.asarray(rho.z_psi_minus_rho(high), dtype=float)
+    return np.where(fraction >= 1.0, limit, chi)
 
 
 class MADScale:

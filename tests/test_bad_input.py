@@ -71,7 +71,7 @@ BAD_INPUTS = [
     ),
     ("X-3d", lambda X, y: (X[:, :, None], y, None), "dim 3"),
     ("X-1d", lambda X, y: (X[:, 0], y, None), "2D array"),
-    ("y-2-columns", lambda X, y: (X, np.c_[y, y], None), "1d array"),
+    ("y-2-columns", lambda X, y: (X, np.c_[y, y], None), "1d array|1-dimensional"),
     ("complex-X", lambda X, y: (X + 1j, y, None), "[Cc]omplex"),
     ("complex-y", lambda X, y: (X, y + 1j, None), "[Cc]omplex"),
     ("complex-weights", lambda X, y: (X, y, np.ones(len(y)) + 1j), "[Cc]omplex"),
