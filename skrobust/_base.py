@@ -311,7 +311,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         fits = []
         for k in _progress.loop(range(columns.shape[1]), columns.shape[1], "output"):
             y_k = columns[:, k]
-            offset, spread = target_offset_scale(y_k, sample_weight, self.fit_intercept)
+            offset, spread = self._target_offset_scale(y_k, sample_weight)
             warm = self._warm_start_fit(k, columns.shape[1], X.shape[1])
             if warm is not None:
                 intercept = warm.intercept - offset if self.fit_intercept else 0.0
@@ -332,6 +332,10 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             fit = self._unstandardise(fit, offset, spread)
             fits.append(self._finish_output(fit, X, y_k, sample_weight))
         return fits
+
+    def _target_offset_scale(self, y, sample_weight):
+        """The offset and positive scale ``y`` is standardised by."""
+        return target_offset_scale(y, sample_weight, self.fit_intercept)
 
     def _check_fit_parameters(self):
         """Checks of the parameters beyond ``_parameter_constraints``."""

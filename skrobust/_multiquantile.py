@@ -37,7 +37,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import RobustLinearRegressor
+from ._base import RobustLinearRegressor, StandardisedFit
 from ._quantile import (
     COV_TYPES,
     EXACT_MAX_COEF,
@@ -463,9 +463,8 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                 n_bootstrap=self.n_bootstrap,
                 random_state=self.random_state,
             )
-            model.coef_, model.intercept_ = coef, float(intercept)
-            model._set_covariance(X, y, sample_weight)
-            covs.append(model.cov_)
+            level_fit = StandardisedFit(coef, float(intercept), 0)
+            covs.append(model._covariance(X, y, sample_weight, level_fit))
         self.cov_ = np.array(covs)
         se = np.sqrt(np.maximum(np.diagonal(self.cov_, axis1=1, axis2=2), 0.0))
         offset = int(bool(self.fit_intercept))

@@ -39,6 +39,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from . import _solvers
 from ._base import (
     RobustLinearRegressor,
+    StandardisedFit,
     mad_scale,
     target_offset_scale,
     total_weight,
@@ -388,63 +389,49 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model.
+    _per_sample_attributes = ()
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data. Not copied: any real dtype, dense or sparse
-            (CSR, CSC), is read as it is.
-        y : array-like of shape (n_samples,)
-            Target values.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; integer weights are equivalent to repeated
-            rows.
+    def _target_offset_scale(self, y, sample_weight):
+        """Median and MAD of ``y`` (see :func:`_robust_offset_scale`).
 
-        Returns
-        -------
-        object
-            The fitted estimator.
+        Minimisers are equivariant: the fit is of ``y`` standardised by
+        statistics that the gross outliers quantile regression is used for
+        cannot spoil, scaled back. The penalty ``alpha ||w||_1`` keeps its
+        value because the pinball loss is positively homogeneous:
+        ``F(w, b; y) = y_scale F(w / y_scale, ...)``.
         """
-        X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
+        return _robust_offset_scale(y, sample_weight, self.fit_intercept)
+
+    def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
+        """One target column's fit in standardised units."""
         solver = self._resolve_solver(X.shape[1])
-        # Minimisers are equivariant: fit y standardised by its median and
-        # MAD (robust, unlike the mean and standard deviation, to the gross
-        # outliers quantile regression is used for) and scale back. The
-        # penalty alpha ||w||_1 keeps its value because the pinball loss is
-        # positively homogeneous: F(w, b; y) = y_scale F(w / y_scale, ...).
-        y_offset, y_scale = _robust_offset_scale(y, sample_weight, self.fit_intercept)
-        start = self._warm_start_point(X.shape[1], y_offset, y_scale)
-        level = self._fit_level(
-            X, (y - y_offset) / y_scale, sample_weight, solver, start=start
-        )
-        if level.bandwidth is not None:
-            self.bandwidth_ = level.bandwidth * y_scale
-        self._set_linear_coef(
-            level.coef * y_scale, level.intercept * y_scale + y_offset
-        )
-        self.solver_ = solver
-        self.n_iter_ = level.n_iter
+        start = None if warm is None else _Start(warm.coef, warm.intercept)
+        level = self._fit_level(X, y, sample_weight, solver, start=start)
+        extras = {} if level.bandwidth is None else {"bandwidth_": level.bandwidth}
+        return StandardisedFit(level.coef, level.intercept, level.n_iter, extras)
+
+    def _unstandardise(self, fit, y_offset, y_scale):
+        if "bandwidth_" in fit.extras:
+            fit.extras["bandwidth_"] = float(fit.extras["bandwidth_"] * y_scale)
+        return fit
+
+    def _finish_output(self, fit, X, y, sample_weight):
+        """The covariance of ``cov_type``, from this output's fit."""
         self._n_rows_fit = X.shape[0]
-        self._set_covariance(X, y, sample_weight)
-        return self
+        if self.cov_type is not None:
+            fit.extras["cov_"] = self._covariance(X, y, sample_weight, fit)
+        return fit
+
+    def _set_fitted(self, fits, y_ndim):
+        super()._set_fitted(fits, y_ndim)
+        self.solver_ = self._resolve_solver(self.n_features_in_)
+        set_inference_attributes(self, self.cov_ if self.cov_type is not None else None)
 
     def _resolve_solver(self, n_features):
         if self.solver != "auto":
             return self.solver
         n_coef = n_features + bool(self.fit_intercept)
         return "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
-
-    def _warm_start_point(self, n_features, y_offset, y_scale):
-        """The previous fit as a start in standardised units, or None."""
-        if not (self.warm_start and hasattr(self, "coef_")):
-            return None
-        coef = np.ravel(self.coef_)
-        if coef.shape != (n_features,):
-            return None
-        intercept = self.intercept_ - y_offset if self.fit_intercept else 0.0
-        return _Start(coef / y_scale, float(intercept) / y_scale)
 
     def _fit_level(self, X, y, sample_weight, solver, start=None, stats=None):
         """The fit on standardised ``y``, guarded against wild targets.
@@ -714,17 +701,14 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     # -- inference -------------------------------------------------------------
     def _inference_dof(self):
         """``n - p`` (rows minus parameters): Student's t, as R's ``summary.rq``."""
-        n_params = np.size(self.coef_) + bool(self.fit_intercept)
+        n_params = np.shape(self.coef_)[-1] + bool(self.fit_intercept)
         return max(self._n_rows_fit - n_params, 1)
 
-    def _set_covariance(self, X, y, sample_weight):
-        """``cov_``, ``coef_se_`` and ``intercept_se_`` for ``cov_type``."""
-        if self.cov_type is None:
-            set_inference_attributes(self, None)
-            return
-        refit = _WarmRefit(self, X, y, sample_weight)
+    def _covariance(self, X, y, sample_weight, fit):
+        """Covariance of ``[intercept, coef...]`` of one output's fit."""
+        refit = _WarmRefit(self, X, y, sample_weight, fit.coef, fit.intercept)
         if self.cov_type == "bootstrap":
-            cov = quantile_bootstrap_covariance(
+            return quantile_bootstrap_covariance(
                 refit.params_with_weights,
                 X,
                 y,
@@ -732,20 +716,18 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
                 n_bootstrap=self.n_bootstrap,
                 random_state=self.random_state,
             )
-        else:
-            cov = quantile_covariance(
-                X,
-                y,
-                self.coef_,
-                self.intercept_,
-                float(self.quantile),
-                sample_weight=sample_weight,
-                fit_intercept=self.fit_intercept,
-                se=self.cov_type,
-                bandwidth_rule=self.bandwidth_rule,
-                fit=refit.at_quantile,
-            )
-        set_inference_attributes(self, cov)
+        return quantile_covariance(
+            X,
+            y,
+            fit.coef,
+            fit.intercept,
+            float(self.quantile),
+            sample_weight=sample_weight,
+            fit_intercept=self.fit_intercept,
+            se=self.cov_type,
+            bandwidth_rule=self.bandwidth_rule,
+            fit=refit.at_quantile,
+        )
 
 
 class _Start(NamedTuple):
@@ -815,16 +797,16 @@ class _WarmRefit:
     problems are seeded with it.
     """
 
-    def __init__(self, estimator, X, y, sample_weight):
+    def __init__(self, estimator, X, y, sample_weight, coef, intercept):
         self.estimator = estimator
         self.X, self.y, self.sample_weight = X, y, sample_weight
+        self.coef, self.intercept = coef, intercept
 
     def _refit(self, weights, **params):
         model = clone(self.estimator).set_params(
             cov_type=None, warm_start=True, **params
         )
-        model.coef_ = self.estimator.coef_
-        model.intercept_ = self.estimator.intercept_
+        model.coef_, model.intercept_ = self.coef, self.intercept
         return model.fit(self.X, self.y, weights)
 
     def at_quantile(self, quantile):
