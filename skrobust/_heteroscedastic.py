@@ -4,7 +4,7 @@ The model is Gaussian with ``mu = X b + b0`` and ``log sigma**2 = X_V g + g0``
 (``X_V`` a chosen subset of the columns). It is a :class:`LinearObjective`
 with two linear predictors on a Gaussian negative log-likelihood, minimised
 by :func:`skrobust._solvers.minimize`; this module only adds that loss in a
-bounded, overflow-safe form (:class:`_JitteredGaussianNLLLoss`), the start,
+bounded, overflow-safe form (:class:`~skrobust.losses.GaussianNLLLoss`), the start,
 and the bookkeeping between the units of ``y`` and the solver's.
 
 The fit is the template of :class:`skrobust._base.RobustLinearRegressor`:
@@ -42,7 +42,7 @@ from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
 from ._objective import LinearObjective
 from ._solvers import min_norm_solve
-from .losses import FixedScaleLoss, SquaredRho
+from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
 
 # -E[log chi^2_1] = Euler's gamma + log 2: log r^2 underestimates log sigma^2
 # by this much on average for Gaussian residuals (Harvey 1976).
@@ -58,19 +58,6 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # of tau, the square root of the floor: far below any noise the likelihood
 # can resolve, far above the rounding error of a residual (~1e-16 s_y).
 _EXACT_FIT_RELATIVE = 1e-3
-
-# The loss works in units of the spread of y. A row whose 1 / sigma^2 or
-# (r^2 + tau^2) / sigma^2 exceeds exp(_MAX_EXPONENT) (a standardised residual
-# of 1e65) is out of range: its loss is _OUT_OF_RANGE_LOSS and its
-# derivatives are zero. exp(300) keeps every per-row derivative, their sums
-# over rows and the squares trust-exact forms from the Hessian finite.
-_MAX_EXPONENT = 300.0
-_MAX_RATIO = float(np.exp(_MAX_EXPONENT))
-# Above the loss of any row in range (at most exp(300) ~ 2e130, short of a
-# log-variance near 1e300), so that a solver rejects a step that leaves the
-# range; yet finite, so that a row of zero weight contributes 0 * loss = 0
-# wherever its X and y put it.
-_OUT_OF_RANGE_LOSS = 1e300
 
 
 def _mean_and_spread(y, sample_weight, fit_intercept):
@@ -97,75 +84,6 @@ def _mean_and_spread(y, sample_weight, fit_intercept):
     if not spread > 0:
         spread = abs(offset)
     return offset * y_max, spread * y_max
-
-
-class _JitteredGaussianNLLLoss:
-    r"""Gaussian NLL plus ``tau**2 / (2 sigma**2)``, which bounds it below.
-
-    With ``eta = (mu, v)``, ``v = log sigma**2``, ``r = y - mu`` and ``q =
-    (r**2 + tau**2) e^{-v}``:
-
-    .. math::
-
-        L_\tau = \frac{r^2 + \tau^2}{2 e^{v}} + \frac{v}{2}, \quad
-        \partial_\mu L_\tau = -r e^{-v}, \quad
-        \partial_v L_\tau = \tfrac12 (1 - q),
-
-    .. math::
-
-        \partial^2_\mu L_\tau = e^{-v}, \quad
-        \partial_\mu \partial_v L_\tau = r e^{-v}, \quad
-        \partial^2_v L_\tau = \tfrac12 q.
-
-    ``L_tau`` is the expected Gaussian NLL (without ``log(2 pi) / 2``) when
-    ``y`` is jittered by independent ``N(0, tau**2)`` noise; over ``v`` it is
-    smallest at ``v = log(r**2 + tau**2) >= log tau**2``, where it equals
-    ``(1 + log(r**2 + tau**2)) / 2``, so it is bounded below even for a
-    residual of zero. ``jitter_variance=0`` gives the plain Gaussian NLL
-    (:class:`~skrobust.losses.GaussianNLLLoss`).
-
-    A row with ``e^{-v}`` or ``q`` above ``exp(300)``, or a NaN or infinite
-    ``eta`` (a zero-weight row's ``X`` can be anything), is out of range:
-    its loss is ``1e300``, above that of any row in range, and its
-    derivatives are 0. A trial point that sends a weighted row there is
-    rejected as if its loss were infinite, while the Hessian trust-exact
-    forms there stays finite, and a row of zero weight adds exactly nothing
-    wherever the solver puts it.
-    """
-
-    n_predictors = 2
-
-    def __init__(self, jitter_variance):
-        self.jitter_variance = jitter_variance
-
-    def loss_gradient_hessian(self, y, raw):
-        v = raw[:, 1]
-        # Out-of-range rows overflow here; they are overwritten below.
-        with np.errstate(over="ignore", invalid="ignore"):
-            r = y - raw[:, 0]
-            inv_var = np.exp(-v)
-            r_iv = r * inv_var
-            q = r * r_iv
-            if self.jitter_variance:
-                q += self.jitter_variance * inv_var
-            in_range = (inv_var <= _MAX_RATIO) & (q <= _MAX_RATIO) & (v < np.inf)
-        loss = 0.5 * (q + v)
-        grad = np.empty_like(raw)
-        np.negative(r_iv, out=grad[:, 0])
-        grad[:, 1] = 0.5 - 0.5 * q
-        hess = np.empty(raw.shape + (2,))
-        hess[:, 0, 0] = inv_var
-        hess[:, 0, 1] = hess[:, 1, 0] = r_iv
-        hess[:, 1, 1] = 0.5 * q
-        if not np.all(in_range):
-            out = ~in_range
-            loss[out] = _OUT_OF_RANGE_LOSS
-            grad[out] = 0.0
-            hess[out] = 0.0
-        return loss, grad, hess
-
-    def loss_gradient(self, y, raw):
-        return self.loss_gradient_hessian(y, raw)[:2]
 
 
 class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
@@ -454,7 +372,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         positive = sample_weight > 0
         # A zero-weight row enters nothing, but its y could be any finite
         # number; 0 keeps its residuals finite (and its X is the loss's
-        # concern, see _JitteredGaussianNLLLoss).
+        # concern, see losses.GaussianNLLLoss).
         y_unit = np.zeros_like(y)
         y_unit[positive] = (y[positive] - offset) / spread
         start = None
@@ -644,7 +562,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         ``stats``.
         """
         return LinearObjective(
-            _JitteredGaussianNLLLoss(self.variance_floor),
+            GaussianNLLLoss(self.variance_floor),
             X,
             y_std,
             sample_weight,

@@ -650,41 +650,84 @@ def _value_derivatives(rho, z):
         return rho.value_derivatives(z)
 
 
+# The loss works in units of the spread of y. A row whose 1 / sigma^2 or
+# (r^2 + tau^2) / sigma^2 exceeds exp(_MAX_EXPONENT) (a standardised residual
+# of 1e65) is out of range: its loss is _OUT_OF_RANGE_LOSS and its
+# derivatives are zero. exp(300) keeps every per-row derivative, their sums
+# over rows and the squares trust-exact forms from the Hessian finite.
+_MAX_EXPONENT = 300.0
+_MAX_RATIO = float(np.exp(_MAX_EXPONENT))
+# Above the loss of any row in range (at most exp(300) ~ 2e130, short of a
+# log-variance near 1e300), so that a solver rejects a step that leaves the
+# range; yet finite, so that a row of zero weight contributes 0 * loss = 0
+# wherever its X and y put it.
+_OUT_OF_RANGE_LOSS = 1e300
+
+
 class GaussianNLLLoss:
-    r"""Gaussian negative log-likelihood with a linear log-variance.
+    r"""Gaussian NLL plus ``tau**2 / (2 sigma**2)``, which bounds it below.
 
-    With ``eta = (mu, v)``, ``v = log sigma**2`` and ``r = y - mu``:
-
-    .. math::
-
-        L = \frac{r^2}{2 e^{v}} + \frac{v}{2}, \quad
-        \partial_\mu L = -r e^{-v}, \quad
-        \partial_v L = \tfrac12 (1 - r^2 e^{-v}),
+    With ``eta = (mu, v)``, ``v = log sigma**2``, ``r = y - mu`` and ``q =
+    (r**2 + tau**2) e^{-v}``:
 
     .. math::
 
-        \partial^2_\mu L = e^{-v}, \quad
-        \partial_\mu \partial_v L = r e^{-v}, \quad
-        \partial^2_v L = \tfrac12 r^2 e^{-v}.
+        L_\tau = \frac{r^2 + \tau^2}{2 e^{v}} + \frac{v}{2}, \quad
+        \partial_\mu L_\tau = -r e^{-v}, \quad
+        \partial_v L_\tau = \tfrac12 (1 - q),
 
-    The constant ``log(2 pi) / 2`` is left out.
+    .. math::
+
+        \partial^2_\mu L_\tau = e^{-v}, \quad
+        \partial_\mu \partial_v L_\tau = r e^{-v}, \quad
+        \partial^2_v L_\tau = \tfrac12 q.
+
+    ``L_tau`` is the expected Gaussian NLL (without ``log(2 pi) / 2``) when
+    ``y`` is jittered by independent ``N(0, tau**2)`` noise; over ``v`` it is
+    smallest at ``v = log(r**2 + tau**2) >= log tau**2``, where it equals
+    ``(1 + log(r**2 + tau**2)) / 2``, so it is bounded below even for a
+    residual of zero. ``jitter_variance=0`` (the default) gives the plain
+    Gaussian NLL, :math:`r^2 / (2 e^v) + v / 2`; the constant ``log(2 pi) / 2``
+    is left out.
+
+    A row with ``e^{-v}`` or ``q`` above ``exp(300)``, or a NaN or infinite
+    ``eta`` (a zero-weight row's ``X`` can be anything), is out of range:
+    its loss is ``1e300``, above that of any row in range, and its
+    derivatives are 0. A trial point that sends a weighted row there is
+    rejected as if its loss were infinite, while the Hessian trust-exact
+    forms there stays finite, and a row of zero weight adds exactly nothing
+    wherever the solver puts it.
     """
 
     n_predictors = 2
 
+    def __init__(self, jitter_variance=0.0):
+        self.jitter_variance = jitter_variance
+
     def loss_gradient_hessian(self, y, raw):
-        r = y - raw[:, 0]
-        inv_var = np.exp(-raw[:, 1])
-        r_iv = r * inv_var
-        r2_iv = r * r_iv
-        loss = 0.5 * r2_iv + 0.5 * raw[:, 1]
+        v = raw[:, 1]
+        # Out-of-range rows overflow here; they are overwritten below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = y - raw[:, 0]
+            inv_var = np.exp(-v)
+            r_iv = r * inv_var
+            q = r * r_iv
+            if self.jitter_variance:
+                q += self.jitter_variance * inv_var
+            in_range = (inv_var <= _MAX_RATIO) & (q <= _MAX_RATIO) & (v < np.inf)
+        loss = 0.5 * (q + v)
         grad = np.empty_like(raw)
-        grad[:, 0] = -r_iv
-        grad[:, 1] = 0.5 * (1.0 - r2_iv)
+        np.negative(r_iv, out=grad[:, 0])
+        grad[:, 1] = 0.5 - 0.5 * q
         hess = np.empty(raw.shape + (2,))
         hess[:, 0, 0] = inv_var
         hess[:, 0, 1] = hess[:, 1, 0] = r_iv
-        hess[:, 1, 1] = 0.5 * r2_iv
+        hess[:, 1, 1] = 0.5 * q
+        if not np.all(in_range):
+            out = ~in_range
+            loss[out] = _OUT_OF_RANGE_LOSS
+            grad[out] = 0.0
+            hess[out] = 0.0
         return loss, grad, hess
 
     def loss_gradient(self, y, raw):
