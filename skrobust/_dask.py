@@ -786,10 +786,10 @@ class _Fit:
 
     def mad(self, coef, scale):
         """:meth:`skrobust._scale.MADScale._secant` with distributed MADs."""
-        tol = self.options.tol
+        from ._scale import ScaleSecant
+
+        secant = ScaleSecant(self.options.tol)
         hessian, origin = None, "stale"
-        previous = None
-        low = high = None
         mad, converged = scale, False
         w = b = None
         for _ in range(self.options.max_iter):
@@ -798,27 +798,10 @@ class _Fit:
             if result.hessian is not None:
                 hessian, origin = result.hessian, "stale"
             mad = self.residual_mad(w, b)
-            gap = mad - scale
-            if abs(gap) <= tol * scale and result.converged:
+            scale = secant.step(scale, mad, result.converged)
+            if scale is None:
                 converged = True
                 break
-            if gap > 0:
-                low = scale
-            else:
-                high = scale
-            new_scale = mad
-            if previous is not None and gap != previous[1]:
-                new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
-            if low is not None and high is not None:
-                if abs(high - low) <= tol * max(high, low) and result.converged:
-                    converged = True
-                    break
-                if not min(low, high) < new_scale < max(low, high):
-                    new_scale = float(np.sqrt(low * high))
-            elif not (new_scale - scale) * gap > 0:
-                new_scale = mad
-            previous = (scale, gap)
-            scale = new_scale
             if self.used >= self.options.max_iter:
                 break
         if not converged:

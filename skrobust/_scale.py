@@ -360,6 +360,57 @@ def _chi_at_psi_fraction(rho, fraction):
     return np.where(fraction >= 1.0, limit, chi)
 
 
+class ScaleSecant:
+    """Safeguarded secant steps on ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma``.
+
+    Once ``g`` has changed sign the root stays bracketed, and a secant step
+    that leaves the bracket is replaced by a (geometric) bisection; before
+    that, the plain fixed-point update of IRLS. The end of the bracket of
+    the same sign is replaced (not min/max: ``g`` need not be monotone, and
+    the bracket must keep a sign change inside). Written once, for the MAD
+    scale in memory and on Dask.
+    """
+
+    def __init__(self, tol):
+        self.tol = tol
+        self.previous = None  # (scale, g(scale)) of the last fit
+        self.low = self.high = None  # latest scales with g > 0 and g < 0
+
+    def step(self, scale, mad, fit_converged):
+        """The next scale, or None when the fixed point has settled.
+
+        ``mad`` is the normalised MAD of the residuals of the (converged,
+        if ``fit_converged``) fixed-scale fit at ``scale``.
+        """
+        tol, gap = self.tol, mad - scale
+        if abs(gap) <= tol * scale and fit_converged:
+            return None
+        if gap > 0:
+            self.low = scale
+        else:
+            self.high = scale
+        new_scale = mad
+        previous = self.previous
+        if previous is not None and gap != previous[1]:
+            new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
+        low, high = self.low, self.high
+        if low is not None and high is not None:
+            if abs(high - low) <= tol * max(high, low) and fit_converged:
+                # The MAD jumps across sigma here (g has no zero, only a sign
+                # change, where a residual crosses the median): the bracket
+                # has closed on it.
+                return None
+            if not min(low, high) < new_scale < max(low, high):
+                new_scale = float(np.sqrt(low * high))
+        elif not (new_scale - scale) * gap > 0:
+            # No bracket yet: the root lies on the side g points to (g > 0
+            # at small scales, < 0 at large ones); a secant step the other
+            # way is noise from a non-monotone g.
+            new_scale = mad
+        self.previous = (scale, gap)
+        return new_scale
+
+
 class MADScale:
     """The fixed point ``sigma = MAD(r(sigma)) / 0.6745``, ``r`` from an exact fit."""
 
@@ -410,9 +461,7 @@ class MADScale:
 
         Returns ``(coef, scale, hessian, converged)``.
         """
-        tol = problem.options.tol
-        previous = None  # (scale, g(scale)) of the last fit, for the secant
-        low = high = None  # the latest scales with g > 0 and with g < 0
+        secant = ScaleSecant(problem.options.tol)
         mad, converged = scale, False
         for _ in range(problem.options.max_iter):
             objective = problem.objective(
@@ -433,39 +482,10 @@ class MADScale:
                 hessian, origin = result.hessian, "stale"
             residuals = ls_objective.y - objective.raw_prediction(coef)[:, 0]
             mad = initial_scale(residuals, ls_objective.sample_weight)
-            gap = mad - scale
-            if abs(gap) <= tol * scale and result.converged:
+            scale = secant.step(scale, mad, result.converged)
+            if scale is None:
                 converged = True
                 break
-            # Safeguarded secant on g(sigma) = MAD(r(sigma)) / 0.6745 - sigma:
-            # once g has changed sign, keep the root bracketed and bisect
-            # (geometrically) whenever the secant step leaves the bracket;
-            # before that, the plain fixed-point update of IRLS. Replace the
-            # end of the same sign (not min/max: g need not be monotone, and
-            # the bracket must keep a sign change inside).
-            if gap > 0:
-                low = scale
-            else:
-                high = scale
-            new_scale = mad
-            if previous is not None and gap != previous[1]:
-                new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
-            if low is not None and high is not None:
-                if abs(high - low) <= tol * max(high, low) and result.converged:
-                    # The MAD jumps across sigma here (g has no zero, only a
-                    # sign change, where a residual crosses the median): the
-                    # bracket has closed on it.
-                    converged = True
-                    break
-                if not min(low, high) < new_scale < max(low, high):
-                    new_scale = float(np.sqrt(low * high))
-            elif not (new_scale - scale) * gap > 0:
-                # No bracket yet: the root lies on the side g points to (g > 0
-                # at small scales, < 0 at large ones); a secant step the other
-                # way is noise from a non-monotone g.
-                new_scale = mad
-            previous = (scale, gap)
-            scale = new_scale
             if problem.budget == 0:
                 break
         return coef, mad, hessian, converged

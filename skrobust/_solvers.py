@@ -545,27 +545,18 @@ def _newton_line_search(objective, result, max_iter, tol):
     quadratic piece and, unlike a comparison of objective values, is not
     limited by their rounding. Each direction counts as an iteration.
     """
-    coef, n_iter = result.coef, result.n_iter
-    value, grad = objective.loss_gradient(coef)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
-    while gnorm > tol and n_iter < max_iter and np.isfinite(value):
+
+    def direction(coef, grad):
         eigenvalues, vectors = np.linalg.eigh(objective.hessian(coef))
         floor = _DIRECTION_RCOND * max(eigenvalues[-1], np.finfo(float).tiny)
         with np.errstate(over="ignore", invalid="ignore"):
-            direction = vectors @ ((vectors.T @ grad) / np.maximum(eigenvalues, floor))
-        if not (floor > 0 and np.all(np.isfinite(direction))):
-            break  # no curvature to scale a direction by
-        direction = -direction
-        n_iter += 1
-        step = _zero_of_slope(objective, coef, direction, grad @ direction)
-        trial_value, trial_grad = objective.loss_gradient(coef + step * direction)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-        if not (
-            np.isfinite(trial_value) and (trial_gnorm < gnorm or trial_value < value)
-        ):
-            break
-        coef = coef + step * direction
-        value, grad, gnorm = trial_value, trial_grad, trial_gnorm
+            d = vectors @ ((vectors.T @ grad) / np.maximum(eigenvalues, floor))
+        if not (floor > 0 and np.all(np.isfinite(d))):
+            return None  # no curvature to scale a direction by
+        return -d
+
+    coef, grad, n_iter = _descend(objective, result, max_iter, tol, direction)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
     return SolverResult(
         coef, n_iter, gnorm <= tol, "Newton directions with exact line search"
     )
@@ -587,35 +578,50 @@ def _newton_cg_line_search(objective, result, max_iter, tol):
     and its step length is the zero of the slope (see
     :func:`_newton_line_search`), which compares gradients, not values.
     """
-    coef, n_iter = result.coef, result.n_iter
-    value, grad = objective.loss_gradient(coef)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
-    while gnorm > tol and n_iter < max_iter and np.isfinite(value):
-        point = coef
+
+    def direction(coef, grad):
         operator = scipy.sparse.linalg.LinearOperator(
             (coef.size, coef.size),
-            matvec=lambda v, point=point: objective.hessp(point, v),
+            matvec=lambda v: objective.hessp(coef, v),
             dtype=float,
         )
-        direction, _ = scipy.sparse.linalg.cg(
+        d, _ = scipy.sparse.linalg.cg(
             operator, -grad, rtol=_CG_RTOL, maxiter=_CG_MAX_ITER
         )
-        if not (np.all(np.isfinite(direction)) and grad @ direction < 0):
-            direction = -grad
-        n_iter += 1
-        step = _zero_of_slope(objective, coef, direction, grad @ direction)
-        trial_value, trial_grad = objective.loss_gradient(coef + step * direction)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-        if not (
-            np.isfinite(trial_value) and (trial_gnorm < gnorm or trial_value < value)
-        ):
-            break
-        coef = coef + step * direction
-        value, grad, gnorm = trial_value, trial_grad, trial_gnorm
+        return d if np.all(np.isfinite(d)) and grad @ d < 0 else -grad
+
+    coef, grad, n_iter = _descend(objective, result, max_iter, tol, direction)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
     converged = gnorm <= tol or (result.converged and gnorm <= _LBFGS_ROUNDING_GTOL)
     return SolverResult(
         coef, n_iter, converged, "truncated Newton with exact line search"
     )
+
+
+def _descend(objective, result, max_iter, tol, direction):
+    """Steps along ``direction(coef, grad)`` to the zero of the slope.
+
+    From ``result``'s point, while the largest gradient entry exceeds
+    ``tol``, iterations remain and a step improves the gradient or the
+    value. Returns ``(coef, grad, n_iter)``.
+    """
+    coef, n_iter = result.coef, result.n_iter
+    value, grad = objective.loss_gradient(coef)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    while gnorm > tol and n_iter < max_iter and np.isfinite(value):
+        d = direction(coef, grad)
+        if d is None:
+            break
+        n_iter += 1
+        step = _zero_of_slope(objective, coef, d, grad @ d)
+        trial_value, trial_grad = objective.loss_gradient(coef + step * d)
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        improved = trial_gnorm < gnorm or trial_value < value
+        if not (np.isfinite(trial_value) and improved):
+            break
+        coef = coef + step * d
+        value, grad, gnorm = trial_value, trial_grad, trial_gnorm
+    return coef, grad, n_iter
 
 
 def _zero_of_slope(objective, coef, direction, slope0):
