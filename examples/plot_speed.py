@@ -78,7 +78,9 @@ def legend_below(fig, axis, n_series, tick_space=0.7):
 
 
 def problem_label(row):
-    return f"{row['design']}\n{row['n']:.0e} x {row['n_features']}".replace("e+0", "e")
+    """Design, rows and columns on short lines, narrow enough for a tick."""
+    size = f"{row['n']:.0e}\nx {row['n_features']}".replace("e+0", "e")
+    return row["design"].replace(" ", "\n") + "\n" + size
 
 
 def plot_against_n(result, rows):
@@ -135,7 +137,7 @@ def plot_per_problem(result, rows):
         ax.set_yscale("log")
         ax.set_xticks(range(len(labels)), labels, fontsize=6)
         ax.grid(axis="x", color="0.9")
-    legend_below(fig, ax_ratio, len(estimators), tick_space=0.8)
+    legend_below(fig, ax_ratio, len(estimators), tick_space=1.1)
     return fig
 
 
@@ -154,9 +156,10 @@ for result in benchmarks:
     print(f"  machine: {result['machine']}")
     missing = rows[rows["status"] != "ok"]
     for _, row in missing.iterrows():
+        problem = " ".join(problem_label(row).split())
         print(
-            f"  not drawn: {row['estimator']} on {problem_label(row)!r}: "
-            f"{row['status']} {row.get('note', '')}".replace("\n", " ")
+            f"  not drawn: {row['estimator']} on {problem}: "
+            f"{row['status']} ({row.get('note', '')})"
         )
     rows = rows[rows["status"] == "ok"]
     single_n = rows.groupby(["design", "n_features"])["n"].nunique().min() == 1
