@@ -197,6 +197,29 @@ def result_row(
     return row
 
 
+def _format(value, spec):
+    return "" if value is None else format(value, spec)
+
+
+def print_header(extra=()):
+    """The column titles of :func:`print_row`."""
+    titles = f"{'design':<12} {'n':>8} {'p':>5} {'estimator':<38} {'status':<8} "
+    titles += f"{'fit [s]':>9} {'ratio':>9} {'mem/X':>6}"
+    print(titles + "".join(f" {name:>14}" for name in extra), flush=True)
+
+
+def print_row(row, extra=()):
+    """One results row as a line of text, with the ``extra`` fields named."""
+    line = (
+        f"{row['design']:<12} {row['n']:>8} {row['n_features']:>5} "
+        f"{row['estimator']:<38} {row['status']:<8} "
+        f"{_format(row['seconds'], '.4f'):>9} {_format(row['ratio'], '.2f'):>9} "
+        f"{_format(row['peak_memory_fraction'], '.2f'):>6}"
+    )
+    line += "".join(f" {_format(row.get(name), '.3g'):>14}" for name in extra)
+    print(line + (f"  {row['note']}" if row.get("note") else ""), flush=True)
+
+
 def _version(distribution):
     try:
         return metadata.version(distribution)

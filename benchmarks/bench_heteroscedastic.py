@@ -18,6 +18,8 @@ from _common import (
     add_output_arguments,
     measure_fit,
     parse,
+    print_header,
+    print_row,
     result_row,
     write_results,
 )
@@ -53,10 +55,7 @@ def main(argv=None):
     repeats = 2 if args.quick else args.repeats
     p = args.n_features
 
-    print(
-        f"{'n':>9} {'p':>3} {'LinearRegression s':>19} "
-        f"{'Heteroscedastic s':>18} {'ratio':>6} {'n_iter':>6}"
-    )
+    print_header(extra=("n_iter",))
     rows = []
     for n in sizes:
         X, y = make_data(n, p)
@@ -75,11 +74,7 @@ def main(argv=None):
                     "heteroscedastic", n, p, name, outcome, reference_seconds, X.nbytes
                 )
             )
-        reference, het = rows[-2], rows[-1]
-        print(
-            f"{n:>9} {p:>3} {reference['seconds']:>19.3f} {het['seconds']:>18.3f} "
-            f"{het['ratio']:>6.2f} {het.get('n_iter', ''):>6}"
-        )
+            print_row(rows[-1], extra=("n_iter",))
     write_results(
         "heteroscedastic",
         "fit time, p = 20, noise standard deviation log-linear in the features",

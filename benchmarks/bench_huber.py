@@ -24,6 +24,8 @@ from _common import (
     add_output_arguments,
     measure_fit,
     parse,
+    print_header,
+    print_row,
     result_row,
     write_results,
 )
@@ -72,6 +74,7 @@ SLOW = {"sklearn HuberRegressor", "statsmodels RLM(HuberT)"}
 
 
 def run(sizes, repeats, slow_limit):
+    print_header()
     rows = []
     for design in ["normal", "scaled"]:
         for n in sizes:
@@ -101,24 +104,8 @@ def run(sizes, repeats, slow_limit):
                         X.nbytes,
                     )
                 )
+                print_row(rows[-1])
     return rows
-
-
-def print_table(rows):
-    print(
-        f"{'design':<7} {'n':>8} {'estimator':<38} {'fit [s]':>8} "
-        f"{'/ LinReg':>9} {'peak mem / X':>13}"
-    )
-    for r in rows:
-        memory = (
-            ""
-            if r["peak_memory_fraction"] is None
-            else f"{r['peak_memory_fraction']:.3f}"
-        )
-        print(
-            f"{r['design']:<7} {r['n']:>8} {r['estimator']:<38} {r['seconds']:>8.3f} "
-            f"{r['ratio']:>9.2f} {memory:>13}"
-        )
 
 
 def main(argv=None):
@@ -130,7 +117,6 @@ def main(argv=None):
     else:
         sizes, repeats, slow_limit = [10_000, 100_000, 1_000_000], 3, 1_000_000
     rows = run(sizes, repeats, slow_limit)
-    print_table(rows)
     write_results(
         "huber",
         "fit time, p = 20, 10% gross outliers in y",

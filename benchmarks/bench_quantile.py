@@ -27,6 +27,8 @@ from _common import (
     add_output_arguments,
     measure_fit,
     parse,
+    print_header,
+    print_row,
     result_row,
     write_results,
 )
@@ -128,14 +130,7 @@ def run_size(n, sklearn_limit):
                 **extra,
             )
         )
-        row = rows[-1]
-        seconds = "" if row["seconds"] is None else f"{row['seconds']:.4f}"
-        gap = row.get("objective_gap")
-        print(
-            f"{n:>8} {name:<28} {row['status']:<8} {seconds:>9} "
-            f"{row['ratio'] or 0:>8.2f}x {'' if gap is None else f'{gap:.1e}':>9}",
-            flush=True,
-        )
+        print_row(rows[-1], extra=("objective_gap",))
     return rows
 
 
@@ -151,10 +146,7 @@ def main(argv=None):
             20_000,
         )
     )
-    print(
-        f"{'n':>8} {'estimator':<28} {'status':<8} {'fit [s]':>9} "
-        f"{'/ LinReg':>9} {'gap':>9}"
-    )
+    print_header(extra=("objective_gap",))
     rows = []
     for n in sizes:
         rows += run_size(n, sklearn_limit)

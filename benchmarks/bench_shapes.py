@@ -42,6 +42,8 @@ from _common import (
     add_output_arguments,
     measure_fit,
     parse,
+    print_header,
+    print_row,
     result_row,
     write_results,
 )
@@ -172,21 +174,8 @@ def run_shape(design, n, p, args, seconds_per_entry):
             seconds = outcome["seconds"] if outcome["status"] == "ok" else limit
             seconds_per_entry[name] = seconds / entries
         rows.append(result_row(design, n, p, name, outcome, reference_seconds, nbytes))
-        _print_row(rows[-1])
+        print_row(rows[-1])
     return rows
-
-
-def _print_row(row):
-    seconds = "" if row["seconds"] is None else f"{row['seconds']:.4f}"
-    ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-    memory = row["peak_memory_fraction"]
-    memory = "" if memory is None else f"{memory:.2f}"
-    print(
-        f"{row['design']:<12} {row['n']:>8} {row['n_features']:>5} "
-        f"{row['estimator']:<26} {row['status']:<8} {seconds:>9} {ratio:>9} "
-        f"{memory:>6} {row.get('note', '')}",
-        flush=True,
-    )
 
 
 def main(argv=None):
@@ -205,10 +194,7 @@ def main(argv=None):
     if args.sklearn_limit is None:
         args.sklearn_limit = 5.0 if args.quick else 60.0
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
-    print(
-        f"{'design':<12} {'n':>8} {'p':>5} {'estimator':<26} {'status':<8} "
-        f"{'fit [s]':>9} {'/ LinReg':>9} {'mem/X':>6}"
-    )
+    print_header()
     rows, seconds_per_entry = [], {}
     for design, n, p in shapes:
         rows += run_shape(design, n, p, args, seconds_per_entry)
