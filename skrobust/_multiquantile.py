@@ -41,9 +41,9 @@ from ._base import RobustLinearRegressor, StandardisedFit
 from ._quantile import (
     COV_TYPES,
     EXACT_MAX_COEF,
+    LevelStart,
     QuantileRegressor,
-    _robust_offset_scale,
-    _Start,
+    robust_offset_scale,
 )
 from ._quantile_exact import far_target_limit
 
@@ -315,7 +315,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         solver = self.solver
         if solver == "auto":
             solver = "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
-        y_offset, y_scale = _robust_offset_scale(y, sample_weight, self.fit_intercept)
+        y_offset, y_scale = robust_offset_scale(y, sample_weight, self.fit_intercept)
         previous = self._previous_fits(levels, X.shape[1], y_offset, y_scale)
         fits = self._fit_levels(
             X, (y - y_offset) / y_scale, sample_weight, levels, solver, previous
@@ -362,14 +362,14 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         intercepts = self.intercept_ - y_offset if self.fit_intercept else 0.0
         intercepts = np.broadcast_to(intercepts, levels.shape) / y_scale
         return [
-            _Start(coef / y_scale, float(b))
+            LevelStart(coef / y_scale, float(b))
             for coef, b in zip(self.coef_, intercepts, strict=True)
         ]
 
     def _fit_levels(self, X, y, sample_weight, levels, solver, previous):
         """Every level in standardised ``y``, the middle one first.
 
-        Returns the :class:`~skrobust._quantile._LevelFit` of each level in
+        Returns the :class:`~skrobust._quantile.LevelFit` of each level in
         the order of ``levels``. The middle level's column statistics and
         residual scale serve every other level; an exact level is started
         from its neighbour's solution, residuals and solver state
@@ -388,7 +388,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                 start = None
             else:
                 near = fits[neighbour]
-                start = _Start(
+                start = LevelStart(
                     near.coef,
                     near.intercept,
                     scale,

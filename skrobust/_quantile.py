@@ -148,7 +148,7 @@ def _residual_scale(residuals, weights):
     return scale if scale > _MIN_RELATIVE_SCALE else 0.0
 
 
-def _robust_offset_scale(y, sample_weight, fit_intercept):
+def robust_offset_scale(y, sample_weight, fit_intercept):
     """Median and MAD of ``y``: a standardisation that outliers cannot spoil."""
     offset = weighted_median(y, sample_weight) if fit_intercept else 0.0
     scale = mad_scale(y - offset, sample_weight)
@@ -392,7 +392,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     _per_sample_attributes = ()
 
     def _target_offset_scale(self, y, sample_weight):
-        """Median and MAD of ``y`` (see :func:`_robust_offset_scale`).
+        """Median and MAD of ``y`` (see :func:`robust_offset_scale`).
 
         Minimisers are equivariant: the fit is of ``y`` standardised by
         statistics that the gross outliers quantile regression is used for
@@ -400,12 +400,12 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         value because the pinball loss is positively homogeneous:
         ``F(w, b; y) = y_scale F(w / y_scale, ...)``.
         """
-        return _robust_offset_scale(y, sample_weight, self.fit_intercept)
+        return robust_offset_scale(y, sample_weight, self.fit_intercept)
 
     def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
         """One target column's fit in standardised units."""
         solver = self._resolve_solver(X.shape[1])
-        start = None if warm is None else _Start(warm.coef, warm.intercept)
+        start = None if warm is None else LevelStart(warm.coef, warm.intercept)
         level = self._fit_level(X, y, sample_weight, solver, start=start)
         extras = {} if level.bandwidth is None else {"bandwidth_": level.bandwidth}
         return StandardisedFit(level.coef, level.intercept, level.n_iter, extras)
@@ -444,7 +444,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         each side of zero, and the smoothed loss exactly so a few dozen
         bandwidths away from it), so the solution is a minimiser of the
         original objective too. Otherwise refit unclipped. Returns a
-        :class:`_LevelFit`.
+        :class:`LevelFit`.
         """
         y_fit = np.clip(y, -_Y_CLIP, _Y_CLIP)
         clipped = np.flatnonzero(y_fit != y)
@@ -463,7 +463,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         return level
 
     def _fit_standard_units(self, X, y, sample_weight, solver, start, stats):
-        """The fit on standardised ``y``, from ``start`` if given (:class:`_LevelFit`).
+        """The fit on standardised ``y``, from ``start`` if given (:class:`LevelFit`).
 
         Without a start, a smoothed fit (for ``solver="exact"`` the
         preliminary one, on a strided subsample of large data) is computed
@@ -476,7 +476,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
             w, b, n_lp, residuals, state = self._fit_exact(
                 X, y, sample_weight, start, stats
             )
-            return _LevelFit(w, b, None, n_lp, stats, start.scale, residuals, state)
+            return LevelFit(w, b, None, n_lp, stats, start.scale, residuals, state)
         X_smooth, y_smooth, weight_smooth = X, y, sample_weight
         n_coef = X.shape[1] + bool(self.fit_intercept)
         if solver == "exact":
@@ -503,18 +503,18 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
             return smooth
         # The face selection standardises with the preliminary fit's column
         # statistics (any fixed ones would do).
-        start = _Start(smooth.coef, smooth.intercept, smooth.scale)
+        start = LevelStart(smooth.coef, smooth.intercept, smooth.scale)
         w, b, n_lp, residuals, state = self._fit_exact(
             X, y, sample_weight, start, smooth.stats
         )
         n_iter = smooth.n_iter + n_lp
-        return _LevelFit(
+        return LevelFit(
             w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals, state
         )
 
     # -- the smoothed fit -------------------------------------------------------
     def _fit_smooth(self, X, y, sample_weight, warn, start=None, stats=None):
-        """Smoothed fits on standardised ``y``: a :class:`_LevelFit`.
+        """Smoothed fits on standardised ``y``: a :class:`LevelFit`.
 
         Without a start, the first uses a bandwidth in units of the scale of
         least-squares residuals, the second (warm-started) one in units of
@@ -524,7 +524,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         """
         if start is None:
             prepared = self._smooth_start(X, y, sample_weight)
-            if isinstance(prepared, _LevelFit):
+            if isinstance(prepared, LevelFit):
                 return prepared
             coef, scale, stats = prepared
             stages = 2
@@ -554,7 +554,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
                 residuals = objective.y - objective.raw_prediction(coef)[:, 0]
                 scale = _residual_scale(residuals, objective.sample_weight) or 1.0
         ((w, b),) = objective.unstandardize(coef)
-        return _LevelFit(w, b, factor * scale, n_iter, stats, scale, None)
+        return LevelFit(w, b, factor * scale, n_iter, stats, scale, None)
 
     def _smooth_start(self, X, y, sample_weight):
         """Least squares moved to the ``q``-quantile: ``(coef, scale, stats)``.
@@ -562,7 +562,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         ``coef`` is in the standardised coordinates of ``stats`` and
         ``scale`` the robust scale of its residuals. If least squares fits
         every row exactly (and ``alpha == 0``), that fit is returned as a
-        :class:`_LevelFit`: it attains the smallest possible pinball loss,
+        :class:`LevelFit`: it attains the smallest possible pinball loss,
         0 (the limit of the smoothed fits as ``h -> 0``).
         """
         ls_objective, start_objective, coef = self._least_squares_start(
@@ -589,7 +589,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
                 residuals = residuals[sample_weight > 0]
                 if not np.any(np.abs(residuals) > _MIN_RELATIVE_SCALE):
                     ((w, b),) = ls_objective.unstandardize(coef)
-                    return _LevelFit(w, b, 0.0, 0, stats, 0.0, None)
+                    return LevelFit(w, b, 0.0, 0, stats, 0.0, None)
             scale = 1.0
         return coef, scale, stats
 
@@ -730,7 +730,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         )
 
 
-class _Start(NamedTuple):
+class LevelStart(NamedTuple):
     """A start in standardised ``y`` units.
 
     ``scale`` is the robust scale of its residuals and ``residuals`` the
@@ -748,7 +748,7 @@ class _Start(NamedTuple):
     exact_options: dict | None = None
 
 
-class _LevelFit(NamedTuple):
+class LevelFit(NamedTuple):
     """One level's fit in standardised ``y`` units.
 
     ``bandwidth`` of its (last) smoothed fit (None if it made none),
