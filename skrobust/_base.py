@@ -33,6 +33,7 @@ _LAD_START_ROWS = 2_000
 # elements (8 MiB) and at most 1 / _COPY_FRACTION of X's (see copy_budget).
 _DENSE_START_ELEMENTS = 2**20
 _COPY_FRACTION = 8
+_SMALL_COPY_ELEMENTS = 2**16
 
 # Up to this many design elements, or rows per coefficient, the start
 # materialises the weighted, standardised design and calls lstsq on it (a
@@ -42,8 +43,14 @@ _DIRECT_LSTSQ_ROWS_PER_COEF = 5
 
 
 def copy_budget(X):
-    """Design elements a start may copy: a small fraction of ``X``, at most 8 MiB."""
-    return min(_DENSE_START_ELEMENTS, X.shape[0] * X.shape[1] // _COPY_FRACTION)
+    """Design elements a start may copy: a small fraction of ``X``, at most 8 MiB.
+
+    At least ``_SMALL_COPY_ELEMENTS`` (512 KiB): for small ``X`` a copy costs
+    less than building an objective and a pass for each reweighting step,
+    and its memory is negligible.
+    """
+    fraction = X.shape[0] * X.shape[1] // _COPY_FRACTION
+    return max(min(_DENSE_START_ELEMENTS, fraction), _SMALL_COPY_ELEMENTS)
 
 
 # Above this many coefficients a Gram matrix (and its eigendecomposition)
