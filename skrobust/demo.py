@@ -44,7 +44,8 @@ def main(argv=None):
 
     The columns are the L2 norm of the coefficient error
     ``||coef_ - coef||_2``, the absolute intercept error and the fit time in
-    seconds, one row per estimator of :func:`demo_estimators`.
+    seconds, one row per estimator of :func:`demo_estimators` (for
+    :class:`~skrobust.MultiQuantileRegressor`, its median level).
 
     Parameters
     ----------
@@ -68,8 +69,12 @@ def main(argv=None):
         start = time.perf_counter()
         estimator.fit(X, y)
         elapsed = time.perf_counter() - start
-        coef_error = np.linalg.norm(estimator.coef_ - coef)
-        intercept_error = abs(estimator.intercept_ - intercept)
+        fitted_coef, fitted_intercept = estimator.coef_, estimator.intercept_
+        if np.ndim(fitted_coef) == 2:  # several quantile levels: the median's
+            level = int(np.argmin(np.abs(estimator.quantiles_ - 0.5)))
+            fitted_coef, fitted_intercept = fitted_coef[level], fitted_intercept[level]
+        coef_error = np.linalg.norm(fitted_coef - coef)
+        intercept_error = abs(fitted_intercept - intercept)
         print(
             f"{name:<30} {coef_error:>14.4f} {intercept_error:>16.4f} {elapsed:>8.3f}"
         )
