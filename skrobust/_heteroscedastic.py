@@ -86,6 +86,101 @@ def _mean_and_spread(y, sample_weight, fit_intercept):
     return offset * y_max, spread * y_max
 
 
+def variance_columns(selection, n_features, feature_names=None):
+    """``variance_features`` as sorted column indices, or None for all.
+
+    ``selection`` is column indices, a boolean mask or column names (then
+    looked up in ``feature_names``, the estimator's ``feature_names_in_``).
+    """
+    if selection is None:
+        return None
+    selection = np.asarray(selection)
+    if selection.ndim != 1:
+        raise ValueError("variance_features must be one-dimensional.")
+    if selection.dtype.kind == "b":
+        if selection.size != n_features:
+            raise ValueError(
+                f"variance_features is a boolean mask of length "
+                f"{selection.size}, but X has {n_features} features."
+            )
+        return np.flatnonzero(selection)
+    if selection.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    if selection.dtype.kind in "OUS":
+        names = feature_names
+        if names is None:
+            raise ValueError(
+                "variance_features holds column names, but X has no "
+                "string column names."
+            )
+        position = {name: i for i, name in enumerate(names)}
+        missing = [name for name in selection if name not in position]
+        if missing:
+            raise ValueError(f"variance_features {missing} are not in X.")
+        selection = np.array([position[name] for name in selection])
+    elif selection.dtype.kind not in "iu":
+        raise ValueError(
+            "variance_features must hold column indices, a boolean mask "
+            f"or column names, got dtype {selection.dtype}."
+        )
+    if np.any((selection < 0) | (selection >= n_features)):
+        raise ValueError(f"variance_features indices must be in [0, {n_features}).")
+    columns = np.unique(selection).astype(np.intp)
+    if columns.size != selection.size:
+        raise ValueError("variance_features has repeated columns.")
+    return columns
+
+
+def harvey_start(X, residuals, sample_weight, var_cols, l2, stats, variance_floor):
+    """Harvey's two-step log-variance: least squares of log(r^2 + tau^2).
+
+    ``E[log r^2] = log sigma^2 - 1.2704`` for Gaussian residuals, hence
+    the shift of the intercept. ``tau^2`` keeps the logarithm finite for
+    rows fitted exactly, where the jittered likelihood is smallest at
+    ``log tau^2``; with no floor, the smallest positive float does that.
+    """
+    floor = variance_floor if variance_floor > 0 else 1e-300
+    # log(r^2 + floor) through hypot, which cannot overflow.
+    log_r2 = 2.0 * np.log(np.hypot(residuals, np.sqrt(floor)))
+    objective = LinearObjective(
+        FixedScaleLoss(SquaredRho()),
+        X,
+        log_r2,
+        sample_weight,
+        [(var_cols, True)],
+        [l2],
+        column_stats=stats,
+    )
+    _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
+    coef = min_norm_solve(hess, -grad)
+    coef[-1] += HARVEY_OFFSET
+    return coef
+
+
+def exact_fit_variance(
+    ls_objective, mean_coef, residuals, start_weight, variance_floor
+):
+    """``tau^2 + mean r^2`` if least squares fits every row exactly, else None.
+
+    Exactly means within ``1e-3 tau`` on every row of positive weight,
+    checked on the start's rows and then on all rows. ``residuals`` are
+    those of the start's rows, 0 where the weight is 0.
+    """
+    if not variance_floor > 0:  # no floor: the minimum may not exist
+        return None
+    tolerance = _EXACT_FIT_RELATIVE * np.sqrt(variance_floor)
+    if not np.all(np.abs(residuals) <= tolerance):
+        return None
+    if ls_objective.y.size != residuals.size:  # the start was a subsample
+        start_weight = ls_objective.sample_weight
+        residuals = ls_objective.y - ls_objective.raw_prediction(mean_coef)[:, 0]
+        residuals[~(start_weight > 0)] = 0.0
+        if not np.all(np.abs(residuals) <= tolerance):
+            return None
+    mean_square = start_weight @ residuals**2 / start_weight.sum()
+    return variance_floor + mean_square
+
+
 class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     r"""Linear regression with a linear model for the log of the noise variance.
 
@@ -353,7 +448,11 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
 
     def _check_fit_parameters(self):
         """``variance_features`` names columns of this ``X`` (raises if not)."""
-        self._variance_columns(self.n_features_in_)
+        variance_columns(
+            self.variance_features,
+            self.n_features_in_,
+            getattr(self, "feature_names_in_", None),
+        )
 
     def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
         """One output's maximum-likelihood fit, in the template's units of ``y``.
@@ -367,7 +466,9 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         The mean coefficients scale with the unit and the log-variance
         intercept shifts by twice its logarithm; nothing else changes.
         """
-        var_cols = self._variance_columns(X.shape[1])
+        var_cols = variance_columns(
+            self.variance_features, X.shape[1], getattr(self, "feature_names_in_", None)
+        )
         offset, spread = _mean_and_spread(y, sample_weight, self.fit_intercept)
         positive = sample_weight > 0
         # A zero-weight row enters nothing, but its y could be any finite
@@ -419,8 +520,8 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         start_weight = start_objective.sample_weight
         residuals = start_objective.y - start_objective.raw_prediction(mean_coef)[:, 0]
         residuals[~(start_weight > 0)] = 0.0
-        exact_variance = self._exact_fit_variance(
-            ls_objective, mean_coef, residuals, start_weight
+        exact_variance = exact_fit_variance(
+            ls_objective, mean_coef, residuals, start_weight, self.variance_floor
         )
         if exact_variance is not None:
             # Every row is fitted exactly: the optimum is known (see Notes),
@@ -432,8 +533,14 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         if start is not None:
             coef0 = objective.standardize(start)
         else:
-            var_coef = self._harvey_start(
-                start_objective.X, residuals, start_weight, var_cols, l2, stats
+            var_coef = harvey_start(
+                start_objective.X,
+                residuals,
+                start_weight,
+                var_cols,
+                l2,
+                stats,
+                self.variance_floor,
             )
             coef0 = np.concatenate([mean_coef, var_coef])
         solver = _solvers.choose_solver(self.solver, objective.n_coef)
@@ -459,7 +566,9 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         fit.extras["weights_"] = np.exp(-np.maximum(log_variance, -_MAX_LOG_WEIGHT))
         if self.cov_type is None:
             return fit
-        var_cols = self._variance_columns(X.shape[1])
+        var_cols = variance_columns(
+            self.variance_features, X.shape[1], getattr(self, "feature_names_in_", None)
+        )
         cov = gaussian_covariance(
             X,
             y,
@@ -505,7 +614,11 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     def _inference_parameters(self):
         """The mean's ``[intercept, coef...]``, then the log-variance's."""
         names, estimates = super()._inference_parameters()
-        var_cols = self._variance_columns(self.n_features_in_)
+        var_cols = variance_columns(
+            self.variance_features,
+            self.n_features_in_,
+            getattr(self, "feature_names_in_", None),
+        )
         columns = np.arange(self.n_features_in_) if var_cols is None else var_cols
         features = names[len(names) - self.n_features_in_ :]
         var_names = ["log_var:intercept"]
@@ -532,27 +645,6 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         )
         return converged
 
-    def _exact_fit_variance(self, ls_objective, mean_coef, residuals, start_weight):
-        """``tau^2 + mean r^2`` if least squares fits every row exactly, else None.
-
-        Exactly means within ``1e-3 tau`` on every row of positive weight,
-        checked on the start's rows and then on all rows. ``residuals`` are
-        those of the start's rows, 0 where the weight is 0.
-        """
-        if not self.variance_floor > 0:  # no floor: the minimum may not exist
-            return None
-        tolerance = _EXACT_FIT_RELATIVE * np.sqrt(self.variance_floor)
-        if not np.all(np.abs(residuals) <= tolerance):
-            return None
-        if ls_objective.y.size != residuals.size:  # the start was a subsample
-            start_weight = ls_objective.sample_weight
-            residuals = ls_objective.y - ls_objective.raw_prediction(mean_coef)[:, 0]
-            residuals[~(start_weight > 0)] = 0.0
-            if not np.all(np.abs(residuals) <= tolerance):
-                return None
-        mean_square = start_weight @ residuals**2 / start_weight.sum()
-        return self.variance_floor + mean_square
-
     def _likelihood_objective(self, X, y_std, sample_weight, var_cols, l2, stats):
         """The penalised, jittered Gaussian NLL of ``y_std`` as a LinearObjective.
 
@@ -570,72 +662,6 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             [0.0, l2],
             column_stats=stats,
         )
-
-    def _variance_columns(self, n_features):
-        """``variance_features`` as sorted column indices, or None for all."""
-        selection = self.variance_features
-        if selection is None:
-            return None
-        selection = np.asarray(selection)
-        if selection.ndim != 1:
-            raise ValueError("variance_features must be one-dimensional.")
-        if selection.dtype.kind == "b":
-            if selection.size != n_features:
-                raise ValueError(
-                    f"variance_features is a boolean mask of length "
-                    f"{selection.size}, but X has {n_features} features."
-                )
-            return np.flatnonzero(selection)
-        if selection.size == 0:
-            return np.zeros(0, dtype=np.intp)
-        if selection.dtype.kind in "OUS":
-            names = getattr(self, "feature_names_in_", None)
-            if names is None:
-                raise ValueError(
-                    "variance_features holds column names, but X has no "
-                    "string column names."
-                )
-            position = {name: i for i, name in enumerate(names)}
-            missing = [name for name in selection if name not in position]
-            if missing:
-                raise ValueError(f"variance_features {missing} are not in X.")
-            selection = np.array([position[name] for name in selection])
-        elif selection.dtype.kind not in "iu":
-            raise ValueError(
-                "variance_features must hold column indices, a boolean mask "
-                f"or column names, got dtype {selection.dtype}."
-            )
-        if np.any((selection < 0) | (selection >= n_features)):
-            raise ValueError(f"variance_features indices must be in [0, {n_features}).")
-        columns = np.unique(selection).astype(np.intp)
-        if columns.size != selection.size:
-            raise ValueError("variance_features has repeated columns.")
-        return columns
-
-    def _harvey_start(self, X, residuals, sample_weight, var_cols, l2, stats):
-        """Harvey's two-step log-variance: least squares of log(r^2 + tau^2).
-
-        ``E[log r^2] = log sigma^2 - 1.2704`` for Gaussian residuals, hence
-        the shift of the intercept. ``tau^2`` keeps the logarithm finite for
-        rows fitted exactly, where the jittered likelihood is smallest at
-        ``log tau^2``; with no floor, the smallest positive float does that.
-        """
-        floor = self.variance_floor if self.variance_floor > 0 else 1e-300
-        # log(r^2 + floor) through hypot, which cannot overflow.
-        log_r2 = 2.0 * np.log(np.hypot(residuals, np.sqrt(floor)))
-        objective = LinearObjective(
-            FixedScaleLoss(SquaredRho()),
-            X,
-            log_r2,
-            sample_weight,
-            [(var_cols, True)],
-            [l2],
-            column_stats=stats,
-        )
-        _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-        coef = min_norm_solve(hess, -grad)
-        coef[-1] += HARVEY_OFFSET
-        return coef
 
     def _standardise_extras(self, extras, y_offset, y_scale):
         """The log-variance in the template's units: slopes have no units,

@@ -157,6 +157,41 @@ def robust_offset_scale(y, sample_weight, fit_intercept):
     return offset, scale
 
 
+def smoothed_objective(rho, X, y, sample_weight, fit_intercept, stats, last):
+    """The smoothed objective of ``rho``; a strided subsample of it unless ``last``.
+
+    Every fit but the last only provides a residual scale and a start: on
+    large data it is made on the subsample of the solvers' one rule
+    (:func:`skrobust._solvers.subsample_for_start`). The last one starts
+    next to its solution, where a start from a subsample would be worse.
+    """
+    objective = LinearObjective(
+        FixedScaleLoss(rho, 1.0),
+        X,
+        y,
+        sample_weight,
+        [(None, fit_intercept)],
+        [0.0],
+        column_stats=stats,
+    )
+    sub = None if last else _solvers.subsample_for_start(objective)
+    return objective if sub is None else sub
+
+
+def minimize_smoothed(objective, coef, stats, alpha, max_iter, tol, warn, last):
+    """Newton or L-BFGS; proximal with ``alpha > 0`` (the L1 penalty exact)."""
+    newton_or_lbfgs = "newton" if objective.n_coef <= NEWTON_MAX_COEF else "lbfgs"
+    options = {"warn": warn and last, "multilevel": not last}
+    if alpha > 0:
+        # L1 in the objective's coordinates: w = c / column_scale.
+        l1 = np.zeros(objective.n_coef)
+        l1[: objective.X.shape[1]] = alpha / stats[1]
+        return _solvers.minimize_l1(
+            objective, coef, l1, newton_or_lbfgs, max_iter, tol, **options
+        )
+    return _solvers.minimize(objective, coef, newton_or_lbfgs, max_iter, tol, **options)
+
+
 class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     r"""Linear quantile regression, with a fast smoothed and an exact solver.
 
@@ -544,10 +579,13 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         n_iter = 0
         for stage in range(stages):
             last = stage + 1 == stages
-            objective = self._smoothed_objective(
-                X, y, sample_weight, factor * scale, stats, last
+            rho = SmoothedPinballRho(float(self.quantile), factor * scale, self.kernel)
+            objective = smoothed_objective(
+                rho, X, y, sample_weight, self.fit_intercept, stats, last
             )
-            result = self._minimize_smoothed(objective, coef, stats, warn, last)
+            result = minimize_smoothed(
+                objective, coef, stats, self.alpha, self.max_iter, self.tol, warn, last
+            )
             coef = result.coef
             n_iter += result.n_iter
             if not last:
@@ -592,63 +630,6 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
                     return LevelFit(w, b, 0.0, 0, stats, 0.0, None)
             scale = 1.0
         return coef, scale, stats
-
-    def _smoothed_objective(self, X, y, sample_weight, bandwidth, stats, last):
-        """The smoothed objective; a strided subsample of it unless ``last``.
-
-        Every fit but the last only provides a residual scale and a start:
-        on large data it is made on a strided subsample of the rows. The
-        last one starts next to its solution, where a start from a
-        subsample would be worse.
-        """
-        objective = LinearObjective(
-            FixedScaleLoss(
-                SmoothedPinballRho(float(self.quantile), bandwidth, self.kernel), 1.0
-            ),
-            X,
-            y,
-            sample_weight,
-            [(None, self.fit_intercept)],
-            [0.0],
-            column_stats=stats,
-        )
-        n_rows = objective.n_samples
-        if (
-            not last
-            and n_rows >= _solvers.SUBSAMPLE_MIN_ROWS
-            and n_rows >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * objective.n_coef
-        ):
-            sub = objective.subsample(_solvers.SUBSAMPLE_STEP)
-            if sub.sum_weight > 0:
-                return sub
-        return objective
-
-    def _minimize_smoothed(self, objective, coef, stats, warn, last):
-        """Newton or L-BFGS; proximal with ``alpha > 0`` (L1 exact)."""
-        newton_or_lbfgs = "newton" if objective.n_coef <= NEWTON_MAX_COEF else "lbfgs"
-        if self.alpha > 0:
-            # L1 in the objective's coordinates: w = c / column_scale.
-            l1 = np.zeros(objective.n_coef)
-            l1[: objective.X.shape[1]] = self.alpha / stats[1]
-            return _solvers.minimize_l1(
-                objective,
-                coef,
-                l1,
-                newton_or_lbfgs,
-                self.max_iter,
-                self.tol,
-                warn=warn and last,
-                multilevel=not last,
-            )
-        return _solvers.minimize(
-            objective,
-            coef,
-            newton_or_lbfgs,
-            self.max_iter,
-            self.tol,
-            warn=warn and last,
-            multilevel=not last,
-        )
 
     # -- the exact fit ---------------------------------------------------------
     def _fit_exact(self, X, y, sample_weight, start, stats):
