@@ -59,6 +59,8 @@ from sklearn.utils.validation import (
     check_consistent_length,
 )
 
+from . import _progress
+
 # summary.rq's eps (``.Machine$double.eps^(1/2)``): residuals below it in
 # absolute value count as zero for "iid", and it is subtracted from the
 # fitted-value differences of "nid".
@@ -762,6 +764,6 @@ def quantile_bootstrap_covariance(
     uniform = np.full(n, 1.0 / n)
     replicates = [
         np.ravel(fit_one(rng.multinomial(n, uniform) * base_weight))
-        for _ in range(n_bootstrap)
+        for _ in _progress.loop(range(n_bootstrap), n_bootstrap, "bootstrap replicate")
     ]
     return np.atleast_2d(np.cov(np.array(replicates), rowvar=False))

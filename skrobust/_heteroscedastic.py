@@ -262,6 +262,9 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         inverse Hessian of the negative log-likelihood; ``"sandwich"``,
         robust to a wrong variance model. ``None`` computes none. See
         :doc:`/user_guide/inference`.
+    verbose : int, default=0
+        0 prints nothing; 1 a line per solve (rows, iterations, largest gradient
+        entry, elapsed time); 2 also a line per solver iteration.
 
     Attributes
     ----------
@@ -419,6 +422,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         "tol": [Interval(Real, 0, None, closed="neither")],
         "warm_start": ["boolean"],
         "cov_type": [None, StrOptions(set(COV_TYPES))],
+        "verbose": ["verbose"],
     }
     _cov_types = COV_TYPES
     _per_sample_attributes = ("weights_",)
@@ -435,6 +439,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         tol=1e-10,
         warm_start=False,
         cov_type=None,
+        verbose=0,
     ):
         self.variance_features = variance_features
         self.alpha = alpha
@@ -445,6 +450,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         self.tol = tol
         self.warm_start = warm_start
         self.cov_type = cov_type
+        self.verbose = verbose
 
     def _check_fit_parameters(self):
         """``variance_features`` names columns of this ``X`` (raises if not)."""

@@ -37,6 +37,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _progress
 from ._base import RobustLinearRegressor, StandardisedFit
 from ._quantile import (
     COV_TYPES,
@@ -155,6 +156,10 @@ class MultiQuantileRegressor(RobustLinearRegressor):
     warm_start : bool, default=False
         Start each level from its previous fit when ``fit`` is called
         again with the same levels and number of features.
+    verbose : int, default=0
+        0 prints nothing; 1 a line per solve (rows, iterations, largest gradient
+        entry, elapsed time), the levels done and the time left; 2 also a line
+        per solver iteration.
 
     Attributes
     ----------
@@ -238,6 +243,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         "solver": [StrOptions({"auto", "exact", "smooth"})],
         "non_crossing": [StrOptions({"rearrange"}), Options(bool, {False})],
         "cov_type": [StrOptions(set(COV_TYPES)), None],
+        "verbose": ["verbose"],
         "bandwidth_rule": [StrOptions({"hall-sheather", "bofinger"})],
         "n_bootstrap": [Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
@@ -268,6 +274,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         max_iter=500,
         tol=1e-10,
         warm_start=False,
+        verbose=0,
     ):
         self.quantiles = quantiles
         self.alpha = alpha
@@ -283,6 +290,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start = warm_start
+        self.verbose = verbose
 
     def fit(self, X, y, sample_weight=None):
         """Fit one linear quantile model per level.
@@ -317,9 +325,10 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             solver = "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
         y_offset, y_scale = robust_offset_scale(y, sample_weight, self.fit_intercept)
         previous = self._previous_fits(levels, X.shape[1], y_offset, y_scale)
-        fits = self._fit_levels(
-            X, (y - y_offset) / y_scale, sample_weight, levels, solver, previous
-        )
+        with _progress.reporting(self.verbose, type(self).__name__):
+            fits = self._fit_levels(
+                X, (y - y_offset) / y_scale, sample_weight, levels, solver, previous
+            )
         self.quantiles_ = levels
         self.coef_ = np.array([fit.coef for fit in fits]) * y_scale
         intercepts = np.array([fit.intercept for fit in fits]) * y_scale
@@ -334,7 +343,8 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             ]
         )
         self.solver_ = solver
-        self._set_covariances(X, y, sample_weight)
+        with _progress.reporting(self.verbose, type(self).__name__):
+            self._set_covariances(X, y, sample_weight)
         return self
 
     def _level_model(self, quantile, **params):
@@ -380,7 +390,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         stats, scale, bandwidth, options = None, None, None, None
         order = _visiting_order(levels)
         centre = order[0][0]
-        for j, neighbour in order:
+        for j, neighbour in _progress.loop(order, len(order), "level"):
             model = self._level_model(levels[j])
             if previous is not None:
                 start = previous[j]._replace(scale=scale)

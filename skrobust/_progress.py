@@ -57,11 +57,14 @@ def say(level, message, *args):
 
 
 def loop(iterable, total, what):
-    """Iterate, reporting ``i/total`` and an estimate of the time left at verbose 1."""
+    """Iterate, reporting ``i/total`` and an estimate of the time left at verbose 1.
+
+    A loop of one item (a single output, say) reports nothing.
+    """
     start = time.perf_counter()
     for i, item in enumerate(iterable, 1):
         yield item
-        if _current is not None and _current.verbose >= 1:
+        if _current is not None and _current.verbose >= 1 and total > 1:
             spent = time.perf_counter() - start
             left = spent / i * (total - i)
             say(1, f"{what} {i}/{total} done, about {left:.1f}s left")

@@ -285,6 +285,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         Number of bootstrap replicates for ``cov_type="bootstrap"``.
     random_state : int, RandomState instance or None, default=None
         Seed of the bootstrap resampling.
+    verbose : int, default=0
+        0 prints nothing; 1 a line per solve (rows, iterations, largest gradient
+        entry, elapsed time), and with ``cov_type="bootstrap"`` the replicates
+        done and the time left; 2 also a line per solver iteration.
 
     Attributes
     ----------
@@ -387,6 +391,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         "tol": [Interval(Real, 0, None, closed="neither")],
         "warm_start": ["boolean"],
         "cov_type": [StrOptions(set(COV_TYPES)), None],
+        "verbose": ["verbose"],
         "bandwidth_rule": [StrOptions({"hall-sheather", "bofinger"})],
         "n_bootstrap": [Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
@@ -409,6 +414,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         bandwidth_rule="hall-sheather",
         n_bootstrap=200,
         random_state=None,
+        verbose=0,
     ):
         self.quantile = quantile
         self.alpha = alpha
@@ -423,6 +429,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         self.bandwidth_rule = bandwidth_rule
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
+        self.verbose = verbose
 
     _per_sample_attributes = ()
 

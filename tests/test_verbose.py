@@ -1,0 +1,50 @@
+"""``verbose``: silent by default, a line per solve at 1, per iteration at 2."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from skrobust import (
+    HeteroscedasticRegressor,
+    HuberRegressor,
+    MultiQuantileRegressor,
+    QuantileRegressor,
+)
+
+
+def make_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 3))
+    return X, X @ [1.0, 2.0, 3.0] + rng.normal(size=500)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        HuberRegressor(),
+        QuantileRegressor(solver="smooth"),
+        MultiQuantileRegressor(quantiles=3),
+        HeteroscedasticRegressor(),
+    ],
+    ids=repr,
+)
+def test_verbose_levels(estimator, capsys):
+    X, y = make_data()
+    clone(estimator).fit(X, y)
+    assert capsys.readouterr().out == ""
+    clone(estimator).set_params(verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    name = type(estimator).__name__
+    assert f"[{name}]" in out and "iterations, max |gradient|" in out
+    clone(estimator).set_params(verbose=2).fit(X, y)
+    out2 = capsys.readouterr().out
+    assert "iteration: objective" in out2 or "Newton step" in out2
+
+
+def test_progress_of_levels_and_bootstrap_replicates(capsys):
+    X, y = make_data()
+    MultiQuantileRegressor(quantiles=3, verbose=1).fit(X, y)
+    assert "level 3/3 done, about" in capsys.readouterr().out
+    model = QuantileRegressor(cov_type="bootstrap", n_bootstrap=4, verbose=1)
+    model.fit(X, y)
+    assert "bootstrap replicate 4/4 done" in capsys.readouterr().out
