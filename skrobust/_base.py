@@ -414,24 +414,6 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("sample_weight must have a positive sum.")
         return X, y, sample_weight
 
-    @staticmethod
-    def _least_squares_start(X, y, sample_weight, fit_intercept, l2):
-        """See :func:`least_squares_start`."""
-        return least_squares_start(X, y, sample_weight, fit_intercept, l2)
-
-    @staticmethod
-    def _least_absolute_deviation_start(
-        start_objective, coef, fit_intercept, l2, budget
-    ):
-        """See :func:`least_absolute_deviation_start`."""
-        return least_absolute_deviation_start(
-            start_objective, coef, fit_intercept, l2, budget
-        )
-
-    def _set_linear_coef(self, w, b):
-        self.coef_ = np.asarray(w, dtype=np.float64)
-        self.intercept_ = float(b)
-
     def predict(self, X):
         """Predict with the fitted linear model.
 

@@ -40,6 +40,7 @@ from . import _solvers
 from ._base import (
     RobustLinearRegressor,
     StandardisedFit,
+    least_squares_start,
     mad_scale,
     target_offset_scale,
     total_weight,
@@ -610,7 +611,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         :class:`LevelFit`: it attains the smallest possible pinball loss,
         0 (the limit of the smoothed fits as ``h -> 0``).
         """
-        ls_objective, start_objective, coef = self._least_squares_start(
+        ls_objective, start_objective, coef = least_squares_start(
             X, y, sample_weight, self.fit_intercept, 0.0
         )
         stats = ls_objective.column_stats
