@@ -49,7 +49,7 @@ print(
     "  (true 0.5 x - 2)"
 )
 mean, std = model.predict(X_test, return_std=True)
-lower, upper = model.predict_interval(X_test, coverage=coverage)
+lower, upper = model.predict_interval(X_test, coverage=coverage).T
 
 # The comparison: least squares with one residual standard deviation for all x.
 least_squares = LinearRegression().fit(X_train, y_train)

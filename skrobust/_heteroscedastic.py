@@ -37,9 +37,11 @@ from ._base import (
     RobustLinearRegressor,
     StandardisedFit,
     least_squares_start,
+    mad_scale,
 )
 from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
+from ._mestimator import OUTLIER_THRESHOLD
 from ._objective import LinearObjective
 from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
@@ -286,6 +288,14 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         ``LinearRegression().fit(X, y, sample_weight=sample_weight *
         weights_)`` gives ``coef_`` and ``intercept_`` again. In units of
         ``1 / y**2``; capped near ``1e308`` where it would overflow.
+    outliers_ : ndarray of shape (n_samples,) or (n_samples, n_targets) of bool
+        Training samples whose standardised residual :math:`z_i = (y_i -
+        \mu_i) / \sigma_i` exceeds 2.5 times the normalised MAD of the
+        :math:`z_i` (``median |z| / 0.6745``, about 1 when the model holds):
+        about 1.2% of rows under the model. The MAD, rather than 1, keeps
+        the threshold near 2.5 noise standard deviations when gross errors
+        have inflated the fitted variances (the Gaussian likelihood is not
+        robust).
     cov_ : ndarray of shape (n_params, n_params) or (n_targets, n_params, n_params)
         Covariance of the mean intercept (with ``fit_intercept``), ``coef_``,
         ``var_intercept_`` and the entries of ``var_coef_`` in
@@ -357,8 +367,8 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     :math:`s_y` and floor): the joint likelihood of independent Gaussian
     targets is the sum of theirs, and no parameter is shared. Attributes
     gain a leading axis of length ``n_targets`` (``weights_`` a trailing
-    one), predictions a column per target, :meth:`predict_interval` returns
-    one array of shape (n_samples, n_targets, 2) and :meth:`log_likelihood`
+    one), predictions a column per target, :meth:`predict_interval` an array
+    of shape (n_samples, n_targets, 2) and :meth:`log_likelihood`
     sums over targets. See :doc:`/user_guide/heteroscedastic` for why
     learned per-target variances do not re-weight the targets here.
 
@@ -409,7 +419,8 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     >>> mean, std = model.predict([[0.0], [2.0]], return_std=True)
     >>> np.round(std, 2)
     array([0.36, 1.68])
-    >>> lower, upper = model.predict_interval([[1.0]], coverage=0.9)
+    >>> model.predict_interval([[1.0]], coverage=0.9).round(2)
+    array([[2.72, 5.28]])
     """
 
     _parameter_constraints: dict = {
@@ -425,7 +436,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         "verbose": ["verbose"],
     }
     _cov_types = COV_TYPES
-    _per_sample_attributes = ("weights_",)
+    _per_sample_attributes = ("outliers_", "weights_")
 
     def __init__(
         self,
@@ -570,6 +581,15 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         # exp(-v) is capped where it would overflow (a zero-weight row's X
         # can be anything): such a weight is inf in all but name.
         fit.extras["weights_"] = np.exp(-np.maximum(log_variance, -_MAX_LOG_WEIGHT))
+        # Standardised residuals r / sigma are N(0, 1) under the model; their
+        # robust scale (about 1 then) keeps the flag at 2.5 noise standard
+        # deviations where gross errors have inflated the fitted variances.
+        # A zero-weight row's may overflow to inf: flagged, and not counted.
+        residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
+        with np.errstate(over="ignore"):
+            standardised = residuals * np.sqrt(fit.extras["weights_"])
+        noise = mad_scale(standardised, sample_weight)
+        fit.extras["outliers_"] = np.abs(standardised) > OUTLIER_THRESHOLD * noise
         if self.cov_type is None:
             return fit
         var_cols = variance_columns(
@@ -739,21 +759,18 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
 
         Returns
         -------
-        tuple of two ndarrays of shape (n_samples,), or ndarray of shape \
-(n_samples, n_targets, 2)
-            After a fit to a 1-D ``y``, the pair ``(lower, upper)``: ``mean
-            -+ q * std`` with ``q`` the ``(1 + coverage) / 2`` quantile of
-            the standard normal. After a fit to a 2-D ``y``, one array with
-            ``(lower, upper)`` on its last axis, the layout of
-            :mod:`skrobust.metrics`' interval metrics (do not unpack it as
-            a pair).
+        ndarray of shape (n_samples, 2) or (n_samples, n_targets, 2)
+            ``(lower, upper)`` on the last axis: ``mean -+ q * std`` with
+            ``q`` the ``(1 + coverage) / 2`` quantile of the standard
+            normal. This is the layout of
+            :meth:`MultiQuantileRegressor.predict_interval` and of the
+            interval metrics of :mod:`skrobust.metrics`; for a 1-D ``y``,
+            ``lower, upper = model.predict_interval(X).T`` unpacks it.
         """
         if not (isinstance(coverage, Real) and 0 < coverage < 1):
             raise ValueError(f"coverage must be in (0, 1), got {coverage!r}.")
         mean, std = self.predict(X, return_std=True)
         half_width = norm.ppf(0.5 + 0.5 * coverage) * std
-        if mean.ndim == 1:
-            return mean - half_width, mean + half_width
         return np.stack([mean - half_width, mean + half_width], axis=-1)
 
     def log_likelihood(self, X, y, sample_weight=None):

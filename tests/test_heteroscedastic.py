@@ -155,7 +155,7 @@ def test_interval_coverage_where_least_squares_fails():
     X, y, _ = make_data(100_000, seed=0)
     X_new, y_new, sigma_new = make_data(100_000, seed=1)
     model = HeteroscedasticRegressor().fit(X, y)
-    lower, upper = model.predict_interval(X_new, coverage=0.9)
+    lower, upper = model.predict_interval(X_new, coverage=0.9).T
     covered = (lower <= y_new) & (y_new <= upper)
 
     ls = LinearRegression().fit(X, y)
@@ -526,7 +526,7 @@ def test_predict_std_interval_and_log_likelihood_formulas():
     mean2, std2 = model.predict(X, return_std=True)
     assert_allclose(mean2, mean, rtol=1e-12)
     assert_allclose(std2, std, rtol=1e-12)
-    lower, upper = model.predict_interval(X, coverage=0.8)
+    lower, upper = model.predict_interval(X, coverage=0.8).T
     assert_allclose(lower, norm.ppf(0.1, mean, std), rtol=1e-10)
     assert_allclose(upper, norm.ppf(0.9, mean, std), rtol=1e-10)
     expected = np.average(norm.logpdf(y, mean, std), weights=sw)
@@ -645,3 +645,26 @@ def test_zero_weight_rows_at_1e308_with_a_small_spread():
     assert_allclose(
         fitted_params(model), fitted_params(reference), rtol=1e-7, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.2])
+def test_outliers_flag_gross_errors_and_few_clean_rows(fraction):
+    # Flagged: |r / sigma| > 2.5 normalised MADs of r / sigma, computed here
+    # from predict(return_std=True) and a hand-written MAD.
+    rng = np.random.default_rng(3)
+    n = 20_000
+    X = rng.uniform(0, 2, size=(n, 2))
+    sd = 0.5 + 0.5 * X[:, 0]
+    y = X @ [1.0, 2.0] + sd * rng.standard_normal(n)
+    gross = rng.random(n) < fraction
+    y[gross] += (
+        sd[gross] * rng.uniform(10, 30, gross.sum()) * rng.choice([-1, 1], gross.sum())
+    )
+    model = HeteroscedasticRegressor().fit(X, y)
+    mean, std = model.predict(X, return_std=True)
+    z = (y - mean) / std
+    expected = np.abs(z) > 2.5 * np.median(np.abs(z)) / norm.ppf(0.75)
+    assert np.array_equal(model.outliers_, expected)
+    assert model.outliers_[~gross].mean() <= 0.05
+    if fraction:
+        assert model.outliers_[gross].mean() >= 0.99

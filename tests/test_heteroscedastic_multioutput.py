@@ -145,8 +145,9 @@ def test_predictions_intervals_and_log_likelihood_have_one_column_per_target():
         mean_k, std_k = single.predict(X_new, return_std=True)
         assert_allclose(mean[:, k], mean_k, rtol=1e-10)
         assert_allclose(std[:, k], std_k, rtol=1e-10)
-        lower, upper = single.predict_interval(X_new, coverage=0.8)
-        assert_allclose(intervals[:, k], np.c_[lower, upper], rtol=1e-10)
+        assert_allclose(
+            intervals[:, k], single.predict_interval(X_new, coverage=0.8), rtol=1e-10
+        )
         log_likelihoods.append(single.log_likelihood(X, Y[:, k]))
     # Summed over targets (independent noises), as a scipy density.
     assert model.log_likelihood(X, Y) == pytest.approx(sum(log_likelihoods), 1e-10)
@@ -172,9 +173,9 @@ def test_one_column_y_gives_one_column_predictions():
     assert column.log_likelihood(X, y[:, None]) == pytest.approx(
         flat.log_likelihood(X, y), rel=1e-12
     )
-    # A 1-D fit keeps its pair of bounds.
-    lower, upper = flat.predict_interval(X)
-    assert lower.shape == upper.shape == (300,)
+    # A 1-D fit has the bounds on the last axis too, as MultiQuantileRegressor.
+    assert flat.predict_interval(X).shape == (300, 2)
+    assert_allclose(column.predict_interval(X)[:, 0], flat.predict_interval(X))
 
 
 def test_tags_and_summary_say_what_a_2d_fit_is():

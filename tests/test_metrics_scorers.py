@@ -93,17 +93,15 @@ def test_distribution_and_interval_scorers_call_the_right_methods():
     X, y, w = heteroscedastic()
     model = HeteroscedasticRegressor().fit(X, y)
     mean, std = model.predict(X, return_std=True)
-    lower, upper = model.predict_interval(X, coverage=0.8)
-    intervals = np.column_stack([lower, upper])
+    intervals = model.predict_interval(X, coverage=0.8)
     nll, crps = get_scorer("neg_gaussian_nll"), get_scorer("neg_crps_gaussian")
     assert nll(model, X, y, sample_weight=w) == -gaussian_nll(
         y, mean, std, sample_weight=w
     )
     assert crps(model, X, y) == -crps_gaussian(y, mean, std)
     assert make_interval_scorer(0.8)(model, X, y) == -interval_score(y, intervals, 0.8)
-    lower, upper = model.predict_interval(X, coverage=0.9)
     assert get_scorer("neg_interval_score")(model, X, y) == -interval_score(
-        y, np.column_stack([lower, upper]), 0.9
+        y, model.predict_interval(X, coverage=0.9), 0.9
     )
 
 
@@ -161,7 +159,7 @@ def test_cross_validate_with_several_skrobust_scorers():
         return -crps_gaussian(y_, *m.predict(X_, return_std=True))
 
     def interval(m, X_, y_, w_):
-        bounds = np.column_stack(m.predict_interval(X_, coverage=0.8))
+        bounds = m.predict_interval(X_, coverage=0.8)
         return -interval_score(y_, bounds, 0.8)
 
     assert_allclose(result["test_nll"], fold_scores(model, X, y, nll), rtol=1e-10)
@@ -195,7 +193,7 @@ def test_cross_validate_routes_sample_weight_to_the_scorers():
         return -gaussian_nll(y_, *m.predict(X_, return_std=True), sample_weight=w_)
 
     def interval(m, X_, y_, w_):
-        bounds = np.column_stack(m.predict_interval(X_, coverage=0.9))
+        bounds = m.predict_interval(X_, coverage=0.9)
         return -interval_score(y_, bounds, 0.9, sample_weight=w_)
 
     model = HeteroscedasticRegressor()

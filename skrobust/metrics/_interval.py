@@ -2,8 +2,8 @@
 
 Intervals are arrays whose last axis holds ``(lower, upper)``: shape
 (n_samples, 2) for one output and (n_samples, n_outputs, 2) for several.
-:meth:`skrobust.HeteroscedasticRegressor.predict_interval` returns the two
-bounds separately; ``np.stack([lower, upper], axis=-1)`` makes them one.
+:meth:`skrobust.HeteroscedasticRegressor.predict_interval` and
+:meth:`skrobust.MultiQuantileRegressor.predict_interval` return this layout.
 """
 
 import numpy as np
