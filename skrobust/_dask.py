@@ -51,7 +51,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import _assert_all_finite, check_is_fitted
 
-from . import _solvers
+from . import _progress, _solvers
 from ._objective import LinearObjective, _centred_moments
 
 # Rows of the strided sample fetched to the client for the starts and the
@@ -846,17 +846,32 @@ def fit(estimator, X, y, sample_weight=None):
         ``estimator``, fitted; ``outliers_`` and ``weights_`` are lazy dask
         arrays with ``X``'s row chunks.
     """
-    from ._base import MAD_NORMAL_CONSTANT, StandardisedFit
-    from ._mestimator import OUTLIER_THRESHOLD
-
     estimator._validate_params()
     _check_supported(estimator)
     estimator._check_fit_parameters()
+    name = f"{type(estimator).__name__} on dask"
+    with _progress.reporting(getattr(estimator, "verbose", 0), name):
+        return _fit_reporting(estimator, X, y, sample_weight)
+
+
+def _fit_reporting(estimator, X, y, sample_weight):
+    """:func:`fit` once its parameters are checked, with its report open."""
+    from ._base import MAD_NORMAL_CONSTANT, StandardisedFit
+    from ._mestimator import OUTLIER_THRESHOLD
+
     data = ChunkedData(X, y, sample_weight)
     stats = data_statistics(data, center=estimator.fit_intercept)
     rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
     sample = Sample(*data.sample(rows))
     sum_weight, top = stats[0], stats[1]
+    _progress.say(
+        1,
+        "{} rows in {} chunks: statistics and a sample of {} rows, {} round trips",
+        data.n_samples,
+        data.X.numblocks[0],
+        len(sample.y),
+        data.round_trips,
+    )
 
     # Step 3: the in-memory target standardisation (target_offset_scale).
     offset = 0.0
@@ -901,6 +916,13 @@ def fit(estimator, X, y, sample_weight=None):
         w, b, scale = problem.joint(coef, scale)
     else:
         w, b, scale = problem.mad(coef, scale)
+    _progress.say(
+        1,
+        "{} scale solved: {} iterations, {} round trips in all",
+        rule.name,
+        problem.used,
+        data.round_trips,
+    )
     if not problem.converged:
         _solvers.warn_not_converged(
             problem.options.solver, problem.used, estimator.tol, problem.message

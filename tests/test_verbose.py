@@ -48,3 +48,21 @@ def test_progress_of_levels_and_bootstrap_replicates(capsys):
     model = QuantileRegressor(cov_type="bootstrap", n_bootstrap=4, verbose=1)
     model.fit(X, y)
     assert "bootstrap replicate 4/4 done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scale", ["joint", "mad", 1.0])
+def test_dask_fit_reports_its_stages_and_round_trips(scale, capsys):
+    import dask
+    import dask.array as da
+
+    X, y = make_data()
+    X_dask = da.from_array(X, chunks=(125, 3))
+    with dask.config.set(scheduler="synchronous"):
+        HuberRegressor(scale=scale).fit(X_dask, y)
+        assert capsys.readouterr().out == ""
+        HuberRegressor(scale=scale, verbose=1).fit(X_dask, y)
+    out = capsys.readouterr().out
+    assert "[HuberRegressor on dask]" in out
+    assert "500 rows in 4 chunks" in out
+    assert "scale solved" in out and "round trips in all" in out
+    assert "iterations, max |gradient|" in out
