@@ -300,6 +300,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
             _solvers.choose_solver(self.solver, X.shape[1] + 2),
             self.max_iter,
             self.tol,
+            convex=True,
         )
         problem = MProblem(
             ls_objective, rho, l2, self.fit_intercept, options, self.alpha, y_scale

@@ -52,6 +52,13 @@ _BLOCK_ELEMENTS = 2**16
 # Passes split X into at least this many row blocks (see _row_blocks).
 _MIN_BLOCKS = 8
 
+# Up to this many elements (512 KiB) of its standardised design, a dense
+# objective whose rows all carry weight holds that design as a copy, and a
+# pass is a few products with it (see LinearObjective._small_design): on
+# small data the bookkeeping of row blocks and coefficient maps would cost
+# several times the arithmetic.
+_SMALL_DESIGN_ELEMENTS = 2**16
+
 # Rows of the strided sample on which null_directions looks for candidates.
 _NULL_SPACE_SAMPLE_ROWS = 5_000
 
@@ -113,6 +120,10 @@ def _weighted_column_stats(X, sample_weight, center):
                 _ScaledColumns(X, unit), sample_weight, center
             )
             return mean * unit, scale * unit
+        if step == 1 and X.shape[0] * p <= _SMALL_DESIGN_ELEMENTS:
+            # The pilot is all of a small X: centred moments directly.
+            mean, var = _centred_moments(X, sample_weight, S)
+            return _finish_column_stats(mean, var, center)
         # Raw moments lose digits to cancellation under large offsets
         # (judged with the weights), and weightless rows may hold values
         # whose squares overflow.
@@ -133,14 +144,19 @@ def _weighted_column_stats(X, sample_weight, center):
             moderate = bool(np.all(mean * mean <= 1e6 * var))
         if not moderate:
             mean, var = _centred_moments(X, sample_weight, S)
-        if not center:
-            mean = np.zeros(p)
+    return _finish_column_stats(mean, var, center)
+
+
+def _finish_column_stats(mean, var, center):
+    """Means (zeros unless ``center``) and spreads, constant columns at scale 1."""
+    if not center:
+        mean = np.zeros(mean.size)
     scale = np.sqrt(var)
     # Tiny but real spreads are kept: scaling them up is the point. A spread
     # at the rounding level of the column's own size is a constant column
     # (its computed variance is rounding noise, which scaling would blow up
     # into a random column); it is left unscaled, so that centred it is ~0.
-    size = np.abs(mean) if center else np.zeros(p)
+    size = np.abs(mean) if center else np.zeros(mean.size)
     constant = ~(scale > 64 * np.finfo(float).eps * size) | ~np.isfinite(scale)
     scale[constant] = 1.0
     return mean, scale
@@ -307,6 +323,7 @@ class LinearObjective:
         self.l2 = list(l2)
         self._set_column_stats(column_stats)
         self._build_predictors(X.shape[1])
+        self._designs = None  # the small design's copy, once built
 
     def _set_column_stats(self, column_stats):
         """Mean and scale of the columns, and whether blocks are standardised first."""
@@ -475,6 +492,12 @@ class LinearObjective:
         With ``directions`` (columns ``V``), instead the weighted Gram matrix
         of ``design @ V``: how far their span is from flat.
         """
+        designs = self._small_design()
+        if designs is not None:
+            design = designs[j] if directions is None else designs[j] @ directions
+            return _weighted_gram(design, design, self.sample_weight, False) / (
+                self.sum_weight
+            )
         pred = self.predictors[j]
         size = pred.slice.stop - pred.slice.start
         if directions is not None:
@@ -531,8 +554,95 @@ class LinearObjective:
 
     def _pass(self, coef, gradient=True, hessian=False, direction=None):
         """Accumulate value, gradient, Hessian and/or H @ direction in one pass."""
+        designs = self._small_design()
+        if designs is not None:
+            return self._small_pass(designs, coef, gradient, hessian, direction)
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             return self._pass_single_threaded(coef, gradient, hessian, direction)
+
+    def _small_design(self):
+        """Each predictor's standardised design as an array, for small dense data.
+
+        ``(X[:, C_j] - m) / d`` with a column of ones for an intercept (an
+        intercept-only predictor is that column alone), so that ``D_j c_j``
+        is predictor ``j``'s value: the coefficient map is applied once to
+        the data rather than at every pass. Only for dense ``X`` of at most
+        ``_SMALL_DESIGN_ELEMENTS`` design elements whose rows all carry
+        weight (a weightless row may hold values whose standardisation
+        overflows) and whose standardised design is finite; None otherwise.
+        BLAS threads do not pay at this size, and are left alone.
+        """
+        if self._designs is None:
+            self._designs = False
+            n = self.X.shape[0]
+            width = sum(
+                (self.X.shape[1] if cols is None else cols.size) + fit
+                for cols, fit in self.predictor_spec
+            )
+            small = n * width <= _SMALL_DESIGN_ELEMENTS
+            if small and not self.sparse and self.sample_weight.min(initial=1.0) > 0:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    designs = [self._predictor_design(pred) for pred in self.predictors]
+                if all(np.isfinite(D).all() for D in designs):
+                    self._designs = designs
+        return self._designs or None
+
+    def _predictor_design(self, pred):
+        idx = self._columns(pred)
+        design = np.empty((self.X.shape[0], idx.size + pred.fit_intercept))
+        if idx.size:
+            X = self.X if pred.columns is None else self.X[:, idx]
+            body = design[:, : idx.size]
+            np.subtract(X, self.mean[idx], out=body)
+            body *= self.inv_scale[idx]
+        if pred.fit_intercept:
+            design[:, idx.size] = 1.0
+        return design
+
+    def _small_pass(self, designs, coef, gradient, hessian, direction):
+        """What :meth:`_pass` returns, from the small design's copy."""
+        raw = np.empty((len(designs), designs[0].shape[0])).T
+        for j, (D, pred) in enumerate(zip(designs, self.predictors, strict=True)):
+            np.dot(D, coef[pred.slice], out=raw[:, j])
+        unit, sw, S = self.unit_weights, self.sample_weight, self.sum_weight
+        if hessian or direction is not None:
+            loss, g, h = self.loss.loss_gradient_hessian(self.y, raw)
+        else:
+            loss, g = self.loss.loss_gradient(self.y, raw)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = (loss.sum() if unit else sw @ loss) / S
+            value += 0.5 * coef @ (self.penalty * coef)
+        if not np.isfinite(value):
+            value = np.inf
+        grad = H = hv = None
+        if gradient:
+            if not unit:
+                g = g * sw[:, None]
+            grad = np.concatenate([D.T @ g[:, j] for j, D in enumerate(designs)])
+            grad = grad / S + self.penalty * coef
+        if direction is not None:
+            u = np.column_stack(
+                [
+                    D @ direction[pred.slice]
+                    for D, pred in zip(designs, self.predictors, strict=True)
+                ]
+            )
+            hu = np.einsum("nab,nb->na", h, u) * sw[:, None]
+            hv = np.concatenate([D.T @ hu[:, j] for j, D in enumerate(designs)])
+            hv = hv / S + self.penalty * direction
+        if hessian:
+            H = np.empty((self.n_coef, self.n_coef))
+            k = len(designs)
+            for a in range(k):
+                for b in range(a, k):
+                    d = h[:, a, b] if unit else sw * h[:, a, b]
+                    block = _weighted_gram(designs[a], designs[b], d, False)
+                    sa, sb = self.predictors[a].slice, self.predictors[b].slice
+                    H[sa, sb] = block
+                    H[sb, sa] = block.T
+            H /= S
+            H.flat[:: self.n_coef + 1] += self.penalty
+        return value, grad, H, hv
 
     def _pass_single_threaded(self, coef, gradient, hessian, direction):
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
@@ -570,6 +680,14 @@ class LinearObjective:
     # -- public evaluation ---------------------------------------------------
     def raw_prediction(self, coef):
         """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
+        designs = self._small_design()
+        if designs is not None:
+            return np.column_stack(
+                [
+                    D @ coef[pred.slice]
+                    for D, pred in zip(designs, self.predictors, strict=True)
+                ]
+            )
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         out = np.empty((self.X.shape[0], len(self.predictors)))
         for rows, A in self._row_blocks():

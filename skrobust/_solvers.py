@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 import scipy.optimize
 import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
@@ -99,10 +100,13 @@ class SolverOptions:
     max_iter: int = 200
     tol: float = 1e-10
     warn: bool = False
+    # Whether the objectives are convex: Newton's method then runs its own
+    # damped loop (_damped_newton) rather than scipy's trust region.
+    convex: bool = False
 
     def with_max_iter(self, max_iter):
         """The same options with another iteration budget."""
-        return SolverOptions(self.solver, max_iter, self.tol, self.warn)
+        return SolverOptions(self.solver, max_iter, self.tol, self.warn, self.convex)
 
 
 def subsample_for_start(objective):
@@ -139,6 +143,7 @@ def solve(
         multilevel=multilevel,
         hessian=hessian,
         hessian_origin=hessian_origin,
+        convex=options.convex,
     )
 
 
@@ -169,6 +174,7 @@ def minimize(
     multilevel=True,
     hessian=None,
     hessian_origin="stale",
+    convex=False,
 ):
     """Minimise ``objective`` from ``coef0``.
 
@@ -195,6 +201,12 @@ def minimize(
         solution gives the start.
     hessian_origin : {"stale", "subsample"}, default="stale"
         Whether ``hessian`` is of the same rows or of a subsample of them.
+    convex : bool, default=False
+        Whether ``objective`` is convex: Newton's method is then a damped
+        Newton loop with exact line searches (:func:`_damped_newton`), whose
+        per-iteration overhead is a fraction of scipy's trust region (the
+        bulk of a small fit's time). A trust region also handles indefinite
+        Hessians, so non-convex objectives keep it.
 
     Returns
     -------
@@ -221,6 +233,7 @@ def minimize(
             multilevel=False,
             hessian=None if hessian is None else basis.T @ hessian @ basis,
             hessian_origin=hessian_origin,
+            convex=convex,
         )
         result.coef = basis @ result.coef
         if result.hessian is not None:
@@ -236,6 +249,7 @@ def minimize(
         multilevel,
         hessian,
         hessian_origin,
+        convex,
     )
 
 
@@ -276,12 +290,20 @@ def _minimize(
     multilevel,
     hessian=None,
     origin="stale",
+    convex=False,
 ):
     sub_iter = 0
     sub = subsample_for_start(objective) if multilevel else None
     if sub is not None:
         sub_result = _minimize(
-            sub, coef0, solver, max_iter, max(tol, SUBSAMPLE_TOL), False, True
+            sub,
+            coef0,
+            solver,
+            max_iter,
+            max(tol, SUBSAMPLE_TOL),
+            False,
+            True,
+            convex=convex,
         )
         coef0, hessian = sub_result.coef, sub_result.hessian
         origin = "subsample"
@@ -289,7 +311,21 @@ def _minimize(
     # Every iteration counts against max_iter, the subsample's included.
     budget = max_iter - sub_iter
     if solver == "newton":
-        result = _newton(objective, coef0, budget, tol, hessian, origin)
+        if convex:
+            result = _damped_newton(objective, coef0, budget, tol, hessian, origin)
+            if not result.converged and result.n_iter < budget:
+                # Where the damped steps stall, scipy's trust region goes on,
+                # from their point unless its curvature is implausible (a
+                # Hessian rounded to a negative diagonal at an extreme scale),
+                # where the trust region would fail: then from the start.
+                diagonal = np.diag(result.hessian) if result.hessian is not None else []
+                plausible = np.all(np.isfinite(diagonal)) and np.all(diagonal >= 0)
+                restart = result.coef if plausible else coef0
+                more = _newton(objective, restart, budget - result.n_iter, tol)
+                more.n_iter += result.n_iter
+                result = more
+        else:
+            result = _newton(objective, coef0, budget, tol, hessian, origin)
         if not result.converged and result.n_iter < budget:
             result = _newton_line_search(objective, result, budget, tol)
         if not result.converged and result.n_iter < budget:
@@ -338,6 +374,18 @@ def min_norm_solve(gram, rhs):
     keep = eigenvalues > _GRAM_RCOND * max(eigenvalues[-1], 0.0)
     vectors = vectors[:, keep]
     return vectors @ ((vectors.T @ rhs) / eigenvalues[keep])
+
+
+def regular_solve(gram, rhs):
+    """:func:`min_norm_solve`, by Cholesky when ``gram`` is well conditioned.
+
+    The Cholesky factor of ``gram`` scaled to a unit diagonal (see
+    :func:`_cholesky_direction`) solves a regular system at a fraction of
+    an eigendecomposition's cost; a singular or nearly singular one (a
+    pivot below ``_CHOLESKY_MIN_PIVOT``) gets the minimum-norm solution.
+    """
+    solution = _cholesky_solve(gram, rhs)
+    return min_norm_solve(gram, rhs) if solution is None else solution
 
 
 def warn_not_converged(solver, n_iter, tol, message):
@@ -499,6 +547,156 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
     return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian)
 
 
+def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
+    """Newton's method on a convex objective: full steps, else an exact line search.
+
+    Each iteration forms the gradient and Hessian of the trial point in one
+    pass and steps along the Newton direction (:func:`_newton_direction`).
+    The full step is taken when it lowers the objective (Armijo's test) or,
+    near the optimum where a decrease of ``g' H^-1 g / 2`` is below the
+    rounding of the objective's value, when it shrinks the largest gradient
+    entry without raising the value beyond rounding. Otherwise the step
+    length is the zero of the slope along the direction (the exact line
+    search of :func:`_zero_of_slope`, which compares gradients, not values).
+    On a convex objective this converges from any start, quadratically
+    near a regular optimum, and costs no more than the passes themselves:
+    scipy's trust region adds its own bookkeeping and an eigenvalue bound
+    per iteration, most of a small fit's time. ``hessian`` (of a subsample
+    or a nearby problem, see :func:`_newton`) lets Newton steps on it try
+    first. Stops without converging when a step improves neither the
+    gradient nor the value.
+    """
+    n_iter = 0
+    coef = coef0
+    if hessian is not None:
+        value, grad = objective.loss_gradient(coef0)
+        if not np.isfinite(value):
+            return SolverResult(coef0, 0, False, "non-finite objective")
+        coef, value, grad, hessian, n_iter = _newton_steps(
+            objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
+        )
+        if float(np.max(np.abs(grad), initial=0.0)) <= tol:
+            return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
+    value, grad, hess = objective.loss_gradient_hessian(coef)
+    if not np.isfinite(value):
+        return SolverResult(coef, n_iter, False, "non-finite objective")
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    message = "iteration limit reached"
+    while gnorm > tol and n_iter < max_iter:
+        direction = _newton_direction(hess, grad)
+        slope = float(grad @ direction) if direction is not None else 0.0
+        if not slope < 0:
+            message = "no descent direction"
+            break
+        n_iter += 1
+        trial = coef + direction
+        trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        # A decrease within rounding counts only with a smaller gradient:
+        # at the rounding level of the value, steps would otherwise cycle.
+        rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+        accept = np.isfinite(trial_value) and (
+            trial_value <= min(value + 1e-4 * slope, value - rounding)
+            or (trial_gnorm < gnorm and trial_value <= value + rounding)
+        )
+        if not accept:
+            step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
+            trial = coef + step * direction
+            trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
+            trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+            improved = trial_gnorm < gnorm or trial_value < value - rounding
+            if not (step > 0 and np.isfinite(trial_value) and improved):
+                message = "no improving step (rounding level)"
+                break
+            if step < _MIN_DAMPED_STEP:
+                # The quadratic model is poor far below the Newton step's
+                # length (a nearly singular Hessian far from the optimum):
+                # a trust region (see _minimize) handles that better.
+                coef, value, grad, hess = trial, trial_value, trial_grad, trial_hess
+                gnorm = trial_gnorm
+                message = "short step"
+                break
+        _progress.say(
+            2,
+            "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
+            n_iter,
+            trial_value,
+            trial_gnorm,
+        )
+        coef, value, grad, hess, gnorm = (
+            trial,
+            trial_value,
+            trial_grad,
+            trial_hess,
+            trial_gnorm,
+        )
+    if gnorm <= tol:
+        message = "converged"
+    return SolverResult(coef, n_iter, gnorm <= tol, message, hess)
+
+
+# The damped Newton line search stops where the slope along the direction
+# is within this fraction of its initial value (strong Wolfe, c2 = 0.1).
+_DAMPED_SLOPE_RTOL = 0.1
+
+# A damped Newton step shorter than this fraction of the Newton step hands
+# over to the trust region.
+_MIN_DAMPED_STEP = 1e-3
+
+# Newton directions come from a Cholesky factorisation of the Hessian scaled
+# to a unit diagonal, unless a pivot falls below this (squared, relative):
+# then from its eigenvalues, the small ones raised (see _newton_direction).
+_CHOLESKY_MIN_PIVOT = 1e-10
+
+
+def _newton_direction(hess, grad):
+    """``-H^-1 g`` by Cholesky, or with small eigenvalues raised; None if no curvature.
+
+    ``H`` is first scaled to a unit diagonal (``D H D``, ``D =
+    diag(H)^-1/2``), which makes the test of its pivots independent of how
+    differently the coefficients are scaled (a collapsing scale has
+    curvature 1e-14 of the coefficients'). When the scaled Hessian is
+    singular or nearly so (a Huber objective with fewer rows on its
+    quadratic part than coefficients), the direction of
+    :func:`_newton_line_search`'s regularisation is used: eigenvalues
+    below ``_DIRECTION_RCOND`` of the largest raised to it.
+    """
+    direction = _cholesky_solve(hess, -grad)
+    return _regularised_direction(hess, grad) if direction is None else direction
+
+
+def _cholesky_solve(matrix, rhs):
+    """``matrix^-1 rhs`` for a symmetric ``matrix``; None unless clearly definite.
+
+    By the Cholesky factor of ``D matrix D``, ``D = diag(matrix)^-1/2``, so
+    that the test of its pivots (each squared above
+    ``_CHOLESKY_MIN_PIVOT``) does not depend on how the unknowns are scaled.
+    """
+    diag = np.diag(matrix)
+    if not (np.all(diag > 0) and np.all(np.isfinite(matrix))):
+        return None
+    d = 1.0 / np.sqrt(diag)
+    scaled = matrix * d[:, None] * d[None, :]
+    # LAPACK's potrf/potrs directly: scipy.linalg's wrappers cost more than
+    # the factorisation of a few dozen unknowns.
+    factor, info = scipy.linalg.lapack.dpotrf(scaled, lower=1, clean=0)
+    if info != 0 or not np.min(np.diag(factor)) ** 2 > _CHOLESKY_MIN_PIVOT:
+        return None
+    u, info = scipy.linalg.lapack.dpotrs(factor, rhs * d, lower=1)
+    return u * d if info == 0 else None
+
+
+def _regularised_direction(hess, grad):
+    """``-H^-1 g`` with eigenvalues below ``_DIRECTION_RCOND`` of the largest raised."""
+    eigenvalues, vectors = np.linalg.eigh(hess)
+    floor = _DIRECTION_RCOND * max(eigenvalues[-1], np.finfo(float).tiny)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = vectors @ ((vectors.T @ grad) / np.maximum(eigenvalues, floor))
+    if not (floor > 0 and np.all(np.isfinite(d))):
+        return None  # no curvature to scale a direction by
+    return -d
+
+
 def polish(objective, coef, tol, max_iter, n_iter):
     """Newton steps from ``coef``; whether it is then the optimum to ``tol``.
 
@@ -547,13 +745,7 @@ def _newton_line_search(objective, result, max_iter, tol):
     """
 
     def direction(coef, grad):
-        eigenvalues, vectors = np.linalg.eigh(objective.hessian(coef))
-        floor = _DIRECTION_RCOND * max(eigenvalues[-1], np.finfo(float).tiny)
-        with np.errstate(over="ignore", invalid="ignore"):
-            d = vectors @ ((vectors.T @ grad) / np.maximum(eigenvalues, floor))
-        if not (floor > 0 and np.all(np.isfinite(d))):
-            return None  # no curvature to scale a direction by
-        return -d
+        return _regularised_direction(objective.hessian(coef), grad)
 
     coef, grad, n_iter = _descend(objective, result, max_iter, tol, direction)
     gnorm = float(np.max(np.abs(grad), initial=0.0))
@@ -624,10 +816,16 @@ def _descend(objective, result, max_iter, tol, direction):
     return coef, grad, n_iter
 
 
-def _zero_of_slope(objective, coef, direction, slope0):
-    """``t > 0`` where the slope ``g(coef + t d)' d`` of a convex objective is 0."""
+def _zero_of_slope(objective, coef, direction, slope0, rtol=0.0):
+    """``t > 0`` where the slope ``g(coef + t d)' d`` of a convex objective is 0.
+
+    With ``rtol > 0``, any ``t`` whose slope is within ``rtol |slope0|`` of
+    zero (the strong Wolfe curvature condition): enough for a damped Newton
+    step, which does not need the line's minimum to the last digit.
+    """
     if not slope0 < 0:
         return 0.0
+    enough = rtol * abs(slope0)
 
     def slope(t):
         # Beyond the objective's domain (an infinite value, where the loss
@@ -640,8 +838,12 @@ def _zero_of_slope(objective, coef, direction, slope0):
     for _ in range(_LINE_SEARCH_STEPS):  # bracket: double until the slope rises
         if s_high >= 0:
             break
+        if abs(s_high) <= enough:
+            return high
         low, s_low, high = high, s_high, 2.0 * high
         s_high = slope(high)
+    if abs(s_high) <= enough:
+        return high
     side = 0
     for _ in range(_LINE_SEARCH_STEPS):  # regula falsi, Illinois variant
         with np.errstate(invalid="ignore"):  # (bisect while s_high is inf)
@@ -649,7 +851,7 @@ def _zero_of_slope(objective, coef, direction, slope0):
         if not low < t < high:
             t = 0.5 * (low + high)
         s = slope(t)
-        if s == 0:
+        if s == 0 or abs(s) <= enough:
             return t
         if s < 0:
             low, s_low = t, s
