@@ -45,10 +45,14 @@ class HuberRegressor(MEstimatorRegressor):
         How the residual scale is obtained: ``"joint"`` estimates it with the
         coefficients as one convex problem; ``"mad"`` is the fixed point of
         ``sigma = median(|r|) / 0.6745`` (R's ``MASS::rlm``, statsmodels
-        ``RLM(norm=HuberT())``); ``"lad"`` fixes it at the normalised MAD of
-        the exact least-absolute-deviation residuals, which keeps the fit
-        bounded up to half the targets wrong (``"mad"`` breaks down near 30%
-        one-sided outliers, the joint scale near ``1 / (1 + delta^2)``); a
+        ``RLM(norm=HuberT())``); ``"lad"`` fixes it at the normalised MAD,
+        about their median, of the residuals of a smoothed
+        least-absolute-deviation fit (the absolute loss smoothed with a
+        Gaussian kernel of bandwidth ``sigma / 2``: a fixed point in
+        ``sigma``; the exact LAD fit's residuals with at most two rows per
+        coefficient; see the user guide), which keeps the fit bounded up to
+        half the targets wrong (``"mad"`` breaks down near 30% one-sided
+        outliers, the joint scale near ``1 / (1 + delta^2)``); a
         positive float fixes it, in the units of ``y``, so ``scale=1.0`` is
         the Huber loss with ``delta`` in units of ``y`` (smooth-L1 with
         ``beta=delta`` has the same minimiser).

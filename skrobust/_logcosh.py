@@ -46,9 +46,12 @@ class LogCoshRegressor(MEstimatorRegressor):
         How the residual scale is obtained: ``"joint"`` estimates it with the
         coefficients as one convex problem; ``"mad"`` is the fixed point of
         ``sigma = median(|r|) / 0.6745``; ``"lad"`` fixes it at the
-        normalised MAD of the exact least-absolute-deviation residuals, for a
-        fit bounded up to half the targets wrong; a positive float fixes it,
-        in the units of ``y``.
+        normalised MAD, about their median, of the residuals of a smoothed
+        least-absolute-deviation fit (the absolute loss smoothed with a
+        Gaussian kernel of bandwidth ``sigma / 2``: a fixed point in
+        ``sigma``; the exact LAD fit's residuals with at most two rows per
+        coefficient; see the user guide), for a fit bounded up to half the
+        targets wrong; a positive float fixes it, in the units of ``y``.
     alpha : float, default=0.0
         Strength of the squared L2 penalty on ``coef_``; must be
         non-negative. The default is no penalty, so that the fit is

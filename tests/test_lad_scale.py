@@ -1,0 +1,256 @@
+"""``scale="lad"``: the MAD fixed point of the smoothed least-absolute-deviation fit.
+
+The definition (``skrobust._scale.LADScale``): ``sigma`` solves
+``sigma = MAD(r - median(r)) / 0.6745`` where ``r`` are the residuals of the
+median regression with the absolute loss smoothed by a Gaussian kernel of
+bandwidth ``h = 0.5 sigma``. The oracle here minimises that smoothed
+objective with scipy's ``trust-exact`` from its own closed form
+(``u (1/2 - Phi(-u/h)) + h phi(u/h)``) and recomputes the MAD with numpy;
+the exact LAD fit is scipy's ``linprog`` (HiGHS). At most two rows per
+coefficient, or when more than half the rows lie on one hyperplane, the
+exact LAD fit's residuals give the scale, as before.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from scipy.special import ndtr
+from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
+
+from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor
+
+MAD_NORMAL_CONSTANT = 0.6744897501960817
+BANDWIDTH = 0.5  # in units of the scale, as documented
+
+
+def make_data(n=400, p=4, seed=0, outlier_share=0.1, noise="t"):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * np.linspace(0.5, 3.0, p)
+    if noise == "t":
+        e = rng.standard_t(3, size=n)
+    else:
+        e = rng.normal(size=n)
+    y = X @ np.linspace(-2.0, 2.0, p) + 3.0 + e
+    bad = rng.random(n) < outlier_share
+    y[bad] += rng.uniform(20.0, 100.0, size=bad.sum())
+    return X, y
+
+
+def smoothed_lad_oracle(X, y, bandwidth, fit_intercept=True, weights=None):
+    """Minimiser of ``sum_i s_i ell_h(y_i - x_i'w - b)`` by scipy's trust-exact."""
+    n, p = X.shape
+    s = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    design = np.hstack([X, np.ones((n, 1))]) if fit_intercept else X
+
+    def fun(params):
+        u = y - design @ params
+        t = u / bandwidth
+        value = s @ (u * (0.5 - ndtr(-t)) + bandwidth * norm.pdf(t))
+        return value / s.sum(), -design.T @ (s * (0.5 - ndtr(-t))) / s.sum()
+
+    def hess(params):
+        t = (y - design @ params) / bandwidth
+        curvature = s * norm.pdf(t) / bandwidth
+        return design.T @ (design * curvature[:, None]) / s.sum()
+
+    start = np.linalg.lstsq(design, y, rcond=None)[0]
+    res = scipy.optimize.minimize(
+        fun,
+        start,
+        jac=True,
+        hess=hess,
+        method="trust-exact",
+        options={"gtol": 1e-13, "maxiter": 2000},
+    )
+    return y - design @ res.x
+
+
+def centred_mad(residuals, weights=None):
+    """``median |r - median r| / 0.6745``; integer weights repeat rows."""
+    if weights is not None:
+        residuals = np.repeat(residuals, weights.astype(int))
+    return np.median(np.abs(residuals - np.median(residuals))) / MAD_NORMAL_CONSTANT
+
+
+def exact_lad_residuals(X, y, fit_intercept=True):
+    """Residuals of the least-absolute-deviation fit by linear programming."""
+    n = X.shape[0]
+    design = np.hstack([X, np.ones((n, 1))]) if fit_intercept else X
+    k = design.shape[1]
+    A = np.hstack([design, -design, np.eye(n), -np.eye(n)])
+    c = np.r_[np.zeros(2 * k), np.ones(2 * n)]
+    res = scipy.optimize.linprog(c, A_eq=A, b_eq=y, bounds=(0, None), method="highs")
+    beta = res.x[:k] - res.x[k : 2 * k]
+    return y - design @ beta
+
+
+def assert_is_fixed_point(model, X, y, fit_intercept=True, weights=None):
+    """``scale_`` is the centred MAD of the smoothed fit at ``h = 0.5 scale_``."""
+    r = smoothed_lad_oracle(X, y, BANDWIDTH * model.scale_, fit_intercept, weights)
+    # The fixed point is settled to a relative 1e-6 in the bandwidth; the MAD
+    # moves far less than the bandwidth does.
+    assert_allclose(model.scale_, centred_mad(r, weights), rtol=1e-6)
+
+
+@pytest.mark.parametrize("Estimator", [HuberRegressor, LogCoshRegressor])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_scale_is_the_smoothed_lad_fixed_point(Estimator, fit_intercept):
+    X, y = make_data()
+    model = Estimator(scale="lad", fit_intercept=fit_intercept).fit(X, y)
+    assert_is_fixed_point(model, X, y, fit_intercept)
+
+
+def test_fixed_point_on_a_large_problem_solved_through_a_subsample():
+    # 8000 rows and 6 coefficients: the fixed point is first settled on
+    # every 8th row, then on all of them.
+    X, y = make_data(n=8000, p=5, noise="normal")
+    model = HuberRegressor(scale="lad").fit(X, y)
+    assert_is_fixed_point(model, X, y)
+
+
+def test_fixed_point_with_integer_weights_is_that_of_repeated_rows():
+    X, y = make_data(n=300)
+    weights = np.random.default_rng(1).integers(0, 4, size=300)
+    model = HuberRegressor(scale="lad").fit(X, y, sample_weight=weights)
+    assert_is_fixed_point(model, X, y, weights=weights)
+    repeated = HuberRegressor(scale="lad").fit(
+        np.repeat(X, weights, axis=0), np.repeat(y, weights)
+    )
+    assert_allclose(model.scale_, repeated.scale_, rtol=1e-8)
+    assert_allclose(model.coef_, repeated.coef_, rtol=1e-7, atol=1e-9)
+    assert_allclose(model.intercept_, repeated.intercept_, rtol=1e-7)
+
+
+@pytest.mark.parametrize("noise", ["normal", "t"])
+def test_scale_is_within_one_percent_of_the_exact_lad_scale(noise):
+    # The smoothed fit is a median regression too: the scale it gives is
+    # that of the exact LAD residuals to within 1% here (0.2% and 0.55%).
+    X, y = make_data(n=2000, p=5, noise=noise)
+    model = HuberRegressor(scale="lad").fit(X, y)
+    exact = centred_mad(exact_lad_residuals(X, y))
+    assert_allclose(model.scale_, exact, rtol=0.01)
+
+
+def test_scale_and_fit_are_equivariant():
+    X, y = make_data()
+    base = HuberRegressor(scale="lad").fit(X, y)
+    shift = np.array([0.5, -1.0, 2.0, 0.25])
+    moved = HuberRegressor(scale="lad").fit(X, -3.0 * y + X @ shift + 7.0)
+    # Different standardisations take different paths to the same fixed
+    # point (settled to 1e-6 relative in the bandwidth).
+    assert_allclose(moved.scale_, 3.0 * base.scale_, rtol=1e-6)
+    assert_allclose(moved.coef_, -3.0 * base.coef_ + shift, rtol=1e-5, atol=1e-5)
+    assert_allclose(moved.intercept_, -3.0 * base.intercept_ + 7.0, rtol=1e-5)
+    # Rescaled columns: the same fit in the new units.
+    column_scale = np.array([10.0, 0.1, 1.0, 1e3])
+    rescaled = HuberRegressor(scale="lad").fit(X * column_scale, y)
+    assert_allclose(rescaled.scale_, base.scale_, rtol=1e-6)
+    assert_allclose(rescaled.coef_ * column_scale, base.coef_, rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_equals_dense():
+    rng = np.random.default_rng(3)
+    X = sp.random_array((600, 40), density=0.2, format="csr", rng=rng)
+    X.data = rng.normal(size=X.nnz)
+    X = sp.csr_matrix(X)
+    y = X @ rng.normal(size=40) + rng.normal(size=600)
+    y[rng.random(600) < 0.1] += 50.0
+    dense = HuberRegressor(scale="lad").fit(X.toarray(), y)
+    sparse = HuberRegressor(scale="lad").fit(X, y)
+    assert_allclose(sparse.scale_, dense.scale_, rtol=1e-8)
+    assert_allclose(sparse.coef_, dense.coef_, rtol=1e-8, atol=1e-10)
+    assert_allclose(sparse.intercept_, dense.intercept_, rtol=1e-8, atol=1e-10)
+
+
+def test_deterministic_and_independent_of_row_order():
+    X, y = make_data()
+    first = HuberRegressor(scale="lad").fit(X, y)
+    again = HuberRegressor(scale="lad").fit(X, y)
+    assert first.scale_ == again.scale_
+    assert np.array_equal(first.coef_, again.coef_)
+    order = np.random.default_rng(5).permutation(len(y))
+    shuffled = HuberRegressor(scale="lad").fit(X[order], y[order])
+    assert_allclose(shuffled.scale_, first.scale_, rtol=1e-8)
+    assert_allclose(shuffled.coef_, first.coef_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("magnitude", [1e3, 1e6, 1e12, 1e300])
+def test_scale_stays_bounded_at_45_percent_one_sided_outliers(magnitude):
+    # Far outliers enter the smoothed fit only through the sign of their
+    # residual and the centred MAD only through their count, so the scale is
+    # the same for every magnitude, and near the exact LAD one (5.4 and 4.2
+    # noise units here; the clean noise has standard deviation 1).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = X @ [1.0, -2.0, 0.5] + 1.0 + rng.normal(size=400)
+    y[rng.permutation(400)[:180]] += magnitude
+    model = HuberRegressor(scale="lad").fit(X, y)
+    reference = HuberRegressor(scale="lad").fit(X, np.minimum(y, 1e3 + 10))
+    assert_allclose(model.scale_, reference.scale_, rtol=1e-6)
+    assert model.scale_ < 6.0
+    assert np.max(np.abs(model.coef_ - [1.0, -2.0, 0.5])) < 1.0
+
+
+def test_few_rows_per_coefficient_use_the_exact_lad_residuals():
+    # 10 rows, 5 coefficients: at most two rows per coefficient, where the
+    # exact LAD fit (5 rows on it) is cheap and a smoothed fixed point would
+    # be near collapse. The median |r| is half the smallest non-zero one.
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(10, 4))
+    y = X @ [1.0, 2.0, -1.0, 0.5] + rng.normal(size=10)
+    model = HuberRegressor(scale="lad").fit(X, y)
+    r = exact_lad_residuals(X, y)
+    assert np.sum(np.abs(r) < 1e-9) == 5
+    expected = np.median(np.abs(r)) / MAD_NORMAL_CONSTANT
+    assert expected > 0
+    assert_allclose(model.scale_, expected, rtol=1e-6)
+
+
+def test_interpolating_lad_fit_falls_back_to_the_mad_fixed_point():
+    # As many rows as coefficients: every LAD residual is zero.
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(5, 4))
+    y = X @ [1.0, 2.0, -1.0, 0.5] + rng.normal(size=5)
+    lad = HuberRegressor(scale="lad", alpha=0.1).fit(X, y)
+    mad = HuberRegressor(scale="mad", alpha=0.1).fit(X, y)
+    assert_allclose(lad.scale_, mad.scale_, rtol=1e-10)
+    assert_allclose(lad.coef_, mad.coef_, rtol=1e-10)
+
+
+def test_tied_targets_fall_back_to_the_exact_lad_residuals():
+    # 70% of the targets are 0 and unrelated to X: the LAD fit puts them all
+    # on one hyperplane and the smoothed fixed point would shrink to zero;
+    # the scale is then the RMS of the exact LAD residuals, as before.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.normal(size=1000)
+    y[:700] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = HuberRegressor(scale="lad").fit(X, y)
+    r = exact_lad_residuals(X, y)
+    assert np.mean(np.abs(r) < 1e-9) > 0.5
+    assert_allclose(model.scale_, np.sqrt(np.mean(r**2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 5])
+def test_iterations_within_max_iter(max_iter):
+    X, y = make_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = HuberRegressor(scale="lad", max_iter=max_iter).fit(X, y)
+    assert model.n_iter_ <= max_iter
+
+
+def test_warm_start_from_the_solution_stays_there():
+    X, y = make_data()
+    model = MEstimatorRegressor(scale="lad", warm_start=True).fit(X, y)
+    scale, coef = model.scale_, model.coef_.copy()
+    model.fit(X, y)
+    assert_allclose(model.scale_, scale, rtol=1e-6)
+    assert_allclose(model.coef_, coef, rtol=1e-6, atol=1e-8)
