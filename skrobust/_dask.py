@@ -42,6 +42,14 @@ The optimum in the units of ``y`` does not depend on the start, the sample
 or the standardisation, so the coefficients and scale equal the in-memory
 fit's to the solver tolerance (both stop at a gradient of ``tol`` in
 standardised units; Newton's last step usually takes them far below).
+
+``QuantileRegressor(solver="exact")`` is fitted by
+:mod:`skrobust._dask_quantile` on the same :class:`ChunkedData`, statistics
+pass and sample: Portnoy and Koenker's preprocessing with a band of rows
+fetched to the client and a distributed sign certificate. The smoothed
+quantile solver, ``cov_type``, a 2-D ``y``, ``scale="lad"``,
+``MultiQuantileRegressor`` and ``HeteroscedasticRegressor`` raise
+``NotImplementedError``.
 """
 
 import sys
@@ -230,25 +238,30 @@ class ChunkedData:
             )
         self.round_trips = 0
 
-    def map_chunks(self, kernel, *args):
+    def map_chunks(self, kernel, *args, each=None):
         """``[kernel(X_c, y_c, w_c, *args) for each chunk c]``, in one round trip.
+
+        With ``each`` (a sequence with one item per chunk), chunk ``c``'s
+        task is ``kernel(X_c, y_c, w_c, each[c], *args)``: each task carries
+        only what concerns its own rows.
 
         On a distributed cluster each task is submitted next to the futures
         of its chunk (a few milliseconds per evaluation of scheduling); on
         local schedulers one ``dask.compute`` of delayed calls does the same.
         """
         self.round_trips += 1
+        own = [()] * len(self._blocks) if each is None else [(e,) for e in each]
         if self._client is not None:
             futures = [
-                self._client.submit(kernel, Xc, yc, wc, *args, pure=False)
-                for Xc, yc, wc in self._blocks
+                self._client.submit(kernel, Xc, yc, wc, *mine, *args, pure=False)
+                for (Xc, yc, wc), mine in zip(self._blocks, own, strict=True)
             ]
             return self._client.gather(futures)
         import dask
 
         tasks = [
-            dask.delayed(kernel, pure=False)(Xc, yc, wc, *args)
-            for Xc, yc, wc in self._blocks
+            dask.delayed(kernel, pure=False)(Xc, yc, wc, *mine, *args)
+            for (Xc, yc, wc), mine in zip(self._blocks, own, strict=True)
         ]
         return dask.compute(*tasks)
 
@@ -663,14 +676,37 @@ def unsupported(estimator):
     raise NotImplementedError(
         f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
         "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
-        "(scale='joint', 'mad' or a float, without cov_type). Call X.compute() "
-        "to fit in memory."
+        "(scale='joint', 'mad' or a float, without cov_type) and "
+        "QuantileRegressor(solver='exact'). Call X.compute() to fit in memory."
     )
 
 
-def _check_supported(estimator):
+def _is_quantile(estimator):
+    from ._quantile import QuantileRegressor
+
+    return isinstance(estimator, QuantileRegressor)
+
+
+def _check_quantile_supported(estimator, n_features):
+    if estimator.cov_type is not None:
+        raise NotImplementedError(
+            "cov_type is not supported for QuantileRegressor on dask arrays "
+            "yet: fit with cov_type=None, or in memory."
+        )
+    if estimator._resolve_solver(n_features) != "exact":
+        raise NotImplementedError(
+            "QuantileRegressor(solver='smooth') cannot fit dask arrays yet "
+            "(nor solver='auto' beyond 200 coefficients, where it is "
+            "'smooth'): use solver='exact'."
+        )
+
+
+def _check_supported(estimator, n_features):
     from ._mestimator import MEstimatorRegressor
 
+    if _is_quantile(estimator):
+        _check_quantile_supported(estimator, n_features)
+        return
     if not isinstance(estimator, MEstimatorRegressor):
         unsupported(estimator)
     if estimator.cov_type is not None:
@@ -847,10 +883,14 @@ def fit(estimator, X, y, sample_weight=None):
         arrays with ``X``'s row chunks.
     """
     estimator._validate_params()
-    _check_supported(estimator)
+    _check_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
     estimator._check_fit_parameters()
     name = f"{type(estimator).__name__} on dask"
     with _progress.reporting(getattr(estimator, "verbose", 0), name):
+        if _is_quantile(estimator):
+            from . import _dask_quantile
+
+            return _dask_quantile.fit(estimator, X, y, sample_weight)
         return _fit_reporting(estimator, X, y, sample_weight)
 
 

@@ -244,7 +244,9 @@ def _side_sums(X, y, s, above):
     return _lmatmat(Vt, X), Vt.sum(axis=1), (Vt * y).sum(axis=1)
 
 
-def _one_step(gram, s, pos, sums, coef, quantile, penalty, fit_intercept, density):
+def _one_step(
+    gram, total_weight, sums, coef, quantile, penalty, fit_intercept, density
+):
     r"""Newton step of ``sum_i s_i rho_q(r_i) + penalty ||w||_1`` at the fit.
 
     The expected pinball loss has gradient ``-sum_i s_i psi(r_i) z_i`` with
@@ -258,7 +260,9 @@ def _one_step(gram, s, pos, sums, coef, quantile, penalty, fit_intercept, densit
     centres the band, it need not land on the penalised optimum.
 
     ``sums`` are the :func:`_side_sums` of the residuals ``r >= 0``, so that
-    ``sum_i s_i psi(r_i) z_i = q sums[0] - (1 - q) sums[1]``.
+    ``sum_i s_i psi(r_i) z_i = q sums[0] - (1 - q) sums[1]``, and
+    ``total_weight`` is ``S``: only these and ``gram`` enter, so that a fit
+    whose rows are elsewhere (on a Dask cluster) takes the same step.
 
     Returns the step ``(dw, [db])`` (``lstsq`` copes with a singular Gram
     matrix: duplicated or constant columns, ``p`` close to ``n``) and the
@@ -277,7 +281,7 @@ def _one_step(gram, s, pos, sums, coef, quantile, penalty, fit_intercept, densit
     root[~(root > 0)] = 1.0
     step = np.linalg.lstsq(gram / np.outer(root, root), grad / root, rcond=None)[0]
     step /= root * density
-    shift = np.sqrt(max(float(step @ gram @ step), 0.0) / float(s[pos].sum()))
+    shift = np.sqrt(max(float(step @ gram @ step), 0.0) / float(total_weight))
     return step, shift
 
 
@@ -397,8 +401,7 @@ def _start(problem, coef, b, r, m, refine, info):
     density = info["density"] = _density(problem, r, h)
     step, shift = _one_step(
         problem.newton_gram(),
-        s,
-        problem.pos,
+        s[problem.pos].sum(),
         band.sums,
         coef,
         problem.q,
@@ -444,8 +447,7 @@ def _neighbour_start(problem, coef, b, r, m, state, info):
     sums = _moved_side_sums(problem, state["side_sums"], moved, r_centred[moved] >= 0)
     step, _ = _one_step(
         problem.newton_gram(),
-        problem.s,
-        problem.pos,
+        problem.s[problem.pos].sum(),
         sums,
         coef,
         problem.q,

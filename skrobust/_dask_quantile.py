@@ -1,0 +1,591 @@
+r"""Exact quantile regression on row-chunked ``dask.array`` data.
+
+Minimises the objective of :class:`~skrobust.QuantileRegressor`,
+
+.. math::
+
+    F(w, b) = \frac{1}{S} \sum_i s_i \, \rho_q(y_i - x_i^\top w - b)
+              + \alpha \lVert w \rVert_1,
+
+exactly, by the preprocessing of Portnoy and Koenker that
+:mod:`skrobust._quantile_exact` applies in memory, with each pass over ``X``
+one task per chunk on the worker that holds it (:class:`~skrobust._dask.
+ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
+
+1. **Checks and a sample** (two round trips, shared with the M-estimators):
+   :func:`skrobust._dask.data_statistics` checks every chunk and returns the
+   weight sum; a strided sample of rows comes to the client. ``y`` is
+   standardised by the sample's median and MAD (any fixed affine map gives
+   the same minimiser; this one keeps the linear programmes well scaled).
+2. **Preliminary fit**: the estimator itself, fitted in memory (exactly) on
+   the sample.
+3. **One Newton step on all rows** (one round trip): each chunk returns
+   its side sums ``sum s x``, ``sum s``, ``sum s y`` over the rows above and
+   below the preliminary fit, its rows of positive weight and the weight of
+   its rows within ``+-h`` of the fit; the client takes the one-step
+   estimator of :func:`skrobust._quantile_exact._one_step` (gradient from
+   the side sums, Gram matrix from the sample, density from the weight
+   within ``+-h``). From a sample fit off by ``O(sqrt(p / n_sample))`` this
+   lands within the reach of a band of ``m = sqrt(n p)`` rows.
+4. **The band** (one round trip): each chunk returns its rows of positive
+   weight with ``|r_i| <= t`` (``t`` the sample's quantile of ``|r|`` at
+   ``m / n``; about ``m`` rows in all) and the side sums over its other
+   rows: the two pseudo-observations. A chunk that would return far more
+   rows than its share returns a tighter ``t`` instead and the pass is
+   repeated.
+5. **The reduced linear programme** on the client:
+   :func:`skrobust._quantile_lp._dual_lp` (the primal LP if its duality
+   check fails) on the kept rows and the two pseudo-observations, exactly
+   as :func:`skrobust._quantile_exact._reduced_lp`.
+6. **The certificate** (one round trip): each chunk checks the residual
+   signs of its replaced rows at the LP's solution and returns the sums of
+   :func:`skrobust._quantile_lp.certify_signs` (the weighted size of the
+   wrong signs and their rounding allowance), its pinball loss, and its
+   wrong-signed rows when there are few. The repairs are the in-memory
+   ones: a few wrong rows join the band (steps 5 and 6 again); more than
+   ``0.1 m`` double ``m`` and rebuild the band around the best fit so far
+   (steps 4 to 6). After ``max_rounds`` reduced problems, or a band of half
+   the rows, the full problem is solved on all rows of positive weight
+   (which then come to the client: the one case in which ``X`` does).
+
+A fit whose first reduced problem is certified makes six round trips. The
+answer is the LP optimum, as in memory: the objectives agree to the
+accuracy of HiGHS (the tests check ``1e-9`` relative). When the minimiser
+is not unique (ties, a degenerate design), the vertex found can differ from
+the in-memory one, which moves along the optimal face towards its smoothed
+fit: the objective is the same, the coefficients need not be.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from . import _dask, _progress
+from ._dask import ChunkedData, Sample, _chunk_weights, data_statistics
+from ._quantile_exact import (
+    _FIXUP_FRACTION,
+    _FULL_FRACTION,
+    _MIN_SIZE,
+    _NEWTON_MAX_COEF,
+    _NEWTON_MIN_SHIFT,
+    _SIZE_FACTOR,
+    _one_step,
+)
+from ._quantile_lp import (
+    _GAP_RTOL,
+    _dual_lp,
+    _lmatmat,
+    _matvec,
+    _pinball,
+    _primal_lp,
+    _weighted_sum,
+)
+
+# The rows within +-h of the fit estimate the Hessian of the Newton step;
+# h is the sample's quantile of |r| at the fraction that holds about
+# _HESSIAN_ROWS rows of all (a Hessian to a few per cent), at least
+# _DENSITY_FRACTION (narrow enough for the density to vary little across it
+# on large data).
+_HESSIAN_ROWS = 20_000
+_DENSITY_FRACTION = 0.02
+# Newton steps (a pass each) at most before the band is built: the first
+# moves a sample fit to about the accuracy of the Hessian estimate times its
+# error, the second to far within the band.
+_NEWTON_STEPS = 3
+# Points of the grid of |r| at which a Newton pass counts the rows.
+_GRID_POINTS = 97
+
+# A chunk returns its band rows only if they are at most this many times
+# its share of m, plus _EXTRA_BAND_ROWS: a threshold from an unlucky sample
+# cannot flood the client.
+_BAND_EXCESS = 4.0
+_EXTRA_BAND_ROWS = 1000
+
+_MAX_ROUNDS = 6
+
+
+class _Standardised:
+    """Standardised targets and scaled weights of a chunk (travels with tasks).
+
+    ``y`` is ``(y - offset) / spread`` (0 on rows without weight, whose
+    targets may be any finite number) and ``s`` the weights divided by the
+    largest one, as :func:`skrobust._quantile_lp._check_inputs` scales them.
+    """
+
+    def __init__(self, offset, spread, top, quantile):
+        self.offset, self.spread = float(offset), float(spread)
+        self.top, self.quantile = float(top), float(quantile)
+
+    def chunk(self, y_c, w_c):
+        s = _chunk_weights(y_c, w_c) / self.top
+        positive = s > 0
+        with np.errstate(over="ignore"):
+            y = (np.asarray(y_c, dtype=np.float64) - self.offset) / self.spread
+        y[~positive] = 0.0
+        return y, s, positive
+
+    def residuals(self, X_c, y, coef, intercept):
+        return y - _matvec(X_c, coef) - intercept
+
+    def loss(self, s, r):
+        return _weighted_sum(s, _pinball(r, self.quantile))
+
+
+def _side_sums(X_c, y, s, above, below):
+    """``(sum s x, sum s, sum s y)`` over ``above`` (row 0) and ``below`` (row 1)."""
+    Vt = np.empty((2, s.size))
+    np.multiply(s, above, out=Vt[0])
+    np.multiply(s, below, out=Vt[1])
+    return _lmatmat(Vt, X_c), Vt.sum(axis=1), (Vt * y).sum(axis=1)
+
+
+def _newton_kernel(X_c, y_c, w_c, std, coef, intercept, h, fit_intercept, grid):
+    """Side sums about the fit, rows with weight, kernel Gram matrix, loss.
+
+    The Gram matrix is ``sum s_i z_i z_i^T`` over the rows within ``+-h`` of
+    the fit (``z_i = (x_i, [1])``): divided by ``2 h`` it estimates the
+    Hessian ``sum s_i f_i z_i z_i^T`` of the expected pinball loss (Powell's
+    kernel estimate), from a few per cent of the chunk's rows. ``counts[k]``
+    is the number of rows with weight and ``|r|`` in ``(grid[k-1], grid[k]]``.
+    """
+    y, s, positive = std.chunk(y_c, w_c)
+    r = std.residuals(X_c, y, coef, intercept)
+    above = r >= 0
+    sums = _side_sums(X_c, y, s, above, ~above)
+    distance = np.abs(r)
+    bins = np.searchsorted(grid, distance[positive], side="left")
+    counts = np.bincount(bins, minlength=grid.size + 1)
+    near = np.flatnonzero(positive & (distance <= h))
+    Z = np.asarray(X_c[near], dtype=np.float64)
+    if fit_intercept:
+        Z = np.column_stack([Z, np.ones(near.size)])
+    Z *= np.sqrt(s[near])[:, None]
+    near_weight = float(s[near].sum())
+    return sums, counts, Z.T @ Z, near_weight, std.loss(s, r)
+
+
+def _band_kernel(X_c, y_c, w_c, std, coef, intercept, threshold, share):
+    """The chunk's rows with ``|r| <= threshold`` and the sums over the others.
+
+    Returns ``(rows, tighter, sums, counts, loss)``: ``rows`` are
+    ``(index, X, y, s)`` of the kept rows (None if there are more than
+    ``share * n_c + _EXTRA_BAND_ROWS``, and then ``tighter`` is a
+    threshold that keeps half that many), ``sums`` the side sums over the
+    replaced rows above and below the fit and ``counts`` their numbers.
+    """
+    y, s, positive = std.chunk(y_c, w_c)
+    r = std.residuals(X_c, y, coef, intercept)
+    distance = np.abs(r)
+    kept = positive & (distance <= threshold)
+    outside = positive & ~kept
+    above, below = outside & (r >= 0), outside & (r < 0)
+    sums = _side_sums(X_c, y, s, above, below)
+    counts = np.array([above.sum(), below.sum()])
+    loss = std.loss(s, r)
+    cap = share * r.size + _EXTRA_BAND_ROWS
+    if kept.sum() > cap:
+        cap = int(cap)
+        k = cap // 2
+        tighter = float(np.partition(distance[positive], k)[k])
+        return None, tighter, sums, counts, loss
+    index = np.flatnonzero(kept)
+    rows = (index, np.asarray(X_c[index], dtype=np.float64), y[index], s[index])
+    return rows, None, sums, counts, loss
+
+
+def _certify_kernel(X_c, y_c, w_c, kept, std, fit, band_fit, n_coef, wrong_cap):
+    """:func:`skrobust._quantile_lp.certify_signs`'s sums over one chunk.
+
+    The replaced rows are those of positive weight not in ``kept`` (indices
+    into the chunk), on the side of the band's fit ``band_fit``. Returns
+    ``(gap, allowance, n_wrong, wrong_rows, loss)``: ``sum s_i |r_i|`` and
+    ``sum s_i gamma_i`` over the rows of the wrong sign at ``fit``, how many
+    are wrong beyond rounding, those rows as ``(index, X, y, s, above)``
+    (None if more than ``wrong_cap``) and the chunk's pinball loss.
+    """
+    y, s, positive = std.chunk(y_c, w_c)
+    r = std.residuals(X_c, y, *fit)
+    band_r = std.residuals(X_c, y, *band_fit)
+    replaced = positive.copy()
+    replaced[kept] = False
+    above, below = replaced & (band_r >= 0), replaced & (band_r < 0)
+    violations = np.flatnonzero((above & (r < 0)) | (below & (r > 0)))
+    r_v, y_v = r[violations], y[violations]
+    # certify_signs' rounding bound of r_i = y_i - x_i w - b.
+    eps = np.finfo(np.float64).eps
+    gamma = 4.0 * (n_coef + 2) * eps * (np.abs(y_v) + np.abs(y_v - r_v))
+    s_v = s[violations]
+    gap, allowance = float(s_v @ np.abs(r_v)), float(s_v @ gamma)
+    wrong = violations[np.abs(r_v) > gamma]
+    rows = None
+    if wrong.size <= wrong_cap:
+        rows = (
+            wrong,
+            np.asarray(X_c[wrong], dtype=np.float64),
+            y[wrong],
+            s[wrong],
+            above[wrong],
+        )
+    return gap, allowance, wrong.size, rows, std.loss(s, r)
+
+
+class _Band:
+    """The kept rows on the client and the pseudo-observations of the others.
+
+    ``kept`` holds each chunk's indices of kept rows (sent back with the
+    certificate pass), ``X``, ``y``, ``s`` their values; ``sums`` and
+    ``counts`` are the side sums and numbers of the replaced rows above
+    (row 0) and below (row 1) the fit ``fit`` the band was built around.
+    """
+
+    def __init__(self, parts, fit):
+        self.fit = fit
+        self.kept = [part[0][0] for part in parts]
+        self.X = np.vstack([part[0][1] for part in parts])
+        self.y = np.concatenate([part[0][2] for part in parts])
+        self.s = np.concatenate([part[0][3] for part in parts])
+        self.sums = [sum(part[2][k] for part in parts) for k in range(3)]
+        self.counts = sum(part[3] for part in parts)
+        self.loss = sum(part[4] for part in parts)
+
+    @property
+    def size(self):
+        return self.y.size
+
+    def add(self, wrong_parts):
+        """Move the wrong-signed rows of the certificate into the band."""
+        sx, ss, sy = self.sums
+        for c, rows in enumerate(wrong_parts):
+            index, X_w, y_w, s_w, above_w = rows
+            if not index.size:
+                continue
+            self.kept[c] = np.concatenate([self.kept[c], index])
+            self.X = np.vstack([self.X, X_w])
+            self.y = np.concatenate([self.y, y_w])
+            self.s = np.concatenate([self.s, s_w])
+            for side, mask in enumerate([above_w, ~above_w]):
+                sx[side] -= s_w[mask] @ X_w[mask]
+                ss[side] -= s_w[mask].sum()
+                sy[side] -= s_w[mask] @ y_w[mask]
+                self.counts[side] -= int(mask.sum())
+        # An emptied side is exactly empty, whatever the rounding of the sums.
+        for side in range(2):
+            if self.counts[side] == 0:
+                sx[side], ss[side], sy[side] = 0.0, 0.0, 0.0
+
+    def solve(self, problem):
+        """Minimiser of the reduced objective, as ``_reduced_lp`` in memory."""
+        sx, ss, sy = self.sums
+        has = (np.asarray(self.counts) > 0) & (ss > 0)
+        # Divided by their total weight, so that their rows are on the
+        # scale of the others; their cost weight carries the total.
+        pseudo = sx[has] / ss[has, None]
+        Z = np.vstack([self.X, pseudo])
+        targets = np.concatenate([self.y, sy[has] / ss[has]])
+        weights = np.concatenate([self.s, ss[has]]) / problem.s_hat
+        args = (Z, targets, weights, problem.q, problem.lam, problem.fit_intercept)
+        coef, intercept, ok = _dual_lp(*args)
+        if not ok:
+            coef, intercept = _primal_lp(*args)
+        return np.asarray(coef, dtype=np.float64), float(intercept)
+
+
+class _DaskExact:
+    """One exact fit on dask data, in standardised ``y`` units (module steps)."""
+
+    def __init__(self, estimator, data, sample, std, sum_weight):
+        self.data, self.sample, self.std = data, sample, std
+        self.q = float(estimator.quantile)
+        self.alpha = float(estimator.alpha)
+        self.fit_intercept = bool(estimator.fit_intercept)
+        self.p = data.n_features
+        self.n_coef = self.p + int(self.fit_intercept)
+        self.S = float(sum_weight)
+        self.penalty = self.alpha * self.S
+        self.n_pos = None
+        self.distances = None
+        self.n_lp = 0
+
+    def set_rows_with_weight(self, n_pos):
+        """LP units as :class:`skrobust._quantile_exact._Problem` sets them."""
+        self.n_pos = int(n_pos)
+        self.s_hat = self.S / self.n_pos
+        self.lam = self.alpha * self.n_pos
+
+    def objective(self, loss, coef):
+        """``S F``: the weighted pinball sum plus ``alpha S ||w||_1``."""
+        return loss + self.penalty * float(np.abs(coef).sum())
+
+    def sample_distance(self, fit):
+        """``|r|`` of the sample's rows with weight at ``fit``."""
+        sample = self.sample
+        positive = sample.weights > 0
+        y = (sample.y[positive] - self.std.offset) / self.std.spread
+        return np.abs(y - _matvec(sample.X[positive], fit[0]) - fit[1])
+
+    def threshold(self, m):
+        """``|r|`` holding about ``m`` rows: from the last Newton pass's counts.
+
+        The smallest grid value with at least ``m`` rows of all within it,
+        at the last Newton pass's fit (infinite for ``m >= n_pos``, or
+        beyond the grid: the band's cap then tightens it).
+        """
+        if m >= self.n_pos:
+            return np.inf
+        grid, cumulative = self.distances
+        k = int(np.searchsorted(cumulative, m))
+        return float(grid[k]) if k < grid.size else np.inf
+
+    def grid(self, fit):
+        """Grid of ``|r|`` values for the counts of a Newton pass, from the sample.
+
+        Geometric, from ``1e-4`` to ``10`` times the sample's median ``|r|``
+        (steps of 13%): the band of ``sqrt(n p)`` rows lies inside for any
+        ``n`` up to about ``1e12``.
+        """
+        distance = self.sample_distance(fit)
+        reference = float(np.median(distance)) if distance.size else 0.0
+        if not reference > 0:
+            reference = float(distance.max(initial=0.0)) or 1.0
+        return reference * np.geomspace(1e-4, 10.0, _GRID_POINTS)
+
+    def hessian_width(self, fit):
+        """``h`` of the kernel Hessian: about ``_HESSIAN_ROWS`` rows within it."""
+        if self.n_pos is None:
+            distance = self.sample_distance(fit)
+            if not distance.size:
+                return 0.0
+            fraction = max(_HESSIAN_ROWS / self.data.n_samples, _DENSITY_FRACTION)
+            # An exact fit on the sample interpolates n_coef of its rows:
+            # their residuals are zeros, not a width.
+            fraction = max(fraction, 3.0 * (self.n_coef + 1) / distance.size)
+            return float(np.quantile(distance, min(fraction, 0.5)))
+        fraction = min(max(_HESSIAN_ROWS / self.n_pos, _DENSITY_FRACTION), 0.5)
+        return min(self.threshold(int(np.ceil(fraction * self.n_pos))), 1e300)
+
+    def newton(self, fit):
+        """One Newton step from ``fit`` (step 3), one round trip.
+
+        Returns ``(new fit, shift, S F at fit)``: ``shift`` is the root mean
+        square by which the step moves the residuals of the rows near the
+        fit. Without a usable Hessian estimate, the step is zero. Also
+        counts the rows within each value of :meth:`grid` of the fit
+        (``distances``, for :meth:`threshold`).
+        """
+        h = self.hessian_width(fit)
+        grid = self.grid(fit)
+        parts = self.data.map_chunks(
+            _newton_kernel, self.std, *fit, h, self.fit_intercept, grid
+        )
+        sums = [sum(part[0][k] for part in parts) for k in range(3)]
+        counts = sum(part[1] for part in parts)
+        self.set_rows_with_weight(counts.sum())
+        self.distances = grid, np.cumsum(counts)[:-1]
+        gram = sum(part[2] for part in parts)
+        near_weight = sum(part[3] for part in parts)
+        obj = self.objective(sum(part[4] for part in parts), fit[0])
+        if not (h > 0 and near_weight > 0 and self.n_coef <= _NEWTON_MAX_COEF):
+            return fit, 0.0, obj
+        step, shift = _one_step(
+            gram,
+            near_weight,
+            sums,
+            fit[0],
+            self.q,
+            self.penalty,
+            self.fit_intercept,
+            1.0 / (2.0 * h),
+        )
+        coef = fit[0] + step[: self.p]
+        intercept = fit[1] + (step[self.p] if self.fit_intercept else 0.0)
+        return (coef, float(intercept)), shift, obj
+
+    def band(self, fit, m):
+        """The kept rows about ``fit`` (step 4), with a tighter threshold if needed.
+
+        With ``m >= n_pos`` every row of positive weight (the full problem).
+        """
+        threshold = self.threshold(m)
+        # (No cap for the full problem: every row must come.)
+        share = np.inf if m >= self.n_pos else _BAND_EXCESS * m / self.n_pos
+        while True:
+            parts = self.data.map_chunks(_band_kernel, self.std, *fit, threshold, share)
+            tighter = [part[1] for part in parts if part[0] is None]
+            if not tighter:
+                return _Band(parts, fit)
+            threshold = min(tighter)
+
+    def certify(self, band, fit, m):
+        """Step 6: ``(accepted, S F at fit, wrong rows per chunk or None)``."""
+        wrong_cap = int(_FIXUP_FRACTION * m) + 1
+        parts = self.data.map_chunks(
+            _certify_kernel,
+            self.std,
+            fit,
+            band.fit,
+            self.n_coef,
+            wrong_cap,
+            each=band.kept,
+        )
+        gap = sum(part[0] for part in parts)
+        allowance = sum(part[1] for part in parts)
+        n_wrong = sum(part[2] for part in parts)
+        obj = self.objective(sum(part[4] for part in parts), fit[0])
+        if gap <= _GAP_RTOL * obj + allowance:
+            return True, obj, None
+        if n_wrong > _FIXUP_FRACTION * m:
+            return False, obj, None
+        return False, obj, [part[3] for part in parts]
+
+    def first_size(self):
+        """``m`` of :func:`skrobust._quantile_exact._first_size` (all rows if large)."""
+        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(self.n_pos * max(self.n_coef, 1))))
+        m = min(max(m, _MIN_SIZE), self.n_pos)
+        return self.n_pos if m > _FULL_FRACTION * self.n_pos else m
+
+    def solve(self, start):
+        """Steps 3 to 6 from the preliminary fit ``start``: ``(coef, intercept)``."""
+        best_obj, best_fit = np.inf, start
+        fit = start
+        for _ in range(_NEWTON_STEPS):
+            new_fit, shift, obj = self.newton(fit)
+            if obj < best_obj:
+                best_obj, best_fit = obj, fit
+            fit = new_fit
+            m = self.first_size()
+            # As in memory: a step that moves the residuals by a small part
+            # of the band's half-width cannot change the band much.
+            if shift <= _NEWTON_MIN_SHIFT * self.threshold(m):
+                break
+        band = self.band(fit, m)
+        obj = self.objective(band.loss, fit[0])
+        if obj < best_obj:
+            best_obj, best_fit = obj, fit
+        limit = max(_FULL_FRACTION * self.n_pos, m)
+        for _ in range(_MAX_ROUNDS):
+            fit = band.solve(self)
+            self.n_lp += 1
+            if band.size >= self.n_pos:
+                return fit  # every row with weight: the full problem
+            accepted, obj, wrong = self.certify(band, fit, m)
+            _progress.say(
+                1,
+                "reduced problem of {} rows: {}",
+                band.size,
+                "certified" if accepted else "signs do not hold",
+            )
+            if accepted:
+                return fit
+            if wrong is None:
+                # Restart around the best fit so far, with a band twice as wide.
+                if obj < best_obj:
+                    best_obj, best_fit = obj, fit
+                m = min(2 * m, self.n_pos)
+                band = self.band(best_fit, m)
+            else:
+                band.add(wrong)
+            if band.size > limit:
+                break
+        # The full problem: every row of positive weight comes to the client.
+        band = self.band(best_fit, self.n_pos)
+        self.n_lp += 1
+        return band.solve(self)
+
+
+def _sample_fit(estimator, sample):
+    """The estimator fitted in memory (exactly) on the sample: coef, b, n_iter."""
+    from sklearn.base import clone
+
+    model = clone(estimator).set_params(
+        solver="exact", warm_start=False, cov_type=None, verbose=0
+    )
+    with warnings.catch_warnings():
+        # The sample only starts the fit: it need not converge.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(sample.X, sample.y, sample.weights)
+    return model
+
+
+def _standardisation(estimator, sample):
+    """Offset and spread of ``y`` from the sample (median and MAD)."""
+    from ._quantile import robust_offset_scale
+
+    positive = sample.weights > 0
+    if not positive.any():
+        return 0.0, 1.0
+    offset, spread = robust_offset_scale(
+        sample.y[positive], sample.weights[positive], estimator.fit_intercept
+    )
+    if not (spread > 0 and np.isfinite(spread)):
+        spread = 1.0
+    return float(offset), float(spread)
+
+
+def fit(estimator, X, y, sample_weight=None):
+    """Fit ``QuantileRegressor(solver="exact")`` on a dask array (module steps).
+
+    Parameters
+    ----------
+    estimator : QuantileRegressor
+        Fitted in place.
+    X : dask.array.Array of shape (n_samples, n_features)
+    y : dask.array.Array or array-like of shape (n_samples,)
+    sample_weight : dask.array.Array or array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    QuantileRegressor
+        ``estimator``, fitted.
+    """
+    from ._base import StandardisedFit
+
+    data = ChunkedData(X, y, sample_weight)
+    sum_weight, top, _, _ = data_statistics(data, center=estimator.fit_intercept)
+    # The sample rows of the M-estimators' fits (_dask's constants).
+    rows = min(
+        _dask.SAMPLE_ROWS,
+        max(_dask.MIN_SAMPLE_ROWS, data.n_samples // _dask.SAMPLE_FRACTION),
+    )
+    sample = Sample(*data.sample(rows))
+    offset, spread = _standardisation(estimator, sample)
+    std = _Standardised(offset, spread, top, estimator.quantile)
+    problem = _DaskExact(estimator, data, sample, std, sum_weight)
+    n_features = data.n_features
+    warm = estimator._warm_start_fit(0, 1, n_features)
+    extras, n_iter = {}, 0
+    if warm is not None:
+        start = warm.coef, warm.intercept
+        extras["bandwidth_"] = getattr(estimator, "bandwidth_", None)
+    elif sample.weights.max(initial=0.0) > 0:
+        model = _sample_fit(estimator, sample)
+        start = model.coef_, model.intercept_
+        extras["bandwidth_"] = model.bandwidth_
+        n_iter = int(model.n_iter_)
+    else:
+        start = np.zeros(n_features), offset
+        extras["bandwidth_"] = None
+    if extras["bandwidth_"] is None:
+        del extras["bandwidth_"]
+    b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
+    w0 = np.asarray(start[0], dtype=np.float64) / spread
+    coef, intercept = problem.solve((w0, float(b0)))
+    _progress.say(
+        1,
+        "{} rows in {} chunks: {} linear programmes, {} round trips",
+        data.n_samples,
+        data.X.numblocks[0],
+        problem.n_lp,
+        data.round_trips,
+    )
+    coef_ = coef * spread
+    intercept_ = float(intercept * spread + offset) if estimator.fit_intercept else 0.0
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = n_features
+    estimator._n_rows_fit = data.n_samples
+    fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
+    estimator._set_fitted([fitted], 1)
+    estimator._dask_round_trips = data.round_trips
+    estimator._dask_linear_programmes = problem.n_lp
+    return estimator
