@@ -7,7 +7,8 @@ array). The estimators' ``fit`` and ``predict`` dispatch here when ``X`` is
 a dask array.
 
 How an M-estimator is fitted on a dask array (``scale="joint"``, ``"mad"``
-or a fixed float):
+or a fixed float), for each column of ``y`` (a 2-D ``y`` is a fit per
+column, as in memory, on ``X`` persisted once):
 
 1. **Validation and column statistics, one pass.** ``X``, ``y`` and
    ``sample_weight`` are persisted with ``X``'s row chunks (``X`` only if it
@@ -47,7 +48,7 @@ standardised units; Newton's last step usually takes them far below).
 :mod:`skrobust._dask_quantile` on the same :class:`ChunkedData`, statistics
 pass and sample: Portnoy and Koenker's preprocessing with a band of rows
 fetched to the client and a distributed sign certificate. The smoothed
-quantile solver, ``cov_type``, a 2-D ``y``, ``scale="lad"``,
+quantile solver, ``cov_type``, ``scale="lad"``,
 ``MultiQuantileRegressor`` and ``HeteroscedasticRegressor`` raise
 ``NotImplementedError``.
 """
@@ -866,36 +867,79 @@ def _sample_start(estimator, sample):
 
 
 def fit(estimator, X, y, sample_weight=None):
-    """Fit an M-estimator on a row-chunked dask array (see the module docstring).
+    """Fit an estimator on a row-chunked dask array (see the module docstring).
+
+    Each column of a 2-D ``y`` is its own fit, as in memory, on ``X``
+    persisted once.
 
     Parameters
     ----------
-    estimator : MEstimatorRegressor
+    estimator : MEstimatorRegressor or QuantileRegressor
         Fitted in place.
     X : dask.array.Array of shape (n_samples, n_features)
-    y : dask.array.Array or array-like of shape (n_samples,)
+    y : dask.array.Array or array-like of shape (n_samples,) or (n_samples, n_targets)
     sample_weight : dask.array.Array or array-like of shape (n_samples,), default=None
 
     Returns
     -------
-    MEstimatorRegressor
-        ``estimator``, fitted; ``outliers_`` and ``weights_`` are lazy dask
-        arrays with ``X``'s row chunks.
+    MEstimatorRegressor or QuantileRegressor
+        ``estimator``, fitted; an M-estimator's ``outliers_`` and
+        ``weights_`` are lazy dask arrays with ``X``'s row chunks.
     """
     estimator._validate_params()
     _check_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
     estimator._check_fit_parameters()
+    if _is_quantile(estimator):
+        from ._dask_quantile import fit_column
+    else:
+        fit_column = _fit_column
+    columns = _target_columns(y)
+    if columns.ndim == 2:
+        X = _persisted_rows(X)
     name = f"{type(estimator).__name__} on dask"
+    fits, round_trips = [], 0
     with _progress.reporting(getattr(estimator, "verbose", 0), name):
-        if _is_quantile(estimator):
-            from . import _dask_quantile
+        n_outputs = 1 if columns.ndim == 1 else columns.shape[1]
+        for k in _progress.loop(range(n_outputs), n_outputs, "output"):
+            y_k = columns if columns.ndim == 1 else columns[:, k]
+            fit, trips = fit_column(estimator, X, y_k, sample_weight, k, n_outputs)
+            fits.append(fit)
+            round_trips += trips
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = X.shape[1]
+    estimator._set_fitted(fits, columns.ndim)
+    estimator._dask_round_trips = round_trips
+    return estimator
 
-            return _dask_quantile.fit(estimator, X, y, sample_weight)
-        return _fit_reporting(estimator, X, y, sample_weight)
+
+def _target_columns(y):
+    """``y`` as a 1-D or 2-D array (dask or numpy), as in-memory ``fit`` reads it."""
+    from sklearn.utils.validation import check_array
+
+    if is_dask_array(y):
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D, got {y.ndim} dimensions.")
+        return y
+    return check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False)
 
 
-def _fit_reporting(estimator, X, y, sample_weight):
-    """:func:`fit` once its parameters are checked, with its report open."""
+def _persisted_rows(X):
+    """``X`` with whole rows per chunk, persisted (unless it already is)."""
+    import dask
+
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D X, got {X.ndim} dimensions.")
+    _check_chunk_sizes(X, "X")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    if not _is_persisted(X):
+        (X,) = dask.persist(X)
+    return X
+
+
+def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
+    """One target column's M-estimator fit: ``(StandardisedFit, round trips)``."""
     from ._base import MAD_NORMAL_CONSTANT, StandardisedFit
     from ._mestimator import OUTLIER_THRESHOLD
 
@@ -936,7 +980,7 @@ def _fit_reporting(estimator, X, y, sample_weight):
         )
 
     problem = _Fit(estimator, data, stats, sample, offset, spread)
-    warm = estimator._warm_start_fit(0, 1, data.n_features)
+    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
     if warm is not None:
         start = warm.coef, warm.intercept, warm.extras["scale_"], 0
     else:
@@ -988,12 +1032,7 @@ def _fit_reporting(estimator, X, y, sample_weight):
             _irls_weights_block, rho, scale_, dtype=np.float64
         ),
     }
-    if hasattr(estimator, "feature_names_in_"):
-        del estimator.feature_names_in_
-    estimator.n_features_in_ = data.n_features
-    estimator._set_fitted([StandardisedFit(coef_, intercept_, problem.used, extras)], 1)
-    estimator._dask_round_trips = data.round_trips
-    return estimator
+    return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
 
 
 def _irls_weights_block(residuals, rho, scale):

@@ -522,21 +522,25 @@ def _standardisation(estimator, sample):
     return float(offset), float(spread)
 
 
-def fit(estimator, X, y, sample_weight=None):
-    """Fit ``QuantileRegressor(solver="exact")`` on a dask array (module steps).
+def fit_column(estimator, X, y, sample_weight, output, n_outputs):
+    """One target column's exact fit on a dask array (module steps).
 
     Parameters
     ----------
     estimator : QuantileRegressor
-        Fitted in place.
+        Its parameters; its attributes are not set here.
     X : dask.array.Array of shape (n_samples, n_features)
     y : dask.array.Array or array-like of shape (n_samples,)
-    sample_weight : dask.array.Array or array-like of shape (n_samples,), default=None
+    sample_weight : dask.array.Array or array-like of shape (n_samples,) or None
+    output, n_outputs : int
+        This column's index and the number of columns (for ``warm_start``).
 
     Returns
     -------
-    QuantileRegressor
-        ``estimator``, fitted.
+    fit : StandardisedFit
+        Coefficients and intercept in the units of ``y``; ``n_iter`` counts
+        the sample fit's iterations and the linear programmes.
+    round_trips : int
     """
     from ._base import StandardisedFit
 
@@ -552,11 +556,12 @@ def fit(estimator, X, y, sample_weight=None):
     std = _Standardised(offset, spread, top, estimator.quantile)
     problem = _DaskExact(estimator, data, sample, std, sum_weight)
     n_features = data.n_features
-    warm = estimator._warm_start_fit(0, 1, n_features)
+    warm = estimator._warm_start_fit(output, n_outputs, n_features)
     extras, n_iter = {}, 0
     if warm is not None:
         start = warm.coef, warm.intercept
-        extras["bandwidth_"] = getattr(estimator, "bandwidth_", None)
+        previous = getattr(estimator, "bandwidth_", None)
+        extras["bandwidth_"] = None if previous is None else np.ravel(previous)[output]
     elif sample.weights.max(initial=0.0) > 0:
         model = _sample_fit(estimator, sample)
         start = model.coef_, model.intercept_
@@ -580,12 +585,7 @@ def fit(estimator, X, y, sample_weight=None):
     )
     coef_ = coef * spread
     intercept_ = float(intercept * spread + offset) if estimator.fit_intercept else 0.0
-    if hasattr(estimator, "feature_names_in_"):
-        del estimator.feature_names_in_
-    estimator.n_features_in_ = n_features
     estimator._n_rows_fit = data.n_samples
-    fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
-    estimator._set_fitted([fitted], 1)
-    estimator._dask_round_trips = data.round_trips
     estimator._dask_linear_programmes = problem.n_lp
-    return estimator
+    fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
+    return fitted, data.round_trips

@@ -252,8 +252,6 @@ def test_bad_input_gives_clear_errors(synchronous):
         HuberRegressor(cov_type="H1").fit(Xd, y)
     with pytest.raises(NotImplementedError, match="scale='lad'"):
         HuberRegressor(scale="lad").fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="2-D y"):
-        HuberRegressor().fit(Xd, np.column_stack([y, y]))
 
 
 def test_y_with_other_chunks_is_aligned(synchronous):
@@ -376,3 +374,35 @@ def test_predict_of_a_multi_output_model(synchronous):
     prediction = model.predict(da.from_array(X, chunks=(CHUNKS, 4)))
     assert prediction.chunks == (CHUNKS, (2,))
     np.testing.assert_allclose(prediction.compute(), model.predict(X), rtol=1e-14)
+
+
+@pytest.mark.parametrize("y_on_dask", [False, True])
+def test_two_dimensional_y_is_a_fit_per_column(synchronous, monkeypatch, y_on_dask):
+    """As in memory: each column its own fit, stacked; X persisted once."""
+    X, y = make_data()
+    Y = np.column_stack([y, -2.0 * y + X[:, 0], np.sin(y)])
+    weights = weights_with_empty_chunk(y.size)
+    estimator = HuberRegressor(scale="mad", tol=1e-13)
+    memory = copy.deepcopy(estimator).fit(X, Y, sample_weight=weights)
+    persisted_shapes = []
+    persist = dask.persist
+    monkeypatch.setattr(
+        dask,
+        "persist",
+        lambda *a, **k: persisted_shapes.extend(x.shape for x in a) or persist(*a),
+    )
+    Yd = da.from_array(Y, chunks=(CHUNKS, 3)) if y_on_dask else Y
+    lazy = da.from_array(X, chunks=(CHUNKS, 4)) * 1.0
+    fitted = estimator.fit(lazy, Yd, sample_weight=weights)
+    assert persisted_shapes.count(X.shape) == 1
+    assert fitted.coef_.shape == (3, 4) and fitted.n_iter_.shape == (3,)
+    for name in ["coef_", "intercept_", "scale_", "noise_scale_"]:
+        np.testing.assert_allclose(
+            getattr(fitted, name), getattr(memory, name), rtol=1e-10
+        )
+    assert fitted.outliers_.shape == Y.shape
+    np.testing.assert_array_equal(fitted.outliers_.compute(), memory.outliers_)
+    np.testing.assert_allclose(fitted.weights_.compute(), memory.weights_, rtol=1e-9)
+    # A (n, 1) y stays 2-D, as in memory.
+    single = HuberRegressor().fit(da.from_array(X, chunks=(CHUNKS, 4)), Y[:, :1])
+    assert single.coef_.shape == (1, 4)

@@ -215,3 +215,23 @@ def test_client_memory_stays_a_small_fraction_of_x():
     assert peak < 0.08 * Xd.nbytes, peak / Xd.nbytes
     np.testing.assert_allclose(model.coef_, coef, atol=0.02)
     assert model._dask_round_trips <= 8
+
+
+def test_two_dimensional_y_is_a_fit_per_column(synchronous):
+    X, y = make_data()
+    Y = np.column_stack([y, X[:, 1] - 0.5 * y])
+    weights = weights_with_empty_chunk(y.size)
+    memory = QuantileRegressor(quantile=0.25).fit(X, Y, sample_weight=weights)
+    fitted = QuantileRegressor(quantile=0.25).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), Y, sample_weight=weights
+    )
+    assert fitted.coef_.shape == (2, 4) and fitted.intercept_.shape == (2,)
+    for k in range(2):
+        f_dask = pinball_objective(
+            X, Y[:, k], fitted.coef_[k], fitted.intercept_[k], 0.25, weights, 0.0
+        )
+        f_memory = pinball_objective(
+            X, Y[:, k], memory.coef_[k], memory.intercept_[k], 0.25, weights, 0.0
+        )
+        assert abs(f_dask - f_memory) <= 1e-9 * f_memory
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-8, atol=1e-10)
