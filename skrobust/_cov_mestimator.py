@@ -125,58 +125,152 @@ def mestimator_covariance(
     """
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+    options = {"fit_intercept": fit_intercept, "cov_type": cov_type, "joint": joint}
+    sums = covariance_sums(X, residuals, sample_weight, rho, scale, **options)
+    return combine_covariance_sums([sums], scale, cov_type=cov_type, joint=joint)
+
+
+def covariance_sums(
+    X, residuals, sample_weight, rho, scale, *, fit_intercept, cov_type, joint
+):
+    r"""The sums over rows that :func:`mestimator_covariance` is made of.
+
+    Every estimate of the module is a function of sums over the rows:
+    Gram matrices such as :math:`G` and :math:`W`, and scalars such as
+    :math:`n` and :math:`\sum_i s_i \psi(z_i)^2`. Summed over any partition
+    of the rows (chunks of a Dask array, say) and combined by
+    :func:`combine_covariance_sums`, they give the covariance of all rows;
+    over all rows at once, exactly :func:`mestimator_covariance`. The
+    spread of :math:`\psi'` enters as the chunk's weighted mean and sum of
+    squared deviations, which combine stably (Chan, Golub and LeVeque).
+
+    Parameters are those of :func:`mestimator_covariance` (``cov_type`` and
+    ``joint`` decide which sums are formed).
+
+    Returns
+    -------
+    dict
+        ``n`` (the weight sum) and the sums of ``cov_type``: ``grams``
+        (ndarray of Gram matrices, intercept first), and for H1-H3 and
+        ``"mass"`` ``dpsi_mean``, ``dpsi_squares`` and ``psi_squares``; for
+        the joint sandwich ``cross`` (its two bordering columns) and
+        ``corners``. With a scale that is not positive, only ``n``,
+        ``n_params`` and ``exact`` (whether every weighted residual is zero).
+    """
     residuals = np.asarray(residuals, dtype=float)
     if sample_weight is None:
         sample_weight = np.ones_like(residuals)
-    n_params = X.shape[1] + (1 if fit_intercept else 0)
+    n = float(sample_weight.sum())
     if not scale > 0:
-        exact = np.all(residuals[sample_weight > 0] == 0)
-        return np.full((n_params, n_params), 0.0 if exact else np.nan)
+        exact = bool(np.all(residuals[sample_weight > 0] == 0))
+        n_params = X.shape[1] + (1 if fit_intercept else 0)
+        return {"n": n, "exact": exact, "n_params": n_params}
     z = residuals / scale
     if cov_type == "sandwich" and joint:
-        return _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept)
+        return _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept)
     _, psi, dpsi = _value_derivatives(rho, z)
     if cov_type == "sandwich":
-        return _fixed_scale_sandwich(X, psi, dpsi, sample_weight, scale, fit_intercept)
-    return _huber_1981(X, psi, dpsi, sample_weight, scale, fit_intercept, cov_type)
+        row_weights = [sample_weight * dpsi, sample_weight * psi**2]
+        return {"n": n, "grams": weighted_grams(X, row_weights, fit_intercept)}
+    mean = float(sample_weight @ dpsi) / n if n > 0 else 0.0
+    sums = {
+        "n": n,
+        "dpsi_mean": mean,
+        "dpsi_squares": float(sample_weight @ (dpsi - mean) ** 2),
+        "psi_squares": float(sample_weight @ psi**2),
+    }
+    row_weights = {
+        "H1": [sample_weight],
+        "mass": [sample_weight],
+        "H2": [sample_weight * dpsi],
+        "H3": [sample_weight, sample_weight * dpsi],
+    }[cov_type]
+    sums["grams"] = weighted_grams(X, row_weights, fit_intercept)
+    return sums
 
 
-def _huber_1981(X, psi, dpsi, sample_weight, scale, fit_intercept, cov_type):
+def combine_covariance_sums(parts, scale, *, cov_type, joint):
+    """The covariance from the :func:`covariance_sums` of a partition of the rows.
+
+    Parameters
+    ----------
+    parts : list of dict
+        :func:`covariance_sums` of each part (with the same ``scale``,
+        ``cov_type`` and ``joint``).
+    scale : float
+        Residual scale in the units of ``y``.
+    cov_type : str
+    joint : bool
+
+    Returns
+    -------
+    ndarray of shape (n_params, n_params)
+        As :func:`mestimator_covariance`.
+    """
+    n = sum(part["n"] for part in parts)
+    if not scale > 0:
+        n_params = parts[0]["n_params"]
+        exact = all(part["exact"] for part in parts)
+        return np.full((n_params, n_params), 0.0 if exact else np.nan)
+    grams = sum(part["grams"] for part in parts)
+    n_params = grams.shape[-1]
+    if cov_type == "sandwich" and joint:
+        cross = sum(part["cross"] for part in parts)
+        corners = sum(part["corners"] for part in parts)
+        return _joint_sandwich(grams, cross, corners, n)
+    if cov_type == "sandwich":
+        w_gram, meat = grams
+        w_inv = inverse_symmetric(w_gram)
+        return n / (n - n_params) * scale**2 * (w_inv @ meat @ w_inv)
+    mean, squares = _combined_moments(parts)
+    psi_squares = sum(part["psi_squares"] for part in parts)
+    return _huber_1981(grams, mean, squares, psi_squares, n, scale, cov_type)
+
+
+def _combined_moments(parts):
+    """Weighted mean and sum of squared deviations of ``psi'`` over all parts.
+
+    Chan, Golub and LeVeque's pairwise update; for one part its own values,
+    unchanged.
+    """
+    total, mean, squares = 0.0, 0.0, 0.0
+    for part in parts:
+        weight = part["n"]
+        if not weight > 0:
+            continue
+        delta = part["dpsi_mean"] - mean
+        new_total = total + weight
+        mean = mean + delta * (weight / new_total)
+        squares = (
+            squares
+            + part["dpsi_squares"]
+            + delta * delta * (total * weight / new_total)
+        )
+        total = new_total
+    return mean, squares
+
+
+def _huber_1981(grams, m, dpsi_squares, psi_squares, n, scale, cov_type):
     """Huber's H1, H2, H3 (statsmodels ``RLMResults.bcov_scaled``), and MASS's H1."""
-    n = float(sample_weight.sum())
-    n_params = X.shape[1] + (1 if fit_intercept else 0)
-    m = float(sample_weight @ dpsi) / n
+    n_params = grams.shape[-1]
     # statsmodels uses np.var (divisor n), R's summary.rlm var() (n - 1).
     divisor = n - 1.0 if cov_type == "mass" else n
-    v = float(sample_weight @ (dpsi - m) ** 2) / divisor
+    v = dpsi_squares / divisor
     kappa = 1.0 + n_params / n * v / m**2
-    tau2 = scale**2 * float(sample_weight @ psi**2) / (n - n_params)
+    tau2 = scale**2 * psi_squares / (n - n_params)
     if cov_type in ("H1", "mass"):
-        (gram,) = weighted_grams(X, sample_weight, fit_intercept)
+        (gram,) = grams
         return kappa**2 * tau2 / m**2 * inverse_symmetric(gram)
     if cov_type == "H2":
-        (w_gram,) = weighted_grams(X, sample_weight * dpsi, fit_intercept)
+        (w_gram,) = grams
         return kappa * tau2 / m * inverse_symmetric(w_gram)
-    gram, w_gram = weighted_grams(
-        X, [sample_weight, sample_weight * dpsi], fit_intercept
-    )
+    gram, w_gram = grams
     w_inv = inverse_symmetric(w_gram)
     return tau2 / kappa * (w_inv @ gram @ w_inv)
 
 
-def _fixed_scale_sandwich(X, psi, dpsi, sample_weight, scale, fit_intercept):
-    """``n / (n - p) sigma^2 W^-1 M W^-1``: scale held fixed."""
-    n = float(sample_weight.sum())
-    n_params = X.shape[1] + (1 if fit_intercept else 0)
-    w_gram, meat = weighted_grams(
-        X, [sample_weight * dpsi, sample_weight * psi**2], fit_intercept
-    )
-    w_inv = inverse_symmetric(w_gram)
-    return n / (n - n_params) * scale**2 * (w_inv @ meat @ w_inv)
-
-
-def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
-    r"""Sandwich of the concomitant objective in ``(beta, log sigma)``, beta block.
+def _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept):
+    r"""Sums of the sandwich of the concomitant objective in ``(beta, log sigma)``.
 
     Per row, with :math:`\chi = z\psi - \rho` (:class:`ConcomitantScaleLoss`):
     gradient :math:`(-2\psi \tilde x, \sigma(1 - 2\chi))` and Hessian
@@ -196,7 +290,7 @@ def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
     hess_cross = 2.0 * z_dpsi
     hess_scale = grad_scale + 2.0 * scale * z2_dpsi
     # One pass over X for the two mean-mean blocks and the two cross terms.
-    (bread_mean, meat_mean), (cross_bread, cross_meat) = weighted_grams(
+    grams, cross = weighted_grams(
         X,
         [sample_weight * hess_mean, sample_weight * grad_mean**2],
         fit_intercept,
@@ -205,8 +299,17 @@ def _joint_sandwich(X, z, sample_weight, rho, scale, fit_intercept):
             sample_weight * grad_mean * grad_scale,
         ],
     )
-    bread = _bordered(bread_mean, cross_bread, float(sample_weight @ hess_scale))
-    meat = _bordered(meat_mean, cross_meat, float(sample_weight @ grad_scale**2))
+    corners = np.array(
+        [float(sample_weight @ hess_scale), float(sample_weight @ grad_scale**2)]
+    )
+    return {"n": n, "grams": grams, "cross": cross, "corners": corners}
+
+
+def _joint_sandwich(grams, cross, corners, n):
+    """The beta block of ``n / (n - p) A^-1 B A^-1`` from the summed blocks."""
+    (bread_mean, meat_mean), (cross_bread, cross_meat) = grams, cross
+    bread = _bordered(bread_mean, cross_bread, float(corners[0]))
+    meat = _bordered(meat_mean, cross_meat, float(corners[1]))
     bread_inv = inverse_symmetric(bread)
     n_params = bread_mean.shape[0]
     cov = n / (n - n_params) * (bread_inv @ meat @ bread_inv)

@@ -44,11 +44,14 @@ or the standardisation, so the coefficients and scale equal the in-memory
 fit's to the solver tolerance (both stop at a gradient of ``tol`` in
 standardised units; Newton's last step usually takes them far below).
 
+With ``cov_type``, one more pass forms each chunk's sums of
+:func:`skrobust._cov_mestimator.covariance_sums`, combined on the client.
+
 ``QuantileRegressor(solver="exact")`` is fitted by
 :mod:`skrobust._dask_quantile` on the same :class:`ChunkedData`, statistics
 pass and sample: Portnoy and Koenker's preprocessing with a band of rows
 fetched to the client and a distributed sign certificate. The smoothed
-quantile solver, ``cov_type``, ``scale="lad"``,
+quantile solver, a quantile ``cov_type``, ``scale="lad"``,
 ``MultiQuantileRegressor`` and ``HeteroscedasticRegressor`` raise
 ``NotImplementedError``.
 """
@@ -677,7 +680,7 @@ def unsupported(estimator):
     raise NotImplementedError(
         f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
         "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
-        "(scale='joint', 'mad' or a float, without cov_type) and "
+        "(scale='joint', 'mad' or a float) and "
         "QuantileRegressor(solver='exact'). Call X.compute() to fit in memory."
     )
 
@@ -710,11 +713,6 @@ def _check_supported(estimator, n_features):
         return
     if not isinstance(estimator, MEstimatorRegressor):
         unsupported(estimator)
-    if estimator.cov_type is not None:
-        raise NotImplementedError(
-            "cov_type is not supported on dask arrays yet: fit with "
-            "cov_type=None, or in memory."
-        )
     if isinstance(estimator.scale, str) and estimator.scale == "lad":
         raise NotImplementedError(
             "scale='lad' needs an exact LAD fit, not available on dask arrays "
@@ -1032,7 +1030,45 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
             _irls_weights_block, rho, scale_, dtype=np.float64
         ),
     }
+    if estimator.cov_type is not None:
+        extras["cov_"] = covariance(estimator, data, coef_, intercept_, scale_)
     return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
+
+
+def _covariance_kernel(X_c, y_c, w_c, rho, scale, coef, intercept, options):
+    from sklearn.utils.extmath import safe_sparse_dot
+
+    from ._cov_mestimator import covariance_sums
+
+    residuals = np.asarray(y_c, dtype=np.float64) - safe_sparse_dot(X_c, coef)
+    residuals -= intercept
+    weights = _chunk_weights(y_c, w_c)
+    return covariance_sums(X_c, residuals, weights, rho, scale, **options)
+
+
+def covariance(estimator, data, coef, intercept, scale):
+    """``cov_`` of an M-estimator's fit on dask data: one more round trip.
+
+    Each chunk forms the sums of
+    :func:`skrobust._cov_mestimator.covariance_sums` over its rows (at the
+    residuals of the fit, in the units of ``y``, with the raw frequency
+    weights); :func:`~skrobust._cov_mestimator.combine_covariance_sums`
+    makes the in-memory covariance of them.
+    """
+    from ._cov_mestimator import combine_covariance_sums
+
+    joint = isinstance(estimator.scale, str) and estimator.scale == "joint"
+    options = {
+        "fit_intercept": estimator.fit_intercept,
+        "cov_type": estimator.cov_type,
+        "joint": joint,
+    }
+    parts = data.map_chunks(
+        _covariance_kernel, estimator._rho(), scale, coef, intercept, options
+    )
+    return combine_covariance_sums(
+        list(parts), scale, cov_type=estimator.cov_type, joint=joint
+    )
 
 
 def _irls_weights_block(residuals, rho, scale):

@@ -248,8 +248,6 @@ def test_bad_input_gives_clear_errors(synchronous):
         HuberRegressor().fit(masked, y[y > 0])
     with pytest.raises(NotImplementedError, match="solver='smooth'"):
         QuantileRegressor(solver="smooth").fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="cov_type"):
-        HuberRegressor(cov_type="H1").fit(Xd, y)
     with pytest.raises(NotImplementedError, match="scale='lad'"):
         HuberRegressor(scale="lad").fit(Xd, y)
 
@@ -406,3 +404,29 @@ def test_two_dimensional_y_is_a_fit_per_column(synchronous, monkeypatch, y_on_da
     # A (n, 1) y stays 2-D, as in memory.
     single = HuberRegressor().fit(da.from_array(X, chunks=(CHUNKS, 4)), Y[:, :1])
     assert single.coef_.shape == (1, 4)
+
+
+@pytest.mark.parametrize("cov_type", ["H1", "H2", "H3", "mass", "sandwich"])
+@pytest.mark.parametrize("scale", ["joint", "mad", 2.0])
+def test_covariance_equals_in_memory(synchronous, cov_type, scale):
+    """cov_ from per-chunk sums (one more round trip) is the in-memory one."""
+    X, y = make_data()
+    weights = weights_with_empty_chunk(y.size)
+    estimator = HuberRegressor(scale=scale, cov_type=cov_type, tol=1e-13)
+    memory = copy.deepcopy(estimator).fit(X, y, sample_weight=weights)
+    fitted = estimator.fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
+    )
+    np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.coef_se_, memory.coef_se_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.conf_int(), memory.conf_int(), rtol=1e-10)
+
+
+def test_covariance_of_a_two_dimensional_y(synchronous):
+    X, y = make_data()
+    Y = np.column_stack([y, 3.0 * y - X[:, 2]])
+    estimator = LogCoshRegressor(cov_type="sandwich", fit_intercept=False, tol=1e-13)
+    memory = copy.deepcopy(estimator).fit(X, Y)
+    fitted = estimator.fit(da.from_array(X, chunks=(CHUNKS, 4)), Y)
+    assert fitted.cov_.shape == (2, 4, 4)
+    np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
