@@ -27,7 +27,7 @@ _ACCEPT_SPARSE = ("csr", "csc")
 LEAST_SQUARES_START_ROWS = 10_000
 
 # Reweighting steps, and rows, of the least-absolute-deviation start.
-_LAD_START_STEPS = 8
+_LAD_START_STEPS = 4
 _LAD_START_ROWS = 2_000
 # The starts copy a subsample's design when it has at most this many
 # elements (8 MiB) and at most 1 / _COPY_FRACTION of X's (see copy_budget).
@@ -95,7 +95,7 @@ def _lsqr_least_squares(objective, x0=None, tol=_LSQR_TOL):
     )[0]
 
 
-def _solve_least_squares(objective, direct=False, budget=0):
+def _solve_least_squares(objective, direct=False, budget=0, regular=False):
     """Weighted least squares of a squared-loss objective, from zero coefficients.
 
     ``direct`` solves small problems with ``lstsq`` on the design itself:
@@ -105,6 +105,8 @@ def _solve_least_squares(objective, direct=False, budget=0):
     weight) when that has at most ``budget`` elements (see
     :func:`copy_budget`): one product with a contiguous matrix beats a pass
     in blocks. Otherwise they are formed in one pass of the objective.
+    ``regular`` solves the normal equations by Cholesky when they are well
+    conditioned (see :func:`_weighted_normal_solve`).
     """
     if objective.n_coef > ITERATIVE_MIN_COEF:
         return _lsqr_least_squares(objective)
@@ -114,9 +116,11 @@ def _solve_least_squares(objective, direct=False, budget=0):
     ):
         return _direct_least_squares(objective)
     if objective.n_samples * objective.n_coef <= budget:
-        return _weighted_normal_solve(*_rows_with_weight(objective), objective.penalty)
+        return _weighted_normal_solve(
+            *_rows_with_weight(objective), objective.penalty, regular
+        )
     _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-    return min_norm_solve(hess, -grad)
+    return regular_solve(hess, -grad) if regular else min_norm_solve(hess, -grad)
 
 
 def _rows_with_weight(objective):
@@ -535,7 +539,7 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
             if objective.n_coef > ITERATIVE_MIN_COEF:
                 # A reweighting step from the previous one needs few digits.
                 return _lsqr_least_squares(objective, x0=coef, tol=_LSQR_STEP_TOL)
-            return _solve_least_squares(objective)
+            return _solve_least_squares(objective, regular=True)
 
     # Least squares, or the median of y (zero standardised coefficients)
     # if that is closer in L1: a few wild targets can drag least squares
