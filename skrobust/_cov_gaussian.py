@@ -45,7 +45,13 @@ Gaussian prior. The estimator's ``variance_floor`` term (of order
 
 import numpy as np
 
-from ._inference import inverse_symmetric, single_threaded_blas, weighted_grams
+from ._inference import (
+    design_center,
+    inverse_symmetric,
+    single_threaded_blas,
+    uncentre,
+    weighted_grams,
+)
 
 COV_TYPES = ("expected", "observed", "sandwich")
 
@@ -130,9 +136,12 @@ def gaussian_covariance(
     r = y - np.asarray(mu).ravel()
     inv_var = np.exp(-np.asarray(log_var).ravel())
     r_iv = r * inv_var
+    # Centred coordinates (see design_center): both blocks then need an
+    # intercept, which the log-variance always has.
+    center = design_center(X, fit_intercept)
     if cov_type == "expected":
         mean_mean, var_var = weighted_grams(
-            X, [sample_weight * inv_var, 0.5 * sample_weight], True
+            X, [sample_weight * inv_var, 0.5 * sample_weight], True, center=center
         )
         mean_var = np.zeros_like(mean_mean)
     else:
@@ -144,29 +153,35 @@ def gaussian_covariance(
                 sample_weight * r * r_iv / 2,
             ],
             True,
+            center=center,
         )
     information = _two_blocks(mean_mean, mean_var, var_var, mean_index, var_index)
+    slopes = mean_index.size + np.arange(1, var_index.size)
     if alpha:
-        slopes = mean_index.size + np.arange(1, var_index.size)
         information[slopes, slopes] += 2.0 * alpha
     inverse = inverse_symmetric(information)
-    if cov_type != "sandwich":
-        return inverse
-    grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
-    meat = _two_blocks(
-        *weighted_grams(
-            X,
-            [
-                sample_weight * grad_mean**2,
-                sample_weight * grad_mean * grad_var,
-                sample_weight * grad_var**2,
-            ],
-            True,
-        ),
-        mean_index,
-        var_index,
-    )
-    return inverse @ meat @ inverse
+    if cov_type == "sandwich":
+        grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
+        meat = _two_blocks(
+            *weighted_grams(
+                X,
+                [
+                    sample_weight * grad_mean**2,
+                    sample_weight * grad_mean * grad_var,
+                    sample_weight * grad_var**2,
+                ],
+                True,
+                center=center,
+            ),
+            mean_index,
+            var_index,
+        )
+        inverse = inverse @ meat @ inverse
+    blocks = [
+        (0, np.arange(1, n_features + 1), np.arange(n_features)),
+        (mean_index.size, slopes, np.asarray(var_columns, dtype=np.intp)),
+    ]
+    return uncentre(inverse, center, blocks)
 
 
 def _two_blocks(mean_mean, mean_var, var_var, mean_index, var_index):

@@ -60,6 +60,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _progress
+from ._inference import design_center, uncentre, weighted_grams
 
 # summary.rq's eps (``.Machine$double.eps^(1/2)``): residuals below it in
 # absolute value count as zero for "iid", and it is subtracted from the
@@ -173,37 +174,6 @@ def _linear_predictor(X, coef, intercept):
         for column, value in enumerate(coef):
             out += block[:, column] * value
     return predictor
-
-
-def _gram(X, row_weights, fit_intercept):
-    r"""``[1 X]^T diag(row_weights) [1 X]`` (without the ones if no intercept).
-
-    Sparse ``X`` stays sparse: the products are sparse, and only the
-    ``p x p`` result is dense.
-    """
-    if sp.issparse(X):
-        weighted = sp.diags(row_weights) @ X
-        cross = np.asarray((X.T @ weighted).todense())
-        column_sums = np.asarray(weighted.sum(axis=0)).ravel()
-    else:
-        # Z = diag(sqrt(w)) X in row blocks: Z^T Z is a symmetric rank-k
-        # update (half the work of X^T (w X)) and no copy of X is made.
-        root = np.sqrt(row_weights)
-        cross = np.zeros((X.shape[1], X.shape[1]))
-        column_sums = np.zeros(X.shape[1])
-        for start in range(0, X.shape[0], _ROW_BLOCK):
-            rows = slice(start, start + _ROW_BLOCK)
-            scaled = X[rows] * root[rows, None]
-            cross += scaled.T @ scaled
-            column_sums += root[rows] @ scaled
-    if not fit_intercept:
-        return cross
-    p = X.shape[1] + 1
-    gram = np.empty((p, p))
-    gram[0, 0] = row_weights.sum()
-    gram[0, 1:] = gram[1:, 0] = column_sums
-    gram[1:, 1:] = cross
-    return gram
 
 
 def _inverse_gram(gram, what):
@@ -671,12 +641,14 @@ def quantile_covariance(
     row_weight = np.ones(X.shape[0]) if weight is None else weight
     n_params = X.shape[1] + bool(fit_intercept)
     residuals = row_weight * (y - _linear_predictor(X, coef, intercept))
-    # X~'X~ = [1 X]' W^2 [1 X]
-    gram = _gram(X, row_weight**2, fit_intercept)
+    # X~'X~ = [1 X]' W^2 [1 X], in centred coordinates (see design_center).
+    center = design_center(X, fit_intercept)
+    (gram,) = weighted_grams(X, row_weight**2, fit_intercept, center=center)
     score_variance = quantile * (1 - quantile)
     if se == "iid":
         sparsity = _iid_sparsity(residuals, n_params, quantile, bandwidth_rule)
-        return sparsity**2 * score_variance * _inverse_gram(gram, "X'X")
+        cov = sparsity**2 * score_variance * _inverse_gram(gram, "X'X")
+        return uncentre(cov, center)
     h = _bandwidth_inside(quantile, X.shape[0], bandwidth_rule)
     if se == "nid":
         if fit is None:
@@ -684,8 +656,11 @@ def quantile_covariance(
         density = _nid_densities(X, row_weight, fit_intercept, quantile, h, fit)
     else:
         density = _powell_densities(residuals, quantile, h)
-    bread = _inverse_gram(_gram(X, density * row_weight**2, fit_intercept), "X'FX")
-    return score_variance * bread @ gram @ bread
+    (density_gram,) = weighted_grams(
+        X, density * row_weight**2, fit_intercept, center=center
+    )
+    bread = _inverse_gram(density_gram, "X'FX")
+    return uncentre(score_variance * bread @ gram @ bread, center)
 
 
 @validate_params(

@@ -58,7 +58,7 @@ def single_threaded_blas(function):
     return wrapper
 
 
-def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None):
+def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None, center=None):
     r"""Weighted Gram matrices of ``[1, X]`` for several row weightings, one pass.
 
     Parameters
@@ -73,6 +73,10 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None):
     sum_weights : sequence of ndarray of shape (n_samples,), default=None
         Weightings ``d`` of weighted sums ``[1, X].T @ d`` to form in the
         same pass.
+    center : ndarray of shape (n_features,), default=None
+        Subtracted from the rows of ``X`` (of each row block, on the fly):
+        the Grams are then those of ``[1, X - center]``. See
+        :func:`design_center` and :func:`uncentre`.
 
     Returns
     -------
@@ -91,12 +95,16 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None):
     grams = np.zeros((len(row_weights), p + offset, p + offset))
     sums = np.zeros((len(sum_weights), p + offset))
     if sp.issparse(X):
+        if center is not None:
+            raise ValueError("a sparse design is not centred: it would be dense.")
         blocks = [(X, slice(None), True)]
     else:
         blocks = [(X[rows], rows, False) for rows in _row_blocks(X.shape[0], p)]
     for block, rows, sparse in blocks:
         if not sparse:
             block = np.asarray(block, dtype=float)
+            if center is not None:
+                block = block - center
         for k, weights in enumerate(row_weights):
             d = weights[rows]
             grams[k, offset:, offset:] += _weighted_gram(block, block, d, sparse)
@@ -112,6 +120,47 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None):
     if sum_weights:
         return grams, sums
     return grams
+
+
+def design_center(X, fit_intercept):
+    """The centre of the rows of a dense ``X`` for its Grams, else ``None``.
+
+    With an intercept, a column far from zero next to the column of ones is
+    nearly collinear with it: ``[1, X]`` of statsmodels' longley data has a
+    condition number of 5e9 (4e4 after scaling its columns), ``[1, X -
+    mean]`` 110 after scaling. An inverse Gram in the centred coordinates
+    is accurate to about 1e-12 where the uncentred one loses 8 digits
+    (the Gram squares the condition number); :func:`uncentre` maps it back
+    exactly. Sparse ``X`` is not centred (that would make it dense).
+    """
+    if not fit_intercept or sp.issparse(X) or X.shape[0] == 0:
+        return None
+    return np.asarray(X.mean(axis=0), dtype=float)
+
+
+def uncentre(cov, center, blocks=None):
+    r"""Covariance of ``[b, w]`` from that of ``[b + center @ w, w]``.
+
+    ``[1, X] = [1, X - c] T`` with :math:`T = \begin{pmatrix} 1 & c^\top
+    \\ 0 & I \end{pmatrix}`, so coefficients in the centred coordinates
+    are :math:`T (b, w)` and a covariance :math:`V` there is :math:`T^{-1}
+    V T^{-\top}` in the original ones. Every covariance formula built from
+    Grams and weighted sums of the centred design (inverses, sandwiches) is
+    that :math:`V`. ``center=None`` returns ``cov``.
+
+    ``blocks``, for parameter vectors with several intercepts, lists
+    ``(intercept_index, slope_indices, columns)``: the intercept at
+    ``intercept_index`` was shifted by ``center[columns] @`` the slopes at
+    ``slope_indices``. By default one intercept first, then every slope.
+    """
+    if center is None:
+        return cov
+    if blocks is None:
+        blocks = [(0, np.arange(1, center.size + 1), np.arange(center.size))]
+    back = np.eye(cov.shape[0])
+    for intercept_index, slope_indices, columns in blocks:
+        back[intercept_index, slope_indices] = -center[columns]
+    return back @ cov @ back.T
 
 
 def inverse_symmetric(matrix):

@@ -8,7 +8,7 @@ from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
-from skrobust import HeteroscedasticRegressor
+from skrobust import HeteroscedasticRegressor, QuantileRegressor
 from skrobust._inference import (
     InferenceMixin,
     Summary,
@@ -209,3 +209,31 @@ def test_stacked_covariances_of_several_outputs():
     np.testing.assert_array_equal(model.intercept_se_, [1.0, 2.0])
     with pytest.raises(ValueError, match="1-D y"):
         model.summary()
+
+
+SHIFTED_FITS = [
+    (QuantileRegressor, {"solver": "exact"}, ("iid", "nid", "ker")),
+    (HeteroscedasticRegressor, {}, ("expected", "observed", "sandwich")),
+]
+
+
+@pytest.mark.parametrize(
+    "estimator_class, params, cov_types",
+    SHIFTED_FITS,
+    ids=[fit[0].__name__ for fit in SHIFTED_FITS],
+)
+def test_slope_standard_errors_ignore_a_shift_of_the_columns(
+    estimator_class, params, cov_types
+):
+    # X + 1e6 is the same model with other intercepts: the slopes and their
+    # standard errors stay. A Gram of [1, X + 1e6] has a condition number of
+    # about 1e24 after scaling; the covariances are formed in centred
+    # coordinates, where it is about 1.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    y = X @ [1.0, -1.0] + (1 + 0.5 * np.abs(X[:, 0])) * rng.normal(size=400)
+    for cov_type in cov_types:
+        near = estimator_class(cov_type=cov_type, **params).fit(X, y)
+        far = estimator_class(cov_type=cov_type, **params).fit(X + 1e6, y)
+        np.testing.assert_allclose(far.coef_, near.coef_, rtol=1e-7)
+        np.testing.assert_allclose(far.coef_se_, near.coef_se_, rtol=1e-7)
