@@ -29,6 +29,7 @@ estimator never branches on the option:
     a given positive scale, in the units of ``y``.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,9 +70,6 @@ LAD_SCALE_RTOL = 1e-6
 _LAD_INEXACT_FIT = 1e-3
 # A secant step to below this fraction of the MAD is replaced by the MAD.
 _LAD_SMALLEST_STEP = 0.1
-# Within this relative gap between scale and MAD, one pass checks whether
-# the coefficients already solve the fit at the MAD (see _optimal_at).
-_LAD_CHECK_GAP = 1e-2
 # The scale collapses when MAD / sigma stays below 1 - _COLLAPSE_MIN_GAP for
 # _COLLAPSE_STEPS + 1 fits, its gap to 1 shrinking by less than
 # _COLLAPSE_KEEP each time (see _collapsing).
@@ -230,15 +228,24 @@ class LADScale:
         rows = np.count_nonzero(ls.sample_weight > 0)
         if rows <= _FEW_ROWS_PER_COEF * ls.n_coef:
             return exact_lad_scale_fit(problem, coef, scale)
-        # Standardised y has a MAD of 1: a larger start (a poor L1 start on a
-        # wide design) only costs fits.
-        lad = smoothed_lad_scale(problem, coef, min(scale, 1.0))
+        # The smoothed LAD fits are a preliminary estimate, like the L1
+        # start (and the exact linear programme before them): a budget of
+        # max_iter iterations of their own, not counted in n_iter_, so that
+        # a warm start from the optimum takes no iteration. Standardised y
+        # has a MAD of 1: a larger start scale (a poor L1 start on a wide
+        # design) only costs fits.
+        preliminary = dataclasses.replace(problem, used=[0])
+        lad = smoothed_lad_scale(preliminary, coef, min(scale, 1.0))
         if lad is None:
             return exact_lad_scale_fit(problem, coef, scale)
         lad_coef, lad_scale, settled = lad
-        # From the smoothed LAD fit, through the subsample (whose Hessian
-        # starts Newton's steps on all rows).
-        fit = _fixed_scale_fit(problem, lad_coef, lad_scale)
+        other = None
+        if abs(lad_scale - scale) <= LAD_SCALE_RTOL * lad_scale:
+            # The given scale (a warm start's) is the fixed point to the same
+            # tolerance: keeping it, and the given coefficients if they fit
+            # better, lets a warm start from the optimum stay there.
+            lad_scale, other = scale, coef
+        fit = _fit_from_lad(problem, lad_coef, lad_scale, other)
         if not settled:
             fit.converged = False
             fit.message = "the LAD scale's fixed point did not settle"
@@ -246,6 +253,34 @@ class LADScale:
 
     def report(self, scale, y_scale):
         return scale * y_scale
+
+
+def _fit_from_lad(problem, coef, scale, other=None):
+    """The fixed-scale fit from the smoothed LAD fit's coefficients.
+
+    Or from ``other`` if given and of a lower objective. Newton's steps
+    start on the fixed-scale objective's Hessian on the solvers' subsample
+    at that point (one pass over an eighth of the rows): measured, fewer
+    passes than a multilevel solve, whose subsample solution is a worse
+    start than the LAD fit on all rows.
+    """
+    objective = problem.objective(
+        FixedScaleLoss(problem.rho, scale),
+        [(None, problem.fit_intercept)],
+        [problem.l2],
+    )
+    if other is not None:
+        values = [objective.loss_gradient(c)[0] for c in (coef, other)]
+        coef = other if values[1] <= values[0] else coef
+    hessian, origin = None, "stale"
+    sub = _solvers.subsample_for_start(objective)
+    if sub is not None and problem.options.solver == "newton":
+        hessian, origin = sub.hessian(coef), "subsample"
+    result = problem.minimize(
+        objective, coef, multilevel=False, hessian=hessian, hessian_origin=origin
+    )
+    ((w, b),) = objective.unstandardize(result.coef)
+    return ScaleFit(w, b, scale, result.converged, result.message)
 
 
 def exact_lad_scale_fit(problem, coef, scale):
@@ -277,17 +312,19 @@ def smoothed_lad_scale(problem, coef, scale):
     """``(coef, scale, settled)`` at the smoothed LAD fixed point, or None.
 
     ``coef`` in the problem's standardised coordinates. None when the fixed
-    point collapses towards zero (:func:`_collapsing`). Large problems first
-    settle it on the solvers' strided subsample, to the subsample tolerance:
-    that gives the full rows a start, a scale within sampling error and a
-    Hessian. Every iteration counts against the problem's budget.
+    point collapses towards zero (:func:`_collapsing`). On large problems
+    one smoothed fit on the solvers' strided subsample (to the subsample
+    tolerance) first gives the full rows a start, a scale and a Hessian: the
+    MAD moves so little with the bandwidth that this scale is within
+    sampling error of the subsample's fixed point. Every iteration counts
+    against the problem's budget.
     """
     ls = problem.ls_objective
     hessian, origin = None, "stale"
     sub = _solvers.subsample_for_start(ls)
     if sub is not None:
         found = _lad_fixed_point(
-            problem, sub, coef, scale, None, "stale", _solvers.SUBSAMPLE_TOL
+            problem, sub, coef, scale, None, "stale", _solvers.SUBSAMPLE_TOL, 1
         )
         if found is None:
             return None
@@ -326,20 +363,21 @@ def _smoothed_lad_objective(problem, rows, scale):
     )
 
 
-def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol):
+def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol, fits=None):
     """Smoothed LAD fits on ``rows`` until ``sigma = MAD(r(sigma)) / 0.6745``.
 
     Safeguarded secant steps on the scale (:class:`ScaleSecant`; the MAD
     moves little with the bandwidth, so two or three fits settle it), each
     fit warm-started from the previous one and its Hessian, and solved only
     as tightly as the next scale needs (``_LAD_INEXACT_FIT``) until the last.
-    Returns ``(coef, scale, hessian, settled)``, or None if the scale
-    collapses (:func:`_collapsing`).
+    At most ``fits`` fits if given. Returns ``(coef, scale, hessian,
+    settled)``, or None if the scale collapses (:func:`_collapsing`).
     """
-    secant = ScaleSecant(max(tol, LAD_SCALE_RTOL))
+    rtol = max(tol, LAD_SCALE_RTOL)
+    secant = ScaleSecant(rtol)
     mad, settled, ratios = scale, False, []
     fit_tol = max(tol, _LAD_INEXACT_FIT * scale)
-    for _ in range(problem.options.max_iter):
+    for _ in range(problem.options.max_iter if fits is None else fits):
         objective = _smoothed_lad_objective(problem, rows, scale)
         options = _solvers.SolverOptions(
             problem.options.solver, problem.budget, fit_tol
@@ -361,9 +399,6 @@ def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol):
         if not mad > MIN_RELATIVE_SCALE:
             return None  # more than half the residuals equal
         exact = result.converged and fit_tol == tol
-        if exact and _optimal_at(problem, rows, coef, scale, mad, tol):
-            settled = True
-            break
         ratios.append(mad / scale)
         if _collapsing(ratios):
             return None
@@ -371,8 +406,7 @@ def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol):
         if next_scale is None:
             settled = True
             break
-        # Tighter each time (a tenth at least), so that the last fits are exact.
-        fit_tol = max(tol, min(0.1 * fit_tol, _LAD_INEXACT_FIT * abs(mad - scale)))
+        fit_tol = _next_fit_tol(fit_tol, tol, ratios, rtol, mad)
         # A secant step to a tiny scale would make the next fit needlessly hard.
         scale = next_scale if next_scale > _LAD_SMALLEST_STEP * mad else mad
         if problem.budget == 0:
@@ -380,18 +414,23 @@ def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol):
     return coef, mad, hessian, settled
 
 
-def _optimal_at(problem, rows, coef, scale, mad, tol):
-    """Whether ``coef``, fitted at ``scale``, also solves the fit at ``mad``.
+def _next_fit_tol(fit_tol, tol, ratios, rtol, scale):
+    """The tolerance of the next smoothed fit: just tight enough for its use.
 
-    Then ``(coef, mad)`` is the fixed point to the solver's tolerance: one
-    pass over the rows instead of one more fit.
+    A fit before the last only gives the next scale, so it is solved to
+    ``_LAD_INEXACT_FIT`` times the last change of the scale (the gradient
+    is in units of the scale; and to a tenth of the previous tolerance at
+    least, so that the fits tighten).
+    The gap ``|MAD / sigma - 1|`` shrinks by a steady factor per fit; when
+    that predicts the next gap within ``rtol`` (the last fit), the fit is
+    solved to ``tol``, which lets it settle the fixed point.
     """
-    if mad == scale:
-        return True
-    if not abs(mad - scale) <= _LAD_CHECK_GAP * scale:
-        return False
-    gradient = _smoothed_lad_objective(problem, rows, mad).loss_gradient(coef)[1]
-    return bool(np.max(np.abs(gradient), initial=0.0) <= tol)
+    gap = abs(1.0 - ratios[-1])
+    predicted = gap * min(gap / abs(1.0 - ratios[-2]), 1.0) if len(ratios) > 1 else gap
+    if predicted <= rtol:
+        return tol
+    inexact = min(0.1 * fit_tol, _LAD_INEXACT_FIT * gap * scale)
+    return tol if inexact <= 10.0 * tol else inexact
 
 
 def _collapsing(ratios):
