@@ -8,8 +8,9 @@ each, the client in this process. Each dask row records its time, its ratio
 to ``LinearRegression`` in memory (the reference of every results file), its
 ratio to the same estimator fitted in memory (``vs_in_memory``), the number
 of round trips to the cluster, the largest relative difference of its
-coefficients from the in-memory fit, and the client's peak extra memory
-(``tracemalloc``) as a fraction of ``X.nbytes``.
+coefficients from the in-memory fit (for the exact quantile fits also the
+relative difference of their objectives), and the client's peak extra
+memory (``tracemalloc``) as a fraction of ``X.nbytes``.
 
 The full run also fits with ``MALLOC_TRIM_THRESHOLD_`` unset in the
 workers (see ``CONFIGURATIONS``).
@@ -37,12 +38,19 @@ from _common import (
 from bench_huber import N_FEATURES, make_data
 from sklearn.linear_model import LinearRegression
 
-from skrobust import HuberRegressor, LogCoshRegressor
+from skrobust import HuberRegressor, LogCoshRegressor, QuantileRegressor
+from skrobust._quantile_lp import pinball_objective
 
 ESTIMATORS = {
     "skrobust HuberRegressor": lambda: HuberRegressor(),
     "skrobust LogCoshRegressor": lambda: LogCoshRegressor(),
     "skrobust HuberRegressor(scale='mad')": lambda: HuberRegressor(scale="mad"),
+    "skrobust QuantileRegressor(solver='exact')": lambda: QuantileRegressor(
+        solver="exact"
+    ),
+    "skrobust QuantileRegressor(quantile=0.9, solver='exact')": lambda: (
+        QuantileRegressor(quantile=0.9, solver="exact")
+    ),
 }
 DESIGN = "normal"
 
@@ -143,6 +151,17 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
             difference = np.max(
                 np.abs(np.asarray(_coefficients(model)) - reference) / np.abs(reference)
             )
+            extra = {}
+            if isinstance(model, QuantileRegressor):
+                # The exact fits' measure of agreement: the objective.
+                def objective(coef, model=model):
+                    return pinball_objective(
+                        X, y, coef[:-1], coef[-1], model.quantile, None, model.alpha
+                    )
+
+                f_memory = objective(reference)
+                f_dask = objective(np.asarray(_coefficients(model)))
+                extra["objective_rel_diff"] = float(abs(f_dask - f_memory) / f_memory)
             outcome = {
                 "status": "ok",
                 "seconds": elapsed,
@@ -165,6 +184,7 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
                     round_trips=int(model._dask_round_trips),
                     coef_max_rel_diff=float(difference),
                     chunks=int(Xd.numblocks[0]),
+                    **extra,
                 )
             )
     return rows
@@ -172,18 +192,20 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
 
 def print_table(rows):
     print(
-        f"{'estimator':<66} {'fit [s]':>8} {'/ numpy':>8} {'trips':>6} "
-        f"{'coef diff':>10} {'client mem / X':>15}"
+        f"{'estimator':<80} {'fit [s]':>8} {'/ numpy':>8} {'trips':>6} "
+        f"{'coef diff':>10} {'obj diff':>9} {'client mem / X':>15}"
     )
     for r in rows:
         vs = f"{r['vs_in_memory']:.2f}" if "vs_in_memory" in r else ""
         trips = str(r.get("round_trips", ""))
         diff = f"{r['coef_max_rel_diff']:.1e}" if "coef_max_rel_diff" in r else ""
+        objective = r.get("objective_rel_diff")
+        objective = "" if objective is None else f"{objective:.1e}"
         memory = r["peak_memory_fraction"]
         memory = "" if memory is None else f"{memory:.4f}"
         print(
-            f"{r['estimator']:<66} {r['seconds']:>8.3f} {vs:>8} {trips:>6} "
-            f"{diff:>10} {memory:>15}"
+            f"{r['estimator']:<80} {r['seconds']:>8.3f} {vs:>8} {trips:>6} "
+            f"{diff:>10} {objective:>9} {memory:>15}"
         )
 
 

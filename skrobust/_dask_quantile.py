@@ -19,17 +19,20 @@ ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
    the same minimiser; this one keeps the linear programmes well scaled).
 2. **Preliminary fit**: the estimator itself, fitted in memory (exactly) on
    the sample.
-3. **One Newton step on all rows** (one round trip): each chunk returns
-   its side sums ``sum s x``, ``sum s``, ``sum s y`` over the rows above and
-   below the preliminary fit, its rows of positive weight and the weight of
-   its rows within ``+-h`` of the fit; the client takes the one-step
+3. **Newton steps on all rows** (one round trip each, at most
+   ``_NEWTON_STEPS``): each chunk returns its side sums ``sum s x``,
+   ``sum s``, ``sum s y`` over the rows above and below the fit, the weight
+   of its rows within ``+-h`` of the fit (``h`` the band's half-width), the
+   number of its rows at each of a grid of distances from the fit and, in
+   the first pass, its Gram matrix; the client takes the in-memory one-step
    estimator of :func:`skrobust._quantile_exact._one_step` (gradient from
-   the side sums, Gram matrix from the sample, density from the weight
-   within ``+-h``). From a sample fit off by ``O(sqrt(p / n_sample))`` this
-   lands within the reach of a band of ``m = sqrt(n p)`` rows.
+   the side sums, Hessian as the error density times the Gram matrix).
+   From a sample fit off by ``O(sqrt(p / n_sample))`` two or three steps
+   land well within a band of ``m = sqrt(n p)`` rows; the steps stop when
+   one moves the residuals by less than a fifth of the band's half-width.
 4. **The band** (one round trip): each chunk returns its rows of positive
-   weight with ``|r_i| <= t`` (``t`` the sample's quantile of ``|r|`` at
-   ``m / n``; about ``m`` rows in all) and the side sums over its other
+   weight with ``|r_i| <= t`` (``t`` the distance within which the last
+   Newton pass counted ``m`` rows of all) and the side sums over its other
    rows: the two pseudo-observations. A chunk that would return far more
    rows than its share returns a tighter ``t`` instead and the pass is
    repeated.
@@ -48,7 +51,8 @@ ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
    the rows, the full problem is solved on all rows of positive weight
    (which then come to the client: the one case in which ``X`` does).
 
-A fit whose first reduced problem is certified makes six round trips. The
+A fit whose first reduced problem is certified makes six to eight round
+trips (seven typically: two Newton steps). The
 answer is the LP optimum, as in memory: the objectives agree to the
 accuracy of HiGHS (the tests check ``1e-9`` relative). When the minimiser
 is not unique (ties, a degenerate design), the vertex found can differ from
@@ -82,13 +86,6 @@ from ._quantile_lp import (
     _weighted_sum,
 )
 
-# The rows within +-h of the fit estimate the Hessian of the Newton step;
-# h is the sample's quantile of |r| at the fraction that holds about
-# _HESSIAN_ROWS rows of all (a Hessian to a few per cent), at least
-# _DENSITY_FRACTION (narrow enough for the density to vary little across it
-# on large data).
-_HESSIAN_ROWS = 20_000
-_DENSITY_FRACTION = 0.02
 # Newton steps (a pass each) at most before the band is built: the first
 # moves a sample fit to about the accuracy of the Hessian estimate times its
 # error, the second to far within the band.
@@ -140,15 +137,16 @@ def _side_sums(X_c, y, s, above, below):
     return _lmatmat(Vt, X_c), Vt.sum(axis=1), (Vt * y).sum(axis=1)
 
 
-def _newton_kernel(X_c, y_c, w_c, std, coef, intercept, h, fit_intercept, grid):
-    """Side sums about the fit, rows with weight, kernel Gram matrix, loss.
+def _newton_kernel(X_c, y_c, w_c, std, coef, intercept, h, fit_intercept, grid, gram):
+    """Side sums about the fit, row counts by distance, weight within ``+-h``, loss.
 
-    The Gram matrix is ``sum s_i z_i z_i^T`` over the rows within ``+-h`` of
-    the fit (``z_i = (x_i, [1])``): divided by ``2 h`` it estimates the
-    Hessian ``sum s_i f_i z_i z_i^T`` of the expected pinball loss (Powell's
-    kernel estimate), from a few per cent of the chunk's rows. ``counts[k]``
-    is the number of rows with weight and ``|r|`` in ``(grid[k-1], grid[k]]``.
+    ``counts[k]`` is the number of rows with weight and ``|r|`` in
+    ``(grid[k-1], grid[k]]``. With ``gram``, also the chunk's
+    ``sum s_i z_i z_i^T`` (``z_i = (x_i, [1])``; it does not depend on the
+    fit: formed once per fit, in row blocks, without a copy of the chunk).
     """
+    from ._inference import weighted_grams
+
     y, s, positive = std.chunk(y_c, w_c)
     r = std.residuals(X_c, y, coef, intercept)
     above = r >= 0
@@ -156,13 +154,14 @@ def _newton_kernel(X_c, y_c, w_c, std, coef, intercept, h, fit_intercept, grid):
     distance = np.abs(r)
     bins = np.searchsorted(grid, distance[positive], side="left")
     counts = np.bincount(bins, minlength=grid.size + 1)
-    near = np.flatnonzero(positive & (distance <= h))
-    Z = np.asarray(X_c[near], dtype=np.float64)
-    if fit_intercept:
-        Z = np.column_stack([Z, np.ones(near.size)])
-    Z *= np.sqrt(s[near])[:, None]
-    near_weight = float(s[near].sum())
-    return sums, counts, Z.T @ Z, near_weight, std.loss(s, r)
+    within = _weighted_sum(s, distance <= h)
+    chunk_gram = None
+    if gram:
+        # weighted_grams puts the intercept first; _one_step wants it last.
+        (chunk_gram,) = weighted_grams(X_c, [s], fit_intercept)
+        if fit_intercept:
+            chunk_gram = np.roll(chunk_gram, -1, axis=(0, 1))
+    return sums, counts, chunk_gram, within, std.loss(s, r)
 
 
 def _band_kernel(X_c, y_c, w_c, std, coef, intercept, threshold, share):
@@ -305,6 +304,7 @@ class _DaskExact:
         self.penalty = self.alpha * self.S
         self.n_pos = None
         self.distances = None
+        self.gram = None
         self.n_lp = 0
 
     def set_rows_with_weight(self, n_pos):
@@ -350,52 +350,66 @@ class _DaskExact:
             reference = float(distance.max(initial=0.0)) or 1.0
         return reference * np.geomspace(1e-4, 10.0, _GRID_POINTS)
 
-    def hessian_width(self, fit):
-        """``h`` of the kernel Hessian: about ``_HESSIAN_ROWS`` rows within it."""
-        if self.n_pos is None:
-            distance = self.sample_distance(fit)
-            if not distance.size:
-                return 0.0
-            fraction = max(_HESSIAN_ROWS / self.data.n_samples, _DENSITY_FRACTION)
-            # An exact fit on the sample interpolates n_coef of its rows:
-            # their residuals are zeros, not a width.
-            fraction = max(fraction, 3.0 * (self.n_coef + 1) / distance.size)
-            return float(np.quantile(distance, min(fraction, 0.5)))
-        fraction = min(max(_HESSIAN_ROWS / self.n_pos, _DENSITY_FRACTION), 0.5)
-        return min(self.threshold(int(np.ceil(fraction * self.n_pos))), 1e300)
+    def density_width(self, fit):
+        """``h`` of the density estimate: the band's half-width, as in memory.
+
+        From the counts of the last Newton pass; before the first, from the
+        sample (at a fraction that holds a few rows per coefficient of it:
+        an exact fit on the sample interpolates ``n_coef`` of its rows, whose
+        residuals are zeros, not a width).
+        """
+        if self.n_pos is not None:
+            return min(self.threshold(self.first_size()), 1e300)
+        distance = self.sample_distance(fit)
+        if not distance.size:
+            return 0.0
+        n_rows = self.data.n_samples
+        fraction = np.sqrt(self.n_coef / n_rows)
+        fraction = max(fraction, 3.0 * (self.n_coef + 1) / distance.size)
+        return float(np.quantile(distance, min(fraction, 0.5)))
 
     def newton(self, fit):
         """One Newton step from ``fit`` (step 3), one round trip.
 
-        Returns ``(new fit, shift, S F at fit)``: ``shift`` is the root mean
-        square by which the step moves the residuals of the rows near the
-        fit. Without a usable Hessian estimate, the step is zero. Also
-        counts the rows within each value of :meth:`grid` of the fit
-        (``distances``, for :meth:`threshold`).
+        The in-memory one-step estimator of
+        :func:`skrobust._quantile_exact._one_step`: the gradient from the side
+        sums, the Hessian as the density of the errors at the fit (weight
+        within ``+-h`` over ``2 h S``) times the Gram matrix of all rows
+        (formed in the first pass). Returns ``(new fit, shift, S F at fit)``:
+        ``shift`` is the root mean square by which the step moves the
+        residuals. Also counts the rows within each value of :meth:`grid` of
+        the fit (``distances``, for :meth:`threshold`).
         """
-        h = self.hessian_width(fit)
+        h = self.density_width(fit)
         grid = self.grid(fit)
         parts = self.data.map_chunks(
-            _newton_kernel, self.std, *fit, h, self.fit_intercept, grid
+            _newton_kernel,
+            self.std,
+            *fit,
+            h,
+            self.fit_intercept,
+            grid,
+            self.gram is None,
         )
         sums = [sum(part[0][k] for part in parts) for k in range(3)]
         counts = sum(part[1] for part in parts)
         self.set_rows_with_weight(counts.sum())
         self.distances = grid, np.cumsum(counts)[:-1]
-        gram = sum(part[2] for part in parts)
-        near_weight = sum(part[3] for part in parts)
+        if self.gram is None:
+            self.gram = sum(part[2] for part in parts)
+        within = sum(part[3] for part in parts)
         obj = self.objective(sum(part[4] for part in parts), fit[0])
-        if not (h > 0 and near_weight > 0 and self.n_coef <= _NEWTON_MAX_COEF):
+        if not (h > 0 and within > 0 and self.n_coef <= _NEWTON_MAX_COEF):
             return fit, 0.0, obj
         step, shift = _one_step(
-            gram,
-            near_weight,
+            self.gram,
+            self.S,
             sums,
             fit[0],
             self.q,
             self.penalty,
             self.fit_intercept,
-            1.0 / (2.0 * h),
+            within / (2.0 * h * self.S),
         )
         coef = fit[0] + step[: self.p]
         intercept = fit[1] + (step[self.p] if self.fit_intercept else 0.0)
