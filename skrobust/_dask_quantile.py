@@ -75,6 +75,7 @@ from ._quantile_exact import (
     _NEWTON_MIN_SHIFT,
     _SIZE_FACTOR,
     _one_step,
+    far_target_limit,
 )
 from ._quantile_lp import (
     _GAP_RTOL,
@@ -108,19 +109,46 @@ class _Standardised:
     ``y`` is ``(y - offset) / spread`` (0 on rows without weight, whose
     targets may be any finite number) and ``s`` the weights divided by the
     largest one, as :func:`skrobust._quantile_lp._check_inputs` scales them.
+    With ``clip = (coef, intercept, limit)`` (standardised units), targets
+    further than ``limit`` from that fit are moved to that distance on the
+    same side, as :func:`skrobust._quantile_exact.solve_exact` does in
+    memory: exact as long as each moved row stays clearly on its side at
+    the solution (checked by the certificate pass).
     """
 
-    def __init__(self, offset, spread, top, quantile):
+    def __init__(self, offset, spread, top, quantile, clip=None):
         self.offset, self.spread = float(offset), float(spread)
         self.top, self.quantile = float(top), float(quantile)
+        self.clip = clip
 
-    def chunk(self, y_c, w_c):
+    def unclipped(self):
+        return _Standardised(self.offset, self.spread, self.top, self.quantile)
+
+    def chunk(self, X_c, y_c, w_c):
+        """``(y, s, positive, side)``: ``side`` is +-1 on moved rows, else 0."""
         s = _chunk_weights(y_c, w_c) / self.top
         positive = s > 0
         with np.errstate(over="ignore"):
             y = (np.asarray(y_c, dtype=np.float64) - self.offset) / self.spread
         y[~positive] = 0.0
-        return y, s, positive
+        side = None
+        if self.clip is not None:
+            coef, intercept, limit = self.clip
+            fitted = _matvec(X_c, coef) + intercept
+            r = y - fitted
+            moved = positive & (np.abs(r) > limit)
+            side = np.where(moved, np.sign(r), 0.0)
+            # From the fitted value, not y - shift, which would cancel for
+            # y ~ 1e20.
+            y[moved] = fitted[moved] + limit * side[moved]
+        return y, s, positive, side
+
+    def crossed(self, r, side):
+        """Moved rows not clearly on their side at residuals ``r`` (a count)."""
+        if side is None:
+            return 0
+        moved = side != 0
+        return int(np.sum(r[moved] * side[moved] <= 1e-3 * self.clip[2]))
 
     def residuals(self, X_c, y, coef, intercept):
         return y - _matvec(X_c, coef) - intercept
@@ -147,7 +175,7 @@ def _newton_kernel(X_c, y_c, w_c, std, coef, intercept, h, fit_intercept, grid, 
     """
     from ._inference import weighted_grams
 
-    y, s, positive = std.chunk(y_c, w_c)
+    y, s, positive, side = std.chunk(X_c, y_c, w_c)
     r = std.residuals(X_c, y, coef, intercept)
     above = r >= 0
     sums = _side_sums(X_c, y, s, above, ~above)
@@ -173,7 +201,7 @@ def _band_kernel(X_c, y_c, w_c, std, coef, intercept, threshold, share):
     threshold that keeps half that many), ``sums`` the side sums over the
     replaced rows above and below the fit and ``counts`` their numbers.
     """
-    y, s, positive = std.chunk(y_c, w_c)
+    y, s, positive, side = std.chunk(X_c, y_c, w_c)
     r = std.residuals(X_c, y, coef, intercept)
     distance = np.abs(r)
     kept = positive & (distance <= threshold)
@@ -198,12 +226,13 @@ def _certify_kernel(X_c, y_c, w_c, kept, std, fit, band_fit, n_coef, wrong_cap):
 
     The replaced rows are those of positive weight not in ``kept`` (indices
     into the chunk), on the side of the band's fit ``band_fit``. Returns
-    ``(gap, allowance, n_wrong, wrong_rows, loss)``: ``sum s_i |r_i|`` and
-    ``sum s_i gamma_i`` over the rows of the wrong sign at ``fit``, how many
-    are wrong beyond rounding, those rows as ``(index, X, y, s, above)``
-    (None if more than ``wrong_cap``) and the chunk's pinball loss.
+    ``(gap, allowance, n_wrong, wrong_rows, loss, crossed)``: ``sum s_i
+    |r_i|`` and ``sum s_i gamma_i`` over the rows of the wrong sign at
+    ``fit``, how many are wrong beyond rounding, those rows as ``(index, X,
+    y, s, above)`` (None if more than ``wrong_cap``), the chunk's pinball
+    loss and the number of its clipped rows that left their side.
     """
-    y, s, positive = std.chunk(y_c, w_c)
+    y, s, positive, side = std.chunk(X_c, y_c, w_c)
     r = std.residuals(X_c, y, *fit)
     band_r = std.residuals(X_c, y, *band_fit)
     replaced = positive.copy()
@@ -226,7 +255,7 @@ def _certify_kernel(X_c, y_c, w_c, kept, std, fit, band_fit, n_coef, wrong_cap):
             s[wrong],
             above[wrong],
         )
-    return gap, allowance, wrong.size, rows, std.loss(s, r)
+    return gap, allowance, wrong.size, rows, std.loss(s, r), std.crossed(r, side)
 
 
 class _Band:
@@ -305,6 +334,7 @@ class _DaskExact:
         self.n_pos = None
         self.distances = None
         self.gram = None
+        self.crossed = 0
         self.n_lp = 0
 
     def set_rows_with_weight(self, n_pos):
@@ -446,6 +476,7 @@ class _DaskExact:
         allowance = sum(part[1] for part in parts)
         n_wrong = sum(part[2] for part in parts)
         obj = self.objective(sum(part[4] for part in parts), fit[0])
+        self.crossed = sum(part[5] for part in parts)
         if gap <= _GAP_RTOL * obj + allowance:
             return True, obj, None
         if n_wrong > _FIXUP_FRACTION * m:
@@ -480,7 +511,7 @@ class _DaskExact:
         for _ in range(_MAX_ROUNDS):
             fit = band.solve(self)
             self.n_lp += 1
-            if band.size >= self.n_pos:
+            if band.size >= self.n_pos and self.std.clip is None:
                 return fit  # every row with weight: the full problem
             accepted, obj, wrong = self.certify(band, fit, m)
             _progress.say(
@@ -504,7 +535,28 @@ class _DaskExact:
         # The full problem: every row of positive weight comes to the client.
         band = self.band(best_fit, self.n_pos)
         self.n_lp += 1
-        return band.solve(self)
+        fit = band.solve(self)
+        if self.std.clip is not None:
+            self.certify(band, fit, self.n_pos)  # (for the clipped rows' sides)
+        return fit
+
+
+def _clip(sample, std, coef, intercept):
+    """``(coef, intercept, limit)`` of the clipping of far targets, or None.
+
+    ``limit`` is :func:`skrobust._quantile_exact.far_target_limit` on the
+    sample's rows: 50 robust scales of the residuals of the preliminary fit
+    (or of ``y``). Targets of ``1e20`` among ones would otherwise cost the
+    linear programmes all their digits (HiGHS's tolerances are absolute),
+    here through the pseudo-observations' sums too.
+    """
+    positive = sample.weights > 0
+    if not positive.any():
+        return None
+    y = (sample.y[positive] - std.offset) / std.spread
+    residuals = y - _matvec(sample.X[positive], coef) - intercept
+    limit = far_target_limit(y, residuals, sample.weights[positive])
+    return (coef, intercept, limit) if limit > 0 and np.isfinite(limit) else None
 
 
 def _sample_fit(estimator, sample):
@@ -588,7 +640,14 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
         del extras["bandwidth_"]
     b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
     w0 = np.asarray(start[0], dtype=np.float64) / spread
+    std.clip = _clip(sample, std, w0, float(b0))
     coef, intercept = problem.solve((w0, float(b0)))
+    if problem.crossed:
+        # A clipped target crossed the fit: solve again unclipped, from here.
+        n_lp = problem.n_lp
+        problem = _DaskExact(estimator, data, sample, std.unclipped(), sum_weight)
+        problem.n_lp = n_lp
+        coef, intercept = problem.solve((coef, intercept))
     _progress.say(
         1,
         "{} rows in {} chunks: {} linear programmes, {} round trips",
