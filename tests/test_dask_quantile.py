@@ -172,7 +172,7 @@ def test_warm_start_and_predict(synchronous):
     )
 
 
-def test_what_is_not_supported_says_so(synchronous):
+def test_unsupported_options_and_bad_input_give_clear_errors(synchronous):
     X, y = make_data()
     Xd = da.from_array(X, chunks=(CHUNKS, 4))
     with pytest.raises(NotImplementedError, match="cov_type"):
@@ -181,6 +181,13 @@ def test_what_is_not_supported_says_so(synchronous):
         MultiQuantileRegressor().fit(Xd, y)
     with pytest.raises(NotImplementedError, match="HeteroscedasticRegressor"):
         HeteroscedasticRegressor().fit(Xd, y)
+    # Bad input: the in-memory errors, from the chunk that holds it.
+    bad = X.copy()
+    bad[1500, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        QuantileRegressor().fit(da.from_array(bad, chunks=(CHUNKS, 4)), y)
+    with pytest.raises(ValueError, match="Negative values in data passed to"):
+        QuantileRegressor().fit(Xd, y, sample_weight=-np.ones(y.size))
 
 
 def test_client_memory_stays_a_small_fraction_of_x():
