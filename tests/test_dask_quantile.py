@@ -190,7 +190,28 @@ def test_unsupported_options_and_bad_input_give_clear_errors(synchronous):
         QuantileRegressor().fit(Xd, y, sample_weight=-np.ones(y.size))
 
 
-def test_client_memory_stays_a_small_fraction_of_x():
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
+    X, y = make_data()
+    weights = weights_with_empty_chunk(y.size)
+    memory = QuantileRegressor(quantile=0.35).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4)).persist()
+    fitted = QuantileRegressor(quantile=0.35).fit(Xd, y, sample_weight=weights)
+    assert_same_optimum(fitted, memory, X, y, weights)
+
+
+def test_client_memory_stays_a_small_fraction_of_x(cluster_client):
     """The client holds the sample and the band, never X: < 8% of X.nbytes.
 
     What it does hold (measured: 2.5% to 6% of X.nbytes here, varying with
@@ -198,27 +219,20 @@ def test_client_memory_stays_a_small_fraction_of_x():
     band of about sqrt(n p) rows and its linear programme: a fraction of X
     that shrinks as n grows (O(sqrt(n p)) rows of n).
     """
-    distributed = pytest.importorskip("distributed")
     n, p = 1_000_000, 20
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
-        Xd = da.random.default_rng(0).normal(size=(n, p), chunks=(250_000, p))
-        coef = np.linspace(-1.0, 1.0, p)
-        noise = da.random.default_rng(1).standard_t(3, size=n, chunks=250_000)
-        yd = Xd @ coef + noise
-        Xd, yd = dask.persist(Xd, yd)
-        QuantileRegressor(quantile=0.7).fit(Xd[:20_000], yd[:20_000])
-        model = QuantileRegressor(quantile=0.7)
-        tracemalloc.start()
-        try:
-            model.fit(Xd, yd)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+    Xd = da.random.default_rng(0).normal(size=(n, p), chunks=(250_000, p))
+    coef = np.linspace(-1.0, 1.0, p)
+    noise = da.random.default_rng(1).standard_t(3, size=n, chunks=250_000)
+    yd = Xd @ coef + noise
+    Xd, yd = dask.persist(Xd, yd)
+    QuantileRegressor(quantile=0.7).fit(Xd[:20_000], yd[:20_000])
+    model = QuantileRegressor(quantile=0.7)
+    tracemalloc.start()
+    try:
+        model.fit(Xd, yd)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert peak < 0.08 * Xd.nbytes, peak / Xd.nbytes
     np.testing.assert_allclose(model.coef_, coef, atol=0.02)
     assert model._dask_round_trips <= 8
