@@ -201,8 +201,15 @@ def smoothed_objective(rho, X, y, sample_weight, fit_intercept, stats, last):
     return objective if sub is None else sub
 
 
-def minimize_smoothed(objective, coef, stats, alpha, max_iter, tol, warn, last):
-    """Newton or L-BFGS; proximal with ``alpha > 0`` (the L1 penalty exact)."""
+def minimize_smoothed(
+    objective, coef, stats, alpha, max_iter, tol, warn, last, damped=False
+):
+    """Newton or L-BFGS; proximal with ``alpha > 0`` (the L1 penalty exact).
+
+    ``damped`` takes the solvers' damped Newton loop for convex objectives
+    rather than scipy's trust region (without ``alpha``), whose bookkeeping
+    dominates the small problems of the continuation.
+    """
     newton_or_lbfgs = "newton" if objective.n_coef <= NEWTON_MAX_COEF else "lbfgs"
     options = {"warn": warn and last, "multilevel": not last}
     if alpha > 0:
@@ -210,7 +217,9 @@ def minimize_smoothed(objective, coef, stats, alpha, max_iter, tol, warn, last):
         return _solvers.minimize_l1(
             objective, coef, l1, newton_or_lbfgs, max_iter, tol, **options
         )
-    return _solvers.minimize(objective, coef, newton_or_lbfgs, max_iter, tol, **options)
+    return _solvers.minimize(
+        objective, coef, newton_or_lbfgs, max_iter, tol, convex=damped, **options
+    )
 
 
 def _l1_weights(objective, stats, alpha):
@@ -385,7 +394,7 @@ def _continuation_step(full, rho, coef, coarse, stats, options, start):
     reduced = _near_rows_objective(full, coef, near, residuals)
     if reduced is not None:
         result = minimize_smoothed(
-            reduced, start, stats, alpha, max_iter, tol, warn=False, last=True
+            reduced, start, stats, alpha, max_iter, tol, False, True, damped=True
         )
         if not result.converged:
             # Too few rows near zero for the coefficients (a problem close
@@ -398,7 +407,9 @@ def _continuation_step(full, rho, coef, coarse, stats, options, start):
         if np.all(kept & linear):
             return result, value, gap, fine_residuals
         start = result.coef  # some far rows moved in: a close start
-    result = minimize_smoothed(full, start, stats, alpha, max_iter, tol, False, True)
+    result = minimize_smoothed(
+        full, start, stats, alpha, max_iter, tol, False, True, damped=True
+    )
     return (result, *pinball_gap(full, result.coef, rho, l1))
 
 
