@@ -540,8 +540,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         not hold. ``"auto"`` is ``"exact"`` up to 200 coefficients
         (``n_features + fit_intercept``), where it costs 1 to 3 times the
         smoothed fit, and the smoothed fit beyond (without the lowering of
-        the bandwidth, which costs about a fifth more there), where the
-        linear programmes become slow (20 times the smoothed fit at 400
+        the bandwidth, so that its answer is what it was), where the linear
+        programmes become slow (20 times the smoothed fit at 400
         coefficients).
     bandwidth : "auto" or float, default="auto"
         Smoothing bandwidth in units of a robust scale ``sigma`` of the
