@@ -906,7 +906,11 @@ def _newton_steps(
         # Not min_norm_solve: a Hessian can be badly scaled across blocks
         # (a collapsing scale has curvature 1e-14 of the coefficients'), and
         # its cut-off would drop such a direction instead of stepping in it.
-        step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
+        # Cholesky on the unit-diagonal scaling is blind to that scaling and
+        # cheaper than lstsq's SVD, which takes the singular cases.
+        step = _cholesky_solve(hess, -grad)
+        if step is None:
+            step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
         trial = coef + step
         if with_hessian:
             trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
