@@ -314,7 +314,8 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     var_intercept_se_ : float or ndarray of shape (n_targets,)
         Standard error of ``var_intercept_``; only with ``cov_type``.
     n_iter_ : int or ndarray of shape (n_targets,)
-        Number of solver iterations, counting the start as one.
+        Number of solver iterations, at most ``max_iter`` (the start is
+        not one: a warm start from the optimum takes 0).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -504,7 +505,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         return StandardisedFit(
             np.asarray(w) * spread,
             float(b * spread + offset),
-            n_iter + 1,  # the start counts as the first iteration
+            n_iter,
             {
                 "var_coef_": var_coef,
                 "var_intercept_": float(g0 + 2.0 * np.log(spread)),

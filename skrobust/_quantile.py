@@ -539,10 +539,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         the others are verified, and the full programme is solved if they do
         not hold. ``"auto"`` is ``"exact"`` up to 200 coefficients
         (``n_features + fit_intercept``), where it costs 1 to 3 times the
-        smoothed fit, and the smoothed fit beyond (without the lowering of
-        the bandwidth, so that its answer is what it was), where the linear
-        programmes become slow (20 times the smoothed fit at 400
-        coefficients).
+        smoothed fit, and ``"smooth"`` beyond, where the linear programmes
+        become slow (20 times the smoothed fit at 400 coefficients).
     bandwidth : "auto" or float, default="auto"
         Smoothing bandwidth in units of a robust scale ``sigma`` of the
         residuals, so that the fit is scale-equivariant: the kernel's
@@ -563,7 +561,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         At equal ``bandwidth`` the logistic kernel smooths about 1.8 times
         more (its standard deviation is ``pi / sqrt(3)``).
     max_iter : int, default=500
-        Maximum number of iterations of each smoothed fit.
+        Maximum number of iterations of the smoothed fits, together (the
+        preliminary fits of the exact solver included).
     tol : float, default=1e-10
         Convergence tolerance of the smoothed fits, on the largest entry of
         the (minimum-norm sub)gradient of the smoothed objective (a weighted
@@ -611,10 +610,11 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
     n_iter_ : int
-        Iterations of the two smoothed fits (Newton, proximal Newton or
-        L-BFGS; the first fit is on every 8th row for large ``n``), not
-        those of the smaller bandwidths that finish ``solver="smooth"``,
-        plus, for the exact solver, the number of linear programmes solved.
+        Iterations of the smoothed fits (Newton, proximal Newton or L-BFGS;
+        the first fit is on every 8th row for large ``n``), those of the
+        smaller bandwidths that finish the smoothed solver included, plus,
+        for the exact solver, the number of linear programmes solved. The
+        smoothed iterations are at most ``max_iter`` in all.
     cov_ : ndarray of shape (n_params, n_params)
         Covariance of ``[intercept_, *coef_]`` (without ``intercept_`` when
         ``fit_intercept=False``); only with ``cov_type``.
@@ -850,9 +850,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
             warn=solver == "smooth",
             start=start,
             stats=stats if X_smooth is X else None,
-            # Only when asked for: "auto" beyond EXACT_MAX_COEF coefficients
-            # keeps the plain smoothed fit (its answer is unchanged).
-            refine=self.solver == "smooth",
+            # The answer of the smoothed solver, not the exact one's start.
+            refine=solver == "smooth",
         )
         if solver == "smooth":
             return smooth
@@ -904,25 +903,35 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         n_iter = 0
         for stage in range(stages):
             last = stage + 1 == stages
+            # max_iter bounds the iterations of all stages; the last (the
+            # fit itself) keeps at least one.
+            budget = self.max_iter - n_iter - (0 if last else 1)
+            if budget < 1:
+                continue
             rho = SmoothedPinballRho(float(self.quantile), factor * scale, self.kernel)
             objective = smoothed_objective(
                 rho, X, y, sample_weight, self.fit_intercept, stats, last
             )
             result = minimize_smoothed(
-                objective, coef, stats, self.alpha, self.max_iter, self.tol, warn, last
+                objective, coef, stats, self.alpha, budget, self.tol, warn, last
             )
             coef = result.coef
             n_iter += result.n_iter
             if not last:
                 residuals = objective.y - objective.raw_prediction(coef)[:, 0]
                 scale = _residual_scale(residuals, objective.sample_weight) or 1.0
-        if refine and self.bandwidth == "auto":
+        if refine and self.bandwidth == "auto" and n_iter < self.max_iter:
             # (A bandwidth given is the smoothed estimator's own, conquer's h.)
-            # (n_iter_ counts the two fits: the continuation's warm-started
-            # steps are a finishing touch, mostly on a fraction of the rows.)
-            coef, rho, _ = refine_smoothed(
-                objective, rho, coef, stats, self.alpha, self.max_iter, self.tol
+            coef, rho, more = refine_smoothed(
+                objective,
+                rho,
+                coef,
+                stats,
+                self.alpha,
+                self.max_iter - n_iter,
+                self.tol,
             )
+            n_iter += more
         ((w, b),) = objective.unstandardize(coef)
         return LevelFit(w, b, rho.bandwidth, n_iter, stats, scale, None)
 

@@ -195,7 +195,7 @@ def test_warm_start_per_target():
     model = HeteroscedasticRegressor().fit(X, Y)
     cold = np.c_[model.coef_, model.intercept_, model.var_coef_, model.var_intercept_]
     model.set_params(warm_start=True).fit(X, Y)
-    assert np.all(model.n_iter_ <= 2)
+    assert np.all(model.n_iter_ == 0)
     warm = np.c_[model.coef_, model.intercept_, model.var_coef_, model.var_intercept_]
     assert_allclose(warm, cold, rtol=1e-9, atol=1e-12)
     # From another problem's solutions, each target finds its own optimum.
