@@ -1,0 +1,77 @@
+"""Sparse designs give the dense fit: quantile, multi-quantile, heteroscedastic.
+
+The M-estimators have their own test on this design
+(``test_wide_one_hot_design_sparse_equals_dense`` in ``test_mestimator.py``).
+The one-hot columns sum to the intercept's column of ones, so coefficients
+are not identified: predictions, objectives and likelihoods are compared.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from test_mestimator import _one_hot_design
+
+from skrobust import (
+    HeteroscedasticRegressor,
+    MultiQuantileRegressor,
+    QuantileRegressor,
+)
+
+
+def pinball(y, prediction, quantile):
+    residuals = y - prediction
+    return np.mean(np.maximum(quantile * residuals, (quantile - 1) * residuals))
+
+
+@pytest.fixture(scope="module")
+def one_hot():
+    # 152 columns: beyond the smoothed solver's Newton limit (L-BFGS).
+    return _one_hot_design(n=3000, levels=150)
+
+
+@pytest.mark.parametrize("quantile", [0.25, 0.5])
+def test_smoothed_quantile_sparse_equals_dense(one_hot, quantile):
+    X, y = one_hot
+    sparse = QuantileRegressor(quantile=quantile, solver="smooth").fit(X, y)
+    dense = QuantileRegressor(quantile=quantile, solver="smooth").fit(X.toarray(), y)
+    assert_allclose(sparse.predict(X), dense.predict(X), rtol=1e-8, atol=1e-8)
+
+
+def test_exact_quantile_sparse_reaches_the_dense_optimum(one_hot):
+    X, y = _one_hot_design(n=2000, levels=60)
+    sparse = QuantileRegressor(quantile=0.75, solver="exact").fit(X, y)
+    dense = QuantileRegressor(quantile=0.75, solver="exact").fit(X.toarray(), y)
+    sparse_loss = pinball(y, sparse.predict(X), 0.75)
+    dense_loss = pinball(y, dense.predict(X.toarray()), 0.75)
+    assert sparse_loss == pytest.approx(dense_loss, rel=1e-9)
+
+
+def test_multi_quantile_sparse_reaches_the_dense_objective():
+    # Each level's smoothed objective is nearly flat along the effect of a
+    # level with few rows near its fit, so the warm-started paths may stop
+    # at predictions 1e-2 apart; the objectives they reach agree.
+    X, y = _one_hot_design(n=3000, levels=100)
+    levels = (0.25, 0.5, 0.75)
+    sparse = MultiQuantileRegressor(levels, solver="smooth").fit(X, y)
+    dense = MultiQuantileRegressor(levels, solver="smooth").fit(X.toarray(), y)
+    for j, quantile in enumerate(levels):
+        assert pinball(y, sparse.predict_quantiles(X)[:, j], quantile) == (
+            pytest.approx(
+                pinball(y, dense.predict_quantiles(X)[:, j], quantile), rel=1e-7
+            )
+        )
+
+
+def test_heteroscedastic_sparse_equals_dense(one_hot):
+    X, y = one_hot
+    # The numeric columns in the variance: 310 level variances would be
+    # estimated from about 20 rows each.
+    sparse = HeteroscedasticRegressor(variance_features=[0, 1]).fit(X, y)
+    dense = HeteroscedasticRegressor(variance_features=[0, 1]).fit(X.toarray(), y)
+    mean_sparse, std_sparse = sparse.predict(X, return_std=True)
+    mean_dense, std_dense = dense.predict(X.toarray(), return_std=True)
+    assert_allclose(mean_sparse, mean_dense, rtol=1e-8, atol=1e-8)
+    assert_allclose(std_sparse, std_dense, rtol=1e-8)
+    assert sparse.log_likelihood(X, y) == pytest.approx(
+        dense.log_likelihood(X.toarray(), y), rel=1e-10
+    )
