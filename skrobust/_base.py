@@ -21,6 +21,10 @@ from .losses import FixedScaleLoss, SquaredRho
 # deviation (the constant of R's mad() and statsmodels.robust.scale.mad).
 MAD_NORMAL_CONSTANT = 0.6744897501960817
 
+# Residuals beyond this many noise scales are flagged in outliers_: 1.2% of
+# Gaussian noise, and every error beyond 10 noise standard deviations.
+OUTLIER_THRESHOLD = 2.5
+
 _ACCEPT_SPARSE = ("csr", "csc")
 
 # Rows of the strided subsample that the least-squares start is computed on.

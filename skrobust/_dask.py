@@ -938,8 +938,7 @@ def _persisted_rows(X):
 
 def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     """One target column's M-estimator fit: ``(StandardisedFit, round trips)``."""
-    from ._base import MAD_NORMAL_CONSTANT, StandardisedFit
-    from ._mestimator import OUTLIER_THRESHOLD
+    from ._base import MAD_NORMAL_CONSTANT, OUTLIER_THRESHOLD, StandardisedFit
 
     data = ChunkedData(X, y, sample_weight)
     stats = data_statistics(data, center=estimator.fit_intercept)

@@ -34,6 +34,7 @@ from sklearn.utils.validation import (
 from . import _solvers
 from ._base import (
     _ACCEPT_SPARSE,
+    OUTLIER_THRESHOLD,
     RobustLinearRegressor,
     StandardisedFit,
     least_squares_start,
@@ -41,7 +42,6 @@ from ._base import (
 )
 from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
-from ._mestimator import OUTLIER_THRESHOLD
 from ._objective import LinearObjective
 from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho

@@ -27,6 +27,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _solvers
 from ._base import (
+    OUTLIER_THRESHOLD,
     RobustLinearRegressor,
     StandardisedFit,
     copy_budget,
@@ -51,10 +52,6 @@ from .losses import FixedScaleLoss, HuberRho, SquaredRho, check_residual_functio
 # Targets further than this (in robust scales of y) from the start are moved
 # to that distance for the solve (_clip_far_targets), and checked after it.
 _CLIP_SCALES = 1e4
-
-# Residuals beyond this many noise scales are flagged in outliers_: 1.2% of
-# Gaussian noise, and every error beyond 10 noise standard deviations.
-OUTLIER_THRESHOLD = 2.5
 
 _SCALE_RULES = {"joint": JointScale, "mad": MADScale, "lad": LADScale}
 

@@ -41,6 +41,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _solvers
 from ._base import (
+    OUTLIER_THRESHOLD,
     RobustLinearRegressor,
     StandardisedFit,
     least_squares_start,
@@ -609,6 +610,22 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         (for ``solver="exact"``, that of the preliminary fit).
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
+    noise_scale_ : float
+        A robust estimate of the noise standard deviation: the normalised
+        MAD of the weighted training residuals about their median,
+        ``median |r - median r| / 0.6745`` (about their median, not zero:
+        the residuals of a fit at ``q != 0.5`` are not centred on zero).
+    outliers_ : ndarray of shape (n_samples,) of bool
+        Training samples whose residual lies more than 2.5
+        ``noise_scale_`` from the residuals' median: about 1.2% of
+        Gaussian noise, and every error beyond 10 noise standard
+        deviations (as the M-estimators' ``outliers_``).
+    weights_ : ndarray of shape (n_samples,)
+        The iteratively reweighted least-squares weights of the pinball
+        loss, ``q / |r|`` above the fit and ``(1 - q) / |r|`` below it,
+        with ``|r|`` floored at ``bandwidth_`` (statsmodels' ``QuantReg``
+        floors it at ``1e-6``): weighted least squares with them has the
+        fit's optimality conditions wherever ``|r| > bandwidth_``.
     n_iter_ : int
         Iterations of the smoothed fits (Newton, proximal Newton or L-BFGS;
         the first fit is on every 8th row for large ``n``), those of the
@@ -741,7 +758,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         self.random_state = random_state
         self.verbose = verbose
 
-    _per_sample_attributes = ()
+    _per_sample_attributes = ("outliers_", "weights_")
 
     def _target_offset_scale(self, y, sample_weight):
         """Median and MAD of ``y`` (see :func:`robust_offset_scale`).
@@ -768,8 +785,20 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         return fit
 
     def _finish_output(self, fit, X, y, sample_weight):
-        """The covariance of ``cov_type``, from this output's fit."""
+        """Residual-based attributes and the covariance of one output's fit."""
         self._n_rows_fit = X.shape[0]
+        residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
+        # About their median: at q != 0.5 the residuals are not centred on 0.
+        centred = residuals - weighted_median(residuals, sample_weight)
+        noise = mad_scale(centred, sample_weight)
+        quantile = float(self.quantile)
+        floor = fit.extras.get("bandwidth_", 0.0) or np.finfo(float).tiny
+        fit.extras.update(
+            noise_scale_=noise,
+            outliers_=np.abs(centred) > OUTLIER_THRESHOLD * noise,
+            weights_=np.where(residuals > 0, quantile, 1.0 - quantile)
+            / np.maximum(np.abs(residuals), floor),
+        )
         if self.cov_type is not None:
             fit.extras["cov_"] = self._covariance(X, y, sample_weight, fit)
         return fit

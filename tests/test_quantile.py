@@ -771,3 +771,24 @@ def test_n_iter_never_exceeds_max_iter(max_iter):
     assert np.all(levels.n_iter_ <= max_iter)
     # The exact solver adds its linear programmes to the smoothed iterations.
     assert exact.n_iter_ >= 2
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
+def test_noise_scale_outliers_and_weights(solver):
+    rng = np.random.default_rng(21)
+    n = 20_000
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.normal(size=n)
+    gross = rng.random(n) < 0.1
+    y[gross] += rng.uniform(10, 30, gross.sum()) * rng.choice([-1, 1], gross.sum())
+    model = QuantileRegressor(quantile=0.3, solver=solver).fit(X, y)
+    r = y - model.predict(X)
+    centred = np.abs(r - np.median(r))
+    noise = np.median(centred) / 0.6744897501960817
+    assert model.noise_scale_ == pytest.approx(noise, rel=1e-9)
+    assert np.array_equal(model.outliers_, centred > 2.5 * noise)
+    assert model.outliers_[~gross].mean() <= 0.05
+    assert model.outliers_[gross].mean() >= 0.99
+    side = np.where(r > 0, 0.3, 0.7)
+    expected = side / np.maximum(np.abs(r), model.bandwidth_)
+    assert_allclose(model.weights_, expected, rtol=1e-9)
