@@ -820,8 +820,10 @@ def _zero_of_slope(objective, coef, direction, slope0, rtol=0.0):
     """``t > 0`` where the slope ``g(coef + t d)' d`` of a convex objective is 0.
 
     With ``rtol > 0``, any ``t`` whose slope is within ``rtol |slope0|`` of
-    zero (the strong Wolfe curvature condition): enough for a damped Newton
-    step, which does not need the line's minimum to the last digit.
+    zero (the strong Wolfe curvature condition), or the better end of a
+    bracket narrowed to ``rtol`` relative: enough for a damped Newton step,
+    which does not need the line's minimum to the last digit (and whose
+    slope can be rounding noise near the optimum).
     """
     if not slope0 < 0:
         return 0.0
@@ -863,8 +865,8 @@ def _zero_of_slope(objective, coef, direction, slope0, rtol=0.0):
             if side == 1:
                 s_low *= 0.5
             side = 1
-        if high - low <= 4 * np.finfo(float).eps * high:
-            break
+        if high - low <= max(4 * np.finfo(float).eps, rtol) * high:
+            break  # (with rtol: a damped step needs no more digits than this)
     return low if abs(s_low) <= abs(s_high) else high
 
 
