@@ -1037,7 +1037,11 @@ def _lasso_quadratic(H, b, l1, x, max_sweeps=1000):
 
     Starts from ``x`` (modified in place and returned). A coordinate whose
     curvature is zero is left at zero: the model is then flat or unbounded
-    along it and the line search of the caller decides.
+    along it and the line search of the caller decides. After each sweep
+    the support and signs it found are tried exactly
+    (:func:`_lasso_on_support`): coordinate descent alone converges
+    linearly, at a rate that ill-conditioned ``H`` makes slow (a penalised
+    quantile fit on 300 raw rows took a second per proximal Newton step).
     """
     if not np.any(l1):
         # No penalty: the model's minimiser solves H x = -b (least squares
@@ -1061,7 +1065,40 @@ def _lasso_quadratic(H, b, l1, x, max_sweeps=1000):
                 largest = max(largest, abs(step) * diag[j])
         if largest <= 1e-15 * scale:
             break
+        exact = _lasso_on_support(H, b, l1, x, active, scale)
+        if exact is not None:
+            x[:] = exact
+            break
     return x
+
+
+def _lasso_on_support(H, b, l1, x, active, scale):
+    """The minimiser with the support and signs of ``x``, if it is one.
+
+    On the support ``S`` with signs ``s`` the model is the quadratic
+    ``x_S^T H_SS x_S / 2 + (b_S + l1_S s)^T x_S``; its minimiser is the
+    answer when it keeps the signs and every other coordinate's
+    subgradient condition ``|(H x + b)_j| <= l1_j`` holds (up to rounding).
+    Returns it, or ``None``.
+    """
+    support = np.flatnonzero((x != 0) & active)
+    signs = np.sign(x[support])
+    trial = np.zeros_like(x)
+    if support.size:
+        block = H[np.ix_(support, support)]
+        try:
+            factor = scipy.linalg.cho_factor(block)
+        except np.linalg.LinAlgError:
+            return None
+        trial[support] = scipy.linalg.cho_solve(
+            factor, -(b[support] + l1[support] * signs)
+        )
+        if np.any(np.sign(trial[support]) != signs):
+            return None
+    slack = np.abs(H @ trial + b) - l1
+    slack[support] = 0.0
+    slack[~active] = 0.0
+    return trial if np.all(slack <= 1e-12 * scale) else None
 
 
 def _proximal_newton(objective, coef0, l1, max_iter, tol):
