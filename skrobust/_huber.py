@@ -68,8 +68,10 @@ class HuberRegressor(MEstimatorRegressor):
         ``"auto"`` uses Newton for up to 298 features (300 coefficients) and
         L-BFGS beyond.
     max_iter : int, default=200
-        Maximum number of solver iterations (and of scale updates with
-        ``scale="mad"``).
+        Maximum number of solver iterations of the whole fit (every
+        fixed-scale fit of ``scale="mad"`` included; the smoothed LAD fits
+        of ``scale="lad"`` have a budget of their own): ``n_iter_ <=
+        max_iter``.
     tol : float, default=1e-10
         Convergence tolerance on the largest gradient entry of the objective
         divided by the sum of the weights, in standardised units.

@@ -88,10 +88,13 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         coefficients as one convex problem (defined when
         ``sup (z psi(z) - rho(z)) > 1/2``); ``"mad"`` is the fixed point of
         ``sigma = median(|r|) / 0.6745`` (R's ``MASS::rlm``, statsmodels
-        ``RLM``); ``"lad"`` fixes it at the normalised MAD of the exact
-        least-absolute-deviation residuals, which keeps the fit bounded up
-        to half the targets wrong; a positive float fixes it, in the units
-        of ``y``.
+        ``RLM``); ``"lad"`` fixes it at the normalised MAD, about their
+        median, of the residuals of a smoothed least-absolute-deviation fit
+        (the absolute loss smoothed with a Gaussian kernel of bandwidth
+        ``sigma / 2``: a fixed point in ``sigma``; the exact LAD fit's
+        residuals with at most two rows per coefficient; see the user
+        guide), which keeps the fit bounded up to half the targets wrong; a
+        positive float fixes it, in the units of ``y``.
     alpha : float, default=0.0
         Strength of the squared L2 penalty on ``coef_``; must be
         non-negative. The default is no penalty, so that the fit is
@@ -106,7 +109,9 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
     max_iter : int, default=200
         Maximum number of solver iterations of the whole fit (subsample
         levels and, with ``scale="mad"``, every fixed-scale fit included);
-        ``n_iter_ <= max_iter`` always.
+        ``n_iter_ <= max_iter`` always. With ``scale="lad"`` the smoothed
+        LAD fits that give the scale have a budget of ``max_iter``
+        iterations of their own and are not counted, like the starts.
     tol : float, default=1e-10
         Convergence tolerance on the largest gradient entry of the objective
         divided by the sum of the weights, in standardised units.
