@@ -162,7 +162,10 @@ def _fixed_scale_fit(problem, coef, scale):
         [problem.l2],
     )
     result = problem.minimize(objective, coef)
-    ((w, b),) = objective.unstandardize(result.coef)
+    coef = result.coef
+    if result.converged:
+        coef = _newton_polish(problem, objective, coef)
+    ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
 
 
@@ -287,7 +290,10 @@ def _fit_from_lad(problem, coef, scale, other=None):
     result = problem.minimize(
         objective, coef, multilevel=False, hessian=hessian, hessian_origin=origin
     )
-    ((w, b),) = objective.unstandardize(result.coef)
+    coef = result.coef
+    if result.converged:
+        coef = _newton_polish(problem, objective, coef)
+    ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
 
 
@@ -650,8 +656,12 @@ class ScaleSecant:
 
     def __init__(self, tol):
         self.tol = tol
-        self.previous = None  # (scale, g(scale)) of the last fit
+        self.previous = None  # (scale, MAD) of the last fit
         self.low = self.high = None  # latest scales with g > 0 and g < 0
+        # Whether the last secant step, unbracketed, went below a tenth of
+        # the MAD: g(sigma) is then close to a line through the origin, as
+        # when sigma -> 0 with more than half the rows fitted exactly.
+        self.collapsing = False
 
     def step(self, scale, mad, fit_converged):
         """The next scale, or None when the fixed point has settled.
@@ -666,10 +676,7 @@ class ScaleSecant:
             self.low = scale
         else:
             self.high = scale
-        new_scale = mad
-        previous = self.previous
-        if previous is not None and gap != previous[1]:
-            new_scale = scale - gap * (scale - previous[0]) / (gap - previous[1])
+        new_scale = self._secant_scale(scale, mad)
         low, high = self.low, self.high
         if low is not None and high is not None:
             if abs(high - low) <= tol * max(high, low) and fit_converged:
@@ -679,13 +686,32 @@ class ScaleSecant:
                 return None
             if not min(low, high) < new_scale < max(low, high):
                 new_scale = float(np.sqrt(low * high))
-        elif not (new_scale - scale) * gap > 0:
+        else:
+            self.collapsing = not new_scale > _LAD_SMALLEST_STEP * mad
+        if (low is None or high is None) and not (
+            (new_scale - scale) * gap > 0 and new_scale > 0
+        ):
             # No bracket yet: the root lies on the side g points to (g > 0
             # at small scales, < 0 at large ones); a secant step the other
-            # way is noise from a non-monotone g.
+            # way is noise from a non-monotone g, and one through zero
+            # (g steeper than -1 while the scale collapses) is no scale.
             new_scale = mad
-        self.previous = (scale, gap)
+        self.previous = (scale, mad)
         return new_scale
+
+    def _secant_scale(self, scale, mad):
+        """The secant step on ``g``; the plain update ``mad`` without a previous fit.
+
+        (Measured: a secant on ``log MAD - log sigma`` in ``log sigma``,
+        positive by construction, took 10% more fits over 50 problems.)
+        """
+        if self.previous is None:
+            return mad
+        previous_scale, previous_mad = self.previous
+        gap, previous_gap = mad - scale, previous_mad - previous_scale
+        if gap == previous_gap:
+            return mad
+        return scale - gap * (scale - previous_scale) / (gap - previous_gap)
 
 
 class MADScale:
@@ -712,31 +738,56 @@ class MADScale:
         reported scale is the MAD of the final residuals, as statsmodels
         reports it.
         """
-        coef, scale, converged = self._fixed_point(
+        coef, scale, converged, boundary = self._fixed_point(
             problem, problem.ls_objective, coef, scale
         )
+        if boundary is not None:
+            return boundary
         ((w, b),) = problem.ls_objective.unstandardize(coef)
         message = "" if converged else "the MAD scale fixed point did not settle"
         return ScaleFit(w, b, scale, converged, message)
 
     def _fixed_point(self, problem, ls_objective, coef, scale):
+        """``(coef, scale, converged, boundary)``: the secant, subsample first.
+
+        ``boundary`` is the :class:`ScaleFit` at ``sigma = 0`` when the scale
+        collapses there (:func:`_collapsed_mad_fit`), else None.
+        """
         # Each fit starts Newton's method from the previous fit's Hessian
         # (the first from the subsample's): the scale changes little.
         hessian, origin = None, "stale"
+        check_collapse = True
         sub = _solvers.subsample_for_start(ls_objective)
         if sub is not None:
-            coef, scale, hessian, _ = self._secant(problem, sub, coef, scale, None)
+            coef, scale, hessian, _, collapsing = self._secant(
+                problem, sub, coef, scale, None, collapse=True
+            )
             origin = "subsample"
-        coef, scale, _, converged = self._secant(
-            problem, ls_objective, coef, scale, hessian, origin
+            if collapsing:
+                boundary = _collapsed_mad_fit(problem, coef)
+                if boundary is not None:
+                    return coef, 0.0, True, boundary
+                check_collapse = False
+        coef, scale, _, converged, collapsing = self._secant(
+            problem, ls_objective, coef, scale, hessian, origin, check_collapse
         )
-        return coef, scale, converged
+        if collapsing:
+            boundary = _collapsed_mad_fit(problem, coef)
+            if boundary is not None:
+                return coef, 0.0, True, boundary
+            coef, scale, _, converged, _ = self._secant(
+                problem, ls_objective, coef, scale, hessian, "stale", False
+            )
+        return coef, scale, converged, None
 
     @staticmethod
-    def _secant(problem, ls_objective, coef, scale, hessian, origin="stale"):
-        """Fixed-scale fits on ``ls_objective``'s rows until the scale settles.
+    def _secant(problem, rows, coef, scale, hessian, origin="stale", collapse=False):
+        """Fixed-scale fits on the rows of ``rows`` until the scale settles.
 
-        Returns ``(coef, scale, hessian, converged)``.
+        Returns ``(coef, scale, hessian, converged, collapsing)``; with
+        ``collapse``, it stops early (``collapsing``) when the scale
+        heads for zero (:attr:`ScaleSecant.collapsing`), before the fits'
+        scale reaches the tiny values where their curvature overflows.
         """
         secant = ScaleSecant(problem.options.tol)
         mad, converged = scale, False
@@ -745,7 +796,7 @@ class MADScale:
                 FixedScaleLoss(problem.rho, scale),
                 [(None, problem.fit_intercept)],
                 [problem.l2],
-                ls_objective=ls_objective,
+                ls_objective=rows,
             )
             result = problem.minimize(
                 objective,
@@ -757,12 +808,82 @@ class MADScale:
             coef = result.coef
             if result.hessian is not None:
                 hessian, origin = result.hessian, "stale"
-            residuals = ls_objective.y - objective.raw_prediction(coef)[:, 0]
-            mad = initial_scale(residuals, ls_objective.sample_weight)
-            scale = secant.step(scale, mad, result.converged)
-            if scale is None:
+            if result.converged:
+                # One Newton step past the gradient test settles the
+                # coefficients too (see _newton_polish): the MAD of their
+                # residuals is then that of the fit, not of its tolerance.
+                coef = _newton_polish(problem, objective, coef)
+            mad = _residual_scale(rows, objective, coef)
+            next_scale = secant.step(scale, mad, result.converged)
+            if next_scale is None:
                 converged = True
                 break
+            if collapse and secant.collapsing:
+                return coef, mad, hessian, False, True
+            scale = next_scale
             if problem.budget == 0:
                 break
-        return coef, mad, hessian, converged
+        return coef, mad, hessian, converged, False
+
+
+def _residual_scale(ls_objective, objective, coef):
+    """:func:`initial_scale` of the residuals of ``objective`` at ``coef``."""
+    residuals = ls_objective.y - objective.raw_prediction(coef)[:, 0]
+    return initial_scale(residuals, ls_objective.sample_weight)
+
+
+def _newton_polish(problem, objective, coef):
+    """``coef`` after one more Newton step, if that lowers the gradient; else ``coef``.
+
+    The solvers stop on the gradient, ``max |g| <= tol``, which leaves the
+    coefficients ``H^-1 g`` off: ``cond(H) tol``, 6e-8 relative on longley's
+    collinear columns with log-cosh's small curvature in the tails. Newton's
+    convergence is quadratic there, so one step (one pass for ``H``, one for
+    the trial gradient) leaves about ``cond(H) tol^2``. Only for the Newton
+    solver, whose Hessian is small enough to factor.
+    """
+    if problem.options.solver != "newton":
+        return coef
+    _, grad, hess = objective.loss_gradient_hessian(coef)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    if not gnorm > 0:
+        return coef
+    direction = _solvers._cholesky_solve(np.asarray(hess), -grad)
+    if direction is None:
+        return coef
+    trial = coef + direction
+    _, trial_grad = objective.loss_gradient(trial)
+    if float(np.max(np.abs(trial_grad), initial=0.0)) < gnorm:
+        return trial
+    return coef
+
+
+def _collapsed_mad_fit(problem, coef):
+    """The MAD fixed point at ``sigma = 0``, if the scale collapses there; else None.
+
+    As ``sigma -> 0``, ``sigma^2 rho(r / sigma) -> sigma c |r|`` (``c =
+    psi(inf)``), so the fixed-scale fits tend to the least-absolute-deviation
+    fit without a penalty (solved exactly by linear programming, as
+    :meth:`JointScale._collapsed_scale_fit` does), and to ``w = 0`` with
+    the median for intercept with one (the ridge term then dominates). Their
+    residuals' MAD tends to that fit's: if more than half the weight is
+    fitted exactly it is 0, ``sigma = 0`` is the fixed point, and the fit
+    is returned with scale 0; otherwise the MAD stays positive and so does
+    the fixed point (None).
+    """
+    from ._quantile_exact import solve_exact
+
+    ls = problem.ls_objective
+    ((w, b),) = ls.unstandardize(coef)
+    if problem.l2 == 0:
+        w, b, _ = solve_exact(
+            ls.X, ls.y, 0.5, ls.sample_weight, 0.0, problem.fit_intercept, w, b
+        )
+    else:
+        w = np.zeros_like(w)
+        b = weighted_median(ls.y, ls.sample_weight) if problem.fit_intercept else 0.0
+    residuals = ls.y - safe_sparse_dot(ls.X, w) - b
+    fitted = np.where(np.abs(residuals) <= EXACT_FIT_TOL, 0.0, residuals)
+    if mad_scale(fitted, ls.sample_weight) > 0:
+        return None
+    return ScaleFit(w, b, 0.0, True)
