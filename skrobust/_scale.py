@@ -508,10 +508,11 @@ class JointScale:
 
     def solve(self, problem, coef, scale):
         ls = problem.ls_objective
-        if problem.alpha == 0 and ls.n_samples <= _FEW_ROWS_PER_COEF * ls.n_coef:
-            # Few rows per coefficient: the scale often collapses (enough
-            # rows fitted exactly), which Newton only approaches. Check the
-            # boundary first, at the price of one small linear programme.
+        few_rows = ls.n_samples <= _FEW_ROWS_PER_COEF * ls.n_coef
+        if problem.alpha == 0 and (few_rows or _boundary_may_be_optimal(problem)):
+            # The scale may collapse (enough rows fitted exactly), which
+            # Newton only approaches, one unit of log sigma per step. Check
+            # the boundary first, at the price of one small linear programme.
             ((w, b),) = ls.unstandardize(coef)
             boundary = self._collapsed_scale_fit(problem, ScaleFit(w, b, scale, False))
             if boundary.converged:
@@ -587,6 +588,26 @@ class JointScale:
 
     def report(self, scale, y_scale):
         return scale * y_scale
+
+
+def _boundary_may_be_optimal(problem):
+    r"""Whether ``sigma = 0`` can minimise the joint objective: a necessary condition.
+
+    In :func:`_boundary_is_optimal`'s test each row fitted exactly adds
+    ``s_i (1 - 2 chi) <= s_i`` (``chi >= 0``) and every other row ``s_i (1 -
+    2L) < 0``. At an LP vertex at most ``n_coef`` rows are fitted exactly
+    (with rows in general position; tied targets can fit more, which the
+    check after Newton's method still catches), so the boundary can be
+    optimal only if ``(S - T)(2L - 1) <= T``, ``S`` the sum of the weights
+    and ``T`` that of the ``n_coef`` largest: up to ``1 + 1 / (2L - 1)``
+    rows per coefficient with unit weights (3.6 for log-cosh at ``delta =
+    1``, 2.2 for Huber at 1.35).
+    """
+    ls = problem.ls_objective
+    weights = np.sort(ls.sample_weight[ls.sample_weight > 0])
+    top = weights[-ls.n_coef :].sum()
+    excess = 2.0 * problem.rho.z_psi_minus_rho_limit - 1.0
+    return bool((weights.sum() - top) * excess <= top)
 
 
 def _boundary_is_optimal(problem, residuals):

@@ -18,12 +18,21 @@ import pytest
 import scipy.optimize
 import statsmodels.api as sm
 from numpy.testing import assert_allclose
-from sklearn.datasets import load_diabetes
+from sklearn.datasets import load_diabetes, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from skrobust import HuberRegressor, LogCoshRegressor
-from skrobust._scale import ScaleSecant
+from skrobust._base import least_squares_start
+from skrobust._quantile_exact import solve_exact
+from skrobust._scale import (
+    MProblem,
+    ScaleSecant,
+    _boundary_is_optimal,
+    _boundary_may_be_optimal,
+)
+from skrobust._solvers import SolverOptions
+from skrobust.losses import HuberRho, LogCoshRho
 
 
 def _fair_standardised():
@@ -207,3 +216,61 @@ def test_logcosh_fixed_scale_fit_is_tight_at_the_default_tol(load):
     model = LogCoshRegressor(scale=sigma, fit_intercept=False).fit(X, y)
     expected = _fixed_scale_newton(X, y, sigma, rlm.params)
     assert_allclose(model.coef_, expected, rtol=1e-9)
+
+
+def _joint_problem(X, y, sample_weight, rho, fit_intercept):
+    ls_objective, _, _ = least_squares_start(X, y, sample_weight, fit_intercept, 0.0)
+    return MProblem(ls_objective, rho, 0.0, fit_intercept, SolverOptions())
+
+
+@pytest.mark.parametrize(
+    "rho",
+    [HuberRho(1.05), HuberRho(1.35), HuberRho(2.0), LogCoshRho(1.0), LogCoshRho(2.5)],
+    ids=repr,
+)
+def test_boundary_precheck_never_skips_an_optimal_boundary(rho):
+    """``_boundary_may_be_optimal`` is a necessary condition of
+    ``_boundary_is_optimal`` at the LP fit: over rows per coefficient from 1
+    to twice the bound, with and without weights and intercept, in general position
+    (continuous X and y, no ties), it is never False where the boundary is
+    optimal; the sweep has optimal boundaries and skipped checks."""
+    rng = np.random.default_rng(7)
+    skipped = optimal_boundaries = 0
+    # Up to twice the rows per coefficient where the check starts skipping.
+    most_rows = 2.0 * (1.0 + 1.0 / (2.0 * rho.z_psi_minus_rho_limit - 1.0))
+    for trial in range(80):
+        p = int(rng.integers(2, 8))
+        fit_intercept = bool(trial % 2)
+        k = p + fit_intercept
+        n = int(rng.integers(k, most_rows * k + 2))
+        X = rng.normal(size=(n, p))
+        y = X @ rng.normal(size=p) + rng.standard_t(2, size=n) * rng.choice([0.01, 1])
+        weights = rng.uniform(0.1, 3.0, size=n) if trial % 3 else np.ones(n)
+        problem = _joint_problem(X, y, weights, rho, fit_intercept)
+        ls = problem.ls_objective
+        w, b, _ = solve_exact(
+            ls.X, ls.y, 0.5, ls.sample_weight, 0.0, fit_intercept, None, None
+        )
+        residuals = ls.y - ls.X @ w - b
+        optimal = _boundary_is_optimal(problem, residuals)
+        may_be = _boundary_may_be_optimal(problem)
+        assert may_be or not optimal, (trial, n, p)
+        skipped += not may_be
+        optimal_boundaries += optimal
+    assert skipped >= 5
+    assert optimal_boundaries >= 5
+
+
+def test_logcosh_joint_collapse_at_50_by_20_needs_no_newton_steps():
+    """n = 50, p = 20, 10% of y shifted by 50: the joint scale collapses to 0
+    (the LAD fit, checked against linear programming), which the boundary
+    check now finds before Newton's method (it took 55 iterations creeping
+    down log sigma: 26 ms against 4 ms now)."""
+    X, y = make_regression(50, 20, noise=1, random_state=0)
+    y[np.random.default_rng(0).choice(50, 5, replace=False)] += 50
+    model = LogCoshRegressor().fit(X, y)
+    assert model.scale_ == 0.0
+    assert model.n_iter_ == 0
+    residuals = y - X @ model.coef_ - model.intercept_
+    lad = _lad_objective_optimum(X, y, fit_intercept=True)
+    assert np.abs(residuals).sum() == pytest.approx(lad, rel=1e-9)
