@@ -77,6 +77,11 @@ _LAD_SMALLEST_STEP = 0.1
 _COLLAPSE_STEPS = 2
 _COLLAPSE_MIN_GAP = 1e-3
 _COLLAPSE_KEEP = 0.5
+# scale="mad": fixed-scale fits whose residuals' MAD is within this relative
+# distance of their scale (those that may settle the fixed point) take one
+# Newton step past the gradient test (_newton_polish); earlier ones only
+# steer the secant, and their 2 passes over X would be wasted there.
+_POLISH_GAP = 1e-4
 
 
 @dataclass
@@ -671,8 +676,11 @@ class ScaleSecant:
     that leaves the bracket is replaced by a (geometric) bisection; before
     that, the plain fixed-point update of IRLS. The end of the bracket of
     the same sign is replaced (not min/max: ``g`` need not be monotone, and
-    the bracket must keep a sign change inside). Written once, for the MAD
-    scale in memory and on Dask.
+    the bracket must keep a sign change inside). An unbracketed secant
+    step must also stay positive: where ``g`` is steeper than ``-1`` (the
+    scale collapsing, ``MAD ~ k sigma`` with ``k < 1``) it would cross zero,
+    and the plain update is taken instead. Written once, for the MAD scale
+    in memory and on Dask.
     """
 
     def __init__(self, tol):
@@ -758,6 +766,13 @@ class MADScale:
         flat. Large problems first solve it on a strided subsample. The
         reported scale is the MAD of the final residuals, as statsmodels
         reports it.
+
+        When the secant heads for ``sigma = 0`` (:attr:`ScaleSecant.collapsing`:
+        more than half the weight fitted exactly in the limit, as with
+        fair's targets, 68% of them 0), the boundary is solved directly
+        (:func:`_collapsed_mad_fit`; the joint scale's
+        :meth:`JointScale._collapsed_scale_fit` likewise) rather than
+        approached by fits whose tiny scale overflows their curvature.
         """
         coef, scale, converged, boundary = self._fixed_point(
             problem, problem.ls_objective, coef, scale
@@ -829,12 +844,18 @@ class MADScale:
             coef = result.coef
             if result.hessian is not None:
                 hessian, origin = result.hessian, "stale"
-            if result.converged:
-                # One Newton step past the gradient test settles the
-                # coefficients too (see _newton_polish): the MAD of their
-                # residuals is then that of the fit, not of its tolerance.
-                coef = _newton_polish(problem, objective, coef)
             mad = _residual_scale(rows, objective, coef)
+            if (
+                result.converged
+                and rows is problem.ls_objective
+                and abs(mad - scale) <= _POLISH_GAP * scale
+            ):
+                # Near the fixed point, one Newton step past the gradient
+                # test settles the coefficients too (see _newton_polish): the
+                # MAD of their residuals is then that of the fit, not of its
+                # tolerance. (Not on a subsample, which only gives a start.)
+                coef = _newton_polish(problem, objective, coef)
+                mad = _residual_scale(rows, objective, coef)
             next_scale = secant.step(scale, mad, result.converged)
             if next_scale is None:
                 converged = True
