@@ -159,6 +159,19 @@ def initial_scale(residuals, sample_weight):
     return scale
 
 
+def _positive_scale(problem, coef, scale):
+    """``scale`` if positive, else :func:`initial_scale` of the residuals at ``coef``.
+
+    A warm start from a fit whose scale collapsed gives ``scale = 0``, where
+    neither ``log sigma`` nor ``r / sigma`` is defined.
+    """
+    if scale > 0:
+        return scale
+    ls = problem.ls_objective
+    residuals = ls.y - ls.raw_prediction(coef)[:, 0]
+    return initial_scale(residuals, ls.sample_weight)
+
+
 def _fixed_scale_fit(problem, coef, scale):
     """Coefficients minimising ``sum s sigma^2 rho(r / sigma) + l2 pen``."""
     objective = problem.objective(
@@ -514,7 +527,11 @@ class JointScale:
     def solve(self, problem, coef, scale):
         ls = problem.ls_objective
         few_rows = ls.n_samples <= _FEW_ROWS_PER_COEF * ls.n_coef
-        if problem.alpha == 0 and (few_rows or _boundary_may_be_optimal(problem)):
+        collapsed_start = not scale > 0  # a warm start from sigma = 0
+        scale = _positive_scale(problem, coef, scale)
+        if problem.alpha == 0 and (
+            few_rows or collapsed_start or _boundary_may_be_optimal(problem)
+        ):
             # The scale may collapse (enough rows fitted exactly), which
             # Newton only approaches, one unit of log sigma per step. Check
             # the boundary first, at the price of one small linear programme.
@@ -774,6 +791,12 @@ class MADScale:
         :meth:`JointScale._collapsed_scale_fit` likewise) rather than
         approached by fits whose tiny scale overflows their curvature.
         """
+        if not scale > 0:
+            # A warm start from sigma = 0: still the fixed point, or a start.
+            boundary = _collapsed_mad_fit(problem, coef)
+            if boundary is not None:
+                return boundary
+            scale = _positive_scale(problem, coef, scale)
         coef, scale, converged, boundary = self._fixed_point(
             problem, problem.ls_objective, coef, scale
         )

@@ -274,3 +274,22 @@ def test_logcosh_joint_collapse_at_50_by_20_needs_no_newton_steps():
     residuals = y - X @ model.coef_ - model.intercept_
     lad = _lad_objective_optimum(X, y, fit_intercept=True)
     assert np.abs(residuals).sum() == pytest.approx(lad, rel=1e-9)
+
+
+@pytest.mark.parametrize("scale", ["mad", "joint"])
+def test_warm_start_from_a_collapsed_scale(scale):
+    """``scale_ = 0`` from the collapse on fair is a valid warm start: again
+    on the same data it stays there (no divide-by-zero or log(0) warnings),
+    and on targets that no longer collapse it reaches the cold fit."""
+    X, y = _fair_standardised()
+    model = HuberRegressor(scale=scale, warm_start=True, fit_intercept=False)
+    model.fit(X, y)
+    assert model.scale_ == 0.0
+    model.fit(X, y)
+    assert model.scale_ == 0.0
+    assert_allclose(model.coef_, 0.0, atol=1e-12)
+    y_noisy = y + np.random.default_rng(0).normal(size=y.size)
+    model.fit(X, y_noisy)
+    cold = HuberRegressor(scale=scale, fit_intercept=False).fit(X, y_noisy)
+    assert model.scale_ == pytest.approx(cold.scale_, rel=1e-9)
+    assert_allclose(model.coef_, cold.coef_, rtol=1e-8, atol=1e-12)
