@@ -57,8 +57,10 @@ objective :math:`\sum_i s_i \sigma (1 + 2\rho(z_i))`) it is the sandwich
 import numpy as np
 
 from ._inference import (
+    design_center,
     inverse_symmetric,
     single_threaded_blas,
+    uncentre,
     weighted_grams,
 )
 
@@ -125,13 +127,27 @@ def mestimator_covariance(
     """
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
+    # Centred coordinates: see skrobust._inference.design_center.
+    center = design_center(X, fit_intercept)
     options = {"fit_intercept": fit_intercept, "cov_type": cov_type, "joint": joint}
-    sums = covariance_sums(X, residuals, sample_weight, rho, scale, **options)
-    return combine_covariance_sums([sums], scale, cov_type=cov_type, joint=joint)
+    sums = covariance_sums(
+        X, residuals, sample_weight, rho, scale, center=center, **options
+    )
+    cov = combine_covariance_sums([sums], scale, cov_type=cov_type, joint=joint)
+    return uncentre(cov, center)
 
 
 def covariance_sums(
-    X, residuals, sample_weight, rho, scale, *, fit_intercept, cov_type, joint
+    X,
+    residuals,
+    sample_weight,
+    rho,
+    scale,
+    *,
+    fit_intercept,
+    cov_type,
+    joint,
+    center=None,
 ):
     r"""The sums over rows that :func:`mestimator_covariance` is made of.
 
@@ -145,7 +161,10 @@ def covariance_sums(
     squared deviations, which combine stably (Chan, Golub and LeVeque).
 
     Parameters are those of :func:`mestimator_covariance` (``cov_type`` and
-    ``joint`` decide which sums are formed).
+    ``joint`` decide which sums are formed), and ``center``: the sums are
+    those of ``[1, X - center]`` (see
+    :func:`skrobust._inference.design_center`), whose combined covariance
+    :func:`skrobust._inference.uncentre` maps back.
 
     Returns
     -------
@@ -167,11 +186,14 @@ def covariance_sums(
         return {"n": n, "exact": exact, "n_params": n_params}
     z = residuals / scale
     if cov_type == "sandwich" and joint:
-        return _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept)
+        return _joint_sandwich_sums(
+            X, z, sample_weight, rho, scale, fit_intercept, center
+        )
     _, psi, dpsi = _value_derivatives(rho, z)
     if cov_type == "sandwich":
         row_weights = [sample_weight * dpsi, sample_weight * psi**2]
-        return {"n": n, "grams": weighted_grams(X, row_weights, fit_intercept)}
+        grams = weighted_grams(X, row_weights, fit_intercept, center=center)
+        return {"n": n, "grams": grams}
     mean = float(sample_weight @ dpsi) / n if n > 0 else 0.0
     sums = {
         "n": n,
@@ -185,7 +207,7 @@ def covariance_sums(
         "H2": [sample_weight * dpsi],
         "H3": [sample_weight, sample_weight * dpsi],
     }[cov_type]
-    sums["grams"] = weighted_grams(X, row_weights, fit_intercept)
+    sums["grams"] = weighted_grams(X, row_weights, fit_intercept, center=center)
     return sums
 
 
@@ -269,7 +291,7 @@ def _huber_1981(grams, m, dpsi_squares, psi_squares, n, scale, cov_type):
     return tau2 / kappa * (w_inv @ gram @ w_inv)
 
 
-def _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept):
+def _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept, center):
     r"""Sums of the sandwich of the concomitant objective in ``(beta, log sigma)``.
 
     Per row, with :math:`\chi = z\psi - \rho` (:class:`ConcomitantScaleLoss`):
@@ -298,6 +320,7 @@ def _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept):
             sample_weight * hess_cross,
             sample_weight * grad_mean * grad_scale,
         ],
+        center=center,
     )
     corners = np.array(
         [float(sample_weight @ hess_scale), float(sample_weight @ grad_scale**2)]

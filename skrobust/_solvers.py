@@ -318,7 +318,11 @@ def _minimize(
                 # from their point unless its curvature is implausible (a
                 # Hessian rounded to a negative diagonal at an extreme scale),
                 # where the trust region would fail: then from the start.
-                diagonal = np.diag(result.hessian) if result.hessian is not None else []
+                diagonal = (
+                    np.diag(result.hessian)
+                    if result.hessian is not None
+                    else np.empty(0)
+                )
                 plausible = np.all(np.isfinite(diagonal)) and np.all(diagonal >= 0)
                 restart = result.coef if plausible else coef0
                 more = _newton(objective, restart, budget - result.n_iter, tol)

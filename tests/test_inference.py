@@ -8,7 +8,7 @@ from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
-from skrobust import HeteroscedasticRegressor, QuantileRegressor
+from skrobust import HeteroscedasticRegressor, HuberRegressor, QuantileRegressor
 from skrobust._inference import (
     InferenceMixin,
     Summary,
@@ -212,6 +212,8 @@ def test_stacked_covariances_of_several_outputs():
 
 
 SHIFTED_FITS = [
+    (HuberRegressor, {}, ("H1", "H2", "H3", "mass", "sandwich")),
+    (HuberRegressor, {"scale": "mad"}, ("H1", "H3", "sandwich")),
     (QuantileRegressor, {"solver": "exact"}, ("iid", "nid", "ker")),
     (HeteroscedasticRegressor, {}, ("expected", "observed", "sandwich")),
 ]
@@ -220,7 +222,7 @@ SHIFTED_FITS = [
 @pytest.mark.parametrize(
     "estimator_class, params, cov_types",
     SHIFTED_FITS,
-    ids=[fit[0].__name__ for fit in SHIFTED_FITS],
+    ids=[f"{fit[0].__name__}-{fit[1]}" for fit in SHIFTED_FITS],
 )
 def test_slope_standard_errors_ignore_a_shift_of_the_columns(
     estimator_class, params, cov_types
