@@ -715,8 +715,8 @@ def _check_supported(estimator, n_features):
         unsupported(estimator)
     if isinstance(estimator.scale, str) and estimator.scale == "lad":
         raise NotImplementedError(
-            "scale='lad' needs an exact LAD fit, not available on dask arrays "
-            "yet: use scale='joint', 'mad' or a float."
+            "scale='lad' (a smoothed LAD fit's scale) is not available on "
+            "dask arrays yet: use scale='joint', 'mad' or a float."
         )
 
 
@@ -1030,7 +1030,9 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
         ),
     }
     if estimator.cov_type is not None:
-        extras["cov_"] = covariance(estimator, data, coef_, intercept_, scale_)
+        extras["cov_"] = covariance(
+            estimator, data, coef_, intercept_, scale_, stats[2][0]
+        )
     return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
 
 
@@ -1045,29 +1047,36 @@ def _covariance_kernel(X_c, y_c, w_c, rho, scale, coef, intercept, options):
     return covariance_sums(X_c, residuals, weights, rho, scale, **options)
 
 
-def covariance(estimator, data, coef, intercept, scale):
+def covariance(estimator, data, coef, intercept, scale, column_means):
     """``cov_`` of an M-estimator's fit on dask data: one more round trip.
 
     Each chunk forms the sums of
     :func:`skrobust._cov_mestimator.covariance_sums` over its rows (at the
     residuals of the fit, in the units of ``y``, with the raw frequency
-    weights); :func:`~skrobust._cov_mestimator.combine_covariance_sums`
-    makes the in-memory covariance of them.
+    weights), in the coordinates centred at ``column_means`` (the weighted
+    column means of the statistics pass) when there is an intercept;
+    :func:`~skrobust._cov_mestimator.combine_covariance_sums` and
+    :func:`~skrobust._inference.uncentre` make the in-memory covariance of
+    them.
     """
     from ._cov_mestimator import combine_covariance_sums
+    from ._inference import uncentre
 
     joint = isinstance(estimator.scale, str) and estimator.scale == "joint"
+    center = np.asarray(column_means, float) if estimator.fit_intercept else None
     options = {
         "fit_intercept": estimator.fit_intercept,
         "cov_type": estimator.cov_type,
         "joint": joint,
+        "center": center,
     }
     parts = data.map_chunks(
         _covariance_kernel, estimator._rho(), scale, coef, intercept, options
     )
-    return combine_covariance_sums(
+    cov = combine_covariance_sums(
         list(parts), scale, cov_type=estimator.cov_type, joint=joint
     )
+    return uncentre(cov, center)
 
 
 def _irls_weights_block(residuals, rho, scale):
