@@ -697,11 +697,12 @@ def _check_quantile_supported(estimator, n_features):
             "cov_type is not supported for QuantileRegressor on dask arrays "
             "yet: fit with cov_type=None, or in memory."
         )
-    if estimator._resolve_solver(n_features) != "exact":
+    if estimator._resolve_solver(n_features) == "smooth" and estimator.alpha > 0:
         raise NotImplementedError(
-            "QuantileRegressor(solver='smooth') cannot fit dask arrays yet "
-            "(nor solver='auto' beyond 200 coefficients, where it is "
-            "'smooth'): use solver='exact'."
+            "QuantileRegressor(solver='smooth') with alpha > 0 (the L1 "
+            "penalty's proximal Newton) cannot fit dask arrays yet (nor "
+            "solver='auto' beyond 200 coefficients, where it is 'smooth'): "
+            "use solver='exact' or fit in memory."
         )
 
 

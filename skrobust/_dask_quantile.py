@@ -65,8 +65,16 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _dask, _progress
-from ._dask import ChunkedData, Sample, _chunk_weights, data_statistics
+from . import _dask, _progress, _quantile, _solvers
+from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
+from ._dask import (
+    ChunkedData,
+    Sample,
+    _chunk_weights,
+    data_statistics,
+    weighted_median,
+)
+from ._objective import LinearObjective
 from ._quantile_exact import (
     _FIXUP_FRACTION,
     _FULL_FRACTION,
@@ -86,6 +94,7 @@ from ._quantile_lp import (
     _primal_lp,
     _weighted_sum,
 )
+from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
 
 # Newton steps (a pass each) at most before the band is built: the first
 # moves a sample fit to about the accuracy of the Hessian estimate times its
@@ -610,6 +619,8 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     """
     from ._base import StandardisedFit
 
+    if estimator._resolve_solver(X.shape[1]) == "smooth":
+        return _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs)
     data = ChunkedData(X, y, sample_weight)
     sum_weight, top, _, _ = data_statistics(data, center=estimator.fit_intercept)
     # The sample rows of the M-estimators' fits (_dask's constants).
@@ -662,3 +673,376 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     estimator._dask_linear_programmes = problem.n_lp
     fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
     return fitted, data.round_trips
+
+
+# -- the smoothed fit (solver="smooth") -------------------------------------------
+
+
+class _StridedData:
+    """Every ``step``-th row of a :class:`~skrobust._dask.ChunkedData`, by global index.
+
+    Rows ``0, step, 2 step, ...`` of all the data, as ``X[::step]`` selects
+    them in memory: each chunk's task gets the index of its first such row
+    (``each=``) and applies the kernel to its strided rows on the worker, so
+    nothing is copied or fetched. Has what the selections and
+    :class:`~skrobust._dask.DaskObjective` use: ``map_chunks``,
+    ``n_samples``, ``n_features`` and ``round_trips``.
+    """
+
+    def __init__(self, data, step):
+        self.data, self.step = data, int(step)
+        starts = np.cumsum((0,) + tuple(data.X.chunks[0][:-1]))
+        self.first = [int(-start % self.step) for start in starts]
+        self.n_samples = len(range(0, data.n_samples, self.step))
+        self.n_features = data.n_features
+
+    @property
+    def round_trips(self):
+        return self.data.round_trips
+
+    def map_chunks(self, kernel, *args):
+        """``kernel`` on each chunk's strided rows, in one round trip."""
+        return self.data.map_chunks(
+            _strided_kernel, self.step, kernel, *args, each=self.first
+        )
+
+
+def _strided_kernel(X_c, y_c, w_c, first, step, kernel, *args):
+    rows = slice(first, None, step)
+    return kernel(X_c[rows], y_c[rows], None if w_c is None else w_c[rows], *args)
+
+
+def _weight_kernel(X_c, y_c, w_c, top):
+    return float((_chunk_weights(y_c, w_c) / top).sum())
+
+
+class _ClippedValues:
+    """Per-row values ``clip((y - offset) / spread) - X w - b`` (``|.|`` if asked).
+
+    The standardised targets of the in-memory smoothed fit, clipped at
+    ``+-limit`` as :meth:`QuantileRegressor._fit_level` clips them.
+    """
+
+    def __init__(self, offset, spread, limit, coef=None, intercept=0.0, absolute=False):
+        self.offset, self.spread, self.limit = float(offset), float(spread), limit
+        self.coef, self.intercept = coef, float(intercept)
+        self.absolute = absolute
+
+    def __call__(self, X_c, y_c):
+        values = (np.asarray(y_c, dtype=np.float64) - self.offset) / self.spread
+        np.clip(values, -self.limit, self.limit, out=values)
+        if self.coef is not None:
+            values -= np.asarray(X_c @ self.coef).ravel() + self.intercept
+        if self.absolute:
+            np.abs(values, out=values)
+        return values
+
+
+class _ClippedSetup(_dask._ChunkSetup):
+    """:class:`~skrobust._dask._ChunkSetup` with the targets clipped at ``+-limit``."""
+
+    def __init__(self, setup, limit):
+        vars(self).update(vars(setup))
+        self.limit = limit
+
+    def objective(self, X_c, y_c, w_c):
+        weights = _chunk_weights(y_c, w_c) / self.top
+        chunk_weight = float(weights.sum())
+        if not chunk_weight > 0:
+            return None, 0.0
+        y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
+        np.clip(y, -self.limit, self.limit, out=y)
+        y[~(weights > 0)] = 0.0
+        objective = LinearObjective(
+            self.loss,
+            X_c,
+            y,
+            weights,
+            self.predictors,
+            [0.0] * len(self.predictors),
+            column_stats=self.column_stats,
+        )
+        return objective, chunk_weight
+
+
+def _gap_kernel(X_c, y_c, w_c, setup, coef, reach):
+    """Weighted sums of the pinball loss and of the gap terms over the chunk."""
+    objective, _ = setup.objective(X_c, y_c, w_c)
+    if objective is None:
+        return 0.0, 0.0
+    rho = setup.loss.rho
+    weights = _chunk_weights(y_c, w_c) / setup.top
+    residuals = objective.y - objective.raw_prediction(coef)[:, 0]
+    pinball = rho.quantile * residuals - np.minimum(residuals, 0.0)
+    close = np.flatnonzero(np.abs(residuals) < reach)
+    tail, _, _ = rho._tail_density_g(rho._t(residuals[close]))
+    gap = float((weights[close] * np.abs(residuals[close]) * tail).sum())
+    return float((weights * pinball).sum()), gap
+
+
+def _clipped_fit_kernel(X_c, y_c, w_c, offset, spread, limit, coef, intercept):
+    """Largest ``|x_i w + b|`` over the chunk's clipped rows (-1 if none)."""
+    y = (np.asarray(y_c, dtype=np.float64) - offset) / spread
+    clipped = np.flatnonzero(np.abs(y) > limit)
+    if not clipped.size:
+        return -1.0
+    fitted = np.asarray(X_c[clipped] @ coef).ravel() + intercept
+    return float(np.abs(fitted).max())
+
+
+class _DaskSmooth:
+    """The stages of :meth:`QuantileRegressor._fit_smooth` on all rows of dask data.
+
+    Coefficients are in the standardised coordinates of the statistics
+    pass (``stats[2]``) and standardised ``y`` units; every objective is a
+    :class:`~skrobust._dask.DaskObjective` (of all rows, or of every
+    ``step``-th one through :class:`_StridedData`) whose chunks clip the
+    standardised targets at ``+-limit``.
+    """
+
+    def __init__(self, estimator, data, stats, sample, y_map, limit):
+        self.estimator, self.data, self.stats, self.sample = (
+            estimator,
+            data,
+            stats,
+            sample,
+        )
+        self.offset, self.spread = y_map
+        self.limit = limit
+        self.fit_intercept = estimator.fit_intercept
+        self.quantile, self.kernel = float(estimator.quantile), estimator.kernel
+        self.n_coef = data.n_features + bool(self.fit_intercept)
+        self.method = "newton" if self.n_coef <= _quantile.NEWTON_MAX_COEF else "lbfgs"
+        self.n_iter = 0
+
+    def rows(self, step):
+        """``(data, sum of weight / top)`` of every ``step``-th row (all if 1)."""
+        if step <= 1:
+            return self.data, self.stats[0]
+        strided = _StridedData(self.data, step)
+        weight = sum(strided.map_chunks(_weight_kernel, self.stats[1]))
+        return (strided, weight) if weight > 0 else (self.data, self.stats[0])
+
+    def objective(self, rows, loss):
+        data, sum_weight = rows
+        sample = self.sample
+        y = np.clip((sample.y - self.offset) / self.spread, -self.limit, self.limit)
+        y[~(sample.weights > 0)] = 0.0
+        template = LinearObjective(
+            loss,
+            sample.X,
+            y,
+            sample.weights,
+            [(None, self.fit_intercept)],
+            [0.0],
+            column_stats=self.stats[2],
+        )
+        objective = _dask.DaskObjective(
+            data, (sum_weight, self.stats[1]), template, self.offset, self.spread
+        )
+        objective.setup = _ClippedSetup(objective.setup, self.limit)
+        return objective
+
+    def smoothed(self, rows, bandwidth):
+        rho = SmoothedPinballRho(self.quantile, bandwidth, self.kernel)
+        return rho, self.objective(rows, FixedScaleLoss(rho, 1.0))
+
+    def residual_scale(self, rows, objective, coef):
+        """:func:`skrobust._quantile._residual_scale` of the rows' residuals."""
+        data, sum_weight = rows
+        ((w, b),) = objective.unstandardize(coef)
+        top, hint = self.stats[1], self.sample.hint
+        values = _ClippedValues(self.offset, self.spread, self.limit, w, b)
+        median = weighted_median(data, values, sum_weight, top, hint(values))
+        values = _ClippedValues(
+            self.offset, self.spread, self.limit, w, b + median, absolute=True
+        )
+        mad = weighted_median(data, values, sum_weight, top, hint(values))
+        scale = mad / MAD_NORMAL_CONSTANT
+        if not scale > _quantile._MIN_RELATIVE_SCALE:
+            raise NotImplementedError(
+                "more than half the residuals are equal (a MAD of zero): the "
+                "smoothed fit's fallback scale is not available on dask; fit "
+                "in memory or with solver='exact'."
+            )
+        return scale
+
+    def least_squares(self):
+        """The start of :meth:`QuantileRegressor._smooth_start`: ``(coef, scale)``."""
+        rows = self.rows(self.data.n_samples // LEAST_SQUARES_START_ROWS)
+        objective = self.objective(rows, FixedScaleLoss(SquaredRho()))
+        zero = np.zeros(self.n_coef)
+        _, grad, hess = objective.loss_gradient_hessian(zero)
+        coef = -np.linalg.lstsq(hess, grad, rcond=None)[0]
+        scale = self.residual_scale(rows, objective, coef)
+        if self.fit_intercept:
+            # conquer's shift to the q-quantile of the residuals, taken on
+            # the client's sample: only the start depends on it.
+            template = objective.template
+            positive = template.sample_weight > 0
+            residuals = template.y - template.raw_prediction(coef)[:, 0]
+            if positive.any():
+                coef[-1] += _quantile._weighted_quantile(
+                    residuals[positive],
+                    template.sample_weight[positive],
+                    self.quantile,
+                )
+        return coef, scale
+
+    def minimize(self, objective, coef, budget, **kwargs):
+        result = _solvers.minimize(
+            objective, coef, self.method, budget, self.estimator.tol, **kwargs
+        )
+        self.n_iter += result.n_iter
+        return result
+
+    def gap(self, objective, rho, coef):
+        """:func:`skrobust._quantile.pinball_gap` over all rows: (value, gap)."""
+        reach = _quantile._LINEAR_BEYOND[rho.kernel] * rho.bandwidth
+        parts = self.data.map_chunks(_gap_kernel, objective.setup, coef, reach)
+        value = sum(part[0] for part in parts) / self.stats[0]
+        return value, sum(part[1] for part in parts) / self.stats[0]
+
+    def refine(self, objective, rho, coef, max_iter):
+        """:func:`skrobust._quantile.refine_smoothed`, each step on all rows."""
+        factor = _quantile._CONTINUATION_FACTOR
+        value, gap = self.gap(objective, rho, coef)
+        previous = None
+        for _ in range(_quantile._CONTINUATION_MAX_STEPS):
+            if not gap > _quantile._CONTINUATION_GAP * value:
+                break
+            finer, full = self.smoothed(
+                (self.data, self.stats[0]), rho.bandwidth / factor
+            )
+            start = coef if previous is None else coef + (coef - previous) / factor
+            result = self.minimize(
+                full,
+                start,
+                min(max_iter, _quantile._CONTINUATION_MAX_ITER),
+                warn=False,
+                multilevel=False,
+                convex=True,
+            )
+            if not result.converged:
+                break
+            new_value, new_gap = self.gap(full, finer, result.coef)
+            if not new_value <= value:
+                break
+            previous, coef, rho, value, gap = (
+                coef,
+                result.coef,
+                finer,
+                new_value,
+                new_gap,
+            )
+        return coef, rho
+
+    def solve(self):
+        """``(w, b, bandwidth)`` in standardised ``y`` units."""
+        estimator = self.estimator
+        coef, scale = self.least_squares()
+        if estimator.bandwidth == "auto":
+            n_features = self.data.n_features
+            factor = _quantile.default_bandwidth(
+                self.stats[0] * self.stats[1], n_features
+            )
+        else:
+            factor = float(estimator.bandwidth)
+        n = self.data.n_samples
+        step = 1
+        if n >= _solvers.SUBSAMPLE_MIN_ROWS and (
+            n >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * self.n_coef
+        ):
+            step = _solvers.SUBSAMPLE_STEP
+        first_rows = self.rows(step)
+        _, objective = self.smoothed(first_rows, factor * scale)
+        budget = estimator.max_iter - 1
+        if budget >= 1:
+            result = self.minimize(
+                objective, coef, budget, warn=False, multilevel=False
+            )
+            coef = result.coef
+            scale = self.residual_scale(first_rows, objective, coef)
+        rho, objective = self.smoothed((self.data, self.stats[0]), factor * scale)
+        result = self.minimize(
+            objective, coef, max(estimator.max_iter - self.n_iter, 1), multilevel=False
+        )
+        coef = result.coef
+        if estimator.bandwidth == "auto" and self.n_iter < estimator.max_iter:
+            coef, rho = self.refine(
+                objective, rho, coef, estimator.max_iter - self.n_iter
+            )
+        ((w, b),) = objective.unstandardize(coef)
+        return w, b, rho.bandwidth
+
+    def clipped_crossed(self, w, b, bandwidth):
+        """Whether a clipped target's fit is not safely inside the clip."""
+        low, high = self.stats[3]
+        if not max(abs(low - self.offset), abs(high - self.offset)) > (
+            self.limit * self.spread
+        ):
+            return False
+        parts = self.data.map_chunks(
+            _clipped_fit_kernel, self.offset, self.spread, self.limit, w, b
+        )
+        margin = self.limit - SmoothedPinballRho._T_MAX[self.kernel] * bandwidth
+        return not max(parts) < margin
+
+
+def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
+    """One target column's smoothed fit on a dask array: as :func:`fit_column`."""
+    from ._base import StandardisedFit
+
+    if estimator.alpha > 0:
+        raise NotImplementedError(
+            "QuantileRegressor(solver='smooth') with alpha > 0 (the L1 "
+            "penalty's proximal Newton) cannot fit dask arrays yet: use "
+            "solver='exact' or fit in memory."
+        )
+    data = ChunkedData(X, y, sample_weight)
+    stats = data_statistics(data, center=estimator.fit_intercept)
+    if estimator._warm_start_fit(output, n_outputs, data.n_features) is not None:
+        raise NotImplementedError(
+            "warm_start with solver='smooth' is not available on dask arrays."
+        )
+    rows = min(
+        _dask.SAMPLE_ROWS,
+        max(_dask.MIN_SAMPLE_ROWS, data.n_samples // _dask.SAMPLE_FRACTION),
+    )
+    sample = Sample(*data.sample(rows))
+    sum_weight, top = stats[0], stats[1]
+    # robust_offset_scale: the weighted median and MAD of y, exactly.
+    offset = 0.0
+    if estimator.fit_intercept:
+        values = _dask.RowValues(absolute=False)
+        offset = weighted_median(data, values, sum_weight, top, sample.hint(values))
+    spread = _dask.robust_scale(
+        data,
+        stats,
+        sample,
+        _dask.RowValues(offset),
+        spread_if_zero=1.0 if offset == 0 else abs(offset),
+    )
+    problem = _DaskSmooth(
+        estimator, data, stats, sample, (offset, spread), _quantile._Y_CLIP
+    )
+    w, b, bandwidth = problem.solve()
+    if problem.clipped_crossed(w, b, bandwidth):
+        # As in memory: a clipped target crossed the fit, refit unclipped.
+        n_iter = problem.n_iter
+        problem = _DaskSmooth(estimator, data, stats, sample, (offset, spread), np.inf)
+        w, b, bandwidth = problem.solve()
+        problem.n_iter += n_iter
+    _progress.say(
+        1,
+        "{} rows in {} chunks: smoothed fit in {} iterations, {} round trips",
+        data.n_samples,
+        data.X.numblocks[0],
+        problem.n_iter,
+        data.round_trips,
+    )
+    coef_ = np.asarray(w, dtype=np.float64) * spread
+    intercept_ = float(b * spread + offset) if estimator.fit_intercept else 0.0
+    estimator._n_rows_fit = data.n_samples
+    extras = {"bandwidth_": float(bandwidth * spread)}
+    return StandardisedFit(coef_, intercept_, problem.n_iter, extras), data.round_trips

@@ -23,6 +23,7 @@ from skrobust import (
     QuantileRegressor,
     _dask,
     _dask_quantile,
+    _quantile,
 )
 from skrobust._quantile_lp import pinball_objective, solve_lp
 
@@ -267,3 +268,142 @@ def test_wild_targets_are_clipped_as_in_memory(synchronous, wild):
     fitted = QuantileRegressor().fit(da.from_array(X, chunks=(CHUNKS, 4)), y)
     # The objective is dominated by the wild rows: the coefficients say more.
     assert_same_optimum(fitted, memory, X, y, None)
+
+
+# -- solver="smooth" ---------------------------------------------------------------
+
+
+def uneven_chunks(n, seed):
+    """Row chunks of random sizes (one of a single row) summing to ``n``."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(2, n - 1), size=6, replace=False))
+    sizes = np.diff(np.concatenate([[0, 1], cuts, [n]]))
+    return tuple(int(s) for s in sizes)
+
+
+def assert_same_smoothed_fit(fitted, memory, X, y, weights):
+    """Coefficients to 1e-8 relative, pinball objectives to 1e-10, same bandwidth."""
+    f_dask, f_memory = (
+        objective(fitted, X, y, weights),
+        objective(memory, X, y, weights),
+    )
+    assert abs(f_dask - f_memory) <= 1e-10 * f_memory, (f_dask, f_memory)
+    scale = np.abs(memory.coef_).max()
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=0, atol=1e-8 * scale)
+    np.testing.assert_allclose(
+        fitted.intercept_, memory.intercept_, rtol=0, atol=1e-8 * max(scale, 1.0)
+    )
+    np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-8)
+
+
+SMOOTH_CASES = {
+    # n, quantile, fit_intercept, weighted, y as a dask array
+    "3000-median-weighted": (3000, 0.5, True, True, False),
+    "20000-q0.3-dask-y": (20_000, 0.3, True, False, True),
+    "20000-q0.8-no-intercept-weighted": (20_000, 0.8, False, True, True),
+    "100000-q0.25-weighted": (100_000, 0.25, True, True, True),
+}
+
+
+@pytest.mark.parametrize("name", list(SMOOTH_CASES))
+def test_smooth_fit_equals_in_memory_fit(synchronous, name):
+    """Every stage replicated on all rows: the in-memory smoothed fit, to 1e-8.
+
+    Sizes of 20000 and more put the first stage on every 8th row (a strided
+    view evaluated on the workers) and the least-squares start on a strided
+    subsample; integer weights include zeros.
+    """
+    n, quantile, fit_intercept, weighted, dask_y = SMOOTH_CASES[name]
+    X, y = make_data(n, seed=n)
+    weights = (
+        np.random.default_rng(n).integers(0, 4, size=n).astype(float)
+        if weighted
+        else None
+    )
+    chunks = uneven_chunks(n, seed=n)
+    params = dict(
+        quantile=quantile, solver="smooth", fit_intercept=fit_intercept, tol=1e-13
+    )
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(chunks, 4))
+    yd = da.from_array(y, chunks=(chunks,)) if dask_y else y
+    wd = None if weights is None else da.from_array(weights, chunks=(chunks,))
+    fitted = QuantileRegressor(**params).fit(Xd, yd, sample_weight=wd)
+    assert_same_smoothed_fit(fitted, memory, X, y, weights)
+    # A handful of selection passes and one pass per Newton iteration.
+    assert fitted._dask_round_trips <= 80, fitted._dask_round_trips
+
+
+def test_smooth_fit_is_near_the_linear_programme_optimum(synchronous):
+    """The continuation's duality gap: within 1e-6 of HiGHS's optimum on all rows."""
+    X, y = make_data()
+    weights = weights_with_empty_chunk(y.size)
+    fitted = QuantileRegressor(quantile=0.6, solver="smooth", tol=1e-13).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
+    )
+    w_lp, b_lp = solve_lp(X, y, 0.6, weights, 0.0, True)
+    f_lp = pinball_objective(X, y, w_lp, b_lp, 0.6, weights, 0.0)
+    f_dask = objective(fitted, X, y, weights)
+    assert f_lp <= f_dask <= f_lp * (1 + 2e-6), (f_dask, f_lp)
+
+
+def test_smooth_continuation_on_tied_targets_equals_in_memory(synchronous):
+    """Integer targets (an atom of residuals at 0): the bandwidth is lowered.
+
+    The continuation's steps and their duality gaps are evaluated on all
+    rows; the bandwidth reached is the in-memory one, below the first fit's.
+    """
+    rng = np.random.default_rng(5)
+    n = 20_000
+    X = rng.normal(size=(n, 3))
+    y = np.round(X @ [1.0, 2.0, -1.0] + rng.normal(size=n))
+    weights = rng.integers(0, 3, size=n).astype(float)
+    chunks = uneven_chunks(n, seed=1)
+    params = dict(quantile=0.4, solver="smooth", tol=1e-13)
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(chunks, 3)),
+        da.from_array(y, chunks=(chunks,)),
+        sample_weight=da.from_array(weights, chunks=(chunks,)),
+    )
+    assert_same_smoothed_fit(fitted, memory, X, y, weights)
+    # Below the first fit's: the default factor times a residual scale >= 0.3.
+    scale = _quantile.default_bandwidth(weights.sum(), 3) * 0.3
+    assert fitted.bandwidth_ < scale, (fitted.bandwidth_, scale)
+
+
+def test_smooth_fit_with_far_targets_clips_as_in_memory(synchronous):
+    """Targets 1e9 away are clipped in every stage, as the in-memory fit does."""
+    X, y = make_data(20_000, seed=3)
+    y[:5] = 1e9
+    chunks = uneven_chunks(y.size, seed=3)
+    params = dict(quantile=0.4, solver="smooth", tol=1e-13)
+    memory = QuantileRegressor(**params).fit(X, y)
+    fitted = QuantileRegressor(**params).fit(da.from_array(X, chunks=(chunks, 4)), y)
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-8)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-8)
+    np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-8)
+
+
+def test_strided_rows_are_the_global_stride(synchronous):
+    """Every 8th row of all the data, whatever the chunk boundaries."""
+    n = 1001
+    X = np.arange(2.0 * n).reshape(n, 2)
+    y = np.arange(float(n))
+    chunks = (1, 7, 8, 9, 300, 676)
+    data = _dask.ChunkedData(
+        da.from_array(X, chunks=(chunks, 2)), da.from_array(y, chunks=(chunks,))
+    )
+    strided = _dask_quantile._StridedData(data, 8)
+    parts = strided.map_chunks(lambda X_c, y_c, w_c: (X_c, y_c))
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y[::8])
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), X[::8])
+    assert strided.n_samples == y[::8].size and data.round_trips == 1
+
+
+def test_smooth_fit_with_l1_penalty_is_refused(synchronous):
+    X, y = make_data()
+    with pytest.raises(NotImplementedError, match="alpha > 0"):
+        QuantileRegressor(solver="smooth", alpha=0.1).fit(
+            da.from_array(X, chunks=(CHUNKS, 4)), y
+        )
