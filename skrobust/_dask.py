@@ -681,7 +681,8 @@ def unsupported(estimator):
         f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
         "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
         "(scale='joint', 'mad' or a float) and "
-        "QuantileRegressor(solver='exact'). Call X.compute() to fit in memory."
+        "QuantileRegressor (solver='smooth' without alpha). Call X.compute() "
+        "to fit in memory."
     )
 
 

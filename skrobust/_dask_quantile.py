@@ -58,6 +58,18 @@ accuracy of HiGHS (the tests check ``1e-9`` relative). When the minimiser
 is not unique (ties, a degenerate design), the vertex found can differ from
 the in-memory one, which moves along the optimal face towards its smoothed
 fit: the objective is the same, the coefficients need not be.
+
+``solver="smooth"`` (:class:`_DaskSmooth`) repeats the stages of
+:meth:`skrobust.QuantileRegressor._fit_smooth` with distributed passes:
+the exact median and MAD of ``y``; least squares on the in-memory strided
+subsample and the residual scale of those rows (exact distributed
+medians); the first smoothed fit on every 8th row of all the data
+(:class:`_StridedData`: each chunk's task takes the rows whose global index
+is a multiple of the stride, those of ``X[::8]``); the second on all rows
+through a :class:`~skrobust._dask.DaskObjective`; then the continuation of
+:func:`skrobust._quantile.refine_smoothed`, each step and its duality gap on
+all rows. The targets are clipped as in memory. The minimisers, and so the
+coefficients, are the in-memory ones.
 """
 
 import warnings
