@@ -531,7 +531,7 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             X, y, sample_weight, self.fit_intercept, 0.0
         )
         stats = ls_objective.column_stats
-        objective = self._likelihood_objective(X, y, sample_weight, var_cols, l2, stats)
+        objective = likelihood_objective(self, X, y, sample_weight, var_cols, l2, stats)
         # Least-squares residuals on the rows the start used (a subsample for
         # large n): a start need not be exact. Rows without weight are set
         # to 0: nothing depends on them, and squared they could overflow.
@@ -591,31 +591,19 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             standardised = residuals * np.sqrt(fit.extras["weights_"])
         noise = mad_scale(standardised, sample_weight)
         fit.extras["outliers_"] = np.abs(standardised) > OUTLIER_THRESHOLD * noise
-        if self.cov_type is None:
-            return fit
-        var_cols = variance_columns(
-            self.variance_features, X.shape[1], getattr(self, "feature_names_in_", None)
-        )
-        cov = gaussian_covariance(
-            X,
-            y,
-            fit.coef,
-            fit.intercept,
-            fit.extras["var_coef_"],
-            fit.extras["var_intercept_"],
-            sample_weight,
-            cov_type=self.cov_type,
-            fit_intercept=self.fit_intercept,
-            variance_columns=var_cols,
-            alpha=self.alpha,
-        )
-        n_mean = X.shape[1] + (1 if self.fit_intercept else 0)
-        se = np.sqrt(np.maximum(np.diag(cov)[n_mean:], 0.0))
-        var_coef_se = np.full(X.shape[1], np.nan)
-        var_coef_se[slice(None) if var_cols is None else var_cols] = se[1:]
-        fit.extras.update(
-            cov_=cov, var_intercept_se_=float(se[0]), var_coef_se_=var_coef_se
-        )
+        if self.cov_type is not None:
+            var_cols = variance_columns(
+                self.variance_features,
+                X.shape[1],
+                getattr(self, "feature_names_in_", None),
+            )
+            options = {
+                "cov_type": self.cov_type,
+                "fit_intercept": self.fit_intercept,
+                "variance_columns": var_cols,
+                "alpha": self.alpha,
+            }
+            fit.extras.update(covariance_attributes(X, y, fit, sample_weight, options))
         return fit
 
     def _set_fitted(self, fits, y_ndim):
@@ -671,24 +659,6 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             objective, result.coef, self.tol, self.max_iter, result.n_iter
         )
         return converged
-
-    def _likelihood_objective(self, X, y_std, sample_weight, var_cols, l2, stats):
-        """The penalised, jittered Gaussian NLL of ``y_std`` as a LinearObjective.
-
-        Two predictors, the mean on all columns (not penalised) and the
-        log-variance on ``var_cols`` (always with an intercept) with its
-        slopes penalised by ``l2``, in the standardised coordinates
-        ``stats``.
-        """
-        return LinearObjective(
-            GaussianNLLLoss(self.variance_floor),
-            X,
-            y_std,
-            sample_weight,
-            [(None, self.fit_intercept), (var_cols, True)],
-            [0.0, l2],
-            column_stats=stats,
-        )
 
     def _standardise_extras(self, extras, y_offset, y_scale):
         """The log-variance in the template's units: slopes have no units,
@@ -817,3 +787,46 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             per_target = -0.5 * (z * z + log_variance + _LOG_2PI)
         per_sample = per_target if per_target.ndim == 1 else per_target.sum(axis=1)
         return float(np.average(per_sample, weights=sample_weight))
+
+
+def likelihood_objective(estimator, X, y_std, sample_weight, var_cols, l2, stats):
+    """The penalised, jittered Gaussian NLL of ``y_std`` as a LinearObjective.
+
+    Two predictors, the mean on all columns (not penalised) and the
+    log-variance on ``var_cols`` (always with an intercept) with its slopes
+    penalised by ``l2``, in the standardised coordinates ``stats``; the
+    jitter and the mean's intercept are ``estimator``'s.
+    """
+    return LinearObjective(
+        GaussianNLLLoss(estimator.variance_floor),
+        X,
+        y_std,
+        sample_weight,
+        [(None, estimator.fit_intercept), (var_cols, True)],
+        [0.0, l2],
+        column_stats=stats,
+    )
+
+
+def covariance_attributes(X, y, fit, sample_weight, options):
+    """``cov_``, ``var_intercept_se_`` and ``var_coef_se_`` of one output's fit.
+
+    ``options`` are :func:`gaussian_covariance`'s keywords; the standard
+    errors of columns outside the variance features are NaN.
+    """
+    cov = gaussian_covariance(
+        X,
+        y,
+        fit.coef,
+        fit.intercept,
+        fit.extras["var_coef_"],
+        fit.extras["var_intercept_"],
+        sample_weight,
+        **options,
+    )
+    n_mean = X.shape[1] + (1 if options["fit_intercept"] else 0)
+    se = np.sqrt(np.maximum(np.diag(cov)[n_mean:], 0.0))
+    var_coef_se = np.full(X.shape[1], np.nan)
+    var_cols = options["variance_columns"]
+    var_coef_se[slice(None) if var_cols is None else var_cols] = se[1:]
+    return {"cov_": cov, "var_intercept_se_": float(se[0]), "var_coef_se_": var_coef_se}

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from test_reliability import HeteroscedasticSpec
 
 from skrobust import HeteroscedasticRegressor
-from skrobust._heteroscedastic import HARVEY_OFFSET
+from skrobust._heteroscedastic import HARVEY_OFFSET, likelihood_objective
 
 TRUE_COEF = np.array([1.0, -2.0, 0.5])
 TRUE_INTERCEPT = 3.0
@@ -65,7 +65,7 @@ def estimator_objective(seed=0, floor=0.3, alpha=0.2):
     sw = rng.uniform(0.2, 3.0, size=n)
     estimator = HeteroscedasticRegressor(variance_floor=floor, alpha=alpha)
     l2 = 0.15
-    objective = estimator._likelihood_objective(X, y, sw, np.array([0, 2]), l2, None)
+    objective = likelihood_objective(estimator, X, y, sw, np.array([0, 2]), l2, None)
     coef = 0.3 * rng.normal(size=objective.n_coef)
     return objective, coef, X, y, sw, l2
 
@@ -310,8 +310,8 @@ def test_noiseless_data_is_fitted_exactly_with_the_floor_variance():
     # units of y's spread, where the floor is 1e-8).
     spread = np.std(y)
     estimator = HeteroscedasticRegressor()
-    objective = estimator._likelihood_objective(
-        X, (y - y.mean()) / spread, np.ones(500), None, 2e-4 / 500, None
+    objective = likelihood_objective(
+        estimator, X, (y - y.mean()) / spread, np.ones(500), None, 2e-4 / 500, None
     )
     coef = objective.standardize(
         [
