@@ -681,8 +681,7 @@ def unsupported(estimator):
         f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
         "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
         "(scale='joint', 'mad' or a float) and "
-        "QuantileRegressor (solver='smooth' without alpha). Call X.compute() "
-        "to fit in memory."
+        "QuantileRegressor. Call X.compute() to fit in memory."
     )
 
 
@@ -697,13 +696,6 @@ def _check_quantile_supported(estimator, n_features):
         raise NotImplementedError(
             "cov_type is not supported for QuantileRegressor on dask arrays "
             "yet: fit with cov_type=None, or in memory."
-        )
-    if estimator._resolve_solver(n_features) == "smooth" and estimator.alpha > 0:
-        raise NotImplementedError(
-            "QuantileRegressor(solver='smooth') with alpha > 0 (the L1 "
-            "penalty's proximal Newton) cannot fit dask arrays yet (nor "
-            "solver='auto' beyond 200 coefficients, where it is 'smooth'): "
-            "use solver='exact' or fit in memory."
         )
 
 

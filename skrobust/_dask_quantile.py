@@ -68,7 +68,8 @@ medians); the first smoothed fit on every 8th row of all the data
 is a multiple of the stride, those of ``X[::8]``); the second on all rows
 through a :class:`~skrobust._dask.DaskObjective`; then the continuation of
 :func:`skrobust._quantile.refine_smoothed`, each step and its duality gap on
-all rows. The targets are clipped as in memory. The minimisers, and so the
+all rows. The targets are clipped as in memory; with ``alpha > 0`` the
+steps are the in-memory proximal Newton ones. The minimisers, and so the
 coefficients, are the in-memory ones.
 """
 
@@ -826,6 +827,9 @@ class _DaskSmooth:
         self.n_coef = data.n_features + bool(self.fit_intercept)
         self.method = "newton" if self.n_coef <= _quantile.NEWTON_MAX_COEF else "lbfgs"
         self.n_iter = 0
+        # _quantile._l1_weights: alpha / column scale, none on the intercept.
+        self.l1 = np.zeros(self.n_coef)
+        self.l1[: data.n_features] = estimator.alpha / stats[2][1]
 
     def rows(self, step):
         """``(data, sum of weight / top)`` of every ``step``-th row (all if 1)."""
@@ -901,10 +905,17 @@ class _DaskSmooth:
                 )
         return coef, scale
 
-    def minimize(self, objective, coef, budget, **kwargs):
-        result = _solvers.minimize(
-            objective, coef, self.method, budget, self.estimator.tol, **kwargs
-        )
+    def minimize(self, objective, coef, budget, convex=False, **kwargs):
+        """:func:`skrobust._quantile.minimize_smoothed` (proximal with ``alpha``)."""
+        tol = self.estimator.tol
+        if self.l1.any():
+            result = _solvers.minimize_l1(
+                objective, coef, self.l1, self.method, budget, tol, **kwargs
+            )
+        else:
+            result = _solvers.minimize(
+                objective, coef, self.method, budget, tol, convex=convex, **kwargs
+            )
         self.n_iter += result.n_iter
         return result
 
@@ -913,6 +924,7 @@ class _DaskSmooth:
         reach = _quantile._LINEAR_BEYOND[rho.kernel] * rho.bandwidth
         parts = self.data.map_chunks(_gap_kernel, objective.setup, coef, reach)
         value = sum(part[0] for part in parts) / self.stats[0]
+        value += float((self.l1 * np.abs(coef)).sum())
         return value, sum(part[1] for part in parts) / self.stats[0]
 
     def refine(self, objective, rho, coef, max_iter):
@@ -1005,12 +1017,6 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
     """One target column's smoothed fit on a dask array: as :func:`fit_column`."""
     from ._base import StandardisedFit
 
-    if estimator.alpha > 0:
-        raise NotImplementedError(
-            "QuantileRegressor(solver='smooth') with alpha > 0 (the L1 "
-            "penalty's proximal Newton) cannot fit dask arrays yet: use "
-            "solver='exact' or fit in memory."
-        )
     data = ChunkedData(X, y, sample_weight)
     stats = data_statistics(data, center=estimator.fit_intercept)
     if estimator._warm_start_fit(output, n_outputs, data.n_features) is not None:
