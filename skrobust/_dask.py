@@ -50,8 +50,9 @@ With ``cov_type``, one more pass forms each chunk's sums of
 ``QuantileRegressor(solver="exact")`` is fitted by
 :mod:`skrobust._dask_quantile` on the same :class:`ChunkedData`, statistics
 pass and sample: Portnoy and Koenker's preprocessing with a band of rows
-fetched to the client and a distributed sign certificate. The smoothed
-quantile solver, a quantile ``cov_type``, ``scale="lad"``,
+fetched to the client and a distributed sign certificate; ``solver="smooth"``
+there too, its stages on :class:`DaskObjective` and the exact distributed
+medians. A quantile ``cov_type``, ``scale="lad"``,
 ``MultiQuantileRegressor`` and ``HeteroscedasticRegressor`` raise
 ``NotImplementedError``.
 """
