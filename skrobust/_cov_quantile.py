@@ -736,9 +736,14 @@ def quantile_bootstrap_covariance(
         else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
     )
     rng = check_random_state(random_state)
-    uniform = np.full(n, 1.0 / n)
+
+    def multiplicities():
+        # Multinomial(n, 1/n) counts, drawn as n indices: numpy's multinomial
+        # with n categories costs several times more.
+        return np.bincount(rng.randint(n, size=n), minlength=n)
+
     replicates = [
-        np.ravel(fit_one(rng.multinomial(n, uniform) * base_weight))
+        np.ravel(fit_one(multiplicities() * base_weight))
         for _ in _progress.loop(range(n_bootstrap), n_bootstrap, "bootstrap replicate")
     ]
     return np.atleast_2d(np.cov(np.array(replicates), rowvar=False))

@@ -132,6 +132,17 @@ _NEWTON_MIN_SHIFT = 0.2
 # Targets further than this many median absolute deviations from the
 # preliminary fit are moved to that distance before the LP (solve_exact).
 _CLIP_MADS = 50.0
+# Side sums are updated by a gather of the rows that changed side while they
+# are fewer than this fraction of the rows; else recomputed by a pass.
+_GATHER_FRACTION = 0.2
+# Newton steps of a start from a nearby exact solution (a neighbouring
+# level). Each costs one pass over X (its side sums come by gathers); each
+# shrinks the start's error, and so the band the LP needs.
+_NEIGHBOUR_STEPS = 2
+# Selections of order statistics of more than _PILOT_MIN_ROWS values first
+# bracket them with a sorted strided pilot of about _PILOT_ROWS values.
+_PILOT_MIN_ROWS = 20000
+_PILOT_ROWS = 2000
 
 
 def _gram_sample(X, s, pos, fit_intercept):
@@ -183,7 +194,7 @@ def _weighted_quantile(r, s, quantile):
     if n > 0 and s[0] == s.min() == s.max():
         # Equal weights: the ceil(q n)-th smallest value, by selection.
         k = min(max(int(np.ceil(quantile * n)) - 1, 0), n - 1)
-        return float(np.partition(r, k)[k])
+        return _kth_smallest(r, k)
     target = quantile * float(s.sum())
 
     def exact(values, weights, below):
@@ -219,13 +230,47 @@ def _weighted_quantile(r, s, quantile):
     return exact(r, s, 0.0)
 
 
+def _kth_smallest(values, k):
+    """The ``k``-th smallest (from 0) of ``values``, in O(n) with a small constant.
+
+    A sorted strided pilot brackets it, so that only the values inside the
+    bracket are partitioned: ``np.partition`` of the whole vector costs
+    several times more at ``n = 1e5``, and fits of many levels or bootstrap
+    replicates select once or twice per fit.
+    """
+    n = values.size
+    if n <= _PILOT_MIN_ROWS:
+        return float(np.partition(values, k)[k])
+    pilot = np.sort(values[:: n // _PILOT_ROWS])
+    at = (k + 0.5) / n * pilot.size
+    # Five standard deviations of the pilot's order statistic, plus one.
+    half = 5.0 * np.sqrt(pilot.size * min(at, pilot.size - at) / pilot.size) + 1.0
+    lo_k, hi_k = int(at - half), int(at + half)
+    lo = pilot[lo_k] if lo_k > 0 else -np.inf
+    hi = pilot[hi_k] if hi_k < pilot.size else np.inf
+    below = int(np.count_nonzero(values < lo))
+    inside = values[(values >= lo) & (values <= hi)]
+    if not below <= k < below + inside.size:
+        return float(np.partition(values, k)[k])
+    return float(np.partition(inside, k - below)[k - below])
+
+
+def _smallest(d, m):
+    """Indices of the ``m`` smallest entries of ``d`` (ties broken by position)."""
+    if m >= d.size:
+        return np.arange(d.size)
+    if d.size <= _PILOT_MIN_ROWS or m > d.size // 4:
+        return np.argpartition(d, m - 1)[:m]
+    threshold = _kth_smallest(d, m - 1)
+    below = np.flatnonzero(d < threshold)
+    ties = np.flatnonzero(d == threshold)[: m - below.size]
+    return np.concatenate([below, ties])
+
+
 def _nearest(d, pos, m):
     """Indices of the ``m`` positive-weight rows with the smallest ``d``."""
     cand = d if pos is None else d[pos]
-    if m >= cand.size:
-        sel = np.arange(cand.size)
-    else:
-        sel = np.argpartition(cand, m - 1)[:m]
+    sel = _smallest(cand, m)
     return sel if pos is None else pos[sel]
 
 
@@ -353,14 +398,18 @@ class _Band:
     ``kept`` marks the ``m`` rows of positive weight with the smallest
     ``|r_i|``; ``above`` is ``r_i >= 0``, the side assumed for the rows
     outside ``K``; ``sums`` are their :func:`_side_sums` (one pass over
-    ``X``).
+    ``X``, unless ``x_sums``, their sums of ``x``, are known: the sums of
+    ``1`` and ``y`` are then recomputed, which costs no pass over ``X``).
     """
 
-    def __init__(self, problem, r, m):
+    def __init__(self, problem, r, m, x_sums=None):
         self.kept = np.zeros(r.size, dtype=bool)
         self.kept[_nearest(np.abs(r), problem.pos_or_none, m)] = True
         self.above = r >= 0
-        self.sums = _side_sums(problem.X, problem.y, problem.s, self.above)
+        if x_sums is None:
+            self.sums = _side_sums(problem.X, problem.y, problem.s, self.above)
+        else:
+            self.sums = (x_sums, *_scalar_side_sums(problem, self.above))
 
     def replaced(self, problem):
         """The rows of positive weight outside ``K``, above and below."""
@@ -435,34 +484,68 @@ def _neighbour_start(problem, coef, b, r, m, state, info):
     ``r`` are the residuals of that solution and ``state`` its
     ``info["level_state"]``: the side sums of the signs of ``r`` and its
     density estimate. As in :func:`_start` the residuals are centred at
-    this level and one Newton step moves the fit; but the side sums of the
-    centred residuals come from those of ``r`` and a gather of the rows
-    between the two (those whose side changed), not from a pass over
-    ``X``, and the band is built once, after the step. The step is always
-    taken: the certificate makes the answer exact whatever the start.
+    this level and one Newton step moves the fit; but the side sums come
+    from those of ``r`` and gathers of the rows whose side changed (with
+    the centring, then with the step), not from passes over ``X``, and the
+    band is built once, after the step. The step is always taken: the
+    certificate makes the answer exact whatever the start. With
+    ``state["centre"]`` False (a start at the same level, with other
+    weights: the bootstrap) the residuals are not centred; the step's
+    intercept moves them.
     """
     p = problem.p
-    r_centred, b_centred = problem.centred(r, b)
-    moved = np.flatnonzero((r_centred >= 0) != (r >= 0))
-    sums = _moved_side_sums(problem, state["side_sums"], moved, r_centred[moved] >= 0)
-    step, _ = _one_step(
-        problem.newton_gram(),
-        problem.s[problem.pos].sum(),
-        sums,
-        coef,
-        problem.q,
-        problem.penalty,
-        problem.fit_intercept,
-        state["density"],
-    )
-    coef = coef + step[:p]
-    b = b_centred + (step[p] if problem.fit_intercept else 0.0)
-    r, b = problem.centred(problem.residuals(coef, b), b)
-    band = _Band(problem, r, m)
+    centre = state.get("centre", True)
+    # The signs the side sums are of: carried, because a residual at a
+    # rounding-level zero can change sign when recomputed from another y.
+    # Without them the band's sums are recomputed by a pass over X.
+    signs = state.get("above")
+    exact_sums = signs is not None
+    if not exact_sums:
+        signs = r >= 0
+    r, b = problem.centred(r, b) if centre else (r, b)
+    sums = state["side_sums"]
+    n_steps = state.get("steps", _NEIGHBOUR_STEPS)
+    for n_taken in range(n_steps + 1):
+        # The side sums of the current residuals, then a Newton step.
+        moved = np.flatnonzero((r >= 0) != signs)
+        if moved.size > _GATHER_FRACTION * r.size:
+            sums = _side_sums(problem.X, problem.y, problem.s, r >= 0)
+        else:
+            sums = _moved_side_sums(problem, sums, moved, r[moved] >= 0)
+        signs = r >= 0
+        if n_taken == n_steps:
+            break
+        step, _ = _one_step(
+            problem.newton_gram(),
+            problem.s[problem.pos].sum(),
+            sums,
+            coef,
+            problem.q,
+            problem.penalty,
+            problem.fit_intercept,
+            state["density"],
+        )
+        coef = coef + step[:p]
+        b = b + (step[p] if problem.fit_intercept else 0.0)
+        r = problem.residuals(coef, b)
+        if centre:
+            r, b = problem.centred(r, b)
+    x_sums = sums[0] if exact_sums else None
+    band = _Band(problem, r, m, x_sums)
     h = band.half_width(r)
     info["density"] = _density(problem, r, h) if h > 0 else state["density"]
     info["refined"] = True
     return coef, b, r, problem.objective(r, coef), band
+
+
+def _scalar_side_sums(problem, above):
+    """The sums of ``1`` and of ``y`` of :func:`_side_sums`, without ``X``."""
+    s, y = problem.s, problem.y
+    s_above = np.where(above, s, 0.0)
+    s_below = s - s_above
+    return np.array([s_above.sum(), s_below.sum()]), np.array(
+        [s_above @ y, s_below @ y]
+    )
 
 
 def _moved_side_sums(problem, sums, rows, now_above):
@@ -486,11 +569,12 @@ def _moved_side_sums(problem, sums, rows, now_above):
 def _signs_side_sums(problem, band, r):
     """:func:`_side_sums` of the signs of ``r``, from those of ``band``.
 
-    At a certified solution only kept rows can have changed side (a
-    replaced row of the wrong sign is a rounding-level zero, ignored here).
+    At a certified solution mostly kept rows have changed side, but a
+    replaced row of the wrong sign (a rounding-level zero) counts too: the
+    next level's band takes its sums from these by gathers only, and the
+    pseudo-observations of its reduced problem must be exact sums.
     """
-    K = np.flatnonzero(band.kept)
-    moved = K[(r[K] >= 0) != band.above[K]]
+    moved = np.flatnonzero((r >= 0) != band.above)
     return _moved_side_sums(problem, band.sums, moved, r[moved] >= 0)
 
 
@@ -556,6 +640,7 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
             if "density" in info:
                 info["level_state"] = {
                     "side_sums": _signs_side_sums(problem, band, r),
+                    "above": r >= 0,
                     "density": info["density"],
                 }
             return coef, b, info

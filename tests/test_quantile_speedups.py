@@ -1,0 +1,139 @@
+"""The shortcuts of the quantile machinery give the exact optima.
+
+The bootstrap's refits (:class:`skrobust._quantile._ReweightedExact`) share
+the standardisation, the start's residuals, the clipping distance and the
+Newton step's Gram sample across replicates and use a narrower band; each
+replicate must still be the LP optimum for its weights, checked here
+against a separate exact fit with the multiplicities as weights and against
+HiGHS on the whole problem (``solve_lp``).
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from skrobust import QuantileRegressor
+from skrobust._quantile import _WarmRefit
+from skrobust._quantile_exact import pinball_objective, solve_lp
+
+
+def _data(n, p, seed, gross=0.1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    noise = rng.standard_t(3, size=n)
+    outliers = rng.random(n) < gross
+    noise[outliers] += rng.uniform(20, 50, size=outliers.sum())
+    return X, X @ rng.normal(size=p) + 2.0 + noise
+
+
+def _multiplicities(n, rng):
+    return rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
+
+
+@pytest.mark.parametrize(
+    "quantile, alpha, fit_intercept, sparse",
+    [
+        (0.5, 0.0, True, False),
+        (0.2, 0.0, True, False),
+        (0.9, 0.0, False, False),
+        (0.5, 1e-3, True, False),
+        (0.7, 0.0, True, True),
+    ],
+)
+def test_bootstrap_replicates_are_exact_optima(quantile, alpha, fit_intercept, sparse):
+    X, y = _data(20_000, 8, seed=int(quantile * 10))
+    if sparse:
+        X = sp.random(20_000, 8, density=0.4, random_state=0, format="csr")
+        y = X @ np.arange(1.0, 9.0) + np.random.default_rng(0).standard_t(3, 20_000)
+    params = dict(quantile=quantile, alpha=alpha, fit_intercept=fit_intercept)
+    full = QuantileRegressor(solver="exact", **params).fit(X, y)
+    base_weight = np.ones(X.shape[0])
+    refit = _WarmRefit(full, X, y, base_weight, full.coef_, full.intercept_)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        weights = _multiplicities(X.shape[0], rng)
+        got = refit.params_with_weights(weights)
+        coef, b = (got[1:], got[0]) if fit_intercept else (got, 0.0)
+        separate = QuantileRegressor(solver="exact", **params).fit(
+            X, y, sample_weight=weights
+        )
+        f_got = pinball_objective(X, y, coef, b, quantile, weights, alpha)
+        f_sep = pinball_objective(
+            X, y, separate.coef_, separate.intercept_, quantile, weights, alpha
+        )
+        assert abs(f_got - f_sep) <= 1e-9 * f_sep
+        if not sparse:
+            # The parameters themselves (the optimum is unique here).
+            np.testing.assert_allclose(coef, separate.coef_, rtol=0, atol=1e-6)
+
+
+def test_bootstrap_replicate_against_whole_lp():
+    """Against HiGHS on the whole weighted problem, with far targets clipped."""
+    X, y = _data(3_000, 4, seed=5, gross=0.2)
+    y[:5] = 1e9  # far beyond the clipping distance
+    full = QuantileRegressor(solver="exact", quantile=0.3).fit(X, y)
+    refit = _WarmRefit(full, X, y, np.ones(3_000), full.coef_, full.intercept_)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        weights = _multiplicities(3_000, rng)
+        got = refit.params_with_weights(weights)
+        coef_lp, b_lp = solve_lp(X, y, 0.3, weights, 0.0, True)
+        f_got = pinball_objective(X, y, got[1:], got[0], 0.3, weights, 0.0)
+        f_lp = pinball_objective(X, y, coef_lp, b_lp, 0.3, weights, 0.0)
+        assert abs(f_got - f_lp) <= 1e-9 * f_lp
+
+
+def test_bootstrap_covariance_matches_separate_fits():
+    """``cov_type="bootstrap"`` is the covariance of separately fitted replicates."""
+    X, y = _data(2_000, 3, seed=7)
+    model = QuantileRegressor(
+        solver="exact", cov_type="bootstrap", n_bootstrap=30, random_state=0
+    ).fit(X, y)
+    rng = np.random.RandomState(0)
+    replicates = []
+    for _ in range(30):
+        weights = np.bincount(rng.randint(2_000, size=2_000), minlength=2_000)
+        fit = QuantileRegressor(solver="exact").fit(X, y, sample_weight=weights)
+        replicates.append(np.r_[fit.intercept_, fit.coef_])
+    np.testing.assert_allclose(
+        model.cov_, np.cov(np.array(replicates), rowvar=False), rtol=1e-6, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("kind", ["normal", "cauchy", "ties"])
+def test_pilot_selection_matches_sorting(kind):
+    """The bracketed selections equal those of a full sort."""
+    from skrobust._quantile_exact import _kth_smallest, _smallest
+
+    rng = np.random.default_rng(3)
+    n = 60_001
+    values = {
+        "normal": rng.standard_normal(n),
+        "cauchy": rng.standard_cauchy(n),
+        "ties": rng.integers(0, 7, n).astype(float),
+    }[kind]
+    ordered = np.sort(values)
+    for k in (0, 1, 600, n // 2, n - 2, n - 1):
+        assert _kth_smallest(values, k) == ordered[k]
+    for m in (1, 300, 725, n // 5):
+        idx = _smallest(values, m)
+        assert np.unique(idx).size == m
+        np.testing.assert_array_equal(np.sort(values[idx]), ordered[:m])
+
+
+def test_many_levels_on_large_data_are_exact():
+    """Levels 0.01 apart (narrow bands, gathered side sums) on 30000 rows."""
+    from skrobust._multiquantile import MultiQuantileRegressor
+
+    X, y = _data(30_000, 6, seed=11)
+    levels = np.arange(40, 61) / 100
+    multi = MultiQuantileRegressor(levels, solver="exact").fit(X, y)
+    for j in (0, 7, 10, 20):
+        single = QuantileRegressor(quantile=levels[j], solver="exact").fit(X, y)
+        f_multi = pinball_objective(
+            X, y, multi.coef_[j], multi.intercept_[j], levels[j], None, 0.0
+        )
+        f_single = pinball_objective(
+            X, y, single.coef_, single.intercept_, levels[j], None, 0.0
+        )
+        assert abs(f_multi - f_single) <= 1e-9 * f_single
