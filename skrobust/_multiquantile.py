@@ -175,6 +175,11 @@ class MultiQuantileRegressor(RobustLinearRegressor):
     n_iter_ : ndarray of shape (n_quantiles,)
         Iterations per level: smoothed-fit iterations plus, for the exact
         solver, linear programmes solved.
+
+    Unlike :class:`QuantileRegressor`, it keeps no per-row attributes
+    (``noise_scale_``, ``outliers_``, ``weights_``): with ``k`` levels they
+    would hold ``k`` times ``n_samples`` values. Fit
+    :class:`QuantileRegressor` at a level for them.
     bandwidth_ : ndarray of shape (n_quantiles,)
         Bandwidth of each level's last smoothed fit in ``y`` units (the
         middle level's for exact levels started from a neighbour).
