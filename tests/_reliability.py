@@ -237,10 +237,11 @@ class MEstimatorSpec(EstimatorSpec):
         # The issue: a robust scale started from a robust fit stays bounded
         # up to 45%: scale="lad" (the centred MAD of a smoothed LAD fit's
         # residuals, held fixed), and so does a fixed scale, whose objective
-        # is convex with a bounded psi. The "mad" fixed point (rlm's) moves with one-sided
-        # outliers from about 30% on, and the joint scale breaks down near
-        # 1 / (1 + delta^2) (tests/test_breakdown.py derives its exact value):
-        # both are measured and documented, not required.
+        # is convex with a bounded psi. The "mad" fixed point (rlm's) moves
+        # with one-sided outliers from about 30% on, and the joint scale
+        # breaks down near 1 / (1 + delta^2) (tests/test_breakdown.py
+        # derives its exact value): both are measured and documented, not
+        # required.
         return None if estimator.scale in ("joint", "mad") else 0.45
 
 
