@@ -551,7 +551,13 @@ def robust_scale(data, stats, sample, values, spread_if_zero=None):
 
 
 class _ChunkSetup:
-    """What each chunk's task needs to build its :class:`LinearObjective`."""
+    """What each chunk's task needs to build its :class:`LinearObjective`.
+
+    ``limit``, when set, clips the standardised targets at ``+-limit`` (the
+    smoothed quantile fit's guard against wild targets).
+    """
+
+    limit = None
 
     def __init__(self, loss, predictors, column_stats, y_offset, y_spread, top):
         self.loss, self.predictors = loss, predictors
@@ -565,6 +571,8 @@ class _ChunkSetup:
         if not chunk_weight > 0:
             return None, 0.0
         y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
+        if self.limit is not None:
+            np.clip(y, -self.limit, self.limit, out=y)
         # As the fit template: a zero-weight row's target may be any finite
         # number, whose loss could overflow; it enters no sum.
         y[~(weights > 0)] = 0.0

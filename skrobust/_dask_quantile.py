@@ -758,25 +758,6 @@ class _ClippedSetup(_dask._ChunkSetup):
         vars(self).update(vars(setup))
         self.limit = limit
 
-    def objective(self, X_c, y_c, w_c):
-        weights = _chunk_weights(y_c, w_c) / self.top
-        chunk_weight = float(weights.sum())
-        if not chunk_weight > 0:
-            return None, 0.0
-        y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
-        np.clip(y, -self.limit, self.limit, out=y)
-        y[~(weights > 0)] = 0.0
-        objective = LinearObjective(
-            self.loss,
-            X_c,
-            y,
-            weights,
-            self.predictors,
-            [0.0] * len(self.predictors),
-            column_stats=self.column_stats,
-        )
-        return objective, chunk_weight
-
 
 def _gap_kernel(X_c, y_c, w_c, setup, coef, reach):
     """Weighted sums of the pinball loss and of the gap terms over the chunk."""
