@@ -67,7 +67,7 @@ medians); the first smoothed fit on every 8th row of all the data
 (:class:`_StridedData`: each chunk's task takes the rows whose global index
 is a multiple of the stride, those of ``X[::8]``); the second on all rows
 through a :class:`~skrobust._dask.DaskObjective`; then the continuation of
-:func:`skrobust._quantile.refine_smoothed`, each step and its duality gap on
+:func:`skrobust._quantile_smooth.refine_smoothed`, each step and its duality gap on
 all rows. The targets are clipped as in memory; with ``alpha > 0`` the
 steps are the in-memory proximal Newton ones. The minimisers, and so the
 coefficients, are the in-memory ones.
@@ -78,7 +78,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _dask, _progress, _quantile, _solvers
+from . import _dask, _progress, _quantile, _quantile_smooth, _solvers
 from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
 from ._dask import (
     ChunkedData,
@@ -597,7 +597,7 @@ def _sample_fit(estimator, sample):
 
 def _standardisation(estimator, sample):
     """Offset and spread of ``y`` from the sample (median and MAD)."""
-    from ._quantile import robust_offset_scale
+    from ._quantile_smooth import robust_offset_scale
 
     positive = sample.weights > 0
     if not positive.any():
@@ -806,9 +806,10 @@ class _DaskSmooth:
         self.fit_intercept = estimator.fit_intercept
         self.quantile, self.kernel = float(estimator.quantile), estimator.kernel
         self.n_coef = data.n_features + bool(self.fit_intercept)
-        self.method = "newton" if self.n_coef <= _quantile.NEWTON_MAX_COEF else "lbfgs"
+        newton_max = _quantile_smooth.NEWTON_MAX_COEF
+        self.method = "newton" if self.n_coef <= newton_max else "lbfgs"
         self.n_iter = 0
-        # _quantile._l1_weights: alpha / column scale, none on the intercept.
+        # _quantile_smooth._l1_weights: alpha / column scale, none on the intercept.
         self.l1 = np.zeros(self.n_coef)
         self.l1[: data.n_features] = estimator.alpha / stats[2][1]
 
@@ -845,7 +846,7 @@ class _DaskSmooth:
         return rho, self.objective(rows, FixedScaleLoss(rho, 1.0))
 
     def residual_scale(self, rows, objective, coef):
-        """:func:`skrobust._quantile._residual_scale` of the rows' residuals."""
+        """:func:`skrobust._quantile_smooth._residual_scale` of the rows' residuals."""
         data, sum_weight = rows
         ((w, b),) = objective.unstandardize(coef)
         top, hint = self.stats[1], self.sample.hint
@@ -856,7 +857,7 @@ class _DaskSmooth:
         )
         mad = weighted_median(data, values, sum_weight, top, hint(values))
         scale = mad / MAD_NORMAL_CONSTANT
-        if not scale > _quantile._MIN_RELATIVE_SCALE:
+        if not scale > _quantile_smooth._MIN_RELATIVE_SCALE:
             raise NotImplementedError(
                 "more than half the residuals are equal (a MAD of zero): the "
                 "smoothed fit's fallback scale is not available on dask; fit "
@@ -879,7 +880,7 @@ class _DaskSmooth:
             positive = template.sample_weight > 0
             residuals = template.y - template.raw_prediction(coef)[:, 0]
             if positive.any():
-                coef[-1] += _quantile._weighted_quantile(
+                coef[-1] += _quantile_smooth._weighted_quantile(
                     residuals[positive],
                     template.sample_weight[positive],
                     self.quantile,
@@ -887,7 +888,7 @@ class _DaskSmooth:
         return coef, scale
 
     def minimize(self, objective, coef, budget, convex=False, **kwargs):
-        """:func:`skrobust._quantile.minimize_smoothed` (proximal with ``alpha``)."""
+        """:func:`~skrobust._quantile_smooth.minimize_smoothed`, proximal with L1."""
         tol = self.estimator.tol
         if self.l1.any():
             result = _solvers.minimize_l1(
@@ -901,20 +902,20 @@ class _DaskSmooth:
         return result
 
     def gap(self, objective, rho, coef):
-        """:func:`skrobust._quantile.pinball_gap` over all rows: (value, gap)."""
-        reach = _quantile._LINEAR_BEYOND[rho.kernel] * rho.bandwidth
+        """:func:`skrobust._quantile_smooth.pinball_gap` over all rows: (value, gap)."""
+        reach = _quantile_smooth._LINEAR_BEYOND[rho.kernel] * rho.bandwidth
         parts = self.data.map_chunks(_gap_kernel, objective.setup, coef, reach)
         value = sum(part[0] for part in parts) / self.stats[0]
         value += float((self.l1 * np.abs(coef)).sum())
         return value, sum(part[1] for part in parts) / self.stats[0]
 
     def refine(self, objective, rho, coef, max_iter):
-        """:func:`skrobust._quantile.refine_smoothed`, each step on all rows."""
-        factor = _quantile._CONTINUATION_FACTOR
+        """:func:`skrobust._quantile_smooth.refine_smoothed`, each step on all rows."""
+        factor = _quantile_smooth._CONTINUATION_FACTOR
         value, gap = self.gap(objective, rho, coef)
         previous = None
-        for _ in range(_quantile._CONTINUATION_MAX_STEPS):
-            if not gap > _quantile._CONTINUATION_GAP * value:
+        for _ in range(_quantile_smooth._CONTINUATION_MAX_STEPS):
+            if not gap > _quantile_smooth._CONTINUATION_GAP * value:
                 break
             finer, full = self.smoothed(
                 (self.data, self.stats[0]), rho.bandwidth / factor
@@ -923,7 +924,7 @@ class _DaskSmooth:
             result = self.minimize(
                 full,
                 start,
-                min(max_iter, _quantile._CONTINUATION_MAX_ITER),
+                min(max_iter, _quantile_smooth._CONTINUATION_MAX_ITER),
                 warn=False,
                 multilevel=False,
                 convex=True,
@@ -948,7 +949,7 @@ class _DaskSmooth:
         coef, scale = self.least_squares()
         if estimator.bandwidth == "auto":
             n_features = self.data.n_features
-            factor = _quantile.default_bandwidth(
+            factor = _quantile_smooth.default_bandwidth(
                 self.stats[0] * self.stats[1], n_features
             )
         else:
