@@ -44,6 +44,9 @@ import scipy.sparse as sp
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from threadpoolctl import ThreadpoolController
 
+from ._small_design import SMALL_DESIGN_ELEMENTS, SmallDesign
+from ._small_design import weighted_gram as _weighted_gram
+
 # Elements per dense row block: 512 KiB of float64, which stays in L2 cache
 # between the products with X and X.T, bounds the extra memory of a pass, and
 # is large enough that numpy's per-call overhead does not dominate.
@@ -52,12 +55,6 @@ _BLOCK_ELEMENTS = 2**16
 # Passes split X into at least this many row blocks (see _row_blocks).
 _MIN_BLOCKS = 8
 
-# Up to this many elements (512 KiB) of its standardised design, a dense
-# objective whose rows all carry weight holds that design as a copy, and a
-# pass is a few products with it (see LinearObjective._small_design): on
-# small data the bookkeeping of row blocks and coefficient maps would cost
-# several times the arithmetic.
-_SMALL_DESIGN_ELEMENTS = 2**16
 
 # Rows of the strided sample on which null_directions looks for candidates.
 _NULL_SPACE_SAMPLE_ROWS = 5_000
@@ -120,7 +117,7 @@ def _weighted_column_stats(X, sample_weight, center):
                 _ScaledColumns(X, unit), sample_weight, center
             )
             return mean * unit, scale * unit
-        if step == 1 and X.shape[0] * p <= _SMALL_DESIGN_ELEMENTS:
+        if step == 1 and X.shape[0] * p <= SMALL_DESIGN_ELEMENTS:
             # The pilot is all of a small X: centred moments directly.
             mean, var = _centred_moments(X, sample_weight, S)
             return _finish_column_stats(mean, var, center)
@@ -455,36 +452,7 @@ class LinearObjective:
         a pass only when there are candidates. Returns an array of shape
         ``(n_coef, n_directions)``.
         """
-        step = max(1, self.n_samples // _NULL_SPACE_SAMPLE_ROWS)
-        sample = self.subsample(step) if step > 1 else self
-        if step > 1 and not sample.sum_weight > 0:
-            sample = self
-        directions = []
-        for j, pred in enumerate(self.predictors):
-            if pred.p == 0:
-                continue  # an intercept alone (weights have a positive sum)
-            eigenvalues, vectors = np.linalg.eigh(sample._design_grams(j))
-            small = eigenvalues <= 1e-10 * max(eigenvalues[-1], 0.0)
-            if not np.any(small):
-                continue
-            candidates = vectors[:, small]
-            if sample is not self:
-                # The flat directions on all rows, within the candidates'
-                # span: eigh mixes near-zero eigenvectors of the sample (a
-                # column constant on it, say) with each other, so each alone
-                # need not be flat even when a combination of them is.
-                on_all_rows, mixing = np.linalg.eigh(self._design_grams(j, candidates))
-                flat = on_all_rows <= 1e-10 * max(eigenvalues[-1], 0.0)
-                candidates = candidates @ mixing[:, flat]
-            block = np.zeros((self.n_coef, candidates.shape[1]))
-            block[pred.slice] = candidates
-            directions.append(block)
-        if not directions:
-            return np.zeros((self.n_coef, 0))
-        directions = np.hstack(directions)
-        # A penalised direction is curved by the ridge, hence not flat.
-        curved = np.einsum("ik,i,ik->k", directions, self.penalty, directions) > 0
-        return directions[:, ~curved]
+        return null_directions(self)
 
     def _design_grams(self, j, directions=None):
         """Weighted Gram matrix of predictor ``j``'s standardised design.
@@ -492,12 +460,9 @@ class LinearObjective:
         With ``directions`` (columns ``V``), instead the weighted Gram matrix
         of ``design @ V``: how far their span is from flat.
         """
-        designs = self._small_design()
-        if designs is not None:
-            design = designs[j] if directions is None else designs[j] @ directions
-            return _weighted_gram(design, design, self.sample_weight, False) / (
-                self.sum_weight
-            )
+        small = self._small_design()
+        if small is not None:
+            return small.gram(j, directions)
         pred = self.predictors[j]
         size = pred.slice.stop - pred.slice.start
         if directions is not None:
@@ -554,95 +519,17 @@ class LinearObjective:
 
     def _pass(self, coef, gradient=True, hessian=False, direction=None):
         """Accumulate value, gradient, Hessian and/or H @ direction in one pass."""
-        designs = self._small_design()
-        if designs is not None:
-            return self._small_pass(designs, coef, gradient, hessian, direction)
+        small = self._small_design()
+        if small is not None:
+            return small.evaluate(coef, gradient, hessian, direction)
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             return self._pass_single_threaded(coef, gradient, hessian, direction)
 
     def _small_design(self):
-        """Each predictor's standardised design as an array, for small dense data.
-
-        ``(X[:, C_j] - m) / d`` with a column of ones for an intercept (an
-        intercept-only predictor is that column alone), so that ``D_j c_j``
-        is predictor ``j``'s value: the coefficient map is applied once to
-        the data rather than at every pass. Only for dense ``X`` of at most
-        ``_SMALL_DESIGN_ELEMENTS`` design elements whose rows all carry
-        weight (a weightless row may hold values whose standardisation
-        overflows) and whose standardised design is finite; None otherwise.
-        BLAS threads do not pay at this size, and are left alone.
-        """
+        """The :class:`~skrobust._small_design.SmallDesign` of small data, or None."""
         if self._designs is None:
-            self._designs = False
-            n = self.X.shape[0]
-            width = sum(
-                (self.X.shape[1] if cols is None else cols.size) + fit
-                for cols, fit in self.predictor_spec
-            )
-            small = n * width <= _SMALL_DESIGN_ELEMENTS
-            if small and not self.sparse and self.sample_weight.min(initial=1.0) > 0:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    designs = [self._predictor_design(pred) for pred in self.predictors]
-                if all(np.isfinite(D).all() for D in designs):
-                    self._designs = designs
+            self._designs = SmallDesign.build(self) or False
         return self._designs or None
-
-    def _predictor_design(self, pred):
-        idx = self._columns(pred)
-        design = np.empty((self.X.shape[0], idx.size + pred.fit_intercept))
-        if idx.size:
-            X = self.X if pred.columns is None else self.X[:, idx]
-            body = design[:, : idx.size]
-            np.subtract(X, self.mean[idx], out=body)
-            body *= self.inv_scale[idx]
-        if pred.fit_intercept:
-            design[:, idx.size] = 1.0
-        return design
-
-    def _small_pass(self, designs, coef, gradient, hessian, direction):
-        """What :meth:`_pass` returns, from the small design's copy."""
-        raw = np.empty((len(designs), designs[0].shape[0])).T
-        for j, (D, pred) in enumerate(zip(designs, self.predictors, strict=True)):
-            np.dot(D, coef[pred.slice], out=raw[:, j])
-        unit, sw, S = self.unit_weights, self.sample_weight, self.sum_weight
-        if hessian or direction is not None:
-            loss, g, h = self.loss.loss_gradient_hessian(self.y, raw)
-        else:
-            loss, g = self.loss.loss_gradient(self.y, raw)
-        with np.errstate(over="ignore", invalid="ignore"):
-            value = (loss.sum() if unit else sw @ loss) / S
-            value += 0.5 * coef @ (self.penalty * coef)
-        if not np.isfinite(value):
-            value = np.inf
-        grad = H = hv = None
-        if gradient:
-            if not unit:
-                g = g * sw[:, None]
-            grad = np.concatenate([D.T @ g[:, j] for j, D in enumerate(designs)])
-            grad = grad / S + self.penalty * coef
-        if direction is not None:
-            u = np.column_stack(
-                [
-                    D @ direction[pred.slice]
-                    for D, pred in zip(designs, self.predictors, strict=True)
-                ]
-            )
-            hu = np.einsum("nab,nb->na", h, u) * sw[:, None]
-            hv = np.concatenate([D.T @ hu[:, j] for j, D in enumerate(designs)])
-            hv = hv / S + self.penalty * direction
-        if hessian:
-            H = np.empty((self.n_coef, self.n_coef))
-            k = len(designs)
-            for a in range(k):
-                for b in range(a, k):
-                    d = h[:, a, b] if unit else sw * h[:, a, b]
-                    block = _weighted_gram(designs[a], designs[b], d, False)
-                    sa, sb = self.predictors[a].slice, self.predictors[b].slice
-                    H[sa, sb] = block
-                    H[sb, sa] = block.T
-            H /= S
-            H.flat[:: self.n_coef + 1] += self.penalty
-        return value, grad, H, hv
 
     def _pass_single_threaded(self, coef, gradient, hessian, direction):
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
@@ -680,14 +567,9 @@ class LinearObjective:
     # -- public evaluation ---------------------------------------------------
     def raw_prediction(self, coef):
         """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
-        designs = self._small_design()
-        if designs is not None:
-            return np.column_stack(
-                [
-                    D @ coef[pred.slice]
-                    for D, pred in zip(designs, self.predictors, strict=True)
-                ]
-            )
+        small = self._small_design()
+        if small is not None:
+            return small.raw_prediction(coef)
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         out = np.empty((self.X.shape[0], len(self.predictors)))
         for rows, A in self._row_blocks():
@@ -742,6 +624,45 @@ class LinearObjective:
 
     def _columns(self, pred):
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+
+
+def null_directions(objective):
+    """Coefficient directions along which no row's prediction changes.
+
+    See :meth:`LinearObjective.null_directions`; written for any objective
+    with ``n_samples``, ``subsample``, ``predictors``, ``n_coef``,
+    ``penalty`` and ``_design_grams`` (also the Dask objective).
+    """
+    step = max(1, objective.n_samples // _NULL_SPACE_SAMPLE_ROWS)
+    sample = objective.subsample(step) if step > 1 else objective
+    if step > 1 and not sample.sum_weight > 0:
+        sample = objective
+    directions = []
+    for j, pred in enumerate(objective.predictors):
+        if pred.p == 0:
+            continue  # an intercept alone (weights have a positive sum)
+        eigenvalues, vectors = np.linalg.eigh(sample._design_grams(j))
+        small = eigenvalues <= 1e-10 * max(eigenvalues[-1], 0.0)
+        if not np.any(small):
+            continue
+        candidates = vectors[:, small]
+        if sample is not objective:
+            # The flat directions on all rows, within the candidates'
+            # span: eigh mixes near-zero eigenvectors of the sample (a
+            # column constant on it, say) with each other, so each alone
+            # need not be flat even when a combination of them is.
+            on_all_rows, mixing = np.linalg.eigh(objective._design_grams(j, candidates))
+            flat = on_all_rows <= 1e-10 * max(eigenvalues[-1], 0.0)
+            candidates = candidates @ mixing[:, flat]
+        block = np.zeros((objective.n_coef, candidates.shape[1]))
+        block[pred.slice] = candidates
+        directions.append(block)
+    if not directions:
+        return np.zeros((objective.n_coef, 0))
+    directions = np.hstack(directions)
+    # A penalised direction is curved by the ridge, hence not flat.
+    curved = np.einsum("ik,i,ik->k", directions, objective.penalty, directions) > 0
+    return directions[:, ~curved]
 
 
 class _PassSums:
@@ -842,15 +763,3 @@ class _PassSums:
             H /= S
             H.flat[:: objective.n_coef + 1] += penalty
         return value, grad, H, hv
-
-
-def _weighted_gram(A, B, d, sparse):
-    """``A.T @ diag(d) @ B`` for a dense row block or a whole sparse matrix."""
-    if sparse:
-        return np.asarray((A.T @ sp.diags_array(d) @ B).todense())
-    if A is B and A.shape[1] > 1 and d.min(initial=0.0) >= 0:
-        # C.T @ C with C = sqrt(d) A: numpy hands it to BLAS syrk, half the
-        # flops of the general product (convex losses have d >= 0).
-        C = A * np.sqrt(d)[:, None]
-        return C.T @ C
-    return A.T @ (B * d[:, None])

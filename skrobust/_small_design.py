@@ -1,0 +1,155 @@
+"""The pass of a small dense objective, on a copy of its standardised design.
+
+On small data the bookkeeping of :class:`skrobust._objective.LinearObjective`'s
+row blocks and coefficient maps would cost several times the arithmetic. Up
+to ``SMALL_DESIGN_ELEMENTS`` design elements (512 KiB), an objective whose
+rows all carry weight holds each predictor's standardised design
+``(X[:, C_j] - m) / d``, with a column of ones for an intercept, as an
+array: the coefficient map is applied once to the data rather than at every
+pass, and a pass is a few products with that copy. BLAS threads do not pay
+at this size, and are left alone.
+
+:func:`weighted_gram`, the Hessian's kernel, is shared with the pass in row
+blocks.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+# Up to this many elements (512 KiB) of its standardised design, a dense
+# objective whose rows all carry weight passes over a copy of that design.
+SMALL_DESIGN_ELEMENTS = 2**16
+
+
+class SmallDesign:
+    """Each predictor's standardised design as an array, and the pass over them.
+
+    ``designs[j] @ coef[pred_j.slice]`` is predictor ``j``'s value (an
+    intercept-only predictor's design is the column of ones alone).
+    """
+
+    def __init__(self, objective, designs):
+        self.objective = objective
+        self.designs = designs
+
+    @classmethod
+    def build(cls, objective):
+        """The small design of ``objective``, or None where it does not apply.
+
+        Only for dense ``X`` of at most ``SMALL_DESIGN_ELEMENTS`` design
+        elements whose rows all carry weight (a weightless row may hold
+        values whose standardisation overflows) and whose standardised
+        design is finite.
+        """
+        n = objective.X.shape[0]
+        width = sum(
+            (objective.X.shape[1] if cols is None else cols.size) + fit
+            for cols, fit in objective.predictor_spec
+        )
+        if not (
+            n * width <= SMALL_DESIGN_ELEMENTS
+            and not objective.sparse
+            and objective.sample_weight.min(initial=1.0) > 0
+        ):
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            designs = [
+                _predictor_design(objective, pred) for pred in objective.predictors
+            ]
+        if not all(np.isfinite(D).all() for D in designs):
+            return None
+        return cls(objective, designs)
+
+    def raw_prediction(self, coef):
+        """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
+        return np.column_stack(
+            [
+                D @ coef[pred.slice]
+                for D, pred in zip(self.designs, self.objective.predictors, strict=True)
+            ]
+        )
+
+    def gram(self, j, directions=None):
+        """Weighted Gram matrix of predictor ``j``'s design (or of ``design @ V``)."""
+        objective = self.objective
+        design = self.designs[j]
+        if directions is not None:
+            design = design @ directions
+        gram = weighted_gram(design, design, objective.sample_weight, False)
+        return gram / objective.sum_weight
+
+    def evaluate(self, coef, gradient, hessian, direction):
+        """What :meth:`LinearObjective._pass` returns: ``(value, grad, H, hv)``."""
+        objective, designs = self.objective, self.designs
+        predictors = objective.predictors
+        raw = np.empty((len(designs), designs[0].shape[0])).T
+        for j, (D, pred) in enumerate(zip(designs, predictors, strict=True)):
+            np.dot(D, coef[pred.slice], out=raw[:, j])
+        unit, sw = objective.unit_weights, objective.sample_weight
+        S, penalty = objective.sum_weight, objective.penalty
+        if hessian or direction is not None:
+            loss, g, h = objective.loss.loss_gradient_hessian(objective.y, raw)
+        else:
+            loss, g = objective.loss.loss_gradient(objective.y, raw)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = (loss.sum() if unit else sw @ loss) / S
+            value += 0.5 * coef @ (penalty * coef)
+        if not np.isfinite(value):
+            value = np.inf
+        grad = H = hv = None
+        if gradient:
+            if not unit:
+                g = g * sw[:, None]
+            grad = np.concatenate([D.T @ g[:, j] for j, D in enumerate(designs)])
+            grad = grad / S + penalty * coef
+        if direction is not None:
+            u = np.column_stack(
+                [
+                    D @ direction[pred.slice]
+                    for D, pred in zip(designs, predictors, strict=True)
+                ]
+            )
+            hu = np.einsum("nab,nb->na", h, u) * sw[:, None]
+            hv = np.concatenate([D.T @ hu[:, j] for j, D in enumerate(designs)])
+            hv = hv / S + penalty * direction
+        if hessian:
+            n_coef = objective.n_coef
+            H = np.empty((n_coef, n_coef))
+            k = len(designs)
+            for a in range(k):
+                for b in range(a, k):
+                    d = h[:, a, b] if unit else sw * h[:, a, b]
+                    block = weighted_gram(designs[a], designs[b], d, False)
+                    sa, sb = predictors[a].slice, predictors[b].slice
+                    H[sa, sb] = block
+                    H[sb, sa] = block.T
+            H /= S
+            H.flat[:: n_coef + 1] += penalty
+        return value, grad, H, hv
+
+
+def _predictor_design(objective, pred):
+    """``(X[:, C] - m) / d`` and a column of ones for an intercept, as an array."""
+    idx = objective._columns(pred)
+    X = objective.X
+    design = np.empty((X.shape[0], idx.size + pred.fit_intercept))
+    if idx.size:
+        columns = X if pred.columns is None else X[:, idx]
+        body = design[:, : idx.size]
+        np.subtract(columns, objective.mean[idx], out=body)
+        body *= objective.inv_scale[idx]
+    if pred.fit_intercept:
+        design[:, idx.size] = 1.0
+    return design
+
+
+def weighted_gram(A, B, d, sparse):
+    """``A.T @ diag(d) @ B`` for a dense row block or a whole sparse matrix."""
+    if sparse:
+        return np.asarray((A.T @ sp.diags_array(d) @ B).todense())
+    if A is B and A.shape[1] > 1 and d.min(initial=0.0) >= 0:
+        # C.T @ C with C = sqrt(d) A: numpy hands it to BLAS syrk, half the
+        # flops of the general product (convex losses have d >= 0).
+        C = A * np.sqrt(d)[:, None]
+        return C.T @ C
+    return A.T @ (B * d[:, None])
