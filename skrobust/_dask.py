@@ -52,8 +52,10 @@ With ``cov_type``, one more pass forms each chunk's sums of
 pass and sample: Portnoy and Koenker's preprocessing with a band of rows
 fetched to the client and a distributed sign certificate; ``solver="smooth"``
 there too, its stages on :class:`DaskObjective` and the exact distributed
-medians. A quantile ``cov_type``, ``scale="lad"``,
-``MultiQuantileRegressor`` and ``HeteroscedasticRegressor`` raise
+medians. ``HeteroscedasticRegressor`` is fitted by
+:mod:`skrobust._dask_heteroscedastic`: the in-memory stages (start rows,
+multilevel solve, exact-fit shortcut) with every pass on the workers. A
+quantile ``cov_type``, ``scale="lad"`` and ``MultiQuantileRegressor`` raise
 ``NotImplementedError``.
 """
 
@@ -599,6 +601,14 @@ def _pass_kernel(X_c, y_c, w_c, setup, coef, hessian):
     return value * chunk_weight, grad * chunk_weight, hess
 
 
+def _hessp_kernel(X_c, y_c, w_c, setup, coef, vector):
+    """``sum s_i H_i @ vector`` over the chunk's rows (unpenalised)."""
+    objective, chunk_weight = setup.objective(X_c, y_c, w_c)
+    if objective is None:
+        return None
+    return objective.hessp(coef, vector) * chunk_weight
+
+
 def _grams_kernel(X_c, y_c, w_c, setup, j, directions):
     objective, chunk_weight = setup.objective(X_c, y_c, w_c)
     if objective is None:
@@ -610,7 +620,7 @@ class DaskObjective:
     """A :class:`LinearObjective` on all rows of a :class:`ChunkedData`.
 
     Has what the solvers call (``loss_gradient``, ``hessian``,
-    ``loss_gradient_hessian``, ``null_directions``, ``subsample``,
+    ``loss_gradient_hessian``, ``hessp``, ``null_directions``, ``subsample``,
     ``n_samples``, ``n_coef``, ``sum_weight``); each evaluation is one round
     trip, summed on the client in chunk order, then divided by the total
     weight and penalised as :class:`LinearObjective` does. ``template`` is
@@ -674,6 +684,12 @@ class DaskObjective:
     def loss_gradient_hessian(self, coef):
         return self._evaluate(coef, True)
 
+    def hessp(self, coef, vector):
+        """``H(coef) @ vector`` without forming ``H``: one round trip."""
+        parts = self.data.map_chunks(_hessp_kernel, self.setup, coef, vector)
+        product = sum(part for part in parts if part is not None) / self.sum_weight
+        return product + self.penalty * vector
+
     def unstandardize(self, coef):
         return self.template.unstandardize(coef)
 
@@ -689,8 +705,8 @@ def unsupported(estimator):
     raise NotImplementedError(
         f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
         "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
-        "(scale='joint', 'mad' or a float) and "
-        "QuantileRegressor. Call X.compute() to fit in memory."
+        "(scale='joint', 'mad' or a float), QuantileRegressor and "
+        "HeteroscedasticRegressor. Call X.compute() to fit in memory."
     )
 
 
@@ -708,11 +724,19 @@ def _check_quantile_supported(estimator, n_features):
         )
 
 
+def _is_heteroscedastic(estimator):
+    from ._heteroscedastic import HeteroscedasticRegressor
+
+    return isinstance(estimator, HeteroscedasticRegressor)
+
+
 def _check_supported(estimator, n_features):
     from ._mestimator import MEstimatorRegressor
 
     if _is_quantile(estimator):
         _check_quantile_supported(estimator, n_features)
+        return
+    if _is_heteroscedastic(estimator):
         return
     if not isinstance(estimator, MEstimatorRegressor):
         unsupported(estimator)
@@ -889,11 +913,13 @@ def fit(estimator, X, y, sample_weight=None):
     """
     estimator._validate_params()
     _check_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
+    if X.ndim == 2:
+        # As validate_data in memory: _check_fit_parameters may read them.
+        estimator.n_features_in_ = X.shape[1]
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
     estimator._check_fit_parameters()
-    if _is_quantile(estimator):
-        from ._dask_quantile import fit_column
-    else:
-        fit_column = _fit_column
+    fit_column = _column_fitter(estimator)
     columns = _target_columns(y)
     if columns.ndim == 2:
         X = _persisted_rows(X)
@@ -912,6 +938,19 @@ def fit(estimator, X, y, sample_weight=None):
     estimator._set_fitted(fits, columns.ndim)
     estimator._dask_round_trips = round_trips
     return estimator
+
+
+def _column_fitter(estimator):
+    """The function fitting one target column of ``estimator`` on dask data."""
+    if _is_quantile(estimator):
+        from ._dask_quantile import fit_column
+
+        return fit_column
+    if _is_heteroscedastic(estimator):
+        from ._dask_heteroscedastic import fit_column
+
+        return fit_column
+    return _fit_column
 
 
 def _target_columns(y):

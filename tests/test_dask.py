@@ -43,24 +43,6 @@ def small_sample(monkeypatch):
     monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
 
 
-@pytest.fixture
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
-@pytest.fixture(scope="session")
-def cluster_client():
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
-
-
 def make_data(n=3000, seed=0):
     rng = np.random.default_rng(seed)
     # Columns of very different offsets and spreads.

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from skrobust import (
-    HeteroscedasticRegressor,
     MultiQuantileRegressor,
     QuantileRegressor,
     _dask,
@@ -35,12 +34,6 @@ CHUNKS = (700, 1, 999, 500, 800)
 def small_sample(monkeypatch):
     monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
     monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
-
-
-@pytest.fixture
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
 
 
 def make_data(n=3000, seed=0):
@@ -180,8 +173,6 @@ def test_unsupported_options_and_bad_input_give_clear_errors(synchronous):
         QuantileRegressor(cov_type="iid").fit(Xd, y)
     with pytest.raises(NotImplementedError, match="MultiQuantileRegressor"):
         MultiQuantileRegressor().fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="HeteroscedasticRegressor"):
-        HeteroscedasticRegressor().fit(Xd, y)
     # Bad input: the in-memory errors, from the chunk that holds it.
     bad = X.copy()
     bad[1500, 2] = np.nan
@@ -189,18 +180,6 @@ def test_unsupported_options_and_bad_input_give_clear_errors(synchronous):
         QuantileRegressor().fit(da.from_array(bad, chunks=(CHUNKS, 4)), y)
     with pytest.raises(ValueError, match="Negative values in data passed to"):
         QuantileRegressor().fit(Xd, y, sample_weight=-np.ones(y.size))
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
 
 
 def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):

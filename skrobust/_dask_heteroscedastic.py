@@ -1,0 +1,568 @@
+r"""HeteroscedasticRegressor on row-chunked ``dask.array`` data.
+
+The in-memory fit (:class:`skrobust.HeteroscedasticRegressor`) minimises
+the jittered Gaussian negative log-likelihood of a linear mean and a linear
+log-variance,
+
+.. math::
+
+    \frac{1}{S} \sum_i s_i \left[\frac{(y_i - \mu_i)^2 + \tau^2}{2\sigma_i^2}
+    + \frac12 \log \sigma_i^2\right] + \frac{\lambda}{2} \lVert g \rVert^2,
+
+after two standardisations of ``y``: the template's robust one (weighted
+median and MAD) and the fit's own (weighted mean and root mean square
+deviation ``s_y``, the unit of ``tau``). Here every stage runs where the
+rows live, so that the coefficients and ``n_iter_`` are the in-memory ones:
+
+1. **Checks, column statistics and target statistics**: the pass of
+   :func:`skrobust._dask.data_statistics`; the exact distributed weighted
+   median and MAD of ``y`` (:func:`skrobust._dask.weighted_median`); then
+   two passes for the largest ``|y|`` and the merged weighted moments of
+   ``y / max|y|`` (:func:`_mean_and_spread`).
+2. **The start on the client**: the rows of the in-memory least-squares
+   start (every ``n // LEAST_SQUARES_START_ROWS``-th row, or all rows for
+   small ``n``) are fetched once; least squares and Harvey's log-variance
+   are computed on them exactly as in memory. If least squares fits those
+   rows exactly, one pass checks all rows (the in-memory shortcut of
+   :func:`skrobust._heteroscedastic.exact_fit_variance`).
+3. **The solver on all rows**: :func:`skrobust._solvers.minimize` on a
+   :class:`_LikelihoodObjective`, a :class:`~skrobust._dask.DaskObjective`
+   whose evaluation is one fused task per chunk (the chunk's
+   :class:`~skrobust._objective.LinearObjective` of the likelihood with the
+   shared column statistics). Its ``subsample(step)`` is every
+   ``step``-th row of all the data by global index, evaluated on the
+   workers, so the multilevel start and the null-space search see the rows
+   they see in memory.
+4. **Attributes**: ``weights_`` and ``outliers_`` are lazy dask arrays
+   with ``X``'s row chunks; the MAD of the standardised residuals is one
+   more distributed selection; ``cov_type`` adds one pass of per-chunk
+   weighted Gram matrices (:func:`covariance`).
+"""
+
+import numpy as np
+from sklearn.utils.extmath import safe_sparse_dot
+
+from . import _progress, _solvers
+from ._base import (
+    LEAST_SQUARES_START_ROWS,
+    MAD_NORMAL_CONSTANT,
+    OUTLIER_THRESHOLD,
+    StandardisedFit,
+    _solve_least_squares,
+    copy_budget,
+)
+from ._dask import (
+    ChunkedData,
+    DaskObjective,
+    RowValues,
+    Sample,
+    _chunk_weights,
+    _ChunkSetup,
+    data_statistics,
+    robust_scale,
+    weighted_median,
+)
+from ._dask_quantile import _StridedData, _weight_kernel
+from ._heteroscedastic import (
+    _EXACT_FIT_RELATIVE,
+    _MAX_LOG_WEIGHT,
+    harvey_start,
+    likelihood_objective,
+    variance_columns,
+)
+from ._objective import LinearObjective, _centred_moments
+from .losses import FixedScaleLoss, SquaredRho
+
+
+class _UnitTargets:
+    """The in-memory map of ``y`` to the likelihood's units, per chunk.
+
+    ``(y - offset) / spread`` (the template's robust standardisation), then
+    ``(. - mean) / s_y`` on the rows with weight, 0 on the others (whose
+    ``y`` may be any finite number), as
+    :meth:`HeteroscedasticRegressor._fit_standardised` does.
+    """
+
+    def __init__(self, offset, spread, mean=0.0, s_y=1.0):
+        self.offset, self.spread = float(offset), float(spread)
+        self.mean, self.s_y = float(mean), float(s_y)
+
+    def robust(self, y_c, weights):
+        with np.errstate(over="ignore"):
+            y = (np.asarray(y_c, dtype=np.float64) - self.offset) / self.spread
+        y[~(weights > 0)] = 0.0
+        return y
+
+    def __call__(self, y_c, weights):
+        y_std = self.robust(y_c, weights)
+        positive = weights > 0
+        y_unit = np.zeros_like(y_std)
+        y_unit[positive] = (y_std[positive] - self.mean) / self.s_y
+        return y_unit
+
+
+class _LikelihoodSetup(_ChunkSetup):
+    """The chunk setup of :mod:`skrobust._dask` with :class:`_UnitTargets`."""
+
+    def __init__(self, setup, targets):
+        vars(self).update(vars(setup))
+        self.targets = targets
+
+    def objective(self, X_c, y_c, w_c):
+        weights = _chunk_weights(y_c, w_c) / self.top
+        chunk_weight = float(weights.sum())
+        if not chunk_weight > 0:
+            return None, 0.0
+        objective = LinearObjective(
+            self.loss,
+            X_c,
+            self.targets(y_c, weights),
+            weights,
+            self.predictors,
+            [0.0] * len(self.predictors),
+            column_stats=self.column_stats,
+        )
+        return objective, chunk_weight
+
+
+class _LikelihoodObjective(DaskObjective):
+    """A :class:`~skrobust._dask.DaskObjective` of the likelihood on some rows.
+
+    ``rows`` is the :class:`~skrobust._dask.ChunkedData` (all rows) or a
+    :class:`~skrobust._dask_quantile._StridedData` of it;
+    :meth:`subsample` strides all the data by global index, as
+    ``LinearObjective.subsample`` strides ``X`` in memory.
+    """
+
+    def __init__(self, data, rows, sum_weight, top, template, targets, step=1):
+        super().__init__(rows, (sum_weight, top), template, 0.0, 1.0)
+        self.setup = _LikelihoodSetup(self.setup, targets)
+        self.root, self.top, self.targets, self.step = data, top, targets, step
+
+    def subsample(self, step):
+        step = self.step * int(step)
+        rows = _StridedData(self.root, step)
+        weight = float(sum(rows.map_chunks(_weight_kernel, self.top)))
+        return _LikelihoodObjective(
+            self.root, rows, weight, self.top, self.template, self.targets, step
+        )
+
+
+# -- statistics of y ---------------------------------------------------------------
+
+
+def _largest_kernel(X_c, y_c, w_c, targets):
+    weights = _chunk_weights(y_c, w_c)
+    y = targets.robust(y_c, weights)[weights > 0]
+    return float(np.abs(y).max(initial=0.0))
+
+
+def _moments_kernel(X_c, y_c, w_c, targets, top, y_max):
+    """Weight, weighted mean and squared deviations of ``y_std / y_max``."""
+    weights = _chunk_weights(y_c, w_c)
+    positive = weights > 0
+    u = targets.robust(y_c, weights)[positive] / y_max
+    w = weights[positive] / top
+    total = float(w.sum())
+    if not total > 0:
+        return 0.0, 0.0, 0.0
+    mean, var = _centred_moments(u[:, None], w, total)
+    return total, float(mean[0]), float(var[0]) * total
+
+
+def _mean_and_spread(data, targets, top, fit_intercept):
+    """:func:`skrobust._heteroscedastic._mean_and_spread` of the robust ``y``.
+
+    Two passes: the largest ``|y|`` over rows with weight, then each
+    chunk's weighted moments of ``y / max|y|``, merged on the client
+    (Chan, Golub and LeVeque) in place of the in-memory sums.
+    """
+    y_max = max(data.map_chunks(_largest_kernel, targets))
+    if not y_max > 0:
+        return 0.0, 1.0
+    parts = data.map_chunks(_moments_kernel, targets, top, y_max)
+    total, mean, m2 = 0.0, 0.0, 0.0
+    for weight, chunk_mean, chunk_m2 in parts:
+        if not weight > 0:
+            continue
+        delta = chunk_mean - mean
+        new_total = total + weight
+        mean += delta * (weight / new_total)
+        m2 += chunk_m2 + delta * delta * (total * weight / new_total)
+        total = new_total
+    if fit_intercept:
+        spread = float(np.sqrt(m2 / total))
+    else:
+        # The root mean square about 0: squared deviations plus the mean's.
+        spread = float(np.sqrt(m2 / total + mean * mean))
+        mean = 0.0
+    if not spread > 0:
+        spread = abs(mean)
+    return mean * y_max, spread * y_max
+
+
+# -- the start ---------------------------------------------------------------------
+
+
+def _exact_kernel(X_c, y_c, w_c, targets, coef, intercept, top):
+    """Largest ``|r|`` over rows with weight, and ``sum s r^2``, of least squares."""
+    weights = _chunk_weights(y_c, w_c)
+    positive = weights > 0
+    residuals = targets(y_c, weights) - safe_sparse_dot(X_c, coef) - intercept
+    residuals = residuals[positive]
+    w = weights[positive] / top
+    return float(np.abs(residuals).max(initial=0.0)), float(w @ residuals**2)
+
+
+def _exact_fit_variance(data, stats, targets, start, mean, floor, subsampled):
+    """:func:`skrobust._heteroscedastic.exact_fit_variance` over all rows."""
+    objective, coef, residuals = start
+    if not floor > 0:
+        return None
+    tolerance = _EXACT_FIT_RELATIVE * np.sqrt(floor)
+    if not np.all(np.abs(residuals) <= tolerance):
+        return None
+    if not subsampled:
+        weights = objective.sample_weight
+        return floor + weights @ residuals**2 / weights.sum()
+    w, b = mean
+    parts = data.map_chunks(_exact_kernel, targets, w, b, stats[1])
+    if not max(part[0] for part in parts) <= tolerance:
+        return None
+    return floor + sum(part[1] for part in parts) / stats[0]
+
+
+def _start_objective(data, stats, sample, targets, fit_intercept):
+    """The least-squares objective on the start's rows (the client's sample)."""
+    y = targets(sample.y, sample.weights)
+    return LinearObjective(
+        FixedScaleLoss(SquaredRho()),
+        sample.X,
+        y,
+        sample.weights,
+        [(None, fit_intercept)],
+        [0.0],
+        column_stats=stats[2],
+    )
+
+
+def _start_residuals(start_objective, mean_coef):
+    """Least-squares residuals on the start's rows, 0 where the weight is 0."""
+    residuals = start_objective.y - start_objective.raw_prediction(mean_coef)[:, 0]
+    residuals[~(start_objective.sample_weight > 0)] = 0.0
+    return residuals
+
+
+def _warm_start(estimator, warm, var_cols, robust, unit):
+    """The previous fit (in ``y`` units) as ``[(b, b0), (g, g0)]`` in ``s_y`` units."""
+    offset, spread = robust
+    intercept = warm.intercept - offset if estimator.fit_intercept else 0.0
+    standardised = StandardisedFit(
+        warm.coef / spread,
+        intercept / spread,
+        0,
+        estimator._standardise_extras(warm.extras, offset, spread),
+    )
+    return estimator._warm_params(standardised, var_cols, *unit, spread)
+
+
+class _Problem:
+    """The data, statistics, sample and target maps of one output's fit."""
+
+    def __init__(self, estimator, X, y, sample_weight):
+        self.estimator = estimator
+        self.data = data = ChunkedData(X, y, sample_weight)
+        self.stats = stats = data_statistics(data, center=estimator.fit_intercept)
+        self.var_cols = variance_columns(estimator.variance_features, data.n_features)
+        # The rows of the in-memory least-squares start (all for small n).
+        sample = Sample(*data.sample(LEAST_SQUARES_START_ROWS))
+        if not sample.weights.max(initial=0.0) > 0:
+            raise NotImplementedError(
+                "the strided rows the start is computed on carry no weight: "
+                "the in-memory fit then starts from all rows, which on dask "
+                "would gather X on the client. Shuffle the rows or fit in memory."
+            )
+        self.sample = sample
+        sum_weight, top = stats[0], stats[1]
+        offset = 0.0
+        if estimator.fit_intercept:
+            values = RowValues(absolute=False)
+            offset = weighted_median(data, values, sum_weight, top, sample.hint(values))
+        spread = robust_scale(
+            data,
+            stats,
+            sample,
+            RowValues(offset),
+            spread_if_zero=1.0 if offset == 0 else abs(offset),
+        )
+        self.robust = offset, spread
+        unit = _mean_and_spread(
+            data, _UnitTargets(offset, spread), top, estimator.fit_intercept
+        )
+        self.unit = unit
+        self.targets = _UnitTargets(offset, spread, *unit)
+        # As _maximise_likelihood: l2 = 2 alpha / S, S the sum of the weights.
+        self.l2 = 2.0 * (estimator.alpha / top) / sum_weight
+
+    def likelihood(self):
+        """The likelihood on all rows, its template on the sample rows."""
+        sample = self.sample
+        template = likelihood_objective(
+            self.estimator,
+            sample.X,
+            self.targets(sample.y, sample.weights),
+            sample.weights,
+            self.var_cols,
+            self.l2,
+            self.stats[2],
+        )
+        sum_weight, top = self.stats[0], self.stats[1]
+        return _LikelihoodObjective(
+            self.data, self.data, sum_weight, top, template, self.targets
+        )
+
+    def maximise(self, warm):
+        """:meth:`HeteroscedasticRegressor._maximise_likelihood` on all rows.
+
+        Returns ``[(b, b0), (g, g0)]`` in units of ``s_y`` and the iterations.
+        """
+        estimator = self.estimator
+        start_objective = _start_objective(
+            self.data,
+            self.stats,
+            self.sample,
+            self.targets,
+            estimator.fit_intercept,
+        )
+        mean_coef = _solve_least_squares(
+            start_objective, direct=True, budget=copy_budget(self.data.X)
+        )
+        residuals = _start_residuals(start_objective, mean_coef)
+        mean = start_objective.unstandardize(mean_coef)[0]
+        subsampled = self.sample.y.size < self.data.n_samples
+        exact_variance = _exact_fit_variance(
+            self.data,
+            self.stats,
+            self.targets,
+            (start_objective, mean_coef, residuals),
+            mean,
+            estimator.variance_floor,
+            subsampled,
+        )
+        if exact_variance is not None:
+            p = self.data.n_features
+            n_var = p if self.var_cols is None else self.var_cols.size
+            return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+        objective = self.likelihood()
+        if warm is not None:
+            start = _warm_start(estimator, warm, self.var_cols, self.robust, self.unit)
+            coef0 = objective.standardize(start)
+        else:
+            var_coef = harvey_start(
+                start_objective.X,
+                residuals,
+                start_objective.sample_weight,
+                self.var_cols,
+                self.l2,
+                self.stats[2],
+                estimator.variance_floor,
+            )
+            coef0 = np.concatenate([mean_coef, var_coef])
+        solver = _solvers.choose_solver(estimator.solver, objective.n_coef)
+        result = _solvers.minimize(
+            objective, coef0, solver, estimator.max_iter, estimator.tol, warn=False
+        )
+        if not (result.converged or estimator._at_rounding_level(objective, result)):
+            _solvers.warn_not_converged(
+                solver, result.n_iter, estimator.tol, result.message
+            )
+        mean, log_variance = objective.unstandardize(result.coef)
+        return mean, log_variance, result.n_iter
+
+
+# -- attributes --------------------------------------------------------------------
+
+
+def _log_variance(X_c, var_coef, var_intercept):
+    return np.asarray(safe_sparse_dot(X_c, var_coef)).ravel() + var_intercept
+
+
+def _precision_block(X_c, var_coef, var_intercept):
+    """``1 / sigma^2`` per row, capped where it would overflow (as in memory)."""
+    log_variance = _log_variance(X_c, var_coef, var_intercept)
+    return np.exp(-np.maximum(log_variance, -_MAX_LOG_WEIGHT))
+
+
+class _StandardisedResiduals:
+    """Per-row ``|y - mu| / sigma``, the values ``outliers_`` compares."""
+
+    def __init__(self, fit):
+        self.coef, self.intercept = fit.coef, fit.intercept
+        self.var_coef = fit.extras["var_coef_"]
+        self.var_intercept = fit.extras["var_intercept_"]
+
+    def __call__(self, X_c, y_c):
+        residuals = np.asarray(y_c, dtype=np.float64) - self.intercept
+        residuals -= np.asarray(safe_sparse_dot(X_c, self.coef)).ravel()
+        precision = _precision_block(X_c, self.var_coef, self.var_intercept)
+        with np.errstate(over="ignore"):
+            return np.abs(residuals * np.sqrt(precision))
+
+
+def _outlier_block(X_c, y_c, values, threshold):
+    return values(X_c, y_c) > threshold
+
+
+def _finish(problem, fit):
+    """``weights_``, ``outliers_`` and, with ``cov_type``, the covariance."""
+    import dask.array as da
+
+    estimator, data, stats = problem.estimator, problem.data, problem.stats
+    var_coef, var_intercept = fit.extras["var_coef_"], fit.extras["var_intercept_"]
+    fit.extras["weights_"] = data.X.map_blocks(
+        _precision_block, var_coef, var_intercept, drop_axis=1, dtype=np.float64
+    )
+    values = _StandardisedResiduals(fit)
+    median = weighted_median(
+        data, values, stats[0], stats[1], problem.sample.hint(values)
+    )
+    noise = median / MAD_NORMAL_CONSTANT
+    fit.extras["outliers_"] = da.blockwise(
+        _outlier_block,
+        "i",
+        data.X,
+        "ij",
+        data.y,
+        "i",
+        values,
+        None,
+        OUTLIER_THRESHOLD * noise,
+        None,
+        dtype=bool,
+        concatenate=True,
+    )
+    if estimator.cov_type is not None:
+        fit.extras.update(covariance(problem, fit))
+    return fit
+
+
+def fit_column(estimator, X, y, sample_weight, output, n_outputs):
+    """One target column's fit on a dask array: ``(StandardisedFit, round trips)``.
+
+    The stages of the module docstring; the result is in the units of ``y``,
+    as the in-memory template leaves it before ``_set_fitted``.
+    """
+    problem = _Problem(estimator, X, y, sample_weight)
+    data = problem.data
+    _progress.say(
+        1,
+        "{} rows in {} chunks: statistics, targets and {} start rows, {} round trips",
+        data.n_samples,
+        data.X.numblocks[0],
+        problem.sample.y.size,
+        data.round_trips,
+    )
+    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
+    (w, b), (g, g0), n_iter = problem.maximise(warm)
+    _progress.say(
+        1,
+        "likelihood maximised: {} iterations, {} round trips in all",
+        n_iter,
+        data.round_trips,
+    )
+    (offset, spread), (mean, s_y) = problem.robust, problem.unit
+    # The in-memory order of the two maps back: s_y units, then the template's.
+    var_coef = np.zeros(data.n_features)
+    var_coef[slice(None) if problem.var_cols is None else problem.var_cols] = g
+    coef = np.asarray(w, dtype=np.float64) * s_y * spread
+    intercept = float(float(b * s_y + mean) * spread + offset)
+    var_intercept = float(g0 + 2.0 * np.log(s_y)) + 2.0 * float(np.log(spread))
+    fit = StandardisedFit(
+        coef,
+        intercept,
+        n_iter,
+        {"var_coef_": var_coef, "var_intercept_": var_intercept},
+    )
+    return _finish(problem, fit), data.round_trips
+
+
+# -- covariance --------------------------------------------------------------------
+
+
+def _covariance_kernel(X_c, y_c, w_c, fit, cov_type, fit_intercept, center):
+    """The chunk's Grams of :func:`skrobust._cov_gaussian.gaussian_covariance`.
+
+    Its per-row weights, at the fit in the units of ``y`` with the raw
+    frequency weights, of ``[1, X - center]``: the information's three
+    Grams (two for ``"expected"``) and, for ``"sandwich"``, the meat's.
+    """
+    from ._inference import weighted_grams
+
+    weights = _chunk_weights(y_c, w_c)
+    mu = np.asarray(safe_sparse_dot(X_c, fit.coef)).ravel()
+    mu += fit.intercept if fit_intercept else 0.0
+    log_var = _log_variance(X_c, fit.extras["var_coef_"], fit.extras["var_intercept_"])
+    r = np.asarray(y_c, dtype=np.float64) - mu
+    inv_var = np.exp(-log_var)
+    r_iv = r * inv_var
+    if cov_type == "expected":
+        rows = [weights * inv_var, 0.5 * weights]
+    else:
+        rows = [weights * inv_var, weights * r_iv, weights * r * r_iv / 2]
+    grams = weighted_grams(X_c, rows, True, center=center)
+    meat = None
+    if cov_type == "sandwich":
+        grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
+        meat = weighted_grams(
+            X_c,
+            [
+                weights * grad_mean**2,
+                weights * grad_mean * grad_var,
+                weights * grad_var**2,
+            ],
+            True,
+            center=center,
+        )
+    return grams, meat
+
+
+def covariance(problem, fit):
+    """``cov_`` and the log-variance's standard errors: one more round trip.
+
+    :func:`skrobust._cov_gaussian.gaussian_covariance` with its Grams summed
+    over chunks, in the coordinates centred at the statistics pass's column
+    means (any centre gives the same covariance: :func:`uncentre` maps it
+    back exactly), then the in-memory blocks, penalty, inverse and sandwich.
+    """
+    from ._cov_gaussian import _two_blocks
+    from ._inference import inverse_symmetric, uncentre
+
+    estimator, data = problem.estimator, problem.data
+    fit_intercept, cov_type = estimator.fit_intercept, estimator.cov_type
+    center = np.asarray(problem.stats[2][0], float) if fit_intercept else None
+    parts = data.map_chunks(_covariance_kernel, fit, cov_type, fit_intercept, center)
+    grams = sum(part[0] for part in parts)
+    if cov_type == "expected":
+        grams = [grams[0], np.zeros_like(grams[0]), grams[1]]
+    p = data.n_features
+    mean_index = np.arange(0 if fit_intercept else 1, p + 1)
+    var_columns = np.arange(p) if problem.var_cols is None else problem.var_cols
+    var_index = np.r_[0, 1 + np.asarray(var_columns, dtype=np.intp)]
+    information = _two_blocks(*grams, mean_index, var_index)
+    slopes = mean_index.size + np.arange(1, var_index.size)
+    if estimator.alpha:
+        information[slopes, slopes] += 2.0 * estimator.alpha
+    cov = inverse_symmetric(information)
+    if cov_type == "sandwich":
+        meat = _two_blocks(*sum(part[1] for part in parts), mean_index, var_index)
+        cov = cov @ meat @ cov
+    blocks = [
+        (0, np.arange(1, p + 1), np.arange(p)),
+        (mean_index.size, slopes, np.asarray(var_columns, dtype=np.intp)),
+    ]
+    cov = uncentre(cov, center, blocks)
+    # As skrobust._heteroscedastic.covariance_attributes.
+    se = np.sqrt(np.maximum(np.diag(cov)[mean_index.size :], 0.0))
+    var_coef_se = np.full(p, np.nan)
+    var_coef_se[var_columns] = se[1:]
+    return {"cov_": cov, "var_intercept_se_": float(se[0]), "var_coef_se_": var_coef_se}
