@@ -400,9 +400,13 @@ class _Band:
     outside ``K``; ``sums`` are their :func:`_side_sums` (one pass over
     ``X``, unless ``x_sums``, their sums of ``x``, are known: the sums of
     ``1`` and ``y`` are then recomputed, which costs no pass over ``X``).
+    ``origin`` is the fit ``(coef, intercept)`` where the simplex method of
+    its reduced problem starts (:func:`~skrobust._quantile_lp._dual_lp`),
+    None for the zero fit.
     """
 
-    def __init__(self, problem, r, m, x_sums=None):
+    def __init__(self, problem, r, m, x_sums=None, origin=None):
+        self.origin = origin
         self.kept = np.zeros(r.size, dtype=bool)
         self.kept[_nearest(np.abs(r), problem.pos_or_none, m)] = True
         self.above = r >= 0
@@ -584,7 +588,9 @@ def _reduced_lp(problem, band, replaced):
     The pseudo-observations' sums are the side sums over all rows minus
     those over the kept rows, which are at hand (no pass over ``X``); their
     weights are summed directly, so that an empty side is exactly 0.
-    Returns ``(coef, intercept, ok)`` of :func:`_dual_lp`.
+    The simplex method starts at ``band.origin``, the fit the band was
+    built around (or the last round's solution). Returns ``(coef,
+    intercept, ok)`` of :func:`_dual_lp`.
     """
     X, y, s = problem.X, problem.y, problem.s
     K = np.flatnonzero(band.kept)
@@ -605,7 +611,15 @@ def _reduced_lp(problem, band, replaced):
         Z = np.vstack([rows_k, pseudo])
     targets = np.concatenate([y[K], sy[has] / ss[has]])
     weights = np.concatenate([s[K], ss[has]]) / problem.s_hat
-    return _dual_lp(Z, targets, weights, problem.q, problem.lam, problem.fit_intercept)
+    return _dual_lp(
+        Z,
+        targets,
+        weights,
+        problem.q,
+        problem.lam,
+        problem.fit_intercept,
+        origin=band.origin,
+    )
 
 
 def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
@@ -616,7 +630,9 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
     problem is solved after ``max_rounds`` or once ``K`` holds more than
     half of the rows.
     """
-    best_obj, best_r = obj, r
+    best_obj, best_r, best_fit = obj, r, band.origin
+    # The LPs of a warm start start from the last fit; a cold one's from 0.
+    warm = band.origin is not None
     limit = max(_FULL_FRACTION * problem.n_pos, m)
     for rnd in range(1, max_rounds + 1):
         info["rounds"] = rnd
@@ -648,11 +664,12 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
             # Restart around the best fit so far, with a band twice as wide.
             obj = problem.objective(r, coef)
             if obj < best_obj:
-                best_obj, best_r = obj, r
+                best_obj, best_r, best_fit = obj, r, (coef, b) if warm else None
             m = min(2 * m, problem.n_pos)
-            band = _Band(problem, best_r, m)
+            band = _Band(problem, best_r, m, origin=best_fit)
         else:
             band.kept[wrong] = True
+            band.origin = (coef, b) if warm else None
         if band.kept.sum() > limit:
             break
     info["fallback"] = True
@@ -890,6 +907,11 @@ def _solve_exact_unclipped(
         coef, b, r, obj, band = _neighbour_start(
             problem, coef, b, r, m, neighbour_state, info
         )
+        # The simplex method starts there too. (Not from a cold start: its
+        # LP is solved once per fit, and on some tied data sets where R's
+        # rq reports a unique vertex that vertex is only one end of an
+        # optimal edge, which the path from the zero fit finds.)
+        band.origin = (coef, b)
     else:
         coef, b, r, obj, band = _start(problem, coef, b, r, m, refine, info)
     info["newton_gram"] = problem.gram

@@ -273,7 +273,7 @@ def _primal_lp(Z, y, w, quantile, lam, fit_intercept, method="highs"):
     return coef, intercept
 
 
-def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
+def _dual_lp(Z, y, w, quantile, lam, fit_intercept, origin=None):
     r"""The same problem as :func:`_primal_lp`, solved through its dual.
 
     Writing ``rho_q(r) = max_{a in [q - 1, q]} a r`` and minimising the
@@ -290,6 +290,16 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
     minus the equality marginals that HiGHS returns. The slack ``t`` exists
     only when ``lam > 0``. Solved in the units of :func:`_lp_scaling`.
 
+    ``origin``, a fit ``(coef, intercept)`` near the solution if known,
+    is where the dual simplex starts: the LP is solved for the change from
+    it. On the feasible set ``y^T a = (y - Z w_0 - b_0)^T a + w_0^T t``, so
+    the targets become the residuals of the origin and the slacks ``t``
+    get the cost ``-w_0``; HiGHS's first basis (the equality rows' own
+    logical variables, every ``a_i`` at the bound its reduced cost asks
+    for) then corresponds to the origin instead of to the zero fit. From
+    the Newton-refined start of a neighbouring level this saves about half
+    of the simplex iterations.
+
     Returns ``(coef, intercept, ok)``: ``ok`` is False if HiGHS failed or the
     recovered primal point does not close the duality gap, in which case the
     caller must use another method.
@@ -301,6 +311,11 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
         return np.zeros(0), 0.0, True
     d, sigma = _lp_scaling(Z, y, w)
     y = y / sigma
+    if origin is None:
+        shift_w, shift_b = np.zeros(p), 0.0
+    else:
+        shift_w = np.asarray(origin[0], dtype=np.float64) * d / sigma
+        shift_b = float(origin[1]) / sigma if fit_intercept else 0.0
     if sp.issparse(Z):
         Z = Z @ sp.diags(1.0 / d, format="csr")
         A = _dual_constraints_sparse(Z, n_slack, fit_intercept)
@@ -320,7 +335,8 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
             np.concatenate([quantile * w, lam / d[:n_slack]]),
         ]
     )
-    c = np.concatenate([-y, np.zeros(n_slack)])
+    start_residuals = y - Z @ shift_w - shift_b if origin is not None else y
+    c = np.concatenate([-start_residuals, -shift_w[:n_slack]])
     # The dual simplex is fastest on small problems; its cost per iteration
     # grows with the number of columns and HiGHS's interior point method
     # (with crossover to a vertex) wins beyond a few thousand. The other one
@@ -332,7 +348,12 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
         solution = _solve_dual(c, A, bounds, n_rows, method)
         if solution is None:
             continue
-        x, theta, fun = solution
+        x, theta, fun, basic = solution
+        theta[:p] += shift_w
+        if fit_intercept:
+            theta[p] += shift_b
+        if origin is not None:
+            theta = _vertex_coefficients(A, y, m, basic, theta)
         coef = theta[:p]
         if n_slack:
             # Complementary slackness: w_j can differ from 0 only where its
@@ -359,11 +380,37 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept):
     return None, None, False
 
 
-def _solve_dual(c, A, bounds, n_rows, method):
-    """``min c x`` s.t. ``A x = 0``, ``bounds``: ``(x, theta, value)`` or None.
+def _vertex_coefficients(A, y, m, basic, theta):
+    """The primal coefficients of a dual vertex, from its basic columns.
 
-    ``theta`` are minus the equality multipliers (the primal coefficients of
-    :func:`_dual_lp`). HiGHS is called directly when scipy ships it as
+    At a vertex of the dual LP the reduced costs of the ``p + 1`` basic
+    columns vanish: ``A_B^T theta = (y_B, 0)`` (a target for a kept row,
+    zero for a slack ``t_j``), the fit through the basic rows. Solved from
+    the original targets, not recovered as multipliers of the problem
+    shifted to an origin, whose sum with the origin would turn exact zeros
+    (a vertex through rows of target 0) into rounding noise. ``theta`` (the
+    shifted multipliers plus the origin) is returned when ``basic`` is not
+    a full set of columns (a logical variable left basic on a degenerate
+    or rank-deficient problem) or ``A_B`` is singular.
+    """
+    if basic is None or basic.size != theta.size or np.any(basic < 0):
+        return theta
+    cols = A[:, basic]
+    rhs = np.where(basic < m, y[np.minimum(basic, m - 1)], 0.0)
+    try:
+        vertex = np.linalg.solve(cols.toarray().T, rhs)
+    except np.linalg.LinAlgError:
+        return theta
+    return vertex if np.all(np.isfinite(vertex)) else theta
+
+
+def _solve_dual(c, A, bounds, n_rows, method):
+    """``min c x`` s.t. ``A x = 0``, ``bounds``: ``(x, theta, value, basic)``.
+
+    None if it fails. ``theta`` are minus the equality multipliers (the
+    primal coefficients of :func:`_dual_lp`), ``basic`` the indices of the
+    basic columns (negative for a row's logical variable; None when not
+    known). HiGHS is called directly when scipy ships it as
     ``scipy.optimize._highspy._core``: ``linprog``'s wrapper costs about
     3 ms of Python per call (option checks, a loop over the columns for the
     bound multipliers), a third of the time of the small LPs a multi-level
@@ -388,7 +435,8 @@ def _solve_dual(c, A, bounds, n_rows, method):
     )
     if res.status != 0 or res.eqlin is None:
         return None
-    return res.x, -np.asarray(res.eqlin.marginals, dtype=np.float64), res.fun
+    theta = -np.asarray(res.eqlin.marginals, dtype=np.float64)
+    return res.x, theta, res.fun, None
 
 
 def _solve_dual_highs(c, A, bounds, n_rows, method):
@@ -424,7 +472,15 @@ def _solve_dual_highs(c, A, bounds, n_rows, method):
     solution = highs.getSolution()
     value = highs.getInfo().objective_function_value
     theta = -np.asarray(solution.row_dual, dtype=np.float64)
-    return np.asarray(solution.col_value, dtype=np.float64), theta, value
+    basic = None
+    if method == "highs-ds":
+        # Only after the simplex method: HiGHS crashed asking for the
+        # basic variables of an interior point solve. It numbers a row's
+        # logical variable -1 - row.
+        status, indices = highs.getBasicVariables()
+        if status == _highs.HighsStatus.kOk:
+            basic = np.asarray(indices, dtype=np.intp)
+    return np.asarray(solution.col_value, dtype=np.float64), theta, value, basic
 
 
 def _dual_constraints_sparse(Z, n_slack, fit_intercept):
