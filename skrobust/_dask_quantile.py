@@ -60,7 +60,7 @@ the in-memory one, which moves along the optimal face towards its smoothed
 fit: the objective is the same, the coefficients need not be.
 
 ``solver="smooth"`` (:class:`_DaskSmooth`) repeats the stages of
-:meth:`skrobust.QuantileRegressor._fit_smooth` with distributed passes:
+:func:`skrobust._quantile_level.fit_smooth` with distributed passes:
 the exact median and MAD of ``y``; least squares on the in-memory strided
 subsample and the residual scale of those rows (exact distributed
 medians); the first smoothed fit on every 8th row of all the data
@@ -78,7 +78,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _dask, _progress, _quantile, _quantile_smooth, _solvers
+from . import _dask, _progress, _quantile_level, _quantile_smooth, _solvers
 from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
 from ._dask import (
     ChunkedData,
@@ -87,6 +87,8 @@ from ._dask import (
     data_statistics,
     weighted_median,
 )
+from ._dask_strided import StridedData as _StridedData
+from ._dask_strided import weight_kernel as _weight_kernel
 from ._objective import LinearObjective
 from ._quantile_exact import (
     _FIXUP_FRACTION,
@@ -691,49 +693,11 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
 # -- the smoothed fit (solver="smooth") -------------------------------------------
 
 
-class _StridedData:
-    """Every ``step``-th row of a :class:`~skrobust._dask.ChunkedData`, by global index.
-
-    Rows ``0, step, 2 step, ...`` of all the data, as ``X[::step]`` selects
-    them in memory: each chunk's task gets the index of its first such row
-    (``each=``) and applies the kernel to its strided rows on the worker, so
-    nothing is copied or fetched. Has what the selections and
-    :class:`~skrobust._dask.DaskObjective` use: ``map_chunks``,
-    ``n_samples``, ``n_features`` and ``round_trips``.
-    """
-
-    def __init__(self, data, step):
-        self.data, self.step = data, int(step)
-        starts = np.cumsum((0,) + tuple(data.X.chunks[0][:-1]))
-        self.first = [int(-start % self.step) for start in starts]
-        self.n_samples = len(range(0, data.n_samples, self.step))
-        self.n_features = data.n_features
-
-    @property
-    def round_trips(self):
-        return self.data.round_trips
-
-    def map_chunks(self, kernel, *args):
-        """``kernel`` on each chunk's strided rows, in one round trip."""
-        return self.data.map_chunks(
-            _strided_kernel, self.step, kernel, *args, each=self.first
-        )
-
-
-def _strided_kernel(X_c, y_c, w_c, first, step, kernel, *args):
-    rows = slice(first, None, step)
-    return kernel(X_c[rows], y_c[rows], None if w_c is None else w_c[rows], *args)
-
-
-def _weight_kernel(X_c, y_c, w_c, top):
-    return float((_chunk_weights(y_c, w_c) / top).sum())
-
-
 class _ClippedValues:
     """Per-row values ``clip((y - offset) / spread) - X w - b`` (``|.|`` if asked).
 
     The standardised targets of the in-memory smoothed fit, clipped at
-    ``+-limit`` as :meth:`QuantileRegressor._fit_level` clips them.
+    ``+-limit`` as :func:`~skrobust._quantile_level.fit_level` clips them.
     """
 
     def __init__(self, offset, spread, limit, coef=None, intercept=0.0, absolute=False):
@@ -785,7 +749,7 @@ def _clipped_fit_kernel(X_c, y_c, w_c, offset, spread, limit, coef, intercept):
 
 
 class _DaskSmooth:
-    """The stages of :meth:`QuantileRegressor._fit_smooth` on all rows of dask data.
+    """The stages of :func:`~skrobust._quantile_level.fit_smooth` on dask data.
 
     Coefficients are in the standardised coordinates of the statistics
     pass (``stats[2]``) and standardised ``y`` units; every objective is a
@@ -866,7 +830,7 @@ class _DaskSmooth:
         return scale
 
     def least_squares(self):
-        """The start of :meth:`QuantileRegressor._smooth_start`: ``(coef, scale)``."""
+        """The start of :func:`~skrobust._quantile_level._smooth_start`."""
         rows = self.rows(self.data.n_samples // LEAST_SQUARES_START_ROWS)
         objective = self.objective(rows, FixedScaleLoss(SquaredRho()))
         zero = np.zeros(self.n_coef)
@@ -1024,7 +988,7 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
         spread_if_zero=1.0 if offset == 0 else abs(offset),
     )
     problem = _DaskSmooth(
-        estimator, data, stats, sample, (offset, spread), _quantile._Y_CLIP
+        estimator, data, stats, sample, (offset, spread), _quantile_level._Y_CLIP
     )
     w, b, bandwidth = problem.solve()
     if problem.clipped_crossed(w, b, bandwidth):

@@ -31,7 +31,6 @@ in two steps:
 """
 
 from numbers import Integral, Real
-from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import clone
@@ -42,35 +41,21 @@ from ._base import (
     OUTLIER_THRESHOLD,
     RobustLinearRegressor,
     StandardisedFit,
-    least_squares_start,
     mad_scale,
-    total_weight,
     weighted_median,
 )
 from ._cov_quantile import quantile_bootstrap_covariance, quantile_covariance
 from ._inference import InferenceMixin, set_inference_attributes
-from ._objective import LinearObjective
 from ._quantile_exact import (
     _side_sums,
     far_target_limit,
     select_on_face,
     solve_exact,
 )
+from ._quantile_level import LevelStart, _column_stats, fit_level
 from ._quantile_smooth import (
-    _MIN_RELATIVE_SCALE,
-    NEWTON_MAX_COEF,
-    _residual_scale,
-    _weighted_quantile,
-    default_bandwidth,
-    minimize_smoothed,
-    refine_smoothed,
     robust_offset_scale,
-    smoothed_objective,
 )
-from .losses import FixedScaleLoss, SmoothedPinballRho
-
-# Iterations of the exact solver's preliminary smoothed fits, at most.
-_PRELIMINARY_MAX_ITER = 50
 
 # "auto" uses the exact solver up to this many coefficients: its reduced
 # linear programmes have p + 1 dense equality rows and about sqrt(n p)
@@ -80,19 +65,6 @@ _PRELIMINARY_MAX_ITER = 50
 EXACT_MAX_COEF = 200
 
 
-# The exact solver's preliminary smoothed fit is made on a strided subsample
-# of about this many rows (up to NEWTON_MAX_COEF coefficients): at n = 1e6,
-# p = 20 that halves the time of the exact fit, and after the exact solver's
-# own Newton refinement the preliminary is still close enough for the
-# reduced linear programme to be accepted at the first round. With many
-# coefficients the refinement is skipped and a subsample start costs extra
-# rounds (n = 1e5, p = 200: 13 s against 5.7 s from the full data).
-EXACT_PRELIMINARY_ROWS = 50_000
-
-# Targets further than this many MADs of y from its median are clipped for
-# the fit (see QuantileRegressor.fit); ~1e6 keeps HiGHS's cost
-# coefficients within the range where its tolerances (1e-7 relative) hold.
-_Y_CLIP = 1e6
 # The bootstrap's exact refits start from the full-data fit: their band of
 # kept rows is this many times narrower than a fit from scratch, but not
 # narrower than _REWEIGHTED_MIN_SIZE rows.
@@ -430,244 +402,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         return "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
 
     def _fit_level(self, X, y, sample_weight, solver, start=None, stats=None):
-        """The fit on standardised ``y``, guarded against wild targets.
-
-        Gross outliers in y are pulled in to +-_Y_CLIP (in units of the MAD
-        of y), which keeps the least-squares start and the linear programmes
-        well scaled. This changes nothing if every clipped row keeps the
-        sign of its residual: the objective then changes by a constant on a
-        convex neighbourhood of the solution (the pinball loss is linear on
-        each side of zero, and the smoothed loss exactly so a few dozen
-        bandwidths away from it), so the solution is a minimiser of the
-        original objective too. Otherwise refit unclipped. Returns a
-        :class:`LevelFit`.
-        """
-        y_fit = np.clip(y, -_Y_CLIP, _Y_CLIP)
-        clipped = np.flatnonzero(y_fit != y)
-        level = self._fit_standard_units(X, y_fit, sample_weight, solver, start, stats)
-        if clipped.size:
-            # Residuals of y_fit would not be those of y.
-            level = level._replace(residuals=None)
-            fitted = safe_sparse_dot(X[clipped], level.coef) + level.intercept
-            linear_t = SmoothedPinballRho._T_MAX[self.kernel]
-            margin = _Y_CLIP - linear_t * (level.bandwidth or 0.0)
-            if not np.all(np.abs(fitted) < margin):
-                more = self._fit_standard_units(
-                    X, y, sample_weight, solver, start, stats
-                )
-                level = more._replace(n_iter=level.n_iter + more.n_iter)
-        return level
-
-    def _fit_standard_units(self, X, y, sample_weight, solver, start, stats):
-        """The fit on standardised ``y``, from ``start`` if given (:class:`LevelFit`).
-
-        Without a start, a smoothed fit (for ``solver="exact"`` the
-        preliminary one, on a strided subsample of large data) is computed
-        first. With one, ``"smooth"`` makes only the final smoothed fit from
-        it and ``"exact"`` seeds the reduced linear programmes with it.
-        """
-        if solver == "exact" and start is not None:
-            if stats is None:
-                stats = _column_stats(X, y, sample_weight, self.fit_intercept)
-            w, b, n_lp, residuals, state = self._fit_exact(
-                X, y, sample_weight, start, stats
-            )
-            return LevelFit(w, b, None, n_lp, stats, start.scale, residuals, state)
-        X_smooth, y_smooth, weight_smooth = X, y, sample_weight
-        n_coef = X.shape[1] + bool(self.fit_intercept)
-        if solver == "exact":
-            # The preliminary fit need only be about as good as the
-            # statistical error: on large data it is made on a strided
-            # subsample, and the exact solver refines it.
-            step = -(-X.shape[0] // EXACT_PRELIMINARY_ROWS)
-            if (
-                step > 1
-                and n_coef <= NEWTON_MAX_COEF
-                and sample_weight[::step].sum() > 0
-            ):
-                X_smooth = X[::step]
-                y_smooth, weight_smooth = y[::step], sample_weight[::step]
-        smooth = self._fit_smooth(
-            X_smooth,
-            y_smooth,
-            weight_smooth,
-            warn=solver == "smooth",
-            start=start,
-            stats=stats if X_smooth is X else None,
-            # The answer of the smoothed solver, not the exact one's start.
-            refine=solver == "smooth",
-        )
-        if solver == "smooth":
-            return smooth
-        # The face selection standardises with the preliminary fit's column
-        # statistics (any fixed ones would do).
-        start = LevelStart(smooth.coef, smooth.intercept, smooth.scale)
-        w, b, n_lp, residuals, state = self._fit_exact(
-            X, y, sample_weight, start, smooth.stats
-        )
-        n_iter = smooth.n_iter + n_lp
-        return LevelFit(
-            w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals, state
-        )
-
-    # -- the smoothed fit -------------------------------------------------------
-    def _fit_smooth(
-        self, X, y, sample_weight, warn, start=None, stats=None, refine=False
-    ):
-        """Smoothed fits on standardised ``y``: a :class:`LevelFit`.
-
-        Without a start, the first uses a bandwidth in units of the scale of
-        least-squares residuals, the second (warm-started) one in units of
-        the scale of the first one's residuals, which outliers in ``y`` do
-        not inflate. From a start, only the second is made, with the scale
-        of the start's residuals (or ``start.scale``). With ``refine`` (the
-        answer of ``solver="smooth"``, not the exact solver's preliminary
-        fit) and ``bandwidth="auto"``, the bandwidth is then lowered until
-        the fit's duality gap is small (:func:`refine_smoothed`).
-        """
-        if start is None:
-            prepared = self._smooth_start(X, y, sample_weight)
-            if isinstance(prepared, LevelFit):
-                return prepared
-            coef, scale, stats = prepared
-            stages = 2
-        else:
-            if stats is None:
-                stats = _column_stats(X, y, sample_weight, self.fit_intercept)
-            scale = start.scale
-            if scale is None:
-                residuals = y - safe_sparse_dot(X, start.coef) - start.intercept
-                scale = _residual_scale(residuals, sample_weight) or 1.0
-            coef = _standardize(start, stats, self.fit_intercept)
-            stages = 1
-        if self.bandwidth == "auto":
-            factor = default_bandwidth(total_weight(sample_weight), X.shape[1])
-        else:
-            factor = float(self.bandwidth)
-        n_iter = 0
-        for stage in range(stages):
-            last = stage + 1 == stages
-            # max_iter bounds the iterations of all stages; the last (the
-            # fit itself) keeps at least one. The exact solver's preliminary
-            # fit is a start, which the LP's certificate makes exact: a few
-            # dozen iterations do (on 300 rows with weights summing to 3e5
-            # and an L1 penalty, the tiny default bandwidth made it take 500
-            # proximal Newton iterations where the LP takes milliseconds).
-            limit = self.max_iter if warn else min(self.max_iter, _PRELIMINARY_MAX_ITER)
-            budget = limit - n_iter - (0 if last else 1)
-            if budget < 1:
-                continue
-            rho = SmoothedPinballRho(float(self.quantile), factor * scale, self.kernel)
-            objective = smoothed_objective(
-                rho, X, y, sample_weight, self.fit_intercept, stats, last
-            )
-            result = minimize_smoothed(
-                objective, coef, stats, self.alpha, budget, self.tol, warn, last
-            )
-            coef = result.coef
-            n_iter += result.n_iter
-            if not last:
-                residuals = objective.y - objective.raw_prediction(coef)[:, 0]
-                scale = _residual_scale(residuals, objective.sample_weight) or 1.0
-        if refine and self.bandwidth == "auto" and n_iter < self.max_iter:
-            # (A bandwidth given is the smoothed estimator's own, conquer's h.)
-            coef, rho, more = refine_smoothed(
-                objective,
-                rho,
-                coef,
-                stats,
-                self.alpha,
-                self.max_iter - n_iter,
-                self.tol,
-            )
-            n_iter += more
-        ((w, b),) = objective.unstandardize(coef)
-        return LevelFit(w, b, rho.bandwidth, n_iter, stats, scale, None)
-
-    def _smooth_start(self, X, y, sample_weight):
-        """Least squares moved to the ``q``-quantile: ``(coef, scale, stats)``.
-
-        ``coef`` is in the standardised coordinates of ``stats`` and
-        ``scale`` the robust scale of its residuals. If least squares fits
-        every row exactly (and ``alpha == 0``), that fit is returned as a
-        :class:`LevelFit`: it attains the smallest possible pinball loss,
-        0 (the limit of the smoothed fits as ``h -> 0``).
-        """
-        ls_objective, start_objective, coef = least_squares_start(
-            X, y, sample_weight, self.fit_intercept, 0.0
-        )
-        stats = ls_objective.column_stats
-        residuals = start_objective.y - start_objective.raw_prediction(coef)[:, 0]
-        if self.fit_intercept:
-            # conquer's start: move the least-squares plane to the q-quantile
-            # of its residuals, which puts q of the weight below it.
-            shift = _weighted_quantile(
-                residuals, start_objective.sample_weight, float(self.quantile)
-            )
-            coef[-1] += shift  # c stacks (w, b): the intercept is last
-            residuals -= shift
-        scale = _residual_scale(residuals, start_objective.sample_weight)
-        if scale == 0:
-            # All residuals equal (the least-squares fit is perfect or
-            # interpolates): they carry no scale. Unless the fit is perfect
-            # on every row of positive weight, the bandwidth is relative to
-            # y's own scale.
-            if self.alpha == 0:
-                residuals = y - ls_objective.raw_prediction(coef)[:, 0]
-                residuals = residuals[sample_weight > 0]
-                if not np.any(np.abs(residuals) > _MIN_RELATIVE_SCALE):
-                    ((w, b),) = ls_objective.unstandardize(coef)
-                    return LevelFit(w, b, 0.0, 0, stats, 0.0, None)
-            scale = 1.0
-        return coef, scale, stats
-
-    # -- the exact fit ---------------------------------------------------------
-    def _fit_exact(self, X, y, sample_weight, start, stats):
-        """The LP optimum by preprocessing around ``start``.
-
-        Returns ``(w, b, n_lp, residuals, state)`` in standardised y units,
-        with ``n_lp`` the number of linear programmes solved, ``residuals``
-        those of the solution and ``state`` the solver's
-        ``info["level_state"]`` when it has them (else None). Among
-        equally optimal solutions, the one nearest ``start`` is taken
-        (:func:`~skrobust._quantile_exact.select_on_face`).
-        """
-        q = float(self.quantile)
-        w, b, info = solve_exact(
-            X,
-            y,
-            q,
-            sample_weight,
-            self.alpha,
-            self.fit_intercept,
-            start.coef,
-            start.intercept,
-            residuals=start.residuals,
-            **(start.exact_options or {}),
-        )
-        w_face, b_face = select_on_face(
-            X,
-            y,
-            sample_weight,
-            q,
-            self.alpha,
-            self.fit_intercept,
-            w,
-            b,
-            (start.coef, start.intercept),
-            stats,
-            residuals=info.get("residuals"),
-        )
-        residuals = info.get("residuals")
-        if w_face is not w:
-            w, b, residuals = w_face, b_face, None
-            info.pop("level_state", None)
-        if start.exact_options is not None and info.get("newton_gram") is not None:
-            # Shared by the levels of a multi-level fit: the same X and
-            # weights have the same sampled Gram matrix.
-            start.exact_options["newton_gram"] = info["newton_gram"]
-        n_lp = max(int(info["rounds"]) + bool(info["solver"] != "reduced"), 1)
-        return w, b, n_lp, residuals, info.get("level_state")
+        """One level's fit on standardised ``y``: :func:`fit_level`."""
+        return fit_level(self, X, y, sample_weight, solver, start, stats)
 
     # -- inference -------------------------------------------------------------
     def _inference_dof(self):
@@ -699,64 +435,6 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
             bandwidth_rule=self.bandwidth_rule,
             fit=refit.at_quantile,
         )
-
-
-class LevelStart(NamedTuple):
-    """A start in standardised ``y`` units.
-
-    ``scale`` is the robust scale of its residuals and ``residuals`` the
-    residuals themselves, when known (they save passes over ``X``);
-    ``exact_options`` are passed on to
-    :func:`~skrobust._quantile_exact.solve_exact` (a smaller band, no
-    Newton step, a known clipping distance for a start close to the
-    solution).
-    """
-
-    coef: np.ndarray
-    intercept: float
-    scale: float | None = None
-    residuals: np.ndarray | None = None
-    exact_options: dict | None = None
-
-
-class LevelFit(NamedTuple):
-    """One level's fit in standardised ``y`` units.
-
-    ``bandwidth`` of its (last) smoothed fit (None if it made none),
-    ``stats`` the column statistics of its coordinates, ``scale`` the
-    residual scale its bandwidth is relative to, ``residuals`` of the fit
-    when at hand (else None), ``state`` the exact solver's state of the
-    solution for a start at a nearby level (see
-    :func:`~skrobust._quantile_exact._solve_exact_unclipped`).
-    """
-
-    coef: np.ndarray
-    intercept: float
-    bandwidth: float | None
-    n_iter: int
-    stats: tuple
-    scale: float | None
-    residuals: np.ndarray | None
-    state: dict | None = None
-
-
-def _column_stats(X, y, sample_weight, fit_intercept):
-    """Column means and scales, as the smoothed fits' objectives use them."""
-    loss = FixedScaleLoss(SmoothedPinballRho(0.5, 1.0), 1.0)
-    objective = LinearObjective(
-        loss, X, y, sample_weight, [(None, fit_intercept)], [0.0]
-    )
-    return objective.column_stats
-
-
-def _standardize(start, stats, fit_intercept):
-    """``c = (w * scale, b + mean @ w)``: a start in the objectives' coordinates."""
-    mean, scale = stats
-    coef = np.asarray(start.coef, dtype=float)
-    c_w = coef * scale
-    if not fit_intercept:
-        return c_w
-    return np.append(c_w, start.intercept + mean @ coef)
 
 
 class _WarmRefit:

@@ -31,7 +31,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skrobust import MultiQuantileRegressor, QuantileRegressor
 from skrobust._objective import LinearObjective
-from skrobust._quantile import default_bandwidth
+from skrobust._quantile_smooth import default_bandwidth
 from skrobust.losses import FixedScaleLoss, SmoothedPinballRho
 
 KERNELS = ["gaussian", "logistic"]
