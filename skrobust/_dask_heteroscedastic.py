@@ -26,13 +26,13 @@ rows live, so that the coefficients and ``n_iter_`` are the in-memory ones:
    rows exactly, one pass checks all rows (the in-memory shortcut of
    :func:`skrobust._heteroscedastic.exact_fit_variance`).
 3. **The solver on all rows**: :func:`skrobust._solvers.minimize` on a
-   :class:`_LikelihoodObjective`, a :class:`~skrobust._dask.DaskObjective`
-   whose evaluation is one fused task per chunk (the chunk's
+   :class:`~skrobust._dask_strided.StridedObjective`, each evaluation one
+   fused task per chunk (the chunk's
    :class:`~skrobust._objective.LinearObjective` of the likelihood with the
-   shared column statistics). Its ``subsample(step)`` is every
-   ``step``-th row of all the data by global index, evaluated on the
-   workers, so the multilevel start and the null-space search see the rows
-   they see in memory.
+   shared column statistics). Its ``subsample(step)`` is every ``step``-th
+   row of all the data by global index, evaluated on the workers, so the
+   multilevel start and the null-space search see the rows they see in
+   memory.
 4. **Attributes**: ``weights_`` and ``outliers_`` are lazy dask arrays
    with ``X``'s row chunks; the MAD of the standardised residuals is one
    more distributed selection; ``cov_type`` adds one pass of per-chunk
@@ -53,7 +53,6 @@ from ._base import (
 )
 from ._dask import (
     ChunkedData,
-    DaskObjective,
     RowValues,
     Sample,
     _chunk_weights,
@@ -62,7 +61,7 @@ from ._dask import (
     robust_scale,
     weighted_median,
 )
-from ._dask_quantile import _StridedData, _weight_kernel
+from ._dask_strided import StridedObjective
 from ._heteroscedastic import (
     _EXACT_FIT_RELATIVE,
     _MAX_LOG_WEIGHT,
@@ -123,29 +122,6 @@ class _LikelihoodSetup(_ChunkSetup):
             column_stats=self.column_stats,
         )
         return objective, chunk_weight
-
-
-class _LikelihoodObjective(DaskObjective):
-    """A :class:`~skrobust._dask.DaskObjective` of the likelihood on some rows.
-
-    ``rows`` is the :class:`~skrobust._dask.ChunkedData` (all rows) or a
-    :class:`~skrobust._dask_quantile._StridedData` of it;
-    :meth:`subsample` strides all the data by global index, as
-    ``LinearObjective.subsample`` strides ``X`` in memory.
-    """
-
-    def __init__(self, data, rows, sum_weight, top, template, targets, step=1):
-        super().__init__(rows, (sum_weight, top), template, 0.0, 1.0)
-        self.setup = _LikelihoodSetup(self.setup, targets)
-        self.root, self.top, self.targets, self.step = data, top, targets, step
-
-    def subsample(self, step):
-        step = self.step * int(step)
-        rows = _StridedData(self.root, step)
-        weight = float(sum(rows.map_chunks(_weight_kernel, self.top)))
-        return _LikelihoodObjective(
-            self.root, rows, weight, self.top, self.template, self.targets, step
-        )
 
 
 # -- statistics of y ---------------------------------------------------------------
@@ -317,9 +293,16 @@ class _Problem:
             self.stats[2],
         )
         sum_weight, top = self.stats[0], self.stats[1]
-        return _LikelihoodObjective(
-            self.data, self.data, sum_weight, top, template, self.targets
+        setup = _ChunkSetup(
+            template.loss,
+            template.predictor_spec,
+            template.column_stats,
+            0.0,
+            1.0,
+            top,
         )
+        setup = _LikelihoodSetup(setup, self.targets)
+        return StridedObjective(self.data, sum_weight, top, template, setup)
 
     def maximise(self, warm):
         """:meth:`HeteroscedasticRegressor._maximise_likelihood` on all rows.

@@ -22,7 +22,7 @@ from skrobust import (
     QuantileRegressor,
     _dask,
     _dask_quantile,
-    _quantile,
+    _quantile_smooth,
 )
 from skrobust._quantile_lp import pinball_objective, solve_lp
 
@@ -361,7 +361,7 @@ def test_smooth_continuation_on_tied_targets_equals_in_memory(synchronous):
     )
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
     # Below the first fit's: the default factor times a residual scale >= 0.3.
-    scale = _quantile.default_bandwidth(weights.sum(), 3) * 0.3
+    scale = _quantile_smooth.default_bandwidth(weights.sum(), 3) * 0.3
     assert fitted.bandwidth_ < scale, (fitted.bandwidth_, scale)
 
 
