@@ -70,8 +70,20 @@ R_SQRT_EPS = float(np.finfo(float).eps ** 0.5)
 _BR_TOLERANCE = float(np.finfo(float).eps ** (2 / 3))
 
 _ACCEPT_SPARSE = ("csr", "csc")
+_SQRT_2PI = float(np.sqrt(2 * np.pi))
 # Rows per block in passes over a dense X (a few MB at tens of columns).
 _ROW_BLOCK = 8192
+# The band of a refit at a nearby level (ExactLevelRefit), as a fraction of
+# the sqrt(n p) rows of a cold exact fit, and at least this many rows: as
+# MultiQuantileRegressor's neighbouring levels, which are as near.
+_LEVEL_BAND_FRACTION = 0.25
+_LEVEL_MIN_BAND = 200
+# A cold exact fit keeps at least this many rows (and solves the whole
+# problem when that is more than half of them).
+_LEVEL_COLD_MIN_BAND = 300
+# Rows of the strided samples from which a refit's standardisation of y and
+# clipping distance are set.
+_CLIP_SAMPLE_ROWS = 20000
 
 
 def quantile_bandwidth(quantile, n_samples, rule="hall-sheather", alpha=0.05):
@@ -418,7 +430,7 @@ def _nid_densities(X, sample_weight, fit_intercept, quantile, h, fit):
     coef_lo, intercept_lo = fit(quantile - h)
     coef_step = np.asarray(coef_hi, dtype=float) - np.asarray(coef_lo, dtype=float)
     intercept_step = float(intercept_hi) - float(intercept_lo) if fit_intercept else 0.0
-    fitted_step = sample_weight * _linear_predictor(X, coef_step, intercept_step)
+    fitted_step = sample_weight * (safe_sparse_dot(X, coef_step) + intercept_step)
     crossing = int(np.sum(fitted_step <= 0))
     if crossing:
         warnings.warn(
@@ -450,30 +462,184 @@ def _powell_densities(weighted_residuals, quantile, h):
         float(np.subtract(*np.quantile(weighted_residuals, [0.75, 0.25]))) / 1.34,
     )
     kappa = (ndtri(quantile + h) - ndtri(quantile - h)) * spread
-    return norm.pdf(weighted_residuals / kappa) / kappa
+    # phi(u / kappa) / kappa, phi written as scipy's norm.pdf computes it
+    # (calling norm.pdf costs several times more).
+    z = weighted_residuals / kappa
+    return np.exp(-(z**2) / 2.0) / _SQRT_2PI / kappa
 
 
 def _default_refit(X, y, sample_weight, fit_intercept, coef, intercept):
-    """``fit(quantile) -> (coef, intercept)`` by skrobust's exact solver.
+    """``fit(quantile) -> (coef, intercept)``: :class:`ExactLevelRefit`, no penalty."""
+    return ExactLevelRefit(
+        X, y, sample_weight, coef, intercept, fit_intercept=fit_intercept
+    )
 
-    Each refit is warm-started from the fit at ``q`` (its linear programmes
-    are seeded with it: about 3 times faster than from scratch at
-    n = 1e5); the optimum does not depend on the start.
+
+class ExactLevelRefit:
+    r"""Exact refits at levels near that of a fit, each started from it.
+
+    ``refit(level) -> (coef, intercept)`` is the minimiser of the
+    objective of :class:`~skrobust.QuantileRegressor` at ``level`` (with
+    ``solver="exact"``, the same ``alpha`` and weights), as its ``fit``
+    returns it, but in a fraction of the time when ``level`` is near the
+    level of the fit ``(coef, intercept)``: ``"nid"`` refits at
+    :math:`q \pm h`, :math:`h = O(n^{-1/3})`. The start is that of
+    :class:`~skrobust.MultiQuantileRegressor`'s neighbouring levels
+    (:func:`~skrobust._quantile_exact._neighbour_start`): the fit's
+    residuals, shifted to the new level and moved by two Newton steps whose
+    side sums come from those of the fit's residual signs (one pass over
+    ``X``, shared by every refit) and gathers, then a reduced linear
+    programme on a band of ``_LEVEL_BAND_FRACTION`` of the usual width.
+    The certificate of :func:`~skrobust._quantile_exact.solve_exact` makes
+    each refit exact whatever its start, and among equally optimal
+    solutions the one nearest the fit is taken, as ``fit`` does
+    (:func:`~skrobust._quantile_exact.select_on_face`).
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        The design (not copied).
+    y : ndarray of shape (n_samples,)
+        The target.
+    sample_weight : ndarray of shape (n_samples,) or None
+        The weights of the fit.
+    coef : ndarray of shape (n_features,)
+        Coefficients of an exact fit.
+    intercept : float
+        Its intercept (ignored without one).
+    alpha : float, default=0.0
+        The L1 penalty of the fit.
+    fit_intercept : bool, default=True
+        Whether the fit has an intercept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skrobust import QuantileRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(5000, 2))
+    >>> y = X @ [1.0, 2.0] + rng.standard_t(3, size=5000)
+    >>> fit = QuantileRegressor(solver="exact").fit(X, y)
+    >>> refit = ExactLevelRefit(X, y, None, fit.coef_, fit.intercept_)
+    >>> coef, intercept = refit(0.52)
+    >>> direct = QuantileRegressor(quantile=0.52, solver="exact").fit(X, y)
+    >>> bool(np.allclose(coef, direct.coef_, rtol=0, atol=1e-9))
+    True
     """
-    from ._quantile import QuantileRegressor
 
-    def fit(quantile):
-        model = QuantileRegressor(
-            quantile=quantile,
-            solver="exact",
-            fit_intercept=fit_intercept,
-            warm_start=True,
+    def __init__(
+        self, X, y, sample_weight, coef, intercept, *, alpha=0.0, fit_intercept=True
+    ):
+        from ._quantile import _column_stats
+        from ._quantile_smooth import robust_offset_scale
+
+        self.X, self.alpha = X, float(alpha)
+        self.fit_intercept = bool(fit_intercept)
+        n = X.shape[0]
+        weight = (
+            np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
         )
-        model.coef_, model.intercept_ = coef, intercept
-        model.fit(X, y, sample_weight=sample_weight)
-        return model.coef_, model.intercept_
+        self.weight = weight
+        # Any fixed standardisation of y gives the same minimisers (the
+        # pinball loss is positively homogeneous): the fit's, on a strided
+        # sample of the rows when there are many.
+        step = max(1, n // _CLIP_SAMPLE_ROWS)
+        if not weight[::step].sum() > 0:
+            step = 1
+        self.offset, self.scale = robust_offset_scale(
+            np.asarray(y, dtype=np.float64)[::step], weight[::step], self.fit_intercept
+        )
+        y_std = (np.asarray(y, dtype=np.float64) - self.offset) / self.scale
+        y_std[~(weight > 0)] = 0.0  # as the fit: rows of zero weight enter no fit
+        self.y = y_std
+        self.coef = np.asarray(coef, dtype=np.float64) / self.scale
+        self.intercept = (
+            (float(intercept) - self.offset) / self.scale if self.fit_intercept else 0.0
+        )
+        self.residuals = self.y - safe_sparse_dot(X, self.coef) - self.intercept
+        self.stats = _column_stats(X, self.y, weight, self.fit_intercept)
+        self.options = self._solver_options()
 
-    return fit
+    def _solver_options(self):
+        """:func:`~skrobust._quantile_exact.solve_exact`'s options of every refit."""
+        from ._quantile_exact import _side_sums, far_target_limit
+
+        X, y, weight, residuals = self.X, self.y, self.weight, self.residuals
+        n_pos = int(np.count_nonzero(weight > 0))
+        n_coef = X.shape[1] + int(self.fit_intercept)
+        # Where a cold exact fit would solve the whole problem at once
+        # (fewer than about 600 rows), so does a refit: the same solver path
+        # as QuantileRegressor(solver="exact").fit.
+        if max(np.sqrt(n_pos * n_coef), _LEVEL_COLD_MIN_BAND) > 0.5 * n_pos:
+            return {}
+        size = int(np.ceil(_LEVEL_BAND_FRACTION * np.sqrt(n_pos * n_coef)))
+        size = max(size, _LEVEL_MIN_BAND)
+        # The clipping distance only decides which targets the solver moves,
+        # never the answer: from a strided sample of the rows.
+        step = max(1, n_pos // _CLIP_SAMPLE_ROWS)
+        options = {
+            "initial_size": size,
+            "clip_limit": far_target_limit(
+                y[::step], residuals[::step], weight[::step]
+            ),
+        }
+        # The density at the fit from the rows of the band, and the side sums
+        # of its residual signs with the solver's weights (scaled to a
+        # largest of 1): the neighbour start of the solver.
+        distance = np.abs(residuals[weight > 0])
+        half_width = float(np.partition(distance, size - 1)[size - 1])
+        if half_width > 0:
+            inside = np.abs(residuals) <= half_width
+            density = float(weight[inside].sum()) / (2.0 * half_width * weight.sum())
+        else:  # the band holds only fitted rows: no density, a cold start
+            density = 0.0
+        if np.isfinite(density) and density > 0:
+            above = residuals >= 0
+            options["neighbour_state"] = {
+                "side_sums": _side_sums(X, y, weight / weight.max(), above),
+                "above": above,
+                "density": density,
+            }
+        return options
+
+    def __call__(self, level):
+        """``(coef, intercept)`` of the exact fit at ``level``, in ``y`` units."""
+        from ._quantile_exact import select_on_face, solve_exact
+
+        options = dict(self.options)
+        if "neighbour_state" in options:
+            options["neighbour_state"] = dict(options["neighbour_state"])
+        w, b, info = solve_exact(
+            self.X,
+            self.y,
+            float(level),
+            self.weight,
+            self.alpha,
+            self.fit_intercept,
+            self.coef,
+            self.intercept,
+            residuals=self.residuals,
+            **options,
+        )
+        if info.get("newton_gram") is not None:
+            # The sampled Gram matrix of the Newton step, the same for every
+            # level (the same X and weights).
+            self.options["newton_gram"] = info["newton_gram"]
+        w, b = select_on_face(
+            self.X,
+            self.y,
+            self.weight,
+            float(level),
+            self.alpha,
+            self.fit_intercept,
+            w,
+            b,
+            (self.coef, self.intercept),
+            self.stats,
+            residuals=info.get("residuals"),
+        )
+        intercept = self.offset + self.scale * b if self.fit_intercept else 0.0
+        return w * self.scale, intercept
 
 
 @validate_params(
@@ -640,13 +806,15 @@ def quantile_covariance(
     )
     row_weight = np.ones(X.shape[0]) if weight is None else weight
     n_params = X.shape[1] + bool(fit_intercept)
-    residuals = row_weight * (y - _linear_predictor(X, coef, intercept))
-    # X~'X~ = [1 X]' W^2 [1 X], in centred coordinates (see design_center).
+    # X~'X~ = [1 X]' W^2 [1 X] and X~'F X~, in centred coordinates (see
+    # design_center), from one pass over X.
     center = design_center(X, fit_intercept)
-    (gram,) = weighted_grams(X, row_weight**2, fit_intercept, center=center)
     score_variance = quantile * (1 - quantile)
     if se == "iid":
+        # The order statistics need the residuals as R rounds them.
+        residuals = row_weight * (y - _linear_predictor(X, coef, intercept))
         sparsity = _iid_sparsity(residuals, n_params, quantile, bandwidth_rule)
+        (gram,) = weighted_grams(X, row_weight**2, fit_intercept, center=center)
         cov = sparsity**2 * score_variance * _inverse_gram(gram, "X'X")
         return uncentre(cov, center)
     h = _bandwidth_inside(quantile, X.shape[0], bandwidth_rule)
@@ -655,9 +823,10 @@ def quantile_covariance(
             fit = _default_refit(X, y, weight, fit_intercept, coef, intercept)
         density = _nid_densities(X, row_weight, fit_intercept, quantile, h, fit)
     else:
+        residuals = row_weight * (y - safe_sparse_dot(X, coef) - intercept)
         density = _powell_densities(residuals, quantile, h)
-    (density_gram,) = weighted_grams(
-        X, density * row_weight**2, fit_intercept, center=center
+    gram, density_gram = weighted_grams(
+        X, [row_weight**2, density * row_weight**2], fit_intercept, center=center
     )
     bread = _inverse_gram(density_gram, "X'FX")
     return uncentre(score_variance * bread @ gram @ bread, center)

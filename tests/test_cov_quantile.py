@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import statsmodels.api as sm
+from _oracles import quantile_linprog, quantile_objective
 from numpy.testing import assert_allclose, assert_array_equal
 
 from skrobust import QuantileRegressor
 from skrobust._cov_quantile import (
     R_SQRT_EPS,
+    ExactLevelRefit,
     _barrodale_roberts,
     _smallest_after_zeros,
     quantile_bandwidth,
@@ -213,6 +215,33 @@ def test_covariance_equals_r_at_skrobust_fits(case):
             bandwidth_rule=RULES[case["hs"]],
         )
     _assert_covariance_equal(cov, case)
+
+
+@pytest.mark.parametrize("alpha, weighted", [(0.0, False), (0.0, True), (0.002, False)])
+def test_level_refits_are_the_exact_fits_at_their_levels(alpha, weighted):
+    # "nid"'s refits at q -+ h start from the fit at q (its residuals moved
+    # by Newton steps, then a narrow band of rows): each must still be the
+    # exact optimum at its level, that of one linear programme written
+    # independently (scipy's HiGHS), and the fit a separate exact fit finds.
+    rng = np.random.default_rng(3)
+    n, q = 6000, 0.3
+    X = np.column_stack([rng.uniform(0, 2, n), rng.normal(size=(n, 3))])
+    y = X @ [1.0, -1.0, 0.5, 0.0] + (0.5 + 0.5 * X[:, 0]) * rng.standard_t(3, n)
+    weights = rng.integers(1, 4, n).astype(float) if weighted else None
+    fit = QuantileRegressor(quantile=q, solver="exact", alpha=alpha).fit(X, y, weights)
+    refit = ExactLevelRefit(X, y, weights, fit.coef_, fit.intercept_, alpha=alpha)
+    assert "neighbour_state" in refit.options  # not a cold start
+    h = quantile_bandwidth(q, n)
+    for level in (q - h, q + h):
+        coef, intercept = refit(level)
+        optimum = quantile_linprog(X, y, level, weights, alpha)
+        objective = quantile_objective(X, y, coef, intercept, level, weights, alpha)
+        assert objective <= optimum.objective * (1 + 1e-10)
+        direct = QuantileRegressor(quantile=level, solver="exact", alpha=alpha).fit(
+            X, y, weights
+        )
+        assert_allclose(coef, direct.coef_, rtol=0, atol=1e-9)
+        assert_allclose(intercept, direct.intercept_, rtol=0, atol=1e-9)
 
 
 def test_references_cover_the_special_paths():

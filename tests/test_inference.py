@@ -175,6 +175,46 @@ def test_weighted_grams_equal_dense_products(fit_intercept):
     np.testing.assert_allclose(sums, d[::-1] @ design, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shift", [0.0, 1e6], ids=["near-zero", "far"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_centred_grams_equal_products_of_the_centred_design(shift, fit_intercept):
+    # Columns near zero are centred after the products, columns far from it
+    # (X + 1e6) before: either way the Grams and sums are those of
+    # [1, X - c] to within the rounding of forming them directly, which
+    # the transformation would miss by 12 digits for X + 1e6.
+    rng = np.random.default_rng(2)
+    n = 20_000  # several row blocks, and a strided sample
+    X = rng.normal(size=(n, 3)) * [1.0, 1e3, 1e-3] + [0.5, -200.0, 0.0] + shift
+    center = X.mean(axis=0) + [0.1, -50.0, 2e-4]  # any centre
+    weights = [np.ones(n), rng.uniform(size=n), rng.normal(size=n)]
+    weights[1][::7] = 0.0
+    centred = X - center
+    if fit_intercept:
+        centred = np.column_stack([np.ones(n), centred])
+    grams, sums = weighted_grams(
+        X, weights, fit_intercept, sum_weights=weights[1:], center=center
+    )
+    for gram, d in zip(grams, weights, strict=True):
+        expected = centred.T @ (centred * d[:, None])
+        size = np.abs(centred).T @ (np.abs(centred) * np.abs(d)[:, None])
+        assert np.all(np.abs(gram - expected) <= 1e-12 * size)
+    for total, d in zip(sums, weights[1:], strict=True):
+        size = np.abs(d) @ np.abs(centred)
+        assert np.all(np.abs(total - d @ centred) <= 1e-12 * size)
+
+
+def test_grams_of_a_float32_design_are_those_of_its_float64_values():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 4)).astype(np.float32)
+    d = [np.ones(3000), rng.uniform(size=3000)]
+    for center in (None, X.mean(axis=0) + 1e4):
+        np.testing.assert_allclose(
+            weighted_grams(X, d, center=center),
+            weighted_grams(X.astype(np.float64), d, center=center),
+            rtol=1e-12,
+        )
+
+
 def test_inverse_symmetric_is_scale_free_and_pseudo_inverts_singular():
     rng = np.random.default_rng(1)
     A = rng.normal(size=(50, 3)) * [1e-6, 1.0, 1e6]
