@@ -497,8 +497,8 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         start = None
         if warm is not None:
             start = self._warm_params(warm, var_cols, offset, spread, y_scale)
-        (w, b), (g, g0), n_iter = self._maximise_likelihood(
-            X, y_unit, sample_weight, var_cols, start
+        (w, b), (g, g0), n_iter = maximise_likelihood(
+            self, X, y_unit, sample_weight, var_cols, start
         )
         var_coef = np.zeros(X.shape[1])
         var_coef[slice(None) if var_cols is None else var_cols] = g
@@ -511,64 +511,6 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
                 "var_intercept_": float(g0 + 2.0 * np.log(spread)),
             },
         )
-
-    def _maximise_likelihood(self, X, y, sample_weight, var_cols, start):
-        """``[(b, b0), (g, g0)]`` and solver iterations, in units of ``s_y``.
-
-        Least squares, then (unless it fits every row exactly) Harvey's
-        log-variance or the warm ``start``, then the solver.
-        """
-        # Public objective = S * (mean loss + l2 / 2 ||g||^2) + constant, S
-        # the sum of the weights: l2 = 2 alpha / S, with S divided by the
-        # largest weight first so that weights near 1e308 do not overflow it.
-        top = float(sample_weight.max())
-        l2 = 2.0 * (self.alpha / top) / float(np.sum(sample_weight / top))
-        # The mean is not penalised: where it is not unique (collinear or
-        # constant columns, n_features >= n_samples) the solvers keep to the
-        # minimum-norm member in standardised coordinates, and so does this
-        # least-squares start.
-        ls_objective, start_objective, mean_coef = least_squares_start(
-            X, y, sample_weight, self.fit_intercept, 0.0
-        )
-        stats = ls_objective.column_stats
-        objective = likelihood_objective(self, X, y, sample_weight, var_cols, l2, stats)
-        # Least-squares residuals on the rows the start used (a subsample for
-        # large n): a start need not be exact. Rows without weight are set
-        # to 0: nothing depends on them, and squared they could overflow.
-        start_weight = start_objective.sample_weight
-        residuals = start_objective.y - start_objective.raw_prediction(mean_coef)[:, 0]
-        residuals[~(start_weight > 0)] = 0.0
-        exact_variance = exact_fit_variance(
-            ls_objective, mean_coef, residuals, start_weight, self.variance_floor
-        )
-        if exact_variance is not None:
-            # Every row is fitted exactly: the optimum is known (see Notes),
-            # and a Newton method on curvatures of order 1 / tau^2 could only
-            # blur it.
-            mean = ls_objective.unstandardize(mean_coef)[0]
-            n_var = X.shape[1] if var_cols is None else var_cols.size
-            return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
-        if start is not None:
-            coef0 = objective.standardize(start)
-        else:
-            var_coef = harvey_start(
-                start_objective.X,
-                residuals,
-                start_weight,
-                var_cols,
-                l2,
-                stats,
-                self.variance_floor,
-            )
-            coef0 = np.concatenate([mean_coef, var_coef])
-        solver = _solvers.choose_solver(self.solver, objective.n_coef)
-        result = _solvers.minimize(
-            objective, coef0, solver, self.max_iter, self.tol, warn=False
-        )
-        if not (result.converged or self._at_rounding_level(objective, result)):
-            _solvers.warn_not_converged(solver, result.n_iter, self.tol, result.message)
-        mean, log_variance = objective.unstandardize(result.coef)
-        return mean, log_variance, result.n_iter
 
     def _unstandardise(self, fit, y_offset, y_scale):
         """The log-variance intercept in ``y`` units; its slopes have none."""
@@ -787,6 +729,69 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             per_target = -0.5 * (z * z + log_variance + _LOG_2PI)
         per_sample = per_target if per_target.ndim == 1 else per_target.sum(axis=1)
         return float(np.average(per_sample, weights=sample_weight))
+
+
+def maximise_likelihood(estimator, X, y, sample_weight, var_cols, start):
+    """``[(b, b0), (g, g0)]`` and solver iterations, in units of ``s_y``.
+
+    Least squares, then (unless it fits every row exactly) Harvey's
+    log-variance or the warm ``start``, then the solver.
+    """
+    # Public objective = S * (mean loss + l2 / 2 ||g||^2) + constant, S
+    # the sum of the weights: l2 = 2 alpha / S, with S divided by the
+    # largest weight first so that weights near 1e308 do not overflow it.
+    top = float(sample_weight.max())
+    l2 = 2.0 * (estimator.alpha / top) / float(np.sum(sample_weight / top))
+    # The mean is not penalised: where it is not unique (collinear or
+    # constant columns, n_features >= n_samples) the solvers keep to the
+    # minimum-norm member in standardised coordinates, and so does this
+    # least-squares start.
+    ls_objective, start_objective, mean_coef = least_squares_start(
+        X, y, sample_weight, estimator.fit_intercept, 0.0
+    )
+    stats = ls_objective.column_stats
+    objective = likelihood_objective(
+        estimator, X, y, sample_weight, var_cols, l2, stats
+    )
+    # Least-squares residuals on the rows the start used (a subsample for
+    # large n): a start need not be exact. Rows without weight are set
+    # to 0: nothing depends on them, and squared they could overflow.
+    start_weight = start_objective.sample_weight
+    residuals = start_objective.y - start_objective.raw_prediction(mean_coef)[:, 0]
+    residuals[~(start_weight > 0)] = 0.0
+    exact_variance = exact_fit_variance(
+        ls_objective, mean_coef, residuals, start_weight, estimator.variance_floor
+    )
+    if exact_variance is not None:
+        # Every row is fitted exactly: the optimum is known (see Notes),
+        # and a Newton method on curvatures of order 1 / tau^2 could only
+        # blur it.
+        mean = ls_objective.unstandardize(mean_coef)[0]
+        n_var = X.shape[1] if var_cols is None else var_cols.size
+        return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+    if start is not None:
+        coef0 = objective.standardize(start)
+    else:
+        var_coef = harvey_start(
+            start_objective.X,
+            residuals,
+            start_weight,
+            var_cols,
+            l2,
+            stats,
+            estimator.variance_floor,
+        )
+        coef0 = np.concatenate([mean_coef, var_coef])
+    solver = _solvers.choose_solver(estimator.solver, objective.n_coef)
+    result = _solvers.minimize(
+        objective, coef0, solver, estimator.max_iter, estimator.tol, warn=False
+    )
+    if not (result.converged or estimator._at_rounding_level(objective, result)):
+        _solvers.warn_not_converged(
+            solver, result.n_iter, estimator.tol, result.message
+        )
+    mean, log_variance = objective.unstandardize(result.coef)
+    return mean, log_variance, result.n_iter
 
 
 def likelihood_objective(estimator, X, y_std, sample_weight, var_cols, l2, stats):
