@@ -53,10 +53,10 @@ pass and sample: Portnoy and Koenker's preprocessing with a band of rows
 fetched to the client and a distributed sign certificate; ``solver="smooth"``
 there too, its stages on :class:`DaskObjective` and the exact distributed
 medians. ``HeteroscedasticRegressor`` is fitted by
-:mod:`skrobust._dask_heteroscedastic`: the in-memory stages (start rows,
-multilevel solve, exact-fit shortcut) with every pass on the workers. A
-quantile ``cov_type``, ``scale="lad"`` and ``MultiQuantileRegressor`` raise
-``NotImplementedError``.
+:mod:`skrobust._dask_heteroscedastic` and ``scale="lad"`` by
+:mod:`skrobust._dask_lad`: both follow the in-memory stages from the
+in-memory start rows, with every pass on the workers. A quantile
+``cov_type`` and ``MultiQuantileRegressor`` raise ``NotImplementedError``.
 """
 
 import sys
@@ -410,7 +410,12 @@ def _fetch_kernel(X_c, y_c, w_c, values, low, high, top):
 
 
 def _pivots(candidates, low_value, high_value):
-    """Sorted distinct pivots, dense near the middle of ``candidates``."""
+    """Sorted distinct pivots, dense near the middle of ``candidates``.
+
+    With few candidates, evenly spaced between the bin's smallest and
+    largest values, or (before the first pass has found them) the
+    candidates themselves.
+    """
     if candidates.size >= 16:
         spread = 5.0 / np.sqrt(candidates.size)
         levels = np.concatenate(
@@ -420,8 +425,10 @@ def _pivots(candidates, low_value, high_value):
             ]
         )
         pivots = np.quantile(candidates, np.clip(levels, 0.0, 1.0))
-    else:
+    elif np.isfinite(low_value) and np.isfinite(high_value):
         pivots = np.linspace(low_value, high_value, _PIVOTS)
+    else:
+        pivots = candidates
     return np.unique(pivots[np.isfinite(pivots)])
 
 
@@ -704,8 +711,8 @@ def unsupported(estimator):
     """Raise for an estimator that cannot fit dask arrays yet."""
     raise NotImplementedError(
         f"{type(estimator).__name__} cannot fit dask arrays yet: on dask, "
-        "skrobust fits HuberRegressor, LogCoshRegressor and MEstimatorRegressor "
-        "(scale='joint', 'mad' or a float), QuantileRegressor and "
+        "skrobust fits HuberRegressor, LogCoshRegressor, MEstimatorRegressor, "
+        "QuantileRegressor and "
         "HeteroscedasticRegressor. Call X.compute() to fit in memory."
     )
 
@@ -740,11 +747,6 @@ def _check_supported(estimator, n_features):
         return
     if not isinstance(estimator, MEstimatorRegressor):
         unsupported(estimator)
-    if isinstance(estimator.scale, str) and estimator.scale == "lad":
-        raise NotImplementedError(
-            "scale='lad' (a smoothed LAD fit's scale) is not available on "
-            "dask arrays yet: use scale='joint', 'mad' or a float."
-        )
 
 
 class _Fit:
@@ -950,6 +952,10 @@ def _column_fitter(estimator):
         from ._dask_heteroscedastic import fit_column
 
         return fit_column
+    if estimator._scale_rule().name == "lad":
+        from ._dask_lad import fit_column
+
+        return fit_column
     return _fit_column
 
 
@@ -978,25 +984,13 @@ def _persisted_rows(X):
     return X
 
 
-def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
-    """One target column's M-estimator fit: ``(StandardisedFit, round trips)``."""
-    from ._base import MAD_NORMAL_CONSTANT, OUTLIER_THRESHOLD, StandardisedFit
+def standardise_targets(estimator, data, stats, sample):
+    """Step 3: the in-memory ``target_offset_scale`` of ``y``, exactly.
 
-    data = ChunkedData(X, y, sample_weight)
-    stats = data_statistics(data, center=estimator.fit_intercept)
-    rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
-    sample = Sample(*data.sample(rows))
+    Returns ``(offset, spread)``. Refuses targets so far from the median
+    that the in-memory far-target guard could move them.
+    """
     sum_weight, top = stats[0], stats[1]
-    _progress.say(
-        1,
-        "{} rows in {} chunks: statistics and a sample of {} rows, {} round trips",
-        data.n_samples,
-        data.X.numblocks[0],
-        len(sample.y),
-        data.round_trips,
-    )
-
-    # Step 3: the in-memory target standardisation (target_offset_scale).
     offset = 0.0
     if estimator.fit_intercept:
         values = RowValues(absolute=False)
@@ -1017,7 +1011,27 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
             "far-target guard of the in-memory fit is not available on dask. "
             "Remove or cap such targets, or fit in memory."
         )
+    return offset, spread
 
+
+def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
+    """One target column's M-estimator fit: ``(StandardisedFit, round trips)``."""
+    from ._base import StandardisedFit
+
+    data = ChunkedData(X, y, sample_weight)
+    stats = data_statistics(data, center=estimator.fit_intercept)
+    rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
+    sample = Sample(*data.sample(rows))
+    _progress.say(
+        1,
+        "{} rows in {} chunks: statistics and a sample of {} rows, {} round trips",
+        data.n_samples,
+        data.X.numblocks[0],
+        len(sample.y),
+        data.round_trips,
+    )
+
+    offset, spread = standardise_targets(estimator, data, stats, sample)
     problem = _Fit(estimator, data, stats, sample, offset, spread)
     warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
     if warm is not None:
@@ -1054,28 +1068,40 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     coef_ = np.asarray(w, dtype=np.float64) * spread
     intercept_ = float(b * spread + offset)
     scale_ = float(rule.report(scale, spread))
-    # Step 5: residual attributes.
-    residual_values = RowValues(coef=coef_, intercept=intercept_)
-    noise = (
-        weighted_median(
-            data, residual_values, sum_weight, top, sample.hint(residual_values)
-        )
-        / MAD_NORMAL_CONSTANT
+    extras = residual_attributes(
+        estimator, data, stats, sample, (coef_, intercept_, scale_)
     )
+    return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
+
+
+def residual_attributes(estimator, data, stats, sample, fit):
+    """Step 5: an M-estimator's attributes beyond ``coef_`` and ``intercept_``.
+
+    ``fit`` is ``(coef_, intercept_, scale_)`` in the units of ``y``.
+    ``noise_scale_`` is one more selection, ``outliers_`` and ``weights_``
+    lazy dask arrays with ``X``'s row chunks; with ``cov_type``, ``cov_``
+    costs one more round trip.
+    """
+    from ._base import MAD_NORMAL_CONSTANT, OUTLIER_THRESHOLD
+
+    coef_, intercept_, scale_ = fit
+    values = RowValues(coef=coef_, intercept=intercept_)
+    median = weighted_median(data, values, stats[0], stats[1], sample.hint(values))
+    noise = median / MAD_NORMAL_CONSTANT
     residuals = data.y - data.X.dot(coef_) - intercept_
     extras = {
         "scale_": scale_,
         "noise_scale_": noise,
         "outliers_": abs(residuals) > OUTLIER_THRESHOLD * noise,
         "weights_": residuals.map_blocks(
-            _irls_weights_block, rho, scale_, dtype=np.float64
+            _irls_weights_block, estimator._rho(), scale_, dtype=np.float64
         ),
     }
     if estimator.cov_type is not None:
         extras["cov_"] = covariance(
             estimator, data, coef_, intercept_, scale_, stats[2][0]
         )
-    return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
+    return extras
 
 
 def _covariance_kernel(X_c, y_c, w_c, rho, scale, coef, intercept, options):

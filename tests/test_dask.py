@@ -230,8 +230,6 @@ def test_bad_input_gives_clear_errors(synchronous):
         HuberRegressor().fit(masked, y[y > 0])
     with pytest.raises(NotImplementedError, match="cov_type"):
         QuantileRegressor(cov_type="iid").fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="scale='lad'"):
-        HuberRegressor(scale="lad").fit(Xd, y)
 
 
 def test_y_with_other_chunks_is_aligned(synchronous):

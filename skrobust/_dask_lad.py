@@ -1,0 +1,373 @@
+r"""M-estimators with ``scale="lad"`` on row-chunked ``dask.array`` data.
+
+In memory (:class:`skrobust._scale.LADScale`) the scale is the fixed point
+``sigma = MAD(r - median r) / 0.6745`` of the residuals of the
+least-absolute-deviation fit smoothed at bandwidth ``sigma / 2``, settled
+on every 8th row for large problems and finished by one smoothed fit on
+all rows; the coefficients then minimise the fixed-scale objective at that
+``sigma``. The fixed point is settled to a relative ``1e-6`` only, so its
+value depends on the path to it: to give the in-memory scale (and so the
+in-memory coefficients) to rounding, this module follows the same path
+from the same start.
+
+1. **Checks, statistics, start rows**: the statistics pass of
+   :func:`skrobust._dask.data_statistics`; the rows of the in-memory
+   least-squares start (every ``n // LEAST_SQUARES_START_ROWS``-th, all for
+   small ``n``) are fetched once; the exact distributed median and MAD of
+   ``y`` standardise it (:func:`skrobust._dask.standardise_targets`).
+2. **The start on the client**: least squares on the start rows (its
+   exact-fit shortcut checked on all rows by one pass), the reweighted L1
+   start and the MAD of its residuals, by the in-memory functions.
+3. **The fixed point on the workers**: each smoothed fit is a
+   :class:`~skrobust._dask_strided.StridedObjective` on every 8th row (by
+   global index, as in memory) or on all rows, solved by the in-memory
+   solver; each centred MAD is two exact distributed medians
+   (:func:`skrobust._dask.weighted_median`); the secant steps and the
+   stopping rules are :mod:`skrobust._scale`'s.
+4. **The fixed-scale fit** on all rows from the smoothed fit's
+   coefficients, with the Hessian of the 8th-row subsample, then the
+   in-memory Newton polish; attributes as for the other scales.
+
+Boundary cases the in-memory fit solves by an exact LAD linear programme on
+all rows (at most two rows per coefficient, or a fixed point collapsing to
+zero) raise ``NotImplementedError``.
+"""
+
+import numpy as np
+
+from . import _progress, _solvers
+from ._base import (
+    LEAST_SQUARES_START_ROWS,
+    MAD_NORMAL_CONSTANT,
+    StandardisedFit,
+    _solve_least_squares,
+    copy_budget,
+    least_absolute_deviation_start,
+)
+from ._dask import (
+    ChunkedData,
+    RowValues,
+    Sample,
+    _chunk_weights,
+    _ChunkSetup,
+    data_statistics,
+    residual_attributes,
+    standardise_targets,
+    weighted_median,
+)
+from ._dask_strided import StridedObjective, rows_of
+from ._objective import LinearObjective
+from ._scale import (
+    _FEW_ROWS_PER_COEF,
+    _LAD_INEXACT_FIT,
+    _LAD_SMALLEST_STEP,
+    EXACT_FIT_TOL,
+    LAD_BANDWIDTH,
+    LAD_SCALE_RTOL,
+    MIN_RELATIVE_SCALE,
+    ScaleSecant,
+    _collapsing,
+    _newton_polish,
+    _next_fit_tol,
+    initial_scale,
+)
+from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
+
+
+def _collapse_error():
+    return NotImplementedError(
+        "scale='lad' on dask: the smoothed LAD scale collapses towards zero "
+        "(more than half the rows on one hyperplane, as with many tied "
+        "targets), which the in-memory fit resolves by an exact LAD linear "
+        "programme on all rows. Fit in memory, or with scale='mad'."
+    )
+
+
+def _positive_rows_kernel(X_c, y_c, w_c):
+    return int(np.count_nonzero(_chunk_weights(y_c, w_c) > 0))
+
+
+def _exact_kernel(X_c, y_c, w_c, offset, spread, coef, intercept):
+    """Whether least squares fits every row with weight of the chunk exactly."""
+    values = RowValues(offset, spread, coef, intercept)(X_c, y_c)
+    return bool(np.all(values[_chunk_weights(y_c, w_c) > 0] <= EXACT_FIT_TOL))
+
+
+class _LadFit:
+    """One output's ``scale="lad"`` fit on dask data, in standardised units.
+
+    Follows :meth:`MEstimatorRegressor._fit_standardised` and
+    :meth:`LADScale.solve` stage by stage (see the module docstring).
+    ``used`` counts the iterations of ``n_iter_`` (the fixed-scale fit's);
+    ``preliminary`` those of the smoothed LAD fits, which have a budget of
+    their own, as in memory.
+    """
+
+    def __init__(self, estimator, data, stats, start_rows, offset, spread):
+        self.estimator, self.data, self.stats = estimator, data, stats
+        self.start_rows, self.offset, self.spread = start_rows, offset, spread
+        self.fit_intercept = estimator.fit_intercept
+        self.rho = estimator._rho()
+        # As _fit_standardised: l2 = 2 alpha / (sum of the weights).
+        self.l2 = 2.0 * estimator.alpha / (stats[0] * stats[1])
+        self.options = _solvers.SolverOptions(
+            _solvers.choose_solver(estimator.solver, data.n_features + 2),
+            estimator.max_iter,
+            estimator.tol,
+            convex=True,
+        )
+        self.used = self.preliminary = 0
+        self._weights = {}
+        y = (start_rows.y - offset) / spread
+        y[~(start_rows.weights > 0)] = 0.0
+        self.start_y = y
+
+    def client_objective(self, loss, l2):
+        """``loss`` on the start rows, in the coordinates of all the rows."""
+        return LinearObjective(
+            loss,
+            self.start_rows.X,
+            self.start_y,
+            self.start_rows.weights,
+            [(None, self.fit_intercept)],
+            [l2],
+            column_stats=self.stats[2],
+        )
+
+    def rows_weight(self, step):
+        """The weight of every ``step``-th row (a round trip the first time)."""
+        if step <= 1:
+            return self.stats[0]
+        if step not in self._weights:
+            self._weights[step] = rows_of(self.data, step, self.stats[1])[1]
+        return self._weights[step]
+
+    def objective(self, loss, l2, step=1):
+        """``loss`` on every ``step``-th row of all the data (all for 1)."""
+        weight = self.rows_weight(step)
+        template = self.client_objective(loss, l2)
+        setup = _ChunkSetup(
+            loss,
+            template.predictor_spec,
+            self.stats[2],
+            self.offset,
+            self.spread,
+            self.stats[1],
+        )
+        return StridedObjective(self.data, weight, self.stats[1], template, setup, step)
+
+    def centred_mad(self, objective, coef):
+        """:func:`skrobust._scale.centred_mad_scale` of ``objective``'s rows."""
+        ((w, b),) = objective.unstandardize(coef)
+        rows, sum_weight, top = objective.data, objective.sum_weight, self.stats[1]
+        hint = self.start_rows.hint
+        values = RowValues(self.offset, self.spread, w, b, absolute=False)
+        centre = weighted_median(rows, values, sum_weight, top, hint(values))
+        values = RowValues(self.offset, self.spread, w, b + centre)
+        mad = weighted_median(rows, values, sum_weight, top, hint(values))
+        return mad / MAD_NORMAL_CONSTANT
+
+    def start(self, warm):
+        """``(coef, scale, exact)``: the in-memory start, in standardised units.
+
+        ``exact`` is ``(w, b)`` when least squares fits every row with
+        weight (then the fit, as in memory), else None. ``warm`` is a
+        previous fit in standardised units.
+        """
+        ls = self.client_objective(FixedScaleLoss(SquaredRho()), self.l2)
+        if warm is not None:
+            coef = ls.standardize([(warm.coef, warm.intercept)])
+            return coef, float(warm.extras["scale_"]), None
+        budget = copy_budget(self.data.X)
+        coef = _solve_least_squares(ls, direct=True, budget=budget)
+        if self.l2 == 0 and self.least_squares_is_exact(ls, coef):
+            ((w, b),) = ls.unstandardize(coef)
+            return coef, 0.0, (w, b)
+        coef = least_absolute_deviation_start(
+            ls, coef, self.fit_intercept, self.l2, budget
+        )
+        residuals = ls.y - ls.raw_prediction(coef)[:, 0]
+        return coef, initial_scale(residuals, ls.sample_weight), None
+
+    def least_squares_is_exact(self, ls, coef):
+        """:meth:`MEstimatorRegressor._least_squares_is_exact`, on all rows."""
+        residuals = ls.y - ls.raw_prediction(coef)[:, 0]
+        if not np.all(np.abs(residuals[ls.sample_weight > 0]) <= EXACT_FIT_TOL):
+            return False
+        if self.start_rows.y.size == self.data.n_samples:
+            return True
+        ((w, b),) = ls.unstandardize(coef)
+        parts = self.data.map_chunks(_exact_kernel, self.offset, self.spread, w, b)
+        return all(parts)
+
+    def smoothed_fit(self, step, coef, scale, hessian, origin, tol):
+        """:func:`skrobust._scale._smoothed_lad_fit` on every ``step``-th row."""
+        loss = FixedScaleLoss(SmoothedPinballRho(0.5, LAD_BANDWIDTH), scale)
+        objective = self.objective(loss, 0.0, step)
+        options = _solvers.SolverOptions(
+            solver=self.options.solver,
+            max_iter=max(self.options.max_iter - self.preliminary, 0),
+            tol=tol,
+        )
+        result = _solvers.solve(
+            objective,
+            coef,
+            options,
+            multilevel=False,
+            hessian=hessian,
+            hessian_origin=origin,
+        )
+        self.preliminary += result.n_iter
+        return result, self.centred_mad(objective, result.coef)
+
+    def fixed_point(self, step, coef, scale, tol):
+        """:func:`skrobust._scale._lad_fixed_point` on every ``step``-th row."""
+        rtol = max(tol, LAD_SCALE_RTOL)
+        secant = ScaleSecant(rtol)
+        mad, settled, ratios = scale, False, []
+        hessian, origin = None, "stale"
+        fit_tol = max(tol, _LAD_INEXACT_FIT * scale)
+        for _ in range(self.options.max_iter):
+            result, mad = self.smoothed_fit(step, coef, scale, hessian, origin, fit_tol)
+            coef = result.coef
+            if result.hessian is not None:
+                hessian, origin = result.hessian, "stale"
+            if not mad > MIN_RELATIVE_SCALE:
+                return None
+            exact = result.converged and fit_tol == tol
+            ratios.append(mad / scale)
+            if _collapsing(ratios):
+                return None
+            next_scale = secant.step(scale, mad, exact)
+            if next_scale is None:
+                settled = True
+                break
+            fit_tol = _next_fit_tol(fit_tol, tol, ratios, rtol, mad)
+            scale = next_scale if next_scale > _LAD_SMALLEST_STEP * mad else mad
+            if self.preliminary >= self.options.max_iter:
+                break
+        return coef, mad, hessian, settled
+
+    def smoothed_lad_scale(self, coef, scale):
+        """:func:`skrobust._scale.smoothed_lad_scale`: ``(coef, scale, settled)``."""
+        tol = self.options.tol
+        n, n_coef = self.data.n_samples, self.data.n_features + self.fit_intercept
+        step = _solvers.SUBSAMPLE_STEP
+        if (
+            n < _solvers.SUBSAMPLE_MIN_ROWS
+            or n < _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * n_coef
+            or not self.rows_weight(step) > 0
+        ):
+            found = self.fixed_point(1, coef, scale, tol)
+            return None if found is None else (found[0], found[1], found[3])
+        found = self.fixed_point(step, coef, scale, _solvers.SUBSAMPLE_TOL)
+        if found is None:
+            return None
+        coef, scale, hessian, settled = found
+        result, mad = self.smoothed_fit(1, coef, scale, hessian, "subsample", tol)
+        if not mad > MIN_RELATIVE_SCALE:
+            return None
+        return result.coef, mad, settled and result.converged
+
+    def fit_from_lad(self, coef, scale, other=None):
+        """:func:`skrobust._scale._fit_from_lad`: ``(w, b, converged, message)``."""
+        objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
+        if other is not None:
+            values = [objective.loss_gradient(c)[0] for c in (coef, other)]
+            coef = other if values[1] <= values[0] else coef
+        hessian, origin = None, "stale"
+        sub = _solvers.subsample_for_start(objective)
+        if sub is not None and self.options.solver == "newton":
+            hessian, origin = sub.hessian(coef), "subsample"
+        result = _solvers.solve(
+            objective,
+            coef,
+            self.options.with_max_iter(max(self.options.max_iter - self.used, 0)),
+            multilevel=False,
+            hessian=hessian,
+            hessian_origin=origin,
+        )
+        self.used += result.n_iter
+        coef = result.coef
+        if result.converged:
+            coef = _newton_polish(self, objective, coef)
+        ((w, b),) = objective.unstandardize(coef)
+        return w, b, result.converged, result.message
+
+    def solve(self, coef, scale):
+        """:meth:`LADScale.solve`: ``(w, b, scale, converged, message)``."""
+        positive = sum(self.data.map_chunks(_positive_rows_kernel))
+        n_coef = self.data.n_features + self.fit_intercept
+        if positive <= _FEW_ROWS_PER_COEF * n_coef:
+            raise NotImplementedError(
+                f"scale='lad' on dask with {positive} rows of positive weight "
+                f"for {n_coef} coefficients: the in-memory fit takes the "
+                "scale of an exact LAD fit then. Fit in memory."
+            )
+        found = self.smoothed_lad_scale(coef, min(scale, 1.0))
+        if found is None:
+            raise _collapse_error()
+        lad_coef, lad_scale, settled = found
+        other = None
+        if abs(lad_scale - scale) <= LAD_SCALE_RTOL * lad_scale:
+            # A warm start's scale is the fixed point to the same tolerance.
+            lad_scale, other = scale, coef
+        w, b, converged, message = self.fit_from_lad(lad_coef, lad_scale, other)
+        if not settled:
+            converged, message = False, "the LAD scale's fixed point did not settle"
+        return w, b, lad_scale, converged, message
+
+
+def _standardised_warm(estimator, output, n_outputs, n_features, offset, spread):
+    """The previous fit of this output in standardised units, or None."""
+    warm = estimator._warm_start_fit(output, n_outputs, n_features)
+    if warm is None:
+        return None
+    intercept = warm.intercept - offset if estimator.fit_intercept else 0.0
+    return StandardisedFit(
+        warm.coef / spread,
+        intercept / spread,
+        0,
+        estimator._standardise_extras(warm.extras, offset, spread),
+    )
+
+
+def fit_column(estimator, X, y, sample_weight, output, n_outputs):
+    """One target column's ``scale="lad"`` fit: ``(StandardisedFit, round trips)``."""
+    data = ChunkedData(X, y, sample_weight)
+    stats = data_statistics(data, center=estimator.fit_intercept)
+    start_rows = Sample(*data.sample(LEAST_SQUARES_START_ROWS))
+    if not start_rows.weights.max(initial=0.0) > 0:
+        raise NotImplementedError(
+            "the strided rows the start is computed on carry no weight: the "
+            "in-memory fit then starts from all rows, which on dask would "
+            "gather X on the client. Shuffle the rows or fit in memory."
+        )
+    offset, spread = standardise_targets(estimator, data, stats, start_rows)
+    problem = _LadFit(estimator, data, stats, start_rows, offset, spread)
+    warm = _standardised_warm(
+        estimator, output, n_outputs, data.n_features, offset, spread
+    )
+    coef, scale, exact = problem.start(warm)
+    if exact is not None:
+        (w, b), scale, converged, message = exact, 0.0, True, ""
+    else:
+        w, b, scale, converged, message = problem.solve(coef, scale)
+    _progress.say(
+        1,
+        "lad scale solved: {} iterations ({} preliminary), {} round trips in all",
+        problem.used,
+        problem.preliminary,
+        data.round_trips,
+    )
+    if not converged:
+        _solvers.warn_not_converged(
+            problem.options.solver, problem.used, estimator.tol, message
+        )
+    coef_ = np.asarray(w, dtype=np.float64) * spread
+    intercept_ = float(b * spread + offset)
+    scale_ = float(estimator._scale_rule().report(scale, spread))
+    extras = residual_attributes(
+        estimator, data, stats, start_rows, (coef_, intercept_, scale_)
+    )
+    return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips

@@ -1,0 +1,127 @@
+"""M-estimators with ``scale="lad"`` on dask arrays equal the in-memory fits.
+
+The in-memory fit is the oracle (its LAD scale is checked against an exact
+LAD fit's MAD in test_lad_scale.py). Its fixed point is settled to a
+relative 1e-6 only, so agreement to 1e-10 means the dask fit followed the
+same path: the same start rows, the same smoothed fits on the same
+strided rows, the same secant steps; ``n_iter_`` is the same number.
+"""
+
+import copy
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor
+
+# Uneven row chunks with a chunk of one row: 3000 rows.
+CHUNKS = (700, 1, 999, 500, 800)
+# 45 001 rows: the start on every 4th row, the fixed point on every 8th.
+LARGE_CHUNKS = (9000, 1, 5000, 4000, 4000, 4000, 7000, 3000, 4000, 5000)
+
+
+def make_data(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0 + rng.standard_t(3, size=n)
+    y[rng.random(n) < 0.1] += 30.0
+    return X, y
+
+
+def weights_with_empty_chunk(n, chunks, seed=0):
+    """Integer weights, zero on every row of the second-to-last chunk."""
+    weights = np.random.default_rng(seed).integers(0, 4, size=n).astype(float)
+    start = sum(chunks[:-2])
+    weights[start : start + chunks[-2]] = 0.0
+    return weights
+
+
+def assert_same_fit(fitted, memory, rtol=1e-10):
+    for name in ("coef_", "intercept_", "scale_", "noise_scale_"):
+        np.testing.assert_allclose(
+            getattr(fitted, name), getattr(memory, name), rtol=rtol, err_msg=name
+        )
+    assert fitted.n_iter_ == memory.n_iter_
+
+
+ESTIMATORS = {
+    "huber": HuberRegressor(scale="lad"),
+    "logcosh-ridge": LogCoshRegressor(scale="lad", alpha=3.0),
+    "mestimator-no-intercept-H1": MEstimatorRegressor(
+        scale="lad", fit_intercept=False, cov_type="H1"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n", [3000, 45_001])
+def test_equals_in_memory_fit(synchronous, name, weighted, n):
+    chunks = CHUNKS if n == 3000 else LARGE_CHUNKS
+    X, y = make_data(n)
+    weights = weights_with_empty_chunk(n, chunks) if weighted else None
+    memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(chunks, 4))
+    yd = da.from_array(y, chunks=(chunks,)) if weighted else y
+    fitted = copy.deepcopy(ESTIMATORS[name]).fit(Xd, yd, sample_weight=weights)
+    assert_same_fit(fitted, memory)
+    np.testing.assert_array_equal(fitted.outliers_.compute(), memory.outliers_)
+    np.testing.assert_allclose(fitted.weights_.compute(), memory.weights_, rtol=1e-10)
+    if memory.cov_type is not None:
+        np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
+    assert fitted._dask_round_trips < 60
+
+
+def test_warm_start_equals_the_in_memory_warm_start(synchronous):
+    X, y = make_data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    memory = HuberRegressor(scale="lad", warm_start=True).fit(X, y)
+    fitted = HuberRegressor(scale="lad", warm_start=True).fit(Xd, y)
+    memory.fit(X, y + X[:, 0])
+    fitted.fit(Xd, y + X[:, 0])
+    assert_same_fit(fitted, memory)
+
+
+def test_exact_least_squares_fit_has_scale_zero(synchronous):
+    """Noiseless y on 45 001 rows: the shortcut, checked on all rows."""
+    X, _ = make_data(45_001)
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
+    memory = HuberRegressor(scale="lad").fit(X, y)
+    fitted = HuberRegressor(scale="lad").fit(
+        da.from_array(X, chunks=(LARGE_CHUNKS, 4)), y
+    )
+    assert memory.scale_ == fitted.scale_ == 0.0
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    # Noiseless on the start rows (every 4th) only: least squares is not
+    # exact on all rows (a distributed check), and the every-8th-row fixed
+    # point, on exact rows only, collapses: in memory an exact LAD fit.
+    off_start = np.arange(y.size) % 4 != 0
+    y[off_start] += np.random.default_rng(1).normal(size=np.count_nonzero(off_start))
+    with pytest.raises(NotImplementedError, match="collapses towards zero"):
+        HuberRegressor(scale="lad").fit(da.from_array(X, chunks=(LARGE_CHUNKS, 4)), y)
+
+
+def test_boundary_cases_solved_by_an_exact_lad_fit_are_refused(synchronous):
+    """Where the in-memory fit switches to an exact LAD programme: a clear error."""
+    X, y = make_data()
+    # More than half the targets on one hyperplane: the scale collapses.
+    tied = y.copy()
+    tied[: 2 * y.size // 3] = X[: 2 * y.size // 3] @ [1.0, -0.2, 3.0, 0.5]
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    with pytest.raises(NotImplementedError, match="collapses towards zero"):
+        HuberRegressor(scale="lad").fit(Xd, tied)
+    # At most two rows of positive weight per coefficient.
+    weights = np.zeros(y.size)
+    weights[:8] = 1.0
+    with pytest.raises(NotImplementedError, match="8 rows of positive weight"):
+        HuberRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
+
+
+def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
+    X, y = make_data(45_001)
+    weights = weights_with_empty_chunk(y.size, LARGE_CHUNKS)
+    memory = LogCoshRegressor(scale="lad").fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4)).persist()
+    fitted = LogCoshRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
+    assert_same_fit(fitted, memory)
