@@ -50,12 +50,13 @@ from ._quantile_exact import far_target_limit
 
 # The band (first kept set) of a level started from its neighbour, as a
 # fraction of the default sqrt(n p) of a cold start: the neighbour's
-# solution, shifted and refined by Newton steps (_quantile_exact's
-# _NEIGHBOUR_STEPS, two), is several times closer to the new level's than a
+# solution, shifted and refined by a Newton step (_quantile_exact's
+# _NEIGHBOUR_STEPS), is several times closer to the new level's than a
 # smoothed preliminary fit is. A level whose first reduced problem fails its
 # sign check doubles the band for the next. At n = 1e5, p = 20 with t(2)
 # noise, 0.25 took 99 levels from 16x to 12x one exact fit (0.5: 124 LPs,
-# 0.25: 124 too).
+# 0.25: 124 too); with one Newton step 0.25 is still the best of 0.18
+# (148 LPs), 0.25 (127) and 0.35 (124).
 _NEIGHBOUR_BAND_FRACTION = 0.25
 # ... and at least this many rows.
 _NEIGHBOUR_MIN_BAND = 200
