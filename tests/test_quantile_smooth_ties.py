@@ -210,3 +210,26 @@ def test_dual_oracle_is_the_primal_optimum(rounded_engel):
     for q, s, alpha in [(0.1, None, 0.0), (0.5, weights, 0.0), (0.75, weights, 0.1)]:
         primal = quantile_linprog(X, y, q, sample_weight=s, alpha=alpha).objective
         assert dual_optimum(X, y, q, s, alpha) == pytest.approx(primal, rel=1e-9)
+
+
+@pytest.mark.parametrize("quantile", [0.1, 0.3, 0.5, 0.7, 0.9])
+def test_proximal_newton_reaches_tol_on_integer_targets(monkeypatch, quantile):
+    """Near an L1-penalised optimum the predicted decrease is far below the
+    rounding of the penalty: it must be summed per coordinate, or proximal
+    Newton stops at a subgradient of 1e-9 and hands over to L-BFGS-B, which
+    ended "ABNORMAL" with a ConvergenceWarning on this data (scikit-learn's
+    check_dont_overwrite_parameters data, with the continuation's small
+    bandwidths). With the fallback disabled, proximal Newton alone must meet
+    tol at every stage."""
+    from skrobust import _solvers
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("proximal Newton stalled")
+
+    monkeypatch.setattr(_solvers, "_lbfgs_split", no_fallback)
+    rng = np.random.RandomState(0)
+    X = 3 * rng.uniform(size=(20, 3))
+    y = X[:, 0].astype(int)
+    QuantileRegressor(quantile=quantile, alpha=0.1, solver="smooth").fit(X, y)
+    levels = [quantile - 0.05, quantile, quantile + 0.05]
+    MultiQuantileRegressor(levels, alpha=0.1, solver="smooth").fit(X, y)
