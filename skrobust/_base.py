@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.extmath import safe_sparse_dot
@@ -172,9 +173,18 @@ def _direct_least_squares(objective):
     """Minimum-norm weighted least squares in ``objective``'s coordinates."""
     design = objective.dense_design()
     root_w = np.sqrt(objective.sample_weight)
-    return np.linalg.lstsq(design * root_w[:, None], objective.y * root_w, rcond=None)[
-        0
-    ]
+    design *= root_w[:, None]
+    # A complete orthogonal factorisation (QR with column pivoting, LAPACK
+    # gelsy) gives the same minimum-norm solution as the SVD (gelsd) in a
+    # third to a half of its time, at numpy's rank cut-off.
+    return scipy.linalg.lstsq(
+        design,
+        objective.y * root_w,
+        cond=np.finfo(float).eps * max(design.shape),
+        lapack_driver="gelsy",
+        check_finite=False,
+        overwrite_a=True,
+    )[0]
 
 
 def _median(values):
