@@ -445,10 +445,12 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         """Exact-solver options of a level started from its neighbour.
 
         A band of ``_NEIGHBOUR_BAND_FRACTION`` of the cold default (at least
-        ``_NEIGHBOUR_MIN_BAND`` rows), and the clipping distance of far
-        targets from the first level, computed once. The solver adds its
-        sampled Gram matrix of the Newton step (``newton_gram``) after its
-        first use, and each start adds its neighbour's state, from which
+        ``_NEIGHBOUR_MIN_BAND`` rows), the clipping distance of far
+        targets from the first level, computed once, and
+        ``checked_inputs`` (``y`` and the weights are validated float64).
+        The solver adds its sampled Gram matrix of the Newton step
+        (``newton_gram``) after its first use, and each start adds its
+        neighbour's state, from which
         :func:`~skrobust._quantile_exact._neighbour_start` takes the Newton
         step to the new level without a pass over ``X``.
         """
@@ -462,6 +464,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             "initial_size": max(size, _NEIGHBOUR_MIN_BAND),
             "refine": True,
             "clip_limit": far_target_limit(y, residuals, sample_weight),
+            # y and the weights passed fit's validation once: no copies and
+            # checks of n-vectors per level.
+            "checked_inputs": True,
         }
 
     def _set_covariances(self, X, y, sample_weight):

@@ -488,6 +488,9 @@ def _density(problem, r, h):
 def _neighbour_start(problem, coef, b, r, m, state, info):
     """The start from an exact solution at a nearby level: as :func:`_start`.
 
+    Returns ``(coef, b, r, None, band)``: the objective of the start is
+    left to :func:`_reduced_rounds`, which needs it rarely.
+
     ``r`` are the residuals of that solution and ``state`` its
     ``info["level_state"]``: the side sums of the signs of ``r`` and its
     density estimate. As in :func:`_start` the residuals are centred at
@@ -542,7 +545,9 @@ def _neighbour_start(problem, coef, b, r, m, state, info):
     h = band.half_width(r)
     info["density"] = _density(problem, r, h) if h > 0 else state["density"]
     info["refined"] = True
-    return coef, b, r, problem.objective(r, coef), band
+    # S F of the start only matters if the first reduced problem misses
+    # widely (_reduced_rounds): a pass over the residuals saved per level.
+    return coef, b, r, None, band
 
 
 def _scalar_side_sums(problem, above):
@@ -629,7 +634,8 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
     """Reduced problems until one is certified, with quantreg's repairs.
 
     ``r`` and ``obj`` are the residuals and ``S F`` of the start around
-    which ``band`` was built. Returns ``(coef, intercept, info)``; the full
+    which ``band`` was built (``obj`` None: not computed yet, the start
+    being ``band.origin``). Returns ``(coef, intercept, info)``; the full
     problem is solved after ``max_rounds`` or once ``K`` holds more than
     half of the rows.
     """
@@ -666,6 +672,8 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
         if wrong.size > _FIXUP_FRACTION * m:
             # Restart around the best fit so far, with a band twice as wide.
             obj = problem.objective(r, coef)
+            if best_obj is None:
+                best_obj = problem.objective(best_r, best_fit[0])
             if obj < best_obj:
                 best_obj, best_r, best_fit = obj, r, (coef, b) if warm else None
             m = min(2 * m, problem.n_pos)
@@ -731,22 +739,24 @@ def solve_exact(
     the distance of :func:`far_target_limit` if already known.
     """
     X = _check_X(X)
-    y = np.array(y, dtype=np.float64).ravel()
+    checked = kwargs.get("checked_inputs", False)
+    if not checked:
+        y = np.array(y, dtype=np.float64).ravel()
     if sample_weight is not None:
-        sample_weight = np.array(sample_weight, dtype=np.float64).ravel()
+        if not checked:
+            sample_weight = np.array(sample_weight, dtype=np.float64).ravel()
         top = sample_weight.max(initial=0.0)
-        if top > 0:
+        if top > 0 and top != 1:
             sample_weight = sample_weight / top
     args = (quantile, sample_weight, alpha, fit_intercept)
     residuals = kwargs.pop("residuals", None)
     limit = kwargs.pop("clip_limit", None)
-    if not np.all(np.isfinite(y)):
+    if not (checked or np.all(np.isfinite(y))):
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
     if residuals is None:
         w0 = np.zeros(X.shape[1]) if coef_init is None else np.asarray(coef_init, float)
         b0 = float(intercept_init or 0.0) if fit_intercept else 0.0
         residuals = y - (_matvec(X, w0) + b0)
-    fitted = y - residuals
     if limit is None:
         limit = far_target_limit(y, residuals, sample_weight)
     moved = np.abs(residuals) > limit
@@ -754,6 +764,7 @@ def solve_exact(
         return _solve_exact_unclipped(
             X, y, *args, coef_init, intercept_init, residuals=residuals, **kwargs
         )
+    fitted = y - residuals
     # From the fitted value, not y - shift, which would cancel for y ~ 1e20.
     y_clipped = y.copy()
     y_clipped[moved] = fitted[moved] + np.copysign(limit, residuals[moved])
@@ -796,6 +807,7 @@ def _solve_exact_unclipped(
     refine=True,
     newton_gram=None,
     neighbour_state=None,
+    checked_inputs=False,
 ):
     r"""Exact minimiser of the penalised pinball objective, by preprocessing.
 
@@ -854,6 +866,11 @@ def _solve_exact_unclipped(
         ``info["level_state"]`` of the exact solution ``(coef_init,
         intercept_init)`` at a nearby quantile, on the same data: the
         start is then :func:`_neighbour_start` (``refine`` is ignored).
+    checked_inputs : bool, default=False
+        True when ``y`` is a finite float64 vector and ``sample_weight``
+        None or a finite non-negative float64 vector (validated by the
+        caller, e.g. once for all the levels of a multi-level fit): they
+        are then used without copies or checks. ``X`` is checked anyway.
 
     Returns
     -------
@@ -887,7 +904,12 @@ def _solve_exact_unclipped(
     >>> bool(abs(f - f_lp) <= 1e-9 * f_lp)
     True
     """
-    X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
+    if checked_inputs:
+        s = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        s = s / s.max() if s.max() != 1 else s
+        S = float(s.sum())
+    else:
+        X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
     problem = _Problem(X, y, s, S, quantile, alpha, fit_intercept)
     problem.gram = newton_gram
     info = {"rounds": 0, "reduced_size": problem.n_pos, "refined": False}
@@ -993,9 +1015,17 @@ def select_on_face(
     positive = sample_weight > 0
     eps = np.finfo(np.float64).eps
     # Rounding of r_i = y_i - x_i^T w - b (y is standardised, so 1 is its
-    # typical size): residuals this small are zeros.
-    zero_tol = 1e3 * (X.shape[1] + 2) * eps * (np.abs(y) + np.abs(fitted) + 1.0)
-    in_z = positive & (np.abs(r) <= zero_tol)
+    # typical size): residuals this small are zeros. The per-row bound is
+    # evaluated only on the rows within its largest value (|fitted| <=
+    # |y| + |r|), which a vertex has about p + 1 of: at many levels, the
+    # n-vector arithmetic of the bound cost more than the rest.
+    zero_factor = 1e3 * (X.shape[1] + 2) * eps
+    abs_r = np.abs(r)
+    loose = zero_factor * (2.0 * float(np.max(np.abs(y), initial=0.0)) + 1.0)
+    candidates = np.flatnonzero(abs_r <= loose / (1.0 - zero_factor))
+    tol_c = zero_factor * (np.abs(y[candidates]) + np.abs(fitted[candidates]) + 1.0)
+    in_z = np.zeros(r.size, dtype=bool)
+    in_z[candidates[positive[candidates] & (abs_r[candidates] <= tol_c)]] = True
     if not np.any(in_z):
         return w, b
     free = np.ones(X.shape[1], dtype=bool) if alpha == 0 else w != 0
@@ -1022,6 +1052,7 @@ def select_on_face(
     before = pinball_objective(X, y, w, b, q, sample_weight, alpha)
     after = pinball_objective(X, y, w_new, b_new, q, sample_weight, alpha)
     # Rounding allowance: relative, plus the residuals counted as zeros.
+    zero_tol = zero_factor * (np.abs(y) + np.abs(fitted) + 1.0)
     allowance = 1e-12 * before + sample_weight @ zero_tol / sample_weight.sum()
     if after <= before + allowance:
         return w_new, b_new
