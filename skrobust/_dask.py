@@ -429,7 +429,12 @@ def _pivots(candidates, low_value, high_value):
         pivots = np.linspace(low_value, high_value, _PIVOTS)
     else:
         pivots = candidates
-    return np.unique(pivots[np.isfinite(pivots)])
+    pivots = pivots[np.isfinite(pivots)]
+    # Each pivot also just below itself, so that a value with many copies
+    # gets a bin of its own (which ends the search), and -inf values too.
+    below = np.nextafter(pivots, -np.inf)
+    lowest = -np.finfo(float).max
+    return np.unique(np.concatenate([pivots, below, [lowest]]))
 
 
 def weighted_median(data, values, sum_weight, top, hint):
@@ -724,10 +729,12 @@ def _is_quantile(estimator):
 
 
 def _check_quantile_supported(estimator, n_features):
-    if estimator.cov_type is not None:
+    if estimator.cov_type == "bootstrap":
         raise NotImplementedError(
-            "cov_type is not supported for QuantileRegressor on dask arrays "
-            "yet: fit with cov_type=None, or in memory."
+            "cov_type='bootstrap' is not available on dask arrays: each of "
+            "the n_bootstrap replicates reweights every row, so each would be "
+            "a full distributed fit (several passes over X). Use "
+            "cov_type='nid', 'ker' or 'iid', or fit in memory."
         )
 
 

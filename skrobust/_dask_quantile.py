@@ -70,7 +70,11 @@ through a :class:`~skrobust._dask.DaskObjective`; then the continuation of
 :func:`skrobust._quantile_smooth.refine_smoothed`, each step and its duality gap on
 all rows. The targets are clipped as in memory; with ``alpha > 0`` the
 steps are the in-memory proximal Newton ones. The minimisers, and so the
-coefficients, are the in-memory ones.
+coefficients, are the in-memory ones. A warm start makes only the fit on
+all rows, at the bandwidth of its residuals' scale, as in memory.
+
+``cov_type`` (``"iid"``, ``"nid"``, ``"ker"``) is
+:mod:`skrobust._dask_quantile_cov`, after either solver.
 """
 
 import warnings
@@ -637,7 +641,8 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     if estimator._resolve_solver(X.shape[1]) == "smooth":
         return _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs)
     data = ChunkedData(X, y, sample_weight)
-    sum_weight, top, _, _ = data_statistics(data, center=estimator.fit_intercept)
+    stats = data_statistics(data, center=estimator.fit_intercept)
+    sum_weight, top = stats[0], stats[1]
     # The sample rows of the M-estimators' fits (_dask's constants).
     rows = min(
         _dask.SAMPLE_ROWS,
@@ -686,8 +691,18 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     intercept_ = float(intercept * spread + offset) if estimator.fit_intercept else 0.0
     estimator._n_rows_fit = data.n_samples
     estimator._dask_linear_programmes = problem.n_lp
+    if estimator.cov_type is not None:
+        extras["cov_"] = _covariance(estimator, data, sample, stats, coef_, intercept_)
     fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
     return fitted, data.round_trips
+
+
+def _covariance(estimator, data, sample, stats, coef, intercept):
+    """:func:`skrobust._dask_quantile_cov.covariance`, centred at the column means."""
+    from ._dask_quantile_cov import covariance
+
+    center = np.asarray(stats[2][0], float) if estimator.fit_intercept else None
+    return covariance(estimator, data, sample, coef, intercept, center)
 
 
 # -- the smoothed fit (solver="smooth") -------------------------------------------
@@ -907,17 +922,18 @@ class _DaskSmooth:
             )
         return coef, rho
 
-    def solve(self):
-        """``(w, b, bandwidth)`` in standardised ``y`` units."""
+    def solve(self, start=None):
+        """``(w, b, bandwidth)`` in standardised ``y`` units.
+
+        From ``start``, ``(w, b)`` in standardised ``y`` units (a warm
+        start), only the fit on all rows, at the bandwidth of the start's
+        residual scale, as :func:`skrobust._quantile_level.fit_smooth`.
+        """
         estimator = self.estimator
+        if start is not None:
+            return self.finish(*self.warm(start))
         coef, scale = self.least_squares()
-        if estimator.bandwidth == "auto":
-            n_features = self.data.n_features
-            factor = _quantile_smooth.default_bandwidth(
-                self.stats[0] * self.stats[1], n_features
-            )
-        else:
-            factor = float(estimator.bandwidth)
+        factor = self.factor()
         n = self.data.n_samples
         step = 1
         if n >= _solvers.SUBSAMPLE_MIN_ROWS and (
@@ -933,7 +949,31 @@ class _DaskSmooth:
             )
             coef = result.coef
             scale = self.residual_scale(first_rows, objective, coef)
-        rho, objective = self.smoothed((self.data, self.stats[0]), factor * scale)
+        return self.finish(coef, scale)
+
+    def warm(self, start):
+        """A warm start's coefficients and residual scale, on all rows."""
+        all_rows = (self.data, self.stats[0])
+        _, objective = self.smoothed(all_rows, 1.0)
+        w, b = start
+        coef = objective.standardize([(np.asarray(w, float), float(b))])
+        return coef, self.residual_scale(all_rows, objective, coef)
+
+    def factor(self):
+        """The bandwidth in units of the residual scale."""
+        if self.estimator.bandwidth == "auto":
+            n_features = self.data.n_features
+            return _quantile_smooth.default_bandwidth(
+                self.stats[0] * self.stats[1], n_features
+            )
+        return float(self.estimator.bandwidth)
+
+    def finish(self, coef, scale):
+        """The fit on all rows from ``coef``, then the continuation."""
+        estimator = self.estimator
+        rho, objective = self.smoothed(
+            (self.data, self.stats[0]), self.factor() * scale
+        )
         result = self.minimize(
             objective, coef, max(estimator.max_iter - self.n_iter, 1), multilevel=False
         )
@@ -965,10 +1005,7 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
 
     data = ChunkedData(X, y, sample_weight)
     stats = data_statistics(data, center=estimator.fit_intercept)
-    if estimator._warm_start_fit(output, n_outputs, data.n_features) is not None:
-        raise NotImplementedError(
-            "warm_start with solver='smooth' is not available on dask arrays."
-        )
+    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
     rows = min(
         _dask.SAMPLE_ROWS,
         max(_dask.MIN_SAMPLE_ROWS, data.n_samples // _dask.SAMPLE_FRACTION),
@@ -990,12 +1027,17 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
     problem = _DaskSmooth(
         estimator, data, stats, sample, (offset, spread), _quantile_level._Y_CLIP
     )
-    w, b, bandwidth = problem.solve()
+    start = None
+    if warm is not None:
+        # The template's standardisation of the previous fit.
+        b0 = (warm.intercept - offset) / spread if estimator.fit_intercept else 0.0
+        start = (np.asarray(warm.coef, float) / spread, b0)
+    w, b, bandwidth = problem.solve(start)
     if problem.clipped_crossed(w, b, bandwidth):
         # As in memory: a clipped target crossed the fit, refit unclipped.
         n_iter = problem.n_iter
         problem = _DaskSmooth(estimator, data, stats, sample, (offset, spread), np.inf)
-        w, b, bandwidth = problem.solve()
+        w, b, bandwidth = problem.solve(start)
         problem.n_iter += n_iter
     _progress.say(
         1,
@@ -1009,4 +1051,6 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
     intercept_ = float(b * spread + offset) if estimator.fit_intercept else 0.0
     estimator._n_rows_fit = data.n_samples
     extras = {"bandwidth_": float(bandwidth * spread)}
+    if estimator.cov_type is not None:
+        extras["cov_"] = _covariance(estimator, data, sample, stats, coef_, intercept_)
     return StandardisedFit(coef_, intercept_, problem.n_iter, extras), data.round_trips

@@ -169,8 +169,8 @@ def test_warm_start_and_predict(synchronous):
 def test_unsupported_options_and_bad_input_give_clear_errors(synchronous):
     X, y = make_data()
     Xd = da.from_array(X, chunks=(CHUNKS, 4))
-    with pytest.raises(NotImplementedError, match="cov_type"):
-        QuantileRegressor(cov_type="iid").fit(Xd, y)
+    with pytest.raises(NotImplementedError, match="n_bootstrap replicates"):
+        QuantileRegressor(cov_type="bootstrap").fit(Xd, y)
     with pytest.raises(NotImplementedError, match="MultiQuantileRegressor"):
         MultiQuantileRegressor().fit(Xd, y)
     # Bad input: the in-memory errors, from the chunk that holds it.
@@ -406,9 +406,14 @@ def test_smooth_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
 
 
-def test_smooth_fit_with_warm_start_is_refused(synchronous):
+def test_smooth_fit_with_warm_start_equals_in_memory(synchronous):
+    """From a previous fit: only the fit on all rows, as in memory."""
     X, y = make_data()
     Xd = da.from_array(X, chunks=(CHUNKS, 4))
-    model = QuantileRegressor(solver="smooth", warm_start=True).fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="warm_start"):
-        model.fit(Xd, y)
+    params = dict(quantile=0.6, solver="smooth", warm_start=True, tol=1e-13)
+    memory = QuantileRegressor(**params).fit(X, y)
+    fitted = QuantileRegressor(**params).fit(Xd, y)
+    memory.set_params(quantile=0.65).fit(X, y + X[:, 2])
+    fitted.set_params(quantile=0.65).fit(Xd, y + X[:, 2])
+    assert_same_smoothed_fit(fitted, memory, X, y + X[:, 2], None)
+    assert fitted.n_iter_ == memory.n_iter_

@@ -1,0 +1,340 @@
+r"""``QuantileRegressor(cov_type=...)`` on row-chunked ``dask.array`` data.
+
+:func:`skrobust._cov_quantile.quantile_covariance` (R's ``summary.rq``) with
+each pass over the rows on the workers and only ``p x p`` sums, or a few
+selected residuals, on the client:
+
+``"iid"``
+    One pass counts the rows whose weighted residual is (numerically) zero;
+    an exact distributed selection (:func:`order_statistic`) finds the
+    ``(pz + h + 1)``-th smallest ``|r|``; one pass fetches the ``h + 1``
+    residuals up to it (ties in row order, as R's stable ``order``), about
+    ``n^{2/3}`` values; the two-point median regression of R's simplex runs
+    on the client. One more pass forms ``X'X``.
+``"nid"``
+    The refits at ``q +- h`` are dask fits of the estimator itself (exact
+    fits warm-started from the fit, as in memory); one pass forms each
+    chunk's densities and Grams.
+``"ker"``
+    One pass for the mean and squared deviations of the residuals (their
+    standard deviation), two selections for their quartiles (R's type 7),
+    one pass for the Powell densities' Grams.
+
+The residuals are computed per row exactly as in memory (for ``"iid"`` in
+R's order of summation), so the order statistics, and the covariance, are
+the in-memory ones. ``"bootstrap"`` raises ``NotImplementedError``.
+"""
+
+import warnings
+
+import numpy as np
+from scipy.special import ndtri
+from sklearn.base import clone
+from sklearn.utils.extmath import safe_sparse_dot
+
+from ._cov_quantile import (
+    _SQRT_2PI,
+    R_SQRT_EPS,
+    _bandwidth_inside,
+    _barrodale_roberts,
+    _inverse_gram,
+    _linear_predictor,
+    quantile_bandwidth,
+)
+from ._dask import (
+    _FETCH_VALUES,
+    _PIVOT_SAMPLE,
+    _SELECTION_PASSES,
+    _chunk_weights,
+    _pivots,
+)
+from ._inference import uncentre, weighted_grams
+
+
+class Residuals:
+    """Per-row weighted residuals ``w_i (y_i - x_i b - b0)`` of summary.rq.
+
+    ``r_order`` sums the linear predictor as R does (for ``"iid"``'s order
+    statistics); ``zeros_below`` maps ``|r|`` below ``2^-26`` to ``-inf``
+    and the others to ``|r|`` (the ranking of ``"iid"``).
+    """
+
+    def __init__(self, coef, intercept, r_order=False, zeros_below=False):
+        self.coef, self.intercept = np.asarray(coef, float), float(intercept)
+        self.r_order, self.zeros_below = r_order, zeros_below
+
+    def signed(self, X_c, y_c, w_c):
+        if self.r_order:
+            predictor = _linear_predictor(X_c, self.coef, self.intercept)
+        else:
+            predictor = np.asarray(safe_sparse_dot(X_c, self.coef)).ravel()
+            predictor += self.intercept
+        return _chunk_weights(y_c, w_c) * (np.asarray(y_c, float) - predictor)
+
+    def __call__(self, X_c, y_c, w_c):
+        r = self.signed(X_c, y_c, w_c)
+        if not self.zeros_below:
+            return r
+        size = np.abs(r)
+        size[size < R_SQRT_EPS] = -np.inf
+        return size
+
+
+# -- exact order statistics over all rows -----------------------------------------
+
+
+def _count_kernel(X_c, y_c, w_c, values, low, high, pivots, stride):
+    """Count, smallest and largest value in each bin ``(p[i-1], p[i]]``."""
+    v = _in_range(values(X_c, y_c, w_c), low, high)
+    n_bins = pivots.size + 1
+    bins = np.searchsorted(pivots, v, side="left")
+    smallest = np.full(n_bins, np.inf)
+    largest = np.full(n_bins, -np.inf)
+    np.minimum.at(smallest, bins, v)
+    np.maximum.at(largest, bins, v)
+    return np.bincount(bins, minlength=n_bins), smallest, largest, v[::stride].copy()
+
+
+def _values_in_kernel(X_c, y_c, w_c, values, low, high):
+    return _in_range(values(X_c, y_c, w_c), low, high)
+
+
+def _in_range(v, low, high):
+    """The values in ``(low, high]``; ``[-inf, high]`` when ``low`` is ``-inf``."""
+    inside = v <= high
+    if low > -np.inf:
+        inside &= v > low
+    return v[inside]
+
+
+def order_statistic(data, values, rank, hint):
+    """The values at 0-based ``rank`` and ``rank + 1`` of ``values`` over all rows.
+
+    Every row counts (weights enter only through ``values``), so this is
+    ``np.sort(v)[rank]`` and ``np.sort(v)[rank + 1]`` (``inf`` past the
+    end) for ``v`` the values of all rows. Histogram passes narrow the
+    range to a bin of at most ``_FETCH_VALUES`` values, which is then
+    fetched and sorted on the client, as :func:`skrobust._dask.weighted_median`
+    does for the median.
+    """
+    low, high, below, next_above = -np.inf, np.inf, 0, np.inf
+    candidates = np.asarray(hint, dtype=float)
+    low_value, high_value, n_in_range = -np.inf, np.inf, data.n_samples
+    for _ in range(_SELECTION_PASSES):
+        pivots = _pivots(candidates[np.isfinite(candidates)], low_value, high_value)
+        stride = max(1, n_in_range // _PIVOT_SAMPLE)
+        parts = data.map_chunks(_count_kernel, values, low, high, pivots, stride)
+        count = np.sum([part[0] for part in parts], axis=0)
+        smallest = np.min([part[1] for part in parts], axis=0)
+        largest = np.max([part[2] for part in parts], axis=0)
+        cum = below + np.cumsum(count)
+        b = int(np.searchsorted(cum, rank, side="right"))
+        after = np.flatnonzero(count[b + 1 :]) + b + 1
+        following = float(smallest[after[0]]) if after.size else next_above
+        bin_below = int(cum[b - 1]) if b > 0 else below
+        if smallest[b] == largest[b]:
+            value = float(smallest[b])
+            return value, (value if rank + 1 < cum[b] else following)
+        bin_low = pivots[b - 1] if b > 0 else low
+        bin_high = pivots[b] if b < pivots.size else high
+        if count[b] <= _FETCH_VALUES:
+            parts = data.map_chunks(_values_in_kernel, values, bin_low, bin_high)
+            v = np.sort(np.concatenate(parts))
+            i = rank - bin_below
+            return float(v[i]), (float(v[i + 1]) if i + 1 < v.size else following)
+        samples = np.concatenate([part[3] for part in parts])
+        candidates = samples[(samples > bin_low) & (samples <= bin_high)]
+        low, high, below, next_above = bin_low, bin_high, bin_below, following
+        low_value, high_value = float(smallest[b]), float(largest[b])
+        n_in_range = int(count[b])
+    raise RuntimeError("the distributed selection did not narrow down")
+
+
+# -- the passes -----------------------------------------------------------------
+
+
+def _zeros_kernel(X_c, y_c, w_c, values):
+    return int(np.count_nonzero(values(X_c, y_c, w_c) == -np.inf))
+
+
+def _grams_kernel(X_c, y_c, w_c, density, fit_intercept, center):
+    """``[1 X]' W^2 [1 X]`` and, with a ``density``, ``[1 X]' F W^2 [1 X]``."""
+    square = _chunk_weights(y_c, w_c) ** 2
+    row_weights = [square]
+    crossing = 0
+    if density is not None:
+        f, crossing = density(X_c, y_c, w_c)
+        row_weights.append(f * square)
+    grams = weighted_grams(X_c, row_weights, fit_intercept, center=center)
+    return grams, crossing
+
+
+class _NidDensity:
+    """Hendricks and Koenker's ``f_i`` of one chunk (``_nid_densities``)."""
+
+    def __init__(self, coef_step, intercept_step, h):
+        self.coef_step, self.intercept_step, self.h = coef_step, intercept_step, h
+
+    def __call__(self, X_c, y_c, w_c):
+        step = np.asarray(safe_sparse_dot(X_c, self.coef_step)).ravel()
+        fitted_step = _chunk_weights(y_c, w_c) * (step + self.intercept_step)
+        crossing = int(np.sum(fitted_step <= 0))
+        with np.errstate(divide="ignore"):
+            return np.maximum(0.0, 2 * self.h / (fitted_step - R_SQRT_EPS)), crossing
+
+
+class _PowellDensity:
+    """Powell's kernel densities of one chunk's residuals (``_powell_densities``)."""
+
+    def __init__(self, residuals, kappa):
+        self.residuals, self.kappa = residuals, kappa
+
+    def __call__(self, X_c, y_c, w_c):
+        z = self.residuals(X_c, y_c, w_c) / self.kappa
+        return np.exp(-(z**2) / 2.0) / _SQRT_2PI / self.kappa, 0
+
+
+def _moments_kernel(X_c, y_c, w_c, values):
+    v = values(X_c, y_c, w_c)
+    if not v.size:
+        return 0, 0.0, 0.0
+    mean = float(v.mean())
+    return v.size, mean, float(((v - mean) ** 2).sum())
+
+
+def _standard_deviation(data, values):
+    """``np.std(v, ddof=1)`` of all rows' values: chunk moments, merged."""
+    total, mean, m2 = 0, 0.0, 0.0
+    for count, chunk_mean, chunk_m2 in data.map_chunks(_moments_kernel, values):
+        if not count:
+            continue
+        delta = chunk_mean - mean
+        new_total = total + count
+        mean += delta * (count / new_total)
+        m2 += chunk_m2 + delta * delta * (total * count / new_total)
+        total = new_total
+    return float(np.sqrt(m2 / (total - 1)))
+
+
+def _type7_quantile(data, values, level, hint):
+    """``np.quantile(v, level)`` (R's type 7) of all rows' values."""
+    position = (data.n_samples - 1) * level
+    rank = int(np.floor(position))
+    value, following = order_statistic(data, values, rank, hint)
+    fraction = position - rank
+    if fraction == 0:
+        return value
+    return float(value + fraction * (following - value))
+
+
+def _iid_sparsity(data, residuals, n_params, quantile, rule, hint):
+    """``_cov_quantile._iid_sparsity`` from the rows it reads, fetched."""
+    n = data.n_samples
+    ranking = Residuals(residuals.coef, residuals.intercept, True, zeros_below=True)
+    n_zero = sum(data.map_chunks(_zeros_kernel, ranking))
+    h = max(n_params + 1, int(np.ceil(n * quantile_bandwidth(quantile, n, rule))))
+    ranks = np.arange(n_zero + 1, n_zero + h + 2)
+    if ranks[-1] > n:
+        raise ValueError(
+            f'se="iid" needs {ranks[-1]} rows (h + 1 = {h + 1} non-zero '
+            f"residuals after {n_zero} zero ones); there are {n}."
+        )
+    threshold, _ = order_statistic(data, ranking, n_zero + h, hint(ranking))
+    # Every non-zero |r| up to the threshold, in row order, with its sign.
+    parts = data.map_chunks(_up_to_kernel, residuals, threshold)
+    signed = np.concatenate(parts)
+    size = np.abs(signed)
+    below = np.flatnonzero(size < threshold)
+    tied = np.flatnonzero(size == threshold)[: h + 1 - below.size]
+    ordered = np.sort(signed[np.concatenate([below, tied])])
+    design = np.column_stack([np.ones(ranks.size), ranks / (n - n_params)])
+    return float(_barrodale_roberts(design, ordered, 0.5)[1])
+
+
+def _up_to_kernel(X_c, y_c, w_c, residuals, threshold):
+    r = residuals.signed(X_c, y_c, w_c)
+    size = np.abs(r)
+    return r[(size >= R_SQRT_EPS) & (size <= threshold)]
+
+
+def _refit(estimator, data, quantile, coef, intercept):
+    """The estimator's dask fit at another level, from ``(coef, intercept)``.
+
+    As the in-memory ``_WarmRefit.at_quantile``: warm-started from the fit.
+    """
+    model = clone(estimator).set_params(
+        quantile=quantile, cov_type=None, warm_start=True, verbose=0
+    )
+    model.coef_, model.intercept_ = coef, intercept
+    model.fit(data.X, data.y, data.sample_weight)
+    # The refit's passes are this fit's too.
+    data.round_trips += model._dask_round_trips
+    return np.asarray(model.coef_, float), float(model.intercept_)
+
+
+def _nid_density(estimator, data, coef, intercept, h):
+    quantile = float(estimator.quantile)
+    coef_hi, intercept_hi = _refit(estimator, data, quantile + h, coef, intercept)
+    coef_lo, intercept_lo = _refit(estimator, data, quantile - h, coef, intercept)
+    step = intercept_hi - intercept_lo if estimator.fit_intercept else 0.0
+    return _NidDensity(coef_hi - coef_lo, step, h)
+
+
+def _powell_density(estimator, data, residuals, h, hint):
+    quantile = float(estimator.quantile)
+    upper = _type7_quantile(data, residuals, 0.75, hint(residuals))
+    lower = _type7_quantile(data, residuals, 0.25, hint(residuals))
+    spread = min(_standard_deviation(data, residuals), (upper - lower) / 1.34)
+    kappa = (ndtri(quantile + h) - ndtri(quantile - h)) * spread
+    return _PowellDensity(residuals, kappa)
+
+
+def covariance(estimator, data, sample, coef, intercept, center):
+    """``cov_`` of a QuantileRegressor fit on dask data, as in memory.
+
+    Parameters
+    ----------
+    estimator : QuantileRegressor
+    data : skrobust._dask.ChunkedData
+    sample : skrobust._dask.Sample
+        The client's strided sample rows (pivots for the selections).
+    coef, intercept : ndarray, float
+        The fit, in the units of ``y``.
+    center : ndarray or None
+        Column centre of the Grams (any: :func:`uncentre` maps back).
+    """
+    cov_type, fit_intercept = estimator.cov_type, estimator.fit_intercept
+    intercept = float(intercept) if fit_intercept else 0.0
+    quantile, rule = float(estimator.quantile), estimator.bandwidth_rule
+    n_params = data.n_features + bool(fit_intercept)
+    residuals = Residuals(coef, intercept, r_order=cov_type == "iid")
+
+    def hint(values):
+        return values(sample.X, sample.y, sample.weights)
+
+    density = None
+    if cov_type == "iid":
+        sparsity = _iid_sparsity(data, residuals, n_params, quantile, rule, hint)
+    else:
+        h = _bandwidth_inside(quantile, data.n_samples, rule)
+        if cov_type == "nid":
+            density = _nid_density(estimator, data, coef, intercept, h)
+        else:
+            density = _powell_density(estimator, data, residuals, h, hint)
+    parts = data.map_chunks(_grams_kernel, density, fit_intercept, center)
+    grams = sum(part[0] for part in parts)
+    score_variance = quantile * (1 - quantile)
+    if cov_type == "iid":
+        cov = sparsity**2 * score_variance * _inverse_gram(grams[0], "X'X")
+        return uncentre(cov, center)
+    crossing = sum(part[1] for part in parts)
+    if crossing:
+        warnings.warn(
+            f"{crossing} non-positive fis: the fits at quantiles {quantile - h:.6g} "
+            f"and {quantile + h:.6g} cross at {crossing} rows, whose densities "
+            'are set to 0 (R\'s summary.rq(se="nid") warns the same).',
+            UserWarning,
+            stacklevel=4,
+        )
+    bread = _inverse_gram(grams[1], "X'FX")
+    return uncentre(score_variance * bread @ grams[0] @ bread, center)
