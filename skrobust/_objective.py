@@ -321,6 +321,10 @@ class LinearObjective:
         self._set_column_stats(column_stats)
         self._build_predictors(X.shape[1])
         self._designs = None  # the small design's copy, once built
+        # Whether passes keep their linear predictors for raw_prediction at
+        # the same point (a fit that needs its residuals after each solve).
+        self.remember_prediction = False
+        self._remembered = None
 
     def _set_column_stats(self, column_stats):
         """Mean and scale of the columns, and whether blocks are standardised first."""
@@ -538,9 +542,14 @@ class LinearObjective:
             raw_dirs = [pred.to_raw(direction[pred.slice]) for pred in self.predictors]
         sums = _PassSums(self.predictors, hessian)
         unit = self.unit_weights
+        remembered = None
+        if self.remember_prediction:
+            remembered = np.empty((self.X.shape[0], len(self.predictors)))
         for rows, A in self._row_blocks():
             parts = [pred.take(A) for pred in self.predictors]
             raw = self._raw_block(parts, raw_coefs)
+            if remembered is not None:
+                remembered[rows] = raw
             sw = self.sample_weight[rows]
             if hessian or raw_dirs is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
@@ -562,14 +571,22 @@ class LinearObjective:
                 )
             if hessian:
                 sums.add_hessian(parts, h, None if unit else sw, self.sparse)
+        if remembered is not None:
+            self._remembered = (coef.copy(), remembered)
         return sums.finish(self, coef, gradient, hessian, direction)
 
     # -- public evaluation ---------------------------------------------------
     def raw_prediction(self, coef):
-        """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
+        """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``.
+
+        With ``remember_prediction`` set, those of the latest pass are
+        returned (a copy) when ``coef`` is its point, without another pass.
+        """
         small = self._small_design()
         if small is not None:
             return small.raw_prediction(coef)
+        if self._remembered is not None and np.array_equal(self._remembered[0], coef):
+            return self._remembered[1].copy()
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         out = np.empty((self.X.shape[0], len(self.predictors)))
         for rows, A in self._row_blocks():

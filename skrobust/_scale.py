@@ -857,6 +857,9 @@ class MADScale:
                 [problem.l2],
                 ls_objective=rows,
             )
+            # The MAD of the solution's residuals needs its predictions,
+            # which the solver's last pass computed.
+            objective.remember_prediction = True
             result = problem.minimize(
                 objective,
                 coef,

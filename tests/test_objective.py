@@ -111,6 +111,35 @@ def test_standardize_roundtrip_and_raw_prediction():
     assert_allclose(raw[:, 1], X[:, [0, 2]] @ w1 + b1, rtol=1e-10, atol=1e-12)
 
 
+def test_remembered_prediction_is_the_last_pass_and_only_at_its_point(monkeypatch):
+    """``remember_prediction`` (the MAD scale's residuals after each solve)
+    returns the latest pass's predictions, as a copy, at its point only."""
+    rng = np.random.default_rng(3)
+    n, p = 20_000, 4  # beyond the small-design copy: passes in row blocks
+    X = rng.normal(size=(n, p)) + [0.0, 5.0, -2.0, 0.0]
+    y = X @ rng.normal(size=p) + rng.standard_t(3, size=n)
+    objective = LinearObjective(
+        FixedScaleLoss(HuberRho(1.35), 1.3), X, y, np.ones(n), [(None, True)], [0.0]
+    )
+    objective.remember_prediction = True
+    assert objective._small_design() is None
+    coef, other = rng.normal(size=p + 1), rng.normal(size=p + 1)
+    objective.loss_gradient(coef)
+    ((w, b),) = objective.unstandardize(coef)
+
+    def no_pass():
+        raise AssertionError("a pass over X")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(objective, "_row_blocks", no_pass)
+        first = objective.raw_prediction(coef)
+        assert_allclose(first[:, 0], X @ w + b, rtol=1e-10, atol=1e-10)
+        first[:] = 0.0  # a copy: the next call is unaffected
+        assert_allclose(objective.raw_prediction(coef)[:, 0], X @ w + b, rtol=1e-10)
+    ((w2, b2),) = objective.unstandardize(other)
+    assert_allclose(objective.raw_prediction(other)[:, 0], X @ w2 + b2, rtol=1e-10)
+
+
 def test_blocks_cover_all_rows_without_copying_x(monkeypatch):
     """Small blocks give the same answer as one block; X is never written."""
     import skrobust._objective as module
