@@ -384,6 +384,7 @@ def _smoothed_lad_fit(problem, rows, coef, scale, hessian, origin, tol):
     MAD.
     """
     objective = _smoothed_lad_objective(problem, rows, scale)
+    objective.remember_prediction = True  # for the residuals' MAD below
     options = _solvers.SolverOptions(
         solver=problem.options.solver, max_iter=problem.budget, tol=tol
     )
