@@ -46,11 +46,11 @@ Gaussian prior. The estimator's ``variance_floor`` term (of order
 import numpy as np
 
 from ._inference import (
+    block_grams,
     design_center,
     inverse_symmetric,
     single_threaded_blas,
     uncentre,
-    weighted_grams,
 )
 
 COV_TYPES = ("expected", "observed", "sandwich")
@@ -131,51 +131,47 @@ def gaussian_covariance(
     )
     var_index = np.r_[0, 1 + np.asarray(var_columns, dtype=np.intp)]
 
-    mu = X @ mean_coef + (mean_intercept if fit_intercept else 0.0)
-    log_var = X @ var_coef + var_intercept
-    r = y - np.asarray(mu).ravel()
-    inv_var = np.exp(-np.asarray(log_var).ravel())
-    r_iv = r * inv_var
+    coefs = np.column_stack([mean_coef, var_coef])
+    offsets = np.array([mean_intercept if fit_intercept else 0.0, var_intercept])
+    n_grams = {"expected": 2, "observed": 3, "sandwich": 6}[cov_type]
+
+    def weights_of_block(rows, block):
+        # Every weight from the block's linear predictors, in the pass over X
+        # that forms the Grams: the information (expected or observed) and,
+        # for the sandwich, the outer products of the per-row gradients.
+        predictors = np.asarray(block @ coefs) + offsets
+        weight = sample_weight[rows]
+        if cov_type == "expected":
+            return [weight * np.exp(-predictors[:, 1]), 0.5 * weight], []
+        r = y[rows] - predictors[:, 0]
+        inv_var = np.exp(-predictors[:, 1])
+        r_iv = r * inv_var
+        weights = [weight * inv_var, weight * r_iv, weight * r * r_iv / 2]
+        if cov_type == "sandwich":
+            grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
+            weights += [
+                weight * grad_mean**2,
+                weight * grad_mean * grad_var,
+                weight * grad_var**2,
+            ]
+        return weights, []
+
     # Centred coordinates (see design_center): both blocks then need an
     # intercept, which the log-variance always has.
     center = design_center(X, fit_intercept)
+    grams, _ = block_grams(X, weights_of_block, n_grams, 0, True, center=center)
     if cov_type == "expected":
-        mean_mean, var_var = weighted_grams(
-            X, [sample_weight * inv_var, 0.5 * sample_weight], True, center=center
-        )
+        mean_mean, var_var = grams
         mean_var = np.zeros_like(mean_mean)
     else:
-        mean_mean, mean_var, var_var = weighted_grams(
-            X,
-            [
-                sample_weight * inv_var,
-                sample_weight * r_iv,
-                sample_weight * r * r_iv / 2,
-            ],
-            True,
-            center=center,
-        )
+        mean_mean, mean_var, var_var = grams[:3]
     information = _two_blocks(mean_mean, mean_var, var_var, mean_index, var_index)
     slopes = mean_index.size + np.arange(1, var_index.size)
     if alpha:
         information[slopes, slopes] += 2.0 * alpha
     inverse = inverse_symmetric(information)
     if cov_type == "sandwich":
-        grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
-        meat = _two_blocks(
-            *weighted_grams(
-                X,
-                [
-                    sample_weight * grad_mean**2,
-                    sample_weight * grad_mean * grad_var,
-                    sample_weight * grad_var**2,
-                ],
-                True,
-                center=center,
-            ),
-            mean_index,
-            var_index,
-        )
+        meat = _two_blocks(*grams[3:], mean_index, var_index)
         inverse = inverse @ meat @ inverse
     blocks = [
         (0, np.arange(1, n_features + 1), np.arange(n_features)),

@@ -57,11 +57,11 @@ objective :math:`\sum_i s_i \sigma (1 + 2\rho(z_i))`) it is the sandwich
 import numpy as np
 
 from ._inference import (
+    block_grams,
     design_center,
     inverse_symmetric,
     single_threaded_blas,
     uncentre,
-    weighted_grams,
 )
 
 COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
@@ -177,37 +177,52 @@ def covariance_sums(
         ``n_params`` and ``exact`` (whether every weighted residual is zero).
     """
     residuals = np.asarray(residuals, dtype=float)
-    if sample_weight is None:
-        sample_weight = np.ones_like(residuals)
-    n = float(sample_weight.sum())
+    n = float(residuals.size if sample_weight is None else sample_weight.sum())
     if not scale > 0:
-        exact = bool(np.all(residuals[sample_weight > 0] == 0))
+        fitted = residuals if sample_weight is None else residuals[sample_weight > 0]
         n_params = X.shape[1] + (1 if fit_intercept else 0)
-        return {"n": n, "exact": exact, "n_params": n_params}
-    z = residuals / scale
+        return {"n": n, "exact": bool(np.all(fitted == 0)), "n_params": n_params}
     if cov_type == "sandwich" and joint:
         return _joint_sandwich_sums(
-            X, z, sample_weight, rho, scale, fit_intercept, center
+            X, residuals, sample_weight, rho, scale, fit_intercept, center
         )
-    _, psi, dpsi = _value_derivatives(rho, z)
-    if cov_type == "sandwich":
-        row_weights = [sample_weight * dpsi, sample_weight * psi**2]
-        grams = weighted_grams(X, row_weights, fit_intercept, center=center)
-        return {"n": n, "grams": grams}
-    mean = float(sample_weight @ dpsi) / n if n > 0 else 0.0
-    sums = {
-        "n": n,
-        "dpsi_mean": mean,
-        "dpsi_squares": float(sample_weight @ (dpsi - mean) ** 2),
-        "psi_squares": float(sample_weight @ psi**2),
-    }
-    row_weights = {
-        "H1": [sample_weight],
-        "mass": [sample_weight],
-        "H2": [sample_weight * dpsi],
-        "H3": [sample_weight, sample_weight * dpsi],
-    }[cov_type]
-    sums["grams"] = weighted_grams(X, row_weights, fit_intercept, center=center)
+    # psi and psi' row block by row block, inside the pass over X that forms
+    # the Grams: n-vectors of them would cost passes over memory of their own.
+    moments, psi_squares = [], [0.0]
+
+    def weights_of_block(rows, block):
+        z = residuals[rows] / scale
+        weight = np.ones_like(z) if sample_weight is None else sample_weight[rows]
+        _, psi, dpsi = _value_derivatives(rho, z)
+        weighted_dpsi = weight * dpsi
+        psi_squares[0] += float(weight @ (psi * psi))
+        if cov_type != "sandwich":
+            total = float(weight.sum())
+            mean = float(weighted_dpsi.sum()) / total if total > 0 else 0.0
+            deviation = dpsi - mean
+            moments.append(
+                {
+                    "n": total,
+                    "dpsi_mean": mean,
+                    "dpsi_squares": float(weight @ (deviation * deviation)),
+                }
+            )
+        if cov_type in ("H1", "mass"):
+            return [weight], []
+        if cov_type == "H2":
+            return [weighted_dpsi], []
+        if cov_type == "H3":
+            return [weight, weighted_dpsi], []
+        return [weighted_dpsi, weight * (psi * psi)], []
+
+    n_grams = 2 if cov_type in ("H3", "sandwich") else 1
+    grams, _ = block_grams(
+        X, weights_of_block, n_grams, 0, fit_intercept, center=center
+    )
+    sums = {"n": n, "grams": grams}
+    if cov_type != "sandwich":
+        sums["dpsi_mean"], sums["dpsi_squares"] = _combined_moments(moments)
+        sums["psi_squares"] = psi_squares[0]
     return sums
 
 
@@ -291,40 +306,40 @@ def _huber_1981(grams, m, dpsi_squares, psi_squares, n, scale, cov_type):
     return tau2 / kappa * (w_inv @ gram @ w_inv)
 
 
-def _joint_sandwich_sums(X, z, sample_weight, rho, scale, fit_intercept, center):
+def _joint_sandwich_sums(
+    X, residuals, sample_weight, rho, scale, fit_intercept, center
+):
     r"""Sums of the sandwich of the concomitant objective in ``(beta, log sigma)``.
 
     Per row, with :math:`\chi = z\psi - \rho` (:class:`ConcomitantScaleLoss`):
     gradient :math:`(-2\psi \tilde x, \sigma(1 - 2\chi))` and Hessian
     blocks :math:`2\psi' / \sigma \, \tilde x \tilde x^\top`,
     :math:`2 z \psi' \tilde x` and :math:`\sigma (1 - 2\chi) + 2\sigma z^2
-    \psi'`.
+    \psi'`. Formed row block by row block in the pass over ``X`` of the two
+    mean-mean blocks and the two cross terms.
     """
-    _, psi, dpsi, chi = _concomitant_terms(rho, z)
-    n = float(sample_weight.sum())
-    grad_mean = -2.0 * psi
-    grad_scale = scale * (1.0 - 2.0 * chi)
-    # Rows beyond the threshold have dpsi = 0 and an infinite z: no curvature.
-    curved = dpsi > 0
-    z_dpsi = np.where(curved, z * dpsi, 0.0)
-    z2_dpsi = np.where(curved, z * z_dpsi, 0.0)
-    hess_mean = 2.0 * dpsi / scale
-    hess_cross = 2.0 * z_dpsi
-    hess_scale = grad_scale + 2.0 * scale * z2_dpsi
-    # One pass over X for the two mean-mean blocks and the two cross terms.
-    grams, cross = weighted_grams(
-        X,
-        [sample_weight * hess_mean, sample_weight * grad_mean**2],
-        fit_intercept,
-        sum_weights=[
-            sample_weight * hess_cross,
-            sample_weight * grad_mean * grad_scale,
-        ],
-        center=center,
-    )
-    corners = np.array(
-        [float(sample_weight @ hess_scale), float(sample_weight @ grad_scale**2)]
-    )
+    corners = np.zeros(2)
+
+    def weights_of_block(rows, block):
+        z = residuals[rows] / scale
+        weight = np.ones_like(z) if sample_weight is None else sample_weight[rows]
+        _, psi, dpsi, chi = _concomitant_terms(rho, z)
+        grad_scale = scale * (1.0 - 2.0 * chi)
+        # Rows beyond the threshold have dpsi = 0 and an infinite z: no
+        # curvature.
+        curved = dpsi > 0
+        z_dpsi = np.where(curved, z * dpsi, 0.0)
+        z2_dpsi = np.where(curved, z * z_dpsi, 0.0)
+        weighted_grad_scale = weight * grad_scale
+        corners[0] += float(weight @ (grad_scale + 2.0 * scale * z2_dpsi))
+        corners[1] += float(weighted_grad_scale @ grad_scale)
+        return (
+            [weight * (2.0 / scale) * dpsi, weight * (4.0 * psi * psi)],
+            [weight * (2.0 * z_dpsi), -2.0 * psi * weighted_grad_scale],
+        )
+
+    grams, cross = block_grams(X, weights_of_block, 2, 2, fit_intercept, center=center)
+    n = float(residuals.size if sample_weight is None else sample_weight.sum())
     return {"n": n, "grams": grams, "cross": cross, "corners": corners}
 
 

@@ -102,10 +102,10 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None, center=
     -----
     Every Gram matrix and sum of the call is accumulated in the same pass
     over the row blocks of a dense ``X``: a block is read once for all
-    weightings (a covariance needs two or three). Non-negative weights
+    weightings (a covariance needs two to six). Non-negative weights
     :math:`d` are applied as :math:`C = \sqrt{d}\, A` and :math:`C^\top C`
-    (BLAS ``syrk``, half the flops of a general product), a weighting of
-    ones not at all.
+    (BLAS ``syrk``, half the flops of a general product), constant ones
+    (no sample weights) as a factor of the unweighted Gram.
 
     The centred Grams are those of ``[1, X]`` transformed,
     :math:`M^\top G M` with :math:`[1, X - c] = [1, X] M`, when that loses
@@ -133,17 +133,54 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None, center=
     row_weights = [np.asarray(weights, dtype=float) for weights in row_weights]
     sum_weights = [] if sum_weights is None else list(sum_weights)
     sum_weights = [np.asarray(weights, dtype=float) for weights in sum_weights]
+
+    def weights_of_block(rows, block):
+        return [d[rows] for d in row_weights], [d[rows] for d in sum_weights]
+
+    grams, sums = block_grams(
+        X,
+        weights_of_block,
+        len(row_weights),
+        len(sum_weights),
+        fit_intercept,
+        center=center,
+    )
+    if sum_weights:
+        return grams, sums
+    return grams
+
+
+def block_grams(X, weights_of_block, n_grams, n_sums, fit_intercept=True, center=None):
+    r"""Weighted Grams and sums of ``[1, X]``, with weights formed block by block.
+
+    :func:`weighted_grams` for weights that are functions of each row (of
+    its residual, say): ``weights_of_block(rows, block)`` returns the
+    weights of the rows ``rows`` of ``X``, whose values (float64, not
+    centred) are ``block``, as two lists of arrays of the block's length:
+    ``n_grams`` weightings of Gram matrices and ``n_sums`` of sums. The
+    weights then live in a block that stays in cache rather than in
+    ``n``-vectors, which cost a pass over memory each to write and read
+    (at ``n = 1e6`` a dozen of them cost as much as a Gram matrix). A sparse
+    ``X`` is one block. The function may also accumulate statistics of its
+    own; it is called once per block, in row order.
+
+    Returns
+    -------
+    grams : ndarray of shape (n_grams, n_params, n_params)
+    sums : ndarray of shape (n_sums, n_params)
+        As :func:`weighted_grams`, for ``[1, X - center]`` (or ``[1, X]``).
+    """
     if sp.issparse(X):
         if center is not None:
             raise ValueError("a sparse design is not centred: it would be dense.")
-        grams, sums = _sparse_grams(X, row_weights, sum_weights)
+        grams, sums = _sparse_grams(X, *weights_of_block(slice(None), X))
     else:
         shift = None
         if center is not None:
             center = np.asarray(center, dtype=float)
             if _needs_explicit_centring(X):
                 shift = center
-        grams, sums = _dense_grams(X, row_weights, sum_weights, shift)
+        grams, sums = _dense_grams(X, weights_of_block, n_grams, n_sums, shift)
         if center is not None and shift is None:
             # [1, X - c] = [1, X] M: transform the Grams of [1, X].
             move = np.eye(X.shape[1] + 1)
@@ -152,9 +189,7 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None, center=
             sums = sums @ move
     if not fit_intercept:
         grams, sums = grams[:, 1:, 1:], sums[:, 1:]
-    if sum_weights:
-        return grams, sums
-    return grams
+    return grams, sums
 
 
 def _needs_explicit_centring(X):
@@ -174,45 +209,43 @@ def _needs_explicit_centring(X):
     return bool(np.any(np.abs(mean) > _ALGEBRAIC_CENTRING_MAX_RATIO * spread))
 
 
-def _dense_grams(X, row_weights, sum_weights, shift):
+def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     """Grams and sums of ``[1, X - shift]`` (``[1, X]`` for None), one pass."""
     n, p = X.shape
-    grams = np.zeros((len(row_weights), p + 1, p + 1))
-    sums = np.zeros((len(sum_weights), p + 1))
-    # How each weighting is applied: not at all (ones), as sqrt(d) on both
-    # sides (syrk), or on one side.
-    kinds = [
-        "ones" if np.all(d == 1) else "root" if d.min(initial=0.0) >= 0 else "one side"
-        for d in row_weights
-    ]
+    grams = np.zeros((n_grams, p + 1, p + 1))
+    sums = np.zeros((n_sums, p + 1))
     rows_per_block = max(256, _GRAM_BLOCK_ELEMENTS // max(p, 1))
     scaled = np.empty((min(rows_per_block, n), p))
     centred = None if shift is None else np.empty_like(scaled)
+    ones = np.ones(min(rows_per_block, n))
     for start in range(0, n, rows_per_block):
         rows = slice(start, min(start + rows_per_block, n))
-        block = X[rows]
+        block = np.asarray(X[rows], dtype=np.float64)
         size = block.shape[0]
+        row_weights, sum_weights = weights_of_block(rows, block)
         if shift is not None:
             block = np.subtract(block, shift, out=centred[:size])
-        elif block.dtype != np.float64:
-            block = np.asarray(block, dtype=np.float64)
-        for k, (weights, kind) in enumerate(zip(row_weights, kinds, strict=True)):
-            d = weights[rows]
-            if kind == "ones":
-                grams[k, 1:, 1:] += block.T @ block
-                grams[k, 0, 1:] += d @ block
-            elif kind == "root":
+        # A constant weighting scales the plain Gram (formed once for all of
+        # them), others enter as sqrt(d) on both sides (syrk) if
+        # non-negative, else on one side.
+        plain = None
+        for k, d in enumerate(row_weights):
+            if np.all(d == d[0]):
+                if plain is None:
+                    plain = (block.T @ block, ones[:size] @ block)
+                grams[k, 1:, 1:] += d[0] * plain[0]
+                grams[k, 0, 1:] += d[0] * plain[1]
+                grams[k, 0, 0] += d[0] * size
+                continue
+            if d.min() >= 0:
                 root = np.multiply(block, np.sqrt(d)[:, None], out=scaled[:size])
                 grams[k, 1:, 1:] += root.T @ root
-                grams[k, 0, 1:] += d @ block
             else:
-                grams[k, 1:, 1:] += block.T @ np.multiply(
-                    block, d[:, None], out=scaled[:size]
-                )
-                grams[k, 0, 1:] += d @ block
+                weighted = np.multiply(block, d[:, None], out=scaled[:size])
+                grams[k, 1:, 1:] += block.T @ weighted
+            grams[k, 0, 1:] += d @ block
             grams[k, 0, 0] += d.sum()
-        for k, weights in enumerate(sum_weights):
-            d = weights[rows]
+        for k, d in enumerate(sum_weights):
             sums[k, 1:] += d @ block
             sums[k, 0] += d.sum()
     grams[:, 1:, 0] = grams[:, 0, 1:]

@@ -12,6 +12,7 @@ from skrobust import HeteroscedasticRegressor, HuberRegressor, QuantileRegressor
 from skrobust._inference import (
     InferenceMixin,
     Summary,
+    block_grams,
     inverse_symmetric,
     set_inference_attributes,
     weighted_grams,
@@ -213,6 +214,30 @@ def test_grams_of_a_float32_design_are_those_of_its_float64_values():
             weighted_grams(X.astype(np.float64), d, center=center),
             rtol=1e-12,
         )
+
+
+def test_block_weights_give_the_grams_of_the_whole_weights():
+    # Weights formed block by block from the block's own rows (a function of
+    # x, as covariances form theirs from residuals) give the Grams of the
+    # whole weight vectors; the blocks cover the rows once, in order.
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30_000, 3)) + [0.0, 5.0, 1e6]  # one column far off
+    whole = [np.exp(X[:, 0]), X[:, 0] * X[:, 1]]
+    center = X.mean(axis=0)
+    seen = []
+
+    def weights_of_block(rows, block):
+        seen.append(rows)
+        return [np.exp(block[:, 0]), block[:, 0] * block[:, 1]], [block[:, 1]]
+
+    grams, sums = block_grams(X, weights_of_block, 2, 1, center=center)
+    expected_grams, expected_sums = weighted_grams(
+        X, whole, sum_weights=[X[:, 1]], center=center
+    )
+    np.testing.assert_allclose(grams, expected_grams, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(sums, expected_sums, rtol=1e-12, atol=1e-9)
+    covered = np.concatenate([np.arange(30_000)[rows] for rows in seen])
+    np.testing.assert_array_equal(covered, np.arange(30_000))
 
 
 def test_inverse_symmetric_is_scale_free_and_pseudo_inverts_singular():
