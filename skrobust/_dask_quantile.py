@@ -616,7 +616,7 @@ def _standardisation(estimator, sample):
     return float(offset), float(spread)
 
 
-def fit_column(estimator, X, y, sample_weight, output, n_outputs):
+def fit_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
     """One target column's exact fit on a dask array (module steps).
 
     Parameters
@@ -628,6 +628,11 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     sample_weight : dask.array.Array or array-like of shape (n_samples,) or None
     output, n_outputs : int
         This column's index and the number of columns (for ``warm_start``).
+    start : tuple, default=None
+        ``(coef, intercept, scale)``: a start in the units of ``y`` in place
+        of the estimator's warm start or the sample fit (a neighbouring
+        level's fit); ``scale`` is for the smoothed solver (its residual
+        scale in standardised units, or None).
 
     Returns
     -------
@@ -639,7 +644,9 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     from ._base import StandardisedFit
 
     if estimator._resolve_solver(X.shape[1]) == "smooth":
-        return _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs)
+        return _fit_smooth_column(
+            estimator, X, y, sample_weight, output, n_outputs, start
+        )
     data = ChunkedData(X, y, sample_weight)
     stats = data_statistics(data, center=estimator.fit_intercept)
     sum_weight, top = stats[0], stats[1]
@@ -655,7 +662,10 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     n_features = data.n_features
     warm = estimator._warm_start_fit(output, n_outputs, n_features)
     extras, n_iter = {}, 0
-    if warm is not None:
+    if start is not None:
+        start = start[:2]
+        extras["bandwidth_"] = None
+    elif warm is not None:
         start = warm.coef, warm.intercept
         previous = getattr(estimator, "bandwidth_", None)
         extras["bandwidth_"] = None if previous is None else np.ravel(previous)[output]
@@ -763,6 +773,18 @@ def _clipped_fit_kernel(X_c, y_c, w_c, offset, spread, limit, coef, intercept):
     return float(np.abs(fitted).max())
 
 
+def _start_residuals_kernel(X_c, y_c, w_c, offset, spread, limit, coef, intercept):
+    """Residuals of the chunk's rows at ``(coef, intercept)``, and their weights.
+
+    Of the clipped standardised targets, 0 on rows without weight (as the
+    in-memory template sets them).
+    """
+    weights = _chunk_weights(y_c, w_c)
+    y = np.clip((np.asarray(y_c, dtype=np.float64) - offset) / spread, -limit, limit)
+    y[~(weights > 0)] = 0.0
+    return y - (np.asarray(X_c @ coef).ravel() + intercept), weights
+
+
 class _DaskSmooth:
     """The stages of :func:`~skrobust._quantile_level.fit_smooth` on dask data.
 
@@ -853,17 +875,17 @@ class _DaskSmooth:
         coef = -np.linalg.lstsq(hess, grad, rcond=None)[0]
         scale = self.residual_scale(rows, objective, coef)
         if self.fit_intercept:
-            # conquer's shift to the q-quantile of the residuals, taken on
-            # the client's sample: only the start depends on it.
-            template = objective.template
-            positive = template.sample_weight > 0
-            residuals = template.y - template.raw_prediction(coef)[:, 0]
-            if positive.any():
-                coef[-1] += _quantile_smooth._weighted_quantile(
-                    residuals[positive],
-                    template.sample_weight[positive],
-                    self.quantile,
-                )
+            # conquer's shift to the q-quantile of the residuals of the
+            # start rows, fetched (at most 2 LEAST_SQUARES_START_ROWS values).
+            ((w, b),) = objective.unstandardize(coef)
+            parts = rows[0].map_chunks(
+                _start_residuals_kernel, self.offset, self.spread, self.limit, w, b
+            )
+            residuals = np.concatenate([part[0] for part in parts])
+            weights = np.concatenate([part[1] for part in parts])
+            coef[-1] += _quantile_smooth._weighted_quantile(
+                residuals, weights, self.quantile
+            )
         return coef, scale
 
     def minimize(self, objective, coef, budget, convex=False, **kwargs):
@@ -922,16 +944,17 @@ class _DaskSmooth:
             )
         return coef, rho
 
-    def solve(self, start=None):
+    def solve(self, start=None, scale=None):
         """``(w, b, bandwidth)`` in standardised ``y`` units.
 
         From ``start``, ``(w, b)`` in standardised ``y`` units (a warm
-        start), only the fit on all rows, at the bandwidth of the start's
-        residual scale, as :func:`skrobust._quantile_level.fit_smooth`.
+        start), only the fit on all rows, at the bandwidth of ``scale`` or
+        else of the start's residual scale, as
+        :func:`skrobust._quantile_level.fit_smooth`.
         """
         estimator = self.estimator
         if start is not None:
-            return self.finish(*self.warm(start))
+            return self.finish(*self.warm(start, scale))
         coef, scale = self.least_squares()
         factor = self.factor()
         n = self.data.n_samples
@@ -951,13 +974,15 @@ class _DaskSmooth:
             scale = self.residual_scale(first_rows, objective, coef)
         return self.finish(coef, scale)
 
-    def warm(self, start):
-        """A warm start's coefficients and residual scale, on all rows."""
+    def warm(self, start, scale=None):
+        """A warm start's coefficients and (unless given) residual scale."""
         all_rows = (self.data, self.stats[0])
         _, objective = self.smoothed(all_rows, 1.0)
         w, b = start
         coef = objective.standardize([(np.asarray(w, float), float(b))])
-        return coef, self.residual_scale(all_rows, objective, coef)
+        if scale is None:
+            scale = self.residual_scale(all_rows, objective, coef)
+        return coef, scale
 
     def factor(self):
         """The bandwidth in units of the residual scale."""
@@ -971,6 +996,7 @@ class _DaskSmooth:
     def finish(self, coef, scale):
         """The fit on all rows from ``coef``, then the continuation."""
         estimator = self.estimator
+        self.scale = scale
         rho, objective = self.smoothed(
             (self.data, self.stats[0]), self.factor() * scale
         )
@@ -999,8 +1025,13 @@ class _DaskSmooth:
         return not max(parts) < margin
 
 
-def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
-    """One target column's smoothed fit on a dask array: as :func:`fit_column`."""
+def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
+    """One target column's smoothed fit on a dask array: as :func:`fit_column`.
+
+    Sets ``estimator._dask_residual_scale``, the residual scale (in
+    standardised ``y`` units) its last bandwidth is relative to: the
+    ``scale`` of a start at a neighbouring level.
+    """
     from ._base import StandardisedFit
 
     data = ChunkedData(X, y, sample_weight)
@@ -1027,17 +1058,21 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
     problem = _DaskSmooth(
         estimator, data, stats, sample, (offset, spread), _quantile_level._Y_CLIP
     )
-    start = None
-    if warm is not None:
-        # The template's standardisation of the previous fit.
-        b0 = (warm.intercept - offset) / spread if estimator.fit_intercept else 0.0
-        start = (np.asarray(warm.coef, float) / spread, b0)
-    w, b, bandwidth = problem.solve(start)
+    scale = None
+    if start is not None:
+        start, scale = start[:2], start[2]
+    elif warm is not None:
+        start = warm.coef, warm.intercept
+    if start is not None:
+        # The template's standardisation of the start.
+        b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
+        start = (np.asarray(start[0], float) / spread, b0)
+    w, b, bandwidth = problem.solve(start, scale)
     if problem.clipped_crossed(w, b, bandwidth):
         # As in memory: a clipped target crossed the fit, refit unclipped.
         n_iter = problem.n_iter
         problem = _DaskSmooth(estimator, data, stats, sample, (offset, spread), np.inf)
-        w, b, bandwidth = problem.solve(start)
+        w, b, bandwidth = problem.solve(start, scale)
         problem.n_iter += n_iter
     _progress.say(
         1,
@@ -1050,6 +1085,7 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs):
     coef_ = np.asarray(w, dtype=np.float64) * spread
     intercept_ = float(b * spread + offset) if estimator.fit_intercept else 0.0
     estimator._n_rows_fit = data.n_samples
+    estimator._dask_residual_scale = problem.scale
     extras = {"bandwidth_": float(bandwidth * spread)}
     if estimator.cov_type is not None:
         extras["cov_"] = _covariance(estimator, data, sample, stats, coef_, intercept_)

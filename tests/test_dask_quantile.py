@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from skrobust import (
-    MultiQuantileRegressor,
     QuantileRegressor,
     _dask,
     _dask_quantile,
@@ -171,8 +170,6 @@ def test_unsupported_options_and_bad_input_give_clear_errors(synchronous):
     Xd = da.from_array(X, chunks=(CHUNKS, 4))
     with pytest.raises(NotImplementedError, match="n_bootstrap replicates"):
         QuantileRegressor(cov_type="bootstrap").fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="MultiQuantileRegressor"):
-        MultiQuantileRegressor().fit(Xd, y)
     # Bad input: the in-memory errors, from the chunk that holds it.
     bad = X.copy()
     bad[1500, 2] = np.nan

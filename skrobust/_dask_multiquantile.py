@@ -1,0 +1,155 @@
+"""``MultiQuantileRegressor`` on row-chunked ``dask.array`` data.
+
+Each level is one dask fit of :class:`~skrobust.QuantileRegressor`
+(:func:`skrobust._dask_quantile.fit_column`) on ``X`` persisted once (with
+``y`` and the weights), visited as in memory: the level nearest 0.5 first
+(from the sample fit, or the previous fit with ``warm_start``), then
+outwards, each started from its neighbour's fit. As in memory, the
+smoothed levels after the first take its residual scale for their
+bandwidth, so that they make the same fits; exact levels are the linear
+programmes' optima whatever their start. With ``cov_type``, each level's
+covariance is :mod:`skrobust._dask_quantile_cov`'s, at that level's fit.
+
+The rearrangement (``non_crossing="rearrange"``) sorts each row's
+predictions, so on a dask array it is a ``map_blocks`` of ``np.sort`` over
+the row chunks of the lazy predictions (:func:`sort_rows`).
+"""
+
+import numpy as np
+
+from . import _dask, _progress
+from ._dask_quantile import fit_column
+
+
+def sort_rows(predictions):
+    """Each row of ``predictions`` sorted: numpy, or lazily for a dask array."""
+    if _dask.is_dask_array(predictions):
+        return predictions.map_blocks(np.sort, axis=1, dtype=predictions.dtype)
+    return np.sort(predictions, axis=1)
+
+
+def _persisted(X, y, sample_weight):
+    """``X``, ``y`` and the weights persisted once with ``X``'s row chunks."""
+    from ._dask import ChunkedData
+
+    data = ChunkedData(X, y, sample_weight)
+    return data.X, data.y, data.sample_weight
+
+
+def _previous(estimator, levels, n_features):
+    """The previous fit's ``(coef, intercept)`` per level (``warm_start``), or None."""
+    if not (estimator.warm_start and hasattr(estimator, "coef_")):
+        return None
+    if estimator.coef_.shape != (levels.size, n_features) or not np.array_equal(
+        estimator.quantiles_, levels
+    ):
+        return None
+    intercepts = np.broadcast_to(estimator.intercept_, levels.shape)
+    return list(zip(estimator.coef_, intercepts, strict=True))
+
+
+def _level_model(estimator, level):
+    """The single-level estimator of ``level``, with the covariance options."""
+    return estimator._level_model(
+        level,
+        cov_type=estimator.cov_type,
+        bandwidth_rule=estimator.bandwidth_rule,
+        n_bootstrap=estimator.n_bootstrap,
+        random_state=estimator.random_state,
+    )
+
+
+def _fit_levels(estimator, X, y, sample_weight, levels):
+    """Each level's ``(StandardisedFit, model)``, visited as in memory."""
+    from ._multiquantile import _visiting_order
+
+    previous = _previous(estimator, levels, X.shape[1])
+    fits = [None] * levels.size
+    scale, round_trips = None, 0
+    order = _visiting_order(levels)
+    for j, neighbour in _progress.loop(order, len(order), "level"):
+        model = _level_model(estimator, levels[j])
+        start = None
+        if previous is not None:
+            start = (*previous[j], scale)
+        elif neighbour is not None:
+            near = fits[neighbour][0]
+            start = (near.coef, near.intercept, scale)
+        fit, trips = fit_column(model, X, y, sample_weight, 0, 1, start)
+        round_trips += trips
+        if scale is None:
+            scale = getattr(model, "_dask_residual_scale", None)
+        fits[j] = (fit, model)
+    return fits, round_trips
+
+
+def fit(estimator, X, y, sample_weight=None):
+    """Fit a MultiQuantileRegressor on a dask array (see the module docstring).
+
+    Returns
+    -------
+    MultiQuantileRegressor
+        ``estimator``, with the in-memory fit's attributes.
+    """
+    from ._multiquantile import _check_levels
+
+    estimator._validate_params()
+    shape = getattr(y, "shape", ())
+    if len(shape) == 2 and shape[1] > 1:
+        raise ValueError(
+            "MultiQuantileRegressor fits several quantiles of one target: "
+            f"y must be 1-dimensional, got shape {shape}. Fit one "
+            "estimator per column of y."
+        )
+    levels = _check_levels(estimator.quantiles)
+    _dask._check_quantile_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
+    X, y, sample_weight = _persisted(X, y, sample_weight)
+    with _progress.reporting(estimator.verbose, "MultiQuantileRegressor on dask"):
+        fits, round_trips = _fit_levels(estimator, X, y, sample_weight, levels)
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = X.shape[1]
+    estimator.quantiles_ = levels
+    estimator.coef_ = np.array([fit.coef for fit, _ in fits])
+    estimator.intercept_ = np.array([fit.intercept for fit, _ in fits])
+    estimator.n_iter_ = np.array([fit.n_iter for fit, _ in fits], dtype=int)
+    estimator.bandwidth_ = _bandwidths(estimator, levels, fits)
+    estimator.solver_ = fits[0][1]._resolve_solver(X.shape[1])
+    estimator._n_rows_fit = X.shape[0]
+    _set_covariances(estimator, [fit.extras.get("cov_") for fit, _ in fits])
+    estimator._dask_round_trips = round_trips
+    return estimator
+
+
+def _bandwidths(estimator, levels, fits):
+    """Each level's bandwidth in ``y`` units; the first level's where it made none.
+
+    As in memory: an exact level started from a neighbour makes no smoothed
+    fit. The first level visited has one, unless it was warm-started (then
+    the previous fit's bandwidths stand).
+    """
+    from ._multiquantile import _visiting_order
+
+    first = fits[_visiting_order(levels)[0][0]][0].extras.get("bandwidth_")
+    bandwidths = []
+    for j, (fit, _) in enumerate(fits):
+        value = fit.extras.get("bandwidth_", first)
+        if value is None:
+            value = estimator.bandwidth_[j]
+        bandwidths.append(float(value))
+    return np.array(bandwidths)
+
+
+def _set_covariances(estimator, covs):
+    """``cov_``, ``coef_se_`` and ``intercept_se_`` per level, as in memory."""
+    for name in ("cov_", "coef_se_", "intercept_se_"):
+        if hasattr(estimator, name):
+            delattr(estimator, name)
+    if estimator.cov_type is None:
+        return
+    estimator.cov_ = np.array(covs)
+    se = np.sqrt(np.maximum(np.diagonal(estimator.cov_, axis1=1, axis2=2), 0.0))
+    offset = int(bool(estimator.fit_intercept))
+    estimator.coef_se_ = se[:, offset:]
+    if estimator.fit_intercept:
+        estimator.intercept_se_ = se[:, 0]

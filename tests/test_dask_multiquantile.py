@@ -1,0 +1,136 @@
+"""MultiQuantileRegressor on dask arrays equals the in-memory fit (issue #15).
+
+The dask fit (:func:`skrobust._dask_multiquantile.fit`, which
+``MultiQuantileRegressor.fit`` dispatches to for a dask ``X``) visits the
+levels as in memory, each a dask quantile fit started from its neighbour.
+The in-memory fit is the oracle: exact levels are linear programmes'
+optima (checked against ``linprog`` in test_multiquantile.py), equal to
+rounding; smoothed levels make the same fits from the same starts and
+scales, and agree to rounding at ``tol=1e-13``.
+"""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from skrobust import MultiQuantileRegressor, _dask
+from skrobust._dask_multiquantile import fit as dask_fit
+from skrobust._dask_multiquantile import sort_rows
+
+# Uneven row chunks with a chunk of one row: 3000 rows.
+CHUNKS = (700, 1, 999, 500, 800)
+LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+@pytest.fixture(autouse=True)
+def small_sample(monkeypatch):
+    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
+
+
+def make_data(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
+    noise = rng.standard_t(2, size=n) * (1.0 + 0.3 * np.abs(X[:, 0]))
+    return X, X @ [1.0, -0.2, 3.0, 0.5] + 2.0 + noise
+
+
+def weights_with_empty_chunk(n):
+    weights = np.random.default_rng(0).integers(0, 4, size=n).astype(float)
+    start = sum(CHUNKS[:-2])
+    weights[start : start + CHUNKS[-2]] = 0.0
+    return weights
+
+
+def assert_same_levels(fitted, memory, rtol=1e-10):
+    np.testing.assert_array_equal(fitted.quantiles_, memory.quantiles_)
+    scale = np.abs(memory.coef_).max()
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=rtol)
+    assert fitted.solver_ == memory.solver_
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_equals_in_memory_fit(synchronous, solver, weighted):
+    X, y = make_data()
+    weights = weights_with_empty_chunk(y.size) if weighted else None
+    params = dict(quantiles=LEVELS, solver=solver, tol=1e-13)
+    memory = MultiQuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    yd = da.from_array(y, chunks=(CHUNKS,)) if weighted else y
+    fitted = dask_fit(MultiQuantileRegressor(**params), Xd, yd, weights)
+    assert_same_levels(fitted, memory)
+    if solver == "smooth":
+        # The same smoothed fits: the same bandwidths, and iterations but
+        # for a last one at the rounding level of tol=1e-13.
+        np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-10)
+        assert np.abs(fitted.n_iter_ - memory.n_iter_).max() <= 1
+    assert fitted.n_features_in_ == 4 and fitted.n_iter_.shape == (5,)
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
+def test_covariances_equal_in_memory(synchronous, solver):
+    X, y = make_data(seed=1)
+    params = dict(quantiles=(0.25, 0.5, 0.75), solver=solver, cov_type="ker")
+    memory = MultiQuantileRegressor(tol=1e-13, **params).fit(X, y)
+    fitted = dask_fit(
+        MultiQuantileRegressor(tol=1e-13, **params),
+        da.from_array(X, chunks=(CHUNKS, 4)),
+        y,
+    )
+    assert fitted.cov_.shape == (3, 5, 5)
+    diagonal = np.diagonal(memory.cov_, axis1=1, axis2=2)
+    scale = np.sqrt(diagonal[:, :, None] * diagonal[:, None, :])
+    np.testing.assert_allclose(fitted.cov_ / scale, memory.cov_ / scale, atol=1e-10)
+    np.testing.assert_allclose(fitted.coef_se_, memory.coef_se_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.intercept_se_, memory.intercept_se_, rtol=1e-10)
+
+
+def test_warm_start_from_the_previous_levels(synchronous):
+    X, y = make_data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    params = dict(quantiles=LEVELS, solver="smooth", warm_start=True, tol=1e-13)
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    fitted = dask_fit(MultiQuantileRegressor(**params), Xd, y)
+    memory.fit(X, y + X[:, 2])
+    dask_fit(fitted, Xd, y + X[:, 2])
+    assert_same_levels(fitted, memory)
+
+
+def test_rearranged_predictions_are_lazy_and_sorted(synchronous):
+    """Crossing raw quantiles (few rows, many levels) sorted row by row."""
+    X, y = make_data(n=200, seed=2)
+    chunks = (50, 1, 149)
+    Xd = da.from_array(X, chunks=(chunks, 4))
+    params = dict(quantiles=9, solver="exact")
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    fitted = dask_fit(MultiQuantileRegressor(**params), Xd, y)
+    raw = _dask.predict(fitted, Xd)
+    assert isinstance(raw, da.Array) and raw.chunks == (chunks, (9,))
+    expected = X @ memory.coef_.T + memory.intercept_
+    assert np.any(np.diff(expected, axis=1) < 0)  # the raw levels cross
+    rearranged = sort_rows(raw)
+    assert isinstance(rearranged, da.Array)
+    np.testing.assert_allclose(
+        rearranged.compute(), memory.predict_quantiles(X), rtol=1e-10
+    )
+
+
+def test_two_dimensional_y_is_refused_as_in_memory(synchronous):
+    X, y = make_data()
+    with pytest.raises(ValueError, match="y must be 1-dimensional"):
+        dask_fit(
+            MultiQuantileRegressor(),
+            da.from_array(X, chunks=(CHUNKS, 4)),
+            np.column_stack([y, y]),
+        )
+
+
+def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
+    X, y = make_data(seed=3)
+    weights = weights_with_empty_chunk(y.size)
+    memory = MultiQuantileRegressor(quantiles=LEVELS).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4)).persist()
+    fitted = dask_fit(MultiQuantileRegressor(quantiles=LEVELS), Xd, y, weights)
+    assert_same_levels(fitted, memory)
