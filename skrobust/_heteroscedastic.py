@@ -37,13 +37,13 @@ from ._base import (
     OUTLIER_THRESHOLD,
     RobustLinearRegressor,
     StandardisedFit,
+    _solve_least_squares,
     least_squares_start,
     mad_scale,
 )
 from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
 from ._objective import LinearObjective
-from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
 
 # -E[log chi^2_1] = Euler's gamma + log 2: log r^2 underestimates log sigma^2
@@ -153,8 +153,11 @@ def harvey_start(X, residuals, sample_weight, var_cols, l2, stats, variance_floo
         [l2],
         column_stats=stats,
     )
-    _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-    coef = min_norm_solve(hess, -grad)
+    # The minimum-norm least-squares solution: from the normal equations
+    # formed in one pass, or by LSQR beyond a few hundred coefficients,
+    # where a dense Gram matrix of a wide (sparse) design and its
+    # eigendecomposition would cost seconds and many times X's memory.
+    coef = _solve_least_squares(objective)
     coef[-1] += HARVEY_OFFSET
     return coef
 
