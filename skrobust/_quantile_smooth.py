@@ -50,6 +50,16 @@ _CONTINUATION_MAX_ITER = 50
 # Beyond |u| = t h the smoothed loss is the pinball loss to double precision
 # (the kernel's tail F(-t) below 1e-17): such rows contribute a linear term.
 _LINEAR_BEYOND = {"gaussian": 8.5, "logistic": 40.0}
+# A final smoothed fit on at least this many rows is first made on the rows
+# nearest its start (_minimize_near_start): the rows whose |residual| is
+# within the first of these quantiles of them (or within twice the kernel's
+# reach), then, if some other row moved in, within the next around that
+# solution. From a neighbouring level's fit the others keep their side, and
+# Newton's iterations cost a tenth of a pass over X; from a fit on a
+# subsample the second choice usually holds. At n = 1e5, p = 20: a single
+# smoothed fit 97 -> 73 ms, 19 levels 1.6 -> 0.6 s.
+_NEAR_START_MIN_ROWS = 20_000
+_NEAR_START_FRACTIONS = (0.1, 0.25)
 
 
 def default_bandwidth(n_samples, n_features):
@@ -147,8 +157,96 @@ def minimize_smoothed(
 
     ``damped`` takes the solvers' damped Newton loop for convex objectives
     rather than scipy's trust region (without ``alpha``), whose bookkeeping
-    dominates the small problems of the continuation.
+    dominates the small problems of the continuation. A final fit (``last``)
+    on many rows is first made on the rows near its start
+    (:func:`_minimize_near_start`), and on all of them only if that does
+    not give their minimiser.
     """
+    if (
+        last
+        and not damped
+        and isinstance(objective, LinearObjective)
+        and objective.n_samples >= _NEAR_START_MIN_ROWS
+        and max_iter >= 4
+    ):
+        # At most half of the iterations (and _CONTINUATION_MAX_ITER): a
+        # problem the near rows do not settle (ties at zero) keeps the rest.
+        near_budget = min(max_iter // 2, _CONTINUATION_MAX_ITER)
+        near, coef, used = _minimize_near_start(
+            objective, coef, stats, alpha, near_budget, tol
+        )
+        if near is not None:
+            return near
+        result = _minimize_all_rows(
+            objective, coef, stats, alpha, max_iter - used, tol, warn, last, damped
+        )
+        result.n_iter += used
+        return result
+    return _minimize_all_rows(
+        objective, coef, stats, alpha, max_iter, tol, warn, last, damped
+    )
+
+
+def _minimize_near_start(objective, coef, stats, alpha, max_iter, tol):
+    """The minimiser of ``objective`` from the rows near the start, or not.
+
+    The start is centred (its intercept moved to the ``q``-quantile of its
+    residuals: a neighbouring level's fit, or one on a subsample), and the
+    problem solved on the rows whose residuals are within the larger of a
+    quantile of ``|r|`` (``_NEAR_START_FRACTIONS``) and ``2 t h`` (``t h``
+    the reach of the kernel), the others entering as the exact linear term
+    of :class:`_NearRowsObjective`. If at its solution every other row kept
+    its side and stayed beyond ``t h`` from zero, the full objective has
+    the same value and gradient near it, so the solution is the full
+    problem's minimiser (convexity). Otherwise the rows are chosen again
+    around that solution, with the next, larger fraction.
+
+    Returns ``(result, start, n_iter)``: the certified
+    :class:`~skrobust._solvers.SolverResult` (``n_iter`` counting every
+    attempt) and None, or None and the start for the full problem (the last
+    near solution, or ``coef`` itself if the near rows did not settle:
+    ties at zero can leave them a poor problem) with the iterations spent.
+    """
+    rho = objective.loss.rho
+    weight = objective.sample_weight
+    start = np.array(coef, dtype=np.float64)
+    coef = start.copy()
+    residuals = objective.y - objective.raw_prediction(coef)[:, 0]
+    if objective.predictor_spec[0][1]:
+        shift = _weighted_quantile(residuals, weight, rho.quantile)
+        coef[-1] += shift  # the intercept is the last coordinate
+        residuals -= shift
+    reach = _LINEAR_BEYOND[rho.kernel] * rho.bandwidth
+    n_iter = 0
+    for fraction in _NEAR_START_FRACTIONS:
+        distance = np.abs(residuals)
+        k = int(fraction * distance.size)
+        radius = max(float(np.partition(distance, k)[k]), 2.0 * reach)
+        near = distance < radius
+        reduced = _near_rows_objective(objective, coef, near, residuals)
+        if reduced is None or n_iter >= max_iter:
+            break
+        result = minimize_smoothed(
+            reduced, coef, stats, alpha, max_iter - n_iter, tol, False, True, True
+        )
+        n_iter += result.n_iter
+        if not result.converged:
+            break
+        fine = objective.y - objective.raw_prediction(result.coef)[:, 0]
+        far = ~near & (weight > 0)
+        kept = (residuals[far] > 0) == (fine[far] > 0)
+        if np.all(kept & (np.abs(fine[far]) >= reach)):
+            result.n_iter = n_iter
+            return result, None, n_iter
+        start = coef = result.coef
+        residuals = fine
+    return None, start, n_iter
+
+
+def _minimize_all_rows(
+    objective, coef, stats, alpha, max_iter, tol, warn, last, damped
+):
+    """:func:`minimize_smoothed` on the objective as given."""
     newton_or_lbfgs = "newton" if objective.n_coef <= NEWTON_MAX_COEF else "lbfgs"
     options = {"warn": warn and last, "multilevel": not last}
     if alpha > 0:
