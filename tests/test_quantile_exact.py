@@ -417,3 +417,61 @@ def test_highs_direct_and_through_linprog_agree(monkeypatch):
         assert info["solver"] == "reduced"
         f = pinball_objective(X, y, coef, b, 0.3, None, 0.02)
         assert_same_objective(f, f_ref, scale)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(), st.booleans())
+def test_dual_lp_started_at_an_origin_reaches_the_optimum(prob, sparse):
+    # The reduced problems of a level started from its neighbour are solved
+    # for the change from a start (coef0, b0 here: zeros, least squares or
+    # far off); the optimum must not depend on it, with HiGHS or linprog.
+    import skrobust._quantile_lp as lp
+
+    X, y, s, q = prob["X"], prob["y"], prob["sample_weight"], prob["quantile"]
+    alpha, fit = prob["alpha"], prob["fit_intercept"]
+    w = np.ones(y.size) if s is None else s
+    Z = sp.csr_matrix(X) if sparse else X
+    origin = (prob["coef0"], prob["b0"])
+    coef, b, ok = lp._dual_lp(Z, y, w, q, alpha * w.sum(), fit, origin=origin)
+    assert ok
+    if not fit:
+        assert b == 0.0
+    f = pinball_objective(X, y, coef, b, q, s, alpha)
+    assert_same_objective(f, oracle(X, y, q, s, alpha, fit), objective_scale(y, s))
+
+
+def test_dual_lp_from_an_origin_keeps_exact_zeros(monkeypatch):
+    # Most targets 0 and q = 0.2: the zero fit is the unique optimum, and a
+    # vertex through rows of target 0 must give exact zeros, not the origin
+    # plus its negative (the fit through the basic rows is re-solved).
+    import skrobust._quantile_lp as lp
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 4))
+    y = np.where(rng.random(400) < 0.6, 0.0, rng.exponential(size=400))
+    origin = (rng.standard_normal(4) / 3, 0.1)
+    coef, b, ok = lp._dual_lp(X, y, np.ones(400), 0.2, 0.0, True, origin=origin)
+    assert ok
+    assert np.all(coef == 0.0) and b == 0.0
+    # Through linprog (no basis reported) the optimum is the same up to
+    # rounding.
+    monkeypatch.setattr(lp, "_highs", None)
+    coef, b, ok = lp._dual_lp(X, y, np.ones(400), 0.2, 0.0, True, origin=origin)
+    assert ok
+    np.testing.assert_allclose(np.r_[coef, b], 0.0, atol=1e-12)
+
+
+def test_checked_inputs_give_the_same_optimum():
+    # The levels of a multi-level fit skip the copies and checks of y and the
+    # weights (validated once); the answer is that of the checked call.
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((5000, 3))
+    y = X @ [1.0, 2.0, -1.0] + rng.standard_t(2, 5000)
+    weights = rng.uniform(0.5, 4.0, 5000)
+    args = (X, y, 0.3, weights, 0.0, True, np.zeros(3), 0.0)
+    coef, b, _ = solve_exact(*args)
+    coef_c, b_c, _ = solve_exact(*args, checked_inputs=True)
+    f = pinball_objective(X, y, coef, b, 0.3, weights, 0.0)
+    f_c = pinball_objective(X, y, coef_c, b_c, 0.3, weights, 0.0)
+    assert abs(f - f_c) <= 1e-12 * f
+    assert np.all(weights >= 0.5)  # not scaled in place

@@ -137,3 +137,85 @@ def test_many_levels_on_large_data_are_exact():
             X, y, single.coef_, single.intercept_, levels[j], None, 0.0
         )
         assert abs(f_multi - f_single) <= 1e-9 * f_single
+
+
+@pytest.mark.parametrize(
+    "alpha, weighted, levels",
+    [(0.0, False, None), (1e-3, True, None), (0.0, False, (0.2, 0.35, 0.5, 0.65))],
+)
+def test_smoothed_fits_from_near_rows_are_the_full_minimisers(
+    monkeypatch, alpha, weighted, levels
+):
+    """The near-rows solve (far rows as an exact linear term) changes nothing.
+
+    Against the same fits with it disabled, Newton's method on every row;
+    the path must have been taken and certified at least once.
+    """
+    import skrobust._quantile_smooth as smooth
+    from skrobust._multiquantile import MultiQuantileRegressor
+
+    X, y = _data(30_000, 5, seed=13)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, y.size) if weighted else None
+
+    def fit():
+        if levels is None:
+            model = QuantileRegressor(quantile=0.3, alpha=alpha, solver="smooth")
+        else:
+            model = MultiQuantileRegressor(levels, alpha=alpha, solver="smooth")
+        model.fit(X, y, sample_weight=weights)
+        return np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_), model
+
+    certified = []
+    near_start = smooth._minimize_near_start
+
+    def counting(*args):
+        outcome = near_start(*args)
+        certified.append(outcome[0] is not None)
+        return outcome
+
+    monkeypatch.setattr(smooth, "_minimize_near_start", counting)
+    coef, intercept, model = fit()
+    assert any(certified)
+    monkeypatch.setattr(smooth, "_NEAR_START_MIN_ROWS", 10**9)
+    coef_all, intercept_all, model_all = fit()
+    np.testing.assert_array_equal(model.bandwidth_, model_all.bandwidth_)
+    np.testing.assert_allclose(coef, coef_all, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(intercept, intercept_all, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("start", ["zeros", "shifted"])
+def test_near_rows_solve_is_checked(start):
+    """From a start whose near rows are the wrong ones, the answer still holds.
+
+    The rows near a poor start are not those near the minimiser: the
+    certificate (far rows kept their side, beyond the kernel's reach) must
+    reject the near-rows solution, and the problem be solved again (near
+    rows around it, or all rows; from zeros the near rows' problem does not
+    even converge). Against Newton's method on every row from the start.
+    """
+    from skrobust._quantile_smooth import (
+        _minimize_all_rows,
+        minimize_smoothed,
+        smoothed_objective,
+    )
+    from skrobust.losses import SmoothedPinballRho
+
+    X, y = _data(30_000, 4, seed=17)
+    rho = SmoothedPinballRho(0.7, 0.05)
+    objective = smoothed_objective(rho, X, y, np.ones(y.size), True, None, True)
+    stats = objective.column_stats
+    if start == "zeros":
+        coef0 = np.zeros(5)
+    else:
+        reference = _minimize_all_rows(
+            objective, np.zeros(5), stats, 0.0, 100, 1e-10, True, True, False
+        ).coef
+        # Near enough for the near rows' problem to converge, too far for
+        # its answer to stand (checked when this test was written).
+        coef0 = reference + np.r_[0.2, -0.2, 0.2, -0.2, 0.0]
+    got = minimize_smoothed(objective, coef0, stats, 0.0, 100, 1e-10, True, True)
+    full = _minimize_all_rows(
+        objective, coef0, stats, 0.0, 100, 1e-10, True, True, False
+    )
+    assert got.converged and full.converged
+    np.testing.assert_allclose(got.coef, full.coef, rtol=0, atol=1e-7)
