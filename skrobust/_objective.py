@@ -325,6 +325,7 @@ class LinearObjective:
         # the same point (a fit that needs its residuals after each solve).
         self.remember_prediction = False
         self._remembered = None
+        self.null_cache = None  # see null_directions
 
     def _set_column_stats(self, column_stats):
         """Mean and scale of the columns, and whether blocks are standardised first."""
@@ -455,8 +456,34 @@ class LinearObjective:
         them); each is kept only if it is flat on all rows too, which costs
         a pass only when there are candidates. Returns an array of shape
         ``(n_coef, n_directions)``.
+
+        With a ``null_cache`` (a dict shared by objectives on the same rows,
+        weights and coordinates, such as a fit's successive fixed-scale
+        objectives), the search runs once per predictor layout and penalty:
+        it costs a Gram matrix and its eigendecomposition, which on a wide
+        design is a large part of a fit.
         """
-        return null_directions(self)
+        if self.null_cache is None:
+            return null_directions(self)
+        layout = [
+            (None if c is None else c.tobytes(), f) for c, f in self.predictor_spec
+        ]
+        key = (
+            id(self.X),
+            id(self.sample_weight),
+            tuple(layout),
+            self.penalty.tobytes(),
+        )
+        cached = self.null_cache.get(key)
+        # (Identity, not only ids: an id can be reused once its array is gone.)
+        if (
+            cached is None
+            or cached[0] is not self.X
+            or cached[1] is not self.sample_weight
+        ):
+            cached = (self.X, self.sample_weight, null_directions(self))
+            self.null_cache[key] = cached
+        return cached[2]
 
     def _design_grams(self, j, directions=None):
         """Weighted Gram matrix of predictor ``j``'s standardised design.

@@ -103,6 +103,8 @@ class MProblem:
     y_scale: float = 1.0
     # Iterations spent so far; every solve takes from max_iter - used.
     used: list = field(default_factory=lambda: [0])
+    # Flat directions of its objectives (LinearObjective.null_directions).
+    null_cache: dict = field(default_factory=dict)
 
     @property
     def budget(self):
@@ -115,7 +117,7 @@ class MProblem:
         ``y`` in place of its own if given.
         """
         base = self.ls_objective if ls_objective is None else ls_objective
-        return LinearObjective(
+        objective = LinearObjective(
             loss,
             base.X,
             base.y if y is None else y,
@@ -124,6 +126,9 @@ class MProblem:
             penalties,
             column_stats=base.column_stats,
         )
+        # The problem's objectives share their rows' flat directions.
+        objective.null_cache = self.null_cache
+        return objective
 
     def minimize(self, objective, coef, **kwargs):
         """Run the solver within the remaining iteration budget."""
