@@ -36,6 +36,8 @@ column, as in memory, on ``X`` persisted once):
    trip per evaluation, and a task graph of one task per chunk that does not
    grow with the iterations. ``scale="mad"`` runs the safeguarded secant of
    :class:`skrobust._scale.MADScale` with each MAD from step 3's selection.
+   Targets thousands of robust scales away are moved in by each chunk's
+   task as the in-memory guard moves them (:mod:`skrobust._dask_far_targets`).
 5. **Residual attributes.** ``noise_scale_`` is one more selection;
    ``outliers_`` and ``weights_`` are lazy dask arrays with ``X``'s chunks.
 
@@ -86,10 +88,6 @@ _SELECTION_PASSES = 20
 # Values the later histogram passes sample from the current bin for the
 # next pivots.
 _PIVOT_SAMPLE = 20_000
-
-# See skrobust._mestimator: the far-target guard moves targets this many
-# robust scales away; on dask such targets are refused instead.
-_FAR_TARGET_SCALES = 0.5e4
 
 # Threshold of skrobust._scale.JointScale below which the joint scale may
 # be collapsing (handled in memory by an exact LAD fit; refused here).
@@ -658,7 +656,11 @@ class DaskObjective:
         self.n_samples = data.n_samples
 
     # LinearObjective's search, with this class's _design_grams on all rows.
-    null_directions = LinearObjective.null_directions
+    def null_directions(self):
+        """The flat directions, as in memory, with this class's Grams on all rows."""
+        from ._objective import null_directions
+
+        return null_directions(self)
 
     def subsample(self, step):
         """The objective on the client's sample rows (whatever ``step``)."""
@@ -762,6 +764,7 @@ class _Fit:
     def __init__(self, estimator, data, stats, sample, offset, spread):
         self.estimator, self.data, self.stats = estimator, data, stats
         self.sample, self.offset, self.spread = sample, offset, spread
+        self.y_map = offset, spread
         self.rho = estimator._rho()
         self.fit_intercept = estimator.fit_intercept
         sum_weight, top = stats[0], stats[1]
@@ -776,6 +779,8 @@ class _Fit:
         )
         self.used = 0
         self.converged, self.message = True, ""
+        # The far-target guard's start (_dask_far_targets.Start), when on.
+        self.clip = None
 
     def objective(self, loss, predictors, l2):
         """A :class:`DaskObjective` of all rows, its template on the sample."""
@@ -791,7 +796,14 @@ class _Fit:
             l2,
             column_stats=self.stats[2],
         )
-        return DaskObjective(self.data, self.stats, template, self.offset, self.spread)
+        objective = DaskObjective(
+            self.data, self.stats, template, self.offset, self.spread
+        )
+        if self.clip is not None:
+            from ._dask_far_targets import FarClippedSetup
+
+            objective.setup = FarClippedSetup(objective.setup, self.clip)
+        return objective
 
     def minimize(self, objective, coef, **kwargs):
         budget = max(self.options.max_iter - self.used, 0)
@@ -994,8 +1006,7 @@ def _persisted_rows(X):
 def standardise_targets(estimator, data, stats, sample):
     """Step 3: the in-memory ``target_offset_scale`` of ``y``, exactly.
 
-    Returns ``(offset, spread)``. Refuses targets so far from the median
-    that the in-memory far-target guard could move them.
+    Returns ``(offset, spread)``.
     """
     sum_weight, top = stats[0], stats[1]
     offset = 0.0
@@ -1009,15 +1020,6 @@ def standardise_targets(estimator, data, stats, sample):
         RowValues(offset),
         spread_if_zero=1.0 if offset == 0 else abs(offset),
     )
-    rho = estimator._rho()
-    y_low, y_high = stats[3]
-    far = max(abs(y_low - offset), abs(y_high - offset)) / spread
-    if far > _FAR_TARGET_SCALES and rho.saturation < _FAR_TARGET_SCALES:
-        raise NotImplementedError(
-            f"targets lie {far:.3g} robust scales from the median of y: the "
-            "far-target guard of the in-memory fit is not available on dask. "
-            "Remove or cap such targets, or fit in memory."
-        )
     return offset, spread
 
 
@@ -1053,13 +1055,7 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     if not scale > 0:
         scale = 1.0
     rule = estimator._scale_rule()
-    if rule.name == "fixed":
-        scale = rule.value / spread
-        w, b, _ = problem.fixed(coef, scale)
-    elif rule.name == "joint":
-        w, b, scale = problem.joint(coef, scale)
-    else:
-        w, b, scale = problem.mad(coef, scale)
+    w, b, scale = _solve_guarded(problem, rule, coef, scale, warm is None)
     _progress.say(
         1,
         "{} scale solved: {} iterations, {} round trips in all",
@@ -1079,6 +1075,43 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
         estimator, data, stats, sample, (coef_, intercept_, scale_)
     )
     return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
+
+
+def _solve_scale_rule(problem, rule, coef, scale):
+    """``(w, b, scale)`` of the scale rule, in standardised units."""
+    if rule.name == "fixed":
+        scale = rule.value / problem.spread
+        w, b, _ = problem.fixed(coef, scale)
+        return w, b, scale
+    if rule.name == "joint":
+        return problem.joint(coef, scale)
+    return problem.mad(coef, scale)
+
+
+def _solve_guarded(problem, rule, coef, scale, guard):
+    """The scale rule's solve, with far targets moved in when that is exact.
+
+    As ``MEstimatorRegressor._solve_guarded`` (see
+    :mod:`skrobust._dask_far_targets`): from a cold start, when some target
+    is far enough, the fit with the far targets moved in, kept if every
+    moved row stays beyond the loss's saturation on its side; else the
+    fit again, unclipped (its iterations alone counted).
+    """
+    from . import _dask_far_targets as far
+
+    rho = problem.rho
+    if not (guard and far.guard_applies(rho, problem.stats, *problem.y_map)):
+        return _solve_scale_rule(problem, rule, coef, scale)
+    ((w0, b0),) = problem.template_for_maps().unstandardize(coef)
+    problem.clip = far.Start(w0, b0, *problem.y_map)
+    used = problem.used
+    w, b, fit_scale = _solve_scale_rule(problem, rule, coef, scale)
+    margin = rho.saturation * fit_scale
+    if far.moved_rows_keep_sides(problem.data, problem.clip, w, b, margin):
+        return w, b, fit_scale
+    problem.clip, problem.used = None, used
+    problem.converged, problem.message = True, ""
+    return _solve_scale_rule(problem, rule, coef, scale)
 
 
 def residual_attributes(estimator, data, stats, sample, fit):

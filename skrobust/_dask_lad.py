@@ -35,6 +35,7 @@ zero) raise ``NotImplementedError``.
 
 import numpy as np
 
+from . import _dask_far_targets as far
 from . import _progress, _solvers
 from ._base import (
     LEAST_SQUARES_START_ROWS,
@@ -55,6 +56,7 @@ from ._dask import (
     standardise_targets,
     weighted_median,
 )
+from ._dask_far_targets import FarClippedSetup
 from ._dask_strided import StridedObjective, rows_of
 from ._objective import LinearObjective
 from ._scale import (
@@ -118,6 +120,8 @@ class _LadFit:
         )
         self.used = self.preliminary = 0
         self._weights = {}
+        # The far-target guard's start (_dask_far_targets.Start), when on.
+        self.clip = None
         y = (start_rows.y - offset) / spread
         y[~(start_rows.weights > 0)] = 0.0
         self.start_y = y
@@ -154,6 +158,8 @@ class _LadFit:
             self.spread,
             self.stats[1],
         )
+        if self.clip is not None:
+            setup = FarClippedSetup(setup, self.clip)
         return StridedObjective(self.data, weight, self.stats[1], template, setup, step)
 
     def centred_mad(self, objective, coef):
@@ -318,6 +324,26 @@ class _LadFit:
         return w, b, lad_scale, converged, message
 
 
+def _solve_guarded(problem, coef, scale, guard):
+    """:meth:`_LadFit.solve`, with far targets moved in when that is exact.
+
+    See :func:`skrobust._dask._solve_guarded`; the start is the in-memory
+    one, so the moved rows are the in-memory ones.
+    """
+    stats, (offset, spread) = problem.stats, (problem.offset, problem.spread)
+    if not (guard and far.guard_applies(problem.rho, stats, offset, spread)):
+        return problem.solve(coef, scale)
+    ls = problem.client_objective(FixedScaleLoss(SquaredRho()), problem.l2)
+    ((w0, b0),) = ls.unstandardize(coef)
+    problem.clip = far.Start(w0, b0, offset, spread)
+    fit = problem.solve(coef, scale)
+    margin = problem.rho.saturation * fit[2]
+    if far.moved_rows_keep_sides(problem.data, problem.clip, fit[0], fit[1], margin):
+        return fit
+    problem.clip, problem.used, problem.preliminary = None, 0, 0
+    return problem.solve(coef, scale)
+
+
 def _standardised_warm(estimator, output, n_outputs, n_features, offset, spread):
     """The previous fit of this output in standardised units, or None."""
     warm = estimator._warm_start_fit(output, n_outputs, n_features)
@@ -352,7 +378,9 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     if exact is not None:
         (w, b), scale, converged, message = exact, 0.0, True, ""
     else:
-        w, b, scale, converged, message = problem.solve(coef, scale)
+        w, b, scale, converged, message = _solve_guarded(
+            problem, coef, scale, warm is None
+        )
     _progress.say(
         1,
         "lad scale solved: {} iterations ({} preliminary), {} round trips in all",
