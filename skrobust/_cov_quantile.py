@@ -486,10 +486,12 @@ class ExactLevelRefit:
     :math:`q \pm h`, :math:`h = O(n^{-1/3})`. The start is that of
     :class:`~skrobust.MultiQuantileRegressor`'s neighbouring levels
     (:func:`~skrobust._quantile_exact._neighbour_start`): the fit's
-    residuals, shifted to the new level and moved by two Newton steps whose
-    side sums come from those of the fit's residual signs (one pass over
-    ``X``, shared by every refit) and gathers, then a reduced linear
-    programme on a band of ``_LEVEL_BAND_FRACTION`` of the usual width.
+    residuals, shifted to the new level and moved by its Newton steps
+    (``_NEIGHBOUR_STEPS``) whose side sums come from those of the fit's
+    residual signs (one pass over ``X``, shared by every refit) and
+    gathers, then a reduced linear programme on a band of
+    ``_LEVEL_BAND_FRACTION`` of the usual width, its simplex started from
+    the moved fit.
     The certificate of :func:`~skrobust._quantile_exact.solve_exact` makes
     each refit exact whatever its start, and among equally optimal
     solutions the one nearest the fit is taken, as ``fit`` does
