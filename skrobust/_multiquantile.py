@@ -17,10 +17,12 @@ and the levels share the work that does not depend on :math:`\tau`:
 3. the other levels are fitted outwards from it, each started from its
    neighbour's solution: the exact solver's reduced problem (Portnoy and
    Koenker's preprocessing) is built around the neighbour's residuals,
-   moved to the new level by a shift and a Newton step, so that a level
-   costs a few passes over ``X`` and one small LP instead of a whole fit;
+   moved to the new level by a shift and a Newton step, and its dual
+   simplex starts from that fit rather than from zero, so that a level
+   costs two passes over ``X`` and one small LP instead of a whole fit;
    the smoothed solver starts Newton's method from the neighbour with the
-   bandwidth of the middle level.
+   bandwidth of the middle level, on the rows near it first (the others
+   enter as an exact linear term while they keep their side).
 
 Predictions at several levels can cross (a lower quantile predicted above a
 higher one). With ``non_crossing="rearrange"`` they are sorted in each row,
