@@ -44,7 +44,11 @@ from ._base import (
     mad_scale,
     weighted_median,
 )
-from ._cov_quantile import quantile_bootstrap_covariance, quantile_covariance
+from ._cov_quantile import (
+    ExactLevelRefit,
+    quantile_bootstrap_covariance,
+    quantile_covariance,
+)
 from ._inference import InferenceMixin, set_inference_attributes
 from ._quantile_exact import (
     _side_sums,
@@ -443,7 +447,9 @@ class _WarmRefit:
     ``at_quantile(q)`` refits at another level (the ``"nid"`` densities),
     ``params_with_weights(w)`` with other weights (the bootstrap); each
     starts from the full-data fit, so that the exact solver's reduced
-    problems are seeded with it. With the exact solver, the refits with
+    problems are seeded with it. With the exact solver, the refits at other
+    levels start as MultiQuantileRegressor's neighbouring levels do
+    (:class:`~skrobust._cov_quantile.ExactLevelRefit`), and the refits with
     other weights share what does not depend on the weights
     (:class:`_ReweightedExact`).
     """
@@ -453,6 +459,7 @@ class _WarmRefit:
         self.X, self.y, self.sample_weight = X, y, sample_weight
         self.coef, self.intercept = coef, intercept
         self._reweighted = None
+        self._levels = None
 
     def _refit(self, weights, **params):
         model = clone(self.estimator).set_params(
@@ -462,6 +469,19 @@ class _WarmRefit:
         return model.fit(self.X, self.y, weights)
 
     def at_quantile(self, quantile):
+        estimator = self.estimator
+        if estimator._resolve_solver(self.X.shape[1]) == "exact":
+            if self._levels is None:
+                self._levels = ExactLevelRefit(
+                    self.X,
+                    self.y,
+                    self.sample_weight,
+                    self.coef,
+                    self.intercept,
+                    alpha=estimator.alpha,
+                    fit_intercept=estimator.fit_intercept,
+                )
+            return self._levels(quantile)
         model = self._refit(self.sample_weight, quantile=quantile)
         return model.coef_, model.intercept_
 
