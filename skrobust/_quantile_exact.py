@@ -186,15 +186,16 @@ def _solve_full(X, y, s, pos, quantile, alpha, fit_intercept):
 # ----------------------------------------------------------------------------
 
 
-def _weighted_quantile(r, s, quantile):
+def _weighted_quantile(r, s, quantile, equal_weights=False):
     """Smallest ``t`` with ``sum(s[r <= t]) >= quantile * sum(s)``, in O(n).
 
     A strided pilot sample brackets ``t``; only the values inside the bracket
     are sorted. Sorting all of ``r`` costs more than the rest of the
-    preprocessing at ``n = 1e6``.
+    preprocessing at ``n = 1e6``. ``equal_weights`` True skips the check
+    that the weights are equal (the caller knows).
     """
     n = r.size
-    if n > 0 and s[0] == s.min() == s.max():
+    if n > 0 and (equal_weights or s[0] == s.min() == s.max()):
         # Equal weights: the ceil(q n)-th smallest value, by selection.
         k = min(max(int(np.ceil(quantile * n)) - 1, 0), n - 1)
         return _kth_smallest(r, k)
@@ -358,6 +359,7 @@ class _Problem:
         self.lam = self.alpha * self.n_pos
         self.penalty = self.alpha * S
         self.gram = None
+        self.equal_weights = bool(s.size and s[0] == s.min() == s.max())
 
     def newton_gram(self):
         """The :func:`_gram_sample` of the Newton step, computed once."""
@@ -378,7 +380,7 @@ class _Problem:
         if not self.fit_intercept:
             return r, b
         if self.pos_or_none is None:
-            t = _weighted_quantile(r, self.s, self.q)
+            t = _weighted_quantile(r, self.s, self.q, self.equal_weights)
         else:
             t = _weighted_quantile(r[self.pos], self.s[self.pos], self.q)
         return r - t, b + t
@@ -399,24 +401,24 @@ class _Band:
     """The kept rows ``K`` around a fit, and the side of every other row.
 
     ``kept`` marks the ``m`` rows of positive weight with the smallest
-    ``|r_i|``; ``above`` is ``r_i >= 0``, the side assumed for the rows
-    outside ``K``; ``sums`` are their :func:`_side_sums` (one pass over
-    ``X``, unless ``x_sums``, their sums of ``x``, are known: the sums of
-    ``1`` and ``y`` are then recomputed, which costs no pass over ``X``).
+    ``|r_i|`` (``first`` their indices); ``above`` is ``r_i >= 0``, the
+    side assumed for the rows outside ``K``; ``sums`` are their
+    :func:`_side_sums` (one pass over ``X``, unless known: a start from a
+    neighbouring level updates its neighbour's by gathers).
     ``origin`` is the fit ``(coef, intercept)`` where the simplex method of
     its reduced problem starts (:func:`~skrobust._quantile_lp._dual_lp`),
     None for the zero fit.
     """
 
-    def __init__(self, problem, r, m, x_sums=None, origin=None):
+    def __init__(self, problem, r, m, sums=None, origin=None):
         self.origin = origin
+        self.first = _nearest(np.abs(r), problem.pos_or_none, m)
         self.kept = np.zeros(r.size, dtype=bool)
-        self.kept[_nearest(np.abs(r), problem.pos_or_none, m)] = True
+        self.kept[self.first] = True
         self.above = r >= 0
-        if x_sums is None:
-            self.sums = _side_sums(problem.X, problem.y, problem.s, self.above)
-        else:
-            self.sums = (x_sums, *_scalar_side_sums(problem, self.above))
+        if sums is None:
+            sums = _side_sums(problem.X, problem.y, problem.s, self.above)
+        self.sums = sums
 
     def replaced(self, problem):
         """The rows of positive weight outside ``K``, above and below."""
@@ -424,8 +426,8 @@ class _Band:
         return outside & self.above, outside & ~self.above
 
     def half_width(self, r):
-        """Largest ``|r_i|`` in ``K``."""
-        return float(np.abs(r[self.kept]).max(initial=0.0))
+        """Largest ``|r_i|`` in ``K`` as first chosen."""
+        return float(np.abs(r[self.first]).max(initial=0.0))
 
 
 def _first_size(problem, initial_size):
@@ -540,24 +542,15 @@ def _neighbour_start(problem, coef, b, r, m, state, info):
         r = problem.residuals(coef, b)
         if centre:
             r, b = problem.centred(r, b)
-    x_sums = sums[0] if exact_sums else None
-    band = _Band(problem, r, m, x_sums)
+    band = _Band(problem, r, m, sums if exact_sums else None)
     h = band.half_width(r)
-    info["density"] = _density(problem, r, h) if h > 0 else state["density"]
+    # The weight within +-h is that of K (up to ties at h): no pass.
+    density = float(problem.s[band.first].sum()) / (2.0 * h * problem.S) if h else 0.0
+    info["density"] = density if density > 0 else state["density"]
     info["refined"] = True
     # S F of the start only matters if the first reduced problem misses
     # widely (_reduced_rounds): a pass over the residuals saved per level.
     return coef, b, r, None, band
-
-
-def _scalar_side_sums(problem, above):
-    """The sums of ``1`` and of ``y`` of :func:`_side_sums`, without ``X``."""
-    s, y = problem.s, problem.y
-    s_above = np.where(above, s, 0.0)
-    s_below = s - s_above
-    return np.array([s_above.sum(), s_below.sum()]), np.array(
-        [s_above @ y, s_below @ y]
-    )
 
 
 def _moved_side_sums(problem, sums, rows, now_above):
