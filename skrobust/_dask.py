@@ -90,7 +90,7 @@ _SELECTION_PASSES = 20
 _PIVOT_SAMPLE = 20_000
 
 # Threshold of skrobust._scale.JointScale below which the joint scale may
-# be collapsing (handled in memory by an exact LAD fit; refused here).
+# be collapsing (then the exact LAD fit's boundary, _dask_joint_boundary).
 _COLLAPSED_SCALE = 1e-5
 
 
@@ -776,11 +776,13 @@ class _Fit:
             _solvers.choose_solver(estimator.solver, data.n_features + 2),
             estimator.max_iter,
             estimator.tol,
+            convex=True,
         )
         self.used = 0
         self.converged, self.message = True, ""
         # The far-target guard's start (_dask_far_targets.Start), when on.
         self.clip = None
+        self.collapsed_start = False
 
     def objective(self, loss, predictors, l2):
         """A :class:`DaskObjective` of all rows, its template on the sample."""
@@ -844,8 +846,14 @@ class _Fit:
 
     def joint(self, coef, scale):
         """Coefficients and ``log sigma`` of the concomitant-scale objective."""
+        from ._dask_joint_boundary import collapsed_scale_fit
         from .losses import ConcomitantScaleLoss
 
+        if self.estimator.alpha == 0 and self.collapsed_start:
+            ((w, b),) = self.template_for_maps().unstandardize(coef)
+            boundary = collapsed_scale_fit(self, w, b)
+            if boundary is not None:
+                return (*boundary, 0.0)
         objective = self.objective(
             ConcomitantScaleLoss(self.rho),
             [(None, self.fit_intercept), ((), True)],
@@ -854,11 +862,19 @@ class _Fit:
         result = self.minimize(objective, np.append(coef, np.log(scale)))
         (w, b), (_, log_scale) = objective.unstandardize(result.coef)
         scale = float(np.exp(log_scale))
+        if self.estimator.alpha == 0 and (
+            scale < _COLLAPSED_SCALE or not result.converged
+        ):
+            # As JointScale.solve: the boundary sigma = 0, if optimal.
+            boundary = collapsed_scale_fit(self, w, b)
+            if boundary is not None:
+                self.converged, self.message = True, ""
+                return (*boundary, 0.0)
         if scale < _COLLAPSED_SCALE:
             raise NotImplementedError(
-                "the joint scale collapses towards zero (most rows fitted "
-                "exactly): this boundary case is solved in memory only; fit "
-                "in memory or with scale='mad'."
+                "the joint scale of a penalised fit (alpha > 0) collapses "
+                "towards zero (most rows fitted exactly): this boundary case "
+                "is solved in memory only; fit in memory or with scale='mad'."
             )
         return w, b, scale
 
@@ -1052,7 +1068,10 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     w0, b0, scale0, problem.used = start
     coef = problem.linear_start(np.asarray(w0, dtype=float), float(b0))
     scale = float(scale0) / spread
-    if not scale > 0:
+    # A start whose scale collapsed (the sample's joint fit, or a warm
+    # start's): the joint fit checks the boundary first, as in memory.
+    problem.collapsed_start = not scale > 0
+    if problem.collapsed_start:
         scale = 1.0
     rule = estimator._scale_rule()
     w, b, scale = _solve_guarded(problem, rule, coef, scale, warm is None)

@@ -1,0 +1,114 @@
+"""A joint scale collapsing to zero on dask: the in-memory boundary fit.
+
+With most rows on one plane, the concomitant-scale objective is smallest
+at ``sigma = 0``, where the fit is the exact least-absolute-deviation fit
+(Newton's method only approaches it). The in-memory fit solves that
+boundary exactly and checks its optimality; the dask fit does the same
+with a dask exact LAD fit and a distributed optimality test. The in-memory
+fit is the oracle.
+"""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from skrobust import HuberRegressor, LogCoshRegressor, _dask
+
+# Uneven row chunks with a chunk of one row: 3000 rows.
+CHUNKS = (700, 1, 999, 500, 800)
+
+
+@pytest.fixture(autouse=True)
+def small_sample(monkeypatch):
+    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
+
+
+def make_data(n=3000, seed=0, noisy_share=0.3):
+    """Most rows exactly on a plane, the others with heavy-tailed noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
+    noisy = rng.random(n) < noisy_share
+    y[noisy] += rng.standard_t(3, size=noisy.sum())
+    return X, y
+
+
+@pytest.mark.parametrize("estimator", [HuberRegressor, LogCoshRegressor])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_collapsing_joint_scale_gives_the_in_memory_boundary_fit(
+    synchronous, estimator, weighted
+):
+    X, y = make_data()
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(1).integers(0, 4, size=y.size).astype(float)
+    memory = estimator().fit(X, y, sample_weight=weights)
+    fitted = estimator().fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
+    )
+    assert memory.scale_ == fitted.scale_ == 0.0
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-10)
+    # The plane of the exact rows.
+    np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
+
+
+def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous):
+    """Few exact rows: sigma stays positive, the boundary test says so."""
+    from skrobust._dask_joint_boundary import boundary_is_optimal
+
+    X, y = make_data(noisy_share=0.9)
+    memory = HuberRegressor(tol=1e-13).fit(X, y)
+    fitted = HuberRegressor(tol=1e-13).fit(da.from_array(X, chunks=(CHUNKS, 4)), y)
+    assert memory.scale_ > 0.1
+    np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-10)
+    # The distributed test against the in-memory one, at the LAD fit of the
+    # plane: optimal with 70% of rows on it, not with 10%.
+    from skrobust._base import target_offset_scale
+    from skrobust._dask import ChunkedData, data_statistics
+    from skrobust._objective import LinearObjective
+    from skrobust._scale import MProblem, _boundary_is_optimal
+    from skrobust._solvers import SolverOptions
+    from skrobust.losses import FixedScaleLoss, SquaredRho
+
+    for share, optimal in [(0.3, True), (0.9, False)]:
+        X, y = make_data(noisy_share=share)
+        offset, spread = target_offset_scale(y, np.ones(y.size), True)
+        ls = LinearObjective(
+            FixedScaleLoss(SquaredRho()),
+            X,
+            (y - offset) / spread,
+            np.ones(y.size),
+            [(None, True)],
+            [0.0],
+        )
+        plane = ls.standardize(
+            [(np.array([1.0, -0.2, 3.0, 0.5]) / spread, (2.0 - offset) / spread)]
+        )
+        rho = HuberRegressor()._rho()
+        residuals = ls.y - ls.raw_prediction(plane)[:, 0]
+        in_memory = _boundary_is_optimal(
+            MProblem(ls, rho, 0.0, True, SolverOptions()), residuals
+        )
+        data = ChunkedData(da.from_array(X, chunks=(CHUNKS, 4)), y)
+
+        class Problem:
+            pass
+
+        problem = Problem()
+        problem.rho, problem.data = rho, data
+        problem.stats = data_statistics(data, center=True)
+        problem.y_map, problem.fit_intercept = (offset, spread), True
+        coef = LinearObjective(
+            FixedScaleLoss(SquaredRho()),
+            X,
+            y,
+            np.ones(y.size),
+            [(None, True)],
+            [0.0],
+            column_stats=problem.stats[2],
+        ).standardize(
+            [(np.array([1.0, -0.2, 3.0, 0.5]) / spread, (2.0 - offset) / spread)]
+        )
+        assert boundary_is_optimal(problem, coef) == in_memory == optimal
