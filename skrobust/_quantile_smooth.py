@@ -57,8 +57,9 @@ _LINEAR_BEYOND = {"gaussian": 8.5, "logistic": 40.0}
 # solution. From a neighbouring level's fit the others keep their side, and
 # Newton's iterations cost a tenth of a pass over X; from a fit on a
 # subsample the second choice usually holds. At n = 1e5, p = 20: a single
-# smoothed fit 97 -> 73 ms, 19 levels 1.6 -> 0.6 s.
-_NEAR_START_MIN_ROWS = 20_000
+# smoothed fit 97 -> 73 ms, 19 levels 1.6 -> 0.6 s; at n = 1e4, 19 levels
+# 0.48 -> 0.28 s.
+_NEAR_START_MIN_ROWS = 5_000
 _NEAR_START_FRACTIONS = (0.1, 0.25)
 
 
