@@ -463,7 +463,8 @@ class LinearObjective:
         it costs a Gram matrix and its eigendecomposition, which on a wide
         design is a large part of a fit.
         """
-        if self.null_cache is None:
+        cache = getattr(self, "null_cache", None)  # (also bound on DaskObjective)
+        if cache is None:
             return null_directions(self)
         layout = [
             (None if c is None else c.tobytes(), f) for c, f in self.predictor_spec
@@ -474,7 +475,7 @@ class LinearObjective:
             tuple(layout),
             self.penalty.tobytes(),
         )
-        cached = self.null_cache.get(key)
+        cached = cache.get(key)
         # (Identity, not only ids: an id can be reused once its array is gone.)
         if (
             cached is None
@@ -482,7 +483,7 @@ class LinearObjective:
             or cached[1] is not self.sample_weight
         ):
             cached = (self.X, self.sample_weight, null_directions(self))
-            self.null_cache[key] = cached
+            cache[key] = cached
         return cached[2]
 
     def _design_grams(self, j, directions=None):
