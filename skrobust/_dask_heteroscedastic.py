@@ -549,3 +549,35 @@ def covariance(problem, fit):
     var_coef_se = np.full(p, np.nan)
     var_coef_se[var_columns] = se[1:]
     return {"cov_": cov, "var_intercept_se_": float(se[0]), "var_coef_se_": var_coef_se}
+
+
+# -- prediction --------------------------------------------------------------------
+
+
+def mean_log_variance(estimator, X):
+    """The mean and log-variance at a dask ``X``: lazy, with ``X``'s row chunks.
+
+    ``(n_samples,)`` each, or ``(n_samples, n_targets)`` for a model of a
+    2-D ``y``, as ``HeteroscedasticRegressor._mean_log_variance`` returns
+    them in memory.
+    """
+    from ._dask import _predict_block, predict
+
+    mean = predict(estimator, X)  # (checks the fit and X's columns)
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    var_coef = np.asarray(estimator.var_coef_, dtype=np.float64)
+    intercept = estimator.var_intercept_
+    if var_coef.ndim == 1:
+        log_variance = X.map_blocks(
+            _predict_block, var_coef, intercept, drop_axis=1, dtype=np.float64
+        )
+    else:
+        log_variance = X.map_blocks(
+            _predict_block,
+            var_coef.T,
+            intercept,
+            chunks=(X.chunks[0], (var_coef.shape[0],)),
+            dtype=np.float64,
+        )
+    return mean, log_variance

@@ -247,3 +247,23 @@ def test_client_memory_stays_a_small_fraction_of_x(cluster_client):
     np.testing.assert_allclose(model.coef_, coef, atol=0.01)
     np.testing.assert_allclose(model.var_coef_[0], 0.5, atol=0.02)
     assert model._dask_round_trips < 40
+
+
+def test_lazy_mean_and_log_variance(synchronous):
+    """``mean_log_variance`` (``predict(..., return_std=True)`` on dask X)."""
+    from skrobust._dask_heteroscedastic import mean_log_variance
+
+    X, y = make_data()
+    Y = np.column_stack([y, 2.0 * y])
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    for target in (y, Y):
+        memory = HeteroscedasticRegressor().fit(X, target)
+        fitted = HeteroscedasticRegressor().fit(Xd, target)
+        mean, log_variance = mean_log_variance(fitted, Xd)
+        assert isinstance(log_variance, da.Array)
+        assert log_variance.chunks[0] == CHUNKS
+        expected_mean, expected_std = memory.predict(X, return_std=True)
+        np.testing.assert_allclose(mean.compute(), expected_mean, rtol=1e-10)
+        np.testing.assert_allclose(
+            np.exp(0.5 * log_variance.compute()), expected_std, rtol=1e-10
+        )
