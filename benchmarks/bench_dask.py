@@ -15,9 +15,10 @@ memory (``tracemalloc``) as a fraction of ``X.nbytes``.
 The full run also fits with ``MALLOC_TRIM_THRESHOLD_`` unset in the
 workers (see ``CONFIGURATIONS``).
 
-Run ``python benchmarks/bench_dask.py`` (n = 2e6, a few minutes; writes
-``benchmarks/results/dask.json``), or ``--quick`` (n = 2e5, under a minute;
-writes only with ``--output-dir``).
+Run ``python benchmarks/bench_dask.py`` (n = 2e6, nine minutes on the
+loaded two-core machine; writes ``benchmarks/results/dask.json``), or
+``--quick`` (n = 2e5, about a minute; writes only with ``--output-dir``);
+``--n-samples 1e7`` for the issue's size.
 """
 
 import argparse
