@@ -659,26 +659,8 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
     offset, spread = _standardisation(estimator, sample)
     std = _Standardised(offset, spread, top, estimator.quantile)
     problem = _DaskExact(estimator, data, sample, std, sum_weight)
-    n_features = data.n_features
-    warm = estimator._warm_start_fit(output, n_outputs, n_features)
-    extras, n_iter = {}, 0
-    if start is not None:
-        start = start[:2]
-        extras["bandwidth_"] = None
-    elif warm is not None:
-        start = warm.coef, warm.intercept
-        previous = getattr(estimator, "bandwidth_", None)
-        extras["bandwidth_"] = None if previous is None else np.ravel(previous)[output]
-    elif sample.weights.max(initial=0.0) > 0:
-        model = _sample_fit(estimator, sample)
-        start = model.coef_, model.intercept_
-        extras["bandwidth_"] = model.bandwidth_
-        n_iter = int(model.n_iter_)
-    else:
-        start = np.zeros(n_features), offset
-        extras["bandwidth_"] = None
-    if extras["bandwidth_"] is None:
-        del extras["bandwidth_"]
+    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
+    start, extras, n_iter = _exact_start(estimator, sample, offset, start, warm, output)
     b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
     w0 = np.asarray(start[0], dtype=np.float64) / spread
     std.clip = _clip(sample, std, w0, float(b0))
@@ -705,6 +687,33 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
         extras["cov_"] = _covariance(estimator, data, sample, stats, coef_, intercept_)
     fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
     return fitted, data.round_trips
+
+
+def _exact_start(estimator, sample, offset, start, warm, output):
+    """``(start, extras, n_iter)`` of an exact fit, in the units of ``y``.
+
+    The given ``start`` (a neighbouring level's fit), else the warm start,
+    else the sample's exact fit (whose iterations count, and whose
+    bandwidth is reported), else the median.
+    """
+    extras, n_iter = {}, 0
+    if start is not None:
+        start = start[:2]
+    elif warm is not None:
+        start = warm.coef, warm.intercept
+        previous = getattr(estimator, "bandwidth_", None)
+        if previous is not None:
+            extras["bandwidth_"] = np.ravel(previous)[output]
+    elif sample.weights.max(initial=0.0) > 0:
+        model = _sample_fit(estimator, sample)
+        start = model.coef_, model.intercept_
+        extras["bandwidth_"] = model.bandwidth_
+        n_iter = int(model.n_iter_)
+    else:
+        start = np.zeros(sample.X.shape[1]), offset
+    if extras.get("bandwidth_") is None:
+        extras.pop("bandwidth_", None)
+    return start, extras, n_iter
 
 
 def _covariance(estimator, data, sample, stats, coef, intercept):
