@@ -230,6 +230,7 @@ def _minimize_near_start(objective, coef, stats, alpha, max_iter, tol):
         result = minimize_smoothed(
             reduced, coef, stats, alpha, max_iter - n_iter, tol, False, True, True
         )
+        del reduced  # its copy of the near rows, before the next one's
         n_iter += result.n_iter
         if not result.converged:
             break
