@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _solvers
+from . import _dask, _solvers
 from ._base import (
     _ACCEPT_SPARSE,
     OUTLIER_THRESHOLD,
@@ -628,6 +628,10 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     def _mean_log_variance(self, X):
         """Mean and log-variance at ``X``: (n_samples,) or (n_samples, n_targets)."""
         check_is_fitted(self)
+        if _dask.is_dask_array(X):
+            from ._dask_heteroscedastic import mean_log_variance
+
+            return mean_log_variance(self, X)
         X = validate_data(
             self, X, accept_sparse=_ACCEPT_SPARSE, dtype="numeric", reset=False
         )

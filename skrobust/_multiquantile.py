@@ -39,7 +39,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _progress
+from . import _dask, _dask_multiquantile, _progress
 from ._base import RobustLinearRegressor, StandardisedFit
 from ._quantile import (
     COV_TYPES,
@@ -321,6 +321,8 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         object
             The fitted estimator.
         """
+        if _dask.is_dask_array(X):
+            return _dask_multiquantile.fit(self, X, y, sample_weight)
         shape = getattr(y, "shape", ())
         if len(shape) == 2 and shape[1] > 1:
             raise ValueError(
@@ -501,6 +503,8 @@ class MultiQuantileRegressor(RobustLinearRegressor):
     # -- prediction --------------------------------------------------------------
     def _raw_predictions(self, X):
         check_is_fitted(self)
+        if _dask.is_dask_array(X):
+            return _dask.predict(self, X)
         X = validate_data(
             self, X, accept_sparse=("csr", "csc"), dtype="numeric", reset=False
         )
@@ -524,7 +528,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         """
         raw = self._raw_predictions(X)
         if self.non_crossing == "rearrange":
-            return np.sort(raw, axis=1)
+            return _dask_multiquantile.sort_rows(raw)
         return raw
 
     def predict(self, X):
@@ -585,7 +589,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                 f"{bounds[1]:.6g}, outside the fitted range [{levels[0]:.6g}, "
                 f"{levels[-1]:.6g}]; refit with quantiles covering them."
             )
-        predictions = np.sort(self._raw_predictions(X), axis=1)
+        predictions = _dask_multiquantile.sort_rows(self._raw_predictions(X))
         if levels.size == 1:
             return np.repeat(predictions, 2, axis=1)
         bounds = np.clip(bounds, levels[0], levels[-1])

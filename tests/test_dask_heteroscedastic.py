@@ -267,3 +267,23 @@ def test_lazy_mean_and_log_variance(synchronous):
         np.testing.assert_allclose(
             np.exp(0.5 * log_variance.compute()), expected_std, rtol=1e-10
         )
+
+
+def test_public_predictions_on_a_dask_array_are_lazy(synchronous):
+    """``predict(X, return_std=True)`` and ``predict_interval`` on a dask ``X``
+    return lazy arrays with ``X``'s row chunks, equal to the in-memory ones."""
+    X, y = make_data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    memory = HeteroscedasticRegressor().fit(X, y)
+    fitted = HeteroscedasticRegressor().fit(Xd, y)
+    mean, std = fitted.predict(Xd, return_std=True)
+    intervals = fitted.predict_interval(Xd, coverage=0.8)
+    expected_mean, expected_std = memory.predict(X, return_std=True)
+    for lazy, expected in [
+        (mean, expected_mean),
+        (std, expected_std),
+        (intervals, memory.predict_interval(X, coverage=0.8)),
+    ]:
+        assert isinstance(lazy, da.Array)
+        assert lazy.chunks[0] == CHUNKS
+        np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-10)

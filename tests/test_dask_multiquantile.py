@@ -134,3 +134,26 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     Xd = da.from_array(X, chunks=(CHUNKS, 4)).persist()
     fitted = dask_fit(MultiQuantileRegressor(quantiles=LEVELS), Xd, y, weights)
     assert_same_levels(fitted, memory)
+
+
+def test_public_fit_and_predictions_on_a_dask_array(synchronous):
+    """``MultiQuantileRegressor.fit`` dispatches a dask ``X`` to the dask fit,
+    and its predictions on a dask ``X`` are lazy, with ``X``'s row chunks,
+    and equal the in-memory ones (rearranged: each row sorted)."""
+    X, y = make_data(seed=2)
+    params = dict(quantiles=LEVELS, solver="exact")
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    fitted = MultiQuantileRegressor(**params).fit(Xd, y)
+    assert_same_levels(fitted, memory)
+    for method, args in [
+        ("predict_quantiles", ()),
+        ("predict", ()),
+        ("predict_interval", (0.8,)),
+    ]:
+        lazy = getattr(fitted, method)(Xd, *args)
+        assert isinstance(lazy, da.Array), method
+        assert lazy.chunks[0] == CHUNKS
+        np.testing.assert_allclose(
+            lazy.compute(), getattr(memory, method)(X, *args), rtol=1e-9, atol=1e-9
+        )
