@@ -206,12 +206,15 @@ def summarise(rows):
             f"n = {n_one}: {label}: {row['cpu_ratio']:.2f}x one exact fit in CPU "
             f"time, {row['ratio']:.2f}x in wall time (target <= {target}x)"
         )
-    multi = by_name[(n_sklearn, "Multi exact 19 levels")]["seconds"]
-    sklearn = by_name[(n_sklearn, "sklearn highs x19 (loop)")]["seconds"]
-    if multi and sklearn:
+    multi = by_name[(n_sklearn, "Multi exact 19 levels")]
+    sklearn = by_name[(n_sklearn, "sklearn highs x19 (loop)")]
+    if multi["cpu_seconds"] and sklearn["cpu_seconds"]:
         print(
-            f"n = {n_sklearn}: 19 levels {sklearn / multi:.0f}x faster than "
-            "looping scikit-learn (target >= 1000x)"
+            f"n = {n_sklearn}: 19 levels "
+            f"{sklearn['cpu_seconds'] / multi['cpu_seconds']:.0f}x faster than "
+            f"looping scikit-learn in CPU time, "
+            f"{sklearn['seconds'] / multi['seconds']:.0f}x in wall time "
+            "(target >= 1000x)"
         )
 
 
