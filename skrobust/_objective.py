@@ -494,7 +494,7 @@ class LinearObjective:
         """
         small = self._small_design()
         if small is not None:
-            return small.gram(j, directions)
+            return small.gram(self, j, directions)
         pred = self.predictors[j]
         size = pred.slice.stop - pred.slice.start
         if directions is not None:
@@ -553,7 +553,7 @@ class LinearObjective:
         """Accumulate value, gradient, Hessian and/or H @ direction in one pass."""
         small = self._small_design()
         if small is not None:
-            return small.evaluate(coef, gradient, hessian, direction)
+            return small.evaluate(self, coef, gradient, hessian, direction)
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             return self._pass_single_threaded(coef, gradient, hessian, direction)
 
@@ -612,7 +612,7 @@ class LinearObjective:
         """
         small = self._small_design()
         if small is not None:
-            return small.raw_prediction(coef)
+            return small.raw_prediction(self, coef)
         if self._remembered is not None and np.array_equal(self._remembered[0], coef):
             return self._remembered[1].copy()
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]

@@ -25,11 +25,13 @@ class SmallDesign:
     """Each predictor's standardised design as an array, and the pass over them.
 
     ``designs[j] @ coef[pred_j.slice]`` is predictor ``j``'s value (an
-    intercept-only predictor's design is the column of ones alone).
+    intercept-only predictor's design is the column of ones alone). The
+    objective is passed to each method, not held: the objective holds this
+    copy, and a reference back would make a cycle that keeps both (and the
+    copy's memory) alive until the garbage collector runs.
     """
 
-    def __init__(self, objective, designs):
-        self.objective = objective
+    def __init__(self, designs):
         self.designs = designs
 
     @classmethod
@@ -58,29 +60,28 @@ class SmallDesign:
             ]
         if not all(np.isfinite(D).all() for D in designs):
             return None
-        return cls(objective, designs)
+        return cls(designs)
 
-    def raw_prediction(self, coef):
+    def raw_prediction(self, objective, coef):
         """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
         return np.column_stack(
             [
                 D @ coef[pred.slice]
-                for D, pred in zip(self.designs, self.objective.predictors, strict=True)
+                for D, pred in zip(self.designs, objective.predictors, strict=True)
             ]
         )
 
-    def gram(self, j, directions=None):
+    def gram(self, objective, j, directions=None):
         """Weighted Gram matrix of predictor ``j``'s design (or of ``design @ V``)."""
-        objective = self.objective
         design = self.designs[j]
         if directions is not None:
             design = design @ directions
         gram = weighted_gram(design, design, objective.sample_weight, False)
         return gram / objective.sum_weight
 
-    def evaluate(self, coef, gradient, hessian, direction):
+    def evaluate(self, objective, coef, gradient, hessian, direction):
         """What :meth:`LinearObjective._pass` returns: ``(value, grad, H, hv)``."""
-        objective, designs = self.objective, self.designs
+        designs = self.designs
         predictors = objective.predictors
         raw = np.empty((len(designs), designs[0].shape[0])).T
         for j, (D, pred) in enumerate(zip(designs, predictors, strict=True)):

@@ -111,6 +111,26 @@ def test_standardize_roundtrip_and_raw_prediction():
     assert_allclose(raw[:, 1], X[:, [0, 2]] @ w1 + b1, rtol=1e-10, atol=1e-12)
 
 
+def test_an_objective_with_a_small_design_is_freed_without_the_collector():
+    """The small design's copy must not refer back to its objective: the
+    cycle kept every fixed-scale objective of a MAD fit (and its copy of the
+    design) alive until the garbage collector ran, doubling the fit's peak
+    memory."""
+    import gc
+    import weakref
+
+    objective, coef, *_ = make_problem("huber", False, False, True)
+    objective.loss_gradient_hessian(coef)
+    assert objective._small_design() is not None
+    alive = weakref.ref(objective)
+    gc.disable()
+    try:
+        del objective
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
 def test_remembered_prediction_is_the_last_pass_and_only_at_its_point(monkeypatch):
     """``remember_prediction`` (the MAD scale's residuals after each solve)
     returns the latest pass's predictions, as a copy, at its point only."""
