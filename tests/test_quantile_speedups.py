@@ -219,3 +219,28 @@ def test_near_rows_solve_is_checked(start):
     )
     assert got.converged and full.converged
     np.testing.assert_allclose(got.coef, full.coef, rtol=0, atol=1e-7)
+
+
+def test_a_quantile_in_a_gap_of_the_targets_is_solved_on_the_reduced_problem(
+    monkeypatch,
+):
+    """q = 0.9 with 10% of the targets shifted up by 20-100: the quantile
+    lies in the gap between the clean and the shifted targets, where the
+    smoothed preliminary fit's Newton steps are short. Capped at 50
+    iterations (a cap meant for penalised fits) its start made every reduced
+    programme fail its certificate until the whole LP was solved: 12 s at
+    1e5 rows instead of 0.4 s. The fit must reach its optimum on the reduced
+    problem."""
+    from skrobust import _quantile_exact
+
+    def whole_lp(*args, **kwargs):
+        raise AssertionError("fell back to the whole linear programme")
+
+    monkeypatch.setattr(_quantile_exact, "_solve_full", whole_lp)
+    rng = np.random.default_rng(0)
+    n, p = 100_000, 20
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
+    shifted = rng.random(n) < 0.1
+    y[shifted] += rng.uniform(20.0, 100.0, size=shifted.sum())
+    QuantileRegressor(quantile=0.9, solver="exact").fit(X, y)
