@@ -532,7 +532,7 @@ class ExactLevelRefit:
     def __init__(
         self, X, y, sample_weight, coef, intercept, *, alpha=0.0, fit_intercept=True
     ):
-        from ._quantile import _column_stats
+        from ._quantile_level import _column_stats
         from ._quantile_smooth import robust_offset_scale
 
         self.X, self.alpha = X, float(alpha)

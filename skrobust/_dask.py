@@ -57,8 +57,10 @@ there too, its stages on :class:`DaskObjective` and the exact distributed
 medians. ``HeteroscedasticRegressor`` is fitted by
 :mod:`skrobust._dask_heteroscedastic` and ``scale="lad"`` by
 :mod:`skrobust._dask_lad`: both follow the in-memory stages from the
-in-memory start rows, with every pass on the workers. A quantile
-``cov_type`` and ``MultiQuantileRegressor`` raise ``NotImplementedError``.
+in-memory start rows, with every pass on the workers; a quantile
+``cov_type`` by :mod:`skrobust._dask_quantile_cov` (``"bootstrap"`` is
+refused) and ``MultiQuantileRegressor`` by
+:mod:`skrobust._dask_multiquantile`.
 """
 
 import sys

@@ -277,7 +277,7 @@ class _Problem:
         )
         self.unit = unit
         self.targets = _UnitTargets(offset, spread, *unit)
-        # As _maximise_likelihood: l2 = 2 alpha / S, S the sum of the weights.
+        # As maximise_likelihood: l2 = 2 alpha / S, S the sum of the weights.
         self.l2 = 2.0 * (estimator.alpha / top) / sum_weight
 
     def likelihood(self):
@@ -305,7 +305,7 @@ class _Problem:
         return StridedObjective(self.data, sum_weight, top, template, setup)
 
     def maximise(self, warm):
-        """:meth:`HeteroscedasticRegressor._maximise_likelihood` on all rows.
+        """:func:`~skrobust._heteroscedastic.maximise_likelihood` on all rows.
 
         Returns ``[(b, b0), (g, g0)]`` in units of ``s_y`` and the iterations.
         """

@@ -260,7 +260,9 @@ def _up_to_kernel(X_c, y_c, w_c, residuals, threshold):
 def _refit(estimator, data, quantile, coef, intercept):
     """The estimator's dask fit at another level, from ``(coef, intercept)``.
 
-    As the in-memory ``_WarmRefit.at_quantile``: warm-started from the fit.
+    Warm-started from the fit. (In memory the exact refits go further:
+    :class:`~skrobust._cov_quantile.ExactLevelRefit` starts them as
+    neighbouring levels; here each is a whole distributed fit.)
     """
     model = clone(estimator).set_params(
         quantile=quantile, cov_type=None, warm_start=True, verbose=0

@@ -164,6 +164,18 @@ def block_grams(X, weights_of_block, n_grams, n_sums, fit_intercept=True, center
     ``X`` is one block. The function may also accumulate statistics of its
     own; it is called once per block, in row order.
 
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    weights_of_block : callable
+        ``weights_of_block(rows, block) -> (gram_weights, sum_weights)``.
+    n_grams, n_sums : int
+        How many weightings of each kind it returns.
+    fit_intercept : bool, default=True
+        Whether the first column ``1`` is kept.
+    center : ndarray of shape (n_features,), default=None
+        Column centre subtracted from ``X`` (dense only).
+
     Returns
     -------
     grams : ndarray of shape (n_grams, n_params, n_params)

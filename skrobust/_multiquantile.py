@@ -392,7 +392,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
     def _fit_levels(self, X, y, sample_weight, levels, solver, previous):
         """Every level in standardised ``y``, the middle one first.
 
-        Returns the :class:`~skrobust._quantile.LevelFit` of each level in
+        Returns the :class:`~skrobust._quantile_level.LevelFit` of each level in
         the order of ``levels``. The middle level's column statistics and
         residual scale serve every other level; an exact level is started
         from its neighbour's solution, residuals and solver state

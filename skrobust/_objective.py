@@ -463,7 +463,7 @@ class LinearObjective:
         it costs a Gram matrix and its eigendecomposition, which on a wide
         design is a large part of a fit.
         """
-        cache = getattr(self, "null_cache", None)  # (also bound on DaskObjective)
+        cache = self.null_cache
         if cache is None:
             return null_directions(self)
         layout = [
@@ -472,6 +472,7 @@ class LinearObjective:
         key = (
             id(self.X),
             id(self.sample_weight),
+            self.mean.tobytes() + self.scale.tobytes(),  # the coordinates
             tuple(layout),
             self.penalty.tobytes(),
         )

@@ -397,6 +397,8 @@ def _near_rows_objective(full, coef, near, residuals):
         [0.0],
         column_stats=full.column_stats,
     )
+    # The solver searches it again (through _NearRowsObjective): once.
+    near_objective.null_cache = {}
     if near_objective.null_directions().shape[1]:
         return None
     total = full.sum_weight

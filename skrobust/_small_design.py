@@ -80,7 +80,10 @@ class SmallDesign:
         return gram / objective.sum_weight
 
     def evaluate(self, objective, coef, gradient, hessian, direction):
-        """What :meth:`LinearObjective._pass` returns: ``(value, grad, H, hv)``."""
+        """What :meth:`~skrobust._objective.LinearObjective._pass` returns.
+
+        ``(value, grad, H, hv)``.
+        """
         designs = self.designs
         predictors = objective.predictors
         raw = np.empty((len(designs), designs[0].shape[0])).T
