@@ -2,8 +2,10 @@
 
 Each level is one dask fit of :class:`~skrobust.QuantileRegressor`
 (:func:`skrobust._dask_quantile.fit_column`) on ``X`` persisted once (with
-``y`` and the weights), visited as in memory: the level nearest 0.5 first
-(from the sample fit, or the previous fit with ``warm_start``), then
+``y`` and the weights) and one setup for all levels
+(:class:`skrobust._dask_quantile.ColumnData`: the data's statistics, the
+sample and the standardisation of ``y``), visited as in memory: the level
+nearest 0.5 first (from the sample fit, or the previous fit with ``warm_start``), then
 outwards, each started from its neighbour's fit. As in memory, the
 smoothed levels after the first take its residual scale for their
 bandwidth, so that they make the same fits; exact levels are the linear
@@ -18,7 +20,7 @@ the row chunks of the lazy predictions (:func:`sort_rows`).
 import numpy as np
 
 from . import _dask, _progress
-from ._dask_quantile import fit_column
+from ._dask_quantile import ColumnData, fit_column
 
 
 def sort_rows(predictions):
@@ -26,14 +28,6 @@ def sort_rows(predictions):
     if _dask.is_dask_array(predictions):
         return predictions.map_blocks(np.sort, axis=1, dtype=predictions.dtype)
     return np.sort(predictions, axis=1)
-
-
-def _persisted(X, y, sample_weight):
-    """``X``, ``y`` and the weights persisted once with ``X``'s row chunks."""
-    from ._dask import ChunkedData
-
-    data = ChunkedData(X, y, sample_weight)
-    return data.X, data.y, data.sample_weight
 
 
 def _previous(estimator, levels, n_features):
@@ -59,13 +53,17 @@ def _level_model(estimator, level):
     )
 
 
-def _fit_levels(estimator, X, y, sample_weight, levels):
-    """Each level's ``(StandardisedFit, model)``, visited as in memory."""
+def _fit_levels(estimator, column, levels):
+    """Each level's ``(StandardisedFit, model)``, visited as in memory.
+
+    ``column`` (:class:`skrobust._dask_quantile.ColumnData`) is every
+    level's setup: only the fits themselves are made per level.
+    """
     from ._multiquantile import _visiting_order
 
-    previous = _previous(estimator, levels, X.shape[1])
+    previous = _previous(estimator, levels, column.data.n_features)
     fits = [None] * levels.size
-    scale, round_trips = None, 0
+    scale = None
     order = _visiting_order(levels)
     for j, neighbour in _progress.loop(order, len(order), "level"):
         model = _level_model(estimator, levels[j])
@@ -75,12 +73,11 @@ def _fit_levels(estimator, X, y, sample_weight, levels):
         elif neighbour is not None:
             near = fits[neighbour][0]
             start = (near.coef, near.intercept, scale)
-        fit, trips = fit_column(model, X, y, sample_weight, 0, 1, start)
-        round_trips += trips
+        fit, _ = fit_column(model, None, None, None, 0, 1, start, column=column)
         if scale is None:
             scale = getattr(model, "_dask_residual_scale", None)
         fits[j] = (fit, model)
-    return fits, round_trips
+    return fits
 
 
 def fit(estimator, X, y, sample_weight=None):
@@ -103,9 +100,10 @@ def fit(estimator, X, y, sample_weight=None):
         )
     levels = _check_levels(estimator.quantiles)
     _dask._check_quantile_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
-    X, y, sample_weight = _persisted(X, y, sample_weight)
     with _progress.reporting(estimator.verbose, "MultiQuantileRegressor on dask"):
-        fits, round_trips = _fit_levels(estimator, X, y, sample_weight, levels)
+        column = ColumnData(_level_model(estimator, levels[0]), X, y, sample_weight)
+        fits = _fit_levels(estimator, column, levels)
+    X = column.data.X
     if hasattr(estimator, "feature_names_in_"):
         del estimator.feature_names_in_
     estimator.n_features_in_ = X.shape[1]
@@ -117,7 +115,7 @@ def fit(estimator, X, y, sample_weight=None):
     estimator.solver_ = fits[0][1]._resolve_solver(X.shape[1])
     estimator._n_rows_fit = X.shape[0]
     _set_covariances(estimator, [fit.extras.get("cov_") for fit, _ in fits])
-    estimator._dask_round_trips = round_trips
+    estimator._dask_round_trips = column.data.round_trips
     return estimator
 
 

@@ -616,7 +616,47 @@ def _standardisation(estimator, sample):
     return float(offset), float(spread)
 
 
-def fit_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
+class ColumnData:
+    """What every level's fit of one target column shares (steps 1 and 2).
+
+    The chunked data, :func:`skrobust._dask.data_statistics` (a pass over
+    ``X``), the strided sample and the standardisation of ``y``: the
+    sample's median and MAD for the exact solver, the exact distributed
+    ones (:func:`skrobust._dask.standardise_targets`) for the smoothed one.
+    None of them depends on the quantile, so the levels of a
+    :class:`~skrobust.MultiQuantileRegressor` make them once.
+
+    Attributes
+    ----------
+    data : ChunkedData
+    stats : tuple
+        :func:`skrobust._dask.data_statistics`'s ``(sum_weight, top,
+        column_stats, y_range)``.
+    sample : Sample
+    offset, spread : float
+        ``y`` is fitted as ``(y - offset) / spread``.
+    """
+
+    def __init__(self, estimator, X, y, sample_weight):
+        self.data = ChunkedData(X, y, sample_weight)
+        self.stats = data_statistics(self.data, center=estimator.fit_intercept)
+        # The sample rows of the M-estimators' fits (_dask's constants).
+        rows = min(
+            _dask.SAMPLE_ROWS,
+            max(_dask.MIN_SAMPLE_ROWS, self.data.n_samples // _dask.SAMPLE_FRACTION),
+        )
+        self.sample = Sample(*self.data.sample(rows))
+        if estimator._resolve_solver(self.data.n_features) == "smooth":
+            self.offset, self.spread = _dask.standardise_targets(
+                estimator, self.data, self.stats, self.sample
+            )
+        else:
+            self.offset, self.spread = _standardisation(estimator, self.sample)
+
+
+def fit_column(
+    estimator, X, y, sample_weight, output, n_outputs, start=None, column=None
+):
     """One target column's exact fit on a dask array (module steps).
 
     Parameters
@@ -633,6 +673,9 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
         of the estimator's warm start or the sample fit (a neighbouring
         level's fit); ``scale`` is for the smoothed solver (its residual
         scale in standardised units, or None).
+    column : ColumnData, default=None
+        The column's setup, made by an earlier level's fit (then ``X``,
+        ``y`` and ``sample_weight`` are not read); None makes it.
 
     Returns
     -------
@@ -640,23 +683,17 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
         Coefficients and intercept in the units of ``y``; ``n_iter`` counts
         the sample fit's iterations and the linear programmes.
     round_trips : int
+        All of ``column.data``'s round trips so far, its setup's included.
     """
     from ._base import StandardisedFit
 
-    if estimator._resolve_solver(X.shape[1]) == "smooth":
-        return _fit_smooth_column(
-            estimator, X, y, sample_weight, output, n_outputs, start
-        )
-    data = ChunkedData(X, y, sample_weight)
-    stats = data_statistics(data, center=estimator.fit_intercept)
+    if column is None:
+        column = ColumnData(estimator, X, y, sample_weight)
+    if estimator._resolve_solver(column.data.n_features) == "smooth":
+        return _fit_smooth_column(estimator, column, output, n_outputs, start)
+    data, stats, sample = column.data, column.stats, column.sample
     sum_weight, top = stats[0], stats[1]
-    # The sample rows of the M-estimators' fits (_dask's constants).
-    rows = min(
-        _dask.SAMPLE_ROWS,
-        max(_dask.MIN_SAMPLE_ROWS, data.n_samples // _dask.SAMPLE_FRACTION),
-    )
-    sample = Sample(*data.sample(rows))
-    offset, spread = _standardisation(estimator, sample)
+    offset, spread = column.offset, column.spread
     std = _Standardised(offset, spread, top, estimator.quantile)
     problem = _DaskExact(estimator, data, sample, std, sum_weight)
     warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
@@ -1034,7 +1071,7 @@ class _DaskSmooth:
         return not max(parts) < margin
 
 
-def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs, start=None):
+def _fit_smooth_column(estimator, column, output, n_outputs, start=None):
     """One target column's smoothed fit on a dask array: as :func:`fit_column`.
 
     Sets ``estimator._dask_residual_scale``, the residual scale (in
@@ -1043,27 +1080,9 @@ def _fit_smooth_column(estimator, X, y, sample_weight, output, n_outputs, start=
     """
     from ._base import StandardisedFit
 
-    data = ChunkedData(X, y, sample_weight)
-    stats = data_statistics(data, center=estimator.fit_intercept)
+    data, stats, sample = column.data, column.stats, column.sample
+    offset, spread = column.offset, column.spread
     warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
-    rows = min(
-        _dask.SAMPLE_ROWS,
-        max(_dask.MIN_SAMPLE_ROWS, data.n_samples // _dask.SAMPLE_FRACTION),
-    )
-    sample = Sample(*data.sample(rows))
-    sum_weight, top = stats[0], stats[1]
-    # robust_offset_scale: the weighted median and MAD of y, exactly.
-    offset = 0.0
-    if estimator.fit_intercept:
-        values = _dask.RowValues(absolute=False)
-        offset = weighted_median(data, values, sum_weight, top, sample.hint(values))
-    spread = _dask.robust_scale(
-        data,
-        stats,
-        sample,
-        _dask.RowValues(offset),
-        spread_if_zero=1.0 if offset == 0 else abs(offset),
-    )
     problem = _DaskSmooth(
         estimator, data, stats, sample, (offset, spread), _quantile_level._Y_CLIP
     )

@@ -70,6 +70,48 @@ def test_equals_in_memory_fit(synchronous, solver, weighted):
 
 
 @pytest.mark.parametrize("solver", ["exact", "smooth"])
+def test_levels_share_one_setup(synchronous, monkeypatch, solver):
+    """The statistics pass, the sample and (smoothed) the distributed median
+    and MAD of ``y`` are made once for all five levels, not once per level
+    (four setups' round trips fewer), and the levels are the in-memory ones."""
+    from skrobust import _dask_quantile
+
+    calls = {"statistics": 0, "sample": 0, "standardise": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        _dask_quantile,
+        "data_statistics",
+        counted("statistics", _dask_quantile.data_statistics),
+    )
+    monkeypatch.setattr(
+        _dask.ChunkedData, "sample", counted("sample", _dask.ChunkedData.sample)
+    )
+    monkeypatch.setattr(
+        _dask,
+        "standardise_targets",
+        counted("standardise", _dask.standardise_targets),
+    )
+    X, y = make_data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    params = dict(quantiles=LEVELS, solver=solver, tol=1e-13)
+    fitted = dask_fit(MultiQuantileRegressor(**params), Xd, y)
+    assert calls == {
+        "statistics": 1,
+        "sample": 1,
+        "standardise": int(solver == "smooth"),
+    }
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    assert_same_levels(fitted, memory)
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
 def test_covariances_equal_in_memory(synchronous, solver):
     X, y = make_data(seed=1)
     params = dict(quantiles=(0.25, 0.5, 0.75), solver=solver, cov_type="ker")
