@@ -54,6 +54,8 @@ from ._inference import (
 )
 
 COV_TYPES = ("expected", "observed", "sandwich")
+# The Grams of each covariance: the information's, then the sandwich's meat.
+N_GRAMS = {"expected": 2, "observed": 3, "sandwich": 6}
 
 
 @single_threaded_blas
@@ -122,18 +124,51 @@ def gaussian_covariance(
     y = np.asarray(y, dtype=float)
     if sample_weight is None:
         sample_weight = np.ones_like(y)
-    mean_coef = np.asarray(mean_coef, dtype=float)
-    var_coef = np.asarray(var_coef, dtype=float)
-    n_features = X.shape[1]
-    mean_index = np.arange(0 if fit_intercept else 1, n_features + 1)
-    var_columns = (
-        np.arange(n_features) if variance_columns is None else variance_columns
+    coefs = np.column_stack(
+        [np.asarray(mean_coef, dtype=float), np.asarray(var_coef, dtype=float)]
     )
-    var_index = np.r_[0, 1 + np.asarray(var_columns, dtype=np.intp)]
-
-    coefs = np.column_stack([mean_coef, var_coef])
     offsets = np.array([mean_intercept if fit_intercept else 0.0, var_intercept])
-    n_grams = {"expected": 2, "observed": 3, "sandwich": 6}[cov_type]
+    # Centred coordinates (see design_center): both blocks then need an
+    # intercept, which the log-variance always has.
+    center = design_center(X, fit_intercept)
+    weights_of_block = gram_weights(y, coefs, offsets, sample_weight, cov_type)
+    grams, _ = block_grams(
+        X, weights_of_block, N_GRAMS[cov_type], 0, True, center=center
+    )
+    return covariance_from_grams(
+        grams,
+        X.shape[1],
+        cov_type=cov_type,
+        fit_intercept=fit_intercept,
+        variance_columns=variance_columns,
+        alpha=alpha,
+        center=center,
+    )
+
+
+def gram_weights(y, coefs, offsets, sample_weight, cov_type):
+    r"""The per-row weights of the Grams, as :func:`block_grams` takes them.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+    coefs : ndarray of shape (n_features, 2)
+        The mean's and the log-variance's coefficients, in columns.
+    offsets : ndarray of shape (2,)
+        The mean's intercept (0 without one) and the log-variance's.
+    sample_weight : ndarray of shape (n_samples,)
+    cov_type : {"expected", "observed", "sandwich"}
+
+    Returns
+    -------
+    callable
+        ``weights_of_block(rows, block) -> (gram_weights, [])``, the
+        ``N_GRAMS[cov_type]`` weightings of the rows ``rows`` whose values
+        are ``block``: the information's Grams of ``[1, X]`` (mean-mean,
+        mean-variance, variance-variance; the expected one has no
+        mean-variance block) and, for ``"sandwich"``, the meat's, from the
+        per-row derivatives of the module docstring.
+    """
 
     def weights_of_block(rows, block):
         # Every weight from the block's linear predictors, in the pass over X
@@ -156,10 +191,37 @@ def gaussian_covariance(
             ]
         return weights, []
 
-    # Centred coordinates (see design_center): both blocks then need an
-    # intercept, which the log-variance always has.
-    center = design_center(X, fit_intercept)
-    grams, _ = block_grams(X, weights_of_block, n_grams, 0, True, center=center)
+    return weights_of_block
+
+
+def covariance_from_grams(
+    grams, n_features, *, cov_type, fit_intercept, variance_columns, alpha, center
+):
+    """The covariance from the Grams of :func:`gram_weights` summed over rows.
+
+    The information's blocks, the ridge on the log-variance slopes, its
+    inverse and, for ``"sandwich"``, the product with the meat, mapped back
+    from the coordinates centred at ``center`` (:func:`uncentre`).
+
+    Parameters
+    ----------
+    grams : ndarray of shape (N_GRAMS[cov_type], n_features + 1, n_features + 1)
+        The Grams of ``[1, X - center]`` (or ``[1, X]``, ``center=None``).
+    n_features : int
+    cov_type, fit_intercept, variance_columns, alpha
+        As :func:`gaussian_covariance`.
+    center : ndarray of shape (n_features,) or None
+
+    Returns
+    -------
+    ndarray of shape (n_params, n_params)
+        As :func:`gaussian_covariance`.
+    """
+    mean_index = np.arange(0 if fit_intercept else 1, n_features + 1)
+    var_columns = (
+        np.arange(n_features) if variance_columns is None else variance_columns
+    )
+    var_index = np.r_[0, 1 + np.asarray(var_columns, dtype=np.intp)]
     if cov_type == "expected":
         mean_mean, var_var = grams
         mean_var = np.zeros_like(mean_mean)

@@ -475,38 +475,27 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
 def _covariance_kernel(X_c, y_c, w_c, fit, cov_type, fit_intercept, center):
     """The chunk's Grams of :func:`skrobust._cov_gaussian.gaussian_covariance`.
 
-    Its per-row weights, at the fit in the units of ``y`` with the raw
-    frequency weights, of ``[1, X - center]``: the information's three
-    Grams (two for ``"expected"``) and, for ``"sandwich"``, the meat's.
+    Its per-row weights (:func:`skrobust._cov_gaussian.gram_weights`), at
+    the fit in the units of ``y`` with the raw frequency weights, of
+    ``[1, X - center]``: every Gram of ``cov_type`` in one read of the chunk.
     """
-    from ._inference import weighted_grams
+    from ._cov_gaussian import N_GRAMS, gram_weights
+    from ._inference import block_grams
 
-    weights = _chunk_weights(y_c, w_c)
-    mu = np.asarray(safe_sparse_dot(X_c, fit.coef)).ravel()
-    mu += fit.intercept if fit_intercept else 0.0
-    log_var = _log_variance(X_c, fit.extras["var_coef_"], fit.extras["var_intercept_"])
-    r = np.asarray(y_c, dtype=np.float64) - mu
-    inv_var = np.exp(-log_var)
-    r_iv = r * inv_var
-    if cov_type == "expected":
-        rows = [weights * inv_var, 0.5 * weights]
-    else:
-        rows = [weights * inv_var, weights * r_iv, weights * r * r_iv / 2]
-    grams = weighted_grams(X_c, rows, True, center=center)
-    meat = None
-    if cov_type == "sandwich":
-        grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
-        meat = weighted_grams(
-            X_c,
-            [
-                weights * grad_mean**2,
-                weights * grad_mean * grad_var,
-                weights * grad_var**2,
-            ],
-            True,
-            center=center,
-        )
-    return grams, meat
+    coefs = np.column_stack(
+        [np.asarray(fit.coef, dtype=float), fit.extras["var_coef_"]]
+    )
+    offsets = np.array(
+        [fit.intercept if fit_intercept else 0.0, fit.extras["var_intercept_"]]
+    )
+    y = np.asarray(y_c, dtype=np.float64)
+    weights_of_block = gram_weights(
+        y, coefs, offsets, _chunk_weights(y_c, w_c), cov_type
+    )
+    grams, _ = block_grams(
+        X_c, weights_of_block, N_GRAMS[cov_type], 0, True, center=center
+    )
+    return grams
 
 
 def covariance(problem, fit):
@@ -515,37 +504,28 @@ def covariance(problem, fit):
     :func:`skrobust._cov_gaussian.gaussian_covariance` with its Grams summed
     over chunks, in the coordinates centred at the statistics pass's column
     means (any centre gives the same covariance: :func:`uncentre` maps it
-    back exactly), then the in-memory blocks, penalty, inverse and sandwich.
+    back exactly), then its assembly
+    (:func:`skrobust._cov_gaussian.covariance_from_grams`).
     """
-    from ._cov_gaussian import _two_blocks
-    from ._inference import inverse_symmetric, uncentre
+    from ._cov_gaussian import covariance_from_grams
 
     estimator, data = problem.estimator, problem.data
     fit_intercept, cov_type = estimator.fit_intercept, estimator.cov_type
     center = np.asarray(problem.stats[2][0], float) if fit_intercept else None
     parts = data.map_chunks(_covariance_kernel, fit, cov_type, fit_intercept, center)
-    grams = sum(part[0] for part in parts)
-    if cov_type == "expected":
-        grams = [grams[0], np.zeros_like(grams[0]), grams[1]]
     p = data.n_features
-    mean_index = np.arange(0 if fit_intercept else 1, p + 1)
     var_columns = np.arange(p) if problem.var_cols is None else problem.var_cols
-    var_index = np.r_[0, 1 + np.asarray(var_columns, dtype=np.intp)]
-    information = _two_blocks(*grams, mean_index, var_index)
-    slopes = mean_index.size + np.arange(1, var_index.size)
-    if estimator.alpha:
-        information[slopes, slopes] += 2.0 * estimator.alpha
-    cov = inverse_symmetric(information)
-    if cov_type == "sandwich":
-        meat = _two_blocks(*sum(part[1] for part in parts), mean_index, var_index)
-        cov = cov @ meat @ cov
-    blocks = [
-        (0, np.arange(1, p + 1), np.arange(p)),
-        (mean_index.size, slopes, np.asarray(var_columns, dtype=np.intp)),
-    ]
-    cov = uncentre(cov, center, blocks)
+    cov = covariance_from_grams(
+        sum(parts),
+        p,
+        cov_type=cov_type,
+        fit_intercept=fit_intercept,
+        variance_columns=var_columns,
+        alpha=estimator.alpha,
+        center=center,
+    )
     # As skrobust._heteroscedastic.covariance_attributes.
-    se = np.sqrt(np.maximum(np.diag(cov)[mean_index.size :], 0.0))
+    se = np.sqrt(np.maximum(np.diag(cov)[p + bool(fit_intercept) :], 0.0))
     var_coef_se = np.full(p, np.nan)
     var_coef_se[var_columns] = se[1:]
     return {"cov_": cov, "var_intercept_se_": float(se[0]), "var_coef_se_": var_coef_se}
