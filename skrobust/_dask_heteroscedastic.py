@@ -42,7 +42,7 @@ rows live, so that the coefficients and ``n_iter_`` are the in-memory ones:
 import numpy as np
 from sklearn.utils.extmath import safe_sparse_dot
 
-from . import _progress, _solvers
+from . import _progress
 from ._base import (
     LEAST_SQUARES_START_ROWS,
     MAD_NORMAL_CONSTANT,
@@ -53,20 +53,19 @@ from ._base import (
 )
 from ._dask import (
     ChunkedData,
-    RowValues,
     Sample,
     _chunk_weights,
     _ChunkSetup,
     data_statistics,
-    robust_scale,
+    standardise_targets,
     weighted_median,
 )
 from ._dask_strided import StridedObjective
 from ._heteroscedastic import (
     _EXACT_FIT_RELATIVE,
     _MAX_LOG_WEIGHT,
-    harvey_start,
     likelihood_objective,
+    solve_likelihood,
     variance_columns,
 )
 from ._objective import LinearObjective, _centred_moments
@@ -260,17 +259,7 @@ class _Problem:
             )
         self.sample = sample
         sum_weight, top = stats[0], stats[1]
-        offset = 0.0
-        if estimator.fit_intercept:
-            values = RowValues(absolute=False)
-            offset = weighted_median(data, values, sum_weight, top, sample.hint(values))
-        spread = robust_scale(
-            data,
-            stats,
-            sample,
-            RowValues(offset),
-            spread_if_zero=1.0 if offset == 0 else abs(offset),
-        )
+        offset, spread = standardise_targets(estimator, data, stats, sample)
         self.robust = offset, spread
         unit = _mean_and_spread(
             data, _UnitTargets(offset, spread), top, estimator.fit_intercept
@@ -337,30 +326,20 @@ class _Problem:
             n_var = p if self.var_cols is None else self.var_cols.size
             return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
         objective = self.likelihood()
+        start = None
         if warm is not None:
             start = _warm_start(estimator, warm, self.var_cols, self.robust, self.unit)
-            coef0 = objective.standardize(start)
-        else:
-            var_coef = harvey_start(
-                start_objective.X,
-                residuals,
-                start_objective.sample_weight,
-                self.var_cols,
-                self.l2,
-                self.stats[2],
-                estimator.variance_floor,
-            )
-            coef0 = np.concatenate([mean_coef, var_coef])
-        solver = _solvers.choose_solver(estimator.solver, objective.n_coef)
-        result = _solvers.minimize(
-            objective, coef0, solver, estimator.max_iter, estimator.tol, warn=False
+        start_rows = start_objective.X, residuals, start_objective.sample_weight
+        return solve_likelihood(
+            estimator,
+            objective,
+            start,
+            mean_coef,
+            start_rows,
+            self.var_cols,
+            self.l2,
+            self.stats[2],
         )
-        if not (result.converged or estimator._at_rounding_level(objective, result)):
-            _solvers.warn_not_converged(
-                solver, result.n_iter, estimator.tol, result.message
-            )
-        mean, log_variance = objective.unstandardize(result.coef)
-        return mean, log_variance, result.n_iter
 
 
 # -- attributes --------------------------------------------------------------------

@@ -776,17 +776,35 @@ def maximise_likelihood(estimator, X, y, sample_weight, var_cols, start):
         mean = ls_objective.unstandardize(mean_coef)[0]
         n_var = X.shape[1] if var_cols is None else var_cols.size
         return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+    start_rows = start_objective.X, residuals, start_weight
+    return solve_likelihood(
+        estimator, objective, start, mean_coef, start_rows, var_cols, l2, stats
+    )
+
+
+def solve_likelihood(
+    estimator, objective, start, mean_coef, start_rows, var_cols, l2, stats
+):
+    """The likelihood maximised from a warm ``start`` or Harvey's start.
+
+    The last steps of :func:`maximise_likelihood`, shared with the dask fit
+    (:mod:`skrobust._dask_heteroscedastic`): the start (the warm ``start``
+    in the estimator's parameters, else the least-squares ``mean_coef``
+    with :func:`harvey_start`'s log-variance on ``start_rows``, the
+    least-squares start's ``(X, residuals, sample_weight)``), the solver
+    and its convergence warning.
+
+    Returns
+    -------
+    mean, log_variance : tuple
+        ``(b, b0)`` and ``(g, g0)`` in units of ``s_y``.
+    n_iter : int
+    """
     if start is not None:
         coef0 = objective.standardize(start)
     else:
         var_coef = harvey_start(
-            start_objective.X,
-            residuals,
-            start_weight,
-            var_cols,
-            l2,
-            stats,
-            estimator.variance_floor,
+            *start_rows, var_cols, l2, stats, estimator.variance_floor
         )
         coef0 = np.concatenate([mean_coef, var_coef])
     solver = _solvers.choose_solver(estimator.solver, objective.n_coef)
