@@ -33,6 +33,8 @@ all rows (at most two rows per coefficient, or a fixed point collapsing to
 zero) raise ``NotImplementedError``.
 """
 
+from functools import partial
+
 import numpy as np
 
 from . import _dask_far_targets as far
@@ -61,16 +63,12 @@ from ._dask_strided import StridedObjective, rows_of
 from ._objective import LinearObjective
 from ._scale import (
     _FEW_ROWS_PER_COEF,
-    _LAD_INEXACT_FIT,
-    _LAD_SMALLEST_STEP,
     EXACT_FIT_TOL,
     LAD_BANDWIDTH,
     LAD_SCALE_RTOL,
     MIN_RELATIVE_SCALE,
-    ScaleSecant,
-    _collapsing,
+    _lad_fixed_point,
     _newton_polish,
-    _next_fit_tol,
     initial_scale,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
@@ -228,31 +226,12 @@ class _LadFit:
 
     def fixed_point(self, step, coef, scale, tol):
         """:func:`skrobust._scale._lad_fixed_point` on every ``step``-th row."""
-        rtol = max(tol, LAD_SCALE_RTOL)
-        secant = ScaleSecant(rtol)
-        mad, settled, ratios = scale, False, []
-        hessian, origin = None, "stale"
-        fit_tol = max(tol, _LAD_INEXACT_FIT * scale)
-        for _ in range(self.options.max_iter):
-            result, mad = self.smoothed_fit(step, coef, scale, hessian, origin, fit_tol)
-            coef = result.coef
-            if result.hessian is not None:
-                hessian, origin = result.hessian, "stale"
-            if not mad > MIN_RELATIVE_SCALE:
-                return None
-            exact = result.converged and fit_tol == tol
-            ratios.append(mad / scale)
-            if _collapsing(ratios):
-                return None
-            next_scale = secant.step(scale, mad, exact)
-            if next_scale is None:
-                settled = True
-                break
-            fit_tol = _next_fit_tol(fit_tol, tol, ratios, rtol, mad)
-            scale = next_scale if next_scale > _LAD_SMALLEST_STEP * mad else mad
-            if self.preliminary >= self.options.max_iter:
-                break
-        return coef, mad, hessian, settled
+
+        def exhausted():
+            return self.preliminary >= self.options.max_iter
+
+        fit = partial(self.smoothed_fit, step)
+        return _lad_fixed_point(fit, exhausted, coef, scale, tol, self.options.max_iter)
 
     def smoothed_lad_scale(self, coef, scale):
         """:func:`skrobust._scale.smoothed_lad_scale`: ``(coef, scale, settled)``."""

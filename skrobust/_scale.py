@@ -32,6 +32,7 @@ estimator never branches on the option:
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import scipy.optimize
@@ -363,14 +364,21 @@ def smoothed_lad_scale(problem, coef, scale):
     ls = problem.ls_objective
     tol = problem.options.tol
     sub = _solvers.subsample_for_start(ls)
+    max_iter = problem.options.max_iter
+
+    def exhausted():
+        return problem.budget == 0
+
     if sub is None:
-        found = _lad_fixed_point(problem, ls, coef, scale, None, "stale", tol)
+        fit = partial(_smoothed_lad_fit, problem, ls)
+        found = _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter)
         if found is None:
             return None
         coef, scale, _, settled = found
         return coef, scale, settled
+    fit = partial(_smoothed_lad_fit, problem, sub)
     found = _lad_fixed_point(
-        problem, sub, coef, scale, None, "stale", _solvers.SUBSAMPLE_TOL
+        fit, exhausted, coef, scale, _solvers.SUBSAMPLE_TOL, max_iter
     )
     if found is None:
         return None
@@ -430,24 +438,45 @@ def _smoothed_lad_objective(problem, rows, scale):
     )
 
 
-def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol):
-    """Smoothed LAD fits on ``rows`` until ``sigma = MAD(r(sigma)) / 0.6745``.
+def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
+    """Smoothed LAD fits until ``sigma = MAD(r(sigma)) / 0.6745``.
 
     Safeguarded secant steps on the scale (:class:`ScaleSecant`; the MAD
     moves little with the bandwidth, so two or three fits settle it), each
     fit warm-started from the previous one and its Hessian, and solved only
     as tightly as the next scale needs (``_LAD_INEXACT_FIT``) until the last.
-    Returns ``(coef, scale, hessian, settled)``, or None if the scale
-    collapses (:func:`_collapsing`).
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(coef, scale, hessian, origin, tol) -> (result, mad)``: the
+        smoothed LAD fit on the rows and its residuals' centred MAD, as
+        :func:`_smoothed_lad_fit` (in memory) or the dask fit's
+        ``_LadFit.smoothed_fit`` make it.
+    exhausted : callable
+        ``exhausted() -> bool``: whether the iteration budget is spent.
+    coef : ndarray
+        The start, in the fit's standardised coordinates.
+    scale : float
+        The first bandwidth's scale.
+    tol : float
+        The last fit's tolerance.
+    max_iter : int
+        At most this many fits.
+
+    Returns
+    -------
+    tuple or None
+        ``(coef, scale, hessian, settled)``, or None if the scale collapses
+        (:func:`_collapsing`).
     """
+    hessian, origin = None, "stale"
     rtol = max(tol, LAD_SCALE_RTOL)
     secant = ScaleSecant(rtol)
     mad, settled, ratios = scale, False, []
     fit_tol = max(tol, _LAD_INEXACT_FIT * scale)
-    for _ in range(problem.options.max_iter):
-        result, mad = _smoothed_lad_fit(
-            problem, rows, coef, scale, hessian, origin, fit_tol
-        )
+    for _ in range(max_iter):
+        result, mad = fit(coef, scale, hessian, origin, fit_tol)
         coef = result.coef
         if result.hessian is not None:
             hessian, origin = result.hessian, "stale"
@@ -464,7 +493,7 @@ def _lad_fixed_point(problem, rows, coef, scale, hessian, origin, tol):
         fit_tol = _next_fit_tol(fit_tol, tol, ratios, rtol, mad)
         # A secant step to a tiny scale would make the next fit needlessly hard.
         scale = next_scale if next_scale > _LAD_SMALLEST_STEP * mad else mad
-        if problem.budget == 0:
+        if exhausted():
             break
     return coef, mad, hessian, settled
 
