@@ -63,6 +63,7 @@ from ._inference import (
     single_threaded_blas,
     uncentre,
 )
+from ._objective import merge_moments
 
 COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
 
@@ -267,23 +268,11 @@ def combine_covariance_sums(parts, scale, *, cov_type, joint):
 def _combined_moments(parts):
     """Weighted mean and sum of squared deviations of ``psi'`` over all parts.
 
-    Chan, Golub and LeVeque's pairwise update; for one part its own values,
+    :func:`skrobust._objective.merge_moments`; for one part its own values,
     unchanged.
     """
-    total, mean, squares = 0.0, 0.0, 0.0
-    for part in parts:
-        weight = part["n"]
-        if not weight > 0:
-            continue
-        delta = part["dpsi_mean"] - mean
-        new_total = total + weight
-        mean = mean + delta * (weight / new_total)
-        squares = (
-            squares
-            + part["dpsi_squares"]
-            + delta * delta * (total * weight / new_total)
-        )
-        total = new_total
+    moments = ((p["n"], p["dpsi_mean"], p["dpsi_squares"]) for p in parts)
+    _, mean, squares = merge_moments(moments)
     return mean, squares
 
 

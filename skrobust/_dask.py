@@ -71,7 +71,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import _assert_all_finite, check_is_fitted
 
 from . import _progress, _solvers
-from ._objective import LinearObjective, _centred_moments
+from ._objective import LinearObjective, _centred_moments, merge_moments
 
 # Rows of the strided sample fetched to the client for the starts and the
 # selection pivots: at most SAMPLE_ROWS (1.6 MB for 20 features), and about
@@ -329,18 +329,13 @@ def data_statistics(data, center):
     if not top > 0:
         raise ValueError("sample_weight must have a positive sum.")
     p = data.n_features
-    total, mean, m2 = 0.0, np.zeros(p), np.zeros(p)
+    # Each chunk's weights are scaled by its own largest one: rescaled to
+    # the global largest, its moments merge stably whatever the offsets.
+    moments = []
     for _, chunk_top, chunk_total, chunk_mean, chunk_var, _ in parts:
         weight = chunk_total * (chunk_top / top)
-        if not weight > 0:
-            continue
-        # Chan, Golub and LeVeque's pairwise update of means and squared
-        # deviations: stable whatever the column offsets.
-        delta = chunk_mean - mean
-        new_total = total + weight
-        mean = mean + delta * (weight / new_total)
-        m2 = m2 + weight * chunk_var + delta * delta * (total * weight / new_total)
-        total = new_total
+        moments.append((weight, chunk_mean, weight * chunk_var))
+    total, mean, m2 = merge_moments(moments)
     var = m2 / total
     # The constant-column rule of skrobust._objective._weighted_column_stats.
     scale = np.sqrt(var)

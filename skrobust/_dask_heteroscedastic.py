@@ -68,7 +68,7 @@ from ._heteroscedastic import (
     solve_likelihood,
     variance_columns,
 )
-from ._objective import LinearObjective, _centred_moments
+from ._objective import LinearObjective, _centred_moments, merge_moments
 from .losses import FixedScaleLoss, SquaredRho
 
 
@@ -150,21 +150,14 @@ def _mean_and_spread(data, targets, top, fit_intercept):
 
     Two passes: the largest ``|y|`` over rows with weight, then each
     chunk's weighted moments of ``y / max|y|``, merged on the client
-    (Chan, Golub and LeVeque) in place of the in-memory sums.
+    (:func:`skrobust._objective.merge_moments`) in place of the in-memory
+    sums.
     """
     y_max = max(data.map_chunks(_largest_kernel, targets))
     if not y_max > 0:
         return 0.0, 1.0
     parts = data.map_chunks(_moments_kernel, targets, top, y_max)
-    total, mean, m2 = 0.0, 0.0, 0.0
-    for weight, chunk_mean, chunk_m2 in parts:
-        if not weight > 0:
-            continue
-        delta = chunk_mean - mean
-        new_total = total + weight
-        mean += delta * (weight / new_total)
-        m2 += chunk_m2 + delta * delta * (total * weight / new_total)
-        total = new_total
+    total, mean, m2 = merge_moments(parts)
     if fit_intercept:
         spread = float(np.sqrt(m2 / total))
     else:

@@ -49,6 +49,7 @@ from ._dask import (
     _pivots,
 )
 from ._inference import uncentre, weighted_grams
+from ._objective import merge_moments
 
 
 class Residuals:
@@ -204,15 +205,7 @@ def _moments_kernel(X_c, y_c, w_c, values):
 
 def _standard_deviation(data, values):
     """``np.std(v, ddof=1)`` of all rows' values: chunk moments, merged."""
-    total, mean, m2 = 0, 0.0, 0.0
-    for count, chunk_mean, chunk_m2 in data.map_chunks(_moments_kernel, values):
-        if not count:
-            continue
-        delta = chunk_mean - mean
-        new_total = total + count
-        mean += delta * (count / new_total)
-        m2 += chunk_m2 + delta * delta * (total * count / new_total)
-        total = new_total
+    total, _, m2 = merge_moments(data.map_chunks(_moments_kernel, values))
     return float(np.sqrt(m2 / (total - 1)))
 
 

@@ -179,32 +179,81 @@ def _raw_moments(X, sample_weight, S):
     return mean, np.maximum(second / S - mean * mean, 0.0)
 
 
+def merge_moments(parts):
+    r"""Total weight, mean and sum of squared deviations of several parts.
+
+    Chan, Golub and LeVeque's pairwise update: merging a part of weight
+    :math:`w_b`, mean :math:`\bar x_b` and squared deviations :math:`M_b`
+    into the running :math:`(W, \bar x, M)`, with
+    :math:`\delta = \bar x_b - \bar x`,
+
+    .. math::
+
+        \bar x \leftarrow \bar x + \delta \frac{w_b}{W + w_b}, \quad
+        M \leftarrow M + \Big(M_b + \delta^2 \frac{W w_b}{W + w_b}\Big),
+        \quad W \leftarrow W + w_b,
+
+    stable whatever the offset of the values (no sum of squares about 0).
+
+    Parameters
+    ----------
+    parts : iterable of tuple
+        ``(weight, mean, m2)`` per part: its total weight, its weighted mean
+        and its weighted sum of squared deviations about that mean (floats,
+        or arrays of one shape for several columns). Parts of no weight are
+        skipped.
+
+    Returns
+    -------
+    total : float
+        The sum of the weights (0 if no part has weight).
+    mean, m2 : float or ndarray
+        Over all parts; 0.0 if no part has weight. One part's are its own.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1e9 + 1.0, 1e9 + 2.0, 1e9 + 4.0, 1e9 + 5.0])
+    >>> parts = [(2.0, x[:2].mean(), 0.5), (2.0, x[2:].mean(), 0.5)]
+    >>> total, mean, m2 = merge_moments(parts)
+    >>> float(total), float(mean - 1e9), float(m2), float(np.var(x) * 4)
+    (4.0, 3.0, 10.0, 10.0)
+    """
+    total, mean, m2 = 0.0, 0.0, 0.0
+    for weight, part_mean, part_m2 in parts:
+        if not weight > 0:
+            continue
+        delta = part_mean - mean
+        new_total = total + weight
+        mean = mean + delta * (weight / new_total)
+        m2 = m2 + (part_m2 + delta * delta * (total * weight / new_total))
+        total = new_total
+    return total, mean, m2
+
+
 def _centred_moments(X, sample_weight, S):
     """Weighted means and variances, stable whatever the offsets.
 
-    One pass, merging per-block means and sums of squared deviations (Chan,
-    Golub and LeVeque's update); each block is read twice while it is in
-    cache.
+    One pass, merging per-block means and sums of squared deviations
+    (:func:`merge_moments`); each block is read twice while it is in cache.
     """
     p = X.shape[1]
-    mean = np.zeros(p)
-    m2 = np.zeros(p)
-    total = 0.0
-    for rows in _row_blocks(X.shape[0], p):
-        sw = sample_weight[rows]
-        w_block = sw.sum()
-        if not w_block > 0:
-            continue
-        block_mean = (sw @ X[rows]) / w_block
-        dev = X[rows] - block_mean
-        dev[sw == 0] = 0.0  # weightless rows may hold anything finite
-        dev *= dev
-        delta = block_mean - mean
-        new_total = total + w_block
-        mean += delta * (w_block / new_total)
-        m2 += sw @ dev + delta * delta * (total * w_block / new_total)
-        total = new_total
-    return mean, m2 / S
+
+    def block_moments():
+        for rows in _row_blocks(X.shape[0], p):
+            sw = sample_weight[rows]
+            w_block = sw.sum()
+            if not w_block > 0:
+                continue
+            block_mean = (sw @ X[rows]) / w_block
+            dev = X[rows] - block_mean
+            dev[sw == 0] = 0.0  # weightless rows may hold anything finite
+            dev *= dev
+            yield w_block, block_mean, sw @ dev
+
+    _, mean, m2 = merge_moments(block_moments())
+    # (Columns of zeros when no row has weight.)
+    return mean + np.zeros(p), (m2 + np.zeros(p)) / S
 
 
 class _ScaledColumns:
