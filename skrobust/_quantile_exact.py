@@ -89,9 +89,9 @@ from ._quantile_lp import (
     _gather_rows,
     _lmatmat,
     _matvec,
-    _pinball,
     _primal_lp,
     _sparse_rows,
+    _weighted_pinball,
     _weighted_sum,
     certify_signs,
     pinball_objective,
@@ -148,6 +148,10 @@ _PILOT_MIN_ROWS = 20000
 _PILOT_ROWS = 2000
 
 
+# Rows of the Newton step's Gram sample gathered at a time.
+_GRAM_SAMPLE_BLOCK = 2048
+
+
 def _gram_sample(X, s, pos, fit_intercept):
     """Approximate ``sum_i s_i z_i z_i^T``, ``z_i = (x_i, [1])``, from a row sample.
 
@@ -160,12 +164,25 @@ def _gram_sample(X, s, pos, fit_intercept):
     p1 = p + int(fit_intercept)
     n_sub = min(pos.size, max(20 * p1, _BLOCK_ELEMENTS // max(p1, 1)))
     sub = pos[:: max(1, pos.size // n_sub)]
-    Zs = np.empty((sub.size, p1))
-    Zs[:, :p] = X[sub].toarray() if sp.issparse(X) else X[sub]
+    # The sampled rows gathered a block at a time and scaled in place (a
+    # copy of all of them would be an eighth of X at p = 20); the
+    # intercept's row and column are their weighted column sums.
+    gram = np.zeros((p1, p1))
+    for start in range(0, sub.size, _GRAM_SAMPLE_BLOCK):
+        block = sub[start : start + _GRAM_SAMPLE_BLOCK]
+        Z = X[block].toarray() if sp.issparse(X) else X[block]
+        # (X[block] is a copy: block is an index array. Integer X: a float one.)
+        Z = np.asarray(Z, dtype=float)
+        root = np.sqrt(s[block])
+        Z *= root[:, None]
+        gram[:p, :p] += Z.T @ Z
+        if fit_intercept:
+            gram[p, :p] += root @ Z
     if fit_intercept:
-        Zs[:, p] = 1.0
-    Zs *= np.sqrt(s[sub])[:, None]
-    return (Zs.T @ Zs) * (s[pos].sum() / s[sub].sum())
+        gram[:p, p] = gram[p, :p]
+        gram[p, p] = s[sub].sum()
+    # (Rows of zero weight add nothing to the total.)
+    return gram * (s.sum() / s[sub].sum())
 
 
 def _solve_full(X, y, s, pos, quantile, alpha, fit_intercept):
@@ -290,7 +307,7 @@ def _side_sums(X, y, s, above):
     Vt = np.empty((2, s.size))
     np.multiply(s, above, out=Vt[0])
     np.multiply(s, ~above, out=Vt[1])
-    return _lmatmat(Vt, X), Vt.sum(axis=1), (Vt * y).sum(axis=1)
+    return _lmatmat(Vt, X), Vt.sum(axis=1), Vt @ y
 
 
 def _one_step(
@@ -387,7 +404,7 @@ class _Problem:
 
     def objective(self, r, coef):
         """``S F``; rows of zero weight contribute 0."""
-        loss = _weighted_sum(self.s, _pinball(r, self.q))
+        loss = _weighted_pinball(self.s, r, self.q)
         return loss + self.penalty * float(np.abs(coef).sum())
 
     def full(self):
@@ -479,6 +496,8 @@ def _start(problem, coef, b, r, m, refine, info):
     if obj1 >= obj:
         return coef, b, r, obj, band
     info["refined"] = True
+    # (Freed before the new band's pass: n-vectors are what a fit holds.)
+    del r, band
     return coef1, b1, r1, obj1, _Band(problem, r1, m)
 
 
@@ -733,11 +752,12 @@ def solve_exact(
     """
     X = _check_X(X)
     checked = kwargs.get("checked_inputs", False)
+    # (Views, not copies, of float64 inputs: neither is written to.)
     if not checked:
-        y = np.array(y, dtype=np.float64).ravel()
+        y = np.asarray(y, dtype=np.float64).ravel()
     if sample_weight is not None:
         if not checked:
-            sample_weight = np.array(sample_weight, dtype=np.float64).ravel()
+            sample_weight = np.asarray(sample_weight, dtype=np.float64).ravel()
         top = sample_weight.max(initial=0.0)
         if top > 0 and top != 1:
             sample_weight = sample_weight / top
@@ -746,7 +766,8 @@ def solve_exact(
     limit = kwargs.pop("clip_limit", None)
     if not (checked or np.all(np.isfinite(y))):
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
-    if residuals is None:
+    owned = residuals is None  # (then the clipped residuals may reuse it)
+    if owned:
         w0 = np.zeros(X.shape[1]) if coef_init is None else np.asarray(coef_init, float)
         b0 = float(intercept_init or 0.0) if fit_intercept else 0.0
         residuals = y - (_matvec(X, w0) + b0)
@@ -757,11 +778,14 @@ def solve_exact(
         return _solve_exact_unclipped(
             X, y, *args, coef_init, intercept_init, residuals=residuals, **kwargs
         )
-    fitted = y - residuals
-    # From the fitted value, not y - shift, which would cancel for y ~ 1e20.
+    # From the fitted value, not y - shift, which would cancel for y ~ 1e20;
+    # the other rows keep their targets and residuals.
+    moved_sign = np.sign(residuals[moved])
+    fitted = y[moved] - residuals[moved]
     y_clipped = y.copy()
-    y_clipped[moved] = fitted[moved] + np.copysign(limit, residuals[moved])
-    clipped_residuals = y_clipped - fitted
+    y_clipped[moved] = fitted + limit * moved_sign
+    clipped_residuals = residuals if owned else residuals.copy()
+    clipped_residuals[moved] = y_clipped[moved] - fitted
     coef, intercept, info = _solve_exact_unclipped(
         X,
         y_clipped,
@@ -778,7 +802,7 @@ def solve_exact(
         at_solution = y_clipped - _matvec(X, coef) - intercept
     # Clearly on their side: a moved row left at a zero residual is basic,
     # and the argument needs a neighbourhood (and HiGHS's tolerances).
-    if np.all(at_solution[moved] * np.sign(residuals[moved]) > 1e-3 * limit):
+    if np.all(at_solution[moved] * moved_sign > 1e-3 * limit):
         info["clipped"] = int(moved.sum())
         return coef, intercept, info
     return _solve_exact_unclipped(X, y, *args, coef, intercept, **kwargs)
@@ -920,7 +944,7 @@ def _solve_exact_unclipped(
     if residuals is None:
         r = problem.residuals(coef, b)
     else:
-        r = np.array(residuals, dtype=np.float64)
+        r = np.asarray(residuals, dtype=np.float64)  # (read only)
     if neighbour_state is not None and problem.n_coef <= _NEWTON_MAX_COEF:
         coef, b, r, obj, band = _neighbour_start(
             problem, coef, b, r, m, neighbour_state, info

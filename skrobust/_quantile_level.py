@@ -128,8 +128,9 @@ def fit_level(estimator, X, y, sample_weight, solver, start=None, stats=None):
     original objective too. Otherwise refit unclipped. Returns a
     :class:`LevelFit`.
     """
-    y_fit = np.clip(y, -_Y_CLIP, _Y_CLIP)
-    clipped = np.flatnonzero(y_fit != y)
+    clipped = np.flatnonzero(np.abs(y) > _Y_CLIP)
+    # (A copy only when a target is that far.)
+    y_fit = np.clip(y, -_Y_CLIP, _Y_CLIP) if clipped.size else y
     level = _fit_standard_units(
         estimator, X, y_fit, sample_weight, solver, start, stats
     )

@@ -79,10 +79,11 @@ def _check_X(X):
 
 
 def _check_inputs(X, y, quantile, sample_weight, alpha):
-    """Validated ``(X, y, s, S)``; ``y`` and ``s`` as new float64 vectors."""
+    """Validated ``(X, y, s, S)``; ``y`` and ``s`` float64 vectors (not copies of
+    float64 inputs: neither is ever written to)."""
     X = _check_X(X)
     n = X.shape[0]
-    y = np.array(y, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
     if y.shape[0] != n:
         raise ValueError(f"y has {y.shape[0]} entries, X has {n} rows")
     if not np.all(np.isfinite(y)):
@@ -90,7 +91,7 @@ def _check_inputs(X, y, quantile, sample_weight, alpha):
     if sample_weight is None:
         s = np.ones(n)
     else:
-        s = np.array(sample_weight, dtype=np.float64).ravel()
+        s = np.asarray(sample_weight, dtype=np.float64).ravel()
         if s.shape[0] != n:
             raise ValueError(f"sample_weight has {s.shape[0]} entries, X has {n}")
         if not np.all(np.isfinite(s)) or np.any(s < 0):
@@ -98,7 +99,7 @@ def _check_inputs(X, y, quantile, sample_weight, alpha):
         # F is a weighted mean: scaling the weights to a largest of 1 changes
         # nothing but keeps their sum from overflowing.
         top = s.max(initial=0.0)
-        if top > 0:
+        if top > 0 and top != 1:
             s = s / top
     S = float(s.sum())
     if not S > 0:
@@ -164,7 +165,27 @@ def _sparse_rows(X, idx):
 
 
 def _pinball(r, quantile):
-    return np.maximum(quantile * r, (quantile - 1.0) * r)
+    # (Into one of its two terms: a temporary fewer on vectors of n rows.)
+    loss = np.multiply(r, quantile)
+    return np.maximum(loss, (quantile - 1.0) * r, out=loss)
+
+
+# Rows per block of _weighted_pinball (its temporaries stay in cache).
+_PINBALL_BLOCK = 2**14
+
+
+def _weighted_pinball(s, r, quantile):
+    """``sum_i s_i rho_q(r_i)``, in blocks: a fit holds few n-vectors at once.
+
+    Each block's sum is numpy's pairwise one, as :func:`_weighted_sum`.
+    """
+    total = 0.0
+    for start in range(0, r.size, _PINBALL_BLOCK):
+        rows = slice(start, start + _PINBALL_BLOCK)
+        loss = _pinball(r[rows], quantile)
+        loss *= s[rows]
+        total += float(np.sum(loss))
+    return total
 
 
 def _weighted_sum(s, v):
@@ -210,7 +231,7 @@ def pinball_objective(X, y, coef, intercept, quantile, sample_weight, alpha):
     X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
     coef = np.asarray(coef, dtype=np.float64).ravel()
     r = y - _matvec(X, coef) - float(intercept)
-    loss = _weighted_sum(s, _pinball(r, quantile))
+    loss = _weighted_pinball(s, r, quantile)
     return loss / S + alpha * float(np.abs(coef).sum())
 
 
@@ -361,7 +382,7 @@ def _dual_lp(Z, y, w, quantile, lam, fit_intercept, origin=None):
         # columns, p > m) have many dual solutions; any optimal one is a
         # primal minimiser, and this check catches a recovery gone wrong.
         r = y - Z @ coef - intercept
-        primal = _weighted_sum(w, _pinball(r, quantile))
+        primal = _weighted_pinball(w, r, quantile)
         primal += lam * float(np.abs(coef / d).sum())
         dual = -float(fun)
         # Absolute floor for objectives near 0 (interpolation, p >= m): the

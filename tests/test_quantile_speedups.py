@@ -244,3 +244,25 @@ def test_a_quantile_in_a_gap_of_the_targets_is_solved_on_the_reduced_problem(
     shifted = rng.random(n) < 0.1
     y[shifted] += rng.uniform(20.0, 100.0, size=shifted.sum())
     QuantileRegressor(quantile=0.9, solver="exact").fit(X, y)
+
+
+def test_one_exact_fit_holds_less_than_half_of_x_at_once():
+    """Issue 13's memory bound for one level: peak extra memory below 0.5
+    X.nbytes at 1e5 x 20, where every n-vector is 5% of X (it was 1.0:
+    copies of float64 y and weights, the clipped residuals' copies, the Gram
+    sample and the pinball loss's temporaries)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, p = 100_000, 20
+    X = rng.standard_normal((n, p))
+    noise = (1.0 + 0.5 * np.abs(X[:, 0])) * rng.standard_t(2, size=n)
+    y = X @ rng.standard_normal(p) + 1.0 + noise
+    QuantileRegressor(solver="exact").fit(X, y)
+    tracemalloc.start()
+    try:
+        QuantileRegressor(solver="exact").fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * X.nbytes, peak / X.nbytes
