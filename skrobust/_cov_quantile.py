@@ -430,8 +430,7 @@ def _nid_densities(X, sample_weight, fit_intercept, quantile, h, fit):
     coef_lo, intercept_lo = fit(quantile - h)
     coef_step = np.asarray(coef_hi, dtype=float) - np.asarray(coef_lo, dtype=float)
     intercept_step = float(intercept_hi) - float(intercept_lo) if fit_intercept else 0.0
-    fitted_step = sample_weight * (safe_sparse_dot(X, coef_step) + intercept_step)
-    crossing = int(np.sum(fitted_step <= 0))
+    densities, crossing = nid_rows(X, sample_weight, coef_step, intercept_step, h)
     if crossing:
         warnings.warn(
             f"{crossing} non-positive fis: the fits at quantiles {quantile - h:.6g} "
@@ -440,8 +439,47 @@ def _nid_densities(X, sample_weight, fit_intercept, quantile, h, fit):
             UserWarning,
             stacklevel=3,
         )
+    return densities
+
+
+def nid_rows(X, sample_weight, coef_step, intercept_step, h):
+    r"""The densities of :func:`_nid_densities` on the rows ``X``, and their crossings.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    sample_weight : ndarray of shape (n_samples,)
+        The rows' weights :math:`w_i` (summary.rq's).
+    coef_step, intercept_step : ndarray, float
+        :math:`\hat\beta(q+h) - \hat\beta(q-h)`: the coefficients' and the
+        intercept's (0 without one).
+    h : float
+        The bandwidth.
+
+    Returns
+    -------
+    densities : ndarray of shape (n_samples,)
+    crossing : int
+        The number of rows where the two fits cross (density 0).
+    """
+    step = np.asarray(safe_sparse_dot(X, coef_step)).ravel()
+    fitted_step = sample_weight * (step + intercept_step)
+    crossing = int(np.sum(fitted_step <= 0))
     with np.errstate(divide="ignore"):
-        return np.maximum(0.0, 2 * h / (fitted_step - R_SQRT_EPS))
+        return np.maximum(0.0, 2 * h / (fitted_step - R_SQRT_EPS)), crossing
+
+
+def powell_kappa(quantile, h, spread):
+    r"""Powell's kernel width :math:`\kappa` of :func:`_powell_densities`."""
+    return (ndtri(quantile + h) - ndtri(quantile - h)) * spread
+
+
+def powell_rows(weighted_residuals, kappa):
+    r""":math:`\phi(\hat u_i / \kappa) / \kappa`: :func:`_powell_densities`' rows."""
+    # phi(u / kappa) / kappa, phi written as scipy's norm.pdf computes it
+    # (calling norm.pdf costs several times more).
+    z = weighted_residuals / kappa
+    return np.exp(-(z**2) / 2.0) / _SQRT_2PI / kappa
 
 
 def _powell_densities(weighted_residuals, quantile, h):
@@ -461,11 +499,7 @@ def _powell_densities(weighted_residuals, quantile, h):
         float(np.std(weighted_residuals, ddof=1)),
         float(np.subtract(*np.quantile(weighted_residuals, [0.75, 0.25]))) / 1.34,
     )
-    kappa = (ndtri(quantile + h) - ndtri(quantile - h)) * spread
-    # phi(u / kappa) / kappa, phi written as scipy's norm.pdf computes it
-    # (calling norm.pdf costs several times more).
-    z = weighted_residuals / kappa
-    return np.exp(-(z**2) / 2.0) / _SQRT_2PI / kappa
+    return powell_rows(weighted_residuals, powell_kappa(quantile, h, spread))
 
 
 def _default_refit(X, y, sample_weight, fit_intercept, coef, intercept):

@@ -28,17 +28,18 @@ the in-memory ones. ``"bootstrap"`` raises ``NotImplementedError``.
 import warnings
 
 import numpy as np
-from scipy.special import ndtri
 from sklearn.base import clone
 from sklearn.utils.extmath import safe_sparse_dot
 
 from ._cov_quantile import (
-    _SQRT_2PI,
     R_SQRT_EPS,
     _bandwidth_inside,
     _barrodale_roberts,
     _inverse_gram,
     _linear_predictor,
+    nid_rows,
+    powell_kappa,
+    powell_rows,
     quantile_bandwidth,
 )
 from ._dask import (
@@ -177,11 +178,8 @@ class _NidDensity:
         self.coef_step, self.intercept_step, self.h = coef_step, intercept_step, h
 
     def __call__(self, X_c, y_c, w_c):
-        step = np.asarray(safe_sparse_dot(X_c, self.coef_step)).ravel()
-        fitted_step = _chunk_weights(y_c, w_c) * (step + self.intercept_step)
-        crossing = int(np.sum(fitted_step <= 0))
-        with np.errstate(divide="ignore"):
-            return np.maximum(0.0, 2 * self.h / (fitted_step - R_SQRT_EPS)), crossing
+        weights = _chunk_weights(y_c, w_c)
+        return nid_rows(X_c, weights, self.coef_step, self.intercept_step, self.h)
 
 
 class _PowellDensity:
@@ -191,8 +189,7 @@ class _PowellDensity:
         self.residuals, self.kappa = residuals, kappa
 
     def __call__(self, X_c, y_c, w_c):
-        z = self.residuals(X_c, y_c, w_c) / self.kappa
-        return np.exp(-(z**2) / 2.0) / _SQRT_2PI / self.kappa, 0
+        return powell_rows(self.residuals(X_c, y_c, w_c), self.kappa), 0
 
 
 def _moments_kernel(X_c, y_c, w_c, values):
@@ -280,8 +277,7 @@ def _powell_density(estimator, data, residuals, h, hint):
     upper = _type7_quantile(data, residuals, 0.75, hint(residuals))
     lower = _type7_quantile(data, residuals, 0.25, hint(residuals))
     spread = min(_standard_deviation(data, residuals), (upper - lower) / 1.34)
-    kappa = (ndtri(quantile + h) - ndtri(quantile - h)) * spread
-    return _PowellDensity(residuals, kappa)
+    return _PowellDensity(residuals, powell_kappa(quantile, h, spread))
 
 
 def covariance(estimator, data, sample, coef, intercept, center):
