@@ -563,7 +563,8 @@ class _ChunkSetup:
     """What each chunk's task needs to build its :class:`LinearObjective`.
 
     ``limit``, when set, clips the standardised targets at ``+-limit`` (the
-    smoothed quantile fit's guard against wild targets).
+    smoothed quantile fit's guard against wild targets). Subclasses make the
+    targets otherwise by overriding :meth:`targets`.
     """
 
     limit = None
@@ -573,22 +574,26 @@ class _ChunkSetup:
         self.column_stats = column_stats
         self.y_offset, self.y_spread, self.top = y_offset, y_spread, top
 
-    def objective(self, X_c, y_c, w_c):
-        """The chunk's objective (unpenalised) and its weight sum, or None."""
-        weights = _chunk_weights(y_c, w_c) / self.top
-        chunk_weight = float(weights.sum())
-        if not chunk_weight > 0:
-            return None, 0.0
+    def targets(self, X_c, y_c, weights):
+        """The chunk's standardised targets, 0 on the rows without weight."""
         y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
         if self.limit is not None:
             np.clip(y, -self.limit, self.limit, out=y)
         # As the fit template: a zero-weight row's target may be any finite
         # number, whose loss could overflow; it enters no sum.
         y[~(weights > 0)] = 0.0
+        return y
+
+    def objective(self, X_c, y_c, w_c):
+        """The chunk's objective (unpenalised) and its weight sum, or None."""
+        weights = _chunk_weights(y_c, w_c) / self.top
+        chunk_weight = float(weights.sum())
+        if not chunk_weight > 0:
+            return None, 0.0
         objective = LinearObjective(
             self.loss,
             X_c,
-            y,
+            self.targets(X_c, y_c, weights),
             weights,
             self.predictors,
             [0.0] * len(self.predictors),

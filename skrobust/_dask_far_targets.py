@@ -70,23 +70,8 @@ class FarClippedSetup(_ChunkSetup):
         vars(self).update(vars(setup))
         self.start = start
 
-    def objective(self, X_c, y_c, w_c):
-        from ._objective import LinearObjective
-
-        weights = _chunk_weights(y_c, w_c) / self.top
-        chunk_weight = float(weights.sum())
-        if not chunk_weight > 0:
-            return None, 0.0
-        objective = LinearObjective(
-            self.loss,
-            X_c,
-            self.start.clipped(X_c, y_c, w_c),
-            weights,
-            self.predictors,
-            [0.0] * len(self.predictors),
-            column_stats=self.column_stats,
-        )
-        return objective, chunk_weight
+    def targets(self, X_c, y_c, weights):
+        return self.start.clipped(X_c, y_c, weights)
 
 
 def _sides_kernel(X_c, y_c, w_c, start, coef, intercept, margin):

@@ -102,25 +102,12 @@ class _UnitTargets:
 class _LikelihoodSetup(_ChunkSetup):
     """The chunk setup of :mod:`skrobust._dask` with :class:`_UnitTargets`."""
 
-    def __init__(self, setup, targets):
+    def __init__(self, setup, unit_targets):
         vars(self).update(vars(setup))
-        self.targets = targets
+        self.unit_targets = unit_targets
 
-    def objective(self, X_c, y_c, w_c):
-        weights = _chunk_weights(y_c, w_c) / self.top
-        chunk_weight = float(weights.sum())
-        if not chunk_weight > 0:
-            return None, 0.0
-        objective = LinearObjective(
-            self.loss,
-            X_c,
-            self.targets(y_c, weights),
-            weights,
-            self.predictors,
-            [0.0] * len(self.predictors),
-            column_stats=self.column_stats,
-        )
-        return objective, chunk_weight
+    def targets(self, X_c, y_c, weights):
+        return self.unit_targets(y_c, weights)
 
 
 # -- statistics of y ---------------------------------------------------------------
