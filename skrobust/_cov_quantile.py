@@ -382,13 +382,7 @@ def _iid_sparsity(weighted_residuals, n_params, quantile, rule):
     """
     n = weighted_residuals.size
     n_zero = int(np.sum(np.abs(weighted_residuals) < R_SQRT_EPS))
-    h = max(n_params + 1, int(np.ceil(n * quantile_bandwidth(quantile, n, rule))))
-    ranks = np.arange(n_zero + 1, n_zero + h + 2)
-    if ranks[-1] > n:
-        raise ValueError(
-            f'se="iid" needs {ranks[-1]} rows (h + 1 = {h + 1} non-zero '
-            f"residuals after {n_zero} zero ones); there are {n}."
-        )
+    h, ranks = iid_ranks(n, n_zero, n_params, quantile, rule)
     ordered = np.sort(weighted_residuals[_smallest_after_zeros(weighted_residuals, h)])
     design = np.column_stack([np.ones(ranks.size), ranks / (n - n_params)])
     return float(_barrodale_roberts(design, ordered, 0.5)[1])
@@ -411,6 +405,23 @@ def _smallest_after_zeros(residuals, h):
     below = np.flatnonzero(nonzero & (size < threshold))
     tied = np.flatnonzero(size == threshold)[: h + 1 - below.size]
     return np.concatenate([below, tied])
+
+
+def iid_ranks(n, n_zero, n_params, quantile, rule):
+    """``(h, ranks)`` of :func:`_iid_sparsity`: the rows its slope is fitted on.
+
+    ``h = max(p + 1, ceil(n b(q, n)))`` and the ranks ``n_zero + 1, ...,
+    n_zero + h + 1`` of the absolute residuals after the ``n_zero`` zero
+    ones; a ``ValueError`` if there are fewer than ``n_zero + h + 1`` rows.
+    """
+    h = max(n_params + 1, int(np.ceil(n * quantile_bandwidth(quantile, n, rule))))
+    ranks = np.arange(n_zero + 1, n_zero + h + 2)
+    if ranks[-1] > n:
+        raise ValueError(
+            f'se="iid" needs {ranks[-1]} rows (h + 1 = {h + 1} non-zero '
+            f"residuals after {n_zero} zero ones); there are {n}."
+        )
+    return h, ranks
 
 
 def _nid_densities(X, sample_weight, fit_intercept, quantile, h, fit):

@@ -382,15 +382,26 @@ def _select_rows(X_c, y_c, w_c, values, low, high, top):
     return v[keep], w[keep]
 
 
-def _histogram_kernel(X_c, y_c, w_c, values, low, high, top, pivots, stride):
-    """Weight, count, smallest and largest value per bin ``(p[i-1], p[i]]``."""
-    v, w = _select_rows(X_c, y_c, w_c, values, low, high, top)
+def binned_extremes(v, pivots):
+    """Each value's bin ``(p[i-1], p[i]]`` and each bin's smallest and largest value.
+
+    Bin 0 is ``(-inf, p[0]]`` and bin ``pivots.size`` is ``(p[-1], inf)``;
+    an empty bin's smallest is ``inf`` and its largest ``-inf``.
+    """
     n_bins = pivots.size + 1
     bins = np.searchsorted(pivots, v, side="left")
     smallest = np.full(n_bins, np.inf)
     largest = np.full(n_bins, -np.inf)
     np.minimum.at(smallest, bins, v)
     np.maximum.at(largest, bins, v)
+    return bins, smallest, largest
+
+
+def _histogram_kernel(X_c, y_c, w_c, values, low, high, top, pivots, stride):
+    """Weight, count, smallest and largest value per bin ``(p[i-1], p[i]]``."""
+    v, w = _select_rows(X_c, y_c, w_c, values, low, high, top)
+    n_bins = pivots.size + 1
+    bins, smallest, largest = binned_extremes(v, pivots)
     return (
         np.bincount(bins, weights=w, minlength=n_bins),
         np.bincount(bins, minlength=n_bins),

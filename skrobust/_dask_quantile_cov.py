@@ -37,10 +37,10 @@ from ._cov_quantile import (
     _barrodale_roberts,
     _inverse_gram,
     _linear_predictor,
+    iid_ranks,
     nid_rows,
     powell_kappa,
     powell_rows,
-    quantile_bandwidth,
 )
 from ._dask import (
     _FETCH_VALUES,
@@ -48,6 +48,7 @@ from ._dask import (
     _SELECTION_PASSES,
     _chunk_weights,
     _pivots,
+    binned_extremes,
 )
 from ._inference import uncentre, weighted_grams
 from ._objective import merge_moments
@@ -88,13 +89,9 @@ class Residuals:
 def _count_kernel(X_c, y_c, w_c, values, low, high, pivots, stride):
     """Count, smallest and largest value in each bin ``(p[i-1], p[i]]``."""
     v = _in_range(values(X_c, y_c, w_c), low, high)
-    n_bins = pivots.size + 1
-    bins = np.searchsorted(pivots, v, side="left")
-    smallest = np.full(n_bins, np.inf)
-    largest = np.full(n_bins, -np.inf)
-    np.minimum.at(smallest, bins, v)
-    np.maximum.at(largest, bins, v)
-    return np.bincount(bins, minlength=n_bins), smallest, largest, v[::stride].copy()
+    bins, smallest, largest = binned_extremes(v, pivots)
+    counts = np.bincount(bins, minlength=pivots.size + 1)
+    return counts, smallest, largest, v[::stride].copy()
 
 
 def _values_in_kernel(X_c, y_c, w_c, values, low, high):
@@ -222,13 +219,7 @@ def _iid_sparsity(data, residuals, n_params, quantile, rule, hint):
     n = data.n_samples
     ranking = Residuals(residuals.coef, residuals.intercept, True, zeros_below=True)
     n_zero = sum(data.map_chunks(_zeros_kernel, ranking))
-    h = max(n_params + 1, int(np.ceil(n * quantile_bandwidth(quantile, n, rule))))
-    ranks = np.arange(n_zero + 1, n_zero + h + 2)
-    if ranks[-1] > n:
-        raise ValueError(
-            f'se="iid" needs {ranks[-1]} rows (h + 1 = {h + 1} non-zero '
-            f"residuals after {n_zero} zero ones); there are {n}."
-        )
+    h, ranks = iid_ranks(n, n_zero, n_params, quantile, rule)
     threshold, _ = order_statistic(data, ranking, n_zero + h, hint(ranking))
     # Every non-zero |r| up to the threshold, in row order, with its sign.
     parts = data.map_chunks(_up_to_kernel, residuals, threshold)
