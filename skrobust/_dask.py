@@ -1052,14 +1052,46 @@ def standardise_targets(estimator, data, stats, sample):
     return offset, spread
 
 
+def column_setup(X, y, sample_weight, fit_intercept, rows=None):
+    """Steps 1 and 2 of one target column: ``(data, stats, sample)``.
+
+    The :class:`ChunkedData`, :func:`data_statistics` (one pass over ``X``)
+    and a strided :class:`Sample` of about ``rows`` rows (two round trips).
+    ``rows=None`` is the M-estimators' sample, ``SAMPLE_ROWS`` at most and
+    ``1 / SAMPLE_FRACTION`` of the rows (at least ``MIN_SAMPLE_ROWS``).
+    """
+    data = ChunkedData(X, y, sample_weight)
+    stats = data_statistics(data, center=fit_intercept)
+    if rows is None:
+        rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
+    return data, stats, Sample(*data.sample(rows))
+
+
+def start_rows_setup(X, y, sample_weight, fit_intercept):
+    """:func:`column_setup` whose sample is the in-memory least-squares start's rows.
+
+    ``LEAST_SQUARES_START_ROWS`` strided rows (all for small ``n``), as the
+    in-memory fits take them. Raises ``NotImplementedError`` when they carry
+    no weight: the in-memory fit then starts from all rows, which on dask
+    would gather ``X`` on the client.
+    """
+    from ._base import LEAST_SQUARES_START_ROWS
+
+    setup = column_setup(X, y, sample_weight, fit_intercept, LEAST_SQUARES_START_ROWS)
+    if not setup[2].weights.max(initial=0.0) > 0:
+        raise NotImplementedError(
+            "the strided rows the start is computed on carry no weight: the "
+            "in-memory fit then starts from all rows, which on dask would "
+            "gather X on the client. Shuffle the rows or fit in memory."
+        )
+    return setup
+
+
 def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     """One target column's M-estimator fit: ``(StandardisedFit, round trips)``."""
     from ._base import StandardisedFit
 
-    data = ChunkedData(X, y, sample_weight)
-    stats = data_statistics(data, center=estimator.fit_intercept)
-    rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
-    sample = Sample(*data.sample(rows))
+    data, stats, sample = column_setup(X, y, sample_weight, estimator.fit_intercept)
     _progress.say(
         1,
         "{} rows in {} chunks: statistics and a sample of {} rows, {} round trips",

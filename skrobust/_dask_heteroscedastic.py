@@ -44,7 +44,6 @@ from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _progress
 from ._base import (
-    LEAST_SQUARES_START_ROWS,
     MAD_NORMAL_CONSTANT,
     OUTLIER_THRESHOLD,
     StandardisedFit,
@@ -52,12 +51,10 @@ from ._base import (
     copy_budget,
 )
 from ._dask import (
-    ChunkedData,
-    Sample,
     _chunk_weights,
     _ChunkSetup,
-    data_statistics,
     standardise_targets,
+    start_rows_setup,
     weighted_median,
 )
 from ._dask_strided import StridedObjective
@@ -226,18 +223,12 @@ class _Problem:
 
     def __init__(self, estimator, X, y, sample_weight):
         self.estimator = estimator
-        self.data = data = ChunkedData(X, y, sample_weight)
-        self.stats = stats = data_statistics(data, center=estimator.fit_intercept)
+        # The sample: the rows of the in-memory least-squares start.
+        data, stats, sample = start_rows_setup(
+            X, y, sample_weight, estimator.fit_intercept
+        )
+        self.data, self.stats, self.sample = data, stats, sample
         self.var_cols = variance_columns(estimator.variance_features, data.n_features)
-        # The rows of the in-memory least-squares start (all for small n).
-        sample = Sample(*data.sample(LEAST_SQUARES_START_ROWS))
-        if not sample.weights.max(initial=0.0) > 0:
-            raise NotImplementedError(
-                "the strided rows the start is computed on carry no weight: "
-                "the in-memory fit then starts from all rows, which on dask "
-                "would gather X on the client. Shuffle the rows or fit in memory."
-            )
-        self.sample = sample
         sum_weight, top = stats[0], stats[1]
         offset, spread = standardise_targets(estimator, data, stats, sample)
         self.robust = offset, spread

@@ -40,7 +40,6 @@ import numpy as np
 from . import _dask_far_targets as far
 from . import _progress, _solvers
 from ._base import (
-    LEAST_SQUARES_START_ROWS,
     MAD_NORMAL_CONSTANT,
     StandardisedFit,
     _solve_least_squares,
@@ -48,14 +47,12 @@ from ._base import (
     least_absolute_deviation_start,
 )
 from ._dask import (
-    ChunkedData,
     RowValues,
-    Sample,
     _chunk_weights,
     _ChunkSetup,
-    data_statistics,
     residual_attributes,
     standardise_targets,
+    start_rows_setup,
     weighted_median,
 )
 from ._dask_far_targets import FarClippedSetup
@@ -339,15 +336,9 @@ def _standardised_warm(estimator, output, n_outputs, n_features, offset, spread)
 
 def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     """One target column's ``scale="lad"`` fit: ``(StandardisedFit, round trips)``."""
-    data = ChunkedData(X, y, sample_weight)
-    stats = data_statistics(data, center=estimator.fit_intercept)
-    start_rows = Sample(*data.sample(LEAST_SQUARES_START_ROWS))
-    if not start_rows.weights.max(initial=0.0) > 0:
-        raise NotImplementedError(
-            "the strided rows the start is computed on carry no weight: the "
-            "in-memory fit then starts from all rows, which on dask would "
-            "gather X on the client. Shuffle the rows or fit in memory."
-        )
+    data, stats, start_rows = start_rows_setup(
+        X, y, sample_weight, estimator.fit_intercept
+    )
     offset, spread = standardise_targets(estimator, data, stats, start_rows)
     problem = _LadFit(estimator, data, stats, start_rows, offset, spread)
     warm = _standardised_warm(

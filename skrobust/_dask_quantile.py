@@ -85,10 +85,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import _dask, _progress, _quantile_level, _quantile_smooth, _solvers
 from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
 from ._dask import (
-    ChunkedData,
-    Sample,
     _chunk_weights,
-    data_statistics,
     weighted_median,
 )
 from ._dask_strided import StridedData as _StridedData
@@ -638,14 +635,10 @@ class ColumnData:
     """
 
     def __init__(self, estimator, X, y, sample_weight):
-        self.data = ChunkedData(X, y, sample_weight)
-        self.stats = data_statistics(self.data, center=estimator.fit_intercept)
         # The sample rows of the M-estimators' fits (_dask's constants).
-        rows = min(
-            _dask.SAMPLE_ROWS,
-            max(_dask.MIN_SAMPLE_ROWS, self.data.n_samples // _dask.SAMPLE_FRACTION),
+        self.data, self.stats, self.sample = _dask.column_setup(
+            X, y, sample_weight, estimator.fit_intercept
         )
-        self.sample = Sample(*self.data.sample(rows))
         if estimator._resolve_solver(self.data.n_features) == "smooth":
             self.offset, self.spread = _dask.standardise_targets(
                 estimator, self.data, self.stats, self.sample

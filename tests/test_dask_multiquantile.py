@@ -74,8 +74,6 @@ def test_levels_share_one_setup(synchronous, monkeypatch, solver):
     """The statistics pass, the sample and (smoothed) the distributed median
     and MAD of ``y`` are made once for all five levels, not once per level
     (four setups' round trips fewer), and the levels are the in-memory ones."""
-    from skrobust import _dask_quantile
-
     calls = {"statistics": 0, "sample": 0, "standardise": 0}
 
     def counted(name, function):
@@ -86,9 +84,7 @@ def test_levels_share_one_setup(synchronous, monkeypatch, solver):
         return wrapper
 
     monkeypatch.setattr(
-        _dask_quantile,
-        "data_statistics",
-        counted("statistics", _dask_quantile.data_statistics),
+        _dask, "data_statistics", counted("statistics", _dask.data_statistics)
     )
     monkeypatch.setattr(
         _dask.ChunkedData, "sample", counted("sample", _dask.ChunkedData.sample)
