@@ -442,15 +442,38 @@ def _nid_densities(X, sample_weight, fit_intercept, quantile, h, fit):
     coef_step = np.asarray(coef_hi, dtype=float) - np.asarray(coef_lo, dtype=float)
     intercept_step = float(intercept_hi) - float(intercept_lo) if fit_intercept else 0.0
     densities, crossing = nid_rows(X, sample_weight, coef_step, intercept_step, h)
+    warn_crossing(crossing, quantile, h, stacklevel=4)
+    return densities
+
+
+def warn_crossing(crossing, quantile, h, stacklevel):
+    """R's warning when the fits at ``q +- h`` cross at ``crossing`` rows (if any).
+
+    ``stacklevel`` counts this function's frame: the caller's caller's is 3.
+    """
     if crossing:
         warnings.warn(
             f"{crossing} non-positive fis: the fits at quantiles {quantile - h:.6g} "
             f"and {quantile + h:.6g} cross at {crossing} rows, whose densities "
             'are set to 0 (R\'s summary.rq(se="nid") warns the same).',
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
-    return densities
+
+
+def iid_covariance(gram, sparsity, quantile, center):
+    """``s^2 q (1 - q) (X~'X~)^-1`` from the Gram of ``[1, X - center]``, uncentred."""
+    cov = sparsity**2 * quantile * (1 - quantile) * _inverse_gram(gram, "X'X")
+    return uncentre(cov, center)
+
+
+def density_covariance(gram, density_gram, quantile, center):
+    """The sandwich ``q (1 - q) (X~'FX~)^-1 X~'X~ (X~'FX~)^-1``, uncentred.
+
+    From the Grams of ``[1, X - center]`` (weighted by ``w^2`` and ``f w^2``).
+    """
+    bread = _inverse_gram(density_gram, "X'FX")
+    return uncentre(quantile * (1 - quantile) * bread @ gram @ bread, center)
 
 
 def nid_rows(X, sample_weight, coef_step, intercept_step, h):
@@ -856,14 +879,12 @@ def quantile_covariance(
     # X~'X~ = [1 X]' W^2 [1 X] and X~'F X~, in centred coordinates (see
     # design_center), from one pass over X.
     center = design_center(X, fit_intercept)
-    score_variance = quantile * (1 - quantile)
     if se == "iid":
         # The order statistics need the residuals as R rounds them.
         residuals = row_weight * (y - _linear_predictor(X, coef, intercept))
         sparsity = _iid_sparsity(residuals, n_params, quantile, bandwidth_rule)
         (gram,) = weighted_grams(X, row_weight**2, fit_intercept, center=center)
-        cov = sparsity**2 * score_variance * _inverse_gram(gram, "X'X")
-        return uncentre(cov, center)
+        return iid_covariance(gram, sparsity, quantile, center)
     h = _bandwidth_inside(quantile, X.shape[0], bandwidth_rule)
     if se == "nid":
         if fit is None:
@@ -875,8 +896,7 @@ def quantile_covariance(
     gram, density_gram = weighted_grams(
         X, [row_weight**2, density * row_weight**2], fit_intercept, center=center
     )
-    bread = _inverse_gram(density_gram, "X'FX")
-    return uncentre(score_variance * bread @ gram @ bread, center)
+    return density_covariance(gram, density_gram, quantile, center)
 
 
 @validate_params(

@@ -25,8 +25,6 @@ R's order of summation), so the order statistics, and the covariance, are
 the in-memory ones. ``"bootstrap"`` raises ``NotImplementedError``.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.extmath import safe_sparse_dot
@@ -35,12 +33,14 @@ from ._cov_quantile import (
     R_SQRT_EPS,
     _bandwidth_inside,
     _barrodale_roberts,
-    _inverse_gram,
     _linear_predictor,
+    density_covariance,
+    iid_covariance,
     iid_ranks,
     nid_rows,
     powell_kappa,
     powell_rows,
+    warn_crossing,
 )
 from ._dask import (
     _FETCH_VALUES,
@@ -50,7 +50,7 @@ from ._dask import (
     _pivots,
     binned_extremes,
 )
-from ._inference import uncentre, weighted_grams
+from ._inference import weighted_grams
 from ._objective import merge_moments
 
 
@@ -305,18 +305,7 @@ def covariance(estimator, data, sample, coef, intercept, center):
             density = _powell_density(estimator, data, residuals, h, hint)
     parts = data.map_chunks(_grams_kernel, density, fit_intercept, center)
     grams = sum(part[0] for part in parts)
-    score_variance = quantile * (1 - quantile)
     if cov_type == "iid":
-        cov = sparsity**2 * score_variance * _inverse_gram(grams[0], "X'X")
-        return uncentre(cov, center)
-    crossing = sum(part[1] for part in parts)
-    if crossing:
-        warnings.warn(
-            f"{crossing} non-positive fis: the fits at quantiles {quantile - h:.6g} "
-            f"and {quantile + h:.6g} cross at {crossing} rows, whose densities "
-            'are set to 0 (R\'s summary.rq(se="nid") warns the same).',
-            UserWarning,
-            stacklevel=4,
-        )
-    bread = _inverse_gram(grams[1], "X'FX")
-    return uncentre(score_variance * bread @ grams[0] @ bread, center)
+        return iid_covariance(grams[0], sparsity, quantile, center)
+    warn_crossing(sum(part[1] for part in parts), quantile, h, stacklevel=5)
+    return density_covariance(grams[0], grams[1], quantile, center)
