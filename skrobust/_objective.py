@@ -321,6 +321,36 @@ def _gram_from_raw(a, b, G, xa_d, xb_d, d_sum):
     return out
 
 
+def _build_predictors(spec, l2, n_features, mean, inv_scale, explicit_centering):
+    """Each predictor's column map and coefficient slice, and the penalty.
+
+    Returns ``(predictors, n_coef, penalty)``; the penalty is on the
+    coefficients of the original columns (``lambda / scale^2`` on the
+    standardised ones).
+    """
+    predictors, penalty = [], []
+    start = 0
+    for (cols, fit), lam in zip(spec, l2, strict=True):
+        idx = np.arange(n_features) if cols is None else cols
+        size = idx.size + fit
+        if explicit_centering:  # blocks arrive standardised
+            col_inv_scale, shift = np.ones(idx.size), np.zeros(idx.size)
+        else:
+            col_inv_scale, shift = inv_scale[idx], mean[idx]
+        predictors.append(
+            _Predictor(cols, fit, col_inv_scale, shift, slice(start, start + size))
+        )
+        pen = np.zeros(size)
+        if lam:
+            # (Columns of size 1e-200 have coefficients of 1e200: their
+            # squared penalty weight may overflow to inf, as it should.)
+            with np.errstate(over="ignore"):
+                pen[: idx.size] = lam * inv_scale[idx] ** 2
+        penalty.append(pen)
+        start += size
+    return predictors, start, np.concatenate(penalty)
+
+
 class LinearObjective:
     """Value, gradient, Hessian and Hessian-vector product of a linear model loss.
 
@@ -368,7 +398,14 @@ class LinearObjective:
         ]
         self.l2 = list(l2)
         self._set_column_stats(column_stats)
-        self._build_predictors(X.shape[1])
+        self.predictors, self.n_coef, self.penalty = _build_predictors(
+            self.predictor_spec,
+            self.l2,
+            X.shape[1],
+            self.mean,
+            self.inv_scale,
+            self.explicit_centering,
+        )
         self._designs = None  # the small design's copy, once built
         # Whether passes keep their linear predictors for raw_prediction at
         # the same point (a fit that needs its residuals after each solve).
@@ -396,32 +433,6 @@ class LinearObjective:
         self.explicit_centering = not self.sparse and bool(
             np.any(ratio > _MAX_IMPLICIT_OFFSET) or np.any(extreme)
         )
-
-    def _build_predictors(self, n_features):
-        """Each predictor's column map and coefficient slice, and the penalty."""
-        self.predictors = []
-        penalty = []
-        start = 0
-        for (cols, fit), lam in zip(self.predictor_spec, self.l2, strict=True):
-            idx = np.arange(n_features) if cols is None else cols
-            size = idx.size + fit
-            if self.explicit_centering:  # blocks arrive standardised
-                inv_scale, shift = np.ones(idx.size), np.zeros(idx.size)
-            else:
-                inv_scale, shift = self.inv_scale[idx], self.mean[idx]
-            self.predictors.append(
-                _Predictor(cols, fit, inv_scale, shift, slice(start, start + size))
-            )
-            pen = np.zeros(size)
-            if lam:
-                # (Columns of size 1e-200 have coefficients of 1e200: their
-                # squared penalty weight may overflow to inf, as it should.)
-                with np.errstate(over="ignore"):
-                    pen[: idx.size] = lam * self.inv_scale[idx] ** 2
-            penalty.append(pen)
-            start += size
-        self.n_coef = start
-        self.penalty = np.concatenate(penalty)
 
     @property
     def column_stats(self):
@@ -512,29 +523,7 @@ class LinearObjective:
         it costs a Gram matrix and its eigendecomposition, which on a wide
         design is a large part of a fit.
         """
-        cache = self.null_cache
-        if cache is None:
-            return null_directions(self)
-        layout = [
-            (None if c is None else c.tobytes(), f) for c, f in self.predictor_spec
-        ]
-        key = (
-            id(self.X),
-            id(self.sample_weight),
-            self.mean.tobytes() + self.scale.tobytes(),  # the coordinates
-            tuple(layout),
-            self.penalty.tobytes(),
-        )
-        cached = cache.get(key)
-        # (Identity, not only ids: an id can be reused once its array is gone.)
-        if (
-            cached is None
-            or cached[0] is not self.X
-            or cached[1] is not self.sample_weight
-        ):
-            cached = (self.X, self.sample_weight, null_directions(self))
-            cache[key] = cached
-        return cached[2]
+        return _cached_null_directions(self)
 
     def _design_grams(self, j, directions=None):
         """Weighted Gram matrix of predictor ``j``'s standardised design.
@@ -719,6 +708,33 @@ class LinearObjective:
 
     def _columns(self, pred):
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+
+
+def _cached_null_directions(objective):
+    """:func:`null_directions`, from and into ``objective.null_cache`` if set."""
+    cache = objective.null_cache
+    if cache is None:
+        return null_directions(objective)
+    layout = [
+        (None if c is None else c.tobytes(), f) for c, f in objective.predictor_spec
+    ]
+    key = (
+        id(objective.X),
+        id(objective.sample_weight),
+        objective.mean.tobytes() + objective.scale.tobytes(),  # the coordinates
+        tuple(layout),
+        objective.penalty.tobytes(),
+    )
+    cached = cache.get(key)
+    # (Identity, not only ids: an id can be reused once its array is gone.)
+    if (
+        cached is None
+        or cached[0] is not objective.X
+        or cached[1] is not objective.sample_weight
+    ):
+        cached = (objective.X, objective.sample_weight, null_directions(objective))
+        cache[key] = cached
+    return cached[2]
 
 
 def null_directions(objective):
