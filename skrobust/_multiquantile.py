@@ -99,6 +99,53 @@ def _visiting_order(levels):
     return order
 
 
+def _neighbour_options(fit_intercept, X, y, sample_weight, first):
+    """Exact-solver options of a level started from its neighbour.
+
+    A band of ``_NEIGHBOUR_BAND_FRACTION`` of the cold default (at least
+    ``_NEIGHBOUR_MIN_BAND`` rows), the clipping distance of far
+    targets from the first level, computed once, and
+    ``checked_inputs`` (``y`` and the weights are validated float64).
+    The solver adds its sampled Gram matrix of the Newton step
+    (``newton_gram``) after its first use, and each start adds its
+    neighbour's state, from which
+    :func:`~skrobust._quantile_exact._neighbour_start` takes the Newton
+    step to the new level without a pass over ``X``.
+    """
+    n_pos = int(np.count_nonzero(sample_weight > 0))
+    n_coef = X.shape[1] + bool(fit_intercept)
+    size = int(np.ceil(_NEIGHBOUR_BAND_FRACTION * np.sqrt(n_pos * n_coef)))
+    residuals = first.residuals
+    if residuals is None:
+        residuals = y - safe_sparse_dot(X, first.coef) - first.intercept
+    return {
+        "initial_size": max(size, _NEIGHBOUR_MIN_BAND),
+        "refine": True,
+        "clip_limit": far_target_limit(y, residuals, sample_weight),
+        # y and the weights passed fit's validation once: no copies and
+        # checks of n-vectors per level.
+        "checked_inputs": True,
+    }
+
+
+def store_level_covariances(estimator, covs):
+    """``cov_``, ``coef_se_`` and ``intercept_se_`` from the levels' ``covs``.
+
+    Without ``cov_type`` the attributes of an earlier fit are removed.
+    """
+    for name in ("cov_", "coef_se_", "intercept_se_"):
+        if hasattr(estimator, name):
+            delattr(estimator, name)
+    if estimator.cov_type is None:
+        return
+    estimator.cov_ = np.array(covs)
+    se = np.sqrt(np.maximum(np.diagonal(estimator.cov_, axis1=1, axis2=2), 0.0))
+    offset = int(bool(estimator.fit_intercept))
+    estimator.coef_se_ = se[:, offset:]
+    if estimator.fit_intercept:
+        estimator.intercept_se_ = se[:, 0]
+
+
 class MultiQuantileRegressor(RobustLinearRegressor):
     r"""Linear quantile regression at several levels, fitted together.
 
@@ -429,7 +476,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                     options["newton_gram"] = gram
             if stats is None:
                 stats, scale, bandwidth = fit.stats, fit.scale, fit.bandwidth
-                options = self._neighbour_options(X, y, sample_weight, fit)
+                options = _neighbour_options(
+                    self.fit_intercept, X, y, sample_weight, fit
+                )
                 first_size = options["initial_size"]
             elif solver == "exact" and start is not None:
                 options["initial_size"] = _adapted_band(
@@ -445,60 +494,23 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                 fits[neighbour] = fits[neighbour]._replace(residuals=None, state=None)
         return [fit._replace(residuals=None, state=None) for fit in fits]
 
-    def _neighbour_options(self, X, y, sample_weight, first):
-        """Exact-solver options of a level started from its neighbour.
-
-        A band of ``_NEIGHBOUR_BAND_FRACTION`` of the cold default (at least
-        ``_NEIGHBOUR_MIN_BAND`` rows), the clipping distance of far
-        targets from the first level, computed once, and
-        ``checked_inputs`` (``y`` and the weights are validated float64).
-        The solver adds its sampled Gram matrix of the Newton step
-        (``newton_gram``) after its first use, and each start adds its
-        neighbour's state, from which
-        :func:`~skrobust._quantile_exact._neighbour_start` takes the Newton
-        step to the new level without a pass over ``X``.
-        """
-        n_pos = int(np.count_nonzero(sample_weight > 0))
-        n_coef = X.shape[1] + bool(self.fit_intercept)
-        size = int(np.ceil(_NEIGHBOUR_BAND_FRACTION * np.sqrt(n_pos * n_coef)))
-        residuals = first.residuals
-        if residuals is None:
-            residuals = y - safe_sparse_dot(X, first.coef) - first.intercept
-        return {
-            "initial_size": max(size, _NEIGHBOUR_MIN_BAND),
-            "refine": True,
-            "clip_limit": far_target_limit(y, residuals, sample_weight),
-            # y and the weights passed fit's validation once: no copies and
-            # checks of n-vectors per level.
-            "checked_inputs": True,
-        }
-
     def _set_covariances(self, X, y, sample_weight):
         """Per-level ``cov_``, ``coef_se_`` and ``intercept_se_``."""
-        for name in ("cov_", "coef_se_", "intercept_se_"):
-            if hasattr(self, name):
-                delattr(self, name)
-        if self.cov_type is None:
-            return
         covs = []
-        for level, coef, intercept in zip(
-            self.quantiles_, self.coef_, self.intercept_, strict=True
-        ):
-            model = self._level_model(
-                level,
-                cov_type=self.cov_type,
-                bandwidth_rule=self.bandwidth_rule,
-                n_bootstrap=self.n_bootstrap,
-                random_state=self.random_state,
-            )
-            level_fit = StandardisedFit(coef, float(intercept), 0)
-            covs.append(model._covariance(X, y, sample_weight, level_fit))
-        self.cov_ = np.array(covs)
-        se = np.sqrt(np.maximum(np.diagonal(self.cov_, axis1=1, axis2=2), 0.0))
-        offset = int(bool(self.fit_intercept))
-        self.coef_se_ = se[:, offset:]
-        if self.fit_intercept:
-            self.intercept_se_ = se[:, 0]
+        if self.cov_type is not None:
+            for level, coef, intercept in zip(
+                self.quantiles_, self.coef_, self.intercept_, strict=True
+            ):
+                model = self._level_model(
+                    level,
+                    cov_type=self.cov_type,
+                    bandwidth_rule=self.bandwidth_rule,
+                    n_bootstrap=self.n_bootstrap,
+                    random_state=self.random_state,
+                )
+                level_fit = StandardisedFit(coef, float(intercept), 0)
+                covs.append(model._covariance(X, y, sample_weight, level_fit))
+        store_level_covariances(self, covs)
 
     # -- prediction --------------------------------------------------------------
     def _raw_predictions(self, X):
