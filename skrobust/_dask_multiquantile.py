@@ -114,7 +114,9 @@ def fit(estimator, X, y, sample_weight=None):
     estimator.bandwidth_ = _bandwidths(estimator, levels, fits)
     estimator.solver_ = fits[0][1]._resolve_solver(X.shape[1])
     estimator._n_rows_fit = X.shape[0]
-    _set_covariances(estimator, [fit.extras.get("cov_") for fit, _ in fits])
+    from ._multiquantile import store_level_covariances  # (imports this module)
+
+    store_level_covariances(estimator, [fit.extras.get("cov_") for fit, _ in fits])
     estimator._dask_round_trips = column.data.round_trips
     return estimator
 
@@ -136,18 +138,3 @@ def _bandwidths(estimator, levels, fits):
             value = estimator.bandwidth_[j]
         bandwidths.append(float(value))
     return np.array(bandwidths)
-
-
-def _set_covariances(estimator, covs):
-    """``cov_``, ``coef_se_`` and ``intercept_se_`` per level, as in memory."""
-    for name in ("cov_", "coef_se_", "intercept_se_"):
-        if hasattr(estimator, name):
-            delattr(estimator, name)
-    if estimator.cov_type is None:
-        return
-    estimator.cov_ = np.array(covs)
-    se = np.sqrt(np.maximum(np.diagonal(estimator.cov_, axis1=1, axis2=2), 0.0))
-    offset = int(bool(estimator.fit_intercept))
-    estimator.coef_se_ = se[:, offset:]
-    if estimator.fit_intercept:
-        estimator.intercept_se_ = se[:, 0]
