@@ -27,3 +27,12 @@ def cluster_client():
         distributed.Client(cluster) as client,
     ):
         yield client
+
+
+@pytest.fixture
+def small_dask_sample(monkeypatch):
+    """A client sample of ~300 rows, so that the fit on all rows has work to do."""
+    from skrobust import _dask
+
+    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)

@@ -19,6 +19,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from _dask_data import CHUNKS, weights_with_empty_chunk
 from sklearn.exceptions import ConvergenceWarning
 
 from skrobust import (
@@ -32,15 +33,7 @@ from skrobust._base import weighted_median as in_memory_weighted_median
 from skrobust._objective import LinearObjective
 from skrobust.losses import ConcomitantScaleLoss, HuberRho
 
-# Uneven row chunks with a chunk of one row: 3000 rows.
-CHUNKS = (700, 1, 999, 500, 800)
-
-
-@pytest.fixture(autouse=True)
-def small_sample(monkeypatch):
-    """A sample of ~300 rows, so that the fit on all rows has work to do."""
-    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
-    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
+pytestmark = pytest.mark.usefixtures("small_dask_sample")
 
 
 def make_data(n=3000, seed=0):
@@ -50,14 +43,6 @@ def make_data(n=3000, seed=0):
     y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0 + rng.standard_t(3, size=n)
     y[rng.random(n) < 0.1] += 30.0
     return X, y
-
-
-def weights_with_empty_chunk(n, seed=0):
-    """Integer weights, zero on every row of the second-to-last chunk."""
-    weights = np.random.default_rng(seed).integers(0, 4, size=n).astype(float)
-    start = sum(CHUNKS[:-2])
-    weights[start : start + CHUNKS[-2]] = 0.0
-    return weights
 
 
 def test_zero_weight_rows_may_hold_any_finite_target(synchronous):

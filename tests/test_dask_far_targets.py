@@ -12,18 +12,12 @@ import copy
 import dask.array as da
 import numpy as np
 import pytest
+from _dask_data import CHUNKS
 
-from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor, _dask
+from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor
 from skrobust._dask_far_targets import guard_applies
 
-# Uneven row chunks with a chunk of one row: 3000 rows.
-CHUNKS = (700, 1, 999, 500, 800)
-
-
-@pytest.fixture(autouse=True)
-def small_sample(monkeypatch):
-    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
-    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
+pytestmark = pytest.mark.usefixtures("small_dask_sample")
 
 
 def make_data(n=3000, seed=0, far=1e50):

@@ -14,12 +14,10 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from _dask_data import CHUNKS, weights_with_empty_chunk
 from sklearn.exceptions import ConvergenceWarning
 
 from skrobust import HeteroscedasticRegressor
-
-# Uneven row chunks with a chunk of one row: 3000 rows.
-CHUNKS = (700, 1, 999, 500, 800)
 
 
 def make_data(n=3000, seed=0):
@@ -30,14 +28,6 @@ def make_data(n=3000, seed=0):
     y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
     y += np.exp(0.5 * log_variance) * rng.normal(size=n)
     return X, y
-
-
-def weights_with_empty_chunk(n, chunks=CHUNKS, seed=0):
-    """Integer weights, zero on every row of the second-to-last chunk."""
-    weights = np.random.default_rng(seed).integers(0, 4, size=n).astype(float)
-    start = sum(chunks[:-2])
-    weights[start : start + chunks[-2]] = 0.0
-    return weights
 
 
 def assert_same_fit(fitted, memory, rtol=1e-10):

@@ -12,11 +12,10 @@ import copy
 import dask.array as da
 import numpy as np
 import pytest
+from _dask_data import CHUNKS, weights_with_empty_chunk
 
 from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor
 
-# Uneven row chunks with a chunk of one row: 3000 rows.
-CHUNKS = (700, 1, 999, 500, 800)
 # 45 001 rows: the start on every 4th row, the fixed point on every 8th.
 LARGE_CHUNKS = (9000, 1, 5000, 4000, 4000, 4000, 7000, 3000, 4000, 5000)
 
@@ -27,14 +26,6 @@ def make_data(n=3000, seed=0):
     y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0 + rng.standard_t(3, size=n)
     y[rng.random(n) < 0.1] += 30.0
     return X, y
-
-
-def weights_with_empty_chunk(n, chunks, seed=0):
-    """Integer weights, zero on every row of the second-to-last chunk."""
-    weights = np.random.default_rng(seed).integers(0, 4, size=n).astype(float)
-    start = sum(chunks[:-2])
-    weights[start : start + chunks[-2]] = 0.0
-    return weights
 
 
 def assert_same_fit(fitted, memory, rtol=1e-10):

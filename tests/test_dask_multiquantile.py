@@ -12,20 +12,15 @@ scales, and agree to rounding at ``tol=1e-13``.
 import dask.array as da
 import numpy as np
 import pytest
+from _dask_data import CHUNKS, weights_with_empty_chunk
 
 from skrobust import MultiQuantileRegressor, _dask
 from skrobust._dask_multiquantile import fit as dask_fit
 from skrobust._dask_multiquantile import sort_rows
 
-# Uneven row chunks with a chunk of one row: 3000 rows.
-CHUNKS = (700, 1, 999, 500, 800)
+pytestmark = pytest.mark.usefixtures("small_dask_sample")
+
 LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-@pytest.fixture(autouse=True)
-def small_sample(monkeypatch):
-    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
-    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
 
 
 def make_data(n=3000, seed=0):
@@ -33,13 +28,6 @@ def make_data(n=3000, seed=0):
     X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
     noise = rng.standard_t(2, size=n) * (1.0 + 0.3 * np.abs(X[:, 0]))
     return X, X @ [1.0, -0.2, 3.0, 0.5] + 2.0 + noise
-
-
-def weights_with_empty_chunk(n):
-    weights = np.random.default_rng(0).integers(0, 4, size=n).astype(float)
-    start = sum(CHUNKS[:-2])
-    weights[start : start + CHUNKS[-2]] = 0.0
-    return weights
 
 
 def assert_same_levels(fitted, memory, rtol=1e-10):
