@@ -66,6 +66,7 @@ from ._scale import (
     MIN_RELATIVE_SCALE,
     _lad_fixed_point,
     _newton_polish,
+    fixed_scale_start,
     initial_scale,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
@@ -254,13 +255,9 @@ class _LadFit:
     def fit_from_lad(self, coef, scale, other=None):
         """:func:`skrobust._scale._fit_from_lad`: ``(w, b, converged, message)``."""
         objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
-        if other is not None:
-            values = [objective.loss_gradient(c)[0] for c in (coef, other)]
-            coef = other if values[1] <= values[0] else coef
-        hessian, origin = None, "stale"
-        sub = _solvers.subsample_for_start(objective)
-        if sub is not None and self.options.solver == "newton":
-            hessian, origin = sub.hessian(coef), "subsample"
+        coef, hessian, origin = fixed_scale_start(
+            objective, coef, other, self.options.solver
+        )
         result = _solvers.solve(
             objective,
             coef,

@@ -304,13 +304,9 @@ def _fit_from_lad(problem, coef, scale, other=None):
         [(None, problem.fit_intercept)],
         [problem.l2],
     )
-    if other is not None:
-        values = [objective.loss_gradient(c)[0] for c in (coef, other)]
-        coef = other if values[1] <= values[0] else coef
-    hessian, origin = None, "stale"
-    sub = _solvers.subsample_for_start(objective)
-    if sub is not None and problem.options.solver == "newton":
-        hessian, origin = sub.hessian(coef), "subsample"
+    coef, hessian, origin = fixed_scale_start(
+        objective, coef, other, problem.options.solver
+    )
     result = problem.minimize(
         objective, coef, multilevel=False, hessian=hessian, hessian_origin=origin
     )
@@ -319,6 +315,23 @@ def _fit_from_lad(problem, coef, scale, other=None):
         coef = _newton_polish(problem, objective, coef)
     ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
+
+
+def fixed_scale_start(objective, coef, other, solver):
+    """``(coef, hessian, origin)`` of :func:`_fit_from_lad`'s fixed-scale solve.
+
+    The start of lower objective of ``coef`` and ``other`` (if given), and,
+    for Newton's method, the Hessian there on the solvers' subsample (also
+    used on Dask, where ``objective`` is distributed).
+    """
+    if other is not None:
+        values = [objective.loss_gradient(c)[0] for c in (coef, other)]
+        coef = other if values[1] <= values[0] else coef
+    hessian, origin = None, "stale"
+    sub = _solvers.subsample_for_start(objective)
+    if sub is not None and solver == "newton":
+        hessian, origin = sub.hessian(coef), "subsample"
+    return coef, hessian, origin
 
 
 def exact_lad_scale_fit(problem, coef, scale):
