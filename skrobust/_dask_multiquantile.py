@@ -88,16 +88,10 @@ def fit(estimator, X, y, sample_weight=None):
     MultiQuantileRegressor
         ``estimator``, with the in-memory fit's attributes.
     """
-    from ._multiquantile import _check_levels
+    from ._multiquantile import _check_levels, _check_one_target
 
     estimator._validate_params()
-    shape = getattr(y, "shape", ())
-    if len(shape) == 2 and shape[1] > 1:
-        raise ValueError(
-            "MultiQuantileRegressor fits several quantiles of one target: "
-            f"y must be 1-dimensional, got shape {shape}. Fit one "
-            "estimator per column of y."
-        )
+    _check_one_target(y)
     levels = _check_levels(estimator.quantiles)
     _dask._check_quantile_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
     with _progress.reporting(estimator.verbose, "MultiQuantileRegressor on dask"):

@@ -128,6 +128,17 @@ def _neighbour_options(fit_intercept, X, y, sample_weight, first):
     }
 
 
+def _check_one_target(y):
+    """A clear error for a ``y`` of several columns (numpy or dask)."""
+    shape = getattr(y, "shape", ())
+    if len(shape) == 2 and shape[1] > 1:
+        raise ValueError(
+            "MultiQuantileRegressor fits several quantiles of one target: "
+            f"y must be 1-dimensional, got shape {shape}. Fit one "
+            "estimator per column of y."
+        )
+
+
 def store_level_covariances(estimator, covs):
     """``cov_``, ``coef_se_`` and ``intercept_se_`` from the levels' ``covs``.
 
@@ -368,15 +379,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         object
             The fitted estimator.
         """
+        _check_one_target(y)
         if _dask.is_dask_array(X):
             return _dask_multiquantile.fit(self, X, y, sample_weight)
-        shape = getattr(y, "shape", ())
-        if len(shape) == 2 and shape[1] > 1:
-            raise ValueError(
-                "MultiQuantileRegressor fits several quantiles of one target: "
-                f"y must be 1-dimensional, got shape {shape}. Fit one "
-                "estimator per column of y."
-            )
         X, y, sample_weight = self._validate_fit_data(X, y, sample_weight)
         levels = _check_levels(self.quantiles)
         n_coef = X.shape[1] + bool(self.fit_intercept)
