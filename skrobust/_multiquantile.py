@@ -105,7 +105,8 @@ def _neighbour_options(fit_intercept, X, y, sample_weight, first):
     A band of ``_NEIGHBOUR_BAND_FRACTION`` of the cold default (at least
     ``_NEIGHBOUR_MIN_BAND`` rows), the clipping distance of far
     targets from the first level, computed once, and
-    ``checked_inputs`` (``y`` and the weights are validated float64).
+    ``checked_inputs`` (``y`` and the weights are validated float64) and
+    ``write_and_restore`` (``y`` and the residuals are the fit's own).
     The solver adds its sampled Gram matrix of the Newton step
     (``newton_gram``) after its first use, and each start adds its
     neighbour's state, from which
@@ -125,6 +126,9 @@ def _neighbour_options(fit_intercept, X, y, sample_weight, first):
         # y and the weights passed fit's validation once: no copies and
         # checks of n-vectors per level.
         "checked_inputs": True,
+        # y (standardised) and the neighbours' residuals are the fit's own:
+        # far targets are moved in place and restored, not copied.
+        "write_and_restore": True,
     }
 
 
@@ -492,11 +496,16 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             if fit.bandwidth is None:
                 fit = fit._replace(bandwidth=bandwidth)
             fits[j] = fit
-            if neighbour is not None and neighbour != centre:
-                # Each level's residuals serve only the next one: at most
-                # three n-vectors are alive (the middle level's serves both
-                # directions).
-                fits[neighbour] = fits[neighbour]._replace(residuals=None, state=None)
+            if neighbour is not None:
+                # Each level's residuals serve only the next one, so that
+                # two n-vectors are alive. The middle level's state serves
+                # both directions, but its residuals are recomputed for the
+                # second (one pass over X) rather than held through the
+                # first.
+                keep_state = neighbour == centre and j > centre and centre > 0
+                fits[neighbour] = fits[neighbour]._replace(
+                    residuals=None, state=fits[neighbour].state if keep_state else None
+                )
         return [fit._replace(residuals=None, state=None) for fit in fits]
 
     def _set_covariances(self, X, y, sample_weight):

@@ -75,7 +75,7 @@ never modified: dense ``X`` of a dtype other than float64 is converted in
 row blocks of a few megabytes, and only row subsets are gathered.
 """
 
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -90,6 +90,7 @@ from ._quantile_lp import (
     _lmatmat,
     _matvec,
     _primal_lp,
+    _row_blocks,
     _sparse_rows,
     _weighted_pinball,
     _weighted_sum,
@@ -302,12 +303,21 @@ def _side_sums(X, y, s, above):
     sums over ``above``, row 1 over the rest (rows of zero weight add 0).
     One pass over ``X``. They give both the subgradient of the pinball loss
     (for the Newton step) and, minus the kept rows, the two
-    pseudo-observations.
+    pseudo-observations. Dense ``X`` is read a block of rows at a time, so
+    that the two weight rows are never whole n-vectors.
     """
-    Vt = np.empty((2, s.size))
-    np.multiply(s, above, out=Vt[0])
-    np.multiply(s, ~above, out=Vt[1])
-    return _lmatmat(Vt, X), Vt.sum(axis=1), Vt @ y
+    sparse = sp.issparse(X)  # (whole: slices of a sparse matrix are copies)
+    blocks = [slice(None)] if sparse else _row_blocks(*X.shape)
+    sx, ss, sy = np.zeros((2, X.shape[1])), np.zeros(2), np.zeros(2)
+    for rows in blocks:
+        s_rows = s[rows]
+        Vt = np.empty((2, s_rows.size))
+        np.multiply(s_rows, above[rows], out=Vt[0])
+        np.subtract(s_rows, Vt[0], out=Vt[1])
+        sx += _lmatmat(Vt, X if sparse else X[rows])
+        ss += Vt.sum(axis=1)
+        sy += Vt @ y[rows]
+    return sx, ss, sy
 
 
 def _one_step(
@@ -369,14 +379,18 @@ class _Problem:
         self.p = X.shape[1]
         self.n_coef = self.p + int(self.fit_intercept)
         self.pos_mask = s > 0
-        self.pos = np.flatnonzero(self.pos_mask)
-        self.n_pos = self.pos.size
+        self.n_pos = int(np.count_nonzero(self.pos_mask))
         self.pos_or_none = None if self.n_pos == X.shape[0] else self.pos
         self.s_hat = S / self.n_pos
         self.lam = self.alpha * self.n_pos
         self.penalty = self.alpha * S
         self.gram = None
         self.equal_weights = bool(s.size and s[0] == s.min() == s.max())
+
+    @cached_property
+    def pos(self):
+        """Indices of the rows of positive weight (an n-vector: when needed)."""
+        return np.flatnonzero(self.pos_mask)
 
     def newton_gram(self):
         """The :func:`_gram_sample` of the Newton step, computed once."""
@@ -472,11 +486,11 @@ def _start(problem, coef, b, r, m, refine, info):
     h = band.half_width(r)
     if not (refine and problem.n_coef <= _NEWTON_MAX_COEF and h > 0):
         return coef, b, r, obj, band
-    s, p = problem.s, problem.p
+    p = problem.p
     density = info["density"] = _density(problem, r, h)
     step, shift = _one_step(
         problem.newton_gram(),
-        s[problem.pos].sum(),
+        problem.S,
         band.sums,
         coef,
         problem.q,
@@ -548,7 +562,7 @@ def _neighbour_start(problem, coef, b, r, m, state, info):
             break
         step, _ = _one_step(
             problem.newton_gram(),
-            problem.s[problem.pos].sum(),
+            problem.S,
             sums,
             coef,
             problem.q,
@@ -721,6 +735,16 @@ def far_target_limit(y, residuals, sample_weight):
     return _CLIP_MADS * max(mad(residuals[keep]), mad(y_keep), size)
 
 
+def _kept_their_side(residuals, sign, limit):
+    """Whether moved rows' residuals at the clipped solution kept their ``sign``.
+
+    Clearly on their side: a moved row left at a zero residual is basic,
+    and the argument of :func:`solve_exact` needs a neighbourhood (and
+    HiGHS's tolerances).
+    """
+    return bool(np.all(residuals * sign > 1e-3 * limit))
+
+
 def solve_exact(
     X,
     y,
@@ -748,7 +772,11 @@ def solve_exact(
     solved again unclipped. Parameters and returns are those of
     :func:`_solve_exact_unclipped` (``info["residuals"]``, when present,
     are those of the returned fit on the true ``y``), plus ``clip_limit``,
-    the distance of :func:`far_target_limit` if already known.
+    the distance of :func:`far_target_limit` if already known, and
+    ``write_and_restore`` (default False): True lets the moved targets be
+    written into ``y`` and ``residuals`` in place, and restored before
+    returning, instead of copying both (a caller that holds them
+    privately: a multi-level fit).
     """
     X = _check_X(X)
     checked = kwargs.get("checked_inputs", False)
@@ -764,6 +792,7 @@ def solve_exact(
     args = (quantile, sample_weight, alpha, fit_intercept)
     residuals = kwargs.pop("residuals", None)
     limit = kwargs.pop("clip_limit", None)
+    write_and_restore = kwargs.pop("write_and_restore", False)
     if not (checked or np.all(np.isfinite(y))):
         return _solve_exact_unclipped(X, y, *args, coef_init, intercept_init, **kwargs)
     owned = residuals is None  # (then the clipped residuals may reuse it)
@@ -773,8 +802,8 @@ def solve_exact(
         residuals = y - (_matvec(X, w0) + b0)
     if limit is None:
         limit = far_target_limit(y, residuals, sample_weight)
-    moved = np.abs(residuals) > limit
-    if not (limit > 0 and np.any(moved)):
+    moved = np.flatnonzero(np.abs(residuals) > limit)
+    if not (limit > 0 and moved.size):
         return _solve_exact_unclipped(
             X, y, *args, coef_init, intercept_init, residuals=residuals, **kwargs
         )
@@ -782,28 +811,38 @@ def solve_exact(
     # the other rows keep their targets and residuals.
     moved_sign = np.sign(residuals[moved])
     fitted = y[moved] - residuals[moved]
-    y_clipped = y.copy()
-    y_clipped[moved] = fitted + limit * moved_sign
-    clipped_residuals = residuals if owned else residuals.copy()
-    clipped_residuals[moved] = y_clipped[moved] - fitted
-    coef, intercept, info = _solve_exact_unclipped(
-        X,
-        y_clipped,
-        *args,
-        coef_init,
-        intercept_init,
-        residuals=clipped_residuals,
-        **kwargs,
-    )
-    if "residuals" in info:
-        at_solution = info["residuals"]
-        info["residuals"] = at_solution + (y - y_clipped)
+    y_moved, residuals_moved = y[moved], residuals[moved]
+    clipped_y = fitted + limit * moved_sign
+    if write_and_restore:
+        # Written in place and restored below: no copies of n-vectors.
+        y_clipped, clipped_residuals = y, residuals
     else:
-        at_solution = y_clipped - _matvec(X, coef) - intercept
-    # Clearly on their side: a moved row left at a zero residual is basic,
-    # and the argument needs a neighbourhood (and HiGHS's tolerances).
-    if np.all(at_solution[moved] * moved_sign > 1e-3 * limit):
-        info["clipped"] = int(moved.sum())
+        y_clipped = y.copy()
+        clipped_residuals = residuals if owned else residuals.copy()
+    try:
+        y_clipped[moved] = clipped_y
+        clipped_residuals[moved] = clipped_y - fitted
+        coef, intercept, info = _solve_exact_unclipped(
+            X,
+            y_clipped,
+            *args,
+            coef_init,
+            intercept_init,
+            residuals=clipped_residuals,
+            **kwargs,
+        )
+    finally:
+        if write_and_restore:
+            y[moved] = y_moved
+            residuals[moved] = residuals_moved
+    if "residuals" in info:
+        # The solver's own vector: only the moved rows' residuals differ.
+        at_moved = info["residuals"][moved].copy()
+        info["residuals"][moved] += y_moved - clipped_y
+    else:
+        at_moved = clipped_y - _matvec(_gather_rows(X, moved), coef) - intercept
+    if _kept_their_side(at_moved, moved_sign, limit):
+        info["clipped"] = int(moved.size)
         return coef, intercept, info
     return _solve_exact_unclipped(X, y, *args, coef, intercept, **kwargs)
 

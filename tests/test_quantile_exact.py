@@ -401,6 +401,55 @@ def test_clipping_far_targets_never_changes_the_optimum():
         assert value <= best * (1 + 1e-9) + 1e-15
 
 
+@pytest.mark.parametrize("clipped_lp_kept", [True, False])
+def test_far_targets_moved_in_place_are_restored(clipped_lp_kept, monkeypatch):
+    """``write_and_restore`` moves far targets in ``y`` and the residuals in
+    place instead of copying them: the answer is the copying one's, and both
+    arrays are as given afterwards, also when the clipped LP is refused (the
+    unclipped refit needs the true ``y``) and when the solver raises."""
+    import skrobust._quantile_exact as exact
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    X = rng.standard_normal((n, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(1, size=n)
+    y[:30] += 1e8 * rng.choice([-1.0, 1.0], size=30)
+    start = np.array([0.9, -1.9, 0.6])
+    residuals = y - X @ start
+    if not clipped_lp_kept:
+        # Every far target "ends on the fit": the clipped answer is refused.
+        monkeypatch.setattr(exact, "_kept_their_side", lambda *args: False)
+    given_y, given_r = y.copy(), residuals.copy()
+    answers = []
+    for write in (False, True):
+        coef, b, info = solve_exact(
+            X, y, 0.7, None, 0.0, True, start, 0.0,
+            residuals=residuals, write_and_restore=write,
+        )  # fmt: skip
+        np.testing.assert_array_equal(y, given_y)
+        np.testing.assert_array_equal(residuals, given_r)
+        assert ("clipped" in info) is clipped_lp_kept
+        answers.append((coef, b))
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+    assert answers[0][1] == answers[1][1]
+    f = pinball_objective(X, y, *answers[1], 0.7, None, 0.0)
+    assert_same_objective(
+        f, oracle(X, y, 0.7, None, 0.0, True), objective_scale(y, None)
+    )
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("solver failed")
+
+    monkeypatch.setattr(exact, "_solve_exact_unclipped", fail)
+    with pytest.raises(RuntimeError, match="solver failed"):
+        solve_exact(
+            X, y, 0.7, None, 0.0, True, start, 0.0,
+            residuals=residuals, write_and_restore=True,
+        )  # fmt: skip
+    np.testing.assert_array_equal(y, given_y)
+    np.testing.assert_array_equal(residuals, given_r)
+
+
 def test_highs_direct_and_through_linprog_agree(monkeypatch):
     # _solve_dual calls HiGHS directly when scipy ships its interface; the
     # linprog path (other scipy versions) must give the same optimum.

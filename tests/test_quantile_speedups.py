@@ -266,3 +266,30 @@ def test_one_exact_fit_holds_less_than_half_of_x_at_once():
     finally:
         tracemalloc.stop()
     assert peak < 0.5 * X.nbytes, peak / X.nbytes
+
+
+@pytest.mark.parametrize("levels", [19, 99])
+def test_many_exact_levels_hold_less_than_half_of_x_at_once(levels):
+    """Issue 13's memory bound for a multi-level fit: below 0.5 X.nbytes plus
+    the (k, p) outputs at 1e5 x 20 (it was 0.66: the middle level's residuals
+    held through the upward pass, each level's copies of the moved targets
+    and residuals, and the side sums' two weight rows)."""
+    import tracemalloc
+
+    from skrobust import MultiQuantileRegressor
+
+    rng = np.random.default_rng(0)
+    n, p = 100_000, 20
+    X = rng.standard_normal((n, p))
+    noise = (1.0 + 0.5 * np.abs(X[:, 0])) * rng.standard_t(2, size=n)
+    y = X @ rng.standard_normal(p) + 1.0 + noise
+    model = MultiQuantileRegressor(quantiles=levels, solver="exact")
+    model.fit(X, y)
+    tracemalloc.start()
+    try:
+        model.fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    outputs = model.coef_.nbytes + model.intercept_.nbytes
+    assert peak < 0.5 * X.nbytes + outputs, peak / X.nbytes
