@@ -224,6 +224,7 @@ def _minimize_near_start(objective, coef, stats, alpha, max_iter, tol):
         k = int(fraction * distance.size)
         radius = max(float(np.partition(distance, k)[k]), 2.0 * reach)
         near = distance < radius
+        del distance  # (n-vectors are what a fit holds)
         reduced = _near_rows_objective(objective, coef, near, residuals)
         if reduced is None or n_iter >= max_iter:
             break
@@ -387,13 +388,22 @@ def _near_rows_objective(full, coef, near, residuals):
     near_weight = float(weight[near].sum())
     if not 0 < near_weight or 2 * np.count_nonzero(near) > near.size:
         return None
-    spec = full.predictor_spec
+    total = full.sum_weight
+    # d rho_q(r) / dr of each far row, times its weight (0 for near rows),
+    # formed in place and freed before the near rows are copied: one
+    # n-vector at a time.
+    slope = np.subtract(full.loss.rho.quantile, residuals < 0, dtype=np.float64)
+    slope *= weight
+    slope[near] = 0.0
+    far_value = float(slope @ residuals) / total
+    far_gradient = -full.design_rmatvec(slope) / total
+    del slope
     near_objective = LinearObjective(
         full.loss,
         full.X[near],
         full.y[near],
         weight[near],
-        spec,
+        full.predictor_spec,
         [0.0],
         column_stats=full.column_stats,
     )
@@ -401,11 +411,6 @@ def _near_rows_objective(full, coef, near, residuals):
     near_objective.null_cache = {}
     if near_objective.null_directions().shape[1]:
         return None
-    total = full.sum_weight
-    # d rho_q(r) / dr of each far row, times its weight (0 for near rows).
-    slope = np.where(near, 0.0, weight * (full.loss.rho.quantile - (residuals < 0)))
-    far_value = float((slope * residuals).sum()) / total
-    far_gradient = -full.design_rmatvec(slope) / total
     return _NearRowsObjective(
         near_objective, near_weight / total, far_value, far_gradient, coef
     )
