@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
 
 from . import _dask, _progress
 from ._objective import LinearObjective
-from ._solvers import min_norm_solve, regular_solve
+from ._solvers import cholesky_solve, min_norm_solve, regular_solve
 from .losses import FixedScaleLoss, SquaredRho
 
 # The MAD of a standard normal sample: MAD / 0.6745 estimates its standard
@@ -466,7 +466,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
-def least_squares_start(X, y, sample_weight, fit_intercept, l2):
+def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations=False):
     """Weighted (ridge) least squares, the start of every robust fit.
 
     Returns the squared-loss objective on all rows (it fixes the
@@ -477,7 +477,12 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2):
     solved by ``lstsq`` on the weighted design itself, which gives the
     minimum-norm solution stably when columns are collinear or
     ``p >= n`` (so that weights and repeated rows agree there too);
-    larger ones from the normal equations, formed in one pass.
+    larger ones from the normal equations, formed in one pass. With
+    ``normal_equations``, wide designs (fewer than
+    ``_DIRECT_LSTSQ_ROWS_PER_COEF`` rows per coefficient) are solved from
+    the normal equations too when that is safe
+    (:func:`_normal_equations_start`): ``lstsq``'s factorisation of a
+    1000 x 201 design costs five times the Gram matrix.
     """
     objective = LinearObjective(
         FixedScaleLoss(SquaredRho()),
@@ -493,9 +498,45 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2):
         sub = objective.subsample(step)
         if sub.sum_weight > 0:
             start_objective = sub
-    # A copy of the subsample's design is cheaper than a pass over it.
-    coef = _solve_least_squares(start_objective, direct=True, budget=copy_budget(X))
+    coef = None
+    if normal_equations and (
+        start_objective.n_samples * start_objective.n_coef > _DIRECT_LSTSQ_ELEMENTS
+    ):
+        coef = _normal_equations_start(start_objective)
+    if coef is None:
+        # A copy of the subsample's design is cheaper than a pass over it.
+        coef = _solve_least_squares(start_objective, direct=True, budget=copy_budget(X))
     return objective, start_objective, coef
+
+
+# A start from the normal equations is kept only where some weighted residual
+# exceeds this (in units of the standardised y): near an exact fit, the
+# digits the normal equations lose (cond(D) squared) would hide it.
+_NEAR_EXACT_RESIDUAL = 1e-4
+
+
+def _normal_equations_start(objective):
+    """Least squares by Cholesky on the normal equations, or None.
+
+    None (use ``lstsq`` on the design) where the Gram matrix is not clearly
+    positive definite (collinear columns, ``p >= n``: the minimum-norm
+    solution is wanted) or where every weighted residual is within
+    ``_NEAR_EXACT_RESIDUAL``: whether least squares fits the data exactly
+    decides the robust fit (see ``MEstimatorRegressor._exact_fit``), and
+    only ``lstsq`` resolves residuals at ``EXACT_FIT_TOL``. Elsewhere a
+    start need not be exact to the last digits.
+    """
+    if objective.n_samples <= objective.n_coef:
+        return None
+    _, grad, hessian = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
+    coef = cholesky_solve(hessian, -grad)
+    if coef is None:
+        return None
+    residuals = objective.y - objective.raw_prediction(coef)[:, 0]
+    weighted = residuals[objective.sample_weight > 0]
+    if not np.max(np.abs(weighted), initial=0.0) > _NEAR_EXACT_RESIDUAL:
+        return None
+    return coef
 
 
 def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, budget):

@@ -40,11 +40,12 @@ multiplied as a whole.
 """
 
 import numpy as np
+import scipy.linalg.lapack
 import scipy.sparse as sp
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from threadpoolctl import ThreadpoolController
 
-from ._small_design import SMALL_DESIGN_ELEMENTS, SmallDesign
+from ._small_design import SmallDesign
 from ._small_design import weighted_gram as _weighted_gram
 
 # Elements per dense row block: 512 KiB of float64, which stays in L2 cache
@@ -106,10 +107,15 @@ def _weighted_column_stats(X, sample_weight, center):
         # A strided sample of the rows with weight (rows without weight do
         # not count, however large they are).
         step = max(1, X.shape[0] // 1000)
-        pilot = np.asarray(X[::step], dtype=float)[sample_weight[::step] > 0]
+        pilot = np.asarray(X[::step], dtype=float)
+        if not sample_weight[::step].min(initial=1.0) > 0:
+            pilot = pilot[sample_weight[::step] > 0]
         # Columns near 1e+-200 would overflow or underflow when squared:
-        # scale each by a power of two (exact) near its size.
-        size = np.abs(pilot).max(axis=0, initial=0.0)
+        # scale each by a power of two (exact) near its size. (From the
+        # extremes: |pilot| would be a copy of all of a small X.)
+        size = np.maximum(
+            pilot.max(axis=0, initial=-np.inf), -pilot.min(axis=0, initial=np.inf)
+        )
         size[~(size > 0)] = 1.0
         unit = np.exp2(np.round(np.log2(size)))
         if np.any((unit > 2.0**100) | (unit < 2.0**-100)):
@@ -117,8 +123,9 @@ def _weighted_column_stats(X, sample_weight, center):
                 _ScaledColumns(X, unit), sample_weight, center
             )
             return mean * unit, scale * unit
-        if step == 1 and X.shape[0] * p <= SMALL_DESIGN_ELEMENTS:
-            # The pilot is all of a small X: centred moments directly.
+        if step == 1:
+            # The pilot is all of X (under 2000 rows): centred moments
+            # directly, one pass, rather than judging offsets on it first.
             mean, var = _centred_moments(X, sample_weight, S)
             return _finish_column_stats(mean, var, center)
         # Raw moments lose digits to cancellation under large offsets
@@ -588,13 +595,19 @@ class LinearObjective:
                 column += b
         return raw
 
-    def _pass(self, coef, gradient=True, hessian=False, direction=None):
-        """Accumulate value, gradient, Hessian and/or H @ direction in one pass."""
+    def _pass(self, coef, gradient=True, hessian=False, direction=None, curvature=None):
+        """Accumulate value, gradient, Hessian and/or H @ direction in one pass.
+
+        ``curvature``, an array of shape (n_samples, k, k), receives each
+        row's weighted loss Hessian (for :meth:`loss_gradient_curvature`).
+        """
         small = self._small_design()
         if small is not None:
             return small.evaluate(self, coef, gradient, hessian, direction)
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            return self._pass_single_threaded(coef, gradient, hessian, direction)
+            return self._pass_single_threaded(
+                coef, gradient, hessian, direction, curvature
+            )
 
     def _small_design(self):
         """The :class:`~skrobust._small_design.SmallDesign` of small data, or None."""
@@ -602,7 +615,7 @@ class LinearObjective:
             self._designs = SmallDesign.build(self) or False
         return self._designs or None
 
-    def _pass_single_threaded(self, coef, gradient, hessian, direction):
+    def _pass_single_threaded(self, coef, gradient, hessian, direction, curvature):
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         raw_dirs = None
         if direction is not None:
@@ -618,8 +631,10 @@ class LinearObjective:
             if remembered is not None:
                 remembered[rows] = raw
             sw = self.sample_weight[rows]
-            if hessian or raw_dirs is not None:
+            if hessian or raw_dirs is not None or curvature is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
+                if curvature is not None:
+                    np.multiply(h, sw[:, None, None], out=curvature[rows])
             else:
                 loss, g = self.loss.loss_gradient(self.y[rows], raw)
             # A loss that overflowed (squared residuals of 1e200, say) makes
@@ -678,6 +693,62 @@ class LinearObjective:
     def hessp(self, coef, vector):
         """Hessian-vector product ``H(coef) @ vector`` without forming ``H``."""
         return self._pass(coef, gradient=False, direction=vector)[3]
+
+    def loss_gradient_curvature(self, coef):
+        """Value, gradient and ``v -> H(coef) @ v``, in one pass over ``X``.
+
+        The pass keeps each row's weighted loss Hessian (``n k^2`` numbers),
+        so that a product is two matrix-vector products with ``X`` and no
+        evaluation of the loss: what conjugate gradients on the Newton
+        system need (:func:`skrobust._solvers._preconditioned_newton`),
+        where forming ``H`` would cost ``n p^2``.
+        """
+        if self._small_design() is not None:
+            value, grad = self.loss_gradient(coef)
+            return value, grad, lambda vector: self.hessp(coef, vector)
+        k = len(self.predictors)
+        curvature = np.empty((self.X.shape[0], k, k))
+        value, grad, _, _ = self._pass(coef, curvature=curvature)
+
+        def product(vector):
+            return self._curvature_product(curvature, vector)
+
+        return value, grad, product
+
+    def _curvature_product(self, curvature, vector):
+        """``H @ vector`` from the rows' weighted loss Hessians ``curvature``."""
+        raw_dirs = [pred.to_raw(vector[pred.slice]) for pred in self.predictors]
+        # Two matrix-vector products need no row blocks (no temporaries of
+        # the size of a block) when the rows are read as they are and no
+        # predictor takes a subset of the columns (a copy).
+        whole = not self.explicit_centering and all(
+            pred.columns is None or pred.columns.size == 0 for pred in self.predictors
+        )
+        if not whole:
+            return self._blocked_curvature_product(curvature, raw_dirs, vector)
+        parts = [pred.take(self.X) for pred in self.predictors]
+        u = self._raw_block(parts, raw_dirs)
+        if u.shape[1] == 1:
+            hu = u * curvature[:, 0]
+        else:
+            hu = np.einsum("nab,nb->na", curvature, u)
+        out = np.empty(self.n_coef)
+        for j, (Aj, pred) in enumerate(zip(parts, self.predictors, strict=True)):
+            gw = np.asarray(Aj.T @ hu[:, j]).ravel() if pred.p else np.zeros(0)
+            out[pred.slice] = pred.grad_from_raw(gw, hu[:, j].sum())
+        out /= self.sum_weight
+        return out + self.penalty * vector
+
+    def _blocked_curvature_product(self, curvature, raw_dirs, vector):
+        """:meth:`_curvature_product` in row blocks (standardised or column subsets)."""
+        sums = _PassSums(self.predictors, False)
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            for rows, A in self._row_blocks():
+                parts = [pred.take(A) for pred in self.predictors]
+                u = self._raw_block(parts, raw_dirs)
+                hu = np.einsum("nab,nb->na", curvature[rows], u)
+                sums.add_hessian_product(parts, hu)
+        return sums.finish(self, vector, False, False, vector)[3]
 
     # -- coefficients in the units of the original columns -------------------
     def unstandardize(self, coef):
@@ -752,7 +823,10 @@ def null_directions(objective):
     for j, pred in enumerate(objective.predictors):
         if pred.p == 0:
             continue  # an intercept alone (weights have a positive sum)
-        eigenvalues, vectors = np.linalg.eigh(sample._design_grams(j))
+        gram = sample._design_grams(j)
+        if _clearly_regular(gram):
+            continue
+        eigenvalues, vectors = np.linalg.eigh(gram)
         small = eigenvalues <= 1e-10 * max(eigenvalues[-1], 0.0)
         if not np.any(small):
             continue
@@ -774,6 +848,34 @@ def null_directions(objective):
     # A penalised direction is curved by the ridge, hence not flat.
     curved = np.einsum("ik,i,ik->k", directions, objective.penalty, directions) > 0
     return directions[:, ~curved]
+
+
+# A Gram matrix whose smallest eigenvalue is provably above this fraction of
+# the largest (ten times null_directions' cut-off) has no flat direction.
+_REGULAR_GRAM_RCOND = 1e-9
+
+
+def _clearly_regular(gram):
+    """Whether every eigenvalue of ``gram`` is above ``1e-10`` of the largest.
+
+    A certificate in a Cholesky factorisation, a fifth of the cost of the
+    eigendecomposition it spares: with ``G = L L'``, ``lambda_min >= 1 /
+    trace(G^-1) = 1 / ||L^-1||_F^2`` and ``lambda_max <= trace(G)``. False
+    (undecided) when the factorisation fails or the bounds are within
+    ``_REGULAR_GRAM_RCOND`` of each other; eigenvalues computed by ``eigh``
+    differ from these by rounding (``eps ||G||``), far below that margin.
+    """
+    if not (gram.size and np.all(np.isfinite(gram))):
+        return False
+    factor, info = scipy.linalg.lapack.dpotrf(gram, lower=1, clean=1)
+    if info != 0:
+        return False
+    inverse, info = scipy.linalg.lapack.dtrtri(factor, lower=1)
+    if info != 0:
+        return False
+    with np.errstate(over="ignore"):
+        inverse_trace = float(np.sum(inverse * inverse))
+    return bool(inverse_trace * _REGULAR_GRAM_RCOND * np.trace(gram) < 1.0)
 
 
 class _PassSums:

@@ -964,7 +964,7 @@ def _newton_polish(problem, objective, coef):
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     if not gnorm > 0:
         return coef
-    direction = _solvers._cholesky_solve(np.asarray(hess), -grad)
+    direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
     if direction is None:
         return coef
     trial = coef + direction

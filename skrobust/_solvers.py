@@ -279,6 +279,14 @@ class _Restricted:
         value, grad, hess = self.objective.loss_gradient_hessian(self.basis @ u)
         return value, self.basis.T @ grad, self.basis.T @ hess @ self.basis
 
+    def loss_gradient_curvature(self, u):
+        value, grad, product = self.objective.loss_gradient_curvature(self.basis @ u)
+        return (
+            value,
+            self.basis.T @ grad,
+            lambda v: self.basis.T @ product(self.basis @ v),
+        )
+
 
 def _minimize(
     objective,
@@ -312,7 +320,15 @@ def _minimize(
     budget = max_iter - sub_iter
     if solver == "newton":
         if convex:
-            result = _damped_newton(objective, coef0, budget, tol, hessian, origin)
+            result = None
+            # (A _Restricted objective has the products of the one it wraps.)
+            inner = getattr(objective, "objective", objective)
+            if objective.n_coef >= PRECONDITIONED_MIN_COEF and hasattr(
+                inner, "loss_gradient_curvature"
+            ):
+                result = _preconditioned_newton(objective, coef0, budget, tol, hessian)
+            if result is None:
+                result = _damped_newton(objective, coef0, budget, tol, hessian, origin)
             if not result.converged and result.n_iter < budget:
                 # Where the damped steps stall, scipy's trust region goes on,
                 # from their point unless its curvature is implausible (a
@@ -388,7 +404,7 @@ def regular_solve(gram, rhs):
     an eigendecomposition's cost; a singular or nearly singular one (a
     pivot below ``_CHOLESKY_MIN_PIVOT``) gets the minimum-norm solution.
     """
-    solution = _cholesky_solve(gram, rhs)
+    solution = cholesky_solve(gram, rhs)
     return min_norm_solve(gram, rhs) if solution is None else solution
 
 
@@ -639,6 +655,159 @@ def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsam
     return SolverResult(coef, n_iter, gnorm <= tol, message, hess)
 
 
+# From this many coefficients a convex Newton solve forms a Hessian only
+# now and then (see _preconditioned_newton): its n p^2 flops cost as much as
+# dozens of Hessian-vector products (2 n p each) at p ~ 100.
+PRECONDITIONED_MIN_COEF = 64
+# Conjugate-gradient iterations per Newton direction before it is cut short,
+# and beyond which the next point's Hessian is formed as the new
+# preconditioner, as fractions of the number of coefficients (a Hessian
+# costs about n_coef / 10 products, measured at 1000 x 200).
+_PCG_MAX_FRACTION = 1 / 8
+_PCG_REFRESH_FRACTION = 1 / 20
+# Forcing term of the inexact Newton directions: the residual of H d = -g
+# is brought below min(_PCG_FORCING, |g|) |g| (quadratic convergence).
+_PCG_FORCING = 0.1
+
+
+def _preconditioned_cg(product, rhs, factor, target, max_iter):
+    """``H^-1 rhs`` by conjugate gradients, preconditioned with ``factor``.
+
+    ``product(v)`` is ``H v``; ``factor`` (a :class:`CholeskyFactor`) the
+    factorisation of a nearby Hessian, so that the preconditioned system is
+    the identity plus what changed: for Huber's loss, the rows that crossed
+    the threshold (a low-rank change that CG resolves in as many
+    iterations), for smooth losses a perturbation that shrinks as Newton's
+    method converges. Stops when the largest entry of the residual is at
+    most ``target``, or after ``max_iter`` products. Returns ``(x,
+    iterations, solved)``; every iterate from zero is a descent direction
+    for ``-rhs`` a gradient.
+    """
+    x = np.zeros_like(rhs)
+    residual = rhs.copy()
+    z = factor.solve(residual)
+    direction = z
+    rz = float(residual @ z)
+    for iteration in range(1, max_iter + 1):
+        h_direction = product(direction)
+        curvature = float(direction @ h_direction)
+        if not (curvature > 0 and rz > 0):
+            return x, iteration, False  # (no curvature left to use)
+        alpha = rz / curvature
+        x = x + alpha * direction
+        residual = residual - alpha * h_direction
+        if float(np.max(np.abs(residual), initial=0.0)) <= target:
+            return x, iteration, True
+        z = factor.solve(residual)
+        rz_next = float(residual @ z)
+        direction = z + (rz_next / rz) * direction
+        rz = rz_next
+    return x, max_iter, False
+
+
+def _evaluate(objective, coef, with_hessian):
+    """``(value, grad, hessian, product)``: the Hessian or its products, not both."""
+    if with_hessian:
+        value, grad, hessian = objective.loss_gradient_hessian(coef)
+        return value, grad, hessian, None
+    value, grad, product = objective.loss_gradient_curvature(coef)
+    return value, grad, None, product
+
+
+def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
+    """:func:`_damped_newton` with inexact directions on few Hessians; None if not.
+
+    For many coefficients, where forming a Hessian (``n p^2``) costs dozens
+    of Hessian-vector products (``2 n p``). The first direction solves the
+    Newton system exactly on the Hessian at ``coef0`` (or on ``hessian``,
+    of a nearby problem or a subsample, as the preconditioner of conjugate
+    gradients); later ones by conjugate gradients on products at the
+    current point, preconditioned by the latest Hessian formed
+    (:func:`_preconditioned_cg`), which is formed again, at the next point,
+    only when conjugate gradients took more than ``_PCG_REFRESH_FRACTION``
+    of ``n_coef`` iterations. Steps, line search and stopping rule are
+    :func:`_damped_newton`'s: the gradient decides convergence, so the
+    solution is the same; only the work per iteration changes. Returns
+    None when the Hessian is not clearly positive definite (the caller
+    then runs :func:`_damped_newton`, whose directions handle that).
+    """
+    n = objective.n_coef
+    cg_max = max(10, int(n * _PCG_MAX_FRACTION))
+    cg_refresh = max(5, int(n * _PCG_REFRESH_FRACTION))
+    coef, product = coef0, None
+    if hessian is None:
+        value, grad, hessian = objective.loss_gradient_hessian(coef)
+    else:
+        value, grad, product = objective.loss_gradient_curvature(coef)
+    factor = CholeskyFactor.of(hessian)
+    if factor is None or not np.isfinite(value):
+        return None
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    n_iter, message = 0, "iteration limit reached"
+    while gnorm > tol and n_iter < max_iter:
+        refresh = False
+        if product is None:  # the factor is this point's Hessian
+            direction = factor.solve(-grad)
+        else:
+            target = max(min(_PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
+            direction, used, solved = _preconditioned_cg(
+                product, -grad, factor, target, cg_max
+            )
+            refresh = not solved or used > cg_refresh
+        slope = float(grad @ direction)
+        if not slope < 0:
+            message = "no descent direction"
+            break
+        n_iter += 1
+
+        trial = coef + direction
+        trial_value, trial_grad, trial_hessian, trial_product = _evaluate(
+            objective, trial, refresh
+        )
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+        accept = np.isfinite(trial_value) and (
+            trial_value <= min(value + 1e-4 * slope, value - rounding)
+            or (trial_gnorm < gnorm and trial_value <= value + rounding)
+        )
+        if not accept:
+            step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
+            trial = coef + step * direction
+            trial_value, trial_grad, trial_hessian, trial_product = _evaluate(
+                objective, trial, refresh
+            )
+            trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+            improved = trial_gnorm < gnorm or trial_value < value - rounding
+            if not (step > 0 and np.isfinite(trial_value) and improved):
+                message = "no improving step (rounding level)"
+                break
+            if step < _MIN_DAMPED_STEP:
+                coef, value, grad, gnorm = trial, trial_value, trial_grad, trial_gnorm
+                message = "short step"
+                break
+        _progress.say(
+            2,
+            "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
+            n_iter,
+            trial_value,
+            trial_gnorm,
+        )
+        coef, value, grad, gnorm = trial, trial_value, trial_grad, trial_gnorm
+        product = trial_product
+        if trial_hessian is not None:
+            fresh = CholeskyFactor.of(trial_hessian)
+            if fresh is None:  # singular here: the damped loop's directions
+                more = _damped_newton(
+                    objective, coef, max_iter - n_iter, tol, trial_hessian, "current"
+                )
+                more.n_iter += n_iter
+                return more
+            factor, hessian = fresh, trial_hessian
+    if gnorm <= tol:
+        message = "converged"
+    return SolverResult(coef, n_iter, gnorm <= tol, message, hessian)
+
+
 # The damped Newton line search stops where the slope along the direction
 # is within this fraction of its initial value (strong Wolfe, c2 = 0.1).
 _DAMPED_SLOPE_RTOL = 0.1
@@ -665,29 +834,52 @@ def _newton_direction(hess, grad):
     :func:`_newton_line_search`'s regularisation is used: eigenvalues
     below ``_DIRECTION_RCOND`` of the largest raised to it.
     """
-    direction = _cholesky_solve(hess, -grad)
+    direction = cholesky_solve(hess, -grad)
     return _regularised_direction(hess, grad) if direction is None else direction
 
 
-def _cholesky_solve(matrix, rhs):
+def cholesky_solve(matrix, rhs):
     """``matrix^-1 rhs`` for a symmetric ``matrix``; None unless clearly definite.
 
     By the Cholesky factor of ``D matrix D``, ``D = diag(matrix)^-1/2``, so
     that the test of its pivots (each squared above
-    ``_CHOLESKY_MIN_PIVOT``) does not depend on how the unknowns are scaled.
+    ``_CHOLESKY_MIN_PIVOT``) does not depend on how the unknowns are scaled
+    (see :class:`CholeskyFactor`).
     """
-    diag = np.diag(matrix)
-    if not (np.all(diag > 0) and np.all(np.isfinite(matrix))):
-        return None
-    d = 1.0 / np.sqrt(diag)
-    scaled = matrix * d[:, None] * d[None, :]
-    # LAPACK's potrf/potrs directly: scipy.linalg's wrappers cost more than
-    # the factorisation of a few dozen unknowns.
-    factor, info = scipy.linalg.lapack.dpotrf(scaled, lower=1, clean=0)
-    if info != 0 or not np.min(np.diag(factor)) ** 2 > _CHOLESKY_MIN_PIVOT:
-        return None
-    u, info = scipy.linalg.lapack.dpotrs(factor, rhs * d, lower=1)
-    return u * d if info == 0 else None
+    factor = CholeskyFactor.of(matrix)
+    return None if factor is None else factor.solve(rhs)
+
+
+class CholeskyFactor:
+    """The Cholesky factor of a symmetric matrix scaled to a unit diagonal.
+
+    ``matrix = D^-1 L L' D^-1`` with ``D = diag(matrix)^-1/2``; built by
+    :meth:`of`, which refuses matrices that are not clearly positive
+    definite (a squared pivot of ``L`` at or below ``_CHOLESKY_MIN_PIVOT``).
+    """
+
+    def __init__(self, lower, d):
+        self.lower, self.d = lower, d
+
+    @classmethod
+    def of(cls, matrix):
+        """The factor of ``matrix``, or None unless it is clearly definite."""
+        diag = np.diag(matrix)
+        if not (np.all(diag > 0) and np.all(np.isfinite(matrix))):
+            return None
+        d = 1.0 / np.sqrt(diag)
+        scaled = matrix * d[:, None] * d[None, :]
+        # LAPACK's potrf/potrs directly: scipy.linalg's wrappers cost more
+        # than the factorisation of a few dozen unknowns.
+        lower, info = scipy.linalg.lapack.dpotrf(scaled, lower=1, clean=0)
+        if info != 0 or not np.min(np.diag(lower)) ** 2 > _CHOLESKY_MIN_PIVOT:
+            return None
+        return cls(lower, d)
+
+    def solve(self, rhs):
+        """``matrix^-1 rhs``."""
+        u, _ = scipy.linalg.lapack.dpotrs(self.lower, rhs * self.d, lower=1)
+        return u * self.d
 
 
 def _regularised_direction(hess, grad):
@@ -914,7 +1106,7 @@ def _newton_steps(
         # its cut-off would drop such a direction instead of stepping in it.
         # Cholesky on the unit-diagonal scaling is blind to that scaling and
         # cheaper than lstsq's SVD, which takes the singular cases.
-        step = _cholesky_solve(hess, -grad)
+        step = cholesky_solve(hess, -grad)
         if step is None:
             step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
         trial = coef + step
