@@ -13,9 +13,15 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _dask, _progress
-from ._objective import LinearObjective
-from ._solvers import cholesky_solve, min_norm_solve, regular_solve
+from . import _dask, _progress, _solvers
+from ._objective import LinearObjective, remember_design_gram
+from ._solvers import (
+    CholeskyFactor,
+    cholesky_solve,
+    min_norm_solve,
+    regular_solve,
+    uses_products,
+)
 from .losses import FixedScaleLoss, SquaredRho
 
 # The MAD of a standard normal sample: MAD / 0.6745 estimates its standard
@@ -502,6 +508,8 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations
     if normal_equations and (
         start_objective.n_samples * start_objective.n_coef > _DIRECT_LSTSQ_ELEMENTS
     ):
+        # (The fit's objectives share this cache, and the Gram matrix.)
+        objective.null_cache = start_objective.null_cache = {}
         coef = _normal_equations_start(start_objective)
     if coef is None:
         # A copy of the subsample's design is cheaper than a pass over it.
@@ -532,11 +540,37 @@ def _normal_equations_start(objective):
     coef = cholesky_solve(hessian, -grad)
     if coef is None:
         return None
+    if not np.any(objective.penalty):
+        # The squared loss's Hessian is the design's Gram matrix, which the
+        # search for flat directions would form again.
+        remember_design_gram(objective, 0, hessian)
     residuals = objective.y - objective.raw_prediction(coef)[:, 0]
     weighted = residuals[objective.sample_weight > 0]
     if not np.max(np.abs(weighted), initial=0.0) > _NEAR_EXACT_RESIDUAL:
         return None
     return coef
+
+
+# Conjugate-gradient iterations of a reweighting step after the first, on a
+# wide design (see _reweighted_step).
+_LAD_CG_STEPS = 8
+
+
+def _reweighted_step(objective, coef, factor):
+    """A reweighting step towards LAD from ``coef``, by a few CG iterations.
+
+    Conjugate gradients on the step's normal equations (products with the
+    design, ``2 n p`` each), preconditioned by the first step's factor
+    ``factor``: on a wide design a handful of them cost a fraction of the
+    ``n p^2`` of forming the equations, and a start needs no more digits
+    (the solve that follows decides the fit).
+    """
+    _, grad, product = objective.loss_gradient_curvature(coef)
+    target = 1e-3 * float(np.max(np.abs(grad), initial=0.0))
+    step, _, _ = _solvers._preconditioned_cg(
+        product, -grad, factor, target, _LAD_CG_STEPS
+    )
+    return coef + step
 
 
 def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, budget):
@@ -577,6 +611,9 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
             )
 
     else:
+        # The first step's normal equations, factored: on a wide design
+        # the preconditioner of the later steps' conjugate gradients.
+        first = []
 
         def predict(coef):
             return start_objective.raw_prediction(coef)[:, 0]
@@ -594,7 +631,12 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
             if objective.n_coef > ITERATIVE_MIN_COEF:
                 # A reweighting step from the previous one needs few digits.
                 return _lsqr_least_squares(objective, x0=coef, tol=_LSQR_STEP_TOL)
-            return _solve_least_squares(objective, regular=True)
+            if first and first[0] is not None:
+                return _reweighted_step(objective, coef, first[0])
+            _, grad, hessian = objective.loss_gradient_hessian(np.zeros(n_coef))
+            if uses_products(objective):
+                first.append(CholeskyFactor.of(hessian))
+            return regular_solve(hessian, -grad)
 
     # Least squares, or the median of y (zero standardised coefficients)
     # if that is closer in L1: a few wild targets can drag least squares

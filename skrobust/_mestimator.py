@@ -307,6 +307,8 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         problem = MProblem(
             ls_objective, rho, l2, self.fit_intercept, options, self.alpha, y_scale
         )
+        if ls_objective.null_cache is not None:  # (what the start learnt)
+            problem.null_cache = ls_objective.null_cache
         if warm is not None:
             coef = ls_objective.standardize([(warm.coef, warm.intercept)])
             scale = warm.extras["scale_"]

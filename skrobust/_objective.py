@@ -538,6 +538,10 @@ class LinearObjective:
         With ``directions`` (columns ``V``), instead the weighted Gram matrix
         of ``design @ V``: how far their span is from flat.
         """
+        if directions is None:
+            known = _known_design_gram(self, j)
+            if known is not None:
+                return known
         small = self._small_design()
         if small is not None:
             return small.gram(self, j, directions)
@@ -779,6 +783,47 @@ class LinearObjective:
 
     def _columns(self, pred):
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+
+
+def _design_gram_key(objective, j):
+    """Key of predictor ``j``'s design Gram matrix in ``objective.null_cache``."""
+    pred = objective.predictors[j]
+    return (
+        "design gram",
+        id(objective.X),
+        id(objective.sample_weight),
+        objective.mean.tobytes() + objective.scale.tobytes(),
+        None if pred.columns is None else pred.columns.tobytes(),
+        pred.fit_intercept,
+    )
+
+
+def remember_design_gram(objective, j, gram):
+    """Keep predictor ``j``'s weighted design Gram matrix for the flat-direction search.
+
+    For a least-squares start that formed it anyway (the Hessian of the
+    unpenalised squared loss): every objective sharing ``null_cache``,
+    ``X``, the weights and the coordinates then skips that pass.
+    """
+    if objective.null_cache is not None:
+        key = _design_gram_key(objective, j)
+        objective.null_cache[key] = (objective.X, objective.sample_weight, gram)
+
+
+def _known_design_gram(objective, j):
+    """The design Gram matrix :func:`remember_design_gram` kept, or None."""
+    cache = getattr(objective, "null_cache", None)
+    if cache is None:
+        return None
+    known = cache.get(_design_gram_key(objective, j))
+    # (Identity, not only ids: an id can be reused once its array is gone.)
+    if (
+        known is None
+        or known[0] is not objective.X
+        or known[1] is not objective.sample_weight
+    ):
+        return None
+    return known[2]
 
 
 def _cached_null_directions(objective):

@@ -188,7 +188,7 @@ def _fixed_scale_fit(problem, coef, scale):
     result = problem.minimize(objective, coef)
     coef = result.coef
     if result.converged:
-        coef = _newton_polish(problem, objective, coef)
+        coef = _newton_polish(problem, objective, coef, result.hessian)
     ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
 
@@ -312,7 +312,7 @@ def _fit_from_lad(problem, coef, scale, other=None):
     )
     coef = result.coef
     if result.converged:
-        coef = _newton_polish(problem, objective, coef)
+        coef = _newton_polish(problem, objective, coef, result.hessian)
     ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
 
@@ -928,7 +928,7 @@ class MADScale:
                 # test settles the coefficients too (see _newton_polish): the
                 # MAD of their residuals is then that of the fit, not of its
                 # tolerance. (Not on a subsample, which only gives a start.)
-                coef = _newton_polish(problem, objective, coef)
+                coef = _newton_polish(problem, objective, coef, hessian)
                 mad = _residual_scale(rows, objective, coef)
             next_scale = secant.step(scale, mad, result.converged)
             if next_scale is None:
@@ -948,7 +948,7 @@ def _residual_scale(ls_objective, objective, coef):
     return initial_scale(residuals, ls_objective.sample_weight)
 
 
-def _newton_polish(problem, objective, coef):
+def _newton_polish(problem, objective, coef, hessian=None):
     """``coef`` after one more Newton step, if that lowers the gradient; else ``coef``.
 
     The solvers stop on the gradient, ``max |g| <= tol``, which leaves the
@@ -956,15 +956,24 @@ def _newton_polish(problem, objective, coef):
     collinear columns with log-cosh's small curvature in the tails. Newton's
     convergence is quadratic there, so one step (one pass for ``H``, one for
     the trial gradient) leaves about ``cond(H) tol^2``. Only for the Newton
-    solver, whose Hessian is small enough to factor.
+    solver, whose Hessian is small enough to factor. On a wide design the
+    step comes from conjugate gradients preconditioned by ``hessian``, the
+    solve's latest (:func:`skrobust._solvers.polish_direction`), rather than
+    from a Hessian formed here.
     """
     if problem.options.solver != "newton":
         return coef
-    _, grad, hess = objective.loss_gradient_hessian(coef)
+    polished = _solvers.polish_direction(objective, coef, hessian)
+    if polished is None:
+        _, grad, hess = objective.loss_gradient_hessian(coef)
+        direction = None
+    else:
+        grad, direction = polished
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     if not gnorm > 0:
         return coef
-    direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
+    if direction is None:
+        direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
     if direction is None:
         return coef
     trial = coef + direction

@@ -321,11 +321,7 @@ def _minimize(
     if solver == "newton":
         if convex:
             result = None
-            # (A _Restricted objective has the products of the one it wraps.)
-            inner = getattr(objective, "objective", objective)
-            if objective.n_coef >= PRECONDITIONED_MIN_COEF and hasattr(
-                inner, "loss_gradient_curvature"
-            ):
+            if uses_products(objective):
                 result = _preconditioned_newton(objective, coef0, budget, tol, hessian)
             if result is None:
                 result = _damped_newton(objective, coef0, budget, tol, hessian, origin)
@@ -703,6 +699,45 @@ def _preconditioned_cg(product, rhs, factor, target, max_iter):
         direction = z + (rz_next / rz) * direction
         rz = rz_next
     return x, max_iter, False
+
+
+def uses_products(objective):
+    """Whether Newton systems of ``objective`` are solved by conjugate gradients.
+
+    From ``PRECONDITIONED_MIN_COEF`` coefficients, for objectives with
+    ``loss_gradient_curvature`` (a :class:`_Restricted` one has the products
+    of the objective it wraps; the Dask objective has none).
+    """
+    inner = getattr(objective, "objective", objective)
+    return objective.n_coef >= PRECONDITIONED_MIN_COEF and hasattr(
+        inner, "loss_gradient_curvature"
+    )
+
+
+# Relative residual of the Newton system of a polishing step solved by
+# conjugate gradients: it leaves cond(H) 1e-6 |g| of the exact step's error.
+_POLISH_RTOL = 1e-6
+
+
+def polish_direction(objective, coef, hessian):
+    """The Newton step at ``coef`` by conjugate gradients, or None.
+
+    ``(grad, step)`` with ``hessian`` (the latest of a converged solve, at or
+    near ``coef``) as the preconditioner, for objectives that
+    :func:`uses_products`; None where the caller forms the Hessian itself
+    (no products, no usable ``hessian``, or conjugate gradients stalled).
+    """
+    if hessian is None or not uses_products(objective):
+        return None
+    factor = CholeskyFactor.of(hessian)
+    if factor is None:
+        return None
+    _, grad, product = objective.loss_gradient_curvature(coef)
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    step, _, solved = _preconditioned_cg(
+        product, -grad, factor, _POLISH_RTOL * gnorm, objective.n_coef
+    )
+    return (grad, step) if solved else None
 
 
 def _evaluate(objective, coef, with_hessian):
