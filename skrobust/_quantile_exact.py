@@ -361,6 +361,10 @@ def _one_step(
     return step, shift
 
 
+class ReducedPathFailed(Exception):
+    """The reduced problems were given up (``full_fallback=False``)."""
+
+
 class _Problem:
     """The validated data of one exact fit and what every phase derives from it.
 
@@ -385,6 +389,7 @@ class _Problem:
         self.lam = self.alpha * self.n_pos
         self.penalty = self.alpha * S
         self.gram = None
+        self.full_fallback = True
         self.equal_weights = bool(s.size and s[0] == s.min() == s.max())
 
     @cached_property
@@ -710,6 +715,8 @@ def _reduced_rounds(problem, r, obj, band, m, max_rounds, info):
         if band.kept.sum() > limit:
             break
     info["fallback"] = True
+    if not problem.full_fallback:
+        raise ReducedPathFailed(info["rounds"])
     info["reduced_size"] = problem.n_pos
     coef, b, info["solver"] = problem.full()
     return coef, b, info
@@ -864,6 +871,7 @@ def _solve_exact_unclipped(
     newton_gram=None,
     neighbour_state=None,
     checked_inputs=False,
+    full_fallback=True,
 ):
     r"""Exact minimiser of the penalised pinball objective, by preprocessing.
 
@@ -927,6 +935,11 @@ def _solve_exact_unclipped(
         None or a finite non-negative float64 vector (validated by the
         caller, e.g. once for all the levels of a multi-level fit): they
         are then used without copies or checks. ``X`` is checked anyway.
+    full_fallback : bool, default=True
+        Whether to solve the full problem when the reduced ones fail;
+        False raises :class:`ReducedPathFailed` instead (a caller with a
+        better start to try first). A full problem chosen from the start
+        (small ``n``) is solved either way.
 
     Returns
     -------
@@ -968,6 +981,7 @@ def _solve_exact_unclipped(
         X, y, s, S = _check_inputs(X, y, quantile, sample_weight, alpha)
     problem = _Problem(X, y, s, S, quantile, alpha, fit_intercept)
     problem.gram = newton_gram
+    problem.full_fallback = full_fallback
     info = {"rounds": 0, "reduced_size": problem.n_pos, "refined": False}
     info["fallback"] = False
     m, direct = _first_size(problem, initial_size)

@@ -246,6 +246,32 @@ def test_a_quantile_in_a_gap_of_the_targets_is_solved_on_the_reduced_problem(
     QuantileRegressor(quantile=0.9, solver="exact").fit(X, y)
 
 
+def test_a_failed_subsample_start_is_redone_on_all_rows(monkeypatch):
+    """The exact solver's preliminary fit on a subsample may leave reduced
+    problems that fail (a quantile in a gap of the targets); the fit then
+    redoes the preliminary fit on all rows instead of solving the whole LP,
+    and still reaches the optimum (here every subsample start is made to
+    fail: no rounds are allowed from it)."""
+    from skrobust import _quantile_exact, _quantile_level
+
+    rng = np.random.default_rng(4)
+    n, p = 60_000, 5
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_t(2, size=n)
+    reference = QuantileRegressor(quantile=0.3, solver="exact").fit(X, y)
+
+    def whole_lp(*args, **kwargs):
+        raise AssertionError("fell back to the whole linear programme")
+
+    monkeypatch.setattr(_quantile_exact, "_solve_full", whole_lp)
+    monkeypatch.setattr(_quantile_level, "_SUBSAMPLE_START_ROUNDS", 0)
+    redone = QuantileRegressor(quantile=0.3, solver="exact").fit(X, y)
+    f_ref = pinball_objective(X, y, reference.coef_, reference.intercept_, 0.3, None, 0)
+    f = pinball_objective(X, y, redone.coef_, redone.intercept_, 0.3, None, 0)
+    assert abs(f - f_ref) <= 1e-9 * f_ref
+    assert redone.n_iter_ > reference.n_iter_
+
+
 def test_one_exact_fit_holds_less_than_half_of_x_at_once():
     """Issue 13's memory bound for one level: peak extra memory below 0.5
     X.nbytes at 1e5 x 20, where every n-vector is 5% of X (it was 1.0:
