@@ -81,6 +81,10 @@ SAMPLE_ROWS = 10_000
 MIN_SAMPLE_ROWS = 2_000
 SAMPLE_FRACTION = 100
 
+# Quantiles per chunk in the sketch of the dense sample of y (see
+# statistics_and_sample): 16 KiB per chunk, a resolution of 1 / 1024.
+_SKETCH_POINTS = 1024
+
 # Pivots of a histogram pass of the selection, and the largest number of
 # values a bin may hold for them to be fetched and ranked on the client.
 _PIVOTS = 1024
@@ -243,14 +247,21 @@ class ChunkedData:
                     strict=True,
                 )
             )
+        # Each chunk's first row in X, for the strided samples.
+        self.chunk_starts = np.cumsum((0,) + self.X.chunks[0][:-1])
         self.round_trips = 0
 
-    def map_chunks(self, kernel, *args, each=None):
+    def map_chunks(self, kernel, *args, each=None, combine=None):
         """``[kernel(X_c, y_c, w_c, *args) for each chunk c]``, in one round trip.
 
         With ``each`` (a sequence with one item per chunk), chunk ``c``'s
         task is ``kernel(X_c, y_c, w_c, each[c], *args)``: each task carries
         only what concerns its own rows.
+
+        With ``combine``, each task returns ``(summary, payload)``, and the
+        round trip returns ``([summary_c], combine([payload_c]))`` with
+        ``combine`` run on a worker: the client receives the combined
+        payload only, not each chunk's piece and then their concatenation.
 
         On a distributed cluster each task is submitted next to the futures
         of its chunk (a few milliseconds per evaluation of scheduling); on
@@ -259,32 +270,35 @@ class ChunkedData:
         self.round_trips += 1
         own = [()] * len(self._blocks) if each is None else [(e,) for e in each]
         if self._client is not None:
+            submit = self._client.submit
             futures = [
-                self._client.submit(kernel, Xc, yc, wc, *mine, *args, pure=False)
+                submit(kernel, Xc, yc, wc, *mine, *args, pure=False)
                 for (Xc, yc, wc), mine in zip(self._blocks, own, strict=True)
             ]
-            return self._client.gather(futures)
+            if combine is None:
+                return self._client.gather(futures)
+            summaries = [submit(_summary, f, pure=False) for f in futures]
+            combined = submit(_combine_payloads, combine, futures, pure=False)
+            results = self._client.gather(summaries + [combined])
+            return results[:-1], results[-1]
         import dask
 
         tasks = [
             dask.delayed(kernel, pure=False)(Xc, yc, wc, *mine, *args)
             for (Xc, yc, wc), mine in zip(self._blocks, own, strict=True)
         ]
-        return dask.compute(*tasks)
+        parts = dask.compute(*tasks)
+        if combine is None:
+            return parts
+        return [part[0] for part in parts], combine([part[1] for part in parts])
 
-    def sample(self, rows):
-        """Every ``k``-th row (about ``rows`` of them) as numpy arrays, one trip."""
-        import dask
 
-        step = max(1, self.n_samples // rows)
-        parts = [self.X[::step], self.y[::step]]
-        if self.sample_weight is not None:
-            parts.append(self.sample_weight[::step])
-        self.round_trips += 1
-        fetched = dask.compute(*parts)
-        X, y = np.asarray(fetched[0]), np.asarray(fetched[1])
-        weights = np.asarray(fetched[2]) if len(fetched) > 2 else np.ones(y.size)
-        return X, y, weights
+def _summary(part):
+    return part[0]
+
+
+def _combine_payloads(combine, parts):
+    return combine([part[1] for part in parts])
 
 
 def _chunk_weights(y_c, w_c):
@@ -314,6 +328,106 @@ def _statistics_kernel(X_c, y_c, w_c):
     return negative, top, total, mean, var, y_range
 
 
+def _statistics_sample_kernel(X_c, y_c, w_c, start, step, y_step):
+    """:func:`_statistics_kernel`, and the chunk's rows of two strided samples.
+
+    The rows whose index in all of ``X`` is a multiple of ``step`` (``X``,
+    ``y`` and the weights, or None for unit weights), and the ``y`` and
+    weights of the rows with weight among the multiples of ``y_step``.
+    """
+    statistics = _statistics_kernel(X_c, y_c, w_c)
+    first = (-start) % y_step
+    y_dense = np.asarray(y_c[first::y_step], dtype=np.float64)
+    w_dense = _chunk_weights(y_dense, None if w_c is None else w_c[first::y_step])
+    keep = w_dense > 0
+    sketch = quantile_sketch(y_dense[keep], w_dense[keep], _SKETCH_POINTS)
+    first = (-start) % step
+    X_rows = np.array(X_c[first::step], dtype=np.float64)
+    y_rows = np.array(y_c[first::step], dtype=np.float64)
+    w_rows = None if w_c is None else np.array(w_c[first::step], dtype=np.float64)
+    return (statistics, sketch), (X_rows, y_rows, w_rows)
+
+
+def _stack_sample(parts):
+    """The sample rows of every chunk, stacked (on a worker): ``(X, y, weights)``."""
+    X = np.concatenate([part[0] for part in parts])
+    y = np.concatenate([part[1] for part in parts])
+    if any(part[2] is None for part in parts):
+        return X, y, np.ones(y.size)
+    return X, y, np.concatenate([part[2] for part in parts])
+
+
+def quantile_sketch(values, weights, points):
+    """``points`` weighted quantiles of ``values``, each standing for ``1 / points``.
+
+    Returns ``(values, weights, sum_weight, sum_squared_weight)``: the
+    quantiles at the levels ``(k + 1/2) / points`` with the weight each
+    stands for (all the values, with theirs, when there are at most
+    ``points``), and the sums that give the effective size of the rows
+    they summarise. Its weighted distribution function is within
+    ``1 / points`` of theirs (as a fraction of the weight).
+    """
+    total = float(weights.sum())
+    squares = float(weights @ weights)
+    if values.size <= points:
+        return values.copy(), weights.copy(), total, squares
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    levels = (np.arange(points) + 0.5) * (cum[-1] / points)
+    positions = np.minimum(np.searchsorted(cum, levels), values.size - 1)
+    return values[order[positions]], np.full(points, total / points), total, squares
+
+
+def dense_sample_rows(n_samples):
+    """Rows of the strided sample of ``y`` alone, sketched on the workers.
+
+    A quarter of the rows (at most ``2**21``): each chunk sorts its own and
+    sends ``_SKETCH_POINTS`` quantiles, so that only the sketch travels.
+    """
+    return min(n_samples, max(MIN_SAMPLE_ROWS, min(n_samples // 4, 2**21)))
+
+
+def statistics_and_sample(data, center, rows):
+    """:func:`data_statistics` and a :class:`Sample` of about ``rows`` rows, one pass.
+
+    The sample's rows are every ``k``-th of all rows (``X[::k]``), and it
+    carries the quantile sketch of a denser strided sample of ``y``
+    (:func:`dense_sample_rows`, :func:`quantile_sketch`).
+    """
+    step = max(1, data.n_samples // rows)
+    y_step = max(1, data.n_samples // dense_sample_rows(data.n_samples))
+    # (The sample is stacked on a worker: on the client, each chunk's piece
+    # and their stack would be 2% of X at once.)
+    parts, (X, y, weights) = data.map_chunks(
+        _statistics_sample_kernel,
+        step,
+        y_step,
+        each=data.chunk_starts,
+        combine=_stack_sample,
+    )
+    stats = _merge_statistics([part[0] for part in parts], data.n_features, center)
+    sketches = [part[1] for part in parts]
+    sketch = Sketch(
+        np.concatenate([s[0] for s in sketches]),
+        np.concatenate([s[1] for s in sketches]),
+        sum(s[2] for s in sketches) ** 2 / max(sum(s[3] for s in sketches), 1e-300),
+        1.0 / _SKETCH_POINTS,
+    )
+    return stats, Sample(X, y, weights, sketch)
+
+
+class Sketch:
+    """The merged quantile sketches of the dense sample of ``y``.
+
+    ``values`` and ``weights`` summarise the dense sample (of effective size
+    ``effective_size``) to within ``resolution`` of its weight.
+    """
+
+    def __init__(self, values, weights, effective_size, resolution):
+        self.values, self.weights = values, weights
+        self.effective_size, self.resolution = effective_size, resolution
+
+
 def data_statistics(data, center):
     """Global weight sum, largest weight and ``column_stats`` (step 1).
 
@@ -323,12 +437,16 @@ def data_statistics(data, center):
     the smallest and largest target.
     """
     parts = data.map_chunks(_statistics_kernel)
+    return _merge_statistics(parts, data.n_features, center)
+
+
+def _merge_statistics(parts, p, center):
+    """:func:`data_statistics` from each chunk's :func:`_statistics_kernel`."""
     if any(part[0] for part in parts):
         raise ValueError("Negative values in data passed to sample_weight")
     top = max(part[1] for part in parts)
     if not top > 0:
         raise ValueError("sample_weight must have a positive sum.")
-    p = data.n_features
     # Each chunk's weights are scaled by its own largest one: rescaled to
     # the global largest, its moments merge stably whatever the offsets.
     moments = []
@@ -526,31 +644,36 @@ def _sum_of_squares_kernel(X_c, y_c, w_c, values, top, divisor):
 
 
 class Sample:
-    """The strided sample of rows on the client, and its values for the hints."""
+    """The strided sample of rows on the client, and its values for the hints.
 
-    def __init__(self, X, y, weights):
+    ``y_sketch``, when made, is the :class:`Sketch` of a denser strided
+    sample of ``y`` alone (see :func:`statistics_and_sample`).
+    """
+
+    def __init__(self, X, y, weights, y_sketch=None):
         self.X, self.y, self.weights = X, y, weights
+        self.y_sketch = y_sketch
 
     def hint(self, values):
         v = values(self.X, self.y)
         return v[self.weights > 0]
 
 
-def robust_scale(data, stats, sample, values, spread_if_zero=None):
+def robust_scale(data, stats, sample, values, spread_if_zero=None, median=None):
     """``median |v| / 0.6745`` over all rows; the weighted RMS if that is 0.
 
     Follows :func:`skrobust._scale.initial_scale` (``spread_if_zero=None``,
     floored at ``MIN_RELATIVE_SCALE``) or, with ``spread_if_zero``, the
-    fallbacks of :func:`skrobust._base.target_offset_scale`.
+    fallbacks of :func:`skrobust._base.target_offset_scale`. ``median``,
+    when known, is the weighted median of ``|v|`` (no selection then).
     """
     from ._base import MAD_NORMAL_CONSTANT
     from ._scale import MIN_RELATIVE_SCALE
 
     sum_weight, top = stats[0], stats[1]
-    mad = (
-        weighted_median(data, values, sum_weight, top, sample.hint(values))
-        / MAD_NORMAL_CONSTANT
-    )
+    if median is None:
+        median = weighted_median(data, values, sum_weight, top, sample.hint(values))
+    mad = median / MAD_NORMAL_CONSTANT
     threshold = MIN_RELATIVE_SCALE if spread_if_zero is None else 0.0
     if mad > threshold:
         return mad
@@ -624,6 +747,16 @@ def _pass_kernel(X_c, y_c, w_c, setup, coef, hessian):
     return value * chunk_weight, grad * chunk_weight, hess
 
 
+def _pass_residuals_kernel(X_c, y_c, w_c, cap, setup, coef, hessian, request):
+    """:func:`_pass_kernel` and the chunk's share of a residual bracket."""
+    from ._dask_brackets import _residual_kernel
+
+    return (
+        _pass_kernel(X_c, y_c, w_c, setup, coef, hessian),
+        _residual_kernel(X_c, y_c, w_c, cap, request),
+    )
+
+
 def _hessp_kernel(X_c, y_c, w_c, setup, coef, vector):
     """``sum s_i H_i @ vector`` over the chunk's rows (unpenalised)."""
     objective, chunk_weight = setup.objective(X_c, y_c, w_c)
@@ -667,6 +800,10 @@ class DaskObjective:
         self.penalty = template.penalty
         self.n_coef = template.n_coef
         self.n_samples = data.n_samples
+        # A _dask_brackets.ResidualMedians whose medians the passes after
+        # the first also bracket (None: plain passes).
+        self.residual_medians = None
+        self._evaluations = 0
 
     # LinearObjective's search, with this class's _design_grams on all rows.
     def null_directions(self):
@@ -683,12 +820,34 @@ class DaskObjective:
         parts = self.data.map_chunks(_grams_kernel, self.setup, j, directions)
         return sum(part for part in parts if part is not None) / self.sum_weight
 
+    def _chunk_passes(self, coef, hessian):
+        """Each chunk's :func:`_pass_kernel`, with a residual bracket when asked."""
+        self._evaluations += 1
+        medians = self.residual_medians
+        if medians is None or self._evaluations == 1:
+            return self.data.map_chunks(_pass_kernel, self.setup, coef, hessian)
+        from ._dask_brackets import chunk_caps
+
+        ((w, b), *_) = self.unstandardize(coef)
+        request = medians.request(w, b)
+        if request is None:
+            return self.data.map_chunks(_pass_kernel, self.setup, coef, hessian)
+        parts = self.data.map_chunks(
+            _pass_residuals_kernel,
+            self.setup,
+            coef,
+            hessian,
+            request,
+            each=chunk_caps(self.data),
+        )
+        results = [part[0] for part in parts]
+        fetched = [part[1] for part in parts]
+        del parts
+        medians.record(w, b, fetched)
+        return results
+
     def _evaluate(self, coef, hessian):
-        parts = [
-            part
-            for part in self.data.map_chunks(_pass_kernel, self.setup, coef, hessian)
-            if part is not None
-        ]
+        parts = [part for part in self._chunk_passes(coef, hessian) if part is not None]
         with np.errstate(over="ignore", invalid="ignore"):
             value = sum(part[0] for part in parts) / self.sum_weight
         value += 0.5 * coef @ (self.penalty * coef)
@@ -795,6 +954,10 @@ class _Fit:
         self.converged, self.message = True, ""
         # The far-target guard's start (_dask_far_targets.Start), when on.
         self.clip = None
+        # The medians of the absolute residuals that the passes found.
+        from ._dask_brackets import ResidualMedians
+
+        self.residual_medians = ResidualMedians(data, stats, sample, offset, spread)
         self.collapsed_start = False
 
     def objective(self, loss, predictors, l2):
@@ -818,6 +981,7 @@ class _Fit:
             from ._dask_far_targets import FarClippedSetup
 
             objective.setup = FarClippedSetup(objective.setup, self.clip)
+        objective.residual_medians = self.residual_medians
         return objective
 
     def minimize(self, objective, coef, **kwargs):
@@ -1037,17 +1201,26 @@ def standardise_targets(estimator, data, stats, sample):
 
     Returns ``(offset, spread)``.
     """
+    from ._dask_brackets import bracketed_targets
+
     sum_weight, top = stats[0], stats[1]
-    offset = 0.0
-    if estimator.fit_intercept:
-        values = RowValues(absolute=False)
-        offset = weighted_median(data, values, sum_weight, top, sample.hint(values))
+    # One pass when the sample brackets both medians; else selections.
+    medians = bracketed_targets(data, stats, sample, estimator.fit_intercept)
+    if medians is not None:
+        offset, deviation = medians
+    else:
+        offset, deviation = 0.0, None
+        if estimator.fit_intercept:
+            values = RowValues(absolute=False)
+            hint = sample.hint(values)
+            offset = weighted_median(data, values, sum_weight, top, hint)
     spread = robust_scale(
         data,
         stats,
         sample,
         RowValues(offset),
         spread_if_zero=1.0 if offset == 0 else abs(offset),
+        median=deviation,
     )
     return offset, spread
 
@@ -1055,16 +1228,17 @@ def standardise_targets(estimator, data, stats, sample):
 def column_setup(X, y, sample_weight, fit_intercept, rows=None):
     """Steps 1 and 2 of one target column: ``(data, stats, sample)``.
 
-    The :class:`ChunkedData`, :func:`data_statistics` (one pass over ``X``)
-    and a strided :class:`Sample` of about ``rows`` rows (two round trips).
+    The :class:`ChunkedData`, :func:`data_statistics` and a strided
+    :class:`Sample` of about ``rows`` rows, in one round trip
+    (:func:`statistics_and_sample`).
     ``rows=None`` is the M-estimators' sample, ``SAMPLE_ROWS`` at most and
     ``1 / SAMPLE_FRACTION`` of the rows (at least ``MIN_SAMPLE_ROWS``).
     """
     data = ChunkedData(X, y, sample_weight)
-    stats = data_statistics(data, center=fit_intercept)
     if rows is None:
         rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
-    return data, stats, Sample(*data.sample(rows))
+    stats, sample = statistics_and_sample(data, fit_intercept, rows)
+    return data, stats, sample
 
 
 def start_rows_setup(X, y, sample_weight, fit_intercept):
@@ -1135,8 +1309,15 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     coef_ = np.asarray(w, dtype=np.float64) * spread
     intercept_ = float(b * spread + offset)
     scale_ = float(rule.report(scale, spread))
+    # The median absolute residual at the fit, if its last pass found it.
+    median = problem.residual_medians.median(w, b)
     extras = residual_attributes(
-        estimator, data, stats, sample, (coef_, intercept_, scale_)
+        estimator,
+        data,
+        stats,
+        sample,
+        (coef_, intercept_, scale_),
+        None if median is None else median * spread,
     )
     return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
 
@@ -1178,19 +1359,22 @@ def _solve_guarded(problem, rule, coef, scale, guard):
     return _solve_scale_rule(problem, rule, coef, scale)
 
 
-def residual_attributes(estimator, data, stats, sample, fit):
+def residual_attributes(estimator, data, stats, sample, fit, median=None):
     """Step 5: an M-estimator's attributes beyond ``coef_`` and ``intercept_``.
 
     ``fit`` is ``(coef_, intercept_, scale_)`` in the units of ``y``.
-    ``noise_scale_`` is one more selection, ``outliers_`` and ``weights_``
+    ``noise_scale_`` is one more selection unless ``median`` (of the
+    absolute residuals at ``fit``) is known, ``outliers_`` and ``weights_``
     lazy dask arrays with ``X``'s row chunks; with ``cov_type``, ``cov_``
     costs one more round trip.
     """
     from ._base import MAD_NORMAL_CONSTANT, OUTLIER_THRESHOLD
 
     coef_, intercept_, scale_ = fit
-    values = RowValues(coef=coef_, intercept=intercept_)
-    median = weighted_median(data, values, stats[0], stats[1], sample.hint(values))
+    if median is None:
+        values = RowValues(coef=coef_, intercept=intercept_)
+        hint = sample.hint(values)
+        median = weighted_median(data, values, stats[0], stats[1], hint)
     noise = median / MAD_NORMAL_CONSTANT
     residuals = data.y - data.X.dot(coef_) - intercept_
     extras = {
