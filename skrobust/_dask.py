@@ -800,10 +800,11 @@ class DaskObjective:
         self.penalty = template.penalty
         self.n_coef = template.n_coef
         self.n_samples = data.n_samples
-        # A _dask_brackets.ResidualMedians whose medians the passes after
-        # the first also bracket (None: plain passes).
+        # A _dask_brackets.ResidualMedians whose medians the passes also
+        # bracket near the optimum (None: plain passes), and the largest
+        # gradient entry of the latest evaluation (None before the first).
         self.residual_medians = None
-        self._evaluations = 0
+        self._latest_gradient = None
 
     # LinearObjective's search, with this class's _design_grams on all rows.
     def null_directions(self):
@@ -822,9 +823,8 @@ class DaskObjective:
 
     def _chunk_passes(self, coef, hessian):
         """Each chunk's :func:`_pass_kernel`, with a residual bracket when asked."""
-        self._evaluations += 1
         medians = self.residual_medians
-        if medians is None or self._evaluations == 1:
+        if medians is None or not medians.near_optimum(self._latest_gradient):
             return self.data.map_chunks(_pass_kernel, self.setup, coef, hessian)
         from ._dask_brackets import chunk_caps
 
@@ -854,6 +854,7 @@ class DaskObjective:
         if not np.isfinite(value):
             value = np.inf
         grad = sum(part[1] for part in parts) / self.sum_weight + self.penalty * coef
+        self._latest_gradient = float(np.max(np.abs(grad), initial=0.0))
         hess = None
         if hessian:
             hess = sum(part[2] for part in parts) / self.sum_weight
@@ -957,7 +958,9 @@ class _Fit:
         # The medians of the absolute residuals that the passes found.
         from ._dask_brackets import ResidualMedians
 
-        self.residual_medians = ResidualMedians(data, stats, sample, offset, spread)
+        self.residual_medians = ResidualMedians(
+            data, stats, sample, offset, spread, estimator.tol
+        )
         self.collapsed_start = False
 
     def objective(self, loss, predictors, l2):

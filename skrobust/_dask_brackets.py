@@ -43,6 +43,10 @@ _BRACKET_Z = 4.0
 # passes after the fit, and each pass's fetch is 2 z / sqrt(s) of the rows.
 _RESIDUAL_Z = 3.0
 
+# Residual brackets ride on the passes after an evaluation whose largest
+# gradient entry is below this times sqrt(tol) (1e-3 at tol=1e-10).
+_NEAR_OPTIMUM = 100.0
+
 # Residual brackets are requested only when they would fetch at most this
 # many values, or this fraction of the rows (3% with the default sample).
 _RESIDUAL_VALUES = 50_000
@@ -259,11 +263,15 @@ def _residual_kernel(X_c, y_c, w_c, cap, request):
     """The chunk's share of a residual bracket (see :class:`ResidualMedians`)."""
     w, b, offset, spread, low, high, top = request
     weights = _chunk_weights(y_c, w_c) / top
-    keep = weights > 0
-    residuals = (np.asarray(y_c, dtype=np.float64)[keep] - offset) / spread
-    residuals -= np.asarray(X_c[keep] @ w).ravel() + b
+    # (X @ w on every row: a masked X would be a copy of the chunk.)
+    with np.errstate(over="ignore", invalid="ignore"):
+        residuals = (np.asarray(y_c, dtype=np.float64) - offset) / spread
+        residuals -= np.asarray(X_c @ w).ravel()
+        residuals -= b
     v = np.abs(residuals, out=residuals)
-    weights = weights[keep]
+    if w_c is not None:
+        keep = weights > 0
+        v, weights = v[keep], weights[keep]
     below = float(weights[v <= low].sum())
     above = v > high
     following = float(v[above].min(initial=np.inf))
@@ -279,21 +287,30 @@ class ResidualMedians:
     ``noise_scale_`` is the median absolute residual at the final fit,
     which in the selection of :func:`skrobust._dask.weighted_median`
     takes two round trips after the fit. The final point is one the solver
-    evaluated, so each evaluation's pass (after the first of an objective)
-    also brackets the median at its point with the client's sample (its
-    absolute residuals' quantiles at ``1/2 -+ z / (2 sqrt(s))``) and fetches
-    the residuals inside; the medians found are kept by point.
+    evaluated, so each evaluation's pass near the optimum also brackets the
+    median at its point with the client's sample (its absolute residuals'
+    quantiles at ``1/2 -+ z / (2 sqrt(s))``) and fetches the residuals
+    inside; the medians found are kept by point. Near the optimum: the
+    previous evaluation's largest gradient entry is below
+    ``_NEAR_OPTIMUM * sqrt(tol)``, from where Newton's quadratic steps
+    reach ``tol`` in one or two passes (the bracket costs each pass a
+    product ``X w``, a quarter of a gradient pass).
     ``y_s = (y - offset) / spread``; ``(w, b)`` in those units.
     """
 
-    def __init__(self, data, stats, sample, offset, spread):
+    def __init__(self, data, stats, sample, offset, spread, tol):
         self.data, self.stats = data, stats
+        self.near = _NEAR_OPTIMUM * np.sqrt(tol)
         # (The sample's own arrays: a copy of its X would be 1% of X.)
         self.X, self.weights = sample.X, sample.weights
         self.positive = sample.weights > 0
         self.y = (sample.y - offset) / spread
         self.offset, self.spread = offset, spread
         self.found = {}
+
+    def near_optimum(self, gradient):
+        """Whether the next evaluation, after one with ``gradient``, may be the last."""
+        return gradient is not None and gradient <= self.near
 
     @staticmethod
     def key(w, b):
