@@ -988,6 +988,16 @@ class _Fit:
         return objective
 
     def minimize(self, objective, coef, **kwargs):
+        """Solve on all rows from ``coef``; without a Hessian, the sample's.
+
+        As a multilevel solve in memory: the sample's curvature at the start
+        lets the first Newton steps take gradient passes (a pass without the
+        ``p x p`` Hessian sums costs a third of one with them), and only a
+        trial point's Hessian is formed on all rows.
+        """
+        if kwargs.get("hessian") is None and objective.template.sum_weight > 0:
+            kwargs["hessian"] = objective.template.hessian(coef)
+            kwargs["hessian_origin"] = "subsample"
         budget = max(self.options.max_iter - self.used, 0)
         result = _solvers.solve(
             objective,
