@@ -56,6 +56,10 @@ _BLOCK_ELEMENTS = 2**16
 # Passes split X into at least this many row blocks (see _row_blocks).
 _MIN_BLOCKS = 8
 
+# Passes without a Hessian read dense X of up to this many elements (4 MiB,
+# in cache between the two products) in one block (see _reads_whole).
+_WHOLE_PASS_ELEMENTS = 2**19
+
 
 # Rows of the strided sample on which null_directions looks for candidates.
 _NULL_SPACE_SAMPLE_ROWS = 5_000
@@ -502,7 +506,7 @@ class LinearObjective:
         """
         (pred,) = self.predictors
         gw, gb = np.zeros(pred.p), 0.0
-        for rows, A in self._row_blocks():
+        for rows, A in self._row_blocks(vectors_only=True):
             part = pred.take(A)
             if part.shape[1]:
                 gw += np.asarray(part.T @ v[rows]).ravel()
@@ -567,9 +571,14 @@ class LinearObjective:
         return gram / self.sum_weight
 
     # -- the pass over X -----------------------------------------------------
-    def _row_blocks(self):
-        """Yield ``(rows, A)``: row slices and the rows as the map ``T`` expects."""
-        if self.sparse:
+    def _row_blocks(self, vectors_only=False):
+        """Yield ``(rows, A)``: row slices and the rows as the map ``T`` expects.
+
+        ``vectors_only``: the caller makes no temporaries of a block's size
+        (no Hessian), so an ``X`` that :meth:`_reads_whole` comes as one
+        block: per-block overheads (the loss's, the sums') are paid once.
+        """
+        if self.sparse or (vectors_only and self._reads_whole()):
             yield slice(None), self.X
             return
         for rows in _row_blocks(*self.X.shape):
@@ -577,6 +586,24 @@ class LinearObjective:
             if self.explicit_centering:
                 A = (A - self.mean) * self.inv_scale
             yield rows, A
+
+    def _reads_whole(self):
+        """Whether products with all of ``X`` at once beat row blocks.
+
+        For dense ``X`` read as it is (no explicit centring) of at most
+        ``_WHOLE_PASS_ELEMENTS``, which stays in cache between ``X @ w``
+        and ``X.T @ g``, and predictors that take all columns or none (a
+        subset would be a copy).
+        """
+        return (
+            not self.sparse
+            and not self.explicit_centering
+            and self.X.size <= _WHOLE_PASS_ELEMENTS
+            and all(
+                pred.columns is None or pred.columns.size == 0
+                for pred in self.predictors
+            )
+        )
 
     def _raw_block(self, parts, raw_coefs):
         """Linear predictors of one block, one contiguous column each.
@@ -629,7 +656,11 @@ class LinearObjective:
         remembered = None
         if self.remember_prediction:
             remembered = np.empty((self.X.shape[0], len(self.predictors)))
-        for rows, A in self._row_blocks():
+        # One block for the vectors when X is read whole; the Hessian's
+        # Gram matrices are then added in row blocks of it (their
+        # temporaries are a block's size).
+        whole = self._reads_whole()
+        for rows, A in self._row_blocks(vectors_only=not hessian or whole):
             parts = [pred.take(A) for pred in self.predictors]
             raw = self._raw_block(parts, raw_coefs)
             if remembered is not None:
@@ -655,7 +686,15 @@ class LinearObjective:
                 sums.add_hessian_product(
                     parts, np.einsum("nab,nb->na", h, u) * sw[:, None]
                 )
-            if hessian:
+            if hessian and whole:
+                for block in _row_blocks(*A.shape):
+                    sums.add_hessian(
+                        [part[block] for part in parts],
+                        h[block],
+                        None if unit else sw[block],
+                        False,
+                    )
+            elif hessian:
                 sums.add_hessian(parts, h, None if unit else sw, self.sparse)
         if remembered is not None:
             self._remembered = (coef.copy(), remembered)
@@ -675,7 +714,7 @@ class LinearObjective:
             return self._remembered[1].copy()
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         out = np.empty((self.X.shape[0], len(self.predictors)))
-        for rows, A in self._row_blocks():
+        for rows, A in self._row_blocks(vectors_only=True):
             parts = [pred.take(A) for pred in self.predictors]
             out[rows] = self._raw_block(parts, raw_coefs)
         return out
@@ -713,22 +752,60 @@ class LinearObjective:
         k = len(self.predictors)
         curvature = np.empty((self.X.shape[0], k, k))
         value, grad, _, _ = self._pass(coef, curvature=curvature)
+        if self._reads_whole() and self.predictors[0].columns is None:
+            others = self.predictors[1:]
+            if all(pred.p == 0 and pred.fit_intercept for pred in others):
+                return value, grad, self._first_predictor_product(curvature)
 
         def product(vector):
             return self._curvature_product(curvature, vector)
 
         return value, grad, product
 
+    def _first_predictor_product(self, curvature):
+        """``v -> H v`` when only the first predictor has columns (all of them).
+
+        :meth:`_curvature_product` written out for the common cases (every
+        fixed-scale fit, and the joint scale's intercept-only ``log
+        sigma``), where its bookkeeping per call cost as much as its two
+        matrix-vector products with ``X``.
+        """
+        first, others = self.predictors[0], self.predictors[1:]
+        X, p, fit = self.X, first.p, first.fit_intercept
+        inv_scale, shift = first.inv_scale, first.shift
+        curvature = curvature / self.sum_weight
+        k = curvature.shape[1]
+        penalty = self.penalty
+
+        def product(vector):
+            w = vector[:p] * inv_scale
+            u = [X @ w]  # the predictors' values along vector
+            if fit:
+                u[0] += vector[p] - shift @ w
+            u += [vector[pred.slice][0] for pred in others]
+            out = penalty * vector
+            for a in range(k):
+                hu = curvature[:, a, 0] * u[0]
+                for b in range(1, k):
+                    hu += curvature[:, a, b] * u[b]
+                if a:
+                    out[others[a - 1].slice] += hu.sum()
+                    continue
+                gw = X.T @ hu
+                if fit:
+                    gb = hu.sum()
+                    out[:p] += (gw - shift * gb) * inv_scale
+                    out[p] += gb
+                else:
+                    out[:p] += gw * inv_scale
+            return out
+
+        return product
+
     def _curvature_product(self, curvature, vector):
         """``H @ vector`` from the rows' weighted loss Hessians ``curvature``."""
         raw_dirs = [pred.to_raw(vector[pred.slice]) for pred in self.predictors]
-        # Two matrix-vector products need no row blocks (no temporaries of
-        # the size of a block) when the rows are read as they are and no
-        # predictor takes a subset of the columns (a copy).
-        whole = not self.explicit_centering and all(
-            pred.columns is None or pred.columns.size == 0 for pred in self.predictors
-        )
-        if not whole:
+        if not self._reads_whole():
             return self._blocked_curvature_product(curvature, raw_dirs, vector)
         parts = [pred.take(self.X) for pred in self.predictors]
         u = self._raw_block(parts, raw_dirs)

@@ -153,7 +153,16 @@ def weighted_gram(A, B, d, sparse):
         return np.asarray((A.T @ sp.diags_array(d) @ B).todense())
     if A is B and A.shape[1] > 1 and d.min(initial=0.0) >= 0:
         # C.T @ C with C = sqrt(d) A: numpy hands it to BLAS syrk, half the
-        # flops of the general product (convex losses have d >= 0).
-        C = A * np.sqrt(d)[:, None]
+        # flops of the general product (convex losses have d >= 0). Rows of
+        # zero curvature (Huber's linear part) add nothing: when they are
+        # many, C is gathered from the others, for as many fewer flops.
+        curved = d > 0
+        n_curved = int(np.count_nonzero(curved))
+        if n_curved < 0.9 * d.size:
+            # (A gathered copy, in float64, scaled in place.)
+            C = np.asarray(A[curved], dtype=np.float64)
+            C *= np.sqrt(d[curved])[:, None]
+        else:
+            C = A * np.sqrt(d)[:, None]
         return C.T @ C
     return A.T @ (B * d[:, None])

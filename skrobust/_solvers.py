@@ -740,15 +740,6 @@ def polish_direction(objective, coef, hessian):
     return (grad, step) if solved else None
 
 
-def _evaluate(objective, coef, with_hessian):
-    """``(value, grad, hessian, product)``: the Hessian or its products, not both."""
-    if with_hessian:
-        value, grad, hessian = objective.loss_gradient_hessian(coef)
-        return value, grad, hessian, None
-    value, grad, product = objective.loss_gradient_curvature(coef)
-    return value, grad, None, product
-
-
 def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
     """:func:`_damped_newton` with inexact directions on few Hessians; None if not.
 
@@ -758,13 +749,14 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
     of a nearby problem or a subsample, as the preconditioner of conjugate
     gradients); later ones by conjugate gradients on products at the
     current point, preconditioned by the latest Hessian formed
-    (:func:`_preconditioned_cg`), which is formed again, at the next point,
-    only when conjugate gradients took more than ``_PCG_REFRESH_FRACTION``
-    of ``n_coef`` iterations. Steps, line search and stopping rule are
-    :func:`_damped_newton`'s: the gradient decides convergence, so the
-    solution is the same; only the work per iteration changes. Returns
-    None when the Hessian is not clearly positive definite (the caller
-    then runs :func:`_damped_newton`, whose directions handle that).
+    (:func:`_preconditioned_cg`). When conjugate gradients took more than
+    ``_PCG_REFRESH_FRACTION`` of ``n_coef`` iterations, the Hessian is
+    formed again at the next point, unless that point has converged.
+    Steps, line search and stopping rule are :func:`_damped_newton`'s: the
+    gradient decides convergence, so the solution is the same; only the
+    work per iteration changes. Returns None when the first Hessian is not
+    clearly positive definite (the caller then runs :func:`_damped_newton`,
+    whose directions handle that).
     """
     n = objective.n_coef
     cg_max = max(10, int(n * _PCG_MAX_FRACTION))
@@ -778,9 +770,18 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
     if factor is None or not np.isfinite(value):
         return None
     gnorm = float(np.max(np.abs(grad), initial=0.0))
-    n_iter, message = 0, "iteration limit reached"
+    n_iter, message, refresh = 0, "iteration limit reached", False
     while gnorm > tol and n_iter < max_iter:
-        refresh = False
+        if refresh:
+            hessian = objective.hessian(coef)
+            factor = CholeskyFactor.of(hessian)
+            if factor is None:  # singular here: the damped loop's directions
+                more = _damped_newton(
+                    objective, coef, max_iter - n_iter, tol, hessian, "current"
+                )
+                more.n_iter += n_iter
+                return more
+            product, refresh = None, False
         if product is None:  # the factor is this point's Hessian
             direction = factor.solve(-grad)
         else:
@@ -794,11 +795,8 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
             message = "no descent direction"
             break
         n_iter += 1
-
         trial = coef + direction
-        trial_value, trial_grad, trial_hessian, trial_product = _evaluate(
-            objective, trial, refresh
-        )
+        trial_value, trial_grad, product = objective.loss_gradient_curvature(trial)
         trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
         rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
         accept = np.isfinite(trial_value) and (
@@ -808,9 +806,7 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
         if not accept:
             step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
             trial = coef + step * direction
-            trial_value, trial_grad, trial_hessian, trial_product = _evaluate(
-                objective, trial, refresh
-            )
+            trial_value, trial_grad, product = objective.loss_gradient_curvature(trial)
             trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
             improved = trial_gnorm < gnorm or trial_value < value - rounding
             if not (step > 0 and np.isfinite(trial_value) and improved):
@@ -828,16 +824,6 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
             trial_gnorm,
         )
         coef, value, grad, gnorm = trial, trial_value, trial_grad, trial_gnorm
-        product = trial_product
-        if trial_hessian is not None:
-            fresh = CholeskyFactor.of(trial_hessian)
-            if fresh is None:  # singular here: the damped loop's directions
-                more = _damped_newton(
-                    objective, coef, max_iter - n_iter, tol, trial_hessian, "current"
-                )
-                more.n_iter += n_iter
-                return more
-            factor, hessian = fresh, trial_hessian
     if gnorm <= tol:
         message = "converged"
     return SolverResult(coef, n_iter, gnorm <= tol, message, hessian)

@@ -32,6 +32,7 @@ from statsmodels.robust.norms import HuberT
 from skrobust import HuberRegressor, LogCoshRegressor, _solvers
 from skrobust._base import least_squares_start
 from skrobust._objective import LinearObjective, _clearly_regular, null_directions
+from skrobust._small_design import weighted_gram
 from skrobust.losses import ConcomitantScaleLoss, FixedScaleLoss, LogCoshRho
 
 N_FEATURES = 70  # 71 or 72 coefficients: above PRECONDITIONED_MIN_COEF
@@ -86,15 +87,19 @@ def test_wide_fits_take_the_preconditioned_path(monkeypatch, estimator, scale):
 
 
 @pytest.mark.parametrize(
-    "design", ["dense", "offset", "sparse", "column_subset"], ids=str
+    "design",
+    ["dense", "no_intercept", "joint", "offset", "sparse", "column_subset"],
+    ids=str,
 )
 def test_curvature_products_are_finite_differences_of_the_gradient(design):
     """``loss_gradient_curvature``'s ``H v`` is the derivative of the gradient along v.
 
     Log-cosh is smooth, so central differences of the analytic gradient
-    agree with ``H v`` to ~1e-8; dense ``X`` (whole-matrix products),
-    columns offset by 1e6 (explicitly centred row blocks), sparse ``X`` and
-    a second predictor on a subset of the columns (row blocks) all count.
+    agree with ``H v`` to ~1e-8; dense ``X`` (whole-matrix products, with
+    and without an intercept, and with the joint scale's intercept-only
+    ``log sigma``), columns offset by 1e6 (explicitly centred row blocks),
+    sparse ``X`` and a second predictor on a subset of the columns (row
+    blocks) all count.
     """
     X, y = wide_data(
         n_samples=120, n_features=30, offset=1e6 if design == "offset" else 0
@@ -106,6 +111,12 @@ def test_curvature_products_are_finite_differences_of_the_gradient(design):
     if design == "column_subset":
         loss = ConcomitantScaleLoss(LogCoshRho(1.0))
         predictors, l2 = [(None, True), (np.arange(4), True)], [0.3, 0.0]
+    elif design == "joint":
+        loss = ConcomitantScaleLoss(LogCoshRho(1.0))
+        predictors, l2 = [(None, True), ((), True)], [0.3, 0.0]
+    elif design == "no_intercept":
+        loss = FixedScaleLoss(LogCoshRho(1.0), 0.7)
+        predictors, l2 = [(None, False)], [0.3]
     else:
         loss = FixedScaleLoss(LogCoshRho(1.0), 0.7)
         predictors, l2 = [(None, True)], [0.3]
@@ -267,3 +278,22 @@ def test_wide_fit_equals_repeated_rows():
         rtol=1e-7,
         atol=1e-8,
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("zero_share", [0.0, 0.5, 1.0])
+def test_weighted_gram_skips_rows_without_curvature(dtype, zero_share):
+    """``A' diag(d) A`` is numpy's product whatever share of ``d`` is zero.
+
+    Rows of zero curvature (Huber's linear part) are left out of the
+    product when they are many; in any dtype of ``X`` the result is the
+    float64 product.
+    """
+    rng = np.random.default_rng(0)
+    A = (10 * rng.normal(size=(60, 5))).astype(dtype)
+    d = rng.uniform(0.1, 2.0, size=60)
+    d[: round(zero_share * 60)] = 0.0
+    expected = A.astype(np.float64).T @ (A.astype(np.float64) * d[:, None])
+    gram = weighted_gram(A, A, d, False)
+    assert gram.dtype == np.float64
+    assert_allclose(gram, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
