@@ -10,36 +10,45 @@ How an M-estimator is fitted on a dask array (``scale="joint"``, ``"mad"``
 or a fixed float), for each column of ``y`` (a 2-D ``y`` is a fit per
 column, as in memory, on ``X`` persisted once):
 
-1. **Validation and column statistics, one pass.** ``X``, ``y`` and
-   ``sample_weight`` are persisted with ``X``'s row chunks (``X`` only if it
-   is not persisted yet). One task per chunk checks that its values are
-   finite and its weights non-negative and returns its weight sum, largest
-   weight and centred column moments; the client merges them (Chan, Golub
-   and LeVeque) into the ``column_stats`` that fix the standardised
-   coordinates of every objective of the fit, as
-   :class:`~skrobust._objective.LinearObjective` would on all rows.
-2. **A strided sample, fetched once.** Every ``k``-th row (about
-   ``SAMPLE_ROWS`` rows) comes to the client. The estimator itself fits the
-   sample in memory; its coefficients and scale start the fit on all rows,
-   and its values seed the selections of step 3.
-3. **Robust target statistics by distributed selection.** The weighted
-   median of ``y`` and the MAD about it (:func:`target_offset_scale`) are
-   found exactly by :func:`weighted_median`: histogram passes over pivots
-   narrow the value range to a bin of at most ``_FETCH_VALUES`` values,
-   which are then fetched and ranked on the client with the in-memory rule
-   (:func:`skrobust._base.weighted_median`).
-4. **Newton on all rows.** :class:`DaskObjective` has the interface the
+1. **Validation, column statistics and the sample, one pass.** ``X``,
+   ``y`` and ``sample_weight`` are persisted with ``X``'s row chunks (``X``
+   only if it is not persisted yet). One task per chunk checks that its
+   values are finite and its weights non-negative and returns its weight
+   sum, largest weight and centred column moments; the client merges them
+   (Chan, Golub and LeVeque) into the ``column_stats`` that fix the
+   standardised coordinates of every objective of the fit, as
+   :class:`~skrobust._objective.LinearObjective` would on all rows. The same
+   tasks return their rows of the strided sample (every ``k``-th row, about
+   ``SAMPLE_ROWS``, stacked on a worker) and a quantile sketch of a denser
+   strided sample of ``y`` (:func:`quantile_sketch`). The estimator itself
+   fits the sample in memory; its coefficients, scale and Hessian start the
+   fit on all rows.
+2. **The median and MAD of ``y``, one pass.** The sketch brackets both, and
+   one pass fetches the values inside the brackets and ranks them with the
+   in-memory rule (:mod:`skrobust._dask_brackets`); when a bracket misses,
+   the exact selection of :func:`weighted_median` (histogram passes over
+   pivots, then at most ``_FETCH_VALUES`` values fetched and ranked on the
+   client with :func:`skrobust._base.weighted_median`'s rule) decides.
+3. **Newton on all rows.** :class:`DaskObjective` has the interface the
    solvers use; each evaluation is one task per chunk on the worker that
    holds it (a :class:`LinearObjective` on the chunk with the shared
    ``column_stats``, whose value, gradient and Hessian are returned as sums
    weighted by the chunk's weight sum) and one sum on the client: one round
    trip per evaluation, and a task graph of one task per chunk that does not
-   grow with the iterations. ``scale="mad"`` runs the safeguarded secant of
-   :class:`skrobust._scale.MADScale` with each MAD from step 3's selection.
-   Targets thousands of robust scales away are moved in by each chunk's
-   task as the in-memory guard moves them (:mod:`skrobust._dask_far_targets`).
-5. **Residual attributes.** ``noise_scale_`` is one more selection;
-   ``outliers_`` and ``weights_`` are lazy dask arrays with ``X``'s chunks.
+   grow with the iterations. The first Newton steps use the sample's
+   Hessian, as a multilevel solve in memory does. ``scale="mad"`` runs the
+   safeguarded secant of :class:`skrobust._scale.MADScale` with each MAD
+   from a selection. Targets thousands of robust scales away are moved in
+   by each chunk's task as the in-memory guard moves them
+   (:mod:`skrobust._dask_far_targets`).
+4. **Residual attributes.** ``noise_scale_`` is the median absolute
+   residual at the fit: the passes near the optimum bracket it at their
+   point (:class:`skrobust._dask_brackets.ResidualMedians`), so the last
+   one usually has it; else one more selection. ``outliers_`` and
+   ``weights_`` are lazy dask arrays with ``X``'s chunks.
+
+A default Huber or LogCosh fit thus takes two round trips besides its
+Newton passes.
 
 The optimum in the units of ``y`` does not depend on the start, the sample
 or the standardisation, so the coefficients and scale equal the in-memory
@@ -1216,7 +1225,7 @@ def _persisted_rows(X):
 
 
 def standardise_targets(estimator, data, stats, sample):
-    """Step 3: the in-memory ``target_offset_scale`` of ``y``, exactly.
+    """Step 2: the in-memory ``target_offset_scale`` of ``y``, exactly.
 
     Returns ``(offset, spread)``.
     """
@@ -1245,7 +1254,7 @@ def standardise_targets(estimator, data, stats, sample):
 
 
 def column_setup(X, y, sample_weight, fit_intercept, rows=None):
-    """Steps 1 and 2 of one target column: ``(data, stats, sample)``.
+    """Step 1 of one target column: ``(data, stats, sample)``.
 
     The :class:`ChunkedData`, :func:`data_statistics` and a strided
     :class:`Sample` of about ``rows`` rows, in one round trip
@@ -1379,7 +1388,7 @@ def _solve_guarded(problem, rule, coef, scale, guard):
 
 
 def residual_attributes(estimator, data, stats, sample, fit, median=None):
-    """Step 5: an M-estimator's attributes beyond ``coef_`` and ``intercept_``.
+    """Step 4: an M-estimator's attributes beyond ``coef_`` and ``intercept_``.
 
     ``fit`` is ``(coef_, intercept_, scale_)`` in the units of ``y``.
     ``noise_scale_`` is one more selection unless ``median`` (of the
