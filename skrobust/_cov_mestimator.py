@@ -252,6 +252,10 @@ def combine_covariance_sums(parts, scale, *, cov_type, joint):
         return np.full((n_params, n_params), 0.0 if exact else np.nan)
     grams = sum(part["grams"] for part in parts)
     n_params = grams.shape[-1]
+    if not n > n_params:
+        # No residual degrees of freedom (frequency weights summing to at
+        # most the number of parameters, however many rows): no estimate.
+        return np.full((n_params, n_params), np.nan)
     if cov_type == "sandwich" and joint:
         cross = sum(part["cross"] for part in parts)
         corners = sum(part["corners"] for part in parts)

@@ -269,6 +269,23 @@ def test_zero_scale():
     assert np.all(np.isnan(cov))
 
 
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("joint", [False, True])
+@pytest.mark.parametrize("total", [4.0, 0.3, 1e-297])
+def test_no_residual_degrees_of_freedom_gives_nan(cov_type, joint, total):
+    """Frequency weights summing to at most the number of parameters leave
+    no residual degrees of freedom: a NaN covariance, not an OverflowError
+    (weights of 1e-300 made kappa**2 overflow), a division by zero (a sum
+    of exactly n_params) or negative variances."""
+    X, residuals = random_problem(n=20)
+    weights = np.random.default_rng(2).uniform(0.5, 1.0, 20)
+    weights *= total / weights.sum()
+    cov = mestimator_covariance(
+        X, residuals, weights, HuberRho(), 1.0, cov_type=cov_type, joint=joint
+    )
+    assert cov.shape == (4, 4) and np.all(np.isnan(cov))
+
+
 def test_unknown_cov_type():
     X, residuals = random_problem(n=20)
     with pytest.raises(ValueError, match="'H1', 'H2', 'H3', 'mass', 'sandwich'"):
