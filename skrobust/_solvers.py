@@ -655,6 +655,14 @@ def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsam
 # now and then (see _preconditioned_newton): its n p^2 flops cost as much as
 # dozens of Hessian-vector products (2 n p each) at p ~ 100.
 PRECONDITIONED_MIN_COEF = 64
+# ... and while the design has at most this many elements (4 MiB): beyond
+# the cache a product reads X from memory, and costs a quarter of a Hessian
+# at p = 200 (1e5 x 200 was 25-40% slower with products than with a Hessian
+# per step from the subsample's start).
+PRECONDITIONED_MAX_ELEMENTS = 2**19
+# Below this many (the small-design copy's size, 512 KiB) a Hessian costs
+# a few products and the loop that forms one per step is as fast.
+PRECONDITIONED_MIN_ELEMENTS = 2**16
 # Conjugate-gradient iterations per Newton direction before it is cut short,
 # and beyond which the next point's Hessian is formed as the new
 # preconditioner, as fractions of the number of coefficients (a Hessian
@@ -704,13 +712,18 @@ def _preconditioned_cg(product, rhs, factor, target, max_iter):
 def uses_products(objective):
     """Whether Newton systems of ``objective`` are solved by conjugate gradients.
 
-    From ``PRECONDITIONED_MIN_COEF`` coefficients, for objectives with
-    ``loss_gradient_curvature`` (a :class:`_Restricted` one has the products
-    of the objective it wraps; the Dask objective has none).
+    From ``PRECONDITIONED_MIN_COEF`` coefficients, for designs of more than
+    ``PRECONDITIONED_MIN_ELEMENTS`` and at most ``PRECONDITIONED_MAX_ELEMENTS``
+    rows times coefficients, for objectives
+    with ``loss_gradient_curvature`` (a :class:`_Restricted` one has the
+    products of the objective it wraps; the Dask objective has none).
     """
     inner = getattr(objective, "objective", objective)
-    return objective.n_coef >= PRECONDITIONED_MIN_COEF and hasattr(
-        inner, "loss_gradient_curvature"
+    elements = objective.n_samples * objective.n_coef
+    return (
+        objective.n_coef >= PRECONDITIONED_MIN_COEF
+        and PRECONDITIONED_MIN_ELEMENTS < elements <= PRECONDITIONED_MAX_ELEMENTS
+        and hasattr(inner, "loss_gradient_curvature")
     )
 
 

@@ -35,10 +35,11 @@ from skrobust._objective import LinearObjective, _clearly_regular, null_directio
 from skrobust._small_design import weighted_gram
 from skrobust.losses import ConcomitantScaleLoss, FixedScaleLoss, LogCoshRho
 
-N_FEATURES = 70  # 71 or 72 coefficients: above PRECONDITIONED_MIN_COEF
+# 71 or 72 coefficients on 1000 rows: within the preconditioned path's bounds.
+N_FEATURES = 70
 
 
-def wide_data(n_samples=300, n_features=N_FEATURES, seed=0, offset=0.0):
+def wide_data(n_samples=1000, n_features=N_FEATURES, seed=0, offset=0.0):
     """Gaussian design, N(0, 1) noise and 10% of targets shifted up by 20-60."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_samples, n_features)) + offset
@@ -68,6 +69,8 @@ def test_wide_fits_take_the_preconditioned_path(monkeypatch, estimator, scale):
     scipy and statsmodels oracles below are the independent ones.
     """
     assert N_FEATURES + 1 >= _solvers.PRECONDITIONED_MIN_COEF
+    assert 1000 * (N_FEATURES + 2) <= _solvers.PRECONDITIONED_MAX_ELEMENTS
+    assert 1000 * (N_FEATURES + 1) > _solvers.PRECONDITIONED_MIN_ELEMENTS
     X, y = wide_data(seed=11)
     calls = []
     solve = _solvers._preconditioned_cg
@@ -257,7 +260,7 @@ def test_wide_fixed_scale_fit_reaches_scipy_optimum(estimator, sample_weight):
 
 def test_wide_mad_scale_fit_is_statsmodels_rlm():
     """``scale="mad"`` on a wide design is statsmodels' RLM fixed point."""
-    X, y = wide_data(n_samples=400, seed=6)
+    X, y = wide_data(seed=6)
     model = HuberRegressor(scale="mad").fit(X, y)
     rlm = statsmodels_rlm(X, y, HuberT(1.35))
     assert_allclose(
