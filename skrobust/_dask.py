@@ -279,9 +279,12 @@ class ChunkedData:
         self.round_trips += 1
         own = [()] * len(self._blocks) if each is None else [(e,) for e in each]
         if self._client is not None:
+            from ._dask_malloc import run_kernel
+
             submit = self._client.submit
+            # (run_kernel: glibc's heap kept through the task, see there.)
             futures = [
-                submit(kernel, Xc, yc, wc, *mine, *args, pure=False)
+                submit(run_kernel, kernel, Xc, yc, wc, *mine, *args, pure=False)
                 for (Xc, yc, wc), mine in zip(self._blocks, own, strict=True)
             ]
             if combine is None:

@@ -395,3 +395,25 @@ def test_covariance_of_a_two_dimensional_y(synchronous):
     fitted = estimator.fit(da.from_array(X, chunks=(CHUNKS, 4)), Y)
     assert fitted.cov_.shape == (2, 4, 4)
     np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("trim", [None, "65536"])
+def test_worker_malloc_context_runs_the_kernel(monkeypatch, trim):
+    """run_kernel returns the kernel's value and lets its errors through,
+    whether the environment set glibc's trim threshold (as distributed's
+    nanny does: then the thresholds are raised for the task) or not."""
+    from skrobust import _dask_malloc
+
+    if trim is None:
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", trim)
+    values = np.arange(1_000_000.0)
+    assert _dask_malloc.run_kernel(np.sum, values) == values.sum()
+
+    def failing(message):
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="from the kernel"):
+        _dask_malloc.run_kernel(failing, "from the kernel")
+    assert _dask_malloc.run_kernel(np.sum, values) == values.sum()
