@@ -31,6 +31,9 @@ _MIN_RELATIVE_SCALE = 1e-12
 # The default bandwidth is this fraction of conquer's rate
 # ((log n + p) / n)^(2/5), in units of the residual scale.
 _BANDWIDTH_CONSTANT = 0.25
+# The default bandwidth's floor, relative to the residual scale (see
+# default_bandwidth).
+_MIN_BANDWIDTH = 1e-6
 
 # The finishing continuation of solver="smooth" (refine_smoothed): the
 # bandwidth is divided by _CONTINUATION_FACTOR, warm-started, until the
@@ -71,9 +74,13 @@ def default_bandwidth(n_samples, n_features):
         h_n = \frac14 \left(\frac{\log n + p}{n}\right)^{2/5},
 
     a quarter of the rate of He, Pan, Tan and Zhou (2023) (``conquer``'s
-    default without its floor of 0.05), capped at 1. ``n`` is the sum of the
-    sample weights (frequency weights: integer weights give the same
-    bandwidth as repeated rows), at least 1.
+    default without its floor of 0.05), capped at 1 and at least ``1e-6``.
+    ``n`` is the sum of the sample weights (frequency weights: integer
+    weights give the same bandwidth as repeated rows), at least 1. The
+    floor only matters beyond about ``1e15`` (weights of ``1e100``, say):
+    a smaller bandwidth gains nothing a float64 fit can show, and the
+    Newton steps of a kernel narrower than the rounding of the residuals
+    stall.
 
     Parameters
     ----------
@@ -89,7 +96,7 @@ def default_bandwidth(n_samples, n_features):
     # Clipped so that weights of any size give a finite bandwidth.
     n = min(max(float(n_samples), 1.0), 1e300)
     rate = ((np.log(n) + n_features) / n) ** 0.4
-    return float(min(_BANDWIDTH_CONSTANT * rate, 1.0))
+    return float(min(max(_BANDWIDTH_CONSTANT * rate, _MIN_BANDWIDTH), 1.0))
 
 
 def _weighted_quantile(values, weights, quantile):
