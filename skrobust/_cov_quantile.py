@@ -70,6 +70,9 @@ R_SQRT_EPS = float(np.finfo(float).eps ** 0.5)
 _BR_TOLERANCE = float(np.finfo(float).eps ** (2 / 3))
 
 _ACCEPT_SPARSE = ("csr", "csc")
+# Largest weights outside this range are divided out before R's formulas
+# (see quantile_covariance).
+_WEIGHT_RANGE = (1e-100, 1e100)
 _SQRT_2PI = float(np.sqrt(2 * np.pi))
 # Rows per block in passes over a dense X (a few MB at tens of columns).
 _ROW_BLOCK = 8192
@@ -875,6 +878,16 @@ def quantile_covariance(
         else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
     )
     row_weight = np.ones(X.shape[0]) if weight is None else weight
+    top = row_weight.max(initial=0.0)
+    if top > 0 and not _WEIGHT_RANGE[0] <= top <= _WEIGHT_RANGE[1]:
+        # R's formulas square the weights (overflow beyond 1e154) and call
+        # weighted residuals below R_SQRT_EPS zero, an absolute threshold,
+        # so that R's answer depends on the weights' common factor. Within
+        # the range it is R's answer to the digit; beyond, the weights are
+        # divided by the largest (the estimates themselves are invariant:
+        # rows and residuals scale with the factor, the densities
+        # inversely).
+        row_weight = row_weight / top
     n_params = X.shape[1] + bool(fit_intercept)
     # X~'X~ = [1 X]' W^2 [1 X] and X~'F X~, in centred coordinates (see
     # design_center), from one pass over X.
