@@ -475,3 +475,20 @@ def test_coverage_equals_r_up_to_simulation_error(coverage):
             coverage[key],
             r_rates,
         )
+
+
+@pytest.mark.parametrize("se", ["iid", "nid", "ker"])
+def test_weights_beyond_r_range_give_the_scale_free_answer(se):
+    """R's formulas square the weights (1e200 overflowed with a warning) and
+    call weighted residuals below sqrt(eps) zero; weights beyond 1e100 or
+    below 1e-100 are divided by the largest first, which gives the
+    standard errors of the same weights with a largest of one."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.standard_t(3, 300)
+    w = rng.uniform(0.5, 2.0, 300)
+    w /= w.max()  # (R's answer depends on the weights' factor through sqrt(eps))
+    expected = QuantileRegressor(cov_type=se).fit(X, y, sample_weight=w).coef_se_
+    for factor in (1e200, 1e-200):
+        model = QuantileRegressor(cov_type=se).fit(X, y, sample_weight=w * factor)
+        np.testing.assert_allclose(model.coef_se_, expected, rtol=1e-12)
