@@ -1078,8 +1078,12 @@ def _zero_of_slope(objective, coef, direction, slope0, rtol=0.0):
         return high
     side = 0
     for _ in range(_LINE_SEARCH_STEPS):  # regula falsi, Illinois variant
-        with np.errstate(invalid="ignore"):  # (bisect while s_high is inf)
-            t = high - s_high * (high - low) / (s_high - s_low)
+        # Bisect while s_high is inf, or where the two slopes are equal (a
+        # step below the rounding of the iterate: a linear stretch).
+        t = 0.5 * (low + high)
+        if s_high != s_low:
+            with np.errstate(invalid="ignore"):
+                t = high - s_high * (high - low) / (s_high - s_low)
         if not low < t < high:
             t = 0.5 * (low + high)
         s = slope(t)

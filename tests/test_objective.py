@@ -250,3 +250,19 @@ def test_column_statistics_when_the_weight_sits_on_rows_the_pilot_skips():
     expected_std = np.sqrt(np.average((x - expected_mean) ** 2, weights=w))
     assert mean[0] == pytest.approx(expected_mean, rel=1e-12)
     assert scale[0] == pytest.approx(expected_std, rel=1e-6)
+
+
+def test_line_search_on_a_linear_stretch_does_not_divide_by_zero():
+    """Where every slope along the line is the same (a step below the
+    rounding of the iterate, seen with a bandwidth of 1e-40), the regula
+    falsi of the exact line search divided by zero; it bisects instead and
+    returns a step within its bracket."""
+    from skrobust._solvers import _zero_of_slope
+
+    class Linear:
+        def loss_gradient(self, coef):
+            return -float(coef.sum()), -np.ones_like(coef)
+
+    direction = np.array([1.0, 0.0])
+    step = _zero_of_slope(Linear(), np.zeros(2), direction, -1.0)
+    assert np.isfinite(step) and step > 0
