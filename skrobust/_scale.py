@@ -411,8 +411,9 @@ def _smoothed_lad_fit(problem, rows, coef, scale, hessian, origin, tol):
     """
     objective = _smoothed_lad_objective(problem, rows, scale)
     objective.remember_prediction = True  # for the residuals' MAD below
+    # Convex (a smoothed absolute loss): Newton's own damped loop.
     options = _solvers.SolverOptions(
-        solver=problem.options.solver, max_iter=problem.budget, tol=tol
+        solver=problem.options.solver, max_iter=problem.budget, tol=tol, convex=True
     )
     result = _solvers.solve(
         objective,
