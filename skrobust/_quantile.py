@@ -140,7 +140,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         MAD about the median (``median |r - median r| / 0.6745``) of the
         residuals of a first smoothed fit (on every 8th row when ``n`` is
         large), which itself used those of a least-squares fit. ``"auto"``
-        is ``0.25 ((log n + p) / n) ** 0.4`` (capped at 1), a quarter of
+        is ``0.25 ((log n + p) / n) ** 0.4`` (within [1e-6, 1]), a quarter of
         ``conquer``'s rate, with ``n`` the sum of the sample weights
         (integer weights act as repeated rows). Smaller values bring the
         smoothed fit closer to the exact one but make it harder to solve;
