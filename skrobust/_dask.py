@@ -1087,9 +1087,15 @@ class _Fit:
         return w, b, scale
 
     def residual_mad(self, w, b):
-        """``initial_scale`` of the standardised residuals at ``(w, b)``."""
+        """``initial_scale`` of the standardised residuals at ``(w, b)``.
+
+        The median comes from the fixed-scale fit's last pass when it
+        bracketed it there (:class:`skrobust._dask_brackets.ResidualMedians`),
+        else from a selection.
+        """
         values = RowValues(self.offset, self.spread, w, b)
-        return robust_scale(self.data, self.stats, self.sample, values)
+        median = self.residual_medians.median(w, b)
+        return robust_scale(self.data, self.stats, self.sample, values, median=median)
 
     def mad(self, coef, scale):
         """:meth:`skrobust._scale.MADScale._secant` with distributed MADs."""
