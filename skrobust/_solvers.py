@@ -605,50 +605,69 @@ def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsam
             message = "no descent direction"
             break
         n_iter += 1
-        trial = coef + direction
-        trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-        # A decrease within rounding counts only with a smaller gradient:
-        # at the rounding level of the value, steps would otherwise cycle.
-        rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
-        accept = np.isfinite(trial_value) and (
-            trial_value <= min(value + 1e-4 * slope, value - rounding)
-            or (trial_gnorm < gnorm and trial_value <= value + rounding)
+        state, message = _damped_step(
+            objective.loss_gradient_hessian,
+            objective,
+            coef,
+            value,
+            gnorm,
+            direction,
+            slope,
         )
-        if not accept:
-            step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
-            trial = coef + step * direction
-            trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
-            trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-            improved = trial_gnorm < gnorm or trial_value < value - rounding
-            if not (step > 0 and np.isfinite(trial_value) and improved):
-                message = "no improving step (rounding level)"
-                break
-            if step < _MIN_DAMPED_STEP:
-                # The quadratic model is poor far below the Newton step's
-                # length (a nearly singular Hessian far from the optimum):
-                # a trust region (see _minimize) handles that better.
-                coef, value, grad, hess = trial, trial_value, trial_grad, trial_hess
-                gnorm = trial_gnorm
-                message = "short step"
-                break
+        if state is None:
+            break
+        coef, value, grad, hess, gnorm = state
+        if message is not None:
+            break
         _progress.say(
             2,
             "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
             n_iter,
-            trial_value,
-            trial_gnorm,
-        )
-        coef, value, grad, hess, gnorm = (
-            trial,
-            trial_value,
-            trial_grad,
-            trial_hess,
-            trial_gnorm,
+            value,
+            gnorm,
         )
     if gnorm <= tol:
         message = "converged"
     return SolverResult(coef, n_iter, gnorm <= tol, message, hess)
+
+
+def _damped_step(evaluate, objective, coef, value, gnorm, direction, slope):
+    """The next iterate of the damped Newton loops, from ``direction``.
+
+    ``evaluate(point) -> (value, gradient, extra)`` (``extra`` the Hessian
+    or the curvature product the loop needs next). The full step is taken
+    when it lowers the value (Armijo's test) or, at the rounding level of
+    the value, when it shrinks the largest gradient entry without raising
+    the value beyond rounding (otherwise steps would cycle there); else the
+    step length is the zero of the slope along ``direction``
+    (:func:`_zero_of_slope`). Returns ``(state, message)``: ``state`` is
+    ``(point, value, gradient, extra, gnorm)``, or None when no step
+    improves; ``message`` is None to go on, else why the loop stops.
+    """
+    trial = coef + direction
+    trial_value, trial_grad, extra = evaluate(trial)
+    trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+    rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+    accept = np.isfinite(trial_value) and (
+        trial_value <= min(value + 1e-4 * slope, value - rounding)
+        or (trial_gnorm < gnorm and trial_value <= value + rounding)
+    )
+    if accept:
+        return (trial, trial_value, trial_grad, extra, trial_gnorm), None
+    step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
+    trial = coef + step * direction
+    trial_value, trial_grad, extra = evaluate(trial)
+    trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+    improved = trial_gnorm < gnorm or trial_value < value - rounding
+    if not (step > 0 and np.isfinite(trial_value) and improved):
+        return None, "no improving step (rounding level)"
+    state = (trial, trial_value, trial_grad, extra, trial_gnorm)
+    if step < _MIN_DAMPED_STEP:
+        # The quadratic model is poor far below the Newton step's length (a
+        # nearly singular Hessian far from the optimum): a trust region
+        # (see _minimize) handles that better.
+        return state, "short step"
+    return state, None
 
 
 # From this many coefficients a convex Newton solve forms a Hessian only
@@ -808,35 +827,27 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
             message = "no descent direction"
             break
         n_iter += 1
-        trial = coef + direction
-        trial_value, trial_grad, product = objective.loss_gradient_curvature(trial)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-        rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
-        accept = np.isfinite(trial_value) and (
-            trial_value <= min(value + 1e-4 * slope, value - rounding)
-            or (trial_gnorm < gnorm and trial_value <= value + rounding)
+        state, message = _damped_step(
+            objective.loss_gradient_curvature,
+            objective,
+            coef,
+            value,
+            gnorm,
+            direction,
+            slope,
         )
-        if not accept:
-            step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
-            trial = coef + step * direction
-            trial_value, trial_grad, product = objective.loss_gradient_curvature(trial)
-            trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-            improved = trial_gnorm < gnorm or trial_value < value - rounding
-            if not (step > 0 and np.isfinite(trial_value) and improved):
-                message = "no improving step (rounding level)"
-                break
-            if step < _MIN_DAMPED_STEP:
-                coef, value, grad, gnorm = trial, trial_value, trial_grad, trial_gnorm
-                message = "short step"
-                break
+        if state is None:
+            break
+        coef, value, grad, product, gnorm = state
+        if message is not None:
+            break
         _progress.say(
             2,
             "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
             n_iter,
-            trial_value,
-            trial_gnorm,
+            value,
+            gnorm,
         )
-        coef, value, grad, gnorm = trial, trial_value, trial_grad, trial_gnorm
     if gnorm <= tol:
         message = "converged"
     return SolverResult(coef, n_iter, gnorm <= tol, message, hessian)
