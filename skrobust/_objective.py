@@ -470,28 +470,8 @@ class LinearObjective:
         )
 
     def dense_design(self, rows=None):
-        """The standardised design of a one-predictor objective, as an array.
-
-        Columns ``(X - mean) / scale`` of ``rows`` (default: all), and a
-        column of ones with an intercept, so that ``dense_design() @ coef``
-        is the raw prediction at ``coef``. A copy: meant for the small
-        subsamples that starts are computed on, where one product with a
-        contiguous matrix beats a pass in blocks.
-        """
-        (pred,) = self.predictors
-        idx = self._columns(pred)
-        X = self.X if rows is None else self.X[rows]
-        if pred.columns is not None:
-            X = X[:, idx]
-        if self.sparse:
-            X = X.toarray()
-        design = np.empty((X.shape[0], pred.p + pred.fit_intercept))
-        body = design[:, : pred.p]
-        np.subtract(X, self.mean[idx], out=body)
-        body *= self.inv_scale[idx]
-        if pred.fit_intercept:
-            design[:, pred.p] = 1.0
-        return design
+        """The standardised design of ``rows``, an array (:func:`dense_design`)."""
+        return dense_design(self, rows)
 
     def design_matvec(self, coef):
         """The standardised design times ``coef`` (one predictor): ``D c``."""
@@ -537,38 +517,8 @@ class LinearObjective:
         return _cached_null_directions(self)
 
     def _design_grams(self, j, directions=None):
-        """Weighted Gram matrix of predictor ``j``'s standardised design.
-
-        With ``directions`` (columns ``V``), instead the weighted Gram matrix
-        of ``design @ V``: how far their span is from flat.
-        """
-        if directions is None:
-            known = _known_design_gram(self, j)
-            if known is not None:
-                return known
-        small = self._small_design()
-        if small is not None:
-            return small.gram(self, j, directions)
-        pred = self.predictors[j]
-        size = pred.slice.stop - pred.slice.start
-        if directions is not None:
-            size = directions.shape[1]
-        gram = np.zeros((size, size))
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            for rows, A in self._row_blocks():
-                part = pred.take(A)
-                sw = self.sample_weight[rows]
-                if directions is not None:
-                    moved = np.empty((part.shape[0], directions.shape[1]))
-                    for k in range(directions.shape[1]):
-                        w, b = pred.to_raw(directions[:, k])
-                        moved[:, k] = part @ w + b
-                    gram += moved.T @ (moved * sw[:, None])
-                    continue
-                G = _weighted_gram(part, part, sw, self.sparse)
-                xd = np.asarray(part.T @ sw).ravel()
-                gram += _gram_from_raw(pred, pred, G, xd, xd, sw.sum())
-        return gram / self.sum_weight
+        """Weighted Gram matrix of predictor ``j``'s design (:func:`design_gram`)."""
+        return design_gram(self, j, directions)
 
     # -- the pass over X -----------------------------------------------------
     def _row_blocks(self, vectors_only=False):
@@ -740,96 +690,11 @@ class LinearObjective:
     def loss_gradient_curvature(self, coef):
         """Value, gradient and ``v -> H(coef) @ v``, in one pass over ``X``.
 
-        The pass keeps each row's weighted loss Hessian (``n k^2`` numbers),
-        so that a product is two matrix-vector products with ``X`` and no
-        evaluation of the loss: what conjugate gradients on the Newton
-        system need (:func:`skrobust._solvers._preconditioned_newton`),
-        where forming ``H`` would cost ``n p^2``.
+        See :func:`skrobust._curvature.loss_gradient_curvature`.
         """
-        if self._small_design() is not None:
-            value, grad = self.loss_gradient(coef)
-            return value, grad, lambda vector: self.hessp(coef, vector)
-        k = len(self.predictors)
-        curvature = np.empty((self.X.shape[0], k, k))
-        value, grad, _, _ = self._pass(coef, curvature=curvature)
-        if self._reads_whole() and self.predictors[0].columns is None:
-            others = self.predictors[1:]
-            if all(pred.p == 0 and pred.fit_intercept for pred in others):
-                return value, grad, self._first_predictor_product(curvature)
+        from ._curvature import loss_gradient_curvature  # (imports this module)
 
-        def product(vector):
-            return self._curvature_product(curvature, vector)
-
-        return value, grad, product
-
-    def _first_predictor_product(self, curvature):
-        """``v -> H v`` when only the first predictor has columns (all of them).
-
-        :meth:`_curvature_product` written out for the common cases (every
-        fixed-scale fit, and the joint scale's intercept-only ``log
-        sigma``), where its bookkeeping per call cost as much as its two
-        matrix-vector products with ``X``.
-        """
-        first, others = self.predictors[0], self.predictors[1:]
-        X, p, fit = self.X, first.p, first.fit_intercept
-        inv_scale, shift = first.inv_scale, first.shift
-        curvature = curvature / self.sum_weight
-        k = curvature.shape[1]
-        penalty = self.penalty
-
-        def product(vector):
-            w = vector[:p] * inv_scale
-            u = [X @ w]  # the predictors' values along vector
-            if fit:
-                u[0] += vector[p] - shift @ w
-            u += [vector[pred.slice][0] for pred in others]
-            out = penalty * vector
-            for a in range(k):
-                hu = curvature[:, a, 0] * u[0]
-                for b in range(1, k):
-                    hu += curvature[:, a, b] * u[b]
-                if a:
-                    out[others[a - 1].slice] += hu.sum()
-                    continue
-                gw = X.T @ hu
-                if fit:
-                    gb = hu.sum()
-                    out[:p] += (gw - shift * gb) * inv_scale
-                    out[p] += gb
-                else:
-                    out[:p] += gw * inv_scale
-            return out
-
-        return product
-
-    def _curvature_product(self, curvature, vector):
-        """``H @ vector`` from the rows' weighted loss Hessians ``curvature``."""
-        raw_dirs = [pred.to_raw(vector[pred.slice]) for pred in self.predictors]
-        if not self._reads_whole():
-            return self._blocked_curvature_product(curvature, raw_dirs, vector)
-        parts = [pred.take(self.X) for pred in self.predictors]
-        u = self._raw_block(parts, raw_dirs)
-        if u.shape[1] == 1:
-            hu = u * curvature[:, 0]
-        else:
-            hu = np.einsum("nab,nb->na", curvature, u)
-        out = np.empty(self.n_coef)
-        for j, (Aj, pred) in enumerate(zip(parts, self.predictors, strict=True)):
-            gw = np.asarray(Aj.T @ hu[:, j]).ravel() if pred.p else np.zeros(0)
-            out[pred.slice] = pred.grad_from_raw(gw, hu[:, j].sum())
-        out /= self.sum_weight
-        return out + self.penalty * vector
-
-    def _blocked_curvature_product(self, curvature, raw_dirs, vector):
-        """:meth:`_curvature_product` in row blocks (standardised or column subsets)."""
-        sums = _PassSums(self.predictors, False)
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            for rows, A in self._row_blocks():
-                parts = [pred.take(A) for pred in self.predictors]
-                u = self._raw_block(parts, raw_dirs)
-                hu = np.einsum("nab,nb->na", curvature[rows], u)
-                sums.add_hessian_product(parts, hu)
-        return sums.finish(self, vector, False, False, vector)[3]
+        return loss_gradient_curvature(self, coef)
 
     # -- coefficients in the units of the original columns -------------------
     def unstandardize(self, coef):
@@ -860,6 +725,66 @@ class LinearObjective:
 
     def _columns(self, pred):
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+
+
+def dense_design(objective, rows=None):
+    """The standardised design of a one-predictor objective, as an array.
+
+    Columns ``(X - mean) / scale`` of ``rows`` (default: all), and a
+    column of ones with an intercept, so that ``dense_design() @ coef``
+    is the raw prediction at ``coef``. A copy: meant for the small
+    subsamples that starts are computed on, where one product with a
+    contiguous matrix beats a pass in blocks.
+    """
+    (pred,) = objective.predictors
+    idx = objective._columns(pred)
+    X = objective.X if rows is None else objective.X[rows]
+    if pred.columns is not None:
+        X = X[:, idx]
+    if objective.sparse:
+        X = X.toarray()
+    design = np.empty((X.shape[0], pred.p + pred.fit_intercept))
+    body = design[:, : pred.p]
+    np.subtract(X, objective.mean[idx], out=body)
+    body *= objective.inv_scale[idx]
+    if pred.fit_intercept:
+        design[:, pred.p] = 1.0
+    return design
+
+
+def design_gram(objective, j, directions=None):
+    """Weighted Gram matrix of predictor ``j``'s standardised design.
+
+    With ``directions`` (columns ``V``), instead the weighted Gram matrix
+    of ``design @ V``: how far their span is from flat.
+    """
+    if directions is None:
+        known = _known_design_gram(objective, j)
+        if known is not None:
+            return known
+    small = objective._small_design()
+    if small is not None:
+        return small.gram(objective, j, directions)
+    pred = objective.predictors[j]
+    size = pred.slice.stop - pred.slice.start
+    if directions is not None:
+        size = directions.shape[1]
+    gram = np.zeros((size, size))
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        for rows, A in objective._row_blocks():
+            part = pred.take(A)
+            sw = objective.sample_weight[rows]
+            if directions is not None:
+                moved = np.empty((part.shape[0], directions.shape[1]))
+                for k in range(directions.shape[1]):
+                    w, b = pred.to_raw(directions[:, k])
+                    moved[:, k] = part @ w + b
+                gram += moved.T @ (moved * sw[:, None])
+                continue
+            G = _weighted_gram(part, part, sw, objective.sparse)
+            xd = np.asarray(part.T @ sw).ravel()
+            gram += _gram_from_raw(pred, pred, G, xd, xd, sw.sum())
+    return gram / objective.sum_weight
 
 
 def _design_gram_key(objective, j):
