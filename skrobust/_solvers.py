@@ -606,44 +606,40 @@ def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsam
             break
         n_iter += 1
         state, message = _damped_step(
-            objective.loss_gradient_hessian,
-            objective,
-            coef,
-            value,
-            gnorm,
-            direction,
-            slope,
+            objective, (coef, value, gnorm), direction, slope, n_iter
         )
         if state is None:
             break
         coef, value, grad, hess, gnorm = state
         if message is not None:
             break
-        _progress.say(
-            2,
-            "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
-            n_iter,
-            value,
-            gnorm,
-        )
     if gnorm <= tol:
         message = "converged"
     return SolverResult(coef, n_iter, gnorm <= tol, message, hess)
 
 
-def _damped_step(evaluate, objective, coef, value, gnorm, direction, slope):
+def _damped_step(objective, at, direction, slope, n_iter, curvature=False):
     """The next iterate of the damped Newton loops, from ``direction``.
 
-    ``evaluate(point) -> (value, gradient, extra)`` (``extra`` the Hessian
-    or the curvature product the loop needs next). The full step is taken
-    when it lowers the value (Armijo's test) or, at the rounding level of
-    the value, when it shrinks the largest gradient entry without raising
-    the value beyond rounding (otherwise steps would cycle there); else the
-    step length is the zero of the slope along ``direction``
-    (:func:`_zero_of_slope`). Returns ``(state, message)``: ``state`` is
-    ``(point, value, gradient, extra, gnorm)``, or None when no step
-    improves; ``message`` is None to go on, else why the loop stops.
+    ``at`` is ``(coef, value, gnorm)`` of the current iterate. The full
+    step is taken when it lowers the value (Armijo's test) or, at the
+    rounding level of the value, when it shrinks the largest gradient entry
+    without raising the value beyond rounding (otherwise steps would cycle
+    there); else the step length is the zero of the slope along
+    ``direction`` (:func:`_zero_of_slope`). The new point is evaluated with
+    its Hessian, or with ``curvature`` its Hessian-vector product
+    (``loss_gradient_curvature``). Returns ``(state, message)``: ``state``
+    is ``(point, value, gradient, hessian or product, gnorm)``, or None
+    when no step improves; ``message`` is None to go on, else why the loop
+    stops. ``n_iter`` numbers the step in the progress report
+    (``verbose=2``).
     """
+    evaluate = (
+        objective.loss_gradient_curvature
+        if curvature
+        else objective.loss_gradient_hessian
+    )
+    coef, value, gnorm = at
     trial = coef + direction
     trial_value, trial_grad, extra = evaluate(trial)
     trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
@@ -652,22 +648,29 @@ def _damped_step(evaluate, objective, coef, value, gnorm, direction, slope):
         trial_value <= min(value + 1e-4 * slope, value - rounding)
         or (trial_gnorm < gnorm and trial_value <= value + rounding)
     )
-    if accept:
-        return (trial, trial_value, trial_grad, extra, trial_gnorm), None
-    step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
-    trial = coef + step * direction
-    trial_value, trial_grad, extra = evaluate(trial)
-    trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
-    improved = trial_gnorm < gnorm or trial_value < value - rounding
-    if not (step > 0 and np.isfinite(trial_value) and improved):
-        return None, "no improving step (rounding level)"
-    state = (trial, trial_value, trial_grad, extra, trial_gnorm)
-    if step < _MIN_DAMPED_STEP:
-        # The quadratic model is poor far below the Newton step's length (a
-        # nearly singular Hessian far from the optimum): a trust region
-        # (see _minimize) handles that better.
-        return state, "short step"
-    return state, None
+    message = None
+    if not accept:
+        step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
+        trial = coef + step * direction
+        trial_value, trial_grad, extra = evaluate(trial)
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        improved = trial_gnorm < gnorm or trial_value < value - rounding
+        if not (step > 0 and np.isfinite(trial_value) and improved):
+            return None, "no improving step (rounding level)"
+        if step < _MIN_DAMPED_STEP:
+            # The quadratic model is poor far below the Newton step's
+            # length (a nearly singular Hessian far from the optimum): a
+            # trust region (see _minimize) handles that better.
+            message = "short step"
+    if message is None:
+        _progress.say(
+            2,
+            "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
+            n_iter,
+            trial_value,
+            trial_gnorm,
+        )
+    return (trial, trial_value, trial_grad, extra, trial_gnorm), message
 
 
 # From this many coefficients a convex Newton solve forms a Hessian only
@@ -828,26 +831,13 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
             break
         n_iter += 1
         state, message = _damped_step(
-            objective.loss_gradient_curvature,
-            objective,
-            coef,
-            value,
-            gnorm,
-            direction,
-            slope,
+            objective, (coef, value, gnorm), direction, slope, n_iter, curvature=True
         )
         if state is None:
             break
         coef, value, grad, product, gnorm = state
         if message is not None:
             break
-        _progress.say(
-            2,
-            "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
-            n_iter,
-            value,
-            gnorm,
-        )
     if gnorm <= tol:
         message = "converged"
     return SolverResult(coef, n_iter, gnorm <= tol, message, hessian)
