@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from threadpoolctl import ThreadpoolController
 
-from ._small_design import SmallDesign
+from ._small_design import SmallDesign, standardised_design
 from ._small_design import weighted_gram as _weighted_gram
 
 # Elements per dense row block: 512 KiB of float64, which stays in L2 cache
@@ -470,8 +470,14 @@ class LinearObjective:
         )
 
     def dense_design(self, rows=None):
-        """The standardised design of ``rows``, an array (:func:`dense_design`)."""
-        return dense_design(self, rows)
+        """The standardised design of a one-predictor objective, as an array.
+
+        Columns ``(X - mean) / scale`` of ``rows`` (default: all) and a
+        column of ones with an intercept
+        (:func:`~skrobust._small_design.standardised_design`).
+        """
+        (pred,) = self.predictors
+        return standardised_design(self, pred, rows)
 
     def design_matvec(self, coef):
         """The standardised design times ``coef`` (one predictor): ``D c``."""
@@ -725,31 +731,6 @@ class LinearObjective:
 
     def _columns(self, pred):
         return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
-
-
-def dense_design(objective, rows=None):
-    """The standardised design of a one-predictor objective, as an array.
-
-    Columns ``(X - mean) / scale`` of ``rows`` (default: all), and a
-    column of ones with an intercept, so that ``dense_design() @ coef``
-    is the raw prediction at ``coef``. A copy: meant for the small
-    subsamples that starts are computed on, where one product with a
-    contiguous matrix beats a pass in blocks.
-    """
-    (pred,) = objective.predictors
-    idx = objective._columns(pred)
-    X = objective.X if rows is None else objective.X[rows]
-    if pred.columns is not None:
-        X = X[:, idx]
-    if objective.sparse:
-        X = X.toarray()
-    design = np.empty((X.shape[0], pred.p + pred.fit_intercept))
-    body = design[:, : pred.p]
-    np.subtract(X, objective.mean[idx], out=body)
-    body *= objective.inv_scale[idx]
-    if pred.fit_intercept:
-        design[:, pred.p] = 1.0
-    return design
 
 
 def design_gram(objective, j, directions=None):

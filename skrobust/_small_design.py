@@ -56,7 +56,7 @@ class SmallDesign:
             return None
         with np.errstate(over="ignore", invalid="ignore"):
             designs = [
-                _predictor_design(objective, pred) for pred in objective.predictors
+                standardised_design(objective, pred) for pred in objective.predictors
             ]
         if not all(np.isfinite(D).all() for D in designs):
             return None
@@ -132,16 +132,25 @@ class SmallDesign:
         return value, grad, H, hv
 
 
-def _predictor_design(objective, pred):
-    """``(X[:, C] - m) / d`` and a column of ones for an intercept, as an array."""
+def standardised_design(objective, pred, rows=None):
+    """``(X[rows, C] - m) / d`` and a column of ones for an intercept, as an array.
+
+    Predictor ``pred``'s standardised design (columns ``C``; ``rows``
+    default: all), so that ``design @ c`` is its raw prediction at ``c``. A
+    copy: meant for small data and for the small subsamples that starts are
+    computed on, where one product with a contiguous matrix beats a pass
+    in blocks.
+    """
     idx = objective._columns(pred)
-    X = objective.X
+    X = objective.X if rows is None else objective.X[rows]
+    if pred.columns is not None:
+        X = X[:, idx]
+    if sp.issparse(X):
+        X = X.toarray()
     design = np.empty((X.shape[0], idx.size + pred.fit_intercept))
-    if idx.size:
-        columns = X if pred.columns is None else X[:, idx]
-        body = design[:, : idx.size]
-        np.subtract(columns, objective.mean[idx], out=body)
-        body *= objective.inv_scale[idx]
+    body = design[:, : idx.size]
+    np.subtract(X, objective.mean[idx], out=body)
+    body *= objective.inv_scale[idx]
     if pred.fit_intercept:
         design[:, idx.size] = 1.0
     return design
