@@ -787,7 +787,8 @@ def solve_exact(
     """
     X = _check_X(X)
     checked = kwargs.get("checked_inputs", False)
-    # (Views, not copies, of float64 inputs: neither is written to.)
+    # (Views, not copies, of float64 inputs: neither is written to, but
+    # for write_and_restore's moved rows, restored before returning.)
     if not checked:
         y = np.asarray(y, dtype=np.float64).ravel()
     if sample_weight is not None:
