@@ -487,7 +487,8 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations
     ``normal_equations``, wide designs (fewer than
     ``_DIRECT_LSTSQ_ROWS_PER_COEF`` rows per coefficient) are solved from
     the normal equations too when that is safe
-    (:func:`_normal_equations_start`): ``lstsq``'s factorisation of a
+    (:func:`_normal_equations_start`) and they have at most
+    ``ITERATIVE_MIN_COEF`` coefficients: ``lstsq``'s factorisation of a
     1000 x 201 design costs five times the Gram matrix.
     """
     objective = LinearObjective(
@@ -505,9 +506,14 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations
         if sub.sum_weight > 0:
             start_objective = sub
     coef = None
-    if normal_equations and (
-        start_objective.n_samples * start_objective.n_coef > _DIRECT_LSTSQ_ELEMENTS
+    if (
+        normal_equations
+        and start_objective.n_coef <= ITERATIVE_MIN_COEF
+        and start_objective.n_samples * start_objective.n_coef > _DIRECT_LSTSQ_ELEMENTS
     ):
+        # (Beyond ITERATIVE_MIN_COEF LSQR, not a dense n_coef^2 Gram matrix:
+        # on a sparse 2e4 x 2000 design that matrix and its factor were 65
+        # times the bytes of X.)
         # (The fit's objectives share this cache, and the Gram matrix.)
         objective.null_cache = start_objective.null_cache = {}
         coef = _normal_equations_start(start_objective)

@@ -1,5 +1,7 @@
 """Sparse designs give the dense fit: quantile, multi-quantile, heteroscedastic.
 
+And a wide sparse M-estimator fit holds a few times the bytes of ``X``.
+
 The M-estimators have their own test on this design
 (``test_wide_one_hot_design_sparse_equals_dense`` in ``test_mestimator.py``).
 The one-hot columns sum to the intercept's column of ones, so coefficients
@@ -8,11 +10,13 @@ are not identified: predictions, objectives and likelihoods are compared.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from test_mestimator import _one_hot_design
 
 from skrobust import (
     HeteroscedasticRegressor,
+    HuberRegressor,
     MultiQuantileRegressor,
     QuantileRegressor,
 )
@@ -75,3 +79,27 @@ def test_heteroscedastic_sparse_equals_dense(one_hot):
     assert sparse.log_likelihood(X, y) == pytest.approx(
         dense.log_likelihood(X.toarray(), y), rel=1e-10
     )
+
+
+@pytest.mark.parametrize("scale", ["joint", "mad"])
+def test_wide_sparse_fit_holds_a_few_times_x(scale):
+    """No dense n_coef x n_coef matrix on a wide sparse design: the
+    least-squares start from the normal equations (for the wide-design
+    speed-up) formed a 2001 x 2001 Gram matrix and its factor, 65 times the
+    bytes of this X; beyond 300 coefficients the start is LSQR's again."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = sp.random_array((20_000, 2_000), density=0.005, format="csr", rng=rng)
+    X.data = rng.standard_normal(X.data.shape[0])
+    X = sp.csr_matrix(X)
+    y = X @ rng.standard_normal(2_000) + rng.standard_t(3, 20_000)
+    nbytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    HuberRegressor(scale=scale).fit(X, y)
+    tracemalloc.start()
+    try:
+        HuberRegressor(scale=scale).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * nbytes, peak / nbytes
