@@ -44,6 +44,14 @@ _SMALLEST_PRINTED_P = 2.2e-16
 # Elements of X per row block of weighted_grams (1 MiB): 6500 rows at
 # p = 20, measured as fast as blocks 4 times larger or smaller.
 _GRAM_BLOCK_ELEMENTS = 2**17
+# Up to this many columns a block's Gram is a general product (BLAS gemm)
+# rather than syrk: OpenBLAS's syrk of a tall block with few columns ran at
+# half gemm's speed per row although gemm does twice its flops (1e6 x 21:
+# 33 ms against 17, one thread); from p ~ 50 syrk is faster. gemm keeps
+# that speed on blocks of up to ~2^16 elements, and halves it beyond (at
+# 2^16 already for p = 21): blocks of 2^15 elements (256 KiB) then.
+_GEMM_MAX_COLUMNS = 32
+_GEMM_BLOCK_ELEMENTS = 2**15
 # Rows of the strided sample that design_center averages and that decides
 # whether weighted_grams centres its row blocks.
 _CENTRING_SAMPLE_ROWS = 2048
@@ -164,6 +172,13 @@ def block_grams(X, weights_of_block, n_grams, n_sums, fit_intercept=True, center
     ``X`` is one block. The function may also accumulate statistics of its
     own; it is called once per block, in row order.
 
+    A Gram weighting may also be ``None``, unit weights (the plain Gram,
+    without a weighted copy of the block), or a boolean array, the Gram of
+    the selected rows (weights 1 and 0), formed from a gathered copy of
+    them: for weights that are 0 or 1 (Huber's :math:`\psi'`) the rows
+    left out cost no flops, and a selection and its complement give two
+    Grams for the flops of one.
+
     Parameters
     ----------
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
@@ -226,7 +241,9 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     n, p = X.shape
     grams = np.zeros((n_grams, p + 1, p + 1))
     sums = np.zeros((n_sums, p + 1))
-    rows_per_block = max(256, _GRAM_BLOCK_ELEMENTS // max(p, 1))
+    narrow = p + 1 <= _GEMM_MAX_COLUMNS
+    block_elements = _GEMM_BLOCK_ELEMENTS if narrow else _GRAM_BLOCK_ELEMENTS
+    rows_per_block = max(256, block_elements // max(p, 1))
     scaled = np.empty((min(rows_per_block, n), p))
     centred = None if shift is None else np.empty_like(scaled)
     ones = np.ones(min(rows_per_block, n))
@@ -237,31 +254,59 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
         row_weights, sum_weights = weights_of_block(rows, block)
         if shift is not None:
             block = np.subtract(block, shift, out=centred[:size])
-        # A constant weighting scales the plain Gram (formed once for all of
-        # them), others enter as sqrt(d) on both sides (syrk) if
-        # non-negative, else on one side.
         plain = None
         for k, d in enumerate(row_weights):
-            if np.all(d == d[0]):
-                if plain is None:
-                    plain = (block.T @ block, ones[:size] @ block)
-                grams[k, 1:, 1:] += d[0] * plain[0]
-                grams[k, 0, 1:] += d[0] * plain[1]
-                grams[k, 0, 0] += d[0] * size
+            if d is not None and d.dtype == bool:
+                chosen = np.compress(d, block, axis=0, out=scaled[: np.sum(d)])
+                _add_gram(grams[k], chosen, ones)
                 continue
-            if d.min() >= 0:
-                root = np.multiply(block, np.sqrt(d)[:, None], out=scaled[:size])
-                grams[k, 1:, 1:] += root.T @ root
-            else:
-                weighted = np.multiply(block, d[:, None], out=scaled[:size])
-                grams[k, 1:, 1:] += block.T @ weighted
-            grams[k, 0, 1:] += d @ block
-            grams[k, 0, 0] += d.sum()
+            # A constant weighting scales the plain Gram (formed once for
+            # all of them).
+            if d is None or np.all(d == d[0]):
+                if plain is None:
+                    plain = np.zeros((p + 1, p + 1))
+                    _add_gram(plain, block, ones)
+                grams[k] += plain if d is None else d[0] * plain
+                continue
+            _add_weighted_gram(grams[k], block, d, scaled[:size], narrow)
         for k, d in enumerate(sum_weights):
             sums[k, 1:] += d @ block
             sums[k, 0] += d.sum()
     grams[:, 1:, 0] = grams[:, 0, 1:]
+    # (One-sided products are symmetric only to rounding.)
+    grams += np.swapaxes(grams, 1, 2)
+    grams *= 0.5
     return grams, sums
+
+
+def _add_gram(gram, block, ones):
+    """Add the Gram matrix of ``[1, block]`` to ``gram`` (upper border only)."""
+    size, p = block.shape
+    if size == 0:
+        return
+    if p + 1 <= _GEMM_MAX_COLUMNS and block.flags.c_contiguous:
+        # block.T is column-major: gemm reads it in place (no copy).
+        gram[1:, 1:] += linalg.blas.dgemm(1.0, block.T, block.T, trans_b=True)
+    else:
+        gram[1:, 1:] += block.T @ block
+    gram[0, 1:] += ones[:size] @ block
+    gram[0, 0] += size
+
+
+def _add_weighted_gram(gram, block, d, scaled, narrow):
+    """Add the ``d``-weighted Gram of ``[1, block]`` (upper border only).
+
+    Narrow blocks as ``(d block).T @ block`` (gemm), wide ones as ``C.T @
+    C`` with ``C = sqrt(d) block`` (syrk, half the flops) when ``d >= 0``.
+    """
+    if not narrow and d.min() >= 0:
+        root = np.multiply(block, np.sqrt(d)[:, None], out=scaled)
+        gram[1:, 1:] += root.T @ root
+    else:
+        weighted = np.multiply(block, d[:, None], out=scaled)
+        gram[1:, 1:] += weighted.T @ block
+    gram[0, 1:] += d @ block
+    gram[0, 0] += d.sum()
 
 
 def _sparse_grams(X, row_weights, sum_weights):
@@ -270,6 +315,7 @@ def _sparse_grams(X, row_weights, sum_weights):
     grams = np.zeros((len(row_weights), p + 1, p + 1))
     sums = np.zeros((len(sum_weights), p + 1))
     for k, d in enumerate(row_weights):
+        d = np.ones(X.shape[0]) if d is None else np.asarray(d, dtype=float)
         grams[k, 1:, 1:] = _weighted_gram(X, X, d, True)
         grams[k, 0, 1:] = grams[k, 1:, 0] = np.asarray(X.T @ d).ravel()
         grams[k, 0, 0] = d.sum()
