@@ -29,6 +29,9 @@ column, as in memory, on ``X`` persisted once):
    the exact selection of :func:`weighted_median` (histogram passes over
    pivots, then at most ``_FETCH_VALUES`` values fetched and ranked on the
    client with :func:`skrobust._base.weighted_median`'s rule) decides.
+   The same pass evaluates the objective at the start, in coordinates
+   standardised by the sketch's median and MAD, and the solve starts from
+   those sums carried to the exact coordinates (:class:`FirstEvaluation`).
 3. **Newton on all rows.** :class:`DaskObjective` has the interface the
    solvers use; each evaluation is one task per chunk on the worker that
    holds it (a :class:`LinearObjective` on the chunk with the shared
@@ -47,8 +50,8 @@ column, as in memory, on ``X`` persisted once):
    one usually has it; else one more selection. ``outliers_`` and
    ``weights_`` are lazy dask arrays with ``X``'s chunks.
 
-A default Huber or LogCosh fit thus takes two round trips besides its
-Newton passes.
+A default Huber or LogCosh fit thus takes one round trip besides the
+Newton passes after its start.
 
 The optimum in the units of ``y`` does not depend on the start, the sample
 or the standardisation, so the coefficients and scale equal the in-memory
@@ -823,6 +826,8 @@ class DaskObjective:
         # gradient entry of the latest evaluation (None before the first).
         self.residual_medians = None
         self._latest_gradient = None
+        # A FirstPass: the sums at the start, already evaluated (used once).
+        self.preset = None
 
     # LinearObjective's search, with this class's _design_grams on all rows.
     def null_directions(self):
@@ -865,7 +870,12 @@ class DaskObjective:
         return results
 
     def _evaluate(self, coef, hessian):
-        parts = [part for part in self._chunk_passes(coef, hessian) if part is not None]
+        preset, self.preset = self.preset, None
+        if preset is not None and not hessian and preset.point == coef.tobytes():
+            parts = [(preset.value, preset.gradient, None)]
+        else:
+            passes = self._chunk_passes(coef, hessian)
+            parts = [part for part in passes if part is not None]
         with np.errstate(over="ignore", invalid="ignore"):
             value = sum(part[0] for part in parts) / self.sum_weight
         value += 0.5 * coef @ (self.penalty * coef)
@@ -980,6 +990,8 @@ class _Fit:
             data, stats, sample, offset, spread, estimator.tol
         )
         self.collapsed_start = False
+        # The first evaluation's sums when they rode on the medians' pass.
+        self.first_pass = None
 
     def objective(self, loss, predictors, l2):
         """A :class:`DaskObjective` of all rows, its template on the sample."""
@@ -1016,6 +1028,9 @@ class _Fit:
         if kwargs.get("hessian") is None and objective.template.sum_weight > 0:
             kwargs["hessian"] = objective.template.hessian(coef)
             kwargs["hessian_origin"] = "subsample"
+        first, self.first_pass = self.first_pass, None
+        if first is not None and self.clip is None and first.is_of(objective):
+            objective.preset = first
         budget = max(self.options.max_iter - self.used, 0)
         result = _solvers.solve(
             objective,
@@ -1041,13 +1056,35 @@ class _Fit:
             FixedScaleLoss(SquaredRho()), [(None, self.fit_intercept)], [self.l2]
         ).template
 
-    def fixed(self, coef, scale, hessian=None, origin="stale"):
-        """Coefficients at a fixed standardised scale, and the solver result."""
+    def fixed_objective(self, scale):
+        """The objective of the coefficients at a fixed standardised scale."""
         from .losses import FixedScaleLoss
 
-        objective = self.objective(
+        return self.objective(
             FixedScaleLoss(self.rho, scale), [(None, self.fit_intercept)], [self.l2]
         )
+
+    def joint_objective(self):
+        """The concomitant-scale objective of the coefficients and ``log sigma``."""
+        from .losses import ConcomitantScaleLoss
+
+        return self.objective(
+            ConcomitantScaleLoss(self.rho),
+            [(None, self.fit_intercept), ((), True)],
+            [self.l2, 0.0],
+        )
+
+    def first_objective(self, rule, coef, scale):
+        """The objective of the scale rule's first solve, and its start."""
+        if rule.name == "joint":
+            return self.joint_objective(), np.append(coef, np.log(scale))
+        if rule.name == "fixed":
+            scale = rule.value / self.spread
+        return self.fixed_objective(scale), coef
+
+    def fixed(self, coef, scale, hessian=None, origin="stale"):
+        """Coefficients at a fixed standardised scale, and the solver result."""
+        objective = self.fixed_objective(scale)
         result = self.minimize(objective, coef, hessian=hessian, hessian_origin=origin)
         ((w, b),) = objective.unstandardize(result.coef)
         return w, b, result
@@ -1055,18 +1092,13 @@ class _Fit:
     def joint(self, coef, scale):
         """Coefficients and ``log sigma`` of the concomitant-scale objective."""
         from ._dask_joint_boundary import collapsed_scale_fit
-        from .losses import ConcomitantScaleLoss
 
         if self.estimator.alpha == 0 and self.collapsed_start:
             ((w, b),) = self.template_for_maps().unstandardize(coef)
             boundary = collapsed_scale_fit(self, w, b)
             if boundary is not None:
                 return (*boundary, 0.0)
-        objective = self.objective(
-            ConcomitantScaleLoss(self.rho),
-            [(None, self.fit_intercept), ((), True)],
-            [self.l2, 0.0],
-        )
+        objective = self.joint_objective()
         result = self.minimize(objective, np.append(coef, np.log(scale)))
         (w, b), (_, log_scale) = objective.unstandardize(result.coef)
         scale = float(np.exp(log_scale))
@@ -1140,6 +1172,114 @@ def _sample_start(estimator, sample):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(sample.X, sample.y, sample.weights)
     return model.coef_, model.intercept_, model.scale_, int(model.n_iter_)
+
+
+# The sums carried to the exact coordinates are used only while the
+# start's largest gradient entry exceeds this many times tol: the two
+# standardisations round the start differently (by ~1e-16 of |offset| /
+# spread), which must not decide convergence.
+_FIRST_PASS_MARGIN = 1e4
+
+
+def provisional_targets(sample, fit_intercept):
+    """An offset and spread of ``y`` from the sample's sketch, or None.
+
+    The sketch's median (0 without an intercept) and its MAD: coordinates
+    in which the first evaluation runs before the exact ones are known.
+    """
+    from ._base import MAD_NORMAL_CONSTANT
+    from ._dask_brackets import _sample_quantiles
+
+    sketch = sample.y_sketch
+    if sketch is None or sketch.values.size == 0:
+        return None
+    values, weights = sketch.values, sketch.weights
+    offset = 0.0
+    if fit_intercept:
+        (offset,) = _sample_quantiles(values, weights, [0.5])
+    (deviation,) = _sample_quantiles(np.abs(values - offset), weights, [0.5])
+    spread = deviation / MAD_NORMAL_CONSTANT
+    if not (np.isfinite(offset) and np.isfinite(spread) and spread > 0):
+        return None
+    return float(offset), float(spread)
+
+
+class FirstPass:
+    """The sums of a solve's first evaluation, at ``point`` (its bytes)."""
+
+    def __init__(self, point, loss, value, gradient):
+        self.point, self.loss = point.tobytes(), loss
+        self.value, self.gradient = value, gradient
+
+    def is_of(self, objective):
+        """Whether ``objective`` is the one these sums are of."""
+        from .losses import FixedScaleLoss
+
+        loss = objective.setup.loss
+        if type(loss) is not type(self.loss):
+            return False
+        return not isinstance(loss, FixedScaleLoss) or loss.scale == self.loss.scale
+
+
+class FirstEvaluation:
+    r"""The first Newton evaluation, made in the pass of the medians of ``y``.
+
+    The start (the sample's fit, in the units of ``y``) is known before
+    the offset ``m`` and spread ``s`` that standardise ``y``; the bracket
+    pass of those (:func:`standardise_targets`) evaluates the objective at
+    the start in provisional coordinates ``(m_0, s_0)``
+    (:func:`provisional_targets`). Standardised targets, predictions and
+    scales of the two coordinates are related by ``y = a y_0 + c`` with
+    ``a = s_0 / s`` (and ``c = (m_0 - m) / s``): residuals scale by ``a``,
+    so the concomitant loss ``sigma (1 + 2 rho(r / sigma))`` scales by
+    ``kappa = a`` and the fixed-scale loss ``sigma^2 rho(r / sigma)`` by
+    ``kappa = a^2``. A coefficient of the prediction scales by ``a`` and
+    ``log sigma`` moves by ``log a``, so the gradient is ``kappa / a`` times
+    the provisional one in the prediction's coefficients and ``kappa``
+    times in ``log sigma``. The solve then starts from these sums instead
+    of a pass of its own: a default fit takes one round trip fewer.
+    """
+
+    def __init__(self, rule, offset, spread, objective, point):
+        from ._dask_brackets import Rider
+
+        self.rule, self.offset, self.spread = rule, offset, spread
+        self.rider = Rider(_pass_kernel, objective.setup, point, False)
+
+    @classmethod
+    def prepare(cls, estimator, data, stats, sample, rule, start):
+        """The evaluation at ``start``, or None where it cannot ride."""
+        if start is None or rule.name not in ("joint", "fixed", "mad"):
+            return None
+        w0, b0, scale0, _ = start
+        provisional = provisional_targets(sample, estimator.fit_intercept)
+        if provisional is None or not float(scale0) > 0:
+            return None  # (a collapsed scale starts at the boundary)
+        offset, spread = provisional
+        problem = _Fit(estimator, data, stats, sample, offset, spread)
+        coef = problem.linear_start(np.asarray(w0, dtype=float), float(b0))
+        objective, point = problem.first_objective(rule, coef, float(scale0) / spread)
+        return cls(rule, offset, spread, objective, point)
+
+    def in_coordinates_of(self, problem, rule, coef, scale):
+        """The :class:`FirstPass` at the start in ``problem``'s coordinates, or None."""
+        parts = self.rider.parts
+        if parts is None:
+            return None
+        parts = [part for part in parts if part is not None]
+        objective, point = problem.first_objective(rule, coef, scale)
+        a = self.spread / problem.spread
+        kappa = a if rule.name == "joint" else a * a
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = kappa * sum(part[0] for part in parts)
+            gradient = kappa * sum(part[1] for part in parts)
+            gradient[objective.template.predictors[0].slice] /= a
+        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+            return None
+        penalised = gradient / problem.stats[0] + objective.penalty * point
+        if not np.max(np.abs(penalised)) > _FIRST_PASS_MARGIN * problem.options.tol:
+            return None
+        return FirstPass(point, objective.setup.loss, value, gradient)
 
 
 def fit(estimator, X, y, sample_weight=None):
@@ -1233,16 +1373,17 @@ def _persisted_rows(X):
     return X
 
 
-def standardise_targets(estimator, data, stats, sample):
+def standardise_targets(estimator, data, stats, sample, rider=None):
     """Step 2: the in-memory ``target_offset_scale`` of ``y``, exactly.
 
-    Returns ``(offset, spread)``.
+    Returns ``(offset, spread)``. A :class:`skrobust._dask_brackets.Rider`
+    is evaluated in the bracket pass.
     """
     from ._dask_brackets import bracketed_targets
 
     sum_weight, top = stats[0], stats[1]
     # One pass when the sample brackets both medians; else selections.
-    medians = bracketed_targets(data, stats, sample, estimator.fit_intercept)
+    medians = bracketed_targets(data, stats, sample, estimator.fit_intercept, rider)
     if medians is not None:
         offset, deviation = medians
     else:
@@ -1312,13 +1453,17 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
         data.round_trips,
     )
 
-    offset, spread = standardise_targets(estimator, data, stats, sample)
-    problem = _Fit(estimator, data, stats, sample, offset, spread)
+    rule = estimator._scale_rule()
     warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
     if warm is not None:
         start = warm.coef, warm.intercept, warm.extras["scale_"], 0
     else:
         start = _sample_start(estimator, sample)
+    # The first Newton evaluation rides on the pass of the medians.
+    first = FirstEvaluation.prepare(estimator, data, stats, sample, rule, start)
+    rider = None if first is None else first.rider
+    offset, spread = standardise_targets(estimator, data, stats, sample, rider)
+    problem = _Fit(estimator, data, stats, sample, offset, spread)
     if start is None:  # the sample carries no weight: start from the median
         start = np.zeros(data.n_features), offset, spread, 0
     w0, b0, scale0, problem.used = start
@@ -1329,7 +1474,8 @@ def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
     problem.collapsed_start = not scale > 0
     if problem.collapsed_start:
         scale = 1.0
-    rule = estimator._scale_rule()
+    if first is not None:
+        problem.first_pass = first.in_coordinates_of(problem, rule, coef, scale)
     w, b, scale = _solve_guarded(problem, rule, coef, scale, warm is None)
     _progress.say(
         1,
