@@ -291,23 +291,32 @@ def bracketed_targets(data, stats, sample, fit_intercept, rider=None):
 def _residual_kernel(X_c, y_c, w_c, cap, request):
     """The chunk's share of a residual bracket (see :class:`ResidualMedians`)."""
     w, b, offset, spread, low, high, top = request
-    weights = _chunk_weights(y_c, w_c) / top
-    # (X @ w on every row: a masked X would be a copy of the chunk.)
+    # (X @ w on every row: a masked X would be a copy of the chunk. The
+    # pass rides on a gradient pass, so each temporary over the rows counts:
+    # no unit weights are made, and masks are combined in place.)
     with np.errstate(over="ignore", invalid="ignore"):
-        residuals = (np.asarray(y_c, dtype=np.float64) - offset) / spread
+        residuals = np.subtract(y_c, offset, dtype=np.float64)
+        residuals /= spread
         residuals -= np.asarray(X_c @ w).ravel()
         residuals -= b
     v = np.abs(residuals, out=residuals)
+    weights = None
     if w_c is not None:
+        weights = np.asarray(w_c, dtype=np.float64) / top
         keep = weights > 0
         v, weights = v[keep], weights[keep]
-    below = float(weights[v <= low].sum())
-    above = v > high
-    following = float(v[above].min(initial=np.inf))
-    inside = ~above & (v > low)
+    beyond = v > high
+    following = float(np.min(v, where=beyond, initial=np.inf))
+    at_most = v <= low
+    if weights is None:
+        below = float(np.count_nonzero(at_most))
+    else:
+        below = float(weights.sum(where=at_most))
+    inside = np.greater(v, low, out=at_most)
+    inside &= ~beyond
     if np.count_nonzero(inside) > cap:
         return below, None, None, following
-    return below, v[inside], (None if w_c is None else weights[inside]), following
+    return below, v[inside], (None if weights is None else weights[inside]), following
 
 
 class ResidualMedians:
