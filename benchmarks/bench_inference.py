@@ -16,6 +16,10 @@ and each keeps its best time: a fit and its reference see the same load.
 Run ``python benchmarks/bench_inference.py`` for the full table (writes
 ``benchmarks/results/inference.json``, about ten minutes), or ``--quick``
 for a smoke run (what CI does; writes only with ``--output-dir``).
+``--designs`` and ``--sizes`` restrict the table (``--designs "Huber
+joint" "LogCosh joint" --sizes 1e6``, say, while working on one
+estimator's standard errors); such a partial run, too, writes only with
+``--output-dir``, so that it never replaces the full table.
 """
 
 import argparse
@@ -108,9 +112,25 @@ def main(argv=None):
     add_output_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-features", type=int, default=20)
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        choices=list(DESIGNS),
+        help="time only these designs (default: all)",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=lambda text: int(float(text)),
+        help="numbers of rows (default: 1e5 and 1e6; 2000 with --quick)",
+    )
     parser.set_defaults(blas_threads=1)
     args = parse(parser, argv)
     sizes = [2_000] if args.quick else [100_000, 1_000_000]
+    if args.sizes is not None:
+        sizes = args.sizes
+    designs = DESIGNS if args.designs is None else {d: DESIGNS[d] for d in args.designs}
+    partial = args.designs is not None or args.sizes is not None
     bootstrap_max_n = 2_000 if args.quick else 100_000
     repeats = 2 if args.quick else args.repeats
     p = args.n_features
@@ -118,7 +138,7 @@ def main(argv=None):
     print_header(extra=("n_iter",))
     rows = []
     for n in sizes:
-        for design, (make, cov_types) in DESIGNS.items():
+        for design, (make, cov_types) in designs.items():
             X, y = make_data(n, p, heteroscedastic=design == "Heteroscedastic")
             fits = {}
             for cov_type in (None, *cov_types):
@@ -140,6 +160,8 @@ def main(argv=None):
                     )
                 )
                 print_row(rows[-1], extra=("n_iter",))
+    if partial and args.output_dir is None:
+        return
     write_results(
         "inference",
         "CPU time of the fit with cov_type over the same fit without it, p = 20, "

@@ -64,6 +64,7 @@ from ._inference import (
     uncentre,
 )
 from ._objective import merge_moments
+from .losses import LogCoshRho
 
 COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
 
@@ -187,40 +188,29 @@ def covariance_sums(
         return _joint_sandwich_sums(
             X, residuals, sample_weight, rho, scale, fit_intercept, center
         )
-    # psi and psi' row block by row block, inside the pass over X that forms
-    # the Grams: n-vectors of them would cost passes over memory of their own.
+    needed = {"H1": "G", "mass": "G", "H2": "W", "H3": "GW", "sandwich": "WM"}
+    plan = _BreadPlan.choose(rho, residuals, sample_weight, scale, needed[cov_type])
     moments, psi_squares = [], [0.0]
 
     def weights_of_block(rows, block):
         z = residuals[rows] / scale
-        weight = np.ones_like(z) if sample_weight is None else sample_weight[rows]
-        _, psi, dpsi = _value_derivatives(rho, z)
-        weighted_dpsi = weight * dpsi
-        psi_squares[0] += float(weight @ (psi * psi))
+        weight = None if sample_weight is None else sample_weight[rows]
+        psi = np.asarray(rho.derivative(z), dtype=float)
+        dpsi = np.asarray(rho.second_derivative(z), dtype=float)
+        psi *= psi
+        psi_squares[0] += _weighted_sum(psi, weight)
         if cov_type != "sandwich":
-            total = float(weight.sum())
-            mean = float(weighted_dpsi.sum()) / total if total > 0 else 0.0
+            total = z.size if weight is None else float(weight.sum())
+            mean = _weighted_sum(dpsi, weight) / total if total > 0 else 0.0
             deviation = dpsi - mean
-            moments.append(
-                {
-                    "n": total,
-                    "dpsi_mean": mean,
-                    "dpsi_squares": float(weight @ (deviation * deviation)),
-                }
-            )
-        if cov_type in ("H1", "mass"):
-            return [weight], []
-        if cov_type == "H2":
-            return [weighted_dpsi], []
-        if cov_type == "H3":
-            return [weight, weighted_dpsi], []
-        return [weighted_dpsi, weight * (psi * psi)], []
+            squares = _weighted_sum(deviation * deviation, weight)
+            moments.append({"n": total, "dpsi_mean": mean, "dpsi_squares": squares})
+        return plan.weightings(weight, dpsi, psi), []
 
-    n_grams = 2 if cov_type in ("H3", "sandwich") else 1
     grams, _ = block_grams(
-        X, weights_of_block, n_grams, 0, fit_intercept, center=center
+        X, weights_of_block, plan.n_grams, 0, fit_intercept, center=center
     )
-    sums = {"n": n, "grams": grams}
+    sums = {"n": n, "grams": plan.assemble(grams, X, fit_intercept, center)}
     if cov_type != "sandwich":
         sums["dpsi_mean"], sums["dpsi_squares"] = _combined_moments(moments)
         sums["psi_squares"] = psi_squares[0]
@@ -309,31 +299,192 @@ def _joint_sandwich_sums(
     blocks :math:`2\psi' / \sigma \, \tilde x \tilde x^\top`,
     :math:`2 z \psi' \tilde x` and :math:`\sigma (1 - 2\chi) + 2\sigma z^2
     \psi'`. Formed row block by row block in the pass over ``X`` of the two
-    mean-mean blocks and the two cross terms.
+    mean-mean blocks (:math:`W` and :math:`M`, see :class:`_BreadPlan`) and
+    the two cross terms.
     """
+    plan = _BreadPlan.choose(rho, residuals, sample_weight, scale, "WM")
     corners = np.zeros(2)
 
     def weights_of_block(rows, block):
         z = residuals[rows] / scale
-        weight = np.ones_like(z) if sample_weight is None else sample_weight[rows]
+        weight = None if sample_weight is None else sample_weight[rows]
         _, psi, dpsi, chi = _concomitant_terms(rho, z)
-        grad_scale = scale * (1.0 - 2.0 * chi)
+        grad_scale = np.multiply(chi, -2.0 * scale, out=chi)
+        grad_scale += scale
         # Rows beyond the threshold have dpsi = 0 and an infinite z: no
         # curvature.
-        curved = dpsi > 0
-        z_dpsi = np.where(curved, z * dpsi, 0.0)
-        z2_dpsi = np.where(curved, z * z_dpsi, 0.0)
-        weighted_grad_scale = weight * grad_scale
-        corners[0] += float(weight @ (grad_scale + 2.0 * scale * z2_dpsi))
+        z_curved = np.where(dpsi > 0, z, 0.0)
+        z_dpsi = z_curved * dpsi
+        weighted_grad_scale = grad_scale if weight is None else weight * grad_scale
+        z2_dpsi = z_dpsi @ (z_curved if weight is None else weight * z_curved)
+        corners[0] += _weighted_sum(grad_scale, weight) + 2.0 * scale * z2_dpsi
         corners[1] += float(weighted_grad_scale @ grad_scale)
-        return (
-            [weight * (2.0 / scale) * dpsi, weight * (4.0 * psi * psi)],
-            [weight * (2.0 * z_dpsi), -2.0 * psi * weighted_grad_scale],
-        )
+        cross = [
+            z_dpsi if weight is None else weight * z_dpsi,
+            psi * weighted_grad_scale,
+        ]
+        psi *= psi
+        return plan.weightings(weight, dpsi, psi), cross
 
-    grams, cross = block_grams(X, weights_of_block, 2, 2, fit_intercept, center=center)
+    grams, cross = block_grams(
+        X, weights_of_block, plan.n_grams, 2, fit_intercept, center=center
+    )
+    grams = plan.assemble(grams, X, fit_intercept, center)
+    grams[0] *= 2.0 / scale
+    grams[1] *= 4.0
+    cross[0] *= 2.0
+    cross[1] *= -2.0
     n = float(residuals.size if sample_weight is None else sample_weight.sum())
     return {"n": n, "grams": grams, "cross": cross, "corners": corners}
+
+
+class _BreadPlan:
+    r"""Which Grams one pass forms for :math:`W`, and how they give it.
+
+    ``needed`` is ``"G"``, ``"W"``, ``"GW"`` (H3) or ``"WM"`` (the
+    sandwiches). :math:`W = \sum_i s_i \psi'_i \tilde x_i \tilde x_i^\top`
+    comes from one of
+
+    ``"direct"``
+        its own weighting (a selection of rows where :math:`\psi'` is 0 or
+        1 without sample weights, see :func:`_curvature_weights`);
+    ``"complement"``
+        :math:`W = G - C`, :math:`C` the Gram of :math:`s (1 - \psi')`:
+        for Huber's :math:`\psi'` without sample weights :math:`C` is the
+        Gram of the rows beyond the threshold, a few gathered rows, and
+        :math:`G` a plain product without a weighted copy of ``X``;
+    ``"psi squared"``
+        :math:`W = G - M / \delta^2`, for log-cosh, whose
+        :math:`\psi' = 1 - \psi^2 / \delta^2`: the sandwiches' :math:`M`
+        and a plain :math:`G` instead of two weighted Grams.
+
+    A difference :math:`A - B` of positive semi-definite Grams with
+    :math:`A - B = W \succeq 0` errs by about :math:`\epsilon (|A_{jk}| +
+    |B_{jk}|) \le 2 \epsilon \sqrt{A_{jj} A_{kk}}`; where every
+    :math:`W_{jj} \ge A_{jj} / 2^{10}` that is within :math:`2^{11}
+    \epsilon \approx 5 \cdot 10^{-13}` of :math:`\sqrt{W_{jj} W_{kk}}`,
+    the scale in which :func:`skrobust._inference.inverse_symmetric` inverts
+    it. Else (rows with :math:`\psi' \approx 0` holding most of a column)
+    :math:`W` is formed directly, in a second pass.
+    """
+
+    # A complement Gram costs its rows' share of a Gram, and G a plain Gram
+    # (about half a weighted or gathered one): the complement is used up to
+    # this share of rows (judged on a strided sample), or half of them where
+    # G is needed anyway (H3).
+    MAX_COMPLEMENT_SHARE = 0.3
+    SAMPLE_ROWS = 2048
+    # W_jj >= A_jj * this for every j, else W is formed directly.
+    MIN_DIAGONAL_SHARE = 2.0**-10
+    N_GRAMS = {
+        "direct": {"G": 1, "W": 1, "GW": 2, "WM": 2},
+        "complement": {"W": 2, "GW": 2, "WM": 3},
+        "psi squared": {"WM": 2},
+    }
+
+    def __init__(self, needed, kind, rho_args, psi_squared_coef=None):
+        self.needed = needed
+        self.kind = kind
+        self.rho_args = rho_args
+        self.psi_squared_coef = psi_squared_coef
+        self.n_grams = self.N_GRAMS[kind][needed]
+
+    @classmethod
+    def choose(cls, rho, residuals, sample_weight, scale, needed):
+        """The cheapest exact plan for ``rho`` at these residuals."""
+        rho_args = (rho, residuals, sample_weight, scale)
+        if needed == "WM" and isinstance(rho, LogCoshRho):
+            return cls(needed, "psi squared", rho_args, 1.0 / rho.delta**2)
+        if needed != "G" and sample_weight is None:
+            step = max(1, residuals.size // cls.SAMPLE_ROWS)
+            dpsi = np.asarray(rho.second_derivative(residuals[::step] / scale))
+            flat = dpsi == 0.0
+            limit = 0.5 if needed == "GW" else cls.MAX_COMPLEMENT_SHARE
+            if np.all(flat | (dpsi == 1.0)) and flat.mean() <= limit:
+                return cls(needed, "complement", rho_args)
+        return cls(needed, "direct", rho_args)
+
+    def weightings(self, weight, dpsi, psi_squared):
+        """The Gram weightings of a block of rows (``weight`` None: unit)."""
+        meat = psi_squared if weight is None else weight * psi_squared
+        if self.needed == "G":
+            return [weight]
+        if self.kind == "psi squared":
+            return [weight, meat]
+        if self.kind == "complement":
+            complement = _complement_weights(dpsi, weight)
+            return [weight, complement] + ([meat] if self.needed == "WM" else [])
+        curvature = _curvature_weights(dpsi, weight)
+        layouts = {"W": [curvature], "GW": [weight, curvature], "WM": [curvature, meat]}
+        return layouts[self.needed]
+
+    def assemble(self, grams, X, fit_intercept, center):
+        """The Grams ``needed`` asks for, in its order."""
+        if self.kind == "direct":
+            return grams
+        gram = grams[0]
+        if self.kind == "psi squared":
+            w_gram = self._difference(gram, self.psi_squared_coef * grams[1])
+        else:
+            w_gram = self._difference(gram, grams[1])
+        if w_gram is None:
+            w_gram = self._direct_w(X, fit_intercept, center)
+        return np.stack(
+            {"W": [w_gram], "GW": [gram, w_gram], "WM": [w_gram, grams[-1]]}[
+                self.needed
+            ]
+        )
+
+    def _difference(self, minuend, subtrahend):
+        """``minuend - subtrahend``, or None where that would cancel digits."""
+        difference = minuend - subtrahend
+        if np.all(np.diag(difference) >= self.MIN_DIAGONAL_SHARE * np.diag(minuend)):
+            return difference
+        return None
+
+    def _direct_w(self, X, fit_intercept, center):
+        """``W`` from its own weighting, in a pass of its own."""
+        rho, residuals, sample_weight, scale = self.rho_args
+
+        def weights_of_block(rows, block):
+            z = residuals[rows] / scale
+            dpsi = np.asarray(rho.second_derivative(z), dtype=float)
+            weight = None if sample_weight is None else sample_weight[rows]
+            return [_curvature_weights(dpsi, weight)], []
+
+        grams, _ = block_grams(X, weights_of_block, 1, 0, fit_intercept, center)
+        return grams[0]
+
+
+def _curvature_weights(dpsi, sample_weight):
+    """Weights of ``W``: ``s psi'``, a boolean mask when that is 0 or 1.
+
+    Huber's ``psi'`` is 1 on the rows within the threshold and 0 beyond:
+    without sample weights its Gram is that of the rows it selects
+    (:func:`skrobust._inference.block_grams`), for no weighted copy of
+    ``X`` and no flops on the others.
+    """
+    if sample_weight is not None:
+        return sample_weight * dpsi
+    selected = dpsi == 1.0
+    if np.all(selected | (dpsi == 0.0)):
+        return selected
+    return dpsi
+
+
+def _complement_weights(dpsi, sample_weight):
+    """Weights ``s (1 - psi')`` of ``G - W``: a mask where ``psi'`` is 0 or 1."""
+    if sample_weight is not None:
+        return sample_weight * (1.0 - dpsi)
+    flat = dpsi == 0.0
+    if np.all(flat | (dpsi == 1.0)):
+        return flat
+    return 1.0 - dpsi
+
+
+def _weighted_sum(values, sample_weight):
+    """``sum(s * values)``, the plain sum for unit weights."""
+    return float(values.sum() if sample_weight is None else sample_weight @ values)
 
 
 def _joint_sandwich(grams, cross, corners, n):

@@ -52,6 +52,9 @@ _GRAM_BLOCK_ELEMENTS = 2**17
 # 2^16 already for p = 21): blocks of 2^15 elements (256 KiB) then.
 _GEMM_MAX_COLUMNS = 32
 _GEMM_BLOCK_ELEMENTS = 2**15
+# Elements of X per call of block_grams' weights_of_block (8 MiB in float64):
+# 52 000 rows at p = 20, whose per-row vectors stay in cache.
+_WEIGHT_BLOCK_ELEMENTS = 2**20
 # Rows of the strided sample that design_center averages and that decides
 # whether weighted_grams centres its row blocks.
 _CENTRING_SAMPLE_ROWS = 2048
@@ -237,41 +240,39 @@ def _needs_explicit_centring(X):
 
 
 def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
-    """Grams and sums of ``[1, X - shift]`` (``[1, X]`` for None), one pass."""
+    """Grams and sums of ``[1, X - shift]`` (``[1, X]`` for None), one pass.
+
+    ``weights_of_block`` is called on row blocks of about
+    ``_WEIGHT_BLOCK_ELEMENTS`` elements of ``X``, whose products are formed
+    in sub-blocks of the size BLAS is fastest on: per-row weights then cost
+    a few dozen calls on vectors of tens of thousands of rows, not hundreds
+    on vectors of a thousand, and the sub-blocks' loop only multiplies.
+    """
     n, p = X.shape
     grams = np.zeros((n_grams, p + 1, p + 1))
     sums = np.zeros((n_sums, p + 1))
     narrow = p + 1 <= _GEMM_MAX_COLUMNS
-    block_elements = _GEMM_BLOCK_ELEMENTS if narrow else _GRAM_BLOCK_ELEMENTS
-    rows_per_block = max(256, block_elements // max(p, 1))
-    scaled = np.empty((min(rows_per_block, n), p))
+    product_elements = _GEMM_BLOCK_ELEMENTS if narrow else _GRAM_BLOCK_ELEMENTS
+    product_rows = max(256, product_elements // max(p, 1))
+    call_rows = product_rows * max(
+        1, _WEIGHT_BLOCK_ELEMENTS // max(p, 1) // product_rows
+    )
+    scaled = np.empty((min(product_rows, n), p))
     centred = None if shift is None else np.empty_like(scaled)
-    ones = np.ones(min(rows_per_block, n))
-    for start in range(0, n, rows_per_block):
-        rows = slice(start, min(start + rows_per_block, n))
+    for start in range(0, n, call_rows):
+        rows = slice(start, min(start + call_rows, n))
         block = np.asarray(X[rows], dtype=np.float64)
-        size = block.shape[0]
         row_weights, sum_weights = weights_of_block(rows, block)
-        if shift is not None:
-            block = np.subtract(block, shift, out=centred[:size])
-        plain = None
-        for k, d in enumerate(row_weights):
-            if d is not None and d.dtype == bool:
-                chosen = np.compress(d, block, axis=0, out=scaled[: np.sum(d)])
-                _add_gram(grams[k], chosen, ones)
-                continue
-            # A constant weighting scales the plain Gram (formed once for
-            # all of them).
-            if d is None or np.all(d == d[0]):
-                if plain is None:
-                    plain = np.zeros((p + 1, p + 1))
-                    _add_gram(plain, block, ones)
-                grams[k] += plain if d is None else d[0] * plain
-                continue
-            _add_weighted_gram(grams[k], block, d, scaled[:size], narrow)
-        for k, d in enumerate(sum_weights):
-            sums[k, 1:] += d @ block
-            sums[k, 0] += d.sum()
+        row_weights = [_block_weighting(d) for d in row_weights]
+        for sub_start in range(0, block.shape[0], product_rows):
+            sub = slice(sub_start, sub_start + product_rows)
+            part = block[sub]
+            if shift is not None:
+                part = np.subtract(part, shift, out=centred[: part.shape[0]])
+            _add_products(grams, part, row_weights, sub, scaled, narrow)
+            # (The intercept rows from the sub-block, in cache after its
+            # products: from the whole block they cost a read of it.)
+            _add_borders(grams, sums, part, row_weights, sum_weights, sub)
     grams[:, 1:, 0] = grams[:, 0, 1:]
     # (One-sided products are symmetric only to rounding.)
     grams += np.swapaxes(grams, 1, 2)
@@ -279,34 +280,73 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     return grams, sums
 
 
-def _add_gram(gram, block, ones):
-    """Add the Gram matrix of ``[1, block]`` to ``gram`` (upper border only)."""
-    size, p = block.shape
-    if size == 0:
-        return
-    if p + 1 <= _GEMM_MAX_COLUMNS and block.flags.c_contiguous:
-        # block.T is column-major: gemm reads it in place (no copy).
-        gram[1:, 1:] += linalg.blas.dgemm(1.0, block.T, block.T, trans_b=True)
-    else:
-        gram[1:, 1:] += block.T @ block
-    gram[0, 1:] += ones[:size] @ block
-    gram[0, 0] += size
+def _block_weighting(d):
+    """``(kind, d)``: a weighting's kind on one block and its array (or None).
 
-
-def _add_weighted_gram(gram, block, d, scaled, narrow):
-    """Add the ``d``-weighted Gram of ``[1, block]`` (upper border only).
-
-    Narrow blocks as ``(d block).T @ block`` (gemm), wide ones as ``C.T @
-    C`` with ``C = sqrt(d) block`` (syrk, half the flops) when ``d >= 0``.
+    ``"unit"`` (``d`` None), ``"constant"`` (one value: a multiple of the
+    plain Gram), ``"mask"`` (boolean: the Gram of the selected rows) or
+    ``"weights"``.
     """
-    if not narrow and d.min() >= 0:
-        root = np.multiply(block, np.sqrt(d)[:, None], out=scaled)
-        gram[1:, 1:] += root.T @ root
-    else:
-        weighted = np.multiply(block, d[:, None], out=scaled)
-        gram[1:, 1:] += weighted.T @ block
-    gram[0, 1:] += d @ block
-    gram[0, 0] += d.sum()
+    if d is None:
+        return "unit", None
+    if d.dtype == bool:
+        return "mask", d
+    if d[0] == d[-1] and np.all(d == d[0]):
+        return "constant", d
+    return "weights", d
+
+
+def _add_borders(grams, sums, block, row_weights, sum_weights, sub):
+    """Add the intercept rows of the Grams and the sums of ``[1, block]``."""
+    for gram, (kind, d) in zip(grams, row_weights, strict=True):
+        if kind == "unit":
+            gram[0, 1:] += np.ones(block.shape[0]) @ block
+            gram[0, 0] += block.shape[0]
+        elif kind == "mask":
+            gram[0, 1:] += d[sub].astype(np.float64) @ block
+            gram[0, 0] += np.count_nonzero(d[sub])
+        else:
+            gram[0, 1:] += d[sub] @ block
+            gram[0, 0] += d[sub].sum()
+    for total, d in zip(sums, sum_weights, strict=True):
+        total[1:] += d[sub] @ block
+        total[0] += d[sub].sum()
+
+
+def _add_products(grams, block, row_weights, sub, scaled, narrow):
+    """Add ``block.T diag(d) block`` of each weighting (sub-block ``sub``)."""
+    plain = None
+    for gram, (kind, d) in zip(grams, row_weights, strict=True):
+        if kind == "mask":
+            chosen = d[sub]
+            chosen = np.compress(
+                chosen, block, axis=0, out=scaled[: np.count_nonzero(chosen)]
+            )
+            gram[1:, 1:] += _self_product(chosen)
+        elif kind in ("unit", "constant"):
+            # (Formed once for all of them.)
+            if plain is None:
+                plain = _self_product(block)
+            gram[1:, 1:] += plain if kind == "unit" else d[0] * plain
+        elif not narrow and d[sub].min() >= 0:
+            # C.T @ C with C = sqrt(d) block: syrk, half the flops.
+            root = np.multiply(
+                block, np.sqrt(d[sub])[:, None], out=scaled[: block.shape[0]]
+            )
+            gram[1:, 1:] += root.T @ root
+        else:
+            weighted = np.multiply(block, d[sub][:, None], out=scaled[: block.shape[0]])
+            gram[1:, 1:] += weighted.T @ block
+
+
+def _self_product(block):
+    """``block.T @ block``: by gemm for narrow contiguous blocks, else syrk."""
+    if block.shape[0] == 0:
+        return 0.0
+    if block.shape[1] + 1 <= _GEMM_MAX_COLUMNS and block.flags.c_contiguous:
+        # block.T is column-major: gemm reads it in place (no copy).
+        return linalg.blas.dgemm(1.0, block.T, block.T, trans_b=True)
+    return block.T @ block
 
 
 def _sparse_grams(X, row_weights, sum_weights):
