@@ -83,6 +83,18 @@ _COLLAPSE_KEEP = 0.5
 # Newton step past the gradient test (_newton_polish); earlier ones only
 # steer the secant, and their 2 passes over X would be wasted there.
 _POLISH_GAP = 1e-4
+# A polishing step on an older Hessian shrinks the gradient by the change of
+# the curvature since, ~1e-3 near a fixed point: a second such step (while
+# the first shrank it by _CHORD_RATIO) brings it to rounding, as one step on
+# a fresh Hessian would, for a pass without Gram matrices.
+_POLISH_CHORD_STEPS = 2
+_CHORD_RATIO = 0.1
+# A fit whose gradient is already this fraction of tol is at rounding: a
+# polishing step would move it by rounding only.
+_POLISHED_GRADIENT = 1e-5
+# The MAD secant starts each fit on the line through the last two fits'
+# coefficients when the scale's step is at most this many times the last.
+_EXTRAPOLATION_MAX_RATIO = 4.0
 
 
 @dataclass
@@ -188,7 +200,7 @@ def _fixed_scale_fit(problem, coef, scale):
     result = problem.minimize(objective, coef)
     coef = result.coef
     if result.converged:
-        coef = _newton_polish(problem, objective, coef, result.hessian)
+        coef = _newton_polish(problem, objective, coef, result.hessian, result.gradient)
     ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
 
@@ -312,7 +324,7 @@ def _fit_from_lad(problem, coef, scale, other=None):
     )
     coef = result.coef
     if result.converged:
-        coef = _newton_polish(problem, objective, coef, result.hessian)
+        coef = _newton_polish(problem, objective, coef, result.hessian, result.gradient)
     ((w, b),) = objective.unstandardize(coef)
     return ScaleFit(w, b, scale, result.converged, result.message)
 
@@ -899,6 +911,7 @@ class MADScale:
         """
         secant = ScaleSecant(problem.options.tol)
         mad, converged = scale, False
+        start, last = coef, None  # last: (scale, coef) of the fit before
         for _ in range(problem.options.max_iter):
             objective = problem.objective(
                 FixedScaleLoss(problem.rho, scale),
@@ -911,7 +924,7 @@ class MADScale:
             objective.remember_prediction = True
             result = problem.minimize(
                 objective,
-                coef,
+                start,
                 multilevel=False,
                 hessian=hessian,
                 hessian_origin=origin,
@@ -929,7 +942,9 @@ class MADScale:
                 # test settles the coefficients too (see _newton_polish): the
                 # MAD of their residuals is then that of the fit, not of its
                 # tolerance. (Not on a subsample, which only gives a start.)
-                coef = _newton_polish(problem, objective, coef, hessian)
+                coef = _newton_polish(
+                    problem, objective, coef, hessian, result.gradient
+                )
                 mad = _residual_scale(rows, objective, coef)
             next_scale = secant.step(scale, mad, result.converged)
             if next_scale is None:
@@ -937,6 +952,16 @@ class MADScale:
                 break
             if collapse and secant.collapsing:
                 return coef, mad, hessian, False, True
+            start = coef
+            if last is not None and last[0] != scale:
+                # The coefficients move smoothly with the scale: the line
+                # through the last two fits starts the next one closer than
+                # the last fit alone (gradients of 1e-11 rather than 1e-7
+                # where the secant's steps are 1e-8 of the scale).
+                ratio = (next_scale - scale) / (scale - last[0])
+                if abs(ratio) <= _EXTRAPOLATION_MAX_RATIO:
+                    start = coef + ratio * (coef - last[1])
+            last = (scale, coef)
             scale = next_scale
             if problem.budget == 0:
                 break
@@ -949,38 +974,58 @@ def _residual_scale(ls_objective, objective, coef):
     return initial_scale(residuals, ls_objective.sample_weight)
 
 
-def _newton_polish(problem, objective, coef, hessian=None):
+def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
     """``coef`` after one more Newton step, if that lowers the gradient; else ``coef``.
 
     The solvers stop on the gradient, ``max |g| <= tol``, which leaves the
     coefficients ``H^-1 g`` off: ``cond(H) tol``, 6e-8 relative on longley's
     collinear columns with log-cosh's small curvature in the tails. Newton's
-    convergence is quadratic there, so one step (one pass for ``H``, one for
-    the trial gradient) leaves about ``cond(H) tol^2``. Only for the Newton
-    solver, whose Hessian is small enough to factor. On a wide design the
-    step comes from conjugate gradients preconditioned by ``hessian``, the
-    solve's latest (:func:`skrobust._solvers.polish_direction`), rather than
-    from a Hessian formed here.
+    convergence is quadratic there, so one step on the Hessian at ``coef``
+    leaves about ``cond(H) tol^2``. Only for the Newton solver, whose
+    Hessian is small enough to factor. Given ``hessian``, the solve's
+    latest (at ``coef``, or a step or a nearby scale away), up to
+    ``_POLISH_CHORD_STEPS`` steps are taken on it, each shrinking the
+    gradient by the relative change of the curvature since (about 1e-3:
+    two reach rounding, 1e-16, as one fresh step does), and ``gradient``
+    (the solve's, at ``coef``) saves the pass that finds it: a pass
+    without Gram matrices per step, where forming the Hessian costs a pass
+    of them. On a
+    wide design the step comes from conjugate gradients preconditioned by
+    ``hessian`` (:func:`skrobust._solvers.polish_direction`).
     """
     if problem.options.solver != "newton":
         return coef
     polished = _solvers.polish_direction(objective, coef, hessian)
-    if polished is None:
-        _, grad, hess = objective.loss_gradient_hessian(coef)
-        direction = None
-    else:
+    chord = polished is None and hessian is not None
+    if polished is not None:
         grad, direction = polished
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
-    if not gnorm > 0:
-        return coef
-    if direction is None:
+    elif chord and not _solvers.uses_products(objective):
+        # The solve's latest Hessian, at or near coef: its step shrinks the
+        # gradient by the (small) relative change of the curvature since,
+        # and forming a Hessian here would cost a pass of a few Gram matrices.
+        grad = objective.loss_gradient(coef)[1] if gradient is None else gradient
+        direction = _solvers.cholesky_solve(np.asarray(hessian), -grad)
+    else:
+        chord = False
+        _, grad, hess = objective.loss_gradient_hessian(coef)
         direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
-    if direction is None:
+    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    if gnorm <= _POLISHED_GRADIENT * problem.options.tol:
         return coef
-    trial = coef + direction
-    _, trial_grad = objective.loss_gradient(trial)
-    if float(np.max(np.abs(trial_grad), initial=0.0)) < gnorm:
-        return trial
+    for step in range(_POLISH_CHORD_STEPS if chord else 1):
+        if step:
+            direction = _solvers.cholesky_solve(np.asarray(hessian), -grad)
+        if not gnorm > 0 or direction is None:
+            break
+        trial = coef + direction
+        _, trial_grad = objective.loss_gradient(trial)
+        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        if not trial_gnorm < gnorm:
+            break
+        converging = trial_gnorm < _CHORD_RATIO * gnorm
+        coef, grad, gnorm = trial, trial_grad, trial_gnorm
+        if not converging:
+            break
     return coef
 
 

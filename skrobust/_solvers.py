@@ -155,6 +155,9 @@ class SolverResult:
     message: str
     # The last Hessian Newton used (at or near coef), for the next level.
     hessian: np.ndarray | None = None
+    # The gradient at coef where the solver has it (Newton's loops), so that
+    # a polishing step needs no pass of its own to find it.
+    gradient: np.ndarray | None = None
 
 
 def choose_solver(solver, n_coef):
@@ -238,6 +241,8 @@ def minimize(
         result.coef = basis @ result.coef
         if result.hessian is not None:
             result.hessian = basis @ result.hessian @ basis.T
+        # (Only its projection on the subspace is known.)
+        result.gradient = None
         return result
     return _minimize(
         objective,
@@ -527,12 +532,16 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
             objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
         )
         if float(np.max(np.abs(grad), initial=0.0)) <= tol:
-            return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
+            return SolverResult(
+                coef, n_iter, True, "Newton steps converged", hessian, grad
+            )
         coef0 = coef
     if n_iter >= max_iter:
         value, grad = objective.loss_gradient(coef0)
         converged = float(np.max(np.abs(grad), initial=0.0)) <= tol
-        return SolverResult(coef0, n_iter, converged, "no iterations left", hessian)
+        return SolverResult(
+            coef0, n_iter, converged, "no iterations left", hessian, grad
+        )
     memo = _Memo(objective)
     with warnings.catch_warnings():
         # trust-exact warns (OptimizeWarning/RuntimeWarning) when it ends on
@@ -560,7 +569,7 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
         objective, res.x, memo.value, memo.grad, memo.H, tol, max_iter, n_iter
     )
     gnorm = float(np.max(np.abs(grad), initial=0.0))
-    return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian)
+    return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian, grad)
 
 
 def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
@@ -592,7 +601,9 @@ def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsam
             objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
         )
         if float(np.max(np.abs(grad), initial=0.0)) <= tol:
-            return SolverResult(coef, n_iter, True, "Newton steps converged", hessian)
+            return SolverResult(
+                coef, n_iter, True, "Newton steps converged", hessian, grad
+            )
     value, grad, hess = objective.loss_gradient_hessian(coef)
     if not np.isfinite(value):
         return SolverResult(coef, n_iter, False, "non-finite objective")
@@ -615,7 +626,7 @@ def _damped_newton(objective, coef0, max_iter, tol, hessian=None, origin="subsam
             break
     if gnorm <= tol:
         message = "converged"
-    return SolverResult(coef, n_iter, gnorm <= tol, message, hess)
+    return SolverResult(coef, n_iter, gnorm <= tol, message, hess, grad)
 
 
 def _damped_step(objective, at, direction, slope, n_iter, curvature=False):

@@ -1,0 +1,125 @@
+"""The MAD scale's secant on large data: what it costs, and that it still lands.
+
+Each fixed-scale fit of the secant used to end with a Newton polish on a
+Hessian formed for it (a pass of Gram matrices over all rows), and each
+started from the previous fit's coefficients. Now the polish steps on the
+fit's latest Hessian (a fit a step or a nearby scale away; two such steps
+reach rounding), and each fit starts on the line through the last two fits'
+coefficients. These tests pin the cost (Hessians formed on all rows) and
+check that the answer is the one a fresh-Hessian polish and plain warm
+starts give, to rounding of the fixed point.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import skrobust._scale as scale_module
+from skrobust import HuberRegressor, LogCoshRegressor
+from skrobust._objective import LinearObjective
+from skrobust._scale import _newton_polish
+from skrobust._solvers import SUBSAMPLE_MIN_ROWS, SolverOptions, solve
+from skrobust.losses import FixedScaleLoss, LogCoshRho
+
+
+def _contaminated(n_samples=40_000, n_features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, n_features))
+    y = X @ rng.normal(size=n_features) + 1.0 + rng.standard_t(3, size=n_samples)
+    gross = rng.random(n_samples) < 0.1
+    y[gross] += rng.uniform(10, 30, size=gross.sum())
+    return X, y
+
+
+class _HessianCount:
+    """Hessians formed by passes over all ``n_rows`` rows."""
+
+    def __init__(self, monkeypatch, n_rows):
+        self.n_rows, self.count = n_rows, 0
+        original = LinearObjective._pass_single_threaded
+
+        def counted(objective, coef, gradient, hessian, direction, curvature):
+            if hessian and objective.X.shape[0] == self.n_rows:
+                self.count += 1
+            return original(objective, coef, gradient, hessian, direction, curvature)
+
+        monkeypatch.setattr(LinearObjective, "_pass_single_threaded", counted)
+
+
+def _fresh_polish(problem, objective, coef, hessian=None, gradient=None):
+    """The polish as it was: a Newton step on a Hessian formed at ``coef``."""
+    return _newton_polish(problem, objective, coef)
+
+
+@pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
+def test_mad_secant_forms_at_most_two_hessians_on_all_rows(
+    monkeypatch, estimator_class
+):
+    X, y = _contaminated()
+    assert X.shape[0] >= 8 * SUBSAMPLE_MIN_ROWS  # (the multilevel path)
+    hessians = _HessianCount(monkeypatch, X.shape[0])
+    model = estimator_class(scale="mad").fit(X, y)
+    # The first all-rows fit forms one (its start's Hessian is a
+    # subsample's), and the second again when the subsample's scale was
+    # far off (5% here); later fits and every polish reuse the latest.
+    assert hessians.count <= 2
+    assert model.n_iter_ <= model.max_iter
+    fast = hessians.count
+    hessians.count = 0
+    monkeypatch.setattr(scale_module, "_newton_polish", _fresh_polish)
+    estimator_class(scale="mad").fit(X, y)
+    assert hessians.count >= fast + 3  # (a polish per fit near the fixed point)
+
+
+@pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mad_fit_equals_fresh_hessian_polish_and_plain_starts(
+    monkeypatch, estimator_class, seed
+):
+    X, y = _contaminated(seed=seed)
+    fast = estimator_class(scale="mad").fit(X, y)
+
+    # The reference: every polish on a Hessian formed at its point (the
+    # solver's Hessian withheld), every fit from the last one's coefficients.
+    monkeypatch.setattr(scale_module, "_newton_polish", _fresh_polish)
+    monkeypatch.setattr(scale_module, "_EXTRAPOLATION_MAX_RATIO", 0.0)
+    reference = estimator_class(scale="mad").fit(X, y)
+
+    assert_allclose(fast.scale_, reference.scale_, rtol=1e-9)
+    assert_allclose(fast.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
+    assert_allclose(fast.intercept_, reference.intercept_, rtol=1e-8)
+    # Both are the fixed point: the scale is the normalised MAD of the
+    # residuals (statsmodels' mad, about zero).
+    residuals = y - X @ fast.coef_ - fast.intercept_
+    mad = np.median(np.abs(residuals)) / 0.6744897501960817
+    assert_allclose(fast.scale_, mad, rtol=1e-9)
+
+
+def test_chord_polish_reaches_rounding_from_a_stale_hessian():
+    """Two steps on the Hessian of a nearby scale settle a fit as fresh ones do."""
+    X, y = _contaminated(n_samples=2_000)
+
+    def objective_at(scale):
+        loss = FixedScaleLoss(LogCoshRho(1.0), scale)
+        return LinearObjective(loss, X, y, np.ones(len(y)), [(None, True)], [0.0])
+
+    objective = objective_at(1.0)
+    optimum = solve(
+        objective, np.zeros(X.shape[1] + 1), SolverOptions(), multilevel=False
+    ).coef
+    # A fit a solve's tolerance away from its optimum.
+    coef = optimum + 1e-7 * np.random.default_rng(0).normal(size=optimum.size)
+    _, gradient = objective.loss_gradient(coef)
+    assert 1e-10 < np.max(np.abs(gradient)) <= 1e-6
+    # (Near the fixed point the secant steps by 1e-4 of the scale or less.)
+    stale_hessian = objective_at(1.001).hessian(coef)
+    problem = SimpleNamespace(options=SolverOptions(solver="newton", tol=1e-10))
+    chord = _newton_polish(problem, objective, coef, stale_hessian, gradient)
+    # The reference: Newton steps on Hessians formed at their points.
+    fresh = _newton_polish(problem, objective, coef)
+    fresh = _newton_polish(problem, objective, fresh)
+    chord_gradient = np.max(np.abs(objective.loss_gradient(chord)[1]))
+    assert chord_gradient < 1e-5 * np.max(np.abs(gradient))
+    assert_allclose(chord, fresh, rtol=1e-10, atol=1e-12)
