@@ -15,6 +15,21 @@ memory (``tracemalloc``) as a fraction of ``X.nbytes``.
 The full run also fits with ``MALLOC_TRIM_THRESHOLD_`` unset in the
 workers (see ``CONFIGURATIONS``).
 
+Each dask fit is timed ``repeats`` times (all of them, however long) and
+its best wall time and best CPU time are kept; the CPU time is the
+client's ``time.process_time`` (which includes the scheduler's, run in
+this process by ``LocalCluster``) plus the workers' (``client.run``). The
+in-memory fits' CPU time is measured in this process with one BLAS thread
+(``cpu_vs_in_memory`` compares the two), their wall time in a forked
+child as in every benchmark.
+
+The chunks are copied on the workers before the timings: numpy data sent
+through the task graph arrive at an address that is not a multiple of 8
+(inside the pickled message), and passes over such misaligned chunks were
+1.5-1.8x slower; data a worker reads or makes itself (zarr, parquet,
+``dask.array.random``) are aligned. ``--graph-chunks`` keeps the chunks as
+they arrive.
+
 Run ``python benchmarks/bench_dask.py`` (n = 2e6, nine minutes on the
 loaded two-core machine; writes ``benchmarks/results/dask.json``), or
 ``--quick`` (n = 2e5, about a minute; writes only with ``--output-dir``);
@@ -32,7 +47,6 @@ import numpy as np
 from _common import (
     REFERENCE,
     add_output_arguments,
-    best_time,
     measure_fit,
     parse,
     result_row,
@@ -76,6 +90,38 @@ DESIGN = "normal"
 
 def _coefficients(model):
     return np.append(model.coef_, model.intercept_).tolist()
+
+
+def _best_of(fit, repeats, workers_cpu=None):
+    """``(best wall time, best CPU time, last result)`` of ``repeats`` calls.
+
+    CPU time is this process's, plus the workers' when ``workers_cpu``
+    (a function returning their total CPU time so far) is given.
+    """
+    best_wall = best_cpu = float("inf")
+    result = None
+    for _ in range(repeats):
+        workers_before = workers_cpu() if workers_cpu else 0.0
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = fit()
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
+        if workers_cpu:
+            cpu += workers_cpu() - workers_before
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return best_wall, best_cpu, result
+
+
+def in_memory_cpu(X, y, repeats):
+    """Best CPU time of each in-memory fit, in this process, one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    cpu = {}
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, make in ESTIMATORS.items():
+            cpu[name] = _best_of(lambda make=make: make().fit(X, y), repeats)[1]
+    return cpu
 
 
 def in_memory_rows(X, y, repeats):
@@ -124,8 +170,26 @@ CONFIGURATIONS = {
 }
 
 
-def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, label):
-    """Rows of the dask fits on a two-worker LocalCluster."""
+def _aligned(block):
+    """A copy of ``block`` in memory of its own (aligned), made on the worker."""
+    return np.array(block, copy=True)
+
+
+def _alignment(dask_worker):
+    """The addresses of the worker's arrays modulo 64 bytes."""
+    return sorted(
+        {v.ctypes.data % 64 for v in dask_worker.data.values() if hasattr(v, "ctypes")}
+    )
+
+
+def dask_rows(
+    X, y, repeats, chunk_rows, reference, in_memory, label, graph_chunks=False
+):
+    """Rows of the dask fits on a two-worker LocalCluster.
+
+    ``reference`` is the in-memory ``LinearRegression`` time; ``in_memory``
+    maps each estimator to its in-memory ``(seconds, cpu_seconds, coef)``.
+    """
     import dask
     import dask.array as da
     from distributed import Client, LocalCluster, wait
@@ -144,6 +208,9 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
     ):
         Xd = da.from_array(X, chunks=(chunk_rows, X.shape[1]))
         yd = da.from_array(y, chunks=(chunk_rows,))
+        if not graph_chunks:
+            Xd = Xd.map_blocks(_aligned, dtype=Xd.dtype)
+            yd = yd.map_blocks(_aligned, dtype=yd.dtype)
         with warnings.catch_warnings():
             # Loading numpy data into the cluster through the graph is this
             # benchmark's way of sharing the in-memory data; dask warns that
@@ -151,14 +218,21 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
             warnings.simplefilter("ignore", UserWarning)
             Xd, yd = dask.persist(Xd, yd)
             wait([Xd, yd])
+        client = Client.current()
+        alignment = sorted({a for v in client.run(_alignment).values() for a in v})
+        print(f"{label}: chunk addresses modulo 64 bytes: {alignment}")
+
+        def workers_cpu():
+            return sum(client.run(time.process_time).values())
+
         # The workers' first task imports skrobust and fills its caches: a
         # small fit first, so that the first timed estimator does not pay it.
         HuberRegressor().fit(Xd[:chunk_rows], yd[:chunk_rows])
         for name, make in ESTIMATORS.items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                elapsed, model = best_time(
-                    lambda make=make: make().fit(Xd, yd), repeats
+                elapsed, cpu, model = _best_of(
+                    lambda make=make: make().fit(Xd, yd), repeats, workers_cpu
                 )
             tracemalloc.start()
             try:
@@ -166,9 +240,11 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
                 _, peak = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()
-            reference = np.asarray(coefs[name])
+            memory_seconds, memory_cpu, memory_coef = in_memory[name]
+            reference_coef = np.asarray(memory_coef)
             difference = np.max(
-                np.abs(np.asarray(_coefficients(model)) - reference) / np.abs(reference)
+                np.abs(np.asarray(_coefficients(model)) - reference_coef)
+                / np.abs(reference_coef)
             )
             extra = {}
             if isinstance(model, QuantileRegressor):
@@ -178,7 +254,7 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
                         X, y, coef[:-1], coef[-1], model.quantile, None, model.alpha
                     )
 
-                f_memory = objective(reference)
+                f_memory = objective(reference_coef)
                 f_dask = objective(np.asarray(_coefficients(model)))
                 extra["objective_rel_diff"] = float(abs(f_dask - f_memory) / f_memory)
             outcome = {
@@ -197,12 +273,15 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
                     N_FEATURES,
                     f"{name} ({label})",
                     outcome,
-                    reference_seconds,
+                    reference,
                     X.nbytes,
-                    vs_in_memory=float(elapsed / seconds[name]),
+                    vs_in_memory=float(elapsed / memory_seconds),
+                    cpu_seconds=float(cpu),
+                    cpu_vs_in_memory=float(cpu / memory_cpu),
                     round_trips=int(model._dask_round_trips),
                     coef_max_rel_diff=float(difference),
                     chunks=int(Xd.numblocks[0]),
+                    chunks_aligned=not graph_chunks,
                     **extra,
                 )
             )
@@ -211,11 +290,12 @@ def dask_rows(X, y, repeats, chunk_rows, reference_seconds, seconds, coefs, labe
 
 def print_table(rows):
     print(
-        f"{'estimator':<80} {'fit [s]':>8} {'/ numpy':>8} {'trips':>6} "
-        f"{'coef diff':>10} {'obj diff':>9} {'client mem / X':>15}"
+        f"{'estimator':<80} {'fit [s]':>8} {'/ numpy':>8} {'CPU /':>6} "
+        f"{'trips':>6} {'coef diff':>10} {'obj diff':>9} {'client mem / X':>15}"
     )
     for r in rows:
         vs = f"{r['vs_in_memory']:.2f}" if "vs_in_memory" in r else ""
+        cpu = f"{r['cpu_vs_in_memory']:.2f}" if "cpu_vs_in_memory" in r else ""
         trips = str(r.get("round_trips", ""))
         diff = f"{r['coef_max_rel_diff']:.1e}" if "coef_max_rel_diff" in r else ""
         objective = r.get("objective_rel_diff")
@@ -223,7 +303,7 @@ def print_table(rows):
         memory = r["peak_memory_fraction"]
         memory = "" if memory is None else f"{memory:.4f}"
         print(
-            f"{r['estimator']:<80} {r['seconds']:>8.3f} {vs:>8} {trips:>6} "
+            f"{r['estimator']:<80} {r['seconds']:>8.3f} {vs:>8} {cpu:>6} {trips:>6} "
             f"{diff:>10} {objective:>9} {memory:>15}"
         )
 
@@ -243,6 +323,15 @@ def main(argv=None):
         help="only these rows, named without 'skrobust ' (e.g. HuberRegressor "
         "LogCoshRegressor \"HuberRegressor(scale='mad')\"); default all",
     )
+    parser.add_argument(
+        "--repeats", type=int, help="timed fits of each (default 3, 1 with --quick)"
+    )
+    parser.add_argument(
+        "--graph-chunks",
+        action="store_true",
+        help="time the chunks as they arrive through the graph (misaligned), "
+        "not copied on the workers",
+    )
     args = parse(parser, argv)
     if args.estimators:
         chosen = {f"skrobust {name}" for name in args.estimators}
@@ -254,14 +343,29 @@ def main(argv=None):
     n, repeats = (200_000, 1) if args.quick else (2_000_000, 3)
     if args.n_samples:
         n = int(args.n_samples)
+    if args.repeats:
+        repeats = args.repeats
     X, y = make_data(n, DESIGN)
     start = time.perf_counter()
     rows, reference_seconds, seconds, coefs = in_memory_rows(X, y, repeats)
+    cpu = in_memory_cpu(X, y, repeats)
+    in_memory = {name: (seconds[name], cpu[name], coefs[name]) for name in seconds}
+    for row in rows:
+        name = row["estimator"].removesuffix(" (numpy)")
+        if name in cpu:
+            row["cpu_seconds"] = float(cpu[name])
     # Eight chunks: four per worker. (Quick runs: distributed's defaults only.)
     labels = ["dask, 2 workers"] if args.quick else list(CONFIGURATIONS)
     for label in labels:
         rows += dask_rows(
-            X, y, repeats, n // 8, reference_seconds, seconds, coefs, label
+            X,
+            y,
+            repeats,
+            n // 8,
+            reference_seconds,
+            in_memory,
+            label,
+            args.graph_chunks,
         )
     print_table(rows)
     print(f"benchmark ran {time.perf_counter() - start:.0f} s")
