@@ -107,6 +107,10 @@ _SELECTION_PASSES = 20
 # next pivots.
 _PIVOT_SAMPLE = 20_000
 
+# Up to this many pivots, binned_extremes counts the pivots below each value
+# instead of a binary search.
+_FEW_PIVOTS = 16
+
 # Threshold of skrobust._scale.JointScale below which the joint scale may
 # be collapsing (then the exact LAD fit's boundary, _dask_joint_boundary).
 _COLLAPSED_SCALE = 1e-5
@@ -533,10 +537,18 @@ def binned_extremes(v, pivots):
     """Each value's bin ``(p[i-1], p[i]]`` and each bin's smallest and largest value.
 
     Bin 0 is ``(-inf, p[0]]`` and bin ``pivots.size`` is ``(p[-1], inf)``;
-    an empty bin's smallest is ``inf`` and its largest ``-inf``.
+    an empty bin's smallest is ``inf`` and its largest ``-inf``. The values
+    are not NaN (the statistics pass refuses them).
     """
     n_bins = pivots.size + 1
-    bins = np.searchsorted(pivots, v, side="left")
+    if pivots.size <= _FEW_PIVOTS:
+        # (A count of the pivots below each value: a few vectorised
+        # comparisons cost half of searchsorted's branchy binary search.)
+        bins = np.zeros(v.shape, dtype=np.intp)
+        for pivot in pivots:
+            bins += v > pivot
+    else:
+        bins = np.searchsorted(pivots, v, side="left")
     smallest = np.full(n_bins, np.inf)
     largest = np.full(n_bins, -np.inf)
     np.minimum.at(smallest, bins, v)

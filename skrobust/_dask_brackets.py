@@ -32,7 +32,7 @@ the in-memory rule's, only the number of round trips changes.
 
 import numpy as np
 
-from ._dask import _chunk_weights, binned_extremes
+from ._dask import binned_extremes
 
 # Half-width of a bracket in standard errors of the sample quantile: a
 # bracket misses with probability ~6e-5 per side (then the selection passes).
@@ -98,16 +98,21 @@ def plan(sketch, fit_intercept):
 
 def _bracket_kernel(X_c, y_c, w_c, cap, pivots, fetch, top):
     """Each bin's weight and extreme ``y``, and the ``y`` of the fetched bins."""
-    weights = _chunk_weights(y_c, w_c) / top
-    keep = weights > 0
-    y = np.asarray(y_c, dtype=np.float64)[keep]
-    weights = weights[keep]
+    y = np.asarray(y_c, dtype=np.float64)
+    weights = None
+    if w_c is not None:
+        weights = np.asarray(w_c, dtype=np.float64) / top
+        keep = weights > 0
+        y, weights = y[keep], weights[keep]
     bins, smallest, largest = binned_extremes(y, pivots)
-    weight = np.bincount(bins, weights=weights, minlength=pivots.size + 1)
+    if weights is None:  # (counts, without an array of ones)
+        weight = np.bincount(bins, minlength=pivots.size + 1) / top
+    else:
+        weight = np.bincount(bins, weights=weights, minlength=pivots.size + 1)
     fetched = fetch[bins]
     if np.count_nonzero(fetched) > cap:
         return weight, smallest, largest, None, None
-    fetched_weights = None if w_c is None else weights[fetched]
+    fetched_weights = None if weights is None else weights[fetched]
     return weight, smallest, largest, y[fetched], fetched_weights
 
 

@@ -212,3 +212,21 @@ def test_first_evaluation_saves_a_round_trip(synchronous, monkeypatch, estimator
         np.testing.assert_allclose(
             getattr(ridden, name), getattr(separate, name), rtol=1e-10, err_msg=name
         )
+
+
+@pytest.mark.parametrize("n_pivots", [1, 7, 16, 17, 300])
+def test_binned_extremes_bins_as_a_binary_search(n_pivots):
+    """Counted pivots (few) or searchsorted (many): the bins of (p[i-1], p[i]]."""
+    rng = np.random.default_rng(n_pivots)
+    pivots = np.unique(rng.normal(size=n_pivots))
+    pivots[0] = -np.finfo(float).max
+    v = np.concatenate(
+        [rng.normal(size=500), pivots, np.nextafter(pivots, np.inf)]
+        + [[np.inf, -np.inf, -np.finfo(float).max]]
+    )
+    bins, smallest, largest = _dask.binned_extremes(v, pivots)
+    np.testing.assert_array_equal(bins, np.searchsorted(pivots, v, side="left"))
+    for b in range(pivots.size + 1):
+        inside = v[bins == b]
+        assert smallest[b] == inside.min(initial=np.inf)
+        assert largest[b] == inside.max(initial=-np.inf)
