@@ -1024,7 +1024,7 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
             break
         converging = trial_gnorm < _CHORD_RATIO * gnorm
         coef, grad, gnorm = trial, trial_grad, trial_gnorm
-        if not converging:
+        if not converging or gnorm <= _POLISHED_GRADIENT * problem.options.tol:
             break
     return coef
 
