@@ -195,17 +195,16 @@ def covariance_sums(
     def weights_of_block(rows, block):
         z = residuals[rows] / scale
         weight = None if sample_weight is None else sample_weight[rows]
-        psi = np.asarray(rho.derivative(z), dtype=float)
+        psi_squared = np.square(np.asarray(rho.derivative(z), dtype=float))
         dpsi = np.asarray(rho.second_derivative(z), dtype=float)
-        psi *= psi
-        psi_squares[0] += _weighted_sum(psi, weight)
+        psi_squares[0] += _weighted_sum(psi_squared, weight)
         if cov_type != "sandwich":
             total = z.size if weight is None else float(weight.sum())
             mean = _weighted_sum(dpsi, weight) / total if total > 0 else 0.0
             deviation = dpsi - mean
             squares = _weighted_sum(deviation * deviation, weight)
             moments.append({"n": total, "dpsi_mean": mean, "dpsi_squares": squares})
-        return plan.weightings(weight, dpsi, psi), []
+        return plan.weightings(weight, dpsi, psi_squared), []
 
     grams, _ = block_grams(
         X, weights_of_block, plan.n_grams, 0, fit_intercept, center=center
@@ -309,8 +308,7 @@ def _joint_sandwich_sums(
         z = residuals[rows] / scale
         weight = None if sample_weight is None else sample_weight[rows]
         _, psi, dpsi, chi = _concomitant_terms(rho, z)
-        grad_scale = np.multiply(chi, -2.0 * scale, out=chi)
-        grad_scale += scale
+        grad_scale = scale * (1.0 - 2.0 * chi)
         # Rows beyond the threshold have dpsi = 0 and an infinite z: no
         # curvature.
         z_curved = np.where(dpsi > 0, z, 0.0)
@@ -323,8 +321,7 @@ def _joint_sandwich_sums(
             z_dpsi if weight is None else weight * z_dpsi,
             psi * weighted_grad_scale,
         ]
-        psi *= psi
-        return plan.weightings(weight, dpsi, psi), cross
+        return plan.weightings(weight, dpsi, np.square(psi)), cross
 
     grams, cross = block_grams(
         X, weights_of_block, plan.n_grams, 2, fit_intercept, center=center
@@ -346,39 +343,38 @@ class _BreadPlan:
     comes from one of
 
     ``"direct"``
-        its own weighting (a selection of rows where :math:`\psi'` is 0 or
+        its own weighting (the rows it selects where :math:`\psi'` is 0 or
         1 without sample weights, see :func:`_curvature_weights`);
     ``"complement"``
-        :math:`W = G - C`, :math:`C` the Gram of :math:`s (1 - \psi')`:
-        for Huber's :math:`\psi'` without sample weights :math:`C` is the
-        Gram of the rows beyond the threshold, a few gathered rows, and
-        :math:`G` a plain product without a weighted copy of ``X``;
+        for H3 with such a :math:`\psi'` (Huber's), where at most half the
+        rows have :math:`\psi' = 0`: :math:`W = G - C`, :math:`C` the Gram
+        of those rows, gathered, and :math:`G` a plain product (no copy of
+        ``X``): both for about the cost of :math:`W` alone;
     ``"psi squared"``
-        :math:`W = G - M / \delta^2`, for log-cosh, whose
-        :math:`\psi' = 1 - \psi^2 / \delta^2`: the sandwiches' :math:`M`
-        and a plain :math:`G` instead of two weighted Grams.
+        for the sandwiches of log-cosh, whose :math:`\psi' = 1 - \psi^2 /
+        \delta^2`: :math:`W = G - M / \delta^2`, from the :math:`M` they
+        need and a plain :math:`G` (no weighted copy of ``X``), instead of
+        two weighted Grams.
 
-    A difference :math:`A - B` of positive semi-definite Grams with
-    :math:`A - B = W \succeq 0` errs by about :math:`\epsilon (|A_{jk}| +
-    |B_{jk}|) \le 2 \epsilon \sqrt{A_{jj} A_{kk}}`; where every
-    :math:`W_{jj} \ge A_{jj} / 2^{10}` that is within :math:`2^{11}
-    \epsilon \approx 5 \cdot 10^{-13}` of :math:`\sqrt{W_{jj} W_{kk}}`,
-    the scale in which :func:`skrobust._inference.inverse_symmetric` inverts
-    it. Else (rows with :math:`\psi' \approx 0` holding most of a column)
-    :math:`W` is formed directly, in a second pass.
+    Such a difference errs by about :math:`\epsilon
+    \sqrt{G_{jj} G_{kk}}` per entry, where :math:`W` formed directly errs by
+    :math:`\epsilon \sqrt{W_{jj} W_{kk}}` at most; in the equilibrated
+    units in which :func:`skrobust._inference.inverse_symmetric` inverts
+    :math:`W` (divided by :math:`\sqrt{W_{jj} W_{kk}}`) that is a matrix of
+    norm :math:`\epsilon \sum_j G_{jj} / W_{jj}`, which moves the inverse
+    by that times the inverse's norm relative. The difference is kept when
+    that bound, with a factor ``ROUNDING_GROWTH`` for sums of many terms,
+    is below ``MAX_RELATIVE_ERROR``; else (most of a column's weight on
+    rows in the tails, or an ill-conditioned :math:`W`) :math:`W` is formed
+    directly, in a second pass.
     """
 
-    # A complement Gram costs its rows' share of a Gram, and G a plain Gram
-    # (about half a weighted or gathered one): the complement is used up to
-    # this share of rows (judged on a strided sample), or half of them where
-    # G is needed anyway (H3).
-    MAX_COMPLEMENT_SHARE = 0.3
     SAMPLE_ROWS = 2048
-    # W_jj >= A_jj * this for every j, else W is formed directly.
-    MIN_DIAGONAL_SHARE = 2.0**-10
+    ROUNDING_GROWTH = 16.0
+    MAX_RELATIVE_ERROR = 1e-12
     N_GRAMS = {
         "direct": {"G": 1, "W": 1, "GW": 2, "WM": 2},
-        "complement": {"W": 2, "GW": 2, "WM": 3},
+        "complement": {"GW": 2},
         "psi squared": {"WM": 2},
     }
 
@@ -395,50 +391,61 @@ class _BreadPlan:
         rho_args = (rho, residuals, sample_weight, scale)
         if needed == "WM" and isinstance(rho, LogCoshRho):
             return cls(needed, "psi squared", rho_args, 1.0 / rho.delta**2)
-        if needed != "G" and sample_weight is None:
+        if needed == "GW" and sample_weight is None:
             step = max(1, residuals.size // cls.SAMPLE_ROWS)
             dpsi = np.asarray(rho.second_derivative(residuals[::step] / scale))
             flat = dpsi == 0.0
-            limit = 0.5 if needed == "GW" else cls.MAX_COMPLEMENT_SHARE
-            if np.all(flat | (dpsi == 1.0)) and flat.mean() <= limit:
+            if np.all(flat | (dpsi == 1.0)) and flat.mean() <= 0.5:
                 return cls(needed, "complement", rho_args)
         return cls(needed, "direct", rho_args)
 
     def weightings(self, weight, dpsi, psi_squared):
         """The Gram weightings of a block of rows (``weight`` None: unit)."""
         meat = psi_squared if weight is None else weight * psi_squared
-        if self.needed == "G":
-            return [weight]
+        curvature = _curvature_weights(dpsi, weight)
         if self.kind == "psi squared":
             return [weight, meat]
         if self.kind == "complement":
-            complement = _complement_weights(dpsi, weight)
-            return [weight, complement] + ([meat] if self.needed == "WM" else [])
-        curvature = _curvature_weights(dpsi, weight)
-        layouts = {"W": [curvature], "GW": [weight, curvature], "WM": [curvature, meat]}
+            # (A block where psi' is not 0 or 1 gives G - C = W all the same.)
+            return [None, ~curvature if curvature.dtype == bool else 1.0 - dpsi]
+        layouts = {
+            "G": [weight],
+            "W": [curvature],
+            "GW": [weight, curvature],
+            "WM": [curvature, meat],
+        }
         return layouts[self.needed]
 
     def assemble(self, grams, X, fit_intercept, center):
         """The Grams ``needed`` asks for, in its order."""
         if self.kind == "direct":
             return grams
-        gram = grams[0]
-        if self.kind == "psi squared":
-            w_gram = self._difference(gram, self.psi_squared_coef * grams[1])
-        else:
-            w_gram = self._difference(gram, grams[1])
+        gram, other = grams
+        subtrahend = (
+            other if self.kind == "complement" else self.psi_squared_coef * other
+        )
+        w_gram = self._difference(gram, subtrahend)
         if w_gram is None:
             w_gram = self._direct_w(X, fit_intercept, center)
-        return np.stack(
-            {"W": [w_gram], "GW": [gram, w_gram], "WM": [w_gram, grams[-1]]}[
-                self.needed
-            ]
-        )
+        if self.kind == "complement":
+            return np.stack([gram, w_gram])
+        return np.stack([w_gram, other])
 
-    def _difference(self, minuend, subtrahend):
-        """``minuend - subtrahend``, or None where that would cancel digits."""
-        difference = minuend - subtrahend
-        if np.all(np.diag(difference) >= self.MIN_DIAGONAL_SHARE * np.diag(minuend)):
+    def _difference(self, gram, subtrahend):
+        """``gram - subtrahend``, or None where that would lose digits."""
+        difference = gram - subtrahend
+        diagonal = np.diag(difference)
+        if not np.all(diagonal > 0):
+            return None
+        size = np.sqrt(diagonal)
+        smallest = np.linalg.eigvalsh(difference / np.outer(size, size))[0]
+        bound = (
+            self.ROUNDING_GROWTH
+            * np.finfo(float).eps
+            * np.sum(np.diag(gram) / diagonal)
+            / smallest
+        )
+        if smallest > 0 and bound <= self.MAX_RELATIVE_ERROR:
             return difference
         return None
 
@@ -470,16 +477,6 @@ def _curvature_weights(dpsi, sample_weight):
     if np.all(selected | (dpsi == 0.0)):
         return selected
     return dpsi
-
-
-def _complement_weights(dpsi, sample_weight):
-    """Weights ``s (1 - psi')`` of ``G - W``: a mask where ``psi'`` is 0 or 1."""
-    if sample_weight is not None:
-        return sample_weight * (1.0 - dpsi)
-    flat = dpsi == 0.0
-    if np.all(flat | (dpsi == 1.0)):
-        return flat
-    return 1.0 - dpsi
 
 
 def _weighted_sum(values, sample_weight):

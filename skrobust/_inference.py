@@ -259,20 +259,30 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     )
     scaled = np.empty((min(product_rows, n), p))
     centred = None if shift is None else np.empty_like(scaled)
+    # The intercept rows of the Grams and the sums: every weighting's
+    # products with a sub-block in one gemm (K x rows by rows x p).
+    borders = np.zeros((n_grams + n_sums, p))
+    totals = np.zeros(n_grams + n_sums)
     for start in range(0, n, call_rows):
         rows = slice(start, min(start + call_rows, n))
         block = np.asarray(X[rows], dtype=np.float64)
         row_weights, sum_weights = weights_of_block(rows, block)
         row_weights = [_block_weighting(d) for d in row_weights]
+        border_weights = np.empty((block.shape[0], n_grams + n_sums))
+        for j, d in enumerate([d for _, d in row_weights] + list(sum_weights)):
+            border_weights[:, j] = 1.0 if d is None else d
+        totals += np.ones(block.shape[0]) @ border_weights
         for sub_start in range(0, block.shape[0], product_rows):
             sub = slice(sub_start, sub_start + product_rows)
             part = block[sub]
             if shift is not None:
                 part = np.subtract(part, shift, out=centred[: part.shape[0]])
             _add_products(grams, part, row_weights, sub, scaled, narrow)
-            # (The intercept rows from the sub-block, in cache after its
-            # products: from the whole block they cost a read of it.)
-            _add_borders(grams, sums, part, row_weights, sum_weights, sub)
+            # (From the sub-block, in cache after its products: from the
+            # whole block they would cost another read of it.)
+            borders += border_weights[sub].T @ part
+    grams[:, 0, 1:], grams[:, 0, 0] = borders[:n_grams], totals[:n_grams]
+    sums[:, 1:], sums[:, 0] = borders[n_grams:], totals[n_grams:]
     grams[:, 1:, 0] = grams[:, 0, 1:]
     # (One-sided products are symmetric only to rounding.)
     grams += np.swapaxes(grams, 1, 2)
@@ -294,23 +304,6 @@ def _block_weighting(d):
     if d[0] == d[-1] and np.all(d == d[0]):
         return "constant", d
     return "weights", d
-
-
-def _add_borders(grams, sums, block, row_weights, sum_weights, sub):
-    """Add the intercept rows of the Grams and the sums of ``[1, block]``."""
-    for gram, (kind, d) in zip(grams, row_weights, strict=True):
-        if kind == "unit":
-            gram[0, 1:] += np.ones(block.shape[0]) @ block
-            gram[0, 0] += block.shape[0]
-        elif kind == "mask":
-            gram[0, 1:] += d[sub].astype(np.float64) @ block
-            gram[0, 0] += np.count_nonzero(d[sub])
-        else:
-            gram[0, 1:] += d[sub] @ block
-            gram[0, 0] += d[sub].sum()
-    for total, d in zip(sums, sum_weights, strict=True):
-        total[1:] += d[sub] @ block
-        total[0] += d[sub].sum()
 
 
 def _add_products(grams, block, row_weights, sub, scaled, narrow):

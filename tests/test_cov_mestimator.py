@@ -11,8 +11,9 @@ from scipy.optimize import approx_fprime
 from scipy.stats import norm
 from sklearn.datasets import load_diabetes
 
-from skrobust import HuberRegressor
+from skrobust import HuberRegressor, _cov_mestimator
 from skrobust._cov_mestimator import COV_TYPES, mestimator_covariance
+from skrobust._inference import block_grams
 from skrobust.losses import HuberRho, LogCoshRho
 
 R_RLM = Path(__file__).parent / "data" / "r" / "rlm_se.json"
@@ -372,3 +373,131 @@ def test_rho_with_only_value_and_two_derivatives(cov_type, joint):
     plain = mestimator_covariance(X, residuals, None, PlainHuber(1.3), 0.8, **kwargs)
     fused = mestimator_covariance(X, residuals, None, HuberRho(1.3), 0.8, **kwargs)
     np.testing.assert_allclose(plain, fused, rtol=1e-10)
+
+
+def formulas_of_the_module_docstring(
+    X, residuals, rho, scale, cov_type, joint, fit_intercept=True
+):
+    """The covariances written out with dense numpy products and inverses."""
+    design = np.column_stack([np.ones(len(X)), X]) if fit_intercept else X
+    n, p = design.shape
+    z = residuals / scale
+    psi, dpsi = rho.derivative(z), rho.second_derivative(z)
+    gram = design.T @ design
+    w_gram = design.T @ (design * dpsi[:, None])
+    meat = design.T @ (design * (psi * psi)[:, None])
+    if cov_type == "sandwich" and joint:
+        chi = z * psi - rho.value(z)
+        grad_scale = scale * (1 - 2 * chi)
+        bread = np.block(
+            [
+                [2 / scale * w_gram, (2 * z * dpsi @ design)[:, None]],
+                [2 * z * dpsi @ design, np.sum(grad_scale + 2 * scale * z * z * dpsi)],
+            ]
+        )
+        cross = -2 * psi * grad_scale @ design
+        outer = np.block(
+            [[4 * meat, cross[:, None]], [cross, np.sum(grad_scale * grad_scale)]]
+        )
+        inverse = np.linalg.inv(bread)
+        return (n / (n - p) * inverse @ outer @ inverse)[:p, :p]
+    if cov_type == "sandwich":
+        w_inv = np.linalg.inv(w_gram)
+        return n / (n - p) * scale**2 * w_inv @ meat @ w_inv
+    m, v = dpsi.mean(), dpsi.var()
+    kappa = 1 + p / n * v / m**2
+    tau2 = scale**2 * np.sum(psi * psi) / (n - p)
+    if cov_type == "H1":
+        return kappa**2 * tau2 / m**2 * np.linalg.inv(gram)
+    w_inv = np.linalg.inv(w_gram)
+    if cov_type == "H2":
+        return kappa * tau2 / m * w_inv
+    return tau2 / kappa * w_inv @ gram @ w_inv
+
+
+def gross_error_problem(n=3000, seed=8):
+    """Columns off zero, normal errors and 10% gross errors of 20 to 50."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)) * [1.0, 3.0, 0.1] + [2.0, -1.0, 0.5]
+    residuals = rng.normal(size=n)
+    gross = rng.random(n) < 0.1
+    residuals[gross] += rng.uniform(20, 50, size=gross.sum())
+    return X, residuals
+
+
+@pytest.mark.parametrize("rho", [HuberRho(1.345), LogCoshRho(1.0)], ids=repr)
+@pytest.mark.parametrize("cov_type", ["H1", "H2", "H3", "sandwich"])
+@pytest.mark.parametrize("joint", [False, True])
+def test_grams_by_rows_and_differences_equal_the_formulas(rho, cov_type, joint):
+    # Huber's W is the Gram of the rows within the threshold (and H3's G
+    # that plus the Gram of the others), log-cosh's in the sandwiches
+    # G - M / delta^2: the covariances are those of the formulas, to
+    # rounding.
+    X, residuals = gross_error_problem()
+    kwargs = dict(cov_type=cov_type, joint=joint)
+    cov = mestimator_covariance(X, residuals, None, rho, 1.1, **kwargs)
+    expected = formulas_of_the_module_docstring(X, residuals, rho, 1.1, **kwargs)
+    assert_close_covariance(cov, expected, 1e-11)
+
+
+@pytest.mark.parametrize(
+    "rho, cov_type, joint",
+    [
+        (HuberRho(1.345), "H3", False),
+        (LogCoshRho(1.0), "sandwich", False),
+        (LogCoshRho(1.0), "sandwich", True),
+    ],
+    ids=["huber-H3", "logcosh-sandwich", "logcosh-joint-sandwich"],
+)
+def test_a_difference_that_would_lose_digits_is_not_taken(
+    monkeypatch, rho, cov_type, joint
+):
+    # A column whose values on the rows of gross errors (no curvature for
+    # Huber, ~1e-20 for log-cosh) are 1e4 times those elsewhere: W's entry
+    # for it is 1e-7 times G's, and with G - C or G - M / delta^2 the
+    # covariance would err by 1e-9 to 1e-8 (measured). W is then formed in
+    # a pass of its own, and the covariance is the formulas'. (Without an
+    # intercept, whose column the rows elsewhere, centred by the big ones'
+    # mean, would be nearly collinear with.)
+    X, residuals = gross_error_problem(seed=9)
+    gross = np.abs(residuals) > 10
+    noise = np.random.default_rng(10).normal(size=len(X))
+    X[:, 2] = np.where(gross, 1e4, 1.0) * noise
+    direct_passes = []
+    original = _cov_mestimator._BreadPlan._direct_w
+
+    def counted(self, *args):
+        direct_passes.append(self.kind)
+        return original(self, *args)
+
+    monkeypatch.setattr(_cov_mestimator._BreadPlan, "_direct_w", counted)
+    kwargs = dict(cov_type=cov_type, joint=joint, fit_intercept=False)
+    cov = mestimator_covariance(X, residuals, None, rho, 1.1, **kwargs)
+    assert len(direct_passes) == 1
+    expected = formulas_of_the_module_docstring(X, residuals, rho, 1.1, **kwargs)
+    assert_close_covariance(cov, expected, 1e-11)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e6], ids=["near-zero", "far"])
+def test_unit_weights_and_row_selections_give_the_grams_of_their_weights(shift):
+    # block_grams' unit weights (None) and boolean selections, which the
+    # covariances use for Huber's psi', are the Grams of ones and of 0/1
+    # weights, with the design's columns centred before (far) or after the
+    # products (near zero).
+    rng = np.random.default_rng(11)
+    n = 40_000  # several row blocks and sub-blocks
+    X = rng.normal(size=(n, 3)) * [1.0, 1e3, 1e-3] + shift
+    chosen = rng.random(n) < 0.8
+    center = X.mean(axis=0)
+    weightings = [None, chosen, ~chosen, rng.uniform(size=n)]
+
+    def weights_of_block(rows, block):
+        return [None if d is None else d[rows] for d in weightings], []
+
+    grams, _ = block_grams(X, weights_of_block, 4, 0, center=center)
+    as_floats = [np.ones(n), chosen * 1.0, ~chosen * 1.0, weightings[3]]
+    centred = np.column_stack([np.ones(n), X - center])
+    for gram, d in zip(grams, as_floats, strict=True):
+        expected = centred.T @ (centred * d[:, None])
+        size = np.abs(centred).T @ (np.abs(centred) * d[:, None])
+        assert np.all(np.abs(gram - expected) <= 1e-12 * size)
