@@ -15,13 +15,15 @@ memory (``tracemalloc``) as a fraction of ``X.nbytes``.
 The full run also fits with ``MALLOC_TRIM_THRESHOLD_`` unset in the
 workers (see ``CONFIGURATIONS``).
 
-Each dask fit is timed ``repeats`` times (all of them, however long) and
-its best wall time and best CPU time are kept; the CPU time is the
-client's ``time.process_time`` (which includes the scheduler's, run in
-this process by ``LocalCluster``) plus the workers' (``client.run``). The
-in-memory fits' CPU time is measured in this process with one BLAS thread
-(``cpu_vs_in_memory`` compares the two), their wall time in a forked
-child as in every benchmark.
+Each dask fit is timed ``repeats`` times (all of them, however long),
+each time right after the same fit in memory in this process (one BLAS
+thread, as each worker has): on a shared machine whose load drifts, only
+such interleaved times compare. The best wall time and the best CPU time
+of each are kept; the dask fit's CPU time is the client's
+``time.process_time`` (which includes the scheduler's, run in this
+process by ``LocalCluster``) plus the workers' (``client.run``).
+``vs_in_memory`` and ``cpu_vs_in_memory`` are the ratios of those bests;
+the rows ``(numpy)`` are the usual forked-child measurements.
 
 The chunks are copied on the workers before the timings: numpy data sent
 through the task graph arrive at an address that is not a multiple of 8
@@ -112,16 +114,20 @@ def _best_of(fit, repeats, workers_cpu=None):
     return best_wall, best_cpu, result
 
 
-def in_memory_cpu(X, y, repeats):
-    """Best CPU time of each in-memory fit, in this process, one BLAS thread."""
+def _interleaved(memory_fit, dask_fit, repeats, workers_cpu):
+    """Best ``(wall, cpu)`` of each fit, alternated, and the last dask model."""
     from threadpoolctl import threadpool_limits
 
-    cpu = {}
-    with threadpool_limits(1), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, make in ESTIMATORS.items():
-            cpu[name] = _best_of(lambda make=make: make().fit(X, y), repeats)[1]
-    return cpu
+    memory, dask_times = [np.inf, np.inf], [np.inf, np.inf]
+    model = None
+    for _ in range(repeats):
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wall, cpu, _ = _best_of(memory_fit, 1)
+        memory = [min(memory[0], wall), min(memory[1], cpu)]
+        wall, cpu, model = _best_of(dask_fit, 1, workers_cpu)
+        dask_times = [min(dask_times[0], wall), min(dask_times[1], cpu)]
+    return memory, dask_times, model
 
 
 def in_memory_rows(X, y, repeats):
@@ -182,13 +188,11 @@ def _alignment(dask_worker):
     )
 
 
-def dask_rows(
-    X, y, repeats, chunk_rows, reference, in_memory, label, graph_chunks=False
-):
+def dask_rows(X, y, repeats, chunk_rows, reference, coefs, label, graph_chunks=False):
     """Rows of the dask fits on a two-worker LocalCluster.
 
-    ``reference`` is the in-memory ``LinearRegression`` time; ``in_memory``
-    maps each estimator to its in-memory ``(seconds, cpu_seconds, coef)``.
+    ``reference`` is the in-memory ``LinearRegression`` time; ``coefs``
+    maps each estimator to its in-memory coefficients.
     """
     import dask
     import dask.array as da
@@ -231,8 +235,11 @@ def dask_rows(
         for name, make in ESTIMATORS.items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                elapsed, cpu, model = _best_of(
-                    lambda make=make: make().fit(Xd, yd), repeats, workers_cpu
+                memory, (elapsed, cpu), model = _interleaved(
+                    lambda make=make: make().fit(X, y),
+                    lambda make=make: make().fit(Xd, yd),
+                    repeats,
+                    workers_cpu,
                 )
             tracemalloc.start()
             try:
@@ -240,8 +247,7 @@ def dask_rows(
                 _, peak = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()
-            memory_seconds, memory_cpu, memory_coef = in_memory[name]
-            reference_coef = np.asarray(memory_coef)
+            reference_coef = np.asarray(coefs[name])
             difference = np.max(
                 np.abs(np.asarray(_coefficients(model)) - reference_coef)
                 / np.abs(reference_coef)
@@ -275,9 +281,11 @@ def dask_rows(
                     outcome,
                     reference,
                     X.nbytes,
-                    vs_in_memory=float(elapsed / memory_seconds),
+                    vs_in_memory=float(elapsed / memory[0]),
                     cpu_seconds=float(cpu),
-                    cpu_vs_in_memory=float(cpu / memory_cpu),
+                    cpu_vs_in_memory=float(cpu / memory[1]),
+                    in_memory_seconds=float(memory[0]),
+                    in_memory_cpu_seconds=float(memory[1]),
                     round_trips=int(model._dask_round_trips),
                     coef_max_rel_diff=float(difference),
                     chunks=int(Xd.numblocks[0]),
@@ -348,12 +356,6 @@ def main(argv=None):
     X, y = make_data(n, DESIGN)
     start = time.perf_counter()
     rows, reference_seconds, seconds, coefs = in_memory_rows(X, y, repeats)
-    cpu = in_memory_cpu(X, y, repeats)
-    in_memory = {name: (seconds[name], cpu[name], coefs[name]) for name in seconds}
-    for row in rows:
-        name = row["estimator"].removesuffix(" (numpy)")
-        if name in cpu:
-            row["cpu_seconds"] = float(cpu[name])
     # Eight chunks: four per worker. (Quick runs: distributed's defaults only.)
     labels = ["dask, 2 workers"] if args.quick else list(CONFIGURATIONS)
     for label in labels:
@@ -363,7 +365,7 @@ def main(argv=None):
             repeats,
             n // 8,
             reference_seconds,
-            in_memory,
+            coefs,
             label,
             args.graph_chunks,
         )
