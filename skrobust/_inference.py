@@ -52,9 +52,10 @@ _GRAM_BLOCK_ELEMENTS = 2**17
 # 2^16 already for p = 21): blocks of 2^15 elements (256 KiB) then.
 _GEMM_MAX_COLUMNS = 32
 _GEMM_BLOCK_ELEMENTS = 2**15
-# Elements of X per call of block_grams' weights_of_block (8 MiB in float64):
-# 52 000 rows at p = 20, whose per-row vectors stay in cache.
-_WEIGHT_BLOCK_ELEMENTS = 2**20
+# Elements of X per call of block_grams' weights_of_block (2 MiB in float64):
+# 13 000 rows at p = 20, whose per-row vectors stay in cache (2^16 and 2^17
+# were slower at 1e5 and 1e6 rows, 2^19 and 2^20 as fast or slower).
+_WEIGHT_BLOCK_ELEMENTS = 2**18
 # Rows of the strided sample that design_center averages and that decides
 # whether weighted_grams centres its row blocks.
 _CENTRING_SAMPLE_ROWS = 2048
@@ -269,7 +270,7 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
         row_weights, sum_weights = weights_of_block(rows, block)
         row_weights = [_block_weighting(d) for d in row_weights]
         border_weights = np.empty((block.shape[0], n_grams + n_sums))
-        for j, d in enumerate([d for _, d in row_weights] + list(sum_weights)):
+        for j, d in enumerate([w[1] for w in row_weights] + list(sum_weights)):
             border_weights[:, j] = 1.0 if d is None else d
         totals += np.ones(block.shape[0]) @ border_weights
         for sub_start in range(0, block.shape[0], product_rows):
@@ -291,25 +292,32 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
 
 
 def _block_weighting(d):
-    """``(kind, d)``: a weighting's kind on one block and its array (or None).
+    """``(kind, d, roots)``: a weighting's kind on one block, its array (or None).
 
     ``"unit"`` (``d`` None), ``"constant"`` (one value: a multiple of the
-    plain Gram), ``"mask"`` (boolean: the Gram of the selected rows) or
-    ``"weights"``.
+    plain Gram), ``"mask"`` (boolean: the Gram of the selected rows),
+    ``"roots"`` (non-negative: ``roots = sqrt(d)``) or ``"weights"``.
     """
     if d is None:
-        return "unit", None
+        return "unit", None, None
     if d.dtype == bool:
-        return "mask", d
+        return "mask", d, None
     if d[0] == d[-1] and np.all(d == d[0]):
-        return "constant", d
-    return "weights", d
+        return "constant", d, None
+    if d.min() >= 0:
+        return "roots", d, np.sqrt(d)
+    return "weights", d, None
 
 
 def _add_products(grams, block, row_weights, sub, scaled, narrow):
-    """Add ``block.T diag(d) block`` of each weighting (sub-block ``sub``)."""
+    r"""Add ``block.T diag(d) block`` of each weighting (sub-block ``sub``).
+
+    Non-negative weights as :math:`C^\top C` with :math:`C = \sqrt{d}` block
+    (half the flops of a general product by syrk; by gemm on narrow
+    blocks, whose product of a block with itself beat the product of two).
+    """
     plain = None
-    for gram, (kind, d) in zip(grams, row_weights, strict=True):
+    for gram, (kind, d, roots) in zip(grams, row_weights, strict=True):
         if kind == "mask":
             chosen = d[sub]
             chosen = np.compress(
@@ -321,12 +329,9 @@ def _add_products(grams, block, row_weights, sub, scaled, narrow):
             if plain is None:
                 plain = _self_product(block)
             gram[1:, 1:] += plain if kind == "unit" else d[0] * plain
-        elif not narrow and d[sub].min() >= 0:
-            # C.T @ C with C = sqrt(d) block: syrk, half the flops.
-            root = np.multiply(
-                block, np.sqrt(d[sub])[:, None], out=scaled[: block.shape[0]]
-            )
-            gram[1:, 1:] += root.T @ root
+        elif kind == "roots":
+            root = np.multiply(block, roots[sub][:, None], out=scaled[: block.shape[0]])
+            gram[1:, 1:] += _self_product(root)
         else:
             weighted = np.multiply(block, d[sub][:, None], out=scaled[: block.shape[0]])
             gram[1:, 1:] += weighted.T @ block
