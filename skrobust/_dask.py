@@ -75,6 +75,7 @@ refused) and ``MultiQuantileRegressor`` by
 :mod:`skrobust._dask_multiquantile`.
 """
 
+import functools
 import sys
 import warnings
 
@@ -330,6 +331,19 @@ def _combine_payloads(combine, parts):
 
 def _chunk_weights(y_c, w_c):
     return np.ones(y_c.shape[0]) if w_c is None else np.asarray(w_c, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_weights(n):
+    """A read-only array of ``n`` ones, kept by the worker for every pass.
+
+    Each pass over a chunk without weights builds its objective on unit
+    weights: one array per chunk size instead of a new one (and the
+    scan of its zeros) per chunk and pass, a tenth of a gradient pass.
+    """
+    ones = np.ones(n)
+    ones.flags.writeable = False
+    return ones
 
 
 def _statistics_kernel(X_c, y_c, w_c):
@@ -751,17 +765,22 @@ class _ChunkSetup:
 
     def targets(self, X_c, y_c, weights):
         """The chunk's standardised targets, 0 on the rows without weight."""
-        y = (np.asarray(y_c, dtype=np.float64) - self.y_offset) / self.y_spread
+        y = np.subtract(y_c, self.y_offset, dtype=np.float64)
+        y /= self.y_spread
         if self.limit is not None:
             np.clip(y, -self.limit, self.limit, out=y)
-        # As the fit template: a zero-weight row's target may be any finite
-        # number, whose loss could overflow; it enters no sum.
-        y[~(weights > 0)] = 0.0
+        if weights is not _unit_weights(weights.size):
+            # As the fit template: a zero-weight row's target may be any
+            # finite number, whose loss could overflow; it enters no sum.
+            y[~(weights > 0)] = 0.0
         return y
 
     def objective(self, X_c, y_c, w_c):
         """The chunk's objective (unpenalised) and its weight sum, or None."""
-        weights = _chunk_weights(y_c, w_c) / self.top
+        if w_c is None and self.top == 1.0:
+            weights = _unit_weights(np.shape(y_c)[0])
+        else:
+            weights = _chunk_weights(y_c, w_c) / self.top
         chunk_weight = float(weights.sum())
         if not chunk_weight > 0:
             return None, 0.0
