@@ -350,20 +350,24 @@ def _statistics_kernel(X_c, y_c, w_c):
     """Checks and weighted column moments of one chunk (see step 1)."""
     _assert_all_finite(X_c, input_name="X")
     _assert_all_finite(y_c, input_name="y")
-    w = _chunk_weights(y_c, w_c)
-    _assert_all_finite(w, input_name="sample_weight")
     p = X_c.shape[1]
-    negative = bool(np.any(w < 0))
-    top = float(w.max(initial=0.0))
-    # (Over the rows with weight: the others enter no fit, whatever their y.)
-    y_weighted = np.asarray(y_c)[w > 0]
+    if w_c is None:  # (no scans of, or masks by, an array of ones)
+        w = _unit_weights(np.shape(y_c)[0])
+        negative, top, y_weighted = False, 1.0 if w.size else 0.0, np.asarray(y_c)
+    else:
+        w = _chunk_weights(y_c, w_c)
+        _assert_all_finite(w, input_name="sample_weight")
+        negative = bool(np.any(w < 0))
+        top = float(w.max(initial=0.0))
+        # (Over the rows with weight: the others enter no fit, whatever their y.)
+        y_weighted = np.asarray(y_c)[w > 0]
     y_range = (
         float(np.min(y_weighted, initial=np.inf)),
         float(np.max(y_weighted, initial=-np.inf)),
     )
     if negative or not top > 0:
         return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range
-    scaled = w / top
+    scaled = w if top == 1.0 else w / top
     total = float(scaled.sum())
     mean, var = _centred_moments(X_c, scaled, total)
     return negative, top, total, mean, var, y_range
@@ -379,9 +383,13 @@ def _statistics_sample_kernel(X_c, y_c, w_c, start, step, y_step):
     statistics = _statistics_kernel(X_c, y_c, w_c)
     first = (-start) % y_step
     y_dense = np.asarray(y_c[first::y_step], dtype=np.float64)
-    w_dense = _chunk_weights(y_dense, None if w_c is None else w_c[first::y_step])
-    keep = w_dense > 0
-    sketch = quantile_sketch(y_dense[keep], w_dense[keep], _SKETCH_POINTS)
+    if w_c is None:
+        w_dense = _unit_weights(y_dense.size)
+    else:
+        w_dense = np.asarray(w_c[first::y_step], dtype=np.float64)
+        keep = w_dense > 0
+        y_dense, w_dense = y_dense[keep], w_dense[keep]
+    sketch = quantile_sketch(y_dense, w_dense, _SKETCH_POINTS)
     first = (-start) % step
     X_rows = np.array(X_c[first::step], dtype=np.float64)
     y_rows = np.array(y_c[first::step], dtype=np.float64)
