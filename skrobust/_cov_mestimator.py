@@ -389,7 +389,8 @@ class _BreadPlan:
     def choose(cls, rho, residuals, sample_weight, scale, needed):
         """The cheapest exact plan for ``rho`` at these residuals."""
         rho_args = (rho, residuals, sample_weight, scale)
-        if needed == "WM" and isinstance(rho, LogCoshRho):
+        # (Exactly the class: a subclass may change psi.)
+        if needed == "WM" and type(rho) is LogCoshRho:
             return cls(needed, "psi squared", rho_args, 1.0 / rho.delta**2)
         if needed == "GW" and sample_weight is None:
             step = max(1, residuals.size // cls.SAMPLE_ROWS)
