@@ -41,8 +41,8 @@ _INTERCEPT_NAME = "intercept"
 # R prints p-values below the machine epsilon as "< 2e-16"; so does this.
 _SMALLEST_PRINTED_P = 2.2e-16
 
-# Elements of X per row block of weighted_grams (1 MiB): 6500 rows at
-# p = 20, measured as fast as blocks 4 times larger or smaller.
+# Elements of X per row block of weighted_grams' products by syrk (1 MiB):
+# 6500 rows at p = 20, measured as fast as blocks 4 times larger or smaller.
 _GRAM_BLOCK_ELEMENTS = 2**17
 # Up to this many columns a block's Gram is a general product (BLAS gemm)
 # rather than syrk: OpenBLAS's syrk of a tall block with few columns ran at
@@ -116,8 +116,10 @@ def weighted_grams(X, row_weights, fit_intercept=True, sum_weights=None, center=
     over the row blocks of a dense ``X``: a block is read once for all
     weightings (a covariance needs two to six). Non-negative weights
     :math:`d` are applied as :math:`C = \sqrt{d}\, A` and :math:`C^\top C`
-    (BLAS ``syrk``, half the flops of a general product), constant ones
-    (no sample weights) as a factor of the unweighted Gram.
+    (BLAS ``syrk``, half the flops of a general product; on designs of
+    fewer than ``_GEMM_MAX_COLUMNS`` columns ``gemm``, which OpenBLAS runs
+    twice as fast there), constant ones (no sample weights) as a factor of
+    the unweighted Gram.
 
     The centred Grams are those of ``[1, X]`` transformed,
     :math:`M^\top G M` with :math:`[1, X - c] = [1, X] M`, when that loses
