@@ -176,6 +176,33 @@ CONFIGURATIONS = {
 }
 
 
+def print_passes(fit):
+    """Run ``fit()`` and print each round trip: its kernel, wall and client CPU time."""
+    from skrobust import _dask
+
+    original = _dask.ChunkedData.map_chunks
+    passes = []
+
+    def timed(data, kernel, *args, **kwargs):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = original(data, kernel, *args, **kwargs)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        passes.append((kernel.__name__, wall, cpu))
+        return result
+
+    _dask.ChunkedData.map_chunks = timed
+    try:
+        start = time.perf_counter()
+        fit()
+        total = time.perf_counter() - start
+    finally:
+        _dask.ChunkedData.map_chunks = original
+    for kernel, wall, cpu in passes:
+        print(f"    {kernel:<32} {wall:7.3f} s, client CPU {cpu:6.3f} s")
+    in_passes = sum(p[1] for p in passes)
+    print(f"    {len(passes)} round trips, {in_passes:.3f} s of {total:.3f} s")
+
+
 def _aligned(block):
     """A copy of ``block`` in memory of its own (aligned), made on the worker."""
     return np.array(block, copy=True)
@@ -188,7 +215,9 @@ def _alignment(dask_worker):
     )
 
 
-def dask_rows(X, y, repeats, chunk_rows, reference, coefs, label, graph_chunks=False):
+def dask_rows(
+    X, y, repeats, chunk_rows, reference, coefs, label, graph_chunks=False, passes=False
+):
     """Rows of the dask fits on a two-worker LocalCluster.
 
     ``reference`` is the in-memory ``LinearRegression`` time; ``coefs``
@@ -241,6 +270,9 @@ def dask_rows(X, y, repeats, chunk_rows, reference, coefs, label, graph_chunks=F
                     repeats,
                     workers_cpu,
                 )
+            if passes:
+                print(f"{name} ({label}), one more fit:")
+                print_passes(lambda make=make: make().fit(Xd, yd))
             tracemalloc.start()
             try:
                 make().fit(Xd, yd)
@@ -335,6 +367,12 @@ def main(argv=None):
         "--repeats", type=int, help="timed fits of each (default 3, 1 with --quick)"
     )
     parser.add_argument(
+        "--passes",
+        action="store_true",
+        help="also print each round trip of one more dask fit (kernel, wall "
+        "time, client CPU)",
+    )
+    parser.add_argument(
         "--graph-chunks",
         action="store_true",
         help="time the chunks as they arrive through the graph (misaligned), "
@@ -368,6 +406,7 @@ def main(argv=None):
             coefs,
             label,
             args.graph_chunks,
+            args.passes,
         )
     print_table(rows)
     print(f"benchmark ran {time.perf_counter() - start:.0f} s")
