@@ -30,7 +30,8 @@ through the task graph arrive at an address that is not a multiple of 8
 (inside the pickled message), and passes over such misaligned chunks were
 1.5-1.8x slower; data a worker reads or makes itself (zarr, parquet,
 ``dask.array.random``) are aligned. ``--graph-chunks`` keeps the chunks as
-they arrive.
+they arrive. ``--passes`` prints the round trips of one more fit of each
+(kernel, wall time, client CPU).
 
 Run ``python benchmarks/bench_dask.py`` (n = 2e6, nine minutes on the
 loaded two-core machine; writes ``benchmarks/results/dask.json``), or
