@@ -268,6 +268,37 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     assert_same_fit(fitted, memory, rtol=1e-10)
 
 
+def test_passes_run_one_task_per_worker_thread_on_its_chunks(cluster_client):
+    """Each chunk in one group, on the worker that holds it; the same sums.
+
+    The oracle is the pass with a task per chunk: each chunk's result, in
+    chunk order, must be the same.
+    """
+    X, y = make_data()
+    Xd, yd = dask.persist(
+        da.from_array(X, chunks=(CHUNKS, 4)), da.from_array(y, chunks=(CHUNKS,))
+    )
+    data = _dask.ChunkedData(Xd, yd)
+    holders = cluster_client.who_has([Xc for Xc, _, _ in data._blocks])
+    grouped = sorted(i for _, indices in data._groups for i in indices)
+    assert grouped == list(range(len(CHUNKS)))
+    # Two single-threaded workers: at most a task each per pass.
+    assert len(data._groups) <= 2
+    for worker, indices in data._groups:
+        for i in indices:
+            assert worker in holders[data._blocks[i][0].key]
+    loss, predictors = ConcomitantScaleLoss(HuberRho()), [(None, True), ((), True)]
+    column_stats = (X.mean(axis=0), X.std(axis=0))
+    setup = _dask._ChunkSetup(loss, predictors, column_stats, 2.0, 3.0, 1.0)
+    coef = np.zeros(6)
+    by_groups = data.map_chunks(_dask._pass_kernel, setup, coef, True)
+    data._groups = None
+    by_chunks = data.map_chunks(_dask._pass_kernel, setup, coef, True)
+    for grouped_part, chunk_part in zip(by_groups, by_chunks, strict=True):
+        for a, b in zip(grouped_part, chunk_part, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_client_memory_stays_a_small_fraction_of_x(cluster_client):
     """The client never holds X: tracemalloc's peak is < 2% of X.nbytes.
 
