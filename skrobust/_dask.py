@@ -33,12 +33,13 @@ column, as in memory, on ``X`` persisted once):
    standardised by the sketch's median and MAD, and the solve starts from
    those sums carried to the exact coordinates (:class:`FirstEvaluation`).
 3. **Newton on all rows.** :class:`DaskObjective` has the interface the
-   solvers use; each evaluation is one task per chunk on the worker that
+   solvers use; each evaluation evaluates every chunk on the worker that
    holds it (a :class:`LinearObjective` on the chunk with the shared
    ``column_stats``, whose value, gradient and Hessian are returned as sums
-   weighted by the chunk's weight sum) and one sum on the client: one round
-   trip per evaluation, and a task graph of one task per chunk that does not
-   grow with the iterations. The first Newton steps use the sample's
+   weighted by the chunk's weight sum) and sums them on the client in chunk
+   order: one round trip per evaluation, and a task graph of one task per
+   chunk (on a distributed cluster, one per worker thread over its chunks)
+   that does not grow with the iterations. The first Newton steps use the sample's
    Hessian, as a multilevel solve in memory does. ``scale="mad"`` runs the
    safeguarded secant of :class:`skrobust._scale.MADScale` with each MAD
    from a selection. Targets thousands of robust scales away are moved in
@@ -223,8 +224,9 @@ def _futures_of(X, y, sample_weight):
 class ChunkedData:
     """``X``, ``y`` and ``sample_weight`` persisted with ``X``'s row chunks.
 
-    :meth:`map_chunks` runs one task per chunk and returns the list of their
-    results to the client: one round trip, counted in ``round_trips``.
+    :meth:`map_chunks` runs a kernel on every chunk and returns the list of
+    their results to the client: one round trip, counted in
+    ``round_trips``.
     ``sample_weight=None`` stays None (unit weights, nothing stored).
     """
 
@@ -283,11 +285,11 @@ class ChunkedData:
         ``combine`` run on a worker: the client receives the combined
         payload only, not each chunk's piece and then their concatenation.
 
-        On a distributed cluster the tasks go to the scheduler in one
-        message (``client.map``), each next to the futures of its chunk:
-        a pass costs the client and scheduler about 10 ms (8 chunks), a
-        third less than a ``submit`` per task; on local schedulers one
-        ``dask.compute`` of delayed calls does the same.
+        On a distributed cluster each worker thread gets one task over the
+        chunks its worker holds (:func:`_thread_groups`); a pass with
+        ``combine`` sends a task per chunk in one message (``client.map``).
+        On local schedulers one ``dask.compute`` of delayed calls, a task
+        per chunk.
         """
         self.round_trips += 1
         own = [()] * len(self._blocks) if each is None else [(e,) for e in each]
