@@ -249,8 +249,11 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     solver : {"auto", "newton", "lbfgs"}, default="auto"
         ``"newton"`` is scipy's trust-region Newton method (``trust-exact``)
         on the analytic Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the
-        analytic gradient. ``"auto"`` uses Newton for up to 300 coefficients
-        (mean and log-variance together) and L-BFGS beyond.
+        analytic gradient, finished by Newton's method where it has not
+        converged after 100 iterations and a Hessian is affordable (rows
+        times squared coefficients at most 4e9). ``"auto"`` uses Newton for
+        up to 300 coefficients (mean and log-variance together) and L-BFGS
+        beyond.
     max_iter : int, default=200
         Maximum number of solver iterations.
     tol : float, default=1e-10

@@ -103,9 +103,11 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         Whether to fit an intercept.
     solver : {"auto", "newton", "lbfgs"}, default="auto"
         ``"newton"`` is scipy's trust-region Newton method on the analytic
-        Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the analytic gradient.
-        ``"auto"`` uses Newton for up to 298 features (300 coefficients) and
-        L-BFGS beyond.
+        Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the analytic gradient,
+        finished by Newton's method where it has not converged after 100
+        iterations and a Hessian is affordable (rows times squared
+        coefficients at most 4e9). ``"auto"`` uses Newton for up to 298
+        features (300 coefficients) and L-BFGS beyond.
     max_iter : int, default=200
         Maximum number of solver iterations of the whole fit (subsample
         levels and, with ``scale="mad"``, every fixed-scale fit included);

@@ -135,3 +135,36 @@ def test_truncated_newton_searches_its_line_to_the_direction_accuracy(
     fitted = np.r_[fast.coef_, fast.intercept_, fast.scale_]
     expected = np.r_[reference.coef_, reference.intercept_, reference.scale_]
     assert_allclose(fitted, expected, rtol=1e-8, atol=1e-8 * np.max(np.abs(expected)))
+
+
+def test_newton_finishes_what_lbfgs_leaves_on_an_ill_conditioned_wide_fit(
+    monkeypatch,
+):
+    """Log-cosh's joint scale at three rows per coefficient: L-BFGS crawls.
+
+    At 1500 x 500 L-BFGS alone ended 200 iterations with a gradient of 1e-5
+    (a ConvergenceWarning, which pytest turns into an error here); after
+    ``_LBFGS_BEFORE_NEWTON`` of them Newton's method converges. Checked on
+    a smaller design of the same shape against the Newton solver forced
+    from the start.
+    """
+    X, y = wide_data(n_samples=900, n_features=N_FEATURES, seed=3)
+    n_coef = N_FEATURES + 2
+    assert X.shape[0] * n_coef**2 <= _solvers._NEWTON_FALLBACK_WORK
+    monkeypatch.setattr(_solvers, "_LBFGS_BEFORE_NEWTON", 20)
+    handed_over = []
+    lbfgs = _solvers._lbfgs
+
+    def recorded(objective, coef0, max_iter, tol):
+        result = lbfgs(objective, coef0, max_iter, tol)
+        handed_over.append(not result.converged)
+        return result
+
+    monkeypatch.setattr(_solvers, "_lbfgs", recorded)
+    model = LogCoshRegressor().fit(X, y)
+    assert any(handed_over)  # (20 L-BFGS iterations were not enough)
+    assert model.n_iter_ <= model.max_iter
+    reference = LogCoshRegressor(solver="newton").fit(X, y)
+    fitted = np.r_[model.coef_, model.intercept_, model.scale_]
+    expected = np.r_[reference.coef_, reference.intercept_, reference.scale_]
+    assert_allclose(fitted, expected, rtol=1e-7, atol=1e-8 * np.max(np.abs(expected)))
