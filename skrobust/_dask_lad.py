@@ -269,7 +269,12 @@ class _LadFit:
         self.used += result.n_iter
         coef = result.coef
         if result.converged:
-            coef = _newton_polish(self, objective, coef)
+            # On the solve's latest Hessian and gradient, as in memory: the
+            # polish then costs one or two round trips for gradients, not
+            # one more for a Hessian.
+            coef = _newton_polish(
+                self, objective, coef, result.hessian, result.gradient
+            )
         ((w, b),) = objective.unstandardize(coef)
         return w, b, result.converged, result.message
 

@@ -116,3 +116,27 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4)).persist()
     fitted = LogCoshRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
     assert_same_fit(fitted, memory)
+
+
+def test_polish_on_the_solver_hessian_saves_a_round_trip(synchronous, monkeypatch):
+    """The fixed-scale fit's polish steps on its solve's Hessian, as in memory."""
+    import skrobust._dask_lad as dask_lad
+
+    # (Data on which the polish takes a step: the solve's last gradient is
+    # not yet at rounding.)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200_000, 10))
+    y = X @ rng.normal(size=10) + rng.standard_t(2, size=200_000)
+    Xd = da.from_array(X, chunks=(50_000, 10))
+    memory = HuberRegressor(scale="lad").fit(X, y)
+    fitted = HuberRegressor(scale="lad").fit(Xd, y)
+    assert_same_fit(fitted, memory)
+    polish = dask_lad._newton_polish
+
+    def fresh(problem, objective, coef, *args):
+        return polish(problem, objective, coef)  # (a Hessian formed for it)
+
+    monkeypatch.setattr(dask_lad, "_newton_polish", fresh)
+    reference = HuberRegressor(scale="lad").fit(Xd, y)
+    assert_same_fit(reference, memory)
+    assert fitted._dask_round_trips == reference._dask_round_trips - 1
