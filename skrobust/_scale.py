@@ -989,9 +989,9 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
     two reach rounding, 1e-16, as one fresh step does), and ``gradient``
     (the solve's, at ``coef``) saves the pass that finds it: a pass
     without Gram matrices per step, where forming the Hessian costs a pass
-    of them. On a
-    wide design the step comes from conjugate gradients preconditioned by
-    ``hessian`` (:func:`skrobust._solvers.polish_direction`).
+    of them. On a wide design the step comes from conjugate gradients
+    preconditioned by ``hessian``
+    (:func:`skrobust._solvers.polish_direction`).
     """
     if problem.options.solver != "newton":
         return coef

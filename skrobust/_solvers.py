@@ -1054,8 +1054,9 @@ def _newton_cg_line_search(objective, result, max_iter, tol):
         )
         return d if np.all(np.isfinite(d)) and grad @ d < 0 else -grad
 
-    # The direction is only _CG_RTOL accurate: so need be the line search
-    # (exact, it took 26 passes over a 2e4 x 1000 design for one step).
+    # The direction is only _CG_RTOL accurate, and a line search to the same
+    # accuracy loses nothing (searched exactly, one step took 26 passes over
+    # a 2e4 x 1000 design).
     coef, grad, n_iter = _descend(
         objective, result, max_iter, tol, direction, rtol=_CG_RTOL
     )
