@@ -365,31 +365,7 @@ def _minimize(
             else:
                 result.n_iter = more.n_iter
     elif solver == "lbfgs":
-        # Where a Hessian is affordable, L-BFGS gets a share of the budget
-        # and Newton's method finishes what it leaves (ill-conditioned
-        # problems: a log-cosh joint fit at 1500 x 500 had a gradient of
-        # 1e-5 after 200 L-BFGS iterations, Newton converged in 13).
-        fallback = objective.n_samples * objective.n_coef**2 <= _NEWTON_FALLBACK_WORK
-        share = min(budget, _LBFGS_BEFORE_NEWTON) if fallback else budget
-        result = _lbfgs(objective, coef0, share, tol)
-        if fallback and not result.converged and result.n_iter < budget:
-            more = _minimize(
-                objective,
-                result.coef,
-                "newton",
-                budget - result.n_iter,
-                tol,
-                False,
-                False,
-                convex=convex,
-            )
-            more.n_iter += result.n_iter
-            result = more
-        # A rounding-level stop of L-BFGS (its test compares values) counts
-        # as converged from a gradient of 1e-6; Newton directions with exact
-        # steps can still bring it to tol.
-        if result.n_iter < budget and _gradient_norm(objective, result.coef) > tol:
-            result = _newton_cg_line_search(objective, result, budget, tol)
+        result = _lbfgs_finished(objective, coef0, budget, tol, convex)
     else:  # pragma: no cover - the estimators validate solver
         raise ValueError(f"unknown solver {solver!r}")
     result.n_iter += sub_iter
@@ -403,6 +379,37 @@ def _minimize(
     )
     if warn and not result.converged:
         warn_not_converged(solver, result.n_iter, tol, result.message)
+    return result
+
+
+def _lbfgs_finished(objective, coef0, budget, tol, convex):
+    """L-BFGS, finished by Newton's method or truncated Newton steps.
+
+    Where a Hessian is affordable, L-BFGS gets a share of the budget and
+    Newton's method finishes what it leaves (ill-conditioned problems: a
+    log-cosh joint fit at 1500 x 500 had a gradient of 1e-5 after 200
+    L-BFGS iterations, Newton converged in 13). A rounding-level stop of
+    L-BFGS (its test compares values) counts as converged from a gradient
+    of 1e-6; Newton directions with exact steps can still bring it to tol.
+    """
+    fallback = objective.n_samples * objective.n_coef**2 <= _NEWTON_FALLBACK_WORK
+    share = min(budget, _LBFGS_BEFORE_NEWTON) if fallback else budget
+    result = _lbfgs(objective, coef0, share, tol)
+    if fallback and not result.converged and result.n_iter < budget:
+        more = _minimize(
+            objective,
+            result.coef,
+            "newton",
+            budget - result.n_iter,
+            tol,
+            False,
+            False,
+            convex=convex,
+        )
+        more.n_iter += result.n_iter
+        result = more
+    if result.n_iter < budget and _gradient_norm(objective, result.coef) > tol:
+        result = _newton_cg_line_search(objective, result, budget, tol)
     return result
 
 
