@@ -1058,16 +1058,6 @@ def _is_quantile(estimator):
     return isinstance(estimator, QuantileRegressor)
 
 
-def _check_quantile_supported(estimator, n_features):
-    if estimator.cov_type == "bootstrap":
-        raise NotImplementedError(
-            "cov_type='bootstrap' is not available on dask arrays: each of "
-            "the n_bootstrap replicates reweights every row, so each would be "
-            "a full distributed fit (several passes over X). Use "
-            "cov_type='nid', 'ker' or 'iid', or fit in memory."
-        )
-
-
 def _is_heteroscedastic(estimator):
     from ._heteroscedastic import HeteroscedasticRegressor
 
@@ -1077,10 +1067,7 @@ def _is_heteroscedastic(estimator):
 def _check_supported(estimator, n_features):
     from ._mestimator import MEstimatorRegressor
 
-    if _is_quantile(estimator):
-        _check_quantile_supported(estimator, n_features)
-        return
-    if _is_heteroscedastic(estimator):
+    if _is_quantile(estimator) or _is_heteroscedastic(estimator):
         return
     if not isinstance(estimator, MEstimatorRegressor):
         unsupported(estimator)

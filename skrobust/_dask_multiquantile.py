@@ -93,7 +93,6 @@ def fit(estimator, X, y, sample_weight=None):
     estimator._validate_params()
     _check_one_target(y)
     levels = _check_levels(estimator.quantiles)
-    _dask._check_quantile_supported(estimator, X.shape[1] if X.ndim == 2 else 0)
     with _progress.reporting(estimator.verbose, "MultiQuantileRegressor on dask"):
         column = ColumnData(_level_model(estimator, levels[0]), X, y, sample_weight)
         fits = _fit_levels(estimator, column, levels)

@@ -22,13 +22,26 @@ selected residuals, on the client:
 
 The residuals are computed per row exactly as in memory (for ``"iid"`` in
 R's order of summation), so the order statistics, and the covariance, are
-the in-memory ones. ``"bootstrap"`` raises ``NotImplementedError``.
+the in-memory ones.
+
+``"bootstrap"``
+    Each replicate's multiplicities are drawn on the client from the same
+    random stream as in memory (``n`` indices of ``random_state``'s
+    ``randint``, counted: an ``n``-vector of integers on the client, not
+    ``X``), multiply ``sample_weight`` chunk by chunk, and the replicate is
+    the estimator's own dask fit with those weights, warm-started from the
+    full-data fit: with the exact solver a reduced problem of the rows near
+    that fit plus one certificate pass, the exact minimiser as in memory.
+    So the replicates, and their covariance, are the in-memory ones for the
+    same ``random_state``; each costs a distributed fit (a few passes).
 """
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.utils import check_random_state
 from sklearn.utils.extmath import safe_sparse_dot
 
+from . import _progress
 from ._cov_quantile import (
     R_SQRT_EPS,
     _bandwidth_inside,
@@ -255,6 +268,46 @@ def _refit(estimator, data, quantile, coef, intercept):
     return np.asarray(model.coef_, float), float(model.intercept_)
 
 
+def bootstrap_covariance(estimator, data, coef, intercept):
+    """:func:`skrobust._cov_quantile.quantile_bootstrap_covariance` on dask data.
+
+    The multiplicities of each replicate are drawn as in memory (the same
+    calls on the same random state), so for the same ``random_state`` the
+    replicates are the in-memory ones; each is fitted by :func:`_reweighted_fit`.
+    """
+    import dask.array as da
+
+    n = data.n_samples
+    rng = check_random_state(estimator.random_state)
+    replicates = []
+    for _ in _progress.loop(
+        range(estimator.n_bootstrap), estimator.n_bootstrap, "bootstrap replicate"
+    ):
+        # As in memory: Multinomial(n, 1/n) counts, drawn as n indices.
+        counts = np.bincount(rng.randint(n, size=n), minlength=n)
+        weights = da.from_array(counts.astype(np.float64), chunks=(data.X.chunks[0],))
+        if data.sample_weight is not None:
+            weights = weights * data.sample_weight
+        replicates.append(_reweighted_fit(estimator, data, weights, coef, intercept))
+    return np.atleast_2d(np.cov(np.array(replicates), rowvar=False))
+
+
+def _reweighted_fit(estimator, data, weights, coef, intercept):
+    """``[intercept, coef...]`` of the estimator's dask fit with ``weights``.
+
+    Warm-started from the full-data fit ``(coef, intercept)``, as the
+    in-memory replicates are; its passes are counted as this fit's.
+    """
+    model = clone(estimator).set_params(cov_type=None, warm_start=True, verbose=0)
+    model.coef_, model.intercept_ = coef, intercept
+    model.fit(data.X, data.y, weights)
+    data.round_trips += model._dask_round_trips
+    params = np.asarray(model.coef_, float)
+    if estimator.fit_intercept:
+        return np.r_[float(model.intercept_), params]
+    return params
+
+
 def _nid_density(estimator, data, coef, intercept, h):
     quantile = float(estimator.quantile)
     coef_hi, intercept_hi = _refit(estimator, data, quantile + h, coef, intercept)
@@ -287,6 +340,8 @@ def covariance(estimator, data, sample, coef, intercept, center):
     """
     cov_type, fit_intercept = estimator.cov_type, estimator.fit_intercept
     intercept = float(intercept) if fit_intercept else 0.0
+    if cov_type == "bootstrap":
+        return bootstrap_covariance(estimator, data, coef, intercept)
     quantile, rule = float(estimator.quantile), estimator.bandwidth_rule
     n_params = data.n_features + bool(fit_intercept)
     residuals = Residuals(coef, intercept, r_order=cov_type == "iid")

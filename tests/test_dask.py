@@ -26,7 +26,6 @@ from skrobust import (
     HuberRegressor,
     LogCoshRegressor,
     MEstimatorRegressor,
-    QuantileRegressor,
     _dask,
 )
 from skrobust._base import weighted_median as in_memory_weighted_median
@@ -213,8 +212,6 @@ def test_bad_input_gives_clear_errors(synchronous):
     masked = Xd[da.from_array(y, chunks=(CHUNKS,)) > 0]
     with pytest.raises(ValueError, match=r"unknown chunk sizes.*compute_chunk_sizes"):
         HuberRegressor().fit(masked, y[y > 0])
-    with pytest.raises(NotImplementedError, match="cov_type='bootstrap'"):
-        QuantileRegressor(cov_type="bootstrap").fit(Xd, y)
 
 
 def test_y_with_other_chunks_is_aligned(synchronous):

@@ -179,3 +179,19 @@ def test_public_fit_and_predictions_on_a_dask_array(synchronous):
         np.testing.assert_allclose(
             lazy.compute(), getattr(memory, method)(X, *args), rtol=1e-9, atol=1e-9
         )
+
+
+def test_bootstrap_covariances_equal_in_memory(synchronous):
+    """Each level's replicates from the same draws (an integer seed) as in memory."""
+    X, y = make_data(seed=2)
+    params = dict(
+        quantiles=(0.25, 0.75), cov_type="bootstrap", n_bootstrap=8, random_state=0
+    )
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    fitted = dask_fit(
+        MultiQuantileRegressor(**params), da.from_array(X, chunks=(CHUNKS, 4)), y
+    )
+    diagonal = np.diagonal(memory.cov_, axis1=1, axis2=2)
+    scale = np.sqrt(diagonal[:, :, None] * diagonal[:, None, :])
+    np.testing.assert_allclose(fitted.cov_ / scale, memory.cov_ / scale, atol=1e-10)
+    np.testing.assert_allclose(fitted.coef_se_, memory.coef_se_, rtol=1e-10)

@@ -110,12 +110,40 @@ def test_order_statistics_equal_sorting(synchronous, monkeypatch, fetch):
         assert following == (expected[rank + 1] if rank + 1 < 3000 else np.inf)
 
 
-def test_bootstrap_is_refused_with_the_reason(synchronous):
-    X, y = make_data()
-    with pytest.raises(NotImplementedError, match="n_bootstrap replicates"):
-        QuantileRegressor(cov_type="bootstrap").fit(
-            da.from_array(X, chunks=(CHUNKS, 4)), y
-        )
+@pytest.mark.parametrize(
+    "solver, weighted, fit_intercept",
+    [("exact", False, True), ("exact", True, False), ("smooth", True, True)],
+)
+def test_bootstrap_equals_in_memory_bootstrap(
+    synchronous, solver, weighted, fit_intercept
+):
+    """The same draws of the same random state, the same replicate fits.
+
+    The smoothed replicates are iterative fits, equal to rounding at a tight
+    ``tol`` (at the default 1e-10 a replicate can stop one iteration apart,
+    as a dask fit can); the exact ones are linear programmes' optima.
+    """
+    X, y = make_data(seed=5)
+    weights = weights_with_empty_chunk(y.size) if weighted else None
+    params = dict(
+        quantile=0.7,
+        solver=solver,
+        cov_type="bootstrap",
+        n_bootstrap=12 if solver == "exact" else 4,
+        random_state=3,
+        fit_intercept=fit_intercept,
+        tol=1e-12 if solver == "smooth" else 1e-10,
+    )
+    (memory, fitted), _ = fit_both(params, X, y, weights)
+    assert_same_covariance(fitted, memory)
+    np.testing.assert_allclose(fitted.coef_se_, memory.coef_se_, rtol=1e-10)
+    if solver == "smooth":
+        return
+    # Another seed draws other replicates: the covariance depends on them.
+    other = QuantileRegressor(**{**params, "random_state": 4}).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
+    )
+    assert np.abs(np.diag(other.cov_) / np.diag(memory.cov_) - 1).max() > 1e-3
 
 
 def test_nid_on_a_cluster_equals_in_memory(cluster_client):
