@@ -1205,7 +1205,10 @@ class _Fit:
 
     def joint(self, coef, scale):
         """Coefficients and ``log sigma`` of the concomitant-scale objective."""
-        from ._dask_joint_boundary import collapsed_scale_fit
+        from ._dask_joint_boundary import (
+            collapsed_scale_fit,
+            penalised_boundary_optimal,
+        )
 
         if self.estimator.alpha == 0 and self.collapsed_start:
             ((w, b),) = self.template_for_maps().unstandardize(coef)
@@ -1224,12 +1227,12 @@ class _Fit:
             if boundary is not None:
                 self.converged, self.message = True, ""
                 return (*boundary, 0.0)
-        if scale < _COLLAPSED_SCALE:
-            raise NotImplementedError(
-                "the joint scale of a penalised fit (alpha > 0) collapses "
-                "towards zero (most rows fitted exactly): this boundary case "
-                "is solved in memory only; fit in memory or with scale='mad'."
-            )
+        elif scale < _COLLAPSED_SCALE and not result.converged:
+            # As JointScale.solve with a ridge: Newton's point on sigma = 0,
+            # if the L1-plus-ridge objective of the boundary is minimal there.
+            if penalised_boundary_optimal(self, objective, result.coef, scale):
+                self.converged, self.message = True, ""
+                return w, b, 0.0
         return w, b, scale
 
     def residual_mad(self, w, b):

@@ -12,9 +12,20 @@ each chunk returns its share of the rows not fitted exactly
 (``sum s (1 - 2L)``), of ``D' (s sign r)`` over them, and its exactly
 fitted rows' standardised design (an LP vertex fits at most about
 ``n_coef`` rows exactly).
+
+With a ridge penalty (``alpha > 0``) the in-memory fit
+(``JointScale._boundary_optimal``) keeps Newton's point with ``sigma = 0``
+when its scale collapsed without converging and the L1-plus-ridge
+objective of the boundary is minimal there: some ``u_i`` in ``[-c, c]``
+on the rows fitted exactly makes the gradient vanish, a bounded least
+squares problem on those rows. Here one pass returns the gradient and one
+the rows fitted exactly (their standardised design, weight and residual);
+the bounded least squares problem is solved on the client as in memory.
+The rows fitted exactly come to the client, ``n_coef + 2`` floats each.
 """
 
 import numpy as np
+import scipy.optimize
 
 from ._dask import _chunk_weights
 from ._objective import LinearObjective
@@ -22,14 +33,14 @@ from ._scale import EXACT_FIT_TOL, _chi_at_psi_fraction
 from .losses import FixedScaleLoss, SquaredRho
 
 
-def _boundary_kernel(X_c, y_c, w_c, y_map, top, stats, fit_intercept, fit, limit):
-    """The chunk's terms of ``_boundary_is_optimal`` at the LAD fit ``fit``."""
+def _chunk_objective(X_c, y_c, w_c, y_map, top, stats, fit_intercept):
+    """The chunk's least-squares objective in the fit's standardised coordinates."""
     offset, spread = y_map
     weights = _chunk_weights(y_c, w_c) / top
     with np.errstate(over="ignore"):
         y = (np.asarray(y_c, dtype=np.float64) - offset) / spread
     y[~(weights > 0)] = 0.0
-    objective = LinearObjective(
+    return LinearObjective(
         FixedScaleLoss(SquaredRho()),
         X_c,
         y,
@@ -38,6 +49,61 @@ def _boundary_kernel(X_c, y_c, w_c, y_map, top, stats, fit_intercept, fit, limit
         [0.0],
         column_stats=stats,
     )
+
+
+def _exact_rows_kernel(X_c, y_c, w_c, y_map, top, stats, fit_intercept, fit):
+    """The chunk's rows of positive weight fitted exactly at ``fit``.
+
+    ``(design, weights / top, residuals)`` of those rows, or None.
+    """
+    objective = _chunk_objective(X_c, y_c, w_c, y_map, top, stats, fit_intercept)
+    weights = objective.sample_weight
+    residuals = objective.y - objective.raw_prediction(fit)[:, 0]
+    exact = (np.abs(residuals) <= EXACT_FIT_TOL) & (weights > 0)
+    if not exact.any():
+        return None
+    return objective.dense_design(exact), weights[exact], residuals[exact]
+
+
+def penalised_boundary_optimal(problem, objective, coef, scale):
+    """``JointScale._boundary_optimal`` over all rows of ``problem.data``.
+
+    ``objective`` is the distributed joint objective, ``coef`` Newton's
+    point in its standardised coordinates (the last entry ``log sigma``)
+    and ``scale`` its ``sigma``. Two passes: the gradient, and the rows
+    fitted exactly.
+    """
+    rho, stats = problem.rho, problem.stats
+    grad = objective.loss_gradient(coef)[1][:-1]
+    (w, b), _ = objective.unstandardize(coef)
+    fit = problem.template_for_maps().standardize([(w, b)])
+    parts = problem.data.map_chunks(
+        _exact_rows_kernel,
+        problem.y_map,
+        stats[1],
+        stats[2],
+        problem.fit_intercept,
+        fit,
+    )
+    parts = [part for part in parts if part is not None]
+    tol = problem.options.tol
+    if not parts:
+        return bool(np.max(np.abs(grad), initial=0.0) <= tol)
+    design = np.vstack([part[0] for part in parts])
+    share = np.concatenate([part[1] for part in parts]) / stats[0]
+    residuals = np.concatenate([part[2] for part in parts])
+    c = float(np.asarray(rho.derivative(np.array([min(rho.saturation, 1e300)])))[0])
+    # As in memory: d(mean loss)/d(raw prediction) = -2 psi(z) on each row.
+    A = (design * (-2.0 * share)[:, None]).T
+    fixed = grad - A @ np.asarray(rho.derivative(residuals / scale))
+    u = scipy.optimize.lsq_linear(A, -fixed, bounds=(-c, c)).x
+    return bool(np.max(np.abs(A @ u + fixed), initial=0.0) <= tol)
+
+
+def _boundary_kernel(X_c, y_c, w_c, y_map, top, stats, fit_intercept, fit, limit):
+    """The chunk's terms of ``_boundary_is_optimal`` at the LAD fit ``fit``."""
+    objective = _chunk_objective(X_c, y_c, w_c, y_map, top, stats, fit_intercept)
+    weights, y = objective.sample_weight, objective.y
     residuals = y - objective.raw_prediction(fit)[:, 0]
     exact = (np.abs(residuals) <= EXACT_FIT_TOL) & (weights > 0)
     outside = float(weights @ np.where(exact | ~(weights > 0), 0.0, 1.0 - 2.0 * limit))

@@ -106,3 +106,40 @@ def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous):
             [(np.array([1.0, -0.2, 3.0, 0.5]) / spread, (2.0 - offset) / spread)]
         )
         assert boundary_is_optimal(problem, coef) == in_memory == optimal
+
+
+@pytest.mark.parametrize(
+    "estimator, weighted", [(HuberRegressor, True), (LogCoshRegressor, False)]
+)
+def test_penalised_collapsing_joint_scale_gives_the_in_memory_fit(
+    synchronous, estimator, weighted
+):
+    """With a ridge, Newton's point on sigma = 0 when the boundary is minimal.
+
+    Newton's steps approach the boundary without converging; the in-memory
+    fit then checks that the L1-plus-ridge objective of sigma = 0 is
+    minimal there (a bounded least-squares certificate on the rows fitted
+    exactly), and so does the dask fit, with one pass for the gradient and
+    one for those rows.
+    """
+    X, y = make_data()
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(1).integers(0, 4, size=y.size).astype(float)
+    memory = estimator(alpha=1.0).fit(X, y, sample_weight=weights)
+    fitted = estimator(alpha=1.0).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
+    )
+    assert memory.scale_ == fitted.scale_ == 0.0
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-10)
+    # The ridge is absorbed by the exact rows' subgradient: still the plane.
+    np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
+    # A ridge too heavy for those rows keeps a positive scale, in both.
+    memory = estimator(alpha=100.0, tol=1e-13).fit(X, y, sample_weight=weights)
+    fitted = estimator(alpha=100.0, tol=1e-13).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
+    )
+    assert memory.scale_ > 1e-3
+    np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
