@@ -142,28 +142,41 @@ def boundary_is_optimal(problem, lad_coef):
     return bool(outside + weight @ (1.0 - 2.0 * chi) >= 0)
 
 
+def exact_lad_fit(data, y_map, fit_intercept, w, b):
+    """The exact least-absolute-deviation fit on dask data, from ``(w, b)``.
+
+    A dask ``QuantileRegressor(quantile=0.5, solver="exact")`` warm-started
+    from ``(w, b)`` (standardised units, as the result): the linear
+    programme's optimum, as ``solve_exact`` gives in memory. Its round trips
+    are counted in ``data``'s.
+    """
+    from ._quantile import QuantileRegressor
+
+    offset, spread = y_map
+    model = QuantileRegressor(
+        quantile=0.5,
+        alpha=0.0,
+        solver="exact",
+        fit_intercept=fit_intercept,
+        warm_start=True,
+    )
+    model.coef_ = np.asarray(w, float) * spread
+    model.intercept_ = float(b * spread + offset) if fit_intercept else 0.0
+    model.fit(data.X, data.y, data.sample_weight)
+    data.round_trips += model._dask_round_trips
+    w_lad = np.asarray(model.coef_) / spread
+    b_lad = (model.intercept_ - offset) / spread if fit_intercept else 0.0
+    return w_lad, b_lad
+
+
 def collapsed_scale_fit(problem, w, b):
     """The boundary fit ``(w, b)`` (standardised units) if optimal, else None.
 
     ``(w, b)`` is Newton's point, the LAD fit's start.
     """
-    from ._quantile import QuantileRegressor
-
-    offset, spread = problem.y_map
-    model = QuantileRegressor(
-        quantile=0.5,
-        alpha=0.0,
-        solver="exact",
-        fit_intercept=problem.fit_intercept,
-        warm_start=True,
+    w_lad, b_lad = exact_lad_fit(
+        problem.data, problem.y_map, problem.fit_intercept, w, b
     )
-    model.coef_ = np.asarray(w, float) * spread
-    model.intercept_ = float(b * spread + offset) if problem.fit_intercept else 0.0
-    data = problem.data
-    model.fit(data.X, data.y, data.sample_weight)
-    data.round_trips += model._dask_round_trips
-    w_lad = np.asarray(model.coef_) / spread
-    b_lad = (model.intercept_ - offset) / spread if problem.fit_intercept else 0.0
     template = problem.template_for_maps()
     lad_coef = template.standardize([(w_lad, b_lad)])
     if boundary_is_optimal(problem, lad_coef):

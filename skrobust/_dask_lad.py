@@ -29,8 +29,17 @@ from the same start.
    in-memory Newton polish; attributes as for the other scales.
 
 Boundary cases the in-memory fit solves by an exact LAD linear programme on
-all rows (at most two rows per coefficient, or a fixed point collapsing to
-zero) raise ``NotImplementedError``.
+all rows (at most two rows of positive weight per coefficient, or a fixed
+point collapsing to zero: :func:`skrobust._scale.exact_lad_scale_fit`)
+take the same steps on dask (:meth:`_LadFit.exact_lad_scale_fit`): the
+exact LAD fit is a dask exact quantile fit from the start, the scale is
+:func:`skrobust._scale.initial_scale` of its residuals by a distributed
+selection (and their RMS by two passes when more than half are zero), and
+the fixed-scale fit on all rows is the in-memory multilevel solve (every
+8th row first on large problems), then the Newton polish. Only a LAD fit
+that interpolates every row of positive weight (no more such rows than
+coefficients, where the in-memory fit turns to the MAD scale's fixed
+point) raises ``NotImplementedError``.
 """
 
 from functools import partial
@@ -51,6 +60,7 @@ from ._dask import (
     _chunk_weights,
     _ChunkSetup,
     residual_attributes,
+    robust_scale,
     standardise_targets,
     start_rows_setup,
     weighted_median,
@@ -72,17 +82,24 @@ from ._scale import (
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
 
 
-def _collapse_error():
+def _interpolation_error(positive, n_coef):
     return NotImplementedError(
-        "scale='lad' on dask: the smoothed LAD scale collapses towards zero "
-        "(more than half the rows on one hyperplane, as with many tied "
-        "targets), which the in-memory fit resolves by an exact LAD linear "
-        "programme on all rows. Fit in memory, or with scale='mad'."
+        f"scale='lad' on dask: the exact LAD fit of the {positive} rows of "
+        f"positive weight ({n_coef} coefficients) fits every one of them "
+        "exactly, so its residuals carry no scale; the in-memory fit then "
+        "takes the MAD scale's fixed point, which is not followed on dask. "
+        "Fit in memory (these rows are all the fit sees), or with scale='mad'."
     )
 
 
 def _positive_rows_kernel(X_c, y_c, w_c):
     return int(np.count_nonzero(_chunk_weights(y_c, w_c) > 0))
+
+
+def _inexact_rows_kernel(X_c, y_c, w_c, values):
+    """How many rows of positive weight ``values`` (``|r|``) does not fit exactly."""
+    fitted = values(X_c, y_c)[_chunk_weights(y_c, w_c) > 0]
+    return int(np.count_nonzero(fitted > EXACT_FIT_TOL))
 
 
 def _exact_kernel(X_c, y_c, w_c, offset, spread, coef, intercept):
@@ -278,19 +295,51 @@ class _LadFit:
         ((w, b),) = objective.unstandardize(coef)
         return w, b, result.converged, result.message
 
+    def exact_lad_scale_fit(self, coef, positive):
+        """:func:`skrobust._scale.exact_lad_scale_fit`, on dask.
+
+        Returns ``(w, b, scale, converged, message)``, as :meth:`solve`.
+
+        ``coef`` is the start (standardised); ``positive`` counts the rows
+        of positive weight.
+        """
+        from ._dask_joint_boundary import exact_lad_fit
+
+        ls = self.client_objective(FixedScaleLoss(SquaredRho()), self.l2)
+        ((w, b),) = ls.unstandardize(coef)
+        w, b = exact_lad_fit(
+            self.data, (self.offset, self.spread), self.fit_intercept, w, b
+        )
+        values = RowValues(self.offset, self.spread, w, b)
+        if not sum(self.data.map_chunks(_inexact_rows_kernel, values)) > 0:
+            n_coef = self.data.n_features + self.fit_intercept
+            raise _interpolation_error(positive, n_coef)
+        scale = robust_scale(self.data, self.stats, self.start_rows, values)
+        # As _fixed_scale_fit: from the given start, a multilevel solve.
+        objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
+        result = _solvers.solve(
+            objective,
+            coef,
+            self.options.with_max_iter(max(self.options.max_iter - self.used, 0)),
+        )
+        self.used += result.n_iter
+        coef = result.coef
+        if result.converged:
+            coef = _newton_polish(
+                self, objective, coef, result.hessian, result.gradient
+            )
+        ((w, b),) = objective.unstandardize(coef)
+        return w, b, scale, result.converged, result.message
+
     def solve(self, coef, scale):
         """:meth:`LADScale.solve`: ``(w, b, scale, converged, message)``."""
         positive = sum(self.data.map_chunks(_positive_rows_kernel))
         n_coef = self.data.n_features + self.fit_intercept
         if positive <= _FEW_ROWS_PER_COEF * n_coef:
-            raise NotImplementedError(
-                f"scale='lad' on dask with {positive} rows of positive weight "
-                f"for {n_coef} coefficients: the in-memory fit takes the "
-                "scale of an exact LAD fit then. Fit in memory."
-            )
+            return self.exact_lad_scale_fit(coef, positive)
         found = self.smoothed_lad_scale(coef, min(scale, 1.0))
         if found is None:
-            raise _collapse_error()
+            return self.exact_lad_scale_fit(coef, positive)
         lad_coef, lad_scale, settled = found
         other = None
         if abs(lad_scale - scale) <= LAD_SCALE_RTOL * lad_scale:

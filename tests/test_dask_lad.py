@@ -86,27 +86,71 @@ def test_exact_least_squares_fit_has_scale_zero(synchronous):
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
     # Noiseless on the start rows (every 4th) only: least squares is not
     # exact on all rows (a distributed check), and the every-8th-row fixed
-    # point, on exact rows only, collapses: in memory an exact LAD fit.
+    # point, on exact rows only, collapses: the scale of an exact LAD fit
+    # on all rows, a dask exact quantile fit, as in memory.
     off_start = np.arange(y.size) % 4 != 0
     y[off_start] += np.random.default_rng(1).normal(size=np.count_nonzero(off_start))
-    with pytest.raises(NotImplementedError, match="collapses towards zero"):
-        HuberRegressor(scale="lad").fit(da.from_array(X, chunks=(LARGE_CHUNKS, 4)), y)
+    memory = HuberRegressor(scale="lad").fit(X, y)
+    fitted = HuberRegressor(scale="lad").fit(
+        da.from_array(X, chunks=(LARGE_CHUNKS, 4)), y
+    )
+    assert memory.scale_ > 0.1
+    assert_same_fit(fitted, memory)
 
 
-def test_boundary_cases_solved_by_an_exact_lad_fit_are_refused(synchronous):
-    """Where the in-memory fit switches to an exact LAD programme: a clear error."""
+@pytest.mark.parametrize("name", ["huber", "logcosh-ridge"])
+def test_collapsing_fixed_point_takes_the_exact_lad_scale(synchronous, name):
+    """More than half the targets on one plane: the smoothed scale collapses.
+
+    In memory the scale is then that of an exact LAD fit on all rows (the
+    root mean square of its residuals, more than half of them zero), and
+    the fixed-scale fit follows; the dask fit takes the same steps.
+    """
     X, y = make_data()
-    # More than half the targets on one hyperplane: the scale collapses.
     tied = y.copy()
     tied[: 2 * y.size // 3] = X[: 2 * y.size // 3] @ [1.0, -0.2, 3.0, 0.5]
-    Xd = da.from_array(X, chunks=(CHUNKS, 4))
-    with pytest.raises(NotImplementedError, match="collapses towards zero"):
-        HuberRegressor(scale="lad").fit(Xd, tied)
-    # At most two rows of positive weight per coefficient.
+    memory = copy.deepcopy(ESTIMATORS[name]).fit(X, tied)
+    fitted = copy.deepcopy(ESTIMATORS[name]).fit(
+        da.from_array(X, chunks=(CHUNKS, 4)), tied
+    )
+    assert memory.scale_ > 1.0  # (not the smoothed fixed point's ~0)
+    assert_same_fit(fitted, memory)
+
+
+@pytest.mark.parametrize("rows", [np.arange(8), [3, 700, 701, 1500, 2000, 2999, 40]])
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_few_rows_of_positive_weight_take_the_exact_lad_scale(synchronous, rows, name):
+    """At most two rows of positive weight per coefficient, as in memory.
+
+    The exact LAD fit of those rows gives the scale (the normalised MAD of
+    its residuals), then the fixed-scale fit on all rows; the rows sit in
+    one chunk, or across chunks and the chunk of one row.
+    """
+    X, y = make_data()
     weights = np.zeros(y.size)
-    weights[:8] = 1.0
-    with pytest.raises(NotImplementedError, match="8 rows of positive weight"):
-        HuberRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
+    weights[rows] = [1.0, 2.0, 1.0, 3.0, 1.0, 1.0, 2.0, 1.0][: len(rows)]
+    memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    fitted = copy.deepcopy(ESTIMATORS[name]).fit(Xd, y, sample_weight=weights)
+    assert memory.scale_ > 0.1
+    assert_same_fit(fitted, memory)
+    if memory.cov_type is not None:
+        np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
+
+
+def test_exact_lad_fit_of_every_row_is_refused_with_the_reason(synchronous):
+    """As many rows of positive weight as coefficients, and a ridge.
+
+    The exact LAD fit then interpolates them (least squares would too, but
+    the ridge skips that shortcut); in memory the MAD scale's fixed point
+    follows, which the dask fit does not take: a clear error.
+    """
+    X, y = make_data()
+    weights = np.zeros(y.size)
+    weights[:5] = 1.0
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    with pytest.raises(NotImplementedError, match="fits every one of them exactly"):
+        HuberRegressor(scale="lad", alpha=1.0).fit(Xd, y, sample_weight=weights)
 
 
 def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
