@@ -156,6 +156,29 @@ def _check_chunk_sizes(array, name):
         )
 
 
+def _check_dense_chunks(X):
+    """Refuse chunks that are not numpy arrays (scipy.sparse ones, say).
+
+    Sparse chunks are not cheap to support: in memory a sparse ``X`` has
+    coordinates of its own (its centring implicit, or none), and the
+    kernels that move rows to the client (the sample, the exact quantile
+    fit's reduced problem, the boundary certificates) are written for dense
+    rows, so each would need a sparse twin to give the in-memory fit.
+    """
+    meta = getattr(X, "_meta", None)
+    if meta is None or isinstance(meta, np.ndarray):
+        return
+    kind = f"{type(meta).__module__}.{type(meta).__name__}"
+    raise TypeError(
+        f"X's chunks are {kind}, and skrobust fits dask arrays of dense "
+        "(numpy) chunks only: its chunk kernels and the rows it gathers are "
+        "dense. Densify the chunks, e.g. X.map_blocks(lambda block: "
+        "block.toarray(), dtype=X.dtype, meta=numpy.empty((0, 0))) (p floats "
+        "per row on the workers), or fit in memory, where skrobust accepts "
+        "scipy.sparse matrices. predict() takes sparse chunks."
+    )
+
+
 def _column_vector(values, X, name):
     """A 1-D float64 dask array with ``X``'s row chunks, from numpy or dask."""
     import dask.array as da
@@ -237,6 +260,7 @@ class ChunkedData:
             raise ValueError(f"Expected a 2-D X, got {X.ndim} dimensions.")
         if X.dtype.kind not in "biuf":
             raise ValueError(f"X has unsupported dtype {X.dtype}")
+        _check_dense_chunks(X)
         _check_chunk_sizes(X, "X")
         if len(X.chunks[1]) > 1:
             # The chain rule reads whole rows: one column chunk per row chunk.

@@ -445,3 +445,35 @@ def test_worker_malloc_context_runs_the_kernel(monkeypatch, trim):
     with pytest.raises(ValueError, match="from the kernel"):
         _dask_malloc.run_kernel(failing, "from the kernel")
     assert _dask_malloc.run_kernel(np.sum, values) == values.sum()
+
+
+def test_sparse_chunks_are_refused_with_what_to_do(synchronous):
+    """scipy.sparse chunks: a clear error at fit, prediction as in memory.
+
+    The densified chunks (the error's advice) fit as the in-memory fit of
+    the sparse matrix does.
+    """
+    import scipy.sparse as sp
+
+    from skrobust import HeteroscedasticRegressor, QuantileRegressor
+
+    rng = np.random.default_rng(0)
+    X = sp.random(3000, 6, density=0.3, format="csr", random_state=0)
+    y = X @ np.arange(1.0, 7.0) + rng.standard_t(3, size=3000)
+    Xd = da.from_array(X, chunks=(CHUNKS, 6), asarray=False)
+    for estimator in (HuberRegressor(), QuantileRegressor()):
+        with pytest.raises(TypeError, match=r"scipy\.sparse.*dense \(numpy\) chunks"):
+            estimator.fit(Xd, y)
+    dense = Xd.map_blocks(
+        lambda block: block.toarray(), dtype=Xd.dtype, meta=np.empty((0, 0))
+    )
+    memory = HuberRegressor(tol=1e-13).fit(X, y)
+    fitted = HuberRegressor(tol=1e-13).fit(dense, y)
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-10)
+    for estimator in (memory, HeteroscedasticRegressor().fit(X, y)):
+        prediction = estimator.predict(Xd)
+        assert isinstance(prediction, da.Array) and prediction.chunks == (CHUNKS,)
+        np.testing.assert_allclose(
+            prediction.compute(), estimator.predict(X), rtol=1e-14
+        )
