@@ -812,6 +812,12 @@ def _clipped_fit_kernel(X_c, y_c, w_c, offset, spread, limit, coef, intercept):
     return float(np.abs(fitted).max())
 
 
+def _misfit_rows_kernel(X_c, y_c, w_c, values):
+    """How many rows of positive weight have ``values`` above the scale floor."""
+    misfit = values(X_c, y_c)[_chunk_weights(y_c, w_c) > 0]
+    return int(np.count_nonzero(misfit > _quantile_smooth._MIN_RELATIVE_SCALE))
+
+
 def _start_residuals_kernel(X_c, y_c, w_c, offset, spread, limit, coef, intercept):
     """Residuals of the chunk's rows at ``(coef, intercept)``, and their weights.
 
@@ -897,13 +903,34 @@ class _DaskSmooth:
         )
         mad = weighted_median(data, values, sum_weight, top, hint(values))
         scale = mad / MAD_NORMAL_CONSTANT
-        if not scale > _quantile_smooth._MIN_RELATIVE_SCALE:
-            raise NotImplementedError(
-                "more than half the residuals are equal (a MAD of zero): the "
-                "smoothed fit's fallback scale is not available on dask; fit "
-                "in memory or with solver='exact'."
-            )
-        return scale
+        floor = _quantile_smooth._MIN_RELATIVE_SCALE
+        if not scale > floor:
+            # More than half the residuals equal: their root mean square
+            # about the median, without squaring large ones (two passes).
+            parts = data.map_chunks(_dask._sum_of_squares_kernel, values, top, 1.0)
+            largest = max(part[0] for part in parts)
+            if largest > 0:
+                parts = data.map_chunks(
+                    _dask._sum_of_squares_kernel, values, top, largest
+                )
+                scale = largest * float(
+                    np.sqrt(sum(part[1] for part in parts) / sum_weight)
+                )
+        return scale if scale > floor else 0.0
+
+    def fits_every_row(self, objective, coef):
+        """Whether ``coef`` fits every row of positive weight (one pass).
+
+        As :func:`~skrobust._quantile_level._smooth_start`'s test of a
+        perfect least-squares fit: no clipped residual beyond
+        ``_MIN_RELATIVE_SCALE``.
+        """
+        ((w, b),) = objective.unstandardize(coef)
+        values = _ClippedValues(
+            self.offset, self.spread, self.limit, w, b, absolute=True
+        )
+        parts = self.data.map_chunks(_misfit_rows_kernel, values)
+        return not sum(parts) > 0
 
     def least_squares(self):
         """The start of :func:`~skrobust._quantile_level._smooth_start`."""
@@ -925,6 +952,13 @@ class _DaskSmooth:
             coef[-1] += _quantile_smooth._weighted_quantile(
                 residuals, weights, self.quantile
             )
+        if scale == 0:
+            # As in memory: residuals that carry no scale. A fit perfect on
+            # every row of positive weight is the answer (without a
+            # penalty); else the bandwidth is relative to y's own scale.
+            if self.estimator.alpha == 0 and self.fits_every_row(objective, coef):
+                return coef, None
+            scale = 1.0
         return coef, scale
 
     def minimize(self, objective, coef, budget, convex=False, **kwargs):
@@ -995,6 +1029,11 @@ class _DaskSmooth:
         if start is not None:
             return self.finish(*self.warm(start, scale))
         coef, scale = self.least_squares()
+        if scale is None:
+            # Least squares fits every row: bandwidth 0, no iteration.
+            self.scale = 0.0
+            ((w, b),) = self.smoothed(self.rows(1), 1.0)[1].unstandardize(coef)
+            return w, b, 0.0
         factor = self.factor()
         n = self.data.n_samples
         step = 1
@@ -1010,7 +1049,7 @@ class _DaskSmooth:
                 objective, coef, budget, warn=False, multilevel=False
             )
             coef = result.coef
-            scale = self.residual_scale(first_rows, objective, coef)
+            scale = self.residual_scale(first_rows, objective, coef) or 1.0
         return self.finish(coef, scale)
 
     def warm(self, start, scale=None):
@@ -1020,7 +1059,7 @@ class _DaskSmooth:
         w, b = start
         coef = objective.standardize([(np.asarray(w, float), float(b))])
         if scale is None:
-            scale = self.residual_scale(all_rows, objective, coef)
+            scale = self.residual_scale(all_rows, objective, coef) or 1.0
         return coef, scale
 
     def factor(self):

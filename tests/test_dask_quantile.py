@@ -398,3 +398,68 @@ def test_smooth_fit_with_warm_start_equals_in_memory(synchronous):
     fitted.set_params(quantile=0.65).fit(Xd, y + X[:, 2])
     assert_same_smoothed_fit(fitted, memory, X, y + X[:, 2], None)
     assert fitted.n_iter_ == memory.n_iter_
+
+
+def plane_data(noisy_share, n=3000, seed=0):
+    """Targets on one plane but for a share of rows with heavy-tailed noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
+    noisy = rng.random(n) < noisy_share
+    y[noisy] += rng.standard_t(3, size=noisy.sum())
+    return X, y
+
+
+@pytest.mark.parametrize(
+    "quantile, alpha, weighted",
+    [(0.5, 0.0, False), (0.3, 0.01, False), (0.5, 0.0, True)],
+)
+def test_smoothed_fit_whose_residuals_are_mostly_equal(
+    synchronous, quantile, alpha, weighted
+):
+    """70% of the targets on a plane: the residuals' MAD is 0, as in memory.
+
+    The in-memory smoothed fit then takes their root mean square about the
+    median as the residual scale (and 1 where that is 0 too); the dask fit
+    computes it by two passes, and makes the same fits from there.
+    """
+    X, y = plane_data(0.3)
+    weights = weights_with_empty_chunk(y.size) if weighted else None
+    params = dict(solver="smooth", quantile=quantile, alpha=alpha)
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    fitted = QuantileRegressor(**params).fit(Xd, y, sample_weight=weights)
+    scale = np.abs(memory.coef_).max()
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-10)
+    assert fitted.n_iter_ == memory.n_iter_
+    # The fit is near the plane: the smoothed fit's bandwidth is tiny.
+    assert memory.bandwidth_ < 1e-4
+    if not weighted:
+        # A warm start from the fit: the scale of its residuals, all rows.
+        model = QuantileRegressor(warm_start=True, **params)
+        model.coef_, model.intercept_ = memory.coef_, memory.intercept_
+        warm = copy.deepcopy(model).fit(X, y)
+        model.fit(Xd, y)
+        np.testing.assert_allclose(model.coef_, warm.coef_, rtol=0, atol=1e-10 * scale)
+        # (Its bandwidth, lowered to 1e-8 by the continuation, agrees to
+        # rounding in y's units, 1e-16; at such a bandwidth the iterations
+        # of the last continuation step count rounding and may differ.)
+        np.testing.assert_allclose(model.bandwidth_, warm.bandwidth_, atol=1e-15)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_smoothed_fit_of_noiseless_targets_is_least_squares(synchronous, fit_intercept):
+    """Least squares fits every row: the in-memory fit returns it, bandwidth 0."""
+    X, y = plane_data(0.0)
+    if not fit_intercept:
+        y -= 2.0
+    params = dict(solver="smooth", quantile=0.3, fit_intercept=fit_intercept)
+    memory = QuantileRegressor(**params).fit(X, y)
+    fitted = QuantileRegressor(**params).fit(da.from_array(X, chunks=(CHUNKS, 4)), y)
+    assert memory.bandwidth_ == fitted.bandwidth_ == 0.0
+    assert memory.n_iter_ == fitted.n_iter_ == 0
+    np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, atol=1e-10)
