@@ -179,18 +179,34 @@ def _check_dense_chunks(X):
     )
 
 
+def _not_a_vector(values, X, name):
+    """The in-memory error for ``y`` or ``sample_weight`` that is not 1-D."""
+    ndim = np.ndim(values)
+    if name == "sample_weight":
+        # (sklearn's _check_sample_weight's words.)
+        return ValueError(
+            f"Sample weights must be 1D array or scalar, got {ndim}D array. "
+            "Expected either a scalar value or a 1D array of length "
+            f"{X.shape[0]}."
+        )
+    return ValueError(
+        f"Found array with dim {ndim}, while dim <= 2 is required: y must be "
+        "1-D, or 2-D with a column per target."
+    )
+
+
 def _column_vector(values, X, name):
-    """A 1-D float64 dask array with ``X``'s row chunks, from numpy or dask."""
+    """A 1-D float64 dask array with ``X``'s row chunks, from numpy or dask.
+
+    A scalar ``sample_weight`` weighs every row alike, as in memory.
+    """
     import dask.array as da
-    from sklearn.utils.validation import check_array
+    from sklearn.utils.validation import _check_sample_weight, check_array
 
     if is_dask_array(values):
         _check_chunk_sizes(values, name)
         if values.ndim != 1:
-            raise NotImplementedError(
-                f"{name} must be 1-D on dask arrays: fit each column of a 2-D "
-                "y separately."
-            )
+            raise _not_a_vector(values, X, name)
         if values.shape[0] != X.shape[0]:
             raise ValueError(
                 "Found input variables with inconsistent numbers of samples: "
@@ -201,13 +217,13 @@ def _column_vector(values, X, name):
             # Only y's row boundaries differ: moving n floats is cheap.
             values = values.rechunk((X.chunks[0],))
         return values
+    if name == "sample_weight" and np.ndim(values) == 0:
+        values = _check_sample_weight(values, X, dtype=np.float64)
     values = check_array(
         values, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
     )
     if values.ndim != 1:
-        raise NotImplementedError(
-            f"{name} must be 1-D on dask arrays: fit each column of a 2-D y separately."
-        )
+        raise _not_a_vector(values, X, name)
     if values.shape[0] != X.shape[0]:
         raise ValueError(
             "Found input variables with inconsistent numbers of samples: "

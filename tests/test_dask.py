@@ -477,3 +477,18 @@ def test_sparse_chunks_are_refused_with_what_to_do(synchronous):
         np.testing.assert_allclose(
             prediction.compute(), estimator.predict(X), rtol=1e-14
         )
+
+
+def test_sample_weight_shapes_as_in_memory(synchronous):
+    """A scalar weight weighs every row; a 2-D one gives the in-memory error."""
+    X, y = make_data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    memory = HuberRegressor(tol=1e-13).fit(X, y, sample_weight=2.0)
+    fitted = HuberRegressor(tol=1e-13).fit(Xd, y, sample_weight=2.0)
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    for weights in (np.ones((y.size, 1)), da.ones((y.size, 2), chunks=(CHUNKS, 2))):
+        with pytest.raises(ValueError) as in_memory:
+            HuberRegressor().fit(X, y, sample_weight=np.ones((y.size, 1)))
+        with pytest.raises(ValueError) as on_dask:
+            HuberRegressor().fit(Xd, y, sample_weight=weights)
+        assert str(on_dask.value) == str(in_memory.value)
