@@ -54,9 +54,13 @@ objective :math:`\sum_i s_i \sigma (1 + 2\rho(z_i))`) it is the sandwich
 :math:`n / (n - p)`.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.sparse as sp
 
 from ._inference import (
+    _ALGEBRAIC_CENTRING_MAX_RATIO,
     block_grams,
     design_center,
     inverse_symmetric,
@@ -80,6 +84,7 @@ def mestimator_covariance(
     fit_intercept=True,
     cov_type="H1",
     joint=False,
+    curvature=None,
 ):
     r"""Covariance of ``[intercept, coef...]`` of a regression M-estimator.
 
@@ -108,6 +113,11 @@ def mestimator_covariance(
         (``scale="joint"``): the sandwich then comes from the joint
         estimating equations of coefficients and ``log sigma``. Has no
         effect on H1-H3 and ``"mass"``, which treat the scale as given.
+    curvature : SolverCurvature, default=None
+        :math:`W` at an iterate of the fit's solve (its last Hessian, see
+        :func:`joint_fit_curvature`): where :math:`\psi'` is 0 or 1
+        (Huber's), :math:`W` at the fit is that one corrected by the few
+        rows that crossed the threshold since, which saves a Gram matrix.
 
     Returns
     -------
@@ -129,11 +139,22 @@ def mestimator_covariance(
     """
     if cov_type not in COV_TYPES:
         raise ValueError(f"cov_type must be one of {COV_TYPES}, got {cov_type!r}.")
-    # Centred coordinates: see skrobust._inference.design_center.
-    center = design_center(X, fit_intercept)
+    # Centred coordinates: see skrobust._inference.design_center (those of
+    # the solver's Hessian when it is reused).
+    if curvature is not None:
+        center = curvature.center
+    else:
+        center = design_center(X, fit_intercept)
     options = {"fit_intercept": fit_intercept, "cov_type": cov_type, "joint": joint}
     sums = covariance_sums(
-        X, residuals, sample_weight, rho, scale, center=center, **options
+        X,
+        residuals,
+        sample_weight,
+        rho,
+        scale,
+        center=center,
+        curvature=curvature,
+        **options,
     )
     cov = combine_covariance_sums([sums], scale, cov_type=cov_type, joint=joint)
     return uncentre(cov, center)
@@ -150,6 +171,7 @@ def covariance_sums(
     cov_type,
     joint,
     center=None,
+    curvature=None,
 ):
     r"""The sums over rows that :func:`mestimator_covariance` is made of.
 
@@ -166,7 +188,9 @@ def covariance_sums(
     ``joint`` decide which sums are formed), and ``center``: the sums are
     those of ``[1, X - center]`` (see
     :func:`skrobust._inference.design_center`), whose combined covariance
-    :func:`skrobust._inference.uncentre` maps back.
+    :func:`skrobust._inference.uncentre` maps back, and ``curvature`` (a
+    :class:`SolverCurvature` in the coordinates of ``center``; only over
+    all rows at once).
 
     Returns
     -------
@@ -179,6 +203,7 @@ def covariance_sums(
         ``n_params`` and ``exact`` (whether every weighted residual is zero).
     """
     residuals = np.asarray(residuals, dtype=float)
+    sample_weight = _unit_weights_as_none(sample_weight)
     n = float(residuals.size if sample_weight is None else sample_weight.sum())
     if not scale > 0:
         fitted = residuals if sample_weight is None else residuals[sample_weight > 0]
@@ -186,10 +211,11 @@ def covariance_sums(
         return {"n": n, "exact": bool(np.all(fitted == 0)), "n_params": n_params}
     if cov_type == "sandwich" and joint:
         return _joint_sandwich_sums(
-            X, residuals, sample_weight, rho, scale, fit_intercept, center
+            X, residuals, sample_weight, rho, scale, fit_intercept, center, curvature
         )
     needed = {"H1": "G", "mass": "G", "H2": "W", "H3": "GW", "sandwich": "WM"}
-    plan = _BreadPlan.choose(rho, residuals, sample_weight, scale, needed[cov_type])
+    rho_args = (rho, residuals, sample_weight, scale)
+    plan = _BreadPlan.choose(rho_args, needed[cov_type], X, curvature)
     moments, psi_squares = [], [0.0]
 
     def weights_of_block(rows, block):
@@ -197,6 +223,7 @@ def covariance_sums(
         weight = None if sample_weight is None else sample_weight[rows]
         psi_squared = np.square(np.asarray(rho.derivative(z), dtype=float))
         dpsi = np.asarray(rho.second_derivative(z), dtype=float)
+        plan.observe(rows, block, dpsi)
         psi_squares[0] += _weighted_sum(psi_squared, weight)
         if cov_type != "sandwich":
             total = z.size if weight is None else float(weight.sum())
@@ -289,7 +316,7 @@ def _huber_1981(grams, m, dpsi_squares, psi_squares, n, scale, cov_type):
 
 
 def _joint_sandwich_sums(
-    X, residuals, sample_weight, rho, scale, fit_intercept, center
+    X, residuals, sample_weight, rho, scale, fit_intercept, center, curvature=None
 ):
     r"""Sums of the sandwich of the concomitant objective in ``(beta, log sigma)``.
 
@@ -301,13 +328,15 @@ def _joint_sandwich_sums(
     mean-mean blocks (:math:`W` and :math:`M`, see :class:`_BreadPlan`) and
     the two cross terms.
     """
-    plan = _BreadPlan.choose(rho, residuals, sample_weight, scale, "WM")
+    rho_args = (rho, residuals, sample_weight, scale)
+    plan = _BreadPlan.choose(rho_args, "WM", X, curvature)
     corners = np.zeros(2)
 
     def weights_of_block(rows, block):
         z = residuals[rows] / scale
         weight = None if sample_weight is None else sample_weight[rows]
         _, psi, dpsi, chi = _concomitant_terms(rho, z)
+        plan.observe(rows, block, dpsi)
         grad_scale = scale * (1.0 - 2.0 * chi)
         # Rows beyond the threshold have dpsi = 0 and an infinite z: no
         # curvature.
@@ -335,6 +364,89 @@ def _joint_sandwich_sums(
     return {"n": n, "grams": grams, "cross": cross, "corners": corners}
 
 
+@dataclass
+class SolverCurvature:
+    r""":math:`W` at an iterate of a fit's solve, for the covariance at the fit.
+
+    ``w_gram`` is :math:`W_0 = \sum_i s_i \psi'(z_{0i}) \tilde x_i
+    \tilde x_i^\top` of the design ``[1, X - center]`` (``center`` None:
+    ``[1, X]``; without intercept ``X - center``), at the iterate's
+    residuals :math:`r_0 = r + X \Delta w + \Delta b` (``r`` those of the
+    fit, ``coef_change`` and ``intercept_change`` the fit's coefficients
+    minus the iterate's) and scale ``scale``, in the units of ``y``.
+    """
+
+    w_gram: np.ndarray
+    center: np.ndarray | None
+    coef_change: np.ndarray
+    intercept_change: float
+    scale: float
+
+
+def joint_fit_curvature(curvature, coef, intercept, y_offset, y_scale, total):
+    r"""The :class:`SolverCurvature` of a joint-scale solve's last Hessian, or None.
+
+    Parameters
+    ----------
+    curvature : tuple
+        ``(objective, hessian, point)``: the concomitant objective of
+        :class:`skrobust._scale.JointScale` (standardised units), its
+        Hessian and the point where it was formed.
+    coef, intercept : ndarray of shape (n_features,), float
+        The fit, in the units of ``y``.
+    y_offset, y_scale : float
+        How ``y`` was standardised: ``y = y_offset + y_scale * y_std``.
+    total : float
+        The sum of the frequency weights (the number of rows without).
+
+    Returns
+    -------
+    SolverCurvature or None
+        None where reusing the Hessian could cost digits: a sparse design,
+        or columns centred implicitly (``skrobust._objective``) with a
+        mean beyond ``_ALGEBRAIC_CENTRING_MAX_RATIO`` standard deviations,
+        whose cancellation the covariance's own Grams avoid.
+
+    Notes
+    -----
+    In the objective's coordinates :math:`u_i = ((x_i - m) / d, 1)` the
+    Hessian's coefficient block is :math:`\frac1S \sum_i \frac{s_i}{t}
+    \frac{2\psi'(z_i)}{\sigma_0} u_i u_i^\top` (weights scaled to a
+    largest :math:`t`, :math:`S t` the total weight, :math:`\sigma_0` the
+    standardised scale), so :math:`W_0` of ``[1, X - m]`` is that block,
+    intercept first, times :math:`S t \sigma_0 / 2` and by :math:`d` on
+    both sides.
+    """
+    objective, hessian, point = curvature
+    if objective.sparse or not np.all(np.isfinite(hessian)):
+        return None
+    ratio = np.abs(objective.mean) * objective.inv_scale
+    if not objective.explicit_centering and np.any(
+        ratio > _ALGEBRAIC_CENTRING_MAX_RATIO
+    ):
+        return None
+    (w_std, b_std), (_, log_scale) = objective.unstandardize(point)
+    scale_std = float(np.exp(log_scale))
+    fit_intercept = objective.predictors[0].fit_intercept
+    n_features = objective.X.shape[1]
+    size = n_features + fit_intercept
+    block = hessian[:size, :size]
+    # Intercept first, as the covariances order the parameters.
+    order = np.r_[n_features, :n_features] if fit_intercept else np.arange(size)
+    spread = np.r_[1.0, objective.scale] if fit_intercept else objective.scale
+    w_gram = block[np.ix_(order, order)] * np.outer(spread, spread)
+    w_gram *= total * scale_std / 2.0
+    center = objective.mean if fit_intercept else None
+    iterate_intercept = y_offset + y_scale * b_std if fit_intercept else 0.0
+    return SolverCurvature(
+        w_gram,
+        center,
+        coef - y_scale * w_std,
+        intercept - iterate_intercept,
+        y_scale * scale_std,
+    )
+
+
 class _BreadPlan:
     r"""Which Grams one pass forms for :math:`W`, and how they give it.
 
@@ -354,7 +466,18 @@ class _BreadPlan:
         for the sandwiches of log-cosh, whose :math:`\psi' = 1 - \psi^2 /
         \delta^2`: :math:`W = G - M / \delta^2`, from the :math:`M` they
         need and a plain :math:`G` (no weighted copy of ``X``), instead of
-        two weighted Grams.
+        two weighted Grams;
+    ``"solver"``
+        given the :class:`SolverCurvature` of the fit's solve and a
+        :math:`\psi'` that is 0 or 1 (Huber's): :math:`W` at the fit is the
+        solver's :math:`W_0` (formed at a nearby iterate) plus
+        :math:`\sum_i s_i (\psi'_i - \psi'_{0i}) \tilde x_i \tilde
+        x_i^\top` over the few rows that crossed the threshold since, found
+        in the pass by one product of each block with the change of the
+        coefficients; :math:`G = W + C` with :math:`C` the Gram of
+        :math:`s_i (1 - \psi'_i)` (the rows beyond the threshold). So H2
+        needs no Gram in the pass, H1 and H3 only :math:`C`, the sandwiches
+        only :math:`M`.
 
     Such a difference errs by about :math:`\epsilon
     \sqrt{G_{jj} G_{kk}}` per entry, where :math:`W` formed directly errs by
@@ -366,46 +489,90 @@ class _BreadPlan:
     that bound, with a factor ``ROUNDING_GROWTH`` for sums of many terms,
     is below ``MAX_RELATIVE_ERROR``; else (most of a column's weight on
     rows in the tails, or an ill-conditioned :math:`W`) :math:`W` is formed
-    directly, in a second pass.
+    directly, in a second pass. The solver's :math:`W_0` minus the rows
+    that left it is held to the same test (and more than
+    ``MAX_CROSSED_SHARE`` of the rows crossing means a second pass too).
     """
 
     SAMPLE_ROWS = 2048
     ROUNDING_GROWTH = 16.0
     MAX_RELATIVE_ERROR = 1e-12
+    MAX_CROSSED_SHARE = 0.05
     N_GRAMS = {
         "direct": {"G": 1, "W": 1, "GW": 2, "WM": 2},
         "complement": {"GW": 2},
         "psi squared": {"WM": 2},
+        "solver": {"G": 1, "W": 0, "GW": 1, "WM": 1},
     }
 
-    def __init__(self, needed, kind, rho_args, psi_squared_coef=None):
+    def __init__(self, needed, kind, rho_args, psi_squared_coef=None, solver=None):
         self.needed = needed
         self.kind = kind
         self.rho_args = rho_args
         self.psi_squared_coef = psi_squared_coef
         self.n_grams = self.N_GRAMS[kind][needed]
+        # The solver's curvature and the rows that crossed since: (rows,
+        # change of s psi') per block.
+        self.solver = solver
+        self.crossed = []
 
     @classmethod
-    def choose(cls, rho, residuals, sample_weight, scale, needed):
+    def choose(cls, rho_args, needed, X=None, curvature=None):
         """The cheapest exact plan for ``rho`` at these residuals."""
-        rho_args = (rho, residuals, sample_weight, scale)
+        rho, residuals, sample_weight, scale = rho_args
         # (Exactly the class: a subclass may change psi.)
         if needed == "WM" and type(rho) is LogCoshRho:
             return cls(needed, "psi squared", rho_args, 1.0 / rho.delta**2)
+        step = max(1, residuals.size // cls.SAMPLE_ROWS)
+        dpsi = np.asarray(rho.second_derivative(residuals[::step] / scale))
+        flat = dpsi == 0.0
+        zero_one = bool(np.all(flat | (dpsi == 1.0)))
+        # (H1's plain G is one product of the rows as they are, no cheaper
+        # as W + C.)
+        reuse = curvature is not None and needed != "G" and not sp.issparse(X)
+        if zero_one and reuse:
+            return cls(needed, "solver", rho_args, solver=curvature)
         if needed == "GW" and sample_weight is None:
-            step = max(1, residuals.size // cls.SAMPLE_ROWS)
-            dpsi = np.asarray(rho.second_derivative(residuals[::step] / scale))
-            flat = dpsi == 0.0
-            if np.all(flat | (dpsi == 1.0)) and flat.mean() <= 0.5:
+            if zero_one and flat.mean() <= 0.5:
                 return cls(needed, "complement", rho_args)
         return cls(needed, "direct", rho_args)
+
+    def observe(self, rows, block, dpsi):
+        r"""Note the rows of a block whose ``psi'`` changed since the solver's iterate.
+
+        ``block`` holds the rows ``rows`` of ``X`` (float64, not centred),
+        ``dpsi`` their :math:`\psi'` at the fit.
+        """
+        if self.kind != "solver":
+            return
+        rho, residuals, sample_weight, _ = self.rho_args
+        solver = self.solver
+        # Residuals at the iterate, from the fit's: a small change added.
+        then = block @ solver.coef_change
+        then += residuals[rows]
+        if solver.intercept_change:
+            then += solver.intercept_change
+        then *= 1.0 / solver.scale
+        dpsi_then = np.asarray(rho.second_derivative(then), dtype=float)
+        differs = dpsi_then != dpsi
+        if differs.any():
+            crossed = np.flatnonzero(differs)
+            change = dpsi[crossed] - dpsi_then[crossed]
+            if sample_weight is not None:
+                change = change * sample_weight[rows][crossed]
+            self.crossed.append((crossed + rows.start, change))
 
     def weightings(self, weight, dpsi, psi_squared):
         """The Gram weightings of a block of rows (``weight`` None: unit)."""
         meat = psi_squared if weight is None else weight * psi_squared
-        curvature = _curvature_weights(dpsi, weight)
         if self.kind == "psi squared":
             return [weight, meat]
+        if self.kind == "solver":
+            if self.needed == "WM":
+                return [meat]
+            beyond = _curvature_weights(1.0 - dpsi, weight)
+            return [] if self.needed == "W" else [beyond]
+        curvature = _curvature_weights(dpsi, weight)
         if self.kind == "complement":
             # (A block where psi' is not 0 or 1 gives G - C = W all the same.)
             return [None, ~curvature if curvature.dtype == bool else 1.0 - dpsi]
@@ -421,6 +588,8 @@ class _BreadPlan:
         """The Grams ``needed`` asks for, in its order."""
         if self.kind == "direct":
             return grams
+        if self.kind == "solver":
+            return self._assemble_from_solver(grams, X, fit_intercept, center)
         gram, other = grams
         subtrahend = (
             other if self.kind == "complement" else self.psi_squared_coef * other
@@ -431,6 +600,41 @@ class _BreadPlan:
         if self.kind == "complement":
             return np.stack([gram, w_gram])
         return np.stack([w_gram, other])
+
+    def _assemble_from_solver(self, grams, X, fit_intercept, center):
+        """``needed`` from the solver's ``W``, corrected, and the pass's Gram."""
+        w_gram = self._corrected_solver_w(X, fit_intercept, center)
+        if w_gram is None:
+            w_gram = self._direct_w(X, fit_intercept, center)
+        if self.needed == "W":
+            return w_gram[None]
+        if self.needed == "WM":
+            return np.stack([w_gram, grams[0]])
+        # G = W + C, both positive semi-definite: no cancellation.
+        gram = w_gram + grams[0]
+        return gram[None] if self.needed == "G" else np.stack([gram, w_gram])
+
+    def _corrected_solver_w(self, X, fit_intercept, center):
+        """The solver's ``W`` plus the rows that crossed, or None if inexact."""
+        crossed = [(np.empty(0, dtype=np.intp), np.empty(0)), *self.crossed]
+        rows = np.concatenate([r for r, _ in crossed])
+        change = np.concatenate([c for _, c in crossed])
+        if rows.size > self.MAX_CROSSED_SHARE * X.shape[0]:
+            return None
+        design = np.asarray(X[rows], dtype=float)
+        if center is not None:
+            design = design - center
+        if fit_intercept:
+            design = np.hstack([np.ones((rows.size, 1)), design])
+        entered, left = change > 0, change < 0
+        added = (
+            self.solver.w_gram
+            + (design[entered].T * change[entered]) @ (design[entered])
+        )
+        if not np.any(left):
+            return added
+        removed = (design[left].T * -change[left]) @ design[left]
+        return self._difference(added, removed)
 
     def _difference(self, gram, subtrahend):
         """``gram - subtrahend``, or None where that would lose digits."""
@@ -478,6 +682,18 @@ def _curvature_weights(dpsi, sample_weight):
     if np.all(selected | (dpsi == 0.0)):
         return selected
     return dpsi
+
+
+def _unit_weights_as_none(sample_weight):
+    """None for weights that are all 1 (what the estimators pass without any).
+
+    Unweighted, Huber's ``W`` is the Gram of the rows it selects, gathered,
+    and its complement that of the others (see :class:`_BreadPlan`): as
+    weights they would be a weighted copy of every row.
+    """
+    if sample_weight is None or not np.all(sample_weight == 1.0):
+        return sample_weight
+    return None
 
 
 def _weighted_sum(values, sample_weight):

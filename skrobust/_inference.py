@@ -262,30 +262,56 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     )
     scaled = np.empty((min(product_rows, n), p))
     centred = None if shift is None else np.empty_like(scaled)
+    ones = np.ones(scaled.shape[0])
     # Column-major accumulators, which gemm adds its products to in place.
     products = np.zeros((p, p, n_grams), order="F").transpose(2, 0, 1)
     # The intercept rows of the Grams and the sums: every weighting's
-    # products with a sub-block in one gemm (K x rows by rows x p).
-    borders = np.zeros((n_grams + n_sums, p), order="F")
+    # products with a sub-block in one gemm (K x rows by rows x p), in an
+    # accumulator per layout of the weightings that are not selections;
+    # those of a selection are the column sums of its gathered rows
+    # (``borders`` directly), for no flops on the rows it leaves out.
+    borders = np.zeros((n_grams + n_sums, p))
+    layouts = {}
     totals = np.zeros(n_grams + n_sums)
     for start in range(0, n, call_rows):
         rows = slice(start, min(start + call_rows, n))
         block = np.ascontiguousarray(X[rows], dtype=np.float64)
         row_weights, sum_weights = weights_of_block(rows, block)
         row_weights = [_block_weighting(d, product_rows) for d in row_weights]
-        border_weights = np.empty((block.shape[0], n_grams + n_sums))
-        for j, d in enumerate([w[1] for w in row_weights] + list(sum_weights)):
+        layout, weightings = [], []
+        for j, (kind, d, extra) in enumerate(row_weights):
+            if kind == "mask":
+                totals[j] += extra[0].size
+            else:
+                layout.append(j)
+                weightings.append(d)
+        layout = tuple(layout) + tuple(range(n_grams, n_grams + n_sums))
+        weightings += list(sum_weights)
+        border_weights = np.empty((block.shape[0], len(layout)))
+        for j, d in enumerate(weightings):
             border_weights[:, j] = 1.0 if d is None else d
-        totals += np.ones(block.shape[0]) @ border_weights
+        totals[list(layout)] += np.ones(block.shape[0]) @ border_weights
+        if layout not in layouts:
+            layouts[layout] = np.zeros((len(layout), p), order="F")
         for index, sub_start in enumerate(range(0, block.shape[0], product_rows)):
             sub = slice(sub_start, sub_start + product_rows)
             part = block[sub]
             if shift is not None:
                 part = np.subtract(part, shift, out=centred[: part.shape[0]])
-            _add_products(products, part, row_weights, (sub, index), scaled, narrow)
+            _add_products(
+                products,
+                part,
+                row_weights,
+                (sub, index),
+                scaled,
+                narrow,
+                (borders, ones),
+            )
             # (From the sub-block, in cache after its products: from the
             # whole block they would cost another read of it.)
-            _add_product(borders, border_weights[sub], part)
+            _add_product(layouts[layout], border_weights[sub], part)
+    for layout, accumulated in layouts.items():
+        borders[list(layout)] += accumulated
     grams = np.zeros((n_grams, p + 1, p + 1))
     grams[:, 1:, 1:] = products
     grams[:, 0, 1:], grams[:, 0, 0] = borders[:n_grams], totals[:n_grams]
@@ -321,11 +347,14 @@ def _block_weighting(d, product_rows):
     return "weights", d, None
 
 
-def _add_products(products, block, row_weights, position, scaled, narrow):
+def _add_products(products, block, row_weights, position, scaled, narrow, border):
     r"""Add ``block.T diag(d) block`` of each weighting to ``products``.
 
     ``position`` is ``(sub, index)``: the sub-block's rows in the weights'
-    block and its number. Non-negative weights as :math:`C^\top C` with
+    block and its number. ``border`` is ``(borders, ones)``: a selection's
+    column sums (a product with ``ones``, faster than numpy's ``sum`` over
+    the rows) go to its row of ``borders``. Non-negative weights as
+    :math:`C^\top C` with
     :math:`C = \sqrt{d}` block (half the flops of a general product by
     syrk; by gemm on narrow blocks, whose product of a block with itself
     beat the product of two), selected rows gathered by index (``take``
@@ -333,12 +362,15 @@ def _add_products(products, block, row_weights, position, scaled, narrow):
     """
     sub, index = position
     size = block.shape[0]
-    for product, (kind, d, extra) in zip(products, row_weights, strict=True):
+    for j, (kind, d, extra) in enumerate(row_weights):
+        product = products[j]
         if kind == "mask":
             chosen, starts = extra
             rows = chosen[starts[index] : starts[index + 1]] - sub.start
             left = np.take(block, rows, axis=0, out=scaled[: rows.size], mode="clip")
             _add_product(product, left, left, narrow)
+            borders, ones = border
+            borders[j] += ones[: rows.size] @ left
         elif kind in ("unit", "constant"):
             _add_product(product, block, block, narrow, 1.0 if d is None else d[0])
         elif kind == "roots":

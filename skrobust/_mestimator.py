@@ -36,7 +36,11 @@ from ._base import (
     mad_scale,
     total_weight,
 )
-from ._cov_mestimator import COV_TYPES, mestimator_covariance
+from ._cov_mestimator import (
+    COV_TYPES,
+    joint_fit_curvature,
+    mestimator_covariance,
+)
 from ._inference import InferenceMixin, set_inference_attributes
 from ._scale import (
     EXACT_FIT_TOL,
@@ -329,9 +333,12 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
             _solvers.warn_not_converged(
                 options.solver, problem.used[0], self.tol, fit.message
             )
-        return StandardisedFit(
-            fit.w, fit.b, problem.used[0], {"scale_": fit.scale}, converged=True
-        )
+        extras = {"scale_": fit.scale}
+        if self.cov_type is not None and fit.curvature is not None:
+            # The solver's last Hessian, for the standard errors (popped by
+            # _finish_output: never an attribute).
+            extras["_curvature"] = fit.curvature
+        return StandardisedFit(fit.w, fit.b, problem.used[0], extras, converged=True)
 
     @staticmethod
     def _least_squares_is_exact(ls_objective, start_objective, coef):
@@ -391,6 +398,8 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
     def _unstandardise(self, fit, y_offset, y_scale):
         scale = self._scale_rule().report(fit.extras["scale_"], y_scale)
         fit.extras["scale_"] = float(scale)
+        if "_curvature" in fit.extras:
+            fit.extras["_curvature"] = (fit.extras["_curvature"], y_offset, y_scale)
         return fit
 
     def _finish_output(self, fit, X, y, sample_weight):
@@ -401,7 +410,15 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         fit.extras["noise_scale_"] = noise
         fit.extras["outliers_"] = np.abs(residuals) > OUTLIER_THRESHOLD * noise
         fit.extras["weights_"] = _irls_weights(self._rho(), residuals, scale)
+        solver_curvature = fit.extras.pop("_curvature", None)
         if self.cov_type is not None:
+            curvature = None
+            if solver_curvature is not None:
+                hessian, y_offset, y_scale = solver_curvature
+                total = residuals.size if sample_weight is None else sample_weight.sum()
+                curvature = joint_fit_curvature(
+                    hessian, fit.coef, fit.intercept, y_offset, y_scale, float(total)
+                )
             fit.extras["cov_"] = mestimator_covariance(
                 X,
                 residuals,
@@ -411,6 +428,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
                 fit_intercept=self.fit_intercept,
                 cov_type=self.cov_type,
                 joint=self.scale == "joint",
+                curvature=curvature,
             )
         return fit
 

@@ -161,6 +161,10 @@ class ScaleFit:
     scale: float
     converged: bool
     message: str = ""
+    # The joint fit's last Hessian, of objective at point (see
+    # _solvers.solve's remember_hessian_point), for the standard errors:
+    # (objective, hessian, point), or None.
+    curvature: tuple | None = None
 
 
 def initial_scale(residuals, sample_weight):
@@ -605,10 +609,14 @@ class JointScale:
             [(None, problem.fit_intercept), ((), True)],
             [problem.l2, 0.0],
         )
-        result = problem.minimize(objective, np.append(coef, np.log(scale)))
+        result = problem.minimize(
+            objective, np.append(coef, np.log(scale)), remember_hessian_point=True
+        )
         (w, b), (_, log_scale) = objective.unstandardize(result.coef)
         fit = ScaleFit(w, b, float(np.exp(log_scale)), result.converged)
         fit.message = result.message
+        if result.hessian_coef is not None:
+            fit.curvature = (objective, result.hessian, result.hessian_coef)
         if problem.alpha == 0 and (fit.scale < _COLLAPSED_SCALE or not fit.converged):
             fit = self._collapsed_scale_fit(problem, fit)
         elif fit.scale < _COLLAPSED_SCALE and not fit.converged:

@@ -130,16 +130,27 @@ def subsample_for_start(objective):
 
 
 def solve(
-    objective, coef0, options, *, multilevel=True, hessian=None, hessian_origin="stale"
+    objective,
+    coef0,
+    options,
+    *,
+    multilevel=True,
+    hessian=None,
+    hessian_origin="stale",
+    remember_hessian_point=False,
 ):
     """Minimise ``objective`` from ``coef0`` with :class:`SolverOptions`.
 
     See :func:`minimize` for the keyword arguments; ``n_iter`` of the result
     counts every iteration, subsample levels included, and is at most
-    ``options.max_iter``.
+    ``options.max_iter``. With ``remember_hessian_point`` the result's
+    ``hessian_coef`` is the point at which its ``hessian`` was formed, when
+    that is a Hessian of ``objective`` itself (not of a subsample, a
+    subspace or an earlier problem); else None.
     """
-    return minimize(
-        objective,
+    recorder = _HessianRecorder(objective) if remember_hessian_point else None
+    result = minimize(
+        objective if recorder is None else recorder,
         coef0,
         options.solver,
         options.max_iter,
@@ -150,6 +161,40 @@ def solve(
         hessian_origin=hessian_origin,
         convex=options.convex,
     )
+    if recorder is not None:
+        result.hessian_coef = recorder.point_of(result.hessian)
+    return result
+
+
+class _HessianRecorder:
+    """``objective``, remembering the point of the latest Hessian it formed.
+
+    Every other attribute is the objective's. A standard-error computation
+    reuses a solve's last Hessian (a Gram matrix of the design, the costly
+    part of a covariance) only if it knows where it was formed.
+    """
+
+    def __init__(self, objective):
+        self._objective = objective
+        self._latest = (None, None)
+
+    def __getattr__(self, name):
+        return getattr(self._objective, name)
+
+    def hessian(self, coef):
+        hessian = self._objective.hessian(coef)
+        self._latest = (hessian, np.array(coef, dtype=float))
+        return hessian
+
+    def loss_gradient_hessian(self, coef):
+        value, grad, hessian = self._objective.loss_gradient_hessian(coef)
+        self._latest = (hessian, np.array(coef, dtype=float))
+        return value, grad, hessian
+
+    def point_of(self, hessian):
+        """Where ``hessian`` was formed if it is the latest one, else None."""
+        latest, point = self._latest
+        return point if hessian is not None and hessian is latest else None
 
 
 @dataclass
@@ -163,6 +208,8 @@ class SolverResult:
     # The gradient at coef where the solver has it (Newton's loops), so that
     # a polishing step needs no pass of its own to find it.
     gradient: np.ndarray | None = None
+    # Where hessian was formed, when solve(remember_hessian_point=True) knows.
+    hessian_coef: np.ndarray | None = None
 
 
 def choose_solver(solver, n_coef):
