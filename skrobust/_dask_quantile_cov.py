@@ -275,8 +275,6 @@ def bootstrap_covariance(estimator, data, coef, intercept):
     calls on the same random state), so for the same ``random_state`` the
     replicates are the in-memory ones; each is fitted by :func:`_reweighted_fit`.
     """
-    import dask.array as da
-
     n = data.n_samples
     rng = check_random_state(estimator.random_state)
     replicates = []
@@ -285,11 +283,49 @@ def bootstrap_covariance(estimator, data, coef, intercept):
     ):
         # As in memory: Multinomial(n, 1/n) counts, drawn as n indices.
         counts = np.bincount(rng.randint(n, size=n), minlength=n)
-        weights = da.from_array(counts.astype(np.float64), chunks=(data.X.chunks[0],))
+        weights = _chunked_counts(data, counts.astype(np.float64))
         if data.sample_weight is not None:
             weights = weights * data.sample_weight
         replicates.append(_reweighted_fit(estimator, data, weights, coef, intercept))
     return np.atleast_2d(np.cov(np.array(replicates), rowvar=False))
+
+
+def _chunked_counts(data, counts):
+    """``counts`` as a dask array with ``X``'s row chunks, each where ``X``'s is.
+
+    On a distributed client each chunk's counts are scattered to the worker
+    that holds that chunk of ``X`` (one call per worker), so that the
+    replicate's passes find them persisted: put in a task graph, the
+    ``n``-vector would travel through the scheduler with every pass.
+    """
+    import dask.array as da
+
+    chunks = (data.X.chunks[0],)
+    client = data._client
+    if client is None:
+        return da.from_array(counts, chunks=chunks)
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    parts = np.split(counts, data.chunk_starts[1:])
+    holders = client.who_has([block[0] for block in data._blocks])
+    by_worker = {}
+    for i, block in enumerate(data._blocks):
+        worker = min(holders.get(block[0].key, ()), default=None)
+        by_worker.setdefault(worker, []).append(i)
+    futures = [None] * len(parts)
+    for worker, indices in by_worker.items():
+        scattered = client.scatter(
+            [parts[i] for i in indices],
+            workers=None if worker is None else [worker],
+            hash=False,
+        )
+        for i, future in zip(indices, scattered, strict=True):
+            futures[i] = future
+    name = "bootstrap-counts-" + tokenize(counts)
+    graph = {(name, i): future for i, future in enumerate(futures)}
+    layer = HighLevelGraph.from_collections(name, graph, dependencies=())
+    return da.Array(layer, name, chunks=chunks, dtype=np.float64)
 
 
 def _reweighted_fit(estimator, data, weights, coef, intercept):

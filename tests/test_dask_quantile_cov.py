@@ -152,3 +152,14 @@ def test_nid_on_a_cluster_equals_in_memory(cluster_client):
     Xd = da.from_array(X, chunks=(CHUNKS, 4)).persist()
     fitted = QuantileRegressor(quantile=0.7, cov_type="nid").fit(Xd, y)
     assert_same_covariance(fitted, memory)
+
+
+def test_bootstrap_on_a_cluster_equals_in_memory(cluster_client):
+    """Each replicate's counts scattered next to X's chunks: the same replicates."""
+    X, y = make_data(seed=6)
+    weights = weights_with_empty_chunk(y.size)
+    params = dict(quantile=0.4, cov_type="bootstrap", n_bootstrap=4, random_state=1)
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4)).persist()
+    fitted = QuantileRegressor(**params).fit(Xd, y, sample_weight=weights)
+    assert_same_covariance(fitted, memory)
