@@ -13,9 +13,21 @@ import numpy as np
 import pytest
 from _dask_data import CHUNKS
 
-from skrobust import HuberRegressor, LogCoshRegressor
+from skrobust import HuberRegressor, LogCoshRegressor, _dask_joint_boundary
 
 pytestmark = pytest.mark.usefixtures("small_dask_sample")
+
+
+@pytest.fixture(params=["fetched", "from-sums"])
+def certificate(request, monkeypatch):
+    """The exact rows fetched (as in memory), or the certificate from p x p sums.
+
+    With no row allowed to come to the client, the certificates use the
+    minimum-norm solution from the sums of the ~2 100 exact rows.
+    """
+    if request.param == "from-sums":
+        monkeypatch.setattr(_dask_joint_boundary, "EXACT_ROWS_FETCHED", 0)
+    return request.param
 
 
 def make_data(n=3000, seed=0, noisy_share=0.3):
@@ -31,7 +43,7 @@ def make_data(n=3000, seed=0, noisy_share=0.3):
 @pytest.mark.parametrize("estimator", [HuberRegressor, LogCoshRegressor])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_collapsing_joint_scale_gives_the_in_memory_boundary_fit(
-    synchronous, estimator, weighted
+    synchronous, certificate, estimator, weighted
 ):
     X, y = make_data()
     weights = None
@@ -48,7 +60,7 @@ def test_collapsing_joint_scale_gives_the_in_memory_boundary_fit(
     np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
 
 
-def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous):
+def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous, certificate):
     """Few exact rows: sigma stays positive, the boundary test says so."""
     from skrobust._dask_joint_boundary import boundary_is_optimal
 
@@ -112,7 +124,7 @@ def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous):
     "estimator, weighted", [(HuberRegressor, True), (LogCoshRegressor, False)]
 )
 def test_penalised_collapsing_joint_scale_gives_the_in_memory_fit(
-    synchronous, estimator, weighted
+    synchronous, certificate, estimator, weighted
 ):
     """With a ridge, Newton's point on sigma = 0 when the boundary is minimal.
 
