@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils.extmath import safe_sparse_dot
 
 from ._inference import (
     _ALGEBRAIC_CENTRING_MAX_RATIO,
@@ -92,8 +93,9 @@ def mestimator_covariance(
     ----------
     X : {ndarray, sparse matrix} of shape (n_samples, n_features)
         Design (not copied; sparse stays sparse).
-    residuals : ndarray of shape (n_samples,)
-        ``y - X @ coef - intercept`` at the fit.
+    residuals : ndarray of shape (n_samples,) or FitResiduals
+        ``y - X @ coef - intercept`` at the fit; as :class:`FitResiduals`
+        they are formed in the covariance's pass over ``X``.
     sample_weight : ndarray of shape (n_samples,) or None
         Frequency weights: a weight of 2 counts as a repeated row.
     rho : skrobust.losses.ResidualFunction
@@ -202,11 +204,12 @@ def covariance_sums(
         ``corners``. With a scale that is not positive, only ``n``,
         ``n_params`` and ``exact`` (whether every weighted residual is zero).
     """
-    residuals = np.asarray(residuals, dtype=float)
+    residuals = _residual_source(residuals)
     sample_weight = _unit_weights_as_none(sample_weight)
     n = float(residuals.size if sample_weight is None else sample_weight.sum())
     if not scale > 0:
-        fitted = residuals if sample_weight is None else residuals[sample_weight > 0]
+        values = residuals.formed()
+        fitted = values if sample_weight is None else values[sample_weight > 0]
         n_params = X.shape[1] + (1 if fit_intercept else 0)
         return {"n": n, "exact": bool(np.all(fitted == 0)), "n_params": n_params}
     if cov_type == "sandwich" and joint:
@@ -219,11 +222,12 @@ def covariance_sums(
     moments, psi_squares = [], [0.0]
 
     def weights_of_block(rows, block):
-        z = residuals[rows] / scale
+        r = residuals.of_block(rows, block)
+        z = r / scale
         weight = None if sample_weight is None else sample_weight[rows]
         psi_squared = np.square(np.asarray(rho.derivative(z), dtype=float))
         dpsi = np.asarray(rho.second_derivative(z), dtype=float)
-        plan.observe(rows, block, dpsi)
+        plan.observe(rows, block, r, dpsi)
         psi_squares[0] += _weighted_sum(psi_squared, weight)
         if cov_type != "sandwich":
             total = z.size if weight is None else float(weight.sum())
@@ -236,6 +240,7 @@ def covariance_sums(
     grams, _ = block_grams(
         X, weights_of_block, plan.n_grams, 0, fit_intercept, center=center
     )
+    residuals.passed()
     sums = {"n": n, "grams": plan.assemble(grams, X, fit_intercept, center)}
     if cov_type != "sandwich":
         sums["dpsi_mean"], sums["dpsi_squares"] = _combined_moments(moments)
@@ -333,10 +338,11 @@ def _joint_sandwich_sums(
     corners = np.zeros(2)
 
     def weights_of_block(rows, block):
-        z = residuals[rows] / scale
+        r = residuals.of_block(rows, block)
+        z = r / scale
         weight = None if sample_weight is None else sample_weight[rows]
         _, psi, dpsi, chi = _concomitant_terms(rho, z)
-        plan.observe(rows, block, dpsi)
+        plan.observe(rows, block, r, dpsi)
         grad_scale = scale * (1.0 - 2.0 * chi)
         # Rows beyond the threshold have dpsi = 0 and an infinite z: no
         # curvature.
@@ -355,6 +361,7 @@ def _joint_sandwich_sums(
     grams, cross = block_grams(
         X, weights_of_block, plan.n_grams, 2, fit_intercept, center=center
     )
+    residuals.passed()
     grams = plan.assemble(grams, X, fit_intercept, center)
     grams[0] *= 2.0 / scale
     grams[1] *= 4.0
@@ -524,7 +531,7 @@ class _BreadPlan:
         if needed == "WM" and type(rho) is LogCoshRho:
             return cls(needed, "psi squared", rho_args, 1.0 / rho.delta**2)
         step = max(1, residuals.size // cls.SAMPLE_ROWS)
-        dpsi = np.asarray(rho.second_derivative(residuals[::step] / scale))
+        dpsi = np.asarray(rho.second_derivative(residuals.strided(step) / scale))
         flat = dpsi == 0.0
         zero_one = bool(np.all(flat | (dpsi == 1.0)))
         # (H1's plain G is one product of the rows as they are, no cheaper
@@ -537,19 +544,20 @@ class _BreadPlan:
                 return cls(needed, "complement", rho_args)
         return cls(needed, "direct", rho_args)
 
-    def observe(self, rows, block, dpsi):
+    def observe(self, rows, block, residuals, dpsi):
         r"""Note the rows of a block whose ``psi'`` changed since the solver's iterate.
 
         ``block`` holds the rows ``rows`` of ``X`` (float64, not centred),
-        ``dpsi`` their :math:`\psi'` at the fit.
+        ``residuals`` and ``dpsi`` their residuals and :math:`\psi'` at the
+        fit.
         """
         if self.kind != "solver":
             return
-        rho, residuals, sample_weight, _ = self.rho_args
+        rho, _, sample_weight, _ = self.rho_args
         solver = self.solver
         # Residuals at the iterate, from the fit's: a small change added.
         then = block @ solver.coef_change
-        then += residuals[rows]
+        then += residuals
         if solver.intercept_change:
             then += solver.intercept_change
         then *= 1.0 / solver.scale
@@ -657,9 +665,10 @@ class _BreadPlan:
     def _direct_w(self, X, fit_intercept, center):
         """``W`` from its own weighting, in a pass of its own."""
         rho, residuals, sample_weight, scale = self.rho_args
+        values = residuals.formed()
 
         def weights_of_block(rows, block):
-            z = residuals[rows] / scale
+            z = values[rows] / scale
             dpsi = np.asarray(rho.second_derivative(z), dtype=float)
             weight = None if sample_weight is None else sample_weight[rows]
             return [_curvature_weights(dpsi, weight)], []
@@ -682,6 +691,85 @@ def _curvature_weights(dpsi, sample_weight):
     if np.all(selected | (dpsi == 0.0)):
         return selected
     return dpsi
+
+
+class FitResiduals:
+    """``y - X @ coef - intercept``, formed block by block in a covariance's pass.
+
+    The residuals of a fit are what its covariance is made of, and what the
+    estimator's other attributes (noise scale, outlier flags) need too:
+    given to :func:`mestimator_covariance` as this object they are formed
+    in its pass over ``X``, one read of ``X`` fewer than forming them
+    first, and are :meth:`formed` afterwards.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    coef : ndarray of shape (n_features,)
+    intercept : float
+    """
+
+    def __init__(self, X, y, coef, intercept):
+        self.X, self.y = X, np.asarray(y, dtype=float)
+        self.coef, self.intercept = np.asarray(coef, dtype=float), intercept
+        self.size = self.y.size
+        self._values = np.empty(self.size)
+        self._complete = False
+
+    def of_block(self, rows, block):
+        """The residuals of rows ``rows`` (a slice), whose values are ``block``."""
+        out = self._values[rows]
+        if sp.issparse(block) or block.dtype != np.float64:
+            out[:] = safe_sparse_dot(block, self.coef)
+        else:
+            np.dot(block, self.coef, out=out)
+        np.subtract(self.y[rows], out, out=out)
+        out -= self.intercept
+        return out
+
+    def strided(self, step):
+        """The residuals of every ``step``-th row, without a pass."""
+        fitted = safe_sparse_dot(self.X[::step], self.coef)
+        return self.y[::step] - fitted - self.intercept
+
+    def passed(self):
+        """Mark every row formed (a pass of :func:`block_grams` went over all)."""
+        self._complete = True
+
+    def formed(self):
+        """All residuals, formed now if no pass has."""
+        if not self._complete:
+            self.of_block(slice(None), self.X)
+            self._complete = True
+        return self._values
+
+
+class _GivenResiduals:
+    """Residuals given as an array, read as :class:`FitResiduals` forms them."""
+
+    def __init__(self, values):
+        self._values = np.asarray(values, dtype=float)
+        self.size = self._values.size
+
+    def of_block(self, rows, block):
+        return self._values[rows]
+
+    def strided(self, step):
+        return self._values[::step]
+
+    def passed(self):
+        pass
+
+    def formed(self):
+        return self._values
+
+
+def _residual_source(residuals):
+    """``residuals`` as :class:`FitResiduals` or :class:`_GivenResiduals`."""
+    if isinstance(residuals, FitResiduals | _GivenResiduals):
+        return residuals
+    return _GivenResiduals(residuals)
 
 
 def _unit_weights_as_none(sample_weight):

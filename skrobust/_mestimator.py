@@ -38,6 +38,7 @@ from ._base import (
 )
 from ._cov_mestimator import (
     COV_TYPES,
+    FitResiduals,
     joint_fit_curvature,
     mestimator_covariance,
 )
@@ -403,34 +404,47 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         return fit
 
     def _finish_output(self, fit, X, y, sample_weight):
-        """Residual-based attributes of one output: noise scale, outliers, weights."""
-        residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
-        noise = mad_scale(residuals, sample_weight)
+        """Residual-based attributes of one output: noise scale, outliers, weights.
+
+        With ``cov_type`` the residuals are formed in the covariance's pass
+        over ``X`` (:class:`~skrobust._cov_mestimator.FitResiduals`).
+        """
         scale = fit.extras["scale_"]
+        solver_curvature = fit.extras.pop("_curvature", None)
+        if self.cov_type is not None:
+            fitted = FitResiduals(X, y, fit.coef, fit.intercept)
+            fit.extras["cov_"] = self._covariance(
+                X, fitted, sample_weight, fit, solver_curvature
+            )
+            residuals = fitted.formed()
+        else:
+            residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
+        noise = mad_scale(residuals, sample_weight)
         fit.extras["noise_scale_"] = noise
         fit.extras["outliers_"] = np.abs(residuals) > OUTLIER_THRESHOLD * noise
         fit.extras["weights_"] = _irls_weights(self._rho(), residuals, scale)
-        solver_curvature = fit.extras.pop("_curvature", None)
-        if self.cov_type is not None:
-            curvature = None
-            if solver_curvature is not None:
-                hessian, y_offset, y_scale = solver_curvature
-                total = residuals.size if sample_weight is None else sample_weight.sum()
-                curvature = joint_fit_curvature(
-                    hessian, fit.coef, fit.intercept, y_offset, y_scale, float(total)
-                )
-            fit.extras["cov_"] = mestimator_covariance(
-                X,
-                residuals,
-                sample_weight,
-                self._rho(),
-                scale,
-                fit_intercept=self.fit_intercept,
-                cov_type=self.cov_type,
-                joint=self.scale == "joint",
-                curvature=curvature,
-            )
         return fit
+
+    def _covariance(self, X, residuals, sample_weight, fit, solver_curvature):
+        """``cov_`` of one output, from the solver's last Hessian where it can."""
+        curvature = None
+        if solver_curvature is not None:
+            hessian, y_offset, y_scale = solver_curvature
+            total = residuals.size if sample_weight is None else sample_weight.sum()
+            curvature = joint_fit_curvature(
+                hessian, fit.coef, fit.intercept, y_offset, y_scale, float(total)
+            )
+        return mestimator_covariance(
+            X,
+            residuals,
+            sample_weight,
+            self._rho(),
+            fit.extras["scale_"],
+            fit_intercept=self.fit_intercept,
+            cov_type=self.cov_type,
+            joint=self.scale == "joint",
+            curvature=curvature,
+        )
 
     def _set_fitted(self, fits, y_ndim):
         super()._set_fitted(fits, y_ndim)

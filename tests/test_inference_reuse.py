@@ -10,11 +10,14 @@ iterate, or with the objective's Hessian evaluated again.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from skrobust import HuberRegressor, LogCoshRegressor, _mestimator, _solvers
 from skrobust._cov_mestimator import (
+    FitResiduals,
     SolverCurvature,
     _BreadPlan,
+    _residual_source,
     mestimator_covariance,
 )
 from skrobust._inference import design_center, weighted_grams
@@ -144,7 +147,7 @@ def test_log_cosh_is_not_corrected_row_by_row(captured):
     model = LogCoshRegressor(cov_type="sandwich").fit(X, y)
     (curvature,) = captured
     residuals = y - model.predict(X)
-    rho_args = (model._rho(), residuals, None, model.scale_)
+    rho_args = (model._rho(), _residual_source(residuals), None, model.scale_)
     assert _BreadPlan.choose(rho_args, "WM", X, curvature).kind == "psi squared"
     assert _BreadPlan.choose(rho_args, "W", X, curvature).kind == "direct"
 
@@ -229,3 +232,34 @@ def test_unit_weights_take_the_unweighted_route():
             X, residuals, np.ones(y.size), rho, 2.0, cov_type=cov_type
         )
         np.testing.assert_array_equal(ones, none)
+
+
+@pytest.mark.parametrize("layout", ["float64", "float32", "csr", "no pass"])
+def test_residuals_formed_in_the_pass_equal_those_formed_first(layout):
+    X, y = gross_error_data(n=3000, seed=8)
+    if layout == "float32":
+        X = X.astype(np.float32)
+    if layout == "csr":
+        X = sp.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))
+    coef, intercept = np.array([0.5, -1.0, 2.0, 0.0]), 1.5
+    direct = y - X @ coef - intercept
+    fitted = FitResiduals(X, y, coef, intercept)
+    rho = HuberRho(1.35)
+    # A scale of zero needs no pass: the residuals are formed on demand.
+    scale = 0.0 if layout == "no pass" else 2.0
+    cov = mestimator_covariance(X, fitted, None, rho, scale, cov_type="sandwich")
+    expected = mestimator_covariance(X, direct, None, rho, scale, cov_type="sandwich")
+    np.testing.assert_allclose(fitted.formed(), direct, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(cov, expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("scale", ["joint", "mad"])
+def test_attributes_from_the_residuals_do_not_depend_on_cov_type(scale):
+    X, y = gross_error_data(n=8000, seed=9)
+    plain = HuberRegressor(scale=scale).fit(X, y)
+    with_cov = HuberRegressor(scale=scale, cov_type="H3").fit(X, y)
+    for name in ("coef_", "intercept_", "scale_", "noise_scale_", "weights_"):
+        np.testing.assert_allclose(
+            getattr(with_cov, name), getattr(plain, name), rtol=1e-14, atol=0
+        )
+    np.testing.assert_array_equal(with_cov.outliers_, plain.outliers_)
