@@ -66,7 +66,8 @@ def _fit_levels(estimator, column, levels):
     scale = None
     order = _visiting_order(levels)
     for j, neighbour in _progress.loop(order, len(order), "level"):
-        model = _level_model(estimator, levels[j])
+        # (The covariances come after all the fits, in level order.)
+        model = _level_model(estimator, levels[j]).set_params(cov_type=None)
         start = None
         if previous is not None:
             start = (*previous[j], scale)
@@ -109,9 +110,35 @@ def fit(estimator, X, y, sample_weight=None):
     estimator._n_rows_fit = X.shape[0]
     from ._multiquantile import store_level_covariances  # (imports this module)
 
-    store_level_covariances(estimator, [fit.extras.get("cov_") for fit, _ in fits])
+    with _progress.reporting(estimator.verbose, "MultiQuantileRegressor on dask"):
+        covariances = _covariances(estimator, column, levels, fits)
+    store_level_covariances(estimator, covariances)
     estimator._dask_round_trips = column.data.round_trips
     return estimator
+
+
+def _covariances(estimator, column, levels, fits):
+    """Each level's ``cov_`` (None without ``cov_type``), in level order.
+
+    As in memory, after all the fits, level by level from the lowest: with
+    ``cov_type="bootstrap"`` and a ``random_state`` instance, the levels
+    then draw their replicates from it in the in-memory order.
+    """
+    from ._dask_quantile import _covariance
+
+    if estimator.cov_type is None:
+        return [None] * levels.size
+    return [
+        _covariance(
+            _level_model(estimator, level),
+            column.data,
+            column.sample,
+            column.stats,
+            fit.coef,
+            fit.intercept,
+        )
+        for level, (fit, _) in zip(levels, fits, strict=True)
+    ]
 
 
 def _bandwidths(estimator, levels, fits):

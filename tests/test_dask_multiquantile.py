@@ -181,15 +181,25 @@ def test_public_fit_and_predictions_on_a_dask_array(synchronous):
         )
 
 
-def test_bootstrap_covariances_equal_in_memory(synchronous):
-    """Each level's replicates from the same draws (an integer seed) as in memory."""
+@pytest.mark.parametrize("seed", ["integer", "instance"])
+def test_bootstrap_covariances_equal_in_memory(synchronous, seed):
+    """Each level's replicates from the same draws as in memory.
+
+    An integer seed draws the same replicates at every level; a
+    ``RandomState`` instance is drawn from level after level, lowest first,
+    after all the fits, in both.
+    """
     X, y = make_data(seed=2)
-    params = dict(
-        quantiles=(0.25, 0.75), cov_type="bootstrap", n_bootstrap=8, random_state=0
-    )
-    memory = MultiQuantileRegressor(**params).fit(X, y)
+
+    def random_state():
+        return 0 if seed == "integer" else np.random.RandomState(0)
+
+    params = dict(quantiles=(0.25, 0.5, 0.75), cov_type="bootstrap", n_bootstrap=6)
+    memory = MultiQuantileRegressor(random_state=random_state(), **params).fit(X, y)
     fitted = dask_fit(
-        MultiQuantileRegressor(**params), da.from_array(X, chunks=(CHUNKS, 4)), y
+        MultiQuantileRegressor(random_state=random_state(), **params),
+        da.from_array(X, chunks=(CHUNKS, 4)),
+        y,
     )
     diagonal = np.diagonal(memory.cov_, axis1=1, axis2=2)
     scale = np.sqrt(diagonal[:, :, None] * diagonal[:, None, :])
