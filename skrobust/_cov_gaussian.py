@@ -72,6 +72,7 @@ def gaussian_covariance(
     fit_intercept=True,
     variance_columns=None,
     alpha=0.0,
+    predictors_out=None,
 ):
     r"""Covariance of ``[mean intercept, mean coef..., var intercept, var coef...]``.
 
@@ -101,6 +102,10 @@ def gaussian_covariance(
     alpha : float, default=0.0
         Ridge penalty on the log-variance slopes, in the units of a sum over
         rows (the estimator's ``alpha``).
+    predictors_out : ndarray of shape (n_samples, 2), default=None
+        Receives each row's mean and log-variance, formed in the pass over
+        ``X`` (for the estimator's other attributes: one read of ``X``
+        fewer than forming them apart).
 
     Returns
     -------
@@ -131,7 +136,9 @@ def gaussian_covariance(
     # Centred coordinates (see design_center): both blocks then need an
     # intercept, which the log-variance always has.
     center = design_center(X, fit_intercept)
-    weights_of_block = gram_weights(y, coefs, offsets, sample_weight, cov_type)
+    weights_of_block = gram_weights(
+        y, coefs, offsets, sample_weight, cov_type, predictors_out
+    )
     grams, _ = block_grams(
         X, weights_of_block, N_GRAMS[cov_type], 0, True, center=center
     )
@@ -146,7 +153,7 @@ def gaussian_covariance(
     )
 
 
-def gram_weights(y, coefs, offsets, sample_weight, cov_type):
+def gram_weights(y, coefs, offsets, sample_weight, cov_type, predictors_out=None):
     r"""The per-row weights of the Grams, as :func:`block_grams` takes them.
 
     Parameters
@@ -158,6 +165,8 @@ def gram_weights(y, coefs, offsets, sample_weight, cov_type):
         The mean's intercept (0 without one) and the log-variance's.
     sample_weight : ndarray of shape (n_samples,)
     cov_type : {"expected", "observed", "sandwich"}
+    predictors_out : ndarray of shape (n_samples, 2), default=None
+        Receives the linear predictors of each block's rows.
 
     Returns
     -------
@@ -170,26 +179,30 @@ def gram_weights(y, coefs, offsets, sample_weight, cov_type):
         per-row derivatives of the module docstring.
     """
 
+    # Weights of 1 (the estimator's without sample weights) multiply nothing.
+    unit = bool(np.all(sample_weight == 1.0))
+
+    def weighted(values, rows):
+        return values if unit else sample_weight[rows] * values
+
     def weights_of_block(rows, block):
         # Every weight from the block's linear predictors, in the pass over X
         # that forms the Grams: the information (expected or observed) and,
         # for the sandwich, the outer products of the per-row gradients.
         predictors = np.asarray(block @ coefs) + offsets
-        weight = sample_weight[rows]
+        if predictors_out is not None:
+            predictors_out[rows] = predictors
         if cov_type == "expected":
-            return [weight * np.exp(-predictors[:, 1]), 0.5 * weight], []
+            half = np.full(predictors.shape[0], 0.5)
+            return [weighted(np.exp(-predictors[:, 1]), rows), weighted(half, rows)], []
         r = y[rows] - predictors[:, 0]
         inv_var = np.exp(-predictors[:, 1])
         r_iv = r * inv_var
-        weights = [weight * inv_var, weight * r_iv, weight * r * r_iv / 2]
+        weights = [inv_var, r_iv, 0.5 * r * r_iv]
         if cov_type == "sandwich":
             grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
-            weights += [
-                weight * grad_mean**2,
-                weight * grad_mean * grad_var,
-                weight * grad_var**2,
-            ]
-        return weights, []
+            weights += [grad_mean**2, grad_mean * grad_var, grad_var**2]
+        return [weighted(w, rows) for w in weights], []
 
     return weights_of_block
 

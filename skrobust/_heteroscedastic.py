@@ -524,9 +524,22 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         return fit
 
     def _finish_output(self, fit, X, y, sample_weight):
-        """``weights_`` and, with ``cov_type``, the covariance of one output."""
-        log_variance = safe_sparse_dot(X, fit.extras["var_coef_"])
-        log_variance += fit.extras["var_intercept_"]
+        """``weights_`` and, with ``cov_type``, the covariance of one output.
+
+        With ``cov_type`` the rows' means and log-variances are formed in
+        the covariance's pass over ``X``, not in passes of their own.
+        """
+        if self.cov_type is not None:
+            predictors = np.empty((X.shape[0], 2))
+            fit.extras.update(self._covariance(X, y, fit, sample_weight, predictors))
+            log_variance = predictors[:, 1]
+            residuals = y - predictors[:, 0]
+            if not self.fit_intercept:
+                residuals -= fit.intercept
+        else:
+            log_variance = safe_sparse_dot(X, fit.extras["var_coef_"])
+            log_variance += fit.extras["var_intercept_"]
+            residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
         # exp(-v) is capped where it would overflow (a zero-weight row's X
         # can be anything): such a weight is inf in all but name.
         fit.extras["weights_"] = np.exp(-np.maximum(log_variance, -_MAX_LOG_WEIGHT))
@@ -534,25 +547,27 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         # robust scale (about 1 then) keeps the flag at 2.5 noise standard
         # deviations where gross errors have inflated the fitted variances.
         # A zero-weight row's may overflow to inf: flagged, and not counted.
-        residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
         with np.errstate(over="ignore"):
             standardised = residuals * np.sqrt(fit.extras["weights_"])
         noise = mad_scale(standardised, sample_weight)
         fit.extras["outliers_"] = np.abs(standardised) > OUTLIER_THRESHOLD * noise
-        if self.cov_type is not None:
-            var_cols = variance_columns(
-                self.variance_features,
-                X.shape[1],
-                getattr(self, "feature_names_in_", None),
-            )
-            options = {
-                "cov_type": self.cov_type,
-                "fit_intercept": self.fit_intercept,
-                "variance_columns": var_cols,
-                "alpha": self.alpha,
-            }
-            fit.extras.update(covariance_attributes(X, y, fit, sample_weight, options))
         return fit
+
+    def _covariance(self, X, y, fit, sample_weight, predictors):
+        """:func:`covariance_attributes` of one output; fills ``predictors``."""
+        var_cols = variance_columns(
+            self.variance_features,
+            X.shape[1],
+            getattr(self, "feature_names_in_", None),
+        )
+        options = {
+            "cov_type": self.cov_type,
+            "fit_intercept": self.fit_intercept,
+            "variance_columns": var_cols,
+            "alpha": self.alpha,
+            "predictors_out": predictors,
+        }
+        return covariance_attributes(X, y, fit, sample_weight, options)
 
     def _set_fitted(self, fits, y_ndim):
         """The template's attributes, then ``coef_se_`` and ``intercept_se_``.

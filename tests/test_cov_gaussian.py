@@ -264,3 +264,37 @@ def test_coverage_of_expected_intervals():
     # every seed.)
     assert np.all(coverage >= 0.93), coverage
     assert np.all(coverage <= 0.97), coverage
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_attributes_from_the_covariance_pass_equal_those_without_it(
+    cov_type, fit_intercept
+):
+    # With cov_type the rows' means and log-variances come from the
+    # covariance's pass over X: the same weights_ and outliers_ as apart.
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(3000, 3))
+    y = 1.0 + X @ [1.0, -2.0, 0.5] + np.exp(0.4 * X[:, 0]) * rng.normal(size=3000)
+    y[::50] += 15.0
+    plain = HeteroscedasticRegressor(fit_intercept=fit_intercept).fit(X, y)
+    model = HeteroscedasticRegressor(cov_type=cov_type, fit_intercept=fit_intercept)
+    model.fit(X, y)
+    np.testing.assert_allclose(model.weights_, plain.weights_, rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(model.outliers_, plain.outliers_)
+    assert model.outliers_.any()
+    residuals = y - model.predict(X)
+    expected = gaussian_covariance(
+        X,
+        y,
+        model.coef_,
+        model.intercept_,
+        model.var_coef_,
+        model.var_intercept_,
+        None,
+        cov_type=cov_type,
+        fit_intercept=fit_intercept,
+        alpha=model.alpha,
+    )
+    np.testing.assert_allclose(model.cov_, expected, rtol=1e-13, atol=0)
+    assert np.isfinite(residuals).all()
