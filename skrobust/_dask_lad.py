@@ -49,6 +49,7 @@ import numpy as np
 from . import _dask_far_targets as far
 from . import _progress, _solvers
 from ._base import (
+    _LAD_START_ROWS,
     MAD_NORMAL_CONSTANT,
     StandardisedFit,
     _solve_least_squares,
@@ -66,7 +67,7 @@ from ._dask import (
     weighted_median,
 )
 from ._dask_far_targets import FarClippedSetup
-from ._dask_strided import StridedObjective, rows_of
+from ._dask_strided import StridedData, StridedObjective, rows_of
 from ._objective import LinearObjective
 from ._scale import (
     _FEW_ROWS_PER_COEF,
@@ -79,6 +80,7 @@ from ._scale import (
     fixed_scale_start,
     initial_scale,
 )
+from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
 
 
@@ -100,6 +102,12 @@ def _inexact_rows_kernel(X_c, y_c, w_c, values):
     """How many rows of positive weight ``values`` (``|r|``) does not fit exactly."""
     fitted = values(X_c, y_c)[_chunk_weights(y_c, w_c) > 0]
     return int(np.count_nonzero(fitted > EXACT_FIT_TOL))
+
+
+def _rows_kernel(X_c, y_c, w_c):
+    """The chunk's (strided) rows: ``X``, ``y`` and the weights."""
+    weights = _chunk_weights(y_c, w_c)
+    return np.asarray(X_c, dtype=np.float64), np.asarray(y_c, dtype=np.float64), weights
 
 
 def _exact_kernel(X_c, y_c, w_c, offset, spread, coef, intercept):
@@ -198,6 +206,8 @@ class _LadFit:
             coef = ls.standardize([(warm.coef, warm.intercept)])
             return coef, float(warm.extras["scale_"]), None
         budget = copy_budget(self.data.X)
+        if not self.start_rows.weights.max(initial=0.0) > 0:
+            return self.start_from_all_rows(budget)
         coef = _solve_least_squares(ls, direct=True, budget=budget)
         if self.l2 == 0 and self.least_squares_is_exact(ls, coef):
             ((w, b),) = ls.unstandardize(coef)
@@ -207,6 +217,56 @@ class _LadFit:
         )
         residuals = ls.y - ls.raw_prediction(coef)[:, 0]
         return coef, initial_scale(residuals, ls.sample_weight), None
+
+    def start_from_all_rows(self, budget):
+        """:meth:`start` when the start rows carry no weight: all rows, as in memory.
+
+        Least squares from the normal equations of one pass (the in-memory
+        fit forms them too on large problems, or solves them from a copy);
+        its exact-fit test on all rows; the reweighted L1 start on the
+        strided rows ``least_absolute_deviation_start`` takes of all rows,
+        fetched once (about ``_LAD_START_ROWS``); the scale of its residuals
+        on all rows by a distributed selection.
+        """
+        objective = self.objective(FixedScaleLoss(SquaredRho()), self.l2)
+        _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
+        coef = min_norm_solve(hess, -grad)
+        ((w, b),) = objective.unstandardize(coef)
+        if self.l2 == 0 and all(
+            self.data.map_chunks(_exact_kernel, self.offset, self.spread, w, b)
+        ):
+            return coef, 0.0, (w, b)
+        n_coef = objective.n_coef
+        rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
+        step = -(-self.data.n_samples // rows)
+        strided = StridedData(self.data, step)
+        parts = strided.map_chunks(_rows_kernel)
+        X, y, weights = (np.concatenate([part[k] for part in parts]) for k in range(3))
+        if not weights.max(initial=0.0) > 0:
+            raise NotImplementedError(
+                "scale='lad' on dask: neither the strided rows of the "
+                "least-squares start nor those of the L1 start carry weight; "
+                "the in-memory fit then reweights all rows, pass after pass. "
+                "Shuffle the rows or fit in memory."
+            )
+        y = (y - self.offset) / self.spread
+        weights = weights / self.stats[1]
+        y[~(weights > 0)] = 0.0
+        l1_rows = LinearObjective(
+            FixedScaleLoss(SquaredRho()),
+            X,
+            y,
+            weights,
+            [(None, self.fit_intercept)],
+            [self.l2],
+            column_stats=self.stats[2],
+        )
+        coef = least_absolute_deviation_start(
+            l1_rows, coef, self.fit_intercept, self.l2, budget
+        )
+        ((w, b),) = objective.unstandardize(coef)
+        values = RowValues(self.offset, self.spread, w, b)
+        return coef, robust_scale(self.data, self.stats, self.start_rows, values), None
 
     def least_squares_is_exact(self, ls, coef):
         """:meth:`MEstimatorRegressor._least_squares_is_exact`, on all rows."""
@@ -388,7 +448,7 @@ def _standardised_warm(estimator, output, n_outputs, n_features, offset, spread)
 def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     """One target column's ``scale="lad"`` fit: ``(StandardisedFit, round trips)``."""
     data, stats, start_rows = start_rows_setup(
-        X, y, sample_weight, estimator.fit_intercept
+        X, y, sample_weight, estimator.fit_intercept, weightless=True
     )
     offset, spread = standardise_targets(estimator, data, stats, start_rows)
     problem = _LadFit(estimator, data, stats, start_rows, offset, spread)

@@ -184,3 +184,34 @@ def test_polish_on_the_solver_hessian_saves_a_round_trip(synchronous, monkeypatc
     reference = HuberRegressor(scale="lad").fit(Xd, y)
     assert_same_fit(reference, memory)
     assert fitted._dask_round_trips == reference._dask_round_trips - 1
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_start_rows_without_weight_start_from_all_rows(synchronous, name):
+    """Weight on the odd rows only: the start's every-4th rows carry none.
+
+    In memory least squares then comes from all rows and the L1 start from
+    its own strided rows of all of them; the dask fit takes those steps
+    with one pass for the normal equations and one fetch of those rows.
+    """
+    X, y = make_data(45_001)
+    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4))
+    fitted = copy.deepcopy(ESTIMATORS[name]).fit(Xd, y, sample_weight=weights)
+    assert_same_fit(fitted, memory)
+    if memory.cov_type is not None:
+        np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
+
+
+def test_start_from_all_rows_finds_an_exact_least_squares_fit(synchronous):
+    """Noiseless targets, weight on the odd rows: the all-rows shortcut."""
+    X, _ = make_data(45_001)
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
+    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    memory = HuberRegressor(scale="lad").fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4))
+    fitted = HuberRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
+    assert memory.scale_ == fitted.scale_ == 0.0
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
