@@ -182,9 +182,6 @@ def gram_weights(y, coefs, offsets, sample_weight, cov_type, predictors_out=None
     # Weights of 1 (the estimator's without sample weights) multiply nothing.
     unit = bool(np.all(sample_weight == 1.0))
 
-    def weighted(values, rows):
-        return values if unit else sample_weight[rows] * values
-
     def weights_of_block(rows, block):
         # Every weight from the block's linear predictors, in the pass over X
         # that forms the Grams: the information (expected or observed) and,
@@ -192,17 +189,37 @@ def gram_weights(y, coefs, offsets, sample_weight, cov_type, predictors_out=None
         predictors = np.asarray(block @ coefs) + offsets
         if predictors_out is not None:
             predictors_out[rows] = predictors
+        weight = None if unit else sample_weight[rows]
+        # Each Gram as a pair of row scalings (block_grams): with root =
+        # sqrt(s / sigma^2) the information's are root root, root (r root)
+        # and (r root)^2 / 2, two scaled copies of the rows for three Grams.
+        root = np.exp(-0.5 * predictors[:, 1])
         if cov_type == "expected":
             half = np.full(predictors.shape[0], 0.5)
-            return [weighted(np.exp(-predictors[:, 1]), rows), weighted(half, rows)], []
-        r = y[rows] - predictors[:, 0]
-        inv_var = np.exp(-predictors[:, 1])
-        r_iv = r * inv_var
-        weights = [inv_var, r_iv, 0.5 * r * r_iv]
+            if weight is not None:
+                root *= np.sqrt(weight)
+                half *= weight
+            return [(root, root, 1.0), half], []
+        r_root = (y[rows] - predictors[:, 0]) * root
+        # The gradients -r / sigma^2 and (1 - r^2 / sigma^2) / 2.
         if cov_type == "sandwich":
-            grad_mean, grad_var = -r_iv, 0.5 - 0.5 * r * r_iv
-            weights += [grad_mean**2, grad_mean * grad_var, grad_var**2]
-        return [weighted(w, rows) for w in weights], []
+            grad_mean = -r_root * root
+            grad_var = np.subtract(0.5, 0.5 * r_root * r_root)
+        if weight is not None:
+            weight_root = np.sqrt(weight)
+            root *= weight_root
+            r_root *= weight_root
+            if cov_type == "sandwich":
+                grad_mean *= weight_root
+                grad_var *= weight_root
+        weights = [(root, root, 1.0), (root, r_root, 1.0), (r_root, r_root, 0.5)]
+        if cov_type == "sandwich":
+            weights += [
+                (grad_mean, grad_mean, 1.0),
+                (grad_mean, grad_var, 1.0),
+                (grad_var, grad_var, 1.0),
+            ]
+        return weights, []
 
     return weights_of_block
 

@@ -183,7 +183,11 @@ def block_grams(X, weights_of_block, n_grams, n_sums, fit_intercept=True, center
     the selected rows (weights 1 and 0), formed from a gathered copy of
     them: for weights that are 0 or 1 (Huber's :math:`\psi'`) the rows
     left out cost no flops, and a selection and its complement give two
-    Grams for the flops of one.
+    Grams for the flops of one. Or a tuple ``(a, b, factor)`` of two
+    arrays and a number: the Gram of weights ``factor * a * b``, formed as
+    the product of the rows scaled by ``a`` with the rows scaled by ``b``;
+    weightings that name the same array share its scaled copy (the three
+    Grams of ``a^2``, ``a b`` and ``b^2`` cost two scalings, not three).
 
     Parameters
     ----------
@@ -260,9 +264,8 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     call_rows = product_rows * max(
         1, _WEIGHT_BLOCK_ELEMENTS // max(p, 1) // product_rows
     )
-    scaled = np.empty((min(product_rows, n), p))
-    centred = None if shift is None else np.empty_like(scaled)
-    ones = np.ones(scaled.shape[0])
+    buffers = _Buffers(min(product_rows, n), p)
+    centred = None if shift is None else np.empty_like(buffers.scaled)
     # Column-major accumulators, which gemm adds its products to in place.
     products = np.zeros((p, p, n_grams), order="F").transpose(2, 0, 1)
     # The intercept rows of the Grams and the sums: every weighting's
@@ -299,13 +302,7 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
             if shift is not None:
                 part = np.subtract(part, shift, out=centred[: part.shape[0]])
             _add_products(
-                products,
-                part,
-                row_weights,
-                (sub, index),
-                scaled,
-                narrow,
-                (borders, ones),
+                products, part, row_weights, (sub, index), buffers, narrow, borders
             )
             # (From the sub-block, in cache after its products: from the
             # whole block they would cost another read of it.)
@@ -324,16 +321,37 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     return grams, sums
 
 
+class _Buffers:
+    """Scratch sub-blocks of :func:`_dense_grams`, and the ones it sums with."""
+
+    def __init__(self, rows, p):
+        self.scaled = np.empty((rows, p))
+        self.ones = np.ones(rows)
+        # Scaled copies of the rows shared by paired weightings, made as
+        # needed.
+        self.pool = []
+
+    def scaled_copy(self, k):
+        while len(self.pool) <= k:
+            self.pool.append(np.empty_like(self.scaled))
+        return self.pool[k]
+
+
 def _block_weighting(d, product_rows):
     """``(kind, d, extra)``: a weighting's kind on one block, its array (or None).
 
     ``"unit"`` (``d`` None), ``"constant"`` (one value: a multiple of the
     plain Gram), ``"mask"`` (boolean: the Gram of the selected rows;
     ``extra`` their indices, and where each sub-block's start among them),
-    ``"roots"`` (non-negative: ``extra = sqrt(d)``) or ``"weights"``.
+    ``"pair"`` (a tuple ``(a, b, factor)``: ``d = factor a b``, ``extra``
+    the tuple), ``"roots"`` (non-negative: ``extra = sqrt(d)``) or
+    ``"weights"``.
     """
     if d is None:
         return "unit", None, None
+    if isinstance(d, tuple):
+        a, b, factor = d
+        return "pair", factor * (a * b), d
     if d.dtype == bool:
         chosen = np.flatnonzero(d)
         starts = np.searchsorted(
@@ -347,13 +365,15 @@ def _block_weighting(d, product_rows):
     return "weights", d, None
 
 
-def _add_products(products, block, row_weights, position, scaled, narrow, border):
+def _add_products(products, block, row_weights, position, buffers, narrow, borders):
     r"""Add ``block.T diag(d) block`` of each weighting to ``products``.
 
     ``position`` is ``(sub, index)``: the sub-block's rows in the weights'
-    block and its number. ``border`` is ``(borders, ones)``: a selection's
+    block and its number; ``buffers`` a :class:`_Buffers`. A selection's
     column sums (a product with ``ones``, faster than numpy's ``sum`` over
-    the rows) go to its row of ``borders``. Non-negative weights as
+    the rows) go to its row of ``borders``. Pairs as the product of the
+    block scaled by each of their arrays (each array's scaling made once
+    per sub-block). Non-negative weights as
     :math:`C^\top C` with
     :math:`C = \sqrt{d}` block (half the flops of a general product by
     syrk; by gemm on narrow blocks, whose product of a block with itself
@@ -362,6 +382,15 @@ def _add_products(products, block, row_weights, position, scaled, narrow, border
     """
     sub, index = position
     size = block.shape[0]
+    scaled = buffers.scaled
+    scalings = {}
+
+    def scaled_by(array):
+        if id(array) not in scalings:
+            out = buffers.scaled_copy(len(scalings))[:size]
+            scalings[id(array)] = np.multiply(block, array[sub][:, None], out=out)
+        return scalings[id(array)]
+
     for j, (kind, d, extra) in enumerate(row_weights):
         product = products[j]
         if kind == "mask":
@@ -369,8 +398,10 @@ def _add_products(products, block, row_weights, position, scaled, narrow, border
             rows = chosen[starts[index] : starts[index + 1]] - sub.start
             left = np.take(block, rows, axis=0, out=scaled[: rows.size], mode="clip")
             _add_product(product, left, left, narrow)
-            borders, ones = border
-            borders[j] += ones[: rows.size] @ left
+            borders[j] += buffers.ones[: rows.size] @ left
+        elif kind == "pair":
+            a, b, factor = extra
+            _add_product(product, scaled_by(a), scaled_by(b), narrow, factor)
         elif kind in ("unit", "constant"):
             _add_product(product, block, block, narrow, 1.0 if d is None else d[0])
         elif kind == "roots":
@@ -410,6 +441,8 @@ def _sparse_grams(X, row_weights, sum_weights):
     grams = np.zeros((len(row_weights), p + 1, p + 1))
     sums = np.zeros((len(sum_weights), p + 1))
     for k, d in enumerate(row_weights):
+        if isinstance(d, tuple):
+            d = d[2] * (d[0] * d[1])
         d = np.ones(X.shape[0]) if d is None else np.asarray(d, dtype=float)
         grams[k, 1:, 1:] = _weighted_gram(X, X, d, True)
         grams[k, 0, 1:] = grams[k, 1:, 0] = np.asarray(X.T @ d).ravel()

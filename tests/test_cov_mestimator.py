@@ -501,3 +501,36 @@ def test_unit_weights_and_row_selections_give_the_grams_of_their_weights(shift):
         expected = centred.T @ (centred * d[:, None])
         size = np.abs(centred).T @ (np.abs(centred) * d[:, None])
         assert np.all(np.abs(gram - expected) <= 1e-12 * size)
+
+
+@pytest.mark.parametrize("layout", ["dense", "far", "csr"])
+def test_paired_scalings_give_the_grams_of_their_products(layout):
+    # block_grams' (a, b, factor) weightings, which share each array's
+    # scaled rows between Grams: the Grams of factor * a * b, next to a
+    # selection and a plain weighting in the same pass.
+    rng = np.random.default_rng(12)
+    n = 40_000
+    X = rng.normal(size=(n, 3)) * [1.0, 1e3, 1e-3]
+    if layout == "far":
+        X += 1e6
+    a, b = rng.uniform(size=n), rng.normal(size=n)
+    chosen = rng.random(n) < 0.5
+    weightings = [(a, a, 1.0), (a, b, 1.0), chosen, (b, b, 0.5), b]
+    as_floats = [a * a, a * b, chosen * 1.0, 0.5 * b * b, b]
+    center = None if layout == "csr" else X.mean(axis=0)
+    design = sp.csr_matrix(X) if layout == "csr" else X
+
+    def weights_of_block(rows, block):
+        return [
+            tuple(w[rows] if isinstance(w, np.ndarray) else w for w in d)
+            if isinstance(d, tuple)
+            else d[rows]
+            for d in weightings
+        ], []
+
+    grams, _ = block_grams(design, weights_of_block, 5, 0, center=center)
+    full = np.column_stack([np.ones(n), X - (0.0 if center is None else center)])
+    for gram, d in zip(grams, as_floats, strict=True):
+        expected = full.T @ (full * d[:, None])
+        size = np.abs(full).T @ (np.abs(full) * np.abs(d)[:, None])
+        assert np.all(np.abs(gram - expected) <= 1e-12 * size)
