@@ -1084,6 +1084,11 @@ _NEWTON_FALLBACK_WORK = 4e9
 # Newton direction, and the residual they aim for relative to the gradient.
 _CG_MAX_ITER = 100
 _CG_RTOL = 1e-3
+# Truncated Newton steps end after _STALLED_STEPS in a row that each left
+# more than _STALL_RATIO of the gradient (see _descend); a step whose
+# conjugate gradients reach _CG_RTOL typically leaves 1e-2 to 1e-3 of it.
+_STALLED_STEPS = 3
+_STALL_RATIO = 0.1
 
 
 def _newton_cg_line_search(objective, result, max_iter, tol):
@@ -1103,16 +1108,19 @@ def _newton_cg_line_search(objective, result, max_iter, tol):
             matvec=lambda v: objective.hessp(coef, v),
             dtype=float,
         )
-        d, _ = scipy.sparse.linalg.cg(
-            operator, -grad, rtol=_CG_RTOL, maxiter=_CG_MAX_ITER
-        )
+        # (A direction of zero curvature divides by zero inside CG: its
+        # non-finite result is replaced by the gradient's direction.)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d, _ = scipy.sparse.linalg.cg(
+                operator, -grad, rtol=_CG_RTOL, maxiter=_CG_MAX_ITER
+            )
         return d if np.all(np.isfinite(d)) and grad @ d < 0 else -grad
 
     # The direction is only _CG_RTOL accurate, and a line search to the same
     # accuracy loses nothing (searched exactly, one step took 26 passes over
-    # a 2e4 x 1000 design).
+    # a 2e4 x 1000 design). Steps that stall end the search (see _descend).
     coef, grad, n_iter = _descend(
-        objective, result, max_iter, tol, direction, rtol=_CG_RTOL
+        objective, result, max_iter, tol, direction, rtol=_CG_RTOL, stall=True
     )
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     converged = gnorm <= tol or (result.converged and gnorm <= _LBFGS_ROUNDING_GTOL)
@@ -1121,18 +1129,27 @@ def _newton_cg_line_search(objective, result, max_iter, tol):
     )
 
 
-def _descend(objective, result, max_iter, tol, direction, rtol=0.0):
+def _descend(objective, result, max_iter, tol, direction, rtol=0.0, stall=False):
     """Steps along ``direction(coef, grad)`` to the zero of the slope.
 
     From ``result``'s point, while the largest gradient entry exceeds
     ``tol``, iterations remain and a step improves the gradient or the
-    value; to ``rtol`` (see :func:`_zero_of_slope`). Returns ``(coef, grad,
-    n_iter)``.
+    value; to ``rtol`` (see :func:`_zero_of_slope`). With ``stall``, also
+    only until ``_STALLED_STEPS`` steps in a row each left more than
+    ``_STALL_RATIO`` of the gradient: truncated Newton directions that do
+    not bring the gradient down (conjugate gradients stopped far from the
+    Newton step; on a smoothed quantile objective of a 1e5 x 1005 one-hot
+    design at q = 0.9, 200 steps of 100 products each took the gradient
+    from 2e-8 to 1e-8 in 110 s) would spend the whole budget.
+    Returns ``(coef, grad, n_iter)``.
     """
     coef, n_iter = result.coef, result.n_iter
     value, grad = objective.loss_gradient(coef)
     gnorm = float(np.max(np.abs(grad), initial=0.0))
+    stalled = 0
     while gnorm > tol and n_iter < max_iter and np.isfinite(value):
+        if stall and stalled >= _STALLED_STEPS:
+            break
         d = direction(coef, grad)
         if d is None:
             break
@@ -1143,6 +1160,7 @@ def _descend(objective, result, max_iter, tol, direction, rtol=0.0):
         improved = trial_gnorm < gnorm or trial_value < value
         if not (np.isfinite(trial_value) and improved):
             break
+        stalled = stalled + 1 if trial_gnorm > _STALL_RATIO * gnorm else 0
         coef = coef + step * d
         value, grad, gnorm = trial_value, trial_grad, trial_gnorm
     return coef, grad, n_iter
