@@ -1576,25 +1576,17 @@ def column_setup(X, y, sample_weight, fit_intercept, rows=None):
     return data, stats, sample
 
 
-def start_rows_setup(X, y, sample_weight, fit_intercept, weightless=False):
+def start_rows_setup(X, y, sample_weight, fit_intercept):
     """:func:`column_setup` whose sample is the in-memory least-squares start's rows.
 
     ``LEAST_SQUARES_START_ROWS`` strided rows (all for small ``n``), as the
-    in-memory fits take them. Unless ``weightless`` (the caller then starts
-    from all rows, as in memory), raises ``NotImplementedError`` when they
-    carry no weight: the in-memory fit then starts from all rows, which on
-    dask would gather ``X`` on the client.
+    in-memory fits take them. When they carry no weight the in-memory fit
+    starts from all rows, and so must the caller (with passes, not this
+    sample).
     """
     from ._base import LEAST_SQUARES_START_ROWS
 
-    setup = column_setup(X, y, sample_weight, fit_intercept, LEAST_SQUARES_START_ROWS)
-    if not (weightless or setup[2].weights.max(initial=0.0) > 0):
-        raise NotImplementedError(
-            "the strided rows the start is computed on carry no weight: the "
-            "in-memory fit then starts from all rows, which on dask would "
-            "gather X on the client. Shuffle the rows or fit in memory."
-        )
-    return setup
+    return column_setup(X, y, sample_weight, fit_intercept, LEAST_SQUARES_START_ROWS)
 
 
 def _fit_column(estimator, X, y, sample_weight, output, n_outputs):

@@ -61,11 +61,13 @@ from ._dask_strided import StridedObjective
 from ._heteroscedastic import (
     _EXACT_FIT_RELATIVE,
     _MAX_LOG_WEIGHT,
+    HARVEY_OFFSET,
     likelihood_objective,
     solve_likelihood,
     variance_columns,
 )
 from ._objective import LinearObjective, _centred_moments, merge_moments
+from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
 
 
@@ -105,6 +107,35 @@ class _LikelihoodSetup(_ChunkSetup):
 
     def targets(self, X_c, y_c, weights):
         return self.unit_targets(y_c, weights)
+
+
+class _HarveySetup(_ChunkSetup):
+    """Harvey's targets ``log(r^2 + tau^2)`` of a chunk's least-squares residuals.
+
+    ``r`` of the unit targets at ``mean_coef`` (0 on the rows without
+    weight), as :func:`~skrobust._heteroscedastic.harvey_start` takes them.
+    """
+
+    def __init__(self, setup, targets, start_objective, mean_coef, floor):
+        vars(self).update(vars(setup))
+        self.unit_targets, self.mean_coef, self.floor = targets, mean_coef, floor
+        self.mean_predictors = start_objective.predictor_spec
+
+    def targets(self, X_c, y_c, weights):
+        y = self.unit_targets(y_c, weights)
+        mean = LinearObjective(
+            FixedScaleLoss(SquaredRho()),
+            X_c,
+            y,
+            weights,
+            self.mean_predictors,
+            [0.0],
+            column_stats=self.column_stats,
+        )
+        residuals = y - mean.raw_prediction(self.mean_coef)[:, 0]
+        residuals[~(weights > 0)] = 0.0
+        # log(r^2 + floor) through hypot, which cannot overflow.
+        return 2.0 * np.log(np.hypot(residuals, np.sqrt(self.floor)))
 
 
 # -- statistics of y ---------------------------------------------------------------
@@ -252,6 +283,10 @@ class _Problem:
             self.l2,
             self.stats[2],
         )
+        return self.distributed(template, _LikelihoodSetup, self.targets)
+
+    def distributed(self, template, setup_class, *targets):
+        """``template``'s objective on all rows, targets by ``setup_class``."""
         sum_weight, top = self.stats[0], self.stats[1]
         setup = _ChunkSetup(
             template.loss,
@@ -261,8 +296,72 @@ class _Problem:
             1.0,
             top,
         )
-        setup = _LikelihoodSetup(setup, self.targets)
+        setup = setup_class(setup, *targets)
         return StridedObjective(self.data, sum_weight, top, template, setup)
+
+    def maximise_from_all_rows(self, start_objective, warm):
+        """:meth:`maximise` when the start rows carry no weight: all rows, as in memory.
+
+        Least squares and Harvey's log-variance from normal equations formed
+        in one pass each (in memory from all rows then too), the exact-fit
+        test on all rows.
+        """
+        estimator = self.estimator
+        ls = self.distributed(start_objective, _LikelihoodSetup, self.targets)
+        _, grad, hess = ls.loss_gradient_hessian(np.zeros(ls.n_coef))
+        mean_coef = min_norm_solve(hess, -grad)
+        mean = ls.unstandardize(mean_coef)[0]
+        residuals = np.zeros(start_objective.n_samples)
+        exact_variance = _exact_fit_variance(
+            self.data,
+            self.stats,
+            self.targets,
+            (start_objective, mean_coef, residuals),
+            mean,
+            estimator.variance_floor,
+            True,
+        )
+        if exact_variance is not None:
+            p = self.data.n_features
+            n_var = p if self.var_cols is None else self.var_cols.size
+            return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+        objective = self.likelihood()
+        if warm is not None:
+            start = _warm_start(estimator, warm, self.var_cols, self.robust, self.unit)
+        else:
+            var_coef = self.harvey_start(start_objective, mean_coef)
+            start = objective.unstandardize(np.concatenate([mean_coef, var_coef]))
+        return solve_likelihood(
+            estimator,
+            objective,
+            start,
+            mean_coef,
+            None,
+            self.var_cols,
+            self.l2,
+            self.stats[2],
+        )
+
+    def harvey_start(self, start_objective, mean_coef):
+        """:func:`~skrobust._heteroscedastic.harvey_start` on all rows (one pass)."""
+        floor = self.estimator.variance_floor
+        floor = floor if floor > 0 else 1e-300
+        template = LinearObjective(
+            FixedScaleLoss(SquaredRho()),
+            start_objective.X,
+            np.zeros(start_objective.n_samples),
+            start_objective.sample_weight,
+            [(self.var_cols, True)],
+            [self.l2],
+            column_stats=self.stats[2],
+        )
+        objective = self.distributed(
+            template, _HarveySetup, self.targets, start_objective, mean_coef, floor
+        )
+        _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
+        coef = min_norm_solve(hess, -grad)
+        coef[-1] += HARVEY_OFFSET
+        return coef
 
     def maximise(self, warm):
         """:func:`~skrobust._heteroscedastic.maximise_likelihood` on all rows.
@@ -277,6 +376,8 @@ class _Problem:
             self.targets,
             estimator.fit_intercept,
         )
+        if not start_objective.sample_weight.max(initial=0.0) > 0:
+            return self.maximise_from_all_rows(start_objective, warm)
         mean_coef = _solve_least_squares(
             start_objective, direct=True, budget=copy_budget(self.data.X)
         )

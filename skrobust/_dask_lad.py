@@ -448,7 +448,7 @@ def _standardised_warm(estimator, output, n_outputs, n_features, offset, spread)
 def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     """One target column's ``scale="lad"`` fit: ``(StandardisedFit, round trips)``."""
     data, stats, start_rows = start_rows_setup(
-        X, y, sample_weight, estimator.fit_intercept, weightless=True
+        X, y, sample_weight, estimator.fit_intercept
     )
     offset, spread = standardise_targets(estimator, data, stats, start_rows)
     problem = _LadFit(estimator, data, stats, start_rows, offset, spread)

@@ -297,3 +297,32 @@ def test_public_predictions_on_a_dask_array_are_lazy(synchronous):
         assert isinstance(lazy, da.Array)
         assert lazy.chunks[0] == CHUNKS
         np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-10)
+
+
+# 45 001 rows in uneven chunks: the start's rows are every 4th.
+LARGE_CHUNKS = (9000, 1, 5000, 4000, 4000, 4000, 7000, 3000, 4000, 5000)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"variance_features": [0], "alpha": 1.0}, {"fit_intercept": False}],
+)
+def test_start_rows_without_weight_start_from_all_rows(synchronous, params):
+    """Weight on the odd rows only: the start's every-4th rows carry none.
+
+    In memory least squares and Harvey's log-variance then come from all
+    rows; the dask fit forms their normal equations in one pass each.
+    """
+    X, y = make_data(45_001)
+    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    memory = HeteroscedasticRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4))
+    fitted = HeteroscedasticRegressor(**params).fit(Xd, y, sample_weight=weights)
+    assert_same_fit(fitted, memory)
+    # Noiseless targets: least squares fits every row, checked on all rows.
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
+    memory = HeteroscedasticRegressor(variance_floor=1e-6).fit(X, y, weights)
+    fitted = HeteroscedasticRegressor(variance_floor=1e-6).fit(Xd, y, weights)
+    assert memory.n_iter_ == fitted.n_iter_ == 0
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.var_intercept_, memory.var_intercept_, rtol=1e-10)
