@@ -17,7 +17,11 @@ from the same start.
    ``y`` standardise it (:func:`skrobust._dask.standardise_targets`).
 2. **The start on the client**: least squares on the start rows (its
    exact-fit shortcut checked on all rows by one pass), the reweighted L1
-   start and the MAD of its residuals, by the in-memory functions.
+   start and the MAD of its residuals, by the in-memory functions. When
+   the start rows carry no weight, as in memory from all rows
+   (:meth:`_LadFit.start_from_all_rows`): least squares from one pass of
+   normal equations, the L1 start on its own strided rows of all rows
+   (fetched once), the scale by a distributed selection.
 3. **The fixed point on the workers**: each smoothed fit is a
    :class:`~skrobust._dask_strided.StridedObjective` on every 8th row (by
    global index, as in memory) or on all rows, solved by the in-memory
@@ -37,9 +41,10 @@ exact LAD fit is a dask exact quantile fit from the start, the scale is
 selection (and their RMS by two passes when more than half are zero), and
 the fixed-scale fit on all rows is the in-memory multilevel solve (every
 8th row first on large problems), then the Newton polish. Only a LAD fit
-that interpolates every row of positive weight (no more such rows than
-coefficients, where the in-memory fit turns to the MAD scale's fixed
-point) raises ``NotImplementedError``.
+that interpolates every row of positive weight (with ``alpha > 0``: no
+more such rows than coefficients, where the in-memory fit turns to the MAD
+scale's fixed point) raises ``NotImplementedError``, as does a start whose
+L1 rows carry no weight either.
 """
 
 from functools import partial
