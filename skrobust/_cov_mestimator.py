@@ -225,7 +225,8 @@ def covariance_sums(
         r = residuals.of_block(rows, block)
         z = r / scale
         weight = None if sample_weight is None else sample_weight[rows]
-        psi_squared = np.square(np.asarray(rho.derivative(z), dtype=float))
+        psi = np.asarray(rho.derivative(z), dtype=float)
+        psi_squared = np.square(psi)
         dpsi = np.asarray(rho.second_derivative(z), dtype=float)
         plan.observe(rows, block, r, dpsi)
         psi_squares[0] += _weighted_sum(psi_squared, weight)
@@ -235,7 +236,7 @@ def covariance_sums(
             deviation = dpsi - mean
             squares = _weighted_sum(deviation * deviation, weight)
             moments.append({"n": total, "dpsi_mean": mean, "dpsi_squares": squares})
-        return plan.weightings(weight, dpsi, psi_squared), []
+        return plan.weightings(weight, dpsi, psi), []
 
     grams, _ = block_grams(
         X, weights_of_block, plan.n_grams, 0, fit_intercept, center=center
@@ -356,7 +357,7 @@ def _joint_sandwich_sums(
             z_dpsi if weight is None else weight * z_dpsi,
             psi * weighted_grad_scale,
         ]
-        return plan.weightings(weight, dpsi, np.square(psi)), cross
+        return plan.weightings(weight, dpsi, psi), cross
 
     grams, cross = block_grams(
         X, weights_of_block, plan.n_grams, 2, fit_intercept, center=center
@@ -570,9 +571,15 @@ class _BreadPlan:
                 change = change * sample_weight[rows][crossed]
             self.crossed.append((crossed + rows.start, change))
 
-    def weightings(self, weight, dpsi, psi_squared):
-        """The Gram weightings of a block of rows (``weight`` None: unit)."""
-        meat = psi_squared if weight is None else weight * psi_squared
+    def weightings(self, weight, dpsi, psi):
+        r"""The Gram weightings of a block of rows (``weight`` None: unit).
+
+        The meat's, :math:`s \psi^2`, as the pair of scalings ``sqrt(s)
+        psi`` (see :func:`skrobust._inference.block_grams`): no squares and
+        square roots per row.
+        """
+        root = psi if weight is None else np.sqrt(weight) * psi
+        meat = (root, root, 1.0)
         if self.kind == "psi squared":
             return [weight, meat]
         if self.kind == "solver":
