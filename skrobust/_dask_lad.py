@@ -40,11 +40,11 @@ exact LAD fit is a dask exact quantile fit from the start, the scale is
 :func:`skrobust._scale.initial_scale` of its residuals by a distributed
 selection (and their RMS by two passes when more than half are zero), and
 the fixed-scale fit on all rows is the in-memory multilevel solve (every
-8th row first on large problems), then the Newton polish. Only a LAD fit
-that interpolates every row of positive weight (with ``alpha > 0``: no
-more such rows than coefficients, where the in-memory fit turns to the MAD
-scale's fixed point) raises ``NotImplementedError``, as does a start whose
-L1 rows carry no weight either.
+8th row first on large problems), then the Newton polish. A LAD fit that
+interpolates every row of positive weight (with ``alpha > 0``) hands over
+to the MAD scale's fixed point, as in memory
+(:mod:`skrobust._dask_mad_scale`). Only a start whose L1 rows carry no
+weight either raises ``NotImplementedError``.
 """
 
 from functools import partial
@@ -72,6 +72,7 @@ from ._dask import (
     weighted_median,
 )
 from ._dask_far_targets import FarClippedSetup
+from ._dask_mad_scale import mad_scale_fit
 from ._dask_strided import StridedData, StridedObjective, rows_of
 from ._objective import LinearObjective
 from ._scale import (
@@ -87,16 +88,6 @@ from ._scale import (
 )
 from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
-
-
-def _interpolation_error(positive, n_coef):
-    return NotImplementedError(
-        f"scale='lad' on dask: the exact LAD fit of the {positive} rows of "
-        f"positive weight ({n_coef} coefficients) fits every one of them "
-        "exactly, so its residuals carry no scale; the in-memory fit then "
-        "takes the MAD scale's fixed point, which is not followed on dask. "
-        "Fit in memory (these rows are all the fit sees), or with scale='mad'."
-    )
 
 
 def _positive_rows_kernel(X_c, y_c, w_c):
@@ -360,13 +351,12 @@ class _LadFit:
         ((w, b),) = objective.unstandardize(coef)
         return w, b, result.converged, result.message
 
-    def exact_lad_scale_fit(self, coef, positive):
+    def exact_lad_scale_fit(self, coef, scale):
         """:func:`skrobust._scale.exact_lad_scale_fit`, on dask.
 
         Returns ``(w, b, scale, converged, message)``, as :meth:`solve`.
 
-        ``coef`` is the start (standardised); ``positive`` counts the rows
-        of positive weight.
+        ``coef`` and ``scale`` are the start (standardised).
         """
         from ._dask_joint_boundary import exact_lad_fit
 
@@ -377,8 +367,9 @@ class _LadFit:
         )
         values = RowValues(self.offset, self.spread, w, b)
         if not sum(self.data.map_chunks(_inexact_rows_kernel, values)) > 0:
-            n_coef = self.data.n_features + self.fit_intercept
-            raise _interpolation_error(positive, n_coef)
+            # The LAD fit interpolates: its residuals carry no scale, so the
+            # MAD fixed point provides it, from the start, as in memory.
+            return mad_scale_fit(self, coef, scale)
         scale = robust_scale(self.data, self.stats, self.start_rows, values)
         # As _fixed_scale_fit: from the given start, a multilevel solve.
         objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
@@ -401,10 +392,10 @@ class _LadFit:
         positive = sum(self.data.map_chunks(_positive_rows_kernel))
         n_coef = self.data.n_features + self.fit_intercept
         if positive <= _FEW_ROWS_PER_COEF * n_coef:
-            return self.exact_lad_scale_fit(coef, positive)
+            return self.exact_lad_scale_fit(coef, scale)
         found = self.smoothed_lad_scale(coef, min(scale, 1.0))
         if found is None:
-            return self.exact_lad_scale_fit(coef, positive)
+            return self.exact_lad_scale_fit(coef, scale)
         lad_coef, lad_scale, settled = found
         other = None
         if abs(lad_scale - scale) <= LAD_SCALE_RTOL * lad_scale:

@@ -138,19 +138,45 @@ def test_few_rows_of_positive_weight_take_the_exact_lad_scale(synchronous, rows,
         np.testing.assert_allclose(fitted.cov_, memory.cov_, rtol=1e-10)
 
 
-def test_exact_lad_fit_of_every_row_is_refused_with_the_reason(synchronous):
-    """As many rows of positive weight as coefficients, and a ridge.
+@pytest.mark.parametrize(
+    "estimator, rows",
+    [
+        (HuberRegressor(scale="lad", alpha=1.0), 5),
+        (HuberRegressor(scale="lad", alpha=1.0), 4),
+        (LogCoshRegressor(scale="lad", alpha=0.1), 3),
+    ],
+)
+def test_exact_lad_fit_of_every_row_takes_the_mad_scale(synchronous, estimator, rows):
+    """No more rows of positive weight than coefficients, and a ridge.
 
     The exact LAD fit then interpolates them (least squares would too, but
-    the ridge skips that shortcut); in memory the MAD scale's fixed point
-    follows, which the dask fit does not take: a clear error.
+    the ridge skips that shortcut): in memory the MAD scale's fixed point
+    follows, and on dask the same secant steps on distributed fits.
     """
     X, y = make_data()
     weights = np.zeros(y.size)
-    weights[:5] = 1.0
+    weights[:rows] = 1.0
+    memory = copy.deepcopy(estimator).fit(X, y, sample_weight=weights)
     Xd = da.from_array(X, chunks=(CHUNKS, 4))
-    with pytest.raises(NotImplementedError, match="fits every one of them exactly"):
-        HuberRegressor(scale="lad", alpha=1.0).fit(Xd, y, sample_weight=weights)
+    fitted = copy.deepcopy(estimator).fit(Xd, y, sample_weight=weights)
+    assert memory.scale_ > 0.01
+    assert_same_fit(fitted, memory)
+
+
+def test_noiseless_targets_with_a_ridge_take_the_mad_scale(synchronous):
+    """Every row on a plane and a ridge: the MAD scale, every 8th row first.
+
+    The smoothed LAD scale collapses, the exact LAD fit interpolates all
+    45 001 rows, and the MAD scale's secant runs on the solvers' subsample
+    before all rows, as in memory.
+    """
+    X, _ = make_data(45_001)
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
+    memory = HuberRegressor(scale="lad", alpha=1.0).fit(X, y)
+    Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4))
+    fitted = HuberRegressor(scale="lad", alpha=1.0).fit(Xd, y)
+    assert memory.scale_ > 1e-4
+    assert_same_fit(fitted, memory)
 
 
 def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):

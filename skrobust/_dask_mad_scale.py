@@ -1,0 +1,186 @@
+r"""The MAD scale's fixed point on dask data, for the LAD scale's last resort.
+
+When the exact LAD fit of ``scale="lad"`` interpolates every row of
+positive weight, its residuals carry no scale and the in-memory fit turns to
+:meth:`skrobust._scale.MADScale.solve`: safeguarded secant steps on
+``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma`` whose every step is a
+fixed-scale fit, first on every 8th row for large problems, with the
+boundary ``sigma = 0`` solved directly when the secant heads for it
+(:func:`skrobust._scale._collapsed_mad_fit`). This module takes those steps
+on a :class:`skrobust._dask_lad._LadFit`: each fixed-scale fit is its
+distributed objective on the same rows (every 8th by global index, or
+all), each ``MAD`` (with its RMS fallback) a distributed selection
+(:func:`skrobust._dask.robust_scale`), the secant, polish and stopping
+rules are :mod:`skrobust._scale`'s; the boundary is the weighted median of
+``y`` (with a penalty) or the dask exact LAD fit (without), its MAD one
+more selection.
+"""
+
+import numpy as np
+
+from . import _solvers
+from ._dask import RowValues, robust_scale, weighted_median
+from ._dask_strided import rows_of
+from ._scale import (
+    _EXTRAPOLATION_MAX_RATIO,
+    _POLISH_GAP,
+    EXACT_FIT_TOL,
+    ScaleSecant,
+    _newton_polish,
+)
+from .losses import FixedScaleLoss, SquaredRho
+
+
+def _unstandardize(problem, coef):
+    """``(w, b)`` of standardised ``coef`` in ``problem``'s coordinates."""
+    ls = problem.client_objective(FixedScaleLoss(SquaredRho()), problem.l2)
+    ((w, b),) = ls.unstandardize(coef)
+    return w, b
+
+
+class _FittedValues:
+    """``|r|`` at ``(w, b)``, 0 where the row is fitted exactly (``EXACT_FIT_TOL``)."""
+
+    def __init__(self, offset, spread, w, b):
+        self.values = RowValues(offset, spread, w, b)
+
+    def __call__(self, X_c, y_c):
+        values = self.values(X_c, y_c)
+        values[values <= EXACT_FIT_TOL] = 0.0
+        return values
+
+
+def collapsed_mad_fit(problem, coef):
+    """:func:`skrobust._scale._collapsed_mad_fit`: ``(w, b)`` at ``sigma = 0``.
+
+    Or None when the MAD there stays positive (``sigma = 0`` is no fixed
+    point).
+    """
+    from ._dask_joint_boundary import exact_lad_fit
+
+    data, stats, hint = problem.data, problem.stats, problem.start_rows.hint
+    offset, spread = problem.offset, problem.spread
+    w, b = _unstandardize(problem, coef)
+    if problem.l2 == 0:
+        w, b = exact_lad_fit(data, (offset, spread), problem.fit_intercept, w, b)
+    else:
+        w = np.zeros_like(w)
+        b = 0.0
+        if problem.fit_intercept:
+            values = RowValues(offset, spread, absolute=False)
+            b = weighted_median(data, values, stats[0], stats[1], hint(values))
+    values = _FittedValues(offset, spread, w, b)
+    if weighted_median(data, values, stats[0], stats[1], hint(values)) > 0:
+        return None
+    return w, b
+
+
+def _residual_scale(problem, rows, objective, coef):
+    """``initial_scale`` of the residuals at ``coef`` of ``rows`` (data, weight)."""
+    ((w, b),) = objective.unstandardize(coef)
+    values = RowValues(problem.offset, problem.spread, w, b)
+    stats = (rows[1], problem.stats[1])
+    return robust_scale(rows[0], stats, problem.start_rows, values)
+
+
+def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False):
+    """:meth:`skrobust._scale.MADScale._secant` on every ``step``-th row.
+
+    Returns ``(coef, scale, hessian, converged, collapsing)``.
+    """
+    options = problem.options
+    data, weight = rows_of(problem.data, step, problem.stats[1])
+    rows = (data, problem.stats[0] if step <= 1 else weight)
+    secant = ScaleSecant(options.tol)
+    mad, converged = scale, False
+    start, last = coef, None
+    for _ in range(options.max_iter):
+        objective = problem.objective(
+            FixedScaleLoss(problem.rho, scale), problem.l2, step
+        )
+        budget = max(options.max_iter - problem.used, 0)
+        result = _solvers.solve(
+            objective,
+            start,
+            options.with_max_iter(budget),
+            multilevel=False,
+            hessian=hessian,
+            hessian_origin=origin,
+        )
+        problem.used += result.n_iter
+        coef = result.coef
+        if result.hessian is not None:
+            hessian, origin = result.hessian, "stale"
+        mad = _residual_scale(problem, rows, objective, coef)
+        if result.converged and step <= 1 and abs(mad - scale) <= _POLISH_GAP * scale:
+            coef = _newton_polish(problem, objective, coef, hessian, result.gradient)
+            mad = _residual_scale(problem, rows, objective, coef)
+        next_scale = secant.step(scale, mad, result.converged)
+        if next_scale is None:
+            converged = True
+            break
+        if collapse and secant.collapsing:
+            return coef, mad, hessian, False, True
+        start = coef
+        if last is not None and last[0] != scale:
+            ratio = (next_scale - scale) / (scale - last[0])
+            if abs(ratio) <= _EXTRAPOLATION_MAX_RATIO:
+                start = coef + ratio * (coef - last[1])
+        last = (scale, coef)
+        scale = next_scale
+        if problem.used >= options.max_iter:
+            break
+    return coef, mad, hessian, converged, False
+
+
+def _subsample_step(problem):
+    """``SUBSAMPLE_STEP`` where the solvers subsample (and its rows have weight)."""
+    n = problem.data.n_samples
+    n_coef = problem.data.n_features + problem.fit_intercept
+    if n < _solvers.SUBSAMPLE_MIN_ROWS:
+        return None
+    if n < _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * n_coef:
+        return None
+    step = _solvers.SUBSAMPLE_STEP
+    return step if problem.rows_weight(step) > 0 else None
+
+
+def mad_scale_fit(problem, coef, scale):
+    """:meth:`skrobust._scale.MADScale.solve`: ``(w, b, scale, converged, message)``.
+
+    ``problem`` is a :class:`skrobust._dask_lad._LadFit`; ``coef`` and
+    ``scale`` the start, in its standardised units.
+    """
+    if not scale > 0:
+        boundary = collapsed_mad_fit(problem, coef)
+        if boundary is not None:
+            return (*boundary, 0.0, True, "")
+        values = RowValues(
+            problem.offset, problem.spread, *_unstandardize(problem, coef)
+        )
+        scale = robust_scale(problem.data, problem.stats, problem.start_rows, values)
+    hessian, origin, check_collapse = None, "stale", True
+    step = _subsample_step(problem)
+    if step is not None:
+        coef, scale, hessian, _, collapsing = _secant(
+            problem, step, coef, scale, None, collapse=True
+        )
+        origin = "subsample"
+        if collapsing:
+            boundary = collapsed_mad_fit(problem, coef)
+            if boundary is not None:
+                return (*boundary, 0.0, True, "")
+            check_collapse = False
+    coef, scale, _, converged, collapsing = _secant(
+        problem, 1, coef, scale, hessian, origin, check_collapse
+    )
+    if collapsing:
+        boundary = collapsed_mad_fit(problem, coef)
+        if boundary is not None:
+            return (*boundary, 0.0, True, "")
+        coef, scale, _, converged, _ = _secant(
+            problem, 1, coef, scale, hessian, "stale", False
+        )
+    w, b = _unstandardize(problem, coef)
+    message = "" if converged else "the MAD scale fixed point did not settle"
+    return w, b, scale, converged, message
