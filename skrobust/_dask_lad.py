@@ -43,8 +43,7 @@ the fixed-scale fit on all rows is the in-memory multilevel solve (every
 8th row first on large problems), then the Newton polish. A LAD fit that
 interpolates every row of positive weight (with ``alpha > 0``) hands over
 to the MAD scale's fixed point, as in memory
-(:mod:`skrobust._dask_mad_scale`). Only a start whose L1 rows carry no
-weight either raises ``NotImplementedError``.
+(:mod:`skrobust._dask_mad_scale`).
 """
 
 from functools import partial
@@ -72,6 +71,7 @@ from ._dask import (
     weighted_median,
 )
 from ._dask_far_targets import FarClippedSetup
+from ._dask_lad_start import reweighted_start
 from ._dask_mad_scale import mad_scale_fit
 from ._dask_strided import StridedData, StridedObjective, rows_of
 from ._objective import LinearObjective
@@ -221,8 +221,9 @@ class _LadFit:
         fit forms them too on large problems, or solves them from a copy);
         its exact-fit test on all rows; the reweighted L1 start on the
         strided rows ``least_absolute_deviation_start`` takes of all rows,
-        fetched once (about ``_LAD_START_ROWS``); the scale of its residuals
-        on all rows by a distributed selection.
+        fetched once (about ``_LAD_START_ROWS``), or, when those carry no
+        weight either, on all rows (:mod:`skrobust._dask_lad_start`); the
+        scale of its residuals on all rows by a distributed selection.
         """
         objective = self.objective(FixedScaleLoss(SquaredRho()), self.l2)
         _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
@@ -239,12 +240,12 @@ class _LadFit:
         parts = strided.map_chunks(_rows_kernel)
         X, y, weights = (np.concatenate([part[k] for part in parts]) for k in range(3))
         if not weights.max(initial=0.0) > 0:
-            raise NotImplementedError(
-                "scale='lad' on dask: neither the strided rows of the "
-                "least-squares start nor those of the L1 start carry weight; "
-                "the in-memory fit then reweights all rows, pass after pass. "
-                "Shuffle the rows or fit in memory."
-            )
+            # As in memory: the L1 start reweights all rows, a pass a step.
+            coef = reweighted_start(self, objective, coef)
+            ((w, b),) = objective.unstandardize(coef)
+            values = RowValues(self.offset, self.spread, w, b)
+            scale = robust_scale(self.data, self.stats, self.start_rows, values)
+            return coef, scale, None
         y = (y - self.offset) / self.spread
         weights = weights / self.stats[1]
         y[~(weights > 0)] = 0.0

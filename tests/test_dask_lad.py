@@ -241,3 +241,33 @@ def test_start_from_all_rows_finds_an_exact_least_squares_fit(synchronous):
     assert memory.scale_ == fitted.scale_ == 0.0
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
     np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["huber", "logcosh-ridge"])
+def test_l1_start_on_all_rows_when_its_rows_carry_no_weight(
+    synchronous, monkeypatch, name
+):
+    """40 000 rows weighted on the odd ones: both starts' strides are even.
+
+    Neither the least-squares start's rows (every 4th) nor the L1 start's
+    (every 20th) carry weight, so in memory the L1 start reweights all
+    rows; the dask fit does so with a pass a step.
+    """
+    import skrobust._dask_lad as dask_lad
+
+    calls = []
+    reweighted_start = dask_lad.reweighted_start
+
+    def spy(*args):
+        calls.append(1)
+        return reweighted_start(*args)
+
+    monkeypatch.setattr(dask_lad, "reweighted_start", spy)
+    X, y = make_data(40_000)
+    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
+    chunks = LARGE_CHUNKS[:-2] + (3999,)
+    Xd = da.from_array(X, chunks=(chunks, 4))
+    fitted = copy.deepcopy(ESTIMATORS[name]).fit(Xd, y, sample_weight=weights)
+    assert calls == [1]
+    assert_same_fit(fitted, memory)
