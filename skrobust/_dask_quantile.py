@@ -852,8 +852,7 @@ class _DaskSmooth:
         self.fit_intercept = estimator.fit_intercept
         self.quantile, self.kernel = float(estimator.quantile), estimator.kernel
         self.n_coef = data.n_features + bool(self.fit_intercept)
-        newton_max = _quantile_smooth.NEWTON_MAX_COEF
-        self.method = "newton" if self.n_coef <= newton_max else "lbfgs"
+        self.method = _quantile_smooth.smoothed_solver(self.n_coef, data.n_samples)
         self.n_iter = 0
         # _quantile_smooth._l1_weights: alpha / column scale, none on the intercept.
         self.l1 = np.zeros(self.n_coef)

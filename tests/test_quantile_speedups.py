@@ -319,3 +319,32 @@ def test_many_exact_levels_hold_less_than_half_of_x_at_once(levels):
         tracemalloc.stop()
     outputs = model.coef_.nbytes + model.intercept_.nbytes
     assert peak < 0.5 * X.nbytes + outputs, peak / X.nbytes
+
+
+def test_smoothed_solver_rule():
+    from skrobust._quantile_smooth import smoothed_solver
+
+    assert smoothed_solver(101, 10**9) == "newton"
+    assert smoothed_solver(101, 200 * 101 - 1) == "lbfgs"
+    assert smoothed_solver(100, 1) == "newton"
+    assert smoothed_solver(301, 10**9) == "lbfgs"
+
+
+def test_smoothed_fit_with_many_rows_per_coefficient_reaches_the_optimum():
+    # 101 coefficients and 208 rows each: Newton's method (on the rows within
+    # ten bandwidths of zero) takes two steps of the continuation in the
+    # bandwidth, to a duality gap of 1.3e-6 of the loss. L-BFGS could not
+    # finish the first step: its fit was 7e-5 above the optimum.
+    from skrobust._quantile_smooth import smoothed_solver
+
+    X, y = _data(21_000, 100, seed=0, gross=0.0)
+    assert smoothed_solver(101, X.shape[0]) == "newton"
+    q = 0.9
+    smooth = QuantileRegressor(solver="smooth", quantile=q).fit(X, y)
+    exact = QuantileRegressor(solver="exact", quantile=q).fit(X, y)
+
+    def loss(model):
+        return pinball_objective(X, y, model.coef_, model.intercept_, q, None, 0.0)
+
+    optimum = loss(exact)
+    assert optimum <= loss(smooth) <= optimum * (1 + 2e-6)
