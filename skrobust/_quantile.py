@@ -112,7 +112,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         pinball loss smoothed with bandwidth ``h``, see ``bandwidth``; the L1
         penalty exact), a twice-differentiable convex problem, by Newton's
         method on the analytic Hessian (proximal Newton with ``alpha > 0``;
-        L-BFGS(-B) beyond 100 coefficients). With ``bandwidth="auto"`` it
+        L-BFGS(-B) beyond 100 coefficients, or beyond 300 where there are
+        200 rows per coefficient). With ``bandwidth="auto"`` it
         then lowers the bandwidth (8 times per step, warm-started; each
         smaller problem on the rows within a few bandwidths of zero) while
         the fit's duality gap, a bound on the excess of its training
@@ -120,8 +121,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         the loss keeps decreasing. Its training pinball loss is then
         typically within ``1e-6`` relative of the optimum (and within
         ``1e-4``), tied or discrete targets (counts with many zeros,
-        rounded values) included; beyond 100 coefficients a step that
-        L-BFGS cannot finish in 50 iterations ends the lowering.
+        rounded values) included; where L-BFGS solves, a step that it
+        cannot finish in 50 iterations ends the lowering (with few rows per
+        coefficient the fit can then stay 1e-4 or more above the optimum:
+        ``"exact"`` reaches it).
         ``"exact"`` finds the minimiser of the objective itself, the optimum
         a linear-programming solver reaches: a smoothed fit (on a strided
         subsample of about 50000 rows for large ``n``) is the preliminary
