@@ -27,7 +27,7 @@ the in-memory ones.
 ``"bootstrap"``
     Each replicate's multiplicities are drawn on the client from the same
     random stream as in memory (``n`` indices of ``random_state``'s
-    ``randint``, counted: 16 bytes a row on the client at the peak, not
+    ``randint``, counted: 32 bytes a row on the client at the peak, not
     ``X``), multiply ``sample_weight`` chunk by chunk, and the replicate is
     the estimator's own dask fit with those weights, warm-started from the
     full-data fit: with the exact solver a reduced problem of the rows near
