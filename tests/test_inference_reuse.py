@@ -128,12 +128,16 @@ def test_solver_w_equals_w_formed_at_its_iterate(captured):
     np.testing.assert_allclose(curvature.w_gram, direct, rtol=RTOL, atol=0)
 
 
-def test_far_from_zero_columns_are_not_reused(captured):
-    # The objective folds the centring into its Hessian: beyond 3 standard
-    # deviations that cancellation would cost digits, so W is formed anew.
-    X, y = gross_error_data(offset=10.0)
+@pytest.mark.parametrize("offset", [10.0, 1e5])
+def test_far_from_zero_columns(captured, offset):
+    # The objective folds a centring of up to 1e3 standard deviations into
+    # its Hessian: beyond 3 that cancellation would cost digits, so W is
+    # formed anew (10); beyond 1e3 the objective centres its row blocks
+    # first, and its Hessian is reused (1e5).
+    X, y = gross_error_data(offset=offset)
     model = HuberRegressor(cov_type="sandwich").fit(X, y)
-    assert captured == [None]
+    (curvature,) = captured
+    assert (curvature is None) == (offset == 10.0)
     expected = mestimator_covariance(
         X, y - model.predict(X), None, HuberRho(model.delta), model.scale_,
         cov_type="sandwich", joint=True,
