@@ -344,7 +344,8 @@ def _joint_sandwich_sums(
         weight = None if sample_weight is None else sample_weight[rows]
         _, psi, dpsi, chi = _concomitant_terms(rho, z)
         plan.observe(rows, block, r, dpsi)
-        grad_scale = scale * (1.0 - 2.0 * chi)
+        grad_scale = np.multiply(chi, -2.0 * scale)
+        grad_scale += scale
         # Rows beyond the threshold have dpsi = 0 and an infinite z: no
         # curvature.
         z_curved = np.where(dpsi > 0, z, 0.0)

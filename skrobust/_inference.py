@@ -351,7 +351,7 @@ def _block_weighting(d, product_rows):
         return "unit", None, None
     if isinstance(d, tuple):
         a, b, factor = d
-        return "pair", factor * (a * b), d
+        return "pair", a * b if factor == 1.0 else factor * (a * b), d
     if d.dtype == bool:
         chosen = np.flatnonzero(d)
         starts = np.searchsorted(
