@@ -20,6 +20,31 @@ def test_median_is_numpys_median(size):
         assert _median(values) == np.median(values)
 
 
+@pytest.mark.parametrize("extra", [0, 1, 2, 1001])
+@pytest.mark.parametrize(
+    "kind", ["normal", "ties", "sorted", "cauchy", "two values", "sample misled"]
+)
+def test_bracketed_median_is_numpys_median(kind, extra):
+    # From 2**15 values the middle values are found between two order
+    # statistics of a strided sample; whatever the sample says (sorted
+    # values, ties, every sampled value huge so that the bracket misses and
+    # the whole array is partitioned) the median must be numpy's.
+    rng = np.random.default_rng(extra)
+    n = 2**15 + extra
+    values = {
+        "normal": lambda: rng.standard_normal(n),
+        "ties": lambda: np.round(rng.standard_normal(n), 1),
+        "sorted": lambda: np.sort(rng.standard_normal(n)),
+        "cauchy": lambda: np.abs(rng.standard_cauchy(n)),
+        "two values": lambda: (np.arange(n) < n // 3).astype(float),
+        "sample misled": lambda: (
+            np.where(np.arange(n) % 64 == 0, 1e9, 1.0) * rng.standard_normal(n)
+        ),
+    }[kind]()
+    assert _median(values) == np.median(values)
+    assert _median(values[:-1]) == np.median(values[:-1])
+
+
 def test_median_of_values_near_the_largest_double_does_not_overflow():
     values = np.array([1.5e308, 1.7e308, -1.0, 1.6e308])
     assert _median(values) == pytest.approx(1.55e308, rel=1e-15)
