@@ -232,43 +232,56 @@ def _median(values):
 def _middle_values(values, lower=True):
     """The ``(k-1)``-th and ``k``-th smallest of ``values``, ``k = size // 2``.
 
+    Without ``lower`` the first is None (see :func:`kth_smallest`).
+    """
+    k = values.size // 2
+    if lower and k:
+        return kth_smallest(values, k, previous=True)
+    return None, kth_smallest(values, k)
+
+
+def kth_smallest(values, k, previous=False):
+    """The ``k``-th smallest of ``values`` (from 0); with ``previous`` the (k-1)-th too.
+
     A partition of a million values takes about 10 ms, and a MAD scale's
     fixed point takes two dozen medians. From ``_BRACKET_MIN_SIZE`` values
-    the two are first sought among the values between two order statistics
-    of a strided sample that bracket the middle with high probability: two
-    comparisons over all values count those below and gather those between
-    (a few percent), and a partition of those gives the two exactly when
-    the counts show that both ranks fell inside; otherwise (an unlucky
-    sample: the values in an adversarial order) the whole array is
-    partitioned. Without ``lower`` the first is None.
+    the answer is first sought among the values between two order
+    statistics of every ``_BRACKET_STEP``-th value that bracket its rank
+    with high probability: two comparisons over all values count those
+    below and gather those between (a few percent), and a partition of
+    those gives it exactly when the counts show that the rank fell inside;
+    otherwise (an unlucky sample: values in an adversarial order) the whole
+    array is partitioned. Returns a float, or with ``previous`` (``k >= 1``)
+    the pair ``(k-1-th, k-th)``.
     """
     n = values.size
-    k = n // 2
+    first = k - 1 if previous else k
     if n >= _BRACKET_MIN_SIZE:
         sample = values[::_BRACKET_STEP].copy()
         rank = k * sample.size / n
         reach = _BRACKET_WIDTH * np.sqrt(sample.size / 4.0) + 2.0
-        low = int(rank - reach)
-        high = int(rank + reach)
-        if low >= 0 and high < sample.size:
-            sample.partition((low, high))
-            below_low = values < sample[low]
-            n_below = int(np.count_nonzero(below_low))
-            inside = np.logical_not(below_low, out=below_low)
-            inside &= values <= sample[high]
-            between = values[inside]
-            first = k - 1 if lower else k
-            if n_below <= first and k < n_below + between.size:
-                hi = k - n_below
-                if not lower:
-                    return None, float(np.partition(between, hi)[hi])
-                part = np.partition(between, (hi - 1, hi))
-                return float(part[hi - 1]), float(part[hi])
-    part = np.partition(values, k)
-    upper = float(part[k])
-    if not lower:
-        return None, upper
-    return (float(part[:k].max()) if k else upper), upper
+        low, high = int(rank - reach), int(rank + reach)
+        ends = [i for i in (low, high) if 0 <= i < sample.size]
+        sample.partition(ends)
+        # Beyond the sample's ends the bracket is open.
+        lo = sample[low] if low >= 0 else -np.inf
+        hi = sample[high] if high < sample.size else np.inf
+        outside = values < lo
+        n_below = int(np.count_nonzero(outside))
+        inside = np.logical_not(outside, out=outside)
+        inside &= values <= hi
+        between = values[inside]
+        if n_below <= first and k < n_below + between.size:
+            return _selected(between, k - n_below, previous)
+    return _selected(values, k, previous)
+
+
+def _selected(values, k, previous):
+    """``values``' ``k``-th smallest (and the one before) by partition."""
+    if not previous:
+        return float(np.partition(values, k)[k])
+    part = np.partition(values, (k - 1, k))
+    return float(part[k - 1]), float(part[k])
 
 
 def weighted_median(values, weights=None):

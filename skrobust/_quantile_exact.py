@@ -81,6 +81,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import safe_sparse_dot
 
+from ._base import kth_smallest
 from ._quantile_lp import (
     _BLOCK_ELEMENTS,
     _check_inputs,
@@ -143,10 +144,9 @@ _GATHER_FRACTION = 0.2
 # 99 levels at n = 1e5, p = 20 took 1.46 s of CPU with two, 1.12-1.17 s
 # with one (same band), 1.29 s with none (a band twice as wide).
 _NEIGHBOUR_STEPS = 1
-# Selections of order statistics of more than _PILOT_MIN_ROWS values first
-# bracket them with a sorted strided pilot of about _PILOT_ROWS values.
+# The m smallest of more than _PILOT_MIN_ROWS values are those up to their
+# m-th smallest, found by a bracketed selection (_base.kth_smallest).
 _PILOT_MIN_ROWS = 20000
-_PILOT_ROWS = 2000
 
 
 # Rows of the Newton step's Gram sample gathered at a time.
@@ -216,7 +216,7 @@ def _weighted_quantile(r, s, quantile, equal_weights=False):
     if n > 0 and (equal_weights or s[0] == s.min() == s.max()):
         # Equal weights: the ceil(q n)-th smallest value, by selection.
         k = min(max(int(np.ceil(quantile * n)) - 1, 0), n - 1)
-        return _kth_smallest(r, k)
+        return kth_smallest(r, k)
     target = quantile * float(s.sum())
 
     def exact(values, weights, below):
@@ -252,38 +252,13 @@ def _weighted_quantile(r, s, quantile, equal_weights=False):
     return exact(r, s, 0.0)
 
 
-def _kth_smallest(values, k):
-    """The ``k``-th smallest (from 0) of ``values``, in O(n) with a small constant.
-
-    A sorted strided pilot brackets it, so that only the values inside the
-    bracket are partitioned: ``np.partition`` of the whole vector costs
-    several times more at ``n = 1e5``, and fits of many levels or bootstrap
-    replicates select once or twice per fit.
-    """
-    n = values.size
-    if n <= _PILOT_MIN_ROWS:
-        return float(np.partition(values, k)[k])
-    pilot = np.sort(values[:: n // _PILOT_ROWS])
-    at = (k + 0.5) / n * pilot.size
-    # Five standard deviations of the pilot's order statistic, plus one.
-    half = 5.0 * np.sqrt(pilot.size * min(at, pilot.size - at) / pilot.size) + 1.0
-    lo_k, hi_k = int(at - half), int(at + half)
-    lo = pilot[lo_k] if lo_k > 0 else -np.inf
-    hi = pilot[hi_k] if hi_k < pilot.size else np.inf
-    below = int(np.count_nonzero(values < lo))
-    inside = values[(values >= lo) & (values <= hi)]
-    if not below <= k < below + inside.size:
-        return float(np.partition(values, k)[k])
-    return float(np.partition(inside, k - below)[k - below])
-
-
 def _smallest(d, m):
     """Indices of the ``m`` smallest entries of ``d`` (ties broken by position)."""
     if m >= d.size:
         return np.arange(d.size)
     if d.size <= _PILOT_MIN_ROWS or m > d.size // 4:
         return np.argpartition(d, m - 1)[:m]
-    threshold = _kth_smallest(d, m - 1)
+    threshold = kth_smallest(d, m - 1)
     below = np.flatnonzero(d < threshold)
     ties = np.flatnonzero(d == threshold)[: m - below.size]
     return np.concatenate([below, ties])

@@ -103,7 +103,8 @@ def test_bootstrap_covariance_matches_separate_fits():
 @pytest.mark.parametrize("kind", ["normal", "cauchy", "ties"])
 def test_pilot_selection_matches_sorting(kind):
     """The bracketed selections equal those of a full sort."""
-    from skrobust._quantile_exact import _kth_smallest, _smallest
+    from skrobust._base import kth_smallest
+    from skrobust._quantile_exact import _smallest
 
     rng = np.random.default_rng(3)
     n = 60_001
@@ -114,7 +115,11 @@ def test_pilot_selection_matches_sorting(kind):
     }[kind]
     ordered = np.sort(values)
     for k in (0, 1, 600, n // 2, n - 2, n - 1):
-        assert _kth_smallest(values, k) == ordered[k]
+        assert kth_smallest(values, k) == ordered[k]
+        if k:
+            assert kth_smallest(values, k, previous=True) == tuple(
+                ordered[k - 1 : k + 1]
+            )
     for m in (1, 300, 725, n // 5):
         idx = _smallest(values, m)
         assert np.unique(idx).size == m
