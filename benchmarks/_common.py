@@ -56,15 +56,18 @@ TOP_FIELDS = {
 
 
 def best_time(fit, repeats):
-    """Smallest wall time of ``repeats`` calls of ``fit``, and the last result.
+    """Smallest wall time of the timed calls of ``fit``, and the last result.
 
-    A first, untimed call warms the process up: the first fits in a freshly
-    forked process pay one-off costs that a user fitting repeatedly (a
-    ``GridSearchCV`` loop) does not, such as lazy imports and the page
-    faults of memory that glibc's allocator has not yet learnt to keep
-    (on 1e4 x 20, a Huber fit's first three calls took 17-30 ms, the later
-    ones 9 ms). When that call takes longer than a second it is the only
-    one, timed: the noise is small relative to the time, and slow
+    A first, untimed call warms the process up, and quick fits are timed
+    more often: the first fits in a freshly forked process pay one-off costs
+    that a user fitting repeatedly (a ``GridSearchCV`` loop) does not, such
+    as lazy imports and the page faults of memory that glibc's allocator
+    has not yet learnt to keep. (A Huber fit at 1e4 x 20 took 45, 22, 19,
+    18, 12 and then 8 ms in its first calls, scikit-learn's 23 and then
+    9 ms.) After the warm-up there are ``repeats`` timed calls, or as many
+    as fit in ``_QUICK_FIT_BUDGET`` seconds at the warm-up's pace, up to
+    ``_QUICK_FIT_CALLS``. When the warm-up takes longer than a second it is
+    the only call, timed: the noise is small relative to the time, and slow
     references would otherwise dominate a run.
     """
     start = time.perf_counter()
@@ -72,12 +75,20 @@ def best_time(fit, repeats):
     first = time.perf_counter() - start
     if first > 1.0:
         return first, result
+    calls = max(repeats, min(_QUICK_FIT_CALLS, int(_QUICK_FIT_BUDGET / first)))
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(calls):
         start = time.perf_counter()
         result = fit()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+# Quick fits are timed up to _QUICK_FIT_CALLS times after their warm-up, as
+# many as take _QUICK_FIT_BUDGET seconds at the warm-up's pace (see
+# best_time).
+_QUICK_FIT_BUDGET = 0.25
+_QUICK_FIT_CALLS = 10
 
 
 def peak_extra_memory(fit):
