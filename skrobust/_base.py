@@ -199,8 +199,8 @@ def _direct_least_squares(objective):
     )[0]
 
 
-# Arrays of at least this many values find their middle values by
-# bracketing (see _middle_values); smaller ones by one partition.
+# Order statistics of at least this many values are found by bracketing
+# (see kth_smallest); of fewer by one partition.
 _BRACKET_MIN_SIZE = 2**15
 # The bracket's bounds are order statistics of every _BRACKET_STEP-th value,
 # this many standard deviations of their rank either side of the middle
@@ -216,7 +216,7 @@ def _median(values):
     NaN; one partition and the largest value below it give the same
     number several times faster (the targets of every fit go through two
     medians), and for large arrays one partition of the values between two
-    bounds does (:func:`_middle_values`).
+    bounds does (:func:`kth_smallest`).
     """
     if not values.size:
         return float("nan")  # as np.median, without its warning
@@ -262,7 +262,8 @@ def kth_smallest(values, k, previous=False):
         reach = _BRACKET_WIDTH * np.sqrt(sample.size / 4.0) + 2.0
         low, high = int(rank - reach), int(rank + reach)
         ends = [i for i in (low, high) if 0 <= i < sample.size]
-        sample.partition(ends)
+        if ends:
+            sample.partition(ends)
         # Beyond the sample's ends the bracket is open.
         lo = sample[low] if low >= 0 else -np.inf
         hi = sample[high] if high < sample.size else np.inf

@@ -834,7 +834,7 @@ class SmoothedPinballRho(ResidualFunction):
         return terms
 
     def _kernel_terms(self, t):
-        """``F(-t)``, ``K(t)`` and ``g(t)`` for ``t >= 0``, where they are."""
+        """``F(-t)``, ``K(t)`` and ``g(t)`` for ``t >= 0``, at every ``t``."""
         if self.kernel == "gaussian":
             tail = ndtr(-t)
             density = np.exp(-0.5 * t * t) * self._INV_SQRT_2PI
