@@ -825,8 +825,16 @@ class SmoothedPinballRho(ResidualFunction):
         t = np.asarray(t, dtype=float)
         # (NaN counts as near, so that it reaches every output.)
         near = ~(t >= self._NEGLIGIBLE_T[self.kernel])
-        if t.ndim == 0 or 2 * np.count_nonzero(near) > t.size:
+        if t.ndim == 0:
             return tuple(np.where(near, term, 0.0) for term in self._kernel_terms(t))
+        n_near = np.count_nonzero(near)
+        if 2 * n_near > t.size:
+            terms = self._kernel_terms(t)
+            if n_near < t.size:
+                far = np.logical_not(near, out=near)
+                for term in terms:
+                    term[far] = 0.0
+            return terms
         rows = np.flatnonzero(near)
         terms = tuple(np.zeros(t.shape) for _ in range(3))
         for term, values in zip(terms, self._kernel_terms(t[rows]), strict=True):
