@@ -22,7 +22,12 @@ from scipy.special import ndtr
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 
-from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor
+from skrobust import (
+    HuberRegressor,
+    LogCoshRegressor,
+    MEstimatorRegressor,
+    QuantileRegressor,
+)
 
 MAD_NORMAL_CONSTANT = 0.6744897501960817
 BANDWIDTH = 0.5  # in units of the scale, as documented
@@ -273,3 +278,29 @@ def test_warm_start_from_the_solution_stays_there():
     model.fit(X, y)
     assert_allclose(model.scale_, scale, rtol=1e-6)
     assert_allclose(model.coef_, coef, rtol=1e-6, atol=1e-8)
+
+
+def test_lad_scale_settling_near_zero_takes_the_exact_lad_fit_in_any_row_order():
+    # Two thirds of the targets exactly on a plane: the exact LAD fit has
+    # those residuals at zero, so the scale is its residuals' RMS (the
+    # documented collapse). The smoothed fixed point heads for zero and in
+    # one order of the rows settled at 1e-4 instead; a scale that small now
+    # goes to the exact LAD fit, in every order.
+    rng = np.random.default_rng(0)
+    n = 45_001
+    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
+    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0 + rng.standard_t(3, size=n)
+    y[rng.random(n) < 0.1] += 30.0
+    y[:30_000] = X[:30_000] @ [1.0, -0.2, 3.0, 0.5]
+    perm = np.random.default_rng(0).permutation(n)
+    fits = [
+        HuberRegressor(scale="lad").fit(X, y),
+        HuberRegressor(scale="lad").fit(X[perm], y[perm]),
+    ]
+    lad = QuantileRegressor(solver="exact").fit(X, y)
+    residuals = y - lad.predict(X)
+    rms = np.sqrt(np.mean(residuals**2))
+    for fit in fits:
+        np.testing.assert_allclose(fit.scale_, rms, rtol=1e-9)
+    np.testing.assert_allclose(fits[1].coef_, fits[0].coef_, rtol=1e-9)
+    np.testing.assert_allclose(fits[1].intercept_, fits[0].intercept_, rtol=1e-9)
