@@ -396,7 +396,7 @@ class _LadFit:
         if positive <= _FEW_ROWS_PER_COEF * n_coef:
             return self.exact_lad_scale_fit(coef, scale)
         found = self.smoothed_lad_scale(coef, min(scale, 1.0))
-        if found is None or not found[1] > LAD_SMALL_SCALE:
+        if found is None or not found[1] > LAD_SMALL_SCALE * scale:
             return self.exact_lad_scale_fit(coef, scale)
         lad_coef, lad_scale, settled = found
         other = None

@@ -54,9 +54,9 @@ _COLLAPSED_SCALE = 1e-5
 # sigma = 0 (least absolute deviation) before Newton's method.
 _FEW_ROWS_PER_COEF = 2
 
-# A smoothed LAD scale below this (relative to the spread of y) may be a
-# collapse to zero that settled short of it: the exact LAD fit decides (see
-# LADScale.solve).
+# A smoothed LAD scale below this (relative to the start's residual scale,
+# so that the test is equivariant) may be a collapse to zero that settled
+# short of it: the exact LAD fit decides (see LADScale.solve).
 LAD_SMALL_SCALE = 1e-3
 
 # Residuals below this (relative to the spread of y) count as fitted exactly.
@@ -270,8 +270,8 @@ class LADScale:
     With at most two rows (of positive weight) per coefficient, or when the
     fixed point collapses to zero (more than half the rows on one
     hyperplane, as with many tied targets) or settles below
-    ``LAD_SMALL_SCALE`` of the spread of ``y`` (where it may be such a
-    collapse), the exact LAD fit gives the scale instead
+    ``LAD_SMALL_SCALE`` of the start's residual scale (where it may be such
+    a collapse), the exact LAD fit gives the scale instead
     (:func:`exact_lad_scale_fit`).
     """
 
@@ -294,7 +294,7 @@ class LADScale:
         # design) only costs fits.
         preliminary = dataclasses.replace(problem, used=[0])
         lad = smoothed_lad_scale(preliminary, coef, min(scale, 1.0))
-        if lad is None or not lad[1] > LAD_SMALL_SCALE:
+        if lad is None or not lad[1] > LAD_SMALL_SCALE * scale:
             # Collapsing, or settled at a tiny scale, which with two thirds
             # of 45 001 targets on a plane depended on the order of the rows
             # (1e-4 in one, a collapse in another): the exact LAD fit decides.
