@@ -22,11 +22,11 @@ from . import _solvers
 from ._dask import RowValues, robust_scale, weighted_median
 from ._dask_strided import rows_of
 from ._scale import (
-    _EXTRAPOLATION_MAX_RATIO,
     _POLISH_GAP,
     EXACT_FIT_TOL,
     ScaleSecant,
     _newton_polish,
+    extrapolated_start,
 )
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -121,11 +121,7 @@ def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False)
             break
         if collapse and secant.collapsing:
             return coef, mad, hessian, False, True
-        start = coef
-        if last is not None and last[0] != scale:
-            ratio = (next_scale - scale) / (scale - last[0])
-            if abs(ratio) <= _EXTRAPOLATION_MAX_RATIO:
-                start = coef + ratio * (coef - last[1])
+        start = extrapolated_start(coef, scale, next_scale, last)
         last = (scale, coef)
         scale = next_scale
         if problem.used >= options.max_iter:

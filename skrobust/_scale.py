@@ -970,20 +970,30 @@ class MADScale:
                 break
             if collapse and secant.collapsing:
                 return coef, mad, hessian, False, True
-            start = coef
-            if last is not None and last[0] != scale:
-                # The coefficients move smoothly with the scale: the line
-                # through the last two fits starts the next one closer than
-                # the last fit alone (gradients of 1e-11 rather than 1e-7
-                # where the secant's steps are 1e-8 of the scale).
-                ratio = (next_scale - scale) / (scale - last[0])
-                if abs(ratio) <= _EXTRAPOLATION_MAX_RATIO:
-                    start = coef + ratio * (coef - last[1])
+            start = extrapolated_start(coef, scale, next_scale, last)
             last = (scale, coef)
             scale = next_scale
             if problem.budget == 0:
                 break
         return coef, mad, hessian, converged, False
+
+
+def extrapolated_start(coef, scale, next_scale, last):
+    """The start of the fit at ``next_scale`` after the fit ``coef`` at ``scale``.
+
+    The coefficients move smoothly with the scale: the line through the
+    last two fits (``last = (scale, coef)`` of the one before, or None)
+    starts the next one closer than the last fit alone (gradients of 1e-11
+    rather than 1e-7 where the secant's steps are 1e-8 of the scale), unless
+    it reaches more than ``_EXTRAPOLATION_MAX_RATIO`` times their distance.
+    Written once for the MAD fixed point in memory and on Dask.
+    """
+    if last is None or last[0] == scale:
+        return coef
+    ratio = (next_scale - scale) / (scale - last[0])
+    if not abs(ratio) <= _EXTRAPOLATION_MAX_RATIO:
+        return coef
+    return coef + ratio * (coef - last[1])
 
 
 def _residual_scale(ls_objective, objective, coef):
