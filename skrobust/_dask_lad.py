@@ -281,10 +281,13 @@ class _LadFit:
         """:func:`skrobust._scale._smoothed_lad_fit` on every ``step``-th row."""
         loss = FixedScaleLoss(SmoothedPinballRho(0.5, LAD_BANDWIDTH), scale)
         objective = self.objective(loss, 0.0, step)
+        # Convex (a smoothed absolute loss), as in memory: Newton's own
+        # damped loop, not scipy's trust region.
         options = _solvers.SolverOptions(
             solver=self.options.solver,
             max_iter=max(self.options.max_iter - self.preliminary, 0),
             tol=tol,
+            convex=True,
         )
         result = _solvers.solve(
             objective,
