@@ -15,28 +15,43 @@ the client solves the normal equations as in memory
 import numpy as np
 
 from ._base import _LAD_START_STEPS
-from ._dask import RowValues, weighted_median
+from ._dask import RowValues, _chunk_weights, weighted_median
 from ._objective import LinearObjective
 from ._solvers import PRECONDITIONED_MIN_COEF, regular_solve
 
 
-def _distances_kernel(X_c, y_c, w_c, setup, coef):
-    """``sum s |y|`` and ``sum s |y - x' c|`` over the chunk's rows."""
+def _chunk_rows(setup, X_c, y_c, w_c):
+    """The chunk's objective and its weights divided by the largest of all rows.
+
+    The objective's own ``sample_weight`` is scaled to the chunk's largest
+    weight, which differs between chunks: the reweighting needs the
+    weights in one unit for all rows, as in memory. ``(None, None)`` for a
+    chunk without weight.
+    """
     objective, _ = setup.objective(X_c, y_c, w_c)
     if objective is None:
+        return None, None
+    return objective, _chunk_weights(y_c, w_c) / setup.top
+
+
+def _distances_kernel(X_c, y_c, w_c, setup, coef):
+    """``sum s |y|`` and ``sum s |y - x' c|`` over the chunk's rows."""
+    objective, weights = _chunk_rows(setup, X_c, y_c, w_c)
+    if objective is None:
         return 0.0, 0.0
-    y, weights = objective.y, objective.sample_weight
     fitted = objective.raw_prediction(coef)[:, 0]
-    return float(weights @ np.abs(y)), float(weights @ np.abs(y - fitted))
+    return float(weights @ np.abs(objective.y)), float(
+        weights @ np.abs(objective.y - fitted)
+    )
 
 
 def _reweighted_kernel(X_c, y_c, w_c, setup, coef, floor):
     """The chunk's reweighted normal equations at zero, times their weight."""
-    objective, _ = setup.objective(X_c, y_c, w_c)
+    objective, weights = _chunk_rows(setup, X_c, y_c, w_c)
     if objective is None:
         return None
     residuals = np.abs(objective.y - objective.raw_prediction(coef)[:, 0])
-    weights = objective.sample_weight / np.maximum(residuals, floor)
+    weights = weights / np.maximum(residuals, floor)
     total = float(weights.sum())
     reweighted = LinearObjective(
         setup.loss,

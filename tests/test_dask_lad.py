@@ -243,28 +243,41 @@ def test_start_from_all_rows_finds_an_exact_least_squares_fit(synchronous):
     np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["huber", "logcosh-ridge"])
+def spy_on(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper; return the list its calls append to."""
+    calls = []
+    function = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("tenfold", [False, True])
+@pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_l1_start_on_all_rows_when_its_rows_carry_no_weight(
-    synchronous, monkeypatch, name
+    synchronous, monkeypatch, name, tenfold
 ):
     """40 000 rows weighted on the odd ones: both starts' strides are even.
 
     Neither the least-squares start's rows (every 4th) nor the L1 start's
     (every 20th) carry weight, so in memory the L1 start reweights all
-    rows; the dask fit does so with a pass a step.
+    rows; the dask fit does so with a pass a step. With ``tenfold`` the
+    odd rows of the second half weigh 10: the chunks' largest weights
+    differ, and each chunk's objective scales its weights to its own (the
+    reweighting once took those scaled weights, and without an intercept
+    the fit was 2e-9 from the in-memory one).
     """
     import skrobust._dask_lad as dask_lad
 
-    calls = []
-    reweighted_start = dask_lad.reweighted_start
-
-    def spy(*args):
-        calls.append(1)
-        return reweighted_start(*args)
-
-    monkeypatch.setattr(dask_lad, "reweighted_start", spy)
+    calls = spy_on(monkeypatch, dask_lad, "reweighted_start")
     X, y = make_data(40_000)
     weights = (np.arange(y.size) % 2 == 1).astype(float)
+    if tenfold:
+        weights[y.size // 2 :] *= 10.0
     memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
     chunks = LARGE_CHUNKS[:-2] + (3999,)
     Xd = da.from_array(X, chunks=(chunks, 4))
