@@ -54,6 +54,7 @@ from . import _dask_far_targets as far
 from . import _progress, _solvers
 from ._base import (
     _LAD_START_ROWS,
+    ITERATIVE_MIN_COEF,
     MAD_NORMAL_CONSTANT,
     StandardisedFit,
     _solve_least_squares,
@@ -71,7 +72,7 @@ from ._dask import (
     weighted_median,
 )
 from ._dask_far_targets import FarClippedSetup
-from ._dask_lad_start import reweighted_start
+from ._dask_lad_start import least_squares_by_lsqr, reweighted_start
 from ._dask_mad_scale import mad_scale_fit
 from ._dask_strided import StridedData, StridedObjective, rows_of
 from ._objective import LinearObjective
@@ -219,7 +220,9 @@ class _LadFit:
         """:meth:`start` when the start rows carry no weight: all rows, as in memory.
 
         Least squares from the normal equations of one pass (the in-memory
-        fit forms them too on large problems, or solves them from a copy);
+        fit forms them too on large problems, or solves them from a copy),
+        or beyond ``ITERATIVE_MIN_COEF`` coefficients by the in-memory LSQR,
+        a pass a product (:func:`~skrobust._dask_lad_start.least_squares_by_lsqr`);
         its exact-fit test on all rows; the reweighted L1 start on the
         strided rows ``least_absolute_deviation_start`` takes of all rows,
         fetched once (about ``_LAD_START_ROWS``), or, when those carry no
@@ -227,8 +230,11 @@ class _LadFit:
         scale of its residuals on all rows by a distributed selection.
         """
         objective = self.objective(FixedScaleLoss(SquaredRho()), self.l2)
-        _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
-        coef = min_norm_solve(hess, -grad)
+        if objective.n_coef > ITERATIVE_MIN_COEF:
+            coef = least_squares_by_lsqr(self.data, objective)
+        else:
+            _, grad, hess = objective.loss_gradient_hessian(np.zeros(objective.n_coef))
+            coef = min_norm_solve(hess, -grad)
         ((w, b),) = objective.unstandardize(coef)
         if self.l2 == 0 and all(
             self.data.map_chunks(_exact_kernel, self.offset, self.spread, w, b)

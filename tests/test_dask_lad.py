@@ -286,6 +286,80 @@ def test_l1_start_on_all_rows_when_its_rows_carry_no_weight(
     assert_same_fit(fitted, memory)
 
 
+def make_wide_data(n, p, seed=0):
+    """``p`` columns of scales 0.1 to 10 and means 0 to 100, t(3) noise, 10% shifted."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * np.linspace(0.1, 10.0, p) + np.linspace(0, 100, p)
+    y = X @ rng.normal(size=p) + 2.0 + rng.standard_t(3, size=n)
+    y[rng.random(n) < 0.1] += 30.0
+    return X, y
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_l1_start_on_all_rows_of_a_wide_design(synchronous, monkeypatch, name):
+    """As above with 64 columns (64 or 65 coefficients) on 20 000 rows.
+
+    In memory each reweighting step then solves normal equations formed
+    by a pass over all rows (the conjugate-gradient steps of wide designs
+    need at most 2^19 elements, and these have 1.3 million): so does the
+    dask fit, a pass a step (this case raised NotImplementedError). On this
+    design the in-memory fit itself moves by at most 2e-13 when the odd
+    rows are reordered; on others the reweighting, which divides by
+    residuals down to 1e-6 of their median, amplifies the rounding of a
+    different summation order beyond 1e-10, in memory as on dask.
+    """
+    import skrobust._dask_lad as dask_lad
+
+    calls = spy_on(monkeypatch, dask_lad, "reweighted_start")
+    X, y = make_wide_data(20_000, 64)
+    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=((5000, 1, 4999, 10_000), 64))
+    fitted = copy.deepcopy(ESTIMATORS[name]).fit(Xd, y, sample_weight=weights)
+    assert calls == [1]
+    assert_same_fit(fitted, memory)
+    if memory.cov_type is not None:
+        # Relative to the largest entry: the smallest of these 4096 are
+        # 1e-6 of it, sums whose terms cancel to that, in memory too.
+        scale = np.abs(memory.cov_).max()
+        np.testing.assert_allclose(fitted.cov_, memory.cov_, atol=1e-10 * scale)
+    assert fitted._dask_round_trips < 90
+
+
+def test_l1_start_on_all_rows_by_lsqr_beyond_300_coefficients(synchronous, monkeypatch):
+    """301 coefficients: the least-squares start and each reweighting by LSQR.
+
+    In memory, beyond ``ITERATIVE_MIN_COEF`` (300) coefficients the start
+    and the reweighting steps are LSQR solves (each step stopped after 20
+    iterations), not normal equations; on dask the same LSQR runs on the
+    client, each product with the design a pass. Truncated LSQR on the
+    reweighted rows amplifies rounding: reordering the odd rows moves the
+    in-memory fit by up to 1.8e-7 (a coefficient) and 1.9e-10 (the scale)
+    here, and ``n_iter_`` from 10 to 11 in one of three orders; the dask
+    fit is as far (1.8e-7, 1.5e-10, 11). So the fits are compared to the
+    LAD scale's settling tolerance, ``LAD_SCALE_RTOL`` (1e-6), and their
+    ``n_iter_`` to one.
+    """
+    import skrobust._base as base
+    import skrobust._dask_lad_start as dask_lad_start
+    from skrobust._scale import LAD_SCALE_RTOL
+
+    in_memory = spy_on(monkeypatch, base, "_lsqr_least_squares")
+    on_dask = spy_on(monkeypatch, dask_lad_start, "_lsqr_least_squares")
+    X, y = make_wide_data(20_000, 300)
+    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    memory = HuberRegressor(scale="lad").fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=((5000, 1, 4999, 10_000), 300))
+    fitted = HuberRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
+    # The start and four reweighting steps, in memory and on dask.
+    assert len(in_memory) == len(on_dask) == 5
+    for name in ("coef_", "intercept_", "scale_"):
+        np.testing.assert_allclose(
+            getattr(fitted, name), getattr(memory, name), rtol=LAD_SCALE_RTOL
+        )
+    assert abs(fitted.n_iter_ - memory.n_iter_) <= 1
+
+
 def test_smoothed_fits_are_solved_as_convex_as_in_memory(synchronous):
     """The smoothed LAD fits run Newton's damped loop, as in memory.
 
