@@ -299,6 +299,30 @@ class _Problem:
         setup = setup_class(setup, *targets)
         return StridedObjective(self.data, sum_weight, top, template, setup)
 
+    def exact_fit(self, start_objective, mean_coef, residuals, subsampled):
+        """:meth:`maximise`'s answer when least squares fits exactly, else None.
+
+        The least-squares mean with a constant variance (see
+        :func:`_exact_fit_variance`; ``residuals`` those of the start rows,
+        whose test ``subsampled`` says to repeat on all rows), and no
+        iterations.
+        """
+        mean = start_objective.unstandardize(mean_coef)[0]
+        exact_variance = _exact_fit_variance(
+            self.data,
+            self.stats,
+            self.targets,
+            (start_objective, mean_coef, residuals),
+            mean,
+            self.estimator.variance_floor,
+            subsampled,
+        )
+        if exact_variance is None:
+            return None
+        p = self.data.n_features
+        n_var = p if self.var_cols is None else self.var_cols.size
+        return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+
     def maximise_from_all_rows(self, start_objective, warm):
         """:meth:`maximise` when the start rows carry no weight: all rows, as in memory.
 
@@ -310,21 +334,10 @@ class _Problem:
         ls = self.distributed(start_objective, _LikelihoodSetup, self.targets)
         _, grad, hess = ls.loss_gradient_hessian(np.zeros(ls.n_coef))
         mean_coef = min_norm_solve(hess, -grad)
-        mean = ls.unstandardize(mean_coef)[0]
         residuals = np.zeros(start_objective.n_samples)
-        exact_variance = _exact_fit_variance(
-            self.data,
-            self.stats,
-            self.targets,
-            (start_objective, mean_coef, residuals),
-            mean,
-            estimator.variance_floor,
-            True,
-        )
-        if exact_variance is not None:
-            p = self.data.n_features
-            n_var = p if self.var_cols is None else self.var_cols.size
-            return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+        exact = self.exact_fit(start_objective, mean_coef, residuals, True)
+        if exact is not None:
+            return exact
         objective = self.likelihood()
         if warm is not None:
             start = _warm_start(estimator, warm, self.var_cols, self.robust, self.unit)
@@ -382,21 +395,10 @@ class _Problem:
             start_objective, direct=True, budget=copy_budget(self.data.X)
         )
         residuals = _start_residuals(start_objective, mean_coef)
-        mean = start_objective.unstandardize(mean_coef)[0]
         subsampled = self.sample.y.size < self.data.n_samples
-        exact_variance = _exact_fit_variance(
-            self.data,
-            self.stats,
-            self.targets,
-            (start_objective, mean_coef, residuals),
-            mean,
-            estimator.variance_floor,
-            subsampled,
-        )
-        if exact_variance is not None:
-            p = self.data.n_features
-            n_var = p if self.var_cols is None else self.var_cols.size
-            return mean, (np.zeros(n_var), float(np.log(exact_variance))), 0
+        exact = self.exact_fit(start_objective, mean_coef, residuals, subsampled)
+        if exact is not None:
+            return exact
         objective = self.likelihood()
         start = None
         if warm is not None:
