@@ -342,13 +342,21 @@ class _LadFit:
         coef, hessian, origin = fixed_scale_start(
             objective, coef, other, self.options.solver
         )
+        return self.solve_and_polish(
+            objective, coef, multilevel=False, hessian=hessian, hessian_origin=origin
+        )
+
+    def solve_and_polish(self, objective, coef, **solve_options):
+        """A fixed-scale solve within the budget left, then the Newton polish.
+
+        ``solve_options`` are :func:`skrobust._solvers.solve`'s. Returns
+        ``(w, b, converged, message)``.
+        """
         result = _solvers.solve(
             objective,
             coef,
             self.options.with_max_iter(max(self.options.max_iter - self.used, 0)),
-            multilevel=False,
-            hessian=hessian,
-            hessian_origin=origin,
+            **solve_options,
         )
         self.used += result.n_iter
         coef = result.coef
@@ -384,19 +392,8 @@ class _LadFit:
         scale = robust_scale(self.data, self.stats, self.start_rows, values)
         # As _fixed_scale_fit: from the given start, a multilevel solve.
         objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
-        result = _solvers.solve(
-            objective,
-            coef,
-            self.options.with_max_iter(max(self.options.max_iter - self.used, 0)),
-        )
-        self.used += result.n_iter
-        coef = result.coef
-        if result.converged:
-            coef = _newton_polish(
-                self, objective, coef, result.hessian, result.gradient
-            )
-        ((w, b),) = objective.unstandardize(coef)
-        return w, b, scale, result.converged, result.message
+        w, b, converged, message = self.solve_and_polish(objective, coef)
+        return w, b, scale, converged, message
 
     def solve(self, coef, scale):
         """:meth:`LADScale.solve`: ``(w, b, scale, converged, message)``."""
