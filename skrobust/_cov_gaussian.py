@@ -44,6 +44,8 @@ Gaussian prior. The estimator's ``variance_floor`` term (of order
 """
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.extmath import safe_sparse_dot
 
 from ._inference import (
     block_grams,
@@ -181,30 +183,35 @@ def gram_weights(y, coefs, offsets, sample_weight, cov_type, predictors_out=None
 
     # Weights of 1 (the estimator's without sample weights) multiply nothing.
     unit = bool(np.all(sample_weight == 1.0))
+    coefs = np.ascontiguousarray(coefs, dtype=float)
 
     def weights_of_block(rows, block):
         # Every weight from the block's linear predictors, in the pass over X
         # that forms the Grams: the information (expected or observed) and,
         # for the sandwich, the outer products of the per-row gradients.
-        predictors = np.asarray(block @ coefs) + offsets
-        if predictors_out is not None:
-            predictors_out[rows] = predictors
+        predictors = _block_predictors(block, rows, coefs, predictors_out)
+        predictors += offsets
         weight = None if unit else sample_weight[rows]
         # Each Gram as a pair of row scalings (block_grams): with root =
         # sqrt(s / sigma^2) the information's are root root, root (r root)
         # and (r root)^2 / 2, two scaled copies of the rows for three Grams.
-        root = np.exp(-0.5 * predictors[:, 1])
+        root = np.multiply(predictors[:, 1], -0.5)
+        np.exp(root, out=root)
         if cov_type == "expected":
             half = np.full(predictors.shape[0], 0.5)
             if weight is not None:
                 root *= np.sqrt(weight)
                 half *= weight
             return [(root, root, 1.0), half], []
-        r_root = (y[rows] - predictors[:, 0]) * root
+        r_root = np.subtract(y[rows], predictors[:, 0])
+        r_root *= root
         # The gradients -r / sigma^2 and (1 - r^2 / sigma^2) / 2.
         if cov_type == "sandwich":
-            grad_mean = -r_root * root
-            grad_var = np.subtract(0.5, 0.5 * r_root * r_root)
+            grad_mean = np.multiply(r_root, root)
+            np.negative(grad_mean, out=grad_mean)
+            grad_var = np.multiply(r_root, r_root)
+            grad_var *= -0.5
+            grad_var += 0.5
         if weight is not None:
             weight_root = np.sqrt(weight)
             root *= weight_root
@@ -222,6 +229,21 @@ def gram_weights(y, coefs, offsets, sample_weight, cov_type, predictors_out=None
         return weights, []
 
     return weights_of_block
+
+
+def _block_predictors(block, rows, coefs, predictors_out):
+    """``block @ coefs``, written into ``predictors_out[rows]`` when given.
+
+    In place, by one product of the block with the two columns (no
+    temporaries of the block's length to copy).
+    """
+    n_rows = block.shape[0]
+    out = np.empty((n_rows, 2)) if predictors_out is None else predictors_out[rows]
+    if sp.issparse(block) or block.dtype != np.float64 or not out.flags.c_contiguous:
+        out[:] = safe_sparse_dot(block, coefs)
+    else:
+        np.dot(block, coefs, out=out)
+    return out
 
 
 def covariance_from_grams(

@@ -346,12 +346,8 @@ def _joint_sandwich_sums(
         plan.observe(rows, block, r, dpsi)
         grad_scale = np.multiply(chi, -2.0 * scale)
         grad_scale += scale
-        # Rows beyond the threshold have dpsi = 0 and an infinite z: no
-        # curvature.
-        z_curved = np.where(dpsi > 0, z, 0.0)
-        z_dpsi = z_curved * dpsi
+        z_dpsi, z2_dpsi = _curved_z(z, dpsi, weight)
         weighted_grad_scale = grad_scale if weight is None else weight * grad_scale
-        z2_dpsi = z_dpsi @ (z_curved if weight is None else weight * z_curved)
         corners[0] += _weighted_sum(grad_scale, weight) + 2.0 * scale * z2_dpsi
         corners[1] += float(weighted_grad_scale @ grad_scale)
         cross = [
@@ -540,6 +536,10 @@ class _BreadPlan:
         # as W + C.)
         reuse = curvature is not None and needed != "G" and not sp.issparse(X)
         if zero_one and reuse:
+            # The rows' products with the change of the coefficients, which
+            # observe needs, formed with their residuals: one read of a
+            # block for both.
+            residuals.also_along(curvature.coef_change)
             return cls(needed, "solver", rho_args, solver=curvature)
         if needed == "GW" and sample_weight is None:
             if zero_one and flat.mean() <= 0.5:
@@ -555,10 +555,10 @@ class _BreadPlan:
         """
         if self.kind != "solver":
             return
-        rho, _, sample_weight, _ = self.rho_args
+        rho, source, sample_weight, _ = self.rho_args
         solver = self.solver
         # Residuals at the iterate, from the fit's: a small change added.
-        then = block @ solver.coef_change
+        then = source.along(rows, block, solver.coef_change)
         then += residuals
         if solver.intercept_change:
             then += solver.intercept_change
@@ -724,17 +724,48 @@ class FitResiduals:
         self.size = self.y.size
         self._values = np.empty(self.size)
         self._complete = False
+        # also_along's direction (and the coefficients beside it), and the
+        # latest block's product with it.
+        self._direction = self._pair = None
+        self._along = None
+
+    def also_along(self, direction):
+        """Form each block's product with ``direction`` too, in the same product.
+
+        :meth:`along` then returns it for the block just formed: one
+        product of the block with two columns, which reads the block once
+        (at 1e6 x 20 one matrix-vector product fewer, 4 ms).
+        """
+        self._direction = direction
+        self._pair = np.column_stack([self.coef, np.asarray(direction, dtype=float)])
 
     def of_block(self, rows, block):
         """The residuals of rows ``rows`` (a slice), whose values are ``block``."""
         out = self._values[rows]
+        self._along = None
         if sp.issparse(block) or block.dtype != np.float64:
             out[:] = safe_sparse_dot(block, self.coef)
+        elif self._direction is not None:
+            both = np.dot(block, self._pair)
+            self._along = (rows, both[:, 1])
+            np.subtract(self.y[rows], both[:, 0], out=out)
+            out -= self.intercept
+            return out
         else:
             np.dot(block, self.coef, out=out)
         np.subtract(self.y[rows], out, out=out)
         out -= self.intercept
         return out
+
+    def along(self, rows, block, direction):
+        """``block @ direction``, from :meth:`of_block`'s product if it formed it."""
+        if (
+            self._along is not None
+            and self._along[0] == rows
+            and direction is self._direction
+        ):
+            return self._along[1].copy()
+        return safe_sparse_dot(block, direction)
 
     def strided(self, step):
         """The residuals of every ``step``-th row, without a pass."""
@@ -762,6 +793,12 @@ class _GivenResiduals:
 
     def of_block(self, rows, block):
         return self._values[rows]
+
+    def also_along(self, direction):
+        pass
+
+    def along(self, rows, block, direction):
+        return block @ direction
 
     def strided(self, step):
         return self._values[::step]
@@ -806,6 +843,24 @@ def _joint_sandwich(grams, cross, corners, n):
     n_params = bread_mean.shape[0]
     cov = n / (n - n_params) * (bread_inv @ meat @ bread_inv)
     return cov[:n_params, :n_params]
+
+
+def _curved_z(z, dpsi, weight):
+    r"""``z psi'`` and ``sum s z^2 psi'`` of a block (``weight`` None: unit).
+
+    A row beyond the threshold has :math:`\psi' = 0` and no curvature,
+    also where its ``z`` overflowed to infinity (``0 * inf`` would be NaN):
+    only then, which the sum shows, are such rows masked (a masked copy of
+    every block cost 4 ms at 1e6 rows).
+    """
+    with np.errstate(invalid="ignore"):
+        z_dpsi = z * dpsi
+        z2_dpsi = z_dpsi @ (z if weight is None else weight * z)
+    if not np.isfinite(z2_dpsi):
+        z_curved = np.where(dpsi > 0, z, 0.0)
+        z_dpsi = z_curved * dpsi
+        z2_dpsi = z_dpsi @ (z_curved if weight is None else weight * z_curved)
+    return z_dpsi, z2_dpsi
 
 
 def _value_derivatives(rho, z):

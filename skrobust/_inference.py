@@ -269,7 +269,7 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     # Column-major accumulators, which gemm adds its products to in place.
     products = np.zeros((p, p, n_grams), order="F").transpose(2, 0, 1)
     # The intercept rows of the Grams and the sums: every weighting's
-    # products with a sub-block in one gemm (K x rows by rows x p), in an
+    # products with a sub-block in one gemm (p x rows by rows x K), in an
     # accumulator per layout of the weightings that are not selections;
     # those of a selection are the column sums of its gathered rows
     # (``borders`` directly), for no flops on the rows it leaves out.
@@ -295,7 +295,7 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
             border_weights[:, j] = 1.0 if d is None else d
         totals[list(layout)] += np.ones(block.shape[0]) @ border_weights
         if layout not in layouts:
-            layouts[layout] = np.zeros((len(layout), p), order="F")
+            layouts[layout] = np.zeros((p, len(layout)), order="F")
         for index, sub_start in enumerate(range(0, block.shape[0], product_rows)):
             sub = slice(sub_start, sub_start + product_rows)
             part = block[sub]
@@ -306,9 +306,11 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
             )
             # (From the sub-block, in cache after its products: from the
             # whole block they would cost another read of it.)
-            _add_product(layouts[layout], border_weights[sub], part)
+            # (As rows x p by rows x K, p x K: OpenBLAS is a fifth faster
+            # with the wide operand first.)
+            _add_product(layouts[layout], part, border_weights[sub])
     for layout, accumulated in layouts.items():
-        borders[list(layout)] += accumulated
+        borders[list(layout)] += accumulated.T
     grams = np.zeros((n_grams, p + 1, p + 1))
     grams[:, 1:, 1:] = products
     grams[:, 0, 1:], grams[:, 0, 0] = borders[:n_grams], totals[:n_grams]

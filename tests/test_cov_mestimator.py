@@ -534,3 +534,18 @@ def test_paired_scalings_give_the_grams_of_their_products(layout):
         expected = full.T @ (full * d[:, None])
         size = np.abs(full).T @ (np.abs(full) * np.abs(d)[:, None])
         assert np.all(np.abs(gram - expected) <= 1e-12 * size)
+
+
+def test_joint_sandwich_row_whose_z_overflows_adds_no_curvature():
+    # A row beyond Huber's threshold has psi = +-delta, psi' = 0 and z psi -
+    # rho = delta^2 / 2 however far it lies: one whose z overflows to
+    # infinity (0 * inf would be NaN) counts as one at z = 1e6.
+    X, residuals = random_problem(n=300)
+    far, near = residuals.copy(), residuals.copy()
+    far[0], near[0] = 1.7e308, 5e5
+    kwargs = dict(cov_type="sandwich", joint=True)
+    with np.errstate(over="ignore"):
+        cov = mestimator_covariance(X, far, None, HuberRho(1.345), 0.5, **kwargs)
+    expected = mestimator_covariance(X, near, None, HuberRho(1.345), 0.5, **kwargs)
+    assert np.all(np.isfinite(cov))
+    np.testing.assert_allclose(cov, expected, rtol=1e-14, atol=0)

@@ -257,6 +257,29 @@ def test_residuals_formed_in_the_pass_equal_those_formed_first(layout):
     np.testing.assert_allclose(cov, expected, rtol=1e-13, atol=0)
 
 
+def test_residuals_and_their_change_along_a_direction_from_one_product():
+    # FitResiduals.also_along: one product of each block with the
+    # coefficients and the direction gives the residuals and the block's
+    # product with the direction (the crossing check's), that block's only.
+    X, y = gross_error_data(n=3000, seed=3)
+    coef, intercept = np.array([0.5, -1.0, 2.0, 0.0]), 1.5
+    direction = np.array([1e-3, -2e-4, 0.0, 5e-4])
+    fitted = FitResiduals(X, y, coef, intercept)
+    fitted.also_along(direction)
+    rows = slice(100, 1100)
+    residuals = fitted.of_block(rows, X[rows])
+    np.testing.assert_allclose(
+        residuals, y[rows] - X[rows] @ coef - intercept, rtol=1e-14, atol=1e-14
+    )
+    for block_rows in (rows, slice(0, 50)):
+        np.testing.assert_allclose(
+            fitted.along(block_rows, X[block_rows], direction),
+            X[block_rows] @ direction,
+            rtol=1e-14,
+            atol=1e-17,
+        )
+
+
 @pytest.mark.parametrize("scale", ["joint", "mad"])
 def test_attributes_from_the_residuals_do_not_depend_on_cov_type(scale):
     X, y = gross_error_data(n=8000, seed=9)
