@@ -20,8 +20,10 @@ from the same start.
    start and the MAD of its residuals, by the in-memory functions. When
    the start rows carry no weight, as in memory from all rows
    (:meth:`_LadFit.start_from_all_rows`): least squares from one pass of
-   normal equations, the L1 start on its own strided rows of all rows
-   (fetched once), the scale by a distributed selection.
+   normal equations (the in-memory LSQR beyond ``ITERATIVE_MIN_COEF``
+   coefficients), the L1 start on its own strided rows of all rows
+   (fetched once) or on all rows (:mod:`skrobust._dask_lad_start`), the
+   scale by a distributed selection.
 3. **The fixed point on the workers**: each smoothed fit is a
    :class:`~skrobust._dask_strided.StridedObjective` on every 8th row (by
    global index, as in memory) or on all rows, solved by the in-memory

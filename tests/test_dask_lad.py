@@ -377,3 +377,23 @@ def test_smoothed_fits_are_solved_as_convex_as_in_memory(synchronous):
     Xd = da.from_array(X, chunks=(CHUNKS, p))
     fitted = copy.deepcopy(ESTIMATORS["logcosh-ridge"]).fit(Xd, y)
     assert_same_fit(fitted, memory)
+
+
+def test_wide_l1_start_on_all_rows_on_a_cluster(cluster_client):
+    """The wide design's reweighted start on a two-process cluster.
+
+    ``X`` is drawn on the workers (sending its 10 MB in the graph warns),
+    then computed for the in-memory fit.
+    """
+    n, p = 20_000, 64
+    chunks = ((5000, 1, 4999, 10_000), p)
+    Xd = da.random.default_rng(0).normal(size=(n, p), chunks=chunks)
+    Xd = (Xd * np.linspace(0.1, 10.0, p) + np.linspace(0, 100, p)).persist()
+    X = Xd.compute()
+    rng = np.random.default_rng(1)
+    y = X @ rng.normal(size=p) + 2.0 + rng.standard_t(3, size=n)
+    y[rng.random(n) < 0.1] += 30.0
+    weights = (np.arange(n) % 2 == 1).astype(float)
+    memory = HuberRegressor(scale="lad").fit(X, y, sample_weight=weights)
+    fitted = HuberRegressor(scale="lad").fit(Xd, y, sample_weight=weights)
+    assert_same_fit(fitted, memory)
