@@ -514,8 +514,12 @@ class _DaskExact:
         m = min(max(m, _MIN_SIZE), self.n_pos)
         return self.n_pos if m > _FULL_FRACTION * self.n_pos else m
 
-    def solve(self, start):
-        """Steps 3 to 6 from the preliminary fit ``start``: ``(coef, intercept)``."""
+    def solve(self, start, max_lp):
+        """Steps 3 to 6 from the preliminary fit ``start``: ``(coef, intercept)``.
+
+        At most ``max_lp`` linear programmes (at least one), the last the
+        whole problem, as in memory.
+        """
         best_obj, best_fit = np.inf, start
         fit = start
         for _ in range(_NEWTON_STEPS):
@@ -533,7 +537,7 @@ class _DaskExact:
         if obj < best_obj:
             best_obj, best_fit = obj, fit
         limit = max(_FULL_FRACTION * self.n_pos, m)
-        for _ in range(_MAX_ROUNDS):
+        for _ in range(min(_MAX_ROUNDS, max_lp - 1)):
             fit = band.solve(self)
             self.n_lp += 1
             if band.size >= self.n_pos and self.std.clip is None:
@@ -585,11 +589,19 @@ def _clip(sample, std, coef, intercept):
 
 
 def _sample_fit(estimator, sample):
-    """The estimator fitted in memory (exactly) on the sample: coef, b, n_iter."""
+    """The estimator fitted in memory (exactly) on the sample: coef, b, n_iter.
+
+    It leaves two iterations of ``max_iter`` to the linear programmes on
+    all rows (a reduced one and the whole one).
+    """
     from sklearn.base import clone
 
     model = clone(estimator).set_params(
-        solver="exact", warm_start=False, cov_type=None, verbose=0
+        solver="exact",
+        warm_start=False,
+        cov_type=None,
+        verbose=0,
+        max_iter=estimator.max_iter - _quantile_level.EXACT_LP_RESERVE,
     )
     with warnings.catch_warnings():
         # The sample only starts the fit: it need not converge.
@@ -694,13 +706,22 @@ def fit_column(
     b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
     w0 = np.asarray(start[0], dtype=np.float64) / spread
     std.clip = _clip(sample, std, w0, float(b0))
-    coef, intercept = problem.solve((w0, float(b0)))
+    coef, intercept = problem.solve((w0, float(b0)), estimator.max_iter - n_iter)
     if problem.crossed:
         # A clipped target crossed the fit: solve again unclipped, from here.
         n_lp = problem.n_lp
-        problem = _DaskExact(estimator, data, sample, std.unclipped(), sum_weight)
-        problem.n_lp = n_lp
-        coef, intercept = problem.solve((coef, intercept))
+        left = estimator.max_iter - n_iter - n_lp
+        if left < 1:
+            warnings.warn(
+                f"max_iter={estimator.max_iter} was used up before a clipped "
+                "target could be fitted unclipped; increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
+        else:
+            problem = _DaskExact(estimator, data, sample, std.unclipped(), sum_weight)
+            problem.n_lp = n_lp
+            coef, intercept = problem.solve((coef, intercept), left)
     _progress.say(
         1,
         "{} rows in {} chunks: {} linear programmes, {} round trips",
@@ -734,10 +755,13 @@ def _exact_start(estimator, sample, offset, start, warm, output):
         previous = getattr(estimator, "bandwidth_", None)
         if previous is not None:
             extras["bandwidth_"] = np.ravel(previous)[output]
-    elif sample.weights.max(initial=0.0) > 0:
+    elif (
+        sample.weights.max(initial=0.0) > 0
+        and estimator.max_iter > _quantile_level.EXACT_LP_RESERVE
+    ):
         model = _sample_fit(estimator, sample)
         start = model.coef_, model.intercept_
-        extras["bandwidth_"] = model.bandwidth_
+        extras["bandwidth_"] = getattr(model, "bandwidth_", None)
         n_iter = int(model.n_iter_)
     else:
         start = np.zeros(sample.X.shape[1]), offset

@@ -201,7 +201,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         Intercept (0.0 if ``fit_intercept=False``).
     bandwidth_ : float
         Bandwidth ``h`` of the final smoothed fit, in the units of ``y``
-        (for ``solver="exact"``, that of the preliminary fit).
+        (for ``solver="exact"``, that of the preliminary fit; absent when
+        the exact solver made none: warm-started, or with ``max_iter < 3``).
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
     noise_scale_ : float
@@ -224,8 +225,11 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         Iterations of the smoothed fits (Newton, proximal Newton or L-BFGS;
         the first fit is on every 8th row for large ``n``), those of the
         smaller bandwidths that finish the smoothed solver included, plus,
-        for the exact solver, the number of linear programmes solved. The
-        smoothed iterations are at most ``max_iter`` in all.
+        for the exact solver, the number of linear programmes solved. At
+        most ``max_iter`` in all: the exact solver's preliminary fit leaves
+        two to the linear programmes (a reduced one and, if that is not
+        certified, the whole one), and with ``max_iter < 3`` it solves the
+        whole programme at once, which is exact too.
     cov_ : ndarray of shape (n_params, n_params)
         Covariance of ``[intercept_, *coef_]`` (without ``intercept_`` when
         ``fit_intercept=False``); only with ``cov_type``.

@@ -18,14 +18,21 @@ The functions read the estimator's parameters (``quantile``, ``alpha``,
 ``fit_intercept``, ``bandwidth``, ``kernel``, ``max_iter``, ``tol``).
 """
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import safe_sparse_dot
 
 from ._base import least_squares_start, total_weight
 from ._objective import LinearObjective
-from ._quantile_exact import ReducedPathFailed, select_on_face, solve_exact
+from ._quantile_exact import (
+    MAX_ROUNDS,
+    ReducedPathFailed,
+    select_on_face,
+    solve_exact,
+)
 from ._quantile_smooth import (
     _MIN_RELATIVE_SCALE,
     NEWTON_MAX_COEF,
@@ -60,6 +67,12 @@ EXACT_PRELIMINARY_ROWS = 50_000
 # Reduced problems tried from a subsample's start before the preliminary
 # fit is redone on all rows.
 _SUBSAMPLE_START_ROUNDS = 2
+# max_iter counts the exact solver's linear programmes with the smoothed
+# iterations: its preliminary fit leaves it this many (a reduced programme
+# and the whole one), and below _EXACT_MIN_BUDGET there is no preliminary
+# fit, only the whole programme.
+EXACT_LP_RESERVE = 2
+_EXACT_MIN_BUDGET = EXACT_LP_RESERVE + 1
 
 # Targets further than this many MADs of y from its median are clipped for
 # the fit (see fit_level); ~1e6 keeps HiGHS's cost
@@ -135,14 +148,16 @@ def fit_level(estimator, X, y, sample_weight, solver, start=None, stats=None):
     convex neighbourhood of the solution (the pinball loss is linear on
     each side of zero, and the smoothed loss exactly so a few dozen
     bandwidths away from it), so the solution is a minimiser of the
-    original objective too. Otherwise refit unclipped. Returns a
-    :class:`LevelFit`.
+    original objective too. Otherwise refit unclipped, with the
+    iterations left of ``max_iter`` (none left: the clipped fit, with a
+    ``ConvergenceWarning``). Returns a :class:`LevelFit`.
     """
     clipped = np.flatnonzero(np.abs(y) > _Y_CLIP)
     # (A copy only when a target is that far.)
     y_fit = np.clip(y, -_Y_CLIP, _Y_CLIP) if clipped.size else y
+    budget = int(estimator.max_iter)
     level = _fit_standard_units(
-        estimator, X, y_fit, sample_weight, solver, start, stats
+        estimator, X, y_fit, sample_weight, solver, start, stats, budget=budget
     )
     if clipped.size:
         # Residuals of y_fit would not be those of y.
@@ -150,16 +165,27 @@ def fit_level(estimator, X, y, sample_weight, solver, start=None, stats=None):
         fitted = safe_sparse_dot(X[clipped], level.coef) + level.intercept
         linear_t = SmoothedPinballRho._T_MAX[estimator.kernel]
         margin = _Y_CLIP - linear_t * (level.bandwidth or 0.0)
-        if not np.all(np.abs(fitted) < margin):
-            more = _fit_standard_units(
-                estimator, X, y, sample_weight, solver, start, stats
+        if np.all(np.abs(fitted) < margin):
+            return level
+        left = budget - level.n_iter
+        if left < 1:
+            warnings.warn(
+                f"max_iter={budget} was used up before a target clipped at "
+                f"{_Y_CLIP:g} MADs of y could be fitted unclipped; increase "
+                "max_iter.",
+                ConvergenceWarning,
+                stacklevel=4,
             )
-            level = more._replace(n_iter=level.n_iter + more.n_iter)
+            return level
+        more = _fit_standard_units(
+            estimator, X, y, sample_weight, solver, start, stats, budget=left
+        )
+        level = more._replace(n_iter=level.n_iter + more.n_iter)
     return level
 
 
 def _fit_standard_units(
-    estimator, X, y, sample_weight, solver, start, stats, subsample=True
+    estimator, X, y, sample_weight, solver, start, stats, subsample=True, budget=None
 ):
     """The fit on standardised ``y``, from ``start`` if given (:class:`LevelFit`).
 
@@ -168,12 +194,23 @@ def _fit_standard_units(
     ``subsample``) is computed first. With one, ``"smooth"`` makes only
     the final smoothed fit from it and ``"exact"`` seeds the reduced
     linear programmes with it.
+
+    ``budget`` (default ``max_iter``) bounds the iterations, each linear
+    programme counting as one: the exact solver's preliminary fit leaves
+    two of them to the programmes (a reduced one, and the whole problem
+    if no reduced one is certified), and with fewer than
+    ``_EXACT_MIN_BUDGET`` it solves the whole problem at once.
     """
-    if solver == "exact" and start is not None:
+    if budget is None:
+        budget = int(estimator.max_iter)
+    if solver == "exact" and (start is not None or budget < _EXACT_MIN_BUDGET):
         if stats is None:
             stats = _column_stats(X, y, sample_weight, estimator.fit_intercept)
+        if start is None:
+            # Too few iterations for a preliminary fit: the whole programme.
+            start = LevelStart(np.zeros(X.shape[1]), 0.0, None, None, {})
         w, b, n_lp, residuals, state = _fit_exact(
-            estimator, X, y, sample_weight, start, stats
+            estimator, X, y, sample_weight, start, stats, budget
         )
         return LevelFit(w, b, None, n_lp, stats, start.scale, residuals, state)
     X_smooth, y_smooth, weight_smooth = X, y, sample_weight
@@ -197,6 +234,7 @@ def _fit_standard_units(
         stats=stats if X_smooth is X else None,
         # The answer of the smoothed solver, not the exact one's start.
         refine=solver == "smooth",
+        max_iter=budget if solver == "smooth" else budget - EXACT_LP_RESERVE,
     )
     if solver == "smooth":
         return smooth
@@ -211,15 +249,25 @@ def _fit_standard_units(
         # Two rounds, so that giving up stays cheap (a round's band doubles).
         options = {"full_fallback": False, "max_rounds": _SUBSAMPLE_START_ROUNDS}
     start = LevelStart(smooth.coef, smooth.intercept, smooth.scale, None, options)
+    left = budget - smooth.n_iter
     try:
         w, b, n_lp, residuals, state = _fit_exact(
-            estimator, X, y, sample_weight, start, smooth.stats
+            estimator, X, y, sample_weight, start, smooth.stats, left
         )
     except ReducedPathFailed as failed:
+        used = smooth.n_iter + failed.args[0]
         level = _fit_standard_units(
-            estimator, X, y, sample_weight, solver, None, stats, subsample=False
+            estimator,
+            X,
+            y,
+            sample_weight,
+            solver,
+            None,
+            stats,
+            subsample=False,
+            budget=budget - used,
         )
-        return level._replace(n_iter=smooth.n_iter + failed.args[0] + level.n_iter)
+        return level._replace(n_iter=used + level.n_iter)
     n_iter = smooth.n_iter + n_lp
     return LevelFit(
         w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals, state
@@ -227,7 +275,15 @@ def _fit_standard_units(
 
 
 def fit_smooth(
-    estimator, X, y, sample_weight, warn, start=None, stats=None, refine=False
+    estimator,
+    X,
+    y,
+    sample_weight,
+    warn,
+    start=None,
+    stats=None,
+    refine=False,
+    max_iter=None,
 ):
     """Smoothed fits on standardised ``y``: a :class:`LevelFit`.
 
@@ -238,8 +294,11 @@ def fit_smooth(
     of the start's residuals (or ``start.scale``). With ``refine`` (the
     answer of ``solver="smooth"``, not the exact solver's preliminary
     fit) and ``bandwidth="auto"``, the bandwidth is then lowered until
-    the fit's duality gap is small (:func:`refine_smoothed`).
+    the fit's duality gap is small (:func:`refine_smoothed`). ``max_iter``
+    (default the estimator's) bounds the iterations of all of them.
     """
+    if max_iter is None:
+        max_iter = int(estimator.max_iter)
     if start is None:
         prepared = _smooth_start(estimator, X, y, sample_weight)
         if isinstance(prepared, LevelFit):
@@ -273,7 +332,7 @@ def fit_smooth(
         # and 50 of them left a start whose reduced programmes failed
         # their certificates until the whole LP was solved (1e5 rows:
         # 12 s, against 0.3 s with the full budget).
-        limit = estimator.max_iter
+        limit = max_iter
         if not warn and estimator.alpha > 0:
             limit = min(limit, _PRELIMINARY_MAX_ITER)
         budget = limit - n_iter - (0 if last else 1)
@@ -293,7 +352,7 @@ def fit_smooth(
         if not last:
             residuals = objective.y - objective.raw_prediction(coef)[:, 0]
             scale = _residual_scale(residuals, objective.sample_weight) or 1.0
-    if refine and estimator.bandwidth == "auto" and n_iter < estimator.max_iter:
+    if refine and estimator.bandwidth == "auto" and n_iter < max_iter:
         # (A bandwidth given is the smoothed estimator's own, conquer's h.)
         coef, rho, more = refine_smoothed(
             objective,
@@ -301,7 +360,7 @@ def fit_smooth(
             coef,
             stats,
             estimator.alpha,
-            estimator.max_iter - n_iter,
+            max_iter - n_iter,
             estimator.tol,
         )
         n_iter += more
@@ -347,17 +406,23 @@ def _smooth_start(estimator, X, y, sample_weight):
     return coef, scale, stats
 
 
-def _fit_exact(estimator, X, y, sample_weight, start, stats):
+def _fit_exact(estimator, X, y, sample_weight, start, stats, max_lp):
     """The LP optimum by preprocessing around ``start``.
 
-    Returns ``(w, b, n_lp, residuals, state)`` in standardised y units,
-    with ``n_lp`` the number of linear programmes solved, ``residuals``
-    those of the solution and ``state`` the solver's
-    ``info["level_state"]`` when it has them (else None). Among
+    At most ``max_lp`` linear programmes (at least one): reduced ones, the
+    last of them the whole problem if none is certified before. Returns
+    ``(w, b, n_lp, residuals, state)`` in standardised y units, with
+    ``n_lp`` the number of linear programmes solved, ``residuals`` those
+    of the solution and ``state`` the solver's ``info["level_state"]``
+    when it has them (else None). Among
     equally optimal solutions, the one nearest ``start`` is taken
     (:func:`~skrobust._quantile_exact.select_on_face`).
     """
     q = float(estimator.quantile)
+    options = dict(start.exact_options or {})
+    # The whole problem, if it comes to that, is one more.
+    rounds = min(options.get("max_rounds", MAX_ROUNDS), max_lp - 1)
+    options["max_rounds"] = max(rounds, 0)
     w, b, info = solve_exact(
         X,
         y,
@@ -368,7 +433,7 @@ def _fit_exact(estimator, X, y, sample_weight, start, stats):
         start.coef,
         start.intercept,
         residuals=start.residuals,
-        **(start.exact_options or {}),
+        **options,
     )
     w_face, b_face = select_on_face(
         X,

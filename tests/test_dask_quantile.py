@@ -463,3 +463,19 @@ def test_smoothed_fit_of_noiseless_targets_is_least_squares(synchronous, fit_int
     np.testing.assert_allclose(fitted.coef_, [1.0, -0.2, 3.0, 0.5], rtol=1e-10)
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
     np.testing.assert_allclose(fitted.intercept_, memory.intercept_, atol=1e-10)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3, 5])
+def test_exact_fit_counts_its_linear_programmes_within_max_iter(synchronous, max_iter):
+    """As in memory: the sample fit leaves two iterations to the LPs on all rows.
+
+    (It used to count the sample fit's iterations, then the programmes on
+    top: 2 for max_iter=1.) The fit stays exact.
+    """
+    X, y = make_data()
+    memory = QuantileRegressor(quantile=0.9, solver="exact").fit(X, y)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    model = QuantileRegressor(quantile=0.9, solver="exact", max_iter=max_iter)
+    fitted = model.fit(Xd, y)
+    assert 1 <= fitted.n_iter_ <= max_iter
+    assert_same_optimum(fitted, memory, X, y, None)
