@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 import skrobust._quantile_exact as qe
+from skrobust import QuantileRegressor
 from skrobust._quantile_exact import pinball_objective, solve_exact, solve_lp
 
 RTOL = 1e-9
@@ -524,3 +525,39 @@ def test_checked_inputs_give_the_same_optimum():
     f_c = pinball_objective(X, y, coef_c, b_c, 0.3, weights, 0.0)
     assert abs(f - f_c) <= 1e-12 * f
     assert np.all(weights >= 0.5)  # not scaled in place
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_regular_vertex_rows_are_told_from_singular_ones(sparse):
+    """The LU test that spares the face selection its SVD agrees with the SVD.
+
+    A random square matrix is regular; one with a repeated row, or a row
+    that is a combination of two others up to 1e-14, is not (numpy's SVD
+    rank says so), and the test must not call it regular.
+    """
+    rng = np.random.default_rng(5)
+    regular = rng.normal(size=(60, 60)) * (rng.random((60, 60)) < 0.1)
+    regular += 3.0 * np.eye(60)
+    repeated = regular.copy()
+    repeated[7] = repeated[3]
+    combined = regular.copy()
+    combined[9] = regular[1] - 2.0 * regular[2] + 1e-14 * rng.normal(size=60)
+    for matrix, expected in [(regular, True), (repeated, False), (combined, False)]:
+        assert (np.linalg.matrix_rank(matrix) == 60) == expected
+        given = sp.csr_matrix(matrix) if sparse else matrix.copy()
+        assert qe._clearly_regular(given) == expected
+
+
+def test_sparse_vertex_stays_the_dense_one():
+    """A sparse wide design's exact fit equals the dense one's, and stays sparse.
+
+    (The face selection used to densify the vertex's rows for an SVD.)
+    """
+    rng = np.random.default_rng(6)
+    X = sp.random_array((600, 120), density=0.05, format="csr", rng=rng)
+    X = sp.csr_matrix(X)
+    y = X @ rng.normal(size=120) + rng.standard_t(2, size=600)
+    dense = QuantileRegressor(quantile=0.3, solver="exact").fit(X.toarray(), y)
+    sparse = QuantileRegressor(quantile=0.3, solver="exact").fit(X, y)
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, atol=1e-9)
+    np.testing.assert_allclose(sparse.intercept_, dense.intercept_, atol=1e-9)
