@@ -24,9 +24,8 @@ from ._dask_strided import rows_of
 from ._scale import (
     _POLISH_GAP,
     EXACT_FIT_TOL,
-    ScaleSecant,
     _newton_polish,
-    extrapolated_start,
+    mad_fixed_point,
 )
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -91,10 +90,8 @@ def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False)
     options = problem.options
     data, weight = rows_of(problem.data, step, problem.stats[1])
     rows = (data, problem.stats[0] if step <= 1 else weight)
-    secant = ScaleSecant(options.tol)
-    mad, converged = scale, False
-    start, last = coef, None
-    for _ in range(options.max_iter):
+
+    def fit(scale, start, hessian, origin):
         objective = problem.objective(
             FixedScaleLoss(problem.rho, scale), problem.l2, step
         )
@@ -109,24 +106,20 @@ def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False)
         )
         problem.used += result.n_iter
         coef = result.coef
-        if result.hessian is not None:
-            hessian, origin = result.hessian, "stale"
         mad = _residual_scale(problem, rows, objective, coef)
         if result.converged and step <= 1 and abs(mad - scale) <= _POLISH_GAP * scale:
-            coef = _newton_polish(problem, objective, coef, hessian, result.gradient)
+            latest = hessian if result.hessian is None else result.hessian
+            coef = _newton_polish(problem, objective, coef, latest, result.gradient)
             mad = _residual_scale(problem, rows, objective, coef)
-        next_scale = secant.step(scale, mad, result.converged)
-        if next_scale is None:
-            converged = True
-            break
-        if collapse and secant.collapsing:
-            return coef, mad, hessian, False, True
-        start = extrapolated_start(coef, scale, next_scale, last)
-        last = (scale, coef)
-        scale = next_scale
-        if problem.used >= options.max_iter:
-            break
-    return coef, mad, hessian, converged, False
+        return result, coef, mad
+
+    def exhausted():
+        return problem.used >= options.max_iter
+
+    start = (coef, scale, hessian, origin)
+    return mad_fixed_point(
+        fit, exhausted, start, options.tol, options.max_iter, collapse
+    )
 
 
 def _subsample_step(problem):

@@ -927,10 +927,8 @@ class MADScale:
         heads for zero (:attr:`ScaleSecant.collapsing`), before the fits'
         scale reaches the tiny values where their curvature overflows.
         """
-        secant = ScaleSecant(problem.options.tol)
-        mad, converged = scale, False
-        start, last = coef, None  # last: (scale, coef) of the fit before
-        for _ in range(problem.options.max_iter):
+
+        def fit(scale, start, hessian, origin):
             objective = problem.objective(
                 FixedScaleLoss(problem.rho, scale),
                 [(None, problem.fit_intercept)],
@@ -948,8 +946,6 @@ class MADScale:
                 hessian_origin=origin,
             )
             coef = result.coef
-            if result.hessian is not None:
-                hessian, origin = result.hessian, "stale"
             mad = _residual_scale(rows, objective, coef)
             if (
                 result.converged
@@ -960,22 +956,76 @@ class MADScale:
                 # test settles the coefficients too (see _newton_polish): the
                 # MAD of their residuals is then that of the fit, not of its
                 # tolerance. (Not on a subsample, which only gives a start.)
-                coef = _newton_polish(
-                    problem, objective, coef, hessian, result.gradient
-                )
+                latest = hessian if result.hessian is None else result.hessian
+                coef = _newton_polish(problem, objective, coef, latest, result.gradient)
                 mad = _residual_scale(rows, objective, coef)
-            next_scale = secant.step(scale, mad, result.converged)
-            if next_scale is None:
-                converged = True
-                break
-            if collapse and secant.collapsing:
-                return coef, mad, hessian, False, True
-            start = extrapolated_start(coef, scale, next_scale, last)
-            last = (scale, coef)
-            scale = next_scale
-            if problem.budget == 0:
-                break
-        return coef, mad, hessian, converged, False
+            return result, coef, mad
+
+        def exhausted():
+            return problem.budget == 0
+
+        return mad_fixed_point(
+            fit,
+            exhausted,
+            (coef, scale, hessian, origin),
+            problem.options.tol,
+            problem.options.max_iter,
+            collapse,
+        )
+
+
+def mad_fixed_point(fit, exhausted, start, tol, max_iter, collapse=False):
+    """Fixed-scale fits until ``sigma = MAD(r(sigma)) / 0.6745``, by secant steps.
+
+    The loop of the MAD scale, in memory (:meth:`MADScale._secant`) and on
+    Dask (``skrobust._dask_mad_scale``): safeguarded secant steps on the
+    scale (:class:`ScaleSecant`), each fit started from the line through
+    the last two (:func:`extrapolated_start`) and from the latest Hessian.
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(scale, coef, hessian, origin) -> (result, coef, mad)``: the
+        fixed-scale fit at ``scale`` from ``coef`` (a
+        :class:`~skrobust._solvers.SolverResult`), its coefficients (after a
+        polish, if any) and their residuals' scale.
+    exhausted : callable
+        ``exhausted() -> bool``: whether the iteration budget is spent.
+    start : tuple
+        ``(coef, scale, hessian, origin)`` of the first fit.
+    tol : float
+        The secant's relative tolerance on the scale.
+    max_iter : int
+        At most this many fits.
+    collapse : bool, default=False
+        Stop early when the scale heads for zero
+        (:attr:`ScaleSecant.collapsing`).
+
+    Returns
+    -------
+    tuple
+        ``(coef, scale, hessian, converged, collapsing)``.
+    """
+    coef, scale, hessian, origin = start
+    secant = ScaleSecant(tol)
+    mad, converged = scale, False
+    start, last = coef, None  # last: (scale, coef) of the fit before
+    for _ in range(max_iter):
+        result, coef, mad = fit(scale, start, hessian, origin)
+        if result.hessian is not None:
+            hessian, origin = result.hessian, "stale"
+        next_scale = secant.step(scale, mad, result.converged)
+        if next_scale is None:
+            converged = True
+            break
+        if collapse and secant.collapsing:
+            return coef, mad, hessian, False, True
+        start = extrapolated_start(coef, scale, next_scale, last)
+        last = (scale, coef)
+        scale = next_scale
+        if exhausted():
+            break
+    return coef, mad, hessian, converged, False
 
 
 def extrapolated_start(coef, scale, next_scale, last):
