@@ -403,8 +403,9 @@ class _LadFit:
         n_coef = self.data.n_features + self.fit_intercept
         if positive <= _FEW_ROWS_PER_COEF * n_coef:
             return self.exact_lad_scale_fit(coef, scale)
-        found = self.smoothed_lad_scale(coef, min(scale, 1.0))
-        if found is None or not found[1] > LAD_SMALL_SCALE * scale:
+        first = min(scale, 1.0)
+        found = self.smoothed_lad_scale(coef, first)
+        if found is None or not found[1] > LAD_SMALL_SCALE * first:
             return self.exact_lad_scale_fit(coef, scale)
         lad_coef, lad_scale, settled = found
         other = None
