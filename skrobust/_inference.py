@@ -274,7 +274,7 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
     call_rows = product_rows * max(
         1, _WEIGHT_BLOCK_ELEMENTS // max(p, 1) // product_rows
     )
-    buffers = _Buffers(min(product_rows, n), p)
+    buffers = _Buffers(min(product_rows, n), p, min(call_rows, n))
     centred = None if shift is None else np.empty_like(buffers.scaled)
     # Column-major accumulators, which gemm adds its products to in place.
     products = np.zeros((p, p, n_grams), order="F").transpose(2, 0, 1)
@@ -297,13 +297,20 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
                 totals[j] += extra[0].size
             else:
                 layout.append(j)
-                weightings.append(d)
+                weightings.append(extra if kind == "pair" else d)
         layout = tuple(layout) + tuple(range(n_grams, n_grams + n_sums))
         weightings += list(sum_weights)
         border_weights = np.empty((block.shape[0], len(layout)))
         for j, d in enumerate(weightings):
-            border_weights[:, j] = 1.0 if d is None else d
-        totals[list(layout)] += np.ones(block.shape[0]) @ border_weights
+            column = border_weights[:, j]
+            if isinstance(d, tuple):
+                # A pair's product weights, formed in place.
+                np.multiply(d[0], d[1], out=column)
+                if d[2] != 1.0:
+                    column *= d[2]
+            else:
+                column[:] = 1.0 if d is None else d
+        totals[list(layout)] += buffers.block_ones[: block.shape[0]] @ border_weights
         if layout not in layouts:
             layouts[layout] = np.zeros((p, len(layout)), order="F")
         for index, sub_start in enumerate(range(0, block.shape[0], product_rows)):
@@ -336,9 +343,10 @@ def _dense_grams(X, weights_of_block, n_grams, n_sums, shift):
 class _Buffers:
     """Scratch sub-blocks of :func:`_dense_grams`, and the ones it sums with."""
 
-    def __init__(self, rows, p):
+    def __init__(self, rows, p, block_rows):
         self.scaled = np.empty((rows, p))
         self.ones = np.ones(rows)
+        self.block_ones = np.ones(block_rows)
         # Scaled copies of the rows shared by paired weightings, made as
         # needed.
         self.pool = []
@@ -355,15 +363,15 @@ def _block_weighting(d, product_rows):
     ``"unit"`` (``d`` None), ``"constant"`` (one value: a multiple of the
     plain Gram), ``"mask"`` (boolean: the Gram of the selected rows;
     ``extra`` their indices, and where each sub-block's start among them),
-    ``"pair"`` (a tuple ``(a, b, factor)``: ``d = factor a b``, ``extra``
-    the tuple), ``"roots"`` (non-negative: ``extra = sqrt(d)``) or
+    ``"pair"`` (a tuple ``(a, b, factor)`` of weights ``factor a b``: ``d``
+    None, ``extra`` the tuple), ``"roots"`` (non-negative: ``extra = sqrt(d)``) or
     ``"weights"``.
     """
     if d is None:
         return "unit", None, None
     if isinstance(d, tuple):
-        a, b, factor = d
-        return "pair", a * b if factor == 1.0 else factor * (a * b), d
+        # (The product weights, for the sums, are formed by the caller.)
+        return "pair", None, d
     if d.dtype == bool:
         chosen = np.flatnonzero(d)
         starts = np.searchsorted(
