@@ -70,7 +70,8 @@ def test_mad_secant_forms_at_most_two_hessians_on_all_rows(
     hessians.count = 0
     monkeypatch.setattr(scale_module, "_newton_polish", _fresh_polish)
     estimator_class(scale="mad").fit(X, y)
-    assert hessians.count >= fast + 3  # (a polish per fit near the fixed point)
+    # (A polish per fit within _POLISH_GAP of the fixed point: two here.)
+    assert hessians.count >= fast + 2
 
 
 @pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
