@@ -11,7 +11,7 @@ fit is the oracle.
 import dask.array as da
 import numpy as np
 import pytest
-from _dask_data import CHUNKS
+from _dask_data import CHUNKS, plane_data
 
 from skrobust import HuberRegressor, LogCoshRegressor, _dask_joint_boundary
 
@@ -30,22 +30,12 @@ def certificate(request, monkeypatch):
     return request.param
 
 
-def make_data(n=3000, seed=0, noisy_share=0.3):
-    """Most rows exactly on a plane, the others with heavy-tailed noise."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
-    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
-    noisy = rng.random(n) < noisy_share
-    y[noisy] += rng.standard_t(3, size=noisy.sum())
-    return X, y
-
-
 @pytest.mark.parametrize("estimator", [HuberRegressor, LogCoshRegressor])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_collapsing_joint_scale_gives_the_in_memory_boundary_fit(
     synchronous, certificate, estimator, weighted
 ):
-    X, y = make_data()
+    X, y = plane_data()
     weights = None
     if weighted:
         weights = np.random.default_rng(1).integers(0, 4, size=y.size).astype(float)
@@ -64,7 +54,7 @@ def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous, certifica
     """Few exact rows: sigma stays positive, the boundary test says so."""
     from skrobust._dask_joint_boundary import boundary_is_optimal
 
-    X, y = make_data(noisy_share=0.9)
+    X, y = plane_data(0.9)
     memory = HuberRegressor(tol=1e-13).fit(X, y)
     fitted = HuberRegressor(tol=1e-13).fit(da.from_array(X, chunks=(CHUNKS, 4)), y)
     assert memory.scale_ > 0.1
@@ -79,7 +69,7 @@ def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous, certifica
     from skrobust.losses import FixedScaleLoss, SquaredRho
 
     for share, optimal in [(0.3, True), (0.9, False)]:
-        X, y = make_data(noisy_share=share)
+        X, y = plane_data(share)
         offset, spread = target_offset_scale(y, np.ones(y.size), True)
         ls = LinearObjective(
             FixedScaleLoss(SquaredRho()),
@@ -134,7 +124,7 @@ def test_penalised_collapsing_joint_scale_gives_the_in_memory_fit(
     exactly), and so does the dask fit, with one pass for the gradient and
     one for those rows.
     """
-    X, y = make_data()
+    X, y = plane_data()
     weights = None
     if weighted:
         weights = np.random.default_rng(1).integers(0, 4, size=y.size).astype(float)

@@ -16,7 +16,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from _dask_data import CHUNKS, weights_with_empty_chunk
+from _dask_data import CHUNKS, plane_data, weights_with_empty_chunk
 
 from skrobust import (
     QuantileRegressor,
@@ -398,16 +398,6 @@ def test_smooth_fit_with_warm_start_equals_in_memory(synchronous):
     fitted.set_params(quantile=0.65).fit(Xd, y + X[:, 2])
     assert_same_smoothed_fit(fitted, memory, X, y + X[:, 2], None)
     assert fitted.n_iter_ == memory.n_iter_
-
-
-def plane_data(noisy_share, n=3000, seed=0):
-    """Targets on one plane but for a share of rows with heavy-tailed noise."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4)) * [1.0, 10.0, 0.1, 3.0] + [0.0, 5.0, 0.0, 100.0]
-    y = X @ [1.0, -0.2, 3.0, 0.5] + 2.0
-    noisy = rng.random(n) < noisy_share
-    y[noisy] += rng.standard_t(3, size=noisy.sum())
-    return X, y
 
 
 @pytest.mark.parametrize(
