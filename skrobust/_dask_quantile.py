@@ -89,6 +89,7 @@ from ._dask import (
     weighted_median,
 )
 from ._dask_strided import StridedData as _StridedData
+from ._dask_strided import StridedObjective
 from ._dask_strided import weight_kernel as _weight_kernel
 from ._objective import LinearObjective
 from ._quantile_exact import (
@@ -876,7 +877,6 @@ class _DaskSmooth:
         self.fit_intercept = estimator.fit_intercept
         self.quantile, self.kernel = float(estimator.quantile), estimator.kernel
         self.n_coef = data.n_features + bool(self.fit_intercept)
-        self.method = _quantile_smooth.smoothed_solver(self.n_coef, data.n_samples)
         self.n_iter = 0
         # _quantile_smooth._l1_weights: alpha / column scale, none on the intercept.
         self.l1 = np.zeros(self.n_coef)
@@ -905,10 +905,17 @@ class _DaskSmooth:
             column_stats=self.stats[2],
         )
         objective = _dask.DaskObjective(
-            data, (sum_weight, self.stats[1]), template, self.offset, self.spread
+            self.data, self.stats[:2], template, self.offset, self.spread
         )
-        objective.setup = _ClippedSetup(objective.setup, self.limit)
-        return objective
+        setup = _ClippedSetup(objective.setup, self.limit)
+        if data is self.data:
+            objective.setup = setup
+            return objective
+        # Strided rows: their subsample strides all the data, as X[::a][::b]
+        # is X[::a*b] in memory, so the solvers' levels see memory's rows.
+        return StridedObjective(
+            self.data, sum_weight, self.stats[1], template, setup, data.step
+        )
 
     def smoothed(self, rows, bandwidth):
         rho = SmoothedPinballRho(self.quantile, bandwidth, self.kernel)
@@ -987,16 +994,22 @@ class _DaskSmooth:
     def minimize(self, objective, coef, budget, convex=False, **kwargs):
         """:func:`~skrobust._quantile_smooth.minimize_smoothed`, proximal with L1."""
         tol = self.estimator.tol
+        # As in memory, the solver is chosen by the objective's own rows.
+        method = _quantile_smooth.smoothed_solver(self.n_coef, objective.n_samples)
         if self.l1.any():
             result = _solvers.minimize_l1(
-                objective, coef, self.l1, self.method, budget, tol, **kwargs
+                objective, coef, self.l1, method, budget, tol, **kwargs
             )
         else:
             result = _solvers.minimize(
-                objective, coef, self.method, budget, tol, convex=convex, **kwargs
+                objective, coef, method, budget, tol, convex=convex, **kwargs
             )
         self.n_iter += result.n_iter
         return result
+
+    def last_stage(self, objective, coef, budget, warn):
+        """The last stage's minimisation on all rows (``last=True`` in memory)."""
+        return self.minimize(objective, coef, budget, warn=warn, multilevel=False)
 
     def gap(self, objective, rho, coef):
         """:func:`skrobust._quantile_smooth.pinball_gap` over all rows: (value, gap)."""
@@ -1068,9 +1081,9 @@ class _DaskSmooth:
         _, objective = self.smoothed(first_rows, factor * scale)
         budget = estimator.max_iter - 1
         if budget >= 1:
-            result = self.minimize(
-                objective, coef, budget, warn=False, multilevel=False
-            )
+            # Multilevel, as in memory: on every 64th row first, if that
+            # subsample is large enough (_solvers.subsample_for_start).
+            result = self.minimize(objective, coef, budget, warn=False)
             coef = result.coef
             scale = self.residual_scale(first_rows, objective, coef) or 1.0
         return self.finish(coef, scale)
@@ -1101,8 +1114,8 @@ class _DaskSmooth:
         rho, objective = self.smoothed(
             (self.data, self.stats[0]), self.factor() * scale
         )
-        result = self.minimize(
-            objective, coef, max(estimator.max_iter - self.n_iter, 1), multilevel=False
+        result = self.last_stage(
+            objective, coef, max(estimator.max_iter - self.n_iter, 1), warn=True
         )
         coef = result.coef
         if estimator.bandwidth == "auto" and self.n_iter < estimator.max_iter:

@@ -172,7 +172,7 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     assert_same_optimum(fitted, memory, X, y, weights)
 
 
-@pytest.mark.parametrize(("solver", "round_trips"), [("exact", 8), ("smooth", 60)])
+@pytest.mark.parametrize(("solver", "round_trips"), [("exact", 8), ("smooth", 70)])
 def test_client_memory_stays_a_small_fraction_of_x(cluster_client, solver, round_trips):
     """The client holds the sample (and the band), never X: < 8% of X.nbytes.
 
@@ -181,7 +181,9 @@ def test_client_memory_stays_a_small_fraction_of_x(cluster_client, solver, round
     about sqrt(n p) rows and its linear programme, a fraction of X that
     shrinks as n grows. Smooth: measured 3% (the sample of 10 000 rows is
     1%, the rest the scheduler's bookkeeping); every stage is a sum over
-    the chunks.
+    the chunks. Its round trips: one per evaluation, 61 measured (the first
+    stage's levels on every 64th and every 8th row, as in memory, the fit
+    on all rows, the continuation and the selections).
     """
     n, p = 1_000_000, 20
     Xd = da.random.default_rng(0).normal(size=(n, p), chunks=(250_000, p))
@@ -306,6 +308,38 @@ def test_smooth_fit_equals_in_memory_fit(synchronous, name):
     # 37 to 66 without alpha, 54 to 129 with it (the proximal steps'
     # backtracking evaluates more often).
     assert fitted._dask_round_trips <= (80 if alpha == 0 else 150)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_smooth_first_stage_takes_the_in_memory_levels(
+    synchronous, monkeypatch, weighted, alpha
+):
+    """60 000 rows: the first stage's 7500 rows start on every 64th, as in memory.
+
+    In memory the first smoothed fit (on ``X[::8]``) is itself multilevel
+    (:func:`skrobust._solvers.subsample_for_start`): its 7500 rows are
+    first fitted on their every 8th. The dask fit takes the same levels, so
+    its iterations are memory's, one for one. (The last stage's start on
+    the rows near it, ``_minimize_near_start``, is switched off here: the
+    dask fit makes it on all rows.)
+    """
+    monkeypatch.setattr(_quantile_smooth, "_NEAR_START_MIN_ROWS", 10**12)
+    n = 60_000
+    X, y = make_data(n, seed=5)
+    weights = (
+        np.random.default_rng(5).integers(0, 3, size=n).astype(float)
+        if weighted
+        else None
+    )
+    params = dict(quantile=0.4, solver="smooth", alpha=alpha)
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    chunks = uneven_chunks(n, seed=5)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(chunks, 4)), y, sample_weight=weights
+    )
+    assert fitted.n_iter_ == memory.n_iter_
+    assert_same_smoothed_fit(fitted, memory, X, y, weights)
 
 
 def test_smooth_fit_is_near_the_linear_programme_optimum(synchronous):
