@@ -562,14 +562,16 @@ def dense_sample_rows(n_samples):
     return min(n_samples, max(MIN_SAMPLE_ROWS, min(n_samples // 4, 2**21)))
 
 
-def statistics_and_sample(data, center, rows):
+def statistics_and_sample(data, center, rows, step=None):
     """:func:`data_statistics` and a :class:`Sample` of about ``rows`` rows, one pass.
 
-    The sample's rows are every ``k``-th of all rows (``X[::k]``), and it
-    carries the quantile sketch of a denser strided sample of ``y``
-    (:func:`dense_sample_rows`, :func:`quantile_sketch`).
+    The sample's rows are every ``k``-th of all rows (``X[::k]``), ``k =
+    n // rows`` unless ``step`` gives it, and it carries the quantile sketch
+    of a denser strided sample of ``y`` (:func:`dense_sample_rows`,
+    :func:`quantile_sketch`).
     """
-    step = max(1, data.n_samples // rows)
+    if step is None:
+        step = max(1, data.n_samples // rows)
     y_step = max(1, data.n_samples // dense_sample_rows(data.n_samples))
     # (The sample is stacked on a worker: on the client, each chunk's piece
     # and their stack would be 2% of X at once.)
@@ -1560,7 +1562,7 @@ def standardise_targets(estimator, data, stats, sample, rider=None):
     return offset, spread
 
 
-def column_setup(X, y, sample_weight, fit_intercept, rows=None):
+def column_setup(X, y, sample_weight, fit_intercept, rows=None, step_for=None):
     """Step 1 of one target column: ``(data, stats, sample)``.
 
     The :class:`ChunkedData`, :func:`data_statistics` and a strided
@@ -1568,11 +1570,14 @@ def column_setup(X, y, sample_weight, fit_intercept, rows=None):
     (:func:`statistics_and_sample`).
     ``rows=None`` is the M-estimators' sample, ``SAMPLE_ROWS`` at most and
     ``1 / SAMPLE_FRACTION`` of the rows (at least ``MIN_SAMPLE_ROWS``).
+    ``step_for``, if given, maps the number of rows to the sample's stride
+    (``X[::step]``), or to None for the sample of ``rows``.
     """
     data = ChunkedData(X, y, sample_weight)
     if rows is None:
         rows = min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, data.n_samples // SAMPLE_FRACTION))
-    stats, sample = statistics_and_sample(data, fit_intercept, rows)
+    step = None if step_for is None else step_for(data.n_samples)
+    stats, sample = statistics_and_sample(data, fit_intercept, rows, step)
     return data, stats, sample
 
 

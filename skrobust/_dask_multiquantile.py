@@ -5,8 +5,8 @@ Each level is one dask fit of :class:`~skrobust.QuantileRegressor`
 ``y`` and the weights) and one setup for all levels
 (:class:`skrobust._dask_quantile.ColumnData`: the data's statistics, the
 sample and the standardisation of ``y``), visited as in memory: the level
-nearest 0.5 first (from the sample fit, or the previous fit with ``warm_start``), then
-outwards, each started from its neighbour's fit. As in memory, the
+nearest 0.5 first (from the preliminary fit, or the previous fit with
+``warm_start``), then outwards, each started from its neighbour's fit. As in memory, the
 smoothed levels after the first take its residual scale for their
 bandwidth, so that they make the same fits; exact levels are the linear
 programmes' optima whatever their start. With ``cov_type``, each level's

@@ -12,47 +12,49 @@ exactly, by the preprocessing of Portnoy and Koenker that
 one task per chunk on the worker that holds it (:class:`~skrobust._dask.
 ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
 
-1. **Checks and a sample** (two round trips, shared with the M-estimators):
+1. **Checks and a sample** (one round trip, shared with the M-estimators):
    :func:`skrobust._dask.data_statistics` checks every chunk and returns the
-   weight sum; a strided sample of rows comes to the client. ``y`` is
-   standardised by the sample's median and MAD (any fixed affine map gives
-   the same minimiser; this one keeps the linear programmes well scaled).
-2. **Preliminary fit**: the estimator itself, fitted in memory (exactly) on
-   the sample.
-3. **Newton steps on all rows** (one round trip each, at most
-   ``_NEWTON_STEPS``): each chunk returns its side sums ``sum s x``,
-   ``sum s``, ``sum s y`` over the rows above and below the fit, the weight
-   of its rows within ``+-h`` of the fit (``h`` the band's half-width), the
-   number of its rows at each of a grid of distances from the fit and, in
-   the first pass, its Gram matrix; the client takes the in-memory one-step
-   estimator of :func:`skrobust._quantile_exact._one_step` (gradient from
-   the side sums, Hessian as the error density times the Gram matrix).
-   From a sample fit off by ``O(sqrt(p / n_sample))`` two or three steps
-   land well within a band of ``m = sqrt(n p)`` rows; the steps stop when
-   one moves the residuals by less than a fifth of the band's half-width.
-4. **The band** (one round trip): each chunk returns its rows of positive
-   weight with ``|r_i| <= t`` (``t`` the distance within which the last
-   Newton pass counted ``m`` rows of all) and the side sums over its other
-   rows: the two pseudo-observations. A chunk that would return far more
-   rows than its share returns a tighter ``t`` instead and the pass is
-   repeated.
-5. **The reduced linear programme** on the client:
+   weight sum; a strided sample of rows comes to the client: the in-memory
+   preliminary fit's rows ``X[::k]``
+   (:func:`skrobust._quantile_level.preliminary_step`) when the in-memory
+   fit subsamples. ``y`` is standardised by its exact median and MAD
+   (:func:`skrobust._dask.standardise_targets`), as in memory.
+2. **Preliminary fit**, the in-memory one: the smoothed fit of
+   :func:`skrobust._quantile_level.fit_smooth` on the sample, made on the
+   client by that code; on all rows (:meth:`_DaskSmooth.preliminary`)
+   where memory makes it on all rows.
+3. **The start** (:meth:`_DaskExact.centred`, :meth:`_DaskExact.band`,
+   :meth:`_DaskExact.refined`), as :func:`skrobust._quantile_exact._start`:
+   the fit's intercept moved to the weighted ``q``-quantile of its
+   residuals and the ``m = sqrt(n p)`` rows nearest it, both exact
+   distributed selections (:mod:`skrobust._dask_select`, usually a round
+   trip each); one pass returns those rows, the side sums ``sum s x``,
+   ``sum s``, ``sum s y`` over the others above and below the fit (the
+   two pseudo-observations), the weight within the band and a strided
+   sample's Gram matrix; the client takes the in-memory one-step
+   estimator (:func:`skrobust._quantile_exact._one_step`) and, if it moves
+   the residuals enough, centres and bands its point (three more round
+   trips), kept if it lowers the objective.
+4. **The reduced linear programme** on the client:
    :func:`skrobust._quantile_lp._dual_lp` (the primal LP if its duality
    check fails) on the kept rows and the two pseudo-observations, exactly
    as :func:`skrobust._quantile_exact._reduced_lp`.
-6. **The certificate** (one round trip): each chunk checks the residual
+5. **The certificate** (one round trip): each chunk checks the residual
    signs of its replaced rows at the LP's solution and returns the sums of
    :func:`skrobust._quantile_lp.certify_signs` (the weighted size of the
    wrong signs and their rounding allowance), its pinball loss, and its
    wrong-signed rows when there are few. The repairs are the in-memory
-   ones: a few wrong rows join the band (steps 5 and 6 again); more than
-   ``0.1 m`` double ``m`` and rebuild the band around the best fit so far
-   (steps 4 to 6). After ``max_rounds`` reduced problems, or a band of half
-   the rows, the full problem is solved on all rows of positive weight
-   (which then come to the client: the one case in which ``X`` does).
+   ones: a few wrong rows join the band (steps 4 and 5 again); more than
+   ``0.1 m`` double ``m`` and rebuild the band around the best fit so far.
+   After ``max_rounds`` reduced problems, or a band of half the rows, the
+   full problem is solved on all rows of positive weight (which then come
+   to the client: the one case in which ``X`` does); from a subsample's
+   start, after two, the preliminary fit is redone on all rows, as in
+   memory.
 
-A fit whose first reduced problem is certified makes six to eight round
-trips (seven typically: two Newton steps). The
+Every step being memory's, so are the programmes and ``n_iter_`` (the
+preliminary fit's iterations and the programmes). A fit whose first
+reduced problem is certified makes nine or ten round trips. The
 answer is the LP optimum, as in memory: the objectives agree to the
 accuracy of HiGHS (the tests check ``1e-9`` relative). When the minimiser
 is not unique (ties, a degenerate design), the vertex found can differ from
@@ -78,6 +80,7 @@ all rows, at the bandwidth of its residuals' scale, as in memory.
 """
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -88,17 +91,20 @@ from ._dask import (
     _chunk_weights,
     weighted_median,
 )
+from ._dask_select import lower_quantile, tie_allowances
 from ._dask_strided import StridedData as _StridedData
 from ._dask_strided import StridedObjective
 from ._dask_strided import weight_kernel as _weight_kernel
 from ._objective import LinearObjective
 from ._quantile_exact import (
+    _BLOCK_ELEMENTS,
     _FIXUP_FRACTION,
     _FULL_FRACTION,
     _MIN_SIZE,
     _NEWTON_MAX_COEF,
     _NEWTON_MIN_SHIFT,
     _SIZE_FACTOR,
+    ReducedPathFailed,
     _one_step,
     far_target_limit,
 )
@@ -112,19 +118,6 @@ from ._quantile_lp import (
     _weighted_sum,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
-
-# Newton steps (a pass each) at most before the band is built: the first
-# moves a sample fit to about the accuracy of the Hessian estimate times its
-# error, the second to far within the band.
-_NEWTON_STEPS = 3
-# Points of the grid of |r| at which a Newton pass counts the rows.
-_GRID_POINTS = 97
-
-# A chunk returns its band rows only if they are at most this many times
-# its share of m, plus _EXTRA_BAND_ROWS: a threshold from an unlucky sample
-# cannot flood the client.
-_BAND_EXCESS = 4.0
-_EXTRA_BAND_ROWS = 1000
 
 _MAX_ROUNDS = 6
 
@@ -191,60 +184,72 @@ def _side_sums(X_c, y, s, above, below):
     return _lmatmat(Vt, X_c), Vt.sum(axis=1), (Vt * y).sum(axis=1)
 
 
-def _newton_kernel(X_c, y_c, w_c, std, coef, intercept, h, fit_intercept, grid, gram):
-    """Side sums about the fit, row counts by distance, weight within ``+-h``, loss.
+class _Residuals:
+    """Per-row values for the selections: ``r`` or ``|r|`` at a fit.
 
-    ``counts[k]`` is the number of rows with weight and ``|r|`` in
-    ``(grid[k-1], grid[k]]``. With ``gram``, also the chunk's
-    ``sum s_i z_i z_i^T`` (``z_i = (x_i, [1])``; it does not depend on the
-    fit: formed once per fit, in row blocks, without a copy of the chunk).
+    The residuals of the standardised (and clipped) targets, computed as
+    the passes compute them (:meth:`_Standardised.residuals`), so that a
+    selected threshold compares with the band's distances bit for bit.
     """
+
+    def __init__(self, std, coef, intercept, absolute):
+        self.std, self.coef, self.intercept = std, coef, float(intercept)
+        self.absolute = absolute
+
+    def __call__(self, X_c, y_c):
+        y, _, _, _ = self.std.chunk(X_c, y_c, None)
+        r = self.std.residuals(X_c, y, self.coef, self.intercept)
+        return np.abs(r) if self.absolute else r
+
+
+def _gram_kernel(X_c, y_c, w_c, std, fit_intercept):
+    """The chunk's ``sum s_i z_i z_i^T`` (``z_i = (x_i, [1])``, intercept last)."""
     from ._inference import weighted_grams
 
-    y, s, positive, side = std.chunk(X_c, y_c, w_c)
-    r = std.residuals(X_c, y, coef, intercept)
-    above = r >= 0
-    sums = _side_sums(X_c, y, s, above, ~above)
-    distance = np.abs(r)
-    bins = np.searchsorted(grid, distance[positive], side="left")
-    counts = np.bincount(bins, minlength=grid.size + 1)
-    within = _weighted_sum(s, distance <= h)
-    chunk_gram = None
-    if gram:
-        # weighted_grams puts the intercept first; _one_step wants it last.
-        (chunk_gram,) = weighted_grams(X_c, [s], fit_intercept)
-        if fit_intercept:
-            chunk_gram = np.roll(chunk_gram, -1, axis=(0, 1))
-    return sums, counts, chunk_gram, within, std.loss(s, r)
+    _, s, _, _ = std.chunk(X_c, y_c, w_c)
+    # weighted_grams puts the intercept first; _one_step wants it last.
+    (gram,) = weighted_grams(X_c, [s], fit_intercept)
+    return np.roll(gram, -1, axis=(0, 1)) if fit_intercept else gram
 
 
-def _band_kernel(X_c, y_c, w_c, std, coef, intercept, threshold, share):
+def _band_kernel(X_c, y_c, w_c, own, std, coef, intercept, threshold, gram):
     """The chunk's rows with ``|r| <= threshold`` and the sums over the others.
 
-    Returns ``(rows, tighter, sums, counts, loss)``: ``rows`` are
-    ``(index, X, y, s)`` of the kept rows (None if there are more than
-    ``share * n_c + _EXTRA_BAND_ROWS``, and then ``tighter`` is a
-    threshold that keeps half that many), ``sums`` the side sums over the
-    replaced rows above and below the fit and ``counts`` their numbers.
+    ``own`` is ``(ties, first)``: of the rows at exactly ``threshold`` only
+    the first ``ties`` are kept (all if None). Returns ``(rows, sums,
+    counts, loss, within, sampled)``: ``rows`` are ``(index, X, y, s)`` of
+    the kept rows, ``sums`` the side sums over the replaced rows above and
+    below the fit, ``counts`` their numbers, ``loss`` the chunk's pinball
+    loss and ``within`` the weight of all its rows with ``|r| <=
+    threshold`` (for the density estimate). With ``gram = (step,
+    fit_intercept)``, ``sampled`` is the :func:`_gram_kernel` of the
+    chunk's rows from ``first`` on, every ``step``-th (those whose global
+    index is a multiple of ``step``), and their weight; else None.
     """
+    ties, first = own
+    sampled = None
+    if gram is not None:
+        step, fit_intercept = gram
+        rows = slice(first, None, step)
+        w_rows = None if w_c is None else w_c[rows]
+        sampled = (
+            _gram_kernel(X_c[rows], y_c[rows], w_rows, std, fit_intercept),
+            float(_chunk_weights(y_c[rows], w_rows).sum()) / std.top,
+        )
     y, s, positive, side = std.chunk(X_c, y_c, w_c)
     r = std.residuals(X_c, y, coef, intercept)
     distance = np.abs(r)
     kept = positive & (distance <= threshold)
+    within = _weighted_sum(s, kept)
+    if ties is not None:
+        kept[np.flatnonzero(kept & (distance == threshold))[ties:]] = False
     outside = positive & ~kept
     above, below = outside & (r >= 0), outside & (r < 0)
     sums = _side_sums(X_c, y, s, above, below)
     counts = np.array([above.sum(), below.sum()])
-    loss = std.loss(s, r)
-    cap = share * r.size + _EXTRA_BAND_ROWS
-    if kept.sum() > cap:
-        cap = int(cap)
-        k = cap // 2
-        tighter = float(np.partition(distance[positive], k)[k])
-        return None, tighter, sums, counts, loss
     index = np.flatnonzero(kept)
     rows = (index, np.asarray(X_c[index], dtype=np.float64), y[index], s[index])
-    return rows, None, sums, counts, loss
+    return rows, sums, counts, std.loss(s, r), within, sampled
 
 
 def _certify_kernel(X_c, y_c, w_c, kept, std, fit, band_fit, n_coef, wrong_cap):
@@ -293,15 +298,23 @@ class _Band:
     (row 0) and below (row 1) the fit ``fit`` the band was built around.
     """
 
-    def __init__(self, parts, fit):
-        self.fit = fit
+    def __init__(self, parts, fit, threshold):
+        self.fit, self.threshold = fit, threshold
         self.kept = [part[0][0] for part in parts]
         self.X = np.vstack([part[0][1] for part in parts])
         self.y = np.concatenate([part[0][2] for part in parts])
         self.s = np.concatenate([part[0][3] for part in parts])
-        self.sums = [sum(part[2][k] for part in parts) for k in range(3)]
-        self.counts = sum(part[3] for part in parts)
-        self.loss = sum(part[4] for part in parts)
+        self.sums = [sum(part[1][k] for part in parts) for k in range(3)]
+        self.counts = sum(part[2] for part in parts)
+        self.loss = sum(part[3] for part in parts)
+        self.within = sum(part[4] for part in parts)
+
+    def all_side_sums(self):
+        """The side sums over all rows about :attr:`fit` (the kept ones too)."""
+        r = self.y - _matvec(self.X, self.fit[0]) - self.fit[1]
+        above = r >= 0
+        kept = _side_sums(self.X, self.y, self.s, above, ~above)
+        return [replaced + kept[k] for k, replaced in enumerate(self.sums)]
 
     @property
     def size(self):
@@ -358,7 +371,6 @@ class _DaskExact:
         self.S = float(sum_weight)
         self.penalty = self.alpha * self.S
         self.n_pos = None
-        self.distances = None
         self.gram = None
         self.crossed = 0
         self.n_lp = 0
@@ -373,118 +385,126 @@ class _DaskExact:
         """``S F``: the weighted pinball sum plus ``alpha S ||w||_1``."""
         return loss + self.penalty * float(np.abs(coef).sum())
 
-    def sample_distance(self, fit):
-        """``|r|`` of the sample's rows with weight at ``fit``."""
-        sample = self.sample
-        positive = sample.weights > 0
-        y = (sample.y[positive] - self.std.offset) / self.std.spread
-        return np.abs(y - _matvec(sample.X[positive], fit[0]) - fit[1])
+    def first_size(self):
+        """``(m, direct)`` of :func:`skrobust._quantile_exact._first_size`."""
+        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(self.n_pos * max(self.n_coef, 1))))
+        m = min(max(m, _MIN_SIZE), self.n_pos)
+        return m, m > _FULL_FRACTION * self.n_pos
 
-    def threshold(self, m):
-        """``|r|`` holding about ``m`` rows: from the last Newton pass's counts.
+    def centred(self, fit):
+        """The fit moved to the weighted ``q``-quantile of its residuals.
 
-        The smallest grid value with at least ``m`` rows of all within it,
-        at the last Newton pass's fit (infinite for ``m >= n_pos``, or
-        beyond the grid: the band's cap then tightens it).
+        :meth:`skrobust._quantile_exact._Problem.centred` (one selection);
+        it also counts the rows of positive weight.
         """
-        if m >= self.n_pos:
-            return np.inf
-        grid, cumulative = self.distances
-        k = int(np.searchsorted(cumulative, m))
-        return float(grid[k]) if k < grid.size else np.inf
+        if not self.fit_intercept and self.n_pos is not None:
+            return fit
+        values = _Residuals(self.std, *fit, absolute=False)
+        selected = lower_quantile(
+            self.data,
+            values,
+            self.std.top,
+            lambda total: self.q * total,
+            self.sample.hint(values),
+            self.q,
+        )
+        self.set_rows_with_weight(selected.count)
+        if not self.fit_intercept:
+            return fit
+        return fit[0], fit[1] + selected.value
 
-    def grid(self, fit):
-        """Grid of ``|r|`` values for the counts of a Newton pass, from the sample.
+    def band(self, fit, m):
+        """The ``m`` rows of positive weight nearest ``fit`` and the others' sums.
 
-        Geometric, from ``1e-4`` to ``10`` times the sample's median ``|r|``
-        (steps of 13%): the band of ``sqrt(n p)`` rows lies inside for any
-        ``n`` up to about ``1e12``.
+        As :class:`skrobust._quantile_exact._Band`: the ``m`` smallest
+        ``|r|`` exactly (one selection; ties at the ``m``-th value taken in
+        row order), then the pass that brings them (all rows of positive
+        weight for ``m >= n_pos``).
         """
-        distance = self.sample_distance(fit)
-        reference = float(np.median(distance)) if distance.size else 0.0
-        if not reference > 0:
-            reference = float(distance.max(initial=0.0)) or 1.0
-        return reference * np.geomspace(1e-4, 10.0, _GRID_POINTS)
-
-    def density_width(self, fit):
-        """``h`` of the density estimate: the band's half-width, as in memory.
-
-        From the counts of the last Newton pass; before the first, from the
-        sample (at a fraction that holds a few rows per coefficient of it:
-        an exact fit on the sample interpolates ``n_coef`` of its rows, whose
-        residuals are zeros, not a width).
-        """
-        if self.n_pos is not None:
-            return min(self.threshold(self.first_size()), 1e300)
-        distance = self.sample_distance(fit)
-        if not distance.size:
-            return 0.0
-        n_rows = self.data.n_samples
-        fraction = np.sqrt(self.n_coef / n_rows)
-        fraction = max(fraction, 3.0 * (self.n_coef + 1) / distance.size)
-        return float(np.quantile(distance, min(fraction, 0.5)))
-
-    def newton(self, fit):
-        """One Newton step from ``fit`` (step 3), one round trip.
-
-        The in-memory one-step estimator of
-        :func:`skrobust._quantile_exact._one_step`: the gradient from the side
-        sums, the Hessian as the density of the errors at the fit (weight
-        within ``+-h`` over ``2 h S``) times the Gram matrix of all rows
-        (formed in the first pass). Returns ``(new fit, shift, S F at fit)``:
-        ``shift`` is the root mean square by which the step moves the
-        residuals. Also counts the rows within each value of :meth:`grid` of
-        the fit (``distances``, for :meth:`threshold`).
-        """
-        h = self.density_width(fit)
-        grid = self.grid(fit)
+        threshold, ties = np.inf, None
+        if m < self.n_pos:
+            values = _Residuals(self.std, *fit, absolute=True)
+            selected = lower_quantile(
+                self.data,
+                values,
+                self.std.top,
+                lambda n_pos: m,
+                self.sample.hint(values),
+                m / self.n_pos,
+                by_count=True,
+            )
+            threshold = selected.value
+            ties = tie_allowances(self.data, values, selected, m)
+        if ties is None:
+            ties = [None] * self.data.X.numblocks[0]
+        # The Newton step's sampled Gram matrix rides on the first band's
+        # pass: every step-th row by global index (newton_gram).
+        step = None
+        if self.gram is None and self.n_coef <= _NEWTON_MAX_COEF and m < self.n_pos:
+            p1 = self.n_coef
+            n_sub = min(self.n_pos, max(20 * p1, _BLOCK_ELEMENTS // max(p1, 1)))
+            step = max(1, self.n_pos // n_sub)
+        starts = np.cumsum((0,) + tuple(self.data.X.chunks[0][:-1]))
+        firsts = [0 if step is None else int(-start % step) for start in starts]
         parts = self.data.map_chunks(
-            _newton_kernel,
+            _band_kernel,
             self.std,
             *fit,
-            h,
-            self.fit_intercept,
-            grid,
-            self.gram is None,
+            threshold,
+            None if step is None else (step, self.fit_intercept),
+            each=list(zip(ties, firsts, strict=True)),
         )
-        sums = [sum(part[0][k] for part in parts) for k in range(3)]
-        counts = sum(part[1] for part in parts)
-        self.set_rows_with_weight(counts.sum())
-        self.distances = grid, np.cumsum(counts)[:-1]
+        if step is not None:
+            weight = sum(part[5][1] for part in parts)
+            if weight > 0:
+                self.gram = sum(part[5][0] for part in parts) * (self.S / weight)
+        return _Band(parts, fit, threshold)
+
+    def newton_gram(self):
+        """:func:`skrobust._quantile_exact._gram_sample` on dask data.
+
+        The rows whose global index is a multiple of the sample's stride,
+        scaled to all, from the first band's pass (:meth:`band`); if those
+        rows carry no weight, all rows of positive weight (one pass).
+        """
         if self.gram is None:
-            self.gram = sum(part[2] for part in parts)
-        within = sum(part[3] for part in parts)
-        obj = self.objective(sum(part[4] for part in parts), fit[0])
-        if not (h > 0 and within > 0 and self.n_coef <= _NEWTON_MAX_COEF):
-            return fit, 0.0, obj
+            parts = self.data.map_chunks(_gram_kernel, self.std, self.fit_intercept)
+            self.gram = sum(parts)
+        return self.gram
+
+    def refined(self, fit, band, obj, m):
+        """``(fit, band, S F)`` after memory's Newton step of the start.
+
+        :func:`skrobust._quantile_exact._start`: the one-step estimator from
+        the band's side sums, the density of the errors within the band's
+        half-width and the sampled Gram matrix; applied (and the fit
+        centred again) if it moves the residuals by more than
+        ``_NEWTON_MIN_SHIFT`` of that half-width, and kept if it lowers the
+        objective.
+        """
+        h = band.threshold
+        if not (self.n_coef <= _NEWTON_MAX_COEF and 0 < h < np.inf):
+            return fit, band, obj
         step, shift = _one_step(
-            self.gram,
+            self.newton_gram(),
             self.S,
-            sums,
+            band.all_side_sums(),
             fit[0],
             self.q,
             self.penalty,
             self.fit_intercept,
-            within / (2.0 * h * self.S),
+            band.within / (2.0 * h * self.S),
         )
+        if shift <= _NEWTON_MIN_SHIFT * h:
+            return fit, band, obj
         coef = fit[0] + step[: self.p]
         intercept = fit[1] + (step[self.p] if self.fit_intercept else 0.0)
-        return (coef, float(intercept)), shift, obj
-
-    def band(self, fit, m):
-        """The kept rows about ``fit`` (step 4), with a tighter threshold if needed.
-
-        With ``m >= n_pos`` every row of positive weight (the full problem).
-        """
-        threshold = self.threshold(m)
-        # (No cap for the full problem: every row must come.)
-        share = np.inf if m >= self.n_pos else _BAND_EXCESS * m / self.n_pos
-        while True:
-            parts = self.data.map_chunks(_band_kernel, self.std, *fit, threshold, share)
-            tighter = [part[1] for part in parts if part[0] is None]
-            if not tighter:
-                return _Band(parts, fit)
-            threshold = min(tighter)
+        moved = self.centred((coef, float(intercept)))
+        moved_band = self.band(moved, m)
+        moved_obj = self.objective(moved_band.loss, moved[0])
+        if moved_obj >= obj:
+            return fit, band, obj
+        return moved, moved_band, moved_obj
 
     def certify(self, band, fit, m):
         """Step 6: ``(accepted, S F at fit, wrong rows per chunk or None)``."""
@@ -509,40 +529,35 @@ class _DaskExact:
             return False, obj, None
         return False, obj, [part[3] for part in parts]
 
-    def first_size(self):
-        """``m`` of :func:`skrobust._quantile_exact._first_size` (all rows if large)."""
-        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(self.n_pos * max(self.n_coef, 1))))
-        m = min(max(m, _MIN_SIZE), self.n_pos)
-        return self.n_pos if m > _FULL_FRACTION * self.n_pos else m
-
-    def solve(self, start, max_lp):
+    def solve(self, start, max_lp, max_rounds=None, full_fallback=True):
         """Steps 3 to 6 from the preliminary fit ``start``: ``(coef, intercept)``.
 
-        At most ``max_lp`` linear programmes (at least one), the last the
-        whole problem, as in memory.
+        The phases of
+        :func:`skrobust._quantile_exact._solve_exact_unclipped`: the start
+        centred, its band of ``m`` rows and Newton step, then the reduced
+        problems with quantreg's repairs. At most ``max_lp`` linear
+        programmes (at least one), the last the whole problem, as in
+        memory. At most ``max_rounds`` reduced ones; if none is certified
+        and not ``full_fallback``, raises
+        :class:`~skrobust._quantile_exact.ReducedPathFailed` with the number
+        solved (a caller with a better start to try, as in memory).
         """
-        best_obj, best_fit = np.inf, start
-        fit = start
-        for _ in range(_NEWTON_STEPS):
-            new_fit, shift, obj = self.newton(fit)
-            if obj < best_obj:
-                best_obj, best_fit = obj, fit
-            fit = new_fit
-            m = self.first_size()
-            # As in memory: a step that moves the residuals by a small part
-            # of the band's half-width cannot change the band much.
-            if shift <= _NEWTON_MIN_SHIFT * self.threshold(m):
-                break
+        if max_rounds is None:
+            max_rounds = _MAX_ROUNDS
+        fit = self.centred(start)
+        m, direct = self.first_size()
+        if direct:
+            m = self.n_pos
         band = self.band(fit, m)
+        if direct:
+            return self.whole(band)
         obj = self.objective(band.loss, fit[0])
-        if obj < best_obj:
-            best_obj, best_fit = obj, fit
+        fit, band, obj = self.refined(fit, band, obj, m)
+        best_obj, best_fit = obj, fit
         limit = max(_FULL_FRACTION * self.n_pos, m)
-        for _ in range(min(_MAX_ROUNDS, max_lp - 1)):
+        for _ in range(min(max_rounds, max_lp - 1)):
             fit = band.solve(self)
             self.n_lp += 1
-            if band.size >= self.n_pos and self.std.clip is None:
-                return fit  # every row with weight: the full problem
             accepted, obj, wrong = self.certify(band, fit, m)
             _progress.say(
                 1,
@@ -553,7 +568,7 @@ class _DaskExact:
             if accepted:
                 return fit
             if wrong is None:
-                # Restart around the best fit so far, with a band twice as wide.
+                # Rebuild around the best fit so far, with a band twice as wide.
                 if obj < best_obj:
                     best_obj, best_fit = obj, fit
                 m = min(2 * m, self.n_pos)
@@ -562,8 +577,13 @@ class _DaskExact:
                 band.add(wrong)
             if band.size > limit:
                 break
+        if not full_fallback:
+            raise ReducedPathFailed(self.n_lp)
         # The full problem: every row of positive weight comes to the client.
-        band = self.band(best_fit, self.n_pos)
+        return self.whole(self.band(best_fit, self.n_pos))
+
+    def whole(self, band):
+        """The linear programme on every row of positive weight (``band``)."""
         self.n_lp += 1
         fit = band.solve(self)
         if self.std.clip is not None:
@@ -589,52 +609,19 @@ def _clip(sample, std, coef, intercept):
     return (coef, intercept, limit) if limit > 0 and np.isfinite(limit) else None
 
 
-def _sample_fit(estimator, sample):
-    """The estimator fitted in memory (exactly) on the sample: coef, b, n_iter.
-
-    It leaves two iterations of ``max_iter`` to the linear programmes on
-    all rows (a reduced one and the whole one).
-    """
-    from sklearn.base import clone
-
-    model = clone(estimator).set_params(
-        solver="exact",
-        warm_start=False,
-        cov_type=None,
-        verbose=0,
-        max_iter=estimator.max_iter - _quantile_level.EXACT_LP_RESERVE,
-    )
-    with warnings.catch_warnings():
-        # The sample only starts the fit: it need not converge.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(sample.X, sample.y, sample.weights)
-    return model
-
-
-def _standardisation(estimator, sample):
-    """Offset and spread of ``y`` from the sample (median and MAD)."""
-    from ._quantile_smooth import robust_offset_scale
-
-    positive = sample.weights > 0
-    if not positive.any():
-        return 0.0, 1.0
-    offset, spread = robust_offset_scale(
-        sample.y[positive], sample.weights[positive], estimator.fit_intercept
-    )
-    if not (spread > 0 and np.isfinite(spread)):
-        spread = 1.0
-    return float(offset), float(spread)
-
-
 class ColumnData:
     """What every level's fit of one target column shares (steps 1 and 2).
 
     The chunked data, :func:`skrobust._dask.data_statistics` (a pass over
-    ``X``), the strided sample and the standardisation of ``y``: the
-    sample's median and MAD for the exact solver, the exact distributed
-    ones (:func:`skrobust._dask.standardise_targets`) for the smoothed one.
-    None of them depends on the quantile, so the levels of a
-    :class:`~skrobust.MultiQuantileRegressor` make them once.
+    ``X``), the strided sample and the standardisation of ``y`` by its exact
+    median and MAD (:func:`skrobust._dask.standardise_targets`, the
+    in-memory one). For the exact solver on data the in-memory fit
+    subsamples, the sample is the in-memory preliminary fit's rows
+    (``X[::preliminary_step]``,
+    :func:`skrobust._quantile_level.preliminary_step`): that fit is then made
+    on the client exactly as in memory. None of them depends on the
+    quantile, so the levels of a :class:`~skrobust.MultiQuantileRegressor`
+    make them once.
 
     Attributes
     ----------
@@ -645,19 +632,29 @@ class ColumnData:
     sample : Sample
     offset, spread : float
         ``y`` is fitted as ``(y - offset) / spread``.
+    preliminary_step : int
+        The sample's stride if it is the in-memory preliminary fit's rows,
+        else 1 (that fit is made on all rows).
     """
 
     def __init__(self, estimator, X, y, sample_weight):
-        # The sample rows of the M-estimators' fits (_dask's constants).
+        self.preliminary_step = 1
+        step_for = None
+        if estimator._resolve_solver(X.shape[1]) == "exact":
+            n_coef = X.shape[1] + bool(estimator.fit_intercept)
+
+            def step_for(n_samples):
+                step = _quantile_level.preliminary_step(n_samples, n_coef)
+                self.preliminary_step = step
+                return step if step > 1 else None
+
+        # Otherwise the sample rows of the M-estimators' fits (_dask's constants).
         self.data, self.stats, self.sample = _dask.column_setup(
-            X, y, sample_weight, estimator.fit_intercept
+            X, y, sample_weight, estimator.fit_intercept, step_for=step_for
         )
-        if estimator._resolve_solver(self.data.n_features) == "smooth":
-            self.offset, self.spread = _dask.standardise_targets(
-                estimator, self.data, self.stats, self.sample
-            )
-        else:
-            self.offset, self.spread = _standardisation(estimator, self.sample)
+        self.offset, self.spread = _dask.standardise_targets(
+            estimator, self.data, self.stats, self.sample
+        )
 
 
 def fit_column(
@@ -676,7 +673,7 @@ def fit_column(
         This column's index and the number of columns (for ``warm_start``).
     start : tuple, default=None
         ``(coef, intercept, scale)``: a start in the units of ``y`` in place
-        of the estimator's warm start or the sample fit (a neighbouring
+        of the estimator's warm start or the preliminary fit (a neighbouring
         level's fit); ``scale`` is for the smoothed solver (its residual
         scale in standardised units, or None).
     column : ColumnData, default=None
@@ -687,7 +684,7 @@ def fit_column(
     -------
     fit : StandardisedFit
         Coefficients and intercept in the units of ``y``; ``n_iter`` counts
-        the sample fit's iterations and the linear programmes.
+        the preliminary fit's iterations and the linear programmes.
     round_trips : int
         All of ``column.data``'s round trips so far, its setup's included.
     """
@@ -701,13 +698,26 @@ def fit_column(
     sum_weight, top = stats[0], stats[1]
     offset, spread = column.offset, column.spread
     std = _Standardised(offset, spread, top, estimator.quantile)
-    problem = _DaskExact(estimator, data, sample, std, sum_weight)
     warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
-    start, extras, n_iter = _exact_start(estimator, sample, offset, start, warm, output)
-    b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
-    w0 = np.asarray(start[0], dtype=np.float64) / spread
-    std.clip = _clip(sample, std, w0, float(b0))
-    coef, intercept = problem.solve((w0, float(b0)), estimator.max_iter - n_iter)
+    preliminary = _exact_start(estimator, column, start, warm, output)
+    extras, n_iter = preliminary.extras, preliminary.n_iter
+    try:
+        problem, (coef, intercept) = _solve_from(
+            estimator, column, std, preliminary, estimator.max_iter - n_iter
+        )
+    except ReducedPathFailed as failed:
+        # As in memory: a subsample's start too far for the reduced
+        # problems (a quantile in a gap of the targets, where the
+        # subsample's gap is elsewhere); the preliminary fit again, on all
+        # rows, and the programmes from it.
+        n_iter += failed.args[0]
+        preliminary = _all_rows_preliminary(
+            estimator, column, estimator.max_iter - n_iter
+        )
+        extras, n_iter = preliminary.extras, n_iter + preliminary.n_iter
+        problem, (coef, intercept) = _solve_from(
+            estimator, column, std, preliminary, estimator.max_iter - n_iter
+        )
     if problem.crossed:
         # A clipped target crossed the fit: solve again unclipped, from here.
         n_lp = problem.n_lp
@@ -741,34 +751,97 @@ def fit_column(
     return fitted, data.round_trips
 
 
-def _exact_start(estimator, sample, offset, start, warm, output):
-    """``(start, extras, n_iter)`` of an exact fit, in the units of ``y``.
+class _Preliminary(NamedTuple):
+    """The start of an exact fit: in standardised ``y`` units.
 
-    The given ``start`` (a neighbouring level's fit), else the warm start,
-    else the sample's exact fit (whose iterations count, and whose
-    bandwidth is reported), else the median.
+    ``n_iter`` are its iterations, ``extras`` the attributes it sets
+    (``bandwidth_``, in the units of ``y``) and ``options`` those of
+    :meth:`_DaskExact.solve`.
     """
-    extras, n_iter = {}, 0
-    if start is not None:
-        start = start[:2]
-    elif warm is not None:
+
+    coef: np.ndarray
+    intercept: float
+    n_iter: int
+    extras: dict
+    options: dict
+
+
+def _solve_from(estimator, column, std, preliminary, max_lp):
+    """``(problem, (coef, intercept))``: steps 3 to 6 from a preliminary fit."""
+    data, sample, sum_weight = column.data, column.sample, column.stats[0]
+    problem = _DaskExact(estimator, data, sample, std, sum_weight)
+    w0 = np.asarray(preliminary.coef, dtype=np.float64)
+    b0 = float(preliminary.intercept) if estimator.fit_intercept else 0.0
+    std.clip = _clip(sample, std, w0, b0)
+    return problem, problem.solve((w0, b0), max_lp, **preliminary.options)
+
+
+def _exact_start(estimator, column, start, warm, output):
+    """The :class:`_Preliminary` of an exact fit, as in memory.
+
+    The given ``start`` (a neighbouring level's fit, in the units of
+    ``y``), else the warm start, else the in-memory preliminary fit
+    (:func:`skrobust._quantile_level._fit_standard_units`): the smoothed
+    fit on its strided subsample, which is the column's sample, made on the
+    client by the in-memory code (the reduced problems from it get two
+    rounds); on all rows (:meth:`_DaskSmooth.preliminary`) for data it does
+    not subsample; none below ``_EXACT_MIN_BUDGET`` iterations (the whole
+    programme from the median).
+    """
+    offset, spread = column.offset, column.spread
+    extras = {}
+    if start is None and warm is not None:
         start = warm.coef, warm.intercept
         previous = getattr(estimator, "bandwidth_", None)
         if previous is not None:
             extras["bandwidth_"] = np.ravel(previous)[output]
-    elif (
-        sample.weights.max(initial=0.0) > 0
-        and estimator.max_iter > _quantile_level.EXACT_LP_RESERVE
-    ):
-        model = _sample_fit(estimator, sample)
-        start = model.coef_, model.intercept_
-        extras["bandwidth_"] = getattr(model, "bandwidth_", None)
-        n_iter = int(model.n_iter_)
-    else:
-        start = np.zeros(sample.X.shape[1]), offset
-    if extras.get("bandwidth_") is None:
-        extras.pop("bandwidth_", None)
-    return start, extras, n_iter
+    if start is not None:
+        b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
+        w0 = np.asarray(start[0], dtype=np.float64) / spread
+        return _Preliminary(w0, float(b0), 0, extras, {})
+    budget = int(estimator.max_iter)
+    if budget < _quantile_level._EXACT_MIN_BUDGET:
+        return _Preliminary(np.zeros(column.data.n_features), 0.0, 0, {}, {})
+    sample = column.sample
+    if column.preliminary_step > 1 and sample.weights.max(initial=0.0) > 0:
+        with np.errstate(over="ignore"):
+            y = (sample.y - offset) / spread
+        y[~(sample.weights > 0)] = 0.0
+        limit = _quantile_level._Y_CLIP
+        level = _quantile_level.fit_smooth(
+            estimator,
+            sample.X,
+            np.clip(y, -limit, limit),
+            sample.weights,
+            warn=False,
+            max_iter=budget - _quantile_level.EXACT_LP_RESERVE,
+        )
+        return _Preliminary(
+            level.coef,
+            level.intercept,
+            level.n_iter,
+            {"bandwidth_": level.bandwidth * spread},
+            {
+                "max_rounds": _quantile_level._SUBSAMPLE_START_ROUNDS,
+                "full_fallback": False,
+            },
+        )
+    return _all_rows_preliminary(estimator, column, budget)
+
+
+def _all_rows_preliminary(estimator, column, budget):
+    """The exact solver's preliminary smoothed fit on all rows, as in memory."""
+    problem = _DaskSmooth(
+        estimator,
+        column.data,
+        column.stats,
+        column.sample,
+        (column.offset, column.spread),
+        _quantile_level._Y_CLIP,
+    )
+    w, b, bandwidth = problem.preliminary(budget - _quantile_level.EXACT_LP_RESERVE)
+    extras = {"bandwidth_": bandwidth * column.spread}
+    return _Preliminary(w, b, problem.n_iter, extras, {})
 
 
 def _covariance(estimator, data, sample, stats, coef, intercept):
@@ -1070,7 +1143,17 @@ class _DaskSmooth:
             self.scale = 0.0
             ((w, b),) = self.smoothed(self.rows(1), 1.0)[1].unstandardize(coef)
             return w, b, 0.0
-        factor = self.factor()
+        coef, scale = self.first_stage(coef, scale, estimator.max_iter - 1)
+        return self.finish(coef, scale)
+
+    def first_stage(self, coef, scale, budget):
+        """The first smoothed fit, from least squares: ``(coef, its residual scale)``.
+
+        On every 8th row of large data, as in memory; nothing if ``budget``
+        is below 1.
+        """
+        if budget < 1:
+            return coef, scale
         n = self.data.n_samples
         step = 1
         if n >= _solvers.SUBSAMPLE_MIN_ROWS and (
@@ -1078,15 +1161,35 @@ class _DaskSmooth:
         ):
             step = _solvers.SUBSAMPLE_STEP
         first_rows = self.rows(step)
-        _, objective = self.smoothed(first_rows, factor * scale)
-        budget = estimator.max_iter - 1
+        _, objective = self.smoothed(first_rows, self.factor() * scale)
+        # Multilevel, as in memory: on every 64th row first, if that
+        # subsample is large enough (_solvers.subsample_for_start).
+        coef = self.minimize(objective, coef, budget, warn=False).coef
+        return coef, self.residual_scale(first_rows, objective, coef) or 1.0
+
+    def preliminary(self, max_iter):
+        """The exact solver's preliminary fit on all rows: ``(w, b, bandwidth)``.
+
+        :func:`skrobust._quantile_level.fit_smooth` without the
+        continuation, in at most ``max_iter`` iterations (with an L1
+        penalty at most ``_PRELIMINARY_MAX_ITER``), counted in ``n_iter``.
+        """
+        coef, scale = self.least_squares()
+        if scale is None:
+            # Least squares fits every row: bandwidth 0, no iteration.
+            ((w, b),) = self.smoothed(self.rows(1), 1.0)[1].unstandardize(coef)
+            return w, b, 0.0
+        limit = max_iter
+        if self.estimator.alpha > 0:
+            limit = min(limit, _quantile_level._PRELIMINARY_MAX_ITER)
+        coef, scale = self.first_stage(coef, scale, limit - 1)
+        all_rows = (self.data, self.stats[0])
+        rho, objective = self.smoothed(all_rows, self.factor() * scale)
+        budget = limit - self.n_iter
         if budget >= 1:
-            # Multilevel, as in memory: on every 64th row first, if that
-            # subsample is large enough (_solvers.subsample_for_start).
-            result = self.minimize(objective, coef, budget, warn=False)
-            coef = result.coef
-            scale = self.residual_scale(first_rows, objective, coef) or 1.0
-        return self.finish(coef, scale)
+            coef = self.last_stage(objective, coef, budget, warn=False).coef
+        ((w, b),) = objective.unstandardize(coef)
+        return w, b, rho.bandwidth
 
     def warm(self, start, scale=None):
         """A warm start's coefficients and (unless given) residual scale."""

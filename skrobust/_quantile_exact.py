@@ -161,12 +161,18 @@ def _gram_sample(X, s, pos, fit_intercept):
     Only used to scale a Newton step whose density factor is far cruder
     than the few per cent of error of a sample of ``max(20 (p+1), 2**18 /
     (p+1))`` rows; a strided sample stays representative when the rows are
-    sorted, and costs nothing next to a pass over ``X``.
+    sorted, and costs nothing next to a pass over ``X``. ``pos`` are the
+    indices of the rows of positive weight.
     """
     p = X.shape[1]
     p1 = p + int(fit_intercept)
     n_sub = min(pos.size, max(20 * p1, _BLOCK_ELEMENTS // max(p1, 1)))
-    sub = pos[:: max(1, pos.size // n_sub)]
+    # Every k-th of all the rows (those of zero weight add nothing), as a
+    # fit on dask data takes them by their global index; all the rows of
+    # positive weight if those carry none.
+    sub = np.arange(0, s.size, max(1, pos.size // n_sub))
+    if not s[sub].sum() > 0:
+        sub = pos
     # The sampled rows gathered a block at a time and scaled in place (a
     # copy of all of them would be an eighth of X at p = 20); the
     # intercept's row and column are their weighted column sums.

@@ -219,9 +219,8 @@ def _fit_standard_units(
         # The preliminary fit need only be about as good as the
         # statistical error: on large data it is made on a strided
         # subsample, and the exact solver refines it.
-        rows = min(EXACT_PRELIMINARY_ROWS, PRELIMINARY_ROWS_PER_COEF * n_coef)
-        step = -(-X.shape[0] // rows)
-        if step > 1 and n_coef <= NEWTON_MAX_COEF and sample_weight[::step].sum() > 0:
+        step = preliminary_step(X.shape[0], n_coef)
+        if step > 1 and sample_weight[::step].sum() > 0:
             X_smooth = X[::step]
             y_smooth, weight_smooth = y[::step], sample_weight[::step]
     smooth = fit_smooth(
@@ -272,6 +271,19 @@ def _fit_standard_units(
     return LevelFit(
         w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals, state
     )
+
+
+def preliminary_step(n_samples, n_coef):
+    """Stride of the exact solver's preliminary subsample ``X[::step]`` (1: all rows).
+
+    About ``PRELIMINARY_ROWS_PER_COEF`` rows per coefficient, at most
+    ``EXACT_PRELIMINARY_ROWS``, for up to ``NEWTON_MAX_COEF`` coefficients
+    (beyond, the exact solver skips its Newton step and a subsample's start
+    costs extra rounds). The fit on dask data strides its rows alike.
+    """
+    rows = min(EXACT_PRELIMINARY_ROWS, PRELIMINARY_ROWS_PER_COEF * n_coef)
+    step = -(-int(n_samples) // rows)
+    return step if step > 1 and n_coef <= NEWTON_MAX_COEF else 1
 
 
 def fit_smooth(

@@ -22,6 +22,7 @@ from skrobust import (
     QuantileRegressor,
     _dask,
     _dask_quantile,
+    _quantile_level,
     _quantile_smooth,
 )
 from skrobust._quantile_lp import pinball_objective, solve_lp
@@ -75,13 +76,24 @@ def test_exact_fit_equals_in_memory_fit(synchronous, name, weighted):
     fitted = copy.deepcopy(CASES[name]).fit(Xd, yd, sample_weight=weights)
     assert fitted.solver_ == "exact"
     assert_same_optimum(fitted, memory, X, y, weights)
+    # 3000 rows: the in-memory preliminary fit is on all rows, and so is
+    # the dask one (a round trip per evaluation), with the same iterations,
+    # and the reduced problems are memory's.
+    np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-8)
+    if name == "q0.9-auto" and not weighted:
+        # q = 0.9 lies at the edge of the tenth of the targets shifted by
+        # +30: the smoothed start's Hessian is singular but for rounding,
+        # and the trust region's iterations follow the rounding of the sums,
+        # in memory too (reordered rows: 22, 29 or 31 iterations).
+        shuffled = np.random.default_rng(1).permutation(y.size)
+        again = copy.deepcopy(CASES[name]).fit(X[shuffled], y[shuffled])
+        assert again.n_iter_ != memory.n_iter_
+    else:
+        assert fitted.n_iter_ == memory.n_iter_
     if fitted.alpha == 0:
         # The first band was certified. (With an L1 penalty the Newton steps
         # use only its subgradient, and a repair round may follow.)
         assert fitted._dask_linear_programmes == 1
-    # Checks, sample, Newton steps, band and certificate: a handful of
-    # round trips, independent of the number of rows.
-    assert fitted._dask_round_trips <= 10
     # Against an independent oracle: one LP on all rows.
     coef, intercept = solve_lp(
         X, y, fitted.quantile, weights, fitted.alpha, fitted.fit_intercept
@@ -90,6 +102,65 @@ def test_exact_fit_equals_in_memory_fit(synchronous, name, weighted):
         X, y, coef, intercept, fitted.quantile, weights, fitted.alpha
     )
     assert abs(objective(fitted, X, y, weights) - f_lp) <= 1e-9 * f_lp
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_exact_fit_starts_from_the_in_memory_preliminary_fit(
+    synchronous, monkeypatch, name, weighted
+):
+    """40 000 rows: the sample is the in-memory preliminary fit's rows.
+
+    In memory the preliminary smoothed fit of 40 000 x 4 is made on every
+    8th row (:func:`skrobust._quantile_level.preliminary_step`); the dask
+    fit fetches those rows as its sample, in its statistics pass, and makes
+    the same fit on them. So ``n_iter_`` (the preliminary fit's iterations
+    and the linear programmes) and ``bandwidth_`` are memory's, and the
+    round trips a handful, independent of the number of rows: checks and
+    sample, the median and MAD of ``y``, Newton steps, band and certificate.
+    """
+    # (The fit on all rows' start on the rows near it, which the failed
+    # subsample start of the L1 case reaches, is not mirrored on dask yet.)
+    monkeypatch.setattr(_quantile_smooth, "_NEAR_START_MIN_ROWS", 10**12)
+    n = 40_000
+    X, y = make_data(n, seed=3)
+    weights = weights_with_empty_chunk(n) if weighted else None
+    memory = copy.deepcopy(CASES[name]).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(uneven_chunks(n, seed=3), 4))
+    fitted = copy.deepcopy(CASES[name]).fit(Xd, y, sample_weight=weights)
+    assert_same_optimum(fitted, memory, X, y, weights)
+    assert fitted.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-10)
+    if fitted.alpha == 0:
+        # (With the L1 penalty the two reduced rounds from the subsample's
+        # start fail and the preliminary fit is redone on all rows, as in
+        # memory: a round trip per evaluation.)
+        assert fitted._dask_round_trips <= 10
+
+
+def test_a_failed_subsample_start_is_redone_on_all_rows_as_in_memory(
+    synchronous, monkeypatch
+):
+    """No reduced round allowed from the subsample's start: in memory and on
+    dask the preliminary fit is redone on all rows, and the iterations of
+    both attempts count alike."""
+    monkeypatch.setattr(_quantile_level, "_SUBSAMPLE_START_ROUNDS", 0)
+    n = 40_000
+    X, y = make_data(n, seed=4)
+    weights = weights_with_empty_chunk(n)
+    params = dict(quantile=0.3, solver="exact")
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    reference = QuantileRegressor(**params)
+    with monkeypatch.context() as patch:
+        patch.setattr(_quantile_level, "_SUBSAMPLE_START_ROUNDS", 2)
+        reference.fit(X, y, sample_weight=weights)
+    assert memory.n_iter_ > reference.n_iter_  # (the redone fit's iterations)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(uneven_chunks(n, seed=4), 4)), y, sample_weight=weights
+    )
+    assert_same_optimum(fitted, memory, X, y, weights)
+    assert fitted.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-8)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +172,6 @@ def test_repairs_and_full_problem_reach_the_optimum(
     """A band far too narrow: wrong signs are repaired, or all rows solved."""
     monkeypatch.setattr(_dask_quantile, "_SIZE_FACTOR", size_factor)
     monkeypatch.setattr(_dask_quantile, "_MIN_SIZE", 5)
-    monkeypatch.setattr(_dask_quantile, "_NEWTON_STEPS", 1)
     monkeypatch.setattr(_dask_quantile, "_MAX_ROUNDS", max_rounds)
     X, y = make_data()
     weights = weights_with_empty_chunk(y.size)
@@ -111,18 +181,6 @@ def test_repairs_and_full_problem_reach_the_optimum(
     )
     assert_same_optimum(fitted, memory, X, y, weights)
     assert fitted._dask_linear_programmes > 1
-
-
-def test_band_threshold_is_tightened_for_a_flooding_chunk(synchronous, monkeypatch):
-    """A chunk holding far more band rows than its share returns fewer."""
-    monkeypatch.setattr(_dask_quantile, "_EXTRA_BAND_ROWS", 10)
-    monkeypatch.setattr(_dask_quantile, "_BAND_EXCESS", 0.01)
-    X, y = make_data()
-    memory = QuantileRegressor(quantile=0.6).fit(X, y)
-    fitted = QuantileRegressor(quantile=0.6).fit(
-        da.from_array(X, chunks=(CHUNKS, 4)), y
-    )
-    assert_same_optimum(fitted, memory, X, y, None)
 
 
 def test_ties_and_integer_data_reach_the_same_objective(synchronous):
@@ -172,15 +230,16 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     assert_same_optimum(fitted, memory, X, y, weights)
 
 
-@pytest.mark.parametrize(("solver", "round_trips"), [("exact", 8), ("smooth", 70)])
+@pytest.mark.parametrize(("solver", "round_trips"), [("exact", 10), ("smooth", 70)])
 def test_client_memory_stays_a_small_fraction_of_x(cluster_client, solver, round_trips):
     """The client holds the sample (and the band), never X: < 8% of X.nbytes.
 
-    Exact: measured 2.5% to 6% of X.nbytes here, varying with the
-    scheduler's bookkeeping: the sample and its in-memory fit, the band of
-    about sqrt(n p) rows and its linear programme, a fraction of X that
-    shrinks as n grows. Smooth: measured 3% (the sample of 10 000 rows is
-    1%, the rest the scheduler's bookkeeping); every stage is a sum over
+    Exact: the sample is the in-memory preliminary fit's 20 834 rows
+    (2% of X) and its smoothed fit, then the band of about sqrt(n p) rows
+    and its linear programme and the scheduler's bookkeeping; a fraction of
+    X that shrinks as n grows. Its round trips: 9 measured. Smooth:
+    measured 3% (the sample of 10 000 rows is 1%, the rest the scheduler's
+    bookkeeping); every stage is a sum over
     the chunks. Its round trips: one per evaluation, 61 measured (the first
     stage's levels on every 64th and every 8th row, as in memory, the fit
     on all rows, the continuation and the selections).
