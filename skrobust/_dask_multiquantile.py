@@ -59,26 +59,55 @@ def _fit_levels(estimator, column, levels):
     ``column`` (:class:`skrobust._dask_quantile.ColumnData`) is every
     level's setup: only the fits themselves are made per level.
     """
-    from ._multiquantile import _visiting_order
+    from ._multiquantile import _adapted_band, _visiting_order
 
     previous = _previous(estimator, levels, column.data.n_features)
     fits = [None] * levels.size
-    scale = None
+    scale, options, states = None, None, [None] * levels.size
     order = _visiting_order(levels)
     for j, neighbour in _progress.loop(order, len(order), "level"):
         # (The covariances come after all the fits, in level order.)
         model = _level_model(estimator, levels[j]).set_params(cov_type=None)
-        start = None
+        start, exact_options = None, None
         if previous is not None:
             start = (*previous[j], scale)
         elif neighbour is not None:
             near = fits[neighbour][0]
             start = (near.coef, near.intercept, scale)
-        fit, _ = fit_column(model, None, None, None, 0, 1, start, column=column)
+            exact_options = options
+            if options is not None and states[neighbour] is not None:
+                exact_options = {**options, "neighbour_density": states[neighbour]}
+        fit, _ = fit_column(model, None, None, None, 0, 1, start, column, exact_options)
+        state = getattr(model, "_dask_exact_state", None)
+        if state is not None:
+            states[j] = state[0]
+            if options is None:
+                options = _neighbour_options(estimator, column, state[2])
+                first_size = options["initial_size"]
+            elif start is not None:
+                options["initial_size"] = _adapted_band(
+                    options["initial_size"], first_size, fit.n_iter
+                )
+            if state[1] is not None:
+                options["gram"] = state[1]
         if scale is None:
             scale = getattr(model, "_dask_residual_scale", None)
         fits[j] = (fit, model)
     return fits
+
+
+def _neighbour_options(estimator, column, n_pos):
+    """The exact solver's options of the levels after the first, as in memory.
+
+    The first band of :func:`skrobust._multiquantile._neighbour_options`
+    (a fraction of the cold default), adapted level by level
+    (:func:`skrobust._multiquantile._adapted_band`).
+    """
+    from ._multiquantile import _NEIGHBOUR_BAND_FRACTION, _NEIGHBOUR_MIN_BAND
+
+    n_coef = column.data.n_features + bool(estimator.fit_intercept)
+    size = int(np.ceil(_NEIGHBOUR_BAND_FRACTION * np.sqrt(n_pos * n_coef)))
+    return {"initial_size": max(size, _NEIGHBOUR_MIN_BAND)}
 
 
 def fit(estimator, X, y, sample_weight=None):

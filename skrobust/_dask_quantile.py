@@ -93,7 +93,7 @@ from ._dask import (
 )
 from ._dask_select import lower_quantile, tie_allowances
 from ._dask_strided import StridedData as _StridedData
-from ._dask_strided import StridedObjective
+from ._dask_strided import StridedObjective, rows_of
 from ._dask_strided import weight_kernel as _weight_kernel
 from ._objective import LinearObjective
 from ._quantile_exact import (
@@ -210,6 +210,13 @@ def _gram_kernel(X_c, y_c, w_c, std, fit_intercept):
     # weighted_grams puts the intercept first; _one_step wants it last.
     (gram,) = weighted_grams(X_c, [s], fit_intercept)
     return np.roll(gram, -1, axis=(0, 1)) if fit_intercept else gram
+
+
+def _side_sums_kernel(X_c, y_c, w_c, std, coef, intercept):
+    """The chunk's side sums about the fit: rows with ``r >= 0``, and the others."""
+    y, s, _, _ = std.chunk(X_c, y_c, w_c)
+    above = std.residuals(X_c, y, coef, intercept) >= 0
+    return _side_sums(X_c, y, s, above, ~above)
 
 
 def _band_kernel(X_c, y_c, w_c, own, std, coef, intercept, threshold, gram):
@@ -374,6 +381,11 @@ class _DaskExact:
         self.gram = None
         self.crossed = 0
         self.n_lp = 0
+        # The density estimate of the start's Newton step (None: none
+        # taken), and that of a solution certified on the reduced path: the
+        # state a neighbouring level starts from (memory's level_state).
+        self.density = None
+        self.level_density = None
 
     def set_rows_with_weight(self, n_pos):
         """LP units as :class:`skrobust._quantile_exact._Problem` sets them."""
@@ -385,8 +397,11 @@ class _DaskExact:
         """``S F``: the weighted pinball sum plus ``alpha S ||w||_1``."""
         return loss + self.penalty * float(np.abs(coef).sum())
 
-    def first_size(self):
+    def first_size(self, initial_size=None):
         """``(m, direct)`` of :func:`skrobust._quantile_exact._first_size`."""
+        if initial_size is not None:
+            m = min(max(int(initial_size), 1), self.n_pos)
+            return m, m >= self.n_pos
         m = int(np.ceil(_SIZE_FACTOR * np.sqrt(self.n_pos * max(self.n_coef, 1))))
         m = min(max(m, _MIN_SIZE), self.n_pos)
         return m, m > _FULL_FRACTION * self.n_pos
@@ -468,9 +483,48 @@ class _DaskExact:
         rows carry no weight, all rows of positive weight (one pass).
         """
         if self.gram is None:
-            parts = self.data.map_chunks(_gram_kernel, self.std, self.fit_intercept)
-            self.gram = sum(parts)
+            p1 = self.n_coef
+            n_sub = min(self.n_pos, max(20 * p1, _BLOCK_ELEMENTS // max(p1, 1)))
+            step = max(1, self.n_pos // n_sub)
+            rows, weight = rows_of(self.data, step, self.std.top)
+            if step > 1 and not weight > 0:
+                rows, step = self.data, 1
+            if step == 1:
+                weight = self.S
+            parts = rows.map_chunks(_gram_kernel, self.std, self.fit_intercept)
+            self.gram = sum(parts) * (self.S / weight)
         return self.gram
+
+    def neighbour_start(self, fit, m, density):
+        """``(fit, band, S F)`` from a nearby level's solution, as in memory.
+
+        :func:`skrobust._quantile_exact._neighbour_start`: from the
+        solution centred at this level (``fit``), one Newton step from the
+        side sums of its residuals' signs with the neighbour's ``density``,
+        centred again, and its band; the density for the next level from
+        the band.
+        """
+        parts = self.data.map_chunks(_side_sums_kernel, self.std, *fit)
+        sums = [sum(part[k] for part in parts) for k in range(3)]
+        step, _ = _one_step(
+            self.newton_gram(),
+            self.S,
+            sums,
+            fit[0],
+            self.q,
+            self.penalty,
+            self.fit_intercept,
+            density,
+        )
+        coef = fit[0] + step[: self.p]
+        intercept = fit[1] + (step[self.p] if self.fit_intercept else 0.0)
+        fit = self.centred((coef, float(intercept)))
+        band = self.band(fit, m)
+        h = band.threshold
+        # The weight within +-h is that of the band (up to ties at h).
+        within = float(band.s.sum()) / (2.0 * h * self.S) if 0 < h < np.inf else 0.0
+        self.density = within if within > 0 else density
+        return fit, band, self.objective(band.loss, fit[0])
 
     def refined(self, fit, band, obj, m):
         """``(fit, band, S F)`` after memory's Newton step of the start.
@@ -485,6 +539,7 @@ class _DaskExact:
         h = band.threshold
         if not (self.n_coef <= _NEWTON_MAX_COEF and 0 < h < np.inf):
             return fit, band, obj
+        self.density = band.within / (2.0 * h * self.S)
         step, shift = _one_step(
             self.newton_gram(),
             self.S,
@@ -493,7 +548,7 @@ class _DaskExact:
             self.q,
             self.penalty,
             self.fit_intercept,
-            band.within / (2.0 * h * self.S),
+            self.density,
         )
         if shift <= _NEWTON_MIN_SHIFT * h:
             return fit, band, obj
@@ -529,7 +584,15 @@ class _DaskExact:
             return False, obj, None
         return False, obj, [part[3] for part in parts]
 
-    def solve(self, start, max_lp, max_rounds=None, full_fallback=True):
+    def solve(
+        self,
+        start,
+        max_lp,
+        max_rounds=None,
+        full_fallback=True,
+        initial_size=None,
+        neighbour_density=None,
+    ):
         """Steps 3 to 6 from the preliminary fit ``start``: ``(coef, intercept)``.
 
         The phases of
@@ -541,18 +604,24 @@ class _DaskExact:
         and not ``full_fallback``, raises
         :class:`~skrobust._quantile_exact.ReducedPathFailed` with the number
         solved (a caller with a better start to try, as in memory).
+        ``initial_size`` is the first band's (as in memory, else its
+        default) and ``neighbour_density`` the density estimate of a nearby
+        level whose solution ``start`` is (then its start is
+        :meth:`neighbour_start`).
         """
         if max_rounds is None:
             max_rounds = _MAX_ROUNDS
+        # (Its selection also counts the rows of positive weight.)
         fit = self.centred(start)
-        m, direct = self.first_size()
+        m, direct = self.first_size(initial_size)
         if direct:
-            m = self.n_pos
-        band = self.band(fit, m)
-        if direct:
-            return self.whole(band)
-        obj = self.objective(band.loss, fit[0])
-        fit, band, obj = self.refined(fit, band, obj, m)
+            return self.whole(self.band(fit, self.n_pos))
+        if neighbour_density is not None and self.n_coef <= _NEWTON_MAX_COEF:
+            fit, band, obj = self.neighbour_start(fit, m, neighbour_density)
+        else:
+            band = self.band(fit, m)
+            obj = self.objective(band.loss, fit[0])
+            fit, band, obj = self.refined(fit, band, obj, m)
         best_obj, best_fit = obj, fit
         limit = max(_FULL_FRACTION * self.n_pos, m)
         for _ in range(min(max_rounds, max_lp - 1)):
@@ -566,6 +635,7 @@ class _DaskExact:
                 "certified" if accepted else "signs do not hold",
             )
             if accepted:
+                self.level_density = self.density
                 return fit
             if wrong is None:
                 # Rebuild around the best fit so far, with a band twice as wide.
@@ -658,7 +728,15 @@ class ColumnData:
 
 
 def fit_column(
-    estimator, X, y, sample_weight, output, n_outputs, start=None, column=None
+    estimator,
+    X,
+    y,
+    sample_weight,
+    output,
+    n_outputs,
+    start=None,
+    column=None,
+    exact_options=None,
 ):
     """One target column's exact fit on a dask array (module steps).
 
@@ -679,6 +757,14 @@ def fit_column(
     column : ColumnData, default=None
         The column's setup, made by an earlier level's fit (then ``X``,
         ``y`` and ``sample_weight`` are not read); None makes it.
+    exact_options : dict, default=None
+        For the exact solver from a ``start``, as a multi-level fit passes
+        them in memory: ``initial_size`` (the first band's rows),
+        ``neighbour_density`` (the start is a nearby level's solution, of
+        that density estimate) and ``gram`` (the sampled Gram matrix of an
+        earlier level). The fit's own are left in
+        ``estimator._dask_exact_state``: ``(density, gram, n_pos)``, its
+        density None unless it was certified on the reduced path.
 
     Returns
     -------
@@ -701,9 +787,13 @@ def fit_column(
     warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
     preliminary = _exact_start(estimator, column, start, warm, output)
     extras, n_iter = preliminary.extras, preliminary.n_iter
+    options = dict(exact_options or {})
+    gram = options.pop("gram", None)
+    if start is not None:
+        preliminary.options.update(options)
     try:
         problem, (coef, intercept) = _solve_from(
-            estimator, column, std, preliminary, estimator.max_iter - n_iter
+            estimator, column, std, preliminary, estimator.max_iter - n_iter, gram
         )
     except ReducedPathFailed as failed:
         # As in memory: a subsample's start too far for the reduced
@@ -745,6 +835,7 @@ def fit_column(
     intercept_ = float(intercept * spread + offset) if estimator.fit_intercept else 0.0
     estimator._n_rows_fit = data.n_samples
     estimator._dask_linear_programmes = problem.n_lp
+    estimator._dask_exact_state = problem.level_density, problem.gram, problem.n_pos
     if estimator.cov_type is not None:
         extras["cov_"] = _covariance(estimator, data, sample, stats, coef_, intercept_)
     fitted = StandardisedFit(coef_, intercept_, n_iter + problem.n_lp, extras)
@@ -766,10 +857,11 @@ class _Preliminary(NamedTuple):
     options: dict
 
 
-def _solve_from(estimator, column, std, preliminary, max_lp):
+def _solve_from(estimator, column, std, preliminary, max_lp, gram=None):
     """``(problem, (coef, intercept))``: steps 3 to 6 from a preliminary fit."""
     data, sample, sum_weight = column.data, column.sample, column.stats[0]
     problem = _DaskExact(estimator, data, sample, std, sum_weight)
+    problem.gram = gram
     w0 = np.asarray(preliminary.coef, dtype=np.float64)
     b0 = float(preliminary.intercept) if estimator.fit_intercept else 0.0
     std.clip = _clip(sample, std, w0, b0)

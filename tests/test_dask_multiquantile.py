@@ -54,7 +54,35 @@ def test_equals_in_memory_fit(synchronous, solver, weighted):
         # for a last one at the rounding level of tol=1e-13.
         np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-10)
         assert np.abs(fitted.n_iter_ - memory.n_iter_).max() <= 1
+    else:
+        # Each level's start, band and programmes are memory's.
+        np.testing.assert_array_equal(fitted.n_iter_, memory.n_iter_)
     assert fitted.n_features_in_ == 4 and fitted.n_iter_.shape == (5,)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_exact_levels_take_the_in_memory_starts_and_bands(synchronous, weighted):
+    """19 levels of 40 000 rows: each level after the first starts as in
+    memory from its neighbour's solution (one Newton step with the
+    neighbour's density estimate) with the in-memory band, widened after a
+    level that needed a repair and narrowed back after one that did not;
+    so every level solves the same linear programmes (one to three here)."""
+    n = 40_000
+    X, y = make_data(n, seed=3)
+    weights = (
+        np.random.default_rng(2).integers(0, 3, size=n).astype(float)
+        if weighted
+        else None
+    )
+    params = dict(quantiles=np.linspace(0.05, 0.95, 19), solver="exact")
+    memory = MultiQuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(n // 5, 4))
+    fitted = dask_fit(MultiQuantileRegressor(**params), Xd, y, weights)
+    assert_same_levels(fitted, memory)
+    np.testing.assert_array_equal(fitted.n_iter_, memory.n_iter_)
+    # Some levels besides the centre (the preliminary fit's iterations)
+    # needed a repair, so the bands adapted.
+    assert np.sort(memory.n_iter_)[-2] > 1
 
 
 @pytest.mark.parametrize("solver", ["exact", "smooth"])
