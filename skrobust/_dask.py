@@ -716,8 +716,8 @@ def _fetch_kernel(X_c, y_c, w_c, values, low, high, top):
     return _select_rows(X_c, y_c, w_c, values, low, high, top)
 
 
-def _pivots(candidates, low_value, high_value):
-    """Sorted distinct pivots, dense near the middle of ``candidates``.
+def _pivots(candidates, low_value, high_value, level=0.5):
+    """Sorted distinct pivots, dense near the ``level`` quantile of ``candidates``.
 
     With few candidates, evenly spaced between the bin's smallest and
     largest values, or (before the first pass has found them) the
@@ -728,7 +728,7 @@ def _pivots(candidates, low_value, high_value):
         levels = np.concatenate(
             [
                 np.linspace(0.0, 1.0, _PIVOTS // 4),
-                np.linspace(0.5 - spread, 0.5 + spread, _PIVOTS - _PIVOTS // 4),
+                np.linspace(level - spread, level + spread, _PIVOTS - _PIVOTS // 4),
             ]
         )
         pivots = np.quantile(candidates, np.clip(levels, 0.0, 1.0))
@@ -818,6 +818,88 @@ def _rank(parts, below, half, slack, following):
         if np.isfinite(nxt):
             return 0.5 * (float(v[i]) + nxt)
     return float(v[i])
+
+
+def _value_histogram_kernel(X_c, y_c, w_c, rows, low, high, pivots, stride):
+    """:func:`_histogram_kernel` of the ``(values, weights)`` that ``rows`` gives."""
+    v, w = rows(X_c, y_c, w_c)
+    keep = (v > low) & (v <= high)
+    v, w = v[keep], w[keep]
+    n_bins = pivots.size + 1
+    bins, smallest, largest = binned_extremes(v, pivots)
+    return (
+        np.bincount(bins, weights=w, minlength=n_bins),
+        np.bincount(bins, minlength=n_bins),
+        smallest,
+        largest,
+        v[::stride].copy(),
+    )
+
+
+def _value_fetch_kernel(X_c, y_c, w_c, rows, low, high):
+    v, w = rows(X_c, y_c, w_c)
+    keep = (v > low) & (v <= high)
+    return v[keep], w[keep]
+
+
+def select_value(data, rows, target, hint, level=0.5):
+    """The smallest value whose cumulative weight reaches ``target``, exactly.
+
+    ``rows(X_c, y_c, w_c)`` gives each chunk's ``(values, weights)`` (only
+    the rows that count; picklable, it travels with every task). The answer
+    is the value at index ``searchsorted(cumsum(w[order]), target)`` of all
+    rows sorted by value (the last one if rounding leaves ``target`` past
+    the total), the rule of
+    :func:`skrobust._quantile_smooth._weighted_quantile` (with
+    ``target = q * sum(w)``) and, with unit weights on every row and
+    ``target = k + 1``, of ``np.partition(values, k)[k]``.
+
+    The passes are :func:`weighted_median`'s: each histogram pass (one
+    round trip) keeps the bin where the cumulative weight reaches
+    ``target``; a bin of one distinct value is the answer, a bin of at most
+    ``_FETCH_VALUES`` values is fetched and ranked on the client. The first
+    pivots are dense near the ``level`` quantile of ``hint`` (values of the
+    client's sample rows), later ones near the target's place in a sample
+    of the bin.
+    """
+    low, high, below = -np.inf, np.inf, 0.0
+    candidates = np.asarray(hint, dtype=float)
+    low_value, high_value, n_in_range = -np.inf, np.inf, data.n_samples
+    for _ in range(_SELECTION_PASSES):
+        pivots = _pivots(candidates, low_value, high_value, level)
+        stride = max(1, n_in_range // _PIVOT_SAMPLE)
+        parts = data.map_chunks(
+            _value_histogram_kernel, rows, low, high, pivots, stride
+        )
+        weight = np.sum([part[0] for part in parts], axis=0)
+        count = np.sum([part[1] for part in parts], axis=0)
+        smallest = np.min([part[2] for part in parts], axis=0)
+        largest = np.max([part[3] for part in parts], axis=0)
+        cum = below + np.cumsum(weight)
+        positive = np.flatnonzero(weight > 0)
+        # (Rounding of the sums may leave the target past the last bin.)
+        b = min(int(np.searchsorted(cum, target)), int(positive[-1]))
+        if smallest[b] == largest[b]:
+            return float(smallest[b])
+        bin_low = pivots[b - 1] if b > 0 else low
+        bin_high = pivots[b] if b < pivots.size else high
+        bin_below = cum[b - 1] if b > 0 else below
+        if count[b] <= _FETCH_VALUES:
+            parts = data.map_chunks(_value_fetch_kernel, rows, bin_low, bin_high)
+            v = np.concatenate([part[0] for part in parts])
+            w = np.concatenate([part[1] for part in parts])
+            order = np.argsort(v, kind="stable")
+            cum = bin_below + np.cumsum(w[order])
+            i = min(int(np.searchsorted(cum, target)), v.size - 1)
+            return float(v[order[i]])
+        samples = np.concatenate([part[4] for part in parts])
+        candidates = samples[(samples > bin_low) & (samples <= bin_high)]
+        level = float(np.clip((target - bin_below) / weight[b], 0.0, 1.0))
+        low, high, below = bin_low, bin_high, bin_below
+        low_value, high_value = float(smallest[b]), float(largest[b])
+        n_in_range = int(count[b])
+    # (Each pass divides the candidates by hundreds: unreachable in practice.)
+    raise RuntimeError("the distributed selection did not narrow down")
 
 
 def _sum_of_squares_kernel(X_c, y_c, w_c, values, top, divisor):

@@ -1008,8 +1008,14 @@ class _DaskSmooth:
         return result
 
     def last_stage(self, objective, coef, budget, warn):
-        """The last stage's minimisation on all rows (``last=True`` in memory)."""
-        return self.minimize(objective, coef, budget, warn=warn, multilevel=False)
+        """The last stage's minimisation on all rows (``last=True`` in memory).
+
+        First on the rows near the start, as in memory
+        (:func:`skrobust._dask_near_rows.minimize_last`).
+        """
+        from ._dask_near_rows import minimize_last
+
+        return minimize_last(self, objective, coef, budget, warn)
 
     def gap(self, objective, rho, coef):
         """:func:`skrobust._quantile_smooth.pinball_gap` over all rows: (value, gap)."""
