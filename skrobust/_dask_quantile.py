@@ -1017,6 +1017,18 @@ class _DaskSmooth:
 
         return minimize_last(self, objective, coef, budget, warn)
 
+    def continuation_step(self, full, rho, coef, coarse, start, budget):
+        """One step of the continuation: ``(result, value, gap)``.
+
+        :func:`skrobust._quantile_smooth._continuation_step`, first on the
+        rows near the coarser fit ``coef`` (``coarse`` is its ``(value,
+        bandwidth)``), as :func:`skrobust._dask_near_rows.continuation_step`
+        makes it; ``value`` and ``gap`` are :meth:`gap`'s at the result.
+        """
+        from ._dask_near_rows import continuation_step
+
+        return continuation_step(self, full, rho, coef, coarse, start, budget)
+
     def gap(self, objective, rho, coef):
         """:func:`skrobust._quantile_smooth.pinball_gap` over all rows: (value, gap)."""
         reach = _quantile_smooth._LINEAR_BEYOND[rho.kernel] * rho.bandwidth
