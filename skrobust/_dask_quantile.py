@@ -1049,18 +1049,15 @@ class _DaskSmooth:
                 (self.data, self.stats[0]), rho.bandwidth / factor
             )
             start = coef if previous is None else coef + (coef - previous) / factor
-            result = self.minimize(
+            result, new_value, new_gap = self.continuation_step(
                 full,
+                finer,
+                coef,
+                (value, rho.bandwidth),
                 start,
                 min(max_iter, _quantile_smooth._CONTINUATION_MAX_ITER),
-                warn=False,
-                multilevel=False,
-                convex=True,
             )
-            if not result.converged:
-                break
-            new_value, new_gap = self.gap(full, finer, result.coef)
-            if not new_value <= value:
+            if not (result.converged and new_value <= value):
                 break
             previous, coef, rho, value, gap = (
                 coef,

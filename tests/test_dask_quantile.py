@@ -527,7 +527,8 @@ def near_solves(monkeypatch):
     ``records[side]`` lists ``(rows, iterations, converged)`` of every
     solve on near rows and ``records[side + " start"]`` the outcome of each
     start of a last stage on the rows near it: ``(certified, iterations)``
-    and the solves it made.
+    and the solves it made; ``records[side + " step"]`` the solves of each
+    continuation step and the iterations it reports.
     """
     from skrobust import _dask_near_rows
 
@@ -570,6 +571,22 @@ def near_solves(monkeypatch):
 
     record_starts(_quantile_smooth, "_minimize_near_start", "memory")
     record_starts(_dask_near_rows, "near_start", "dask")
+
+    def record_steps(module, name, side):
+        step = getattr(module, name)
+
+        def recorded(*args, **kwargs):
+            before = len(records[side])
+            outcome = step(*args, **kwargs)
+            solves = records[side][before:]
+            records[side + " step"].append((solves, outcome[0].n_iter))
+            return outcome
+
+        monkeypatch.setattr(module, name, recorded)
+
+    records["memory step"], records["dask step"] = [], []
+    record_steps(_quantile_smooth, "_continuation_step", "memory")
+    record_steps(_dask_near_rows, "continuation_step", "dask")
     return records
 
 
@@ -676,3 +693,55 @@ def test_distributed_selection_equals_the_in_memory_rules(synchronous, n_values)
         for k in [0, 6000, 15_000, n - 1]:
             found = _dask.select_value(data, _TargetRows(True), k + 1, hint, k / n)
             assert found == np.partition(y, k)[k]
+
+
+@pytest.mark.parametrize(
+    "seed, quantile, fit_intercept, weighted, beyond",
+    [
+        (0, 0.2, True, False, 8.5),
+        (1, 0.2, False, True, 8.5),
+        (0, 0.8, True, False, 0.5),
+    ],
+    ids=["q0.2", "q0.2-weighted-no-intercept", "q0.8-not-certified"],
+)
+def test_smooth_continuation_solves_on_the_near_rows_as_in_memory(
+    synchronous,
+    monkeypatch,
+    near_solves,
+    seed,
+    quantile,
+    fit_intercept,
+    weighted,
+    beyond,
+):
+    """Each continuation step is solved on the rows near the coarser fit first.
+
+    In memory (``_quantile_smooth._continuation_step``) the rows within the
+    coarse bandwidth's reach of zero are solved with the others as a linear
+    term; the solution stands if no far row moved in, else all rows are
+    solved from it and only those iterations are reported. The dask steps
+    solve the same rows with the same iterations, so that ``n_iter_`` is
+    memory's (6000 rows; two steps in the weighted case, whose last has 42
+    near rows). A reach of half a bandwidth (``beyond``, for both fits)
+    makes a step's near solution fail its certificate.
+    """
+    monkeypatch.setitem(_quantile_smooth._LINEAR_BEYOND, "gaussian", beyond)
+    X, y, weights = near_start_data(seed, weighted)
+    params = dict(
+        quantile=quantile, solver="smooth", fit_intercept=fit_intercept, tol=1e-13
+    )
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    chunks = near_start_chunks(y.size)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(chunks, 4)),
+        y,
+        sample_weight=None if weights is None else da.from_array(weights, chunks),
+    )
+    steps = near_solves["memory step"]
+    assert steps and all(len(solves) == 1 for solves, _ in steps)
+    assert near_solves["dask step"] == steps
+    refitted = [n_iter != solves[0][1] for solves, n_iter in steps]
+    assert any(refitted) == (beyond < 1)
+    assert near_solves["dask"] == near_solves["memory"]
+    assert fitted.n_iter_ == memory.n_iter_
+    assert_same_smoothed_fit(fitted, memory, X, y, weights)
