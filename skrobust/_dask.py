@@ -105,6 +105,11 @@ _PIVOTS = 1024
 _FETCH_VALUES = 50_000
 _SELECTION_PASSES = 20
 
+# The first pass of select_value fetches the values within this many
+# standard errors of the client sample's quantile (a miss, then the
+# histogram passes, has probability ~6e-5 per side).
+_SELECT_BRACKET_Z = 4.0
+
 # Values the later histogram passes sample from the current bin for the
 # next pivots.
 _PIVOT_SAMPLE = 20_000
@@ -718,8 +723,8 @@ def _fetch_kernel(X_c, y_c, w_c, values, low, high, top):
     return _select_rows(X_c, y_c, w_c, values, low, high, top)
 
 
-def _pivots(candidates, low_value, high_value):
-    """Sorted distinct pivots, dense near the middle of ``candidates``.
+def _pivots(candidates, low_value, high_value, level=0.5):
+    """Sorted distinct pivots, dense near the ``level`` quantile of ``candidates``.
 
     With few candidates, evenly spaced between the bin's smallest and
     largest values, or (before the first pass has found them) the
@@ -730,7 +735,7 @@ def _pivots(candidates, low_value, high_value):
         levels = np.concatenate(
             [
                 np.linspace(0.0, 1.0, _PIVOTS // 4),
-                np.linspace(0.5 - spread, 0.5 + spread, _PIVOTS - _PIVOTS // 4),
+                np.linspace(level - spread, level + spread, _PIVOTS - _PIVOTS // 4),
             ]
         )
         pivots = np.quantile(candidates, np.clip(levels, 0.0, 1.0))
@@ -820,6 +825,154 @@ def _rank(parts, below, half, slack, following):
         if np.isfinite(nxt):
             return 0.5 * (float(v[i]) + nxt)
     return float(v[i])
+
+
+def _value_histogram_kernel(X_c, y_c, w_c, rows, low, high, pivots, stride):
+    """:func:`_histogram_kernel` of the ``(values, weights)`` that ``rows`` gives."""
+    v, w = rows(X_c, y_c, w_c)
+    keep = (v > low) & (v <= high)
+    v, w = v[keep], w[keep]
+    n_bins = pivots.size + 1
+    bins, smallest, largest = binned_extremes(v, pivots)
+    return (
+        np.bincount(bins, weights=w, minlength=n_bins),
+        np.bincount(bins, minlength=n_bins),
+        smallest,
+        largest,
+        v[::stride].copy(),
+    )
+
+
+def _value_fetch_kernel(X_c, y_c, w_c, rows, low, high):
+    v, w = rows(X_c, y_c, w_c)
+    keep = (v > low) & (v <= high)
+    return v[keep], w[keep]
+
+
+def _bracket_values_kernel(X_c, y_c, w_c, rows, low, high, share):
+    """Weight of the values up to ``low``, and the values in ``(low, high]``.
+
+    None for the values if there are more than ``share`` of the chunk's
+    rows (plus a few): a bracket that missed does not flood the client.
+    """
+    v, w = rows(X_c, y_c, w_c)
+    below = float(w[v <= low].sum())
+    inside = (v > low) & (v <= high)
+    if np.count_nonzero(inside) > share * v.size + 100:
+        return below, None, None
+    return below, v[inside], w[inside]
+
+
+def _bracket(hint, level, n_samples):
+    """``(low, high, share)``: where the ``level`` quantile lies, by the hint.
+
+    The hint's quantiles ``_SELECT_BRACKET_Z`` standard errors either side
+    (open beyond its ends), and twice the share of rows expected between
+    them; None for a hint of fewer than 16 values, or when that share of
+    all rows is more than ``_FETCH_VALUES`` values.
+    """
+    if hint.size < 16:
+        return None
+    half = _SELECT_BRACKET_Z * np.sqrt(level * (1.0 - level) / hint.size)
+    half += 1.0 / hint.size
+    low_level, high_level = level - half, level + half
+    if (high_level - low_level) * n_samples > _FETCH_VALUES:
+        return None
+    low = float(np.quantile(hint, low_level)) if low_level > 0 else -np.inf
+    high = float(np.quantile(hint, high_level)) if high_level < 1 else np.inf
+    return low, high, 2.0 * (min(high_level, 1.0) - max(low_level, 0.0))
+
+
+def _bracketed_value(data, rows, target, bracket):
+    """:func:`select_value` from the values of one bracket (one pass), or None.
+
+    None when the target's value is not in the bracket (or a chunk held
+    too many values in it).
+    """
+    low, high, share = bracket
+    parts = data.map_chunks(_bracket_values_kernel, rows, low, high, share)
+    if any(part[1] is None for part in parts):
+        return None
+    below = sum(part[0] for part in parts)
+    v = np.concatenate([part[1] for part in parts])
+    w = np.concatenate([part[2] for part in parts])
+    if not (below < target and v.size):
+        return None
+    order = np.argsort(v, kind="stable")
+    cum = below + np.cumsum(w[order])
+    if not cum[-1] >= target:
+        return None
+    return float(v[order[int(np.searchsorted(cum, target))]])
+
+
+def select_value(data, rows, target, hint, level=0.5):
+    """The smallest value whose cumulative weight reaches ``target``, exactly.
+
+    ``rows(X_c, y_c, w_c)`` gives each chunk's ``(values, weights)`` (only
+    the rows that count; picklable, it travels with every task). The answer
+    is the value at index ``searchsorted(cumsum(w[order]), target)`` of all
+    rows sorted by value (the last one if rounding leaves ``target`` past
+    the total), the rule of
+    :func:`skrobust._quantile_smooth._weighted_quantile` (with
+    ``target = q * sum(w)``) and, with unit weights on every row and
+    ``target = k + 1``, of ``np.partition(values, k)[k]``.
+
+    ``level`` is where the target is expected among the values, as a
+    quantile (``target`` over the total weight). The first pass fetches the
+    values between the quantiles of ``hint`` (values of the client's sample
+    rows) a few standard errors either side of ``level``, with the weight
+    below them, and ranks them on the client: one round trip when the
+    target's value is among them. Otherwise the passes of
+    :func:`weighted_median`: each histogram pass (one round trip) keeps the
+    bin where the cumulative weight reaches ``target``; a bin of one
+    distinct value is the answer, a bin of at most ``_FETCH_VALUES`` values
+    is fetched and ranked on the client. The first pivots are dense near
+    the ``level`` quantile of ``hint``, later ones near the target's place
+    in a sample of the bin.
+    """
+    candidates = np.asarray(hint, dtype=float)
+    bracket = _bracket(candidates, level, data.n_samples)
+    if bracket is not None:
+        value = _bracketed_value(data, rows, target, bracket)
+        if value is not None:
+            return value
+    low, high, below = -np.inf, np.inf, 0.0
+    low_value, high_value, n_in_range = -np.inf, np.inf, data.n_samples
+    for _ in range(_SELECTION_PASSES):
+        pivots = _pivots(candidates, low_value, high_value, level)
+        stride = max(1, n_in_range // _PIVOT_SAMPLE)
+        parts = data.map_chunks(
+            _value_histogram_kernel, rows, low, high, pivots, stride
+        )
+        weight = np.sum([part[0] for part in parts], axis=0)
+        count = np.sum([part[1] for part in parts], axis=0)
+        smallest = np.min([part[2] for part in parts], axis=0)
+        largest = np.max([part[3] for part in parts], axis=0)
+        cum = below + np.cumsum(weight)
+        positive = np.flatnonzero(weight > 0)
+        # (Rounding of the sums may leave the target past the last bin.)
+        b = min(int(np.searchsorted(cum, target)), int(positive[-1]))
+        if smallest[b] == largest[b]:
+            return float(smallest[b])
+        bin_low = pivots[b - 1] if b > 0 else low
+        bin_high = pivots[b] if b < pivots.size else high
+        bin_below = cum[b - 1] if b > 0 else below
+        if count[b] <= _FETCH_VALUES:
+            parts = data.map_chunks(_value_fetch_kernel, rows, bin_low, bin_high)
+            v = np.concatenate([part[0] for part in parts])
+            w = np.concatenate([part[1] for part in parts])
+            order = np.argsort(v, kind="stable")
+            cum = bin_below + np.cumsum(w[order])
+            i = min(int(np.searchsorted(cum, target)), v.size - 1)
+            return float(v[order[i]])
+        samples = np.concatenate([part[4] for part in parts])
+        candidates = samples[(samples > bin_low) & (samples <= bin_high)]
+        level = float(np.clip((target - bin_below) / weight[b], 0.0, 1.0))
+        low, high, below = bin_low, bin_high, bin_below
+        low_value, high_value = float(smallest[b]), float(largest[b])
+        n_in_range = int(count[b])
+    # (Each pass divides the candidates by hundreds: unreachable in practice.)
+    raise RuntimeError("the distributed selection did not narrow down")
 
 
 def _sum_of_squares_kernel(X_c, y_c, w_c, values, top, divisor):

@@ -1173,8 +1173,26 @@ class _DaskSmooth:
         return result
 
     def last_stage(self, objective, coef, budget, warn):
-        """The last stage's minimisation on all rows (``last=True`` in memory)."""
-        return self.minimize(objective, coef, budget, warn=warn, multilevel=False)
+        """The last stage's minimisation on all rows (``last=True`` in memory).
+
+        First on the rows near the start, as in memory
+        (:func:`skrobust._dask_near_rows.minimize_last`).
+        """
+        from ._dask_near_rows import minimize_last
+
+        return minimize_last(self, objective, coef, budget, warn)
+
+    def continuation_step(self, full, rho, coef, coarse, start, budget):
+        """One step of the continuation: ``(result, value, gap)``.
+
+        :func:`skrobust._quantile_smooth._continuation_step`, first on the
+        rows near the coarser fit ``coef`` (``coarse`` is its ``(value,
+        bandwidth)``), as :func:`skrobust._dask_near_rows.continuation_step`
+        makes it; ``value`` and ``gap`` are :meth:`gap`'s at the result.
+        """
+        from ._dask_near_rows import continuation_step
+
+        return continuation_step(self, full, rho, coef, coarse, start, budget)
 
     def gap(self, objective, rho, coef):
         """:func:`skrobust._quantile_smooth.pinball_gap` over all rows: (value, gap)."""
@@ -1196,18 +1214,15 @@ class _DaskSmooth:
                 (self.data, self.stats[0]), rho.bandwidth / factor
             )
             start = coef if previous is None else coef + (coef - previous) / factor
-            result = self.minimize(
+            result, new_value, new_gap = self.continuation_step(
                 full,
+                finer,
+                coef,
+                (value, rho.bandwidth),
                 start,
                 min(max_iter, _quantile_smooth._CONTINUATION_MAX_ITER),
-                warn=False,
-                multilevel=False,
-                convex=True,
             )
-            if not result.converged:
-                break
-            new_value, new_gap = self.gap(full, finer, result.coef)
-            if not new_value <= value:
+            if not (result.converged and new_value <= value):
                 break
             previous, coef, rho, value, gap = (
                 coef,

@@ -562,3 +562,245 @@ def test_exact_fit_counts_its_linear_programmes_within_max_iter(synchronous, max
     fitted = model.fit(Xd, y)
     assert 1 <= fitted.n_iter_ <= max_iter
     assert_same_optimum(fitted, memory, X, y, None)
+
+
+def near_start_chunks(n):
+    """Uneven row chunks: one of a single row, rows 4000 to 4699 one chunk."""
+    return (1500, 1, 2499, 700, n - 4700)
+
+
+def near_start_data(seed, weighted, n=6000):
+    """``make_data`` rows, with integer weights zero on the whole fourth chunk."""
+    X, y = make_data(n, seed=seed)
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(seed).integers(0, 4, size=n).astype(float)
+        weights[4000:4700] = 0.0
+    return X, y, weights
+
+
+@pytest.fixture
+def near_solves(monkeypatch):
+    """Each near-rows solve of the smoothed fits, in memory and on dask.
+
+    ``records[side]`` lists ``(rows, iterations, converged)`` of every
+    solve on near rows and ``records[side + " start"]`` the outcome of each
+    start of a last stage on the rows near it: ``(certified, iterations)``
+    and the solves it made; ``records[side + " step"]`` the solves of each
+    continuation step and the iterations it reports.
+    """
+    from skrobust import _dask_near_rows
+
+    records = {"memory": [], "dask": [], "memory start": [], "dask start": []}
+
+    def record_solves(module, name, side, rows_of):
+        solve = getattr(module, name)
+
+        def recorded(*args):
+            result = solve(*args)
+            rows = rows_of(args)
+            if rows is not None:
+                records[side].append((rows, result.n_iter, result.converged))
+            return result
+
+        monkeypatch.setattr(module, name, recorded)
+
+    def near_rows_of(args):
+        objective = args[0]
+        if isinstance(objective, _quantile_smooth._NearRowsObjective):
+            return objective.n_samples
+        return None
+
+    record_solves(_quantile_smooth, "_minimize_all_rows", "memory", near_rows_of)
+    record_solves(
+        _dask_near_rows, "minimize_near", "dask", lambda args: args[1].n_samples
+    )
+
+    def record_starts(module, name, side):
+        start = getattr(module, name)
+
+        def recorded(*args):
+            before = len(records[side])
+            result, start_coef, n_iter = start(*args)
+            solves = records[side][before:]
+            records[side + " start"].append((result is not None, n_iter, solves))
+            return result, start_coef, n_iter
+
+        monkeypatch.setattr(module, name, recorded)
+
+    record_starts(_quantile_smooth, "_minimize_near_start", "memory")
+    record_starts(_dask_near_rows, "near_start", "dask")
+
+    def record_steps(module, name, side):
+        step = getattr(module, name)
+
+        def recorded(*args, **kwargs):
+            before = len(records[side])
+            outcome = step(*args, **kwargs)
+            solves = records[side][before:]
+            records[side + " step"].append((solves, outcome[0].n_iter))
+            return outcome
+
+        monkeypatch.setattr(module, name, recorded)
+
+    records["memory step"], records["dask step"] = [], []
+    record_steps(_quantile_smooth, "_continuation_step", "memory")
+    record_steps(_dask_near_rows, "continuation_step", "dask")
+    return records
+
+
+NEAR_START_CASES = {
+    # seed, quantile, fit_intercept, weighted, alpha (6000 rows)
+    "q0.8-second-fraction": (0, 0.8, True, False, 0.0),
+    "q0.2-weighted-no-intercept": (1, 0.2, False, True, 0.0),
+    "q0.2-weighted-l1": (3, 0.2, True, True, 0.01),
+    "q0.6-weighted-l1": (1, 0.6, True, True, 0.01),
+    "q0.8-no-intercept-l1": (0, 0.8, False, False, 0.01),
+    "q0.8-all-rows-after-near-rows": (2, 0.8, True, False, 0.0),
+}
+
+
+@pytest.mark.parametrize("name", list(NEAR_START_CASES))
+def test_smooth_last_stage_starts_on_the_near_rows_as_in_memory(
+    synchronous, near_solves, name
+):
+    """6000 rows: the last stage's near-rows start makes memory's decisions.
+
+    In memory the last smoothed fit on 5000 rows or more is first solved
+    on the rows nearest its (centred) start, then on a wider set around
+    that solution if a far row moved, then on all rows if still not
+    certified (``_quantile_smooth._minimize_near_start``). The dask fit
+    selects the same rows (exact distributed quantile and radius, rows
+    without weight counted as in memory, a chunk of one row and one of
+    rows without weight), solves the same problems with the same
+    iterations and certifies the same way: the iteration counts are
+    memory's. The cases cover the second set of rows certified
+    (``q0.8``), and its solve stopping at the iteration budget, so that
+    all rows are solved from the first near solution (``all-rows``).
+    """
+    seed, quantile, fit_intercept, weighted, alpha = NEAR_START_CASES[name]
+    X, y, weights = near_start_data(seed, weighted)
+    params = dict(
+        quantile=quantile,
+        solver="smooth",
+        fit_intercept=fit_intercept,
+        tol=1e-13,
+        alpha=alpha,
+    )
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    chunks = near_start_chunks(y.size)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(chunks, 4)),
+        y,
+        sample_weight=None if weights is None else da.from_array(weights, chunks),
+    )
+    starts = near_solves["memory start"]
+    assert len(starts) == 1
+    assert near_solves["dask start"] == starts
+    certified, _, solves = starts[0]
+    if name.startswith("q0.8-"):
+        assert len(solves) == 2 and solves[0][2]  # the first was not certified
+    if name == "q0.8-all-rows-after-near-rows":
+        assert not certified and not solves[1][2]
+    assert fitted.n_iter_ == memory.n_iter_
+    assert_same_smoothed_fit(fitted, memory, X, y, weights)
+
+
+class _TargetRows:
+    """Selection rows of :func:`_dask.select_value`: ``y`` and the weights."""
+
+    def __init__(self, every_row):
+        self.every_row = every_row
+
+    def __call__(self, X_c, y_c, w_c):
+        y = np.asarray(y_c, dtype=float)
+        if self.every_row:
+            return y, np.ones(y.size)
+        w = np.asarray(w_c, dtype=float)
+        return y[w > 0], w[w > 0]
+
+
+@pytest.mark.parametrize("n_values", [7, 200_000])
+def test_distributed_selection_equals_the_in_memory_rules(synchronous, n_values):
+    """The weighted quantile of memory's rule and ``np.partition``'s k-th value.
+
+    Tied values (a few or many distinct ones), zero weights and a chunk of
+    one row. From the sample's values, one pass fetches the values near
+    the target and ranks them; from a misleading sample (shifted by half
+    the range) that misses, and the histogram passes find the value.
+    """
+    n = 60_000
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, n_values, size=n) * 0.25 - 3.0
+    weights = rng.integers(0, 4, size=n).astype(float)
+    chunks = (20_000, 1, 29_999, 10_000)
+    data = _dask.ChunkedData(
+        da.zeros((n, 1), chunks=(chunks, 1)),
+        da.from_array(y, chunks=(chunks,)),
+        da.from_array(weights, chunks=(chunks,)),
+    )
+    misleading = y[::200] + 0.5 * (y.max() - y.min())
+    for hint in [y[::200], misleading]:
+        for quantile in [0.1, 0.3, 0.5, 0.93]:
+            expected = _quantile_smooth._weighted_quantile(y, weights, quantile)
+            target = quantile * weights.sum()
+            before = data.round_trips
+            found = _dask.select_value(data, _TargetRows(False), target, hint, quantile)
+            assert found == expected
+            if n_values > 7:  # (a few tied values can fill the bracket's ends)
+                assert (data.round_trips - before == 1) == (hint is not misleading)
+        for k in [0, 6000, 15_000, n - 1]:
+            found = _dask.select_value(data, _TargetRows(True), k + 1, hint, k / n)
+            assert found == np.partition(y, k)[k]
+
+
+@pytest.mark.parametrize(
+    "seed, quantile, fit_intercept, weighted, beyond",
+    [
+        (0, 0.2, True, False, 8.5),
+        (1, 0.2, False, True, 8.5),
+        (0, 0.8, True, False, 0.5),
+    ],
+    ids=["q0.2", "q0.2-weighted-no-intercept", "q0.8-not-certified"],
+)
+def test_smooth_continuation_solves_on_the_near_rows_as_in_memory(
+    synchronous,
+    monkeypatch,
+    near_solves,
+    seed,
+    quantile,
+    fit_intercept,
+    weighted,
+    beyond,
+):
+    """Each continuation step is solved on the rows near the coarser fit first.
+
+    In memory (``_quantile_smooth._continuation_step``) the rows within the
+    coarse bandwidth's reach of zero are solved with the others as a linear
+    term; the solution stands if no far row moved in, else all rows are
+    solved from it and only those iterations are reported. The dask steps
+    solve the same rows with the same iterations, so that ``n_iter_`` is
+    memory's (6000 rows; two steps in the weighted case, whose last has 42
+    near rows). A reach of half a bandwidth (``beyond``, for both fits)
+    makes a step's near solution fail its certificate.
+    """
+    monkeypatch.setitem(_quantile_smooth._LINEAR_BEYOND, "gaussian", beyond)
+    X, y, weights = near_start_data(seed, weighted)
+    params = dict(
+        quantile=quantile, solver="smooth", fit_intercept=fit_intercept, tol=1e-13
+    )
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    chunks = near_start_chunks(y.size)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(chunks, 4)),
+        y,
+        sample_weight=None if weights is None else da.from_array(weights, chunks),
+    )
+    steps = near_solves["memory step"]
+    assert steps and all(len(solves) == 1 for solves, _ in steps)
+    assert near_solves["dask step"] == steps
+    refitted = [n_iter != solves[0][1] for solves, n_iter in steps]
+    assert any(refitted) == (beyond < 1)
+    assert near_solves["dask"] == near_solves["memory"]
+    assert fitted.n_iter_ == memory.n_iter_
+    assert_same_smoothed_fit(fitted, memory, X, y, weights)
