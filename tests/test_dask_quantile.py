@@ -107,7 +107,7 @@ def test_exact_fit_equals_in_memory_fit(synchronous, name, weighted):
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("weighted", [False, True])
 def test_exact_fit_starts_from_the_in_memory_preliminary_fit(
-    synchronous, monkeypatch, name, weighted
+    synchronous, name, weighted
 ):
     """40 000 rows: the sample is the in-memory preliminary fit's rows.
 
@@ -119,9 +119,6 @@ def test_exact_fit_starts_from_the_in_memory_preliminary_fit(
     round trips a handful, independent of the number of rows: checks and
     sample, the median and MAD of ``y``, Newton steps, band and certificate.
     """
-    # (The fit on all rows' start on the rows near it, which the failed
-    # subsample start of the L1 case reaches, is not mirrored on dask yet.)
-    monkeypatch.setattr(_quantile_smooth, "_NEAR_START_MIN_ROWS", 10**12)
     n = 40_000
     X, y = make_data(n, seed=3)
     weights = weights_with_empty_chunk(n) if weighted else None
@@ -371,19 +368,14 @@ def test_smooth_fit_equals_in_memory_fit(synchronous, name):
 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("alpha", [0.0, 0.01])
-def test_smooth_first_stage_takes_the_in_memory_levels(
-    synchronous, monkeypatch, weighted, alpha
-):
+def test_smooth_first_stage_takes_the_in_memory_levels(synchronous, weighted, alpha):
     """60 000 rows: the first stage's 7500 rows start on every 64th, as in memory.
 
     In memory the first smoothed fit (on ``X[::8]``) is itself multilevel
     (:func:`skrobust._solvers.subsample_for_start`): its 7500 rows are
     first fitted on their every 8th. The dask fit takes the same levels, so
-    its iterations are memory's, one for one. (The last stage's start on
-    the rows near it, ``_minimize_near_start``, is switched off here: the
-    dask fit makes it on all rows.)
+    its iterations are memory's, one for one.
     """
-    monkeypatch.setattr(_quantile_smooth, "_NEAR_START_MIN_ROWS", 10**12)
     n = 60_000
     X, y = make_data(n, seed=5)
     weights = (
