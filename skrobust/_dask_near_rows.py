@@ -15,7 +15,7 @@ iterations:
   ``q``-quantile of its residuals) and the radius (the ``k``-th smallest
   ``|r|`` over all rows, rows without weight included, as
   ``np.partition`` takes it in memory) are exact distributed selections
-  (:func:`skrobust._dask.select_value`), a few round trips each;
+  (:func:`skrobust._dask_select.select`), a round trip or two each;
 * one pass (:func:`_near_setup_kernel`) returns the far rows' linear term,
   the number and weight of the near rows, their design's Gram matrix (for
   the flat-direction test) and the near objective at the first point the
@@ -35,7 +35,8 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _quantile_smooth, _solvers
-from ._dask import _chunk_weights, _unit_weights, select_value
+from ._dask import _chunk_weights, _unit_weights
+from ._dask_select import select
 from ._objective import LinearObjective, _clearly_regular
 
 # Near-row objectives kept on each worker (module state of its process):
@@ -399,13 +400,13 @@ def near_start(problem, full, coef, budget):
     reference = Reference(full.setup, start)
     if problem.fit_intercept:
         hint, positive = _sample_residuals(full, reference)
-        shift = select_value(
+        shift = select(
             data,
             _SignedResiduals(reference),
-            rho.quantile * full.sum_weight,
+            lambda total: rho.quantile * total,
             hint[positive],
-            level=rho.quantile,
-        )
+            rho.quantile,
+        ).value
         coef[-1] += shift  # the intercept is the last coordinate
         reference = Reference(full.setup, start, shift)
     reach = _quantile_smooth._LINEAR_BEYOND[rho.kernel] * rho.bandwidth
@@ -415,9 +416,13 @@ def near_start(problem, full, coef, budget):
             break
         k = int(fraction * data.n_samples)
         hint, _ = _sample_residuals(full, reference)
-        kth = select_value(
-            data, _Distances(reference), k + 1, np.abs(hint), level=fraction
-        )
+        kth = select(
+            data,
+            _Distances(reference),
+            lambda total, k=k: k + 1,
+            np.abs(hint),
+            fraction,
+        ).value
         rows = NearRows(reference, max(kth, 2.0 * reach))
         reduced = near_rows_objective(full, coef, rows, coef)
         if reduced is None:

@@ -67,13 +67,18 @@ the exact median and MAD of ``y``; least squares on the in-memory strided
 subsample and the residual scale of those rows (exact distributed
 medians); the first smoothed fit on every 8th row of all the data
 (:class:`_StridedData`: each chunk's task takes the rows whose global index
-is a multiple of the stride, those of ``X[::8]``); the second on all rows
-through a :class:`~skrobust._dask.DaskObjective`; then the continuation of
-:func:`skrobust._quantile_smooth.refine_smoothed`, each step and its duality gap on
-all rows. The targets are clipped as in memory; with ``alpha > 0`` the
-steps are the in-memory proximal Newton ones. The minimisers, and so the
-coefficients, are the in-memory ones. A warm start makes only the fit on
-all rows, at the bandwidth of its residuals' scale, as in memory.
+is a multiple of the stride, those of ``X[::8]``), multilevel as in memory;
+the second on all rows through a :class:`~skrobust._dask.DaskObjective`,
+first, as in memory, on the rows nearest its centred start with the others
+as an exact linear term, certified or else refitted on all rows
+(:mod:`skrobust._dask_near_rows`: the centring and the radius are exact
+distributed selections, and the near rows stay on the workers); then the
+continuation of :func:`skrobust._quantile_smooth.refine_smoothed`, each
+step on the near rows likewise and its duality gap on all rows. The
+targets are clipped as in memory; with ``alpha > 0`` the steps are the
+in-memory proximal Newton ones. The minimisers and the iterations are the
+in-memory ones. A warm start makes only the fit on all rows, at the
+bandwidth of its residuals' scale, as in memory.
 
 ``cov_type`` (``"iid"``, ``"nid"``, ``"ker"``) is
 :mod:`skrobust._dask_quantile_cov`, after either solver.
@@ -91,7 +96,7 @@ from ._dask import (
     _chunk_weights,
     weighted_median,
 )
-from ._dask_select import lower_quantile, tie_allowances
+from ._dask_select import select, tie_allowances
 from ._dask_strided import StridedData as _StridedData
 from ._dask_strided import StridedObjective, rows_of
 from ._dask_strided import weight_kernel as _weight_kernel
@@ -185,9 +190,10 @@ def _side_sums(X_c, y, s, above, below):
 
 
 class _Residuals:
-    """Per-row values for the selections: ``r`` or ``|r|`` at a fit.
+    """The rows of a selection (:mod:`skrobust._dask_select`): residuals at a fit.
 
-    The residuals of the standardised (and clipped) targets, computed as
+    The rows of positive weight, with their residuals ``r`` and weights
+    (the centring), or ``|r|`` each counting one (the band). Computed as
     the passes compute them (:meth:`_Standardised.residuals`), so that a
     selected threshold compares with the band's distances bit for bit.
     """
@@ -196,10 +202,16 @@ class _Residuals:
         self.std, self.coef, self.intercept = std, coef, float(intercept)
         self.absolute = absolute
 
-    def __call__(self, X_c, y_c):
-        y, _, _, _ = self.std.chunk(X_c, y_c, None)
-        r = self.std.residuals(X_c, y, self.coef, self.intercept)
-        return np.abs(r) if self.absolute else r
+    def __call__(self, X_c, y_c, w_c):
+        y, s, positive, _ = self.std.chunk(X_c, y_c, w_c)
+        r = self.std.residuals(X_c, y, self.coef, self.intercept)[positive]
+        if self.absolute:
+            return np.abs(r), np.ones(r.size)
+        return r, s[positive]
+
+    def hint(self, sample):
+        """The values of the client's sample rows, its rows of positive weight."""
+        return self(sample.X, sample.y, sample.weights)[0]
 
 
 def _gram_kernel(X_c, y_c, w_c, std, fit_intercept):
@@ -414,13 +426,12 @@ class _DaskExact:
         """
         if not self.fit_intercept and self.n_pos is not None:
             return fit
-        values = _Residuals(self.std, *fit, absolute=False)
-        selected = lower_quantile(
+        rows = _Residuals(self.std, *fit, absolute=False)
+        selected = select(
             self.data,
-            values,
-            self.std.top,
+            rows,
             lambda total: self.q * total,
-            self.sample.hint(values),
+            rows.hint(self.sample),
             self.q,
         )
         self.set_rows_with_weight(selected.count)
@@ -438,18 +449,12 @@ class _DaskExact:
         """
         threshold, ties = np.inf, None
         if m < self.n_pos:
-            values = _Residuals(self.std, *fit, absolute=True)
-            selected = lower_quantile(
-                self.data,
-                values,
-                self.std.top,
-                lambda n_pos: m,
-                self.sample.hint(values),
-                m / self.n_pos,
-                by_count=True,
+            rows = _Residuals(self.std, *fit, absolute=True)
+            selected = select(
+                self.data, rows, lambda n_pos: m, rows.hint(self.sample), m / self.n_pos
             )
             threshold = selected.value
-            ties = tie_allowances(self.data, values, selected, m)
+            ties = tie_allowances(self.data, rows, selected, m)
         if ties is None:
             ties = [None] * self.data.X.numblocks[0]
         # The Newton step's sampled Gram matrix rides on the first band's

@@ -1,161 +1,177 @@
 """Exact order statistics of per-row values over row-chunked dask data (issue #15).
 
-The in-memory exact quantile solver centres its fits at a weighted quantile
-of the residuals and keeps the ``m`` rows nearest a fit
+The in-memory quantile solvers centre their fits at a weighted quantile of
+the residuals and keep the rows nearest a fit: the exact solver's band
 (:func:`skrobust._quantile_exact._weighted_quantile`,
-:func:`skrobust._quantile_exact._smallest`). :func:`lower_quantile` finds
-the same values on dask data, by the histogram passes of
-:func:`skrobust._dask.weighted_median` (one round trip each, typically two
-in all: a histogram whose pivots the client's sample places near the
-answer, then the values of one bin fetched and ranked), and
-:func:`tie_allowances` shares out the rows tied at the ``m``-th value as
-memory's positional rule does.
+:func:`skrobust._quantile_exact._smallest`) and the smoothed solver's rows
+near its start (:func:`skrobust._quantile_smooth._minimize_near_start`).
+:func:`select` finds the same values on dask data: a first pass returns a
+histogram of all values and the values of a bracket that the client's
+sample places around the answer, ranked on the client (one round trip when
+the bracket holds it); each further pass narrows the bin that holds it, as
+:func:`skrobust._dask.weighted_median` does. :func:`tie_allowances` shares
+out the rows tied at a ``m``-th value as memory's positional rule does.
+
+The rows a selection ranks, and what each counts, are a ``rows`` callable:
+``rows(X_c, y_c, w_c)`` gives a chunk's ``(values, amounts)`` (its rows of
+positive weight and their weights, or every row counting one). Picklable,
+it travels with every task.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from ._dask import (
-    _FETCH_VALUES,
-    _PIVOT_SAMPLE,
-    _SELECTION_PASSES,
-    _chunk_weights,
-    _fetch_kernel,
-    _histogram_kernel,
-    _pivots,
-    _select_rows,
-)
+from ._dask import _FETCH_VALUES, _PIVOT_SAMPLE, _SELECTION_PASSES, _pivots
+from ._dask import binned_extremes as _binned_extremes
+
+# The first pass's bracket: the sample's values within this many standard
+# errors of the expected rank (a miss, which costs a pass, has probability
+# ~6e-5 per side), fetched only if at most _BRACKET_VALUES values are
+# expected in it.
+_BRACKET_Z = 4.0
+_BRACKET_VALUES = 2 * _FETCH_VALUES
 
 
 class Selected(NamedTuple):
     """A selected value and what the passes counted on the way.
 
-    ``weight`` and ``count`` are the total weight (divided by the data's
-    largest) and the number of the rows of positive weight; ``below`` and
-    ``at`` the numbers of them whose value is below, and equal to,
-    ``value``.
+    ``amount`` and ``count`` are the total amount and the number of the
+    rows; ``below`` and ``at`` the numbers of them whose value is below, and
+    equal to, ``value``.
     """
 
     value: float
-    weight: float
+    amount: float
     count: int
     below: int
     at: int
 
 
-def _near_fraction(values, fraction, sigmas):
-    """The values of sorted ``values`` within ``sigmas`` of their ``fraction``-quantile.
+def _histogram(v, w, pivots, stride):
+    """Amount, count, smallest and largest value per bin, and a sample."""
+    n_bins = pivots.size + 1
+    bins, smallest, largest = _binned_extremes(v, pivots)
+    return (
+        np.bincount(bins, weights=w, minlength=n_bins),
+        np.bincount(bins, minlength=n_bins),
+        smallest,
+        largest,
+        v[::stride].copy(),
+    )
 
-    In standard errors of a sample quantile, ``sqrt(f (1 - f) / N)``, plus
-    two values either side. Returns ``(low, high)`` indices.
+
+def _in_range(rows, X_c, y_c, w_c, low, high):
+    v, w = rows(X_c, y_c, w_c)
+    keep = (v > low) & (v <= high)
+    return v[keep], w[keep]
+
+
+def _histogram_kernel(X_c, y_c, w_c, rows, low, high, pivots, stride):
+    """The chunk's histogram of its values in ``(low, high]``."""
+    return _histogram(*_in_range(rows, X_c, y_c, w_c, low, high), pivots, stride)
+
+
+def _fetch_kernel(X_c, y_c, w_c, rows, low, high):
+    """The chunk's values in ``(low, high]`` and their amounts."""
+    return _in_range(rows, X_c, y_c, w_c, low, high)
+
+
+def _first_kernel(X_c, y_c, w_c, rows, pivots, stride, bracket, cap):
+    """The histogram of all the chunk's values, and those in ``bracket`` if few.
+
+    The values in ``(bracket[0], bracket[1]]`` with their amounts, or None
+    if there are more than ``cap`` times the chunk's rows plus a hundred
+    (or no bracket).
     """
-    size = values.size
-    half = sigmas * np.sqrt(fraction * (1.0 - fraction) / size) + 2.0 / size
-    low = int(max(fraction - half, 0.0) * size)
-    high = int(np.ceil(min(fraction + half, 1.0) * size))
-    return low, min(max(high, low + 1), size)
+    v, w = rows(X_c, y_c, w_c)
+    histogram = _histogram(v, w, pivots, stride)
+    if bracket is None:
+        return histogram, None
+    inside = (v > bracket[0]) & (v <= bracket[1])
+    if np.count_nonzero(inside) > cap * v.size + 100:
+        return histogram, None
+    return histogram, (v[inside], w[inside])
 
 
-def _first_pivots(hint, fraction):
-    """Pivots of the first pass, the bracket whose values it fetches, its share.
+def _first_pivots(hint, fraction, n_samples):
+    """Pivots of the first pass, its bracket (or None) and the bracket's share.
 
-    The histogram's pivots crowd in the middle of their candidates: taking
-    the hint's values about the expected rank puts them where the answer
-    is. The bracket is the hint's values within five standard errors of
-    that rank (two pivots): the answer lies in it but for a poor hint, and
-    the first pass also brings the values in it. ``share`` is the fraction
-    of the hint in the bracket. Without a hint of 16 values or more, no
-    bracket (None).
+    The pivots crowd about the hint's ``fraction``-quantile; the bracket
+    is the hint's values ``_BRACKET_Z`` standard errors either side of it
+    (two pivots), fetched when about ``_BRACKET_VALUES`` values or fewer of
+    the ``n_samples`` rows are expected in it; ``share`` is twice the
+    fraction expected. No bracket for a hint of fewer than 16 values.
     """
     values = np.sort(np.asarray(hint, dtype=float))
     values = values[np.isfinite(values)]
+    pivots = _pivots(values, -np.inf, np.inf, fraction)
     if values.size < 16:
-        return _pivots(values, -np.inf, np.inf), None, 0.0
-    low, high = _near_fraction(values, fraction, 10.0)
-    pivots = _pivots(values[low:high], -np.inf, np.inf)
-    low, high = _near_fraction(values, fraction, 5.0)
+        return pivots, None, 0.0
+    half = _BRACKET_Z * np.sqrt(fraction * (1.0 - fraction) / values.size)
+    half += 2.0 / values.size
+    low, high = fraction - half, fraction + half
+    share = min(high, 1.0) - max(low, 0.0)
+    if share * n_samples > _BRACKET_VALUES:
+        return pivots, None, 0.0
     bracket = (
-        values[low - 1] if low > 0 else -np.inf,
-        values[high] if high < values.size else np.inf,
+        float(np.quantile(values, low)) if low > 0 else -np.inf,
+        float(np.quantile(values, high)) if high < 1 else np.inf,
     )
     edges = [edge for edge in bracket if np.isfinite(edge)]
-    share = (high - low + 2) / values.size
-    return np.unique(np.concatenate([pivots, edges])), bracket, share
+    return np.unique(np.concatenate([pivots, edges])), bracket, 2.0 * share
 
 
-def _bracket_histogram_kernel(X_c, y_c, w_c, values, top, pivots, stride, bracket, cap):
-    """The histogram of all rows, and the values in ``bracket`` if few.
-
-    :func:`skrobust._dask._histogram_kernel` over all values, and the
-    values in ``(bracket[0], bracket[1]]`` with their weights, or None if
-    there are more than ``cap`` times the chunk's rows of positive weight
-    plus a thousand (or no bracket).
-    """
-    histogram = _histogram_kernel(
-        X_c, y_c, w_c, values, -np.inf, np.inf, top, pivots, stride
-    )
-    if bracket is None:
-        return histogram, None
-    v, w = _select_rows(X_c, y_c, w_c, values, bracket[0], bracket[1], top)
-    if v.size > cap * int(histogram[1].sum()) + 1000:
-        return histogram, None
-    return histogram, (v, w)
-
-
-def _rank(v, w, below, target, by_count):
-    """The first value of ``v``, sorted, whose cumulative amount reaches ``target``.
-
-    ``below`` is the amount of the rows below them all.
-    """
+def _ranked(parts, amount_below, count_below, target, totals):
+    """The :class:`Selected` from the fetched values of one range."""
+    v = np.concatenate([part[0] for part in parts])
+    w = np.concatenate([part[1] for part in parts])
     order = np.argsort(v, kind="stable")
     v = v[order]
-    steps = np.ones(v.size) if by_count else w[order]
-    k = min(int(np.searchsorted(below + np.cumsum(steps), target)), v.size - 1)
-    return float(v[k]), v
+    k = min(
+        int(np.searchsorted(amount_below + np.cumsum(w[order]), target)), v.size - 1
+    )
+    value = float(v[k])
+    below = count_below + int(np.count_nonzero(v < value))
+    return Selected(value, *totals, below, int(np.count_nonzero(v == value)))
 
 
-def lower_quantile(data, values, top, target_of, hint, fraction, by_count=False):
-    """Smallest value whose rows at or below it reach ``target_of(total)``.
+def select(data, rows, target_of, hint, fraction):
+    """The smallest value whose rows at or below it reach ``target_of(total)``.
 
-    Over the rows of positive weight: with ``by_count``, the smallest
-    ``v`` such that at least ``target_of(n)`` of the ``n`` rows have a value
-    at most ``v`` (the ``ceil(target)``-th smallest value); else the smallest
-    ``v`` such that their weights (divided by ``top``) at most ``v`` sum to at
-    least ``target_of(S)``, ``S`` all of them (the rule of
-    :func:`skrobust._quantile_exact._weighted_quantile`). ``hint`` are
-    values of the client's sample and ``fraction`` the expected fraction of
-    them below the answer. Returns a :class:`Selected`.
-
-    One round trip when the hint's bracket holds the answer (the first
-    pass brings the bracket's values); otherwise each further histogram
-    pass narrows the bin that holds it, whose values are fetched once few.
+    Over the values and amounts of ``rows`` (module docstring): the value
+    at index ``searchsorted(cumsum(amounts[order]), target)`` of all of
+    them sorted by value, ``target = target_of(total amount)`` (the last
+    one if rounding leaves the target past the total). That is the rule of
+    :func:`skrobust._quantile_exact._weighted_quantile` (amounts the
+    weights, ``target = q S``) and, with amounts of one and ``target =
+    k + 1``, ``np.partition(values, k)[k]``. ``hint`` are values of the
+    client's sample rows and ``fraction`` the share of them expected below
+    the answer. Returns a :class:`Selected`.
     """
-    pivots, bracket, share = _first_pivots(hint, fraction)
+    pivots, bracket, share = _first_pivots(hint, fraction, data.n_samples)
     parts = data.map_chunks(
-        _bracket_histogram_kernel,
-        values,
-        top,
+        _first_kernel,
+        rows,
         pivots,
         max(1, data.n_samples // _PIVOT_SAMPLE),
         bracket,
-        # (A bracket with four times its share of a chunk's rows: a poor
-        # hint, and the values stay on the worker.)
-        4.0 * share,
+        # (More than twice its share of a chunk's rows in the bracket: a
+        # poor hint, and the values stay on the worker.)
+        share,
     )
     fetched = [part[1] for part in parts]
     parts = [part[0] for part in parts]
-    low, high, below, below_count = -np.inf, np.inf, 0.0, 0
+    low, high, below, count_below = -np.inf, np.inf, 0.0, 0
     target = totals = None
     for _ in range(_SELECTION_PASSES):
-        weight = np.sum([part[0] for part in parts], axis=0)
+        amount = np.sum([part[0] for part in parts], axis=0)
         count = np.sum([part[1] for part in parts], axis=0)
         smallest = np.min([part[2] for part in parts], axis=0)
         largest = np.max([part[3] for part in parts], axis=0)
-        amount = count.astype(float) if by_count else weight
         if target is None:
-            totals = float(weight.sum()), int(count.sum())
-            target = float(target_of(totals[1] if by_count else totals[0]))
+            totals = float(amount.sum()), int(count.sum())
+            target = float(target_of(totals[0]))
         cum = below + np.cumsum(amount)
         positive = np.flatnonzero(count > 0)
         b = int(np.searchsorted(cum, target))
@@ -163,51 +179,33 @@ def lower_quantile(data, values, top, target_of, hint, fraction, by_count=False)
         b = min(max(b, int(positive[0])), int(positive[-1]))
         if count[b] == 0:
             b = int(positive[np.searchsorted(positive, b)])
-        count_below = below_count + int(count[:b].sum())
+        before = count_below + int(count[:b].sum())
         if smallest[b] == largest[b]:
-            return Selected(float(smallest[b]), *totals, count_below, int(count[b]))
+            return Selected(float(smallest[b]), *totals, before, int(count[b]))
         bin_low = pivots[b - 1] if b > 0 else low
         bin_high = pivots[b] if b < pivots.size else high
-        rows = None
-        if bracket is not None and fetched is not None and None not in fetched:
+        if bracket is not None and None not in fetched:
             if bracket[0] <= bin_low and bin_high <= bracket[1]:
                 # The first pass's bracket holds the answer's bin.
-                first = int(np.searchsorted(pivots, bracket[0]))
-                rows = fetched, (cum[first] if np.isfinite(bracket[0]) else below)
-                rows_below = (
-                    below_count + int(count[: first + 1].sum())
-                    if np.isfinite(bracket[0])
-                    else below_count
-                )
-        fetched = None
-        if rows is None and count[b] <= _FETCH_VALUES:
-            rows = (
-                data.map_chunks(_fetch_kernel, values, bin_low, bin_high, top),
-                cum[b - 1] if b > 0 else below,
-            )
-            rows_below = count_below
-        if rows is not None:
-            chunks, amount_below = rows
-            v = np.concatenate([part[0] for part in chunks])
-            w = np.concatenate([part[1] for part in chunks])
-            value, v = _rank(v, w, amount_below, target, by_count)
-            return Selected(
-                value,
-                *totals,
-                rows_below + int(np.count_nonzero(v < value)),
-                int(np.count_nonzero(v == value)),
-            )
+                edge = int(np.searchsorted(pivots, bracket[0]))
+                if np.isfinite(bracket[0]):
+                    below, count_below = cum[edge], int(count[: edge + 1].sum())
+                return _ranked(fetched, below, count_below, target, totals)
+        bracket = None
+        bin_below = cum[b - 1] if b > 0 else below
+        if count[b] <= _FETCH_VALUES:
+            parts = data.map_chunks(_fetch_kernel, rows, bin_low, bin_high)
+            return _ranked(parts, bin_below, before, target, totals)
         samples = np.concatenate([part[4] for part in parts])
         candidates = samples[(samples > bin_low) & (samples <= bin_high)]
-        low, high = bin_low, bin_high
-        below, below_count = (cum[b - 1] if b > 0 else below), count_below
-        pivots = _pivots(candidates, float(smallest[b]), float(largest[b]))
+        level = float(np.clip((target - bin_below) / amount[b], 0.0, 1.0))
+        pivots = _pivots(candidates, float(smallest[b]), float(largest[b]), level)
+        low, high, below, count_below = bin_low, bin_high, bin_below, before
         parts = data.map_chunks(
             _histogram_kernel,
-            values,
+            rows,
             low,
             high,
-            top,
             pivots,
             max(1, int(count[b]) // _PIVOT_SAMPLE),
         )
@@ -215,13 +213,13 @@ def lower_quantile(data, values, top, target_of, hint, fraction, by_count=False)
     raise RuntimeError("the distributed selection did not narrow down")
 
 
-def _ties_kernel(X_c, y_c, w_c, values, value):
-    """How many of the chunk's rows of positive weight have ``value``."""
-    v = values(X_c, y_c)
-    return int(np.count_nonzero((v == value) & (_chunk_weights(y_c, w_c) > 0)))
+def _ties_kernel(X_c, y_c, w_c, rows, value):
+    """How many of the chunk's rows have ``value``."""
+    v, _ = rows(X_c, y_c, w_c)
+    return int(np.count_nonzero(v == value))
 
 
-def tie_allowances(data, values, selected, wanted):
+def tie_allowances(data, rows, selected, wanted):
     """Rows tied at ``selected.value`` each chunk may keep, in row order.
 
     ``wanted`` rows of value at most ``selected.value`` are to be kept: all
@@ -233,7 +231,7 @@ def tie_allowances(data, values, selected, wanted):
     room = int(wanted) - selected.below
     if selected.at <= room:
         return None
-    counts = data.map_chunks(_ties_kernel, values, selected.value)
+    counts = data.map_chunks(_ties_kernel, rows, selected.value)
     allowances = []
     for count in counts:
         allowances.append(min(count, max(room, 0)))

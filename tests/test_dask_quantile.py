@@ -236,10 +236,11 @@ def test_client_memory_stays_a_small_fraction_of_x(cluster_client, solver, round
     and its linear programme and the scheduler's bookkeeping; a fraction of
     X that shrinks as n grows. Its round trips: 9 measured. Smooth:
     measured 3% (the sample of 10 000 rows is 1%, the rest the scheduler's
-    bookkeeping); every stage is a sum over
-    the chunks. Its round trips: one per evaluation, 61 measured (the first
-    stage's levels on every 64th and every 8th row, as in memory, the fit
-    on all rows, the continuation and the selections).
+    bookkeeping); every stage is a sum over the chunks, and the rows near
+    the fit stay on the workers. Its round trips: one per evaluation, 64
+    measured (the first stage's levels on every 64th and every 8th row,
+    the near rows' and all rows' fits and the continuation, as in memory,
+    and the selections).
     """
     n, p = 1_000_000, 20
     Xd = da.random.default_rng(0).normal(size=(n, p), chunks=(250_000, p))
@@ -696,54 +697,6 @@ def test_smooth_last_stage_starts_on_the_near_rows_as_in_memory(
         assert not certified and not solves[1][2]
     assert fitted.n_iter_ == memory.n_iter_
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
-
-
-class _TargetRows:
-    """Selection rows of :func:`_dask.select_value`: ``y`` and the weights."""
-
-    def __init__(self, every_row):
-        self.every_row = every_row
-
-    def __call__(self, X_c, y_c, w_c):
-        y = np.asarray(y_c, dtype=float)
-        if self.every_row:
-            return y, np.ones(y.size)
-        w = np.asarray(w_c, dtype=float)
-        return y[w > 0], w[w > 0]
-
-
-@pytest.mark.parametrize("n_values", [7, 200_000])
-def test_distributed_selection_equals_the_in_memory_rules(synchronous, n_values):
-    """The weighted quantile of memory's rule and ``np.partition``'s k-th value.
-
-    Tied values (a few or many distinct ones), zero weights and a chunk of
-    one row. From the sample's values, one pass fetches the values near
-    the target and ranks them; from a misleading sample (shifted by half
-    the range) that misses, and the histogram passes find the value.
-    """
-    n = 60_000
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, n_values, size=n) * 0.25 - 3.0
-    weights = rng.integers(0, 4, size=n).astype(float)
-    chunks = (20_000, 1, 29_999, 10_000)
-    data = _dask.ChunkedData(
-        da.zeros((n, 1), chunks=(chunks, 1)),
-        da.from_array(y, chunks=(chunks,)),
-        da.from_array(weights, chunks=(chunks,)),
-    )
-    misleading = y[::200] + 0.5 * (y.max() - y.min())
-    for hint in [y[::200], misleading]:
-        for quantile in [0.1, 0.3, 0.5, 0.93]:
-            expected = _quantile_smooth._weighted_quantile(y, weights, quantile)
-            target = quantile * weights.sum()
-            before = data.round_trips
-            found = _dask.select_value(data, _TargetRows(False), target, hint, quantile)
-            assert found == expected
-            if n_values > 7:  # (a few tied values can fill the bracket's ends)
-                assert (data.round_trips - before == 1) == (hint is not misleading)
-        for k in [0, 6000, 15_000, n - 1]:
-            found = _dask.select_value(data, _TargetRows(True), k + 1, hint, k / n)
-            assert found == np.partition(y, k)[k]
 
 
 @pytest.mark.parametrize(
