@@ -700,9 +700,11 @@ def binned_extremes(v, pivots):
     return bins, smallest, largest
 
 
-def _histogram_kernel(X_c, y_c, w_c, values, low, high, top, pivots, stride):
-    """Weight, count, smallest and largest value per bin ``(p[i-1], p[i]]``."""
-    v, w = _select_rows(X_c, y_c, w_c, values, low, high, top)
+def histogram(v, w, pivots, stride):
+    """Weight, count, smallest and largest value per bin ``(p[i-1], p[i]]``.
+
+    And every ``stride``-th value, a sample for the next pivots.
+    """
     n_bins = pivots.size + 1
     bins, smallest, largest = binned_extremes(v, pivots)
     return (
@@ -712,6 +714,12 @@ def _histogram_kernel(X_c, y_c, w_c, values, low, high, top, pivots, stride):
         largest,
         v[::stride].copy(),
     )
+
+
+def _histogram_kernel(X_c, y_c, w_c, values, low, high, top, pivots, stride):
+    """:func:`histogram` of the chunk's values in ``(low, high]`` with weight."""
+    v, w = _select_rows(X_c, y_c, w_c, values, low, high, top)
+    return histogram(v, w, pivots, stride)
 
 
 def _fetch_kernel(X_c, y_c, w_c, values, low, high, top):

@@ -153,12 +153,12 @@ def _covariances(estimator, column, levels, fits):
     ``cov_type="bootstrap"`` and a ``random_state`` instance, the levels
     then draw their replicates from it in the in-memory order.
     """
-    from ._dask_quantile import _covariance
+    from ._dask_quantile_cov import column_covariance
 
     if estimator.cov_type is None:
         return [None] * levels.size
     return [
-        _covariance(
+        column_covariance(
             _level_model(estimator, level),
             column.data,
             column.sample,

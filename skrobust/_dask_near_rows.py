@@ -34,7 +34,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _quantile_smooth, _solvers
+from . import _quantile_smooth
 from ._dask import _chunk_weights, _unit_weights
 from ._dask_select import select
 from ._objective import LinearObjective, _clearly_regular
@@ -213,7 +213,7 @@ def _near_certify_kernel(X_c, y_c, w_c, chunk, rows, coef, reach):
     """Far rows that left their side or the linear zone; the pinball loss and gap.
 
     Also frees the chunk's near rows. The loss and the gap terms are
-    :func:`skrobust._dask_quantile._gap_kernel`'s, at ``coef``, for the
+    :func:`skrobust._dask_quantile_smooth._gap_kernel`'s, at ``coef``, for the
     loss of the rows' objective.
     """
     rows.release(chunk)
@@ -361,23 +361,13 @@ def certify(full, rows, coef, reach, l1):
 def minimize_near(problem, reduced, coef, budget):
     """The damped solve of the near rows' problem, as memory makes it.
 
-    The solver is chosen by the rows of the whole problem; the iterations
-    are added to ``problem.n_iter``.
+    :meth:`skrobust._dask_quantile_smooth.DaskSmooth.minimize` (the solver
+    chosen by the rows of the whole problem), its iterations added to
+    ``problem.n_iter``.
     """
-    n_samples = reduced.fit_n_samples
-    method = _quantile_smooth.smoothed_solver(problem.n_coef, n_samples)
-    tol = problem.estimator.tol
-    options = {"warn": False, "multilevel": False}
-    if problem.l1.any():
-        result = _solvers.minimize_l1(
-            reduced, coef, problem.l1, method, budget, tol, **options
-        )
-    else:
-        result = _solvers.minimize(
-            reduced, coef, method, budget, tol, convex=True, **options
-        )
-    problem.n_iter += result.n_iter
-    return result
+    return problem.minimize(
+        reduced, coef, budget, convex=True, warn=False, multilevel=False
+    )
 
 
 def _sample_residuals(full, reference):

@@ -400,3 +400,9 @@ def covariance(estimator, data, sample, coef, intercept, center):
         return iid_covariance(grams[0], sparsity, quantile, center)
     warn_crossing(sum(part[1] for part in parts), quantile, h, stacklevel=5)
     return density_covariance(grams[0], grams[1], quantile, center)
+
+
+def column_covariance(estimator, data, sample, stats, coef, intercept):
+    """:func:`covariance` of one column's fit, centred at the column means."""
+    center = np.asarray(stats[2][0], float) if estimator.fit_intercept else None
+    return covariance(estimator, data, sample, coef, intercept, center)

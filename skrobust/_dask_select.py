@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._dask import _FETCH_VALUES, _PIVOT_SAMPLE, _SELECTION_PASSES, _pivots
-from ._dask import binned_extremes as _binned_extremes
+from ._dask import histogram as _histogram
 
 # The first pass's bracket: the sample's values within this many standard
 # errors of the expected rank (a miss, which costs a pass, has probability
@@ -46,19 +46,6 @@ class Selected(NamedTuple):
     count: int
     below: int
     at: int
-
-
-def _histogram(v, w, pivots, stride):
-    """Amount, count, smallest and largest value per bin, and a sample."""
-    n_bins = pivots.size + 1
-    bins, smallest, largest = _binned_extremes(v, pivots)
-    return (
-        np.bincount(bins, weights=w, minlength=n_bins),
-        np.bincount(bins, minlength=n_bins),
-        smallest,
-        largest,
-        v[::stride].copy(),
-    )
 
 
 def _in_range(rows, X_c, y_c, w_c, low, high):

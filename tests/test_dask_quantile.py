@@ -22,6 +22,7 @@ from skrobust import (
     QuantileRegressor,
     _dask,
     _dask_quantile,
+    _dask_strided,
     _quantile_level,
     _quantile_smooth,
 )
@@ -329,6 +330,27 @@ SMOOTH_CASES = {
 }
 
 
+def smooth_case_fits(name, **params):
+    """``(X, y, weights, dask fit, in-memory fit)`` of a smoothed case."""
+    n, quantile, fit_intercept, weighted, dask_y, alpha = SMOOTH_CASES[name]
+    X, y = make_data(n, seed=n)
+    weights = (
+        np.random.default_rng(n).integers(0, 4, size=n).astype(float)
+        if weighted
+        else None
+    )
+    chunks = uneven_chunks(n, seed=n)
+    params.update(
+        quantile=quantile, solver="smooth", fit_intercept=fit_intercept, alpha=alpha
+    )
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(chunks, 4))
+    yd = da.from_array(y, chunks=(chunks,)) if dask_y else y
+    wd = None if weights is None else da.from_array(weights, chunks=(chunks,))
+    fitted = QuantileRegressor(**params).fit(Xd, yd, sample_weight=wd)
+    return X, y, weights, fitted, memory
+
+
 @pytest.mark.parametrize("name", list(SMOOTH_CASES))
 def test_smooth_fit_equals_in_memory_fit(synchronous, name):
     """Every stage replicated on all rows: the in-memory smoothed fit, to 1e-8.
@@ -339,26 +361,8 @@ def test_smooth_fit_equals_in_memory_fit(synchronous, name):
     Newton steps are the in-memory ones, on distributed evaluations; its
     zeros are exact zeros of both fits.
     """
-    n, quantile, fit_intercept, weighted, dask_y, alpha = SMOOTH_CASES[name]
-    X, y = make_data(n, seed=n)
-    weights = (
-        np.random.default_rng(n).integers(0, 4, size=n).astype(float)
-        if weighted
-        else None
-    )
-    chunks = uneven_chunks(n, seed=n)
-    params = dict(
-        quantile=quantile,
-        solver="smooth",
-        fit_intercept=fit_intercept,
-        tol=1e-13,
-        alpha=alpha,
-    )
-    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
-    Xd = da.from_array(X, chunks=(chunks, 4))
-    yd = da.from_array(y, chunks=(chunks,)) if dask_y else y
-    wd = None if weights is None else da.from_array(weights, chunks=(chunks,))
-    fitted = QuantileRegressor(**params).fit(Xd, yd, sample_weight=wd)
+    X, y, weights, fitted, memory = smooth_case_fits(name, tol=1e-13)
+    alpha = memory.alpha
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
     np.testing.assert_array_equal(fitted.coef_ == 0, memory.coef_ == 0)
     # Selection passes for the medians and a pass per evaluation: measured
@@ -378,20 +382,7 @@ def test_smooth_fit_takes_the_in_memory_iterations(synchronous, name):
     one iteration more or fewer on a different summation order: 19 against
     20 in the case with an L1 penalty and no intercept.)
     """
-    n, quantile, fit_intercept, weighted, dask_y, alpha = SMOOTH_CASES[name]
-    X, y = make_data(n, seed=n)
-    weights = (
-        np.random.default_rng(n).integers(0, 4, size=n).astype(float)
-        if weighted
-        else None
-    )
-    chunks = uneven_chunks(n, seed=n)
-    params = dict(
-        quantile=quantile, solver="smooth", fit_intercept=fit_intercept, alpha=alpha
-    )
-    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
-    Xd = da.from_array(X, chunks=(chunks, 4))
-    fitted = QuantileRegressor(**params).fit(Xd, y, sample_weight=weights)
+    X, y, weights, fitted, memory = smooth_case_fits(name)
     assert fitted.n_iter_ == memory.n_iter_
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
 
@@ -483,7 +474,7 @@ def test_strided_rows_are_the_global_stride(synchronous):
     data = _dask.ChunkedData(
         da.from_array(X, chunks=(chunks, 2)), da.from_array(y, chunks=(chunks,))
     )
-    strided = _dask_quantile._StridedData(data, 8)
+    strided = _dask_strided.StridedData(data, 8)
     parts = strided.map_chunks(lambda X_c, y_c, w_c: (X_c, y_c))
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y[::8])
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), X[::8])
