@@ -11,6 +11,7 @@ solver uses the smoothed fit as its preliminary estimate.
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import _solvers
 from ._base import mad_scale, target_offset_scale, weighted_median
@@ -442,6 +443,12 @@ def _near_rows_objective(full, coef, near, residuals):
         [0.0],
         column_stats=full.column_stats,
     )
+    # A column with no non-zero entry on the near rows is a flat direction
+    # of theirs, which the search below would find: seen without its Gram
+    # matrix and eigendecomposition (one-hot designs, whose rare levels the
+    # rows near zero miss: 0.15 s of a 0.9 s fit at 1e5 x 1005).
+    if _has_empty_column(near_objective.X):
+        return None
     # The solver searches it again (through _NearRowsObjective): once.
     near_objective.null_cache = {}
     if near_objective.null_directions().shape[1]:
@@ -449,6 +456,16 @@ def _near_rows_objective(full, coef, near, residuals):
     return _NearRowsObjective(
         near_objective, near_weight / total, far_value, far_gradient, coef, full
     )
+
+
+def _has_empty_column(X):
+    """Whether some column of ``X`` (dense or sparse) is zero on every row."""
+    if sp.issparse(X):
+        X = sp.csc_array(X) if X.format != "csc" else X
+        if np.all(np.diff(X.indptr) > 0) and np.all(X.data != 0):
+            return False
+        return bool(np.any(abs(X).sum(axis=0) == 0))
+    return not np.all(np.any(X != 0, axis=0))
 
 
 def _continuation_step(full, rho, coef, coarse, stats, options, start):

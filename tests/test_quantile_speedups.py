@@ -353,3 +353,64 @@ def test_smoothed_fit_with_many_rows_per_coefficient_reaches_the_optimum():
 
     optimum = loss(exact)
     assert optimum <= loss(smooth) <= optimum * (1 + 2e-6)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_near_rows_that_miss_a_column_are_refused_without_a_null_space_search(
+    monkeypatch, sparse
+):
+    """One-hot levels that no row near zero has leave a flat direction.
+
+    The null-space search (a Gram matrix and its eigendecomposition) would
+    find it and refuse the near rows' problem; the empty column says so
+    first, at the cost of a count. The same decision: with the count
+    switched off, the search refuses them too. Near rows that have every
+    level still go to the search.
+    """
+    import skrobust._quantile_smooth as smooth
+    from skrobust.losses import SmoothedPinballRho
+
+    rng = np.random.default_rng(3)
+    n, levels = 4000, 40
+    level = rng.integers(levels, size=n)
+    X = np.zeros((n, levels + 1))
+    X[np.arange(n), level] = 1.0
+    X[:, -1] = rng.standard_normal(n)
+    y = X @ rng.standard_normal(levels + 1) + rng.standard_normal(n)
+    design = sp.csr_matrix(X) if sparse else X
+    rho = SmoothedPinballRho(0.5, 0.1)
+    objective = smooth.smoothed_objective(rho, design, y, np.ones(n), False, None, True)
+    coef = np.zeros(objective.n_coef)
+    residuals = objective.y - objective.raw_prediction(coef)[:, 0]
+    missing = (level != 7) & (rng.random(n) < 0.3)  # no row of level 7
+    complete = rng.random(n) < 0.3
+
+    searched = []
+    search = smooth.LinearObjective.null_directions
+
+    def counted(self):
+        searched.append(self.n_samples)
+        return search(self)
+
+    monkeypatch.setattr(smooth.LinearObjective, "null_directions", counted)
+    assert smooth._near_rows_objective(objective, coef, missing, residuals) is None
+    assert searched == []
+    assert smooth._near_rows_objective(objective, coef, complete, residuals)
+    assert searched == [np.count_nonzero(complete)]
+    monkeypatch.setattr(smooth, "_has_empty_column", lambda X: False)
+    assert smooth._near_rows_objective(objective, coef, missing, residuals) is None
+    assert len(searched) == 2
+
+
+def test_empty_columns_are_found_dense_and_sparse():
+    from skrobust._quantile_smooth import _has_empty_column
+
+    X = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
+    assert _has_empty_column(X)
+    assert _has_empty_column(sp.csr_matrix(X))
+    X[1, 1] = -1.0
+    assert not _has_empty_column(X)
+    assert not _has_empty_column(sp.csr_matrix(X))
+    # An explicitly stored zero is still an empty column.
+    stored_zero = sp.csr_matrix((np.array([1.0, 0.0]), ([0, 1], [0, 1])), shape=(2, 2))
+    assert _has_empty_column(stored_zero)
