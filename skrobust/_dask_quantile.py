@@ -35,7 +35,9 @@ ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
    sample's Gram matrix; the client takes the in-memory one-step
    estimator (:func:`skrobust._quantile_exact._one_step`) and, if it moves
    the residuals enough, centres and bands its point (three more round
-   trips), kept if it lowers the objective.
+   trips), kept if it lowers the objective; and again from the new band
+   while a step would still move the residuals that much (at most
+   ``_START_NEWTON_STEPS`` steps).
 4. **The reduced linear programme** on the client:
    :func:`skrobust._quantile_lp._dual_lp` (the primal LP if its duality
    check fails) on the kept rows and the two pseudo-observations, exactly
@@ -55,7 +57,7 @@ ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
 
 Every step being memory's, so are the programmes and ``n_iter_`` (the
 preliminary fit's iterations and the programmes). A fit whose first
-reduced problem is certified makes nine or ten round trips. The
+reduced problem is certified makes nine to twelve round trips. The
 answer is the LP optimum, as in memory: the objectives agree to the
 accuracy of HiGHS (the tests check ``1e-9`` relative). When the minimiser
 is not unique (ties, a degenerate design), the vertex found can differ from
@@ -91,6 +93,7 @@ from ._quantile_exact import (
     _NEWTON_MAX_COEF,
     _NEWTON_MIN_SHIFT,
     _SIZE_FACTOR,
+    _START_NEWTON_STEPS,
     ReducedPathFailed,
     _one_step,
     far_target_limit,
@@ -513,39 +516,47 @@ class _DaskExact:
         return fit, band, self.objective(band.loss, fit[0])
 
     def refined(self, fit, band, obj, m):
-        """``(fit, band, S F)`` after memory's Newton step of the start.
+        """``(fit, band, S F)`` after memory's Newton steps of the start.
 
         :func:`skrobust._quantile_exact._start`: the one-step estimator from
         the band's side sums, the density of the errors within the band's
         half-width and the sampled Gram matrix; applied (and the fit
-        centred again) if it moves the residuals by more than
-        ``_NEWTON_MIN_SHIFT`` of that half-width, and kept if it lowers the
-        objective.
+        centred again: three round trips) if it moves the residuals by more
+        than ``_NEWTON_MIN_SHIFT`` of that half-width, and kept if it lowers
+        the objective; then again from the new band, at most
+        ``_START_NEWTON_STEPS`` steps in all.
         """
         h = band.threshold
         if not (self.n_coef <= _NEWTON_MAX_COEF and 0 < h < np.inf):
             return fit, band, obj
-        self.density = band.within / (2.0 * h * self.S)
-        step, shift = _one_step(
-            self.newton_gram(),
-            self.S,
-            band.all_side_sums(),
-            fit[0],
-            self.q,
-            self.penalty,
-            self.fit_intercept,
-            self.density,
-        )
-        if shift <= _NEWTON_MIN_SHIFT * h:
-            return fit, band, obj
-        coef = fit[0] + step[: self.p]
-        intercept = fit[1] + (step[self.p] if self.fit_intercept else 0.0)
-        moved = self.centred((coef, float(intercept)))
-        moved_band = self.band(moved, m)
-        moved_obj = self.objective(moved_band.loss, moved[0])
-        if moved_obj >= obj:
-            return fit, band, obj
-        return moved, moved_band, moved_obj
+        self.density = density = band.within / (2.0 * h * self.S)
+        for _ in range(_START_NEWTON_STEPS):
+            step, shift = _one_step(
+                self.newton_gram(),
+                self.S,
+                band.all_side_sums(),
+                fit[0],
+                self.q,
+                self.penalty,
+                self.fit_intercept,
+                density,
+            )
+            if shift <= _NEWTON_MIN_SHIFT * h:
+                break
+            coef = fit[0] + step[: self.p]
+            intercept = fit[1] + (step[self.p] if self.fit_intercept else 0.0)
+            moved = self.centred((coef, float(intercept)))
+            moved_band = self.band(moved, m)
+            moved_obj = self.objective(moved_band.loss, moved[0])
+            if moved_obj >= obj:
+                break
+            fit, band, obj = moved, moved_band, moved_obj
+            h = band.threshold
+            if not 0 < h < np.inf:
+                break
+            # (The weight within +-h is that of the band, as in memory.)
+            density = float(band.s.sum()) / (2.0 * h * self.S)
+        return fit, band, obj
 
     def certify(self, band, fit, m):
         """Step 6: ``(accepted, S F at fit, wrong rows per chunk or None)``."""

@@ -132,8 +132,10 @@ def test_exact_fit_starts_from_the_in_memory_preliminary_fit(
     if fitted.alpha == 0:
         # (With the L1 penalty the two reduced rounds from the subsample's
         # start fail and the preliminary fit is redone on all rows, as in
-        # memory: a round trip per evaluation.)
-        assert fitted._dask_round_trips <= 10
+        # memory: a round trip per evaluation.) A second Newton step of the
+        # start, when the first did not land well inside its band, costs
+        # three round trips more: 9 to 12 measured.
+        assert fitted._dask_round_trips <= 12
 
 
 def test_a_failed_subsample_start_is_redone_on_all_rows_as_in_memory(
@@ -228,14 +230,15 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
     assert_same_optimum(fitted, memory, X, y, weights)
 
 
-@pytest.mark.parametrize(("solver", "round_trips"), [("exact", 10), ("smooth", 70)])
+@pytest.mark.parametrize(("solver", "round_trips"), [("exact", 12), ("smooth", 70)])
 def test_client_memory_stays_a_small_fraction_of_x(cluster_client, solver, round_trips):
     """The client holds the sample (and the band), never X: < 8% of X.nbytes.
 
     Exact: the sample is the in-memory preliminary fit's 20 834 rows
     (2% of X) and its smoothed fit, then the band of about sqrt(n p) rows
     and its linear programme and the scheduler's bookkeeping; a fraction of
-    X that shrinks as n grows. Its round trips: 9 measured. Smooth:
+    X that shrinks as n grows. Its round trips: 12 measured (two Newton
+    steps of the start). Smooth:
     measured 3% (the sample of 10 000 rows is 1%, the rest the scheduler's
     bookkeeping); every stage is a sum over the chunks, and the rows near
     the fit stay on the workers. Its round trips: one per evaluation, 64

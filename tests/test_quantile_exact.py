@@ -561,3 +561,35 @@ def test_sparse_vertex_stays_the_dense_one():
     sparse = QuantileRegressor(quantile=0.3, solver="exact").fit(X, y)
     np.testing.assert_allclose(sparse.coef_, dense.coef_, atol=1e-9)
     np.testing.assert_allclose(sparse.intercept_, dense.intercept_, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("quantile", "offset"), [(0.75, 0.03), (0.75, 0.05), (0.9, 0.03)]
+)
+def test_start_takes_newton_steps_until_one_lands_in_its_band(
+    monkeypatch, quantile, offset
+):
+    """With strongly heteroscedastic errors one Newton step from a distant
+    start (its density a single number) lands outside the band of sqrt(n p)
+    rows, and the reduced problems take repairs; a second step from the new
+    band's sums (no pass to decide it) lands inside, and the first reduced
+    problem is certified. The same optimum either way."""
+    from skrobust import _quantile_exact
+
+    rng = np.random.default_rng(1)
+    n, p = 200_000, 5
+    X = rng.standard_normal((n, p))
+    noise = (0.2 + X[:, 0] ** 2) * rng.standard_t(3, size=n)
+    y = X @ np.ones(p) + 1.0 + noise
+    coef, intercept, _ = solve_exact(X, y, quantile, None, 0.0, True, np.zeros(p), 0.0)
+    start = coef + offset * rng.standard_normal(p)
+
+    def from_start(steps):
+        monkeypatch.setattr(_quantile_exact, "_START_NEWTON_STEPS", steps)
+        return solve_exact(X, y, quantile, None, 0.0, True, start, intercept)
+
+    several = from_start(_quantile_exact._START_NEWTON_STEPS)
+    one = from_start(1)
+    assert several[2]["rounds"] == 1 < one[2]["rounds"]
+    for fit in (one, several):
+        np.testing.assert_allclose(fit[0], coef, rtol=0, atol=1e-12)
