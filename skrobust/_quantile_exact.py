@@ -481,7 +481,8 @@ def _start(problem, coef, b, r, m, refine, info):
     ``r`` are the residuals of ``(coef, b)``. They are centred
     (:meth:`_Problem.centred`) and, if ``refine`` and the Newton step of
     :func:`_one_step` moves them by more than ``_NEWTON_MIN_SHIFT`` times
-    the band's half-width, the step is tried and kept when it lowers ``F``.
+    the band's half-width, the step is tried and kept when it lowers ``F``;
+    then again from the new band, at most ``_START_NEWTON_STEPS`` steps.
     """
     r, b = problem.centred(r, b)
     obj = problem.objective(r, coef)
@@ -491,20 +492,22 @@ def _start(problem, coef, b, r, m, refine, info):
         return coef, b, r, obj, band
     p = problem.p
     density = info["density"] = _density(problem, r, h)
-    step, shift = _one_step(
-        problem.newton_gram(),
-        problem.S,
-        band.sums,
-        coef,
-        problem.q,
-        problem.penalty,
-        problem.fit_intercept,
-        density,
-    )
     for _ in range(_START_NEWTON_STEPS):
+        step, shift = _one_step(
+            problem.newton_gram(),
+            problem.S,
+            band.sums,
+            coef,
+            problem.q,
+            problem.penalty,
+            problem.fit_intercept,
+            density,
+        )
         # A step that moves the residuals by a small fraction of the band's
         # half-width cannot change the band much (a quantile-type start):
-        # skip the passes that apply it.
+        # skip the passes that apply it. (So the step after the first, from
+        # the new band's sums, costs a pass only if the last one did not
+        # land well inside the band.)
         if shift <= _NEWTON_MIN_SHIFT * h:
             break
         coef1 = coef + step[:p]
@@ -517,22 +520,11 @@ def _start(problem, coef, b, r, m, refine, info):
         # (Freed before the new band's pass: n-vectors are what a fit holds.)
         del r, band
         coef, b, r, obj, band = coef1, b1, r1, obj1, _Band(problem, r1, m)
-        # The next step from the new band's sums costs no pass: taken only
-        # if the last one did not land well inside the band.
         h = band.half_width(r)
         if not h > 0:
             break
+        # The weight within +-h is that of the band (up to ties at h).
         density = float(problem.s[band.first].sum()) / (2.0 * h * problem.S)
-        step, shift = _one_step(
-            problem.newton_gram(),
-            problem.S,
-            band.sums,
-            coef,
-            problem.q,
-            problem.penalty,
-            problem.fit_intercept,
-            density,
-        )
     return coef, b, r, obj, band
 
 
