@@ -6,11 +6,10 @@ skrobust imports dask only when the user already has (by passing a dask
 array). The estimators' ``fit`` and ``predict`` dispatch here when ``X`` is
 a dask array.
 
-How an M-estimator is fitted on a dask array (``scale="joint"``, ``"mad"``
-or a fixed float), for each column of ``y`` (a 2-D ``y`` is a fit per
-column, as in memory, on ``X`` persisted once):
+What every fit on a dask array shares, for each column of ``y`` (a 2-D
+``y`` is a fit per column, as in memory, on ``X`` persisted once):
 
-1. **Validation, column statistics and the sample, one pass.** ``X``,
+1. **Validation, column statistics and a sample, one pass.** ``X``,
    ``y`` and ``sample_weight`` are persisted with ``X``'s row chunks (``X``
    only if it is not persisted yet). One task per chunk checks that its
    values are finite and its weights non-negative and returns its weight
@@ -18,79 +17,62 @@ column, as in memory, on ``X`` persisted once):
    (Chan, Golub and LeVeque) into the ``column_stats`` that fix the
    standardised coordinates of every objective of the fit, as
    :class:`~skrobust._objective.LinearObjective` would on all rows. The same
-   tasks return their rows of the strided sample (every ``k``-th row, about
-   ``SAMPLE_ROWS``, stacked on a worker) and a quantile sketch of a denser
-   strided sample of ``y`` (:func:`quantile_sketch`). The estimator itself
-   fits the sample in memory; its coefficients, scale and Hessian start the
-   fit on all rows.
-2. **The median and MAD of ``y``, one pass.** The sketch brackets both, and
-   one pass fetches the values inside the brackets and ranks them with the
-   in-memory rule (:mod:`skrobust._dask_brackets`); when a bracket misses,
-   the exact selection of :func:`weighted_median` (histogram passes over
-   pivots, then at most ``_FETCH_VALUES`` values fetched and ranked on the
-   client with :func:`skrobust._base.weighted_median`'s rule) decides.
-   The same pass evaluates the objective at the start, in coordinates
-   standardised by the sketch's median and MAD, and the solve starts from
-   those sums carried to the exact coordinates (:class:`FirstEvaluation`).
-3. **Newton on all rows.** :class:`DaskObjective` has the interface the
-   solvers use; each evaluation evaluates every chunk on the worker that
-   holds it (a :class:`LinearObjective` on the chunk with the shared
-   ``column_stats``, whose value, gradient and Hessian are returned as sums
-   weighted by the chunk's weight sum) and sums them on the client in chunk
-   order: one round trip per evaluation, and a task graph of one task per
-   chunk (on a distributed cluster, one per worker thread over its chunks)
-   that does not grow with the iterations. The first Newton steps use the sample's
-   Hessian, as a multilevel solve in memory does. ``scale="mad"`` runs the
-   safeguarded secant of :class:`skrobust._scale.MADScale` with each MAD
-   from a selection. Targets thousands of robust scales away are moved in
-   by each chunk's task as the in-memory guard moves them
-   (:mod:`skrobust._dask_far_targets`).
+   tasks return their rows of a strided sample (the rows an in-memory start
+   uses, stacked on a worker; :func:`column_setup`) and a quantile sketch of
+   a denser strided sample of ``y`` (:func:`quantile_sketch`).
+2. **The median and MAD of ``y``, usually one pass.** The sketch brackets
+   both, and one pass fetches the values inside the brackets and ranks them
+   with the in-memory rule (:mod:`skrobust._dask_brackets`); when a bracket
+   misses, the exact selection of :func:`weighted_median` (histogram passes
+   over pivots, then at most ``_FETCH_VALUES`` values fetched and ranked on
+   the client with :func:`skrobust._base.weighted_median`'s rule) decides.
+   ``y`` is standardised by them exactly as in memory.
+3. **The in-memory stages, each pass on the workers.** :class:`DaskObjective`
+   has the interface the solvers use; each evaluation evaluates every chunk
+   on the worker that holds it (a :class:`LinearObjective` on the chunk with
+   the shared ``column_stats``, whose value, gradient and Hessian are
+   returned as sums weighted by the chunk's weight sum) and sums them on the
+   client in chunk order: one round trip per evaluation, and a task graph of
+   one task per chunk (on a distributed cluster, one per worker thread over
+   its chunks) that does not grow with the iterations. Its subclass
+   :class:`~skrobust._dask_strided.StridedObjective` subsamples as
+   ``X[::step]`` does in memory, so the solvers take memory's levels.
+   Targets thousands of robust scales away are moved in by each chunk's
+   task as the in-memory guard moves them (:mod:`skrobust._dask_far_targets`).
 4. **Residual attributes.** ``noise_scale_`` is the median absolute
    residual at the fit: the passes near the optimum bracket it at their
    point (:class:`skrobust._dask_brackets.ResidualMedians`), so the last
    one usually has it; else one more selection. ``outliers_`` and
-   ``weights_`` are lazy dask arrays with ``X``'s chunks.
+   ``weights_`` are lazy dask arrays with ``X``'s chunks. With
+   ``cov_type``, one more pass forms each chunk's sums of
+   :func:`skrobust._cov_mestimator.covariance_sums`, combined on the client.
 
-A default Huber or LogCosh fit thus takes one round trip besides the
-Newton passes after its start.
-
-The optimum in the units of ``y`` does not depend on the start, the sample
-or the standardisation, so the coefficients and scale equal the in-memory
-fit's to the solver tolerance (both stop at a gradient of ``tol`` in
-standardised units; Newton's last step usually takes them far below).
-
-With ``cov_type``, one more pass forms each chunk's sums of
-:func:`skrobust._cov_mestimator.covariance_sums`, combined on the client.
-
-``QuantileRegressor(solver="exact")`` is fitted by
-:mod:`skrobust._dask_quantile` on the same :class:`ChunkedData`, statistics
-pass and sample: Portnoy and Koenker's preprocessing with a band of rows
-fetched to the client and a distributed sign certificate; ``solver="smooth"``
-there too, its stages on :class:`DaskObjective` and the exact distributed
-medians. ``HeteroscedasticRegressor`` is fitted by
-:mod:`skrobust._dask_heteroscedastic` and ``scale="lad"`` by
-:mod:`skrobust._dask_lad`: both follow the in-memory stages from the
-in-memory start rows, with every pass on the workers; a quantile
-``cov_type`` by :mod:`skrobust._dask_quantile_cov` (``"bootstrap"`` is
-refused) and ``MultiQuantileRegressor`` by
-:mod:`skrobust._dask_multiquantile`.
+The M-estimators (every scale rule) are fitted by
+:mod:`skrobust._dask_mestimator` from the in-memory start's rows, stage by
+stage as in memory, so their coefficients, scale and ``n_iter_`` are the
+in-memory fit's. ``QuantileRegressor(solver="exact")`` is fitted by
+:mod:`skrobust._dask_quantile`: Portnoy and Koenker's preprocessing with a
+band of rows fetched to the client and a distributed sign certificate;
+``solver="smooth"`` by :mod:`skrobust._dask_quantile_smooth`.
+``HeteroscedasticRegressor`` is fitted by
+:mod:`skrobust._dask_heteroscedastic`; a quantile ``cov_type`` by
+:mod:`skrobust._dask_quantile_cov` (``"bootstrap"`` is refused) and
+``MultiQuantileRegressor`` by :mod:`skrobust._dask_multiquantile`.
 """
 
 import functools
 import sys
-import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import _assert_all_finite, check_is_fitted
 
-from . import _progress, _solvers
+from . import _progress
 from ._objective import LinearObjective, _centred_moments, merge_moments
 
-# Rows of the strided sample fetched to the client for the starts and the
-# selection pivots: at most SAMPLE_ROWS (1.6 MB for 20 features), and about
-# 1 / SAMPLE_FRACTION of the rows (at least MIN_SAMPLE_ROWS), so that the
-# sample and its in-memory fit stay a small fraction of X on the client.
+# Rows of the default strided sample fetched to the client (the smoothed
+# quantile fit's start and the selection pivots): at most SAMPLE_ROWS (1.6 MB
+# for 20 features), and about 1 / SAMPLE_FRACTION of the rows (at least
+# MIN_SAMPLE_ROWS), so that the sample stays a small fraction of X.
 SAMPLE_ROWS = 10_000
 MIN_SAMPLE_ROWS = 2_000
 SAMPLE_FRACTION = 100
@@ -112,10 +94,6 @@ _PIVOT_SAMPLE = 20_000
 # Up to this many pivots, binned_extremes counts the pivots below each value
 # instead of a binary search.
 _FEW_PIVOTS = 16
-
-# Threshold of skrobust._scale.JointScale below which the joint scale may
-# be collapsing (then the exact LAD fit's boundary, _dask_joint_boundary).
-_COLLAPSED_SCALE = 1e-5
 
 
 def is_dask_array(obj):
@@ -1003,8 +981,6 @@ class DaskObjective:
         # gradient entry of the latest evaluation (None before the first).
         self.residual_medians = None
         self._latest_gradient = None
-        # A FirstPass: the sums at the start, already evaluated (used once).
-        self.preset = None
 
     # LinearObjective's search, with this class's _design_grams on all rows.
     def null_directions(self):
@@ -1047,12 +1023,8 @@ class DaskObjective:
         return results
 
     def _evaluate(self, coef, hessian):
-        preset, self.preset = self.preset, None
-        if preset is not None and not hessian and preset.point == coef.tobytes():
-            parts = [(preset.value, preset.gradient, None)]
-        else:
-            passes = self._chunk_passes(coef, hessian)
-            parts = [part for part in passes if part is not None]
+        passes = self._chunk_passes(coef, hessian)
+        parts = [part for part in passes if part is not None]
         with np.errstate(over="ignore", invalid="ignore"):
             value = sum(part[0] for part in parts) / self.sum_weight
         value += 0.5 * coef @ (self.penalty * coef)
@@ -1123,332 +1095,6 @@ def _check_supported(estimator, n_features):
         unsupported(estimator)
 
 
-class _Fit:
-    """One M-estimator fit on dask data, in standardised units (module steps)."""
-
-    def __init__(self, estimator, data, stats, sample, offset, spread):
-        self.estimator, self.data, self.stats = estimator, data, stats
-        self.sample, self.offset, self.spread = sample, offset, spread
-        self.y_map = offset, spread
-        self.rho = estimator._rho()
-        self.fit_intercept = estimator.fit_intercept
-        sum_weight, top = stats[0], stats[1]
-        # As MEstimatorRegressor._fit_standardised: alpha on a sum, l2 on a mean.
-        self.l2 = 2.0 * estimator.alpha / (sum_weight * top)
-        if estimator._scale_rule().l2_in_y_units:
-            self.l2 *= spread
-        self.options = _solvers.SolverOptions(
-            _solvers.choose_solver(estimator.solver, data.n_features + 2),
-            estimator.max_iter,
-            estimator.tol,
-            convex=True,
-        )
-        self.used = 0
-        self.converged, self.message = True, ""
-        # The far-target guard's start (_dask_far_targets.Start), when on.
-        self.clip = None
-        # The medians of the absolute residuals that the passes found.
-        from ._dask_brackets import ResidualMedians
-
-        self.residual_medians = ResidualMedians(
-            data, stats, sample, offset, spread, estimator.tol
-        )
-        self.collapsed_start = False
-        # The first evaluation's sums when they rode on the medians' pass.
-        self.first_pass = None
-
-    def objective(self, loss, predictors, l2):
-        """A :class:`DaskObjective` of all rows, its template on the sample."""
-        sample = self.sample
-        y = (sample.y - self.offset) / self.spread
-        y[~(sample.weights > 0)] = 0.0
-        template = LinearObjective(
-            loss,
-            sample.X,
-            y,
-            sample.weights,
-            predictors,
-            l2,
-            column_stats=self.stats[2],
-        )
-        objective = DaskObjective(
-            self.data, self.stats, template, self.offset, self.spread
-        )
-        if self.clip is not None:
-            from ._dask_far_targets import FarClippedSetup
-
-            objective.setup = FarClippedSetup(objective.setup, self.clip)
-        objective.residual_medians = self.residual_medians
-        return objective
-
-    def minimize(self, objective, coef, **kwargs):
-        """Solve on all rows from ``coef``; without a Hessian, the sample's.
-
-        As a multilevel solve in memory: the sample's curvature at the start
-        lets the first Newton steps take gradient passes (a pass without the
-        ``p x p`` Hessian sums costs a third of one with them), and only a
-        trial point's Hessian is formed on all rows.
-        """
-        if kwargs.get("hessian") is None and objective.template.sum_weight > 0:
-            kwargs["hessian"] = objective.template.hessian(coef)
-            kwargs["hessian_origin"] = "subsample"
-        first, self.first_pass = self.first_pass, None
-        if first is not None and self.clip is None and first.is_of(objective):
-            objective.preset = first
-        budget = max(self.options.max_iter - self.used, 0)
-        result = _solvers.solve(
-            objective,
-            coef,
-            self.options.with_max_iter(budget),
-            multilevel=False,
-            **kwargs,
-        )
-        self.used += result.n_iter
-        if not result.converged:
-            self.converged, self.message = False, result.message
-        return result
-
-    def linear_start(self, w, b):
-        """Standardised coefficients of ``(w, b)`` given in the units of ``y``."""
-        intercept = (b - self.offset) / self.spread if self.fit_intercept else 0.0
-        return self.template_for_maps().standardize([(w / self.spread, intercept)])
-
-    def template_for_maps(self):
-        from .losses import FixedScaleLoss, SquaredRho
-
-        return self.objective(
-            FixedScaleLoss(SquaredRho()), [(None, self.fit_intercept)], [self.l2]
-        ).template
-
-    def fixed_objective(self, scale):
-        """The objective of the coefficients at a fixed standardised scale."""
-        from .losses import FixedScaleLoss
-
-        return self.objective(
-            FixedScaleLoss(self.rho, scale), [(None, self.fit_intercept)], [self.l2]
-        )
-
-    def joint_objective(self):
-        """The concomitant-scale objective of the coefficients and ``log sigma``."""
-        from .losses import ConcomitantScaleLoss
-
-        return self.objective(
-            ConcomitantScaleLoss(self.rho),
-            [(None, self.fit_intercept), ((), True)],
-            [self.l2, 0.0],
-        )
-
-    def first_objective(self, rule, coef, scale):
-        """The objective of the scale rule's first solve, and its start."""
-        if rule.name == "joint":
-            return self.joint_objective(), np.append(coef, np.log(scale))
-        if rule.name == "fixed":
-            scale = rule.value / self.spread
-        return self.fixed_objective(scale), coef
-
-    def fixed(self, coef, scale, hessian=None, origin="stale"):
-        """Coefficients at a fixed standardised scale, and the solver result."""
-        objective = self.fixed_objective(scale)
-        result = self.minimize(objective, coef, hessian=hessian, hessian_origin=origin)
-        ((w, b),) = objective.unstandardize(result.coef)
-        return w, b, result
-
-    def joint(self, coef, scale):
-        """Coefficients and ``log sigma`` of the concomitant-scale objective."""
-        from ._dask_joint_boundary import (
-            collapsed_scale_fit,
-            penalised_boundary_optimal,
-        )
-
-        if self.estimator.alpha == 0 and self.collapsed_start:
-            ((w, b),) = self.template_for_maps().unstandardize(coef)
-            boundary = collapsed_scale_fit(self, w, b)
-            if boundary is not None:
-                return (*boundary, 0.0)
-        objective = self.joint_objective()
-        result = self.minimize(objective, np.append(coef, np.log(scale)))
-        (w, b), (_, log_scale) = objective.unstandardize(result.coef)
-        scale = float(np.exp(log_scale))
-        if self.estimator.alpha == 0 and (
-            scale < _COLLAPSED_SCALE or not result.converged
-        ):
-            # As JointScale.solve: the boundary sigma = 0, if optimal.
-            boundary = collapsed_scale_fit(self, w, b)
-            if boundary is not None:
-                self.converged, self.message = True, ""
-                return (*boundary, 0.0)
-        elif scale < _COLLAPSED_SCALE and not result.converged:
-            # As JointScale.solve with a ridge: Newton's point on sigma = 0,
-            # if the L1-plus-ridge objective of the boundary is minimal there.
-            if penalised_boundary_optimal(self, objective, result.coef, scale):
-                self.converged, self.message = True, ""
-                return w, b, 0.0
-        return w, b, scale
-
-    def residual_mad(self, w, b):
-        """``initial_scale`` of the standardised residuals at ``(w, b)``.
-
-        The median comes from the fixed-scale fit's last pass when it
-        bracketed it there (:class:`skrobust._dask_brackets.ResidualMedians`),
-        else from a selection.
-        """
-        values = RowValues(self.offset, self.spread, w, b)
-        median = self.residual_medians.median(w, b)
-        return robust_scale(self.data, self.stats, self.sample, values, median=median)
-
-    def mad(self, coef, scale):
-        """:meth:`skrobust._scale.MADScale._secant` with distributed MADs."""
-        from ._scale import ScaleSecant
-
-        secant = ScaleSecant(self.options.tol)
-        hessian, origin = None, "stale"
-        mad, converged = scale, False
-        w = b = None
-        for _ in range(self.options.max_iter):
-            w, b, result = self.fixed(coef, scale, hessian, origin)
-            coef = result.coef
-            if result.hessian is not None:
-                hessian, origin = result.hessian, "stale"
-            mad = self.residual_mad(w, b)
-            scale = secant.step(scale, mad, result.converged)
-            if scale is None:
-                converged = True
-                break
-            if self.used >= self.options.max_iter:
-                break
-        if not converged:
-            self.converged = False
-            self.message = "the MAD scale fixed point did not settle"
-        else:
-            self.converged, self.message = True, ""
-        return w, b, mad
-
-
-def _sample_start(estimator, sample):
-    """The estimator fitted in memory on the sample rows, or None if weightless.
-
-    Returns ``(coef, intercept, scale, n_iter)`` in the units of ``y``.
-    """
-    from sklearn.base import clone
-
-    if not sample.weights.max(initial=0.0) > 0:
-        return None
-    model = clone(estimator).set_params(warm_start=False, cov_type=None)
-    with warnings.catch_warnings():
-        # The sample only starts the fit: it need not converge.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(sample.X, sample.y, sample.weights)
-    return model.coef_, model.intercept_, model.scale_, int(model.n_iter_)
-
-
-# The sums carried to the exact coordinates are used only while the
-# start's largest gradient entry exceeds this many times tol: the two
-# standardisations round the start differently (by ~1e-16 of |offset| /
-# spread), which must not decide convergence.
-_FIRST_PASS_MARGIN = 1e4
-
-
-def provisional_targets(sample, fit_intercept):
-    """An offset and spread of ``y`` from the sample's sketch, or None.
-
-    The sketch's median (0 without an intercept) and its MAD: coordinates
-    in which the first evaluation runs before the exact ones are known.
-    """
-    from ._base import MAD_NORMAL_CONSTANT
-    from ._dask_brackets import _sample_quantiles
-
-    sketch = sample.y_sketch
-    if sketch is None or sketch.values.size == 0:
-        return None
-    values, weights = sketch.values, sketch.weights
-    offset = 0.0
-    if fit_intercept:
-        (offset,) = _sample_quantiles(values, weights, [0.5])
-    (deviation,) = _sample_quantiles(np.abs(values - offset), weights, [0.5])
-    spread = deviation / MAD_NORMAL_CONSTANT
-    if not (np.isfinite(offset) and np.isfinite(spread) and spread > 0):
-        return None
-    return float(offset), float(spread)
-
-
-class FirstPass:
-    """The sums of a solve's first evaluation, at ``point`` (its bytes)."""
-
-    def __init__(self, point, loss, value, gradient):
-        self.point, self.loss = point.tobytes(), loss
-        self.value, self.gradient = value, gradient
-
-    def is_of(self, objective):
-        """Whether ``objective`` is the one these sums are of."""
-        from .losses import FixedScaleLoss
-
-        loss = objective.setup.loss
-        if type(loss) is not type(self.loss):
-            return False
-        return not isinstance(loss, FixedScaleLoss) or loss.scale == self.loss.scale
-
-
-class FirstEvaluation:
-    r"""The first Newton evaluation, made in the pass of the medians of ``y``.
-
-    The start (the sample's fit, in the units of ``y``) is known before
-    the offset ``m`` and spread ``s`` that standardise ``y``; the bracket
-    pass of those (:func:`standardise_targets`) evaluates the objective at
-    the start in provisional coordinates ``(m_0, s_0)``
-    (:func:`provisional_targets`). Standardised targets, predictions and
-    scales of the two coordinates are related by ``y = a y_0 + c`` with
-    ``a = s_0 / s`` (and ``c = (m_0 - m) / s``): residuals scale by ``a``,
-    so the concomitant loss ``sigma (1 + 2 rho(r / sigma))`` scales by
-    ``kappa = a`` and the fixed-scale loss ``sigma^2 rho(r / sigma)`` by
-    ``kappa = a^2``. A coefficient of the prediction scales by ``a`` and
-    ``log sigma`` moves by ``log a``, so the gradient is ``kappa / a`` times
-    the provisional one in the prediction's coefficients and ``kappa``
-    times in ``log sigma``. The solve then starts from these sums instead
-    of a pass of its own: a default fit takes one round trip fewer.
-    """
-
-    def __init__(self, rule, offset, spread, objective, point):
-        from ._dask_brackets import Rider
-
-        self.rule, self.offset, self.spread = rule, offset, spread
-        self.rider = Rider(_pass_kernel, objective.setup, point, False)
-
-    @classmethod
-    def prepare(cls, estimator, data, stats, sample, rule, start):
-        """The evaluation at ``start``, or None where it cannot ride."""
-        if start is None or rule.name not in ("joint", "fixed", "mad"):
-            return None
-        w0, b0, scale0, _ = start
-        provisional = provisional_targets(sample, estimator.fit_intercept)
-        if provisional is None or not float(scale0) > 0:
-            return None  # (a collapsed scale starts at the boundary)
-        offset, spread = provisional
-        problem = _Fit(estimator, data, stats, sample, offset, spread)
-        coef = problem.linear_start(np.asarray(w0, dtype=float), float(b0))
-        objective, point = problem.first_objective(rule, coef, float(scale0) / spread)
-        return cls(rule, offset, spread, objective, point)
-
-    def in_coordinates_of(self, problem, rule, coef, scale):
-        """The :class:`FirstPass` at the start in ``problem``'s coordinates, or None."""
-        parts = self.rider.parts
-        if parts is None:
-            return None
-        parts = [part for part in parts if part is not None]
-        objective, point = problem.first_objective(rule, coef, scale)
-        a = self.spread / problem.spread
-        kappa = a if rule.name == "joint" else a * a
-        with np.errstate(over="ignore", invalid="ignore"):
-            value = kappa * sum(part[0] for part in parts)
-            gradient = kappa * sum(part[1] for part in parts)
-            gradient[objective.template.predictors[0].slice] /= a
-        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
-            return None
-        penalised = gradient / problem.stats[0] + objective.penalty * point
-        if not np.max(np.abs(penalised)) > _FIRST_PASS_MARGIN * problem.options.tol:
-            return None
-        return FirstPass(point, objective.setup.loss, value, gradient)
-
-
 def fit(estimator, X, y, sample_weight=None):
     """Fit an estimator on a row-chunked dask array (see the module docstring).
 
@@ -1508,11 +1154,9 @@ def _column_fitter(estimator):
         from ._dask_heteroscedastic import fit_column
 
         return fit_column
-    if estimator._scale_rule().name == "lad":
-        from ._dask_lad import fit_column
+    from ._dask_mestimator import fit_column
 
-        return fit_column
-    return _fit_column
+    return fit_column
 
 
 def _target_columns(y):
@@ -1540,17 +1184,16 @@ def _persisted_rows(X):
     return X
 
 
-def standardise_targets(estimator, data, stats, sample, rider=None):
+def standardise_targets(estimator, data, stats, sample):
     """Step 2: the in-memory ``target_offset_scale`` of ``y``, exactly.
 
-    Returns ``(offset, spread)``. A :class:`skrobust._dask_brackets.Rider`
-    is evaluated in the bracket pass.
+    Returns ``(offset, spread)``.
     """
     from ._dask_brackets import bracketed_targets
 
     sum_weight, top = stats[0], stats[1]
     # One pass when the sample brackets both medians; else selections.
-    medians = bracketed_targets(data, stats, sample, estimator.fit_intercept, rider)
+    medians = bracketed_targets(data, stats, sample, estimator.fit_intercept)
     if medians is not None:
         offset, deviation = medians
     else:
@@ -1576,7 +1219,7 @@ def column_setup(X, y, sample_weight, fit_intercept, rows=None, step_for=None):
     The :class:`ChunkedData`, :func:`data_statistics` and a strided
     :class:`Sample` of about ``rows`` rows, in one round trip
     (:func:`statistics_and_sample`).
-    ``rows=None`` is the M-estimators' sample, ``SAMPLE_ROWS`` at most and
+    ``rows=None`` is the default sample, ``SAMPLE_ROWS`` at most and
     ``1 / SAMPLE_FRACTION`` of the rows (at least ``MIN_SAMPLE_ROWS``).
     ``step_for``, if given, maps the number of rows to the sample's stride
     (``X[::step]``), or to None for the sample of ``rows``.
@@ -1600,109 +1243,6 @@ def start_rows_setup(X, y, sample_weight, fit_intercept):
     from ._base import LEAST_SQUARES_START_ROWS
 
     return column_setup(X, y, sample_weight, fit_intercept, LEAST_SQUARES_START_ROWS)
-
-
-def _fit_column(estimator, X, y, sample_weight, output, n_outputs):
-    """One target column's M-estimator fit: ``(StandardisedFit, round trips)``."""
-    from ._base import StandardisedFit
-
-    data, stats, sample = column_setup(X, y, sample_weight, estimator.fit_intercept)
-    _progress.say(
-        1,
-        "{} rows in {} chunks: statistics and a sample of {} rows, {} round trips",
-        data.n_samples,
-        data.X.numblocks[0],
-        len(sample.y),
-        data.round_trips,
-    )
-
-    rule = estimator._scale_rule()
-    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
-    if warm is not None:
-        start = warm.coef, warm.intercept, warm.extras["scale_"], 0
-    else:
-        start = _sample_start(estimator, sample)
-    # The first Newton evaluation rides on the pass of the medians.
-    first = FirstEvaluation.prepare(estimator, data, stats, sample, rule, start)
-    rider = None if first is None else first.rider
-    offset, spread = standardise_targets(estimator, data, stats, sample, rider)
-    problem = _Fit(estimator, data, stats, sample, offset, spread)
-    if start is None:  # the sample carries no weight: start from the median
-        start = np.zeros(data.n_features), offset, spread, 0
-    w0, b0, scale0, problem.used = start
-    coef = problem.linear_start(np.asarray(w0, dtype=float), float(b0))
-    scale = float(scale0) / spread
-    # A start whose scale collapsed (the sample's joint fit, or a warm
-    # start's): the joint fit checks the boundary first, as in memory.
-    problem.collapsed_start = not scale > 0
-    if problem.collapsed_start:
-        scale = 1.0
-    if first is not None:
-        problem.first_pass = first.in_coordinates_of(problem, rule, coef, scale)
-    w, b, scale = _solve_guarded(problem, rule, coef, scale, warm is None)
-    _progress.say(
-        1,
-        "{} scale solved: {} iterations, {} round trips in all",
-        rule.name,
-        problem.used,
-        data.round_trips,
-    )
-    if not problem.converged:
-        _solvers.warn_not_converged(
-            problem.options.solver, problem.used, estimator.tol, problem.message
-        )
-
-    coef_ = np.asarray(w, dtype=np.float64) * spread
-    intercept_ = float(b * spread + offset)
-    scale_ = float(rule.report(scale, spread))
-    # The median absolute residual at the fit, if its last pass found it.
-    median = problem.residual_medians.median(w, b)
-    extras = residual_attributes(
-        estimator,
-        data,
-        stats,
-        sample,
-        (coef_, intercept_, scale_),
-        None if median is None else median * spread,
-    )
-    return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips
-
-
-def _solve_scale_rule(problem, rule, coef, scale):
-    """``(w, b, scale)`` of the scale rule, in standardised units."""
-    if rule.name == "fixed":
-        scale = rule.value / problem.spread
-        w, b, _ = problem.fixed(coef, scale)
-        return w, b, scale
-    if rule.name == "joint":
-        return problem.joint(coef, scale)
-    return problem.mad(coef, scale)
-
-
-def _solve_guarded(problem, rule, coef, scale, guard):
-    """The scale rule's solve, with far targets moved in when that is exact.
-
-    As ``MEstimatorRegressor._solve_guarded`` (see
-    :mod:`skrobust._dask_far_targets`): from a cold start, when some target
-    is far enough, the fit with the far targets moved in, kept if every
-    moved row stays beyond the loss's saturation on its side; else the
-    fit again, unclipped (its iterations alone counted).
-    """
-    from . import _dask_far_targets as far
-
-    rho = problem.rho
-    if not (guard and far.guard_applies(rho, problem.stats, *problem.y_map)):
-        return _solve_scale_rule(problem, rule, coef, scale)
-    ((w0, b0),) = problem.template_for_maps().unstandardize(coef)
-    problem.clip = far.Start(w0, b0, *problem.y_map)
-    used = problem.used
-    w, b, fit_scale = _solve_scale_rule(problem, rule, coef, scale)
-    margin = rho.saturation * fit_scale
-    if far.moved_rows_keep_sides(problem.data, problem.clip, w, b, margin):
-        return w, b, fit_scale
-    problem.clip, problem.used = None, used
-    problem.converged, problem.message = True, ""
-    return _solve_scale_rule(problem, rule, coef, scale)
 
 
 def residual_attributes(estimator, data, stats, sample, fit, median=None):

@@ -116,31 +116,10 @@ def _bracket_kernel(X_c, y_c, w_c, cap, pivots, fetch, top):
     return weight, smallest, largest, y[fetched], fetched_weights
 
 
-def _bracket_rider_kernel(X_c, y_c, w_c, cap, pivots, fetch, top, kernel, args):
-    """:func:`_bracket_kernel` and a :class:`Rider`'s evaluation of the chunk."""
-    return (
-        _bracket_kernel(X_c, y_c, w_c, cap, pivots, fetch, top),
-        kernel(X_c, y_c, w_c, *args),
-    )
-
-
-class Rider:
-    """A per-chunk evaluation that travels with the bracket pass.
-
-    Each chunk's task also returns ``kernel(X_c, y_c, w_c, *args)``;
-    ``parts`` holds them after the pass (None if no pass was made). The
-    M-estimators' first Newton evaluation rides this way
-    (:class:`skrobust._dask.FirstEvaluation`): one round trip fewer.
-    """
-
-    def __init__(self, kernel, *args):
-        self.kernel, self.args, self.parts = kernel, args, None
-
-
 class Bracket:
     """One confirming pass's bins and fetched values, merged on the client."""
 
-    def __init__(self, data, top, intervals, rider=None):
+    def __init__(self, data, top, intervals):
         bounds = sorted({float(b) for interval in intervals for b in interval})
         self.pivots = np.asarray(bounds)
         upper = np.append(self.pivots, np.inf)
@@ -150,18 +129,7 @@ class Bracket:
         for a, c in intervals:
             self.fetch |= (lower >= a) & (upper <= c)
         arguments = (self.pivots, self.fetch, top)
-        if rider is None:
-            parts = data.map_chunks(_bracket_kernel, *arguments, each=chunk_caps(data))
-        else:
-            parts = data.map_chunks(
-                _bracket_rider_kernel,
-                *arguments,
-                rider.kernel,
-                rider.args,
-                each=chunk_caps(data),
-            )
-            rider.parts = [part[1] for part in parts]
-            parts = [part[0] for part in parts]
+        parts = data.map_chunks(_bracket_kernel, *arguments, each=chunk_caps(data))
         self.complete = all(part[3] is not None for part in parts)
         self.weight = np.sum([part[0] for part in parts], axis=0)
         self.smallest = np.min([part[1] for part in parts], axis=0)
@@ -257,14 +225,12 @@ def _median_deviation(bracket, offset, lower, upper, half, slack):
     return _rank_segment(v, bracket.weights(run), below, half, slack, limit_high)
 
 
-def bracketed_targets(data, stats, sample, fit_intercept, rider=None):
+def bracketed_targets(data, stats, sample, fit_intercept):
     """``(offset, median |y - offset|)`` in one round trip, or None.
 
     ``offset`` is the weighted median of ``y`` (0 without an intercept),
     as :func:`skrobust._base.target_offset_scale` computes them; None when
     the sample's brackets miss (see the module), and the caller selects.
-    A :class:`Rider` is evaluated in the same pass, whether the brackets
-    hold or not (its ``parts`` stay None when no pass is made).
     """
     if sample.y_sketch is None:
         return None
@@ -275,7 +241,7 @@ def bracketed_targets(data, stats, sample, fit_intercept, rider=None):
     sum_weight, top = stats[0], stats[1]
     half, slack = 0.5 * sum_weight, 1e-12 * sum_weight
     bracket = Bracket(
-        data, top, [lower, upper] + ([median] if median is not None else []), rider
+        data, top, [lower, upper] + ([median] if median is not None else [])
     )
     if not bracket.complete:
         return None

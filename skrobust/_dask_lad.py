@@ -55,10 +55,12 @@ import numpy as np
 from . import _dask_far_targets as far
 from . import _progress, _solvers
 from ._base import (
+    _DIRECT_LSTSQ_ELEMENTS,
     _LAD_START_ROWS,
     ITERATIVE_MIN_COEF,
     MAD_NORMAL_CONSTANT,
     StandardisedFit,
+    _normal_equations_start,
     _solve_least_squares,
     copy_budget,
     least_absolute_deviation_start,
@@ -76,7 +78,7 @@ from ._dask import (
 from ._dask_far_targets import FarClippedSetup
 from ._dask_lad_start import least_squares_by_lsqr, reweighted_start
 from ._dask_mad_scale import mad_scale_fit
-from ._dask_strided import StridedData, StridedObjective, rows_of
+from ._dask_strided import StridedData, StridedObjective, rows_kernel, rows_of
 from ._objective import LinearObjective
 from ._scale import (
     _FEW_ROWS_PER_COEF,
@@ -104,16 +106,31 @@ def _inexact_rows_kernel(X_c, y_c, w_c, values):
     return int(np.count_nonzero(fitted > EXACT_FIT_TOL))
 
 
-def _rows_kernel(X_c, y_c, w_c):
-    """The chunk's (strided) rows: ``X``, ``y`` and the weights."""
-    weights = _chunk_weights(y_c, w_c)
-    return np.asarray(X_c, dtype=np.float64), np.asarray(y_c, dtype=np.float64), weights
-
-
 def _exact_kernel(X_c, y_c, w_c, offset, spread, coef, intercept):
     """Whether least squares fits every row with weight of the chunk exactly."""
     values = RowValues(offset, spread, coef, intercept)(X_c, y_c)
     return bool(np.all(values[_chunk_weights(y_c, w_c) > 0] <= EXACT_FIT_TOL))
+
+
+def start_rows_least_squares(ls, budget):
+    """:func:`skrobust._base.least_squares_start`'s solve, on the start rows ``ls``.
+
+    From the normal equations where the in-memory start forms them (at most
+    ``ITERATIVE_MIN_COEF`` coefficients and more than
+    ``_DIRECT_LSTSQ_ELEMENTS`` design elements, unless they are not clearly
+    positive definite or the fit is near exact), else by ``lstsq`` on the
+    rows, as in memory.
+    """
+    coef = None
+    if (
+        ls.n_coef <= ITERATIVE_MIN_COEF
+        and ls.n_samples * ls.n_coef > _DIRECT_LSTSQ_ELEMENTS
+    ):
+        ls.null_cache = {}  # (where the start leaves its Gram matrix)
+        coef = _normal_equations_start(ls)
+    if coef is None:
+        coef = _solve_least_squares(ls, direct=True, budget=budget)
+    return coef
 
 
 class _LadFit:
@@ -125,6 +142,10 @@ class _LadFit:
     ``preliminary`` those of the smoothed LAD fits, which have a budget of
     their own, as in memory.
     """
+
+    # Whether the solvers' small strided levels are fetched to the client
+    # (:class:`~skrobust._dask_strided.StridedObjective`).
+    fetch_levels = False
 
     def __init__(self, estimator, data, stats, start_rows, offset, spread):
         self.estimator, self.data, self.stats = estimator, data, stats
@@ -140,22 +161,27 @@ class _LadFit:
             convex=True,
         )
         self.used = self.preliminary = 0
-        self._weights = {}
         # The far-target guard's start (_dask_far_targets.Start), when on.
         self.clip = None
         y = (start_rows.y - offset) / spread
         y[~(start_rows.weights > 0)] = 0.0
         self.start_y = y
 
-    def client_objective(self, loss, l2):
-        """``loss`` on the start rows, in the coordinates of all the rows."""
+    def client_objective(self, loss, l2, predictors=None):
+        """``loss`` on the start rows, in the coordinates of all the rows.
+
+        ``predictors`` and their penalties, if given, as ``[(spec, l2), ...]``
+        (default: the coefficients and intercept, penalised by ``l2``).
+        """
+        if predictors is None:
+            predictors = [((None, self.fit_intercept), l2)]
         return LinearObjective(
             loss,
             self.start_rows.X,
             self.start_y,
             self.start_rows.weights,
-            [(None, self.fit_intercept)],
-            [l2],
+            [spec for spec, _ in predictors],
+            [penalty for _, penalty in predictors],
             column_stats=self.stats[2],
         )
 
@@ -163,14 +189,15 @@ class _LadFit:
         """The weight of every ``step``-th row (a round trip the first time)."""
         if step <= 1:
             return self.stats[0]
-        if step not in self._weights:
-            self._weights[step] = rows_of(self.data, step, self.stats[1])[1]
-        return self._weights[step]
+        return rows_of(self.data, step, self.stats[1])[1]
 
     def objective(self, loss, l2, step=1):
         """``loss`` on every ``step``-th row of all the data (all for 1)."""
-        weight = self.rows_weight(step)
-        template = self.client_objective(loss, l2)
+        return self.strided_objective(self.client_objective(loss, l2), step)
+
+    def strided_objective(self, template, step=1):
+        """``template``'s objective on every ``step``-th row of all the data."""
+        loss, weight = template.loss, self.rows_weight(step)
         setup = _ChunkSetup(
             loss,
             template.predictor_spec,
@@ -181,7 +208,12 @@ class _LadFit:
         )
         if self.clip is not None:
             setup = FarClippedSetup(setup, self.clip)
-        return StridedObjective(self.data, weight, self.stats[1], template, setup, step)
+        objective = StridedObjective(
+            self.data, weight, self.stats[1], template, setup, step, self.fetch_levels
+        )
+        if step <= 1 and self.start_rows.y.size == self.data.n_samples:
+            objective.local = template  # (the start rows are all the rows)
+        return objective
 
     def centred_mad(self, objective, coef):
         """:func:`skrobust._scale.centred_mad_scale` of ``objective``'s rows."""
@@ -208,7 +240,7 @@ class _LadFit:
         budget = copy_budget(self.data.X)
         if not self.start_rows.weights.max(initial=0.0) > 0:
             return self.start_from_all_rows(budget)
-        coef = _solve_least_squares(ls, direct=True, budget=budget)
+        coef = start_rows_least_squares(ls, budget)
         if self.l2 == 0 and self.least_squares_is_exact(ls, coef):
             ((w, b),) = ls.unstandardize(coef)
             return coef, 0.0, (w, b)
@@ -246,7 +278,7 @@ class _LadFit:
         rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
         step = -(-self.data.n_samples // rows)
         strided = StridedData(self.data, step)
-        parts = strided.map_chunks(_rows_kernel)
+        parts = strided.map_chunks(rows_kernel)
         X, y, weights = (np.concatenate([part[k] for part in parts]) for k in range(3))
         if not weights.max(initial=0.0) > 0:
             # As in memory: the L1 start reweights all rows, a pass a step.

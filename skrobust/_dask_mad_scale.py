@@ -75,11 +75,20 @@ def collapsed_mad_fit(problem, coef):
 
 
 def _residual_scale(problem, rows, objective, coef):
-    """``initial_scale`` of the residuals at ``coef`` of ``rows`` (data, weight)."""
+    """``initial_scale`` of the residuals at ``coef`` of ``rows`` (data, weight).
+
+    The median comes from the fit's last pass on all rows when it bracketed
+    it there (``problem.residual_medians``, if the problem keeps them), else
+    from a selection.
+    """
     ((w, b),) = objective.unstandardize(coef)
     values = RowValues(problem.offset, problem.spread, w, b)
     stats = (rows[1], problem.stats[1])
-    return robust_scale(rows[0], stats, problem.start_rows, values)
+    medians = getattr(problem, "residual_medians", None)
+    median = None
+    if medians is not None and rows[0] is problem.data:
+        median = medians.median(w, b)
+    return robust_scale(rows[0], stats, problem.start_rows, values, median=median)
 
 
 def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False):
