@@ -53,7 +53,7 @@ from functools import partial
 import numpy as np
 
 from . import _dask_far_targets as far
-from . import _progress, _solvers
+from . import _solvers
 from ._base import (
     _DIRECT_LSTSQ_ELEMENTS,
     _LAD_START_ROWS,
@@ -69,10 +69,7 @@ from ._dask import (
     RowValues,
     _chunk_weights,
     _ChunkSetup,
-    residual_attributes,
     robust_scale,
-    standardise_targets,
-    start_rows_setup,
     weighted_median,
 )
 from ._dask_far_targets import FarClippedSetup
@@ -482,40 +479,3 @@ def _standardised_warm(estimator, output, n_outputs, n_features, offset, spread)
         0,
         estimator._standardise_extras(warm.extras, offset, spread),
     )
-
-
-def fit_column(estimator, X, y, sample_weight, output, n_outputs):
-    """One target column's ``scale="lad"`` fit: ``(StandardisedFit, round trips)``."""
-    data, stats, start_rows = start_rows_setup(
-        X, y, sample_weight, estimator.fit_intercept
-    )
-    offset, spread = standardise_targets(estimator, data, stats, start_rows)
-    problem = _LadFit(estimator, data, stats, start_rows, offset, spread)
-    warm = _standardised_warm(
-        estimator, output, n_outputs, data.n_features, offset, spread
-    )
-    coef, scale, exact = problem.start(warm)
-    if exact is not None:
-        (w, b), scale, converged, message = exact, 0.0, True, ""
-    else:
-        w, b, scale, converged, message = _solve_guarded(
-            problem, coef, scale, warm is None
-        )
-    _progress.say(
-        1,
-        "lad scale solved: {} iterations ({} preliminary), {} round trips in all",
-        problem.used,
-        problem.preliminary,
-        data.round_trips,
-    )
-    if not converged:
-        _solvers.warn_not_converged(
-            problem.options.solver, problem.used, estimator.tol, message
-        )
-    coef_ = np.asarray(w, dtype=np.float64) * spread
-    intercept_ = float(b * spread + offset)
-    scale_ = float(estimator._scale_rule().report(scale, spread))
-    extras = residual_attributes(
-        estimator, data, stats, start_rows, (coef_, intercept_, scale_)
-    )
-    return StandardisedFit(coef_, intercept_, problem.used, extras), data.round_trips

@@ -179,6 +179,14 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     data, stats, start_rows = start_rows_setup(
         X, y, sample_weight, estimator.fit_intercept
     )
+    _progress.say(
+        1,
+        "{} rows in {} chunks: statistics and {} start rows, {} round trips",
+        data.n_samples,
+        data.X.numblocks[0],
+        len(start_rows.y),
+        data.round_trips,
+    )
     offset, spread = standardise_targets(estimator, data, stats, start_rows)
     rule = estimator._scale_rule()
     problem_class = _LadFit if rule.name == "lad" else ScaleRuleFit
