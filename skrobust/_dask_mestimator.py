@@ -46,7 +46,7 @@ from ._dask import (
 )
 from ._dask_brackets import ResidualMedians
 from ._dask_lad import _LadFit, _solve_guarded, _standardised_warm
-from ._scale import _COLLAPSED_SCALE, _FEW_ROWS_PER_COEF
+from ._scale import _COLLAPSED_SCALE, _FEW_ROWS_PER_COEF, interpolating_boundary
 from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
 
 
@@ -141,6 +141,15 @@ def joint_fit(problem, coef, scale):
         values = RowValues(problem.offset, problem.spread, w, b)
         scale = robust_scale(problem.data, problem.stats, problem.start_rows, values)
     unpenalised = problem.estimator.alpha == 0
+    if (
+        not unpenalised
+        and few_rows
+        and problem.start_rows.y.size == problem.data.n_samples
+    ):
+        # As in memory: a ridge's interpolant, on the client's rows (all).
+        boundary = interpolating_boundary(maps, problem.rho)
+        if boundary is not None:
+            return boundary.w, boundary.b, 0.0, True, ""
     if unpenalised and (
         few_rows or collapsed_start or boundary_may_be_optimal(problem)
     ):

@@ -613,6 +613,12 @@ class JointScale:
         few_rows = ls.n_samples <= _FEW_ROWS_PER_COEF * ls.n_coef
         collapsed_start = not scale > 0  # a warm start from sigma = 0
         scale = _positive_scale(problem, coef, scale)
+        if problem.alpha > 0 and few_rows:
+            # With a ridge, an interpolant may be the boundary's optimum,
+            # which Newton would approach for max_iter iterations.
+            boundary = interpolating_boundary(problem.ls_objective, problem.rho)
+            if boundary is not None:
+                return boundary
         if problem.alpha == 0 and (
             few_rows or collapsed_start or _boundary_may_be_optimal(problem)
         ):
@@ -756,6 +762,58 @@ def _boundary_is_optimal(problem, residuals):
     u = np.clip(u, -1.0, 1.0)
     chi = _chi_at_psi_fraction(rho, np.abs(u))
     return bool(outside + weight[exact] @ (1.0 - 2.0 * chi) >= 0)
+
+
+def interpolating_boundary(ls, rho):
+    r"""The penalised joint fit at ``sigma = 0`` when it interpolates, or None.
+
+    With a ridge ``P`` on the standardised coefficients ``c`` and at most as
+    many rows (of positive weight) as coefficients, the joint objective's
+    infimum can lie at ``sigma = 0`` with every row fitted exactly: the
+    boundary objective is then ``c' P c / 2`` alone, minimal over the
+    interpolants ``D c = y`` at the solution of
+
+    .. math::
+
+        egin{pmatrix} P & D^	op \ D & 0 \end{pmatrix}
+        egin{pmatrix} c \ \lambda \end{pmatrix} =
+        egin{pmatrix} 0 \ y \end{pmatrix}.
+
+    It minimises the boundary's ``(2 / S) sum_i s_i c_rho |r_i| + c' P c / 2``
+    (``c_rho = psi(inf)``) when the multipliers ``u_i = -lambda_i S / (2
+    s_i)``, which make ``P c = (2 / S) D' (s u)``, stay in ``[-c_rho,
+    c_rho]``; and leaving the boundary along ``(d, sigma)`` does not descend
+    when ``sum_i s_i (1 - 2 chi(psi^{-1}(|u_i|))) >= 0``, the test of
+    :func:`_boundary_is_optimal` with every row fitted exactly (the convex
+    conjugate of ``rho`` at ``u_i`` bounds each row's change). Then the fit
+    is that interpolant with ``sigma = 0``, which Newton's method only
+    approaches, one unit of ``log sigma`` per step, for ``max_iter``
+    iterations. ``ls`` is the least-squares objective of the fit's rows
+    (standardised ``y`` and coordinates, its penalty the fit's).
+    """
+    rows = ls.sample_weight > 0
+    design = ls.dense_design(rows)
+    n_rows, n_coef = design.shape
+    if n_rows > n_coef:
+        return None
+    kkt = np.zeros((n_coef + n_rows, n_coef + n_rows))
+    kkt[:n_coef, :n_coef] = np.diag(ls.penalty)
+    kkt[:n_coef, n_coef:] = design.T
+    kkt[n_coef:, :n_coef] = design
+    rhs = np.concatenate([np.zeros(n_coef), ls.y[rows]])
+    solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+    coef, multipliers = solution[:n_coef], solution[n_coef:]
+    if not np.all(np.abs(design @ coef - ls.y[rows]) <= EXACT_FIT_TOL):
+        return None  # no interpolant (the rows are not independent)
+    weights = ls.sample_weight[rows]
+    c = float(np.asarray(rho.derivative(np.array([min(rho.saturation, 1e300)])))[0])
+    u = np.abs(multipliers) * ls.sum_weight / (2.0 * weights)
+    if not np.all(u <= c):
+        return None
+    if not weights @ (1.0 - 2.0 * _chi_at_psi_fraction(rho, u / c)) >= 0:
+        return None
+    ((w, b),) = ls.unstandardize(coef)
+    return ScaleFit(w, b, 0.0, True)
 
 
 def _chi_at_psi_fraction(rho, fraction):
