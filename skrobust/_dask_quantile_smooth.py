@@ -168,9 +168,10 @@ class DaskSmooth:
             objective.setup = setup
             return objective
         # Strided rows: their subsample strides all the data, as X[::a][::b]
-        # is X[::a*b] in memory, so the solvers' levels see memory's rows.
+        # is X[::a*b] in memory, so the solvers' levels see memory's rows
+        # (a level of at most FETCHED_LEVEL_ROWS solved on the client).
         return StridedObjective(
-            self.data, sum_weight, self.stats[1], template, setup, data.step
+            self.data, sum_weight, self.stats[1], template, setup, data.step, True
         )
 
     def smoothed(self, rows, bandwidth):
