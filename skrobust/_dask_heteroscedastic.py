@@ -297,7 +297,8 @@ class _Problem:
             top,
         )
         setup = setup_class(setup, *targets)
-        return StridedObjective(self.data, sum_weight, top, template, setup)
+        # (A strided level of at most FETCHED_LEVEL_ROWS is solved on the client.)
+        return StridedObjective(self.data, sum_weight, top, template, setup, 1, True)
 
     def exact_fit(self, start_objective, mean_coef, residuals, subsampled):
         """:meth:`maximise`'s answer when least squares fits exactly, else None.
