@@ -25,10 +25,13 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from skrobust import (
+    HeteroscedasticRegressor,
     HuberRegressor,
     LogCoshRegressor,
     MEstimatorRegressor,
+    QuantileRegressor,
     _dask,
+    _dask_strided,
 )
 from skrobust._base import LEAST_SQUARES_START_ROWS
 from skrobust._base import weighted_median as in_memory_weighted_median
@@ -147,6 +150,33 @@ def test_takes_the_in_memory_iterations(synchronous, name, weighted, y_on_dask):
     fitted = clone(estimator).set_params(**params).fit(Xd, yd, sample_weight=weights)
     assert fitted.n_iter_ == memory.n_iter_
     assert_same_fit(fitted, memory, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        HuberRegressor(),
+        HeteroscedasticRegressor(),
+        QuantileRegressor(solver="smooth", quantile=0.3),
+    ],
+    ids=["huber", "heteroscedastic", "smooth-quantile"],
+)
+def test_small_levels_are_solved_on_the_client(synchronous, monkeypatch, estimator):
+    """A strided level of at most FETCHED_LEVEL_ROWS: one round trip, the same fit.
+
+    At 80 000 rows the solvers' strided levels (every 8th row and beyond,
+    10 000 rows and fewer) are fetched and solved on the client instead of
+    a round trip per evaluation; the iterations and coefficients are those
+    of the levels solved on the workers.
+    """
+    X, y = make_data(n=80_000, seed=4)
+    Xd = da.from_array(X, chunks=(20_000, 4))
+    fetched = clone(estimator).fit(Xd, y)
+    monkeypatch.setattr(_dask_strided, "FETCHED_LEVEL_ROWS", 0)
+    on_workers = clone(estimator).fit(Xd, y)
+    assert fetched._dask_round_trips < on_workers._dask_round_trips
+    np.testing.assert_array_equal(fetched.n_iter_, on_workers.n_iter_)
+    np.testing.assert_allclose(fetched.coef_, on_workers.coef_, rtol=1e-12)
 
 
 def test_objective_equals_linear_objective_on_all_rows(synchronous):
