@@ -41,13 +41,18 @@ from .losses import FixedScaleLoss, SquaredRho
 
 
 def _chunk_objective(X_c, y_c, w_c, y_map, top, stats, fit_intercept):
-    """The chunk's least-squares objective in the fit's standardised coordinates."""
+    """The chunk's least-squares objective in the fit's standardised coordinates.
+
+    Returns ``(objective, weights)``: the weights divided by the largest of
+    all rows, as in memory (the objective's own ``sample_weight`` is scaled
+    to the chunk's largest, which differs between chunks).
+    """
     offset, spread = y_map
     weights = _chunk_weights(y_c, w_c) / top
     with np.errstate(over="ignore"):
         y = (np.asarray(y_c, dtype=np.float64) - offset) / spread
     y[~(weights > 0)] = 0.0
-    return LinearObjective(
+    objective = LinearObjective(
         FixedScaleLoss(SquaredRho()),
         X_c,
         y,
@@ -56,6 +61,7 @@ def _chunk_objective(X_c, y_c, w_c, y_map, top, stats, fit_intercept):
         [0.0],
         column_stats=stats,
     )
+    return objective, weights
 
 
 # The rows fitted exactly that may come to the client for a certificate
@@ -79,11 +85,10 @@ def _gram(design, factor):
 
 def _fetch_kernel(X_c, y_c, w_c, setup, fit):
     """The chunk's rows fitted exactly: ``(design, weights / top, residuals)``."""
-    objective = _chunk_objective(X_c, y_c, w_c, *setup)
+    objective, weights = _chunk_objective(X_c, y_c, w_c, *setup)
     residuals, exact = _exact_rows(objective, fit)
     if not exact.any():
         return None
-    weights = objective.sample_weight
     return objective.dense_design(exact), weights[exact], residuals[exact]
 
 
@@ -101,25 +106,25 @@ def _setup(problem):
 
 def _penalised_sums_kernel(X_c, y_c, w_c, setup, fit, rho, scale):
     """Count, ``sum s^2 d d'`` and ``sum s psi(r / sigma) d`` of the exact rows."""
-    objective = _chunk_objective(X_c, y_c, w_c, *setup)
+    objective, weights = _chunk_objective(X_c, y_c, w_c, *setup)
     residuals, exact = _exact_rows(objective, fit)
     count = int(np.count_nonzero(exact))
     if not count:
         return 0, 0.0, 0.0
     design = objective.dense_design(exact)
-    weights = objective.sample_weight[exact]
+    weights = weights[exact]
     psi = np.asarray(rho.derivative(residuals[exact] / scale))
     return count, _gram(design, weights), design.T @ (weights * psi)
 
 
 def _largest_kernel(X_c, y_c, w_c, setup, fit, direction):
     """``max |s_i d_i' z|`` over the chunk's rows fitted exactly (0 if none)."""
-    objective = _chunk_objective(X_c, y_c, w_c, *setup)
+    objective, weights = _chunk_objective(X_c, y_c, w_c, *setup)
     _, exact = _exact_rows(objective, fit)
     if not exact.any():
         return 0.0
     design = objective.dense_design(exact)
-    return float(np.abs(objective.sample_weight[exact] * (design @ direction)).max())
+    return float(np.abs(weights[exact] * (design @ direction)).max())
 
 
 def penalised_boundary_optimal(problem, objective, coef, scale):
@@ -189,8 +194,7 @@ def _boundary_kernel(X_c, y_c, w_c, setup, fit, limit):
     ``sum s (1 - 2L)`` over the rows not fitted exactly, ``D' (s sign r)``
     over them, and the count and ``sum s^2 d d'`` of the exact rows.
     """
-    objective = _chunk_objective(X_c, y_c, w_c, *setup)
-    weights = objective.sample_weight
+    objective, weights = _chunk_objective(X_c, y_c, w_c, *setup)
     residuals, exact = _exact_rows(objective, fit)
     outside = float(weights @ np.where(exact | ~(weights > 0), 0.0, 1.0 - 2.0 * limit))
     signs = np.where(exact, 0.0, np.sign(residuals)) * weights
@@ -202,11 +206,11 @@ def _boundary_kernel(X_c, y_c, w_c, setup, fit, limit):
 
 def _chi_sum_kernel(X_c, y_c, w_c, setup, fit, z, rho):
     """``sum s (1 - 2 chi(|u|))`` over the exact rows, ``u = clip(s d' z)``."""
-    objective = _chunk_objective(X_c, y_c, w_c, *setup)
+    objective, weights = _chunk_objective(X_c, y_c, w_c, *setup)
     _, exact = _exact_rows(objective, fit)
     if not exact.any():
         return 0.0
-    weights = objective.sample_weight[exact]
+    weights = weights[exact]
     u = np.clip(weights * (objective.dense_design(exact) @ z), -1.0, 1.0)
     chi = _chi_at_psi_fraction(rho, np.abs(u))
     return float(weights @ (1.0 - 2.0 * chi))

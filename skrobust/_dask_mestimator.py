@@ -119,9 +119,8 @@ def boundary_may_be_optimal(problem):
     if (total - n_coef) * excess > n_coef:
         return False
     parts = problem.data.map_chunks(_top_weights_kernel, n_coef, problem.stats[1])
-    weights = np.sort(np.concatenate(list(parts)))
-    heaviest = weights[-n_coef:].sum()
-    return bool((weights.sum() - heaviest) * excess <= heaviest)
+    heaviest = np.sort(np.concatenate(list(parts)))[-n_coef:].sum()
+    return bool((total - heaviest) * excess <= heaviest)
 
 
 def joint_fit(problem, coef, scale):

@@ -145,3 +145,31 @@ def test_penalised_collapsing_joint_scale_gives_the_in_memory_fit(
     assert memory.scale_ > 1e-3
     np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-10)
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("estimator", [HuberRegressor, LogCoshRegressor])
+def test_weights_of_chunks_lighter_than_the_heaviest_row(
+    synchronous, certificate, estimator
+):
+    """The certificate weighs every row by the largest weight of all rows.
+
+    Ten rows on a plane, eight of them of weight 1, and every other row of
+    weight 0.01: the chunks holding only light rows must not count them as
+    heavy (a chunk's own objective scales its weights to its largest). In
+    memory the boundary is optimal (``scale_ == 0``, no iteration); the dask
+    fit used to find it not optimal and approach it by Newton's steps,
+    ending with a ``ConvergenceWarning``.
+    """
+    rng = np.random.default_rng(0)
+    n = 60
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, 2.0, 3.0] + 0.5
+    y[10:] += rng.standard_t(2, n - 10)
+    weights = np.full(n, 0.01)
+    weights[:8] = 1.0
+    memory = estimator().fit(X, y, sample_weight=weights)
+    fitted = estimator().fit(da.from_array(X, chunks=(17, 3)), y, sample_weight=weights)
+    assert memory.scale_ == fitted.scale_ == 0.0
+    assert memory.n_iter_ == fitted.n_iter_ == 0
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
+    np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-10)
