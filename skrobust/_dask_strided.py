@@ -131,6 +131,30 @@ class StridedObjective(DaskObjective):
         # start rows of a small problem): its Gram matrices cost no pass.
         self.local = None
 
+    def null_directions(self):
+        """The flat directions, as in memory, found once per fit for each layout.
+
+        They depend on the design, the weights, the coordinates, the
+        predictors and the penalty, not on the loss or the targets: the
+        fit's solves share them (kept on the data, as the in-memory
+        objectives share theirs through ``null_cache``), so the search and
+        its strided sample cost round trips once.
+        """
+        template = self.template
+        layout = [
+            (None if c is None else c.tobytes(), f) for c, f in template.predictor_spec
+        ]
+        key = (
+            self.step,
+            tuple(layout),
+            template.mean.tobytes() + template.scale.tobytes(),
+            self.penalty.tobytes(),
+        )
+        known = vars(self.root).setdefault("_null_directions", {})
+        if key not in known:
+            known[key] = super().null_directions()
+        return known[key]
+
     def _design_grams(self, j, directions=None):
         if self.local is not None:
             return self.local._design_grams(j, directions)

@@ -566,3 +566,36 @@ def test_sample_weight_shapes_as_in_memory(synchronous):
         with pytest.raises(ValueError) as on_dask:
             HuberRegressor().fit(Xd, y, sample_weight=weights)
         assert str(on_dask.value) == str(in_memory.value)
+
+
+def test_flat_directions_are_searched_once_per_fit(synchronous, monkeypatch):
+    """The fit's solves share their flat directions, as in memory.
+
+    A constant and a collinear column make the search find directions; the
+    MAD scale's secant solves the same design many times, and each search
+    costs round trips (its strided sample, the Gram matrices on all rows).
+    It runs once per predictor layout (the joint and fixed-scale objectives
+    differ), and the fit is still the in-memory one.
+    """
+    from skrobust import _objective
+
+    X, y = make_data(n=40_000, seed=5)
+    X = np.column_stack([X, np.full(y.size, 3.0), X[:, 0] - 2.0 * X[:, 1]])
+    searches = []
+    search = _objective.null_directions
+
+    def counted(objective):
+        searches.append(objective.n_coef)
+        return search(objective)
+
+    monkeypatch.setattr(_objective, "null_directions", counted)
+    memory = HuberRegressor(scale="mad").fit(X, y)
+    searches.clear()
+    fitted = HuberRegressor(scale="mad").fit(da.from_array(X, chunks=(10_000, 6)), y)
+    assert fitted.n_iter_ == memory.n_iter_ > 5
+    # (The constant column's coefficient is 0 to rounding.)
+    top = np.abs(memory.coef_).max()
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-12, atol=1e-14 * top)
+    np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-12)
+    # One search on all rows and one on every 8th row (the secant's first level).
+    assert len(searches) == 2
