@@ -510,22 +510,24 @@ def retry_solver(problem):
     return None
 
 
-def _step_minimize(problem, start, stats, alpha, tol, budgets):
+def _step_minimize(problem, start, stats, alpha, tol, budgets, goes_on=None):
     """:func:`minimize_smoothed` for a continuation step, past its budget if allowed.
 
     ``budgets`` is ``(budget, extra)`` (:func:`continuation_budgets`): a
     solve that stops on its ``budget`` of iterations without converging
     goes on from where it stopped for at most ``extra`` more, with
-    :func:`retry_solver`'s solver.
+    :func:`retry_solver`'s solver, on ``goes_on`` (default ``problem``).
+    Returns the result and the problem it minimises.
     """
     budget, extra = budgets
     result = minimize_smoothed(
         problem, start, stats, alpha, budget, tol, False, True, damped=True
     )
     if result.converged or result.n_iter < budget or extra < 1:
-        return result
+        return result, problem
+    goes_on = problem if goes_on is None else goes_on
     more = minimize_smoothed(
-        problem,
+        goes_on,
         result.coef,
         stats,
         alpha,
@@ -534,10 +536,10 @@ def _step_minimize(problem, start, stats, alpha, tol, budgets):
         False,
         True,
         damped=True,
-        solver=retry_solver(problem),
+        solver=retry_solver(goes_on),
     )
     more.n_iter += result.n_iter
-    return more
+    return more, goes_on
 
 
 def _continuation_step(full, rho, coef, coarse, stats, options, start):
@@ -549,12 +551,14 @@ def _continuation_step(full, rho, coef, coarse, stats, options, start):
     an exact linear term (:class:`_NearRowsObjective`): a fraction of a
     pass per iteration. The result stands if every far row kept its side
     and stayed in the linear zone of the finer bandwidth (its gradient is
-    then the full one); otherwise ``full`` is minimised from it. The
-    minimisations start from ``start`` (``coef`` extrapolated along the
-    path). ``coarse`` holds the unsmoothed objective,
-    residuals and bandwidth of ``coef``; ``options`` is ``(alpha, max_iter,
-    tol)``. Returns ``(SolverResult, value, gap, residuals)``, the last
-    three as :func:`pinball_gap` gives them.
+    then the full one); otherwise ``full`` is minimised from it. A solve
+    that stops on its budget goes on (``budgets``, see
+    :func:`_step_minimize`) on ``full``: the near rows' problem may have too
+    few rows for the coefficients. The minimisations start from ``start``
+    (``coef`` extrapolated along the path). ``coarse`` holds the
+    unsmoothed objective, residuals and bandwidth of ``coef``; ``options``
+    is ``(alpha, budgets, tol)``. Returns ``(SolverResult, value, gap,
+    residuals)``, the last three as :func:`pinball_gap` gives them.
     """
     coarse_value, residuals, coarse_bandwidth = coarse
     alpha, budgets, tol = options
@@ -563,19 +567,23 @@ def _continuation_step(full, rho, coef, coarse, stats, options, start):
     near = np.abs(residuals) < reach * coarse_bandwidth
     reduced = _near_rows_objective(full, coef, near, residuals)
     if reduced is not None:
-        result = _step_minimize(reduced, start, stats, alpha, tol, budgets)
-        if not result.converged:
+        result, solved = _step_minimize(
+            reduced, start, stats, alpha, tol, budgets, goes_on=full
+        )
+        if not result.converged and solved is reduced:
             # Too few rows near zero for the coefficients (a problem close
             # to a vertex of the linear programme): the continuation ends.
             return result, coarse_value, 0.0, residuals
         value, gap, fine_residuals = pinball_gap(full, result.coef, rho, l1)
+        if solved is full:
+            return result, value, gap, fine_residuals
         far = ~near & (full.sample_weight > 0)
         kept = (residuals[far] > 0) == (fine_residuals[far] > 0)
         linear = np.abs(fine_residuals[far]) >= reach * rho.bandwidth
         if np.all(kept & linear):
             return result, value, gap, fine_residuals
         start = result.coef  # some far rows moved in: a close start
-    result = _step_minimize(full, start, stats, alpha, tol, budgets)
+    result, _ = _step_minimize(full, start, stats, alpha, tol, budgets)
     return (result, *pinball_gap(full, result.coef, rho, l1))
 
 
