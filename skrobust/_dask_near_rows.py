@@ -464,29 +464,33 @@ def _minimize_all_rows(problem, full, coef, budget, solver=None):
     )
 
 
-def _step_minimize(problem, objective, start, budgets, near, goes_on=None):
+def _step_minimize(problem, objective, start, budgets, near):
     """:func:`skrobust._quantile_smooth._step_minimize` on dask data.
 
     A solve that stops on its budget without converging goes on from where
-    it stopped for at most ``extra`` more iterations, with
-    :func:`~skrobust._quantile_smooth.retry_solver`'s solver, on
-    ``goes_on`` (default ``objective``); the iterations of both are added
-    to ``problem.n_iter`` and to the result's ``n_iter``. ``near`` says
-    whether ``objective`` is a near rows' problem (solved by
-    :func:`minimize_near`) or the one on all rows. Returns the result and
-    the objective it minimises.
+    it stopped for at most ``extra`` more iterations (:func:`_go_on`).
+    ``near`` says whether ``objective`` is a near rows' problem (solved by
+    :func:`minimize_near`) or the one on all rows.
     """
     budget, extra = budgets
     solve = minimize_near if near else _minimize_all_rows
     result = solve(problem, objective, start, budget)
     if result.converged or result.n_iter < budget or extra < 1:
-        return result, objective
-    if goes_on is not None and goes_on is not objective:
-        objective, solve = goes_on, _minimize_all_rows
+        return result
+    return _go_on(problem, objective, result, extra, near)
+
+
+def _go_on(problem, objective, result, extra, near):
+    """:func:`skrobust._quantile_smooth._go_on` on dask data.
+
+    The iterations are added to ``problem.n_iter``; ``n_iter`` counts
+    ``result``'s too.
+    """
+    solve = minimize_near if near else _minimize_all_rows
     solver = _quantile_smooth.retry_solver(objective)
     more = solve(problem, objective, result.coef, extra, solver)
     more.n_iter += result.n_iter
-    return more, objective
+    return more
 
 
 def continuation_step(problem, full, rho, coef, coarse, start, budgets):
@@ -495,8 +499,9 @@ def continuation_step(problem, full, rho, coef, coarse, start, budgets):
     ``full`` is the objective on all rows with the finer loss ``rho``,
     ``coef`` the minimiser for the coarser bandwidth and ``coarse`` its
     ``(value, bandwidth)``; the solves start from ``start`` with
-    ``budgets``, ``(budget, extra)`` as memory's (:func:`_step_minimize`,
-    going on on all rows). Returns ``(result, value, gap)``, the last two
+    ``budgets``, ``(budget, extra)`` as memory's: the near rows' problem
+    with half of ``extra``, then, if it has not converged, all rows with
+    the rest. Returns ``(result, value, gap)``, the last two
     :func:`skrobust._quantile_smooth.pinball_gap`'s at ``result.coef`` (for
     a near solve that did not converge, the coarse value and 0, as in
     memory). As in memory, when the near rows' solution is not certified
@@ -507,12 +512,13 @@ def continuation_step(problem, full, rho, coef, coarse, start, budgets):
     rows = NearRows(Reference(full.setup, coef), reach * coarse_bandwidth)
     reduced = near_rows_objective(full, coef, rows, start)
     if reduced is not None:
-        result, solved = _step_minimize(
-            problem, reduced, start, budgets, near=True, goes_on=full
-        )
-        if not result.converged and solved is reduced:
-            return result, coarse_value, 0.0
-        if solved is full:
+        budget, extra = budgets
+        near_budgets = (budget, extra // 2)
+        result = _step_minimize(problem, reduced, start, near_budgets, near=True)
+        if not result.converged:
+            if not extra or result.n_iter < sum(near_budgets):
+                return result, coarse_value, 0.0
+            result = _go_on(problem, full, result, extra - extra // 2, near=False)
             return (result, *problem.gap(full, rho, result.coef))
         certified, value, gap = certify(
             full, rows, result.coef, reach * rho.bandwidth, problem.l1
@@ -521,5 +527,5 @@ def continuation_step(problem, full, rho, coef, coarse, start, budgets):
             return result, value, gap
         problem.n_iter -= result.n_iter  # (memory reports the full solve's)
         start = result.coef
-    result, _ = _step_minimize(problem, full, start, budgets, near=False)
+    result = _step_minimize(problem, full, start, budgets, near=False)
     return (result, *problem.gap(full, rho, result.coef))

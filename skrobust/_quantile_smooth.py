@@ -510,24 +510,30 @@ def retry_solver(problem):
     return None
 
 
-def _step_minimize(problem, start, stats, alpha, tol, budgets, goes_on=None):
+def _step_minimize(problem, start, stats, alpha, tol, budgets):
     """:func:`minimize_smoothed` for a continuation step, past its budget if allowed.
 
     ``budgets`` is ``(budget, extra)`` (:func:`continuation_budgets`): a
     solve that stops on its ``budget`` of iterations without converging
-    goes on from where it stopped for at most ``extra`` more, with
-    :func:`retry_solver`'s solver, on ``goes_on`` (default ``problem``).
-    Returns the result and the problem it minimises.
+    goes on from where it stopped for at most ``extra`` more
+    (:func:`_go_on`).
     """
     budget, extra = budgets
     result = minimize_smoothed(
         problem, start, stats, alpha, budget, tol, False, True, damped=True
     )
     if result.converged or result.n_iter < budget or extra < 1:
-        return result, problem
-    goes_on = problem if goes_on is None else goes_on
+        return result
+    return _go_on(problem, result, stats, alpha, extra, tol)
+
+
+def _go_on(problem, result, stats, alpha, extra, tol):
+    """``problem`` minimised from ``result.coef`` in ``extra`` more iterations.
+
+    With :func:`retry_solver`'s solver; ``n_iter`` counts ``result``'s too.
+    """
     more = minimize_smoothed(
-        goes_on,
+        problem,
         result.coef,
         stats,
         alpha,
@@ -536,10 +542,10 @@ def _step_minimize(problem, start, stats, alpha, tol, budgets, goes_on=None):
         False,
         True,
         damped=True,
-        solver=retry_solver(goes_on),
+        solver=retry_solver(problem),
     )
     more.n_iter += result.n_iter
-    return more, goes_on
+    return more
 
 
 def _continuation_step(full, rho, coef, coarse, stats, options, start):
@@ -552,13 +558,15 @@ def _continuation_step(full, rho, coef, coarse, stats, options, start):
     pass per iteration. The result stands if every far row kept its side
     and stayed in the linear zone of the finer bandwidth (its gradient is
     then the full one); otherwise ``full`` is minimised from it. A solve
-    that stops on its budget goes on (``budgets``, see
-    :func:`_step_minimize`) on ``full``: the near rows' problem may have too
-    few rows for the coefficients. The minimisations start from ``start``
-    (``coef`` extrapolated along the path). ``coarse`` holds the
-    unsmoothed objective, residuals and bandwidth of ``coef``; ``options``
-    is ``(alpha, budgets, tol)``. Returns ``(SolverResult, value, gap,
-    residuals)``, the last three as :func:`pinball_gap` gives them.
+    that stops on its budget goes on with ``budgets`` (``(budget,
+    extra)``, see :func:`_step_minimize`): the near rows' problem with half
+    of ``extra``, then, if it still has not converged (it may have too few
+    rows for the coefficients), ``full`` with the rest. The minimisations
+    start from ``start`` (``coef`` extrapolated along the path).
+    ``coarse`` holds the unsmoothed objective, residuals and bandwidth of
+    ``coef``; ``options`` is ``(alpha, budgets, tol)``. Returns
+    ``(SolverResult, value, gap, residuals)``, the last three as
+    :func:`pinball_gap` gives them.
     """
     coarse_value, residuals, coarse_bandwidth = coarse
     alpha, budgets, tol = options
@@ -567,23 +575,25 @@ def _continuation_step(full, rho, coef, coarse, stats, options, start):
     near = np.abs(residuals) < reach * coarse_bandwidth
     reduced = _near_rows_objective(full, coef, near, residuals)
     if reduced is not None:
-        result, solved = _step_minimize(
-            reduced, start, stats, alpha, tol, budgets, goes_on=full
-        )
-        if not result.converged and solved is reduced:
-            # Too few rows near zero for the coefficients (a problem close
-            # to a vertex of the linear programme): the continuation ends.
-            return result, coarse_value, 0.0, residuals
+        budget, extra = budgets
+        near_budgets = (budget, extra // 2)
+        result = _step_minimize(reduced, start, stats, alpha, tol, near_budgets)
+        if not result.converged:
+            if not extra or result.n_iter < sum(near_budgets):
+                # Too few rows near zero for the coefficients (a problem
+                # close to a vertex of the linear programme), and no
+                # accuracy target left: the continuation ends.
+                return result, coarse_value, 0.0, residuals
+            result = _go_on(full, result, stats, alpha, extra - extra // 2, tol)
+            return (result, *pinball_gap(full, result.coef, rho, l1))
         value, gap, fine_residuals = pinball_gap(full, result.coef, rho, l1)
-        if solved is full:
-            return result, value, gap, fine_residuals
         far = ~near & (full.sample_weight > 0)
         kept = (residuals[far] > 0) == (fine_residuals[far] > 0)
         linear = np.abs(fine_residuals[far]) >= reach * rho.bandwidth
         if np.all(kept & linear):
             return result, value, gap, fine_residuals
         start = result.coef  # some far rows moved in: a close start
-    result, _ = _step_minimize(full, start, stats, alpha, tol, budgets)
+    result = _step_minimize(full, start, stats, alpha, tol, budgets)
     return (result, *pinball_gap(full, result.coef, rho, l1))
 
 
