@@ -358,15 +358,21 @@ def certify(full, rows, coef, reach, l1):
     return moved == 0, value, gap
 
 
-def minimize_near(problem, reduced, coef, budget):
+def minimize_near(problem, reduced, coef, budget, solver=None):
     """The damped solve of the near rows' problem, as memory makes it.
 
     :meth:`skrobust._dask_quantile_smooth.DaskSmooth.minimize` (the solver
-    chosen by the rows of the whole problem), its iterations added to
-    ``problem.n_iter``.
+    chosen by the rows of the whole problem, unless ``solver`` names one),
+    its iterations added to ``problem.n_iter``.
     """
     return problem.minimize(
-        reduced, coef, budget, convex=True, warn=False, multilevel=False
+        reduced,
+        coef,
+        budget,
+        convex=True,
+        solver=solver,
+        warn=False,
+        multilevel=False,
     )
 
 
@@ -451,13 +457,51 @@ def minimize_last(problem, full, coef, budget, warn):
     return problem.minimize(full, coef, budget, warn=warn, multilevel=False)
 
 
-def continuation_step(problem, full, rho, coef, coarse, start, budget):
+def _minimize_all_rows(problem, full, coef, budget, solver=None):
+    """:func:`minimize_near`'s solve on all rows (not recorded as a near one)."""
+    return problem.minimize(
+        full, coef, budget, convex=True, solver=solver, warn=False, multilevel=False
+    )
+
+
+def _step_minimize(problem, objective, start, budgets, near):
+    """:func:`skrobust._quantile_smooth._step_minimize` on dask data.
+
+    A solve that stops on its budget without converging goes on from where
+    it stopped for at most ``extra`` more iterations (:func:`_go_on`).
+    ``near`` says whether ``objective`` is a near rows' problem (solved by
+    :func:`minimize_near`) or the one on all rows.
+    """
+    budget, extra = budgets
+    solve = minimize_near if near else _minimize_all_rows
+    result = solve(problem, objective, start, budget)
+    if result.converged or result.n_iter < budget or extra < 1:
+        return result
+    return _go_on(problem, objective, result, extra, near)
+
+
+def _go_on(problem, objective, result, extra, near):
+    """:func:`skrobust._quantile_smooth._go_on` on dask data.
+
+    The iterations are added to ``problem.n_iter``; ``n_iter`` counts
+    ``result``'s too.
+    """
+    solve = minimize_near if near else _minimize_all_rows
+    solver = _quantile_smooth.retry_solver(objective)
+    more = solve(problem, objective, result.coef, extra, solver)
+    more.n_iter += result.n_iter
+    return more
+
+
+def continuation_step(problem, full, rho, coef, coarse, start, budgets):
     """:func:`skrobust._quantile_smooth._continuation_step` on dask data.
 
     ``full`` is the objective on all rows with the finer loss ``rho``,
     ``coef`` the minimiser for the coarser bandwidth and ``coarse`` its
-    ``(value, bandwidth)``; the solves start from ``start`` with at most
-    ``budget`` iterations. Returns ``(result, value, gap)``, the last two
+    ``(value, bandwidth)``; the solves start from ``start`` with
+    ``budgets``, ``(budget, extra)`` as memory's: the near rows' problem
+    with half of ``extra``, then, if it has not converged, all rows with
+    the rest. Returns ``(result, value, gap)``, the last two
     :func:`skrobust._quantile_smooth.pinball_gap`'s at ``result.coef`` (for
     a near solve that did not converge, the coarse value and 0, as in
     memory). As in memory, when the near rows' solution is not certified
@@ -468,9 +512,14 @@ def continuation_step(problem, full, rho, coef, coarse, start, budget):
     rows = NearRows(Reference(full.setup, coef), reach * coarse_bandwidth)
     reduced = near_rows_objective(full, coef, rows, start)
     if reduced is not None:
-        result = minimize_near(problem, reduced, start, budget)
+        budget, extra = budgets
+        near_budgets = (budget, extra // 2)
+        result = _step_minimize(problem, reduced, start, near_budgets, near=True)
         if not result.converged:
-            return result, coarse_value, 0.0
+            if not extra or result.n_iter < sum(near_budgets):
+                return result, coarse_value, 0.0
+            result = _go_on(problem, full, result, extra - extra // 2, near=False)
+            return (result, *problem.gap(full, rho, result.coef))
         certified, value, gap = certify(
             full, rows, result.coef, reach * rho.bandwidth, problem.l1
         )
@@ -478,7 +527,5 @@ def continuation_step(problem, full, rho, coef, coarse, start, budget):
             return result, value, gap
         problem.n_iter -= result.n_iter  # (memory reports the full solve's)
         start = result.coef
-    result = problem.minimize(
-        full, start, budget, warn=False, multilevel=False, convex=True
-    )
+    result = _step_minimize(problem, full, start, budgets, near=False)
     return (result, *problem.gap(full, rho, result.coef))

@@ -248,13 +248,16 @@ class DaskSmooth:
             scale = 1.0
         return coef, scale
 
-    def minimize(self, objective, coef, budget, convex=False, **kwargs):
-        """:func:`~skrobust._quantile_smooth.minimize_smoothed`, proximal with L1."""
+    def minimize(self, objective, coef, budget, convex=False, solver=None, **kwargs):
+        """:func:`~skrobust._quantile_smooth.minimize_smoothed`, proximal with L1.
+
+        ``solver`` (default: as in memory) names the solver.
+        """
         tol = self.estimator.tol
         # As in memory, the solver is chosen by the objective's own rows (a
         # problem on the rows near a fit: by the fit's).
         n_samples = getattr(objective, "fit_n_samples", objective.n_samples)
-        method = _quantile_smooth.smoothed_solver(self.n_coef, n_samples)
+        method = solver or _quantile_smooth.smoothed_solver(self.n_coef, n_samples)
         if self.l1.any():
             result = _solvers.minimize_l1(
                 objective, coef, self.l1, method, budget, tol, **kwargs
@@ -276,17 +279,19 @@ class DaskSmooth:
 
         return minimize_last(self, objective, coef, budget, warn)
 
-    def continuation_step(self, full, rho, coef, coarse, start, budget):
+    def continuation_step(self, full, rho, coef, coarse, start, budgets):
         """One step of the continuation: ``(result, value, gap)``.
 
         :func:`skrobust._quantile_smooth._continuation_step`, first on the
         rows near the coarser fit ``coef`` (``coarse`` is its ``(value,
         bandwidth)``), as :func:`skrobust._dask_near_rows.continuation_step`
-        makes it; ``value`` and ``gap`` are :meth:`gap`'s at the result.
+        makes it, with ``budgets`` as
+        :func:`~skrobust._quantile_smooth.continuation_budgets` gives them;
+        ``value`` and ``gap`` are :meth:`gap`'s at the result.
         """
         from ._dask_near_rows import continuation_step
 
-        return continuation_step(self, full, rho, coef, coarse, start, budget)
+        return continuation_step(self, full, rho, coef, coarse, start, budgets)
 
     def gap(self, objective, rho, coef):
         """:func:`skrobust._quantile_smooth.pinball_gap` over all rows: (value, gap)."""
@@ -300,24 +305,22 @@ class DaskSmooth:
         """:func:`skrobust._quantile_smooth.refine_smoothed`, each step on all rows."""
         factor = _quantile_smooth._CONTINUATION_FACTOR
         value, gap = self.gap(objective, rho, coef)
-        previous = None
+        previous, hard, first = None, False, self.n_iter
         for _ in range(_quantile_smooth._CONTINUATION_MAX_STEPS):
-            if not gap > _quantile_smooth._CONTINUATION_GAP * value:
+            left = max_iter - (self.n_iter - first)
+            if _quantile_smooth.continuation_ends(value, gap, left, hard):
                 break
             finer, full = self.smoothed(
                 (self.data, self.stats[0]), rho.bandwidth / factor
             )
             start = coef if previous is None else coef + (coef - previous) / factor
+            budgets = _quantile_smooth.continuation_budgets(value, gap, left)
             result, new_value, new_gap = self.continuation_step(
-                full,
-                finer,
-                coef,
-                (value, rho.bandwidth),
-                start,
-                min(max_iter, _quantile_smooth._CONTINUATION_MAX_ITER),
+                full, finer, coef, (value, rho.bandwidth), start, budgets
             )
             if not (result.converged and new_value <= value):
                 break
+            hard = result.n_iter > budgets[0]
             previous, coef, rho, value, gap = (
                 coef,
                 result.coef,

@@ -119,12 +119,13 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         the fit's duality gap, a bound on the excess of its training
         pinball loss over the optimum, is above ``1e-6`` of that loss and
         the loss keeps decreasing. Its training pinball loss is then
-        typically within ``1e-6`` relative of the optimum (and within
-        ``1e-4``), tied or discrete targets (counts with many zeros,
-        rounded values) included; where L-BFGS solves, a step that it
-        cannot finish in 50 iterations ends the lowering (with few rows per
-        coefficient the fit can then stay 1e-4 or more above the optimum:
-        ``"exact"`` reaches it).
+        typically within ``1e-6`` relative of the optimum, and within
+        ``1e-4`` (certified by the gap) unless ``max_iter`` runs out
+        first, tied or discrete targets (counts with many zeros, rounded
+        values) included: a step that cannot finish in 50 iterations ends
+        the lowering only once the gap is below ``1e-4`` of the loss
+        (until then it goes on with the rest of ``max_iter``, by Newton's
+        method where its Hessian is affordable).
         ``"exact"`` finds the minimiser of the objective itself, the optimum
         a linear-programming solver reaches: a smoothed fit (on a strided
         subsample of about 50000 rows for large ``n``) is the preliminary
