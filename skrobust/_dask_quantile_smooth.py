@@ -328,6 +328,9 @@ class DaskSmooth:
                 new_value,
                 new_gap,
             )
+        ran_out = self.n_iter - first >= max_iter
+        if ran_out and gap > _quantile_smooth._GUARANTEED_GAP * value:
+            _quantile_smooth.warn_uncertified(self.estimator.max_iter)
         return coef, rho
 
     def solve(self, start=None, scale=None):

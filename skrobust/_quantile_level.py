@@ -42,6 +42,7 @@ from ._quantile_smooth import (
     minimize_smoothed,
     refine_smoothed,
     smoothed_objective,
+    warn_uncertified,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho
 
@@ -366,7 +367,7 @@ def fit_smooth(
             scale = _residual_scale(residuals, objective.sample_weight) or 1.0
     if refine and estimator.bandwidth == "auto" and n_iter < max_iter:
         # (A bandwidth given is the smoothed estimator's own, conquer's h.)
-        coef, rho, more = refine_smoothed(
+        coef, rho, more, short = refine_smoothed(
             objective,
             rho,
             coef,
@@ -376,6 +377,8 @@ def fit_smooth(
             estimator.tol,
         )
         n_iter += more
+        if short and warn:
+            warn_uncertified(estimator.max_iter)
     ((w, b),) = objective.unstandardize(coef)
     return LevelFit(w, b, rho.bandwidth, n_iter, stats, scale, None)
 

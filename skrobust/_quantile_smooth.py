@@ -10,8 +10,11 @@ bandwidth, stopped by the duality-gap bound of :func:`pinball_gap`.
 solver uses the smoothed fit as its preliminary estimate.
 """
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 
 from . import _solvers
 from ._base import mad_scale, target_offset_scale, weighted_median
@@ -649,6 +652,12 @@ def refine_smoothed(objective, rho, coef, stats, alpha, max_iter, tol):
         The loss (bandwidth) ``coef`` minimises.
     n_iter : int
         Iterations of the continuation steps, at most ``max_iter``.
+    short : bool
+        Whether ``max_iter`` ran out with the gap of ``coef`` still above
+        ``_GUARANTEED_GAP`` of its objective: the caller warns
+        (:func:`warn_uncertified`). (The continuation's other stops, after
+        ``_CONTINUATION_MAX_STEPS`` steps or where the loss stops
+        decreasing, end where the smoothed path cannot improve the fit.)
     """
     l1 = _l1_weights(objective, stats, alpha)
     value, gap, residuals = pinball_gap(objective, coef, rho, l1)
@@ -690,4 +699,21 @@ def refine_smoothed(objective, rho, coef, stats, alpha, max_iter, tol):
             new_gap,
             new_residuals,
         )
-    return coef, rho, n_iter
+    return coef, rho, n_iter, bool(n_iter >= max_iter and gap > _GUARANTEED_GAP * value)
+
+
+def warn_uncertified(max_iter):
+    """The ``ConvergenceWarning`` of a smoothed fit whose gap misses ``1e-4``.
+
+    Raised in memory and on dask alike, when ``max_iter`` runs out with the
+    duality gap above ``_GUARANTEED_GAP`` of the objective: the fit's pinball
+    loss may then exceed the optimum by more than the documented accuracy.
+    """
+    warnings.warn(
+        f"The smoothed quantile fit ended with its duality gap above "
+        f"{_GUARANTEED_GAP:g} of the objective (max_iter={max_iter}): its "
+        "pinball loss may exceed the optimum by more than that. Increase "
+        "max_iter, or use solver='exact'.",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
