@@ -200,7 +200,7 @@ def _reweighted_solve(data, sum_weight, objective, coef, floor):
 def reweighted_start(problem, objective, coef):
     """:func:`~skrobust._base.least_absolute_deviation_start` on all rows.
 
-    ``problem`` is a :class:`skrobust._dask_lad._LadFit`, ``objective`` its
+    ``problem`` is a :class:`skrobust._dask_staged.StagedFit`, ``objective`` its
     least-squares objective on all rows and ``coef`` the least-squares
     start, standardised.
     """

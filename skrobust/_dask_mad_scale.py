@@ -7,7 +7,7 @@ positive weight, its residuals carry no scale and the in-memory fit turns to
 fixed-scale fit, first on every 8th row for large problems, with the
 boundary ``sigma = 0`` solved directly when the secant heads for it
 (:func:`skrobust._scale._collapsed_mad_fit`). This module takes those steps
-on a :class:`skrobust._dask_lad._LadFit`: each fixed-scale fit is its
+on a :class:`skrobust._dask_staged.StagedFit`: each fixed-scale fit is its
 distributed objective on the same rows (every 8th by global index, or
 all), each ``MAD`` (with its RMS fallback) a distributed selection
 (:func:`skrobust._dask.robust_scale`), the secant, polish and stopping
@@ -146,7 +146,7 @@ def _subsample_step(problem):
 def mad_scale_fit(problem, coef, scale):
     """:meth:`skrobust._scale.MADScale.solve`: ``(w, b, scale, converged, message)``.
 
-    ``problem`` is a :class:`skrobust._dask_lad._LadFit`; ``coef`` and
+    ``problem`` is a :class:`skrobust._dask_staged.StagedFit`; ``coef`` and
     ``scale`` the start, in its standardised units.
     """
     if not scale > 0:

@@ -10,7 +10,7 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
    distributed median and MAD of ``y`` standardise it.
 2. **The start on the client**: least squares, its exact-fit shortcut, the
    reweighted L1 start and the MAD of its residuals, by the in-memory
-   functions (:meth:`skrobust._dask_lad._LadFit.start`).
+   functions (:meth:`skrobust._dask_staged.StagedFit.start`).
 3. **The scale rule's solve on the workers**, as :mod:`skrobust._scale`
    takes it:
 
@@ -45,16 +45,18 @@ from ._dask import (
     start_rows_setup,
 )
 from ._dask_brackets import ResidualMedians
-from ._dask_lad import _LadFit, _solve_guarded, _standardised_warm
+from ._dask_lad import _LadFit
+from ._dask_staged import StagedFit, solve_guarded, standardised_warm
 from ._scale import _COLLAPSED_SCALE, _FEW_ROWS_PER_COEF, interpolating_boundary
 from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
 
 
-class ScaleRuleFit(_LadFit):
+class ScaleRuleFit(StagedFit):
     """One output's fit with the joint, MAD or a fixed scale, in standardised units.
 
-    A :class:`~skrobust._dask_lad._LadFit` (its start, objectives and
-    fixed-scale solve) whose :meth:`solve` is the estimator's scale rule.
+    A :class:`~skrobust._dask_staged.StagedFit` (the in-memory start,
+    objectives and fixed-scale solve) whose :meth:`solve` is the
+    estimator's scale rule.
     ``used`` counts the iterations of ``n_iter_``.
     """
 
@@ -74,7 +76,7 @@ class ScaleRuleFit(_LadFit):
         )
 
     def strided_objective(self, template, step=1):
-        """As in ``_LadFit``; on all rows, with the residual medians."""
+        """As in ``StagedFit``; on all rows, with the residual medians."""
         objective = super().strided_objective(template, step)
         if step <= 1:
             objective.residual_medians = self.residual_medians
@@ -199,14 +201,14 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     rule = estimator._scale_rule()
     problem_class = _LadFit if rule.name == "lad" else ScaleRuleFit
     problem = problem_class(estimator, data, stats, start_rows, offset, spread)
-    warm = _standardised_warm(
+    warm = standardised_warm(
         estimator, output, n_outputs, data.n_features, offset, spread
     )
     coef, scale, exact = problem.start(warm)
     if exact is not None:
         (w, b), scale, converged, message = exact, 0.0, True, ""
     else:
-        w, b, scale, converged, message = _solve_guarded(
+        w, b, scale, converged, message = solve_guarded(
             problem, coef, scale, warm is None
         )
     _progress.say(

@@ -190,7 +190,7 @@ def test_fit_on_a_cluster_equals_in_memory_fit(cluster_client):
 
 def test_polish_on_the_solver_hessian_saves_a_round_trip(synchronous, monkeypatch):
     """The fixed-scale fit's polish steps on its solve's Hessian, as in memory."""
-    import skrobust._dask_lad as dask_lad
+    import skrobust._dask_staged as dask_staged
 
     # (Data on which the polish takes a step: the solve's last gradient is
     # not yet at rounding.)
@@ -201,12 +201,12 @@ def test_polish_on_the_solver_hessian_saves_a_round_trip(synchronous, monkeypatc
     memory = HuberRegressor(scale="lad").fit(X, y)
     fitted = HuberRegressor(scale="lad").fit(Xd, y)
     assert_same_fit(fitted, memory)
-    polish = dask_lad._newton_polish
+    polish = dask_staged._newton_polish
 
     def fresh(problem, objective, coef, *args):
         return polish(problem, objective, coef)  # (a Hessian formed for it)
 
-    monkeypatch.setattr(dask_lad, "_newton_polish", fresh)
+    monkeypatch.setattr(dask_staged, "_newton_polish", fresh)
     reference = HuberRegressor(scale="lad").fit(Xd, y)
     assert_same_fit(reference, memory)
     assert fitted._dask_round_trips == reference._dask_round_trips - 1
@@ -271,9 +271,9 @@ def test_l1_start_on_all_rows_when_its_rows_carry_no_weight(
     reweighting once took those scaled weights, and without an intercept
     the fit was 2e-9 from the in-memory one).
     """
-    import skrobust._dask_lad as dask_lad
+    import skrobust._dask_staged as dask_staged
 
-    calls = spy_on(monkeypatch, dask_lad, "reweighted_start")
+    calls = spy_on(monkeypatch, dask_staged, "reweighted_start")
     X, y = make_data(40_000)
     weights = (np.arange(y.size) % 2 == 1).astype(float)
     if tenfold:
@@ -308,9 +308,9 @@ def test_l1_start_on_all_rows_of_a_wide_design(synchronous, monkeypatch, name):
     residuals down to 1e-6 of their median, amplifies the rounding of a
     different summation order beyond 1e-10, in memory as on dask.
     """
-    import skrobust._dask_lad as dask_lad
+    import skrobust._dask_staged as dask_staged
 
-    calls = spy_on(monkeypatch, dask_lad, "reweighted_start")
+    calls = spy_on(monkeypatch, dask_staged, "reweighted_start")
     X, y = make_wide_data(20_000, 64)
     weights = (np.arange(y.size) % 2 == 1).astype(float)
     memory = copy.deepcopy(ESTIMATORS[name]).fit(X, y, sample_weight=weights)
