@@ -173,3 +173,33 @@ def test_weights_of_chunks_lighter_than_the_heaviest_row(
     assert memory.n_iter_ == fitted.n_iter_ == 0
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
     np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-10)
+
+
+def test_no_boundary_check_where_memory_makes_none(synchronous, monkeypatch):
+    """``_boundary_may_be_optimal``'s test with the weight of all rows.
+
+    One row of weight 1 and 59 of weight 0.1: the heaviest four rows weigh
+    1.3 of 6.9, so sigma = 0 cannot be optimal and memory goes straight to
+    Newton's method. The dask test once summed only each chunk's heaviest
+    rows (2.5 in all), passed, and made an exact LAD fit for nothing.
+    """
+    checks = []
+    original = _dask_joint_boundary.collapsed_scale_fit
+
+    def counted(*args):
+        checks.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(_dask_joint_boundary, "collapsed_scale_fit", counted)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.standard_t(3, 60)
+    weights = np.full(60, 0.1)
+    weights[0] = 1.0
+    memory = HuberRegressor().fit(X, y, sample_weight=weights)
+    fitted = HuberRegressor().fit(
+        da.from_array(X, chunks=(15, 3)), y, sample_weight=weights
+    )
+    assert checks == []
+    assert memory.scale_ > 0 and fitted.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10)
