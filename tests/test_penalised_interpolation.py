@@ -116,3 +116,28 @@ def test_dask_takes_the_same_boundary():
     assert fitted.scale_ == memory.scale_ == 0.0
     assert fitted.n_iter_ == memory.n_iter_ == 0
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_an_infinite_penalty_weight_is_no_interpolant():
+    """A column of spread 1e-200 has an infinite penalty weight: no KKT solve.
+
+    LAPACK's least squares does not return on a matrix holding ``inf``; the
+    interpolant is not tried and the fit takes its usual path.
+    """
+    from skrobust._objective import LinearObjective
+    from skrobust._scale import interpolating_boundary
+    from skrobust.losses import FixedScaleLoss, HuberRho, SquaredRho
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4, 8))
+    X[:, 0] *= 1e-200
+    ls = LinearObjective(
+        FixedScaleLoss(SquaredRho()),
+        X,
+        rng.normal(size=4),
+        np.ones(4),
+        [(None, True)],
+        [0.5],
+    )
+    assert not np.all(np.isfinite(ls.penalty))
+    assert interpolating_boundary(ls, HuberRho(1.35)) is None
