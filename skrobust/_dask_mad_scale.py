@@ -78,13 +78,13 @@ def _residual_scale(problem, rows, objective, coef):
     """``initial_scale`` of the residuals at ``coef`` of ``rows`` (data, weight).
 
     The median comes from the fit's last pass on all rows when it bracketed
-    it there (``problem.residual_medians``, if the problem keeps them), else
+    it there (``problem.residual_medians``, where the problem keeps them), else
     from a selection.
     """
     ((w, b),) = objective.unstandardize(coef)
     values = RowValues(problem.offset, problem.spread, w, b)
     stats = (rows[1], problem.stats[1])
-    medians = getattr(problem, "residual_medians", None)
+    medians = problem.residual_medians
     median = None
     if medians is not None and rows[0] is problem.data:
         median = medians.median(w, b)

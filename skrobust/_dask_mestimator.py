@@ -229,7 +229,7 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     intercept_ = float(b * spread + offset)
     scale_ = float(rule.report(scale, spread))
     # The median absolute residual at the fit, if its last pass found it.
-    medians = getattr(problem, "residual_medians", None)
+    medians = problem.residual_medians
     median = None if medians is None else medians.median(w, b)
     extras = residual_attributes(
         estimator,

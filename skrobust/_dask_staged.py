@@ -87,6 +87,9 @@ class StagedFit:
     # Whether the solvers' small strided levels are fetched to the client
     # (:class:`~skrobust._dask_strided.StridedObjective`).
     fetch_levels = False
+    # The medians of absolute residuals its passes on all rows bracket
+    # (a skrobust._dask_brackets.ResidualMedians), where a subclass keeps them.
+    residual_medians = None
 
     def __init__(self, estimator, data, stats, start_rows, offset, spread):
         self.estimator, self.data, self.stats = estimator, data, stats
