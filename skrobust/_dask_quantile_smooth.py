@@ -5,8 +5,9 @@
 the exact median and MAD of ``y``; least squares on the in-memory strided
 subsample and the residual scale of those rows (exact distributed
 medians); the first smoothed fit on every 8th row of all the data
-(:class:`_StridedData`: each chunk's task takes the rows whose global index
-is a multiple of the stride, those of ``X[::8]``), multilevel as in memory;
+(:class:`~skrobust._dask_strided.StridedData`: each chunk's task takes the
+rows whose global index is a multiple of the stride, those of ``X[::8]``),
+multilevel as in memory;
 the second on all rows through a :class:`~skrobust._dask.DaskObjective`,
 first, as in memory, on the rows nearest its centred start with the others
 as an exact linear term, certified or else refitted on all rows
@@ -31,9 +32,7 @@ from . import _dask, _progress, _quantile_level, _quantile_smooth, _solvers
 from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
 from ._dask import _chunk_weights, weighted_median
 from ._dask_quantile_cov import column_covariance
-from ._dask_strided import StridedData as _StridedData
-from ._dask_strided import StridedObjective
-from ._dask_strided import weight_kernel as _weight_kernel
+from ._dask_strided import StridedObjective, rows_of
 from ._objective import LinearObjective
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
 
@@ -117,8 +116,8 @@ class DaskSmooth:
     Coefficients are in the standardised coordinates of the statistics
     pass (``stats[2]``) and standardised ``y`` units; every objective is a
     :class:`~skrobust._dask.DaskObjective` (of all rows, or of every
-    ``step``-th one through :class:`_StridedData`) whose chunks clip the
-    standardised targets at ``+-limit``.
+    ``step``-th one through :class:`~skrobust._dask_strided.StridedData`)
+    whose chunks clip the standardised targets at ``+-limit``.
     """
 
     def __init__(self, estimator, data, stats, sample, y_map, limit):
@@ -142,8 +141,7 @@ class DaskSmooth:
         """``(data, sum of weight / top)`` of every ``step``-th row (all if 1)."""
         if step <= 1:
             return self.data, self.stats[0]
-        strided = _StridedData(self.data, step)
-        weight = sum(strided.map_chunks(_weight_kernel, self.stats[1]))
+        strided, weight = rows_of(self.data, step, self.stats[1])
         return (strided, weight) if weight > 0 else (self.data, self.stats[0])
 
     def objective(self, rows, loss):
