@@ -55,9 +55,7 @@ class SmallDesign:
         ):
             return None
         with np.errstate(over="ignore", invalid="ignore"):
-            designs = [
-                standardised_design(objective, pred) for pred in objective.predictors
-            ]
+            designs = [_shared_design(objective, pred) for pred in objective.predictors]
         if not all(np.isfinite(D).all() for D in designs):
             return None
         return cls(designs)
@@ -130,6 +128,40 @@ class SmallDesign:
             H /= S
             H.flat[:: n_coef + 1] += penalty
         return value, grad, H, hv
+
+
+def _shared_design(objective, pred):
+    """Predictor ``pred``'s standardised design, shared through ``null_cache``.
+
+    The objectives of one fit (a MAD secant's fixed-scale fits, the joint
+    scale's, the far targets' clipped one) have the same rows, weights and
+    coordinates: with a ``null_cache`` (see
+    :meth:`~skrobust._objective.LinearObjective.null_directions`) they
+    share one copy of each design instead of making one each. The copy is
+    never written to.
+    """
+    cache = objective.null_cache
+    if cache is None:
+        return standardised_design(objective, pred)
+    key = (
+        "small design",
+        id(objective.X),
+        id(objective.sample_weight),
+        objective.mean.tobytes() + objective.scale.tobytes(),
+        None if pred.columns is None else pred.columns.tobytes(),
+        pred.fit_intercept,
+    )
+    known = cache.get(key)
+    # (Identity, not only ids: an id can be reused once its array is gone.)
+    if (
+        known is not None
+        and known[0] is objective.X
+        and known[1] is objective.sample_weight
+    ):
+        return known[2]
+    design = standardised_design(objective, pred)
+    cache[key] = (objective.X, objective.sample_weight, design)
+    return design
 
 
 def standardised_design(objective, pred, rows=None):
