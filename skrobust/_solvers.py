@@ -1251,6 +1251,7 @@ def _newton_steps(
     # Whether the next trial point should come with its Hessian, and whether
     # hess is this objective's at coef (not a subsample's, not an older one).
     with_hessian, current = origin == "subsample", origin == "current"
+    factored = (None, None)  # (the Hessian factored, its CholeskyFactor)
     for _ in range(_POLISH_STEPS):
         gnorm = float(np.max(np.abs(grad), initial=0.0))
         if gnorm <= tol or n_iter >= max_iter:
@@ -1264,9 +1265,14 @@ def _newton_steps(
         # its cut-off would drop such a direction instead of stepping in it.
         # Cholesky on the unit-diagonal scaling is blind to that scaling and
         # cheaper than lstsq's SVD, which takes the singular cases.
-        step = cholesky_solve(hess, -grad)
-        if step is None:
+        if factored[0] is not hess:
+            # (A Hessian reused for several steps is factored once.)
+            factored = (hess, CholeskyFactor.of(hess))
+        factor = factored[1]
+        if factor is None:
             step = np.linalg.lstsq(hess, -grad, rcond=None)[0]
+        else:
+            step = factor.solve(-grad)
         trial = coef + step
         if with_hessian:
             trial_value, trial_grad, trial_hess = objective.loss_gradient_hessian(trial)
