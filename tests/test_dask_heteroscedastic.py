@@ -14,7 +14,12 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from _dask_data import CHUNKS, weights_with_empty_chunk
+from _dask_data import (
+    CHUNKS,
+    assert_close_within_rounding,
+    assert_n_iter_within_rounding,
+    weights_with_empty_chunk,
+)
 from sklearn.exceptions import ConvergenceWarning
 
 from skrobust import HeteroscedasticRegressor
@@ -30,8 +35,11 @@ def make_data(n=3000, seed=0):
     return X, y
 
 
+_FITTED = ("coef_", "intercept_", "var_coef_", "var_intercept_")
+
+
 def assert_same_fit(fitted, memory, rtol=1e-10):
-    for name in ("coef_", "intercept_", "var_coef_", "var_intercept_"):
+    for name in _FITTED:
         np.testing.assert_allclose(
             getattr(fitted, name), getattr(memory, name), rtol=rtol, err_msg=name
         )
@@ -63,13 +71,27 @@ def test_equals_in_memory_fit(synchronous, name, weighted):
     yd = da.from_array(y, chunks=(CHUNKS,)) if weighted else y
     wd = da.from_array(weights, chunks=(CHUNKS,)) if weighted else None
     fitted = copy.deepcopy(ESTIMATORS[name]).fit(Xd, yd, sample_weight=wd)
-    assert_same_fit(fitted, memory)
+    if name == "lbfgs":
+        # L-BFGS's path follows the rounding of its sums (its curvature
+        # pairs): on another CPU's BLAS kernels the in-memory fit itself
+        # moves by 1e-8 relative when its rows are reordered.
+        assert_close_within_rounding(fitted, memory, X, y, weights, _FITTED)
+        assert_n_iter_within_rounding(fitted, memory, X, y, weights)
+    else:
+        assert_same_fit(fitted, memory)
     assert memory.n_iter_ > 0
     # Per-row attributes: lazy, with X's row chunks, the in-memory values.
     for attribute in ("weights_", "outliers_"):
         lazy = getattr(fitted, attribute)
         assert isinstance(lazy, da.Array) and lazy.chunks == (CHUNKS,)
-    np.testing.assert_allclose(fitted.weights_.compute(), memory.weights_, rtol=1e-10)
+    # 1 / sigma^2 moves by exp(|x| . |dv| + |dc|) at most when the
+    # log-variance coefficients move by (dv, dc): rounding where they agree.
+    moved = np.abs(X) @ np.abs(fitted.var_coef_ - memory.var_coef_)
+    moved += abs(fitted.var_intercept_ - memory.var_intercept_)
+    np.testing.assert_array_less(
+        np.abs(fitted.weights_.compute() - memory.weights_),
+        memory.weights_ * (np.expm1(np.abs(moved) * 1.01) + 1e-10),
+    )
     np.testing.assert_array_equal(fitted.outliers_.compute(), memory.outliers_)
     if memory.cov_type is not None:
         scale = np.sqrt(np.outer(np.diag(memory.cov_), np.diag(memory.cov_)))

@@ -16,7 +16,13 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from _dask_data import CHUNKS, plane_data, weights_with_empty_chunk
+from _dask_data import (
+    CHUNKS,
+    assert_n_iter_within_rounding,
+    plane_data,
+    reordered_fits,
+    weights_with_empty_chunk,
+)
 
 from skrobust import (
     QuantileRegressor,
@@ -85,10 +91,12 @@ def test_exact_fit_equals_in_memory_fit(synchronous, name, weighted):
         # q = 0.9 lies at the edge of the tenth of the targets shifted by
         # +30: the smoothed start's Hessian is singular but for rounding,
         # and the trust region's iterations follow the rounding of the sums,
-        # in memory too (reordered rows: 22, 29 or 31 iterations).
-        shuffled = np.random.default_rng(1).permutation(y.size)
-        again = copy.deepcopy(CASES[name]).fit(X[shuffled], y[shuffled])
-        assert again.n_iter_ != memory.n_iter_
+        # in memory too (reordered rows: 22, 23 or 31 iterations on one
+        # machine, 22, 29 or 31 on another), and so do the dask fit's.
+        # The iteration count is no property of the fit here: only the
+        # optimum (above) is.
+        counts = {fit.n_iter_ for fit in reordered_fits(memory, X, y)}
+        assert len(counts) > 1
     else:
         assert fitted.n_iter_ == memory.n_iter_
     if fitted.alpha == 0:
@@ -532,7 +540,9 @@ def test_smoothed_fit_whose_residuals_are_mostly_equal(
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=0, atol=1e-10 * scale)
     np.testing.assert_allclose(fitted.intercept_, memory.intercept_, rtol=1e-10)
     np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-10)
-    assert fitted.n_iter_ == memory.n_iter_
+    # Near the plane the iterations follow the rounding of the sums (in
+    # memory too, on reordered rows: 21 to 27 at q = 0.3 with alpha = 0.01).
+    assert_n_iter_within_rounding(fitted, memory, X, y, weights)
     # The fit is near the plane: the smoothed fit's bandwidth is tiny.
     assert memory.bandwidth_ < 1e-4
     if not weighted:
@@ -718,8 +728,10 @@ def test_smooth_last_stage_starts_on_the_near_rows_as_in_memory(
         assert len(solves) == 2 and solves[0][2]  # the first was not certified
     if name == "q0.8-all-rows-after-near-rows":
         assert not certified and not solves[1][2]
-    assert fitted.n_iter_ == memory.n_iter_
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
+    # (tol=1e-13 is at the rounding of the gradient: the last iterations
+    # follow the rounding of the sums, in memory too on reordered rows.)
+    assert_n_iter_within_rounding(fitted, memory, X, y, weights)
 
 
 @pytest.mark.parametrize(
@@ -766,9 +778,17 @@ def test_smooth_continuation_solves_on_the_near_rows_as_in_memory(
     )
     steps = near_solves["memory step"]
     assert steps and all(len(solves) == 1 for solves, _ in steps)
-    assert near_solves["dask step"] == steps
     refitted = [n_iter != solves[0][1] for solves, n_iter in steps]
     assert any(refitted) == (beyond < 1)
-    assert near_solves["dask"] == near_solves["memory"]
-    assert fitted.n_iter_ == memory.n_iter_
+
+    def without_counts(records):
+        # (tol=1e-13 is at the rounding of the gradient: a solve's last
+        # iteration follows the rounding of the sums, in memory too.)
+        return [[(rows, ok) for rows, _, ok in solves] for solves, _ in records]
+
+    assert without_counts(near_solves["dask step"]) == without_counts(steps)
+    assert [(r, ok) for r, _, ok in near_solves["dask"]] == [
+        (r, ok) for r, _, ok in near_solves["memory"]
+    ]
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
+    assert_n_iter_within_rounding(fitted, memory, X, y, weights)
