@@ -214,3 +214,26 @@ def test_dask_heteroscedastic_pins_the_log_variance_slope(
     assert fitted.var_coef_[PINNED] == 0.0 == memory.var_coef_[PINNED]
     assert_allclose(fitted.var_coef_, memory.var_coef_, rtol=1e-8, atol=1e-10)
     assert_allclose(fitted.coef_, memory.coef_, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        HeteroscedasticRegressor(alpha=1.0, cov_type="observed"),
+        QuantileRegressor(alpha=0.1, cov_type="nid"),
+        QuantileRegressor(alpha=0.1, cov_type="iid"),
+        HuberRegressor(cov_type="sandwich"),
+    ],
+    ids=repr,
+)
+def test_a_covariance_beyond_the_float_range_is_refused_clearly(estimator):
+    """The variance of a 1e-160 column's coefficient is ~1e318: a clear ValueError.
+
+    (It is beyond 1e308 whether the fit pins the coefficient or not: the
+    formulas count that column's information, ~1e-318. The M-estimators
+    refuse ``cov_type`` with ``alpha > 0`` anyway.) It used to overflow
+    with a RuntimeWarning and return inf and NaN.
+    """
+    X, y = make_data(200, 5, 1e-160)
+    with pytest.raises(ValueError, match="beyond the floating-point range"):
+        fit_quietly(estimator, X, y)
