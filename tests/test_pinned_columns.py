@@ -117,14 +117,20 @@ def test_a_pinned_column_is_the_fit_without_it(name, n, p, spread):
     assert_column_left_out(fitted, without)
 
 
+@pytest.mark.parametrize("spread", [1e-160, 1e-12])
 @pytest.mark.parametrize("name", ["huber-joint", "huber-mad", "logcosh-joint"])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_sparse_designs_and_weights_pin_it_too(name, sparse):
-    """Sample weights (zeros among them) and a sparse ``X``: the same rule."""
+def test_sparse_designs_and_weights_pin_it_too(name, sparse, spread):
+    """Sample weights (zeros among them) and a sparse ``X``: the same rule.
+
+    Rows without weight take the passes in row blocks (not the small
+    design's copy): standardised explicitly for a spread of 1e-160, by the
+    coefficient map for 1e-12 (a weight of ~4e21, finite but pinned).
+    """
     estimator = ESTIMATORS[name]
-    X, y = make_data(300, 5, 1e-160, seed=1)
-    X[np.abs(X) < 0.5] = 0.0  # (sparse, and the tiny column mostly zeros)
-    X[:5, PINNED] = 1e-160
+    X, y = make_data(300, 5, spread, seed=1)
+    X[np.abs(X) < 0.5] = 0.0  # (sparse; the tiny column 0 but for 5 rows)
+    X[:5, PINNED] = spread
     weights = np.random.default_rng(2).integers(0, 4, size=y.size).astype(float)
     design = sp.csr_array(X) if sparse else X
     kept = sp.csr_array(np.delete(X, PINNED, 1)) if sparse else np.delete(X, PINNED, 1)
