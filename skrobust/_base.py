@@ -704,6 +704,7 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
                 [(None, fit_intercept)],
                 [l2 * penalty_factor],
                 column_stats=start_objective.column_stats,
+                pinned=start_objective.pinned,
             )
             if objective.n_coef > ITERATIVE_MIN_COEF:
                 # A reweighting step from the previous one needs few digits.

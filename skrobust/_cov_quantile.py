@@ -60,7 +60,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _progress
-from ._inference import design_center, uncentre, weighted_grams
+from ._inference import design_center, finite_covariance, uncentre, weighted_grams
 
 # summary.rq's eps (``.Machine$double.eps^(1/2)``): residuals below it in
 # absolute value count as zero for "iid", and it is subtracted from the
@@ -201,13 +201,18 @@ def _inverse_gram(gram, what):
     diagonal = np.diag(gram)
     if not np.all(diagonal > 0):
         raise np.linalg.LinAlgError(f"{what} is singular (a zero column).")
-    scale = 1.0 / np.sqrt(diagonal)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # (A column of spread below ~1e-154: 1 / diagonal overflows.)
+        outer = finite_covariance(
+            np.outer(1.0 / np.sqrt(diagonal), 1.0 / np.sqrt(diagonal))
+        )
     try:
-        factor = scipy.linalg.cho_factor(gram * np.outer(scale, scale))
+        factor = scipy.linalg.cho_factor(gram * outer)
     except np.linalg.LinAlgError as error:
         raise np.linalg.LinAlgError(f"{what} is not positive definite.") from error
     inverse = scipy.linalg.cho_solve(factor, np.eye(gram.shape[0]))
-    return inverse * np.outer(scale, scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return finite_covariance(inverse * outer)
 
 
 def _barrodale_roberts(design, target, quantile):

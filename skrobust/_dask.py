@@ -869,14 +869,18 @@ class _ChunkSetup:
 
     ``limit``, when set, clips the standardised targets at ``+-limit`` (the
     smoothed quantile fit's guard against wild targets). Subclasses make the
-    targets otherwise by overriding :meth:`targets`.
+    targets otherwise by overriding :meth:`targets`. ``pinned`` are the
+    penalised template's pinned columns (its ``pinned``; None for none),
+    which the chunks' unpenalised objectives read as zeros too.
     """
 
     limit = None
 
-    def __init__(self, loss, predictors, column_stats, y_offset, y_spread, top):
+    def __init__(
+        self, loss, predictors, column_stats, y_offset, y_spread, top, pinned=None
+    ):
         self.loss, self.predictors = loss, predictors
-        self.column_stats = column_stats
+        self.column_stats, self.pinned = column_stats, pinned
         self.y_offset, self.y_spread, self.top = y_offset, y_spread, top
 
     def targets(self, X_c, y_c, weights):
@@ -908,6 +912,7 @@ class _ChunkSetup:
             self.predictors,
             [0.0] * len(self.predictors),
             column_stats=self.column_stats,
+            pinned=self.pinned,
         )
         return objective, chunk_weight
 
@@ -971,6 +976,7 @@ class DaskObjective:
             y_offset,
             y_spread,
             stats[1],
+            template.pinned,
         )
         self.predictors = template.predictors
         self.penalty = template.penalty

@@ -295,6 +295,7 @@ class _Problem:
             0.0,
             1.0,
             top,
+            template.pinned,
         )
         setup = setup_class(setup, *targets)
         # (A strided level of at most FETCHED_LEVEL_ROWS is solved on the client.)

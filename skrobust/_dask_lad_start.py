@@ -87,6 +87,7 @@ def _reweighted_kernel(X_c, y_c, w_c, setup, coef, floor):
         setup.predictors,
         [0.0],
         column_stats=setup.column_stats,
+        pinned=setup.pinned,
     )
     zero = np.zeros(reweighted.n_coef)
     _, grad, hess, _ = reweighted._pass(zero, gradient=True, hessian=True)

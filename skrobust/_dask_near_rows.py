@@ -66,6 +66,7 @@ def _chunk_objective(setup, X_c, y_c, w_c):
         setup.predictors,
         [0.0] * len(setup.predictors),
         column_stats=setup.column_stats,
+        pinned=setup.pinned,
     )
     return objective, weights
 
@@ -150,6 +151,7 @@ class NearRows:
                 objective.predictor_spec,
                 [0.0],
                 column_stats=objective.column_stats,
+                pinned=objective.pinned,
             )
         with _kept_lock:
             kept = _kept.setdefault(self.token, {})

@@ -149,6 +149,7 @@ class StagedFit:
             self.offset,
             self.spread,
             self.stats[1],
+            template.pinned,
         )
         if self.clip is not None:
             setup = FarClippedSetup(setup, self.clip)

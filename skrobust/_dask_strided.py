@@ -105,6 +105,7 @@ def fetched_objective(data, step, top, template, setup):
         template.predictor_spec,
         template.l2,
         column_stats=template.column_stats,
+        pinned=template.pinned,
     )
 
 

@@ -523,12 +523,40 @@ def inverse_symmetric(matrix):
     The matrix is equilibrated first (divided by the square roots of its
     diagonal on both sides), so that columns of very different sizes do not
     count as rank deficiency; eigenvalues below ``1e-12`` times the largest
-    (in absolute value) of the equilibrated matrix count as zero.
+    (in absolute value) of the equilibrated matrix count as zero. Raises
+    ``ValueError`` where the inverse is beyond the floating-point range
+    (see :func:`finite_covariance`).
     """
     size = np.sqrt(np.abs(np.diag(matrix)))
     size[~(size > 0)] = 1.0
-    scaled = matrix / np.outer(size, size)
-    return linalg.pinvh(scaled, atol=0.0, rtol=1e-12) / np.outer(size, size)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scaled = matrix / np.outer(size, size)
+        if not np.all(np.isfinite(scaled)):
+            return finite_covariance(scaled)  # (raises)
+        inverse = linalg.pinvh(scaled, atol=0.0, rtol=1e-12) / np.outer(size, size)
+    return finite_covariance(inverse)
+
+
+def finite_covariance(cov):
+    """``cov``, or a ``ValueError`` if some entry overflowed.
+
+    A covariance with inf entries is refused rather than returned (its
+    products with the zeros of the centring map would make every entry
+    NaN). It happens for the coefficient of a column of spread below
+    ~1e-154, whose variance, of order ``1 / (n spread^2)``, exceeds 1e308:
+    whether the fit is penalised or not, for ``cov_type``'s formulas count
+    that column's information (a ridge's pinned coefficient is 0, but the
+    covariance is that of the unpenalised estimator, or with the ridge as a
+    prior, see the estimators).
+    """
+    if not np.all(np.isfinite(cov)):
+        raise ValueError(
+            "cov_type: the covariance of the estimates is beyond the "
+            "floating-point range (a variance above 1e308): a column of X has "
+            "a spread below ~1e-154, or is as nearly collinear with others. "
+            "Rescale or drop that column, or fit without cov_type."
+        )
+    return cov
 
 
 def set_inference_attributes(estimator, cov):

@@ -68,6 +68,15 @@ _MAX_BLOCK_ELEMENTS = 2**20
 _WHOLE_PASS_ELEMENTS = 2**19
 
 
+# A standardised penalty weight above this (1 / eps, 4.5e15; and inf, for a
+# column of spread below ~1e-154) pins its coefficient at 0. In the Hessian's
+# entry ``penalty + curvature`` the data's share (of order one on a unit
+# column) is then below the weight's rounding, and the exact coefficient,
+# ``-gradient / penalty``, moves the fitted values by less than eps of the
+# gradient: the column cannot be resolved, and held in the solve it would
+# only feed overflows (inf * 0) and condition numbers beyond 1e15 to it.
+PINNED_PENALTY = 1.0 / np.finfo(float).eps
+
 # Rows of the strided sample on which null_directions looks for candidates.
 _NULL_SPACE_SAMPLE_ROWS = 5_000
 
@@ -294,15 +303,18 @@ class _Predictor:
 
     ``T`` maps standardised coefficients ``(w, b)`` to the coefficients of
     the rows as they are read (raw ``X``, or blocks already standardised):
-    ``w_raw = w * inv_scale`` and ``b_raw = b - shift @ w_raw``.
+    ``w_raw = w * inv_scale`` and ``b_raw = b - shift @ w_raw``; a pinned
+    column (see :func:`_build_predictors`) has ``inv_scale`` 0, so that its
+    raw coefficient is 0 and its gradient and Hessian entries are too.
     """
 
-    def __init__(self, columns, fit_intercept, inv_scale, shift, coef_slice):
+    def __init__(self, columns, fit_intercept, inv_scale, shift, coef_slice, pinned):
         self.columns = columns  # None for all columns
         self.fit_intercept = fit_intercept
-        self.inv_scale = inv_scale
+        self.inv_scale = inv_scale  # 0 where pinned: those columns read as 0
         self.shift = shift
         self.slice = coef_slice
+        self.pinned = pinned  # (boolean, one per column)
         self.p = inv_scale.size
 
     def to_raw(self, c):
@@ -344,31 +356,53 @@ def _gram_from_raw(a, b, G, xa_d, xb_d, d_sum):
     return out
 
 
-def _build_predictors(spec, l2, n_features, mean, inv_scale, explicit_centering):
+def _build_predictors(
+    spec, l2, n_features, mean, inv_scale, explicit_centering, pinned=None
+):
     """Each predictor's column map and coefficient slice, and the penalty.
 
     Returns ``(predictors, n_coef, penalty)``; the penalty is on the
     coefficients of the original columns (``lambda / scale^2`` on the
     standardised ones).
+
+    The one place where columns are taken out of the solve: a column whose
+    standardised weight ``lambda / scale^2`` exceeds ``PINNED_PENALTY``
+    (spreads below ``sqrt(lambda eps)``; inf below ~1e-154) is *pinned*:
+    its coefficient is held at exactly 0, which is the exact minimiser to
+    within rounding. The map reads it as a column of zeros (``inv_scale``
+    0) and its weight is replaced by 1, so that solvers see a decoupled
+    coordinate ``c^2 / 2``, minimal at 0, and never an infinite or
+    unresolvable weight; the fit is that without the column. ``pinned``
+    (one boolean array per predictor) imposes the pins of another
+    objective instead, for the unpenalised parts of a penalised sum (a
+    Dask chunk's objective).
     """
     predictors, penalty = [], []
     start = 0
-    for (cols, fit), lam in zip(spec, l2, strict=True):
+    for j, ((cols, fit), lam) in enumerate(zip(spec, l2, strict=True)):
         idx = np.arange(n_features) if cols is None else cols
         size = idx.size + fit
-        if explicit_centering:  # blocks arrive standardised
-            col_inv_scale, shift = np.ones(idx.size), np.zeros(idx.size)
-        else:
-            col_inv_scale, shift = inv_scale[idx], mean[idx]
-        predictors.append(
-            _Predictor(cols, fit, col_inv_scale, shift, slice(start, start + size))
-        )
         pen = np.zeros(size)
         if lam:
             # (Columns of size 1e-200 have coefficients of 1e200: their
-            # squared penalty weight may overflow to inf, as it should.)
+            # squared penalty weight may overflow to inf; they are pinned.)
             with np.errstate(over="ignore"):
                 pen[: idx.size] = lam * inv_scale[idx] ** 2
+        if pinned is None:
+            pins = pen[: idx.size] > PINNED_PENALTY
+        else:
+            pins = np.asarray(pinned[j], dtype=bool)
+        pen[: idx.size][pins & (pen[: idx.size] > 0)] = 1.0
+        if explicit_centering:  # blocks arrive standardised
+            col_inv_scale, shift = np.ones(idx.size), np.zeros(idx.size)
+        else:
+            col_inv_scale, shift = inv_scale[idx].copy(), mean[idx]
+        col_inv_scale[pins] = 0.0
+        predictors.append(
+            _Predictor(
+                cols, fit, col_inv_scale, shift, slice(start, start + size), pins
+            )
+        )
         penalty.append(pen)
         start += size
     return predictors, start, np.concatenate(penalty)
@@ -397,9 +431,30 @@ class LinearObjective:
         ``(mean, scale)`` of another objective on the same ``X`` and weights
         (its ``column_stats``), to skip the pass that computes them. Their
         coefficient vectors are then in the same coordinates.
+    pinned : list of ndarray of bool, default=None
+        Per predictor, the columns whose coefficient is held at 0 (another
+        objective's ``pinned``, for an unpenalised part of its sum). By
+        default those whose standardised penalty weight exceeds
+        ``PINNED_PENALTY`` (see :func:`_build_predictors`).
+
+    Attributes
+    ----------
+    pinned : list of ndarray of bool
+        Per predictor, the columns held at 0; their coefficients in
+        :meth:`unstandardize` are exactly 0.
     """
 
-    def __init__(self, loss, X, y, sample_weight, predictors, l2, column_stats=None):
+    def __init__(
+        self,
+        loss,
+        X,
+        y,
+        sample_weight,
+        predictors,
+        l2,
+        column_stats=None,
+        pinned=None,
+    ):
         if len(predictors) != loss.n_predictors:
             raise ValueError("one (columns, fit_intercept) entry per predictor")
         self.loss = loss
@@ -428,7 +483,9 @@ class LinearObjective:
             self.mean,
             self.inv_scale,
             self.explicit_centering,
+            pinned,
         )
+        self.pinned = [pred.pinned for pred in self.predictors]
         self._designs = None  # the small design's copy, once built
         # Whether passes keep their linear predictors for raw_prediction at
         # the same point (a fit that needs its residuals after each solve).
@@ -479,6 +536,7 @@ class LinearObjective:
             self.predictor_spec,
             self.l2,
             column_stats=self.column_stats,
+            pinned=self.pinned,
         )
 
     def dense_design(self, rows=None):
@@ -719,13 +777,15 @@ class LinearObjective:
         """Per predictor ``(w_j, b_j)`` in the units of the original columns.
 
         ``b_j`` is 0.0 for a predictor without an intercept (its columns are
-        then not centred either, so none is lost).
+        then not centred either, so none is lost). Pinned columns have
+        ``w`` exactly 0.
         """
         out = []
         for pred in self.predictors:
             c = coef[pred.slice]
             idx = self._columns(pred)
             w = c[: pred.p] * self.inv_scale[idx]
+            w[pred.pinned] = 0.0
             b = float(c[pred.p] - self.mean[idx] @ w) if pred.fit_intercept else 0.0
             out.append((w, b))
         return out
@@ -737,6 +797,7 @@ class LinearObjective:
             c = coef[pred.slice]
             idx = self._columns(pred)
             c[: pred.p] = w * self.scale[idx]
+            c[: pred.p][pred.pinned] = 0.0  # (their minimiser)
             if pred.fit_intercept:
                 c[pred.p] = b + self.mean[idx] @ w
         return coef

@@ -794,9 +794,7 @@ def interpolating_boundary(ls, rho):
     rows = ls.sample_weight > 0
     design = ls.dense_design(rows)
     n_rows, n_coef = design.shape
-    if n_rows > n_coef or not np.all(np.isfinite(ls.penalty)):
-        # (A column of spread below ~1e-154 has an infinite penalty weight,
-        # on which LAPACK's least squares would not return.)
+    if n_rows > n_coef:
         return None
     kkt = np.zeros((n_coef + n_rows, n_coef + n_rows))
     kkt[:n_coef, :n_coef] = np.diag(ls.penalty)

@@ -171,7 +171,7 @@ def standardised_design(objective, pred, rows=None):
     default: all), so that ``design @ c`` is its raw prediction at ``c``. A
     copy: meant for small data and for the small subsamples that starts are
     computed on, where one product with a contiguous matrix beats a pass
-    in blocks.
+    in blocks. Pinned columns are zeros.
     """
     idx = objective._columns(pred)
     X = objective.X if rows is None else objective.X[rows]
@@ -183,6 +183,7 @@ def standardised_design(objective, pred, rows=None):
     body = design[:, : idx.size]
     np.subtract(X, objective.mean[idx], out=body)
     body *= objective.inv_scale[idx]
+    body[:, pred.pinned] = 0.0  # (their coefficients are held at 0)
     if pred.fit_intercept:
         design[:, idx.size] = 1.0
     return design

@@ -118,11 +118,13 @@ def test_dask_takes_the_same_boundary():
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-10, atol=1e-12)
 
 
-def test_an_infinite_penalty_weight_is_no_interpolant():
-    """A column of spread 1e-200 has an infinite penalty weight: no KKT solve.
+def test_an_infinite_penalty_weight_is_the_column_left_out():
+    """A column of spread 1e-200 has an infinite penalty weight: it is pinned.
 
-    LAPACK's least squares does not return on a matrix holding ``inf``; the
-    interpolant is not tried and the fit takes its usual path.
+    Its coefficient is held at 0 (the solve never sees the infinite weight,
+    on which LAPACK's least squares did not return), and the interpolant is
+    that of the design without the column: the KKT solve on the remaining
+    columns, computed here on ``X[:, 1:]``.
     """
     from skrobust._objective import LinearObjective
     from skrobust._scale import interpolating_boundary
@@ -131,13 +133,17 @@ def test_an_infinite_penalty_weight_is_no_interpolant():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4, 8))
     X[:, 0] *= 1e-200
-    ls = LinearObjective(
-        FixedScaleLoss(SquaredRho()),
-        X,
-        rng.normal(size=4),
-        np.ones(4),
-        [(None, True)],
-        [0.5],
-    )
-    assert not np.all(np.isfinite(ls.penalty))
-    assert interpolating_boundary(ls, HuberRho(1.35)) is None
+    y = rng.normal(size=4)
+
+    def boundary(design):
+        ls = LinearObjective(
+            FixedScaleLoss(SquaredRho()), design, y, np.ones(4), [(None, True)], [0.5]
+        )
+        assert np.all(np.isfinite(ls.penalty))
+        return interpolating_boundary(ls, HuberRho(1.35))
+
+    pinned, without = boundary(X), boundary(X[:, 1:])
+    assert pinned is not None and without is not None
+    assert pinned.w[0] == 0.0
+    np.testing.assert_allclose(pinned.w[1:], without.w, rtol=1e-12, atol=1e-15)
+    assert pinned.b == pytest.approx(without.b, rel=1e-12)
