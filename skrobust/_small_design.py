@@ -150,6 +150,7 @@ def _shared_design(objective, pred):
         objective.mean.tobytes() + objective.scale.tobytes(),
         None if pred.columns is None else pred.columns.tobytes(),
         pred.fit_intercept,
+        pred.pinned.tobytes(),  # (zeros in the copy; a ridge decides them)
     )
     known = cache.get(key)
     # (Identity, not only ids: an id can be reused once its array is gone.)
