@@ -5,7 +5,7 @@ so that freed memory goes back to the system at once. Setting it turns off
 glibc's adaptive thresholds: every array of 128 KiB or more is then mapped
 and unmapped, and every free of more than 64 KiB at the top of the heap
 shrinks it. A pass over a chunk allocates and frees such temporaries for
-each row block (the objective's half-megabyte blocks), and the page faults
+each row block (the objective's blocks of a few megabytes), and the page faults
 of memory handed back and taken again made a Hessian pass ~4x slower than
 with glibc's defaults (bench_dask's two worker configurations: a Huber fit
 5x the numpy fit instead of 2x at n = 2e6).

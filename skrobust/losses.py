@@ -483,34 +483,46 @@ class LogCoshRho(ResidualFunction):
     def _fused(self, z):
         """``(rho, rho', rho'')`` to full relative precision, without masks.
 
-        With ``x = |z| / delta``, ``e = exp(-2x)`` and ``t = tanh x``:
-        ``sech^2 x = 4 e / (1 + e)^2`` (full relative precision in the
-        tails, where ``1 - t^2`` would round to zero) and, below ``x = 1``,
-        ``log cosh x = -log1p(-t^2) / 2`` (full relative precision near zero,
-        where the tail form cancels), above it ``x + log1p(e) - log 2``. Both
-        branches are computed for every row and one is picked by
-        ``np.where``: selecting rows with a boolean mask, gathering and
-        scattering them costs more than the arithmetic it saves. The tests
-        compare these against the separate methods and finite differences.
+        With ``x = |z| / delta``, ``e = exp(-2x)`` and ``m = expm1(-2x)``:
+        ``tanh x = -m / (2 + m)`` (full relative precision near zero, where
+        ``(1 - e) / (1 + e)`` would cancel), ``sech^2 x = 4 e / (1 + e)^2``
+        (full relative precision in the tails, where ``1 - tanh^2`` would
+        round to zero) and, below ``x = 1``, ``log cosh x = -log1p(-tanh^2
+        x) / 2`` (full relative precision near zero, where the tail form
+        cancels), above it ``x + log1p(e) - log 2``. Three transcendental
+        functions per row: ``exp``, ``expm1`` and one ``log1p`` of the
+        argument each branch needs (``expm1`` costs less than ``tanh``, and
+        one ``log1p`` half of two). The branches are picked by ``np.where``:
+        selecting rows with a boolean mask, gathering and scattering them
+        costs more than the arithmetic it saves. The tests compare these
+        against the separate methods and finite differences.
         """
-        z, x, e = self._x_and_e(z)
-        t = np.tanh(x)
+        z = np.asarray(z, dtype=float)
+        x = np.abs(z)
+        if self.delta != 1.0:
+            np.divide(x, self.delta, out=x)
+        m = np.multiply(x, -2.0)
+        e = np.exp(m)
+        m = np.expm1(m, out=m)
+        t = m + 2.0
+        np.divide(m, t, out=t)
+        np.negative(t, out=t)
         one_plus_e = e + 1.0
         dpsi = e / one_plus_e
         dpsi /= one_plus_e
         dpsi *= 4.0
-        # log cosh x, near zero and in the tails.
-        near = t * t
-        # Only x < 1 (t^2 < 0.59) uses this form: the cap keeps t = 1 from
-        # log1p(-1) = -inf, whose special-case path is slow.
-        np.minimum(near, 0.75, out=near)
-        np.negative(near, out=near)
-        np.log1p(near, out=near)
-        near *= -0.5
-        tail = np.log1p(e)
-        tail += x
+        near = x < 1.0
+        # log1p's argument: -tanh^2 x near zero, e in the tails. (The cap
+        # keeps t = 1, where only the tail form is used, from log1p(-1) =
+        # -inf, whose special-case path is slow.)
+        square = np.multiply(t, t, out=m)
+        np.minimum(square, 0.75, out=square)
+        np.negative(square, out=square)
+        log1p = np.log1p(np.where(near, square, e))
+        tail = log1p + x
         tail -= _LOG2
-        lc = np.where(x < 1.0, near, tail)
+        log1p *= -0.5
+        lc = np.where(near, log1p, tail)
         psi = np.copysign(t, z, out=t)
         if self.delta != 1.0:
             lc *= self.delta**2
