@@ -112,6 +112,22 @@ def test_a_level_that_interpolates_a_far_target_reaches_the_optimum():
     assert np.isfinite(QuantileRegressor(quantile=0.95).fit(X, y).bandwidth_)
 
 
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_too_few_iterations_for_a_smoothed_fit_still_fit(max_iter):
+    """With max_iter < 3 the exact solver makes no smoothed fit (the whole
+    programme at once): every level is still the LP optimum, and its
+    bandwidth_ is NaN (it raised an AttributeError)."""
+    X, y = heteroscedastic(200, 2, seed=5, df=3)
+    levels = [0.2, 0.5, 0.8]
+    multi = MultiQuantileRegressor(levels, solver="exact", max_iter=max_iter)
+    multi.fit(X, y)
+    for j, q in enumerate(levels):
+        f = objective(X, y, multi.coef_[j], multi.intercept_[j], q)
+        f_lp = linprog_optimum(X, y, q)
+        assert abs(f - f_lp) <= 1e-9 * f_lp
+    assert np.isnan(multi.bandwidth_).all()
+
+
 def test_smooth_levels_are_near_the_optimum():
     X, y = heteroscedastic(10_000, 5, seed=4, df=3)
     levels = np.arange(1, 10) / 10
