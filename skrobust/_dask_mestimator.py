@@ -19,7 +19,9 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
      (:func:`skrobust._dask_mad_scale.mad_scale_fit`);
    - a fixed scale: the fixed-scale objective on all rows, solved by the
      in-memory multilevel solver, then the Newton polish
-     (:func:`skrobust._scale._fixed_scale_fit`);
+     (:func:`skrobust._scale._fixed_scale_fit`), from the exact LAD fit
+     where the scale is far below the spread of ``y``
+     (:meth:`ScaleRuleFit.fixed_scale_fit`);
    - ``scale="joint"``: :meth:`skrobust._scale.JointScale.solve`, its
      boundary ``sigma = 0`` by :mod:`skrobust._dask_joint_boundary`
      (:func:`joint_fit`).
@@ -32,6 +34,8 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
 4. **Attributes** as for every M-estimator
    (:func:`skrobust._dask.residual_attributes`).
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -47,7 +51,13 @@ from ._dask import (
 from ._dask_brackets import ResidualMedians
 from ._dask_lad import _LadFit
 from ._dask_staged import StagedFit, solve_guarded, standardised_warm
-from ._scale import _COLLAPSED_SCALE, _FEW_ROWS_PER_COEF, interpolating_boundary
+from ._scale import (
+    _COLLAPSED_SCALE,
+    _FEW_ROWS_PER_COEF,
+    fixed_scale_tol,
+    interpolating_boundary,
+    starts_from_exact_lad,
+)
 from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
 
 
@@ -91,13 +101,35 @@ class ScaleRuleFit(StagedFit):
         from ._dask_mad_scale import mad_scale_fit
 
         if self.rule.name == "fixed":
-            scale = self.rule.value / self.spread
-            objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
-            w, b, converged, message = self.solve_and_polish(objective, coef)
-            return w, b, scale, converged, message
+            return self.fixed_scale_fit(coef)
         if self.rule.name == "mad":
             return mad_scale_fit(self, coef, scale)
         return joint_fit(self, coef, scale)
+
+    def fixed_scale_fit(self, coef):
+        """:meth:`skrobust._scale.FixedScale.solve`, as :meth:`solve` returns.
+
+        As in memory: from the exact LAD fit (a dask exact quantile fit)
+        where :func:`~skrobust._scale.starts_from_exact_lad`, to the
+        tolerance of :func:`~skrobust._scale.fixed_scale_tol`.
+        """
+        from ._dask_joint_boundary import exact_lad_fit
+
+        scale = self.rule.value / self.spread
+        if starts_from_exact_lad(self.rho, scale, self.l2):
+            maps = self.template_for_maps()
+            ((w, b),) = maps.unstandardize(coef)
+            w, b = exact_lad_fit(self.data, self.y_map, self.fit_intercept, w, b)
+            coef = maps.standardize([(w, b)])
+        objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
+        options = self.options
+        tol = fixed_scale_tol(self.rho, scale, options.tol)
+        self.options = dataclasses.replace(options, tol=tol)
+        try:
+            w, b, converged, message = self.solve_and_polish(objective, coef)
+        finally:
+            self.options = options
+        return w, b, scale, converged, message
 
 
 def _top_weights_kernel(X_c, y_c, w_c, k, top):
