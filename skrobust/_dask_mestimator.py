@@ -56,6 +56,7 @@ from ._scale import (
     _FEW_ROWS_PER_COEF,
     fixed_scale_tol,
     interpolating_boundary,
+    penalised_start_scale,
     starts_from_exact_lad,
 )
 from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
@@ -173,6 +174,7 @@ def joint_fit(problem, coef, scale):
     if collapsed_start:  # as _positive_scale
         values = RowValues(problem.offset, problem.spread, w, b)
         scale = robust_scale(problem.data, problem.stats, problem.start_rows, values)
+    scale = penalised_start_scale(scale, problem.l2)
     unpenalised = problem.estimator.alpha == 0
     if (
         not unpenalised
