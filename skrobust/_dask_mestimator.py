@@ -43,6 +43,7 @@ from . import _progress, _solvers
 from ._dask import (
     RowValues,
     _chunk_weights,
+    plausible_warm,
     residual_attributes,
     robust_scale,
     standardise_targets,
@@ -237,9 +238,19 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     rule = estimator._scale_rule()
     problem_class = _LadFit if rule.name == "lad" else ScaleRuleFit
     problem = problem_class(estimator, data, stats, start_rows, offset, spread)
-    warm = standardised_warm(
-        estimator, output, n_outputs, data.n_features, offset, spread
+    warm = plausible_warm(
+        estimator,
+        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        data,
+        stats,
+        start_rows,
+        offset,
+        spread,
     )
+    if warm is not None:
+        warm = standardised_warm(
+            estimator, output, n_outputs, data.n_features, offset, spread
+        )
     coef, scale, exact = problem.start(warm)
     if exact is not None:
         (w, b), scale, converged, message = exact, 0.0, True, ""
