@@ -366,6 +366,29 @@ class StandardisedFit:
     converged: bool = True
 
 
+# A warm start whose residuals' robust scale is more than this many robust
+# spreads of y (those of a start at the median) is no start: y was rescaled
+# or replaced since the previous fit.
+WARM_START_MAX_SPREADS = 1e3
+
+
+def warm_start_is_plausible(X, y_std, sample_weight, warm):
+    """Whether a warm start (standardised units) is within reach of the new fit.
+
+    Its residuals' normalised MAD (rows of positive weight) at most
+    ``WARM_START_MAX_SPREADS`` spreads of ``y``. A start from a fit to ``y``
+    1e6 times larger is 1e6 spreads away: Newton's method and the smoothed
+    quantile solver spent ``max_iter`` and warned, and the heteroscedastic
+    likelihood, its variance as far off, is flat there and stopped
+    "converged" after 6 iterations, 1e12 times off, without a warning.
+    """
+    rows = sample_weight > 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        residuals = y_std[rows] - safe_sparse_dot(X[rows], warm.coef) - warm.intercept
+        scale = mad_scale(residuals, sample_weight[rows])
+    return bool(scale <= WARM_START_MAX_SPREADS)
+
+
 class RobustLinearRegressor(RegressorMixin, BaseEstimator):
     """Shared machinery of skrobust's linear estimators, and the fit template.
 
@@ -418,6 +441,11 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         for k in _progress.loop(range(columns.shape[1]), columns.shape[1], "output"):
             y_k = columns[:, k]
             offset, spread = self._target_offset_scale(y_k, sample_weight)
+            # A zero-weight row enters no fit, but its y can be any finite
+            # number: divided by a small spread it would overflow.
+            with np.errstate(over="ignore"):
+                y_std = (y_k - offset) / spread
+            y_std[~(sample_weight > 0)] = 0.0
             warm = self._warm_start_fit(k, columns.shape[1], X.shape[1])
             if warm is not None:
                 intercept = warm.intercept - offset if self.fit_intercept else 0.0
@@ -427,11 +455,8 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
                     0,
                     self._standardise_extras(warm.extras, offset, spread),
                 )
-            # A zero-weight row enters no fit, but its y can be any finite
-            # number: divided by a small spread it would overflow.
-            with np.errstate(over="ignore"):
-                y_std = (y_k - offset) / spread
-            y_std[~(sample_weight > 0)] = 0.0
+                if not warm_start_is_plausible(X, y_std, sample_weight, warm):
+                    warm = None
             fit = self._fit_standardised(X, y_std, sample_weight, spread, warm)
             fit.coef = np.asarray(fit.coef, dtype=np.float64) * spread
             fit.intercept = float(fit.intercept * spread + offset)

@@ -830,6 +830,26 @@ class Sample:
         return v[self.weights > 0]
 
 
+def plausible_warm(estimator, warm, data, stats, sample, offset, spread):
+    """``warm`` (a previous fit in ``y`` units) if within reach, else None.
+
+    :func:`skrobust._base.warm_start_is_plausible` on dask: the normalised
+    MAD of its residuals in units of the robust ``spread`` of ``y``, by one
+    distributed selection, at most ``WARM_START_MAX_SPREADS``.
+    """
+    from ._base import MAD_NORMAL_CONSTANT, WARM_START_MAX_SPREADS
+
+    if warm is None:
+        return None
+    intercept = warm.intercept - offset if estimator.fit_intercept else 0.0
+    coef = np.asarray(warm.coef, dtype=np.float64) / spread
+    values = RowValues(offset, spread, coef, intercept / spread)
+    median = weighted_median(data, values, stats[0], stats[1], sample.hint(values))
+    if median / MAD_NORMAL_CONSTANT <= WARM_START_MAX_SPREADS:
+        return warm
+    return None
+
+
 def robust_scale(data, stats, sample, values, spread_if_zero=None, median=None):
     """``median |v| / 0.6745`` over all rows; the weighted RMS if that is 0.
 

@@ -53,6 +53,7 @@ from ._base import (
 from ._dask import (
     _chunk_weights,
     _ChunkSetup,
+    plausible_warm,
     standardise_targets,
     start_rows_setup,
     weighted_median,
@@ -500,7 +501,14 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
         problem.sample.y.size,
         data.round_trips,
     )
-    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
+    warm = plausible_warm(
+        estimator,
+        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        data,
+        problem.stats,
+        problem.sample,
+        *problem.robust,
+    )
     (w, b), (g, g0), n_iter = problem.maximise(warm)
     _progress.say(
         1,

@@ -19,7 +19,9 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
      (:func:`skrobust._dask_mad_scale.mad_scale_fit`);
    - a fixed scale: the fixed-scale objective on all rows, solved by the
      in-memory multilevel solver, then the Newton polish
-     (:func:`skrobust._scale._fixed_scale_fit`);
+     (:func:`skrobust._scale._fixed_scale_fit`), from the exact LAD fit
+     where the scale is far below the spread of ``y``
+     (:meth:`ScaleRuleFit.fixed_scale_fit`);
    - ``scale="joint"``: :meth:`skrobust._scale.JointScale.solve`, its
      boundary ``sigma = 0`` by :mod:`skrobust._dask_joint_boundary`
      (:func:`joint_fit`).
@@ -33,12 +35,15 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
    (:func:`skrobust._dask.residual_attributes`).
 """
 
+import dataclasses
+
 import numpy as np
 
 from . import _progress, _solvers
 from ._dask import (
     RowValues,
     _chunk_weights,
+    plausible_warm,
     residual_attributes,
     robust_scale,
     standardise_targets,
@@ -47,7 +52,14 @@ from ._dask import (
 from ._dask_brackets import ResidualMedians
 from ._dask_lad import _LadFit
 from ._dask_staged import StagedFit, solve_guarded, standardised_warm
-from ._scale import _COLLAPSED_SCALE, _FEW_ROWS_PER_COEF, interpolating_boundary
+from ._scale import (
+    _COLLAPSED_SCALE,
+    _FEW_ROWS_PER_COEF,
+    fixed_scale_tol,
+    interpolating_boundary,
+    penalised_start_scale,
+    starts_from_exact_lad,
+)
 from .losses import ConcomitantScaleLoss, FixedScaleLoss, SquaredRho
 
 
@@ -91,13 +103,35 @@ class ScaleRuleFit(StagedFit):
         from ._dask_mad_scale import mad_scale_fit
 
         if self.rule.name == "fixed":
-            scale = self.rule.value / self.spread
-            objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
-            w, b, converged, message = self.solve_and_polish(objective, coef)
-            return w, b, scale, converged, message
+            return self.fixed_scale_fit(coef)
         if self.rule.name == "mad":
             return mad_scale_fit(self, coef, scale)
         return joint_fit(self, coef, scale)
+
+    def fixed_scale_fit(self, coef):
+        """:meth:`skrobust._scale.FixedScale.solve`, as :meth:`solve` returns.
+
+        As in memory: from the exact LAD fit (a dask exact quantile fit)
+        where :func:`~skrobust._scale.starts_from_exact_lad`, to the
+        tolerance of :func:`~skrobust._scale.fixed_scale_tol`.
+        """
+        from ._dask_joint_boundary import exact_lad_fit
+
+        scale = self.rule.value / self.spread
+        if starts_from_exact_lad(self.rho, scale, self.l2):
+            maps = self.template_for_maps()
+            ((w, b),) = maps.unstandardize(coef)
+            w, b = exact_lad_fit(self.data, self.y_map, self.fit_intercept, w, b)
+            coef = maps.standardize([(w, b)])
+        objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
+        options = self.options
+        tol = fixed_scale_tol(self.rho, scale, options.tol)
+        self.options = dataclasses.replace(options, tol=tol)
+        try:
+            w, b, converged, message = self.solve_and_polish(objective, coef)
+        finally:
+            self.options = options
+        return w, b, scale, converged, message
 
 
 def _top_weights_kernel(X_c, y_c, w_c, k, top):
@@ -141,6 +175,7 @@ def joint_fit(problem, coef, scale):
     if collapsed_start:  # as _positive_scale
         values = RowValues(problem.offset, problem.spread, w, b)
         scale = robust_scale(problem.data, problem.stats, problem.start_rows, values)
+    scale = penalised_start_scale(scale, problem.l2)
     unpenalised = problem.estimator.alpha == 0
     if (
         not unpenalised
@@ -203,9 +238,19 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     rule = estimator._scale_rule()
     problem_class = _LadFit if rule.name == "lad" else ScaleRuleFit
     problem = problem_class(estimator, data, stats, start_rows, offset, spread)
-    warm = standardised_warm(
-        estimator, output, n_outputs, data.n_features, offset, spread
+    warm = plausible_warm(
+        estimator,
+        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        data,
+        stats,
+        start_rows,
+        offset,
+        spread,
     )
+    if warm is not None:
+        warm = standardised_warm(
+            estimator, output, n_outputs, data.n_features, offset, spread
+        )
     coef, scale, exact = problem.start(warm)
     if exact is not None:
         (w, b), scale, converged, message = exact, 0.0, True, ""

@@ -125,6 +125,7 @@ def fit(estimator, X, y, sample_weight=None):
     levels = _check_levels(estimator.quantiles)
     with _progress.reporting(estimator.verbose, "MultiQuantileRegressor on dask"):
         column = ColumnData(_level_model(estimator, levels[0]), X, y, sample_weight)
+        warm = _previous(estimator, levels, column.data.n_features) is not None
         fits = _fit_levels(estimator, column, levels)
     X = column.data.X
     if hasattr(estimator, "feature_names_in_"):
@@ -134,7 +135,7 @@ def fit(estimator, X, y, sample_weight=None):
     estimator.coef_ = np.array([fit.coef for fit, _ in fits])
     estimator.intercept_ = np.array([fit.intercept for fit, _ in fits])
     estimator.n_iter_ = np.array([fit.n_iter for fit, _ in fits], dtype=int)
-    estimator.bandwidth_ = _bandwidths(estimator, levels, fits)
+    estimator.bandwidth_ = _bandwidths(estimator, levels, fits, warm)
     estimator.solver_ = fits[0][1]._resolve_solver(X.shape[1])
     estimator._n_rows_fit = X.shape[0]
     from ._multiquantile import store_level_covariances  # (imports this module)
@@ -170,20 +171,22 @@ def _covariances(estimator, column, levels, fits):
     ]
 
 
-def _bandwidths(estimator, levels, fits):
+def _bandwidths(estimator, levels, fits, warm):
     """Each level's bandwidth in ``y`` units; the first level's where it made none.
 
     As in memory: an exact level started from a neighbour makes no smoothed
-    fit. The first level visited has one, unless it was warm-started (then
-    the previous fit's bandwidths stand).
+    fit. The first level visited has one, unless it was warm-started (``warm``:
+    then the previous fit's bandwidths stand) or ``max_iter < 3`` left it
+    none (NaN).
     """
     from ._multiquantile import _visiting_order
 
     first = fits[_visiting_order(levels)[0][0]][0].extras.get("bandwidth_")
+    before = estimator.bandwidth_ if warm else np.full(levels.size, np.nan)
     bandwidths = []
     for j, (fit, _) in enumerate(fits):
         value = fit.extras.get("bandwidth_", first)
         if value is None:
-            value = estimator.bandwidth_[j]
+            value = before[j]
         bandwidths.append(float(value))
     return np.array(bandwidths)

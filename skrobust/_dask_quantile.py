@@ -80,6 +80,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import _dask, _progress, _quantile_level
 from ._dask import (
     _chunk_weights,
+    plausible_warm,
 )
 from ._dask_quantile_cov import column_covariance
 from ._dask_quantile_smooth import DaskSmooth, fit_smooth_column
@@ -781,7 +782,15 @@ def fit_column(
     sum_weight, top = stats[0], stats[1]
     offset, spread = column.offset, column.spread
     std = _Standardised(offset, spread, top, estimator.quantile)
-    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
+    warm = plausible_warm(
+        estimator,
+        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        data,
+        stats,
+        sample,
+        offset,
+        spread,
+    )
     preliminary = _exact_start(estimator, column, start, warm, output)
     extras, n_iter = preliminary.extras, preliminary.n_iter
     options = dict(exact_options or {})

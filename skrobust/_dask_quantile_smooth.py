@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _dask, _progress, _quantile_level, _quantile_smooth, _solvers
 from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
-from ._dask import _chunk_weights, weighted_median
+from ._dask import _chunk_weights, plausible_warm, weighted_median
 from ._dask_quantile_cov import column_covariance
 from ._dask_strided import StridedObjective, rows_of
 from ._objective import LinearObjective
@@ -458,7 +458,15 @@ def fit_smooth_column(estimator, column, output, n_outputs, start=None):
 
     data, stats, sample = column.data, column.stats, column.sample
     offset, spread = column.offset, column.spread
-    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
+    warm = plausible_warm(
+        estimator,
+        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        data,
+        stats,
+        sample,
+        offset,
+        spread,
+    )
     problem = DaskSmooth(
         estimator, data, stats, sample, (offset, spread), _quantile_level._Y_CLIP
     )

@@ -247,7 +247,8 @@ class MultiQuantileRegressor(RobustLinearRegressor):
     :class:`QuantileRegressor` at a level for them.
     bandwidth_ : ndarray of shape (n_quantiles,)
         Bandwidth of each level's last smoothed fit in ``y`` units (the
-        middle level's for exact levels started from a neighbour).
+        middle level's for exact levels started from a neighbour; NaN where
+        the exact solver made none, with ``max_iter < 3``).
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
     cov_ : ndarray of shape (n_quantiles, n_params, n_params)
@@ -404,10 +405,14 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         self.intercept_ = intercepts + y_offset if self.fit_intercept else intercepts
         self.n_iter_ = np.array([fit.n_iter for fit in fits], dtype=int)
         # Exact levels warm-started from a previous fit make no smoothed fit:
-        # they keep the bandwidth of that fit.
+        # they keep the bandwidth of that fit. Cold, with max_iter < 3,
+        # none makes one: NaN.
+        before = (
+            self.bandwidth_ if previous is not None else np.full(levels.size, np.nan)
+        )
         self.bandwidth_ = np.array(
             [
-                self.bandwidth_[j] if fit.bandwidth is None else fit.bandwidth * y_scale
+                before[j] if fit.bandwidth is None else fit.bandwidth * y_scale
                 for j, fit in enumerate(fits)
             ]
         )

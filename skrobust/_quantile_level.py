@@ -79,6 +79,9 @@ _EXACT_MIN_BUDGET = EXACT_LP_RESERVE + 1
 # the fit (see fit_level); ~1e6 keeps HiGHS's cost
 # coefficients within the range where its tolerances (1e-7 relative) hold.
 _Y_CLIP = 1e6
+# A clipped row's fit must stay this fraction of _Y_CLIP inside the clip for
+# the clipped fit to stand (see fit_level).
+_CLIP_SLACK = 1e-3
 
 
 class LevelStart(NamedTuple):
@@ -165,7 +168,11 @@ def fit_level(estimator, X, y, sample_weight, solver, start=None, stats=None):
         level = level._replace(residuals=None)
         fitted = safe_sparse_dot(X[clipped], level.coef) + level.intercept
         linear_t = SmoothedPinballRho._T_MAX[estimator.kernel]
-        margin = _Y_CLIP - linear_t * (level.bandwidth or 0.0)
+        # Strictly inside, not by rounding: an exact fit that interpolates a
+        # clipped row (its residual zero, a basic row of the LP) leaves its
+        # fitted value within rounding of the clip, on either side; it did
+        # not keep its side (the slack of _quantile_exact's _kept_their_side).
+        margin = (1.0 - _CLIP_SLACK) * _Y_CLIP - linear_t * (level.bandwidth or 0.0)
         if np.all(np.abs(fitted) < margin):
             return level
         left = budget - level.n_iter
@@ -181,7 +188,10 @@ def fit_level(estimator, X, y, sample_weight, solver, start=None, stats=None):
         more = _fit_standard_units(
             estimator, X, y, sample_weight, solver, start, stats, budget=left
         )
-        level = more._replace(n_iter=level.n_iter + more.n_iter)
+        # A refit left too few iterations for a smoothed fit of its own
+        # reports the clipped fit's (the bandwidth of its last smoothed fit).
+        bandwidth = level.bandwidth if more.bandwidth is None else more.bandwidth
+        level = more._replace(n_iter=level.n_iter + more.n_iter, bandwidth=bandwidth)
     return level
 
 

@@ -105,6 +105,9 @@ _CHORD_RATIO = 0.1
 # A fit whose gradient is already this fraction of tol is at rounding: a
 # polishing step would move it by rounding only.
 _POLISHED_GRADIENT = 1e-5
+# A gradient entry (in standardised units) this small is at the rounding of
+# the residuals: the fixed-scale tolerance stops shrinking there.
+_GRADIENT_ROUNDING = 1e-15
 # The MAD secant starts each fit on the line through the last two fits'
 # coefficients when the scale's step is at most this many times the last.
 _EXTRAPOLATION_MAX_RATIO = 4.0
@@ -222,6 +225,60 @@ def _fixed_scale_fit(problem, coef, scale):
     return ScaleFit(w, b, scale, result.converged, result.message)
 
 
+def _gradient_unit(rho, scale):
+    """``min(1, sigma psi(1 / sigma))``: a unit residual's fixed-scale gradient term.
+
+    ``sigma`` in standardised units, where the spread of ``y`` is 1; 1 where
+    the loss is quadratic out to there (``psi(z) = z``).
+    """
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        psi = rho.derivative(np.array([1.0 / scale]))
+        unit = scale * float(np.asarray(psi, dtype=float).ravel()[0])
+    return min(unit, 1.0) if unit > 0 else 1.0
+
+
+def fixed_scale_tol(rho, scale, tol):
+    """The gradient tolerance of the fixed-scale fit at ``scale`` (standardised).
+
+    The gradient's terms ``sigma psi(r / sigma) x`` are of size
+    :func:`_gradient_unit` at residuals of one spread of ``y``: ``delta
+    sigma`` for Huber's loss. A scale given far below that spread makes the
+    fit least absolute deviation in all but name, with a gradient that
+    many times smaller; ``tol`` shrinks with it, so that it stays relative
+    to the gradient's terms (absolute, it let a least-squares start pass
+    1e4 times short). Not below ``_GRADIENT_ROUNDING`` (nor above ``tol``):
+    the terms of rows on the quadratic part are residuals, known to
+    rounding only.
+    """
+    return max(tol * _gradient_unit(rho, scale), min(tol, _GRADIENT_ROUNDING))
+
+
+def starts_from_exact_lad(rho, scale, l2):
+    """Whether the fixed-scale fit at ``scale`` starts from the exact LAD fit.
+
+    Where the loss's threshold is far below the spread of ``y`` (below
+    ``LAD_SMALL_SCALE``) and nothing is penalised, the fit lies within
+    about that threshold of the LAD fit: a start whose interpolated rows
+    are on the quadratic part, where Newton's method has curvature. From
+    elsewhere no row may be there, and the Hessian is zero (Newton's method
+    and the trust region then stopped at 0.25% above the optimum, as
+    converged).
+    """
+    return l2 == 0 and _gradient_unit(rho, scale) < LAD_SMALL_SCALE
+
+
+def _exact_lad_start(problem, coef):
+    """The exact LAD fit from ``coef``, in the same (standardised) coordinates."""
+    from ._quantile_exact import solve_exact
+
+    ls = problem.ls_objective
+    ((w, b),) = ls.unstandardize(coef)
+    w, b, _ = solve_exact(
+        ls.X, ls.y, 0.5, ls.sample_weight, 0.0, problem.fit_intercept, w, b
+    )
+    return ls.standardize([(w, b)])
+
+
 class FixedScale:
     """A scale given in the units of ``y``."""
 
@@ -235,8 +292,18 @@ class FixedScale:
         """Every loss has a fixed-scale objective."""
 
     def solve(self, problem, coef, scale):
-        """Fit at the given scale (in standardised units: value / y_scale)."""
-        return _fixed_scale_fit(problem, coef, self.value / problem.y_scale)
+        """Fit at the given scale (in standardised units: value / y_scale).
+
+        With the tolerance of :func:`fixed_scale_tol`, from the exact LAD
+        fit where :func:`starts_from_exact_lad`.
+        """
+        scale = self.value / problem.y_scale
+        if starts_from_exact_lad(problem.rho, scale, problem.l2):
+            coef = _exact_lad_start(problem, coef)
+        tol = fixed_scale_tol(problem.rho, scale, problem.options.tol)
+        options = dataclasses.replace(problem.options, tol=tol)
+        problem = dataclasses.replace(problem, options=options)
+        return _fixed_scale_fit(problem, coef, scale)
 
     def report(self, scale, y_scale):
         """``scale_`` as given, not as rounded through ``y_scale``."""
@@ -612,7 +679,7 @@ class JointScale:
         ls = problem.ls_objective
         few_rows = ls.n_samples <= _FEW_ROWS_PER_COEF * ls.n_coef
         collapsed_start = not scale > 0  # a warm start from sigma = 0
-        scale = _positive_scale(problem, coef, scale)
+        scale = penalised_start_scale(_positive_scale(problem, coef, scale), problem.l2)
         if problem.alpha > 0 and few_rows:
             # With a ridge, an interpolant may be the boundary's optimum,
             # which Newton would approach for max_iter iterations.
@@ -704,6 +771,22 @@ class JointScale:
 
     def report(self, scale, y_scale):
         return scale * y_scale
+
+
+def penalised_start_scale(scale, l2):
+    """The joint fit's start scale: 1 (the spread of ``y``) for a ridge's at the floor.
+
+    A start that interpolates (as many coefficients as rows) has no residual
+    scale, and :func:`initial_scale` floors it at ``MIN_RELATIVE_SCALE``.
+    There the gradient in ``log sigma`` (``sigma`` times that in ``sigma``)
+    is below ``tol`` whatever its sign, and Newton's method "converged" on
+    the boundary ``sigma = 0`` (the penalised LAD fit, 22% above the
+    optimum, whose scale was 0.4). Without a penalty the boundary is
+    checked exactly; with one, an interpolant that is its optimum is found
+    before (:func:`interpolating_boundary`), and otherwise the ridge keeps
+    the residuals, and the scale, of the order of the spread of ``y``.
+    """
+    return 1.0 if l2 > 0 and not scale > MIN_RELATIVE_SCALE else scale
 
 
 def _boundary_may_be_optimal(problem):

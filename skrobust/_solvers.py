@@ -1364,8 +1364,13 @@ def minimize_l1(
             ).coef
     if solver == "newton":
         result = _proximal_newton(objective, coef0, l1, max_iter, tol)
-        if not result.converged:
-            more = _lbfgs_split(objective, result.coef, l1, max_iter, tol)
+        if not result.converged and result.n_iter < max_iter:
+            # Within what is left of max_iter: with all of it, the fallback
+            # ran past max_iter (n_iter_ 515 of 500) and, ended by its
+            # relative-reduction test, was taken as converged.
+            more = _lbfgs_split(
+                objective, result.coef, l1, max_iter - result.n_iter, tol
+            )
             more.n_iter += result.n_iter
             result = more
     elif solver == "lbfgs":

@@ -233,3 +233,29 @@ def test_bootstrap_covariances_equal_in_memory(synchronous, seed):
     scale = np.sqrt(diagonal[:, :, None] * diagonal[:, None, :])
     np.testing.assert_allclose(fitted.cov_ / scale, memory.cov_ / scale, atol=1e-10)
     np.testing.assert_allclose(fitted.coef_se_, memory.coef_se_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_too_few_iterations_for_a_smoothed_fit_as_in_memory(synchronous, max_iter):
+    """max_iter < 3: no level makes a smoothed fit; the same LP optima and
+    NaN bandwidths as in memory (it raised an AttributeError)."""
+    X, y = make_data(300)
+    params = dict(quantiles=(0.2, 0.5, 0.8), solver="exact", max_iter=max_iter)
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    fitted = dask_fit(MultiQuantileRegressor(**params), da.from_array(X, 100), y)
+    assert_same_levels(fitted, memory)
+    assert np.isnan(fitted.bandwidth_).all() and np.isnan(memory.bandwidth_).all()
+
+
+def test_far_target_interpolated_at_a_level_as_in_memory(synchronous):
+    """One target of 1e12 among 30 that the q = 0.95 optimum interpolates:
+    the same optimum as in memory (test_multiquantile.py checks it against
+    linprog)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3 * rng.standard_t(3, size=30)
+    y[3] = 1e12
+    params = dict(quantiles=(0.5, 0.95), solver="exact")
+    memory = MultiQuantileRegressor(**params).fit(X, y)
+    fitted = dask_fit(MultiQuantileRegressor(**params), da.from_array(X, 10), y)
+    assert_same_levels(fitted, memory, rtol=1e-9)

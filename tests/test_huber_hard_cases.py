@@ -132,3 +132,60 @@ def test_flat_directions_are_searched_once_per_row_set(
     # (LAD's smoothed fits are unpenalised like these; no subsample at n=600).
     # (Without the cache: 4 searches for mad, 5 for lad.)
     assert len(calls) <= 2, calls
+
+
+def _fixed_scale_objective(rho, X, y, coef, intercept, threshold, alpha):
+    """``sum_i c^2 rho(r_i / c) + alpha ||w||^2``: the documented fixed-scale
+    objective with ``c = sigma`` (``rho`` of threshold ``delta``)."""
+    r = y - X @ coef - intercept
+    return float(np.sum(threshold**2 * rho(r / threshold))) + alpha * coef @ coef
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+@pytest.mark.parametrize(
+    ("n", "y_unit", "noise", "scale"),
+    [(30, 1.0, 1.0, 1e-8), (30, 1e8, 0.3, 0.7), (200, 1.0, 1.0, 1e-6)],
+)
+def test_a_fixed_scale_far_below_the_residuals_is_solved(
+    estimator_class, n, y_unit, noise, scale
+):
+    """``scale`` given far below the residuals (``scale=0.7`` with ``y`` in
+    units of 1e8): the loss is the absolute one but within ``delta sigma``
+    of zero, and the fit lies that close to the exact LAD fit. Its
+    gradient is ``delta sigma`` small, so a tolerance absolute in
+    standardised units let a start pass (0 iterations), and from elsewhere
+    no row was on the quadratic part, leaving Newton's method without
+    curvature: objectives 0.2% to 1.5% above the optimum, without a
+    warning. Oracle: the objective at the exact LAD fit (``linprog``), which
+    the optimum cannot exceed, and L-BFGS from the fit, which must not
+    lower it."""
+    from _oracles import (
+        FixedScaleOracle,
+        huber_psi,
+        huber_rho,
+        logcosh_psi,
+        logcosh_rho,
+        quantile_linprog,
+    )
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 3))
+    y = y_unit * (X @ [1.0, -2.0, 0.5] + noise * rng.standard_t(3, size=n))
+    model = estimator_class(scale=scale).fit(X, y)
+    pair = (
+        (huber_rho, huber_psi)
+        if estimator_class.__name__ == "HuberRegressor"
+        else (logcosh_rho, logcosh_psi)
+    )
+    delta = model.delta
+    rho = lambda z: pair[0](z, delta)  # noqa: E731
+    psi = lambda z: pair[1](z, delta)  # noqa: E731
+    value = _fixed_scale_objective(rho, X, y, model.coef_, model.intercept_, scale, 0.0)
+    lad = quantile_linprog(X, y / y_unit)
+    at_lad = _fixed_scale_objective(
+        rho, X, y, lad.coef * y_unit, lad.intercept * y_unit, scale, 0.0
+    )
+    assert value <= at_lad * (1 + 1e-12)
+    oracle = FixedScaleOracle(X, y, np.ones(n), scale, 0.0, rho, psi, True)
+    *_, best = oracle.solve([(model.coef_, model.intercept_)])
+    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-10)

@@ -87,6 +87,47 @@ def test_exact_levels_reach_the_linprog_optimum():
         assert abs(f - f_lp) <= 1e-9 * f_lp
 
 
+def test_a_level_that_interpolates_a_far_target_reaches_the_optimum():
+    """One target of 1e12 among 30: at q = 0.95 the optimum tilts the plane
+    through it (coefficients ~1e11), so the target clipped for the fit is
+    interpolated, its residual zero. A level started from its neighbour is
+    exact (no bandwidth): the fitted value within rounding of the clip must
+    not count as having kept its side (it returned a plane 17% above the
+    optimum)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3 * rng.standard_t(3, size=30)
+    y[3] = 1e12
+    levels = [0.05, 0.5, 0.95]
+    multi = MultiQuantileRegressor(levels, solver="exact").fit(X, y)
+    for j, q in enumerate(levels):
+        f = objective(X, y, multi.coef_[j], multi.intercept_[j], q)
+        f_lp = linprog_optimum(X, y, q)
+        assert abs(f - f_lp) <= 1e-9 * f_lp, (q, f, f_lp)
+    # The single level refits unclipped after a smoothed fit: it keeps
+    # reporting that fit's bandwidth.
+    single = MultiQuantileRegressor([0.95], solver="exact").fit(X, y)
+    assert np.isfinite(single.bandwidth_).all()
+    assert_allclose(single.coef_, multi.coef_[2:], rtol=1e-9)
+    assert np.isfinite(QuantileRegressor(quantile=0.95).fit(X, y).bandwidth_)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_too_few_iterations_for_a_smoothed_fit_still_fit(max_iter):
+    """With max_iter < 3 the exact solver makes no smoothed fit (the whole
+    programme at once): every level is still the LP optimum, and its
+    bandwidth_ is NaN (it raised an AttributeError)."""
+    X, y = heteroscedastic(200, 2, seed=5, df=3)
+    levels = [0.2, 0.5, 0.8]
+    multi = MultiQuantileRegressor(levels, solver="exact", max_iter=max_iter)
+    multi.fit(X, y)
+    for j, q in enumerate(levels):
+        f = objective(X, y, multi.coef_[j], multi.intercept_[j], q)
+        f_lp = linprog_optimum(X, y, q)
+        assert abs(f - f_lp) <= 1e-9 * f_lp
+    assert np.isnan(multi.bandwidth_).all()
+
+
 def test_smooth_levels_are_near_the_optimum():
     X, y = heteroscedastic(10_000, 5, seed=4, df=3)
     levels = np.arange(1, 10) / 10

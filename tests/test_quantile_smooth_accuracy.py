@@ -143,3 +143,29 @@ def test_dask_continuation_goes_on_as_in_memory(synchronous):
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=0, atol=1e-8 * scale)
     np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-10)
     assert fitted.n_iter_ == memory.n_iter_
+
+
+def test_penalised_fit_keeps_within_max_iter_or_warns():
+    """Five rows of weight 1e6 and 25 of 1e-6, q = 0.1, alpha = 0.01: the
+    bandwidth, in units of the sum of the weights as repeated rows, is tiny
+    and proximal Newton does not converge in 100 iterations. Its L-BFGS
+    fallback was given max_iter again: n_iter_ 101 of max_iter=100 (with
+    weights 1e10: 127, and a fit 19.5% above the optimum, taken as
+    converged by its relative-reduction stop, without a warning). It gets
+    what is left; a fit that did not converge says so. Oracle: linprog."""
+    from _oracles import quantile_linprog, quantile_objective
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3 * rng.standard_t(3, size=30)
+    weights = np.full(30, 1e-6)
+    weights[:5] = 1e6
+    model = QuantileRegressor(quantile=0.1, solver="smooth", alpha=0.01, max_iter=100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y, sample_weight=weights)
+    assert model.n_iter_ <= 100
+    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    optimum = quantile_linprog(X, y, 0.1, weights, 0.01).objective
+    value = quantile_objective(X, y, model.coef_, model.intercept_, 0.1, weights, 0.01)
+    assert warned or value <= optimum * (1 + 1e-6)
