@@ -2,7 +2,7 @@
 
 On small data the bookkeeping of :class:`skrobust._objective.LinearObjective`'s
 row blocks and coefficient maps would cost several times the arithmetic. Up
-to ``SMALL_DESIGN_ELEMENTS`` design elements (1 MiB), an objective whose
+to ``SMALL_DESIGN_ELEMENTS`` design elements (512 KiB), an objective whose
 rows all carry weight holds each predictor's standardised design
 ``(X[:, C_j] - m) / d``, with a column of ones for an intercept, as an
 array: the coefficient map is applied once to the data rather than at every
@@ -16,12 +16,9 @@ blocks.
 import numpy as np
 import scipy.sparse as sp
 
-# Up to this many elements (1 MiB) of its standardised design, a dense
+# Up to this many elements (512 KiB) of its standardised design, a dense
 # objective whose rows all carry weight passes over a copy of that design.
-# (At 2**16 the joint scale's 22 columns of 3000 to 6000 rows by 20 features
-# just missed it: their fits took 10-25% longer through the row blocks; at
-# 6000 rows and two predictors the copy no longer pays.)
-SMALL_DESIGN_ELEMENTS = 2**17
+SMALL_DESIGN_ELEMENTS = 2**16
 
 
 class SmallDesign:

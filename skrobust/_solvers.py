@@ -771,7 +771,7 @@ PRECONDITIONED_MIN_COEF = 64
 # at p = 200 (1e5 x 200 was 25-40% slower with products than with a Hessian
 # per step from the subsample's start).
 PRECONDITIONED_MAX_ELEMENTS = 2**19
-# Below this many (512 KiB, the size small designs were copied up to) a Hessian costs
+# Below this many (the small-design copy's size, 512 KiB) a Hessian costs
 # a few products and the loop that forms one per step is as fast.
 PRECONDITIONED_MIN_ELEMENTS = 2**16
 # Conjugate-gradient iterations per Newton direction before it is cut short,

@@ -135,7 +135,7 @@ def test_remembered_prediction_is_the_last_pass_and_only_at_its_point(monkeypatc
     """``remember_prediction`` (the MAD scale's residuals after each solve)
     returns the latest pass's predictions, as a copy, at its point only."""
     rng = np.random.default_rng(3)
-    n, p = 40_000, 4  # beyond the small-design copy: passes in row blocks
+    n, p = 20_000, 4  # beyond the small-design copy: passes in row blocks
     X = rng.normal(size=(n, p)) + [0.0, 5.0, -2.0, 0.0]
     y = X @ rng.normal(size=p) + rng.standard_t(3, size=n)
     objective = LinearObjective(
