@@ -384,7 +384,10 @@ def warm_start_is_plausible(X, y_std, sample_weight, warm):
     """
     rows = sample_weight > 0
     with np.errstate(over="ignore", invalid="ignore"):
-        residuals = y_std[rows] - safe_sparse_dot(X[rows], warm.coef) - warm.intercept
+        # (All rows' predictions, then the rows with weight: X[rows] would
+        # be a copy of X.)
+        fitted = np.asarray(safe_sparse_dot(X, warm.coef)).ravel()
+        residuals = y_std[rows] - fitted[rows] - warm.intercept
         scale = mad_scale(residuals, sample_weight[rows])
     return bool(scale <= WARM_START_MAX_SPREADS)
 
