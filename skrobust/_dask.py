@@ -830,8 +830,10 @@ class Sample:
         return v[self.weights > 0]
 
 
-def plausible_warm(estimator, warm, data, stats, sample, offset, spread):
-    """``warm`` (a previous fit in ``y`` units) if within reach, else None.
+def plausible_warm(estimator, output, n_outputs, data, stats, sample, offset, spread):
+    """Output ``output``'s warm start (a previous fit, ``y`` units) if within reach.
+
+    None without one (``estimator._warm_start_fit``) or when it is too far.
 
     :func:`skrobust._base.warm_start_is_plausible` on dask: the normalised
     MAD of its residuals in units of the robust ``spread`` of ``y``, by one
@@ -839,6 +841,7 @@ def plausible_warm(estimator, warm, data, stats, sample, offset, spread):
     """
     from ._base import MAD_NORMAL_CONSTANT, WARM_START_MAX_SPREADS
 
+    warm = estimator._warm_start_fit(output, n_outputs, data.n_features)
     if warm is None:
         return None
     intercept = warm.intercept - offset if estimator.fit_intercept else 0.0

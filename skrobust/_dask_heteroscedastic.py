@@ -503,7 +503,8 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     )
     warm = plausible_warm(
         estimator,
-        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        output,
+        n_outputs,
         data,
         problem.stats,
         problem.sample,

@@ -240,7 +240,8 @@ def fit_column(estimator, X, y, sample_weight, output, n_outputs):
     problem = problem_class(estimator, data, stats, start_rows, offset, spread)
     warm = plausible_warm(
         estimator,
-        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        output,
+        n_outputs,
         data,
         stats,
         start_rows,

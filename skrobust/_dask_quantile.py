@@ -784,7 +784,8 @@ def fit_column(
     std = _Standardised(offset, spread, top, estimator.quantile)
     warm = plausible_warm(
         estimator,
-        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        output,
+        n_outputs,
         data,
         stats,
         sample,

@@ -460,7 +460,8 @@ def fit_smooth_column(estimator, column, output, n_outputs, start=None):
     offset, spread = column.offset, column.spread
     warm = plausible_warm(
         estimator,
-        estimator._warm_start_fit(output, n_outputs, data.n_features),
+        output,
+        n_outputs,
         data,
         stats,
         sample,

@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from threadpoolctl import ThreadpoolController
 
-from ._small_design import SmallDesign, standardised_design
+from ._small_design import SmallDesign, shared_key, standardised_design
 from ._small_design import weighted_gram as _weighted_gram
 
 # Elements per dense row block: 2 MiB of float64 (at most an eighth of X, see
@@ -847,15 +847,7 @@ def design_gram(objective, j, directions=None):
 
 def _design_gram_key(objective, j):
     """Key of predictor ``j``'s design Gram matrix in ``objective.null_cache``."""
-    pred = objective.predictors[j]
-    return (
-        "design gram",
-        id(objective.X),
-        id(objective.sample_weight),
-        objective.mean.tobytes() + objective.scale.tobytes(),
-        None if pred.columns is None else pred.columns.tobytes(),
-        pred.fit_intercept,
-    )
+    return shared_key("design gram", objective, objective.predictors[j])
 
 
 def remember_design_gram(objective, j, gram):

@@ -130,6 +130,25 @@ class SmallDesign:
         return value, grad, H, hv
 
 
+def shared_key(kind, objective, pred):
+    """Key in ``objective.null_cache`` of what objectives on the same rows share.
+
+    Of ``kind`` (a design's copy, its Gram matrix) for predictor ``pred``:
+    the rows and weights (by id: the cache also holds them, to check
+    identity), the coordinates, the predictor's columns and intercept, and
+    its pinned columns (read as zeros; a ridge decides them).
+    """
+    return (
+        kind,
+        id(objective.X),
+        id(objective.sample_weight),
+        objective.mean.tobytes() + objective.scale.tobytes(),
+        None if pred.columns is None else pred.columns.tobytes(),
+        pred.fit_intercept,
+        pred.pinned.tobytes(),
+    )
+
+
 def _shared_design(objective, pred):
     """Predictor ``pred``'s standardised design, shared through ``null_cache``.
 
@@ -143,15 +162,7 @@ def _shared_design(objective, pred):
     cache = objective.null_cache
     if cache is None:
         return standardised_design(objective, pred)
-    key = (
-        "small design",
-        id(objective.X),
-        id(objective.sample_weight),
-        objective.mean.tobytes() + objective.scale.tobytes(),
-        None if pred.columns is None else pred.columns.tobytes(),
-        pred.fit_intercept,
-        pred.pinned.tobytes(),  # (zeros in the copy; a ridge decides them)
-    )
+    key = shared_key("small design", objective, pred)
     known = cache.get(key)
     # (Identity, not only ids: an id can be reused once its array is gone.)
     if (
