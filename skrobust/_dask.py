@@ -464,11 +464,16 @@ def _statistics_kernel(X_c, y_c, w_c):
         float(np.max(y_weighted, initial=-np.inf)),
     )
     if negative or not top > 0:
-        return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range
+        return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range, (0.0, 1.0)
     scaled = w if top == 1.0 else w / top
     total = float(scaled.sum())
+    # (For the quantile fit's default bandwidth: see _quantile_smooth.effective_rows.)
+    if w_c is None:
+        squares, smallest = total, 1.0
+    else:
+        squares, smallest = float(scaled @ scaled), float(np.min(scaled[scaled > 0]))
     mean, var = _centred_moments(X_c, scaled, total)
-    return negative, top, total, mean, var, y_range
+    return negative, top, total, mean, var, y_range, (squares, smallest)
 
 
 def _statistics_sample_kernel(X_c, y_c, w_c, start, step, y_step):
@@ -586,10 +591,13 @@ class Sketch:
 def data_statistics(data, center):
     """Global weight sum, largest weight and ``column_stats`` (step 1).
 
-    Returns ``(sum_weight, top, column_stats, y_range)`` where
-    ``sum_weight`` is the sum of the weights divided by the largest one
-    ``top`` (the scaled sum :class:`LinearObjective` keeps) and ``y_range``
-    the smallest and largest target.
+    Returns ``(sum_weight, top, column_stats, y_range, (squares,
+    smallest))`` where ``sum_weight`` is the sum of the weights divided by
+    the largest one ``top`` (the scaled sum :class:`LinearObjective`
+    keeps), ``y_range`` the smallest and largest target, ``squares`` the
+    sum of the squares of the scaled weights and ``smallest`` the smallest
+    positive one (for the quantile fit's default bandwidth,
+    :func:`skrobust._quantile_smooth.effective_rows`).
     """
     parts = data.map_chunks(_statistics_kernel)
     return _merge_statistics(parts, data.n_features, center)
@@ -604,10 +612,13 @@ def _merge_statistics(parts, p, center):
         raise ValueError("sample_weight must have a positive sum.")
     # Each chunk's weights are scaled by its own largest one: rescaled to
     # the global largest, its moments merge stably whatever the offsets.
-    moments = []
-    for _, chunk_top, chunk_total, chunk_mean, chunk_var, _ in parts:
+    moments, squares, smallest = [], 0.0, 1.0
+    for _, chunk_top, chunk_total, chunk_mean, chunk_var, _, sizes in parts:
         weight = chunk_total * (chunk_top / top)
         moments.append((weight, chunk_mean, weight * chunk_var))
+        if chunk_total > 0:
+            squares += sizes[0] * (chunk_top / top) ** 2
+            smallest = min(smallest, sizes[1] * (chunk_top / top))
     total, mean, m2 = merge_moments(moments)
     var = m2 / total
     # The constant-column rule of skrobust._objective._weighted_column_stats.
@@ -618,7 +629,7 @@ def _merge_statistics(parts, p, center):
     if not center:
         mean = np.zeros(p)
     y_range = (min(part[5][0] for part in parts), max(part[5][1] for part in parts))
-    return total, top, (mean, scale), y_range
+    return total, top, (mean, scale), y_range, (squares, smallest)
 
 
 # -- distributed weighted median ------------------------------------------------

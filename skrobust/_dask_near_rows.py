@@ -509,7 +509,7 @@ def continuation_step(problem, full, rho, coef, coarse, start, budgets):
     memory). As in memory, when the near rows' solution is not certified
     only the solve on all rows counts its iterations.
     """
-    coarse_value, coarse_bandwidth = coarse
+    _, coarse_bandwidth = coarse
     reach = _quantile_smooth._LINEAR_BEYOND[rho.kernel]
     rows = NearRows(Reference(full.setup, coef), reach * coarse_bandwidth)
     reduced = near_rows_objective(full, coef, rows, start)
@@ -519,7 +519,8 @@ def continuation_step(problem, full, rho, coef, coarse, start, budgets):
         result = _step_minimize(problem, reduced, start, near_budgets, near=True)
         if not result.converged:
             if not extra or result.n_iter < sum(near_budgets):
-                return result, coarse_value, 0.0
+                # (As memory's: the fit is taken if it certifies the target.)
+                return (result, *problem.gap(full, rho, result.coef))
             result = _go_on(problem, full, result, extra - extra // 2, near=False)
             return (result, *problem.gap(full, rho, result.coef))
         certified, value, gap = certify(

@@ -316,7 +316,7 @@ class DaskSmooth:
             result, new_value, new_gap = self.continuation_step(
                 full, finer, coef, (value, rho.bandwidth), start, budgets
             )
-            if not (result.converged and new_value <= value):
+            if not _quantile_smooth.takes_step(result, value, new_value, new_gap):
                 break
             hard = result.n_iter > budgets[0]
             previous, coef, rho, value, gap = (
@@ -410,9 +410,9 @@ class DaskSmooth:
         """The bandwidth in units of the residual scale."""
         if self.estimator.bandwidth == "auto":
             n_features = self.data.n_features
-            return _quantile_smooth.default_bandwidth(
-                self.stats[0] * self.stats[1], n_features
-            )
+            total, (squares, smallest) = self.stats[0], self.stats[4]
+            rows = min(total / smallest, _quantile_smooth.kish_bound(total, squares))
+            return _quantile_smooth.default_bandwidth(rows, n_features)
         return float(self.estimator.bandwidth)
 
     def finish(self, coef, scale):

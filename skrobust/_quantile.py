@@ -145,13 +145,16 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         residuals of a first smoothed fit (on every 8th row when ``n`` is
         large), which itself used those of a least-squares fit. ``"auto"``
         is ``0.25 ((log n + p) / n) ** 0.4`` (within [1e-6, 1]), a quarter of
-        ``conquer``'s rate, with ``n`` the sum of the sample weights
-        (integer weights act as repeated rows). Smaller values bring the
-        smoothed fit closer to the exact one but make it harder to solve;
-        with ``solver="exact"`` it only affects speed. With ``"auto"``,
-        ``solver="smooth"`` lowers it further (see ``solver``) and
-        ``bandwidth_`` reports the last one; a number is kept as given (the
-        smoothed estimator of that bandwidth, as R's ``conquer``).
+        ``conquer``'s rate, with ``n`` the sum of the weights over the
+        smallest positive one (integer weights act as repeated rows), at
+        most 10 times Kish's effective sample size ``(sum w)^2 / sum w^2``
+        (multiplying every weight by a constant changes nothing). Smaller
+        values bring the smoothed fit closer to the exact one but make it
+        harder to solve; with ``solver="exact"`` it only affects speed.
+        With ``"auto"``, ``solver="smooth"`` lowers it further (see
+        ``solver``) and ``bandwidth_`` reports the last one; a number is
+        kept as given (the smoothed estimator of that bandwidth, as R's
+        ``conquer``).
     kernel : {"gaussian", "logistic"}, default="gaussian"
         Smoothing kernel (see :class:`skrobust.losses.SmoothedPinballRho`).
         At equal ``bandwidth`` the logistic kernel smooths about 1.8 times

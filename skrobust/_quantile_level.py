@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import safe_sparse_dot
 
-from ._base import least_squares_start, total_weight
+from ._base import least_squares_start
 from ._objective import LinearObjective
 from ._quantile_exact import (
     MAX_ROUNDS,
@@ -39,6 +39,7 @@ from ._quantile_smooth import (
     _residual_scale,
     _weighted_quantile,
     default_bandwidth,
+    effective_rows,
     minimize_smoothed,
     refine_smoothed,
     smoothed_objective,
@@ -338,7 +339,7 @@ def fit_smooth(
         coef = _standardize(start, stats, estimator.fit_intercept)
         stages = 1
     if estimator.bandwidth == "auto":
-        factor = default_bandwidth(total_weight(sample_weight), X.shape[1])
+        factor = default_bandwidth(effective_rows(sample_weight), X.shape[1])
     else:
         factor = float(estimator.bandwidth)
     n_iter = 0

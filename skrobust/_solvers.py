@@ -584,7 +584,40 @@ class _Memo:
 
     def hess(self, x):
         self._update(x)
-        return self.H
+        return trust_region_hessian(self.H)
+
+
+def trust_region_hessian(hess):
+    """``hess`` for trust-exact's model: curvature below its rounding raised to it.
+
+    trust-exact solves ``(H + lambda I) p = -g`` and then ``U' w = p`` with
+    the Cholesky factor ``U``, starting from ``lambda = 0`` whenever ``H``
+    factorises. A convex objective can have curvature that is positive but
+    far below the rounding of ``H``'s largest entries: the log-cosh
+    ``rho'' = sech^2(z / delta)`` is ``4 e^(-2x)``, ``x = |z| / delta``,
+    1e-301 at ``x = 345`` and exactly 0 only beyond ``x = 373``, so rows
+    that far out on the linear part of the loss give a pivot ``u`` of
+    ~1e-150 and ``|w| ~ |g| / u^3`` overflows to inf (scipy then raises a
+    ``ValueError`` about infs or NaNs). The entries of ``H`` are sums known
+    to about ``eps`` times the largest diagonal entry ``h``, so the model
+    cannot resolve curvature below ``eps h``: where a squared pivot of
+    ``H``'s Cholesky factor is below it (the smallest eigenvalue is then
+    below ``n eps h``), the model is ``H + eps h I``, whose pivots are at
+    least ``sqrt(eps h)``. A Hessian that factorises clearly, or not at all
+    (indefinite or exactly singular, which trust-exact handles by raising
+    ``lambda``), is passed unchanged. Newton's steps after the trust region
+    use the Hessian itself.
+    """
+    diag = np.diag(hess)
+    if not np.all(np.isfinite(hess)):
+        return hess
+    floor = np.finfo(float).eps * float(np.max(np.abs(diag), initial=0.0))
+    if not floor > 0:
+        return hess
+    lower, info = scipy.linalg.lapack.dpotrf(hess, lower=1, clean=0)
+    if info != 0 or np.min(np.diag(lower)) ** 2 >= floor:
+        return hess
+    return hess + floor * np.eye(len(diag))
 
 
 def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):

@@ -237,7 +237,7 @@ def test_distributed_weighted_median_is_the_in_memory_rule(
     ]
     for y, weights in data_sets:
         data = _dask.ChunkedData(da.from_array(X, chunks=(CHUNKS, 1)), y, weights)
-        total, top, _, _ = _dask.data_statistics(data, center=True)
+        total, top, *_ = _dask.data_statistics(data, center=True)
         values = _dask.RowValues(absolute=False)
         hint = y[::37] if weights is None else y[::37][weights[::37] > 0]
         median = _dask.weighted_median(data, values, total, top, hint)

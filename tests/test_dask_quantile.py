@@ -792,3 +792,31 @@ def test_smooth_continuation_solves_on_the_near_rows_as_in_memory(
     ]
     assert_same_smoothed_fit(fitted, memory, X, y, weights)
     assert_n_iter_within_rounding(fitted, memory, X, y, weights)
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
+def test_weights_of_1e10_against_1e_10_give_the_in_memory_bandwidth(
+    synchronous, solver
+):
+    """Weights are relative (issue #11): every 7th row of weight 1e10, the
+    others 1e-10, in uneven chunks whose largest weights differ. The default
+    bandwidth's rows (the smallest weight, the sums of the weights and of
+    their squares, merged over the chunks) are the in-memory ones, and
+    multiplying every weight by 1e10 changes nothing: the fit equals the
+    in-memory fit of the unscaled weights."""
+    X, y = make_data(3000, seed=4)
+    weights = np.full(y.size, 1e-10)
+    weights[::7] = 1e10
+    chunks = uneven_chunks(y.size, seed=4)
+    params = dict(quantile=0.3, solver=solver, tol=1e-13)
+    memory = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    fitted = QuantileRegressor(**params).fit(
+        da.from_array(X, chunks=(chunks, 4)),
+        y,
+        sample_weight=da.from_array(weights * 1e10, chunks=(chunks,)),
+    )
+    if solver == "smooth":
+        assert_same_smoothed_fit(fitted, memory, X, y, weights)
+    else:
+        assert_same_optimum(fitted, memory, X, y, weights)
+        np.testing.assert_allclose(fitted.bandwidth_, memory.bandwidth_, rtol=1e-8)

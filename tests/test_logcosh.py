@@ -140,3 +140,45 @@ def test_coefficients_are_smooth_in_y(alpha):
             rtol=1e-4,
             atol=atol,
         )
+
+
+@pytest.mark.parametrize(
+    "X, y, delta, scale, alpha",
+    [
+        # delta sigma = 1e-5 against residuals of 0.1-1: every row but the
+        # one the fit passes through has rho'' = sech^2(x) ~ 1e-301.
+        ([[0.33], [0.19], [0.1]], [-1.4, -0.5, -0.1], 1000.0, 1e-8, 1e-4),
+        ([[0.33], [0.19], [0.1]], [-1.4, -0.5, -0.1], 1.0, 1e-5, 1e-4),
+        # Targets of 1e5 against a scale of 10.
+        ([[-1.6, 0.4], [-1.0, 0.1], [-0.2, 0.9]], [2e5, -40.0, 1.2e5], 1.0, 10.0, 0.5),
+    ],
+)
+def test_curvature_below_the_hessians_rounding_reaches_the_optimum(
+    X, y, delta, scale, alpha
+):
+    """Rows at ``x = |r| / (delta sigma)`` of 250-370 have a curvature
+    ``sech^2 x`` positive but below 1e-200, so the Hessian of the
+    unpenalised intercept factorises with a pivot of ~1e-150 and scipy's
+    trust-exact overflowed solving with it (a ``ValueError`` about infs or
+    NaNs, from ``fit``). The fit must reach the minimum of the documented
+    fixed-scale objective, found by L-BFGS run to rounding level.
+    """
+    from _oracles import FixedScaleOracle, logcosh_psi, logcosh_rho
+
+    X, y = np.array(X), np.array(y)
+    model = LogCoshRegressor(delta, scale=scale, alpha=alpha).fit(X, y)
+    oracle = FixedScaleOracle(
+        X,
+        y,
+        np.ones(len(y)),
+        scale,
+        alpha,
+        lambda z: logcosh_rho(z, delta),
+        lambda z: logcosh_psi(z, delta),
+        True,
+    )
+    starts = [(model.coef_, model.intercept_), (np.zeros(X.shape[1]), np.median(y))]
+    w, b, best = oracle.solve(starts)
+    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-12)
+    assert_allclose(model.coef_, w, rtol=1e-6)
+    assert model.intercept_ == pytest.approx(b, rel=1e-6)

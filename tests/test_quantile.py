@@ -554,6 +554,53 @@ def test_convergence_warning_and_n_iter():
 # -- weights, sparse and dense, degenerate data --------------------------------
 
 
+def test_default_bandwidth_counts_rows_in_units_of_the_smallest_weight():
+    """``effective_rows``: the rows repeated integer weights stand for, at
+    most 10 times Kish's effective size, and the same for weights of any
+    common size."""
+    from skrobust._quantile_smooth import effective_rows
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 11, size=200).astype(float)
+    counts[0] = 1.0
+    assert effective_rows(np.ones(37)) == 37.0
+    assert effective_rows(counts) == counts.sum()
+    spread = np.r_[np.full(5, 1e10), np.full(25, 1e-10)]
+    kish = spread.sum() ** 2 / (spread @ spread)
+    assert effective_rows(spread) == pytest.approx(10 * kish, rel=1e-12)
+    for weights in (counts, spread, rng.uniform(0.01, 1.0, size=50)):
+        for factor in (1e-10, 1 / 3, 1e10):
+            assert effective_rows(weights * factor) == pytest.approx(
+                effective_rows(weights), rel=1e-12
+            )
+
+
+@pytest.mark.parametrize("solver", ["exact", "smooth"])
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_weights_of_1e10_against_1e_10_are_relative(solver, alpha):
+    """Five rows of weight 1e10 beside 25 of 1e-10 (issue #11): the default
+    bandwidth took the weights' sum, 5e10, as the number of rows, a
+    bandwidth of 1e-6 residual scales on 30 rows, and fits of 10 to 220 s
+    (q = 0.1), some warning and 22% above the optimum. Scikit-learn's weights
+    are relative: the fit, its bandwidth included, must not change when
+    every weight is multiplied by 1e10, and it must reach the LP optimum
+    (``linprog``; the smoothed fit within its documented 1e-4)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3 * rng.standard_t(3, size=30)
+    weights = np.full(30, 1e-10)
+    weights[:5] = 1e10
+    params = dict(quantile=0.5, solver=solver, alpha=alpha)
+    model = QuantileRegressor(**params).fit(X, y, sample_weight=weights)
+    scaled = QuantileRegressor(**params).fit(X, y, sample_weight=weights * 1e10)
+    assert scaled.bandwidth_ == pytest.approx(model.bandwidth_, rel=1e-12)
+    assert_allclose(scaled.coef_, model.coef_, rtol=1e-9, atol=1e-12)
+    assert scaled.intercept_ == pytest.approx(model.intercept_, rel=1e-9, abs=1e-12)
+    optimum = quantile_linprog(X, y, 0.5, weights, alpha).objective
+    value = quantile_objective(X, y, model.coef_, model.intercept_, 0.5, weights, alpha)
+    assert value <= optimum * (1 + (1e-12 if solver == "exact" else 1e-4))
+
+
 @pytest.mark.parametrize("solver", ["smooth", "exact"])
 def test_integer_weights_are_repeated_rows(solver):
     X, y = heavy_tailed_problem(300, 3, seed=14)
