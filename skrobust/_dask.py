@@ -464,16 +464,17 @@ def _statistics_kernel(X_c, y_c, w_c):
         float(np.max(y_weighted, initial=-np.inf)),
     )
     if negative or not top > 0:
-        return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range, (0.0, 1.0)
+        return negative, top, 0.0, np.zeros(p), np.zeros(p), y_range, (0.0, 1.0, 0)
     scaled = w if top == 1.0 else w / top
     total = float(scaled.sum())
     # (For the quantile fit's default bandwidth: see _quantile_smooth.effective_rows.)
     if w_c is None:
-        squares, smallest = total, 1.0
+        squares, smallest, rows = total, 1.0, int(scaled.size)
     else:
         squares, smallest = float(scaled @ scaled), float(np.min(scaled[scaled > 0]))
+        rows = int(np.count_nonzero(scaled > 0))
     mean, var = _centred_moments(X_c, scaled, total)
-    return negative, top, total, mean, var, y_range, (squares, smallest)
+    return negative, top, total, mean, var, y_range, (squares, smallest, rows)
 
 
 def _statistics_sample_kernel(X_c, y_c, w_c, start, step, y_step):
@@ -592,12 +593,13 @@ def data_statistics(data, center):
     """Global weight sum, largest weight and ``column_stats`` (step 1).
 
     Returns ``(sum_weight, top, column_stats, y_range, (squares,
-    smallest))`` where ``sum_weight`` is the sum of the weights divided by
+    smallest, rows))`` where ``sum_weight`` is the sum of the weights divided by
     the largest one ``top`` (the scaled sum :class:`LinearObjective`
     keeps), ``y_range`` the smallest and largest target, ``squares`` the
     sum of the squares of the scaled weights and ``smallest`` the smallest
-    positive one (for the quantile fit's default bandwidth,
-    :func:`skrobust._quantile_smooth.effective_rows`).
+    positive one, and ``rows`` the number of rows with weight (for the
+    quantile fit's default bandwidth, :func:`skrobust._quantile_smooth.
+    default_bandwidth`).
     """
     parts = data.map_chunks(_statistics_kernel)
     return _merge_statistics(parts, data.n_features, center)
@@ -612,13 +614,14 @@ def _merge_statistics(parts, p, center):
         raise ValueError("sample_weight must have a positive sum.")
     # Each chunk's weights are scaled by its own largest one: rescaled to
     # the global largest, its moments merge stably whatever the offsets.
-    moments, squares, smallest = [], 0.0, 1.0
+    moments, squares, smallest, rows = [], 0.0, 1.0, 0
     for _, chunk_top, chunk_total, chunk_mean, chunk_var, _, sizes in parts:
         weight = chunk_total * (chunk_top / top)
         moments.append((weight, chunk_mean, weight * chunk_var))
         if chunk_total > 0:
             squares += sizes[0] * (chunk_top / top) ** 2
             smallest = min(smallest, sizes[1] * (chunk_top / top))
+            rows += sizes[2]
     total, mean, m2 = merge_moments(moments)
     var = m2 / total
     # The constant-column rule of skrobust._objective._weighted_column_stats.
@@ -629,7 +632,7 @@ def _merge_statistics(parts, p, center):
     if not center:
         mean = np.zeros(p)
     y_range = (min(part[5][0] for part in parts), max(part[5][1] for part in parts))
-    return total, top, (mean, scale), y_range, (squares, smallest)
+    return total, top, (mean, scale), y_range, (squares, smallest, rows)
 
 
 # -- distributed weighted median ------------------------------------------------

@@ -133,6 +133,9 @@ class DaskSmooth:
         self.quantile, self.kernel = float(estimator.quantile), estimator.kernel
         self.n_coef = data.n_features + bool(self.fit_intercept)
         self.n_iter = 0
+        # The answer of solver="smooth" (preliminary() says otherwise), whose
+        # default bandwidth counts rows as _quantile_smooth.effective_rows.
+        self.answer = True
         # _quantile_smooth._l1_weights: alpha / column scale, none on the intercept.
         self.l1 = np.zeros(self.n_coef)
         self.l1[: data.n_features] = estimator.alpha / stats[2][1]
@@ -379,6 +382,7 @@ class DaskSmooth:
         continuation, in at most ``max_iter`` iterations (with an L1
         penalty at most ``_PRELIMINARY_MAX_ITER``), counted in ``n_iter``.
         """
+        self.answer = False  # (its bandwidth only decides its speed)
         coef, scale = self.least_squares()
         if scale is None:
             # Least squares fits every row: bandwidth 0, no iteration.
@@ -410,8 +414,12 @@ class DaskSmooth:
         """The bandwidth in units of the residual scale."""
         if self.estimator.bandwidth == "auto":
             n_features = self.data.n_features
-            total, (squares, smallest) = self.stats[0], self.stats[4]
-            rows = min(total / smallest, _quantile_smooth.kish_bound(total, squares))
+            total, (squares, smallest, positive) = self.stats[0], self.stats[4]
+            if self.answer:
+                kish = _quantile_smooth.kish_bound(total, squares)
+                rows = min(total / smallest, kish)
+            else:  # (the exact solver's preliminary fit: see default_bandwidth)
+                rows = positive
             return _quantile_smooth.default_bandwidth(rows, n_features)
         return float(self.estimator.bandwidth)
 

@@ -150,7 +150,8 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         most 10 times Kish's effective sample size ``(sum w)^2 / sum w^2``
         (multiplying every weight by a constant changes nothing). Smaller
         values bring the smoothed fit closer to the exact one but make it
-        harder to solve; with ``solver="exact"`` it only affects speed.
+        harder to solve; with ``solver="exact"`` it only affects speed,
+        and ``n`` is the number of rows with positive weight.
         With ``"auto"``, ``solver="smooth"`` lowers it further (see
         ``solver``) and ``bandwidth_`` reports the last one; a number is
         kept as given (the smoothed estimator of that bandwidth, as R's

@@ -339,7 +339,15 @@ def fit_smooth(
         coef = _standardize(start, stats, estimator.fit_intercept)
         stages = 1
     if estimator.bandwidth == "auto":
-        factor = default_bandwidth(effective_rows(sample_weight), X.shape[1])
+        # The exact fit does not depend on its preliminary fit's bandwidth,
+        # only its speed does: there the count of rows with weight, the n
+        # the rule was tuned on (see default_bandwidth).
+        rows = (
+            effective_rows(sample_weight)
+            if refine
+            else float(np.count_nonzero(sample_weight > 0))
+        )
+        factor = default_bandwidth(rows, X.shape[1])
     else:
         factor = float(estimator.bandwidth)
     n_iter = 0
