@@ -879,13 +879,22 @@ def interpolating_boundary(ls, rho):
     n_rows, n_coef = design.shape
     if n_rows > n_coef:
         return None
+    # Solved for c = E e, E = P^-1/2 (1 where unpenalised), whose block P
+    # is then the identity: a column of tiny spread weighs 1e12 or more in
+    # P, and least squares on the system as it was dropped the other
+    # columns' singular values with its cut-off, relative to that weight
+    # (1e-5 off at a spread of 1e-6, no interpolant found at 1e-7).
+    penalty = ls.penalty
+    equilibrate = np.ones(n_coef)
+    penalised = penalty > 0
+    equilibrate[penalised] = 1.0 / np.sqrt(penalty[penalised])
     kkt = np.zeros((n_coef + n_rows, n_coef + n_rows))
-    kkt[:n_coef, :n_coef] = np.diag(ls.penalty)
-    kkt[:n_coef, n_coef:] = design.T
-    kkt[n_coef:, :n_coef] = design
+    kkt[:n_coef, :n_coef] = np.diag(penalised.astype(float))
+    kkt[:n_coef, n_coef:] = (design * equilibrate).T
+    kkt[n_coef:, :n_coef] = design * equilibrate
     rhs = np.concatenate([np.zeros(n_coef), ls.y[rows]])
     solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    coef, multipliers = solution[:n_coef], solution[n_coef:]
+    coef, multipliers = solution[:n_coef] * equilibrate, solution[n_coef:]
     if not np.all(np.abs(design @ coef - ls.y[rows]) <= EXACT_FIT_TOL):
         return None  # no interpolant (the rows are not independent)
     weights = ls.sample_weight[rows]
