@@ -1127,7 +1127,10 @@ class _DirectionFloor:
     ``_MAX_DIRECTION_RCOND``), so that they no longer cut the steps of the
     directions the model knows (a ridge's) to ``t`` of theirs, step after
     step. Levenberg and Marquardt's damping, with no ratio test of values
-    that rounding would decide.
+    that rounding would decide. Only under a ridge (``penalty``), whose
+    curvature is the small but real one: without, the floor stays at
+    ``_DIRECTION_RCOND`` (adapted, it moved smoothed quantile fits on a
+    one-hot design, whose flat directions are those of rounding, by 1e-6).
     """
 
     def __init__(self, penalty):
@@ -1135,7 +1138,9 @@ class _DirectionFloor:
         self.rcond = _DIRECTION_RCOND
 
     def update(self, step):
-        """After a step of ``step`` times its direction."""
+        """After a step of ``step`` times its direction (with a ridge only)."""
+        if self.penalty is None:
+            return
         if step >= 1.0:
             self.rcond = max(self.rcond * _FLOOR_SHRINK, _MIN_DIRECTION_RCOND)
         elif step > 0:
