@@ -66,6 +66,7 @@ from ._scale import (
     MIN_RELATIVE_SCALE,
     _lad_fixed_point,
     fixed_scale_start,
+    fixed_scale_tol,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
 
@@ -165,7 +166,12 @@ class _LadFit(StagedFit):
             objective, coef, other, self.options.solver
         )
         return self.solve_and_polish(
-            objective, coef, multilevel=False, hessian=hessian, hessian_origin=origin
+            objective,
+            coef,
+            fixed_scale_tol(self.rho, scale, self.options.tol),
+            multilevel=False,
+            hessian=hessian,
+            hessian_origin=origin,
         )
 
     def exact_lad_scale_fit(self, coef, scale):
@@ -190,7 +196,8 @@ class _LadFit(StagedFit):
         scale = robust_scale(self.data, self.stats, self.start_rows, values)
         # As _fixed_scale_fit: from the given start, a multilevel solve.
         objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
-        w, b, converged, message = self.solve_and_polish(objective, coef)
+        tol = fixed_scale_tol(self.rho, scale, self.options.tol)
+        w, b, converged, message = self.solve_and_polish(objective, coef, tol)
         return w, b, scale, converged, message
 
     def solve(self, coef, scale):

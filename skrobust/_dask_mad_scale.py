@@ -16,6 +16,8 @@ rules are :mod:`skrobust._scale`'s; the boundary is the weighted median of
 more selection.
 """
 
+import dataclasses
+
 import numpy as np
 
 from . import _solvers
@@ -25,6 +27,7 @@ from ._scale import (
     _POLISH_GAP,
     EXACT_FIT_TOL,
     _newton_polish,
+    fixed_scale_tol,
     mad_fixed_point,
 )
 from .losses import FixedScaleLoss, SquaredRho
@@ -105,10 +108,12 @@ def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False)
             FixedScaleLoss(problem.rho, scale), problem.l2, step
         )
         budget = max(options.max_iter - problem.used, 0)
+        # As in memory: the tolerance relative to the gradient's terms.
+        tol = fixed_scale_tol(problem.rho, scale, options.tol)
         result = _solvers.solve(
             objective,
             start,
-            options.with_max_iter(budget),
+            dataclasses.replace(options.with_max_iter(budget), tol=tol),
             multilevel=False,
             hessian=hessian,
             hessian_origin=origin,

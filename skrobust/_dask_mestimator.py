@@ -35,8 +35,6 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
    (:func:`skrobust._dask.residual_attributes`).
 """
 
-import dataclasses
-
 import numpy as np
 
 from . import _progress, _solvers
@@ -124,13 +122,8 @@ class ScaleRuleFit(StagedFit):
             w, b = exact_lad_fit(self.data, self.y_map, self.fit_intercept, w, b)
             coef = maps.standardize([(w, b)])
         objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
-        options = self.options
-        tol = fixed_scale_tol(self.rho, scale, options.tol)
-        self.options = dataclasses.replace(options, tol=tol)
-        try:
-            w, b, converged, message = self.solve_and_polish(objective, coef)
-        finally:
-            self.options = options
+        tol = fixed_scale_tol(self.rho, scale, self.options.tol)
+        w, b, converged, message = self.solve_and_polish(objective, coef, tol)
         return w, b, scale, converged, message
 
 

@@ -23,6 +23,8 @@ The scale rules' solves are subclasses': ``scale="lad"`` in
 :func:`solve_guarded` moves far targets in around either, as in memory.
 """
 
+import dataclasses
+
 import numpy as np
 
 from . import _dask_far_targets as far
@@ -251,18 +253,18 @@ class StagedFit:
         parts = self.data.map_chunks(_exact_kernel, self.offset, self.spread, w, b)
         return all(parts)
 
-    def solve_and_polish(self, objective, coef, **solve_options):
+    def solve_and_polish(self, objective, coef, tol=None, **solve_options):
         """A fixed-scale solve within the budget left, then the Newton polish.
 
+        To ``tol`` (default the options'; the fixed-scale fits pass
+        :func:`skrobust._scale.fixed_scale_tol`'s, as in memory).
         ``solve_options`` are :func:`skrobust._solvers.solve`'s. Returns
         ``(w, b, converged, message)``.
         """
-        result = _solvers.solve(
-            objective,
-            coef,
-            self.options.with_max_iter(max(self.options.max_iter - self.used, 0)),
-            **solve_options,
-        )
+        options = self.options.with_max_iter(max(self.options.max_iter - self.used, 0))
+        if tol is not None:
+            options = dataclasses.replace(options, tol=tol)
+        result = _solvers.solve(objective, coef, options, **solve_options)
         self.used += result.n_iter
         coef = result.coef
         if result.converged:

@@ -108,6 +108,13 @@ _POLISHED_GRADIENT = 1e-5
 # A gradient entry (in standardised units) this small is at the rounding of
 # the residuals: the fixed-scale tolerance stops shrinking there.
 _GRADIENT_ROUNDING = 1e-15
+# The MAD fixed point is settled to this absolute change of the scale too
+# (standardised units, y's robust spread 1): the residuals' MAD is known to
+# their rounding, a few ulps of y, only. A fixed point far below the spread
+# of y (three rows of weight 1e10 among rows of 1e-10, a scale of 1.6e-10)
+# has MADs 1.3e-15 apart whatever the fit, and the secant's relative tol
+# of 1e-10 spent max_iter on them.
+_MAD_RESOLUTION = 64 * np.finfo(float).eps
 # The MAD secant starts each fit on the line through the last two fits'
 # coefficients when the scale's step is at most this many times the last.
 _EXTRAPOLATION_MAX_RATIO = 4.0
@@ -159,11 +166,16 @@ class MProblem:
         objective.null_cache = self.null_cache
         return objective
 
-    def minimize(self, objective, coef, **kwargs):
-        """Run the solver within the remaining iteration budget."""
-        result = _solvers.solve(
-            objective, coef, self.options.with_max_iter(self.budget), **kwargs
-        )
+    def minimize(self, objective, coef, tol=None, **kwargs):
+        """Run the solver within the remaining iteration budget.
+
+        ``tol`` replaces the options' (the fixed-scale fits pass
+        :func:`fixed_scale_tol`'s).
+        """
+        options = self.options.with_max_iter(self.budget)
+        if tol is not None:
+            options = dataclasses.replace(options, tol=tol)
+        result = _solvers.solve(objective, coef, options, **kwargs)
         self.used[0] += result.n_iter
         return result
 
@@ -211,13 +223,17 @@ def _positive_scale(problem, coef, scale):
 
 
 def _fixed_scale_fit(problem, coef, scale):
-    """Coefficients minimising ``sum s sigma^2 rho(r / sigma) + l2 pen``."""
+    """Coefficients minimising ``sum s sigma^2 rho(r / sigma) + l2 pen``.
+
+    To the tolerance of :func:`fixed_scale_tol` at ``scale``.
+    """
     objective = problem.objective(
         FixedScaleLoss(problem.rho, scale),
         [(None, problem.fit_intercept)],
         [problem.l2],
     )
-    result = problem.minimize(objective, coef)
+    tol = fixed_scale_tol(problem.rho, scale, problem.options.tol)
+    result = problem.minimize(objective, coef, tol=tol)
     coef = result.coef
     if result.converged:
         coef = _newton_polish(problem, objective, coef, result.hessian, result.gradient)
@@ -300,9 +316,6 @@ class FixedScale:
         scale = self.value / problem.y_scale
         if starts_from_exact_lad(problem.rho, scale, problem.l2):
             coef = _exact_lad_start(problem, coef)
-        tol = fixed_scale_tol(problem.rho, scale, problem.options.tol)
-        options = dataclasses.replace(problem.options, tol=tol)
-        problem = dataclasses.replace(problem, options=options)
         return _fixed_scale_fit(problem, coef, scale)
 
     def report(self, scale, y_scale):
@@ -410,7 +423,12 @@ def _fit_from_lad(problem, coef, scale, other=None):
         objective, coef, other, problem.options.solver
     )
     result = problem.minimize(
-        objective, coef, multilevel=False, hessian=hessian, hessian_origin=origin
+        objective,
+        coef,
+        tol=fixed_scale_tol(problem.rho, scale, problem.options.tol),
+        multilevel=False,
+        hessian=hessian,
+        hessian_origin=origin,
     )
     coef = result.coef
     if result.converged:
@@ -879,13 +897,22 @@ def interpolating_boundary(ls, rho):
     n_rows, n_coef = design.shape
     if n_rows > n_coef:
         return None
+    # Solved for c = E e, E = P^-1/2 (1 where unpenalised), whose block P
+    # is then the identity: a column of tiny spread weighs 1e12 or more in
+    # P, and least squares on the system as it was dropped the other
+    # columns' singular values with its cut-off, relative to that weight
+    # (1e-5 off at a spread of 1e-6, no interpolant found at 1e-7).
+    penalty = ls.penalty
+    equilibrate = np.ones(n_coef)
+    penalised = penalty > 0
+    equilibrate[penalised] = 1.0 / np.sqrt(penalty[penalised])
     kkt = np.zeros((n_coef + n_rows, n_coef + n_rows))
-    kkt[:n_coef, :n_coef] = np.diag(ls.penalty)
-    kkt[:n_coef, n_coef:] = design.T
-    kkt[n_coef:, :n_coef] = design
+    kkt[:n_coef, :n_coef] = np.diag(penalised.astype(float))
+    kkt[:n_coef, n_coef:] = (design * equilibrate).T
+    kkt[n_coef:, :n_coef] = design * equilibrate
     rhs = np.concatenate([np.zeros(n_coef), ls.y[rows]])
     solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    coef, multipliers = solution[:n_coef], solution[n_coef:]
+    coef, multipliers = solution[:n_coef] * equilibrate, solution[n_coef:]
     if not np.all(np.abs(design @ coef - ls.y[rows]) <= EXACT_FIT_TOL):
         return None  # no interpolant (the rows are not independent)
     weights = ls.sample_weight[rows]
@@ -929,8 +956,11 @@ class ScaleSecant:
     in memory and on Dask.
     """
 
-    def __init__(self, tol):
+    def __init__(self, tol, resolution=0.0):
         self.tol = tol
+        # An absolute tolerance on the scale too: the MAD of residuals known
+        # to their rounding only (see _MAD_RESOLUTION).
+        self.resolution = resolution
         self.previous = None  # (scale, MAD) of the last fit
         self.low = self.high = None  # latest scales with g > 0 and g < 0
         # Whether the last secant step, unbracketed, went below a tenth of
@@ -945,7 +975,7 @@ class ScaleSecant:
         if ``fit_converged``) fixed-scale fit at ``scale``.
         """
         tol, gap = self.tol, mad - scale
-        if abs(gap) <= tol * scale and fit_converged:
+        if abs(gap) <= max(tol * scale, self.resolution) and fit_converged:
             return None
         if gap > 0:
             self.low = scale
@@ -954,7 +984,8 @@ class ScaleSecant:
         new_scale = self._secant_scale(scale, mad)
         low, high = self.low, self.high
         if low is not None and high is not None:
-            if abs(high - low) <= tol * max(high, low) and fit_converged:
+            width = max(tol * max(high, low), self.resolution)
+            if abs(high - low) <= width and fit_converged:
                 # The MAD jumps across sigma here (g has no zero, only a sign
                 # change, where a residual crosses the median): the bracket
                 # has closed on it.
@@ -1088,12 +1119,18 @@ class MADScale:
             # The MAD of the solution's residuals needs its predictions,
             # which the solver's last pass computed.
             objective.remember_prediction = True
+            # The tolerance relative to the gradient's terms at this scale
+            # (fixed_scale_tol): a fixed point far below the spread of y (a
+            # few heavy rows fitted almost exactly) has a gradient that
+            # small, and an absolute tol let its start pass.
+            tol = fixed_scale_tol(problem.rho, scale, problem.options.tol)
             result = problem.minimize(
                 objective,
                 start,
                 multilevel=False,
                 hessian=hessian,
                 hessian_origin=origin,
+                tol=tol,
             )
             coef = result.coef
             mad = _residual_scale(rows, objective, coef)
@@ -1157,7 +1194,7 @@ def mad_fixed_point(fit, exhausted, start, tol, max_iter, collapse=False):
         ``(coef, scale, hessian, converged, collapsing)``.
     """
     coef, scale, hessian, origin = start
-    secant = ScaleSecant(tol)
+    secant = ScaleSecant(tol, _MAD_RESOLUTION)
     mad, converged = scale, False
     start, last = coef, None  # last: (scale, coef) of the fit before
     for _ in range(max_iter):

@@ -189,3 +189,66 @@ def test_a_fixed_scale_far_below_the_residuals_is_solved(
     oracle = FixedScaleOracle(X, y, np.ones(n), scale, 0.0, rho, psi, True)
     *_, best = oracle.solve([(model.coef_, model.intercept_)])
     assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-10)
+
+
+def _columns_of_every_size(n, seed):
+    """Columns of spreads 1e-8, 1, 1e4 and 1e8, each with a unit effect on ``y``."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)) * np.array([1e-8, 1.0, 1e4, 1e8])
+    y = X @ np.array([1e8, 1.0, 1e-4, 1e-8]) + rng.standard_t(3, size=n)
+    return X, y
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+@pytest.mark.parametrize(
+    ("n", "scale", "seed"),
+    [(30, 1e-3, 0), (30, 1e-5, 1), (200, 1e-5, 0), (200, 1e-8, 1)],
+)
+def test_a_small_fixed_scale_with_a_ridge_on_columns_of_every_size(
+    estimator_class, n, scale, seed
+):
+    """``scale`` far below the residuals, ``alpha=0.5`` on columns of spreads
+    1e-8 to 1e8: standardised ridge weights from 5e-19 to 4e14.
+
+    With most rows beyond the threshold the Hessian is the ridge's diagonal
+    and few rows' curvature; the regularised Newton directions raised every
+    eigenvalue below 1e-8 of the largest, the weight 4e14, to 4e6, and
+    crept for max_iter iterations (ConvergenceWarning, objectives 0.2% to
+    1e5 times above the optimum). Oracle: L-BFGS on the documented
+    objective ``sum_i sigma^2 rho(r_i / sigma) + alpha ||w||^2`` in its own
+    standardised coordinates, from the fit and from zero, must not lower
+    it; no warning.
+    """
+    from _oracles import (
+        FixedScaleOracle,
+        huber_psi,
+        huber_rho,
+        logcosh_psi,
+        logcosh_rho,
+    )
+
+    X, y = _columns_of_every_size(n, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = estimator_class(scale=scale, alpha=0.5).fit(X, y)
+    rho, psi = (
+        (huber_rho, huber_psi)
+        if estimator_class.__name__ == "HuberRegressor"
+        else (logcosh_rho, logcosh_psi)
+    )
+    delta = model.delta
+    oracle = FixedScaleOracle(
+        X,
+        y,
+        np.ones(n),
+        scale,
+        0.5,
+        lambda z: rho(z, delta),
+        lambda z: psi(z, delta),
+        True,
+    )
+    with np.errstate(over="ignore"):
+        *_, best = oracle.solve(
+            [(model.coef_, model.intercept_), (np.zeros(4), np.median(y))]
+        )
+    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-10)

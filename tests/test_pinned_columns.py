@@ -243,3 +243,44 @@ def test_a_covariance_beyond_the_float_range_is_refused_clearly(estimator):
     X, y = make_data(200, 5, 1e-160)
     with pytest.raises(ValueError, match="beyond the floating-point range"):
         fit_quietly(estimator, X, y)
+
+
+@pytest.mark.parametrize("spread", [1e-5, 1e-6, 1e-7])
+@pytest.mark.parametrize("name", ["huber-joint", "huber-lbfgs", "logcosh-joint"])
+def test_a_heavily_penalised_column_below_the_pin_is_solved(name, spread):
+    """Spreads of 1e-5 to 1e-7 on 4 rows: weights of 5e9 to 7e14, not pinned.
+
+    With a ridge and fewer rows than coefficients, the joint fit's optimum is
+    the interpolant of least penalty with ``sigma = 0``; in the raw units of
+    the documented objective ``alpha ||w||^2`` that is the minimum-norm
+    interpolant of the centred design (the intercept free), which the heavy
+    column does not make hard to find. Its coordinates' system was solved
+    with a cut-off relative to that weight: 3e-5 off at a spread of 1e-6,
+    and at 1e-7 no interpolant, then 200 Newton iterations and a
+    ConvergenceWarning. Oracle: numpy's SVD least squares
+    (:func:`_oracles.least_squares`, minimum-norm with more columns than
+    rows).
+    """
+    from _oracles import least_squares
+
+    X, y = make_data(4, 8, spread)
+    fitted = fit_quietly(ESTIMATORS[name], X, y)
+    coef, intercept = least_squares(X, y)
+    assert fitted.scale_ == 0.0
+    size = max(np.max(np.abs(coef)), abs(intercept))
+    assert_allclose(fitted.coef_, coef, rtol=1e-9, atol=1e-9 * size)
+    assert fitted.intercept_ == pytest.approx(intercept, rel=1e-9, abs=1e-9 * size)
+
+
+def test_dask_solves_a_heavily_penalised_column_as_memory_does(synchronous):
+    """The dask fit takes the same interpolant (on the client's rows)."""
+    da = pytest.importorskip("dask.array")
+    from _oracles import least_squares
+
+    X, y = make_data(4, 8, 1e-7)
+    fitted = fit_quietly(ESTIMATORS["huber-joint"], da.from_array(X, chunks=(2, 8)), y)
+    coef, intercept = least_squares(X, y)
+    assert fitted.scale_ == 0.0
+    size = max(np.max(np.abs(coef)), abs(intercept))
+    assert_allclose(fitted.coef_, coef, rtol=1e-9, atol=1e-9 * size)
+    assert fitted.intercept_ == pytest.approx(intercept, rel=1e-9, abs=1e-9 * size)

@@ -293,3 +293,97 @@ def test_warm_start_from_a_collapsed_scale(scale):
     cold = HuberRegressor(scale=scale, fit_intercept=False).fit(X, y_noisy)
     assert model.scale_ == pytest.approx(cold.scale_, rel=1e-9)
     assert_allclose(model.coef_, cold.coef_, rtol=1e-8, atol=1e-12)
+
+
+def _weighted_mad_scale(residuals, weights):
+    """``median |r| / 0.6745`` weighted: the first value past half the weight."""
+    from _oracles import MAD_NORMAL_CONSTANT
+
+    order = np.argsort(np.abs(residuals))
+    cumulative = np.cumsum(weights[order])
+    middle = np.searchsorted(cumulative, 0.5 * cumulative[-1])
+    return float(np.abs(residuals)[order][middle]) / MAD_NORMAL_CONSTANT
+
+
+@pytest.mark.parametrize(
+    ("n", "heavy", "alpha"), [(30, 3, 0.1), (60, 2, 0.1), (30, 5, 0.1), (30, 5, 1.0)]
+)
+def test_mad_fixed_point_far_below_the_spread_of_y_is_solved(n, heavy, alpha):
+    """Two or three rows of weight 1e10 among rows of 1e-10, with a ridge.
+
+    The heavy rows are all but interpolated: the MAD fixed point lies at
+    ~1e-10 (where the ridge, ``alpha`` against ``1e10 sigma``, pulls them
+    apart), and the fixed-scale fits there have gradients of that size.
+    Their absolute ``tol`` let the start (the L1 fit) pass after 0
+    iterations, 3.2x above the optimum of the objective at ``scale_``
+    (``(30, 3, 0.1)``) without a warning; with a relative one, the
+    regularised Newton directions raised the ridge's curvature (7e-12) to
+    1e-8 and crept for 200 iterations, and the secant chased the MAD's
+    rounding (steps of 1e-15) to ``max_iter``. Oracles: L-BFGS on the
+    documented fixed-scale objective at ``scale_`` (``sum_i s_i sigma^2
+    rho(r_i / sigma) + alpha ||w||^2``), from skrobust's fit and from
+    zero, must not lower it beyond 1e-9 (along the heavy rows' null
+    direction only the ridge curves it, 7e-12 of their curvature: gradients
+    at rounding leave 5e-10 of the objective there); and ``scale_`` is the
+    weighted MAD of the residuals of the oracle's minimiser (the fixed
+    point).
+    """
+    from _oracles import FixedScaleOracle, huber_psi, huber_rho
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=n)
+    weights = np.full(n, 1e-10)
+    weights[rng.choice(n, heavy, replace=False)] = 1e10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = HuberRegressor(scale="mad", alpha=alpha).fit(
+            X, y, sample_weight=weights
+        )
+    sigma = model.scale_
+    assert 0 < sigma < 1e-8
+    oracle = FixedScaleOracle(
+        X,
+        y,
+        weights,
+        sigma,
+        alpha,
+        lambda z: huber_rho(z, 1.35),
+        lambda z: huber_psi(z, 1.35),
+        True,
+    )
+    w, b, best = oracle.solve([(model.coef_, model.intercept_), (np.zeros(3), 0.0)])
+    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-9)
+    assert _weighted_mad_scale(y - X @ w - b, weights) == pytest.approx(sigma, rel=1e-4)
+
+
+def test_lad_scale_far_below_the_spread_of_y_is_solved():
+    """The LAD scale's fixed-scale fit at a scale of 8e-10 (the data of
+    test_mad_fixed_point_far_below_the_spread_of_y_is_solved, three heavy
+    rows): its absolute ``tol`` let the start pass 3.2x above the optimum.
+    Oracle: L-BFGS on the fixed-scale objective at ``scale_`` (the LAD
+    scale is held fixed), from the fit and from zero.
+    """
+    from _oracles import FixedScaleOracle, huber_psi, huber_rho
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=30)
+    weights = np.full(30, 1e-10)
+    weights[rng.choice(30, 3, replace=False)] = 1e10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = HuberRegressor(scale="lad", alpha=0.1).fit(X, y, sample_weight=weights)
+    assert 0 < model.scale_ < 1e-8
+    oracle = FixedScaleOracle(
+        X,
+        y,
+        weights,
+        model.scale_,
+        0.1,
+        lambda z: huber_rho(z, 1.35),
+        lambda z: huber_psi(z, 1.35),
+        True,
+    )
+    *_, best = oracle.solve([(model.coef_, model.intercept_), (np.zeros(3), 0.0)])
+    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-9)
