@@ -101,6 +101,7 @@ from ._quantile_lp import (
     pinball_objective,
     solve_lp,
 )
+from ._strides import aperiodic_step
 
 __all__ = ["pinball_objective", "select_on_face", "solve_exact", "solve_lp"]
 
@@ -243,7 +244,7 @@ def _weighted_quantile(r, s, quantile, equal_weights=False):
 
     if n <= 20000:
         return exact(r, s, 0.0)
-    step = n // 10000
+    step = aperiodic_step(n // 10000)
     pilot_r, pilot_s = r[::step], s[::step]
     order = np.argsort(pilot_r)
     pilot_r, cum = pilot_r[order], np.cumsum(pilot_s[order])

@@ -35,6 +35,7 @@ import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _progress
+from ._strides import aperiodic_step
 
 # Above this many coefficients a dense Hessian costs more than it saves.
 NEWTON_MAX_COEF = 300
@@ -47,8 +48,9 @@ NEWTON_MAX_COEF = 300
 # the subsample beyond SUBSAMPLE_TOL buys nothing on the full rows.
 SUBSAMPLE_MIN_ROWS = 5_000
 SUBSAMPLE_MIN_ROWS_PER_COEF = 200
-SUBSAMPLE_STEP = 8
+SUBSAMPLE_STEP = aperiodic_step(8)  # 11
 SUBSAMPLE_TOL = 1e-3
+
 
 # Relative eigenvalue cut-off of min_norm_solve (squared singular values):
 # far above its rounding errors, so that a rank deficiency is seen as one;
