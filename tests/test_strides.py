@@ -107,3 +107,23 @@ def test_sorted_rows_take_the_iterations_of_shuffled_ones(estimator):
         on_sorted = estimator.fit(X, y).n_iter_
         on_shuffled = estimator.fit(X[order], y[order]).n_iter_
     assert on_sorted <= 1.25 * on_shuffled, (on_sorted, on_shuffled)
+
+
+def test_exact_solvers_gram_sample_of_sorted_rows_holds_every_month():
+    """The exact quantile solver's Newton step scales by a sampled Gram matrix.
+
+    At 1e5 rows of 17 coefficients its sample was every 6th row: 2 of 12
+    months, a matrix singular along the other 10 months' dummies (and the
+    exact fit on the sorted rows took 53 iterations against 18 shuffled;
+    now 22). The oracle: the Gram matrix of all rows, which the sample
+    estimates to within its sampling error.
+    """
+    from skrobust._quantile_exact import _gram_sample
+
+    X, _ = periodic_data(n=100_000)
+    s = np.ones(X.shape[0])
+    sampled = _gram_sample(X, s, np.arange(X.shape[0]), True)
+    Z = np.hstack([X, np.ones((X.shape[0], 1))])
+    full = Z.T @ Z
+    assert np.linalg.eigvalsh(sampled)[0] > 0.5 * np.linalg.eigvalsh(full)[0]
+    np.testing.assert_allclose(sampled, full, atol=0.05 * np.abs(full).max())
