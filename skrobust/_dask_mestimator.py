@@ -29,7 +29,7 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
    The objectives are :class:`~skrobust._dask_strided.StridedObjective`
    whose ``subsample(step)`` is every ``step``-th row by global index: the
    solvers take memory's levels (every ``SUBSAMPLE_STEP``-th row, 11, from
-   5 000 rows and 200 rows per coefficient, recursively), each evaluation
+   5 000 rows and 275 rows per coefficient, recursively), each evaluation
    one round trip, and a level
    of at most ``FETCHED_LEVEL_ROWS`` rows one round trip in all.
 4. **Attributes** as for every M-estimator

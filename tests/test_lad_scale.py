@@ -123,7 +123,7 @@ def oracle_fixed_point(X, y, scale, fit_intercept=True):
 
 
 def test_large_problem_takes_the_bandwidth_from_the_solvers_subsample():
-    # 8000 rows and 6 coefficients (at least 5000 rows and 200 per
+    # 8000 rows and 6 coefficients (at least 5000 rows and 275 per
     # coefficient): the fixed point is settled on every SUBSAMPLE_STEP-th
     # row (to 1e-3), and the scale is the centred MAD of all rows'
     # residuals of the smoothed fit on all of them at that bandwidth.
