@@ -355,7 +355,7 @@ class DaskSmooth:
     def first_stage(self, coef, scale, budget):
         """The first smoothed fit, from least squares: ``(coef, its residual scale)``.
 
-        On every 8th row of large data, as in memory; nothing if ``budget``
+        On every 11th row of large data, as in memory; nothing if ``budget``
         is below 1.
         """
         if budget < 1:
