@@ -22,6 +22,7 @@ from ._solvers import (
     regular_solve,
     uses_products,
 )
+from ._strides import aperiodic_step
 from .losses import FixedScaleLoss, SquaredRho
 
 # The MAD of a standard normal sample: MAD / 0.6745 estimates its standard
@@ -599,7 +600,7 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations
         [l2],
     )
     start_objective = objective
-    step = X.shape[0] // LEAST_SQUARES_START_ROWS
+    step = least_squares_start_step(X.shape[0])
     if step > 1:
         sub = objective.subsample(step)
         if sub.sum_weight > 0:
@@ -678,6 +679,27 @@ def _reweighted_step(objective, coef, factor):
     return coef + step
 
 
+def least_squares_start_step(n_samples):
+    """Stride of the least-squares start's rows ``X[::step]`` (1: all rows).
+
+    About ``LEAST_SQUARES_START_ROWS`` rows, by a stride that does not
+    alias with periodically ordered rows (:func:`aperiodic_step`).
+    """
+    return aperiodic_step(int(n_samples) // LEAST_SQUARES_START_ROWS)
+
+
+def lad_start_step(n_samples, n_coef, budget):
+    """Stride of the L1 start's rows of ``n_samples`` (1: all of them).
+
+    About ``_LAD_START_ROWS`` rows, fewer (down to 50 per coefficient) if
+    that lets a copy of ``budget`` design elements hold them, by a stride
+    that does not alias with periodically ordered rows
+    (:func:`aperiodic_step`). The fit on dask data strides alike.
+    """
+    rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
+    return aperiodic_step(-(-int(n_samples) // rows))
+
+
 def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, budget):
     """A few reweighted least-squares steps towards the L1 (median) fit.
 
@@ -697,10 +719,8 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
     directly; larger ones form them in a pass of a
     :class:`LinearObjective`.
     """
-    # Fewer rows (down to 50 per coefficient) if that lets the copy fit.
     n_coef = start_objective.n_coef
-    rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
-    step = -(-start_objective.n_samples // rows)
+    step = lad_start_step(start_objective.n_samples, n_coef, budget)
     if step > 1 and start_objective.subsample(step).sum_weight > 0:
         start_objective = start_objective.subsample(step)
     y, sample_weight = start_objective.y, start_objective.sample_weight

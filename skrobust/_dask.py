@@ -68,6 +68,7 @@ from sklearn.utils.validation import _assert_all_finite, check_is_fitted
 
 from . import _progress
 from ._objective import LinearObjective, _centred_moments, merge_moments
+from ._strides import aperiodic_step
 
 # Rows of the default strided sample fetched to the client (the smoothed
 # quantile fit's start and the selection pivots): at most SAMPLE_ROWS (1.6 MB
@@ -549,13 +550,14 @@ def dense_sample_rows(n_samples):
 def statistics_and_sample(data, center, rows, step=None):
     """:func:`data_statistics` and a :class:`Sample` of about ``rows`` rows, one pass.
 
-    The sample's rows are every ``k``-th of all rows (``X[::k]``), ``k =
-    n // rows`` unless ``step`` gives it, and it carries the quantile sketch
+    The sample's rows are every ``k``-th of all rows (``X[::k]``), ``k``
+    the :func:`~skrobust._strides.aperiodic_step` of ``n // rows`` unless
+    ``step`` gives it, and it carries the quantile sketch
     of a denser strided sample of ``y`` (:func:`dense_sample_rows`,
     :func:`quantile_sketch`).
     """
     if step is None:
-        step = max(1, data.n_samples // rows)
+        step = aperiodic_step(max(1, data.n_samples // rows))
     y_step = max(1, data.n_samples // dense_sample_rows(data.n_samples))
     # (The sample is stacked on a worker: on the client, each chunk's piece
     # and their stack would be 2% of X at once.)
@@ -1283,9 +1285,16 @@ def start_rows_setup(X, y, sample_weight, fit_intercept):
     starts from all rows, and so must the caller (with passes, not this
     sample).
     """
-    from ._base import LEAST_SQUARES_START_ROWS
+    from ._base import LEAST_SQUARES_START_ROWS, least_squares_start_step
 
-    return column_setup(X, y, sample_weight, fit_intercept, LEAST_SQUARES_START_ROWS)
+    return column_setup(
+        X,
+        y,
+        sample_weight,
+        fit_intercept,
+        LEAST_SQUARES_START_ROWS,
+        step_for=least_squares_start_step,
+    )
 
 
 def residual_attributes(estimator, data, stats, sample, fit, median=None):

@@ -4,11 +4,11 @@ When the exact LAD fit of ``scale="lad"`` interpolates every row of
 positive weight, its residuals carry no scale and the in-memory fit turns to
 :meth:`skrobust._scale.MADScale.solve`: safeguarded secant steps on
 ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma`` whose every step is a
-fixed-scale fit, first on every 8th row for large problems, with the
+fixed-scale fit, first on every 11th row for large problems, with the
 boundary ``sigma = 0`` solved directly when the secant heads for it
 (:func:`skrobust._scale._collapsed_mad_fit`). This module takes those steps
 on a :class:`skrobust._dask_staged.StagedFit`: each fixed-scale fit is its
-distributed objective on the same rows (every 8th by global index, or
+distributed objective on the same rows (every 11th by global index, or
 all), each ``MAD`` (with its RMS fallback) a distributed selection
 (:func:`skrobust._dask.robust_scale`), the secant, polish and stopping
 rules are :mod:`skrobust._scale`'s; the boundary is the weighted median of

@@ -27,9 +27,10 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
      (:func:`joint_fit`).
 
    The objectives are :class:`~skrobust._dask_strided.StridedObjective`
-   whose ``subsample(8)`` is every 8th row by global index: the solvers take
-   memory's levels (every 8th row from 5 000 rows and 200 rows per
-   coefficient, recursively), each evaluation one round trip, and a level
+   whose ``subsample(step)`` is every ``step``-th row by global index: the
+   solvers take memory's levels (every ``SUBSAMPLE_STEP``-th row, 11, from
+   5 000 rows and 275 rows per coefficient, recursively), each evaluation
+   one round trip, and a level
    of at most ``FETCHED_LEVEL_ROWS`` rows one round trip in all.
 4. **Attributes** as for every M-estimator
    (:func:`skrobust._dask.residual_attributes`).

@@ -87,7 +87,6 @@ from ._dask_quantile_smooth import DaskSmooth, fit_smooth_column
 from ._dask_select import select, tie_allowances
 from ._dask_strided import rows_of
 from ._quantile_exact import (
-    _BLOCK_ELEMENTS,
     _FIXUP_FRACTION,
     _FULL_FRACTION,
     _MIN_SIZE,
@@ -98,6 +97,7 @@ from ._quantile_exact import (
     ReducedPathFailed,
     _one_step,
     far_target_limit,
+    gram_sample_step,
 )
 from ._quantile_lp import (
     _GAP_RTOL,
@@ -446,9 +446,7 @@ class _DaskExact:
         # pass: every step-th row by global index (newton_gram).
         step = None
         if self.gram is None and self.n_coef <= _NEWTON_MAX_COEF and m < self.n_pos:
-            p1 = self.n_coef
-            n_sub = min(self.n_pos, max(20 * p1, _BLOCK_ELEMENTS // max(p1, 1)))
-            step = max(1, self.n_pos // n_sub)
+            step = gram_sample_step(self.n_pos, self.n_coef)
         starts = np.cumsum((0,) + tuple(self.data.X.chunks[0][:-1]))
         firsts = [0 if step is None else int(-start % step) for start in starts]
         parts = self.data.map_chunks(
@@ -473,9 +471,7 @@ class _DaskExact:
         rows carry no weight, all rows of positive weight (one pass).
         """
         if self.gram is None:
-            p1 = self.n_coef
-            n_sub = min(self.n_pos, max(20 * p1, _BLOCK_ELEMENTS // max(p1, 1)))
-            step = max(1, self.n_pos // n_sub)
+            step = gram_sample_step(self.n_pos, self.n_coef)
             rows, weight = rows_of(self.data, step, self.std.top)
             if step > 1 and not weight > 0:
                 rows, step = self.data, 1

@@ -4,9 +4,10 @@
 :func:`skrobust._quantile_level.fit_smooth` with distributed passes:
 the exact median and MAD of ``y``; least squares on the in-memory strided
 subsample and the residual scale of those rows (exact distributed
-medians); the first smoothed fit on every 8th row of all the data
-(:class:`~skrobust._dask_strided.StridedData`: each chunk's task takes the
-rows whose global index is a multiple of the stride, those of ``X[::8]``),
+medians); the first smoothed fit on every ``SUBSAMPLE_STEP``-th row of all
+the data (:class:`~skrobust._dask_strided.StridedData`: each chunk's task
+takes the rows whose global index is a multiple of the stride, those of
+``X[::11]``),
 multilevel as in memory;
 the second on all rows through a :class:`~skrobust._dask.DaskObjective`,
 first, as in memory, on the rows nearest its centred start with the others
@@ -29,7 +30,7 @@ preliminary fit where memory makes it on all rows
 import numpy as np
 
 from . import _dask, _progress, _quantile_level, _quantile_smooth, _solvers
-from ._base import LEAST_SQUARES_START_ROWS, MAD_NORMAL_CONSTANT
+from ._base import MAD_NORMAL_CONSTANT, least_squares_start_step
 from ._dask import _chunk_weights, plausible_warm, weighted_median
 from ._dask_quantile_cov import column_covariance
 from ._dask_strided import StridedObjective, rows_of
@@ -222,7 +223,7 @@ class DaskSmooth:
 
     def least_squares(self):
         """The start of :func:`~skrobust._quantile_level._smooth_start`."""
-        rows = self.rows(self.data.n_samples // LEAST_SQUARES_START_ROWS)
+        rows = self.rows(least_squares_start_step(self.data.n_samples))
         objective = self.objective(rows, FixedScaleLoss(SquaredRho()))
         zero = np.zeros(self.n_coef)
         _, grad, hess = objective.loss_gradient_hessian(zero)
@@ -357,7 +358,7 @@ class DaskSmooth:
     def first_stage(self, coef, scale, budget):
         """The first smoothed fit, from least squares: ``(coef, its residual scale)``.
 
-        On every 8th row of large data, as in memory; nothing if ``budget``
+        On every 11th row of large data, as in memory; nothing if ``budget``
         is below 1.
         """
         if budget < 1:

@@ -31,12 +31,12 @@ from . import _dask_far_targets as far
 from . import _solvers
 from ._base import (
     _DIRECT_LSTSQ_ELEMENTS,
-    _LAD_START_ROWS,
     ITERATIVE_MIN_COEF,
     StandardisedFit,
     _normal_equations_start,
     _solve_least_squares,
     copy_budget,
+    lad_start_step,
     least_absolute_deviation_start,
 )
 from ._dask import RowValues, _chunk_weights, _ChunkSetup, robust_scale
@@ -210,9 +210,7 @@ class StagedFit:
             self.data.map_chunks(_exact_kernel, self.offset, self.spread, w, b)
         ):
             return coef, 0.0, (w, b)
-        n_coef = objective.n_coef
-        rows = min(_LAD_START_ROWS, max(budget // n_coef, 50 * n_coef))
-        step = -(-self.data.n_samples // rows)
+        step = lad_start_step(self.data.n_samples, objective.n_coef, budget)
         strided = StridedData(self.data, step)
         parts = strided.map_chunks(rows_kernel)
         X, y, weights = (np.concatenate([part[k] for part in parts]) for k in range(3))

@@ -47,6 +47,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._small_design import SmallDesign, shared_key, standardised_design
 from ._small_design import weighted_gram as _weighted_gram
+from ._strides import aperiodic_step
 
 # Elements per dense row block: 2 MiB of float64 (at most an eighth of X, see
 # _MIN_BLOCKS), which bounds the extra memory of a pass and is large enough
@@ -912,7 +913,7 @@ def null_directions(objective):
     with ``n_samples``, ``subsample``, ``predictors``, ``n_coef``,
     ``penalty`` and ``_design_grams`` (also the Dask objective).
     """
-    step = max(1, objective.n_samples // _NULL_SPACE_SAMPLE_ROWS)
+    step = aperiodic_step(objective.n_samples // _NULL_SPACE_SAMPLE_ROWS)
     sample = objective.subsample(step) if step > 1 else objective
     if step > 1 and not sample.sum_weight > 0:
         sample = objective

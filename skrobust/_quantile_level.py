@@ -45,6 +45,7 @@ from ._quantile_smooth import (
     smoothed_objective,
     warn_uncertified,
 )
+from ._strides import aperiodic_step
 from .losses import FixedScaleLoss, SmoothedPinballRho
 
 # Iterations of the exact solver's preliminary smoothed fits with an L1
@@ -294,7 +295,7 @@ def preliminary_step(n_samples, n_coef):
     costs extra rounds). The fit on dask data strides its rows alike.
     """
     rows = min(EXACT_PRELIMINARY_ROWS, PRELIMINARY_ROWS_PER_COEF * n_coef)
-    step = -(-int(n_samples) // rows)
+    step = aperiodic_step(-(-int(n_samples) // rows))
     return step if step > 1 and n_coef <= NEWTON_MAX_COEF else 1
 
 

@@ -23,7 +23,7 @@ estimator never branches on the option:
 :class:`LADScale`
     the fixed point ``sigma = MAD(r - median r) / 0.6745`` with ``r`` the
     residuals of the least-absolute-deviation fit smoothed at bandwidth
-    ``sigma / 2`` (its bandwidth from every 8th row on large problems), then
+    ``sigma / 2`` (its bandwidth from every 11th row on large problems), then
     held fixed: bounded up to half the targets wrong. (The exact LAD fit's
     residuals with at most two rows per coefficient.)
 :class:`FixedScale`
@@ -348,8 +348,8 @@ class LADScale:
     outliers with ``h = 0.5 sigma``); about the median, the good rows alone
     set it. The fixed point is settled to a relative ``LAD_SCALE_RTOL``.
 
-    On problems the solvers subsample (at least 5000 rows and 200 rows per
-    coefficient) the fixed point is settled, to 1e-3, on every 8th row, and
+    On problems the solvers subsample (at least 5000 rows and 275 rows per
+    coefficient) the fixed point is settled, to 1e-3, on every 11th row, and
     ``sigma`` is the centred MAD of all the rows' residuals of the smoothed
     fit on all of them at that bandwidth (:func:`smoothed_lad_scale`): the
     all-rows fixed point to about a hundredth of the subsample's sampling

@@ -29,7 +29,7 @@ def plane_data(noisy_share=0.3, n=3000, seed=0):
     return X, y
 
 
-def reordered_fits(estimator, X, y, sample_weight=None, seeds=range(1, 17)):
+def reordered_fits(estimator, X, y, sample_weight=None, seeds=range(1, 17), rows=None):
     """In-memory fits of a clone of ``estimator`` on the rows in other orders.
 
     Reordering the rows changes nothing but the rounding of the fit's sums,
@@ -37,13 +37,19 @@ def reordered_fits(estimator, X, y, sample_weight=None, seeds=range(1, 17)):
     follows that rounding (a nearly singular Hessian, a tolerance at the
     rounding of the objective, L-BFGS's curvature pairs), these fits show
     how far the in-memory fit itself moves with it; elsewhere they are the
-    same fit.
+    same fit. ``rows`` (indices), if given, are reordered among themselves
+    and the others kept in place: where the fit strides its rows, the
+    strided rows then keep their weights.
     """
     from sklearn.base import clone
 
     fits = []
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(y))
+        if rows is None:
+            order = np.random.default_rng(seed).permutation(len(y))
+        else:
+            order = np.arange(len(y))
+            order[rows] = np.random.default_rng(seed).permutation(rows)
         weights = None if sample_weight is None else np.asarray(sample_weight)[order]
         fits.append(clone(estimator).fit(X[order], y[order], sample_weight=weights))
     return fits
@@ -66,21 +72,28 @@ def assert_n_iter_within_rounding(fitted, memory, X, y, sample_weight=None):
 
 
 def assert_close_within_rounding(
-    fitted, memory, X, y, sample_weight=None, names=("coef_", "intercept_"), rtol=1e-10
+    fitted,
+    memory,
+    X,
+    y,
+    sample_weight=None,
+    names=("coef_", "intercept_"),
+    rtol=1e-10,
+    rows=None,
 ):
     """Attributes equal to memory's to ``rtol``, or as close as reordering moves memory.
 
     Where the in-memory fit depends on the rounding of its sums (see
     :func:`reordered_fits`), the dask fit may differ from it by as much as
     the in-memory fit on reordered rows does (twice that, for the two
-    roundings), never more.
+    roundings), never more. ``rows`` as in :func:`reordered_fits`.
     """
     if all(
         np.allclose(getattr(fitted, n), getattr(memory, n), rtol=rtol, atol=0)
         for n in names
     ):
         return
-    others = reordered_fits(memory, X, y, sample_weight)
+    others = reordered_fits(memory, X, y, sample_weight, rows=rows)
     for name in names:
         ours, theirs = getattr(fitted, name), getattr(memory, name)
         spread = max(np.max(np.abs(getattr(o, name) - theirs)) for o in others)

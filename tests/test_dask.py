@@ -167,8 +167,8 @@ def test_takes_the_in_memory_iterations(synchronous, name, weighted, y_on_dask):
 def test_small_levels_are_solved_on_the_client(synchronous, monkeypatch, estimator):
     """A strided level of at most FETCHED_LEVEL_ROWS: one round trip, the same fit.
 
-    At 80 000 rows the solvers' strided levels (every 8th row and beyond,
-    10 000 rows and fewer) are fetched and solved on the client instead of
+    At 80 000 rows the solvers' coarsest strided level (every 121st row,
+    661 rows) is fetched and solved on the client instead of
     a round trip per evaluation; the iterations and coefficients are those
     of the levels solved on the workers.
     """
@@ -600,7 +600,7 @@ def test_flat_directions_are_searched_once_per_fit(synchronous, monkeypatch):
     top = np.abs(memory.coef_).max()
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-12, atol=1e-14 * top)
     np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-12)
-    # One search on all rows and one on every 8th row (the secant's first level).
+    # One search on all rows and one on the secant's first level.
     assert len(searches) == 2
 
 

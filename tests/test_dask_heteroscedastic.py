@@ -23,6 +23,7 @@ from _dask_data import (
 from sklearn.exceptions import ConvergenceWarning
 
 from skrobust import HeteroscedasticRegressor
+from skrobust._base import least_squares_start_step
 
 
 def make_data(n=3000, seed=0):
@@ -101,10 +102,11 @@ def test_equals_in_memory_fit(synchronous, name, weighted):
 
 
 def test_large_n_strided_start_and_multilevel_solve(synchronous):
-    """45 001 rows: the start on every 4th row and the solve's 8th-row level.
+    """45 001 rows: the start and the solve's first level on every 11th row.
 
     The in-memory fit computes its start on a strided subsample and first
-    solves on every 8th row (whose iterations count in ``n_iter_``); the
+    solves on every ``SUBSAMPLE_STEP``-th row (whose iterations count in
+    ``n_iter_``); the
     dask fit strides all the data by global index on the workers, so the
     same rows give the same iterations. Ten chunks of uneven sizes.
     """
@@ -157,7 +159,7 @@ def test_a_row_off_the_start_rows_breaks_the_exact_shortcut(synchronous):
     """
     n = 45_001
     X, y = make_data(n=n)
-    exact = np.arange(n) % 4 == 0  # the start rows: every 45001 // 10000-th
+    exact = np.arange(n) % least_squares_start_step(n) == 0  # the start rows
     y[exact] = X[exact] @ [1.0, -0.2, 3.0, 0.5] + 2.0
     chunks = (n // 3, 1, n - n // 3 - 1)
     memory = HeteroscedasticRegressor().fit(X, y)
@@ -321,7 +323,7 @@ def test_public_predictions_on_a_dask_array_are_lazy(synchronous):
         np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-10)
 
 
-# 45 001 rows in uneven chunks: the start's rows are every 4th.
+# 45 001 rows in uneven chunks: the start's rows are every 11th.
 LARGE_CHUNKS = (9000, 1, 5000, 4000, 4000, 4000, 7000, 3000, 4000, 5000)
 
 
@@ -330,13 +332,14 @@ LARGE_CHUNKS = (9000, 1, 5000, 4000, 4000, 4000, 7000, 3000, 4000, 5000)
     [{}, {"variance_features": [0], "alpha": 1.0}, {"fit_intercept": False}],
 )
 def test_start_rows_without_weight_start_from_all_rows(synchronous, params):
-    """Weight on the odd rows only: the start's every-4th rows carry none.
+    """No weight on the start's strided rows (every 11th).
 
     In memory least squares and Harvey's log-variance then come from all
     rows; the dask fit forms their normal equations in one pass each.
     """
     X, y = make_data(45_001)
-    weights = (np.arange(y.size) % 2 == 1).astype(float)
+    weights = np.ones(y.size)
+    weights[:: least_squares_start_step(y.size)] = 0.0
     memory = HeteroscedasticRegressor(**params).fit(X, y, sample_weight=weights)
     Xd = da.from_array(X, chunks=(LARGE_CHUNKS, 4))
     fitted = HeteroscedasticRegressor(**params).fit(Xd, y, sample_weight=weights)

@@ -682,7 +682,9 @@ NEAR_START_CASES = {
     "q0.2-weighted-l1": (3, 0.2, True, True, 0.01),
     "q0.6-weighted-l1": (1, 0.6, True, True, 0.01),
     "q0.8-no-intercept-l1": (0, 0.8, False, False, 0.01),
-    "q0.8-all-rows-after-near-rows": (2, 0.8, True, False, 0.0),
+    # (Seed 2 took this path with strides of 8; with 11 its first near
+    # solve stops at the budget. Seed 114 is the first of 0-114 to take it.)
+    "q0.8-all-rows-after-near-rows": (114, 0.8, True, False, 0.0),
 }
 
 

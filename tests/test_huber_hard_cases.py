@@ -16,6 +16,8 @@ from _huber_logcosh import (
 )
 from numpy.testing import assert_allclose, assert_array_equal
 
+from skrobust._solvers import SUBSAMPLE_STEP
+
 
 @pytest.mark.parametrize("estimator_class", ESTIMATORS)
 def test_joint_scale_collapses_to_the_l1_fit_when_most_rows_are_exact(
@@ -86,14 +88,15 @@ def test_extended_precision_x_gives_the_float64_fit(estimator_class):
 @pytest.mark.parametrize("estimator_class", ESTIMATORS)
 @pytest.mark.parametrize("scale", ["joint", "mad"])
 def test_weightless_subsample_rows_fall_back_to_all_rows(estimator_class, scale):
-    """Every 8th row (the multilevel subsample) without weight: the solve
-    starts on all rows instead, and equals the fit without those rows."""
+    """Every ``SUBSAMPLE_STEP``-th row (the multilevel subsample) without
+    weight: the solve starts on all rows instead, and equals the fit
+    without those rows."""
     rng = np.random.default_rng(6)
     n = 8000
     X = rng.normal(size=(n, 3))
     y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=n)
     weights = np.ones(n)
-    weights[::8] = 0.0
+    weights[::SUBSAMPLE_STEP] = 0.0
     model = estimator_class(scale=scale).fit(X, y, sample_weight=weights)
     kept = weights > 0
     reference = estimator_class(scale=scale).fit(X[kept], y[kept])

@@ -563,8 +563,11 @@ def test_sparse_vertex_stays_the_dense_one():
     np.testing.assert_allclose(sparse.intercept_, dense.intercept_, atol=1e-9)
 
 
+# (From offset 0.05 the second step lands in its band with the Gram sample
+# of every 4th row, not with every 11th's nor with all rows': 2 rounds
+# against 5 with one step. 0.045 lands there: 1 against 4.)
 @pytest.mark.parametrize(
-    ("quantile", "offset"), [(0.75, 0.03), (0.75, 0.05), (0.9, 0.03)]
+    ("quantile", "offset"), [(0.75, 0.03), (0.75, 0.045), (0.9, 0.03)]
 )
 def test_start_takes_newton_steps_until_one_lands_in_its_band(
     monkeypatch, quantile, offset
