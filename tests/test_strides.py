@@ -127,3 +127,29 @@ def test_exact_solvers_gram_sample_of_sorted_rows_holds_every_month():
     full = Z.T @ Z
     assert np.linalg.eigvalsh(sampled)[0] > 0.5 * np.linalg.eigvalsh(full)[0]
     np.testing.assert_allclose(sampled, full, atol=0.05 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("n_coef", [2, 21, 201, 1006, 2001])
+def test_lad_start_keeps_at_least_a_row_per_coefficient(monkeypatch, n_coef):
+    """Rounding the L1 start's stride up to an aperiodic one never leaves
+    fewer rows than coefficients where the stride asked for did not: a step
+    of 5 rounded to 11 left 826 of 9091 rows for 1006 coefficients, an
+    underdetermined start from which one-hot fits at 1e5 x 1005 took 35
+    Newton iterations instead of 16, and 4 times as long."""
+    import skrobust._base as base
+
+    def steps(n_samples, budget):
+        return base.lad_start_step(n_samples, n_coef, budget)
+
+    cases = [
+        (int(n), budget)
+        for n in np.unique(np.geomspace(n_coef, 10**7, 200).astype(int))
+        for budget in (2**16, 250_000, 2**20)
+    ]
+    aperiodic = [steps(n, budget) for n, budget in cases]
+    monkeypatch.setattr(base, "aperiodic_step", lambda step: max(int(step), 1))
+    asked = [steps(n, budget) for n, budget in cases]
+    for (n, budget), step, wanted in zip(cases, aperiodic, asked, strict=True):
+        assert step == 1 or math.gcd(step, 210) == 1
+        if -(-n // wanted) >= n_coef:
+            assert -(-n // step) >= n_coef, (n, budget, wanted, step)
