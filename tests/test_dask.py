@@ -645,13 +645,9 @@ def test_a_scale_far_below_the_spread_of_y_is_solved_as_in_memory(
     null direction, 7e-12 of theirs: gradients at their rounding, 1e-16,
     leave the coefficients 1e-5 apart and the objective 5e-10.)
     """
-    from _oracles import FixedScaleOracle, huber_psi
+    from _oracles import assert_huber_fixed_scale_optimum, heavy_rows_data
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(30, 3))
-    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=30)
-    weights = np.full(30, 1e-10)
-    weights[rng.choice(30, 3, replace=False)] = 1e10
+    X, y, weights = heavy_rows_data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fitted = clone(estimator).fit(
@@ -659,17 +655,6 @@ def test_a_scale_far_below_the_spread_of_y_is_solved_as_in_memory(
         )
         memory = clone(estimator).fit(X, y, sample_weight=weights)
     assert 0 < fitted.scale_ < 1e-8
-    oracle = FixedScaleOracle(
-        X,
-        y,
-        weights,
-        fitted.scale_,
-        0.1,
-        lambda z: huber_rho(z, 1.35),
-        lambda z: huber_psi(z, 1.35),
-        True,
-    )
-    *_, best = oracle.solve([(fitted.coef_, fitted.intercept_), (np.zeros(3), 0.0)])
-    assert oracle.value(fitted.coef_, fitted.intercept_) <= best * (1 + 1e-9)
+    assert_huber_fixed_scale_optimum(fitted, X, y, weights, 0.1)
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-4)
     np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-4)

@@ -328,13 +328,9 @@ def test_mad_fixed_point_far_below_the_spread_of_y_is_solved(n, heavy, alpha):
     weighted MAD of the residuals of the oracle's minimiser (the fixed
     point).
     """
-    from _oracles import FixedScaleOracle, huber_psi, huber_rho
+    from _oracles import assert_huber_fixed_scale_optimum, heavy_rows_data
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, 3))
-    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=n)
-    weights = np.full(n, 1e-10)
-    weights[rng.choice(n, heavy, replace=False)] = 1e10
+    X, y, weights = heavy_rows_data(n, heavy)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = HuberRegressor(scale="mad", alpha=alpha).fit(
@@ -342,18 +338,7 @@ def test_mad_fixed_point_far_below_the_spread_of_y_is_solved(n, heavy, alpha):
         )
     sigma = model.scale_
     assert 0 < sigma < 1e-8
-    oracle = FixedScaleOracle(
-        X,
-        y,
-        weights,
-        sigma,
-        alpha,
-        lambda z: huber_rho(z, 1.35),
-        lambda z: huber_psi(z, 1.35),
-        True,
-    )
-    w, b, best = oracle.solve([(model.coef_, model.intercept_), (np.zeros(3), 0.0)])
-    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-9)
+    w, b = assert_huber_fixed_scale_optimum(model, X, y, weights, alpha)
     assert _weighted_mad_scale(y - X @ w - b, weights) == pytest.approx(sigma, rel=1e-4)
 
 
@@ -364,26 +349,11 @@ def test_lad_scale_far_below_the_spread_of_y_is_solved():
     Oracle: L-BFGS on the fixed-scale objective at ``scale_`` (the LAD
     scale is held fixed), from the fit and from zero.
     """
-    from _oracles import FixedScaleOracle, huber_psi, huber_rho
+    from _oracles import assert_huber_fixed_scale_optimum, heavy_rows_data
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(30, 3))
-    y = X @ [1.0, -2.0, 0.5] + rng.standard_t(3, size=30)
-    weights = np.full(30, 1e-10)
-    weights[rng.choice(30, 3, replace=False)] = 1e10
+    X, y, weights = heavy_rows_data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = HuberRegressor(scale="lad", alpha=0.1).fit(X, y, sample_weight=weights)
     assert 0 < model.scale_ < 1e-8
-    oracle = FixedScaleOracle(
-        X,
-        y,
-        weights,
-        model.scale_,
-        0.1,
-        lambda z: huber_rho(z, 1.35),
-        lambda z: huber_psi(z, 1.35),
-        True,
-    )
-    *_, best = oracle.solve([(model.coef_, model.intercept_), (np.zeros(3), 0.0)])
-    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-9)
+    assert_huber_fixed_scale_optimum(model, X, y, weights, 0.1)
