@@ -20,6 +20,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from sklearn.base import clone
+from test_mestimator import FairRho  # (a loss that is not built in)
 
 from skrobust import (
     HeteroscedasticRegressor,
@@ -29,26 +30,8 @@ from skrobust import (
     MultiQuantileRegressor,
     QuantileRegressor,
 )
-from skrobust.losses import ResidualFunction
 
 PINNED = 2  # the column of tiny spread
-
-
-class FairRho(ResidualFunction):
-    """Fair's ``rho``, ``c^2 (|z| / c - log(1 + |z| / c))``, not a built-in one."""
-
-    def __init__(self, c=1.4):
-        self.c = c
-
-    def value(self, z):
-        a = np.abs(z) / self.c
-        return self.c**2 * (a - np.log1p(a))
-
-    def derivative(self, z):
-        return z / (1.0 + np.abs(z) / self.c)
-
-    def second_derivative(self, z):
-        return 1.0 / (1.0 + np.abs(z) / self.c) ** 2
 
 
 ESTIMATORS = {
