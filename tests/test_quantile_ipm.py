@@ -33,6 +33,7 @@ def ipm_outcomes(monkeypatch):
     """
     monkeypatch.setattr(quantile_lp, "_FN_MIN_COEF", 0)
     monkeypatch.setattr(quantile_lp, "_FN_MIN_ENTRIES", 0)
+    monkeypatch.setattr(quantile_lp, "_FN_MIN_FILL", 0.0)
     outcomes, solve = [], quantile_lp.solve_dual_ipm
 
     def recorded(*args):
