@@ -184,3 +184,26 @@ def test_dual_vertex_matches_linprog_on_the_dual(fit_intercept, penalty):
     # Off the basis, every a_i is at a bound.
     off = np.setdiff1d(np.arange(a.size), basic)
     assert np.all((a[off] == lower[off]) | (a[off] == upper[off]))
+
+
+def test_default_rule_keeps_narrow_and_one_hot_lps_on_highs():
+    rng = np.random.default_rng(4)
+    # Dense: from 50 coefficients and 1e5 entries (measured crossovers).
+    assert quantile_lp._frisch_newton_wins(rng.standard_normal((2300, 50)))
+    assert not quantile_lp._frisch_newton_wins(rng.standard_normal((1500, 20)))
+    assert not quantile_lp._frisch_newton_wins(rng.standard_normal((1000, 60)))
+    # Sparse: one-hot rows (a level each, and two dense pseudo-observations)
+    # give a nearly diagonal normal matrix, whose LU HiGHS factors cheaply;
+    # random sparse rows a dense one.
+    m, p = 3000, 300
+    one_hot = sp.csr_matrix(
+        (np.ones(m), rng.integers(p, size=m), np.arange(m + 1)), shape=(m, p)
+    )
+    dense_rows = sp.csr_matrix(rng.standard_normal((2, p)))
+    assert not quantile_lp._frisch_newton_wins(
+        sp.vstack([one_hot, dense_rows], format="csr")
+    )
+    scattered = sp.random_array((m, p), density=0.03, format="csr", rng=rng)
+    assert quantile_lp._frisch_newton_wins(
+        sp.vstack([sp.csr_matrix(scattered), dense_rows], format="csr")
+    )
