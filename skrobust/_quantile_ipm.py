@@ -55,6 +55,8 @@ problems) the caller's HiGHS dual simplex starts from that basis, whose
 bounds follow the residuals' signs (dual feasible).
 """
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -336,7 +338,10 @@ def _vertex(A, c, lower, upper, x, z, v):
     basic = np.sort(order[: A.n_rows])
     At_B, rows, slacks = A.basis_matrix(basic)
     at_upper = x > s
-    lu = scipy.linalg.lu_factor(At_B, check_finite=False)
+    with warnings.catch_warnings():
+        # (An exactly singular basis is expected, and handled below.)
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        lu = scipy.linalg.lu_factor(At_B, check_finite=False)
     if not np.all(np.isfinite(lu[0])) or np.min(np.abs(np.diag(lu[0]))) == 0:
         # A singular basis (rank-deficient design): HiGHS's simplex
         # replaces its dependent columns by logical ones.

@@ -459,7 +459,12 @@ def _frisch_newton_wins(Z):
     if p < _FN_MIN_COEF or m * p < _FN_MIN_ENTRIES:
         return False
     if not sp.issparse(Z):
-        return True
+        # Dense storage of sparse rows (dummies): the same test on their
+        # pattern. (A dense one-hot 3000 x 200 LP: HiGHS 0.04 s, this
+        # method 0.16 s.)
+        if np.count_nonzero(Z) > _FN_MIN_FILL * Z.size:
+            return True
+        Z = sp.csr_matrix(Z)
     counts = np.diff(Z.indptr)
     rows = Z[counts < p // 2]  # (the dense rows fill it anyway)
     pattern = sp.csr_matrix(

@@ -122,6 +122,16 @@ def degenerate_cases():
     yield "integer design, tied y", Xi, np.round(Xi @ rng.normal(size=50))
     Xn, yn = wide_data(90, 80, seed=6)
     yield "p close to n", Xn, yn
+    # Dummies of every level next to the intercept: a singular design.
+    levels = rng.integers(60, size=400)
+    Xo = np.zeros((400, 63))
+    Xo[np.arange(400), levels] = 1.0
+    Xo[:, 60:] = rng.standard_normal((400, 3))
+    yield (
+        "all dummies and an intercept",
+        Xo,
+        Xo @ rng.normal(size=63) + rng.normal(size=400),
+    )
 
 
 @pytest.mark.parametrize(
@@ -203,6 +213,8 @@ def test_default_rule_keeps_narrow_and_one_hot_lps_on_highs():
     assert not quantile_lp._frisch_newton_wins(
         sp.vstack([one_hot, dense_rows], format="csr")
     )
+    # The same rows stored densely.
+    assert not quantile_lp._frisch_newton_wins(one_hot.toarray())
     scattered = sp.random_array((m, p), density=0.03, format="csr", rng=rng)
     assert quantile_lp._frisch_newton_wins(
         sp.vstack([sp.csr_matrix(scattered), dense_rows], format="csr")
