@@ -1,0 +1,221 @@
+"""The Frisch-Newton interior point method of the exact quantile fit's dual LP.
+
+Wide dual LPs (``p`` in the hundreds or thousands) go to
+:mod:`skrobust._quantile_ipm`, whose optimum is turned into the vertex the
+simplex method would return (or, when that vertex is not feasible, HiGHS's
+dual simplex starts from its basis). These tests send every dual LP there,
+on designs small enough for an independent linear programme
+(``tests/_oracles.py: quantile_linprog``, scipy's HiGHS on the primal LP
+written from the objective) and check the optimum, the coefficients where
+they are unique, and that the answer is a vertex: ``p + 1`` interpolated
+rows.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from _oracles import quantile_linprog
+from numpy.testing import assert_allclose
+from scipy.optimize import linprog
+
+import skrobust._quantile_ipm as quantile_ipm
+import skrobust._quantile_lp as quantile_lp
+from skrobust import QuantileRegressor
+from skrobust._quantile_ipm import solve_dual_ipm
+
+
+@pytest.fixture
+def ipm_outcomes(monkeypatch):
+    """Every dual LP to the interior point method; its outcomes, recorded.
+
+    ``"vertex"`` when it returned an optimal vertex itself, ``"basis"``
+    when HiGHS's dual simplex had to start from its basis.
+    """
+    monkeypatch.setattr(quantile_lp, "_FN_MIN_COEF", 0)
+    monkeypatch.setattr(quantile_lp, "_FN_MIN_ENTRIES", 0)
+    monkeypatch.setattr(quantile_lp, "_FN_MIN_FILL", 0.0)
+    outcomes, solve = [], quantile_lp.solve_dual_ipm
+
+    def recorded(*args):
+        solution, start = solve(*args)
+        outcomes.append("vertex" if solution is not None else "basis")
+        return solution, start
+
+    monkeypatch.setattr(quantile_lp, "solve_dual_ipm", recorded)
+    return outcomes
+
+
+def wide_data(n, p, seed=0, sparse=False):
+    """Gaussian (or 5% dense sparse) design, t(2) noise, 10% of y shifted up."""
+    rng = np.random.default_rng(seed)
+    if sparse:
+        X = sp.random_array((n, p), density=0.05, format="csr", rng=rng)
+        X.data = rng.standard_normal(X.data.size)
+        X = sp.csr_matrix(X)
+    else:
+        X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + rng.standard_t(2, size=n)
+    bad = rng.random(n) < 0.1
+    y[bad] += rng.uniform(20.0, 60.0, size=bad.sum())
+    return X, y
+
+
+def pinball(X, y, coef, intercept, q, s, alpha):
+    r = y - X @ coef - intercept
+    loss = np.maximum(q * r, (q - 1.0) * r)
+    return float(s @ loss / s.sum()) + alpha * float(np.abs(coef).sum())
+
+
+def interpolated_rows(X, y, coef, intercept):
+    r = y - X @ coef - intercept
+    scale = np.abs(y) + np.abs(y - r) + 1.0
+    return int(np.sum(np.abs(r) <= 1e-9 * scale))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("quantile", [0.2, 0.5, 0.85])
+def test_wide_fit_is_the_lp_vertex(
+    ipm_outcomes, sparse, weighted, fit_intercept, quantile
+):
+    X, y = wide_data(500, 60, seed=int(quantile * 100), sparse=sparse)
+    rng = np.random.default_rng(1)
+    s = rng.uniform(0.2, 3.0, size=y.size) if weighted else np.ones(y.size)
+    model = QuantileRegressor(
+        quantile=quantile, alpha=0.0, fit_intercept=fit_intercept, solver="exact"
+    ).fit(X, y, sample_weight=s if weighted else None)
+    assert ipm_outcomes and "vertex" in ipm_outcomes
+    Xd = X.toarray() if sparse else X
+    oracle = quantile_linprog(Xd, y, quantile, s, 0.0, fit_intercept)
+    value = pinball(Xd, y, model.coef_, model.intercept_, quantile, s, 0.0)
+    assert value == pytest.approx(oracle.objective, rel=1e-9)
+    # A continuous design: the minimiser is unique, a vertex through p + 1 rows.
+    assert_allclose(model.coef_, oracle.coef, rtol=1e-7, atol=1e-8)
+    assert model.intercept_ == pytest.approx(oracle.intercept, rel=1e-7, abs=1e-8)
+    n_coef = X.shape[1] + int(fit_intercept)
+    assert interpolated_rows(Xd, y, model.coef_, model.intercept_) >= n_coef
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("alpha", [0.002, 0.02])
+def test_wide_penalised_fit_matches_linprog(ipm_outcomes, sparse, alpha):
+    X, y = wide_data(400, 80, seed=3, sparse=sparse)
+    model = QuantileRegressor(quantile=0.4, alpha=alpha, solver="exact").fit(X, y)
+    assert ipm_outcomes
+    Xd = X.toarray() if sparse else X
+    s = np.ones(y.size)
+    oracle = quantile_linprog(Xd, y, 0.4, s, alpha, True)
+    value = pinball(Xd, y, model.coef_, model.intercept_, 0.4, s, alpha)
+    assert value == pytest.approx(oracle.objective, rel=1e-9)
+    assert_allclose(model.coef_, oracle.coef, rtol=1e-7, atol=1e-8)
+    # Exact zeros where the LP has them.
+    assert np.array_equal(model.coef_ == 0, np.abs(oracle.coef) < 1e-12)
+
+
+def degenerate_cases():
+    rng = np.random.default_rng(7)
+    X, y = wide_data(400, 50, seed=5)
+    yield "duplicated columns", np.hstack([X, X[:, :10]]), y
+    yield "ties in y", X, np.round(y)
+    Xi = rng.integers(-2, 3, size=(400, 50)).astype(float)
+    yield "integer design, tied y", Xi, np.round(Xi @ rng.normal(size=50))
+    Xn, yn = wide_data(90, 80, seed=6)
+    yield "p close to n", Xn, yn
+    # Dummies of every level next to the intercept: a singular design.
+    levels = rng.integers(60, size=400)
+    Xo = np.zeros((400, 63))
+    Xo[np.arange(400), levels] = 1.0
+    Xo[:, 60:] = rng.standard_normal((400, 3))
+    yield (
+        "all dummies and an intercept",
+        Xo,
+        Xo @ rng.normal(size=63) + rng.normal(size=400),
+    )
+
+
+@pytest.mark.parametrize(
+    "name, X, y", list(degenerate_cases()), ids=[c[0] for c in degenerate_cases()]
+)
+@pytest.mark.parametrize("quantile", [0.3, 0.5])
+def test_degenerate_wide_fits_reach_the_optimum(ipm_outcomes, name, X, y, quantile):
+    model = QuantileRegressor(quantile=quantile, solver="exact").fit(X, y)
+    oracle = quantile_linprog(X, y, quantile)
+    s = np.ones(y.size)
+    value = pinball(X, y, model.coef_, model.intercept_, quantile, s, 0.0)
+    # An exact fit can reach 0: then the rounding of the residuals decides.
+    assert value == pytest.approx(oracle.objective, rel=1e-9, abs=1e-12)
+
+
+def test_warm_started_simplex_lands_when_the_vertex_is_rejected(
+    ipm_outcomes, monkeypatch
+):
+    # A negative tolerance rejects every vertex: HiGHS's dual simplex then
+    # starts from the basis found by the interior point method.
+    monkeypatch.setattr(quantile_ipm, "_BOUND_RTOL", -1.0)
+    X, y = wide_data(400, 60, seed=11)
+    model = QuantileRegressor(quantile=0.7, solver="exact").fit(X, y)
+    assert ipm_outcomes and set(ipm_outcomes) == {"basis"}
+    oracle = quantile_linprog(X, y, 0.7)
+    assert_allclose(model.coef_, oracle.coef, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("penalty", [0.0, 0.05])
+def test_dual_vertex_matches_linprog_on_the_dual(fit_intercept, penalty):
+    # The LP of solve_dual_ipm itself: max c'a s.t. A a = 0, lower <= a <= upper,
+    # A = [Z^T, -I; 1^T, 0], solved by scipy's HiGHS as written here.
+    rng = np.random.default_rng(2)
+    m, p = 300, 40
+    Z = rng.standard_normal((m, p))
+    c_rows = Z @ rng.standard_normal(p) + rng.standard_t(3, size=m)
+    w = rng.uniform(0.5, 2.0, size=m)
+    q = 0.35
+    n_slack = p if penalty else 0
+    lower = np.concatenate([(q - 1.0) * w, -penalty * np.ones(n_slack)])
+    upper = np.concatenate([q * w, penalty * np.ones(n_slack)])
+    c = np.concatenate([c_rows, np.zeros(n_slack)])
+    A = np.zeros((p + int(fit_intercept), m + n_slack))
+    A[:p, :m] = Z.T
+    A[np.arange(n_slack), m + np.arange(n_slack)] = -1.0
+    if fit_intercept:
+        A[p, :m] = 1.0
+    oracle = linprog(
+        -c, A_eq=A, b_eq=np.zeros(A.shape[0]), bounds=np.column_stack([lower, upper])
+    )
+    (a, theta, value, basic), start = solve_dual_ipm(
+        Z, c, lower, upper, n_slack, fit_intercept
+    )
+    assert start is None
+    assert value == pytest.approx(oracle.fun, rel=1e-10)
+    assert_allclose(theta, -oracle.eqlin.marginals, rtol=1e-7, atol=1e-9)
+    assert np.all(a >= lower - 1e-12) and np.all(a <= upper + 1e-12)
+    assert_allclose(A @ a, 0.0, atol=1e-10)
+    # Off the basis, every a_i is at a bound.
+    off = np.setdiff1d(np.arange(a.size), basic)
+    assert np.all((a[off] == lower[off]) | (a[off] == upper[off]))
+
+
+def test_default_rule_keeps_narrow_and_one_hot_lps_on_highs():
+    rng = np.random.default_rng(4)
+    # Dense: from 50 coefficients and 1e5 entries (measured crossovers).
+    assert quantile_lp._frisch_newton_wins(rng.standard_normal((2300, 50)))
+    assert not quantile_lp._frisch_newton_wins(rng.standard_normal((1500, 20)))
+    assert not quantile_lp._frisch_newton_wins(rng.standard_normal((1000, 60)))
+    # Sparse: one-hot rows (a level each, and two dense pseudo-observations)
+    # give a nearly diagonal normal matrix, whose LU HiGHS factors cheaply;
+    # random sparse rows a dense one.
+    m, p = 3000, 300
+    one_hot = sp.csr_matrix(
+        (np.ones(m), rng.integers(p, size=m), np.arange(m + 1)), shape=(m, p)
+    )
+    dense_rows = sp.csr_matrix(rng.standard_normal((2, p)))
+    assert not quantile_lp._frisch_newton_wins(
+        sp.vstack([one_hot, dense_rows], format="csr")
+    )
+    # The same rows stored densely.
+    assert not quantile_lp._frisch_newton_wins(one_hot.toarray())
+    scattered = sp.random_array((m, p), density=0.03, format="csr", rng=rng)
+    assert quantile_lp._frisch_newton_wins(
+        sp.vstack([sp.csr_matrix(scattered), dense_rows], format="csr")
+    )
