@@ -29,6 +29,7 @@ from ._scale import (
     _newton_polish,
     fixed_scale_tol,
     mad_fixed_point,
+    rough_step,
     rough_tol_applies,
 )
 from .losses import FixedScaleLoss, SquaredRho
@@ -115,16 +116,20 @@ def _secant(
         # the rough one of a fit that only steers the secant.
         tol = fixed_scale_tol(problem.rho, scale, options.tol)
         exact = not rough_tol_applies(rough_tol, tol)
-        result = _solvers.solve(
-            objective,
-            start,
-            dataclasses.replace(
-                options.with_max_iter(budget), tol=tol if exact else rough_tol
-            ),
-            multilevel=False,
-            hessian=hessian,
-            hessian_origin=origin,
-        )
+        result = None
+        if not exact and budget > 0:
+            result = rough_step(objective, start, hessian, rough_tol, options.solver)
+        if result is None:
+            result = _solvers.solve(
+                objective,
+                start,
+                dataclasses.replace(
+                    options.with_max_iter(budget), tol=tol if exact else rough_tol
+                ),
+                multilevel=False,
+                hessian=hessian,
+                hessian_origin=origin,
+            )
         problem.used += result.n_iter
         if not exact and result.gradient is not None:
             # (A rough fit that met the exact tolerance is an exact one.)
