@@ -165,6 +165,7 @@ class MProblem:
         ``y`` in place of its own if given.
         """
         base = self.ls_objective if ls_objective is None else ls_objective
+        loss = fast_for_newton(loss, self.options.solver)
         objective = LinearObjective(
             loss,
             base.X,
@@ -190,6 +191,18 @@ class MProblem:
         result = _solvers.solve(objective, coef, options, **kwargs)
         self.used[0] += result.n_iter
         return result
+
+
+def fast_for_newton(loss, solver):
+    """``loss``, a :class:`FixedScaleLoss` with its fast terms for Newton's method.
+
+    (See :class:`~skrobust.losses.FixedScaleLoss`: L-BFGS keeps the precise
+    ones.) Memory's and Dask's fits take their fixed-scale objectives
+    through this.
+    """
+    if isinstance(loss, FixedScaleLoss) and solver == "newton" and not loss.fast:
+        return FixedScaleLoss(loss.rho, loss.scale, fast=True)
+    return loss
 
 
 @dataclass

@@ -141,10 +141,22 @@ class ResidualFunction(abc.ABC):
     def fixed_scale_terms(self, z, scale):
         """``(rho(z), rho'(z), rho''(z))`` for :class:`FixedScaleLoss` at ``scale``.
 
-        ``scale`` is the fit's, in units where the spread of ``y`` is about
-        one. :meth:`value_derivatives` here; a loss may give up relative
+        :meth:`value_derivatives` here; a loss may give up relative
         precision near zero for speed where the scale keeps the absolute
         error negligible (:meth:`LogCoshRho.fixed_scale_terms`).
+
+        Parameters
+        ----------
+        z : ndarray
+            Standardised residuals ``r / scale``.
+        scale : float
+            The fixed-scale loss's scale, in units where the spread of ``y``
+            is about one (the fits' standardised units).
+
+        Returns
+        -------
+        tuple of ndarray
+            ``(rho, psi, rho'')`` at ``z``.
         """
         return self.value_derivatives(z)
 
@@ -614,18 +626,30 @@ class FixedScaleLoss:
     The factor ``sigma**2`` keeps the loss in the units of ``y**2``: with
     Huber's ``rho`` it is exactly the textbook Huber loss with threshold
     ``delta * sigma``.
+
+    With ``fast``, ``rho`` is evaluated by its ``fixed_scale_terms``, which
+    may give up relative precision near zero where the scale allows
+    (:meth:`ResidualFunction.fixed_scale_terms`): for Newton's method,
+    whose steps are judged on the gradient and on values to 1e3 ``eps``.
+    L-BFGS's line search and its stop compare values to a few ``eps``, and
+    took more passes on them (a log-cosh MAD fit at ``2e4 x 1000``: 171 ->
+    243), so it keeps ``value_derivatives``.
     """
 
     n_predictors = 1
 
-    def __init__(self, rho, scale=1.0):
+    def __init__(self, rho, scale=1.0, fast=False):
         self.rho = rho
         self.scale = scale
+        self.fast = fast
 
     def loss_gradient_hessian(self, y, raw):
         s = self.scale
         z = (y - raw[:, 0]) / s
-        rho, psi, dpsi = _fixed_scale_terms(self.rho, z, s)
+        if self.fast:
+            rho, psi, dpsi = _fixed_scale_terms(self.rho, z, s)
+        else:
+            rho, psi, dpsi = _value_derivatives(self.rho, z)
         # s^2 rho(z) is the loss in y's units: for a scale beyond ~1e150 (a
         # MAD fixed point run away with outliers of 1e300) it is legitimately
         # infinite, which solvers reject; the derivatives stay finite.
@@ -718,6 +742,11 @@ class ConcomitantScaleLoss:
 def _fixed_scale_terms(rho, z, scale):
     with np.errstate(**_LOSS_ERRSTATE):
         return rho.fixed_scale_terms(z, scale)
+
+
+def _value_derivatives(rho, z):
+    with np.errstate(**_LOSS_ERRSTATE):
+        return rho.value_derivatives(z)
 
 
 # The loss works in units of the spread of y. A row whose 1 / sigma^2 or
