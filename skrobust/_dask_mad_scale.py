@@ -118,7 +118,9 @@ def _secant(
         exact = not rough_tol_applies(rough_tol, tol)
         result = None
         if not exact and budget > 0:
-            result = rough_step(objective, start, hessian, rough_tol, options.solver)
+            result = rough_step(
+                objective, start, hessian, rough_tol, options.solver, origin
+            )
         if result is None:
             result = _solvers.solve(
                 objective,

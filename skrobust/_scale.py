@@ -129,6 +129,12 @@ _EXTRAPOLATION_MAX_RATIO = 4.0
 # and its scale does not enter the secant's bracket (see mad_fixed_point).
 # Measured, log-cosh at 1e5 x 20: the first two fits on all rows took 3
 # Newton steps each to the exact tolerance, 1 each to this one.
+# A rough fit's one unchecked step (rough_step) on a subsample's Hessian
+# needs this many of its rows per coefficient: the step errs by about the
+# Hessian's sampling error, sqrt(coefficients / rows), 5% at 433 rows per
+# coefficient (1e5 x 20); at 45 (1e5 x 200, 15%) a rough MAD was off by a
+# third of the scale's step, and Huber's secant took one exact fit more.
+_ROUGH_MIN_ROWS_PER_COEF = 200
 _MAD_INEXACT_FIT = 1e-3
 
 
@@ -1177,7 +1183,12 @@ class MADScale:
             result = None
             if not exact and problem.budget > 0:
                 result = rough_step(
-                    objective, start, hessian, rough_tol, problem.options.solver
+                    objective,
+                    start,
+                    hessian,
+                    rough_tol,
+                    problem.options.solver,
+                    origin,
                 )
             if result is not None:
                 problem.used[0] += result.n_iter
@@ -1302,7 +1313,7 @@ def mad_fixed_point(
     return coef, mad, hessian, converged, False
 
 
-def rough_step(objective, start, hessian, rough_tol, solver):
+def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     """A rough MAD fit: one Newton step on ``hessian`` from ``start``, or None.
 
     A rough fit only gives the next secant step its MAD, to about 1% of
@@ -1316,9 +1327,16 @@ def rough_step(objective, start, hessian, rough_tol, solver):
     then the one at ``start``) or 1 (no gradient: the step is not checked),
     and no Hessian; None where the step does not apply (no Hessian, another
     solver, conjugate-gradient directions, a Hessian not clearly positive
-    definite, a non-finite objective): the fit is then a solve.
+    definite, a non-finite objective, or a subsample's Hessian (``origin``)
+    of fewer than ``_ROUGH_MIN_ROWS_PER_COEF`` rows per coefficient): the
+    fit is then a solve.
     """
     if solver != "newton" or hessian is None or _solvers.uses_products(objective):
+        return None
+    if origin == "subsample" and (
+        objective.n_samples / _solvers.SUBSAMPLE_STEP
+        < _ROUGH_MIN_ROWS_PER_COEF * objective.n_coef
+    ):
         return None
     value, grad = objective.loss_gradient(start)
     if not np.isfinite(value):
