@@ -29,6 +29,8 @@ from ._scale import (
     _newton_polish,
     fixed_scale_tol,
     mad_fixed_point,
+    rough_step,
+    rough_tol_applies,
 )
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -94,7 +96,9 @@ def _residual_scale(problem, rows, objective, coef):
     return robust_scale(rows[0], stats, problem.start_rows, values, median=median)
 
 
-def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False):
+def _secant(
+    problem, step, coef, scale, hessian, origin="stale", collapse=False, first_gap=None
+):
     """:meth:`skrobust._scale.MADScale._secant` on every ``step``-th row.
 
     Returns ``(coef, scale, hessian, converged, collapsing)``.
@@ -103,36 +107,60 @@ def _secant(problem, step, coef, scale, hessian, origin="stale", collapse=False)
     data, weight = rows_of(problem.data, step, problem.stats[1])
     rows = (data, problem.stats[0] if step <= 1 else weight)
 
-    def fit(scale, start, hessian, origin):
+    def fit(scale, start, hessian, origin, rough_tol=None):
         objective = problem.objective(
             FixedScaleLoss(problem.rho, scale), problem.l2, step
         )
         budget = max(options.max_iter - problem.used, 0)
-        # As in memory: the tolerance relative to the gradient's terms.
+        # As in memory: the tolerance relative to the gradient's terms, or
+        # the rough one of a fit that only steers the secant.
         tol = fixed_scale_tol(problem.rho, scale, options.tol)
-        result = _solvers.solve(
-            objective,
-            start,
-            dataclasses.replace(options.with_max_iter(budget), tol=tol),
-            multilevel=False,
-            hessian=hessian,
-            hessian_origin=origin,
-        )
+        exact = not rough_tol_applies(rough_tol, tol)
+        result = None
+        if not exact and budget > 0:
+            result = rough_step(
+                objective, start, hessian, rough_tol, options.solver, origin
+            )
+        if result is None:
+            result = _solvers.solve(
+                objective,
+                start,
+                dataclasses.replace(
+                    options.with_max_iter(budget), tol=tol if exact else rough_tol
+                ),
+                multilevel=False,
+                hessian=hessian,
+                hessian_origin=origin,
+            )
         problem.used += result.n_iter
+        if not exact and result.gradient is not None:
+            # (A rough fit that met the exact tolerance is an exact one.)
+            exact = float(np.max(np.abs(result.gradient), initial=0.0)) <= tol
         coef = result.coef
         mad = _residual_scale(problem, rows, objective, coef)
-        if result.converged and step <= 1 and abs(mad - scale) <= _POLISH_GAP * scale:
+        if (
+            exact
+            and result.converged
+            and step <= 1
+            and abs(mad - scale) <= _POLISH_GAP * scale
+        ):
             latest = hessian if result.hessian is None else result.hessian
             coef = _newton_polish(problem, objective, coef, latest, result.gradient)
             mad = _residual_scale(problem, rows, objective, coef)
-        return result, coef, mad
+        return result, coef, mad, exact
 
     def exhausted():
         return problem.used >= options.max_iter
 
     start = (coef, scale, hessian, origin)
     return mad_fixed_point(
-        fit, exhausted, start, options.tol, options.max_iter, collapse
+        fit,
+        exhausted,
+        start,
+        options.tol,
+        options.max_iter,
+        collapse,
+        first_gap,
     )
 
 
@@ -174,8 +202,12 @@ def mad_scale_fit(problem, coef, scale):
             if boundary is not None:
                 return (*boundary, 0.0, True, "")
             check_collapse = False
+    # As in memory: the subsample's fixed point is off by its sampling error.
+    first_gap = None
+    if step is not None:
+        first_gap = 1.0 / np.sqrt(len(range(0, problem.data.n_samples, step)))
     coef, scale, _, converged, collapsing = _secant(
-        problem, 1, coef, scale, hessian, origin, check_collapse
+        problem, 1, coef, scale, hessian, origin, check_collapse, first_gap
     )
     if collapsing:
         boundary = collapsed_mad_fit(problem, coef)

@@ -44,7 +44,7 @@ from ._dask_far_targets import FarClippedSetup
 from ._dask_lad_start import least_squares_by_lsqr, reweighted_start
 from ._dask_strided import StridedData, StridedObjective, rows_kernel, rows_of
 from ._objective import LinearObjective
-from ._scale import EXACT_FIT_TOL, _newton_polish, initial_scale
+from ._scale import EXACT_FIT_TOL, _newton_polish, fast_for_newton, initial_scale
 from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -138,7 +138,12 @@ class StagedFit:
         return rows_of(self.data, step, self.stats[1])[1]
 
     def objective(self, loss, l2, step=1):
-        """``loss`` on every ``step``-th row of all the data (all for 1)."""
+        """``loss`` on every ``step``-th row of all the data (all for 1).
+
+        A fixed-scale loss with its fast terms for Newton's method, as in
+        memory (:func:`skrobust._scale.fast_for_newton`).
+        """
+        loss = fast_for_newton(loss, self.options.solver)
         return self.strided_objective(self.client_objective(loss, l2), step)
 
     def strided_objective(self, template, step=1):

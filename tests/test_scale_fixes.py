@@ -117,8 +117,8 @@ def test_secant_never_proposes_a_non_positive_scale_on_fair(monkeypatch):
     proposals = []
     step = ScaleSecant.step
 
-    def recording_step(self, scale, mad, fit_converged):
-        proposal = step(self, scale, mad, fit_converged)
+    def recording_step(self, *args, **kwargs):
+        proposal = step(self, *args, **kwargs)
         proposals.append(proposal)
         return proposal
 
