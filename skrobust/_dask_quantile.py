@@ -883,7 +883,8 @@ def _exact_start(estimator, column, start, warm, output):
     client by the in-memory code (the reduced problems from it get two
     rounds); on all rows
     (:meth:`skrobust._dask_quantile_smooth.DaskSmooth.preliminary`) for
-    data it does not subsample; none below ``_EXACT_MIN_BUDGET`` iterations (the whole
+    data it does not subsample; none where
+    :func:`skrobust._quantile_level.whole_programme_at_once` (the whole
     programme from the median).
     """
     offset, spread = column.offset, column.spread
@@ -898,7 +899,8 @@ def _exact_start(estimator, column, start, warm, output):
         w0 = np.asarray(start[0], dtype=np.float64) / spread
         return _Preliminary(w0, float(b0), 0, extras, {})
     budget = int(estimator.max_iter)
-    if budget < _quantile_level._EXACT_MIN_BUDGET:
+    n_coef = column.data.n_features + bool(estimator.fit_intercept)
+    if _quantile_level.whole_programme_at_once(column.data.n_samples, n_coef, budget):
         return _Preliminary(np.zeros(column.data.n_features), 0.0, 0, {}, {})
     sample = column.sample
     if column.preliminary_step > 1 and sample.weights.max(initial=0.0) > 0:

@@ -8,11 +8,13 @@ coefficients are only compared where the data make the minimiser unique.
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _oracles import quantile_linprog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 import skrobust._quantile_exact as qe
+import skrobust._quantile_level as ql
 from skrobust import QuantileRegressor
 from skrobust._quantile_exact import pinball_objective, solve_exact, solve_lp
 
@@ -596,3 +598,32 @@ def test_start_takes_newton_steps_until_one_lands_in_its_band(
     assert several[2]["rounds"] == 1 < one[2]["rounds"]
     for fit in (one, several):
         np.testing.assert_allclose(fit[0], coef, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("n_samples", "n_features"), [(60, 300), (40, 39), (30, 60)])
+@pytest.mark.parametrize("quantile", [0.5, 0.9])
+def test_no_more_rows_than_coefficients_take_no_preliminary_fit(
+    n_samples, n_features, quantile, monkeypatch
+):
+    # The exact solver solves such a programme whole; a preliminary
+    # smoothed fit (singular Hessian) cost 11 s of 11.2 at 200 x 1000.
+    def no_smoothed_fit(*args, **kwargs):
+        raise AssertionError("a preliminary smoothed fit was made")
+
+    monkeypatch.setattr(ql, "fit_smooth", no_smoothed_fit)
+    rng = np.random.default_rng(n_samples)
+    X = rng.standard_normal((n_samples, n_features))
+    # Duplicated rows with other targets: no plane interpolates them all,
+    # so the optimum is not zero.
+    X[1::2] = X[::2][: X[1::2].shape[0]]
+    y = X[:, 0] + rng.standard_t(2, n_samples)
+    weight = rng.uniform(0.5, 2.0, n_samples)
+    exact = QuantileRegressor(quantile=quantile, solver="exact")
+    exact.fit(X, y, sample_weight=weight)
+    oracle = quantile_linprog(X, y, quantile, weight)
+    assert oracle.objective > 1e-3
+    value = pinball_objective(
+        X, y, exact.coef_, exact.intercept_, quantile, weight, 0.0
+    )
+    assert value == pytest.approx(oracle.objective, rel=1e-10)
+    assert exact.n_iter_ == 1
