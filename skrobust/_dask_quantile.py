@@ -915,7 +915,6 @@ def _exact_start(estimator, column, start, warm, output):
             sample.weights,
             warn=False,
             max_iter=budget - _quantile_level.EXACT_LP_RESERVE,
-            sampled=True,
         )
         return _Preliminary(
             level.coef,

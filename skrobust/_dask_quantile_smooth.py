@@ -358,29 +358,22 @@ class DaskSmooth:
     def first_stage(self, coef, scale, budget):
         """The first smoothed fit, from least squares: ``(coef, its residual scale)``.
 
-        On every 11th row of large data (:func:`skrobust._quantile_smooth.
-        starts_on_subsample`), as in memory; nothing if ``budget`` is below 1.
+        On every 11th row of large data, as in memory; nothing if ``budget``
+        is below 1.
         """
         if budget < 1:
             return coef, scale
         n = self.data.n_samples
         step = 1
-        if (
-            n >= _solvers.SUBSAMPLE_MIN_ROWS
-            and n >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * self.n_coef
-            and _quantile_smooth.starts_on_subsample(n, self.n_coef)
+        if n >= _solvers.SUBSAMPLE_MIN_ROWS and (
+            n >= _solvers.SUBSAMPLE_MIN_ROWS_PER_COEF * self.n_coef
         ):
             step = _solvers.SUBSAMPLE_STEP
         first_rows = self.rows(step)
         _, objective = self.smoothed(first_rows, self.factor() * scale)
-        # Multilevel, as in memory: on every 121st row first, if that
-        # subsample is large enough (_quantile_smooth.starts_on_subsample).
-        multilevel = _quantile_smooth.starts_on_subsample(
-            objective.n_samples, self.n_coef
-        )
-        coef = self.minimize(
-            objective, coef, budget, warn=False, multilevel=multilevel
-        ).coef
+        # Multilevel, as in memory: on every 64th row first, if that
+        # subsample is large enough (_solvers.subsample_for_start).
+        coef = self.minimize(objective, coef, budget, warn=False).coef
         return coef, self.residual_scale(first_rows, objective, coef) or 1.0
 
     def preliminary(self, max_iter):

@@ -251,7 +251,6 @@ def _fit_standard_units(
         # The answer of the smoothed solver, not the exact one's start.
         refine=solver == "smooth",
         max_iter=budget if solver == "smooth" else budget - EXACT_LP_RESERVE,
-        sampled=X_smooth is not X,
     )
     if solver == "smooth":
         return smooth
@@ -328,7 +327,6 @@ def fit_smooth(
     stats=None,
     refine=False,
     max_iter=None,
-    sampled=False,
 ):
     """Smoothed fits on standardised ``y``: a :class:`LevelFit`.
 
@@ -341,10 +339,6 @@ def fit_smooth(
     fit) and ``bandwidth="auto"``, the bandwidth is then lowered until
     the fit's duality gap is small (:func:`refine_smoothed`). ``max_iter``
     (default the estimator's) bounds the iterations of all of them.
-    ``sampled``: ``X`` is a strided sample of the data (the exact
-    solver's preliminary fit on large data), whose start fits keep the
-    solvers' subsample rule alone
-    (:func:`skrobust._quantile_smooth.starts_on_subsample`).
     """
     if max_iter is None:
         max_iter = int(estimator.max_iter)
@@ -399,18 +393,10 @@ def fit_smooth(
             float(estimator.quantile), factor * scale, estimator.kernel
         )
         objective = smoothed_objective(
-            rho, X, y, sample_weight, estimator.fit_intercept, stats, last, sampled
+            rho, X, y, sample_weight, estimator.fit_intercept, stats, last
         )
         result = minimize_smoothed(
-            objective,
-            coef,
-            stats,
-            estimator.alpha,
-            budget,
-            estimator.tol,
-            warn,
-            last,
-            sampled=sampled,
+            objective, coef, stats, estimator.alpha, budget, estimator.tol, warn, last
         )
         coef = result.coef
         n_iter += result.n_iter

@@ -93,15 +93,6 @@ _LINEAR_BEYOND = {"gaussian": 8.5, "logistic": 40.0}
 # 0.48 -> 0.28 s.
 _NEAR_START_MIN_ROWS = 5_000
 _NEAR_START_FRACTIONS = (0.1, 0.25)
-# A smoothed fit that only makes a start (every stage but the last) is made
-# on every SUBSAMPLE_STEP-th row first only where that subsample keeps at
-# least this many rows per coefficient (the solvers' rule keeps 25): its
-# bandwidth is the full rows', so on fewer rows few of them lie within a
-# bandwidth of zero, its fit lands far from the full one's, and the last
-# stage's rows near that fit do not settle (q = 0.8, 1e4 x 20: 18
-# iterations on 910 rows, then 57 on all rows, against 10 and 3 without the
-# subsample; 6000 x 4: 12 and 5 against 7 and 3).
-_START_SUBSAMPLE_ROWS_PER_COEF = 125
 
 
 def default_bandwidth(n_samples, n_features):
@@ -218,18 +209,13 @@ def robust_offset_scale(y, sample_weight, fit_intercept):
     return offset, scale
 
 
-def smoothed_objective(
-    rho, X, y, sample_weight, fit_intercept, stats, last, sampled=False
-):
+def smoothed_objective(rho, X, y, sample_weight, fit_intercept, stats, last):
     """The smoothed objective of ``rho``; a strided subsample of it unless ``last``.
 
     Every fit but the last only provides a residual scale and a start: on
     large data it is made on the subsample of the solvers' one rule
-    (:func:`skrobust._solvers.subsample_for_start`) where that keeps
-    enough rows per coefficient (:func:`starts_on_subsample`). The last
-    one starts next to its solution, where a start from a subsample would
-    be worse. ``sampled``: the rows are a sample already (see
-    :func:`starts_on_subsample`).
+    (:func:`skrobust._solvers.subsample_for_start`). The last one starts
+    next to its solution, where a start from a subsample would be worse.
     """
     objective = LinearObjective(
         FixedScaleLoss(rho, 1.0),
@@ -240,40 +226,12 @@ def smoothed_objective(
         [0.0],
         column_stats=stats,
     )
-    sub = None
-    if not last and starts_on_subsample(objective.n_samples, objective.n_coef, sampled):
-        sub = _solvers.subsample_for_start(objective)
+    sub = None if last else _solvers.subsample_for_start(objective)
     return objective if sub is None else sub
 
 
-def starts_on_subsample(n_samples, n_coef, sampled=False):
-    """Whether a smoothed start fit of ``n_samples`` rows first fits a subsample.
-
-    Where every ``SUBSAMPLE_STEP``-th row keeps at least
-    ``_START_SUBSAMPLE_ROWS_PER_COEF`` rows per coefficient (besides the
-    solvers' rule, :func:`skrobust._solvers.subsample_for_start`), unless
-    the rows are ``sampled`` already: the exact solver's preliminary fit
-    on a strided sample of large data needs only a rough start, which its
-    Newton step on all rows corrects, and on 1e5 x 20 at q = 0.5 it took
-    12-15% longer without the thin level. The fit on dask data subsamples
-    alike.
-    """
-    rows = _START_SUBSAMPLE_ROWS_PER_COEF * _solvers.SUBSAMPLE_STEP
-    return sampled or n_samples >= rows * n_coef
-
-
 def minimize_smoothed(
-    objective,
-    coef,
-    stats,
-    alpha,
-    max_iter,
-    tol,
-    warn,
-    last,
-    damped=False,
-    solver=None,
-    sampled=False,
+    objective, coef, stats, alpha, max_iter, tol, warn, last, damped=False, solver=None
 ):
     """Newton or L-BFGS; proximal with ``alpha > 0`` (the L1 penalty exact).
 
@@ -282,8 +240,7 @@ def minimize_smoothed(
     dominates the small problems of the continuation. A final fit (``last``)
     on many rows is first made on the rows near its start
     (:func:`_minimize_near_start`), and on all of them only if that does
-    not give their minimiser. ``sampled``: the rows are a sample already
-    (see :func:`starts_on_subsample`).
+    not give their minimiser.
     """
     if (
         last
@@ -306,17 +263,7 @@ def minimize_smoothed(
         result.n_iter += used
         return result
     return _minimize_all_rows(
-        objective,
-        coef,
-        stats,
-        alpha,
-        max_iter,
-        tol,
-        warn,
-        last,
-        damped,
-        solver,
-        sampled,
+        objective, coef, stats, alpha, max_iter, tol, warn, last, damped, solver
     )
 
 
@@ -392,24 +339,13 @@ def smoothed_solver(n_coef, n_samples):
 
 
 def _minimize_all_rows(
-    objective,
-    coef,
-    stats,
-    alpha,
-    max_iter,
-    tol,
-    warn,
-    last,
-    damped,
-    solver=None,
-    sampled=False,
+    objective, coef, stats, alpha, max_iter, tol, warn, last, damped, solver=None
 ):
     """:func:`minimize_smoothed` on the objective as given."""
     # A problem on the rows near a fit is solved as the fit's own would be.
     n_samples = getattr(objective, "fit_n_samples", objective.n_samples)
     newton_or_lbfgs = solver or smoothed_solver(objective.n_coef, n_samples)
-    multilevel = not last and starts_on_subsample(n_samples, objective.n_coef, sampled)
-    options = {"warn": warn and last, "multilevel": multilevel}
+    options = {"warn": warn and last, "multilevel": not last}
     if alpha > 0:
         l1 = _l1_weights(objective, stats, alpha)
         return _solvers.minimize_l1(

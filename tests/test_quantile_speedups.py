@@ -414,38 +414,3 @@ def test_empty_columns_are_found_dense_and_sparse():
     # An explicitly stored zero is still an empty column.
     stored_zero = sp.csr_matrix((np.array([1.0, 0.0]), ([0, 1], [0, 1])), shape=(2, 2))
     assert _has_empty_column(stored_zero)
-
-
-@pytest.mark.parametrize("n, p", [(6_000, 4), (10_000, 20)])
-@pytest.mark.parametrize("solver", ["smooth", "exact"])
-def test_smoothed_start_fits_keep_125_rows_per_coefficient(monkeypatch, n, p, solver):
-    """A smoothed start fit is not made on a subsample thinner than 125 rows
-    per coefficient, where the bandwidth of all the rows leaves few of them
-    near zero: at q = 0.8 the fits from the 546 rows of 6000 x 4 averaged
-    22 iterations against 13 from all rows, and 1e4 x 20 took 57 on all
-    rows after 910 against 3. The answer is still the LP's optimum
-    (``linprog``), to the smoothed fit's certified accuracy."""
-    from _oracles import quantile_linprog, quantile_objective
-
-    from skrobust import _solvers
-
-    taken = []
-    subsample_for_start = _solvers.subsample_for_start
-
-    def spy(objective):
-        sub = subsample_for_start(objective)
-        if sub is not None:
-            taken.append((sub.n_samples, sub.n_coef))
-        return sub
-
-    monkeypatch.setattr(_solvers, "subsample_for_start", spy)
-    X, y = _data(n, p, seed=0)
-    q = 0.8
-    model = QuantileRegressor(quantile=q, solver=solver).fit(X, y)
-    assert all(rows >= 125 * n_coef for rows, n_coef in taken), taken
-    oracle = quantile_linprog(X, y, q)
-    optimum = quantile_objective(X, y, oracle.coef, oracle.intercept, q)
-    fitted = quantile_objective(X, y, model.coef_, model.intercept_, q)
-    # (solver="smooth" certifies 1e-4 of the optimum, the exact one the LP's.)
-    accuracy = {"smooth": 1e-4, "exact": 1e-9}[solver]
-    assert optimum * (1 - 1e-9) <= fitted <= optimum * (1 + accuracy)
