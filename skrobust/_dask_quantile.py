@@ -95,6 +95,7 @@ from ._quantile_exact import (
     _SIZE_FACTOR,
     _START_NEWTON_STEPS,
     ReducedPathFailed,
+    _interpolating_vertex,
     _one_step,
     far_target_limit,
     gram_sample_step,
@@ -355,6 +356,14 @@ class _Band:
         Z = np.vstack([self.X, pseudo])
         targets = np.concatenate([self.y, sy[has] / ss[has]])
         weights = np.concatenate([self.s, ss[has]]) / problem.s_hat
+        if problem.lam == 0 and not has.any() and Z.shape[0] <= problem.n_coef:
+            # All rows kept, no more than the coefficients: as in memory
+            # (skrobust._quantile_exact._solve_full).
+            vertex = _interpolating_vertex(
+                Z, targets, np.arange(Z.shape[0]), problem.fit_intercept
+            )
+            if vertex is not None:
+                return np.asarray(vertex[0], dtype=np.float64), float(vertex[1])
         args = (Z, targets, weights, problem.q, problem.lam, problem.fit_intercept)
         coef, intercept, ok = _dual_lp(*args)
         if not ok:

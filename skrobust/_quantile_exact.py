@@ -215,7 +215,15 @@ def _gram_sample(X, s, pos, fit_intercept):
 
 
 def _solve_full(X, y, s, pos, quantile, alpha, fit_intercept):
-    """The full problem: dual LP, with the primal LP if its certificate fails."""
+    """The full problem: dual LP, with the primal LP if its certificate fails.
+
+    Without a penalty, rows no more than the coefficients that some
+    vertex interpolates take that vertex (:func:`_interpolating_vertex`).
+    """
+    if alpha == 0 and pos.size <= X.shape[1] + int(fit_intercept):
+        vertex = _interpolating_vertex(X, y, pos, fit_intercept)
+        if vertex is not None:
+            return (*vertex, "interpolation")
     s_hat = s[pos].sum() / pos.size
     Z = _sparse_rows(X, pos)
     w = s[pos] / s_hat
@@ -225,6 +233,53 @@ def _solve_full(X, y, s, pos, quantile, alpha, fit_intercept):
         return coef, intercept, "full"
     coef, intercept = _primal_lp(Z, y[pos], w, quantile, lam, fit_intercept)
     return coef, intercept, "full-primal"
+
+
+# Interpolating vertices are sought by a dense factorisation of the rows up to
+# this many elements (256 MiB): beyond, the linear programmes decide.
+_INTERPOLATION_MAX_ELEMENTS = 2**25
+
+
+def _interpolating_vertex(X, y, pos, fit_intercept):
+    """``(coef, intercept)`` of a vertex that fits rows ``pos`` exactly, or None.
+
+    With no more rows ``n`` than coefficients, a design ``A = [X_pos, 1]``
+    of full row rank is interpolated by a basic solution: ``n`` columns
+    chosen by QR with column pivoting (``A P = Q R``), the system on them
+    solved and the other coefficients zero. Every residual is then zero,
+    the least pinball loss there is, and the point is a vertex of the
+    linear programme, as a simplex method would end at. The dual LP of
+    these problems has the single feasible point ``a = 0``; HiGHS took
+    25 s to solve it at 1000 x 1000 (dense), this 0.1 s. None where ``A``
+    is rank deficient (duplicated rows with other targets: then no plane
+    fits every row), or too large to factorise densely.
+    """
+    n, p = pos.size, X.shape[1]
+    k = p + int(fit_intercept)
+    if n == 0 or n * k > _INTERPOLATION_MAX_ELEMENTS:
+        return None
+    rows = X[pos]
+    A = np.empty((n, k))
+    A[:, :p] = rows.toarray() if sp.issparse(rows) else rows
+    if fit_intercept:
+        A[:, p] = 1.0
+    target = np.asarray(y[pos], dtype=np.float64)
+    _, R, perm = scipy.linalg.qr(A, mode="economic", pivoting=True)
+    diagonal = np.abs(np.diag(R))
+    if not diagonal[-1] > k * np.finfo(np.float64).eps * diagonal[0]:
+        return None
+    basis = perm[:n]
+    theta = np.zeros(k)
+    try:
+        theta[basis] = scipy.linalg.solve(A[:, basis], target, check_finite=False)
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgWarning):
+        return None
+    # Exact up to the rounding of the residuals (as solve_exact's sign check).
+    residuals = target - A @ theta
+    scale = np.abs(target) + np.abs(A) @ np.abs(theta)
+    if not np.all(np.abs(residuals) <= 4.0 * (k + 3) * np.finfo(float).eps * scale):
+        return None
+    return theta[:p], (float(theta[p]) if fit_intercept else 0.0)
 
 
 # ----------------------------------------------------------------------------
@@ -972,8 +1027,8 @@ def _solve_exact_unclipped(
         last kept set, without the two pseudo-observations; ``n_pos`` for the
         full problem), ``refined`` (whether the Newton step was kept),
         ``fallback`` (True if the reduced path was given up for the full
-        problem), ``solver`` (``"reduced"``, ``"full"`` or
-        ``"full-primal"``) and, for ``"reduced"``, ``residuals`` of the
+        problem), ``solver`` (``"reduced"``, ``"full"``, ``"full-primal"``
+        or ``"interpolation"``) and, for ``"reduced"``, ``residuals`` of the
         solution, ``newton_gram`` (None if no Newton step was tried) and,
         after a Newton step, ``level_state`` (for ``neighbour_state``).
 

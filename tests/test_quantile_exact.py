@@ -135,7 +135,7 @@ def test_exact_matches_full_lp_and_oracle(prob):
         prob["b0"],
         initial_size=prob["initial_size"],
     )
-    assert info["solver"] in ("reduced", "full", "full-primal")
+    assert info["solver"] in ("reduced", "full", "full-primal", "interpolation")
     assert coef.shape == (X.shape[1],)
     if not fit:
         assert b == 0.0
@@ -627,3 +627,26 @@ def test_no_more_rows_than_coefficients_take_no_preliminary_fit(
     )
     assert value == pytest.approx(oracle.objective, rel=1e-10)
     assert exact.n_iter_ == 1
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(("n_samples", "n_features"), [(80, 300), (60, 59), (45, 90)])
+def test_rows_no_more_than_coefficients_are_interpolated_at_a_vertex(
+    n_samples, n_features, sparse
+):
+    # Their LP optimum is 0, reached at a basic solution with at most n
+    # non-zero coefficients; HiGHS took 25 s on the dual LP at 1000 x 1000.
+    rng = np.random.default_rng(n_features)
+    X = rng.standard_normal((n_samples, n_features))
+    y = X[:, :3] @ [1.0, -2.0, 0.5] + rng.standard_t(2, n_samples)
+    weight = rng.uniform(0.5, 2.0, n_samples)
+    design = sp.csr_matrix(X) if sparse else X
+    coef, intercept, info = solve_exact(design, y, 0.7, weight, 0.0, True, None, None)
+    assert info["solver"] == "interpolation"
+    np.testing.assert_allclose(X @ coef + intercept, y, rtol=0, atol=1e-10)
+    assert np.count_nonzero(coef) + (intercept != 0) <= n_samples
+    model = QuantileRegressor(quantile=0.7, solver="exact")
+    model.fit(design, y, sample_weight=weight)
+    value = pinball_objective(X, y, model.coef_, model.intercept_, 0.7, weight, 0.0)
+    oracle = quantile_linprog(X, y, 0.7, weight)
+    assert value <= oracle.objective + 1e-12 and value < 1e-12
