@@ -136,7 +136,7 @@ def fit(estimator, X, y, sample_weight=None):
     estimator.intercept_ = np.array([fit.intercept for fit, _ in fits])
     estimator.n_iter_ = np.array([fit.n_iter for fit, _ in fits], dtype=int)
     estimator.bandwidth_ = _bandwidths(estimator, levels, fits, warm)
-    estimator.solver_ = fits[0][1]._resolve_solver(X.shape[1])
+    estimator.solver_ = fits[0][1]._resolve_solver(X.shape)
     estimator._n_rows_fit = X.shape[0]
     from ._multiquantile import store_level_covariances  # (imports this module)
 

@@ -713,7 +713,7 @@ class ColumnData:
     def __init__(self, estimator, X, y, sample_weight):
         self.preliminary_step = 1
         step_for = None
-        if estimator._resolve_solver(X.shape[1]) == "exact":
+        if estimator._resolve_solver(X.shape) == "exact":
             n_coef = X.shape[1] + bool(estimator.fit_intercept)
 
             def step_for(n_samples):
@@ -781,7 +781,8 @@ def fit_column(
 
     if column is None:
         column = ColumnData(estimator, X, y, sample_weight)
-    if estimator._resolve_solver(column.data.n_features) == "smooth":
+    shape = (column.data.n_samples, column.data.n_features)
+    if estimator._resolve_solver(shape) == "smooth":
         return fit_smooth_column(estimator, column, output, n_outputs, start)
     data, stats, sample = column.data, column.stats, column.sample
     sum_weight, top = stats[0], stats[1]

@@ -43,9 +43,9 @@ from . import _dask, _dask_multiquantile, _progress
 from ._base import RobustLinearRegressor, StandardisedFit
 from ._quantile import (
     COV_TYPES,
-    EXACT_MAX_COEF,
     LevelStart,
     QuantileRegressor,
+    auto_solver,
     robust_offset_scale,
 )
 from ._quantile_exact import far_target_limit
@@ -195,7 +195,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         finds), the reduced problem of each built around its neighbour's
         solution. ``"smooth"``: the convolution-smoothed fits, each started
         from its neighbour's. ``"auto"`` is ``"exact"`` up to 200
-        coefficients, as in :class:`QuantileRegressor`.
+        coefficients or rows, as in :class:`QuantileRegressor`.
     non_crossing : {"rearrange", False}, default="rearrange"
         ``"rearrange"``: :meth:`predict_quantiles` sorts the predictions of
         each row, so that they increase with the level. False returns the
@@ -392,7 +392,7 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         n_coef = X.shape[1] + bool(self.fit_intercept)
         solver = self.solver
         if solver == "auto":
-            solver = "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
+            solver = auto_solver(X.shape[0], n_coef)
         y_offset, y_scale = robust_offset_scale(y, sample_weight, self.fit_intercept)
         previous = self._previous_fits(levels, X.shape[1], y_offset, y_scale)
         with _progress.reporting(self.verbose, type(self).__name__):

@@ -65,8 +65,19 @@ from ._quantile_smooth import (
 # linear programmes have p + 1 dense equality rows and about sqrt(n p)
 # columns, and their cost grows quickly with p. Measured at n = 1e5 (t(2)
 # noise, q = 0.7), exact / smooth time: 2 at p = 50 and 100, 2.7 at p = 200,
-# 23 at p = 400.
+# 23 at p = 400 (with HiGHS; see auto_solver for wider designs).
 EXACT_MAX_COEF = 200
+
+
+def auto_solver(n_samples, n_coef):
+    """The solver of ``solver="auto"``: ``"exact"`` or ``"smooth"``.
+
+    ``"exact"`` up to ``EXACT_MAX_COEF`` coefficients, and wherever the rows
+    are no more than the coefficients: the exact solver then interpolates
+    them at a vertex in one factorisation (1000 x 1000 dense: 0.7 s),
+    where the smoothed fit's Hessian is singular (78 s).
+    """
+    return "exact" if n_coef <= EXACT_MAX_COEF or n_samples <= n_coef else "smooth"
 
 
 # The bootstrap's exact refits start from the full-data fit: their band of
@@ -135,8 +146,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         the others are verified, and the full programme is solved if they do
         not hold. ``"auto"`` is ``"exact"`` up to 200 coefficients
         (``n_features + fit_intercept``), where it costs 1 to 3 times the
-        smoothed fit, and ``"smooth"`` beyond, where the linear programmes
-        become slow (20 times the smoothed fit at 400 coefficients).
+        smoothed fit, and wherever there are no more rows than
+        coefficients (a vertex through every row, found in one
+        factorisation, where the smoothed fit is slow); ``"smooth"``
+        elsewhere.
     bandwidth : "auto" or float, default="auto"
         Smoothing bandwidth in units of a robust scale ``sigma`` of the
         residuals, so that the fit is scale-equivariant: the kernel's
@@ -376,7 +389,7 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
 
     def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
         """One target column's fit in standardised units."""
-        solver = self._resolve_solver(X.shape[1])
+        solver = self._resolve_solver(X.shape)
         start = None if warm is None else LevelStart(warm.coef, warm.intercept)
         level = self._fit_level(X, y, sample_weight, solver, start=start)
         extras = {} if level.bandwidth is None else {"bandwidth_": level.bandwidth}
@@ -408,14 +421,15 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
 
     def _set_fitted(self, fits, y_ndim):
         super()._set_fitted(fits, y_ndim)
-        self.solver_ = self._resolve_solver(self.n_features_in_)
+        self.solver_ = self._resolve_solver((self._n_rows_fit, self.n_features_in_))
         set_inference_attributes(self, self.cov_ if self.cov_type is not None else None)
 
-    def _resolve_solver(self, n_features):
+    def _resolve_solver(self, shape):
+        """The solver for ``shape`` (rows, features) of data (:func:`auto_solver`)."""
         if self.solver != "auto":
             return self.solver
-        n_coef = n_features + bool(self.fit_intercept)
-        return "exact" if n_coef <= EXACT_MAX_COEF else "smooth"
+        n_samples, n_features = shape
+        return auto_solver(n_samples, n_features + bool(self.fit_intercept))
 
     def _fit_level(self, X, y, sample_weight, solver, start=None, stats=None):
         """One level's fit on standardised ``y``: :func:`fit_level`."""
@@ -482,7 +496,7 @@ class _WarmRefit:
 
     def at_quantile(self, quantile):
         estimator = self.estimator
-        if estimator._resolve_solver(self.X.shape[1]) == "exact":
+        if estimator._resolve_solver(self.X.shape) == "exact":
             if self._levels is None:
                 self._levels = ExactLevelRefit(
                     self.X,
@@ -499,7 +513,7 @@ class _WarmRefit:
 
     def params_with_weights(self, weights):
         estimator = self.estimator
-        if estimator._resolve_solver(self.X.shape[1]) == "exact":
+        if estimator._resolve_solver(self.X.shape) == "exact":
             if self._reweighted is None:
                 self._reweighted = _ReweightedExact(
                     estimator,

@@ -12,10 +12,11 @@ from _oracles import quantile_linprog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
+from sklearn.exceptions import ConvergenceWarning
 
 import skrobust._quantile_exact as qe
 import skrobust._quantile_level as ql
-from skrobust import QuantileRegressor
+from skrobust import MultiQuantileRegressor, QuantileRegressor
 from skrobust._quantile_exact import pinball_objective, solve_exact, solve_lp
 
 RTOL = 1e-9
@@ -650,3 +651,28 @@ def test_rows_no_more_than_coefficients_are_interpolated_at_a_vertex(
     value = pinball_objective(X, y, model.coef_, model.intercept_, 0.7, weight, 0.0)
     oracle = quantile_linprog(X, y, 0.7, weight)
     assert value <= oracle.objective + 1e-12 and value < 1e-12
+
+
+@pytest.mark.parametrize("estimator", ["single", "levels"])
+def test_auto_takes_the_exact_solver_with_no_more_rows_than_coefficients(estimator):
+    # Beyond 200 coefficients "auto" is the smoothed solver, except where the
+    # rows are no more than the coefficients: its Hessian is then singular
+    # (200 x 1000: 11 s), the exact fit one factorisation.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((120, 400))
+    y = X[:, 0] + rng.standard_t(2, 120)
+    if estimator == "single":
+        model = QuantileRegressor(quantile=0.3).fit(X, y)
+        fits = [(model.coef_, model.intercept_)]
+    else:
+        model = MultiQuantileRegressor(quantiles=[0.3, 0.8]).fit(X, y)
+        fits = list(zip(model.coef_, model.intercept_, strict=True))
+    assert model.solver_ == "exact"
+    for coef, intercept in fits:
+        # The optimum: every row fitted (the face selection then takes the
+        # point of that face nearest the start, not necessarily a vertex).
+        np.testing.assert_allclose(X @ coef + intercept, y, rtol=0, atol=1e-10)
+    more_rows = rng.standard_normal((600, 400))
+    with pytest.warns(ConvergenceWarning):  # (three iterations: only the solver)
+        model = QuantileRegressor(max_iter=3).fit(more_rows, more_rows[:, 0])
+    assert model.solver_ == "smooth"
