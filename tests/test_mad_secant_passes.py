@@ -38,6 +38,20 @@ def _contaminated(n_samples=40_000, n_features=5, seed=0):
     return X, y
 
 
+def assert_same_mad_fixed_point(fast, reference, X, y):
+    """``fast`` is ``reference``'s fit, and both are the MAD fixed point.
+
+    The scale is the normalised MAD of the residuals (statsmodels' mad,
+    about zero).
+    """
+    assert_allclose(fast.scale_, reference.scale_, rtol=1e-9)
+    assert_allclose(fast.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
+    assert_allclose(fast.intercept_, reference.intercept_, rtol=1e-8)
+    residuals = y - X @ fast.coef_ - fast.intercept_
+    mad = np.median(np.abs(residuals)) / 0.6744897501960817
+    assert_allclose(fast.scale_, mad, rtol=1e-9)
+
+
 class _HessianCount:
     """Hessians formed by passes over all ``n_rows`` rows."""
 
@@ -101,14 +115,7 @@ def test_mad_fit_equals_fresh_hessian_polish_and_plain_starts(
     monkeypatch.setattr(scale_module, "_EXTRAPOLATION_MAX_RATIO", 0.0)
     reference = estimator_class(scale="mad").fit(X, y)
 
-    assert_allclose(fast.scale_, reference.scale_, rtol=1e-9)
-    assert_allclose(fast.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
-    assert_allclose(fast.intercept_, reference.intercept_, rtol=1e-8)
-    # Both are the fixed point: the scale is the normalised MAD of the
-    # residuals (statsmodels' mad, about zero).
-    residuals = y - X @ fast.coef_ - fast.intercept_
-    mad = np.median(np.abs(residuals)) / 0.6744897501960817
-    assert_allclose(fast.scale_, mad, rtol=1e-9)
+    assert_same_mad_fixed_point(fast, reference, X, y)
 
 
 def test_chord_polish_reaches_rounding_from_a_stale_hessian():
@@ -180,9 +187,4 @@ def test_rough_fits_leave_the_fixed_point_unchanged(monkeypatch, estimator_class
     # The reference: every fit on all rows solved to the exact tolerance.
     monkeypatch.setattr(scale_module, "rough_tol_applies", lambda rough, tol: False)
     reference = estimator_class(scale="mad").fit(X, y)
-    assert_allclose(fast.scale_, reference.scale_, rtol=1e-9)
-    assert_allclose(fast.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
-    assert_allclose(fast.intercept_, reference.intercept_, rtol=1e-8)
-    residuals = y - X @ fast.coef_ - fast.intercept_
-    mad = np.median(np.abs(residuals)) / 0.6744897501960817
-    assert_allclose(fast.scale_, mad, rtol=1e-9)
+    assert_same_mad_fixed_point(fast, reference, X, y)
