@@ -89,15 +89,14 @@ from ._dask_strided import rows_of
 from ._quantile_exact import (
     _FIXUP_FRACTION,
     _FULL_FRACTION,
-    _MIN_SIZE,
     _NEWTON_MAX_COEF,
     _NEWTON_MIN_SHIFT,
-    _SIZE_FACTOR,
     _START_NEWTON_STEPS,
     ReducedPathFailed,
     _interpolating_vertex,
     _one_step,
     far_target_limit,
+    first_size,
     gram_sample_step,
 )
 from ._quantile_lp import (
@@ -404,13 +403,8 @@ class _DaskExact:
         return loss + self.penalty * float(np.abs(coef).sum())
 
     def first_size(self, initial_size=None):
-        """``(m, direct)`` of :func:`skrobust._quantile_exact._first_size`."""
-        if initial_size is not None:
-            m = min(max(int(initial_size), 1), self.n_pos)
-            return m, m >= self.n_pos
-        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(self.n_pos * max(self.n_coef, 1))))
-        m = min(max(m, _MIN_SIZE), self.n_pos)
-        return m, m > _FULL_FRACTION * self.n_pos
+        """``(m, direct)`` of :func:`skrobust._quantile_exact.first_size`."""
+        return first_size(self.n_pos, self.n_coef, initial_size)
 
     def centred(self, fit):
         """The fit moved to the weighted ``q``-quantile of its residuals.

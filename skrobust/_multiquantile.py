@@ -248,7 +248,9 @@ class MultiQuantileRegressor(RobustLinearRegressor):
     bandwidth_ : ndarray of shape (n_quantiles,)
         Bandwidth of each level's last smoothed fit in ``y`` units (the
         middle level's for exact levels started from a neighbour; NaN where
-        the exact solver made none, with ``max_iter < 3``).
+        the exact solver made none: with ``max_iter < 3``, or where it
+        solves the whole linear programme at once, with fewer than about
+        600 rows or 4 rows per coefficient).
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
     cov_ : ndarray of shape (n_quantiles, n_params, n_params)

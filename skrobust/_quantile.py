@@ -220,7 +220,9 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     bandwidth_ : float
         Bandwidth ``h`` of the final smoothed fit, in the units of ``y``
         (for ``solver="exact"``, that of the preliminary fit; absent when
-        the exact solver made none: warm-started, or with ``max_iter < 3``).
+        the exact solver made none: warm-started, with ``max_iter < 3``, or
+        where it solves the whole linear programme at once, with fewer than
+        about 600 rows or 4 rows per coefficient).
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
     noise_scale_ : float

@@ -94,7 +94,6 @@ from ._quantile_lp import (
     _matvec,
     _primal_lp,
     _row_blocks,
-    _sparse_rows,
     _weighted_pinball,
     _weighted_sum,
     certify_signs,
@@ -225,7 +224,7 @@ def _solve_full(X, y, s, pos, quantile, alpha, fit_intercept):
         if vertex is not None:
             return (*vertex, "interpolation")
     s_hat = s[pos].sum() / pos.size
-    Z = _sparse_rows(X, pos)
+    Z = _gather_rows(X, pos)
     w = s[pos] / s_hat
     lam = alpha * pos.size
     coef, intercept, ok = _dual_lp(Z, y[pos], w, quantile, lam, fit_intercept)
@@ -531,11 +530,17 @@ class _Band:
         return float(np.abs(r[self.first]).max(initial=0.0))
 
 
-def _first_size(problem, initial_size):
-    """Size ``m`` of the first kept set, and whether to solve the full problem."""
-    n_pos = problem.n_pos
+def first_size(n_pos, n_coef, initial_size=None):
+    """``(m, direct)``: the first kept set's size, and whether to solve the whole LP.
+
+    By default ``m = sqrt(n_pos n_coef)`` clipped to ``[_MIN_SIZE, n_pos]``,
+    and the full problem directly when ``m`` exceeds ``_FULL_FRACTION`` of
+    the ``n_pos`` rows of positive weight (fewer than about 600 rows, or
+    fewer than 4 per coefficient). An explicit ``initial_size`` is only
+    clipped to ``[1, n_pos]``. Shared by the fit on dask data.
+    """
     if initial_size is None:
-        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(n_pos * max(problem.n_coef, 1))))
+        m = int(np.ceil(_SIZE_FACTOR * np.sqrt(n_pos * max(n_coef, 1))))
         m = min(max(m, _MIN_SIZE), n_pos)
         return m, m > _FULL_FRACTION * n_pos
     m = min(max(int(initial_size), 1), n_pos)
@@ -1060,7 +1065,7 @@ def _solve_exact_unclipped(
     problem.full_fallback = full_fallback
     info = {"rounds": 0, "reduced_size": problem.n_pos, "refined": False}
     info["fallback"] = False
-    m, direct = _first_size(problem, initial_size)
+    m, direct = first_size(problem.n_pos, problem.n_coef, initial_size)
     if direct:
         coef, intercept, info["solver"] = problem.full()
         return coef, intercept, info

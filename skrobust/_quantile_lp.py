@@ -466,7 +466,14 @@ def _frisch_newton_wins(Z):
             return True
         Z = sp.csr_matrix(Z)
     counts = np.diff(Z.indptr)
-    rows = Z[counts < p // 2]  # (the dense rows fill it anyway)
+    dense = counts >= p // 2
+    if np.count_nonzero(dense) > _FN_MIN_FILL * m:
+        # Mostly dense rows in sparse storage: a dense basis for HiGHS
+        # (dense 1500 x 750 gathered as CSR: HiGHS 11 s, this method 0.6 s).
+        return True
+    # Else the few dense rows, the pseudo-observations, are left out: they
+    # fill the normal matrix, but not HiGHS's basis of sparse rows.
+    rows = Z[~dense]
     pattern = sp.csr_matrix(
         (np.ones(rows.nnz), rows.indices, rows.indptr), shape=rows.shape
     )

@@ -29,6 +29,7 @@ from skrobust import (
     _dask,
     _dask_quantile,
     _dask_strided,
+    _quantile_exact,
     _quantile_level,
     _quantile_smooth,
 )
@@ -178,12 +179,13 @@ def test_repairs_and_full_problem_reach_the_optimum(
     synchronous, monkeypatch, size_factor, max_rounds
 ):
     """A band far too narrow: wrong signs are repaired, or all rows solved."""
-    monkeypatch.setattr(_dask_quantile, "_SIZE_FACTOR", size_factor)
-    monkeypatch.setattr(_dask_quantile, "_MIN_SIZE", 5)
-    monkeypatch.setattr(_dask_quantile, "_MAX_ROUNDS", max_rounds)
     X, y = make_data()
     weights = weights_with_empty_chunk(y.size)
     memory = QuantileRegressor(quantile=0.3).fit(X, y, sample_weight=weights)
+    # (The first band's size is skrobust._quantile_exact.first_size's.)
+    monkeypatch.setattr(_quantile_exact, "_SIZE_FACTOR", size_factor)
+    monkeypatch.setattr(_quantile_exact, "_MIN_SIZE", 5)
+    monkeypatch.setattr(_dask_quantile, "_MAX_ROUNDS", max_rounds)
     fitted = QuantileRegressor(quantile=0.3).fit(
         da.from_array(X, chunks=(CHUNKS, 4)), y, sample_weight=weights
     )

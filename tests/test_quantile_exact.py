@@ -601,13 +601,18 @@ def test_start_takes_newton_steps_until_one_lands_in_its_band(
         np.testing.assert_allclose(fit[0], coef, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize(("n_samples", "n_features"), [(60, 300), (40, 39), (30, 60)])
+@pytest.mark.parametrize(
+    ("n_samples", "n_features"),
+    [(60, 300), (40, 39), (30, 60), (500, 20), (900, 300)],
+)
 @pytest.mark.parametrize("quantile", [0.5, 0.9])
-def test_no_more_rows_than_coefficients_take_no_preliminary_fit(
+def test_whole_programmes_take_no_preliminary_fit(
     n_samples, n_features, quantile, monkeypatch
 ):
-    # The exact solver solves such a programme whole; a preliminary
-    # smoothed fit (singular Hessian) cost 11 s of 11.2 at 200 x 1000.
+    # The exact solver solves the whole programme of fewer than 600 rows or
+    # 4 rows per coefficient, which does not start from a preliminary fit:
+    # a smoothed one cost 11 s of 11.2 at 200 x 1000 (singular Hessian),
+    # 3.0 s of 7.3 at 3000 x 1500.
     def no_smoothed_fit(*args, **kwargs):
         raise AssertionError("a preliminary smoothed fit was made")
 
