@@ -529,14 +529,18 @@ def test_checked_inputs_give_the_same_optimum():
     assert np.all(weights >= 0.5)  # not scaled in place
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_regular_vertex_rows_are_told_from_singular_ones(sparse):
+@pytest.mark.parametrize("sparse", ["dense", "sparse", "sparse, dense LU"], ids=str)
+def test_regular_vertex_rows_are_told_from_singular_ones(sparse, monkeypatch):
     """The LU test that spares the face selection its SVD agrees with the SVD.
 
     A random square matrix is regular; one with a repeated row, or a row
     that is a combination of two others up to 1e-14, is not (numpy's SVD
-    rank says so), and the test must not call it regular.
+    rank says so), and the test must not call it regular. Sparse squares
+    are factored by SuperLU, or densely up to ``_DENSE_LU_ELEMENTS``.
     """
+    dense_lu = sparse == "sparse, dense LU"
+    monkeypatch.setattr(qe, "_DENSE_LU_ELEMENTS", 3600 if dense_lu else 0)
+    sparse = sparse != "dense"
     rng = np.random.default_rng(5)
     regular = rng.normal(size=(60, 60)) * (rng.random((60, 60)) < 0.1)
     regular += 3.0 * np.eye(60)
