@@ -194,8 +194,8 @@ class MultiQuantileRegressor(RobustLinearRegressor):
         same minimiser a separate ``QuantileRegressor(solver="exact")``
         finds), the reduced problem of each built around its neighbour's
         solution. ``"smooth"``: the convolution-smoothed fits, each started
-        from its neighbour's. ``"auto"`` is ``"exact"`` up to 200
-        coefficients or rows, as in :class:`QuantileRegressor`.
+        from its neighbour's. ``"auto"`` is ``"exact"``, as in
+        :class:`QuantileRegressor`.
     non_crossing : {"rearrange", False}, default="rearrange"
         ``"rearrange"``: :meth:`predict_quantiles` sorts the predictions of
         each row, so that they increase with the level. False returns the

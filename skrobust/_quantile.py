@@ -61,23 +61,22 @@ from ._quantile_smooth import (
     robust_offset_scale,
 )
 
-# "auto" uses the exact solver up to this many coefficients: its reduced
-# linear programmes have p + 1 dense equality rows and about sqrt(n p)
-# columns, and their cost grows quickly with p. Measured at n = 1e5 (t(2)
-# noise, q = 0.7), exact / smooth time: 2 at p = 50 and 100, 2.7 at p = 200,
-# 23 at p = 400 (with HiGHS; see auto_solver for wider designs).
-EXACT_MAX_COEF = 200
-
 
 def auto_solver(n_samples, n_coef):
-    """The solver of ``solver="auto"``: ``"exact"`` or ``"smooth"``.
+    """The solver of ``solver="auto"``: ``"exact"`` on data of any shape.
 
-    ``"exact"`` up to ``EXACT_MAX_COEF`` coefficients, and wherever the rows
-    are no more than the coefficients: the exact solver then interpolates
-    them at a vertex in one factorisation (1000 x 1000 dense: 0.7 s),
-    where the smoothed fit's Hessian is singular (78 s).
+    Up to 200 coefficients it costs 1 to 3 times the smoothed fit. Beyond,
+    where the exact solver's linear programmes go to the Frisch-Newton
+    interior point method (:mod:`skrobust._quantile_ipm`), it took 0.1 to
+    4.6 times the smoothed fit (CPU, one thread, 10% gross errors, q = 0.5
+    and 0.9, up to 1e5 x 2000 sparse and 5e4 x 1000 dense;
+    ``docs/benchmarks.rst``), which ran out of ``max_iter`` and warned,
+    1e-4 to 3e-2 of the optimum above it, at q = 0.9 with up to 50 rows
+    per coefficient, and at q = 0.5 with up to 5.
+    ``n_samples`` and ``n_coef`` are kept for a rule that would depend on
+    them.
     """
-    return "exact" if n_coef <= EXACT_MAX_COEF or n_samples <= n_coef else "smooth"
+    return "exact"
 
 
 # The bootstrap's exact refits start from the full-data fit: their band of
@@ -144,12 +143,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         ``sqrt(n p)`` observations enter the linear programme solved by
         ``scipy.optimize.linprog(method="highs")``; the residual signs of
         the others are verified, and the full programme is solved if they do
-        not hold. ``"auto"`` is ``"exact"`` up to 200 coefficients
-        (``n_features + fit_intercept``), where it costs 1 to 3 times the
-        smoothed fit, and wherever there are no more rows than
-        coefficients (a vertex through every row, found in one
-        factorisation, where the smoothed fit is slow); ``"smooth"``
-        elsewhere.
+        not hold. ``"auto"`` is ``"exact"`` (0.1 to 4.6 times the smoothed
+        fit's time beyond 200 coefficients, where that is slowest and,
+        with few rows per coefficient, often runs out of ``max_iter``
+        short of its own accuracy).
     bandwidth : "auto" or float, default="auto"
         Smoothing bandwidth in units of a robust scale ``sigma`` of the
         residuals, so that the fit is scale-equivariant: the kernel's

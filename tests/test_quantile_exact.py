@@ -12,7 +12,6 @@ from _oracles import quantile_linprog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
-from sklearn.exceptions import ConvergenceWarning
 
 import skrobust._quantile_exact as qe
 import skrobust._quantile_level as ql
@@ -530,14 +529,18 @@ def test_checked_inputs_give_the_same_optimum():
     assert np.all(weights >= 0.5)  # not scaled in place
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_regular_vertex_rows_are_told_from_singular_ones(sparse):
+@pytest.mark.parametrize("sparse", ["dense", "sparse", "sparse, dense LU"], ids=str)
+def test_regular_vertex_rows_are_told_from_singular_ones(sparse, monkeypatch):
     """The LU test that spares the face selection its SVD agrees with the SVD.
 
     A random square matrix is regular; one with a repeated row, or a row
     that is a combination of two others up to 1e-14, is not (numpy's SVD
-    rank says so), and the test must not call it regular.
+    rank says so), and the test must not call it regular. Sparse squares
+    are factored by SuperLU, or densely up to ``_DENSE_LU_ELEMENTS``.
     """
+    dense_lu = sparse == "sparse, dense LU"
+    monkeypatch.setattr(qe, "_DENSE_LU_ELEMENTS", 3600 if dense_lu else 0)
+    sparse = sparse != "dense"
     rng = np.random.default_rng(5)
     regular = rng.normal(size=(60, 60)) * (rng.random((60, 60)) < 0.1)
     regular += 3.0 * np.eye(60)
@@ -659,10 +662,11 @@ def test_rows_no_more_than_coefficients_are_interpolated_at_a_vertex(
 
 
 @pytest.mark.parametrize("estimator", ["single", "levels"])
-def test_auto_takes_the_exact_solver_with_no_more_rows_than_coefficients(estimator):
-    # Beyond 200 coefficients "auto" is the smoothed solver, except where the
-    # rows are no more than the coefficients: its Hessian is then singular
-    # (200 x 1000: 11 s), the exact fit one factorisation.
+def test_auto_takes_the_exact_solver_on_wide_designs(estimator):
+    # "auto" was the smoothed solver beyond 200 coefficients: with no more
+    # rows than coefficients its Hessian is singular (200 x 1000: 11 s),
+    # and with a few rows per coefficient it ran out of max_iter above the
+    # optimum (5000 x 300 at q = 0.9: 3.4e-4, warning).
     rng = np.random.default_rng(3)
     X = rng.standard_normal((120, 400))
     y = X[:, 0] + rng.standard_t(2, 120)
@@ -677,7 +681,17 @@ def test_auto_takes_the_exact_solver_with_no_more_rows_than_coefficients(estimat
         # The optimum: every row fitted (the face selection then takes the
         # point of that face nearest the start, not necessarily a vertex).
         np.testing.assert_allclose(X @ coef + intercept, y, rtol=0, atol=1e-10)
-    more_rows = rng.standard_normal((600, 400))
-    with pytest.warns(ConvergenceWarning):  # (three iterations: only the solver)
-        model = QuantileRegressor(max_iter=3).fit(more_rows, more_rows[:, 0])
-    assert model.solver_ == "smooth"
+    X = rng.standard_normal((700, 205))
+    y = X[:, 0] + rng.standard_t(2, 700)
+    y[::10] += 30.0
+    if estimator == "single":
+        model = QuantileRegressor(quantile=0.9).fit(X, y)
+        fits = [(0.9, model.coef_, model.intercept_)]
+    else:
+        model = MultiQuantileRegressor(quantiles=[0.5, 0.9]).fit(X, y)
+        fits = list(zip([0.5, 0.9], model.coef_, model.intercept_, strict=True))
+    assert model.solver_ == "exact"
+    for quantile, coef, intercept in fits:
+        value = pinball_objective(X, y, coef, intercept, quantile, None, 0.0)
+        oracle = quantile_linprog(X, y, quantile)
+        assert value == pytest.approx(oracle.objective, rel=1e-10)
