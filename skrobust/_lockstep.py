@@ -1,0 +1,472 @@
+r"""Lock-step fits of several outputs: each pass over ``X`` serves all of them.
+
+A 2-D ``y`` is fitted column by column, each column its own robust fit
+(its own start, scale, solver path and ``n_iter_``). Run one after the
+other, ten columns cost ten fits, and most of a fit is passes over ``X``:
+``X w`` and ``X^T g`` (a matrix-vector product each, reading all of ``X``
+from memory), and Gram matrices ``X^T D X``.
+
+Here the columns' fits run as *lanes* that advance together. Each lane is
+the unchanged single-column fit, run in a thread of its own; only one lane
+runs at a time (a baton passed by semaphores, so that nothing runs
+concurrently and the order is deterministic). When a lane needs a pass
+over ``X`` (:meth:`skrobust._objective.LinearObjective._pass` or
+``raw_prediction``), it posts the request and hands the baton on. When
+every lane waits, the scheduler serves the requests: those on the same rows
+of the same ``X`` with the same layout of linear predictors are served by
+one batched pass (:func:`_batched_pass`), in the same row blocks as a
+single pass, with
+
+- the predictors of all lanes as one product ``A W`` per block (``W`` of
+  shape ``(p, k)``),
+- each lane's loss on its own column of predictors,
+- the gradients as one product ``A^T G`` (``G`` of shape ``(rows, k)``),
+- the Gram matrices ``A^T D_k A`` from the block's Gram matrix ``A^T A``,
+  formed once, where a lane's curvature is constant (least squares) or
+  takes one non-zero value on most rows (Huber's loss at a fixed scale:
+  ``c (A^T A - A_0^T A_0)`` over the rows ``A_0`` of zero curvature),
+  else as in a single pass.
+
+Column statistics of ``X`` (the standardised coordinates of every
+objective) are computed once for all lanes. Every lane therefore takes the
+decisions of its column's fit alone, on values equal to rounding (the
+batched products sum in another order): the same iterations, the same
+optimum to well within the solvers' tolerance.
+
+Lanes fall back to passes of their own, one at a time, for what is not
+batched: requests with a Hessian-vector product or per-row curvature,
+column subsets, sparse row subsamples (each lane's own copy), and small
+designs (their copies are evaluated in the lane). Fits that print
+progress (``verbose``) and fits on dask run column by column.
+"""
+
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.extmath import safe_sparse_dot
+
+_state = threading.local()
+
+
+class _Cancelled(BaseException):
+    """Raised in a waiting lane when another lane's fit failed."""
+
+
+def active():
+    """Whether the caller is a lane whose passes are batched."""
+    lane = getattr(_state, "lane", None)
+    return lane is not None and lane.alone == 0
+
+
+class alone:
+    """Within this context a lane's passes run on their own, without yielding.
+
+    For code that changes process-wide state across a pass (warning
+    filters), which another lane must not see.
+    """
+
+    def __enter__(self):
+        lane = getattr(_state, "lane", None)
+        if lane is not None:
+            lane.alone += 1
+        self._lane = lane
+        return self
+
+    def __exit__(self, *exc):
+        if self._lane is not None:
+            self._lane.alone -= 1
+        return False
+
+
+def request(kind, objective, args):
+    """Post a pass of ``objective`` and wait for the scheduler's answer."""
+    lane = _state.lane
+    lane.request = (kind, objective, args)
+    lane.scheduler.baton.release()
+    lane.go.acquire()
+    if lane.cancelled:
+        raise _Cancelled
+    result, error = lane.result
+    lane.request = lane.result = None
+    if error is not None:
+        raise error
+    return result
+
+
+def shared(key, inputs, compute):
+    """``compute()`` once per key and equal ``inputs`` among a fit's lanes.
+
+    Outside lanes (or inside :class:`alone`) it is ``compute()``. ``inputs``
+    is an array compared by value (the objective's weights).
+    """
+    lane = getattr(_state, "lane", None)
+    if lane is None:
+        return compute()
+    memo = lane.scheduler.memo.setdefault(key, [])
+    for known, value in memo:
+        if known.shape == inputs.shape and np.array_equal(known, inputs):
+            return value
+    value = compute()
+    memo.append((inputs, value))
+    return value
+
+
+class _Lane:
+    def __init__(self, scheduler, index, task):
+        self.scheduler, self.index, self.task = scheduler, index, task
+        self.go = threading.Semaphore(0)
+        self.request = self.result = None
+        self.value = self.error = None
+        self.done = self.cancelled = False
+        self.alone = 0
+
+    def main(self):
+        _state.lane = self
+        self.go.acquire()
+        try:
+            if not self.cancelled:
+                self.value = self.task()
+        except _Cancelled:
+            pass
+        except BaseException as error:  # re-raised by the scheduler
+            self.error = error
+        finally:
+            self.done = True
+            _state.lane = None
+            self.scheduler.baton.release()
+
+
+class _Scheduler:
+    def __init__(self, tasks):
+        self.baton = threading.Semaphore(0)
+        self.memo = {}
+        self.lanes = [_Lane(self, i, task) for i, task in enumerate(tasks)]
+
+    def run(self):
+        threads = [
+            threading.Thread(target=lane.main, daemon=True) for lane in self.lanes
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while True:
+                waiting = [lane for lane in self.lanes if not lane.done]
+                if not waiting:
+                    break
+                for lane in waiting:  # each runs to its next pass, or its end
+                    lane.go.release()
+                    self.baton.acquire()
+                if any(lane.error is not None for lane in self.lanes):
+                    break
+                self._serve([lane for lane in waiting if not lane.done])
+        finally:
+            for lane in self.lanes:
+                if not lane.done:
+                    lane.cancelled = True
+                    lane.go.release()
+                    self.baton.acquire()
+            for thread in threads:
+                thread.join()
+        for lane in self.lanes:
+            if lane.error is not None:
+                raise lane.error
+        return [lane.value for lane in self.lanes]
+
+    def _serve(self, lanes):
+        groups = {}
+        for lane in lanes:
+            kind, objective, args = lane.request
+            key = _batch_key(kind, objective, args)
+            groups.setdefault(key if key is not None else id(lane), []).append(lane)
+        for members in groups.values():
+            kind = members[0].request[0]
+            try:
+                if len(members) == 1:
+                    ((_, objective, args),) = [m.request for m in members]
+                    results = [_single(kind, objective, args)]
+                else:
+                    requests = [m.request for m in members]
+                    results = _batched(kind, requests)
+                for lane, result in zip(members, results, strict=True):
+                    lane.result = (result, None)
+            except Exception as error:  # the lanes' own passes raise it
+                for lane in members:
+                    lane.result = (None, error)
+
+
+def run(tasks):
+    """Run the callables ``tasks`` as lanes; their return values, in order.
+
+    The first lane's exception (in lane order) is raised once every lane
+    has stopped; lanes still running are then cancelled.
+    """
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    return _Scheduler(tasks).run()
+
+
+def rows_key(X):
+    """Identity of the rows a design reads: the same buffer, shape and strides."""
+    if sp.issparse(X):
+        return ("sparse", id(X))
+    interface = X.__array_interface__
+    return (interface["data"][0], X.shape, X.strides, X.dtype.str)
+
+
+def design_dot(X, w):
+    """``X @ w`` (the fitted values of a column's fit), batched among lanes."""
+    if active():
+        return request("dot", X, (w,))
+    return safe_sparse_dot(X, w)
+
+
+def _batch_key(kind, objective, args):
+    """Requests with equal keys are served by one batched pass (None: alone)."""
+    if kind == "dot":
+        return (kind, rows_key(objective))
+    if kind == "pass":
+        gradient, hessian, direction, curvature = args[1:]
+        if direction is not None or curvature is not None:
+            return None
+        flags = (gradient, hessian)
+    else:
+        flags = ()
+    layout = []
+    for pred in objective.predictors:
+        if pred.columns is not None and pred.columns.size:
+            return None  # a column subset would be copied per lane
+        layout.append((pred.columns is None, pred.fit_intercept))
+    centring = (
+        (id(objective.mean), id(objective.scale))
+        if objective.explicit_centering
+        else None
+    )
+    return (kind, flags, rows_key(objective.X), tuple(layout), centring)
+
+
+def _single(kind, objective, args):
+    if kind == "dot":
+        return safe_sparse_dot(objective, args[0])
+    if kind == "pass":
+        return objective._pass_single_threaded(*args)
+    return objective._raw_prediction_single(*args)
+
+
+def _batched(kind, requests):
+    from ._objective import _THREADPOOLS
+
+    if kind == "dot":
+        X = requests[0][1]
+        products = _product(X, np.column_stack([w for _, _, (w,) in requests]))
+        return [products[:, i] for i in range(len(requests))]
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        if kind == "pass":
+            return _batched_pass(requests)
+        return _batched_raw_prediction(requests)
+
+
+def _stacked_weights(objectives, raw_coefs):
+    """``W`` (p, columns): each lane's coefficients of its predictors on all columns."""
+    columns = [
+        w
+        for objective, coefs in zip(objectives, raw_coefs, strict=True)
+        for pred, (w, _) in zip(objective.predictors, coefs, strict=True)
+        if pred.columns is None
+    ]
+    return np.column_stack(columns)
+
+
+def _lane_raw(objective, coefs, products, first):
+    """One lane's predictors ``(rows, n_predictors)`` from the batched products."""
+    n = products.shape[0]
+    raw = np.empty((len(objective.predictors), n)).T
+    column = first
+    for j, (pred, (_, b)) in enumerate(zip(objective.predictors, coefs, strict=True)):
+        if pred.columns is None:
+            np.add(products[:, column], b, out=raw[:, j])
+            column += 1
+        else:
+            raw[:, j] = b
+    return raw, column
+
+
+def _product(A, W):
+    return np.asarray(A @ W, dtype=np.float64)
+
+
+def _batched_raw_prediction(requests):
+    objectives = [objective for _, objective, _ in requests]
+    raw_coefs = [
+        [pred.to_raw(coef[pred.slice]) for pred in objective.predictors]
+        for _, objective, (coef,) in requests
+    ]
+    W = _stacked_weights(objectives, raw_coefs)
+    first = objectives[0]
+    outs = [np.empty((first.X.shape[0], len(o.predictors))) for o in objectives]
+    for rows, A in first._row_blocks(vectors_only=True):
+        products = _product(A, W)
+        column = 0
+        for objective, coefs, out in zip(objectives, raw_coefs, outs, strict=True):
+            out[rows], column = _lane_raw(objective, coefs, products, column)
+    return outs
+
+
+class _BlockGram:
+    """A row block's Gram matrix ``A^T A``, formed when a lane first needs it."""
+
+    def __init__(self, A, sparse):
+        self.A, self.sparse, self._gram = A, sparse, None
+
+    def gram(self):
+        if self._gram is None:
+            A = self.A
+            self._gram = (
+                np.asarray((A.T @ A).todense())
+                if self.sparse
+                else np.asarray(A.T @ A, dtype=np.float64)
+            )
+        return self._gram
+
+
+# A lane's Gram matrix is the block's minus its rows of zero curvature when
+# these are at most this fraction of the block (else its curved rows are
+# gathered, as a single pass does).
+_MAX_ZERO_FRACTION = 0.5
+
+
+def _lane_gram(block, d):
+    """``A^T diag(d) A`` from the shared block Gram matrix, or None.
+
+    Where ``d`` is one value ``c`` on every row, ``c A^T A``; where it is
+    ``c`` or 0, ``c (A^T A - A_0^T A_0)`` over the rows ``A_0`` of zero
+    curvature (Huber's loss), if they are few enough that this gathers
+    fewer rows than the single pass's gather of the others.
+    """
+    if block.sparse or not d.size:
+        return None
+    top = float(d.max())
+    if not top > 0:
+        return None
+    zero = d == 0
+    if not np.all(zero | (d == top)):
+        return None
+    n_zero = int(np.count_nonzero(zero))
+    if n_zero > _MAX_ZERO_FRACTION * d.size:
+        return None
+    gram = block.gram()
+    if n_zero:
+        # (np.compress gathers rows several times faster than A[zero].)
+        C = np.asarray(np.compress(zero, block.A, axis=0), dtype=np.float64)
+        gram = gram - C.T @ C
+    return top * gram
+
+
+def _batched_pass(requests):
+    """Value, gradient and Hessian of every lane's objective in one pass.
+
+    The rows, blocks and sums of
+    :meth:`~skrobust._objective.LinearObjective._pass_single_threaded`,
+    with the products with ``X`` shared (see the module docstring).
+    """
+    from ._objective import _PassSums, _row_blocks
+    from ._small_design import weighted_gram
+
+    objectives = [objective for _, objective, _ in requests]
+    coefs = [args[0] for _, _, args in requests]
+    gradient, hessian = requests[0][2][1], requests[0][2][2]
+    raw_coefs = [
+        [pred.to_raw(coef[pred.slice]) for pred in objective.predictors]
+        for objective, coef in zip(objectives, coefs, strict=True)
+    ]
+    W = _stacked_weights(objectives, raw_coefs)
+    all_sums = [_PassSums(o.predictors, hessian) for o in objectives]
+    remembered = [
+        np.empty((o.X.shape[0], len(o.predictors))) if o.remember_prediction else None
+        for o in objectives
+    ]
+    first = objectives[0]
+    whole = first._reads_whole()
+    for rows, A in first._row_blocks(vectors_only=not hessian or whole):
+        products = _product(A, W)
+        G = np.empty_like(products) if gradient else None
+        blocks = (
+            [
+                (block, _BlockGram(A[block], first.sparse))
+                for block in _row_blocks(*A.shape)
+            ]
+            if hessian and whole
+            else [(slice(None), _BlockGram(A, first.sparse))]
+            if hessian
+            else []
+        )
+        column = 0
+        for i, objective in enumerate(objectives):
+            sums = all_sums[i]
+            start = column
+            raw, column = _lane_raw(objective, raw_coefs[i], products, column)
+            if remembered[i] is not None:
+                remembered[i][rows] = raw
+            sw = objective.sample_weight[rows]
+            unit = objective.unit_weights
+            y = objective.y[rows]
+            if hessian:
+                loss, g, h = objective.loss.loss_gradient_hessian(y, raw)
+            else:
+                loss, g = objective.loss.loss_gradient(y, raw)
+            with np.errstate(over="ignore", invalid="ignore"):
+                sums.value += loss.sum() if unit else sw @ loss
+            if gradient:
+                if not unit:
+                    g *= sw[:, None]
+                c = start
+                for j, pred in enumerate(objective.predictors):
+                    if pred.columns is None:
+                        G[:, c] = g[:, j]
+                        c += 1
+                    sums.gb[j] += g[:, j].sum()
+            for block, shared_gram in blocks:
+                _add_hessian(
+                    sums,
+                    objective.predictors,
+                    A[block] if hessian and whole else A,
+                    h[block],
+                    None if unit else sw[block],
+                    first.sparse,
+                    shared_gram,
+                    weighted_gram,
+                )
+        if gradient:
+            AtG = np.asarray(A.T @ G)
+            column = 0
+            for objective, sums in zip(objectives, all_sums, strict=True):
+                for j, pred in enumerate(objective.predictors):
+                    if pred.columns is None:
+                        sums.gw[j] += AtG[:, column]
+                        column += 1
+    results = []
+    for objective, coef, sums, raw in zip(
+        objectives, coefs, all_sums, remembered, strict=True
+    ):
+        if raw is not None:
+            objective._remembered = (coef.copy(), raw)
+        results.append(sums.finish(objective, coef, gradient, hessian, None))
+    return results
+
+
+def _add_hessian(sums, predictors, A, h, sw, sparse, block, weighted_gram):
+    """:meth:`_PassSums.add_hessian` with Gram matrices from the shared block's."""
+    for a, b in sums.pairs:
+        d = h[:, a, b] if sw is None else sw * h[:, a, b]
+        has_a = predictors[a].columns is None
+        has_b = predictors[b].columns is None
+        if has_a and has_b:
+            gram = _lane_gram(block, d) if a == b else None
+            if gram is None:
+                gram = weighted_gram(A, A, d, sparse)
+            sums.G[a, b] += gram
+        if has_a:
+            sums.xd[a, b][0][:] += A.T @ d
+        if a != b and has_b:
+            sums.xd[a, b][1][:] += A.T @ d
+        sums.d_sum[a, b] += d.sum()
