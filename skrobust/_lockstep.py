@@ -83,7 +83,7 @@ def request(kind, objective, args):
     """Post a pass of ``objective`` and wait for the scheduler's answer."""
     lane = _state.lane
     lane.request = (kind, objective, args)
-    lane.scheduler.baton.release()
+    lane.scheduler.hand_on(lane)
     lane.go.acquire()
     if lane.cancelled:
         raise _Cancelled
@@ -134,7 +134,7 @@ class _Lane:
         finally:
             self.done = True
             _state.lane = None
-            self.scheduler.baton.release()
+            self.scheduler.hand_on(self)
 
 
 class _Scheduler:
@@ -142,6 +142,19 @@ class _Scheduler:
         self.baton = threading.Semaphore(0)
         self.memo = {}
         self.lanes = [_Lane(self, i, task) for i, task in enumerate(tasks)]
+        # The lanes of the current round, each run in turn to its next pass.
+        self.round = []
+
+    def hand_on(self, lane):
+        """Pass the baton from ``lane`` to the next lane of the round, or back.
+
+        (Lane to lane: one thread switch per lane and round, not two.)
+        """
+        position = self.round.index(lane) + 1
+        if position < len(self.round):
+            self.round[position].go.release()
+        else:
+            self.baton.release()
 
     def run(self):
         threads = [
@@ -154,9 +167,10 @@ class _Scheduler:
                 waiting = [lane for lane in self.lanes if not lane.done]
                 if not waiting:
                     break
-                for lane in waiting:  # each runs to its next pass, or its end
-                    lane.go.release()
-                    self.baton.acquire()
+                # Each runs to its next pass, or its end, and hands on.
+                self.round = waiting
+                waiting[0].go.release()
+                self.baton.acquire()
                 if any(lane.error is not None for lane in self.lanes):
                     break
                 self._serve([lane for lane in waiting if not lane.done])
@@ -164,6 +178,7 @@ class _Scheduler:
             for lane in self.lanes:
                 if not lane.done:
                     lane.cancelled = True
+                    self.round = [lane]
                     lane.go.release()
                     self.baton.acquire()
             for thread in threads:
@@ -259,7 +274,7 @@ def _batched(kind, requests):
     if kind == "dot":
         X = requests[0][1]
         products = _product(X, np.column_stack([w for _, _, (w,) in requests]))
-        return [products[:, i] for i in range(len(requests))]
+        return list(products)
     with _THREADPOOLS.limit(limits=1, user_api="blas"):
         if kind == "pass":
             return _batched_pass(requests)
@@ -279,12 +294,12 @@ def _stacked_weights(objectives, raw_coefs):
 
 def _lane_raw(objective, coefs, products, first):
     """One lane's predictors ``(rows, n_predictors)`` from the batched products."""
-    n = products.shape[0]
+    n = products.shape[1]
     raw = np.empty((len(objective.predictors), n)).T
     column = first
     for j, (pred, (_, b)) in enumerate(zip(objective.predictors, coefs, strict=True)):
         if pred.columns is None:
-            np.add(products[:, column], b, out=raw[:, j])
+            np.add(products[column], b, out=raw[:, j])
             column += 1
         else:
             raw[:, j] = b
@@ -292,7 +307,21 @@ def _lane_raw(objective, coefs, products, first):
 
 
 def _product(A, W):
-    return np.asarray(A @ W, dtype=np.float64)
+    """``(A W)^T``: one row per column of ``W``, each contiguous.
+
+    Each row is a lane's predictor, read at unit stride by its loss (and
+    ``W^T A^T`` is the faster order of the product for BLAS here).
+    """
+    if sp.issparse(A):
+        return np.ascontiguousarray(np.asarray(A @ W, dtype=np.float64).T)
+    return np.asarray(W.T @ A.T, dtype=np.float64)
+
+
+def _transposed_product(G, A):
+    """``G A = (A^T G^T)^T``: each lane's gradient as a row (``G``: (m, rows))."""
+    if sp.issparse(A):
+        return np.asarray(A.T @ G.T).T
+    return G @ A
 
 
 def _batched_raw_prediction(requests):
@@ -389,6 +418,7 @@ def _batched_pass(requests):
     whole = first._reads_whole()
     for rows, A in first._row_blocks(vectors_only=not hessian or whole):
         products = _product(A, W)
+        # (One row per lane's predictor: contiguous for the loss's columns.)
         G = np.empty_like(products) if gradient else None
         blocks = (
             [
@@ -422,7 +452,7 @@ def _batched_pass(requests):
                 c = start
                 for j, pred in enumerate(objective.predictors):
                     if pred.columns is None:
-                        G[:, c] = g[:, j]
+                        G[c] = g[:, j]
                         c += 1
                     sums.gb[j] += g[:, j].sum()
             for block, shared_gram in blocks:
@@ -437,12 +467,12 @@ def _batched_pass(requests):
                     weighted_gram,
                 )
         if gradient:
-            AtG = np.asarray(A.T @ G)
+            GtA = _transposed_product(G, A)
             column = 0
             for objective, sums in zip(objectives, all_sums, strict=True):
                 for j, pred in enumerate(objective.predictors):
                     if pred.columns is None:
-                        sums.gw[j] += AtG[:, column]
+                        sums.gw[j] += GtA[column]
                         column += 1
     results = []
     for objective, coef, sums, raw in zip(
