@@ -430,6 +430,9 @@ def _batched_pass(requests):
             if hessian
             else []
         )
+        # Each lane's Hessian column sums X^T d, as rows for one product
+        # per block: (target, d) pairs.
+        column_sums = [[] for _ in blocks]
         column = 0
         for i, objective in enumerate(objectives):
             sums = all_sums[i]
@@ -455,17 +458,24 @@ def _batched_pass(requests):
                         G[c] = g[:, j]
                         c += 1
                     sums.gb[j] += g[:, j].sum()
-            for block, shared_gram in blocks:
+            for (block, shared_gram), targets in zip(blocks, column_sums, strict=True):
                 _add_hessian(
                     sums,
                     objective.predictors,
-                    A[block] if hessian and whole else A,
+                    shared_gram.A,
                     h[block],
                     None if unit else sw[block],
-                    first.sparse,
                     shared_gram,
                     weighted_gram,
+                    targets,
                 )
+        for (_, shared_gram), targets in zip(blocks, column_sums, strict=True):
+            if targets:
+                D = np.array([d for _, d in targets])
+                for (target, _), row in zip(
+                    targets, _transposed_product(D, shared_gram.A), strict=True
+                ):
+                    target += row
         if gradient:
             GtA = _transposed_product(G, A)
             column = 0
@@ -484,8 +494,12 @@ def _batched_pass(requests):
     return results
 
 
-def _add_hessian(sums, predictors, A, h, sw, sparse, block, weighted_gram):
-    """:meth:`_PassSums.add_hessian` with Gram matrices from the shared block's."""
+def _add_hessian(sums, predictors, A, h, sw, block, weighted_gram, column_sums):
+    """:meth:`_PassSums.add_hessian` with Gram matrices from the shared block's.
+
+    The column sums ``A^T d`` are left to the caller's one product for all
+    lanes: ``(target, d)`` is appended to ``column_sums``.
+    """
     for a, b in sums.pairs:
         d = h[:, a, b] if sw is None else sw * h[:, a, b]
         has_a = predictors[a].columns is None
@@ -493,10 +507,10 @@ def _add_hessian(sums, predictors, A, h, sw, sparse, block, weighted_gram):
         if has_a and has_b:
             gram = _lane_gram(block, d) if a == b else None
             if gram is None:
-                gram = weighted_gram(A, A, d, sparse)
+                gram = weighted_gram(A, A, d, block.sparse)
             sums.G[a, b] += gram
         if has_a:
-            sums.xd[a, b][0][:] += A.T @ d
+            column_sums.append((sums.xd[a, b][0], d))
         if a != b and has_b:
-            sums.xd[a, b][1][:] += A.T @ d
+            column_sums.append((sums.xd[a, b][1], d))
         sums.d_sum[a, b] += d.sum()
