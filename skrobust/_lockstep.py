@@ -40,10 +40,12 @@ designs (their copies are evaluated in the lane). Fits that print
 progress (``verbose``) and fits on dask run column by column.
 """
 
+import contextvars
 import threading
 
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 from sklearn.utils.extmath import safe_sparse_dot
 
 _state = threading.local()
@@ -115,6 +117,10 @@ def shared(key, inputs, compute):
 class _Lane:
     def __init__(self, scheduler, index, task):
         self.scheduler, self.index, self.task = scheduler, index, task
+        # The caller's context (numpy's error state) and scikit-learn's
+        # configuration (thread-local), as a fit column by column has them.
+        self.context = contextvars.copy_context()
+        self.config = sklearn.get_config()
         self.go = threading.Semaphore(0)
         self.request = self.result = None
         self.value = self.error = None
@@ -126,7 +132,7 @@ class _Lane:
         self.go.acquire()
         try:
             if not self.cancelled:
-                self.value = self.task()
+                self.value = self.context.run(self._configured_task)
         except _Cancelled:
             pass
         except BaseException as error:  # re-raised by the scheduler
@@ -135,6 +141,10 @@ class _Lane:
             self.done = True
             _state.lane = None
             self.scheduler.hand_on(self)
+
+    def _configured_task(self):
+        with sklearn.config_context(**self.config):
+            return self.task()
 
 
 class _Scheduler:
@@ -514,3 +524,15 @@ def _add_hessian(sums, predictors, A, h, sw, block, weighted_gram, column_sums):
         if a != b and has_b:
             column_sums.append((sums.xd[a, b][1], d))
         sums.d_sum[a, b] += d.sum()
+
+
+def passes_over(X):
+    """Whether fits on ``X`` make passes over it (beyond a small design's copy).
+
+    Only those gain from lanes: a small dense design is copied by each
+    objective (:class:`~skrobust._small_design.SmallDesign`) and evaluated
+    in its lane, where lanes would only add their thread switches.
+    """
+    from ._small_design import SMALL_DESIGN_ELEMENTS
+
+    return sp.issparse(X) or X.shape[0] * (X.shape[1] + 1) > SMALL_DESIGN_ELEMENTS

@@ -127,3 +127,17 @@ def test_a_failing_column_stops_the_fit_and_its_lanes():
     model = HuberRegressor().fit(X, Y)
     alone = HuberRegressor().fit(X, Y[:, 1])
     assert_allclose(model.coef_[1], alone.coef_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("scale", ["joint", "mad"])
+def test_lanes_warm_start_and_covariance_as_alone(scale):
+    X, Y = make_data()
+    Y_next = Y + 0.1 * np.random.default_rng(2).standard_t(3, Y.shape)
+    together = HuberRegressor(scale=scale, warm_start=True, cov_type="H1")
+    together.fit(X, Y).fit(X, Y_next)
+    for k in range(Y.shape[1]):
+        alone = HuberRegressor(scale=scale, warm_start=True, cov_type="H1")
+        alone.fit(X, Y[:, k]).fit(X, Y_next[:, k])
+        assert_allclose(together.coef_[k], alone.coef_, rtol=1e-10, atol=1e-12)
+        assert together.n_iter_[k] == alone.n_iter_
+        assert_allclose(together.cov_[k], alone.cov_, rtol=1e-9)
