@@ -463,7 +463,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             and _lockstep.passes_over(X)
         ):
             return _lockstep.run(
-                [functools.partial(fit_column, k) for k in range(n_outputs)]
+                [functools.partial(fit_column, k) for k in range(n_outputs)], X
             )
         loop = _progress.loop(range(n_outputs), n_outputs, "output")
         return [fit_column(k) for k in loop]

@@ -96,14 +96,17 @@ def request(kind, objective, args):
     return result
 
 
-def shared(key, inputs, compute):
+def shared(key, inputs, compute, X):
     """``compute()`` once per key and equal ``inputs`` among a fit's lanes.
 
-    Outside lanes (or inside :class:`alone`) it is ``compute()``. ``inputs``
-    is an array compared by value (the objective's weights).
+    Outside lanes it is ``compute()``. ``inputs`` is an array compared by
+    value (the objective's weights); ``key`` names the rows of ``X`` by
+    :func:`rows_key`, which is only shared for rows of the fit's own ``X``
+    (alive for the whole fit: a copy freed by one lane could leave its
+    address to another lane's copy of other rows).
     """
     lane = getattr(_state, "lane", None)
-    if lane is None:
+    if lane is None or not lane.scheduler.reads_design(X):
         return compute()
     memo = lane.scheduler.memo.setdefault(key, [])
     for known, value in memo:
@@ -147,13 +150,28 @@ class _Lane:
             return self.task()
 
 
+def _root(X):
+    """The array that owns ``X``'s memory (``X`` itself if it owns it)."""
+    while isinstance(getattr(X, "base", None), np.ndarray):
+        X = X.base
+    return X
+
+
 class _Scheduler:
-    def __init__(self, tasks):
+    def __init__(self, tasks, design):
         self.baton = threading.Semaphore(0)
         self.memo = {}
         self.lanes = [_Lane(self, i, task) for i, task in enumerate(tasks)]
         # The lanes of the current round, each run in turn to its next pass.
         self.round = []
+        self.design = design
+        self.design_root = _root(design)
+
+    def reads_design(self, X):
+        """Whether ``X`` is the fit's design or a view of its memory."""
+        if sp.issparse(X) or sp.issparse(self.design):
+            return X is self.design
+        return _root(X) is self.design_root
 
     def hand_on(self, lane):
         """Pass the baton from ``lane`` to the next lane of the round, or back.
@@ -220,15 +238,15 @@ class _Scheduler:
                     lane.result = (None, error)
 
 
-def run(tasks):
-    """Run the callables ``tasks`` as lanes; their return values, in order.
+def run(tasks, X):
+    """Run the callables ``tasks`` (fits on ``X``) as lanes; their values, in order.
 
     The first lane's exception (in lane order) is raised once every lane
     has stopped; lanes still running are then cancelled.
     """
     if len(tasks) == 1:
         return [tasks[0]()]
-    return _Scheduler(tasks).run()
+    return _Scheduler(tasks, X).run()
 
 
 def rows_key(X):

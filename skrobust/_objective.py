@@ -512,6 +512,7 @@ class LinearObjective:
                 ("column_stats", _lockstep.rows_key(self.X), center),
                 self.sample_weight,
                 lambda: _weighted_column_stats(self.X, self.sample_weight, center),
+                self.X,
             )
         self.mean, self.scale = column_stats
         if not center and np.any(self.mean):
@@ -916,7 +917,14 @@ def _cached_null_directions(objective):
         or cached[0] is not objective.X
         or cached[1] is not objective.sample_weight
     ):
-        cached = (objective.X, objective.sample_weight, null_directions(objective))
+        # (The lanes of a lock-step fit on the same rows search once.)
+        directions = _lockstep.shared(
+            ("null directions", _lockstep.rows_key(objective.X)) + key[2:],
+            objective.sample_weight,
+            lambda: null_directions(objective),
+            objective.X,
+        )
+        cached = (objective.X, objective.sample_weight, directions)
         cache[key] = cached
     return cached[2]
 
