@@ -223,14 +223,12 @@ class _Scheduler:
             key = _batch_key(kind, objective, args)
             groups.setdefault(key if key is not None else id(lane), []).append(lane)
         for members in groups.values():
-            kind = members[0].request[0]
             try:
                 if len(members) == 1:
-                    ((_, objective, args),) = [m.request for m in members]
+                    ((kind, objective, args),) = [m.request for m in members]
                     results = [_single(kind, objective, args)]
                 else:
-                    requests = [m.request for m in members]
-                    results = _batched(kind, requests)
+                    results = _batched([m.request for m in members])
                 for lane, result in zip(members, results, strict=True):
                     lane.result = (result, None)
             except Exception as error:  # the lanes' own passes raise it
@@ -265,27 +263,24 @@ def design_dot(X, w):
 
 
 def _batch_key(kind, objective, args):
-    """Requests with equal keys are served by one batched pass (None: alone)."""
+    """Requests with equal keys are served by one batched pass (None: alone).
+
+    Passes (with or without a Hessian), predictions and products ``X w``
+    on the same rows share their pass, whatever the losses; blocks
+    standardised explicitly only with the same coordinates.
+    """
     if kind == "dot":
-        return (kind, rows_key(objective))
-    if kind == "pass":
-        gradient, hessian, direction, curvature = args[1:]
-        if direction is not None or curvature is not None:
-            return None
-        flags = (gradient, hessian)
-    else:
-        flags = ()
-    layout = []
-    for pred in objective.predictors:
-        if pred.columns is not None and pred.columns.size:
-            return None  # a column subset would be copied per lane
-        layout.append((pred.columns is None, pred.fit_intercept))
+        return (rows_key(objective), None)
+    if kind == "pass" and (args[3] is not None or args[4] is not None):
+        return None  # (Hessian-vector products, per-row curvature)
+    if any(p.columns is not None and p.columns.size for p in objective.predictors):
+        return None  # a column subset would be copied per lane
     centring = (
         (id(objective.mean), id(objective.scale))
         if objective.explicit_centering
         else None
     )
-    return (kind, flags, rows_key(objective.X), tuple(layout), centring)
+    return (rows_key(objective.X), centring)
 
 
 def _single(kind, objective, args):
@@ -296,42 +291,15 @@ def _single(kind, objective, args):
     return objective._raw_prediction_single(*args)
 
 
-def _batched(kind, requests):
+def _batched(requests):
     from ._objective import _THREADPOOLS
 
-    if kind == "dot":
-        X = requests[0][1]
-        products = _product(X, np.column_stack([w for _, _, (w,) in requests]))
-        return list(products)
     with _THREADPOOLS.limit(limits=1, user_api="blas"):
-        if kind == "pass":
-            return _batched_pass(requests)
-        return _batched_raw_prediction(requests)
-
-
-def _stacked_weights(objectives, raw_coefs):
-    """``W`` (p, columns): each lane's coefficients of its predictors on all columns."""
-    columns = [
-        w
-        for objective, coefs in zip(objectives, raw_coefs, strict=True)
-        for pred, (w, _) in zip(objective.predictors, coefs, strict=True)
-        if pred.columns is None
-    ]
-    return np.column_stack(columns)
-
-
-def _lane_raw(objective, coefs, products, first):
-    """One lane's predictors ``(rows, n_predictors)`` from the batched products."""
-    n = products.shape[1]
-    raw = np.empty((len(objective.predictors), n)).T
-    column = first
-    for j, (pred, (_, b)) in enumerate(zip(objective.predictors, coefs, strict=True)):
-        if pred.columns is None:
-            np.add(products[column], b, out=raw[:, j])
-            column += 1
-        else:
-            raw[:, j] = b
-    return raw, column
+        if all(kind == "dot" for kind, _, _ in requests):
+            X = requests[0][1]
+            W = np.column_stack([w for _, _, (w,) in requests])
+            return list(_product(X, W))
+        return _batched_pass(requests)
 
 
 def _product(A, W):
@@ -352,21 +320,161 @@ def _transposed_product(G, A):
     return G @ A
 
 
-def _batched_raw_prediction(requests):
-    objectives = [objective for _, objective, _ in requests]
-    raw_coefs = [
-        [pred.to_raw(coef[pred.slice]) for pred in objective.predictors]
-        for _, objective, (coef,) in requests
-    ]
-    W = _stacked_weights(objectives, raw_coefs)
-    first = objectives[0]
-    outs = [np.empty((first.X.shape[0], len(o.predictors))) for o in objectives]
-    for rows, A in first._row_blocks(vectors_only=True):
+def _lane_raw(objective, coefs, products, first):
+    """One lane's predictors ``(rows, n_predictors)`` from the batched products."""
+    n = products.shape[1]
+    raw = np.empty((len(objective.predictors), n)).T
+    column = first
+    for j, (pred, (_, b)) in enumerate(zip(objective.predictors, coefs, strict=True)):
+        if pred.columns is None:
+            np.add(products[column], b, out=raw[:, j])
+            column += 1
+        else:
+            raw[:, j] = b
+    return raw
+
+
+class _Entry:
+    """One request of a batched pass: its columns of ``W`` and what it collects.
+
+    ``kind`` is ``"pass"`` (value, gradient and/or Hessian of ``objective``
+    at ``coef``: :class:`~skrobust._objective._PassSums`), ``"raw"`` (its
+    linear predictors) or ``"dot"`` (``X w`` of the raw design).
+    """
+
+    def __init__(self, kind, objective, args, column, n_rows):
+        from ._objective import _PassSums
+
+        self.kind, self.objective, self.column = kind, objective, column
+        if kind == "dot":
+            self.columns = [np.asarray(args[0], dtype=np.float64)]
+            self.out = np.empty(n_rows)
+            return
+        self.coef = args[0]
+        self.coefs = [p.to_raw(self.coef[p.slice]) for p in objective.predictors]
+        self.columns = [
+            w
+            for pred, (w, _) in zip(objective.predictors, self.coefs, strict=True)
+            if pred.columns is None
+        ]
+        if kind == "raw":
+            self.out = np.empty((n_rows, len(objective.predictors)))
+            return
+        self.gradient, self.hessian = args[1], args[2]
+        self.sums = _PassSums(objective.predictors, self.hessian)
+        self.remembered = (
+            np.empty((n_rows, len(objective.predictors)))
+            if objective.remember_prediction
+            else None
+        )
+
+    def result(self):
+        if self.kind != "pass":
+            return self.out
+        objective = self.objective
+        if self.remembered is not None:
+            objective._remembered = (self.coef.copy(), self.remembered)
+        return self.sums.finish(objective, self.coef, self.gradient, self.hessian, None)
+
+
+def _batched_pass(requests):
+    """Every request of one group (see :func:`_batch_key`) in one pass over the rows.
+
+    The rows, blocks and sums of
+    :meth:`~skrobust._objective.LinearObjective._pass_single_threaded`,
+    with the products with ``X`` shared (see the module docstring).
+    """
+    from ._objective import _row_blocks
+    from ._small_design import weighted_gram
+
+    first = next(objective for kind, objective, _ in requests if kind != "dot")
+    n_rows = first.X.shape[0]
+    entries, column = [], 0
+    for kind, objective, args in requests:
+        entry = _Entry(kind, objective, args, column, n_rows)
+        entries.append(entry)
+        column += len(entry.columns)
+    W = np.column_stack([w for entry in entries for w in entry.columns])
+    passes = [entry for entry in entries if entry.kind == "pass"]
+    hessian = any(entry.hessian for entry in passes)
+    gradient = any(entry.gradient for entry in passes)
+    whole = first._reads_whole()
+    for rows, A in first._row_blocks(vectors_only=not hessian or whole):
         products = _product(A, W)
-        column = 0
-        for objective, coefs, out in zip(objectives, raw_coefs, outs, strict=True):
-            out[rows], column = _lane_raw(objective, coefs, products, column)
-    return outs
+        # (One row per lane's predictor: contiguous for the loss's columns.)
+        G = np.zeros_like(products) if gradient else None
+        blocks = []
+        if hessian:
+            inner = _row_blocks(*A.shape) if whole else [slice(None)]
+            blocks = [(block, _BlockGram(A[block], first.sparse)) for block in inner]
+        # Each lane's Hessian column sums X^T d, as rows for one product
+        # per block: (target, d) pairs.
+        column_sums = [[] for _ in blocks]
+        for entry in entries:
+            if entry.kind == "dot":
+                entry.out[rows] = products[entry.column]
+                continue
+            objective = entry.objective
+            raw = _lane_raw(objective, entry.coefs, products, entry.column)
+            if entry.kind == "raw":
+                entry.out[rows] = raw
+                continue
+            _lane_block(entry, rows, raw, G, blocks, column_sums, weighted_gram)
+        for (_, shared_gram), targets in zip(blocks, column_sums, strict=True):
+            if targets:
+                D = np.array([d for _, d in targets])
+                for (target, _), row in zip(
+                    targets, _transposed_product(D, shared_gram.A), strict=True
+                ):
+                    target += row
+        if gradient:
+            GtA = _transposed_product(G, A)
+            for entry in passes:
+                if entry.gradient:
+                    column = entry.column
+                    for j, pred in enumerate(entry.objective.predictors):
+                        if pred.columns is None:
+                            entry.sums.gw[j] += GtA[column]
+                            column += 1
+    return [entry.result() for entry in entries]
+
+
+def _lane_block(entry, rows, raw, G, blocks, column_sums, weighted_gram):
+    """One lane's loss on a row block, and its sums (those of a single pass)."""
+    objective, sums = entry.objective, entry.sums
+    if entry.remembered is not None:
+        entry.remembered[rows] = raw
+    sw = objective.sample_weight[rows]
+    unit = objective.unit_weights
+    y = objective.y[rows]
+    if entry.hessian:
+        loss, g, h = objective.loss.loss_gradient_hessian(y, raw)
+    else:
+        loss, g = objective.loss.loss_gradient(y, raw)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums.value += loss.sum() if unit else sw @ loss
+    if entry.gradient:
+        if not unit:
+            g *= sw[:, None]
+        column = entry.column
+        for j, pred in enumerate(objective.predictors):
+            if pred.columns is None:
+                G[column] = g[:, j]
+                column += 1
+            sums.gb[j] += g[:, j].sum()
+    if not entry.hessian:
+        return
+    for (block, shared_gram), targets in zip(blocks, column_sums, strict=True):
+        _add_hessian(
+            sums,
+            objective.predictors,
+            shared_gram.A,
+            h[block],
+            None if unit else sw[block],
+            shared_gram,
+            weighted_gram,
+            targets,
+        )
 
 
 class _BlockGram:
@@ -417,109 +525,6 @@ def _lane_gram(block, d):
         C = np.asarray(np.compress(zero, block.A, axis=0), dtype=np.float64)
         gram = gram - C.T @ C
     return top * gram
-
-
-def _batched_pass(requests):
-    """Value, gradient and Hessian of every lane's objective in one pass.
-
-    The rows, blocks and sums of
-    :meth:`~skrobust._objective.LinearObjective._pass_single_threaded`,
-    with the products with ``X`` shared (see the module docstring).
-    """
-    from ._objective import _PassSums, _row_blocks
-    from ._small_design import weighted_gram
-
-    objectives = [objective for _, objective, _ in requests]
-    coefs = [args[0] for _, _, args in requests]
-    gradient, hessian = requests[0][2][1], requests[0][2][2]
-    raw_coefs = [
-        [pred.to_raw(coef[pred.slice]) for pred in objective.predictors]
-        for objective, coef in zip(objectives, coefs, strict=True)
-    ]
-    W = _stacked_weights(objectives, raw_coefs)
-    all_sums = [_PassSums(o.predictors, hessian) for o in objectives]
-    remembered = [
-        np.empty((o.X.shape[0], len(o.predictors))) if o.remember_prediction else None
-        for o in objectives
-    ]
-    first = objectives[0]
-    whole = first._reads_whole()
-    for rows, A in first._row_blocks(vectors_only=not hessian or whole):
-        products = _product(A, W)
-        # (One row per lane's predictor: contiguous for the loss's columns.)
-        G = np.empty_like(products) if gradient else None
-        blocks = (
-            [
-                (block, _BlockGram(A[block], first.sparse))
-                for block in _row_blocks(*A.shape)
-            ]
-            if hessian and whole
-            else [(slice(None), _BlockGram(A, first.sparse))]
-            if hessian
-            else []
-        )
-        # Each lane's Hessian column sums X^T d, as rows for one product
-        # per block: (target, d) pairs.
-        column_sums = [[] for _ in blocks]
-        column = 0
-        for i, objective in enumerate(objectives):
-            sums = all_sums[i]
-            start = column
-            raw, column = _lane_raw(objective, raw_coefs[i], products, column)
-            if remembered[i] is not None:
-                remembered[i][rows] = raw
-            sw = objective.sample_weight[rows]
-            unit = objective.unit_weights
-            y = objective.y[rows]
-            if hessian:
-                loss, g, h = objective.loss.loss_gradient_hessian(y, raw)
-            else:
-                loss, g = objective.loss.loss_gradient(y, raw)
-            with np.errstate(over="ignore", invalid="ignore"):
-                sums.value += loss.sum() if unit else sw @ loss
-            if gradient:
-                if not unit:
-                    g *= sw[:, None]
-                c = start
-                for j, pred in enumerate(objective.predictors):
-                    if pred.columns is None:
-                        G[c] = g[:, j]
-                        c += 1
-                    sums.gb[j] += g[:, j].sum()
-            for (block, shared_gram), targets in zip(blocks, column_sums, strict=True):
-                _add_hessian(
-                    sums,
-                    objective.predictors,
-                    shared_gram.A,
-                    h[block],
-                    None if unit else sw[block],
-                    shared_gram,
-                    weighted_gram,
-                    targets,
-                )
-        for (_, shared_gram), targets in zip(blocks, column_sums, strict=True):
-            if targets:
-                D = np.array([d for _, d in targets])
-                for (target, _), row in zip(
-                    targets, _transposed_product(D, shared_gram.A), strict=True
-                ):
-                    target += row
-        if gradient:
-            GtA = _transposed_product(G, A)
-            column = 0
-            for objective, sums in zip(objectives, all_sums, strict=True):
-                for j, pred in enumerate(objective.predictors):
-                    if pred.columns is None:
-                        sums.gw[j] += GtA[column]
-                        column += 1
-    results = []
-    for objective, coef, sums, raw in zip(
-        objectives, coefs, all_sums, remembered, strict=True
-    ):
-        if raw is not None:
-            objective._remembered = (coef.copy(), raw)
-        results.append(sums.finish(objective, coef, gradient, hessian, None))
-    return results
 
 
 def _add_hessian(sums, predictors, A, h, sw, block, weighted_gram, column_sums):
