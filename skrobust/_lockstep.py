@@ -2,42 +2,52 @@ r"""Lock-step fits of several outputs: each pass over ``X`` serves all of them.
 
 A 2-D ``y`` is fitted column by column, each column its own robust fit
 (its own start, scale, solver path and ``n_iter_``). Run one after the
-other, ten columns cost ten fits, and most of a fit is passes over ``X``:
+other, ten columns cost ten fits, and much of a fit is passes over ``X``:
 ``X w`` and ``X^T g`` (a matrix-vector product each, reading all of ``X``
 from memory), and Gram matrices ``X^T D X``.
 
 Here the columns' fits run as *lanes* that advance together. Each lane is
 the unchanged single-column fit, run in a thread of its own; only one lane
-runs at a time (a baton passed by semaphores, so that nothing runs
-concurrently and the order is deterministic). When a lane needs a pass
-over ``X`` (:meth:`skrobust._objective.LinearObjective._pass` or
-``raw_prediction``), it posts the request and hands the baton on. When
-every lane waits, the scheduler serves the requests: those on the same rows
-of the same ``X`` with the same layout of linear predictors are served by
-one batched pass (:func:`_batched_pass`), in the same row blocks as a
-single pass, with
+runs at a time (a baton handed from lane to lane by semaphores, so that
+nothing runs concurrently and the order is deterministic). When a lane
+needs a pass over ``X`` (:meth:`skrobust._objective.LinearObjective._pass`,
+``raw_prediction``, or the fitted values ``X w`` of :func:`design_dot`), it
+posts the request and hands the baton on. When every lane waits, the
+scheduler serves the requests: those on the same rows of the same ``X``
+(:func:`_batch_key`) by one pass (:func:`_batched_pass`), in the row
+blocks of a single pass, with
 
-- the predictors of all lanes as one product ``A W`` per block (``W`` of
-  shape ``(p, k)``),
-- each lane's loss on its own column of predictors,
-- the gradients as one product ``A^T G`` (``G`` of shape ``(rows, k)``),
+- the predictors of all lanes as one product ``W^T A^T`` per block ``A``
+  (``W`` of shape ``(p, k)``: one contiguous row per lane),
+- each lane's loss on its own row of predictors,
+- the gradients as one product ``G A`` (``G`` of shape ``(k, rows)``), and
+  the Hessians' column sums ``X^T d`` as another,
 - the Gram matrices ``A^T D_k A`` from the block's Gram matrix ``A^T A``,
   formed once, where a lane's curvature is constant (least squares) or
-  takes one non-zero value on most rows (Huber's loss at a fixed scale:
-  ``c (A^T A - A_0^T A_0)`` over the rows ``A_0`` of zero curvature),
-  else as in a single pass.
+  takes one non-zero value and is zero on at most half the rows (Huber's
+  loss: ``c (A^T A - A_0^T A_0)`` over the rows ``A_0`` of zero
+  curvature), else as in a single pass.
 
-Column statistics of ``X`` (the standardised coordinates of every
-objective) are computed once for all lanes. Every lane therefore takes the
-decisions of its column's fit alone, on values equal to rounding (the
+What depends on ``X`` and the weights alone (the column statistics that
+fix every objective's coordinates, the search for flat directions) is
+computed once for all lanes (:func:`shared`). Every lane therefore takes
+the decisions of its column's fit alone, on values equal to rounding (the
 batched products sum in another order): the same iterations, the same
 optimum to well within the solvers' tolerance.
 
-Lanes fall back to passes of their own, one at a time, for what is not
-batched: requests with a Hessian-vector product or per-row curvature,
-column subsets, sparse row subsamples (each lane's own copy), and small
-designs (their copies are evaluated in the lane). Fits that print
-progress (``verbose``) and fits on dask run column by column.
+Lanes make passes of their own, one lane at a time, for what is not
+batched: Hessian-vector products and per-row curvature, column subsets,
+sparse row subsamples (each lane's own copy), small designs (their copies
+are evaluated in the lane) and scipy's trust region (within
+:class:`alone`: it changes the process's warning filters). Fits that print
+progress (``verbose``), small dense designs (:func:`passes_over`) and fits
+on dask run column by column.
+
+What stays per lane is the rest of each fit: its loss on every row, its
+medians (scaling, starts, scales, ``outliers_``), its Gram matrices where
+the curvature varies (log-cosh), and the solver's own work. With ten
+columns at ``1e5 x 20`` these are most of the time (``docs/benchmarks.rst``,
+"Several targets").
 """
 
 import contextvars

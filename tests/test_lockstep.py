@@ -18,7 +18,12 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_info
 
-from skrobust import HuberRegressor, LogCoshRegressor, MEstimatorRegressor
+from skrobust import (
+    HuberRegressor,
+    LogCoshRegressor,
+    MEstimatorRegressor,
+    QuantileRegressor,
+)
 from skrobust._objective import LinearObjective
 
 ESTIMATORS = [
@@ -127,6 +132,21 @@ def test_a_failing_column_stops_the_fit_and_its_lanes():
     model = HuberRegressor().fit(X, Y)
     alone = HuberRegressor().fit(X, Y[:, 1])
     assert_allclose(model.coef_[1], alone.coef_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse", "weighted"])
+def test_smoothed_quantile_lanes_equal_columns_fitted_alone(layout):
+    X, Y = make_data()
+    X, weights = _layout(X, layout)
+    estimator = QuantileRegressor(quantile=0.3, solver="smooth")
+    together = clone(estimator).fit(X, Y, sample_weight=weights)
+    for k in range(Y.shape[1]):
+        alone = clone(estimator).fit(X, Y[:, k], sample_weight=weights)
+        assert_allclose(together.coef_[k], alone.coef_, rtol=1e-10, atol=1e-12)
+        assert_allclose(together.intercept_[k], alone.intercept_, rtol=1e-10)
+        assert_allclose(together.bandwidth_[k], alone.bandwidth_, rtol=1e-10)
+        assert together.n_iter_[k] == alone.n_iter_
+        assert_array_equal(together.outliers_[:, k], alone.outliers_)
 
 
 @pytest.mark.parametrize("scale", ["joint", "mad"])
