@@ -294,10 +294,14 @@ def _batch_key(kind, objective, args):
 
 
 def _single(kind, objective, args):
+    """A lane's request served alone, as outside lanes."""
+    from ._objective import _THREADPOOLS
+
     if kind == "dot":
         return safe_sparse_dot(objective, args[0])
     if kind == "pass":
-        return objective._pass_single_threaded(*args)
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            return objective._pass_single_threaded(*args)
     return objective._raw_prediction_single(*args)
 
 
