@@ -95,6 +95,9 @@ def request(kind, objective, args):
     """Post a pass of ``objective`` and wait for the scheduler's answer."""
     lane = _state.lane
     lane.request = (kind, objective, args)
+    # (Served in the scheduler's thread, under the lane's floating-point
+    # error handling, which callers of a pass may have set.)
+    lane.errstate = np.geterr()
     lane.scheduler.hand_on(lane)
     lane.go.acquire()
     if lane.cancelled:
@@ -135,7 +138,7 @@ class _Lane:
         self.context = contextvars.copy_context()
         self.config = sklearn.get_config()
         self.go = threading.Semaphore(0)
-        self.request = self.result = None
+        self.request = self.result = self.errstate = None
         self.value = self.error = None
         self.done = self.cancelled = False
         self.alone = 0
@@ -231,14 +234,17 @@ class _Scheduler:
         for lane in lanes:
             kind, objective, args = lane.request
             key = _batch_key(kind, objective, args)
-            groups.setdefault(key if key is not None else id(lane), []).append(lane)
+            errstate = tuple(sorted(lane.errstate.items()))
+            key = (errstate, key if key is not None else id(lane))
+            groups.setdefault(key, []).append(lane)
         for members in groups.values():
             try:
-                if len(members) == 1:
-                    ((kind, objective, args),) = [m.request for m in members]
-                    results = [_single(kind, objective, args)]
-                else:
-                    results = _batched([m.request for m in members])
+                with np.errstate(**members[0].errstate):
+                    if len(members) == 1:
+                        ((kind, objective, args),) = [m.request for m in members]
+                        results = [_single(kind, objective, args)]
+                    else:
+                        results = _batched([m.request for m in members])
                 for lane, result in zip(members, results, strict=True):
                     lane.result = (result, None)
             except Exception as error:  # the lanes' own passes raise it
