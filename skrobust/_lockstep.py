@@ -247,9 +247,12 @@ class _Scheduler:
                         results = _batched([m.request for m in members])
                 for lane, result in zip(members, results, strict=True):
                     lane.result = (result, None)
-            except Exception as error:  # the lanes' own passes raise it
-                for lane in members:
-                    lane.result = (None, error)
+            except Exception as error:
+                # The fit stops, as column by column it would at the first
+                # lane (the others stop too, without raising it again).
+                members[0].result = (None, error)
+                for lane in members[1:]:
+                    lane.cancelled = True
 
 
 def run(tasks, X):

@@ -25,6 +25,7 @@ from skrobust import (
     QuantileRegressor,
 )
 from skrobust._objective import LinearObjective
+from skrobust.losses import ResidualFunction
 
 ESTIMATORS = [
     HuberRegressor(),
@@ -161,3 +162,40 @@ def test_lanes_warm_start_and_covariance_as_alone(scale):
         assert_allclose(together.coef_[k], alone.coef_, rtol=1e-10, atol=1e-12)
         assert together.n_iter_[k] == alone.n_iter_
         assert_allclose(together.cov_[k], alone.cov_, rtol=1e-9)
+
+
+class _BreakingRho(ResidualFunction):
+    """Huber's loss (delta 1) whose derivative raises after ``after`` calls."""
+
+    def __init__(self, after=20):
+        self.after = after
+        self.calls = 0
+
+    def value(self, z):
+        a = np.abs(z)
+        return np.where(a <= 1.0, 0.5 * np.minimum(a, 1.0) ** 2, a - 0.5)
+
+    def derivative(self, z):
+        self.calls += 1
+        if self.calls > self.after:
+            raise ArithmeticError("the loss broke")
+        return np.clip(z, -1.0, 1.0)
+
+    def second_derivative(self, z):
+        return (np.abs(z) <= 1.0).astype(float)
+
+
+def test_an_error_in_a_shared_pass_is_raised_once():
+    X, Y = make_data()
+    rho = _BreakingRho()
+    threads = threading.active_count()
+    with pytest.raises(ArithmeticError, match="the loss broke") as caught:
+        MEstimatorRegressor(rho, scale=1.0).fit(X, Y)
+    assert rho.calls > rho.after
+    assert threading.active_count() == threads
+    # Raised by one lane, not once per lane (each raise would extend it).
+    frames = 0
+    traceback = caught.value.__traceback__
+    while traceback is not None:
+        frames, traceback = frames + 1, traceback.tb_next
+    assert frames < 40
