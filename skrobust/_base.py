@@ -446,9 +446,9 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
 
         Estimators with ``_lockstep_outputs`` fit several columns in lock
         step (:mod:`skrobust._lockstep`: one pass over ``X`` serves every
-        column's fit, each the same as alone) where their fits make passes
-        over ``X``; others, small designs (copied, without passes) and fits
-        that print progress, one column after the other.
+        column's fit, each the same as alone) where that pays
+        (:func:`skrobust._lockstep.pays_off`); others, smaller designs and
+        fits that print progress, one column after the other.
         """
         columns = Y[:, None] if Y.ndim == 1 else Y
         n_outputs = columns.shape[1]
@@ -460,7 +460,7 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             n_outputs > 1
             and self._lockstep_outputs
             and not getattr(self, "verbose", 0)
-            and _lockstep.passes_over(X)
+            and _lockstep.pays_off(X)
         ):
             return _lockstep.run(
                 [functools.partial(fit_column, k) for k in range(n_outputs)], X

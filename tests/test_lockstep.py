@@ -23,6 +23,7 @@ from skrobust import (
     LogCoshRegressor,
     MEstimatorRegressor,
     QuantileRegressor,
+    _lockstep,
 )
 from skrobust._objective import LinearObjective
 from skrobust.losses import ResidualFunction
@@ -35,6 +36,12 @@ ESTIMATORS = [
     LogCoshRegressor(),
     MEstimatorRegressor(scale="lad"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def lanes_on_small_data(monkeypatch):
+    """Lanes from the smallest designs on, so that these small tests use them."""
+    monkeypatch.setattr(_lockstep, "LANES_MIN_ELEMENTS", 0)
 
 
 def make_data(n=20_000, k=3, seed=0):
