@@ -1,5 +1,6 @@
 """Validation, target standardisation and prediction shared by every estimator."""
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +14,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _dask, _progress, _solvers
+from . import _dask, _lockstep, _progress, _solvers
 from ._objective import LinearObjective, remember_design_gram
 from ._solvers import (
     CholeskyFactor,
@@ -407,6 +408,8 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
 
     # Per-output attributes of shape (n_samples,), stacked as columns.
     _per_sample_attributes = ()
+    # Whether the columns of a 2-D y are fitted in lock step (_lockstep).
+    _lockstep_outputs = False
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model.
@@ -439,34 +442,57 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _fit_columns(self, X, Y, sample_weight):
-        """The template's per-column steps, for each column of ``Y``."""
+        """The template's per-column steps, for each column of ``Y``.
+
+        Estimators with ``_lockstep_outputs`` fit several columns in lock
+        step (:mod:`skrobust._lockstep`: one pass over ``X`` serves every
+        column's fit, each the same as alone) where that pays
+        (:func:`skrobust._lockstep.pays_off`); others, smaller designs and
+        fits that print progress, one column after the other.
+        """
         columns = Y[:, None] if Y.ndim == 1 else Y
-        fits = []
-        for k in _progress.loop(range(columns.shape[1]), columns.shape[1], "output"):
-            y_k = columns[:, k]
-            offset, spread = self._target_offset_scale(y_k, sample_weight)
-            # A zero-weight row enters no fit, but its y can be any finite
-            # number: divided by a small spread it would overflow.
-            with np.errstate(over="ignore"):
-                y_std = (y_k - offset) / spread
-            y_std[~(sample_weight > 0)] = 0.0
-            warm = self._warm_start_fit(k, columns.shape[1], X.shape[1])
-            if warm is not None:
-                intercept = warm.intercept - offset if self.fit_intercept else 0.0
-                warm = StandardisedFit(
-                    warm.coef / spread,
-                    intercept / spread,
-                    0,
-                    self._standardise_extras(warm.extras, offset, spread),
-                )
-                if not warm_start_is_plausible(X, y_std, sample_weight, warm):
-                    warm = None
-            fit = self._fit_standardised(X, y_std, sample_weight, spread, warm)
-            fit.coef = np.asarray(fit.coef, dtype=np.float64) * spread
-            fit.intercept = float(fit.intercept * spread + offset)
-            fit = self._unstandardise(fit, offset, spread)
-            fits.append(self._finish_output(fit, X, y_k, sample_weight))
-        return fits
+        n_outputs = columns.shape[1]
+
+        def fit_column(k):
+            return self._fit_column(X, columns, k, sample_weight)
+
+        if (
+            n_outputs > 1
+            and self._lockstep_outputs
+            and not getattr(self, "verbose", 0)
+            and _lockstep.pays_off(X)
+        ):
+            return _lockstep.run(
+                [functools.partial(fit_column, k) for k in range(n_outputs)], X
+            )
+        loop = _progress.loop(range(n_outputs), n_outputs, "output")
+        return [fit_column(k) for k in loop]
+
+    def _fit_column(self, X, columns, k, sample_weight):
+        """Column ``k`` of ``columns``: standardise, fit, map back, finish."""
+        y_k = columns[:, k]
+        offset, spread = self._target_offset_scale(y_k, sample_weight)
+        # A zero-weight row enters no fit, but its y can be any finite
+        # number: divided by a small spread it would overflow.
+        with np.errstate(over="ignore"):
+            y_std = (y_k - offset) / spread
+        y_std[~(sample_weight > 0)] = 0.0
+        warm = self._warm_start_fit(k, columns.shape[1], X.shape[1])
+        if warm is not None:
+            intercept = warm.intercept - offset if self.fit_intercept else 0.0
+            warm = StandardisedFit(
+                warm.coef / spread,
+                intercept / spread,
+                0,
+                self._standardise_extras(warm.extras, offset, spread),
+            )
+            if not warm_start_is_plausible(X, y_std, sample_weight, warm):
+                warm = None
+        fit = self._fit_standardised(X, y_std, sample_weight, spread, warm)
+        fit.coef = np.asarray(fit.coef, dtype=np.float64) * spread
+        fit.intercept = float(fit.intercept * spread + offset)
+        fit = self._unstandardise(fit, offset, spread)
+        return self._finish_output(fit, X, y_k, sample_weight)
 
     def _target_offset_scale(self, y, sample_weight):
         """The offset and positive scale ``y`` is standardised by."""

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 
-from . import _solvers
+from . import _lockstep, _solvers
 from ._base import (
     OUTLIER_THRESHOLD,
     RobustLinearRegressor,
@@ -245,6 +245,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
 
     _cov_types = COV_TYPES
     _per_sample_attributes = ("outliers_", "weights_")
+    _lockstep_outputs = True
 
     def __init__(
         self,
@@ -418,7 +419,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
             )
             residuals = fitted.formed()
         else:
-            residuals = y - safe_sparse_dot(X, fit.coef) - fit.intercept
+            residuals = y - _lockstep.design_dot(X, fit.coef) - fit.intercept
         noise = mad_scale(residuals, sample_weight)
         fit.extras["noise_scale_"] = noise
         fit.extras["outliers_"] = np.abs(residuals) > OUTLIER_THRESHOLD * noise

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from threadpoolctl import ThreadpoolController
 
+from . import _lockstep
 from ._small_design import SmallDesign, shared_key, standardised_design
 from ._small_design import weighted_gram as _weighted_gram
 from ._strides import aperiodic_step
@@ -506,7 +507,13 @@ class LinearObjective:
             fit for cols, fit in self.predictor_spec if cols is None or cols.size
         )
         if column_stats is None:
-            column_stats = _weighted_column_stats(self.X, self.sample_weight, center)
+            # (Computed once for the lanes of a lock-step fit on this X.)
+            column_stats = _lockstep.shared(
+                ("column_stats", _lockstep.rows_key(self.X), center),
+                self.sample_weight,
+                lambda: _weighted_column_stats(self.X, self.sample_weight, center),
+                self.X,
+            )
         self.mean, self.scale = column_stats
         if not center and np.any(self.mean):
             raise ValueError("column_stats are centred but this objective is not")
@@ -666,6 +673,10 @@ class LinearObjective:
         small = self._small_design()
         if small is not None:
             return small.evaluate(self, coef, gradient, hessian, direction)
+        if _lockstep.active():  # (one pass serves every lane: see _lockstep)
+            return _lockstep.request(
+                "pass", self, (coef, gradient, hessian, direction, curvature)
+            )
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             return self._pass_single_threaded(
                 coef, gradient, hessian, direction, curvature
@@ -743,6 +754,11 @@ class LinearObjective:
             return small.raw_prediction(self, coef)
         if self._remembered is not None and np.array_equal(self._remembered[0], coef):
             return self._remembered[1].copy()
+        if _lockstep.active():
+            return _lockstep.request("raw", self, (coef,))
+        return self._raw_prediction_single(coef)
+
+    def _raw_prediction_single(self, coef):
         raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in self.predictors]
         out = np.empty((self.X.shape[0], len(self.predictors)))
         for rows, A in self._row_blocks(vectors_only=True):
@@ -901,7 +917,14 @@ def _cached_null_directions(objective):
         or cached[0] is not objective.X
         or cached[1] is not objective.sample_weight
     ):
-        cached = (objective.X, objective.sample_weight, null_directions(objective))
+        # (The lanes of a lock-step fit on the same rows search once.)
+        directions = _lockstep.shared(
+            ("null directions", _lockstep.rows_key(objective.X)) + key[2:],
+            objective.sample_weight,
+            lambda: null_directions(objective),
+            objective.X,
+        )
+        cached = (objective.X, objective.sample_weight, directions)
         cache[key] = cached
     return cached[2]
 

@@ -375,6 +375,12 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
 
     _per_sample_attributes = ("outliers_", "weights_")
 
+    @property
+    def _lockstep_outputs(self):
+        # The smoothed fit's Newton passes are shared by the lanes; the
+        # exact fit's time is its linear programmes, which are not.
+        return self.solver == "smooth"
+
     def _target_offset_scale(self, y, sample_weight):
         """Median and MAD of ``y`` (see :func:`robust_offset_scale`).
 

@@ -35,7 +35,7 @@ import scipy.optimize
 import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _progress
+from . import _lockstep, _progress
 from ._strides import aperiodic_step
 
 # Above this many coefficients a dense Hessian costs more than it saves.
@@ -661,7 +661,8 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
             coef0, n_iter, converged, "no iterations left", hessian, grad
         )
     memo = _Memo(objective)
-    with warnings.catch_warnings():
+    # (Warning filters are the process's: no other lane may run meanwhile.)
+    with _lockstep.alone(), warnings.catch_warnings():
         # trust-exact warns (OptimizeWarning/RuntimeWarning) when it ends on
         # a rounding-level model failure; convergence is judged below.
         warnings.simplefilter("ignore")
