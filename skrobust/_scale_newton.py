@@ -109,6 +109,9 @@ def scale_fixed_point_newton(problem, rows, rho, l2, coef, scale, gap_tol, grad_
     )
     if _solvers.uses_products(objective):
         return None  # (a wide design: Hessians cost products there)
+    # The residuals' MAD needs the predictions the pass computed: beyond a
+    # small design's copy, another product with X otherwise.
+    objective.remember_prediction = True
     hessian = factor = None
     fresh, previous = True, None
     for n_iter in range(steps + 1):
