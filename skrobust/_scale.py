@@ -652,7 +652,10 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
         ratios.append(mad / scale)
         if _collapsing(ratios):
             return None
-        next_scale = secant.step(scale, mad, exact)
+        # Only exact fits bracket the root (as the MAD secant's rough ones
+        # do not): an inexact MAD on the wrong side of its scale kept the
+        # root out of the bracket, which then closed 2.6e-5 from it.
+        next_scale = secant.step(scale, mad, exact, exact)
         if next_scale is None:
             settled = True
             break
