@@ -26,6 +26,8 @@ from ._dask_strided import rows_of
 from ._scale import (
     _POLISH_GAP,
     EXACT_FIT_TOL,
+    MProblem,
+    _mad_newton_start,
     _newton_polish,
     fixed_scale_tol,
     mad_fixed_point,
@@ -191,7 +193,25 @@ def mad_scale_fit(problem, coef, scale):
         )
         scale = robust_scale(problem.data, problem.stats, problem.start_rows, values)
     hessian, origin, check_collapse = None, "stale", True
-    step = _subsample_step(problem)
+    step = None
+    if problem.start_rows.y.size == problem.data.n_samples:
+        # As in memory: Newton's method on fit and scale together starts the
+        # secant where the start rows are all the rows (small data), on the
+        # client's copy of them; no subsample's secant then.
+        client = MProblem(
+            problem.client_objective(FixedScaleLoss(SquaredRho()), problem.l2),
+            problem.rho,
+            problem.l2,
+            problem.fit_intercept,
+            problem.options,
+            used=[problem.used],
+        )
+        newton = _mad_newton_start(client, client.ls_objective, coef, scale)
+        problem.used = client.used[0]
+        if newton is not None:
+            coef, scale, hessian = newton
+    if hessian is None:
+        step = _subsample_step(problem)
     if step is not None:
         coef, scale, hessian, _, collapsing = _secant(
             problem, step, coef, scale, None, collapse=True

@@ -333,3 +333,21 @@ def test_start_drawn_to_wild_targets_does_not_send_the_scale_to_the_lp(monkeypat
     # of wild targets), to the LAD scale's sampling accuracy.
     np.testing.assert_allclose(periodic.scale_, shuffled.scale_, rtol=1e-3)
     np.testing.assert_allclose(periodic.coef_, shuffled.coef_, rtol=1e-3)
+
+
+def test_inexact_fits_do_not_close_the_bracket_short_of_the_fixed_point():
+    """Only fits solved to ``tol`` bracket the fixed point (as the MAD secant's).
+
+    Here the second smoothed fit, solved only as tightly as the next scale
+    needs, put its MAD above its scale, though the exact fits' fixed point
+    lies below it: that end of the bracket kept the root out, bisection
+    crawled to it, and the bracket closed there, 2.6e-5 from the fixed
+    point (documented: 1e-6).
+    """
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1_000, 20))
+    y = X @ rng.normal(size=20) + 1.0 + rng.standard_t(3, size=1_000)
+    gross = rng.random(1_000) < 0.1
+    y[gross] += rng.uniform(20, 100, size=gross.sum())
+    model = HuberRegressor(scale="lad").fit(X, y)
+    assert_is_fixed_point(model, X, y)
