@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _dask, _lockstep, _progress, _solvers
-from ._objective import LinearObjective, remember_design_gram
+from ._objective import LinearObjective, remember_design_gram, single_threaded_blas
 from ._solvers import (
     CholeskyFactor,
     cholesky_solve,
@@ -436,7 +436,10 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             X, y, sample_weight, multi_output=True
         )
         self._check_fit_parameters()
-        with _progress.reporting(getattr(self, "verbose", 0), type(self).__name__):
+        with (
+            _progress.reporting(getattr(self, "verbose", 0), type(self).__name__),
+            single_threaded_blas(X),
+        ):
             fits = self._fit_columns(X, Y, sample_weight)
         self._set_fitted(fits, Y.ndim)
         return self

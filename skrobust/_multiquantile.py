@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dask, _dask_multiquantile, _progress
 from ._base import RobustLinearRegressor, StandardisedFit
+from ._objective import single_threaded_blas
 from ._quantile import (
     COV_TYPES,
     LevelStart,
@@ -397,7 +398,10 @@ class MultiQuantileRegressor(RobustLinearRegressor):
             solver = auto_solver(X.shape[0], n_coef)
         y_offset, y_scale = robust_offset_scale(y, sample_weight, self.fit_intercept)
         previous = self._previous_fits(levels, X.shape[1], y_offset, y_scale)
-        with _progress.reporting(self.verbose, type(self).__name__):
+        with (
+            _progress.reporting(self.verbose, type(self).__name__),
+            single_threaded_blas(X),
+        ):
             fits = self._fit_levels(
                 X, (y - y_offset) / y_scale, sample_weight, levels, solver, previous
             )
