@@ -140,10 +140,12 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         a linear-programming solver reaches: a smoothed fit (on a strided
         subsample of about 50000 rows for large ``n``) is the preliminary
         estimate of Portnoy and Koenker's preprocessing, so that only about
-        ``sqrt(n p)`` observations enter the linear programme solved by
-        ``scipy.optimize.linprog(method="highs")``; the residual signs of
-        the others are verified, and the full programme is solved if they do
-        not hold. ``"auto"`` is ``"exact"`` (0.1 to 4.6 times the smoothed
+        ``sqrt(n p)`` observations enter the linear programme, solved by
+        HiGHS (as ``scipy.optimize.linprog(method="highs")``) or, on wide
+        designs, by a Frisch-Newton interior point method (as R's
+        ``rq(method="fn")``) whose optimum gives the vertex; the residual
+        signs of the others are verified, and the full programme is solved
+        if they do not hold. ``"auto"`` is ``"exact"`` (0.1 to 4.6 times the smoothed
         fit's time beyond 200 coefficients, where that is slowest and,
         with few rows per coefficient, often runs out of ``max_iter``
         short of its own accuracy).
