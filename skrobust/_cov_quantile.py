@@ -571,7 +571,7 @@ class ExactLevelRefit:
     The certificate of :func:`~skrobust._quantile_exact.solve_exact` makes
     each refit exact whatever its start, and among equally optimal
     solutions the one nearest the fit is taken, as ``fit`` does
-    (:func:`~skrobust._quantile_exact.select_on_face`).
+    (:func:`~skrobust._quantile_face.select_on_face`).
 
     Parameters
     ----------
@@ -682,7 +682,8 @@ class ExactLevelRefit:
 
     def __call__(self, level):
         """``(coef, intercept)`` of the exact fit at ``level``, in ``y`` units."""
-        from ._quantile_exact import select_on_face, solve_exact
+        from ._quantile_exact import solve_exact
+        from ._quantile_face import select_on_face
 
         options = dict(self.options)
         if "neighbour_state" in options:

@@ -50,12 +50,8 @@ from ._cov_quantile import (
     quantile_covariance,
 )
 from ._inference import InferenceMixin, set_inference_attributes
-from ._quantile_exact import (
-    _side_sums,
-    far_target_limit,
-    select_on_face,
-    solve_exact,
-)
+from ._quantile_exact import _side_sums, far_target_limit, solve_exact
+from ._quantile_face import select_on_face
 from ._quantile_level import LevelStart, _column_stats, fit_level
 from ._quantile_smooth import (
     robust_offset_scale,

@@ -31,9 +31,9 @@ from ._quantile_exact import (
     MAX_ROUNDS,
     ReducedPathFailed,
     first_size,
-    select_on_face,
     solve_exact,
 )
+from ._quantile_face import select_on_face
 from ._quantile_smooth import (
     _MIN_RELATIVE_SCALE,
     NEWTON_MAX_COEF,
@@ -473,7 +473,7 @@ def _fit_exact(estimator, X, y, sample_weight, start, stats, max_lp):
     of the solution and ``state`` the solver's ``info["level_state"]``
     when it has them (else None). Among
     equally optimal solutions, the one nearest ``start`` is taken
-    (:func:`~skrobust._quantile_exact.select_on_face`).
+    (:func:`~skrobust._quantile_face.select_on_face`).
     """
     q = float(estimator.quantile)
     options = dict(start.exact_options or {})

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 import skrobust._quantile_exact as qe
+import skrobust._quantile_face as quantile_face
 import skrobust._quantile_level as ql
 from skrobust import MultiQuantileRegressor, QuantileRegressor
 from skrobust._quantile_exact import pinball_objective, solve_exact, solve_lp
@@ -539,7 +540,7 @@ def test_regular_vertex_rows_are_told_from_singular_ones(sparse, monkeypatch):
     are factored by SuperLU, or densely up to ``_DENSE_LU_ELEMENTS``.
     """
     dense_lu = sparse == "sparse, dense LU"
-    monkeypatch.setattr(qe, "_DENSE_LU_ELEMENTS", 3600 if dense_lu else 0)
+    monkeypatch.setattr(quantile_face, "_DENSE_LU_ELEMENTS", 3600 if dense_lu else 0)
     sparse = sparse != "dense"
     rng = np.random.default_rng(5)
     regular = rng.normal(size=(60, 60)) * (rng.random((60, 60)) < 0.1)
@@ -551,7 +552,7 @@ def test_regular_vertex_rows_are_told_from_singular_ones(sparse, monkeypatch):
     for matrix, expected in [(regular, True), (repeated, False), (combined, False)]:
         assert (np.linalg.matrix_rank(matrix) == 60) == expected
         given = sp.csr_matrix(matrix) if sparse else matrix.copy()
-        assert qe._clearly_regular(given) == expected
+        assert quantile_face._clearly_regular(given) == expected
 
 
 def test_sparse_vertex_stays_the_dense_one():
