@@ -77,7 +77,9 @@ def _fit_levels(estimator, column, levels):
             exact_options = options
             if options is not None and states[neighbour] is not None:
                 exact_options = {**options, "neighbour_density": states[neighbour]}
-        fit, _ = fit_column(model, None, None, None, 0, 1, start, column, exact_options)
+        fit, _ = fit_column(
+            model, None, None, None, 0, 1, start, column, exact_options, False
+        )
         state = getattr(model, "_dask_exact_state", None)
         if state is not None:
             states[j] = state[0]

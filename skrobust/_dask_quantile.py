@@ -734,6 +734,7 @@ def fit_column(
     start=None,
     column=None,
     exact_options=None,
+    zero_start=True,
 ):
     """One target column's exact fit on a dask array (module steps).
 
@@ -762,6 +763,10 @@ def fit_column(
         earlier level). The fit's own are left in
         ``estimator._dask_exact_state``: ``(density, gram, n_pos)``, its
         density None unless it was certified on the reduced path.
+    zero_start : bool, default=True
+        Whether the reduced problems may first start from the zero fit
+        (:func:`skrobust._quantile_level.zero_start_first`), as in memory;
+        a multi-quantile fit's levels keep the preliminary fit.
 
     Returns
     -------
@@ -792,29 +797,33 @@ def fit_column(
         offset,
         spread,
     )
-    preliminary = _exact_start(estimator, column, start, warm, output)
+    preliminary = _exact_start(estimator, column, start, warm, output, zero_start)
     extras, n_iter = preliminary.extras, preliminary.n_iter
     options = dict(exact_options or {})
     gram = options.pop("gram", None)
     if start is not None:
         preliminary.options.update(options)
-    try:
-        problem, (coef, intercept) = _solve_from(
-            estimator, column, std, preliminary, estimator.max_iter - n_iter, gram
-        )
-    except ReducedPathFailed as failed:
-        # As in memory: a subsample's start too far for the reduced
-        # problems (a quantile in a gap of the targets, where the
-        # subsample's gap is elsewhere); the preliminary fit again, on all
-        # rows, and the programmes from it.
-        n_iter += failed.args[0]
-        preliminary = _all_rows_preliminary(
-            estimator, column, estimator.max_iter - n_iter
-        )
-        extras, n_iter = preliminary.extras, n_iter + preliminary.n_iter
-        problem, (coef, intercept) = _solve_from(
-            estimator, column, std, preliminary, estimator.max_iter - n_iter
-        )
+    while True:
+        try:
+            problem, (coef, intercept) = _solve_from(
+                estimator, column, std, preliminary, estimator.max_iter - n_iter, gram
+            )
+            break
+        except ReducedPathFailed as failed:
+            # As in memory: the reduced problems from the zero fit failed
+            # (the preliminary fit then), or from a subsample's start (a
+            # quantile in a gap of the targets, where the subsample's gap
+            # is elsewhere: the preliminary fit again, on all rows).
+            n_iter += failed.args[0]
+            left = estimator.max_iter - n_iter
+            if preliminary.zero:
+                preliminary = _exact_start(
+                    estimator, column, None, None, output, False, left
+                )
+            else:
+                preliminary = _all_rows_preliminary(estimator, column, left)
+            extras, n_iter = preliminary.extras, n_iter + preliminary.n_iter
+            gram = None
     if problem.crossed:
         # A clipped target crossed the fit: solve again unclipped, from here.
         n_lp = problem.n_lp
@@ -864,6 +873,7 @@ class _Preliminary(NamedTuple):
     n_iter: int
     extras: dict
     options: dict
+    zero: bool = False
 
 
 def _solve_from(estimator, column, std, preliminary, max_lp, gram=None):
@@ -877,7 +887,7 @@ def _solve_from(estimator, column, std, preliminary, max_lp, gram=None):
     return problem, problem.solve((w0, b0), max_lp, **preliminary.options)
 
 
-def _exact_start(estimator, column, start, warm, output):
+def _exact_start(estimator, column, start, warm, output, zero_start=True, budget=None):
     """The :class:`_Preliminary` of an exact fit, as in memory.
 
     The given ``start`` (a neighbouring level's fit, in the units of
@@ -889,7 +899,10 @@ def _exact_start(estimator, column, start, warm, output):
     (:meth:`skrobust._dask_quantile_smooth.DaskSmooth.preliminary`) for
     data it does not subsample; none where
     :func:`skrobust._quantile_level.whole_programme_at_once` (the whole
-    programme from the median).
+    programme from the median); the zero fit with a few reduced problems
+    where :func:`skrobust._quantile_level.zero_start_first` (and
+    ``zero_start``). ``budget`` (default ``max_iter``) bounds its
+    iterations with the programmes'.
     """
     offset, spread = column.offset, column.spread
     extras = {}
@@ -902,10 +915,18 @@ def _exact_start(estimator, column, start, warm, output):
         b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
         w0 = np.asarray(start[0], dtype=np.float64) / spread
         return _Preliminary(w0, float(b0), 0, extras, {})
-    budget = int(estimator.max_iter)
+    if budget is None:
+        budget = int(estimator.max_iter)
     n_coef = column.data.n_features + bool(estimator.fit_intercept)
+    zeros = np.zeros(column.data.n_features)
     if _quantile_level.whole_programme_at_once(column.data.n_samples, n_coef, budget):
-        return _Preliminary(np.zeros(column.data.n_features), 0.0, 0, {}, {})
+        return _Preliminary(zeros, 0.0, 0, {}, {})
+    if zero_start and _quantile_level.zero_start_first(n_coef, budget):
+        options = {
+            "full_fallback": False,
+            "max_rounds": _quantile_level._ZERO_START_ROUNDS,
+        }
+        return _Preliminary(zeros, 0.0, 0, {}, options, zero=True)
     sample = column.sample
     if column.preliminary_step > 1 and sample.weights.max(initial=0.0) > 0:
         with np.errstate(over="ignore"):

@@ -488,7 +488,11 @@ class MultiQuantileRegressor(RobustLinearRegressor):
                     # A copy: the state is this neighbour's alone.
                     else {**options, "neighbour_state": near.state},
                 )
-            fit = model._fit_level(X, y, sample_weight, solver, start, stats)
+            # (Levels keep the exact solver's preliminary fit: the first
+            # level's residual scale serves the others' starts.)
+            fit = model._fit_level(
+                X, y, sample_weight, solver, start, stats, zero_start=False
+            )
             if start is not None and start.exact_options is not None:
                 # The solver's sampled Gram matrix, kept for the next levels.
                 gram = start.exact_options.get("newton_gram")

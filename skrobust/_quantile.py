@@ -53,9 +53,7 @@ from ._inference import InferenceMixin, set_inference_attributes
 from ._quantile_exact import _side_sums, far_target_limit, solve_exact
 from ._quantile_face import select_on_face
 from ._quantile_level import LevelStart, _column_stats, fit_level
-from ._quantile_smooth import (
-    robust_offset_scale,
-)
+from ._quantile_smooth import default_bandwidth, robust_offset_scale
 
 
 def auto_solver(n_samples, n_coef):
@@ -215,9 +213,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
     bandwidth_ : float
         Bandwidth ``h`` of the final smoothed fit, in the units of ``y``
         (for ``solver="exact"``, that of the preliminary fit; absent when
-        the exact solver made none: warm-started, with ``max_iter < 3``, or
+        the exact solver made none: warm-started, with ``max_iter < 3``,
         where it solves the whole linear programme at once, with fewer than
-        about 600 rows or 4 rows per coefficient).
+        about 600 rows or 4 rows per coefficient, and up to 50 features
+        where its reduced programmes from the zero fit were certified).
     solver_ : str
         The solver used, ``"exact"`` or ``"smooth"``.
     noise_scale_ : float
@@ -235,7 +234,10 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         loss, ``q / |r|`` above the fit and ``(1 - q) / |r|`` below it,
         with ``|r|`` floored at ``bandwidth_`` (statsmodels' ``QuantReg``
         floors it at ``1e-6``): weighted least squares with them has the
-        fit's optimality conditions wherever ``|r| > bandwidth_``.
+        fit's optimality conditions wherever ``|r| > bandwidth_``. An exact
+        fit without ``bandwidth_`` floors at the bandwidth of the default
+        rule (``default_bandwidth`` of the rows with weight and the
+        features) times ``noise_scale_``.
     n_iter_ : int
         Iterations of the smoothed fits (Newton, proximal Newton or L-BFGS;
         the first fit is on every 8th row for large ``n``), those of the
@@ -411,7 +413,13 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         centred = residuals - weighted_median(residuals, sample_weight)
         noise = mad_scale(centred, sample_weight)
         quantile = float(self.quantile)
-        floor = fit.extras.get("bandwidth_", 0.0) or np.finfo(float).tiny
+        floor = fit.extras.get("bandwidth_", 0.0)
+        if not floor:
+            # An exact fit that made no smoothed fit: the bandwidth that the
+            # preliminary fit's rule gives at the residuals' scale.
+            rows = np.count_nonzero(sample_weight > 0)
+            floor = default_bandwidth(rows, X.shape[1]) * noise
+        floor = floor or np.finfo(float).tiny
         fit.extras.update(
             noise_scale_=noise,
             outliers_=np.abs(centred) > OUTLIER_THRESHOLD * noise,
@@ -434,9 +442,11 @@ class QuantileRegressor(InferenceMixin, RobustLinearRegressor):
         n_samples, n_features = shape
         return auto_solver(n_samples, n_features + bool(self.fit_intercept))
 
-    def _fit_level(self, X, y, sample_weight, solver, start=None, stats=None):
+    def _fit_level(
+        self, X, y, sample_weight, solver, start=None, stats=None, zero_start=True
+    ):
         """One level's fit on standardised ``y``: :func:`fit_level`."""
-        return fit_level(self, X, y, sample_weight, solver, start, stats)
+        return fit_level(self, X, y, sample_weight, solver, start, stats, zero_start)
 
     # -- inference -------------------------------------------------------------
     def _inference_dof(self):

@@ -38,6 +38,14 @@ from skrobust._quantile_lp import pinball_objective, solve_lp
 pytestmark = pytest.mark.usefixtures("small_dask_sample")
 
 
+@pytest.fixture(autouse=True)
+def preliminary_path(monkeypatch):
+    """Most tests here compare the preliminary fit's path with memory's: on
+    their data of 4 columns the exact solver would start from the zero fit
+    instead (tested in test_zero_start_equals_in_memory_fit)."""
+    monkeypatch.setattr(_quantile_level, "ZERO_START_MAX_COEF", 0)
+
+
 def make_data(n=3000, seed=0):
     rng = np.random.default_rng(seed)
     # Columns of very different offsets and spreads, heavy-tailed noise.
@@ -105,6 +113,33 @@ def test_exact_fit_equals_in_memory_fit(synchronous, name, weighted):
         # use only its subgradient, and a repair round may follow.)
         assert fitted._dask_linear_programmes == 1
     # Against an independent oracle: one LP on all rows.
+    coef, intercept = solve_lp(
+        X, y, fitted.quantile, weights, fitted.alpha, fitted.fit_intercept
+    )
+    f_lp = pinball_objective(
+        X, y, coef, intercept, fitted.quantile, weights, fitted.alpha
+    )
+    assert abs(objective(fitted, X, y, weights) - f_lp) <= 1e-9 * f_lp
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_zero_start_equals_in_memory_fit(synchronous, monkeypatch, name, weighted):
+    """Up to 50 features the exact solver first tries its reduced problems
+    from the zero fit, and makes the preliminary fit only if they fail: on
+    dask data alike, with memory's linear programmes and iterations."""
+    monkeypatch.setattr(_quantile_level, "ZERO_START_MAX_COEF", 51)
+    X, y = make_data()
+    weights = weights_with_empty_chunk(y.size) if weighted else None
+    memory = copy.deepcopy(CASES[name]).fit(X, y, sample_weight=weights)
+    Xd = da.from_array(X, chunks=(CHUNKS, 4))
+    fitted = copy.deepcopy(CASES[name]).fit(Xd, y, sample_weight=weights)
+    assert_same_optimum(fitted, memory, X, y, weights)
+    # (Where the zero start's rounds fail, q = 0.9 at the edge of the
+    # shifted targets, the preliminary fit's iterations follow the rounding
+    # of its sums: see test_exact_fit_equals_in_memory_fit.)
+    assert_n_iter_within_rounding(fitted, memory, X, y, weights)
+    assert hasattr(fitted, "bandwidth_") == hasattr(memory, "bandwidth_")
     coef, intercept = solve_lp(
         X, y, fitted.quantile, weights, fitted.alpha, fitted.fit_intercept
     )

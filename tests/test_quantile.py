@@ -553,6 +553,10 @@ def test_convergence_warning_and_n_iter():
     assert exact.n_iter_ == 1 and exact.solver_ == "exact"
     X, y = heavy_tailed_problem(2000, 3, seed=13)
     exact = QuantileRegressor(solver="exact").fit(X, y)
+    # Few coefficients: reduced programmes from the zero fit, no smoothed fit.
+    assert exact.n_iter_ <= 3 and not hasattr(exact, "bandwidth_")
+    X, y = heavy_tailed_problem(4000, 60, seed=13)
+    exact = QuantileRegressor(solver="exact").fit(X, y)
     # The preliminary smoothed fit's iterations and at least one LP.
     assert exact.n_iter_ >= 2 and exact.solver_ == "exact"
 
@@ -787,7 +791,8 @@ def test_warm_start_reaches_the_same_fit(solver):
 
 
 def test_warm_start_false_ignores_the_previous_fit():
-    X, y = heavy_tailed_problem(2000, 3, seed=32)
+    # (60 features: beyond the exact solver's start from the zero fit.)
+    X, y = heavy_tailed_problem(4000, 60, seed=32)
     model = QuantileRegressor(quantile=0.3).fit(X, y)
     assert model.fit(X, y).n_iter_ > 1  # the smoothed preliminary fit again
 
@@ -934,13 +939,21 @@ def test_noise_scale_outliers_and_weights(solver):
     assert model.outliers_[~gross].mean() <= 0.05
     assert model.outliers_[gross].mean() >= 0.99
     side = np.where(r > 0, 0.3, 0.7)
-    expected = side / np.maximum(np.abs(r), model.bandwidth_)
+    if solver == "exact":
+        # No smoothed fit (3 features: from the zero fit): the documented
+        # floor, the default rule's bandwidth times the noise scale.
+        assert not hasattr(model, "bandwidth_")
+        rule = 0.25 * ((np.log(n) + 3) / n) ** 0.4
+        floor = rule * model.noise_scale_
+    else:
+        floor = model.bandwidth_
+    expected = side / np.maximum(np.abs(r), floor)
     # The rows an exact fit interpolates have residuals of rounding (0.0
     # here, 1e-15 in the fit's own units): their side is either.
     tied = np.abs(r) <= 1e-12 * np.abs(y).max()
     assert tied.sum() <= (X.shape[1] + 1 if solver == "exact" else 0)
     assert_allclose(model.weights_[~tied], expected[~tied], rtol=1e-9)
-    either = np.array([0.3, 0.7]) / model.bandwidth_
+    either = np.array([0.3, 0.7]) / floor
     assert np.all(np.isclose(model.weights_[tied, None], either, rtol=1e-9).any(1))
 
 

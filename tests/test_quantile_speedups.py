@@ -251,6 +251,34 @@ def test_a_quantile_in_a_gap_of_the_targets_is_solved_on_the_reduced_problem(
     QuantileRegressor(quantile=0.9, solver="exact").fit(X, y)
 
 
+@pytest.mark.parametrize("quantile", [0.3, 0.9])
+def test_exact_fits_of_few_features_start_from_the_zero_fit(monkeypatch, quantile):
+    """Up to 50 features the exact solver first tries its reduced problems
+    from the zero fit, with no preliminary smoothed fit (so no
+    ``bandwidth_``); where they fail, the preliminary fit takes over (here
+    made to fail: no rounds allowed). Both reach the optimum of one linear
+    programme on all rows."""
+    from _oracles import quantile_linprog
+
+    from skrobust import _quantile_level
+
+    rng = np.random.default_rng(8)
+    n, p = 5000, 10
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_t(2, size=n)
+    oracle = quantile_linprog(X, y, quantile)
+    f_lp = pinball_objective(X, y, oracle.coef, oracle.intercept, quantile, None, 0)
+    model = QuantileRegressor(quantile=quantile).fit(X, y)
+    assert not hasattr(model, "bandwidth_")
+    assert model.n_iter_ <= _quantile_level._ZERO_START_ROUNDS
+    monkeypatch.setattr(_quantile_level, "_ZERO_START_ROUNDS", 0)
+    failed = QuantileRegressor(quantile=quantile).fit(X, y)
+    assert failed.bandwidth_ > 0 and failed.n_iter_ > model.n_iter_
+    for fit in (model, failed):
+        f = pinball_objective(X, y, fit.coef_, fit.intercept_, quantile, None, 0)
+        assert abs(f - f_lp) <= 1e-9 * f_lp
+
+
 def test_a_failed_subsample_start_is_redone_on_all_rows(monkeypatch):
     """The exact solver's preliminary fit on a subsample may leave reduced
     problems that fail (a quantile in a gap of the targets); the fit then
@@ -270,6 +298,8 @@ def test_a_failed_subsample_start_is_redone_on_all_rows(monkeypatch):
 
     monkeypatch.setattr(_quantile_exact, "_solve_full", whole_lp)
     monkeypatch.setattr(_quantile_level, "_SUBSAMPLE_START_ROUNDS", 0)
+    # (And no start from the zero fit, whose rounds would be certified.)
+    monkeypatch.setattr(_quantile_level, "ZERO_START_MAX_COEF", 0)
     redone = QuantileRegressor(quantile=0.3, solver="exact").fit(X, y)
     f_ref = pinball_objective(X, y, reference.coef_, reference.intercept_, 0.3, None, 0)
     f = pinball_objective(X, y, redone.coef_, redone.intercept_, 0.3, None, 0)
