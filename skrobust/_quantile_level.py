@@ -290,20 +290,10 @@ def _fit_standard_units(
                 estimator, X, y, sample_weight, zero, stats, budget
             )
         except ReducedPathFailed as failed:
-            used = failed.args[0]
-            level = _fit_standard_units(
-                estimator,
-                X,
-                y,
-                sample_weight,
-                solver,
-                None,
-                stats,
-                subsample,
-                budget - used,
-                zero_start=False,
+            # The preliminary fit, as without the zero start.
+            return _fit_again(
+                estimator, X, y, sample_weight, stats, budget, failed.args[0], subsample
             )
-            return level._replace(n_iter=used + level.n_iter)
         return LevelFit(w, b, None, n_lp, stats, None, residuals, state)
     X_smooth, y_smooth, weight_smooth = X, y, sample_weight
     if solver == "exact" and subsample:
@@ -346,22 +336,33 @@ def _fit_standard_units(
         )
     except ReducedPathFailed as failed:
         used = smooth.n_iter + failed.args[0]
-        level = _fit_standard_units(
-            estimator,
-            X,
-            y,
-            sample_weight,
-            solver,
-            None,
-            stats,
-            subsample=False,
-            budget=budget - used,
-        )
-        return level._replace(n_iter=used + level.n_iter)
+        return _fit_again(estimator, X, y, sample_weight, stats, budget, used, False)
     n_iter = smooth.n_iter + n_lp
     return LevelFit(
         w, b, smooth.bandwidth, n_iter, smooth.stats, smooth.scale, residuals, state
     )
+
+
+def _fit_again(estimator, X, y, sample_weight, stats, budget, used, subsample):
+    """The exact fit again after a start whose reduced problems failed.
+
+    With the preliminary smoothed fit (on a subsample if ``subsample``),
+    never the zero start, and the ``budget`` left after the ``used``
+    iterations, which the returned :class:`LevelFit` counts.
+    """
+    level = _fit_standard_units(
+        estimator,
+        X,
+        y,
+        sample_weight,
+        "exact",
+        None,
+        stats,
+        subsample=subsample,
+        budget=budget - used,
+        zero_start=False,
+    )
+    return level._replace(n_iter=used + level.n_iter)
 
 
 def whole_programme_at_once(n_samples, n_coef, budget):
