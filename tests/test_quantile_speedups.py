@@ -279,6 +279,32 @@ def test_exact_fits_of_few_features_start_from_the_zero_fit(monkeypatch, quantil
         assert abs(f - f_lp) <= 1e-9 * f_lp
 
 
+def test_failed_starts_go_zero_then_subsample_then_all_rows(monkeypatch):
+    """Each start whose reduced problems fail hands over to the next: the
+    zero fit, the preliminary fit on a subsample, then on all rows (here
+    every start but the last is made to fail), each tried once."""
+    from skrobust import _quantile_level
+
+    rng = np.random.default_rng(9)
+    n, p = 30_000, 5
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + rng.standard_t(2, size=n)
+    monkeypatch.setattr(_quantile_level, "_ZERO_START_ROUNDS", 0)
+    monkeypatch.setattr(_quantile_level, "_SUBSAMPLE_START_ROUNDS", 0)
+    starts = []
+    fit_exact = _quantile_level._fit_exact
+
+    def recording(estimator, X, y, sample_weight, start, *args):
+        zero = not np.any(start.coef) and start.intercept == 0
+        starts.append("zero" if zero else ("sample" if start.exact_options else "all"))
+        return fit_exact(estimator, X, y, sample_weight, start, *args)
+
+    monkeypatch.setattr(_quantile_level, "_fit_exact", recording)
+    model = QuantileRegressor(quantile=0.4).fit(X, y)
+    assert starts == ["zero", "sample", "all"]
+    assert model.bandwidth_ > 0
+
+
 def test_a_failed_subsample_start_is_redone_on_all_rows(monkeypatch):
     """The exact solver's preliminary fit on a subsample may leave reduced
     problems that fail (a quantile in a gap of the targets); the fit then
