@@ -921,7 +921,8 @@ def _exact_start(estimator, column, start, warm, output, zero_start=True, budget
     zeros = np.zeros(column.data.n_features)
     if _quantile_level.whole_programme_at_once(column.data.n_samples, n_coef, budget):
         return _Preliminary(zeros, 0.0, 0, {}, {})
-    if zero_start and _quantile_level.zero_start_first(n_coef, budget):
+    n_samples = column.data.n_samples
+    if zero_start and _quantile_level.zero_start_first(n_samples, n_coef, budget):
         options = {
             "full_fallback": False,
             "max_rounds": _quantile_level._ZERO_START_ROUNDS,

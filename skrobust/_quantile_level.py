@@ -90,8 +90,12 @@ _EXACT_MIN_BUDGET = EXACT_LP_RESERVE + 1
 # fit's Newton steps are short in the gap). Where its rounds fail (2e4 x 5
 # at q = 0.9: 126 -> 436 ms when they went on to the whole programme) the
 # preliminary fit takes over after two of them. With more coefficients the
-# two were about even (p = 80: 0.6 to 1.8 times).
+# two were about even (p = 80: 0.6 to 1.8 times), and so beyond 1e5 rows,
+# where the zero start's Newton steps on all rows cost more than the
+# preliminary fit on a subsample (1e6 x 20: 0.8 to 1.1 times; 3e5 x 50 at
+# q = 0.5: 1.8 times).
 ZERO_START_MAX_COEF = 51
+ZERO_START_MAX_ROWS = 100_000
 _ZERO_START_ROUNDS = 3
 
 # Targets further than this many MADs of y from its median are clipped for
@@ -280,7 +284,11 @@ def _fit_standard_units(
             estimator, X, y, sample_weight, start, stats, budget
         )
         return LevelFit(w, b, None, n_lp, stats, start.scale, residuals, state)
-    if solver == "exact" and zero_start and zero_start_first(n_coef, budget):
+    if (
+        solver == "exact"
+        and zero_start
+        and zero_start_first(X.shape[0], n_coef, budget)
+    ):
         if stats is None:
             stats = _column_stats(X, y, sample_weight, estimator.fit_intercept)
         options = {"full_fallback": False, "max_rounds": _ZERO_START_ROUNDS}
@@ -382,18 +390,18 @@ def whole_programme_at_once(n_samples, n_coef, budget):
     return budget < _EXACT_MIN_BUDGET or first_size(n_samples, n_coef)[1]
 
 
-def zero_start_first(n_coef, budget):
+def zero_start_first(n_samples, n_coef, budget):
     """Whether the exact solver first tries its reduced problems from the zero fit.
 
-    Up to ``ZERO_START_MAX_COEF`` coefficients, where that was faster
-    than a preliminary smoothed fit, and with the iterations for its
+    Up to ``ZERO_START_MAX_ROWS`` rows (all of them counted) and
+    ``ZERO_START_MAX_COEF`` coefficients, where that was faster than a
+    preliminary smoothed fit, and with the iterations for its
     ``_ZERO_START_ROUNDS`` reduced problems and the preliminary path after
     them. Such a fit sets no ``bandwidth_`` unless its rounds fail. The
     fit on dask data decides alike.
     """
-    return n_coef <= ZERO_START_MAX_COEF and budget >= (
-        _ZERO_START_ROUNDS + _EXACT_MIN_BUDGET
-    )
+    small = n_samples <= ZERO_START_MAX_ROWS and n_coef <= ZERO_START_MAX_COEF
+    return small and budget >= (_ZERO_START_ROUNDS + _EXACT_MIN_BUDGET)
 
 
 def preliminary_step(n_samples, n_coef):
