@@ -372,7 +372,9 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     :math:`10\,\tau` of their mean and variances within :math:`100\,\tau^2`),
     the ``ConvergenceWarning`` says so and counts them: more iterations move
     more rows to the floor, while fewer ``variance_features`` or a larger
-    ``alpha`` give a fit that the data determine.
+    ``alpha`` give a fit that the data determine. (A dense wide design
+    need not reach the floor, but is slow to solve: see
+    :doc:`/user_guide/heteroscedastic`.)
 
     **Minimum-norm mean.** The mean is not penalised, so where it is not
     unique (collinear, constant or all-zero columns, ``n_features >=
@@ -863,11 +865,10 @@ def solve_likelihood(
 def rows_at_floor(objective, coef, variance_floor):
     r"""Rows of positive weight that sit at the variance floor at ``coef``.
 
-    A row is at the floor when its fitted variance is within a factor
-    ``_FLOOR_FACTOR`` of :math:`\tau^2` and its residual within
-    :math:`\sqrt{\texttt{\_FLOOR\_FACTOR}}\,\tau`: a row fitted (nearly)
-    exactly whose variance the floor alone holds up. One pass over the rows
-    (a dask objective counts chunk by chunk, see
+    A row is at the floor when its fitted variance is at most
+    ``_FLOOR_FACTOR`` times :math:`\tau^2` and so is its squared residual:
+    a row fitted (nearly) exactly whose variance the floor alone holds up.
+    One pass over the rows (a dask objective counts chunk by chunk, see
     :mod:`skrobust._dask_heteroscedastic`); 0 without a floor.
     """
     if not variance_floor > 0:
