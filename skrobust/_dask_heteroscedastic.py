@@ -64,6 +64,7 @@ from ._heteroscedastic import (
     _MAX_LOG_WEIGHT,
     HARVEY_OFFSET,
     likelihood_objective,
+    rows_at_floor,
     solve_likelihood,
     variance_columns,
 )
@@ -250,6 +251,23 @@ def _warm_start(estimator, warm, var_cols, robust, unit):
     return estimator._warm_params(standardised, var_cols, *unit, spread)
 
 
+def _floor_kernel(X_c, y_c, w_c, setup, coef, variance_floor):
+    """The chunk's :func:`~skrobust._heteroscedastic.rows_at_floor`."""
+    objective, _ = setup.objective(X_c, y_c, w_c)
+    if objective is None:
+        return 0
+    return rows_at_floor(objective, coef, variance_floor)
+
+
+class _LikelihoodObjective(StridedObjective):
+    """The likelihood on all rows; counts its rows at the floor where they live."""
+
+    def rows_at_floor(self, coef, variance_floor):
+        """:func:`~skrobust._heteroscedastic.rows_at_floor` summed over chunks."""
+        parts = self.data.map_chunks(_floor_kernel, self.setup, coef, variance_floor)
+        return int(sum(parts))
+
+
 class _Problem:
     """The data, statistics, sample and target maps of one output's fit."""
 
@@ -284,9 +302,11 @@ class _Problem:
             self.l2,
             self.stats[2],
         )
-        return self.distributed(template, _LikelihoodSetup, self.targets)
+        return self.distributed(
+            template, _LikelihoodSetup, self.targets, kind=_LikelihoodObjective
+        )
 
-    def distributed(self, template, setup_class, *targets):
+    def distributed(self, template, setup_class, *targets, kind=StridedObjective):
         """``template``'s objective on all rows, targets by ``setup_class``."""
         sum_weight, top = self.stats[0], self.stats[1]
         setup = _ChunkSetup(
@@ -300,7 +320,7 @@ class _Problem:
         )
         setup = setup_class(setup, *targets)
         # (A strided level of at most FETCHED_LEVEL_ROWS is solved on the client.)
-        return StridedObjective(self.data, sum_weight, top, template, setup, 1, True)
+        return kind(self.data, sum_weight, top, template, setup, 1, True)
 
     def exact_fit(self, start_objective, mean_coef, residuals, subsampled):
         """:meth:`maximise`'s answer when least squares fits exactly, else None.

@@ -16,10 +16,12 @@ is the unit of the variance floor, and a Gaussian likelihood must not see
 a target ``1e300`` robust spreads away, squared.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import (
@@ -60,6 +62,11 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # of tau, the square root of the floor: far below any noise the likelihood
 # can resolve, far above the rounding error of a residual (~1e-16 s_y).
 _EXACT_FIT_RELATIVE = 1e-3
+
+# A row is at the floor (rows_at_floor) when its variance is within this
+# factor of tau^2 and its squared residual too: sigma within 10 tau, far
+# below any noise level the data resolve once the floor is 1e-8 var(y).
+_FLOOR_FACTOR = 100.0
 
 
 def _mean_and_spread(y, sample_weight, fit_intercept):
@@ -354,6 +361,20 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
     multiplying ``y`` by :math:`c` multiplies ``coef_`` and ``intercept_``
     by :math:`c`, adds :math:`2 \log |c|` to ``var_intercept_`` and leaves
     ``var_coef_`` unchanged.
+
+    **Rows at the floor.** With many variance features for the rows (a
+    wide or sparse design, where a column is non-zero on a few rows), the
+    likelihood can fit some rows almost exactly and shrink their variances
+    until :math:`\tau^2` and ``alpha`` stop them: the minimum exists, but
+    those rows' variances are set by ``variance_floor``, not by the data,
+    and its curvature :math:`1 / \tau^2` along the mean slows the solver.
+    If the solver stops there before ``tol`` (with rows within
+    :math:`10\,\tau` of their mean and variances within :math:`100\,\tau^2`),
+    the ``ConvergenceWarning`` says so and counts them: more iterations move
+    more rows to the floor, while fewer ``variance_features`` or a larger
+    ``alpha`` give a fit that the data determine. (A dense wide design
+    need not reach the floor, but is slow to solve: see
+    :doc:`/user_guide/heteroscedastic`.)
 
     **Minimum-norm mean.** The mean is not penalised, so where it is not
     unique (collinear, constant or all-zero columns, ``n_features >=
@@ -830,11 +851,58 @@ def solve_likelihood(
         objective, coef0, solver, estimator.max_iter, estimator.tol, warn=False
     )
     if not (result.converged or estimator._at_rounding_level(objective, result)):
-        _solvers.warn_not_converged(
-            solver, result.n_iter, estimator.tol, result.message
-        )
+        floored = rows_at_floor(objective, result.coef, estimator.variance_floor)
+        if floored:
+            warn_floor_bound(solver, result.n_iter, estimator.tol, floored)
+        else:
+            _solvers.warn_not_converged(
+                solver, result.n_iter, estimator.tol, result.message
+            )
     mean, log_variance = objective.unstandardize(result.coef)
     return mean, log_variance, result.n_iter
+
+
+def rows_at_floor(objective, coef, variance_floor):
+    r"""Rows of positive weight that sit at the variance floor at ``coef``.
+
+    A row is at the floor when its fitted variance is at most
+    ``_FLOOR_FACTOR`` times :math:`\tau^2` and so is its squared residual:
+    a row fitted (nearly) exactly whose variance the floor alone holds up.
+    One pass over the rows (a dask objective counts chunk by chunk, see
+    :mod:`skrobust._dask_heteroscedastic`); 0 without a floor.
+    """
+    if not variance_floor > 0:
+        return 0
+    count = getattr(objective, "rows_at_floor", None)
+    if count is not None:  # (a distributed objective counts where the rows are)
+        return count(coef, variance_floor)
+    raw = objective.raw_prediction(coef)
+    residuals = objective.y - raw[:, 0]
+    limit = np.log(_FLOOR_FACTOR * variance_floor)
+    with np.errstate(over="ignore", invalid="ignore"):
+        near = (raw[:, 1] <= limit) & (residuals**2 <= _FLOOR_FACTOR * variance_floor)
+    return int(np.count_nonzero(near & (objective.sample_weight > 0)))
+
+
+def warn_floor_bound(solver, n_iter, tol, n_rows):
+    """The ConvergenceWarning of a fit that stopped with rows at the floor.
+
+    The generic advice (more iterations) does not apply there: see the
+    Notes of :class:`HeteroscedasticRegressor` (**Rows at the floor**).
+    """
+    warnings.warn(
+        f"The {solver} solver stopped after {n_iter} iterations without "
+        f"reaching tol={tol:g}, with {n_rows} rows fitted to within "
+        f"{_FLOOR_FACTOR**0.5:g} tau at variances within {_FLOOR_FACTOR:g} "
+        "tau^2 (tau^2 = variance_floor * var(y)). The likelihood rises as such "
+        "rows are fitted more exactly and their variances shrink, until "
+        "variance_floor and alpha stop it: the optimum is set by them rather "
+        "than by the data, and more iterations move more rows to the floor. "
+        "Use fewer variance_features or a larger alpha; the coefficients are "
+        "the best point found.",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
 
 
 def likelihood_objective(estimator, X, y_std, sample_weight, var_cols, l2, stats):

@@ -804,6 +804,14 @@ class GaussianNLLLoss:
         self.jitter_variance = jitter_variance
 
     def loss_gradient_hessian(self, y, raw):
+        return self._evaluate(y, raw, hessian=True)
+
+    def loss_gradient(self, y, raw):
+        # (Without the Hessian's (n, 2, 2) array: the passes of L-BFGS and of
+        # line searches, most of a wide fit's, need only the gradient.)
+        return self._evaluate(y, raw, hessian=False)
+
+    def _evaluate(self, y, raw, hessian):
         v = raw[:, 1]
         # Out-of-range rows overflow here; they are overwritten below.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -818,19 +826,19 @@ class GaussianNLLLoss:
         grad = np.empty_like(raw)
         np.negative(r_iv, out=grad[:, 0])
         grad[:, 1] = 0.5 - 0.5 * q
-        hess = np.empty(raw.shape + (2,))
-        hess[:, 0, 0] = inv_var
-        hess[:, 0, 1] = hess[:, 1, 0] = r_iv
-        hess[:, 1, 1] = 0.5 * q
+        hess = None
+        if hessian:
+            hess = np.empty(raw.shape + (2,))
+            hess[:, 0, 0] = inv_var
+            hess[:, 0, 1] = hess[:, 1, 0] = r_iv
+            hess[:, 1, 1] = 0.5 * q
         if not np.all(in_range):
             out = ~in_range
             loss[out] = _OUT_OF_RANGE_LOSS
             grad[out] = 0.0
-            hess[out] = 0.0
-        return loss, grad, hess
-
-    def loss_gradient(self, y, raw):
-        return self.loss_gradient_hessian(y, raw)[:2]
+            if hessian:
+                hess[out] = 0.0
+        return (loss, grad, hess) if hessian else (loss, grad)
 
 
 class SmoothedPinballRho(ResidualFunction):
