@@ -105,11 +105,19 @@ def _neighbour_options(estimator, column, n_pos):
     (a fraction of the cold default), adapted level by level
     (:func:`skrobust._multiquantile._adapted_band`).
     """
-    from ._multiquantile import _NEIGHBOUR_BAND_FRACTION, _NEIGHBOUR_MIN_BAND
+    from ._multiquantile import (
+        _NEIGHBOUR_BAND_FRACTION,
+        _NEIGHBOUR_MIN_BAND,
+        _NEIGHBOUR_ROUNDS,
+    )
 
     n_coef = column.data.n_features + bool(estimator.fit_intercept)
     size = int(np.ceil(_NEIGHBOUR_BAND_FRACTION * np.sqrt(n_pos * n_coef)))
-    return {"initial_size": max(size, _NEIGHBOUR_MIN_BAND)}
+    return {
+        "initial_size": max(size, _NEIGHBOUR_MIN_BAND),
+        "full_fallback": False,
+        "max_rounds": _NEIGHBOUR_ROUNDS,
+    }
 
 
 def fit(estimator, X, y, sample_weight=None):

@@ -810,15 +810,18 @@ def fit_column(
             )
             break
         except ReducedPathFailed as failed:
-            # As in memory: the reduced problems from the zero fit failed
-            # (the preliminary fit then), or from a subsample's start (a
+            # As in memory: the reduced problems from the zero fit or a
+            # neighbouring level's solution failed (the level's preliminary
+            # fit then), or from a subsample's start (a
             # quantile in a gap of the targets, where the subsample's gap
             # is elsewhere: the preliminary fit again, on all rows).
             n_iter += failed.args[0]
             left = estimator.max_iter - n_iter
-            if preliminary.zero:
+            if preliminary.retry:
+                # (The zero start again only after a neighbour's start.)
+                zero = preliminary.retry == "cold"
                 preliminary = _exact_start(
-                    estimator, column, None, None, output, False, left
+                    estimator, column, None, None, output, zero, left
                 )
             else:
                 preliminary = _all_rows_preliminary(estimator, column, left)
@@ -865,7 +868,11 @@ class _Preliminary(NamedTuple):
 
     ``n_iter`` are its iterations, ``extras`` the attributes it sets
     (``bandwidth_``, in the units of ``y``) and ``options`` those of
-    :meth:`_DaskExact.solve`.
+    :meth:`_DaskExact.solve`. ``retry`` says what follows if its reduced
+    problems fail: ``"preliminary"`` (from the zero fit) the preliminary
+    fit, ``"cold"`` (from a neighbouring level's solution) the level's cold
+    fit, the zero start included; ``""`` (from a preliminary fit) the
+    preliminary fit on all rows.
     """
 
     coef: np.ndarray
@@ -873,7 +880,7 @@ class _Preliminary(NamedTuple):
     n_iter: int
     extras: dict
     options: dict
-    zero: bool = False
+    retry: str = ""
 
 
 def _solve_from(estimator, column, std, preliminary, max_lp, gram=None):
@@ -914,7 +921,8 @@ def _exact_start(estimator, column, start, warm, output, zero_start=True, budget
     if start is not None:
         b0 = (start[1] - offset) / spread if estimator.fit_intercept else 0.0
         w0 = np.asarray(start[0], dtype=np.float64) / spread
-        return _Preliminary(w0, float(b0), 0, extras, {})
+        # (A neighbouring level's start may fail: then the cold start.)
+        return _Preliminary(w0, float(b0), 0, extras, {}, retry="cold")
     if budget is None:
         budget = int(estimator.max_iter)
     n_coef = column.data.n_features + bool(estimator.fit_intercept)
@@ -927,7 +935,7 @@ def _exact_start(estimator, column, start, warm, output, zero_start=True, budget
             "full_fallback": False,
             "max_rounds": _quantile_level._ZERO_START_ROUNDS,
         }
-        return _Preliminary(zeros, 0.0, 0, {}, options, zero=True)
+        return _Preliminary(zeros, 0.0, 0, {}, options, retry="preliminary")
     sample = column.sample
     if column.preliminary_step > 1 and sample.weights.max(initial=0.0) > 0:
         with np.errstate(over="ignore"):

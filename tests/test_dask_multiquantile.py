@@ -259,3 +259,31 @@ def test_far_target_interpolated_at_a_level_as_in_memory(synchronous):
     memory = MultiQuantileRegressor(**params).fit(X, y)
     fitted = dask_fit(MultiQuantileRegressor(**params), da.from_array(X, 10), y)
     assert_same_levels(fitted, memory, rtol=1e-9)
+
+
+def test_a_level_in_a_gap_is_fitted_cold_as_in_memory(synchronous, monkeypatch):
+    """A level whose neighbour's start fails (q = 0.9 at the edge of a tenth
+    of the targets shifted far up) is fitted cold on dask as in memory: the
+    same levels, iterations and no whole linear programme."""
+    from skrobust import _quantile_level
+
+    rng = np.random.default_rng(0)
+    n, p = 20_000, 10
+    X = rng.standard_normal((n, p))
+    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
+    shifted = rng.random(n) < 0.1
+    y[shifted] += rng.uniform(20.0, 100.0, size=shifted.sum())
+    cold = []
+    fit_again = _quantile_level._fit_again
+
+    def recording(*args, **kwargs):
+        cold.append(args)
+        return fit_again(*args, **kwargs)
+
+    monkeypatch.setattr(_quantile_level, "_fit_again", recording)
+    memory = MultiQuantileRegressor(quantiles=(0.7, 0.8, 0.9)).fit(X, y)
+    assert cold, "no level's neighbour start failed: the test lost its subject"
+    Xd = da.from_array(X, chunks=(5000, p))
+    fitted = dask_fit(MultiQuantileRegressor(quantiles=(0.7, 0.8, 0.9)), Xd, y, None)
+    assert_same_levels(fitted, memory)
+    np.testing.assert_array_equal(fitted.n_iter_, memory.n_iter_)
