@@ -13,6 +13,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from _dask_data import CHUNKS, weights_with_empty_chunk
+from _data import gap_data
 
 from skrobust import MultiQuantileRegressor, _dask
 from skrobust._dask_multiquantile import fit as dask_fit
@@ -267,12 +268,7 @@ def test_a_level_in_a_gap_is_fitted_cold_as_in_memory(synchronous, monkeypatch):
     same levels, iterations and no whole linear programme."""
     from skrobust import _quantile_level
 
-    rng = np.random.default_rng(0)
-    n, p = 20_000, 10
-    X = rng.standard_normal((n, p))
-    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
-    shifted = rng.random(n) < 0.1
-    y[shifted] += rng.uniform(20.0, 100.0, size=shifted.sum())
+    X, y = gap_data(20_000, 10)
     cold = []
     fit_again = _quantile_level._fit_again
 
@@ -283,7 +279,7 @@ def test_a_level_in_a_gap_is_fitted_cold_as_in_memory(synchronous, monkeypatch):
     monkeypatch.setattr(_quantile_level, "_fit_again", recording)
     memory = MultiQuantileRegressor(quantiles=(0.7, 0.8, 0.9)).fit(X, y)
     assert cold, "no level's neighbour start failed: the test lost its subject"
-    Xd = da.from_array(X, chunks=(5000, p))
+    Xd = da.from_array(X, chunks=(5000, 10))
     fitted = dask_fit(MultiQuantileRegressor(quantiles=(0.7, 0.8, 0.9)), Xd, y, None)
     assert_same_levels(fitted, memory)
     np.testing.assert_array_equal(fitted.n_iter_, memory.n_iter_)

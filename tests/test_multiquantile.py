@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from _data import gap_data
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import linprog
 from scipy.stats import norm
@@ -416,12 +417,7 @@ def test_a_level_in_a_gap_of_the_targets_is_fitted_cold_not_by_the_whole_lp(
     takes minutes)."""
     from skrobust import _quantile_exact, _quantile_level
 
-    rng = np.random.default_rng(0)
-    n, p = 20_000, 10
-    X = rng.standard_normal((n, p))
-    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
-    shifted = rng.random(n) < 0.1
-    y[shifted] += rng.uniform(20.0, 100.0, size=shifted.sum())
+    X, y = gap_data(20_000, 10)
 
     def whole_lp(*args, **kwargs):
         raise AssertionError("fell back to the whole linear programme")
