@@ -155,8 +155,8 @@ def test_newton_finishes_what_lbfgs_leaves_on_an_ill_conditioned_wide_fit(
     handed_over = []
     lbfgs = _solvers._lbfgs
 
-    def recorded(objective, coef0, max_iter, tol):
-        result = lbfgs(objective, coef0, max_iter, tol)
+    def recorded(objective, coef0, max_iter, tol, **kwargs):
+        result = lbfgs(objective, coef0, max_iter, tol, **kwargs)
         handed_over.append(not result.converged)
         return result
 
