@@ -35,12 +35,16 @@ def wide_data(n_samples=2000, n_features=N_FEATURES, seed=0):
 
 
 def _record_passes(monkeypatch):
-    """Every pass of ``loss_gradient`` over ``X``: (objective id, point)."""
+    """Every pass of ``loss_gradient`` over ``X``: (objective, point).
+
+    (The objectives themselves, kept alive: an id could be reused by a later
+    objective, which starts where the last one ended.)
+    """
     passes = []
     loss_gradient = _objective.LinearObjective.loss_gradient
 
     def recorded(self, coef):
-        passes.append((id(self), np.array(coef, dtype=float)))
+        passes.append((self, np.array(coef, dtype=float)))
         return loss_gradient(self, coef)
 
     monkeypatch.setattr(_objective.LinearObjective, "loss_gradient", recorded)
@@ -60,7 +64,7 @@ def test_lbfgs_never_passes_over_the_same_point_twice(monkeypatch, estimator):
     repeated = [
         i
         for i in range(1, len(passes))
-        if passes[i][0] == passes[i - 1][0]
+        if passes[i][0] is passes[i - 1][0]
         and np.array_equal(passes[i][1], passes[i - 1][1])
     ]
     assert repeated == []
