@@ -80,6 +80,13 @@ _LSQR_MAX_ITER = 500
 # start needs a direction towards the L1 fit, not its digits (the L-BFGS
 # fit after it took as many iterations).
 _LSQR_STEP_MAX_ITER = 20
+# ... and after this many where the steps reweight all of the start's rows
+# (no stride leaves more rows than coefficients, or its rows carry no
+# weight): each iteration is then a pass over them. On a sparse 2e4 x 2000
+# design (0.5% filled) the 80 iterations of the four steps were 0.1 s of a
+# 0.2 s fit; capped at 5, Huber's joint fit took 0.12-0.15 s instead of
+# 0.20-0.24, its MAD fit 0.10-0.13 instead of 0.15-0.18 (LAD's unchanged).
+_LSQR_ALL_ROWS_STEP_MAX_ITER = 5
 
 
 def _lsqr_least_squares(objective, x0=None, tol=_LSQR_TOL, max_iter=_LSQR_MAX_ITER):
@@ -759,8 +766,10 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
     """
     n_coef = start_objective.n_coef
     step = lad_start_step(start_objective.n_samples, n_coef, budget)
+    lsqr_max_iter = _LSQR_ALL_ROWS_STEP_MAX_ITER
     if step > 1 and start_objective.subsample(step).sum_weight > 0:
         start_objective = start_objective.subsample(step)
+        lsqr_max_iter = _LSQR_STEP_MAX_ITER
     y, sample_weight = start_objective.y, start_objective.sample_weight
     if start_objective.n_samples * start_objective.n_coef <= budget:
         design, y, sample_weight = _rows_with_weight(start_objective)
@@ -798,7 +807,7 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
                     objective,
                     x0=coef,
                     tol=_LSQR_STEP_TOL,
-                    max_iter=_LSQR_STEP_MAX_ITER,
+                    max_iter=lsqr_max_iter,
                 )
             if first and first[0] is not None:
                 return _reweighted_step(objective, coef, first[0])
