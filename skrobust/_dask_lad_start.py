@@ -36,6 +36,7 @@ from ._base import (
     _LSQR_STEP_TOL,
     ITERATIVE_MIN_COEF,
     _lsqr_least_squares,
+    lsqr_start,
 )
 from ._dask import RowValues, _chunk_weights, weighted_median
 from ._objective import LinearObjective
@@ -177,7 +178,8 @@ def least_squares_by_lsqr(data, objective):
     start in memory. ``objective`` is the squared-loss objective on all
     rows (a :class:`~skrobust._dask_strided.StridedObjective`).
     """
-    return _lsqr_least_squares(WorkerDesign(data, objective.setup, objective.penalty))
+    design = WorkerDesign(data, objective.setup, objective.penalty)
+    return lsqr_start(design, _lsqr_least_squares)
 
 
 def _reweighted_solve(data, sum_weight, objective, coef, floor):
