@@ -157,7 +157,7 @@ def lsqr_start(objective, solve=None):
     return coef
 
 
-def _solve_least_squares(objective, direct=False, budget=0, regular=False):
+def _solve_least_squares(objective, direct=False, budget=0, regular=False, loose=False):
     """Weighted least squares of a squared-loss objective, from zero coefficients.
 
     ``direct`` solves small problems with ``lstsq`` on the design itself:
@@ -168,10 +168,12 @@ def _solve_least_squares(objective, direct=False, budget=0, regular=False):
     :func:`copy_budget`): one product with a contiguous matrix beats a pass
     in blocks. Otherwise they are formed in one pass of the objective.
     ``regular`` solves the normal equations by Cholesky when they are well
-    conditioned (see :func:`_weighted_normal_solve`).
+    conditioned (see :func:`_weighted_normal_solve`). ``loose`` solves by
+    LSQR (beyond ``ITERATIVE_MIN_COEF`` coefficients) to the digits of a
+    start only, unless the fit is nearly exact (:func:`lsqr_start`).
     """
     if objective.n_coef > ITERATIVE_MIN_COEF:
-        return lsqr_start(objective)
+        return lsqr_start(objective) if loose else _lsqr_least_squares(objective)
     if direct and (
         objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS
         or objective.n_samples <= _DIRECT_LSTSQ_ROWS_PER_COEF * objective.n_coef
@@ -644,7 +646,9 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
-def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations=False):
+def least_squares_start(
+    X, y, sample_weight, fit_intercept, l2, normal_equations=False, loose=False
+):
     """Weighted (ridge) least squares, the start of every robust fit.
 
     Returns the squared-loss objective on all rows (it fixes the
@@ -661,7 +665,9 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations
     the normal equations too when that is safe
     (:func:`_normal_equations_start`) and they have at most
     ``ITERATIVE_MIN_COEF`` coefficients: ``lstsq``'s factorisation of a
-    1000 x 201 design costs five times the Gram matrix.
+    1000 x 201 design costs five times the Gram matrix. With ``loose``,
+    LSQR (beyond ``ITERATIVE_MIN_COEF``) stops at a start's digits unless
+    the fit is nearly exact (:func:`lsqr_start`; the M-estimators' start).
     """
     objective = LinearObjective(
         FixedScaleLoss(SquaredRho()),
@@ -691,7 +697,9 @@ def least_squares_start(X, y, sample_weight, fit_intercept, l2, normal_equations
         coef = _normal_equations_start(start_objective)
     if coef is None:
         # A copy of the subsample's design is cheaper than a pass over it.
-        coef = _solve_least_squares(start_objective, direct=True, budget=copy_budget(X))
+        coef = _solve_least_squares(
+            start_objective, direct=True, budget=copy_budget(X), loose=loose
+        )
     return objective, start_objective, coef
 
 
