@@ -12,7 +12,8 @@ squares with the ridge scaled by the reweighted total weight, as in memory:
   distributed pass returns every chunk's Gram matrix and gradient at zero,
   and the client solves them (:func:`skrobust._solvers.regular_solve`);
 - beyond, by the in-memory LSQR (:func:`skrobust._base._lsqr_least_squares`,
-  at most ``_LSQR_STEP_MAX_ITER`` iterations from the previous step) on
+  at most ``_LSQR_ALL_ROWS_STEP_MAX_ITER`` iterations from the previous
+  step, as in memory on all rows) on
   :class:`WorkerDesign`: the targets and weights of all rows come to the
   client once a step, and each product with the design, or with its
   transpose, is one distributed pass.
@@ -31,10 +32,11 @@ import numpy as np
 
 from ._base import (
     _LAD_START_STEPS,
-    _LSQR_STEP_MAX_ITER,
+    _LSQR_ALL_ROWS_STEP_MAX_ITER,
     _LSQR_STEP_TOL,
     ITERATIVE_MIN_COEF,
     _lsqr_least_squares,
+    lsqr_start,
 )
 from ._dask import RowValues, _chunk_weights, weighted_median
 from ._objective import LinearObjective
@@ -176,7 +178,8 @@ def least_squares_by_lsqr(data, objective):
     start in memory. ``objective`` is the squared-loss objective on all
     rows (a :class:`~skrobust._dask_strided.StridedObjective`).
     """
-    return _lsqr_least_squares(WorkerDesign(data, objective.setup, objective.penalty))
+    design = WorkerDesign(data, objective.setup, objective.penalty)
+    return lsqr_start(design, _lsqr_least_squares)
 
 
 def _reweighted_solve(data, sum_weight, objective, coef, floor):
@@ -187,7 +190,7 @@ def _reweighted_solve(data, sum_weight, objective, coef, floor):
         rows.penalty = objective.penalty * (rows.total / sum_weight)
         # A reweighting step from the previous one needs few digits.
         return _lsqr_least_squares(
-            rows, x0=coef, tol=_LSQR_STEP_TOL, max_iter=_LSQR_STEP_MAX_ITER
+            rows, x0=coef, tol=_LSQR_STEP_TOL, max_iter=_LSQR_ALL_ROWS_STEP_MAX_ITER
         )
     parts = data.map_chunks(_reweighted_kernel, objective.setup, coef, floor)
     parts = [part for part in parts if part is not None]

@@ -33,6 +33,7 @@ from ._scale import (
     mad_fixed_point,
     rough_step,
     rough_tol_applies,
+    secant_first_gap,
 )
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -222,10 +223,14 @@ def mad_scale_fit(problem, coef, scale):
             if boundary is not None:
                 return (*boundary, 0.0, True, "")
             check_collapse = False
-    # As in memory: the subsample's fixed point is off by its sampling error.
+    # As in memory: the subsample's fixed point is off by its sampling error;
+    # L-BFGS solves the fits before the last roughly in any case.
     first_gap = None
-    if step is not None:
-        first_gap = 1.0 / np.sqrt(len(range(0, problem.data.n_samples, step)))
+    if hessian is None or step is not None:
+        sub_rows = None
+        if step is not None:
+            sub_rows = len(range(0, problem.data.n_samples, step))
+        first_gap = secant_first_gap(problem.options.solver, sub_rows)
     coef, scale, _, converged, collapsing = _secant(
         problem, 1, coef, scale, hessian, origin, check_collapse, first_gap
     )

@@ -72,7 +72,7 @@ def start_rows_least_squares(ls, budget):
         ls.null_cache = {}  # (where the start leaves its Gram matrix)
         coef = _normal_equations_start(ls)
     if coef is None:
-        coef = _solve_least_squares(ls, direct=True, budget=budget)
+        coef = _solve_least_squares(ls, direct=True, budget=budget, loose=True)
     return coef
 
 

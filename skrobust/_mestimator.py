@@ -304,7 +304,13 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         if scale_rule.l2_in_y_units:
             l2 *= y_scale
         ls_objective, start_objective, coef = least_squares_start(
-            X, y, sample_weight, self.fit_intercept, l2, normal_equations=True
+            X,
+            y,
+            sample_weight,
+            self.fit_intercept,
+            l2,
+            normal_equations=True,
+            loose=True,
         )
         options = _solvers.SolverOptions(
             _solvers.choose_solver(self.solver, X.shape[1] + 2),

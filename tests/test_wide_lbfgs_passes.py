@@ -91,8 +91,11 @@ def test_l1_start_steps_are_capped_and_the_fit_still_lands(monkeypatch):
     model = HuberRegressor(scale=2.0).fit(X, y)
     steps = [(limit, iterations) for warm, limit, iterations in calls if warm]
     assert steps  # (the reweighting steps of the L1 start ran LSQR)
-    assert all(limit == base_module._LSQR_STEP_MAX_ITER for limit, _ in steps)
-    assert all(iterations <= limit for limit, iterations in steps)
+    # 1300 rows of 321 coefficients: no stride leaves more rows than
+    # coefficients, so the steps reweight all rows, each LSQR iteration a
+    # pass over X: at most 5 of them a step (20 before, as on a subsample).
+    assert all(limit == base_module._LSQR_ALL_ROWS_STEP_MAX_ITER for limit, _ in steps)
+    assert all(iterations <= min(limit, 5) for limit, iterations in steps)
     # The fit is the fixed-scale optimum all the same (scipy's L-BFGS-B on
     # the objective written out).
     rho = functools.partial(huber_rho, delta=model.delta)
@@ -101,6 +104,34 @@ def test_l1_start_steps_are_capped_and_the_fit_still_lands(monkeypatch):
     oracle = FixedScaleOracle(X, y, weights, 2.0, 0.0, rho, psi, True)
     _, _, best = oracle.solve([(model.coef_, model.intercept_)])
     assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-11)
+
+
+def test_l1_start_steps_on_a_strided_subsample_keep_their_longer_cap(monkeypatch):
+    """8000 rows of 301 coefficients: the steps run on every 11th row.
+
+    There an LSQR iteration costs a pass over a subsample only, and the
+    start keeps ``_LSQR_STEP_MAX_ITER`` iterations a step.
+    """
+    X, y = wide_data(n_samples=8000, n_features=300, seed=2)
+    _, start_objective, coef = base_module.least_squares_start(
+        X, (y - np.median(y)) / 10.0, np.ones(y.size), True, 0.0
+    )
+    # (A budget for copies below the subsample's elements: its steps by LSQR.)
+    budget = 2**16
+    step = base_module.lad_start_step(start_objective.n_samples, 301, budget)
+    assert step > 1 and start_objective.n_samples // step > 301
+    calls = []
+    lsqr = scipy.sparse.linalg.lsqr
+
+    def recorded(*args, **kwargs):
+        result = lsqr(*args, **kwargs)
+        calls.append((kwargs.get("x0") is not None, kwargs["iter_lim"]))
+        return result
+
+    monkeypatch.setattr(base_module.scipy.sparse.linalg, "lsqr", recorded)
+    base_module.least_absolute_deviation_start(start_objective, coef, True, 0.0, budget)
+    limits = [limit for warm, limit in calls if warm]
+    assert limits and set(limits) == {base_module._LSQR_STEP_MAX_ITER}
 
 
 @pytest.mark.parametrize(
@@ -155,8 +186,8 @@ def test_newton_finishes_what_lbfgs_leaves_on_an_ill_conditioned_wide_fit(
     handed_over = []
     lbfgs = _solvers._lbfgs
 
-    def recorded(objective, coef0, max_iter, tol):
-        result = lbfgs(objective, coef0, max_iter, tol)
+    def recorded(objective, coef0, max_iter, tol, **kwargs):
+        result = lbfgs(objective, coef0, max_iter, tol, **kwargs)
         handed_over.append(not result.converged)
         return result
 
