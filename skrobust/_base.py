@@ -137,10 +137,11 @@ def _lsqr_least_squares(
     return (found[0], float(found[3])) if residual else found[0]
 
 
-def lsqr_start(objective, solve=None):
+def lsqr_start(objective, solve=None, tol=_LSQR_START_TOL):
     """The least-squares start by LSQR from zero: to its digits only near an exact fit.
 
-    Solved to ``_LSQR_START_TOL``; where the residuals' weighted root mean
+    Solved to ``tol`` (``_LSQR_TOL`` for a start that must be least squares
+    itself); where the residuals' weighted root mean
     square (with the ridge term) is then within ``_NEAR_EXACT_RESIDUAL``,
     solved again from zero to ``_LSQR_EXACT_TOL``: only there can the fit be
     exact (every weighted residual within ``EXACT_FIT_TOL``, which decides
@@ -151,7 +152,7 @@ def lsqr_start(objective, solve=None):
     fit passes its own reference, which its tests follow).
     """
     solve = _lsqr_least_squares if solve is None else solve
-    coef, residual = solve(objective, tol=_LSQR_START_TOL, residual=True)
+    coef, residual = solve(objective, tol=tol, residual=True)
     if residual <= _NEAR_EXACT_RESIDUAL:
         coef = solve(objective, tol=_LSQR_EXACT_TOL)
     return coef
@@ -173,7 +174,10 @@ def _solve_least_squares(objective, direct=False, budget=0, regular=False, loose
     start only, unless the fit is nearly exact (:func:`lsqr_start`).
     """
     if objective.n_coef > ITERATIVE_MIN_COEF:
-        return lsqr_start(objective) if loose else _lsqr_least_squares(objective)
+        # (Near an exact fit both solve again to _LSQR_EXACT_TOL: at _LSQR_TOL
+        # an exactly linear wide design kept residuals of a few 1e-9, and the
+        # smoothed quantile fit did not see that least squares fits it.)
+        return lsqr_start(objective, tol=_LSQR_START_TOL if loose else _LSQR_TOL)
     if direct and (
         objective.n_samples * objective.n_coef <= _DIRECT_LSTSQ_ELEMENTS
         or objective.n_samples <= _DIRECT_LSTSQ_ROWS_PER_COEF * objective.n_coef

@@ -83,3 +83,19 @@ def test_exact_fits_are_still_found_and_minimum_norm(monkeypatch, n_samples):
     # (The start's LSQR: loose, then again from zero to its exact tolerance.)
     atols = [atol for warm, atol, _ in calls if not warm]
     assert atols == [base_module._LSQR_START_TOL, base_module._LSQR_EXACT_TOL]
+
+
+@pytest.mark.parametrize("n_samples", [200, 2000])
+def test_exact_wide_fits_are_seen_by_the_smoothed_quantile_fit(n_samples):
+    """The quantile and heteroscedastic starts solve LSQR to ``_LSQR_TOL``
+    (they must be least squares), and near an exact fit again to
+    ``_LSQR_EXACT_TOL``: exactly linear wide data are then fitted by least
+    squares with a zero bandwidth and no iteration. (At ``_LSQR_TOL``
+    alone residuals of a few 1e-9 hid the exact fit: 24-50 iterations and a
+    bandwidth of 3e-6 to 8e-6.)"""
+    from skrobust import QuantileRegressor
+
+    X, y = _wide(n_samples, noise=0.0)
+    model = QuantileRegressor(solver="smooth").fit(X, y)
+    assert model.bandwidth_ == 0.0 and model.n_iter_ == 0
+    assert_allclose(model.predict(X), y, rtol=0, atol=1e-9 * np.abs(y).max())
