@@ -812,9 +812,9 @@ def fit_column(
         except ReducedPathFailed as failed:
             # As in memory: the reduced problems from the zero fit or a
             # neighbouring level's solution failed (the level's preliminary
-            # fit then), or from a subsample's start (a
-            # quantile in a gap of the targets, where the subsample's gap
-            # is elsewhere: the preliminary fit again, on all rows).
+            # fit then), or from a subsample's start (a quantile in a gap
+            # of the targets, where the subsample's gap is elsewhere: the
+            # preliminary fit again, on all rows).
             n_iter += failed.args[0]
             left = estimator.max_iter - n_iter
             if preliminary.retry:

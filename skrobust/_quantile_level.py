@@ -84,12 +84,15 @@ _EXACT_MIN_BUDGET = EXACT_LP_RESERVE + 1
 # certified, the preliminary fit as before. Measured (CPU, one BLAS thread,
 # best of 3-5; bench_shapes' dense data, whose 10% of targets shifted up
 # put q = 0.9 in a gap, and Gaussian designs with t(2) noise; n = 600 to
-# 1e5, p = 1 to 50, q = 0.1, 0.5, 0.9) the zero start took 0.1 to 0.9 of
-# the time in all but 3 of 159 cases: 1000 x 20 at q = 0.5 15 -> 7 ms,
-# 1e5 x 20 80 -> 63 ms, 1e5 x 30 at q = 0.9 865 -> 94 ms (the smoothed
-# fit's Newton steps are short in the gap). Where its rounds fail (2e4 x 5
-# at q = 0.9: 126 -> 436 ms when they went on to the whole programme) the
-# preliminary fit takes over after two of them. With more coefficients the
+# 1e5, p = 1 to 50, q = 0.1, 0.5, 0.9) with the solver's six rounds, the
+# zero start took 0.1 to 0.9 of the time in all but 6 of 186 cases: 1000 x
+# 20 at q = 0.5 15 -> 7 ms, 1e5 x 20 80 -> 63 ms, 1e5 x 30 at q = 0.9 865
+# -> 94 ms (the smoothed fit's Newton steps are short in the gap). Where
+# its rounds fail, in the gap, six rounds and the whole programme took up
+# to 3.5 times the old time (2e4 x 5: 126 -> 436 ms); three rounds and then
+# the preliminary fit 1.3 to 2 times (132 -> 167 ms; 5e4 x 10: 45 -> 93
+# ms), while keeping the gains (1000 x 20 at q = 0.9: 31 -> 15 ms; two
+# rounds: 41 ms). With more coefficients the
 # two were about even (p = 80: 0.6 to 1.8 times), and so beyond 1e5 rows,
 # where the zero start's Newton steps on all rows cost more than the
 # preliminary fit on a subsample (1e6 x 20: 0.8 to 1.1 times; 3e5 x 50 at
