@@ -15,3 +15,15 @@ def gap_data(n, p, seed=0):
     shifted = rng.random(n) < 0.1
     y[shifted] += rng.uniform(20.0, 100.0, size=shifted.sum())
     return X, y
+
+
+def wide_data(n_samples, n_features, seed=0):
+    """Gaussian design, intercept 1.5 and Gaussian noise, with a tenth of the
+    rows' targets shifted up by 20 to 60: the wide designs of the L-BFGS and
+    MAD pass-count tests."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, n_features))
+    y = X @ rng.normal(size=n_features) + 1.5 + rng.normal(size=n_samples)
+    rows = rng.choice(n_samples, n_samples // 10, replace=False)
+    y[rows] += rng.uniform(20.0, 60.0, size=rows.size)
+    return X, y

@@ -14,6 +14,7 @@ benchmark) were cut, each checked here against the slower form it replaces:
 
 import functools
 
+import _data
 import numpy as np
 import pytest
 import scipy.sparse.linalg
@@ -30,12 +31,7 @@ N_FEATURES = 320  # (above NEWTON_MAX_COEF and ITERATIVE_MIN_COEF)
 
 
 def wide_data(n_samples=1300, n_features=N_FEATURES, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n_samples, n_features))
-    y = X @ rng.normal(size=n_features) + 1.5 + rng.normal(size=n_samples)
-    rows = rng.choice(n_samples, n_samples // 10, replace=False)
-    y[rows] += rng.uniform(20.0, 60.0, size=rows.size)
-    return X, y
+    return _data.wide_data(n_samples, n_features, seed)
 
 
 @pytest.mark.parametrize(
