@@ -361,7 +361,7 @@ def certify(full, rows, coef, reach, l1):
 
 
 def minimize_near(problem, reduced, coef, budget, solver=None):
-    """The damped solve of the near rows' problem, as memory makes it.
+    """The solve of the near rows' problem, as memory makes it.
 
     :meth:`skrobust._dask_quantile_smooth.DaskSmooth.minimize` (the solver
     chosen by the rows of the whole problem, unless ``solver`` names one),
@@ -371,7 +371,6 @@ def minimize_near(problem, reduced, coef, budget, solver=None):
         reduced,
         coef,
         budget,
-        convex=True,
         solver=solver,
         warn=False,
         multilevel=False,
@@ -462,7 +461,7 @@ def minimize_last(problem, full, coef, budget, warn):
 def _minimize_all_rows(problem, full, coef, budget, solver=None):
     """:func:`minimize_near`'s solve on all rows (not recorded as a near one)."""
     return problem.minimize(
-        full, coef, budget, convex=True, solver=solver, warn=False, multilevel=False
+        full, coef, budget, solver=solver, warn=False, multilevel=False
     )
 
 

@@ -250,10 +250,11 @@ class DaskSmooth:
             scale = 1.0
         return coef, scale
 
-    def minimize(self, objective, coef, budget, convex=False, solver=None, **kwargs):
+    def minimize(self, objective, coef, budget, solver=None, **kwargs):
         """:func:`~skrobust._quantile_smooth.minimize_smoothed`, proximal with L1.
 
-        ``solver`` (default: as in memory) names the solver.
+        ``solver`` (default: as in memory) names the solver. The objective
+        is convex, as in memory.
         """
         tol = self.estimator.tol
         # As in memory, the solver is chosen by the objective's own rows (a
@@ -266,7 +267,14 @@ class DaskSmooth:
             )
         else:
             result = _solvers.minimize(
-                objective, coef, method, budget, tol, convex=convex, **kwargs
+                objective,
+                coef,
+                method,
+                budget,
+                tol,
+                convex=True,
+                levenberg=True,
+                **kwargs,
             )
         self.n_iter += result.n_iter
         return result

@@ -231,20 +231,22 @@ def smoothed_objective(rho, X, y, sample_weight, fit_intercept, stats, last):
 
 
 def minimize_smoothed(
-    objective, coef, stats, alpha, max_iter, tol, warn, last, damped=False, solver=None
+    objective, coef, stats, alpha, max_iter, tol, warn, last, nested=False, solver=None
 ):
     """Newton or L-BFGS; proximal with ``alpha > 0`` (the L1 penalty exact).
 
-    ``damped`` takes the solvers' damped Newton loop for convex objectives
-    rather than scipy's trust region (without ``alpha``), whose bookkeeping
-    dominates the small problems of the continuation. A final fit (``last``)
-    on many rows is first made on the rows near its start
+    Newton's method takes Levenberg-Marquardt steps (without ``alpha``; see
+    :func:`skrobust._solvers.minimize`'s ``levenberg``): scipy's trust
+    region, whose bookkeeping dominates small problems, only takes what
+    they leave. A final fit (``last``) on many
+    rows is first made on the rows near its start
     (:func:`_minimize_near_start`), and on all of them only if that does
-    not give their minimiser.
+    not give their minimiser; a ``nested`` one (a continuation step, or the
+    near rows' problem itself) is not.
     """
     if (
         last
-        and not damped
+        and not nested
         and isinstance(objective, LinearObjective)
         and objective.n_samples >= _NEAR_START_MIN_ROWS
         and max_iter >= 4
@@ -258,12 +260,12 @@ def minimize_smoothed(
         if near is not None:
             return near
         result = _minimize_all_rows(
-            objective, coef, stats, alpha, max_iter - used, tol, warn, last, damped
+            objective, coef, stats, alpha, max_iter - used, tol, warn, last
         )
         result.n_iter += used
         return result
     return _minimize_all_rows(
-        objective, coef, stats, alpha, max_iter, tol, warn, last, damped, solver
+        objective, coef, stats, alpha, max_iter, tol, warn, last, solver
     )
 
 
@@ -339,7 +341,7 @@ def smoothed_solver(n_coef, n_samples):
 
 
 def _minimize_all_rows(
-    objective, coef, stats, alpha, max_iter, tol, warn, last, damped, solver=None
+    objective, coef, stats, alpha, max_iter, tol, warn, last, solver=None
 ):
     """:func:`minimize_smoothed` on the objective as given."""
     # A problem on the rows near a fit is solved as the fit's own would be.
@@ -351,8 +353,17 @@ def _minimize_all_rows(
         return _solvers.minimize_l1(
             objective, coef, l1, newton_or_lbfgs, max_iter, tol, **options
         )
+    # The smoothed pinball loss is convex, and nearly piecewise linear at
+    # small bandwidths: Levenberg-Marquardt steps.
     return _solvers.minimize(
-        objective, coef, newton_or_lbfgs, max_iter, tol, convex=damped, **options
+        objective,
+        coef,
+        newton_or_lbfgs,
+        max_iter,
+        tol,
+        convex=True,
+        levenberg=True,
+        **options,
     )
 
 
@@ -569,7 +580,7 @@ def _step_minimize(problem, start, stats, alpha, tol, budgets):
     """
     budget, extra = budgets
     result = minimize_smoothed(
-        problem, start, stats, alpha, budget, tol, False, True, damped=True
+        problem, start, stats, alpha, budget, tol, False, True, nested=True
     )
     if result.converged or result.n_iter < budget or extra < 1:
         return result
@@ -590,7 +601,7 @@ def _go_on(problem, result, stats, alpha, extra, tol):
         tol,
         False,
         True,
-        damped=True,
+        nested=True,
         solver=retry_solver(problem),
     )
     more.n_iter += result.n_iter

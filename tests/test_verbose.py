@@ -40,7 +40,9 @@ def test_verbose_levels(estimator, capsys):
     assert f"[{name}]" in out and "iterations, max |gradient|" in out
     clone(estimator).set_params(verbose=2).fit(X, y)
     out2 = capsys.readouterr().out
-    assert "iteration: objective" in out2 or "Newton step" in out2
+    # A line per iteration: scipy's, Newton's or Levenberg-Marquardt's.
+    per_iteration = ("iteration: objective", "Newton step", "Levenberg-Marquardt step")
+    assert any(line in out2 for line in per_iteration)
 
 
 def test_progress_of_levels_and_bootstrap_replicates(capsys):
