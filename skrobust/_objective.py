@@ -814,6 +814,16 @@ class LinearObjective:
 
         return loss_gradient_curvature(self, coef)
 
+    def loss_gradient_sparse_hessian(self, coef):
+        """Value, gradient and a sparse Hessian operator, in one pass over ``X``.
+
+        For sparse designs whose Hessian is sparse; see
+        :mod:`skrobust._sparse_hessian`.
+        """
+        from ._sparse_hessian import loss_gradient_sparse_hessian  # (imports this)
+
+        return loss_gradient_sparse_hessian(self, coef)
+
     # -- coefficients in the units of the original columns -------------------
     def unstandardize(self, coef):
         """Per predictor ``(w_j, b_j)`` in the units of the original columns.

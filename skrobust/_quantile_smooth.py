@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import _solvers
 from ._base import mad_scale, target_offset_scale, weighted_median
 from ._objective import LinearObjective
+from ._sparse_hessian import sparse_hessian_affordable
 from .losses import FixedScaleLoss, SmoothedPinballRho
 
 # The smoothed fits use Newton's method up to NEWTON_MAX_COEF coefficients,
@@ -340,6 +341,25 @@ def smoothed_solver(n_coef, n_samples):
     return "newton" if many_rows and n_coef <= NEWTON_MAX_COEF_MANY_ROWS else "lbfgs"
 
 
+def sparse_newton(objective):
+    """Whether ``objective`` is minimised by Newton's method on sparse Hessians.
+
+    Where :func:`smoothed_solver` would take L-BFGS (too many coefficients
+    for a dense Hessian) and the design's Hessian is sparse
+    (:func:`~skrobust._sparse_hessian.sparse_hessian_affordable`: one-hot
+    levels); the caller leaves out L1 penalties. Measured on the 1e5 x
+    1005 one-hot design (5 numeric columns, 1000 levels; CPU, one BLAS
+    thread): 2.3 -> 1.0 s, from 236 iterations, mostly L-BFGS's, to 104
+    (80 of them L-BFGS's before Newton's), and a pinball loss 7e-7 lower
+    (the continuation took its second step, which the 176 iterations of
+    L-BFGS's first had ruled out).
+    """
+    n_samples = getattr(objective, "fit_n_samples", objective.n_samples)
+    if smoothed_solver(objective.n_coef, n_samples) != "lbfgs":
+        return False
+    return sparse_hessian_affordable(objective)
+
+
 def _minimize_all_rows(
     objective, coef, stats, alpha, max_iter, tol, warn, last, solver=None
 ):
@@ -347,6 +367,8 @@ def _minimize_all_rows(
     # A problem on the rows near a fit is solved as the fit's own would be.
     n_samples = getattr(objective, "fit_n_samples", objective.n_samples)
     newton_or_lbfgs = solver or smoothed_solver(objective.n_coef, n_samples)
+    if solver is None and not alpha and sparse_newton(objective):
+        newton_or_lbfgs = "sparse-newton"
     options = {"warn": warn and last, "multilevel": not last}
     if alpha > 0:
         l1 = _l1_weights(objective, stats, alpha)
@@ -491,6 +513,12 @@ def _near_rows_objective(full, coef, near, residuals):
     leave a direction that only far rows determine (a flat direction of the
     near rows alone).
     """
+    if sparse_newton(full):
+        # Its Newton iterations on all the rows cost a pass each, and the
+        # search for flat directions of the near rows would cost a dense
+        # Gram matrix and its eigendecomposition (0.9 s of a 2 s fit at
+        # 1e5 x 1005 one-hot, whose intercept leaves one flat direction).
+        return None
     weight = full.sample_weight
     near_weight = float(weight[near].sum())
     if not 0 < near_weight or 2 * np.count_nonzero(near) > near.size:

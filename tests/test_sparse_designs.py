@@ -53,17 +53,18 @@ def test_exact_quantile_sparse_reaches_the_dense_optimum(one_hot):
 def test_multi_quantile_sparse_reaches_the_dense_objective():
     # Each level's smoothed objective is nearly flat along the effect of a
     # level with few rows near its fit, so the warm-started paths may stop
-    # at predictions 1e-2 apart; the objectives they reach agree.
+    # at predictions 1e-2 apart. The sparse fit's Newton iterations on its
+    # sparse Hessian reach the dense fit's objective or a lower one (at
+    # q = 0.25: 3.7e-7 above the linear programme's optimum, the dense
+    # L-BFGS path 2.7e-5, both within the documented 1e-4).
     X, y = _one_hot_design(n=3000, levels=100)
     levels = (0.25, 0.5, 0.75)
     sparse = MultiQuantileRegressor(levels, solver="smooth").fit(X, y)
     dense = MultiQuantileRegressor(levels, solver="smooth").fit(X.toarray(), y)
     for j, quantile in enumerate(levels):
-        assert pinball(y, sparse.predict_quantiles(X)[:, j], quantile) == (
-            pytest.approx(
-                pinball(y, dense.predict_quantiles(X)[:, j], quantile), rel=1e-7
-            )
-        )
+        sparse_loss = pinball(y, sparse.predict_quantiles(X)[:, j], quantile)
+        dense_loss = pinball(y, dense.predict_quantiles(X)[:, j], quantile)
+        assert sparse_loss <= dense_loss * (1 + 1e-7)
 
 
 def test_heteroscedastic_sparse_equals_dense(one_hot):
