@@ -26,7 +26,10 @@ def loss_gradient_curvature(objective, coef):
     value : float
     gradient : ndarray of shape (n_coef,)
     product : callable
-        ``product(v)`` is ``H(coef) @ v`` (penalty included).
+        ``product(v)`` is ``H(coef) @ v`` (penalty included); its attribute
+        ``curvature``, of shape (n_samples, k, k), holds the rows' weighted
+        loss Hessians (not divided by the sum of the weights), except on
+        small data (the small design's products).
     """
     if objective._small_design() is not None:
         value, grad = objective.loss_gradient(coef)
@@ -37,11 +40,16 @@ def loss_gradient_curvature(objective, coef):
     if objective._reads_whole() and objective.predictors[0].columns is None:
         others = objective.predictors[1:]
         if all(pred.p == 0 and pred.fit_intercept for pred in others):
-            return value, grad, _first_predictor_product(objective, curvature)
+            product = _first_predictor_product(objective, curvature)
+            product.curvature = curvature
+            return value, grad, product
 
     def product(vector):
         return _curvature_product(objective, curvature, vector)
 
+    # (For a preconditioner built from the same rows' curvature, see
+    # skrobust._sketched_preconditioner.)
+    product.curvature = curvature
     return value, grad, product
 
 

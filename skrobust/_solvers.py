@@ -416,7 +416,9 @@ def _minimize(
             else:
                 result.n_iter = more.n_iter
     elif solver == "sparse-newton":
-        result = _lbfgs_sparse_newton(objective, coef0, budget, tol, convex)
+        from . import _sparse_newton  # (which imports this module)
+
+        result = _sparse_newton.minimize(objective, coef0, budget, tol, convex)
     elif solver == "lbfgs":
         result = _lbfgs_finished(objective, coef0, budget, tol, convex, levenberg)
     else:  # pragma: no cover - the estimators validate solver
@@ -471,8 +473,15 @@ def _convex_newton(objective, coef0, budget, tol, hessian, origin, levenberg):
     return result
 
 
-def _lbfgs_finished(objective, coef0, budget, tol, convex, levenberg=False):
+def _lbfgs_finished(
+    objective, coef0, budget, tol, convex, levenberg=False, sketch=True
+):
     """L-BFGS, finished by Newton's method or truncated Newton steps.
+
+    Where a Hessian is not affordable and ``sketch``, objectives that
+    :func:`~skrobust._sketched_preconditioner.uses_sketch` are solved by
+    :func:`skrobust._sketched_newton.minimize` instead, and by L-BFGS only
+    from where it stops short.
 
     Where a Hessian is affordable, L-BFGS gets a share of the budget and
     Newton's method finishes what it leaves (ill-conditioned problems: a
@@ -482,6 +491,27 @@ def _lbfgs_finished(objective, coef0, budget, tol, convex, levenberg=False):
     of 1e-6; Newton directions with exact steps can still bring it to tol.
     """
     fallback = objective.n_samples * objective.n_coef**2 <= _NEWTON_FALLBACK_WORK
+    if sketch and not fallback:
+        # Where no Hessian is affordable: truncated Newton preconditioned by
+        # a few rows, for the objectives it suits (else None), and L-BFGS
+        # on from its point if it stops short.
+        from . import _sketched_newton  # (which imports this module)
+
+        sketched = _sketched_newton.minimize(objective, coef0, budget, tol)
+        if sketched is not None:
+            if sketched.converged or sketched.n_iter >= budget:
+                return sketched
+            more = _lbfgs_finished(
+                objective,
+                sketched.coef,
+                budget - sketched.n_iter,
+                tol,
+                convex,
+                levenberg,
+                sketch=False,
+            )
+            more.n_iter += sketched.n_iter
+            return more
     share = min(budget, _LBFGS_BEFORE_NEWTON) if fallback else budget
     # (The gradient tests below ask for points L-BFGS has evaluated.)
     objective = _LatestEvaluations(objective)
@@ -1063,135 +1093,6 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
     if gnorm <= tol:
         message = "converged"
     return SolverResult(coef, n_iter, gnorm <= tol, message, hessian)
-
-
-# L-BFGS iterations before the sparse Newton iterations of
-# _lbfgs_sparse_newton.
-LBFGS_BEFORE_SPARSE_NEWTON = 20
-
-
-class _Jacobi:
-    """The diagonal preconditioner of :func:`_preconditioned_cg`."""
-
-    def __init__(self, diagonal):
-        self.diagonal = diagonal
-
-    def solve(self, rhs):
-        return rhs / self.diagonal
-
-
-def _sparse_direction(hessian, grad, target, rcond):
-    """``-H^-1 g`` by conjugate gradients on a sparse Hessian, from zero.
-
-    Preconditioned by the diagonal, which carries the scale of each
-    coefficient (a one-hot level's curvature is its rows' share). A
-    coefficient whose curvature is below ``rcond`` of the largest diagonal
-    entry (a level with no row near zero) gets that floor added, as
-    :func:`_regularised_direction` raises small eigenvalues, so that its
-    step stays finite. Started from zero, the iterates stay in the span of
-    the gradient and the Hessian's images, the design's row space: a flat
-    direction (one-hot levels with an intercept) gets no component beyond
-    rounding. Conjugate gradients stopped short (by ``n_coef`` iterations
-    or rounding) give their last iterate if it is a descent direction;
-    None if there is none.
-    """
-    diagonal = hessian.diagonal()
-    floor = rcond * max(float(np.max(diagonal, initial=0.0)), 0.0)
-    if not floor > 0:
-        return None
-    raised = np.maximum(floor - diagonal, 0.0)
-
-    def product(vector):
-        return hessian.matvec(vector) + raised * vector
-
-    direction, _, _ = _preconditioned_cg(
-        product, -grad, _Jacobi(diagonal + raised), target, grad.size
-    )
-    return direction if float(grad @ direction) < 0 else None
-
-
-def _lbfgs_sparse_newton(objective, coef0, budget, tol, convex):
-    """L-BFGS's first iterations, then :func:`_sparse_newton`, then L-BFGS again.
-
-    Far from the optimum a Newton direction of the smoothed pinball loss,
-    whose curvature sits on the few rows near zero, overshoots by orders
-    of magnitude and its line search crawls (on a 1e5 x 1005 one-hot
-    design: steps of 1e-11 of the direction, then 0.01 to 0.4, for 14 of
-    18 iterations, each a pass with its Hessian and two or three more for
-    the line search); ``LBFGS_BEFORE_SPARSE_NEWTON`` L-BFGS iterations
-    (a pass each) bring it where Newton converges quadratically. Should
-    Newton stop short, L-BFGS (:func:`_lbfgs_finished`) goes on from the
-    better point.
-    """
-    objective = _LatestEvaluations(objective)
-    share = min(budget, LBFGS_BEFORE_SPARSE_NEWTON)
-    result = _lbfgs(objective, coef0, share, tol, finished=True)
-    if result.n_iter >= budget or _gradient_norm(objective, result.coef) <= tol:
-        return result
-    more = _sparse_newton(objective, result.coef, budget - result.n_iter, tol)
-    more.n_iter += result.n_iter
-    if more.converged:
-        return more
-    if _gradient_norm(objective, more.coef) < _gradient_norm(objective, result.coef):
-        result = more
-    else:
-        result.n_iter = more.n_iter
-    if result.n_iter >= budget:
-        return result
-    more = _lbfgs_finished(objective, result.coef, budget - result.n_iter, tol, convex)
-    more.n_iter += result.n_iter
-    return more
-
-
-def _sparse_newton(objective, coef0, max_iter, tol):
-    """:func:`_damped_newton` on sparse Hessians (:mod:`skrobust._sparse_hessian`).
-
-    Each iteration evaluates the trial point's value, gradient and sparse
-    Hessian in one pass over ``X`` and solves the Newton system by
-    diagonally preconditioned conjugate gradients (:func:`_sparse_direction`)
-    to the forcing term of :func:`_preconditioned_newton`; steps and line
-    search are :func:`_damped_step`'s. The floor on the curvature of flat
-    coefficients adapts to the steps as :class:`_DirectionFloor`'s does
-    under a ridge: a step cut to ``t`` of its direction (a raised
-    coefficient stepped too far, and the line search shortened every
-    other coefficient's step with it) raises it by ``1 / t``, a full step
-    lowers it; a short step does not end the loop, whose later directions
-    have the higher floor.
-    """
-    evaluate = objective.loss_gradient_sparse_hessian
-    coef = coef0
-    value, grad, hessian = evaluate(coef)
-    if not np.isfinite(value):
-        return SolverResult(coef, 0, False, "non-finite objective")
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
-    n_iter, message = 0, "iteration limit reached"
-    floor = _DirectionFloor(np.ones(1))  # (adapted as under a ridge)
-    while gnorm > tol and n_iter < max_iter:
-        target = max(min(_PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
-        direction = _sparse_direction(hessian, grad, target, floor.rcond)
-        if direction is None:
-            message = "no descent direction"
-            break
-        n_iter += 1
-        state, message = _damped_step(
-            objective,
-            (coef, value, gnorm),
-            direction,
-            float(grad @ direction),
-            n_iter,
-            evaluate=evaluate,
-        )
-        if state is None:
-            break
-        floor.update(_step_length(coef, state[0], direction))
-        coef, value, grad, hessian, gnorm = state
-        if message == "short step":
-            message = None
-        if message is not None:
-            break
-    if gnorm <= tol:
-        message = "converged"
-    return SolverResult(coef, n_iter, gnorm <= tol, message, None, grad)
 
 
 # The damped Newton line search stops where the slope along the direction

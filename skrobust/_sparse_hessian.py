@@ -21,7 +21,7 @@ entries at 5 numeric columns and 1000 levels, where the dense matrix has
 :math:`H_{raw}` sparse, formed from the rows of non-zero curvature only (the
 smoothed pinball loss has none beyond ten bandwidths), and applies
 :math:`T^\top H_{raw} T` to vectors: a conjugate-gradient Newton direction
-(:func:`skrobust._solvers._sparse_newton`) then costs a sparse product with
+(:func:`skrobust._sparse_newton.sparse_newton`) then costs a sparse product with
 a few thousand entries per iteration, not a pass over ``X``.
 """
 

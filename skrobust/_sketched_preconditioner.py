@@ -1,0 +1,193 @@
+r"""A block-diagonal preconditioner from a few rows, for Newton on many coefficients.
+
+The Hessian of a linear objective with predictors ``j = 1..k`` is
+:math:`H = \sum_i Z_i^\top C_i Z_i`, ``C_i`` the ``k x k`` weighted loss
+Hessian of row ``i`` and ``Z_i`` the block-diagonal of the row's
+standardised designs. Forming it costs ``n (k p)^2``: on a 2e4 x 1000
+heteroscedastic fit three Gram matrices, 3 s, about 150 Hessian-vector
+products. This preconditioner keeps, per predictor, the diagonal block
+:math:`H_{jj} = \sum_i c_{i,jj} z_{ij} z_{ij}^\top` only, and forms it from
+the ``m`` rows of largest :math:`c_{i,jj} \lVert z_{ij} \rVert^2` exactly and
+the other rows' share by its diagonal:
+
+.. math::
+
+    P_{jj} = \sum_{i \in T} c_{i,jj} z_{ij} z_{ij}^\top
+    + \operatorname{diag}\Big(\sum_{i \notin T} c_{i,jj} z_{ij}^2\Big)
+    + \Lambda_j.
+
+Why this works where a diagonal does not: the weights of a weighted Gram
+matrix such as the mean block of a Gaussian likelihood,
+:math:`1 / \sigma_i^2`, can span ten orders of magnitude, so that a few
+rows (18 effective rows of 4000 at the optimum of a 4000 x 200 fit) carry
+its large eigenvalues, which a diagonal cannot represent; those rows are
+``T``. The remaining rows have weights of comparable sizes, and for them
+the diagonal is a fair summary. The blocks couple only through the cross
+terms :math:`c_{i,ab}`, which at a regular optimum largely cancel over the
+rows. Measured on that 4000 x 200 fit with ``m = p``: the condition number
+of :math:`P^{-1} H` at the optimum was 21 (that of :math:`H`, 3.4e5; of its
+diagonal scaling, 2100; of its exact block diagonal, 12).
+
+Building ``P`` costs one pass over ``X`` (the diagonals and the rows'
+scores), a Gram matrix of ``m`` rows (``m p^2``) and a Cholesky
+factorisation (``p^3 / 3``) per block: with ``m = p``, a fraction of one
+Hessian.
+"""
+
+import numpy as np
+
+from ._objective import _THREADPOOLS
+from ._small_design import standardised_design
+
+# Rows kept exactly per block, as a multiple of the block's coefficients:
+# at 4000 x 200, 0.5 gave a condition number of 41, 1 of 21, 2 of 13.
+_ROWS_PER_COEF = 1.0
+
+
+class BlockFactor:
+    """``P^-1`` for a block-diagonal ``P``: one factor per coefficient slice."""
+
+    def __init__(self, slices, factors):
+        self.slices, self.factors = slices, factors
+
+    def solve(self, rhs):
+        """``P^-1 rhs``."""
+        out = np.empty_like(rhs)
+        for block, factor in zip(self.slices, self.factors, strict=True):
+            out[block] = factor.solve(rhs[block])
+        return out
+
+
+class _Diagonal:
+    """A diagonal block's inverse (where its Cholesky factorisation failed)."""
+
+    def __init__(self, diagonal):
+        self.inverse = 1.0 / diagonal
+
+    def solve(self, rhs):
+        return rhs * self.inverse
+
+
+def uses_sketch(objective):
+    """Whether :func:`sketched_block_factor` applies to ``objective``.
+
+    Objectives with two or more predictors on columns of ``X`` (the
+    heteroscedastic model's mean and log-variance), whose Hessians' blocks
+    are weighted Gram matrices, on dense designs (a sparse one would need
+    its own copy of the chosen rows and of its squared entries), that keep
+    their rows' curvature (``loss_gradient_curvature``). Objectives of one
+    predictor on columns have their own solvers (a Hessian per few steps,
+    :func:`skrobust._solvers._preconditioned_newton`, or L-BFGS), which
+    this one was not measured against.
+    """
+    predictors = getattr(objective, "predictors", ())
+    return (
+        hasattr(objective, "loss_gradient_curvature")
+        and not getattr(objective, "sparse", True)
+        and sum(pred.p > 0 for pred in predictors) >= 2
+    )
+
+
+def sketched_block_factor(objective, curvature):
+    """The preconditioner ``P`` (module docstring) as a :class:`BlockFactor`.
+
+    Parameters
+    ----------
+    objective : LinearObjective
+        Dense.
+    curvature : ndarray of shape (n_samples, k, k)
+        The rows' weighted loss Hessians (as
+        :func:`skrobust._curvature.loss_gradient_curvature` keeps them),
+        not yet divided by the sum of the weights.
+
+    Returns
+    -------
+    BlockFactor
+    """
+    from ._solvers import CholeskyFactor  # (the solvers import this module)
+
+    predictors = objective.predictors
+    # Each block's own curvature; a negative one (not of a convex loss
+    # in that predictor) would make P indefinite and counts as none.
+    weights = np.maximum(np.einsum("njj->nj", curvature), 0.0)
+    diagonals, scores = _diagonals_and_scores(objective, weights)
+    slices, factors = [], []
+    for j, pred in enumerate(predictors):
+        size = pred.slice.stop - pred.slice.start
+        if size == 0:
+            continue
+        penalty = objective.penalty[pred.slice]
+        diagonal = diagonals[j] / objective.sum_weight + penalty
+        m = min(int(np.ceil(_ROWS_PER_COEF * size)), weights.shape[0])
+        top = np.sort(np.argpartition(scores[:, j], -m)[-m:])
+        design = standardised_design(objective, pred, top)
+        root = np.sqrt(weights[top, j] / objective.sum_weight)
+        design *= root[:, None]
+        gram = design.T @ design  # (BLAS syrk)
+        # The other rows by their diagonal: the whole diagonal less the
+        # chosen rows' (at least 0: rounding).
+        rest = np.maximum(diagonal - penalty - np.diag(gram), 0.0)
+        gram.flat[:: size + 1] += rest + penalty
+        factor = CholeskyFactor.of(gram)
+        if factor is None:  # (a block without curvature: the diagonal's)
+            factor = _Diagonal(np.where(diagonal > 0, diagonal, 1.0))
+        slices.append(pred.slice)
+        factors.append(factor)
+    return BlockFactor(slices, factors)
+
+
+def _diagonals_and_scores(objective, weights):
+    r"""Per predictor, :math:`\sum_i w_{ij} z_{ij}^2` and each row's score.
+
+    ``z_{ij}`` is row ``i`` of predictor ``j``'s standardised design (its
+    intercept included), squared elementwise; the score is
+    :math:`w_{ij} \lVert z_{ij} \rVert^2`, row ``i``'s share of the block's
+    trace. One pass over ``X`` in row blocks; predictors on the same
+    columns (the heteroscedastic model's, by default) share their squares.
+    """
+    predictors = objective.predictors
+    n = weights.shape[0]
+    diagonals = [np.zeros(pred.p + pred.fit_intercept) for pred in predictors]
+    scores = np.zeros((n, len(predictors)))
+    groups = _same_columns(predictors)
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        for rows, A in objective._row_blocks():
+            for group in groups:
+                pred = predictors[group[0]]
+                w = weights[rows][:, group]
+                norms = np.zeros(w.shape[0])
+                if pred.p:
+                    z = pred.take(A) - pred.shift
+                    z *= pred.inv_scale
+                    z *= z
+                    sums = z.T @ w
+                    norms = z.sum(axis=1)
+                for k, j in enumerate(group):
+                    if pred.p:
+                        diagonals[j][: pred.p] += sums[:, k]
+                    if predictors[j].fit_intercept:
+                        diagonals[j][pred.p] += w[:, k].sum()
+                    scores[rows, j] = w[:, k] * (norms + predictors[j].fit_intercept)
+    return diagonals, scores
+
+
+def _same_columns(predictors):
+    """Indices of ``predictors`` grouped by their standardised columns."""
+    groups = []
+    for j, pred in enumerate(predictors):
+        for group in groups:
+            other = predictors[group[0]]
+            same = (
+                (pred.columns is None) == (other.columns is None)
+                and (
+                    pred.columns is None or np.array_equal(pred.columns, other.columns)
+                )
+                and np.array_equal(pred.shift, other.shift)
+                and np.array_equal(pred.inv_scale, other.inv_scale)
+            )
+            if same:
+                group.append(j)
+                break
+        else:
+            groups.append([j])
+    return groups
