@@ -29,7 +29,14 @@ preliminary fit where memory makes it on all rows
 
 import numpy as np
 
-from . import _dask, _progress, _quantile_level, _quantile_smooth, _solvers
+from . import (
+    _dask,
+    _progress,
+    _proximal,
+    _quantile_level,
+    _quantile_smooth,
+    _solvers,
+)
 from ._base import MAD_NORMAL_CONSTANT, least_squares_start_step
 from ._dask import _chunk_weights, plausible_warm, weighted_median
 from ._dask_quantile_cov import column_covariance
@@ -262,7 +269,7 @@ class DaskSmooth:
         n_samples = getattr(objective, "fit_n_samples", objective.n_samples)
         method = solver or _quantile_smooth.smoothed_solver(self.n_coef, n_samples)
         if self.l1.any():
-            result = _solvers.minimize_l1(
+            result = _proximal.minimize_l1(
                 objective, coef, self.l1, method, budget, tol, **kwargs
             )
         else:

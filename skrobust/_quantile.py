@@ -17,7 +17,7 @@ in two steps:
    result is minimised by Newton's method on the analytic Hessian
    (:func:`skrobust._solvers.minimize`) or, with ``alpha > 0``, by proximal
    Newton, which keeps the L1 norm exact
-   (:func:`skrobust._solvers.minimize_l1`); L-BFGS(-B) replaces Newton for
+   (:func:`skrobust._proximal.minimize_l1`); L-BFGS(-B) replaces Newton for
    many coefficients. With the default bandwidth the fit is finished by
    continuation in the bandwidth, stopped by a duality-gap bound on its
    distance to the unsmoothed optimum (:mod:`skrobust._quantile_smooth`).

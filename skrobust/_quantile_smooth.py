@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _solvers
+from . import _proximal, _solvers
 from ._base import mad_scale, target_offset_scale, weighted_median
 from ._objective import LinearObjective
 from ._sparse_hessian import sparse_hessian_affordable
@@ -372,7 +372,7 @@ def _minimize_all_rows(
     options = {"warn": warn and last, "multilevel": not last}
     if alpha > 0:
         l1 = _l1_weights(objective, stats, alpha)
-        return _solvers.minimize_l1(
+        return _proximal.minimize_l1(
             objective, coef, l1, newton_or_lbfgs, max_iter, tol, **options
         )
     # The smoothed pinball loss is convex, and nearly piecewise linear at

@@ -221,12 +221,12 @@ def test_proximal_newton_reaches_tol_on_integer_targets(monkeypatch, quantile):
     check_dont_overwrite_parameters data, with the continuation's small
     bandwidths). With the fallback disabled, proximal Newton alone must meet
     tol at every stage."""
-    from skrobust import _solvers
+    from skrobust import _proximal
 
     def no_fallback(*args, **kwargs):
         raise AssertionError("proximal Newton stalled")
 
-    monkeypatch.setattr(_solvers, "_lbfgs_split", no_fallback)
+    monkeypatch.setattr(_proximal, "_lbfgs_split", no_fallback)
     rng = np.random.RandomState(0)
     X = 3 * rng.uniform(size=(20, 3))
     y = X[:, 0].astype(int)
