@@ -8,19 +8,10 @@ objective at the fit.
 
 import numpy as np
 import scipy.optimize
+from _data import gap_data
 from numpy.testing import assert_allclose
 
 from skrobust import HeteroscedasticRegressor, _solvers
-
-
-def gross_data(n, p, seed=0):
-    """Gaussian columns, a linear mean and 10% gross errors (benchmarks' shapes)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, p))
-    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
-    bad = rng.random(n) < 0.1
-    y[bad] += rng.uniform(20.0, 100.0, size=bad.sum())
-    return X, y
 
 
 def documented_objective(X, y, sw, alpha, floor):
@@ -69,7 +60,7 @@ def test_sketched_newton_reaches_the_trust_exact_optimum(monkeypatch):
     variances 1 / sigma^2 weigh the rows over ten orders of magnitude there,
     which L-BFGS did not resolve in its 200 default iterations."""
     monkeypatch.setattr(_solvers, "_NEWTON_FALLBACK_WORK", 0.0)
-    X, y = gross_data(2000, 200)
+    X, y = gap_data(2000, 200)
     sw = np.ones(len(y))
     model = HeteroscedasticRegressor().fit(X, y)  # (warnings are errors)
     assert model.n_iter_ <= 40
@@ -96,7 +87,7 @@ def test_wide_default_fit_converges_without_a_warning():
     than the L-BFGS fallback allows): converged at the defaults, in a few
     dozen iterations where L-BFGS ran out of its 200, and stationary for
     the documented objective."""
-    X, y = gross_data(10_000, 400, seed=1)
+    X, y = gap_data(10_000, 400, seed=1)
     model = HeteroscedasticRegressor().fit(X, y)  # (warnings are errors)
     assert model.n_iter_ <= 40
     sw = np.ones(len(y))
