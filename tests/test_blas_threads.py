@@ -10,7 +10,13 @@ import pytest
 import scipy.optimize
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from skrobust import HuberRegressor, MultiQuantileRegressor, QuantileRegressor, _base
+from skrobust import (
+    HuberRegressor,
+    MultiQuantileRegressor,
+    QuantileRegressor,
+    _base,
+    _solvers,
+)
 from skrobust._objective import _SINGLE_THREAD_MAX_ENTRIES
 
 
@@ -37,6 +43,8 @@ def seen_threads(monkeypatch):
     monkeypatch.setattr(np.linalg, "lstsq", recording(np.linalg.lstsq))
     for name in ("regular_solve", "min_norm_solve"):
         monkeypatch.setattr(_base, name, recording(getattr(_base, name)))
+    # (Newton's and Levenberg-Marquardt's factorisations.)
+    monkeypatch.setattr(_solvers, "cholesky_solve", recording(_solvers.cholesky_solve))
     return seen
 
 
