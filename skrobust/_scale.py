@@ -77,9 +77,9 @@ EXACT_FIT_TOL = 1e-9
 LAD_BANDWIDTH = 0.5
 # The fixed point of the LAD scale is settled to this relative change.
 LAD_SCALE_RTOL = 1e-6
-# Each smoothed fit before the last is solved to this fraction of the last
-# change of the scale (the first to this fraction of the scale): its only
-# use is the next scale, whose error it sets.
+# Each smoothed fit before the last is solved to this fraction of the change
+# of the scale it is expected to measure (the first to this fraction of the
+# scale): its only use is the next scale, whose error it sets.
 _LAD_INEXACT_FIT = 1e-3
 # A secant step to below this fraction of the MAD is replaced by the MAD.
 _LAD_SMALLEST_STEP = 0.1
@@ -618,6 +618,8 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
     moves little with the bandwidth, so two or three fits settle it), each
     fit warm-started from the previous one and its Hessian, and solved only
     as tightly as the next scale needs (``_LAD_INEXACT_FIT``) until the last.
+    The first exact fit steps by the plain update when the inexact fit
+    before it is too rough to give the secant's slope (:func:`_rough_pair`).
 
     Parameters
     ----------
@@ -646,7 +648,7 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
     hessian, origin = None, "stale"
     rtol = max(tol, LAD_SCALE_RTOL)
     secant = ScaleSecant(rtol)
-    mad, settled, ratios = scale, False, []
+    mad, settled, ratios, last_exact, last_tol = scale, False, [], False, 0.0
     fit_tol = max(tol, _LAD_INEXACT_FIT * scale)
     for _ in range(max_iter):
         result, mad = fit(coef, scale, hessian, origin, fit_tol)
@@ -662,6 +664,9 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
         # Only exact fits bracket the root (as the MAD secant's rough ones
         # do not): an inexact MAD on the wrong side of its scale kept the
         # root out of the bracket, which then closed 2.6e-5 from it.
+        if exact and not last_exact and _rough_pair(secant, scale, last_tol):
+            secant.forget()
+        last_exact, last_tol = exact, fit_tol
         next_scale = secant.step(scale, mad, exact, exact)
         if next_scale is None:
             settled = True
@@ -674,13 +679,37 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
     return coef, mad, hessian, settled
 
 
+def _rough_pair(secant, scale, last_tol):
+    """Whether a secant through the last (inexact) fit and this exact one is noise.
+
+    The inexact fit's MAD is off by about its tolerance, and the secant's
+    slope by that over the step between the two fits: a slope from a step
+    under ``1 / _LAD_INEXACT_FIT`` times that tolerance is dropped for the
+    plain update (whose error is the MAD's slope, a few hundredths, times
+    this fit's gap). At 1e5 x 1005 one-hot such a secant (a tolerance of
+    2.7e-5, a step of 7e-5) sent the next exact fit 1.5e-6 from the fixed
+    point and cost one exact fit more; a fit solved to 3e-9 before a step of
+    1e-4 gave a slope of -0.37, which the plain update would have missed by
+    6e-6.
+    """
+    if secant.previous is None:
+        return False
+    step = abs(scale - secant.previous[0])
+    return last_tol > _LAD_INEXACT_FIT * step
+
+
 def _next_fit_tol(fit_tol, tol, ratios, rtol, scale):
     """The tolerance of the next smoothed fit: just tight enough for its use.
 
     A fit before the last only gives the next scale, so it is solved to
-    ``_LAD_INEXACT_FIT`` times the last change of the scale (the gradient
-    is in units of the scale; and to a tenth of the previous tolerance at
-    least, so that the fits tighten).
+    ``_LAD_INEXACT_FIT`` times the gap it is expected to measure, the last
+    gap times the last ratio of gaps (the gradient is in units of the
+    scale; and to a tenth of the previous tolerance at least, so that the
+    fits tighten). Its MAD is off by up to several times its tolerance:
+    solved to a thousandth of the last gap instead, its MAD was off by
+    about the next gap, so the first exact fit landed that far from the
+    fixed point and one more exact fit followed (sparse 2e4 x 2000: six
+    smoothed fits, three exact, now five, two exact).
     The gap ``|MAD / sigma - 1|`` shrinks by a steady factor per fit; when
     that predicts the next gap within ``rtol`` (the last fit), the fit is
     solved to ``tol``, which lets it settle the fixed point.
@@ -689,7 +718,7 @@ def _next_fit_tol(fit_tol, tol, ratios, rtol, scale):
     predicted = gap * min(gap / abs(1.0 - ratios[-2]), 1.0) if len(ratios) > 1 else gap
     if predicted <= rtol:
         return tol
-    inexact = min(0.1 * fit_tol, _LAD_INEXACT_FIT * gap * scale)
+    inexact = min(0.1 * fit_tol, _LAD_INEXACT_FIT * predicted * scale)
     return tol if inexact <= 10.0 * tol else inexact
 
 
@@ -1051,6 +1080,10 @@ class ScaleSecant:
             new_scale = mad
         self.previous = (scale, mad)
         return new_scale
+
+    def forget(self):
+        """Take the plain update next: the last fit is too rough for a secant."""
+        self.previous = None
 
     def _secant_scale(self, scale, mad):
         """The secant step on ``g``; the plain update ``mad`` without a previous fit.
