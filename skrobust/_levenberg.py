@@ -1,10 +1,12 @@
-r"""Levenberg-Marquardt steps: Newton's method for convex objectives where it stalls.
+r"""Levenberg-Marquardt steps: Newton's method in a trust region, for convex objectives.
 
 The damped Newton loop (:func:`skrobust._solvers._damped_newton`) stops
 when its exact line search keeps only a small fraction of the Newton step:
 the quadratic model is poor that far out, as on a smoothed quantile
 objective at a small bandwidth, nearly piecewise linear, with few rows in
-the curved part near zero. A trust region handles that. scipy's
+the curved part near zero. A trust region handles that (and the smoothed
+quantile fits take these steps from the start: the damped loop's line
+searches cost passes of their own). scipy's
 ``trust-exact`` solves each subproblem exactly, at the price of several
 factorisations and an eigenvalue bound per iteration: on a problem of a
 few dozen coefficients its bookkeeping costs ten times the objective's
