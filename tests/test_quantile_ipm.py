@@ -245,3 +245,28 @@ def test_whole_dense_programme_goes_to_the_interior_point(sparse, monkeypatch):
     value = pinball(X, y, model.coef_, model.intercept_, 0.8, weight, 0.0)
     assert value == pytest.approx(oracle.objective, rel=1e-9)
     assert interpolated_rows(X, y, model.coef_, model.intercept_) >= 201
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_slack", [0, 6])
+def test_normal_matrix_of_every_iteration_is_a_d_a_transposed(sparse, n_slack):
+    """``A diag(d) A^T`` from the buffers the iterations share: each call
+    gives its own ``d``'s matrix, nothing of the last one's (BLAS updates
+    the buffer in place), the sparse design's dense pseudo-observation rows
+    included."""
+    rng = np.random.default_rng(3)
+    m, p = 300, 40
+    Z = sp.random_array((m, p), density=0.05, format="csr", rng=rng).toarray()
+    Z[:2] = rng.standard_normal((2, p))  # dense rows (pseudo-observations)
+    columns = quantile_ipm._Columns(sp.csr_matrix(Z) if sparse else Z, n_slack, True)
+    if sparse:
+        assert columns.dense_rows.size == 2
+    A = np.zeros((p + 1, m + n_slack))
+    A[:p, :m] = Z.T
+    A[p, :m] = 1.0
+    A[np.arange(n_slack), m + np.arange(n_slack)] = -1.0
+    for _ in range(3):
+        d = rng.uniform(0.1, 10.0, size=m + n_slack)
+        expected = (A * d) @ A.T
+        got = columns.normal_matrix(d)
+        assert_allclose(np.triu(got), np.triu(expected), rtol=1e-12, atol=1e-12)
