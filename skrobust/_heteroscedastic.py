@@ -259,8 +259,8 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
         on the analytic Hessian; ``"lbfgs"`` is scipy's L-BFGS-B on the
         analytic gradient, finished by Newton's method where it has not
         converged after 100 iterations and a Hessian is affordable (rows
-        times squared coefficients at most 4e9). Beyond that, on a dense
-        ``X``, ``"lbfgs"`` is replaced by truncated Newton (conjugate
+        times squared coefficients at most 4e9). Beyond that
+        ``"lbfgs"`` is replaced by truncated Newton (conjugate
         gradients on Hessian-vector products, preconditioned by the Gram
         matrices of the rows of largest weight), which L-BFGS continues
         where it stops short: the weights ``1 / sigma^2`` of a wide fit can
