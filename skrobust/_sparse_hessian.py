@@ -1,28 +1,43 @@
 r"""Sparse Hessians of sparse designs whose columns rarely meet (one-hot levels).
 
-For one predictor with all the columns of a sparse ``X`` (the fixed-scale
-objectives: the smoothed quantile fit), the Hessian in the raw coordinates
-of the rows is
+For predictors ``a, b = 1..k`` on columns of a sparse ``X`` (one for the
+fixed-scale objectives, such as the smoothed quantile fit; the mean and the
+log-variance of the heteroscedastic likelihood), the Hessian in the raw
+coordinates of the rows has the blocks
 
 .. math::
 
-    H_{raw} = \frac1S \begin{pmatrix} X^\top D X & X^\top d \\
-                                      d^\top X & \sum_i d_i \end{pmatrix},
-    \qquad d_i = s_i \, \ell''(r_i),
+    H_{ab,raw} = \frac1S \begin{pmatrix} X_a^\top D_{ab} X_b & X_a^\top d_{ab} \\
+                                         d_{ab}^\top X_b & \sum_i d_{ab,i}
+                         \end{pmatrix},
+    \qquad d_{ab,i} = s_i \, \partial^2 \ell_i / \partial \eta_a \partial \eta_b,
 
-and in the solver's standardised coordinates :math:`H = T^\top H_{raw} T`
-(``T`` the coefficient map of :class:`skrobust._objective._Predictor`: a
-column scaling and, with an intercept, the implicit centring, whose rank-one
-terms would make :math:`H` dense). ``X' D X`` is as sparse as the pattern
-of ``X' X``: a design of numeric columns and one-hot levels has a dense
-numeric block, a numeric-by-level block and a diagonal level block, 1.1e4
-entries at 5 numeric columns and 1000 levels, where the dense matrix has
-1e6 and costs ``n p^2`` flops to form. :class:`SparseHessian` keeps
-:math:`H_{raw}` sparse, formed from the rows of non-zero curvature only (the
-smoothed pinball loss has none beyond ten bandwidths), and applies
-:math:`T^\top H_{raw} T` to vectors: a conjugate-gradient Newton direction
-(:func:`skrobust._sparse_newton.sparse_newton`) then costs a sparse product with
-a few thousand entries per iteration, not a pass over ``X``.
+``X_a`` the columns of predictor ``a``, and in the solver's standardised
+coordinates :math:`H_{ab} = T_a^\top H_{ab,raw} T_b` (``T`` the coefficient
+map of :class:`skrobust._objective._Predictor`: a column scaling and, with
+an intercept, the implicit centring, whose rank-one terms would make
+:math:`H` dense). Each ``X' D_ab X`` is as sparse as the pattern of ``X' X``:
+a design of numeric columns and one-hot levels has a dense numeric block, a
+numeric-by-level block and a diagonal level block, 1.1e4 entries at 5
+numeric columns and 1000 levels, where the dense matrix has 1e6 and costs
+``n p^2`` flops to form. :class:`SparseHessian` keeps the raw blocks
+(:class:`_RawGram`, one per pair ``a <= b``: ``D_ab = D_ba``, and each is
+symmetric), formed from the rows of non-zero curvature only (the smoothed
+pinball loss has none beyond ten bandwidths), and applies ``T' H_raw T`` to
+vectors: a conjugate-gradient Newton direction
+(:func:`skrobust._sparse_newton.sparse_newton`) then costs sparse products
+with a few thousand entries per iteration, not a pass over ``X``.
+
+**Dense columns apart.** A sparse-times-sparse product ``X' (D X)`` costs
+the sum over rows of their squared counts of entries: 3.6e6 multiply-adds
+and 30 ms at 1e5 rows of 5 numeric columns and one level, most of it on the
+5 x 5 numeric block. Columns stored on more than ``1 / _DENSE_COLUMN_SHARE``
+of the rows are therefore kept as a dense copy ``X_H`` (:class:`SplitDesign`,
+made once per design), whose blocks ``X_H' D X_H`` and ``X_L' D X_H`` are
+dense products (BLAS, and one pass over the sparse rest ``X_L``), and only
+``X_L' D X_L`` is a sparse product (a diagonal, for one one-hot feature):
+the three blocks of a heteroscedastic Hessian then cost some 8 ms at 1e5
+rows, a pass and a half over ``X``.
 """
 
 import numpy as np
@@ -40,20 +55,25 @@ _MAX_PATTERN_FRACTION = 16
 # at most this many times the entries of X: rows of many entries each
 # would make every Hessian cost more than the L-BFGS passes it saves.
 _MAX_ROW_WORK = 64
+# Columns stored on more than this share of the rows are kept dense (see
+# the module docstring): their dense copy holds at most 1 / share times
+# their stored entries.
+_DENSE_COLUMN_SHARE = 0.25
 
 
 def sparse_hessian_affordable(objective):
     """Whether ``objective``'s Newton systems are solved on a :class:`SparseHessian`.
 
-    For a :class:`~skrobust._objective.LinearObjective` of one predictor
-    with all the columns of a sparse ``X`` (and any intercept) whose
-    Hessian pattern is sparse (see ``_MAX_PATTERN_FRACTION``).
+    For a :class:`~skrobust._objective.LinearObjective` on a sparse ``X``
+    (any number of predictors, each on a subset of its columns, with any
+    intercepts) whose Hessian pattern is sparse (see
+    ``_MAX_PATTERN_FRACTION``) and cheap to form (``_MAX_ROW_WORK``).
     """
     X = getattr(objective, "X", None)
     if not (getattr(objective, "sparse", False) and sp.issparse(X)):
         return False
     predictors = getattr(objective, "predictors", ())
-    if len(predictors) != 1 or predictors[0].columns is not None:
+    if not predictors or not any(pred.p for pred in predictors):
         return False
     X = sp.csr_array(X)
     entries = max(int(X.nnz), 1)
@@ -66,75 +86,230 @@ def sparse_hessian_affordable(objective):
     return pattern * _MAX_PATTERN_FRACTION <= entries
 
 
-class SparseHessian:
-    r"""``v -> H v`` and ``diag(H)`` of a one-predictor objective on sparse ``X``.
+class SplitDesign:
+    """The columns of a sparse ``X``: a dense copy of the heavy ones, the rest sparse.
 
-    ``H = T' H_raw T / S + diag(penalty)`` (see the module docstring), with
-    ``H_raw`` held as ``G = X_c' D_c X_c`` (sparse), ``X_c' d_c`` and
-    ``sum d_c`` over the rows ``c`` of non-zero curvature.
+    Heavy columns are those stored on more than ``_DENSE_COLUMN_SHARE`` of
+    the rows (see the module docstring). Made once per design
+    (:func:`split_design`) and shared by every Hessian formed on it. When
+    no row holds two light entries (one one-hot feature), ``X_L' D X_L``
+    is diagonal, ``(X_L o X_L)' d``, and ``squared`` holds ``X_L o X_L``.
+    """
+
+    def __init__(self, X):
+        X = sp.csr_array(X)
+        n, p = X.shape
+        counts = np.bincount(X.indices, minlength=p)
+        self.heavy = np.flatnonzero(counts > _DENSE_COLUMN_SHARE * n)
+        self.light = np.flatnonzero(counts <= _DENSE_COLUMN_SHARE * n)
+        self.p = p
+        self.dense = X[:, self.heavy].toarray() if self.heavy.size else None
+        self.sparse = sp.csr_array(X[:, self.light] if self.heavy.size else X)
+        self.squared = None
+        if np.max(np.diff(self.sparse.indptr), initial=0) <= 1:
+            self.squared = self.sparse.copy()
+            self.squared.data **= 2
+
+    def rows(self, rows):
+        """``(dense, sparse, squared)`` restricted to ``rows`` (None for all)."""
+        if rows is None:
+            return self.dense, self.sparse, self.squared
+        dense = None if self.dense is None else self.dense[rows]
+        squared = None if self.squared is None else self.squared[rows]
+        return dense, self.sparse[rows], squared
+
+
+def split_design(objective):
+    """``objective``'s :class:`SplitDesign`, made on first use and kept on it."""
+    split = getattr(objective, "_split_design", None)
+    if split is None:
+        split = SplitDesign(objective.X)
+        objective._split_design = split
+    return split
+
+
+def raw_grams(split, rows, curvatures):
+    """A :class:`_RawGram` per column of ``curvatures`` (rows ``rows`` of ``X``).
+
+    The blocks of all of them in a few products with ``X``: one dense
+    ``X_H' [d_1 X_H, d_2 X_H, ...]`` and one pass over ``X_L`` for its
+    products with the same matrix and with ``curvatures``.
+    """
+    dense, sparse, squared = split.rows(rows)
+    n, m = curvatures.shape
+    xd = np.empty((m, split.p))
+    xd[:, split.light] = np.asarray(sparse.T @ curvatures).T
+    d_sums = curvatures.sum(axis=0)
+    hh = lh = [None] * m
+    if dense is not None:
+        h = dense.shape[1]
+        scaled = (curvatures[:, :, None] * dense[:, None, :]).reshape(n, m * h)
+        hh = (dense.T @ scaled).reshape(h, m, h).transpose(1, 0, 2)
+        lh = np.asarray(sparse.T @ scaled).reshape(-1, m, h).transpose(1, 0, 2)
+        xd[:, split.heavy] = curvatures.T @ dense
+    if squared is not None:
+        ll = np.asarray(squared.T @ curvatures).T  # (diagonals)
+    else:
+        ll = []
+        for j in range(m):
+            scaled_rows = sparse.copy()
+            scaled_rows.data *= np.repeat(curvatures[:, j], np.diff(sparse.indptr))
+            ll.append(sp.csr_array(sparse.T @ scaled_rows))
+    return [
+        _RawGram(split, hh[j], lh[j], ll[j], xd[j], float(d_sums[j])) for j in range(m)
+    ]
+
+
+class _RawGram:
+    r"""``X' D X``, ``X' d`` and ``sum d`` of one curvature ``d``, blockwise.
+
+    With ``X = [X_H, X_L]`` (:class:`SplitDesign`), ``X' D X`` is kept as
+    the dense ``X_H' D X_H`` (``hh``) and ``X_L' D X_H`` (``lh``) and
+    ``X_L' D X_L`` (``ll``: sparse, or a 1-D array where it is diagonal).
+    """
+
+    def __init__(self, split, hh, lh, ll, xd, d_sum):
+        self.split, self.hh, self.lh, self.ll = split, hh, lh, ll
+        self.xd, self.d_sum = xd, d_sum
+
+    def matvec(self, w, b):
+        """``(X' D X w + X' d b, d' X w + sum d b)`` for raw ``w`` on all columns."""
+        split = self.split
+        out = np.empty(split.p)
+        w_light = w[split.light]
+        light = self.ll * w_light if self.ll.ndim == 1 else self.ll @ w_light
+        if split.heavy.size:
+            w_heavy = w[split.heavy]
+            light += self.lh @ w_heavy
+            out[split.heavy] = self.hh @ w_heavy + self.lh.T @ w_light
+        out[split.light] = light
+        gb = float(self.xd @ w)
+        if b:
+            out += self.xd * b
+            gb += self.d_sum * b
+        return out, gb
+
+    def diagonal(self):
+        """The diagonal of ``X' D X`` on all columns."""
+        out = np.empty(self.split.p)
+        out[self.split.light] = self.ll if self.ll.ndim == 1 else self.ll.diagonal()
+        if self.split.heavy.size:
+            out[self.split.heavy] = np.diag(self.hh)
+        return out
+
+
+class SparseHessian:
+    r"""``v -> H v`` and ``diag(H)`` of an objective on sparse ``X``.
+
+    ``H_ab = T_a' H_ab,raw T_b / S`` plus the penalty on the diagonal (see
+    the module docstring), the raw blocks formed on first use from the rows
+    where some curvature is non-zero.
 
     Parameters
     ----------
     objective : LinearObjective
-        Of one predictor with all the columns of a sparse ``X``.
-    curvature : ndarray of shape (n_samples,)
-        Each row's weighted loss curvature ``d_i = s_i l''(r_i)``.
+        On a sparse ``X``.
+    curvature : ndarray of shape (n_samples, k, k)
+        Each row's weighted loss Hessian ``s_i d^2 l_i / d eta_a d eta_b``
+        (``k`` the number of predictors).
     """
 
     def __init__(self, objective, curvature):
-        (pred,) = objective.predictors
-        self.pred, self.penalty = pred, objective.penalty
+        self.predictors, self.penalty = objective.predictors, objective.penalty
         self.sum_weight = objective.sum_weight
-        self._X, self._curvature = objective.X, curvature
-        self._gram = None
+        self.n_coef = objective.n_coef
+        self._split = split_design(objective)
+        self._curvature = curvature
+        self._grams = None
 
     def _form(self):
-        """``G``, ``X_c' d_c`` and ``sum d_c``, on first use.
+        """The raw blocks ``{(a, b): _RawGram}`` for ``a <= b``, on first use.
 
         A damped Newton step evaluates trial points that its line search
         may reject: their Hessians are never formed.
         """
-        if self._gram is None:
-            curved = np.flatnonzero(self._curvature)
-            d = self._curvature[curved]
-            X = sp.csr_array(self._X)[curved]
-            scaled = X.copy()
-            scaled.data *= np.repeat(d, np.diff(scaled.indptr))
-            self._gram = X.T @ scaled
-            self.xd = np.asarray(X.T @ d).ravel()
-            self.d_sum = float(d.sum())
-            self._X = self._curvature = None
-        return self._gram
+        if self._grams is None:
+            curvature = self._curvature
+            n, k = curvature.shape[:2]
+            # Rows of non-zero curvature: by the diagonal, then (where that
+            # is 0 on some rows) by the whole of it.
+            curved = np.einsum("njj->nj", curvature).any(axis=1)
+            if not curved.all():
+                rest = np.flatnonzero(~curved)
+                curved[rest] = curvature[rest].reshape(rest.size, -1).any(axis=1)
+            rows = None if curved.all() else np.flatnonzero(curved)
+            if rows is not None:
+                curvature = curvature[rows]
+            pairs = [
+                (a, b)
+                for a in range(k)
+                for b in range(a, k)
+                if self.predictors[a].p + self.predictors[a].fit_intercept
+                and self.predictors[b].p + self.predictors[b].fit_intercept
+            ]
+            columns = np.stack([curvature[:, a, b] for a, b in pairs], axis=1)
+            grams = raw_grams(self._split, rows, columns)
+            self._grams = dict(zip(pairs, grams, strict=True))
+            self._curvature = None
+        return self._grams
+
+    def _gram(self, a, b):
+        return self._form().get((min(a, b), max(a, b)))
+
+    def _full_columns(self, pred, w):
+        """Raw coefficients ``w`` of ``pred`` on all the columns of ``X``."""
+        if pred.columns is None:
+            return w
+        out = np.zeros(self._split.p)
+        out[pred.columns] = w
+        return out
 
     def matvec(self, vector):
         """``H @ vector``."""
-        pred = self.pred
-        gram = self._form()
-        w, b = pred.to_raw(vector)
-        gw = gram @ w
-        gb = float(self.xd @ w)
-        if pred.fit_intercept:
-            gw = gw + self.xd * b
-            gb += self.d_sum * b
-        out = pred.grad_from_raw(gw, gb)
-        return out / self.sum_weight + self.penalty * vector
+        raw = [
+            (self._full_columns(pred, w), b)
+            for pred in self.predictors
+            for w, b in [pred.to_raw(vector[pred.slice])]
+        ]
+        out = self.penalty * vector
+        for a, pred in enumerate(self.predictors):
+            if pred.p + pred.fit_intercept == 0:
+                continue
+            gw, gb = np.zeros(self._split.p), 0.0
+            for b, (w, intercept) in enumerate(raw):
+                gram = self._gram(a, b)
+                if gram is None:
+                    continue
+                part_w, part_b = gram.matvec(w, intercept)
+                gw += part_w
+                gb += part_b
+            if pred.columns is not None:
+                gw = gw[pred.columns]
+            out[pred.slice] += pred.grad_from_raw(gw, gb) / self.sum_weight
+        return out
 
     def diagonal(self):
-        """``diag(H)``, from the diagonal of ``G`` and the centring's terms."""
-        pred = self.pred
-        g = self._form().diagonal()
-        if pred.fit_intercept:
-            s = pred.shift
-            g = g - 2.0 * s * self.xd + self.d_sum * s * s
-        out = np.empty(pred.p + pred.fit_intercept)
-        out[: pred.p] = g * pred.inv_scale**2
-        if pred.fit_intercept:
-            out[pred.p] = self.d_sum
+        """``diag(H)``: the raw blocks' diagonals and the centring's terms."""
+        out = np.empty(self.n_coef)
+        for a, pred in enumerate(self.predictors):
+            gram = self._gram(a, a)
+            diagonal = np.zeros(pred.p + pred.fit_intercept)
+            if gram is not None:
+                g, xd = gram.diagonal(), gram.xd
+                if pred.columns is not None:
+                    g, xd = g[pred.columns], xd[pred.columns]
+                if pred.fit_intercept:
+                    s = pred.shift
+                    g = g - 2.0 * s * xd + gram.d_sum * s * s
+                    diagonal[pred.p] = gram.d_sum
+                diagonal[: pred.p] = g * pred.inv_scale**2
+            out[pred.slice] = diagonal
         return out / self.sum_weight + self.penalty
 
 
 def loss_gradient_sparse_hessian(objective, coef):
     """Value, gradient and :class:`SparseHessian` at ``coef``: one pass over ``X``."""
-    curvature = np.empty((objective.X.shape[0], 1, 1))
+    k = len(objective.predictors)
+    curvature = np.empty((objective.X.shape[0], k, k))
     value, grad, _, _ = objective._pass(coef, curvature=curvature)
-    return value, grad, SparseHessian(objective, curvature[:, 0, 0])
+    return value, grad, SparseHessian(objective, curvature)
