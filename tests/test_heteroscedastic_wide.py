@@ -49,6 +49,21 @@ def documented_objective(X, y, sw, alpha, floor):
     return fun, hess
 
 
+def trust_exact_minimum(fun, hess, start, total, maxiter=200):
+    """scipy's trust-exact on ``fun / total`` from ``start``, to a gradient of
+    1e-9 (a mean over rows, whose gradient it can resolve)."""
+    res = scipy.optimize.minimize(
+        lambda t: tuple(part / total for part in fun(t)[:2]),
+        start,
+        jac=True,
+        hess=lambda t: hess(t) / total,
+        method="trust-exact",
+        options={"gtol": 1e-10, "maxiter": maxiter},
+    )
+    assert np.max(np.abs(res.jac)) <= 1e-9
+    return res
+
+
 def theta_of(model):
     return np.r_[model.coef_, model.intercept_, model.var_coef_, model.var_intercept_]
 
@@ -68,15 +83,7 @@ def test_sketched_newton_reaches_the_trust_exact_optimum(monkeypatch):
     fun, hess = documented_objective(X, y, sw, alpha=1e-4, floor=1e-8)
     n = len(y)  # (as a mean over rows, whose gradient trust-exact can resolve)
     start = theta_of(model) + 1e-3 * np.random.default_rng(5).standard_normal(402)
-    res = scipy.optimize.minimize(
-        lambda t: tuple(part / n for part in fun(t)[:2]),
-        start,
-        jac=True,
-        hess=lambda t: hess(t) / n,
-        method="trust-exact",
-        options={"gtol": 1e-10, "maxiter": 200},
-    )
-    assert np.max(np.abs(res.jac)) <= 1e-9
+    res = trust_exact_minimum(fun, hess, start, n)
     ours = fun(theta_of(model))[0] / n
     assert abs(ours - res.fun) <= 1e-10 * abs(res.fun)
     assert_allclose(theta_of(model), res.x, rtol=1e-5, atol=1e-7 * np.abs(res.x).max())
