@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
+from test_heteroscedastic_floor import sparse_wide_data
 from test_heteroscedastic_wide import (
     documented_objective,
     theta_of,
@@ -106,18 +107,6 @@ def test_one_hot_fit_reaches_the_trust_exact_optimum(weighted_one_hot):
     )
 
 
-def _sparse_wide_data(n=2000, p=200, density=0.005, seed=0):
-    """The benchmarks' sparse design (``0.5%`` of entries), 10% gross errors."""
-    rng = np.random.default_rng(seed)
-    X = sp.random_array((n, p), density=density, format="csr", rng=rng)
-    X.data = rng.standard_normal(X.data.shape[0])
-    X = sp.csr_matrix(X)
-    y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
-    bad = rng.random(n) < 0.1
-    y[bad] += rng.uniform(20.0, 100.0, size=bad.sum())
-    return X, y
-
-
 def test_sparse_wide_fit_converges_by_sketched_newton(monkeypatch):
     """A sparse 2000 x 200 design with 0.5% of its entries, solved as if its
     Hessian were too dear (the path of the benchmarks' 2e4 x 2000): truncated
@@ -126,7 +115,8 @@ def test_sparse_wide_fit_converges_by_sketched_newton(monkeypatch):
     ConvergenceWarning (an error here). The dense fit's likelihood, and the
     optimum of trust-exact on the documented objective to 1e-10 in value."""
     monkeypatch.setattr(_solvers, "_NEWTON_FALLBACK_WORK", 0.0)
-    X, y = _sparse_wide_data()
+    # (0.5% of entries: one a row.)
+    X, y = sparse_wide_data(per_row=1)
     model = HeteroscedasticRegressor().fit(X, y)  # (warnings are errors)
     assert model.n_iter_ < 200
     dense = X.toarray()
