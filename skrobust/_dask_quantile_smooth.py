@@ -385,7 +385,9 @@ class DaskSmooth:
         ):
             step = _solvers.SUBSAMPLE_STEP
         first_rows = self.rows(step)
-        _, objective = self.smoothed(first_rows, self.factor() * scale)
+        # (As in memory: the bandwidth rule at the subsample's size.)
+        share = first_rows[0].n_samples / n
+        _, objective = self.smoothed(first_rows, self.factor(share) * scale)
         # Multilevel, as in memory: on every 64th row first, if that
         # subsample is large enough (_solvers.subsample_for_start).
         coef = self.minimize(objective, coef, budget, warn=False).coef
@@ -426,8 +428,12 @@ class DaskSmooth:
             scale = self.residual_scale(all_rows, objective, coef) or 1.0
         return coef, scale
 
-    def factor(self):
-        """The bandwidth in units of the residual scale."""
+    def factor(self, share=1.0):
+        """The bandwidth in units of the residual scale.
+
+        ``share``: of the rows, for a start's fit on a subsample
+        (:func:`skrobust._quantile_smooth.subsample_bandwidth`).
+        """
         if self.estimator.bandwidth == "auto":
             n_features = self.data.n_features
             total, (squares, smallest, positive) = self.stats[0], self.stats[4]
@@ -436,7 +442,7 @@ class DaskSmooth:
                 rows = min(total / smallest, kish)
             else:  # (the exact solver's preliminary fit: see default_bandwidth)
                 rows = positive
-            return _quantile_smooth.default_bandwidth(rows, n_features)
+            return _quantile_smooth.subsample_bandwidth(rows, share, n_features)
         return float(self.estimator.bandwidth)
 
     def finish(self, coef, scale):

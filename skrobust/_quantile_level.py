@@ -44,6 +44,7 @@ from ._quantile_smooth import (
     minimize_smoothed,
     refine_smoothed,
     smoothed_objective,
+    subsample_bandwidth,
     warn_uncertified,
 )
 from ._strides import aperiodic_step
@@ -509,9 +510,20 @@ def fit_smooth(
         rho = SmoothedPinballRho(
             float(estimator.quantile), factor * scale, estimator.kernel
         )
+        subsample_rho = None
+        if estimator.bandwidth == "auto":
+            subsample_rho = _SubsampleRho(rho, rows, X.shape[1], scale)
         objective = smoothed_objective(
-            rho, X, y, sample_weight, estimator.fit_intercept, stats, last
+            rho,
+            X,
+            y,
+            sample_weight,
+            estimator.fit_intercept,
+            stats,
+            last,
+            subsample_rho,
         )
+        rho = objective.loss.rho
         result = minimize_smoothed(
             objective, coef, stats, estimator.alpha, budget, estimator.tol, warn, last
         )
@@ -536,6 +548,25 @@ def fit_smooth(
             warn_uncertified(estimator.max_iter)
     ((w, b),) = objective.unstandardize(coef)
     return LevelFit(w, b, rho.bandwidth, n_iter, stats, scale, None)
+
+
+class _SubsampleRho(NamedTuple):
+    """The smoothed loss of a start's fit on a share of the rows.
+
+    Called with the share, it gives ``rho`` at :func:`subsample_bandwidth`
+    of the ``rows`` the default bandwidth counted, times ``scale``.
+    """
+
+    rho: SmoothedPinballRho
+    rows: float
+    n_features: int
+    scale: float
+
+    def __call__(self, share):
+        factor = subsample_bandwidth(self.rows, share, self.n_features)
+        return SmoothedPinballRho(
+            self.rho.quantile, factor * self.scale, self.rho.kernel
+        )
 
 
 def _smooth_start(estimator, X, y, sample_weight):

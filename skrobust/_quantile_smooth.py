@@ -210,13 +210,17 @@ def robust_offset_scale(y, sample_weight, fit_intercept):
     return offset, scale
 
 
-def smoothed_objective(rho, X, y, sample_weight, fit_intercept, stats, last):
+def smoothed_objective(
+    rho, X, y, sample_weight, fit_intercept, stats, last, subsample_rho=None
+):
     """The smoothed objective of ``rho``; a strided subsample of it unless ``last``.
 
     Every fit but the last only provides a residual scale and a start: on
     large data it is made on the subsample of the solvers' one rule
     (:func:`skrobust._solvers.subsample_for_start`). The last one starts
     next to its solution, where a start from a subsample would be worse.
+    ``subsample_rho``, if given, maps the subsample's share of the rows to
+    the loss its fit takes instead of ``rho`` (:func:`subsample_bandwidth`).
     """
     objective = LinearObjective(
         FixedScaleLoss(rho, 1.0),
@@ -228,7 +232,25 @@ def smoothed_objective(rho, X, y, sample_weight, fit_intercept, stats, last):
         column_stats=stats,
     )
     sub = None if last else _solvers.subsample_for_start(objective)
-    return objective if sub is None else sub
+    if sub is None:
+        return objective
+    if subsample_rho is not None:
+        share = sub.n_samples / objective.n_samples
+        sub.loss = FixedScaleLoss(subsample_rho(share), 1.0)
+    return sub
+
+
+def subsample_bandwidth(rows, share, n_features):
+    """:func:`default_bandwidth` of a start's fit on a ``share`` of the ``rows``.
+
+    The rule at the subsample's own size: its fit only gives the last one a
+    start and a residual scale, and the bandwidth of all the rows would make
+    it the harder problem of a larger sample on fewer rows (1e5 x 20 with
+    10% gross outliers: 18 to 21 iterations on every 11th row, 12 to 13 at
+    this bandwidth, 2.5 times wider; at q = 0.9, where the quantile falls
+    between the clean rows and the outliers, 184 -> 98).
+    """
+    return default_bandwidth(rows * share, n_features)
 
 
 def minimize_smoothed(
@@ -520,8 +542,11 @@ def _near_rows_objective(full, coef, near, residuals):
         # 1e5 x 1005 one-hot, whose intercept leaves one flat direction).
         return None
     weight = full.sample_weight
-    near_weight = float(weight[near].sum())
-    if not 0 < near_weight or 2 * np.count_nonzero(near) > near.size:
+    # Row indices, not the mask: taking a dense X's rows by index is 3x
+    # cheaper than by a boolean mask (1e5 x 20: 0.9 vs 3.2 ms).
+    rows = np.flatnonzero(near)
+    near_weight = float(weight[rows].sum())
+    if not 0 < near_weight or 2 * rows.size > near.size:
         return None
     total = full.sum_weight
     # d rho_q(r) / dr of each far row, times its weight (0 for near rows),
@@ -535,9 +560,9 @@ def _near_rows_objective(full, coef, near, residuals):
     del slope
     near_objective = LinearObjective(
         full.loss,
-        full.X[near],
-        full.y[near],
-        weight[near],
+        full.X[rows] if sp.issparse(full.X) else full.X.take(rows, axis=0),
+        full.y[rows],
+        weight[rows],
         full.predictor_spec,
         [0.0],
         column_stats=full.column_stats,
@@ -557,6 +582,9 @@ def _near_rows_objective(full, coef, near, residuals):
     )
 
 
+_EMPTY_COLUMN_HEAD = 64
+
+
 def _has_empty_column(X):
     """Whether some column of ``X`` (dense or sparse) is zero on every row."""
     if sp.issparse(X):
@@ -564,7 +592,12 @@ def _has_empty_column(X):
         if np.all(np.diff(X.indptr) > 0) and np.all(X.data != 0):
             return False
         return bool(np.any(abs(X).sum(axis=0) == 0))
-    return not np.all(np.any(X != 0, axis=0))
+    # Most designs have every column non-zero within their first rows: the
+    # rest is read only for the columns those rows leave empty.
+    head = np.any(X[:_EMPTY_COLUMN_HEAD] != 0, axis=0)
+    if head.all():
+        return False
+    return not np.all(np.any(X[_EMPTY_COLUMN_HEAD:, ~head] != 0, axis=0))
 
 
 def continuation_budgets(value, gap, left):

@@ -470,3 +470,48 @@ def test_empty_columns_are_found_dense_and_sparse():
     # An explicitly stored zero is still an empty column.
     stored_zero = sp.csr_matrix((np.array([1.0, 0.0]), ([0, 1], [0, 1])), shape=(2, 2))
     assert _has_empty_column(stored_zero)
+
+
+def test_empty_columns_are_found_beyond_the_first_rows():
+    from skrobust._quantile_smooth import _has_empty_column
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    X[:, 1] = 0.0
+    assert _has_empty_column(X)
+    X[250, 1] = 0.5  # the column's only entry, after the rows read first
+    assert not _has_empty_column(X)
+
+
+@pytest.mark.parametrize("quantile", [0.5, 0.9])
+def test_a_start_on_a_subsample_takes_the_bandwidth_of_its_size(monkeypatch, quantile):
+    """The first smoothed fit, on every 11th row, uses the rule at that size.
+
+    Its bandwidth is the default bandwidth of the subsample's rows times the
+    start's residual scale; the last fit's is the rule at all the rows.
+    """
+    import skrobust._quantile_level as level
+    from skrobust._quantile_smooth import default_bandwidth
+
+    scales, bandwidths = [], []
+    start = level._smooth_start
+
+    def recorded_start(*args):
+        prepared = start(*args)
+        scales.append(prepared[1])
+        return prepared
+
+    minimize = level.minimize_smoothed
+
+    def recorded_minimize(objective, *args):
+        bandwidths.append((objective.n_samples, objective.loss.rho.bandwidth))
+        return minimize(objective, *args)
+
+    monkeypatch.setattr(level, "_smooth_start", recorded_start)
+    monkeypatch.setattr(level, "minimize_smoothed", recorded_minimize)
+    n, p = 20_000, 5
+    X, y = _data(n, p, seed=4)
+    QuantileRegressor(quantile=quantile, solver="smooth").fit(X, y)
+    (n_sub, first), (n_all, _) = bandwidths[:2]
+    assert n_sub == len(range(0, n, 11)) and n_all == n
+    assert first == pytest.approx(default_bandwidth(n_sub, p) * scales[0], rel=1e-12)
