@@ -335,7 +335,7 @@ class DaskSmooth:
             result, new_value, new_gap = self.continuation_step(
                 full, finer, coef, (value, rho.bandwidth), start, budgets
             )
-            if not _quantile_smooth.takes_step(result, value, new_value, new_gap):
+            if not _quantile_smooth.takes_step(result, value, gap, new_value, new_gap):
                 break
             hard = result.n_iter > budgets[0]
             previous, coef, rho, value, gap = (

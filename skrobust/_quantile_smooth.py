@@ -733,8 +733,8 @@ def continuation_ends(value, gap, left, hard):
     return hard and not gap > _GUARANTEED_GAP * value
 
 
-def takes_step(result, value, new_value, new_gap):
-    """Whether the continuation takes a step's fit.
+def takes_step(result, value, gap, new_value, new_gap):
+    """Whether the continuation takes a step's fit (``value, gap``: the current one's).
 
     When it does not raise the pinball loss and either converged or, cut
     short, certifies the continuation's target: a duality gap within
@@ -742,11 +742,18 @@ def takes_step(result, value, new_value, new_gap):
     whether or not the smoothed objective was minimised. (5 rows of weight
     ``1e6`` beside 25 of ``1e-6``, ``alpha=0.01``: a step at ``h = 5e-8``
     ended on its 50 iterations near a vertex 2.6e-7 above the optimum, and
-    the fit kept the previous one, 2.0e-6 above.)
+    the fit kept the previous one, 2.0e-6 above.) A step cut short is also
+    taken when its gap certifies the documented accuracy
+    (``_GUARANTEED_GAP``) and the current fit's does not: on a sparse
+    2e4 x 2000 design at q = 0.2 the last step ended on ``max_iter`` with a
+    gap of 1.4e-5 of its loss, and keeping the previous fit (1.3e-4) had
+    the estimator warn.
     """
     if not new_value <= value:
         return False
-    return result.converged or not new_gap > _CONTINUATION_GAP * new_value
+    if result.converged or not new_gap > _CONTINUATION_GAP * new_value:
+        return True
+    return gap > _GUARANTEED_GAP * value and not new_gap > _GUARANTEED_GAP * new_value
 
 
 def refine_smoothed(objective, rho, coef, stats, alpha, max_iter, tol):
@@ -823,7 +830,7 @@ def refine_smoothed(objective, rho, coef, stats, alpha, max_iter, tol):
             start=coef if previous is None else coef + (coef - previous) / factor,
         )
         n_iter += result.n_iter
-        if not takes_step(result, value, new_value, new_gap):
+        if not takes_step(result, value, gap, new_value, new_gap):
             break
         hard = result.n_iter > budget
         previous, coef, rho, value, gap, residuals = (
