@@ -1331,7 +1331,7 @@ class MADScale:
                 )
             if not exact and result.gradient is not None:
                 # (A rough fit that met the exact tolerance is an exact one.)
-                gnorm = float(np.max(np.abs(result.gradient), initial=0.0))
+                gnorm = float(np.abs(result.gradient).max(initial=0.0))
                 exact = gnorm <= fit_tol
             coef = result.coef
             mad = _residual_scale(rows, objective, coef)
@@ -1482,7 +1482,7 @@ def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     value, grad = objective.loss_gradient(start)
     if not np.isfinite(value):
         return None
-    if float(np.max(np.abs(grad), initial=0.0)) <= rough_tol:
+    if float(np.abs(grad).max(initial=0.0)) <= rough_tol:
         return _solvers.SolverResult(start, 0, True, "rough start", gradient=grad)
     factor = _solvers.CholeskyFactor.of(np.asarray(hessian))
     if factor is None:
@@ -1573,7 +1573,7 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
         chord = False
         _, grad, hess = objective.loss_gradient_hessian(coef)
         direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = float(np.abs(grad).max(initial=0.0))
     if gnorm <= _POLISHED_GRADIENT * problem.options.tol:
         return coef
     for step in range(_POLISH_CHORD_STEPS if chord else 1):
@@ -1583,7 +1583,7 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
             break
         trial = coef + direction
         _, trial_grad = objective.loss_gradient(trial)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        trial_gnorm = float(np.abs(trial_grad).max(initial=0.0))
         if not trial_gnorm < gnorm:
             break
         converging = trial_gnorm < _CHORD_RATIO * gnorm

@@ -131,7 +131,7 @@ def scale_fixed_point_newton(problem, rows, rho, l2, coef, scale, gap_tol, grad_
         if not (mad > 0 and np.isfinite(mad)):
             return None
         gap = mad - scale
-        gnorm = float(np.max(np.abs(grad), initial=0.0))
+        gnorm = float(np.abs(grad).max(initial=0.0))
         if n_iter:
             _progress.say(
                 2,
