@@ -212,7 +212,7 @@ def _weighted_normal_solve(design, y, weights, penalty, regular=False):
     normal equations are well conditioned (:func:`regular_solve`): the same
     solution then, at a fraction of the eigendecomposition's cost.
     """
-    if np.all(weights == weights[0]):
+    if (weights == weights[0]).all():
         hessian = design.T @ design
         hessian /= design.shape[0]
         rhs = design.T @ y / design.shape[0]
@@ -343,7 +343,7 @@ def weighted_median(values, weights=None):
     that many times (the mean of the two middle values when the total weight
     is even), so weights and repeated rows give the same fit.
     """
-    if weights is None or np.all(weights == weights[0]):
+    if weights is None or (weights == weights[0]).all():
         return _median(values)
     order = np.argsort(values, kind="stable")
     v, w = values[order], weights[order] / weights.max()
@@ -365,7 +365,7 @@ def weighted_median(values, weights=None):
 def total_weight(sample_weight):
     """``sum(sample_weight)``, infinite rather than a RuntimeWarning on overflow."""
     top = float(sample_weight.max())
-    return float(np.sum(sample_weight / top)) * top if top > 0 else 0.0
+    return float((sample_weight / top).sum()) * top if top > 0 else 0.0
 
 
 def mad_scale(residuals, weights=None):
@@ -756,7 +756,7 @@ def _reweighted_step(objective, coef, factor):
     (the solve that follows decides the fit).
     """
     _, grad, product = objective.loss_gradient_curvature(coef)
-    target = 1e-3 * float(np.max(np.abs(grad), initial=0.0))
+    target = 1e-3 * float(np.abs(grad).max(initial=0.0))
     step, _, _ = _solvers._preconditioned_cg(
         product, -grad, factor, target, _LAD_CG_STEPS
     )

@@ -34,6 +34,7 @@ from ._scale import (
     rough_step,
     rough_tol_applies,
     secant_first_gap,
+    subsample_secant_tols,
 )
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -104,9 +105,12 @@ def _secant(
 ):
     """:meth:`skrobust._scale.MADScale._secant` on every ``step``-th row.
 
-    Returns ``(coef, scale, hessian, converged, collapsing)``.
+    Returns ``(coef, scale, hessian, converged, collapsing)``. As in memory,
+    a subsample's secant (``step > 1``) settles to the looser tolerances of
+    :func:`~skrobust._scale.subsample_secant_tols`.
     """
     options = problem.options
+    secant_tol, base_tol = subsample_secant_tols(options.tol, step > 1)
     data, weight = rows_of(problem.data, step, problem.stats[1])
     rows = (data, problem.stats[0] if step <= 1 else weight)
 
@@ -117,7 +121,7 @@ def _secant(
         budget = max(options.max_iter - problem.used, 0)
         # As in memory: the tolerance relative to the gradient's terms, or
         # the rough one of a fit that only steers the secant.
-        tol = fixed_scale_tol(problem.rho, scale, options.tol)
+        tol = fixed_scale_tol(problem.rho, scale, base_tol)
         exact = not rough_tol_applies(rough_tol, tol)
         result = None
         if not exact and budget > 0:
@@ -160,7 +164,7 @@ def _secant(
         fit,
         exhausted,
         start,
-        options.tol,
+        secant_tol,
         options.max_iter,
         collapse,
         first_gap,

@@ -137,6 +137,13 @@ _EXTRAPOLATION_MAX_RATIO = 4.0
 # third of the scale's step, and Huber's secant took one exact fit more.
 _ROUGH_MIN_ROWS_PER_COEF = 200
 _MAD_INEXACT_FIT = 1e-3
+# scale="mad": a subsample's fixed point only starts the secant on all
+# rows, off by its sampling error (1 / sqrt(rows), 1% at 9091 rows): its
+# secant settles to this relative change, a hundredth of that error, and
+# its fits to _SUBSAMPLE_FIT_TOL (through fixed_scale_tol), where a
+# gradient g moves the MAD by a few g: not to the fit's tol.
+SUBSAMPLE_SCALE_RTOL = 1e-4
+_SUBSAMPLE_FIT_TOL = 1e-6
 # scale="mad" by L-BFGS (many coefficients) without a subsample's fixed
 # point: the fits before the last are solved roughly too, as if the first
 # change of the scale were this fraction of it. Each exact L-BFGS fit runs
@@ -1227,7 +1234,7 @@ class MADScale:
             sub = _solvers.subsample_for_start(ls_objective)
         if sub is not None:
             coef, scale, hessian, _, collapsing = self._secant(
-                problem, sub, coef, scale, None, collapse=True
+                problem, sub, coef, scale, None, collapse=True, subsample=True
             )
             origin = "subsample"
             if collapsing:
@@ -1270,6 +1277,7 @@ class MADScale:
         origin="stale",
         collapse=False,
         first_gap=None,
+        subsample=False,
     ):
         """Fixed-scale fits on the rows of ``rows`` until the scale settles.
 
@@ -1277,8 +1285,12 @@ class MADScale:
         ``collapse``, it stops early (``collapsing``) when the scale
         heads for zero (:attr:`ScaleSecant.collapsing`), before the fits'
         scale reaches the tiny values where their curvature overflows.
-        ``first_gap``: see :func:`mad_fixed_point`.
+        ``first_gap``: see :func:`mad_fixed_point`. With ``subsample``
+        (``rows`` only start the secant on all rows) the secant settles to
+        ``SUBSAMPLE_SCALE_RTOL`` and the fits to ``_SUBSAMPLE_FIT_TOL``
+        (:func:`subsample_secant_tols`).
         """
+        tol, base_tol = subsample_secant_tols(problem.options.tol, subsample)
 
         def fit(scale, start, hessian, origin, rough_tol=None):
             objective = problem.objective(
@@ -1294,8 +1306,8 @@ class MADScale:
             # (fixed_scale_tol): a fixed point far below the spread of y (a
             # few heavy rows fitted almost exactly) has a gradient that
             # small, and an absolute tol let its start pass.
-            tol = fixed_scale_tol(problem.rho, scale, problem.options.tol)
-            exact = not rough_tol_applies(rough_tol, tol)
+            fit_tol = fixed_scale_tol(problem.rho, scale, base_tol)
+            exact = not rough_tol_applies(rough_tol, fit_tol)
             result = None
             if not exact and problem.budget > 0:
                 result = rough_step(
@@ -1315,11 +1327,12 @@ class MADScale:
                     multilevel=False,
                     hessian=hessian,
                     hessian_origin=origin,
-                    tol=tol if exact else rough_tol,
+                    tol=fit_tol if exact else rough_tol,
                 )
             if not exact and result.gradient is not None:
                 # (A rough fit that met the exact tolerance is an exact one.)
-                exact = float(np.max(np.abs(result.gradient), initial=0.0)) <= tol
+                gnorm = float(np.abs(result.gradient).max(initial=0.0))
+                exact = gnorm <= fit_tol
             coef = result.coef
             mad = _residual_scale(rows, objective, coef)
             if (
@@ -1344,7 +1357,7 @@ class MADScale:
             fit,
             exhausted,
             (coef, scale, hessian, origin),
-            problem.options.tol,
+            tol,
             problem.options.max_iter,
             collapse,
             first_gap,
@@ -1429,6 +1442,18 @@ def mad_fixed_point(
     return coef, mad, hessian, converged, False
 
 
+def subsample_secant_tols(tol, subsample):
+    """``(secant_tol, fit_tol)`` of a MAD secant: ``(tol, tol)`` on all rows.
+
+    On a subsample, whose fixed point only starts the secant on all rows,
+    ``SUBSAMPLE_SCALE_RTOL`` and ``_SUBSAMPLE_FIT_TOL`` (at least ``tol``).
+    Written once for memory and Dask.
+    """
+    if not subsample:
+        return tol, tol
+    return max(tol, SUBSAMPLE_SCALE_RTOL), max(tol, _SUBSAMPLE_FIT_TOL)
+
+
 def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     """A rough MAD fit: one Newton step on ``hessian`` from ``start``, or None.
 
@@ -1457,7 +1482,7 @@ def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     value, grad = objective.loss_gradient(start)
     if not np.isfinite(value):
         return None
-    if float(np.max(np.abs(grad), initial=0.0)) <= rough_tol:
+    if float(np.abs(grad).max(initial=0.0)) <= rough_tol:
         return _solvers.SolverResult(start, 0, True, "rough start", gradient=grad)
     factor = _solvers.CholeskyFactor.of(np.asarray(hessian))
     if factor is None:
@@ -1548,7 +1573,7 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
         chord = False
         _, grad, hess = objective.loss_gradient_hessian(coef)
         direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = float(np.abs(grad).max(initial=0.0))
     if gnorm <= _POLISHED_GRADIENT * problem.options.tol:
         return coef
     for step in range(_POLISH_CHORD_STEPS if chord else 1):
@@ -1558,7 +1583,7 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
             break
         trial = coef + direction
         _, trial_grad = objective.loss_gradient(trial)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        trial_gnorm = float(np.abs(trial_grad).max(initial=0.0))
         if not trial_gnorm < gnorm:
             break
         converging = trial_gnorm < _CHORD_RATIO * gnorm

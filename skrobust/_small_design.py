@@ -62,6 +62,9 @@ class SmallDesign:
 
     def raw_prediction(self, objective, coef):
         """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``."""
+        if len(self.designs) == 1:  # (column_stack's overhead is most of it)
+            (pred,) = objective.predictors
+            return (self.designs[0] @ coef[pred.slice])[:, None]
         return np.column_stack(
             [
                 D @ coef[pred.slice]

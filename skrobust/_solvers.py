@@ -734,7 +734,7 @@ def trust_region_hessian(hess):
     diag = np.diag(hess)
     if not np.all(np.isfinite(hess)):
         return hess
-    floor = np.finfo(float).eps * float(np.max(np.abs(diag), initial=0.0))
+    floor = np.finfo(float).eps * _max_abs(diag)
     if not floor > 0:
         return hess
     lower, info = scipy.linalg.lapack.dpotrf(hess, lower=1, clean=0)
@@ -765,14 +765,14 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
         coef, value, grad, hessian, n_iter = _newton_steps(
             objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
         )
-        if float(np.max(np.abs(grad), initial=0.0)) <= tol:
+        if _max_abs(grad) <= tol:
             return SolverResult(
                 coef, n_iter, True, "Newton steps converged", hessian, grad
             )
         coef0 = coef
     if n_iter >= max_iter:
         value, grad = objective.loss_gradient(coef0)
-        converged = float(np.max(np.abs(grad), initial=0.0)) <= tol
+        converged = _max_abs(grad) <= tol
         return SolverResult(
             coef0, n_iter, converged, "no iterations left", hessian, grad
         )
@@ -803,7 +803,7 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
     coef, value, grad, hessian, n_iter = _newton_steps(
         objective, res.x, memo.value, memo.grad, memo.H, tol, max_iter, n_iter
     )
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian, grad)
 
 
@@ -838,7 +838,7 @@ def _damped_newton(
         coef, value, grad, hessian, n_iter = _newton_steps(
             objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
         )
-        if float(np.max(np.abs(grad), initial=0.0)) <= tol:
+        if _max_abs(grad) <= tol:
             return SolverResult(
                 coef, n_iter, True, "Newton steps converged", hessian, grad
             )
@@ -847,7 +847,7 @@ def _damped_newton(
     value, grad, hess = at
     if not np.isfinite(value):
         return SolverResult(coef, n_iter, False, "non-finite objective")
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     message = "iteration limit reached"
     floor = _DirectionFloor(_penalty_of(objective))
     while gnorm > tol and n_iter < max_iter:
@@ -900,7 +900,7 @@ def _damped_step(
     coef, value, gnorm = at
     trial = coef + direction
     trial_value, trial_grad, extra = evaluate(trial)
-    trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+    trial_gnorm = _max_abs(trial_grad)
     rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
     accept = np.isfinite(trial_value) and (
         trial_value <= min(value + 1e-4 * slope, value - rounding)
@@ -911,7 +911,7 @@ def _damped_step(
         step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
         trial = coef + step * direction
         trial_value, trial_grad, extra = evaluate(trial)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        trial_gnorm = _max_abs(trial_grad)
         improved = trial_gnorm < gnorm or trial_value < value - rounding
         if not (step > 0 and np.isfinite(trial_value) and improved):
             return None, "no improving step (rounding level)"
@@ -980,7 +980,7 @@ def _preconditioned_cg(product, rhs, factor, target, max_iter):
         alpha = rz / curvature
         x = x + alpha * direction
         residual = residual - alpha * h_direction
-        if float(np.max(np.abs(residual), initial=0.0)) <= target:
+        if _max_abs(residual) <= target:
             return x, iteration, True
         z = factor.solve(residual)
         rz_next = float(residual @ z)
@@ -1026,7 +1026,7 @@ def polish_direction(objective, coef, hessian):
     if factor is None:
         return None
     _, grad, product = objective.loss_gradient_curvature(coef)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     step, _, solved = _preconditioned_cg(
         product, -grad, factor, _POLISH_RTOL * gnorm, objective.n_coef
     )
@@ -1062,7 +1062,7 @@ def _preconditioned_newton(objective, coef0, max_iter, tol, hessian=None):
     factor = CholeskyFactor.of(hessian)
     if factor is None or not np.isfinite(value):
         return None
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     n_iter, message, refresh = 0, "iteration limit reached", False
     while gnorm > tol and n_iter < max_iter:
         if refresh:
@@ -1136,6 +1136,15 @@ def _newton_direction(hess, grad, floor):
     return _regularised_direction(hess, grad, floor.penalty, floor.rcond), True
 
 
+def _max_abs(values):
+    """``max |values|`` (0 for none), as a float: a gradient's norm.
+
+    (The ndarray method: ``np.max`` costs several microseconds more a call,
+    and Newton's loops take one per step.)
+    """
+    return float(np.abs(values).max(initial=0.0))
+
+
 def cholesky_solve(matrix, rhs):
     """``matrix^-1 rhs`` for a symmetric ``matrix``; None unless clearly definite.
 
@@ -1162,15 +1171,19 @@ class CholeskyFactor:
     @classmethod
     def of(cls, matrix):
         """The factor of ``matrix``, or None unless it is clearly definite."""
-        diag = np.diag(matrix)
-        if not (np.all(diag > 0) and np.all(np.isfinite(matrix))):
+        # (ndarray methods and a diagonal view: numpy's functions np.diag,
+        # np.all and np.min cost more than the factorisation at 20 unknowns,
+        # and a Newton fit factors a Hessian per step.)
+        matrix = np.asarray(matrix)
+        diag = matrix.diagonal()
+        if not (diag.min(initial=np.inf) > 0 and np.isfinite(matrix).all()):
             return None
         d = 1.0 / np.sqrt(diag)
         scaled = matrix * d[:, None] * d[None, :]
         # LAPACK's potrf/potrs directly: scipy.linalg's wrappers cost more
         # than the factorisation of a few dozen unknowns.
         lower, info = scipy.linalg.lapack.dpotrf(scaled, lower=1, clean=0)
-        if info != 0 or not np.min(np.diag(lower)) ** 2 > _CHOLESKY_MIN_PIVOT:
+        if info != 0 or not lower.diagonal().min() ** 2 > _CHOLESKY_MIN_PIVOT:
             return None
         return cls(lower, d)
 
@@ -1361,7 +1374,7 @@ def _newton_line_search(objective, result, max_iter, tol):
         return d
 
     coef, grad, n_iter = _descend(objective, result, max_iter, tol, direction)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     return SolverResult(
         coef, n_iter, gnorm <= tol, "Newton directions with exact line search"
     )
@@ -1431,7 +1444,7 @@ def _newton_cg_line_search(objective, result, max_iter, tol):
         stall=True,
         evaluate=evaluate,
     )
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     converged = gnorm <= tol or (result.converged and gnorm <= _LBFGS_ROUNDING_GTOL)
     return SolverResult(
         coef, n_iter, converged, "truncated Newton with exact line search"
@@ -1464,7 +1477,7 @@ def _descend(
 
     coef, n_iter = result.coef, result.n_iter
     value, grad, extra = evaluate(coef)
-    gnorm = float(np.max(np.abs(grad), initial=0.0))
+    gnorm = _max_abs(grad)
     stalled = 0
     while gnorm > tol and n_iter < max_iter and np.isfinite(value):
         if stall and stalled >= _STALLED_STEPS:
@@ -1475,7 +1488,7 @@ def _descend(
         n_iter += 1
         step = _zero_of_slope(objective, coef, d, grad @ d, rtol)
         trial_value, trial_grad, trial_extra = evaluate(coef + step * d)
-        trial_gnorm = float(np.max(np.abs(trial_grad), initial=0.0))
+        trial_gnorm = _max_abs(trial_grad)
         improved = trial_gnorm < gnorm or trial_value < value
         if not (np.isfinite(trial_value) and improved):
             break
@@ -1572,7 +1585,7 @@ def _newton_steps(
     with_hessian, current = origin == "subsample", origin == "current"
     factored = (None, None)  # (the Hessian factored, its CholeskyFactor)
     for _ in range(_POLISH_STEPS):
-        gnorm = float(np.max(np.abs(grad), initial=0.0))
+        gnorm = _max_abs(grad)
         if gnorm <= tol or n_iter >= max_iter:
             break
         fresh = hess is None
@@ -1599,7 +1612,7 @@ def _newton_steps(
             trial_value, trial_grad = objective.loss_gradient(trial)
             trial_hess = None
         n_iter += 1
-        trial_gnorm = float(np.max(np.abs(trial_grad)))
+        trial_gnorm = _max_abs(trial_grad)
         _progress.say(
             2,
             "  Newton step {}: objective {:.10g}, max |gradient| {:.2e}",
