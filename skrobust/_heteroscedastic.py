@@ -45,6 +45,7 @@ from ._base import (
 )
 from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
+from ._likelihood_pass import LikelihoodObjective
 from ._objective import LinearObjective
 from ._sparse_hessian import sparse_hessian_affordable
 from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
@@ -941,7 +942,7 @@ def likelihood_objective(estimator, X, y_std, sample_weight, var_cols, l2, stats
     penalised by ``l2``, in the standardised coordinates ``stats``; the
     jitter and the mean's intercept are ``estimator``'s.
     """
-    return LinearObjective(
+    return LikelihoodObjective(
         GaussianNLLLoss(estimator.variance_floor),
         X,
         y_std,
