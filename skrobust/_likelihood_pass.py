@@ -73,20 +73,19 @@ class LikelihoodObjective(LinearObjective):
         return X
 
     def _pass_single_threaded(self, coef, gradient, hessian, direction, curvature):
-        if (
-            self.sparse
-            or not (gradient and hessian)
-            or direction is not None
-            or curvature is not None
-        ):
+        if self.sparse or not hessian or direction is not None or curvature is not None:
             return super()._pass_single_threaded(
                 coef, gradient, hessian, direction, curvature
             )
-        return _likelihood_pass(self, coef, hessian)
+        return _likelihood_pass(self, coef, gradient)
 
 
-def _likelihood_pass(objective, coef, hessian):
-    """``(value, grad, H, None)`` of ``objective`` at ``coef`` in one pass."""
+def _likelihood_pass(objective, coef, gradient):
+    """``(value, grad, H, None)`` of ``objective`` at ``coef`` in one pass.
+
+    ``grad`` is None without ``gradient`` (it costs two matrix-vector
+    products per block, a fraction of the Gram matrix).
+    """
     X, y = objective.X, objective.y
     p = X.shape[1]
     cols = objective.predictors[1].columns  # Z (None: all of X)
@@ -98,7 +97,7 @@ def _likelihood_pass(objective, coef, hessian):
     if objective.remember_prediction:
         remembered = np.empty((X.shape[0], 2))
     m = p + q + 2
-    M = np.zeros((m, m)) if hessian else None
+    M = np.zeros((m, m))
     E = None
     for rows, A in _hessian_blocks(objective, m):
         parts = [pred.take(A) for pred in objective.predictors]
@@ -106,26 +105,22 @@ def _likelihood_pass(objective, coef, hessian):
         if remembered is not None:
             remembered[rows] = raw
         sw = objective.sample_weight[rows]
-        if hessian:
-            loss, g, root = objective.loss.loss_gradient_root(y[rows], raw)
-        else:
-            loss, g = objective.loss.loss_gradient(y[rows], raw)
+        loss, g, root = objective.loss.loss_gradient_root(y[rows], raw)
         with np.errstate(over="ignore", invalid="ignore"):
             sums.value += loss.sum() if unit else sw @ loss
-        if not unit:
-            g *= sw[:, None]
-        sums.add_gradient(parts, g)
-        if hessian:
+        if gradient:
             if not unit:
-                root *= np.sqrt(sw)[:, None]
-            if E is None:
-                E = np.empty((A.shape[0], m))
-            M += _scaled_gram(E[: A.shape[0]], A, root, cols)
+                g *= sw[:, None]
+            sums.add_gradient(parts, g)
+        if not unit:
+            root *= np.sqrt(sw)[:, None]
+        if E is None:
+            E = np.empty((A.shape[0], m))
+        M += _scaled_gram(E[: A.shape[0]], A, root, cols)
     if remembered is not None:
         objective._remembered = (coef.copy(), remembered)
-    if hessian:
-        _split_gram(sums, M, p, cols, objective.loss.jitter_variance)
-    return sums.finish(objective, coef, True, hessian, None)
+    _split_gram(sums, M, p, cols, objective.loss.jitter_variance)
+    return sums.finish(objective, coef, gradient, True, None)
 
 
 def _hessian_blocks(objective, width):

@@ -130,7 +130,10 @@ def test_dense_hessian_is_the_issue_formulas_without_weighted_gram_matrices(
         assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-12 * scale)
         assert_allclose(hess, expected_hess, rtol=1e-9, atol=1e-13 * scale)
     assert_allclose(hess, hess.T, rtol=0, atol=1e-15 * scale)
-    # Value and gradient alone: the same numbers.
+    # The Hessian alone, and value and gradient alone: the same numbers.
+    grams.clear()  # (of the generic pass)
+    assert_allclose(objective.hessian(coef), hess, rtol=1e-14, atol=1e-16 * scale)
+    assert grams == []
     alone = objective.loss_gradient(coef)
     assert alone[0] == pytest.approx(value, rel=1e-14)
     assert_allclose(alone[1], grad, rtol=1e-12, atol=1e-15 * scale)
