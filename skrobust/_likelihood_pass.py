@@ -26,13 +26,16 @@ intercepts included (the columns of ones). One symmetric rank-k update
 :class:`~skrobust._objective.LinearObjective`'s three weighted Gram
 matrices (one of them a general product: ``r e^{-v}`` has either sign),
 each with a scaled copy of the block, and four matrix-vector products for
-the intercepts. The two predictors are likewise one product ``A W`` per
-block (``W`` the raw coefficients as two columns, the variance's scattered
-into the variance columns), and their gradients one ``A^T G``.
+the intercepts. (The predictors and the gradient are the generic pass's
+matrix-vector products: one product ``A W`` with both predictors'
+coefficients as the columns of ``W``, and ``A^T G``, were slower.) At
+``1e5 x 20`` a pass with the Hessian took 18 ms instead of 23, on the
+contiguous copy of a 9091-row subsample 2.1 ms instead of 4.0.
 
 Sums come out in another order than the generic pass's, so results agree
-with it to rounding. Sparse ``X``, Hessian-vector products and per-row
-curvatures take the generic pass.
+with it to rounding. Sparse ``X`` and passes without a Hessian (the
+gradient alone, Hessian-vector products, per-row curvatures) take the
+generic pass.
 """
 
 import numpy as np
