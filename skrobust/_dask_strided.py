@@ -15,7 +15,6 @@ sums as in memory, without a round trip per evaluation.
 import numpy as np
 
 from ._dask import DaskObjective, _chunk_weights
-from ._objective import LinearObjective
 from ._solvers import SUBSAMPLE_MIN_ROWS
 
 # Strided levels of at most this many rows are fetched and solved on the
@@ -90,7 +89,7 @@ def rows_kernel(X_c, y_c, w_c):
 
 
 def fetched_objective(data, step, top, template, setup):
-    """The objective of every ``step``-th row, fetched: a :class:`LinearObjective`.
+    """The objective of every ``step``-th row, fetched: of ``template``'s class.
 
     One round trip brings the rows (as ``X[::step]`` selects them in
     memory); their targets are the chunk setup's (standardised, clipped
@@ -101,7 +100,7 @@ def fetched_objective(data, step, top, template, setup):
     parts = StridedData(data, step).map_chunks(rows_kernel)
     X, y, weights = (np.concatenate([part[k] for part in parts]) for k in range(3))
     weights = weights / top
-    return LinearObjective(
+    return type(template)(
         setup.loss,
         X,
         setup.targets(X, y, weights),
@@ -164,6 +163,15 @@ class StridedObjective(DaskObjective):
         if self.local is not None:
             return self.local._design_grams(j, directions)
         return super()._design_grams(j, directions)
+
+    @property
+    def secant_updates(self):
+        """Whether Newton's chord steps update their Hessian: as the template's.
+
+        (The in-memory objective's class decides, see
+        :func:`skrobust._solvers.secant_update`; the same steps here.)
+        """
+        return getattr(self.template, "secant_updates", False)
 
     def subsample(self, step):
         step = self.step * int(step)

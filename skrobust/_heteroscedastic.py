@@ -45,6 +45,7 @@ from ._base import (
 )
 from ._cov_gaussian import COV_TYPES, gaussian_covariance
 from ._inference import InferenceMixin, set_inference_attributes
+from ._likelihood_pass import LikelihoodObjective
 from ._objective import LinearObjective
 from ._sparse_hessian import sparse_hessian_affordable
 from .losses import FixedScaleLoss, GaussianNLLLoss, SquaredRho
@@ -82,15 +83,21 @@ def _mean_and_spread(y, sample_weight, fit_intercept):
     stays positive.
     """
     weighted = sample_weight > 0
-    y_max = float(np.max(np.abs(y[weighted])))
+    if weighted.all():  # (no gathered copies of y and the weights)
+        y_w, w = y, sample_weight
+    else:
+        y_w, w = y[weighted], sample_weight[weighted]
+    y_max = max(float(np.max(y_w)), -float(np.min(y_w)))
     if not y_max > 0:
         return 0.0, 1.0
-    w = sample_weight[weighted] / sample_weight.max()
-    u = y[weighted] / y_max
+    top = float(w.max())
+    if top != 1.0:  # (dividing by 1 changes nothing)
+        w = w / top
+    u = y_w / y_max
     S = w.sum()
     offset = float(w @ u / S) if fit_intercept else 0.0
-    dev = u - offset
-    spread = float(np.sqrt(w @ (dev * dev) / S))
+    u -= offset
+    spread = float(np.sqrt(w @ np.square(u, out=u) / S))
     if not spread > 0:
         spread = abs(offset)
     return offset * y_max, spread * y_max
@@ -941,7 +948,7 @@ def likelihood_objective(estimator, X, y_std, sample_weight, var_cols, l2, stats
     penalised by ``l2``, in the standardised coordinates ``stats``; the
     jitter and the mean's intercept are ``estimator``'s.
     """
-    return LinearObjective(
+    return LikelihoodObjective(
         GaussianNLLLoss(estimator.variance_floor),
         X,
         y_std,

@@ -558,12 +558,13 @@ class LinearObjective:
     def subsample(self, step):
         """The same objective on every ``step``-th row, in the same coordinates.
 
-        A view of dense ``X``; a start for the full problem that costs
-        ``1 / step`` of a pass.
+        A view of dense ``X`` (:meth:`_subsample_rows`); a start for the
+        full problem that costs ``1 / step`` of a pass. Of this objective's
+        class.
         """
-        return LinearObjective(
+        return type(self)(
             self.loss,
-            self.X[::step],
+            self._subsample_rows(step),
             self.y[::step],
             self.sample_weight[::step],
             self.predictor_spec,
@@ -571,6 +572,10 @@ class LinearObjective:
             column_stats=self.column_stats,
             pinned=self.pinned,
         )
+
+    def _subsample_rows(self, step):
+        """``X[::step]``, the rows of :meth:`subsample`."""
+        return self.X[::step]
 
     def dense_design(self, rows=None):
         """The standardised design of a one-predictor objective, as an array.

@@ -811,7 +811,27 @@ class GaussianNLLLoss:
         # line searches, most of a wide fit's, need only the gradient.)
         return self._evaluate(y, raw, hessian=False)
 
-    def _evaluate(self, y, raw, hessian):
+    def loss_gradient_root(self, y, raw):
+        r"""Loss, gradient and a root of each row's Hessian, in one evaluation.
+
+        ``root`` has shape (n_samples, 2): :math:`a = e^{-v/2}` and :math:`b
+        = r e^{-v/2}`, in terms of which each row's Hessian is
+
+        .. math::
+
+            \begin{pmatrix} a^2 & a b \\ a b & (b^2 + \tau^2 a^2) / 2
+            \end{pmatrix},
+
+        so that the Hessian blocks of a design are Gram matrices of its rows
+        scaled by :math:`a` and :math:`b`
+        (:mod:`skrobust._likelihood_pass`), without the per-row weights
+        ``r e^{-v}`` and ``q / 2`` of :meth:`loss_gradient_hessian`. Out of
+        range rows have ``a = b = 0``. Loss and gradient are those of
+        :meth:`loss_gradient`.
+        """
+        return self._evaluate(y, raw, hessian=False, root=True)
+
+    def _evaluate(self, y, raw, hessian, root=False):
         v = raw[:, 1]
         # Out-of-range rows overflow here; they are overwritten below.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -832,13 +852,19 @@ class GaussianNLLLoss:
             hess[:, 0, 0] = inv_var
             hess[:, 0, 1] = hess[:, 1, 0] = r_iv
             hess[:, 1, 1] = 0.5 * q
+        if root:
+            hess = np.empty_like(raw)
+            # (Out-of-range rows may overflow or be NaN; they are zeroed below.)
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.sqrt(inv_var, out=hess[:, 0])
+                np.multiply(r, hess[:, 0], out=hess[:, 1])
         if not np.all(in_range):
             out = ~in_range
             loss[out] = _OUT_OF_RANGE_LOSS
             grad[out] = 0.0
-            if hessian:
+            if hessian or root:
                 hess[out] = 0.0
-        return (loss, grad, hess) if hessian else (loss, grad)
+        return (loss, grad, hess) if hessian or root else (loss, grad)
 
 
 class SmoothedPinballRho(ResidualFunction):
