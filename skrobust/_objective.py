@@ -165,9 +165,7 @@ def _weighted_column_stats(X, sample_weight, center):
         # Columns near 1e+-200 would overflow or underflow when squared:
         # scale each by a power of two (exact) near its size. (From the
         # extremes: |pilot| would be a copy of all of a small X.)
-        size = np.maximum(
-            pilot.max(axis=0, initial=-np.inf), -pilot.min(axis=0, initial=np.inf)
-        )
+        size = _column_extremes(pilot)
         size[~(size > 0)] = 1.0
         unit = np.exp2(np.round(np.log2(size)))
         if np.any((unit > 2.0**100) | (unit < 2.0**-100)):
@@ -201,6 +199,31 @@ def _weighted_column_stats(X, sample_weight, center):
         if not moderate:
             mean, var = _centred_moments(X, sample_weight, S)
     return _finish_column_stats(mean, var, center)
+
+
+# Up to this many columns, the extremes of a row-major pilot are taken from
+# its transposed copy (see _column_extremes).
+_TRANSPOSED_EXTREMES_MAX_COLS = 64
+
+
+def _column_extremes(pilot):
+    """``max(max_i x_ij, -min_i x_ij)`` per column ``j`` of a dense array.
+
+    numpy reduces a row-major array over its rows one row at a time, at a
+    fixed cost per row: at 1000 x 20 the two reductions took 75 us, a
+    tenth of the start of a fit, and 25 us on a column-major copy. The
+    same numbers (a maximum is exact; only the sign of a zero could
+    differ, and zero sizes count as 1).
+    """
+    row_major = pilot.strides[1] == pilot.itemsize  # (strided rows too)
+    if row_major and pilot.shape[1] <= _TRANSPOSED_EXTREMES_MAX_COLS:
+        rows = pilot.T.copy()  # (each column contiguous)
+        return np.maximum(
+            rows.max(axis=1, initial=-np.inf), -rows.min(axis=1, initial=np.inf)
+        )
+    return np.maximum(
+        pilot.max(axis=0, initial=-np.inf), -pilot.min(axis=0, initial=np.inf)
+    )
 
 
 def _finish_column_stats(mean, var, center):
@@ -306,7 +329,8 @@ def _centred_moments(X, sample_weight, S):
                 continue
             block_mean = (sw @ X[rows]) / w_block
             dev = X[rows] - block_mean
-            dev[sw == 0] = 0.0  # weightless rows may hold anything finite
+            if not sw.min() > 0:
+                dev[sw == 0] = 0.0  # weightless rows may hold anything finite
             dev *= dev
             yield w_block, block_mean, sw @ dev
 
