@@ -198,9 +198,13 @@ def standardised_design(objective, pred, rows=None):
         X = X.toarray()
     design = np.empty((X.shape[0], idx.size + pred.fit_intercept))
     body = design[:, : idx.size]
-    np.subtract(X, objective.mean[idx], out=body)
-    body *= objective.inv_scale[idx]
-    body[:, pred.pinned] = 0.0  # (their coefficients are held at 0)
+    # (Centred into a contiguous temporary, then scaled into the design:
+    # numpy's loops over a body whose rows are not contiguous cost per row,
+    # 60 of 70 us at 1000 x 20 when both steps wrote to it. The same
+    # arithmetic, so the same numbers.)
+    np.multiply(np.subtract(X, objective.mean[idx]), objective.inv_scale[idx], out=body)
+    if pred.pinned.any():
+        body[:, pred.pinned] = 0.0  # (their coefficients are held at 0)
     if pred.fit_intercept:
         design[:, idx.size] = 1.0
     return design
