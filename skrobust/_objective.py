@@ -98,10 +98,41 @@ _MAX_IMPLICIT_OFFSET = 1e3
 _RAW_MOMENT_OFFSET = 100.0
 
 
+class _ThreadCounts(ThreadpoolController):
+    """threadpoolctl's controller, whose ``limit`` to a number only sets counts.
+
+    ``ThreadpoolController.limit`` reads every library's whole description
+    (version, architecture, path) on entry, to restore it on exit: 45 us,
+    1% of a 1000 x 20 fit and of each pass in row blocks at 1e4 x 20, which
+    limits BLAS too. The thread counts are all that it restores; they are
+    read and set directly here (the same counts; other limits as before).
+    """
+
+    def limit(self, *, limits=None, user_api=None):
+        if not isinstance(limits, int) or user_api not in ("blas", "openmp"):
+            return super().limit(limits=limits, user_api=user_api)
+        chosen = [lib for lib in self.lib_controllers if lib.user_api == user_api]
+        return _counts_limited(chosen, limits)
+
+
+@contextlib.contextmanager
+def _counts_limited(libraries, limit):
+    """Each of ``libraries`` at ``limit`` threads, its own count restored after."""
+    counts = [(lib, lib.num_threads) for lib in libraries]
+    changed = [(lib, n) for lib, n in counts if n != limit]
+    for lib, _ in changed:
+        lib.set_num_threads(limit)
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
+
+
 # BLAS calls on cache-sized blocks are too small for threads to pay: with two
 # threads a Hessian pass was 1.5x slower on an idle machine and 10x slower
 # with another process on the second core. Passes run single-threaded.
-_THREADPOOLS = ThreadpoolController()
+_THREADPOOLS = _ThreadCounts()
 # Fits of designs up to this many stored entries run with one BLAS thread
 # throughout (single_threaded_blas): their BLAS calls (starts, L-BFGS-B's
 # own, the linear programmes) are too small for threads, which with another
