@@ -899,9 +899,14 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
     if sample_weight @ np.abs(y) < sample_weight @ np.abs(y - predict(coef)):
         coef = np.zeros_like(coef)
     previous = None
+    # (Equal weights give the plain median; the total is the same each step.)
+    median_weights = (
+        None if (sample_weight == sample_weight[0]).all() else sample_weight
+    )
+    start_total = total_weight(sample_weight)
     for _ in range(_LAD_START_STEPS):
         residuals = np.abs(y - predict(coef))
-        spread = weighted_median(residuals, sample_weight)
+        spread = weighted_median(residuals, median_weights)
         if not spread > 0:
             break  # half the rows are fitted exactly: as good as it gets
         if previous is not None and abs(previous - spread) <= 1e-3 * spread:
@@ -909,5 +914,5 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
         previous = spread
         weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
         # The ridge keeps its strength relative to the total weight.
-        coef = solve(weights, total_weight(weights) / total_weight(sample_weight), coef)
+        coef = solve(weights, total_weight(weights) / start_total, coef)
     return coef
