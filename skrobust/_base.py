@@ -192,9 +192,18 @@ def _solve_least_squares(objective, direct=False, budget=0, regular=False, loose
 
 
 def _rows_with_weight(objective):
-    """Standardised design (a copy), targets and weights of the rows with weight."""
+    """Standardised design, targets and weights of the rows with weight.
+
+    The design is read, never written: where every row has weight and the
+    objective is small enough to hold its standardised design
+    (:class:`~skrobust._small_design.SmallDesign`, which its passes and
+    predictions build anyway), that copy itself, not another.
+    """
     rows = objective.sample_weight > 0
     if rows.all():
+        small = objective._small_design()
+        if small is not None:
+            return small.designs[0], objective.y, objective.sample_weight
         rows = slice(None)  # a view, not a gathered copy
     return (
         objective.dense_design(rows),
@@ -613,12 +622,26 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
             # dtype="numeric" keeps e.g. float16; complex never reaches here.
             raise ValueError(f"X has unsupported dtype {X.dtype}")
         y = np.asarray(y, dtype=np.float64)
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
+        if sample_weight is None:
+            # (What _check_sample_weight makes of None, without its checks
+            # of the ones it makes: a tenth of a small fit's validation.)
+            sample_weight = np.ones(X.shape[0])
+        else:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
         if not sample_weight.max(initial=0.0) > 0:
             raise ValueError("sample_weight must have a positive sum.")
         return X, y, sample_weight
+
+    @classmethod
+    def _get_param_names(cls):
+        """The constructor's parameter names (sklearn's), read once per class.
+
+        ``inspect.signature`` of ``__init__`` at every ``get_params`` was a
+        tenth of the validation of a small fit.
+        """
+        return list(_param_names(cls))
 
     def predict(self, X):
         """Predict with the fitted linear model.
@@ -648,6 +671,12 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         # (hasattr on the class: dir(self) costs a fit of 50 rows.)
         tags.target_tags.multi_output = hasattr(type(self), "_fit_standardised")
         return tags
+
+
+@functools.cache
+def _param_names(cls):
+    """``BaseEstimator._get_param_names`` of ``cls`` (its signature is fixed)."""
+    return tuple(BaseEstimator._get_param_names.__func__(cls))
 
 
 def least_squares_start(
@@ -870,9 +899,14 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
     if sample_weight @ np.abs(y) < sample_weight @ np.abs(y - predict(coef)):
         coef = np.zeros_like(coef)
     previous = None
+    # (Equal weights give the plain median; the total is the same each step.)
+    median_weights = (
+        None if (sample_weight == sample_weight[0]).all() else sample_weight
+    )
+    start_total = total_weight(sample_weight)
     for _ in range(_LAD_START_STEPS):
         residuals = np.abs(y - predict(coef))
-        spread = weighted_median(residuals, sample_weight)
+        spread = weighted_median(residuals, median_weights)
         if not spread > 0:
             break  # half the rows are fitted exactly: as good as it gets
         if previous is not None and abs(previous - spread) <= 1e-3 * spread:
@@ -880,5 +914,5 @@ def least_absolute_deviation_start(start_objective, coef, fit_intercept, l2, bud
         previous = spread
         weights = sample_weight / np.maximum(residuals, 1e-6 * spread)
         # The ridge keeps its strength relative to the total weight.
-        coef = solve(weights, total_weight(weights) / total_weight(sample_weight), coef)
+        coef = solve(weights, total_weight(weights) / start_total, coef)
     return coef
