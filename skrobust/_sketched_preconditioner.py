@@ -44,16 +44,17 @@ from ._woodbury_factor import WoodburyFactor
 # Rows kept exactly per block, as a multiple of the block's coefficients:
 # at 4000 x 200, 0.5 gave a condition number of 41, 1 of 21, 2 of 13.
 _ROWS_PER_COEF = 1.0
-# ... on a sparse X of more than _SPARSE_FEW_ROWS_MAX_COEF coefficients a
-# block, whose P is factored by Woodbury's identity in m^3 / 3 flops
-# (_woodbury_factor). On the benchmarks' sparse 2e4 x 2000 (one CPU, a
-# loaded machine): 1 took 34 s (85 iterations, 1018 conjugate-gradient
-# iterations), 0.5 14 s (98, 1760), 0.25 14 s (117, 4214). Below, the
-# factorisation costs little (15 ms at 500) and the fewer rows buy nothing;
-# the likelihood is not convex, and on a 2000 x 200 sparse fit 0.5 and 0.75
-# ended at other local optima than 1 (the dense fit's).
+# ... on a sparse X, for blocks of more than _SPARSE_FEW_ROWS_MAX_COEF
+# coefficients, whose P is then factored by Woodbury's identity in m^3 / 3
+# flops (_woodbury_factor). On the benchmarks' sparse 2e4 x 2000 (one CPU,
+# a loaded machine): 1 took 34 s (85 iterations, 1018 conjugate-gradient
+# iterations), 0.5 14 s (98, 1760), 0.25 14 s (117, 4214). Smaller blocks
+# keep the dense factorisation of order p with m = p: there it costs
+# little (7 ms at 600), and on seven sparse 4000 x 600 fits 0.5 took more
+# iterations (135-181 against 87-162), more time in four, and reached
+# other local optima of the (non-convex) likelihood, lower in six.
 _SPARSE_ROWS_PER_COEF = 0.5
-_SPARSE_FEW_ROWS_MAX_COEF = 500
+_SPARSE_FEW_ROWS_MAX_COEF = 1000
 # The smallest diagonal of the rows not chosen (sparse X), as a fraction of
 # the whole diagonal: Woodbury's identity needs it invertible.
 _DIAGONAL_FLOOR = 1e-8
@@ -133,12 +134,11 @@ def sketched_block_factor(objective, curvature):
             continue
         penalty = objective.penalty[pred.slice]
         diagonal = diagonals[j] / objective.sum_weight + penalty
-        ratio = _ROWS_PER_COEF
-        if objective.sparse and size > _SPARSE_FEW_ROWS_MAX_COEF:
-            ratio = _SPARSE_ROWS_PER_COEF
+        woodbury = objective.sparse and size > _SPARSE_FEW_ROWS_MAX_COEF
+        ratio = _SPARSE_ROWS_PER_COEF if woodbury else _ROWS_PER_COEF
         m = min(int(np.ceil(ratio * size)), weights.shape[0])
         top = np.sort(np.argpartition(scores[:, j], -m)[-m:])
-        if objective.sparse:
+        if woodbury:
             rows = (top, weights[top, j])
             factors.append(
                 _sparse_rows_factor(objective, pred, rows, diagonal, penalty)

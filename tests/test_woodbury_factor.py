@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose
 from test_heteroscedastic_floor import sparse_wide_data
 from test_heteroscedastic_wide import documented_objective, theta_of
 
-from skrobust import HeteroscedasticRegressor, _solvers
+from skrobust import HeteroscedasticRegressor, _sketched_preconditioner, _solvers
 from skrobust._base import least_squares_start
 from skrobust._heteroscedastic import likelihood_objective
 from skrobust._sketched_preconditioner import (
@@ -62,12 +62,14 @@ def test_woodbury_factor_inverts_the_formed_matrix(fit_intercept):
         assert_allclose(factor.solve(column), np.linalg.solve(P, column), rtol=1e-8)
 
 
-def test_sparse_block_factor_is_the_documented_preconditioner():
+def test_sparse_block_factor_is_the_documented_preconditioner(monkeypatch):
     """The sparse preconditioner of a block of more than
-    ``_SPARSE_FEW_ROWS_MAX_COEF`` coefficients keeps ``p / 2`` rows exactly
-    (where the dense path keeps ``p``): ``P`` of the module docstring
-    formed densely, with those rows, the others' diagonal and the penalty,
-    at a point of the heteroscedastic likelihood."""
+    ``_SPARSE_FEW_ROWS_MAX_COEF`` coefficients (1000; 500 here, so that a
+    small design takes that path) keeps ``p / 2`` rows exactly (where the
+    dense path keeps ``p``): ``P`` of the module docstring formed densely,
+    with those rows, the others' diagonal and the penalty, at a point of
+    the heteroscedastic likelihood."""
+    monkeypatch.setattr(_sketched_preconditioner, "_SPARSE_FEW_ROWS_MAX_COEF", 500)
     X, y = sparse_wide_data(1500, 600, per_row=5)
     objective = _objective(X, y)
     coef = np.random.default_rng(4).normal(scale=0.05, size=objective.n_coef)
@@ -97,12 +99,14 @@ def test_sparse_block_factor_is_the_documented_preconditioner():
 
 def test_sparse_wide_fit_factors_matrices_of_half_the_order(monkeypatch):
     """A sparse 4000 x 600 design (5 entries a row), solved as if its
-    Hessian were too dear: the preconditioner's factorisations are of order
-    at most ``p / 2 + 1`` (Woodbury's identity on half the rows), where
-    they were ``p + 1`` (a dense Cholesky factorisation of each block, an
-    eighth of the flops). The fit converges at the defaults (warnings are
-    errors) and is stationary for the documented objective."""
+    Hessian were too dear and its blocks beyond ``_SPARSE_FEW_ROWS_MAX_COEF``:
+    the preconditioner's factorisations are of order at most ``p / 2 + 1``
+    (Woodbury's identity on half the rows), where they were ``p + 1`` (a
+    dense Cholesky factorisation of each block, eight times the flops).
+    The fit converges at the defaults (warnings are errors) and is
+    stationary for the documented objective."""
     monkeypatch.setattr(_solvers, "_NEWTON_FALLBACK_WORK", 0.0)
+    monkeypatch.setattr(_sketched_preconditioner, "_SPARSE_FEW_ROWS_MAX_COEF", 500)
     orders = []
     dpotrf = scipy.linalg.lapack.dpotrf
 
