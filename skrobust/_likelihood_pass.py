@@ -109,12 +109,7 @@ def _likelihood_pass(objective, coef, gradient):
             remembered[rows] = raw
         sw = objective.sample_weight[rows]
         loss, g, root = objective.loss.loss_gradient_root(y[rows], raw)
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums.value += loss.sum() if unit else sw @ loss
-        if gradient:
-            if not unit:
-                g *= sw[:, None]
-            sums.add_gradient(parts, g)
+        sums.add_value_gradient(parts, loss, g if gradient else None, sw, unit)
         if not unit:
             root *= np.sqrt(sw)[:, None]
         if E is None:

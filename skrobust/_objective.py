@@ -795,15 +795,7 @@ class LinearObjective:
                     np.multiply(h, sw[:, None, None], out=curvature[rows])
             else:
                 loss, g = self.loss.loss_gradient(self.y[rows], raw)
-            # A loss that overflowed (squared residuals of 1e200, say) makes
-            # the value infinite, which solvers reject, even where a zero
-            # weight meets it; the derivatives are what least squares uses.
-            with np.errstate(over="ignore", invalid="ignore"):
-                sums.value += loss.sum() if unit else sw @ loss
-            if gradient:
-                if not unit:
-                    g *= sw[:, None]
-                sums.add_gradient(parts, g)
+            sums.add_value_gradient(parts, loss, g if gradient else None, sw, unit)
             if raw_dirs is not None:
                 u = self._raw_block(parts, raw_dirs)
                 sums.add_hessian_product(
@@ -1118,6 +1110,22 @@ class _PassSums:
             for a, b in self.pairs
         }
         self.d_sum = dict.fromkeys(self.pairs, 0.0)
+
+    def add_value_gradient(self, parts, loss, g, sw, unit):
+        """A block's weighted loss, and its gradient unless ``g`` is None.
+
+        ``sw`` the block's weights (all 1 where ``unit``); ``g`` is scaled
+        by them in place.
+        """
+        # A loss that overflowed (squared residuals of 1e200, say) makes
+        # the value infinite, which solvers reject, even where a zero
+        # weight meets it; the derivatives are what least squares uses.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.value += loss.sum() if unit else sw @ loss
+        if g is not None:
+            if not unit:
+                g *= sw[:, None]
+            self.add_gradient(parts, g)
 
     def add_gradient(self, parts, g):
         for j, Aj in enumerate(parts):

@@ -37,6 +37,21 @@ def _two_one_hot_features(n=2000, levels=(40, 60), seed=0):
     return X, y
 
 
+def weighted_likelihood_at_random_point(X, y, var_cols, fit_intercept):
+    """The likelihood objective of ``X, y`` with integer weights (some zero),
+    ``var_cols`` in the log-variance (None: all) and its penalty, and a
+    random point of it: ``(objective, coef)``."""
+    weights = np.random.default_rng(1).integers(0, 4, X.shape[0]).astype(float)
+    estimator = HeteroscedasticRegressor(fit_intercept=fit_intercept)
+    ls_objective, _, _ = least_squares_start(X, y, weights, fit_intercept, 0.0)
+    columns = None if var_cols is None else np.array(var_cols, dtype=np.intp)
+    objective = likelihood_objective(
+        estimator, X, y, weights, columns, 1e-3, ls_objective.column_stats
+    )
+    coef = np.random.default_rng(2).normal(scale=0.1, size=objective.n_coef)
+    return objective, coef
+
+
 @pytest.mark.parametrize("design", ["numeric and one-hot", "two one-hot"])
 @pytest.mark.parametrize("var_cols", [None, [0, 1], []])
 @pytest.mark.parametrize("fit_intercept", [True, False])
@@ -50,14 +65,7 @@ def test_sparse_hessian_blocks_are_the_dense_hessian(design, var_cols, fit_inter
         X, y = _two_one_hot_features()
     else:
         X, y = _one_hot_design(n=3000, levels=150)
-    weights = np.random.default_rng(1).integers(0, 4, X.shape[0]).astype(float)
-    estimator = HeteroscedasticRegressor(fit_intercept=fit_intercept)
-    ls_objective, _, _ = least_squares_start(X, y, weights, fit_intercept, 0.0)
-    columns = None if var_cols is None else np.array(var_cols, dtype=np.intp)
-    objective = likelihood_objective(
-        estimator, X, y, weights, columns, 1e-3, ls_objective.column_stats
-    )
-    coef = np.random.default_rng(2).normal(scale=0.1, size=objective.n_coef)
+    objective, coef = weighted_likelihood_at_random_point(X, y, var_cols, fit_intercept)
     value, grad, sparse = objective.loss_gradient_sparse_hessian(coef)
     dense_value, dense_grad, dense = objective.loss_gradient_hessian(coef)
     assert value == pytest.approx(dense_value, rel=1e-12)

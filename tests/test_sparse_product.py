@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from test_heteroscedastic_floor import sparse_wide_data
+from test_heteroscedastic_sparse import weighted_likelihood_at_random_point
 
-from skrobust import HeteroscedasticRegressor
-from skrobust._base import least_squares_start
-from skrobust._heteroscedastic import likelihood_objective
 from skrobust._sparse_product import SparseProducts
 
 
@@ -21,14 +19,7 @@ def test_sparse_products_are_the_dense_hessian(var_cols, fit_intercept):
     weights (some zero), the implicit centring, a subset of the columns (or
     none) in the log-variance and its penalty, against ``H @ v``."""
     X, y = sparse_wide_data(800, 60, per_row=4)
-    weights = np.random.default_rng(1).integers(0, 4, X.shape[0]).astype(float)
-    estimator = HeteroscedasticRegressor(fit_intercept=fit_intercept)
-    ls_objective, _, _ = least_squares_start(X, y, weights, fit_intercept, 0.0)
-    columns = None if var_cols is None else np.array(var_cols, dtype=np.intp)
-    objective = likelihood_objective(
-        estimator, X, y, weights, columns, 1e-3, ls_objective.column_stats
-    )
-    coef = np.random.default_rng(2).normal(scale=0.1, size=objective.n_coef)
+    objective, coef = weighted_likelihood_at_random_point(X, y, var_cols, fit_intercept)
     _, _, general = objective.loss_gradient_curvature(coef)
     product = SparseProducts(objective).product(general.curvature)
     hessian = objective.hessian(coef)
