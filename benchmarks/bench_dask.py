@@ -179,9 +179,9 @@ CONFIGURATIONS = {
 
 def print_passes(fit):
     """Run ``fit()`` and print each round trip: its kernel, wall and client CPU time."""
-    from skrobust import _dask
+    from skrobust import _dask_chunks
 
-    original = _dask.ChunkedData.map_chunks
+    original = _dask_chunks.ChunkedData.map_chunks
     passes = []
 
     def timed(data, kernel, *args, **kwargs):
@@ -191,13 +191,13 @@ def print_passes(fit):
         passes.append((kernel.__name__, wall, cpu))
         return result
 
-    _dask.ChunkedData.map_chunks = timed
+    _dask_chunks.ChunkedData.map_chunks = timed
     try:
         start = time.perf_counter()
         fit()
         total = time.perf_counter() - start
     finally:
-        _dask.ChunkedData.map_chunks = original
+        _dask_chunks.ChunkedData.map_chunks = original
     for kernel, wall, cpu in passes:
         print(f"    {kernel:<32} {wall:7.3f} s, client CPU {cpu:6.3f} s")
     in_passes = sum(p[1] for p in passes)

@@ -1,6 +1,6 @@
 r"""The median of ``y`` and the MAD about it in one pass, from the sample (issue #15).
 
-:func:`skrobust._dask.weighted_median` finds a weighted median exactly in
+:func:`skrobust._dask_median.weighted_median` finds a weighted median exactly in
 two round trips (a histogram pass, then the values of one bin fetched);
 the standardisation of ``y`` needs two of them, one after the other (the
 MAD is about the median), four round trips in all. Here the client's dense
@@ -20,7 +20,7 @@ The pass counts the weight of every bin between those boundaries and its
 smallest and largest ``y``, and fetches the ``y`` of the rows inside the
 three intervals (each chunk at most its share of ``_BRACKET_VALUES``). The
 median is then ranked exactly among the fetched values of ``(lo, hi]``
-with the weight below ``lo`` (as :func:`skrobust._dask._rank` does), and
+with the weight below ``lo`` (as :func:`skrobust._dask_median._rank` does), and
 the MAD among the fetched ``|y - m|`` with the weight of the bins between
 the two side intervals (all closer to ``m`` than any fetched candidate
 that matters) below them and the outer bins above. Whenever a bracket
@@ -32,7 +32,7 @@ the in-memory rule's, only the number of round trips changes.
 
 import numpy as np
 
-from ._dask import binned_extremes
+from ._dask_median import binned_extremes
 
 # Half-width of a bracket in standard errors of the sample quantile: a
 # bracket misses with probability ~6e-5 per side (then the selection passes).
@@ -66,7 +66,7 @@ def _sample_quantiles(values, weights, levels):
 
 
 def plan(sketch, fit_intercept):
-    """The bracket's intervals from the :class:`~skrobust._dask.Sketch` of ``y``.
+    """The bracket's intervals from the sketch of ``y`` (a ``_dask_statistics.Sketch``).
 
     Returns ``(median, lower, upper)``: ``(lo, hi)`` of the median (None
     without an intercept, where the offset is 0) and the two side
@@ -294,7 +294,7 @@ class ResidualMedians:
     """``median |y_s - X w - b|`` at the points a fit evaluates, from its passes.
 
     ``noise_scale_`` is the median absolute residual at the final fit,
-    which in the selection of :func:`skrobust._dask.weighted_median`
+    which in the selection of :func:`skrobust._dask_median.weighted_median`
     takes two round trips after the fit. The final point is one the solver
     evaluated, so each evaluation's pass near the optimum also brackets the
     median at its point with the client's sample (its absolute residuals'

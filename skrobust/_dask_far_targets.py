@@ -18,7 +18,8 @@ fit (:func:`moved_rows_keep_sides`).
 
 import numpy as np
 
-from ._dask import _chunk_weights, _ChunkSetup
+from ._dask_chunks import _chunk_weights
+from ._dask_objective import _ChunkSetup
 from ._mestimator import _CLIP_SCALES
 
 

@@ -15,8 +15,8 @@ deviation ``s_y``, the unit of ``tau``). Here every stage runs where the
 rows live, so that the coefficients and ``n_iter_`` are the in-memory ones:
 
 1. **Checks, column statistics and target statistics**: the pass of
-   :func:`skrobust._dask.data_statistics`; the exact distributed weighted
-   median and MAD of ``y`` (:func:`skrobust._dask.weighted_median`); then
+   :func:`skrobust._dask_statistics.data_statistics`; the exact distributed weighted
+   median and MAD of ``y`` (:func:`skrobust._dask_median.weighted_median`); then
    two passes for the largest ``|y|`` and the merged weighted moments of
    ``y / max|y|`` (:func:`_mean_and_spread`).
 2. **The start on the client**: the rows of the in-memory least-squares
@@ -50,14 +50,10 @@ from ._base import (
     _solve_least_squares,
     copy_budget,
 )
-from ._dask import (
-    _chunk_weights,
-    _ChunkSetup,
-    plausible_warm,
-    standardise_targets,
-    start_rows_setup,
-    weighted_median,
-)
+from ._dask import standardise_targets, start_rows_setup
+from ._dask_chunks import _chunk_weights
+from ._dask_median import plausible_warm, weighted_median
+from ._dask_objective import _ChunkSetup
 from ._dask_strided import StridedObjective
 from ._heteroscedastic import (
     _EXACT_FIT_RELATIVE,

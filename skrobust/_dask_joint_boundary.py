@@ -34,7 +34,7 @@ the client all the same (``n_coef + 2`` floats each).
 import numpy as np
 import scipy.optimize
 
-from ._dask import _chunk_weights
+from ._dask_chunks import _chunk_weights
 from ._objective import LinearObjective
 from ._scale import EXACT_FIT_TOL, _chi_at_psi_fraction
 from .losses import FixedScaleLoss, SquaredRho

@@ -11,7 +11,7 @@ in-memory coefficients) to rounding, this module follows the same path
 from the same start.
 
 1. **Checks, statistics, start rows**: the statistics pass of
-   :func:`skrobust._dask.data_statistics`; the rows of the in-memory
+   :func:`skrobust._dask_statistics.data_statistics`; the rows of the in-memory
    least-squares start (every ``n // LEAST_SQUARES_START_ROWS``-th, all for
    small ``n``) are fetched once; the exact distributed median and MAD of
    ``y`` standardise it (:func:`skrobust._dask.standardise_targets`).
@@ -28,7 +28,7 @@ from the same start.
    :class:`~skrobust._dask_strided.StridedObjective` on every 8th row (by
    global index, as in memory) or on all rows, solved by the in-memory
    solver; each centred MAD is two exact distributed medians
-   (:func:`skrobust._dask.weighted_median`); the secant steps and the
+   (:func:`skrobust._dask_median.weighted_median`); the secant steps and the
    stopping rules are :mod:`skrobust._scale`'s.
 4. **The fixed-scale fit** on all rows from the smoothed fit's
    coefficients, with the Hessian of the 8th-row subsample, then the
@@ -54,8 +54,9 @@ import numpy as np
 
 from . import _solvers
 from ._base import MAD_NORMAL_CONSTANT
-from ._dask import RowValues, _chunk_weights, robust_scale, weighted_median
+from ._dask_chunks import _chunk_weights
 from ._dask_mad_scale import mad_scale_fit
+from ._dask_median import RowValues, robust_scale, weighted_median
 from ._dask_staged import StagedFit
 from ._scale import (
     _FEW_ROWS_PER_COEF,

@@ -38,7 +38,8 @@ from ._base import (
     _lsqr_least_squares,
     lsqr_start,
 )
-from ._dask import RowValues, _chunk_weights, weighted_median
+from ._dask_chunks import _chunk_weights
+from ._dask_median import RowValues, weighted_median
 from ._objective import LinearObjective
 from ._solvers import regular_solve
 
@@ -142,8 +143,8 @@ class WorkerDesign:
     ``coef``; ``total`` is the sum of the weights before the scaling, in
     units of the largest weight of the data.
 
-    ``data`` is a :class:`~skrobust._dask.ChunkedData`, ``setup`` the
-    :class:`~skrobust._dask._ChunkSetup` of a squared-loss objective.
+    ``data`` is a :class:`~skrobust._dask_chunks.ChunkedData`, ``setup`` the
+    :class:`~skrobust._dask_objective._ChunkSetup` of a squared-loss objective.
     """
 
     def __init__(self, data, setup, penalty, weights_at=(None, None)):

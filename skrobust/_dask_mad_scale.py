@@ -10,7 +10,7 @@ boundary ``sigma = 0`` solved directly when the secant heads for it
 on a :class:`skrobust._dask_staged.StagedFit`: each fixed-scale fit is its
 distributed objective on the same rows (every 11th by global index, or
 all), each ``MAD`` (with its RMS fallback) a distributed selection
-(:func:`skrobust._dask.robust_scale`), the secant, polish and stopping
+(:func:`skrobust._dask_median.robust_scale`), the secant, polish and stopping
 rules are :mod:`skrobust._scale`'s; the boundary is the weighted median of
 ``y`` (with a penalty) or the dask exact LAD fit (without), its MAD one
 more selection.
@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 
 from . import _solvers
-from ._dask import RowValues, robust_scale, weighted_median
+from ._dask_median import RowValues, robust_scale, weighted_median
 from ._dask_strided import rows_of
 from ._scale import (
     _POLISH_GAP,

@@ -39,17 +39,11 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
 import numpy as np
 
 from . import _progress, _solvers
-from ._dask import (
-    RowValues,
-    _chunk_weights,
-    plausible_warm,
-    residual_attributes,
-    robust_scale,
-    standardise_targets,
-    start_rows_setup,
-)
+from ._dask import residual_attributes, standardise_targets, start_rows_setup
 from ._dask_brackets import ResidualMedians
+from ._dask_chunks import _chunk_weights
 from ._dask_lad import _LadFit
+from ._dask_median import RowValues, plausible_warm, robust_scale
 from ._dask_staged import StagedFit, solve_guarded, standardised_warm
 from ._scale import (
     _COLLAPSED_SCALE,

@@ -8,7 +8,7 @@ zero, the others entering as the exact linear term of
 :class:`skrobust._quantile_smooth._NearRowsObjective`; the answer stands
 if every other row kept its side and stayed in the loss's linear zone,
 else the problem is solved on all rows from it. This module makes the
-same decisions on a :class:`skrobust._dask.ChunkedData`, with the same
+same decisions on a :class:`skrobust._dask_chunks.ChunkedData`, with the same
 iterations:
 
 * the centring of the start (its intercept moved to the weighted
@@ -35,7 +35,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _quantile_smooth
-from ._dask import _chunk_weights, _unit_weights
+from ._dask_chunks import _chunk_weights, _unit_weights
 from ._dask_select import select
 from ._objective import LinearObjective, _clearly_regular
 
@@ -236,7 +236,7 @@ def _near_certify_kernel(X_c, y_c, w_c, chunk, rows, coef, reach):
 class NearObjective:
     """The smoothed objective on the near rows of every chunk (a weighted mean).
 
-    The interface the solvers use, as :class:`skrobust._dask.DaskObjective`
+    The interface the solvers use, as :class:`skrobust._dask_objective.DaskObjective`
     has it, each evaluation one round trip over the near rows the workers
     keep. ``preset`` is ``(point, value, gradient, Hessian)`` of the setup
     pass, used by the first evaluation at that point.
@@ -313,7 +313,7 @@ def _has_flat_direction(gram, objective):
 def near_rows_objective(full, coef, rows, point):
     """:func:`skrobust._quantile_smooth._near_rows_objective` on dask data.
 
-    ``full`` is the :class:`~skrobust._dask.DaskObjective` on all rows,
+    ``full`` is the :class:`~skrobust._dask_objective.DaskObjective` on all rows,
     ``coef`` the point of the far rows' linear term (``rows``' reference)
     and ``point`` where the solver will first evaluate. One pass. None
     when the near rows are more than half of all rows, carry no weight or

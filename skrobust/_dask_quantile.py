@@ -13,7 +13,7 @@ one task per chunk on the worker that holds it (:class:`~skrobust._dask.
 ChunkedData`) and only ``O(sqrt(n p))`` rows ever on the client:
 
 1. **Checks and a sample** (one round trip, shared with the M-estimators):
-   :func:`skrobust._dask.data_statistics` checks every chunk and returns the
+   :func:`skrobust._dask_statistics.data_statistics` checks every chunk and returns the
    weight sum; a strided sample of rows comes to the client: the in-memory
    preliminary fit's rows ``X[::k]``
    (:func:`skrobust._quantile_level.preliminary_step`) when the in-memory
@@ -78,10 +78,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _dask, _progress, _quantile_level
-from ._dask import (
-    _chunk_weights,
-    plausible_warm,
-)
+from ._dask_chunks import _chunk_weights
+from ._dask_median import plausible_warm
 from ._dask_quantile_cov import column_covariance
 from ._dask_quantile_smooth import DaskSmooth, fit_smooth_column
 from ._dask_select import select, tie_allowances
@@ -679,7 +677,7 @@ def _clip(sample, std, coef, intercept):
 class ColumnData:
     """What every level's fit of one target column shares (steps 1 and 2).
 
-    The chunked data, :func:`skrobust._dask.data_statistics` (a pass over
+    The chunked data, :func:`skrobust._dask_statistics.data_statistics` (a pass over
     ``X``), the strided sample and the standardisation of ``y`` by its exact
     median and MAD (:func:`skrobust._dask.standardise_targets`, the
     in-memory one). For the exact solver on data the in-memory fit
@@ -694,7 +692,7 @@ class ColumnData:
     ----------
     data : ChunkedData
     stats : tuple
-        :func:`skrobust._dask.data_statistics`'s ``(sum_weight, top,
+        :func:`skrobust._dask_statistics.data_statistics`'s ``(sum_weight, top,
         column_stats, y_range)``.
     sample : Sample
     offset, spread : float

@@ -55,11 +55,11 @@ from ._cov_quantile import (
     powell_rows,
     warn_crossing,
 )
-from ._dask import (
+from ._dask_chunks import _chunk_weights
+from ._dask_median import (
     _FETCH_VALUES,
     _PIVOT_SAMPLE,
     _SELECTION_PASSES,
-    _chunk_weights,
     _pivots,
     binned_extremes,
 )
@@ -126,7 +126,7 @@ def order_statistic(data, values, rank, hint):
     ``np.sort(v)[rank]`` and ``np.sort(v)[rank + 1]`` (``inf`` past the
     end) for ``v`` the values of all rows. Histogram passes narrow the
     range to a bin of at most ``_FETCH_VALUES`` values, which is then
-    fetched and sorted on the client, as :func:`skrobust._dask.weighted_median`
+    fetched and sorted on the client, as :func:`skrobust._dask_median.weighted_median`
     does for the median.
     """
     low, high, below, next_above = -np.inf, np.inf, 0, np.inf
@@ -366,8 +366,8 @@ def covariance(estimator, data, sample, coef, intercept, center):
     Parameters
     ----------
     estimator : QuantileRegressor
-    data : skrobust._dask.ChunkedData
-    sample : skrobust._dask.Sample
+    data : skrobust._dask_chunks.ChunkedData
+    sample : skrobust._dask_statistics.Sample
         The client's strided sample rows (pivots for the selections).
     coef, intercept : ndarray, float
         The fit, in the units of ``y``.

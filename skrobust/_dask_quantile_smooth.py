@@ -9,7 +9,7 @@ the data (:class:`~skrobust._dask_strided.StridedData`: each chunk's task
 takes the rows whose global index is a multiple of the stride, those of
 ``X[::11]``),
 multilevel as in memory;
-the second on all rows through a :class:`~skrobust._dask.DaskObjective`,
+the second on all rows through a :class:`~skrobust._dask_objective.DaskObjective`,
 first, as in memory, on the rows nearest its centred start with the others
 as an exact linear term, certified or else refitted on all rows
 (:mod:`skrobust._dask_near_rows`: the centring and the radius are exact
@@ -30,7 +30,8 @@ preliminary fit where memory makes it on all rows
 import numpy as np
 
 from . import (
-    _dask,
+    _dask_median,
+    _dask_objective,
     _progress,
     _proximal,
     _quantile_level,
@@ -38,7 +39,8 @@ from . import (
     _solvers,
 )
 from ._base import MAD_NORMAL_CONSTANT, least_squares_start_step
-from ._dask import _chunk_weights, plausible_warm, weighted_median
+from ._dask_chunks import _chunk_weights
+from ._dask_median import plausible_warm, weighted_median
 from ._dask_quantile_cov import column_covariance
 from ._dask_strided import StridedObjective, rows_of
 from ._objective import LinearObjective
@@ -67,8 +69,8 @@ class _ClippedValues:
         return values
 
 
-class _ClippedSetup(_dask._ChunkSetup):
-    """:class:`~skrobust._dask._ChunkSetup` with the targets clipped at ``+-limit``."""
+class _ClippedSetup(_dask_objective._ChunkSetup):
+    """:class:`~skrobust._dask_objective._ChunkSetup`, its targets clipped."""
 
     def __init__(self, setup, limit):
         vars(self).update(vars(setup))
@@ -123,7 +125,7 @@ class DaskSmooth:
 
     Coefficients are in the standardised coordinates of the statistics
     pass (``stats[2]``) and standardised ``y`` units; every objective is a
-    :class:`~skrobust._dask.DaskObjective` (of all rows, or of every
+    :class:`~skrobust._dask_objective.DaskObjective` (of all rows, or of every
     ``step``-th one through :class:`~skrobust._dask_strided.StridedData`)
     whose chunks clip the standardised targets at ``+-limit``.
     """
@@ -169,7 +171,7 @@ class DaskSmooth:
             [0.0],
             column_stats=self.stats[2],
         )
-        objective = _dask.DaskObjective(
+        objective = _dask_objective.DaskObjective(
             self.data, self.stats[:2], template, self.offset, self.spread
         )
         setup = _ClippedSetup(objective.setup, self.limit)
@@ -203,12 +205,11 @@ class DaskSmooth:
         if not scale > floor:
             # More than half the residuals equal: their root mean square
             # about the median, without squaring large ones (two passes).
-            parts = data.map_chunks(_dask._sum_of_squares_kernel, values, top, 1.0)
+            squares = _dask_median._sum_of_squares_kernel
+            parts = data.map_chunks(squares, values, top, 1.0)
             largest = max(part[0] for part in parts)
             if largest > 0:
-                parts = data.map_chunks(
-                    _dask._sum_of_squares_kernel, values, top, largest
-                )
+                parts = data.map_chunks(squares, values, top, largest)
                 scale = largest * float(
                     np.sqrt(sum(part[1] for part in parts) / sum_weight)
                 )

@@ -9,7 +9,7 @@ near its start (:func:`skrobust._quantile_smooth._minimize_near_start`).
 histogram of all values and the values of a bracket that the client's
 sample places around the answer, ranked on the client (one round trip when
 the bracket holds it); each further pass narrows the bin that holds it, as
-:func:`skrobust._dask.weighted_median` does. :func:`tie_allowances` shares
+:func:`skrobust._dask_median.weighted_median` does. :func:`tie_allowances` shares
 out the rows tied at a ``m``-th value as memory's positional rule does.
 
 The rows a selection ranks, and what each counts, are a ``rows`` callable:
@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._dask import _FETCH_VALUES, _PIVOT_SAMPLE, _SELECTION_PASSES, _pivots
-from ._dask import histogram as _histogram
+from ._dask_median import _FETCH_VALUES, _PIVOT_SAMPLE, _SELECTION_PASSES, _pivots
+from ._dask_median import histogram as _histogram
 
 # The first pass's bracket: the sample's values within this many standard
 # errors of the expected rank (a miss, which costs a pass, has probability

@@ -39,9 +39,11 @@ from ._base import (
     lad_start_step,
     least_absolute_deviation_start,
 )
-from ._dask import RowValues, _chunk_weights, _ChunkSetup, robust_scale
+from ._dask_chunks import _chunk_weights
 from ._dask_far_targets import FarClippedSetup
 from ._dask_lad_start import least_squares_by_lsqr, reweighted_start
+from ._dask_median import RowValues, robust_scale
+from ._dask_objective import _ChunkSetup
 from ._dask_strided import StridedData, StridedObjective, rows_kernel, rows_of
 from ._objective import LinearObjective
 from ._scale import EXACT_FIT_TOL, _newton_polish, fast_for_newton, initial_scale

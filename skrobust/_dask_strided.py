@@ -3,8 +3,8 @@
 In memory, skrobust starts large problems on strided subsamples ``X[::step]``
 (:func:`skrobust._solvers.subsample_for_start`, the least-squares start, the
 null-space search). :class:`StridedData` selects the same rows of a
-:class:`~skrobust._dask.ChunkedData` by their global index, on the workers,
-and :class:`StridedObjective` is a :class:`~skrobust._dask.DaskObjective`
+:class:`~skrobust._dask_chunks.ChunkedData` by their global index, on the workers,
+and :class:`StridedObjective` is a :class:`~skrobust._dask_objective.DaskObjective`
 whose ``subsample(step)`` is such a selection, so that the solvers' levels
 see the rows they see in memory and take the same iterations. A level of
 at most ``FETCHED_LEVEL_ROWS`` rows comes to the client in one round trip
@@ -14,7 +14,8 @@ sums as in memory, without a round trip per evaluation.
 
 import numpy as np
 
-from ._dask import DaskObjective, _chunk_weights
+from ._dask_chunks import _chunk_weights
+from ._dask_objective import DaskObjective
 from ._solvers import SUBSAMPLE_MIN_ROWS
 
 # Strided levels of at most this many rows are fetched and solved on the
@@ -28,13 +29,13 @@ FETCHED_LEVEL_ROWS = SUBSAMPLE_MIN_ROWS
 
 
 class StridedData:
-    """Every ``step``-th row of a :class:`~skrobust._dask.ChunkedData`, by global index.
+    """Every ``step``-th row of a ``_dask_chunks.ChunkedData``, by global index.
 
     Rows ``0, step, 2 step, ...`` of all the data, as ``X[::step]`` selects
     them in memory: each chunk's task gets the index of its first such row
     (``each=``) and applies the kernel to its strided rows on the worker, so
     nothing is copied or fetched. Has what the selections and
-    :class:`~skrobust._dask.DaskObjective` use: ``map_chunks``,
+    :class:`~skrobust._dask_objective.DaskObjective` use: ``map_chunks``,
     ``n_samples``, ``n_features`` and ``round_trips``.
     """
 
@@ -113,9 +114,9 @@ def fetched_objective(data, step, top, template, setup):
 
 
 class StridedObjective(DaskObjective):
-    """A :class:`~skrobust._dask.DaskObjective` on every ``step``-th row of ``data``.
+    """A ``_dask_objective.DaskObjective`` on every ``step``-th row of ``data``.
 
-    ``setup`` is the chunk setup (a :class:`~skrobust._dask._ChunkSetup`)
+    ``setup`` is the chunk setup (a :class:`~skrobust._dask_objective._ChunkSetup`)
     each task builds its chunk's objective from, ``template`` the same
     objective on the client's sample rows. ``sum_weight`` is the rows'
     weight divided by ``top`` (the data's largest weight).

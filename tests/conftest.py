@@ -32,7 +32,7 @@ def cluster_client():
 @pytest.fixture
 def small_dask_sample(monkeypatch):
     """A client sample of ~300 rows, so that the fit on all rows has work to do."""
-    from skrobust import _dask
+    from skrobust import _dask_statistics
 
-    monkeypatch.setattr(_dask, "SAMPLE_ROWS", 300)
-    monkeypatch.setattr(_dask, "MIN_SAMPLE_ROWS", 300)
+    monkeypatch.setattr(_dask_statistics, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(_dask_statistics, "MIN_SAMPLE_ROWS", 300)

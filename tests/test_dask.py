@@ -31,7 +31,10 @@ from skrobust import (
     LogCoshRegressor,
     MEstimatorRegressor,
     QuantileRegressor,
-    _dask,
+    _dask_chunks,
+    _dask_median,
+    _dask_objective,
+    _dask_statistics,
     _dask_strided,
 )
 from skrobust._base import LEAST_SQUARES_START_ROWS
@@ -186,8 +189,8 @@ def test_objective_equals_linear_objective_on_all_rows(synchronous):
     """Value, gradient and Hessian of DaskObjective are LinearObjective's sums."""
     X, y = make_data()
     weights = weights_with_empty_chunk(y.size)
-    data = _dask.ChunkedData(da.from_array(X, chunks=(CHUNKS, 4)), y, weights)
-    stats = _dask.data_statistics(data, center=True)
+    data = _dask_chunks.ChunkedData(da.from_array(X, chunks=(CHUNKS, 4)), y, weights)
+    stats = _dask_statistics.data_statistics(data, center=True)
     loss = ConcomitantScaleLoss(HuberRho(1.35))
     predictors = [(None, True), ((), True)]
     offset, spread = 1.5, 2.0
@@ -203,7 +206,7 @@ def test_objective_equals_linear_objective_on_all_rows(synchronous):
         [0.3, 0.0],
         column_stats=stats[2],
     )
-    objective = _dask.DaskObjective(data, stats, template, offset, spread)
+    objective = _dask_objective.DaskObjective(data, stats, template, offset, spread)
     # The merged column statistics are those of all rows.
     np.testing.assert_allclose(stats[2][0], reference.column_stats[0], rtol=1e-12)
     np.testing.assert_allclose(stats[2][1], reference.column_stats[1], rtol=1e-12)
@@ -222,8 +225,8 @@ def test_distributed_weighted_median_is_the_in_memory_rule(
     synchronous, monkeypatch, fetch_values
 ):
     """Ties, zero weights, integer weights and exact halves, as in memory."""
-    monkeypatch.setattr(_dask, "_FETCH_VALUES", fetch_values)
-    monkeypatch.setattr(_dask, "_PIVOTS", 8)
+    monkeypatch.setattr(_dask_median, "_FETCH_VALUES", fetch_values)
+    monkeypatch.setattr(_dask_median, "_PIVOTS", 8)
     rng = np.random.default_rng(3)
     n = sum(CHUNKS)
     X = np.zeros((n, 1))
@@ -236,11 +239,13 @@ def test_distributed_weighted_median_is_the_in_memory_rule(
         (rng.normal(size=n) * 1e-3, rng.random(n)),
     ]
     for y, weights in data_sets:
-        data = _dask.ChunkedData(da.from_array(X, chunks=(CHUNKS, 1)), y, weights)
-        total, top, *_ = _dask.data_statistics(data, center=True)
-        values = _dask.RowValues(absolute=False)
+        data = _dask_chunks.ChunkedData(
+            da.from_array(X, chunks=(CHUNKS, 1)), y, weights
+        )
+        total, top, *_ = _dask_statistics.data_statistics(data, center=True)
+        values = _dask_median.RowValues(absolute=False)
         hint = y[::37] if weights is None else y[::37][weights[::37] > 0]
-        median = _dask.weighted_median(data, values, total, top, hint)
+        median = _dask_median.weighted_median(data, values, total, top, hint)
         assert median == in_memory_weighted_median(y, weights)
 
 
@@ -348,7 +353,7 @@ def test_passes_run_one_task_per_worker_thread_on_its_chunks(cluster_client):
     Xd, yd = dask.persist(
         da.from_array(X, chunks=(CHUNKS, 4)), da.from_array(y, chunks=(CHUNKS,))
     )
-    data = _dask.ChunkedData(Xd, yd)
+    data = _dask_chunks.ChunkedData(Xd, yd)
     holders = cluster_client.who_has([Xc for Xc, _, _ in data._blocks])
     grouped = sorted(i for _, indices in data._groups for i in indices)
     assert grouped == list(range(len(CHUNKS)))
@@ -359,11 +364,11 @@ def test_passes_run_one_task_per_worker_thread_on_its_chunks(cluster_client):
             assert worker in holders[data._blocks[i][0].key]
     loss, predictors = ConcomitantScaleLoss(HuberRho()), [(None, True), ((), True)]
     column_stats = (X.mean(axis=0), X.std(axis=0))
-    setup = _dask._ChunkSetup(loss, predictors, column_stats, 2.0, 3.0, 1.0)
+    setup = _dask_objective._ChunkSetup(loss, predictors, column_stats, 2.0, 3.0, 1.0)
     coef = np.zeros(6)
-    by_groups = data.map_chunks(_dask._pass_kernel, setup, coef, True)
+    by_groups = data.map_chunks(_dask_objective._pass_kernel, setup, coef, True)
     data._groups = None
-    by_chunks = data.map_chunks(_dask._pass_kernel, setup, coef, True)
+    by_chunks = data.map_chunks(_dask_objective._pass_kernel, setup, coef, True)
     for grouped_part, chunk_part in zip(by_groups, by_chunks, strict=True):
         for a, b in zip(grouped_part, chunk_part, strict=True):
             np.testing.assert_array_equal(a, b)

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from _dask_data import CHUNKS, weights_with_empty_chunk
 
-from skrobust import HuberRegressor, LogCoshRegressor, _dask, _dask_brackets
+from skrobust import (
+    HuberRegressor,
+    LogCoshRegressor,
+    _dask,
+    _dask_brackets,
+    _dask_chunks,
+    _dask_median,
+    _dask_statistics,
+)
 from skrobust._base import target_offset_scale, weighted_median
 
 N = sum(CHUNKS)
@@ -36,8 +44,8 @@ def data_sets():
 
 def setup(y, weights, fit_intercept=True):
     X = np.zeros((N, 1))
-    data = _dask.ChunkedData(da.from_array(X, chunks=(CHUNKS, 1)), y, weights)
-    stats, sample = _dask.statistics_and_sample(data, fit_intercept, 300)
+    data = _dask_chunks.ChunkedData(da.from_array(X, chunks=(CHUNKS, 1)), y, weights)
+    stats, sample = _dask_statistics.statistics_and_sample(data, fit_intercept, 300)
     return data, stats, sample
 
 
@@ -64,7 +72,7 @@ def test_bracketed_medians_are_the_in_memory_rule(synchronous, fit_intercept):
 def test_missed_brackets_fall_back_to_the_selection(synchronous, monkeypatch):
     """Zero-width brackets from 50 rows miss; the standardisation is still exact."""
     monkeypatch.setattr(_dask_brackets, "_BRACKET_Z", 0.0)
-    monkeypatch.setattr(_dask, "dense_sample_rows", lambda n_samples: 50)
+    monkeypatch.setattr(_dask_statistics, "dense_sample_rows", lambda n_samples: 50)
     estimator, misses = HuberRegressor(), 0
     for name, y, weights in data_sets():
         data, stats, sample = setup(y, weights)
@@ -112,13 +120,13 @@ def test_joint_fit_makes_no_selection_pass(
     """
     selections = []
     for kernel in ("_histogram_kernel", "_fetch_kernel"):
-        original = getattr(_dask, kernel)
+        original = getattr(_dask_median, kernel)
 
         def counted(*args, original=original, **kwargs):
             selections.append(original.__name__)
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(_dask, kernel, counted)
+        monkeypatch.setattr(_dask_median, kernel, counted)
     X, y = make_data()
     weights = weights_with_empty_chunk(y.size) if weighted else None
     memory = estimator(tol=1e-13).fit(X, y, sample_weight=weights)
@@ -145,7 +153,7 @@ def test_binned_extremes_bins_as_a_binary_search(n_pivots):
         [rng.normal(size=500), pivots, np.nextafter(pivots, np.inf)]
         + [[np.inf, -np.inf, -np.finfo(float).max]]
     )
-    bins, smallest, largest = _dask.binned_extremes(v, pivots)
+    bins, smallest, largest = _dask_median.binned_extremes(v, pivots)
     np.testing.assert_array_equal(bins, np.searchsorted(pivots, v, side="left"))
     for b in range(pivots.size + 1):
         inside = v[bins == b]

@@ -69,7 +69,7 @@ def test_the_guard_is_on_exactly_when_in_memory_it_may_be():
 def test_chunks_move_the_targets_the_in_memory_guard_moves(synchronous):
     """Start.clipped on each chunk against _clip_far_targets on all rows."""
     from skrobust._base import target_offset_scale
-    from skrobust._dask import ChunkedData
+    from skrobust._dask_chunks import ChunkedData
     from skrobust._dask_far_targets import Start, moved_rows_keep_sides
     from skrobust._mestimator import _clip_far_targets
     from skrobust._objective import LinearObjective

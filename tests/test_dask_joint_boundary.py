@@ -62,7 +62,8 @@ def test_a_boundary_that_is_not_optimal_keeps_newtons_fit(synchronous, certifica
     # The distributed test against the in-memory one, at the LAD fit of the
     # plane: optimal with 70% of rows on it, not with 10%.
     from skrobust._base import target_offset_scale
-    from skrobust._dask import ChunkedData, data_statistics
+    from skrobust._dask_chunks import ChunkedData
+    from skrobust._dask_statistics import data_statistics
     from skrobust._objective import LinearObjective
     from skrobust._scale import MProblem, _boundary_is_optimal
     from skrobust._solvers import SolverOptions

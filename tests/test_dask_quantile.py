@@ -25,7 +25,7 @@ from _dask_data import (
 
 from skrobust import (
     QuantileRegressor,
-    _dask,
+    _dask_chunks,
     _dask_quantile,
     _dask_strided,
     _quantile_exact,
@@ -512,7 +512,7 @@ def test_strided_rows_are_the_global_stride(synchronous):
     X = np.arange(2.0 * n).reshape(n, 2)
     y = np.arange(float(n))
     chunks = (1, 7, 8, 9, 300, 676)
-    data = _dask.ChunkedData(
+    data = _dask_chunks.ChunkedData(
         da.from_array(X, chunks=(chunks, 2)), da.from_array(y, chunks=(chunks,))
     )
     strided = _dask_strided.StridedData(data, 8)

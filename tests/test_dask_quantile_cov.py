@@ -15,7 +15,7 @@ import pytest
 from _dask_data import CHUNKS, weights_with_empty_chunk
 
 from skrobust import QuantileRegressor, _dask_quantile_cov
-from skrobust._dask import ChunkedData
+from skrobust._dask_chunks import ChunkedData
 
 pytestmark = pytest.mark.usefixtures("small_dask_sample")
 

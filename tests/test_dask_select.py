@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _dask_data import weights_with_empty_chunk
 
-from skrobust import QuantileRegressor, _dask, _dask_quantile
+from skrobust import QuantileRegressor, _dask_chunks, _dask_quantile
 from skrobust._dask_select import select
 from skrobust._quantile_smooth import _weighted_quantile
 
@@ -32,7 +32,7 @@ def oracle(values, weights, target_of, by_count):
 
 
 def chunked(y, weights):
-    return _dask.ChunkedData(
+    return _dask_chunks.ChunkedData(
         da.from_array(np.zeros((N, 1)), chunks=(CHUNKS, 1)),
         da.from_array(y, chunks=(CHUNKS,)),
         da.from_array(weights, chunks=(CHUNKS,)),
@@ -152,7 +152,7 @@ def test_distributed_selection_equals_the_in_memory_rules(synchronous, n_values)
     y = rng.integers(0, n_values, size=n) * 0.25 - 3.0
     weights = rng.integers(0, 4, size=n).astype(float)
     chunks = (20_000, 1, 29_999, 10_000)
-    data = _dask.ChunkedData(
+    data = _dask_chunks.ChunkedData(
         da.zeros((n, 1), chunks=(chunks, 1)),
         da.from_array(y, chunks=(chunks,)),
         da.from_array(weights, chunks=(chunks,)),

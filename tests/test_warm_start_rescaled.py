@@ -6,7 +6,7 @@ method and the smoothed quantile solver spent ``max_iter`` from it and
 warned, and the heteroscedastic likelihood, its variance as far off, is
 flat there and stopped after 6 iterations, 1e12 times off, without a
 warning. Such a start is dropped (``skrobust._base.warm_start_is_plausible``,
-on dask ``skrobust._dask.plausible_warm``). Oracle: the cold fit of the
+on dask ``skrobust._dask_median.plausible_warm``). Oracle: the cold fit of the
 same estimator (whose optimality the other modules check against scipy).
 """
 
