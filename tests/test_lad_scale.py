@@ -1,6 +1,6 @@
 """``scale="lad"``: the MAD fixed point of the smoothed least-absolute-deviation fit.
 
-The definition (``skrobust._scale.LADScale``): ``sigma`` solves
+The definition (``skrobust._scale_lad.LADScale``): ``sigma`` solves
 ``sigma = MAD(r - median(r)) / 0.6745`` where ``r`` are the residuals of the
 median regression with the absolute loss smoothed by a Gaussian kernel of
 bandwidth ``h = 0.5 sigma``. The oracle here minimises that smoothed
@@ -27,7 +27,7 @@ from skrobust import (
     LogCoshRegressor,
     MEstimatorRegressor,
     QuantileRegressor,
-    _scale,
+    _scale_lad,
 )
 from skrobust._solvers import SUBSAMPLE_STEP
 
@@ -327,7 +327,7 @@ def test_start_drawn_to_wild_targets_does_not_send_the_scale_to_the_lp(monkeypat
     def no_lp(*args, **kwargs):
         raise AssertionError("the exact LAD fit was not needed")
 
-    monkeypatch.setattr(_scale, "exact_lad_scale_fit", no_lp)
+    monkeypatch.setattr(_scale_lad, "exact_lad_scale_fit", no_lp)
     periodic = HuberRegressor(scale="lad").fit(X, y)
     # The same estimate as from the shuffled rows (whose starts see 10%
     # of wild targets), to the LAD scale's sampling accuracy.
@@ -365,15 +365,15 @@ def one_hot_data(n=4_000, levels=100, seed=10):
 
 
 def count_smoothed_fits(monkeypatch):
-    """Count the calls of ``_scale._smoothed_lad_fit`` from now on."""
+    """Count the calls of ``_scale_lad._smoothed_lad_fit`` from now on."""
     calls = []
-    fit = _scale._smoothed_lad_fit
+    fit = _scale_lad._smoothed_lad_fit
 
     def counted(*args):
         calls.append(args[-1])  # (its tolerance)
         return fit(*args)
 
-    monkeypatch.setattr(_scale, "_smoothed_lad_fit", counted)
+    monkeypatch.setattr(_scale_lad, "_smoothed_lad_fit", counted)
     return calls
 
 
