@@ -67,6 +67,7 @@ from ._scale import (
 from ._scale_lad import (
     LAD_BANDWIDTH,
     LAD_SCALE_RTOL,
+    LAD_SECANT_UPDATES,
     _lad_fixed_point,
     fixed_scale_start,
 )
@@ -112,6 +113,9 @@ class _LadFit(StagedFit):
         """:func:`skrobust._scale_lad._smoothed_lad_fit` on every ``step``-th row."""
         loss = FixedScaleLoss(SmoothedPinballRho(0.5, LAD_BANDWIDTH), scale)
         objective = self.objective(loss, 0.0, step)
+        # Chord steps with secant updates, as in memory (a StridedObjective
+        # takes its template's setting).
+        objective.template.secant_updates = LAD_SECANT_UPDATES
         # Convex (a smoothed absolute loss), as in memory: Newton's own
         # damped loop, not scipy's trust region.
         options = _solvers.SolverOptions(
