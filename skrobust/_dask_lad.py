@@ -1,6 +1,6 @@
 r"""M-estimators with ``scale="lad"`` on row-chunked ``dask.array`` data.
 
-In memory (:class:`skrobust._scale.LADScale`) the scale is the fixed point
+In memory (:class:`skrobust._scale_lad.LADScale`) the scale is the fixed point
 ``sigma = MAD(r - median r) / 0.6745`` of the residuals of the
 least-absolute-deviation fit smoothed at bandwidth ``sigma / 2``, settled
 on every 8th row for large problems and finished by one smoothed fit on
@@ -29,14 +29,14 @@ from the same start.
    global index, as in memory) or on all rows, solved by the in-memory
    solver; each centred MAD is two exact distributed medians
    (:func:`skrobust._dask_median.weighted_median`); the secant steps and the
-   stopping rules are :mod:`skrobust._scale`'s.
+   stopping rules are :mod:`skrobust._scale_lad`'s.
 4. **The fixed-scale fit** on all rows from the smoothed fit's
    coefficients, with the Hessian of the 8th-row subsample, then the
    in-memory Newton polish; attributes as for the other scales.
 
 Boundary cases the in-memory fit solves by an exact LAD linear programme on
 all rows (at most two rows of positive weight per coefficient, or a fixed
-point collapsing to zero: :func:`skrobust._scale.exact_lad_scale_fit`)
+point collapsing to zero: :func:`skrobust._scale_lad.exact_lad_scale_fit`)
 take the same steps on dask (:meth:`_LadFit.exact_lad_scale_fit`): the
 exact LAD fit is a dask exact quantile fit from the start, the scale is
 :func:`skrobust._scale.initial_scale` of its residuals by a distributed
@@ -61,13 +61,16 @@ from ._dask_staged import StagedFit
 from ._scale import (
     _FEW_ROWS_PER_COEF,
     EXACT_FIT_TOL,
-    LAD_BANDWIDTH,
-    LAD_SCALE_RTOL,
     LAD_SMALL_SCALE,
     MIN_RELATIVE_SCALE,
+    fixed_scale_tol,
+)
+from ._scale_lad import (
+    LAD_BANDWIDTH,
+    LAD_SCALE_RTOL,
+    LAD_SECANT_UPDATES,
     _lad_fixed_point,
     fixed_scale_start,
-    fixed_scale_tol,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
 
@@ -97,7 +100,7 @@ class _LadFit(StagedFit):
     fetch_levels = False
 
     def centred_mad(self, objective, coef):
-        """:func:`skrobust._scale.centred_mad_scale` of ``objective``'s rows."""
+        """:func:`skrobust._scale_lad.centred_mad_scale` of ``objective``'s rows."""
         ((w, b),) = objective.unstandardize(coef)
         rows, sum_weight, top = objective.data, objective.sum_weight, self.stats[1]
         hint = self.start_rows.hint
@@ -108,9 +111,12 @@ class _LadFit(StagedFit):
         return mad / MAD_NORMAL_CONSTANT
 
     def smoothed_fit(self, step, coef, scale, hessian, origin, tol):
-        """:func:`skrobust._scale._smoothed_lad_fit` on every ``step``-th row."""
+        """:func:`skrobust._scale_lad._smoothed_lad_fit` on every ``step``-th row."""
         loss = FixedScaleLoss(SmoothedPinballRho(0.5, LAD_BANDWIDTH), scale)
         objective = self.objective(loss, 0.0, step)
+        # Chord steps with secant updates, as in memory (a StridedObjective
+        # takes its template's setting).
+        objective.template.secant_updates = LAD_SECANT_UPDATES
         # Convex (a smoothed absolute loss), as in memory: Newton's own
         # damped loop, not scipy's trust region.
         options = _solvers.SolverOptions(
@@ -131,7 +137,7 @@ class _LadFit(StagedFit):
         return result, self.centred_mad(objective, result.coef)
 
     def fixed_point(self, step, coef, scale, tol):
-        """:func:`skrobust._scale._lad_fixed_point` on every ``step``-th row."""
+        """:func:`skrobust._scale_lad._lad_fixed_point` on every ``step``-th row."""
 
         def exhausted():
             return self.preliminary >= self.options.max_iter
@@ -140,7 +146,10 @@ class _LadFit(StagedFit):
         return _lad_fixed_point(fit, exhausted, coef, scale, tol, self.options.max_iter)
 
     def smoothed_lad_scale(self, coef, scale):
-        """:func:`skrobust._scale.smoothed_lad_scale`: ``(coef, scale, settled)``."""
+        """:func:`skrobust._scale_lad.smoothed_lad_scale`.
+
+        Returns ``(coef, scale, settled)``.
+        """
         tol = self.options.tol
         n, n_coef = self.data.n_samples, self.data.n_features + self.fit_intercept
         step = _solvers.SUBSAMPLE_STEP
@@ -161,7 +170,7 @@ class _LadFit(StagedFit):
         return result.coef, mad, settled and result.converged
 
     def fit_from_lad(self, coef, scale, other=None):
-        """:func:`skrobust._scale._fit_from_lad`: ``(w, b, converged, message)``."""
+        """:func:`skrobust._scale_lad._fit_from_lad`: ``(w, b, converged, message)``."""
         objective = self.objective(FixedScaleLoss(self.rho, scale), self.l2)
         coef, hessian, origin = fixed_scale_start(
             objective, coef, other, self.options.solver
@@ -176,7 +185,7 @@ class _LadFit(StagedFit):
         )
 
     def exact_lad_scale_fit(self, coef, scale):
-        """:func:`skrobust._scale.exact_lad_scale_fit`, on dask.
+        """:func:`skrobust._scale_lad.exact_lad_scale_fit`, on dask.
 
         Returns ``(w, b, scale, converged, message)``, as :meth:`solve`.
 

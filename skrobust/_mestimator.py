@@ -2,9 +2,10 @@ r"""Regression M-estimators with a residual scale, for any loss.
 
 :class:`MEstimatorRegressor` wires declared parts together and computes
 nothing itself: a residual function ``rho`` (:mod:`skrobust.losses`), a
-scale strategy (:mod:`skrobust._scale`), the starts of :mod:`skrobust._base`
-and the solvers of :mod:`skrobust._solvers`. :class:`HuberRegressor` and
-:class:`LogCoshRegressor` are this estimator with their ``rho``.
+scale strategy (:mod:`skrobust._scale`, :mod:`skrobust._scale_lad`), the starts
+of :mod:`skrobust._base` and the solvers of :mod:`skrobust._solvers`.
+:class:`HuberRegressor` and :class:`LogCoshRegressor` are this estimator
+with their ``rho``.
 
 The fit of one target column, in units standardised by the fit template
 (:meth:`skrobust._base.RobustLinearRegressor.fit`):
@@ -47,11 +48,11 @@ from ._scale import (
     EXACT_FIT_TOL,
     FixedScale,
     JointScale,
-    LADScale,
     MADScale,
     MProblem,
     initial_scale,
 )
+from ._scale_lad import LADScale
 from .losses import FixedScaleLoss, HuberRho, SquaredRho, check_residual_function
 
 # Targets further than this (in robust scales of y) from the start are moved

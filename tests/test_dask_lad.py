@@ -380,7 +380,7 @@ def test_l1_start_on_all_rows_by_lsqr_beyond_300_coefficients(synchronous, monke
     """
     import skrobust._base as base
     import skrobust._dask_lad_start as dask_lad_start
-    from skrobust._scale import LAD_SCALE_RTOL
+    from skrobust._scale_lad import LAD_SCALE_RTOL
 
     in_memory = spy_on(monkeypatch, base, "_lsqr_least_squares")
     on_dask = spy_on(monkeypatch, dask_lad_start, "_lsqr_least_squares")
