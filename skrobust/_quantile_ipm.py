@@ -40,8 +40,10 @@ with ``r_p = b - A x`` and ``rho = r_d + r_{xz} / x - r_{sv} / s`` from the
 dual residual ``r_d = c - A^T theta + z - v`` and the complementarity
 targets. Mehrotra's predictor (``mu = 0``) gives the centring
 ``sigma = (mu_aff / mu)^3`` and the second-order term of the corrector,
-both solved with one factorisation. The start ``a = 0`` is primal feasible
-and stays so.
+both solved with one factorisation, and up to three of Gondzio's
+centrality correctors (:func:`_centrality_correctors`), a solve each with
+the same factor, lengthen the step. The start ``a = 0`` is primal
+feasible and stays so.
 
 **Vertex** (:func:`_vertex`). Near the optimum the columns strictly inside
 their box (``min(x, s)`` large, ``|residual|`` small) are the basic ones of
