@@ -40,8 +40,10 @@ with ``r_p = b - A x`` and ``rho = r_d + r_{xz} / x - r_{sv} / s`` from the
 dual residual ``r_d = c - A^T theta + z - v`` and the complementarity
 targets. Mehrotra's predictor (``mu = 0``) gives the centring
 ``sigma = (mu_aff / mu)^3`` and the second-order term of the corrector,
-both solved with one factorisation. The start ``a = 0`` is primal feasible
-and stays so.
+both solved with one factorisation, and up to three of Gondzio's
+centrality correctors (:func:`_centrality_correctors`), a solve each with
+the same factor, lengthen the step. The start ``a = 0`` is primal
+feasible and stays so.
 
 **Vertex** (:func:`_vertex`). Near the optimum the columns strictly inside
 their box (``min(x, s)`` large, ``|residual|`` small) are the basic ones of
@@ -61,6 +63,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from scipy.linalg.blas import dsyrk
+from scipy.linalg.lapack import dpotrf
 
 __all__ = ["solve_dual_ipm"]
 
@@ -75,6 +78,17 @@ _STEP_FRACTION = 0.99995
 _GAP_RTOL = 1e-10
 _DUAL_RTOL = 1e-9
 _MAX_ITER = 100
+# Gondzio's centrality correctors (_centrality_correctors): at most this
+# many per iteration, each aiming this much further along the direction
+# than its steps reach, towards complementarity products within this
+# factor of their target, and kept if the two steps together grow by this
+# fraction of the aim. On the sparse 2e4 x 2000 benchmark LP: 20
+# factorisations without, 15 with (3, 0.2, 0.1); 5 correctors or an aim of
+# 0.3 or 0.5 took 16, as did a range of 0.05 or 0.2.
+_MAX_CORRECTORS = 3
+_CORRECTOR_AIM = 0.2
+_PRODUCT_RANGE = 0.1
+_CORRECTOR_GAIN = 0.1
 # Relative size of the diagonal added to A D A^T when its Cholesky
 # factorisation fails (duplicated columns, p close to m): the direction
 # of theta along a null space of the design is then set to zero.
@@ -101,6 +115,7 @@ class _Columns:
         self.n_cols = self.m + n_slack
         self.sparse = sp.issparse(Z)
         self._buffers = None  # (see normal_matrix)
+        self._scaled = None
         if self.sparse:
             self.Z = sp.csr_matrix(Z)
             self.Zt = self.Z.T.tocsr()
@@ -161,8 +176,11 @@ class _Columns:
         else:
             # dsyrk on the row-scaled Z: half the flops of a product, and
             # the dominant cost of an iteration (m p^2 / 2 multiply-adds).
-            root = np.sqrt(dr)
-            Zs = self.Z * root[:, None]
+            # (Into a buffer of its own: a fresh m x p array per iteration
+            # costs its page faults, as the normal matrix's would.)
+            if self._scaled is None:
+                self._scaled = np.empty((m, p))
+            Zs = np.multiply(self.Z, np.sqrt(dr)[:, None], out=self._scaled)
             dsyrk(1.0, Zs.T, beta=0.0, c=block.T, trans=0, lower=1, overwrite_c=1)
         M[:p, :p] = block
         M[np.arange(self.n_slack), np.arange(self.n_slack)] += d[m:]
@@ -174,24 +192,52 @@ class _Columns:
         return M
 
     def basis_matrix(self, basic):
-        """``A_B^T``, dense: a row per basic column."""
+        """``A_B^T``, dense: a row per basic column, Fortran-ordered.
+
+        Written into the normal matrix's buffer, free once the interior
+        point method has finished (fresh pages of ``(p + 1)^2`` doubles
+        cost more than the vertex's LU factorisation, which then overwrites
+        it in place).
+        """
         rows = basic[basic < self.m]
         slacks = basic[basic >= self.m] - self.m
-        out = np.zeros((basic.size, self.n_rows))
+        k = basic.size
+        buffer = self._buffers[0] if self._buffers is not None else None
+        if buffer is None or buffer.shape != (k, k):
+            buffer = np.empty((k, k))
+        out = buffer.T
+        out.fill(0.0)
         kept = self.Z[rows]
-        out[: rows.size, : self.p] = kept.toarray() if self.sparse else kept
+        if self.sparse:
+            kept.sum_duplicates()
+            kept = kept.tocoo()
+            out[kept.row, kept.col] = kept.data
+        else:
+            out[: rows.size, : self.p] = kept
         if self.fit_intercept:
             out[: rows.size, self.p] = 1.0
         out[rows.size + np.arange(slacks.size), slacks] = -1.0
         return out, rows, slacks
 
 
-def _factor(M):
-    """Cholesky factor of ``M``, regularised if it is (numerically) singular."""
-    try:
-        return scipy.linalg.cho_factor(M, lower=False, check_finite=False)
-    except np.linalg.LinAlgError:
-        pass
+def _factor(A, d):
+    """Cholesky factor of ``A diag(d) A^T``, regularised if (numerically) singular.
+
+    Factored in place, in the buffer of :meth:`_Columns.normal_matrix`: its
+    valid upper triangle is the lower one of its transpose, a
+    Fortran-ordered view that LAPACK takes without a copy. A copy of the
+    ``p + 1`` square matrix per iteration is 32 MB at ``p = 2000``, whose
+    fresh pages cost up to 0.4 s where the operating system hands them out
+    lazily (a virtual machine's memory). Returns ``(factor, lower)`` for
+    :func:`scipy.linalg.cho_solve`, or None.
+    """
+    M = A.normal_matrix(d)
+    factor, info = dpotrf(M.T, lower=1, clean=0, overwrite_a=1)
+    if info == 0:
+        return factor, True
+    # Not positive definite: the buffer holds a partial factor, so the
+    # matrix is formed again and shifted in a copy (a rare path).
+    M = A.normal_matrix(d)
     shift = _REGULARISATION * max(float(np.diag(M).max(initial=0.0)), 1.0)
     index = np.arange(M.shape[0])
     for _ in range(6):
@@ -245,7 +291,7 @@ def _interior_point(A, c, width, x, theta):
         ):
             return x, theta, z, v, n_iter
         point.d = 1.0 / (z / x + v / s)
-        point.factor = _factor(A.normal_matrix(point.d))
+        point.factor = _factor(A, point.d)
         if point.factor is None:
             return None
         # Predictor (mu = 0): how far the affine step gets sets the centring.
@@ -254,10 +300,8 @@ def _interior_point(A, c, width, x, theta):
         gap_aff = float((x + ap * dx) @ (z + ad * dz) + (s - ap * dx) @ (v + ad * dv))
         target = (gap_aff / gap) ** 3 * gap / n2
         # Corrector: centring and Mehrotra's second-order term.
-        dx, dtheta, dz, dv = point.direction(
-            A, target - x * z - dx * dz, target - s * v + dx * dv
-        )
-        ap, ad = point.steps(dx, dz, dv)
+        step = point.direction(A, target - x * z - dx * dz, target - s * v + dx * dv)
+        (dx, dtheta, dz, dv), (ap, ad) = _centrality_correctors(point, A, step, target)
         x_new = x + ap * dx
         s_new = width - x_new
         if not (np.all(x_new > 0) and np.all(s_new > 0)):
@@ -271,6 +315,53 @@ def _interior_point(A, c, width, x, theta):
     return x, theta, z, v, _MAX_ITER
 
 
+def _centrality_correctors(point, A, step, target):
+    r"""Gondzio's centrality correctors of a Mehrotra direction.
+
+    From the direction ``step`` (steps ``alpha_p, alpha_d``) take the
+    trial point ``alpha + _CORRECTOR_AIM`` along it; its complementarity
+    products ``x z`` and ``s v`` far outside
+    ``[_PRODUCT_RANGE * mu, mu / _PRODUCT_RANGE]`` (``mu = target``)
+    are what stops the step at the boundary. A corrector direction with
+    the linear residuals left out moves them back into that range:
+
+    .. math::
+
+        t = \operatorname{clip}(\pi, \beta \mu, \mu / \beta) - \pi,
+        \qquad t \ge -\mu / \beta,
+
+    and is kept while it lengthens the steps by ``_CORRECTOR_GAIN`` of the
+    aim; at most ``_MAX_CORRECTORS`` of them (J. Gondzio, "Multiple
+    centrality corrections in a primal-dual method for linear
+    programming", Comput. Optim. Appl. 6, 1996). Each costs one solve with
+    the iteration's factorisation (about 5 ms at ``p = 2000``, against 90
+    ms for the factorisation), and they cut the factorisations of the
+    sparse ``2e4 x 2000`` benchmark's LP from 20 to 15. Returns the
+    direction and its steps.
+    """
+    steps = point.steps(step[0], step[2], step[3])
+    low, high = _PRODUCT_RANGE * target, target / _PRODUCT_RANGE
+
+    def push(products):
+        return np.maximum(np.clip(products, low, high) - products, -high)
+
+    for _ in range(_MAX_CORRECTORS):
+        if min(steps) >= 1.0:
+            break
+        trial_p = min(1.0, steps[0] + _CORRECTOR_AIM)
+        trial_d = min(1.0, steps[1] + _CORRECTOR_AIM)
+        dx, dz, dv = step[0], step[2], step[3]
+        xz = (point.x + trial_p * dx) * (point.z + trial_d * dz)
+        sv = (point.s - trial_p * dx) * (point.v + trial_d * dv)
+        corrector = point.direction(A, push(xz), push(sv), linear=False)
+        corrected = tuple(a + b for a, b in zip(step, corrector, strict=True))
+        new_steps = point.steps(corrected[0], corrected[2], corrected[3])
+        if sum(new_steps) < sum(steps) + _CORRECTOR_GAIN * _CORRECTOR_AIM:
+            break
+        step, steps = corrected, new_steps
+    return step, steps
+
+
 class _Point:
     """An iterate ``(x, s, z, v)`` with its residuals and factorisation."""
 
@@ -278,13 +369,21 @@ class _Point:
         self.x, self.s, self.z, self.v = x, s, z, v
         self.r_p = self.r_d = self.d = self.factor = None
 
-    def direction(self, A, r_xz, r_sv):
-        """Newton direction ``(dx, dtheta, dz, dv)`` for complementarity targets."""
+    def direction(self, A, r_xz, r_sv, linear=True):
+        """Newton direction ``(dx, dtheta, dz, dv)`` for complementarity targets.
+
+        ``linear`` False leaves out the primal and dual residuals: the
+        direction then only changes the complementarity products (a
+        centrality corrector, added to a direction that has them).
+        """
         x, s = self.x, self.s
-        rho = self.r_d + r_xz / x - r_sv / s
-        dtheta = scipy.linalg.cho_solve(
-            self.factor, A.matvec(self.d * rho) - self.r_p, check_finite=False
-        )
+        rho = r_xz / x - r_sv / s
+        if linear:
+            rho += self.r_d
+        rhs = A.matvec(self.d * rho)
+        if linear:
+            rhs -= self.r_p
+        dtheta = scipy.linalg.cho_solve(self.factor, rhs, check_finite=False)
         dx = self.d * (rho - A.rmatvec(dtheta))
         dz = (r_xz - self.z * dx) / x
         dv = (r_sv + self.v * dx) / s
@@ -353,7 +452,7 @@ def _vertex(A, c, lower, upper, x, z, v):
     with warnings.catch_warnings():
         # (An exactly singular basis is expected, and handled below.)
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        lu = scipy.linalg.lu_factor(At_B, check_finite=False)
+        lu = scipy.linalg.lu_factor(At_B, overwrite_a=True, check_finite=False)
     if not np.all(np.isfinite(lu[0])) or np.min(np.abs(np.diag(lu[0]))) == 0:
         # A singular basis (rank-deficient design): HiGHS's simplex
         # replaces its dependent columns by logical ones.
