@@ -48,10 +48,10 @@ from ._scale import (
     FixedScale,
     JointScale,
     LADScale,
-    MADScale,
     MProblem,
     initial_scale,
 )
+from ._scale_mad import MADScale
 from .losses import FixedScaleLoss, HuberRho, SquaredRho, check_residual_function
 
 # Targets further than this (in robust scales of y) from the start are moved

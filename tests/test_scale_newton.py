@@ -14,7 +14,7 @@ import pytest
 import scipy.optimize
 from numpy.testing import assert_allclose
 
-import skrobust._scale as scale_module
+import skrobust._scale_mad as scale_module
 from skrobust import HuberRegressor, LogCoshRegressor
 from skrobust._base import MAD_NORMAL_CONSTANT, least_squares_start
 from skrobust._objective import LinearObjective
