@@ -211,7 +211,11 @@ def mad_scale_fit(problem, coef, scale):
         newton = _mad_newton_start(client, client.ls_objective, coef, scale)
         problem.used = client.used[0]
         if newton is not None:
-            coef, scale, hessian = newton
+            coef, scale, hessian, mad = newton
+            if mad is not None:
+                # As in memory: final where it settled past the polish's test.
+                w, b = _unstandardize(problem, coef)
+                return w, b, mad, True, ""
     if hessian is None:
         step = _subsample_step(problem)
     if step is not None:

@@ -17,7 +17,9 @@ from sklearn.utils.extmath import safe_sparse_dot
 from . import _solvers
 from ._base import least_squares_start_step, mad_scale, weighted_median
 from ._scale import (
+    _POLISHED_GRADIENT,
     EXACT_FIT_TOL,
+    MIN_RELATIVE_SCALE,
     ScaleFit,
     ScaleSecant,
     _newton_polish,
@@ -107,13 +109,16 @@ def _mirrored_on_dask(rows):
 
 
 def _mad_newton_start(problem, rows, coef, scale):
-    """``(coef, scale, hessian)`` of the MAD fixed point on ``rows``, or None.
+    """``(coef, scale, hessian, mad)`` of the MAD fixed point on ``rows``, or None.
 
     By :func:`~skrobust._scale_newton.scale_fixed_point_newton`, to the
-    secant's tolerances (so that its first fit confirms it); None where
-    that does not settle or does not apply, and the secant starts from
-    ``(coef, scale)``; where it settles, the subsample's secant is skipped
-    too. Measured (CPU time, one BLAS thread), passes over all rows and
+    secant's tolerances; None where that does not settle or does not
+    apply, and the secant starts from ``(coef, scale)``; where it settles,
+    the subsample's secant is skipped too. ``mad``, the normalised MAD of
+    the point's residuals, where the point is final (its gradient at
+    rounding, or confirmed one Newton step past the tests, as the secant's
+    polish would take it); else None, and the secant's first fit confirms
+    it. Measured (CPU time, one BLAS thread), passes over all rows and
     the fit's time: at 1000 x 20, 26 -> 8 and 6.3 -> 4.9 ms (Huber), 26 ->
     11 and 6.8 -> 5.6 ms (log-cosh: five fixed-scale fits, each with its
     set-up, against four to six Newton iterations and one confirming fit);
@@ -134,8 +139,14 @@ def _mad_newton_start(problem, rows, coef, scale):
         scale,
         tol,
         lambda sigma: fixed_scale_tol(problem.rho, sigma, tol),
+        _POLISHED_GRADIENT * tol,
     )
-    return None if found is None else found[:3]
+    if found is None:
+        return None
+    coef, scale, hessian, _, mad = found
+    if mad is not None and not mad > MIN_RELATIVE_SCALE:
+        mad = None  # (the secant's residual scale is their RMS there)
+    return coef, scale, hessian, mad
 
 
 class MADScale:
@@ -203,7 +214,11 @@ class MADScale:
         newton = _mad_newton_start(problem, ls_objective, coef, scale)
         sub = None
         if newton is not None:
-            coef, scale, hessian = newton
+            coef, scale, hessian, mad = newton
+            if mad is not None:
+                # Settled past the polish's test: the secant's confirming
+                # fit would take it as it is.
+                return coef, mad, True, None
         else:
             sub = _solvers.subsample_for_start(ls_objective)
         if sub is not None:
