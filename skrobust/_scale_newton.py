@@ -33,10 +33,13 @@ so ``a`` is that of the row (or the two rows) at the median: a semismooth
 Newton method, which from the L1 start settles in four to six iterations
 where the secant takes five or six fits.
 
-It only gives a start: the secant then runs from its point and scale, and
-its first fit confirms the fixed point (its gradient and gap already
-within the tolerances) or goes on from there, so that the answer is the
-secant's fixed point, to its tolerance. Where the method does not settle
+Where it settles (gradient and gap within the secant's tolerances) its
+point is the answer if the gradient is at rounding already; otherwise one
+more joint step is taken past the tests (as the secant polishes its last
+fit) and one evaluation without a Hessian confirms it. Only where that
+confirmation fails does the secant run from the point, its first fit
+going on from there, so that the answer is always the secant's fixed
+point, to its tolerance. Where the method does not settle
 within ``_MAX_STEPS`` iterations (the median jumping between rows, a
 Hessian that is not clearly positive definite, a scale heading for zero),
 None sends the secant back to the original start.
