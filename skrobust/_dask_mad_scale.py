@@ -2,16 +2,16 @@ r"""The MAD scale's fixed point on dask data, for the LAD scale's last resort.
 
 When the exact LAD fit of ``scale="lad"`` interpolates every row of
 positive weight, its residuals carry no scale and the in-memory fit turns to
-:meth:`skrobust._scale.MADScale.solve`: safeguarded secant steps on
+:meth:`skrobust._scale_mad.MADScale.solve`: safeguarded secant steps on
 ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma`` whose every step is a
 fixed-scale fit, first on every 11th row for large problems, with the
 boundary ``sigma = 0`` solved directly when the secant heads for it
-(:func:`skrobust._scale._collapsed_mad_fit`). This module takes those steps
+(:func:`skrobust._scale_mad._collapsed_mad_fit`). This module takes those steps
 on a :class:`skrobust._dask_staged.StagedFit`: each fixed-scale fit is its
 distributed objective on the same rows (every 11th by global index, or
 all), each ``MAD`` (with its RMS fallback) a distributed selection
 (:func:`skrobust._dask_median.robust_scale`), the secant, polish and stopping
-rules are :mod:`skrobust._scale`'s; the boundary is the weighted median of
+rules are :mod:`skrobust._scale_mad`'s; the boundary is the weighted median of
 ``y`` (with a penalty) or the dask exact LAD fit (without), its MAD one
 more selection.
 """
@@ -23,13 +23,10 @@ import numpy as np
 from . import _solvers
 from ._dask_median import RowValues, robust_scale, weighted_median
 from ._dask_strided import rows_of
-from ._scale import (
+from ._scale import EXACT_FIT_TOL, MProblem, _newton_polish, fixed_scale_tol
+from ._scale_mad import (
     _POLISH_GAP,
-    EXACT_FIT_TOL,
-    MProblem,
     _mad_newton_start,
-    _newton_polish,
-    fixed_scale_tol,
     mad_fixed_point,
     rough_step,
     rough_tol_applies,
@@ -59,7 +56,7 @@ class _FittedValues:
 
 
 def collapsed_mad_fit(problem, coef):
-    """:func:`skrobust._scale._collapsed_mad_fit`: ``(w, b)`` at ``sigma = 0``.
+    """:func:`skrobust._scale_mad._collapsed_mad_fit`: ``(w, b)`` at ``sigma = 0``.
 
     Or None when the MAD there stays positive (``sigma = 0`` is no fixed
     point).
@@ -103,11 +100,11 @@ def _residual_scale(problem, rows, objective, coef):
 def _secant(
     problem, step, coef, scale, hessian, origin="stale", collapse=False, first_gap=None
 ):
-    """:meth:`skrobust._scale.MADScale._secant` on every ``step``-th row.
+    """:meth:`skrobust._scale_mad.MADScale._secant` on every ``step``-th row.
 
     Returns ``(coef, scale, hessian, converged, collapsing)``. As in memory,
     a subsample's secant (``step > 1``) settles to the looser tolerances of
-    :func:`~skrobust._scale.subsample_secant_tols`.
+    :func:`~skrobust._scale_mad.subsample_secant_tols`.
     """
     options = problem.options
     secant_tol, base_tol = subsample_secant_tols(options.tol, step > 1)
@@ -184,7 +181,7 @@ def _subsample_step(problem):
 
 
 def mad_scale_fit(problem, coef, scale):
-    """:meth:`skrobust._scale.MADScale.solve`: ``(w, b, scale, converged, message)``.
+    """:meth:`~skrobust._scale_mad.MADScale.solve`: ``(w, b, scale, converged, msg)``.
 
     ``problem`` is a :class:`skrobust._dask_staged.StagedFit`; ``coef`` and
     ``scale`` the start, in its standardised units.
@@ -214,7 +211,11 @@ def mad_scale_fit(problem, coef, scale):
         newton = _mad_newton_start(client, client.ls_objective, coef, scale)
         problem.used = client.used[0]
         if newton is not None:
-            coef, scale, hessian = newton
+            coef, scale, hessian, mad = newton
+            if mad is not None:
+                # As in memory: final where it settled past the polish's test.
+                w, b = _unstandardize(problem, coef)
+                return w, b, mad, True, ""
     if hessian is None:
         step = _subsample_step(problem)
     if step is not None:

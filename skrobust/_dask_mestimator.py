@@ -15,7 +15,7 @@ so that the coefficients, the scale and ``n_iter_`` are memory's:
    takes it:
 
    - ``scale="lad"``: :meth:`skrobust._dask_lad._LadFit.solve`;
-   - ``scale="mad"``: the secant of :meth:`skrobust._scale.MADScale.solve`
+   - ``scale="mad"``: the secant of :meth:`skrobust._scale_mad.MADScale.solve`
      (:func:`skrobust._dask_mad_scale.mad_scale_fit`);
    - a fixed scale: the fixed-scale objective on all rows, solved by the
      in-memory multilevel solver, then the Newton polish

@@ -48,11 +48,11 @@ from ._scale import (
     EXACT_FIT_TOL,
     FixedScale,
     JointScale,
-    MADScale,
     MProblem,
     initial_scale,
 )
 from ._scale_lad import LADScale
+from ._scale_mad import MADScale
 from .losses import FixedScaleLoss, HuberRho, SquaredRho, check_residual_function
 
 # Targets further than this (in robust scales of y) from the start are moved

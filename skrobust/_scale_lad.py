@@ -32,7 +32,6 @@ from ._scale import (
     EXACT_FIT_TOL,
     LAD_SMALL_SCALE,
     MIN_RELATIVE_SCALE,
-    MADScale,
     ScaleFit,
     ScaleSecant,
     _fixed_scale_fit,
@@ -40,6 +39,7 @@ from ._scale import (
     fixed_scale_tol,
     initial_scale,
 )
+from ._scale_mad import MADScale
 from .losses import FixedScaleLoss, SmoothedPinballRho
 
 # scale="lad": the smoothed LAD fit's bandwidth, in units of the scale it

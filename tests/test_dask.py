@@ -663,3 +663,30 @@ def test_a_scale_far_below_the_spread_of_y_is_solved_as_in_memory(
     assert_huber_fixed_scale_optimum(fitted, X, y, weights, 0.1)
     np.testing.assert_allclose(fitted.coef_, memory.coef_, rtol=1e-4)
     np.testing.assert_allclose(fitted.scale_, memory.scale_, rtol=1e-4)
+
+
+@pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
+def test_small_mad_fit_is_newtons_point_on_dask_too(
+    synchronous, monkeypatch, estimator_class
+):
+    """As in memory: where Newton's method on the client's rows settles, no secant.
+
+    The dask fit used to confirm that point by a secant fit of its own, a
+    pass over the chunks at least; it now takes it as memory does, and the
+    two fits agree.
+    """
+    import skrobust._dask_mad_scale as dask_mad_scale
+
+    secants = []
+    secant = dask_mad_scale._secant
+
+    def recorded(*args, **kwargs):
+        secants.append(args[1])
+        return secant(*args, **kwargs)
+
+    monkeypatch.setattr(dask_mad_scale, "_secant", recorded)
+    X, y = make_data()
+    memory = estimator_class(scale="mad").fit(X, y)
+    fitted = estimator_class(scale="mad").fit(da.from_array(X, chunks=(CHUNKS, 4)), y)
+    assert secants == []
+    assert_same_fit(fitted, memory, rtol=1e-10)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-import skrobust._scale as scale_module
+import skrobust._scale_mad as scale_module
 from skrobust import HuberRegressor, LogCoshRegressor
 from skrobust._objective import LinearObjective
 from skrobust._scale import _newton_polish

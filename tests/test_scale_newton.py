@@ -3,19 +3,30 @@
 On problems too small for a subsample the MAD scale's secant used to take
 five or six fixed-scale fits (26 passes over the rows at 1000 x 20); it
 now starts from the fixed point that Newton's method on the coefficients
-and the scale together reaches, and confirms it in one fit. The answer
+and the scale together reaches. That point is final where it settles (its
+gradient at rounding, or settled again one joint step past the tests): no
+fixed-scale fit confirms it any more. The answer
 must be the secant's fixed point (statsmodels' and R's MAD fixed point, to
 its tolerance), the derivatives it steps on must be the true ones (finite
 differences), and the passes must be fewer.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.optimize
+from _oracles import (
+    FixedScaleOracle,
+    huber_psi,
+    huber_rho,
+    logcosh_psi,
+    logcosh_rho,
+)
 from numpy.testing import assert_allclose
 
-import skrobust._scale as scale_module
-from skrobust import HuberRegressor, LogCoshRegressor
+import skrobust._scale_mad as scale_module
+from skrobust import HuberRegressor, LogCoshRegressor, _scale
 from skrobust._base import MAD_NORMAL_CONSTANT, least_squares_start
 from skrobust._objective import LinearObjective
 from skrobust._scale_newton import (
@@ -97,6 +108,52 @@ def test_small_mad_fit_takes_few_passes(monkeypatch, estimator_class):
     assert passes.count <= 12
 
 
+_ORACLE_LOSSES = {
+    HuberRegressor: (huber_rho, huber_psi),
+    LogCoshRegressor: (logcosh_rho, logcosh_psi),
+}
+
+
+@pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
+@pytest.mark.parametrize(
+    "shape, seed", [((1_000, 20), 2), ((1_000, 20), 3), ((300, 5), 2), ((5_000, 10), 0)]
+)
+def test_settled_newton_point_takes_no_fixed_scale_fit(
+    monkeypatch, estimator_class, shape, seed
+):
+    """Where Newton's method settles its point is the answer, with no fit after.
+
+    The secant used to confirm it by a fixed-scale fit (two for log-cosh at
+    1000 x 20, seeds 2 and 3, where a polish of the coefficients alone moved
+    the MAD past its tolerance), each with its own set-up and passes. The
+    answer is still the MAD fixed point: its scale the normalised MAD of
+    its residuals, its coefficients the minimum of the fixed-scale
+    objective at that scale (scipy, :class:`FixedScaleOracle`).
+    """
+    X, y = _contaminated(*shape, seed=seed)
+    fits = []
+    minimize = _scale.MProblem.minimize
+
+    def recorded(self, *args, **kwargs):
+        fits.append(args)
+        return minimize(self, *args, **kwargs)
+
+    monkeypatch.setattr(_scale.MProblem, "minimize", recorded)
+    model = estimator_class(scale="mad").fit(X, y)
+    assert fits == []
+
+    residuals = y - X @ model.coef_ - model.intercept_
+    mad = np.median(np.abs(residuals)) / MAD_NORMAL_CONSTANT
+    assert_allclose(model.scale_, mad, rtol=1e-9)
+    rho, psi = (
+        functools.partial(f, delta=model.delta) for f in _ORACLE_LOSSES[estimator_class]
+    )
+    weights = np.ones(y.size)
+    oracle = FixedScaleOracle(X, y, weights, model.scale_, 0.0, rho, psi, True)
+    _, _, best = oracle.solve([(model.coef_, model.intercept_)])
+    assert oracle.value(model.coef_, model.intercept_) <= best * (1 + 1e-11)
+
+
 def _objective(X, y, rho, scale, weights):
     ls, _, coef = least_squares_start(X, y, weights, True, 0.0)
     loss = FixedScaleLoss(rho, scale)
@@ -115,7 +172,7 @@ def test_scale_derivative_of_the_gradient_is_the_finite_difference(rho):
     scale = 0.7
     ls, objective, coef = _objective(X, y, rho, scale, weights)
     residuals = ls.y - objective.raw_prediction(coef)[:, 0]
-    b = _scale_derivative_of_gradient(ls, rho, residuals / scale)
+    b = _scale_derivative_of_gradient(ls, rho, residuals / scale, scale)
 
     def gradient_entry(j):
         def at(sigma):

@@ -21,7 +21,14 @@ from _oracles import MAD_NORMAL_CONSTANT, FixedScaleOracle, huber_psi, huber_rho
 from numpy.testing import assert_allclose
 from sklearn.base import clone
 
-from skrobust import HuberRegressor, LogCoshRegressor, _objective, _scale, _solvers
+from skrobust import (
+    HuberRegressor,
+    LogCoshRegressor,
+    _objective,
+    _scale,
+    _scale_mad,
+    _solvers,
+)
 
 N_FEATURES = 320  # (above NEWTON_MAX_COEF: the L-BFGS path)
 
@@ -118,7 +125,9 @@ def test_wide_mad_fits_before_the_last_are_rough_and_the_fixed_point_exact(
     assert tols[-1] == exact_tol
 
     # Every fit exact, the old way: the same fixed point.
-    monkeypatch.setattr(_scale, "secant_first_gap", lambda solver, sub_rows=None: None)
+    monkeypatch.setattr(
+        _scale_mad, "secant_first_gap", lambda solver, sub_rows=None: None
+    )
     reference = HuberRegressor(scale="mad").fit(X, y)
     fitted = np.r_[model.coef_, model.intercept_, model.scale_]
     expected = np.r_[reference.coef_, reference.intercept_, reference.scale_]
@@ -137,10 +146,10 @@ def test_wide_mad_fits_before_the_last_are_rough_and_the_fixed_point_exact(
 
 
 def test_secant_first_gap_rule():
-    assert _scale.secant_first_gap("lbfgs") == _scale._LBFGS_FIRST_GAP
-    assert _scale.secant_first_gap("newton") is None
-    assert _scale.secant_first_gap("newton", 10_000) == pytest.approx(0.01)
-    assert _scale.secant_first_gap("lbfgs", 10_000) == pytest.approx(0.01)
+    assert _scale_mad.secant_first_gap("lbfgs") == _scale_mad._LBFGS_FIRST_GAP
+    assert _scale_mad.secant_first_gap("newton") is None
+    assert _scale_mad.secant_first_gap("newton", 10_000) == pytest.approx(0.01)
+    assert _scale_mad.secant_first_gap("lbfgs", 10_000) == pytest.approx(0.01)
 
 
 def test_dask_solves_the_wide_mad_fits_as_roughly_as_memory(synchronous, monkeypatch):
@@ -160,7 +169,7 @@ def test_dask_solves_the_wide_mad_fits_as_roughly_as_memory(synchronous, monkeyp
     memory = HuberRegressor(scale="mad").fit(X, y)
     Xd = da.from_array(X, chunks=((700, 1, 999, 500, 800), N_FEATURES))
     fitted = HuberRegressor(scale="mad").fit(Xd, y)
-    assert gaps == [_scale._LBFGS_FIRST_GAP]
+    assert gaps == [_scale_mad._LBFGS_FIRST_GAP]
     fitted_all = np.r_[fitted.coef_, fitted.intercept_, fitted.scale_]
     expected = np.r_[memory.coef_, memory.intercept_, memory.scale_]
     assert_allclose(
