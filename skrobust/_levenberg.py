@@ -31,7 +31,7 @@ singular.
 
 import numpy as np
 
-from . import _progress, _solvers
+from . import _progress, _solver_result, _solvers
 
 # The first damping, relative to the Hessian's mean curvature: a
 # step of nearly Newton's length, which the stall showed to be too long,
@@ -78,7 +78,7 @@ def minimize(objective, coef0, max_iter, tol):
     coef = np.asarray(coef0, dtype=np.float64)
     value, grad, hess = objective.loss_gradient_hessian(coef)
     if not np.isfinite(value):
-        return _solvers.SolverResult(coef, 0, False, "non-finite objective")
+        return _solver_result.SolverResult(coef, 0, False, "non-finite objective")
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     # The damped Newton loop finishes (see below) from this gradient on.
     handover = max(tol, _solvers._TRUST_REGION_GTOL)
@@ -158,4 +158,4 @@ def minimize(objective, coef0, max_iter, tol):
         return more
     if gnorm <= tol:
         message = "converged"
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message, hess, grad)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message, hess, grad)

@@ -10,7 +10,7 @@ conjugate gradients on Hessian-vector products, preconditioned by
 
 import numpy as np
 
-from . import _solvers
+from . import _solver_result, _solvers
 from ._sketched_preconditioner import sketched_block_factor, uses_sketch
 from ._sparse_product import SparseProducts
 
@@ -106,4 +106,4 @@ def minimize(objective, coef0, max_iter, tol):
             break
     if gnorm <= tol:
         message = "converged"
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message)

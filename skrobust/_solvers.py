@@ -42,6 +42,7 @@ import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _levenberg, _lockstep, _progress
+from ._solver_result import SolverResult, _gradient_norm, _max_abs, _report_iteration
 from ._strides import aperiodic_step
 
 # Above this many coefficients a dense Hessian costs more than it saves.
@@ -208,21 +209,6 @@ class _HessianRecorder:
         """Where ``hessian`` was formed if it is the latest one, else None."""
         latest, point = self._latest
         return point if hessian is not None and hessian is latest else None
-
-
-@dataclass
-class SolverResult:
-    coef: np.ndarray
-    n_iter: int
-    converged: bool
-    message: str
-    # The last Hessian Newton used (at or near coef), for the next level.
-    hessian: np.ndarray | None = None
-    # The gradient at coef where the solver has it (Newton's loops), so that
-    # a polishing step needs no pass of its own to find it.
-    gradient: np.ndarray | None = None
-    # Where hessian was formed, when solve(remember_hessian_point=True) knows.
-    hessian_coef: np.ndarray | None = None
 
 
 def choose_solver(solver, n_coef):
@@ -577,15 +563,6 @@ def warn_not_converged(solver, n_iter, tol, message):
         ConvergenceWarning,
         stacklevel=4,
     )
-
-
-def _gradient_norm(objective, coef):
-    return float(np.max(np.abs(objective.loss_gradient(coef)[1]), initial=0.0))
-
-
-def _report_iteration(intermediate_result):
-    """scipy callback: a line per iteration at verbose 2."""
-    _progress.say(2, lambda: f"  iteration: objective {intermediate_result.fun:.10g}")
 
 
 class _LatestEvaluations:
@@ -1134,15 +1111,6 @@ def _newton_direction(hess, grad, floor):
     if direction is not None:
         return direction, False
     return _regularised_direction(hess, grad, floor.penalty, floor.rcond), True
-
-
-def _max_abs(values):
-    """``max |values|`` (0 for none), as a float: a gradient's norm.
-
-    (The ndarray method: ``np.max`` costs several microseconds more a call,
-    and Newton's loops take one per step.)
-    """
-    return float(np.abs(values).max(initial=0.0))
 
 
 def cholesky_solve(matrix, rhs):

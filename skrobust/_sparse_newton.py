@@ -11,7 +11,7 @@ more. Smoothed quantile fits of such designs use it
 
 import numpy as np
 
-from . import _solvers
+from . import _solver_result, _solvers
 from ._sketched_newton import _shortened
 
 # L-BFGS iterations before the sparse Newton iterations of
@@ -92,17 +92,17 @@ def minimize(objective, coef0, budget, tol, convex):
     if share:
         result = _solvers._lbfgs(objective, coef0, share, tol, finished=True)
     else:
-        result = _solvers.SolverResult(coef0, 0, False, "not started")
+        result = _solver_result.SolverResult(coef0, 0, False, "not started")
     if result.n_iter >= budget or (
-        share and _solvers._gradient_norm(objective, result.coef) <= tol
+        share and _solver_result._gradient_norm(objective, result.coef) <= tol
     ):
         return result
     more = sparse_newton(objective, result.coef, budget - result.n_iter, tol, convex)
     more.n_iter += result.n_iter
     if more.converged:
         return more
-    if _solvers._gradient_norm(objective, more.coef) < _solvers._gradient_norm(
-        objective, result.coef
+    if _solver_result._gradient_norm(objective, more.coef) < (
+        _solver_result._gradient_norm(objective, result.coef)
     ):
         result = more
     else:
@@ -140,7 +140,7 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     coef = coef0
     value, grad, hessian = evaluate(coef)
     if not np.isfinite(value):
-        return _solvers.SolverResult(coef, 0, False, "non-finite objective")
+        return _solver_result.SolverResult(coef, 0, False, "non-finite objective")
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     n_iter, message = 0, "iteration limit reached"
     floor = _solvers._DirectionFloor(np.ones(1))  # (adapted as under a ridge)
@@ -167,4 +167,4 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
             break
     if gnorm <= tol:
         message = "converged"
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message, None, grad)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message, None, grad)
