@@ -15,14 +15,9 @@ from sklearn.utils.validation import (
 )
 
 from . import _dask, _lockstep, _progress, _solvers
+from ._linalg import CholeskyFactor, cholesky_solve, min_norm_solve, regular_solve
 from ._objective import LinearObjective, remember_design_gram, single_threaded_blas
-from ._solvers import (
-    CholeskyFactor,
-    cholesky_solve,
-    min_norm_solve,
-    regular_solve,
-    uses_products,
-)
+from ._solvers import uses_products
 from ._strides import aperiodic_step
 from .losses import FixedScaleLoss, SquaredRho
 

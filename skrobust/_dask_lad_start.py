@@ -10,7 +10,7 @@ squares with the ridge scaled by the reweighted total weight, as in memory:
 
 - up to ``ITERATIVE_MIN_COEF`` coefficients, from the normal equations: one
   distributed pass returns every chunk's Gram matrix and gradient at zero,
-  and the client solves them (:func:`skrobust._solvers.regular_solve`);
+  and the client solves them (:func:`skrobust._linalg.regular_solve`);
 - beyond, by the in-memory LSQR (:func:`skrobust._base._lsqr_least_squares`,
   at most ``_LSQR_ALL_ROWS_STEP_MAX_ITER`` iterations from the previous
   step, as in memory on all rows) on
@@ -39,8 +39,8 @@ from ._base import (
     lsqr_start,
 )
 from ._dask import RowValues, _chunk_weights, weighted_median
+from ._linalg import regular_solve
 from ._objective import LinearObjective
-from ._solvers import regular_solve
 
 
 def _chunk_rows(setup, X_c, y_c, w_c):

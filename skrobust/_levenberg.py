@@ -31,7 +31,7 @@ singular.
 
 import numpy as np
 
-from . import _progress, _solver_result, _solvers
+from . import _linalg, _progress, _solver_result, _solvers
 
 # The first damping, relative to the Hessian's mean curvature: a
 # step of nearly Newton's length, which the stall showed to be too long,
@@ -100,7 +100,7 @@ def minimize(objective, coef0, max_iter, tol):
     n_iter, message = 0, "iteration limit reached"
     while gnorm > handover and n_iter < max_iter:
         damped = hess + np.diag(np.full(len(grad), damping))
-        step = _solvers.cholesky_solve(damped, -grad)
+        step = _linalg.cholesky_solve(damped, -grad)
         if step is None:  # (damping below the rounding of a nil Hessian)
             damping, growth = damping * growth, 2.0 * growth
             if not np.isfinite(damping):

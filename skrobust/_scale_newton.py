@@ -44,7 +44,7 @@ None sends the secant back to the original start.
 
 import numpy as np
 
-from . import _progress, _solvers
+from . import _linalg, _progress, _solvers
 from ._base import MAD_NORMAL_CONSTANT, weighted_median
 from .losses import FixedScaleLoss
 
@@ -155,7 +155,7 @@ def scale_fixed_point_newton(problem, rows, rho, l2, coef, scale, gap_tol, grad_
         if n_iter == steps:
             return None
         if factor is None:
-            factor = _solvers.CholeskyFactor.of(hessian)
+            factor = _linalg.CholeskyFactor.of(hessian)
             if factor is None:
                 return None
         # While steps on the latest Hessian shrink the gradient and the gap

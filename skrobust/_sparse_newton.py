@@ -11,7 +11,7 @@ more. Smoothed quantile fits of such designs use it
 
 import numpy as np
 
-from . import _solver_result, _solvers
+from . import _linalg, _solver_result, _solvers
 from ._sketched_newton import _shortened
 
 # L-BFGS iterations before the sparse Newton iterations of
@@ -36,7 +36,7 @@ def _sparse_direction(hessian, grad, target, rcond):
     coefficient (a one-hot level's curvature is its rows' share). A
     coefficient whose curvature is below ``rcond`` of the largest diagonal
     entry (a level with no row near zero) gets that floor added, as
-    :func:`skrobust._solvers._regularised_direction` raises small
+    :func:`skrobust._linalg._regularised_direction` raises small
     eigenvalues, so that its step stays finite. Started from zero, the
     iterates stay in the span of the gradient and the Hessian's images, the
     design's row space: a flat direction (one-hot levels with an intercept)
@@ -126,7 +126,7 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     :func:`skrobust._solvers._preconditioned_newton`; steps and line search
     are :func:`skrobust._solvers._damped_step`'s. The floor on the
     curvature of flat coefficients adapts to the steps as
-    :class:`skrobust._solvers._DirectionFloor`'s does under a ridge: a step
+    :class:`skrobust._linalg._DirectionFloor`'s does under a ridge: a step
     cut to ``t`` of its direction (a raised coefficient stepped too far,
     and the line search shortened every other coefficient's step with it)
     raises it by ``1 / t``, a full step lowers it; a short step does not
@@ -143,7 +143,7 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
         return _solver_result.SolverResult(coef, 0, False, "non-finite objective")
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     n_iter, message = 0, "iteration limit reached"
-    floor = _solvers._DirectionFloor(np.ones(1))  # (adapted as under a ridge)
+    floor = _linalg._DirectionFloor(np.ones(1))  # (adapted as under a ridge)
     while gnorm > tol and n_iter < max_iter:
         target = max(min(_solvers._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
         direction, solved = _sparse_direction(hessian, grad, target, floor.rcond)

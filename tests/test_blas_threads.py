@@ -15,6 +15,7 @@ from skrobust import (
     MultiQuantileRegressor,
     QuantileRegressor,
     _base,
+    _linalg,
     _solvers,
 )
 from skrobust._objective import _SINGLE_THREAD_MAX_ENTRIES
@@ -43,8 +44,10 @@ def seen_threads(monkeypatch):
     monkeypatch.setattr(np.linalg, "lstsq", recording(np.linalg.lstsq))
     for name in ("regular_solve", "min_norm_solve"):
         monkeypatch.setattr(_base, name, recording(getattr(_base, name)))
-    # (Newton's and Levenberg-Marquardt's factorisations.)
-    monkeypatch.setattr(_solvers, "cholesky_solve", recording(_solvers.cholesky_solve))
+    # (Newton's and Levenberg-Marquardt's factorisations; _scale calls it
+    # through _solvers.)
+    for module in (_linalg, _solvers):
+        monkeypatch.setattr(module, "cholesky_solve", recording(module.cholesky_solve))
     return seen
 
 

@@ -29,7 +29,7 @@ from _oracles import (
 from numpy.testing import assert_allclose
 from statsmodels.robust.norms import HuberT
 
-from skrobust import HuberRegressor, LogCoshRegressor, _solvers
+from skrobust import HuberRegressor, LogCoshRegressor, _linalg, _solvers
 from skrobust._base import least_squares_start
 from skrobust._objective import LinearObjective, _clearly_regular, null_directions
 from skrobust._small_design import weighted_gram
@@ -151,7 +151,7 @@ def test_preconditioned_cg_solves_a_perturbed_system():
     changed = A[:5].T @ A[:5] / 400
     H = nearby - changed
     rhs = rng.normal(size=80)
-    factor = _solvers.CholeskyFactor.of(nearby)
+    factor = _linalg.CholeskyFactor.of(nearby)
     x, iterations, solved = _solvers._preconditioned_cg(
         lambda v: H @ v, rhs, factor, 1e-12, 50
     )
@@ -164,8 +164,8 @@ def test_cholesky_factor_refuses_singular_matrices():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(50, 6))
     singular = np.column_stack([A, A[:, 0] + A[:, 1]])
-    assert _solvers.CholeskyFactor.of(singular.T @ singular) is None
-    factor = _solvers.CholeskyFactor.of(A.T @ A)
+    assert _linalg.CholeskyFactor.of(singular.T @ singular) is None
+    factor = _linalg.CholeskyFactor.of(A.T @ A)
     rhs = rng.normal(size=6)
     assert_allclose(factor.solve(rhs), np.linalg.solve(A.T @ A, rhs), rtol=1e-12)
 
