@@ -11,7 +11,7 @@ more. Smoothed quantile fits of such designs use it
 
 import numpy as np
 
-from . import _linalg, _solver_result, _solvers
+from . import _lbfgs, _linalg, _solver_result, _solvers
 from ._sketched_newton import _shortened
 
 # L-BFGS iterations before the sparse Newton iterations of
@@ -87,10 +87,10 @@ def minimize(objective, coef0, budget, tol, convex):
     (:func:`skrobust._solvers._lbfgs_finished`) goes on from the better
     point.
     """
-    objective = _solvers._LatestEvaluations(objective)
+    objective = _lbfgs._LatestEvaluations(objective)
     share = min(budget, LBFGS_BEFORE_SPARSE_NEWTON) if convex else 0
     if share:
-        result = _solvers._lbfgs(objective, coef0, share, tol, finished=True)
+        result = _lbfgs._lbfgs(objective, coef0, share, tol, finished=True)
     else:
         result = _solver_result.SolverResult(coef0, 0, False, "not started")
     if result.n_iter >= budget or (

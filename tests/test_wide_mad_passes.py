@@ -21,7 +21,14 @@ from _oracles import MAD_NORMAL_CONSTANT, FixedScaleOracle, huber_psi, huber_rho
 from numpy.testing import assert_allclose
 from sklearn.base import clone
 
-from skrobust import HuberRegressor, LogCoshRegressor, _objective, _scale, _solvers
+from skrobust import (
+    HuberRegressor,
+    LogCoshRegressor,
+    _lbfgs,
+    _objective,
+    _scale,
+    _solvers,
+)
 
 N_FEATURES = 320  # (above NEWTON_MAX_COEF: the L-BFGS path)
 
@@ -69,7 +76,7 @@ def test_lbfgs_never_passes_over_the_same_point_twice(monkeypatch, estimator):
 def test_lbfgs_rounding_stop_is_finished_by_newton_steps_not_restarts(monkeypatch):
     X, y = wide_data()
     solves, runs = [], []
-    finished, minimize = _solvers._lbfgs_finished, _solvers.scipy.optimize.minimize
+    finished, minimize = _solvers._lbfgs_finished, _lbfgs.scipy.optimize.minimize
 
     def recorded_solve(*args, **kwargs):
         solves.append(1)
@@ -81,7 +88,7 @@ def test_lbfgs_rounding_stop_is_finished_by_newton_steps_not_restarts(monkeypatc
         return minimize(*args, **kwargs)
 
     monkeypatch.setattr(_solvers, "_lbfgs_finished", recorded_solve)
-    monkeypatch.setattr(_solvers.scipy.optimize, "minimize", recorded_run)
+    monkeypatch.setattr(_lbfgs.scipy.optimize, "minimize", recorded_run)
     model = HuberRegressor(scale="mad").fit(X, y)
     # One L-BFGS run per solve (before, most exact fits restarted it one to
     # three times from its rounding-level stop), and the fit still lands.
