@@ -138,7 +138,7 @@ def _newton_direction(hess, grad, floor):
     curvature 1e-14 of the coefficients'). When the scaled Hessian is
     singular or nearly so (a Huber objective with fewer rows on its
     quadratic part than coefficients), the direction of
-    :func:`_newton_line_search`'s regularisation is used
+    :func:`skrobust._newton._newton_line_search`'s regularisation is used
     (``regularised``): eigenvalues below ``floor.rcond`` of the largest
     raised to it, in the units of :func:`_curvature_units`
     (:class:`_DirectionFloor`). The direction is None if there is no
@@ -245,8 +245,8 @@ def secant_update(hess, step, change):
     where ``s' H s`` or ``y' s`` is not positive. Newton steps on an older
     Hessian converge linearly, their errors settling along the directions
     where that Hessian is most wrong: the update corrects those, and the
-    chord steps of :func:`_newton_steps` then converge superlinearly
-    (Dennis and More 1974) at no extra pass.
+    chord steps of :func:`skrobust._newton._newton_steps` then converge
+    superlinearly (Dennis and More 1974) at no extra pass.
     """
     moved = hess @ step
     curvature = float(step @ moved)

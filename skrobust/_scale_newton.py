@@ -15,7 +15,7 @@ with ``m(c)`` the normalised MAD of the residuals at ``c`` (about zero),
 are solved as one system: each iteration is one pass
 of the objective's value and gradient at ``sigma`` (with its Hessian,
 unless steps on the latest one shrink the gradient and the gap tenfold,
-as in :func:`skrobust._solvers._newton_steps`) and the step
+as in :func:`skrobust._newton._newton_steps`) and the step
 
 .. math::
 
@@ -44,7 +44,7 @@ None sends the secant back to the original start.
 
 import numpy as np
 
-from . import _linalg, _progress, _solvers
+from . import _linalg, _newton, _progress, _solvers
 from ._base import MAD_NORMAL_CONSTANT, weighted_median
 from .losses import FixedScaleLoss
 
@@ -55,8 +55,8 @@ _MAX_STEPS = 8
 # piecewise-linear MAD can mislead one step, not send the scale to zero.
 _SHRINK, _GROW = 0.5, 2.0
 # A step on an older Hessian that shrinks the gradient and the gap (the
-# larger) by less than this factor has it formed again (see _solvers).
-_REFRESH_RATIO = _solvers._REFRESH_RATIO
+# larger) by less than this factor has it formed again (see _newton).
+_REFRESH_RATIO = _newton._REFRESH_RATIO
 # A scale below this fraction of the start's heads for a collapse, which
 # the secant detects and solves on the boundary.
 _COLLAPSE_FRACTION = 1e-3

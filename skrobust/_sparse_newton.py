@@ -11,7 +11,7 @@ more. Smoothed quantile fits of such designs use it
 
 import numpy as np
 
-from . import _lbfgs, _linalg, _solver_result, _solvers
+from . import _lbfgs, _linalg, _newton, _solver_result, _solvers
 from ._sketched_newton import _shortened
 
 # L-BFGS iterations before the sparse Newton iterations of
@@ -119,12 +119,12 @@ def minimize(objective, coef0, budget, tol, convex):
 def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     """Damped Newton on sparse Hessians (:mod:`skrobust._sparse_hessian`).
 
-    As :func:`skrobust._solvers._damped_newton`: each iteration evaluates
+    As :func:`skrobust._newton._damped_newton`: each iteration evaluates
     the trial point's value, gradient and sparse Hessian in one pass over
     ``X`` and solves the Newton system by diagonally preconditioned
     conjugate gradients (:func:`_sparse_direction`) to the forcing term of
     :func:`skrobust._solvers._preconditioned_newton`; steps and line search
-    are :func:`skrobust._solvers._damped_step`'s. The floor on the
+    are :func:`skrobust._newton._damped_step`'s. The floor on the
     curvature of flat coefficients adapts to the steps as
     :class:`skrobust._linalg._DirectionFloor`'s does under a ridge: a step
     cut to ``t`` of its direction (a raised coefficient stepped too far,
@@ -154,12 +154,12 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
         if not (solved or convex):
             direction, slope = _shortened(objective, coef, value, direction, slope)
         n_iter += 1
-        state, message = _solvers._damped_step(
+        state, message = _newton._damped_step(
             objective, (coef, value, gnorm), direction, slope, n_iter, evaluate=evaluate
         )
         if state is None:
             break
-        floor.update(_solvers._step_length(coef, state[0], direction))
+        floor.update(_newton._step_length(coef, state[0], direction))
         coef, value, grad, hessian, gnorm = state
         if message == "short step":
             message = None
