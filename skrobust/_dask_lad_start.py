@@ -21,7 +21,7 @@ squares with the ridge scaled by the reweighted total weight, as in memory:
 The in-memory loop also has conjugate-gradient steps
 (:func:`skrobust._base._reweighted_step`), but only for designs of at most
 ``PRECONDITIONED_MAX_ELEMENTS`` (2^19) rows times coefficients
-(:func:`skrobust._solvers.uses_products`). This start is reached only when
+(:func:`skrobust._preconditioned_newton.uses_products`). This start is reached only when
 the least-squares start is strided, so on at least ``2 *
 LEAST_SQUARES_START_ROWS`` (20 000) rows; from ``PRECONDITIONED_MIN_COEF``
 (64) coefficients that is at least 1.28 million elements, where the

@@ -44,7 +44,7 @@ None sends the secant back to the original start.
 
 import numpy as np
 
-from . import _linalg, _newton, _progress, _solvers
+from . import _linalg, _newton, _preconditioned_newton, _progress
 from ._base import MAD_NORMAL_CONSTANT, weighted_median
 from .losses import FixedScaleLoss
 
@@ -93,7 +93,7 @@ def scale_fixed_point_newton(problem, rows, rho, l2, coef, scale, gap_tol, grad_
     """
     if (
         problem.options.solver != "newton"
-        or rows.n_coef >= _solvers.PRECONDITIONED_MIN_COEF
+        or rows.n_coef >= _preconditioned_newton.PRECONDITIONED_MIN_COEF
     ):
         # (Many coefficients: a Hessian per iteration costs more than the
         # secant's fits, which step on older ones.)
@@ -107,7 +107,7 @@ def scale_fixed_point_newton(problem, rows, rho, l2, coef, scale, gap_tol, grad_
         [l2],
         ls_objective=rows,
     )
-    if _solvers.uses_products(objective):
+    if _preconditioned_newton.uses_products(objective):
         return None  # (a wide design: Hessians cost products there)
     # The residuals' MAD needs the predictions the pass computed: beyond a
     # small design's copy, another product with X otherwise.

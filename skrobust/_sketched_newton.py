@@ -10,7 +10,7 @@ conjugate gradients on Hessian-vector products, preconditioned by
 
 import numpy as np
 
-from . import _newton, _solver_result, _solvers
+from . import _newton, _preconditioned_newton, _solver_result
 from ._sketched_preconditioner import sketched_block_factor, uses_sketch
 from ._sparse_product import SparseProducts
 
@@ -41,7 +41,7 @@ def minimize(objective, coef0, max_iter, tol):
     gradient and the rows' curvature in one pass; the direction solves
     ``H d = -g`` by conjugate gradients on Hessian-vector products (two
     products with ``X`` each) to the forcing term of
-    :func:`skrobust._solvers._preconditioned_newton`, preconditioned by
+    :func:`skrobust._preconditioned_newton._preconditioned_newton`, preconditioned by
     :func:`~skrobust._sketched_preconditioner.sketched_block_factor` built
     at that point (a pass and a Gram matrix of ``p`` rows per block).
     Conjugate gradients stop at a direction of negative curvature (a
@@ -74,8 +74,8 @@ def minimize(objective, coef0, max_iter, tol):
     while gnorm > tol and n_iter < max_iter and np.isfinite(value):
         if factor is None:
             factor = sketched_block_factor(objective, product.curvature)
-        target = max(min(_solvers._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
-        direction, used, solved = _solvers._preconditioned_cg(
+        target = max(min(_preconditioned_newton._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
+        direction, used, solved = _preconditioned_newton._preconditioned_cg(
             product, -grad, factor, target, _SKETCH_CG_MAX_ITER
         )
         if not np.any(direction):  # negative curvature at once

@@ -98,7 +98,7 @@ def uses_sketch(objective):
     no rows' curvature), that keep their rows' curvature
     (``loss_gradient_curvature``). Objectives of one
     predictor on columns have their own solvers (a Hessian per few steps,
-    :func:`skrobust._solvers._preconditioned_newton`, or L-BFGS), which
+    :func:`skrobust._preconditioned_newton._preconditioned_newton`, or L-BFGS), which
     this one was not measured against.
     """
     predictors = getattr(objective, "predictors", ())

@@ -11,7 +11,7 @@ more. Smoothed quantile fits of such designs use it
 
 import numpy as np
 
-from . import _lbfgs, _linalg, _newton, _solver_result, _solvers
+from . import _lbfgs, _linalg, _newton, _preconditioned_newton, _solver_result, _solvers
 from ._sketched_newton import _shortened
 
 # L-BFGS iterations before the sparse Newton iterations of
@@ -20,7 +20,10 @@ LBFGS_BEFORE_SPARSE_NEWTON = 20
 
 
 class _Jacobi:
-    """The diagonal preconditioner of :func:`skrobust._solvers._preconditioned_cg`."""
+    """The diagonal preconditioner of conjugate gradients.
+
+    For :func:`skrobust._preconditioned_newton._preconditioned_cg`.
+    """
 
     def __init__(self, diagonal):
         self.diagonal = diagonal
@@ -57,7 +60,7 @@ def _sparse_direction(hessian, grad, target, rcond):
         return hessian.matvec(vector) + raised * vector
 
     preconditioner = _Jacobi(diagonal + raised)
-    direction, _, solved = _solvers._preconditioned_cg(
+    direction, _, solved = _preconditioned_newton._preconditioned_cg(
         product, -grad, preconditioner, target, grad.size
     )
     if not float(grad @ direction) < 0:
@@ -123,9 +126,9 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     the trial point's value, gradient and sparse Hessian in one pass over
     ``X`` and solves the Newton system by diagonally preconditioned
     conjugate gradients (:func:`_sparse_direction`) to the forcing term of
-    :func:`skrobust._solvers._preconditioned_newton`; steps and line search
-    are :func:`skrobust._newton._damped_step`'s. The floor on the
-    curvature of flat coefficients adapts to the steps as
+    :func:`skrobust._preconditioned_newton._preconditioned_newton`; steps
+    and line search are :func:`skrobust._newton._damped_step`'s. The floor
+    on the curvature of flat coefficients adapts to the steps as
     :class:`skrobust._linalg._DirectionFloor`'s does under a ridge: a step
     cut to ``t`` of its direction (a raised coefficient stepped too far,
     and the line search shortened every other coefficient's step with it)
@@ -145,7 +148,7 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     n_iter, message = 0, "iteration limit reached"
     floor = _linalg._DirectionFloor(np.ones(1))  # (adapted as under a ridge)
     while gnorm > tol and n_iter < max_iter:
-        target = max(min(_solvers._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
+        target = max(min(_preconditioned_newton._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
         direction, solved = _sparse_direction(hessian, grad, target, floor.rcond)
         if direction is None:
             message = "no descent direction"
