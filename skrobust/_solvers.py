@@ -42,7 +42,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _levenberg, _progress
+from . import _levenberg, _progress, _sketched_newton
 from ._lbfgs import _LatestEvaluations, _lbfgs
 
 # (The names imported as themselves are named here too: skrobust._scale
@@ -467,8 +467,6 @@ def _lbfgs_finished(
         # Where no Hessian is affordable: truncated Newton preconditioned by
         # a few rows, for the objectives it suits (else None), and L-BFGS
         # on from its point if it stops short.
-        from . import _sketched_newton  # (which imports this module)
-
         sketched = _sketched_newton.minimize(objective, coef0, budget, tol)
         if sketched is not None:
             if sketched.converged or sketched.n_iter >= budget:
