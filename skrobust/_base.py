@@ -14,15 +14,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _dask, _lockstep, _progress, _solvers
+from . import _dask, _lockstep, _preconditioned_newton, _progress
+from ._linalg import CholeskyFactor, cholesky_solve, min_norm_solve, regular_solve
 from ._objective import LinearObjective, remember_design_gram, single_threaded_blas
-from ._solvers import (
-    CholeskyFactor,
-    cholesky_solve,
-    min_norm_solve,
-    regular_solve,
-    uses_products,
-)
+from ._preconditioned_newton import uses_products
 from ._strides import aperiodic_step
 from .losses import FixedScaleLoss, SquaredRho
 
@@ -786,7 +781,7 @@ def _reweighted_step(objective, coef, factor):
     """
     _, grad, product = objective.loss_gradient_curvature(coef)
     target = 1e-3 * float(np.abs(grad).max(initial=0.0))
-    step, _, _ = _solvers._preconditioned_cg(
+    step, _, _ = _preconditioned_newton._preconditioned_cg(
         product, -grad, factor, target, _LAD_CG_STEPS
     )
     return coef + step

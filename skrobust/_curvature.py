@@ -1,6 +1,7 @@
 r"""Hessian-vector products of a linear objective from its rows' curvature.
 
-Conjugate-gradient Newton (:func:`skrobust._solvers._preconditioned_newton`)
+Conjugate-gradient Newton
+(:func:`skrobust._preconditioned_newton._preconditioned_newton`)
 needs :math:`H v` at one point for many :math:`v`. Forming :math:`H =
 \sum_i Z_i^\top C_i Z_i` costs :math:`n p^2`; keeping each row's weighted
 loss Hessian :math:`C_i` (``n k^2`` numbers for ``k`` predictors) from the

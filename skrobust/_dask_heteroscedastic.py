@@ -64,8 +64,8 @@ from ._heteroscedastic import (
     solve_likelihood,
     variance_columns,
 )
+from ._linalg import min_norm_solve
 from ._objective import LinearObjective, _centred_moments, merge_moments
-from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
 
 

@@ -10,7 +10,7 @@ squares with the ridge scaled by the reweighted total weight, as in memory:
 
 - up to ``ITERATIVE_MIN_COEF`` coefficients, from the normal equations: one
   distributed pass returns every chunk's Gram matrix and gradient at zero,
-  and the client solves them (:func:`skrobust._solvers.regular_solve`);
+  and the client solves them (:func:`skrobust._linalg.regular_solve`);
 - beyond, by the in-memory LSQR (:func:`skrobust._base._lsqr_least_squares`,
   at most ``_LSQR_ALL_ROWS_STEP_MAX_ITER`` iterations from the previous
   step, as in memory on all rows) on
@@ -21,7 +21,7 @@ squares with the ridge scaled by the reweighted total weight, as in memory:
 The in-memory loop also has conjugate-gradient steps
 (:func:`skrobust._base._reweighted_step`), but only for designs of at most
 ``PRECONDITIONED_MAX_ELEMENTS`` (2^19) rows times coefficients
-(:func:`skrobust._solvers.uses_products`). This start is reached only when
+(:func:`skrobust._preconditioned_newton.uses_products`). This start is reached only when
 the least-squares start is strided, so on at least ``2 *
 LEAST_SQUARES_START_ROWS`` (20 000) rows; from ``PRECONDITIONED_MIN_COEF``
 (64) coefficients that is at least 1.28 million elements, where the
@@ -40,8 +40,8 @@ from ._base import (
 )
 from ._dask_chunks import _chunk_weights
 from ._dask_median import RowValues, weighted_median
+from ._linalg import regular_solve
 from ._objective import LinearObjective
-from ._solvers import regular_solve
 
 
 def _chunk_rows(setup, X_c, y_c, w_c):

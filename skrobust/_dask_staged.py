@@ -45,9 +45,9 @@ from ._dask_lad_start import least_squares_by_lsqr, reweighted_start
 from ._dask_median import RowValues, robust_scale
 from ._dask_objective import _ChunkSetup
 from ._dask_strided import StridedData, StridedObjective, rows_kernel, rows_of
+from ._linalg import min_norm_solve
 from ._objective import LinearObjective
 from ._scale import EXACT_FIT_TOL, _newton_polish, fast_for_newton, initial_scale
-from ._solvers import min_norm_solve
 from .losses import FixedScaleLoss, SquaredRho
 
 

@@ -170,7 +170,7 @@ class StridedObjective(DaskObjective):
         """Whether Newton's chord steps update their Hessian: as the template's.
 
         (The in-memory objective's class decides, see
-        :func:`skrobust._solvers.secant_update`; the same steps here.)
+        :func:`skrobust._linalg.secant_update`; the same steps here.)
         """
         return getattr(self.template, "secant_updates", False)
 

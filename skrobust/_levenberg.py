@@ -1,6 +1,6 @@
 r"""Levenberg-Marquardt steps: Newton's method in a trust region, for convex objectives.
 
-The damped Newton loop (:func:`skrobust._solvers._damped_newton`) stops
+The damped Newton loop (:func:`skrobust._newton._damped_newton`) stops
 when its exact line search keeps only a small fraction of the Newton step:
 the quadratic model is poor that far out, as on a smoothed quantile
 objective at a small bandwidth, nearly piecewise linear, with few rows in
@@ -31,7 +31,7 @@ singular.
 
 import numpy as np
 
-from . import _progress, _solvers
+from . import _linalg, _newton, _progress, _solver_result
 
 # The first damping, relative to the Hessian's mean curvature: a
 # step of nearly Newton's length, which the stall showed to be too long,
@@ -58,7 +58,7 @@ def minimize(objective, coef0, max_iter, tol):
     gradient entry without raising the value beyond rounding (the rule of
     the damped Newton loop). From a largest gradient entry of
     ``_TRUST_REGION_GTOL`` on, the damped Newton loop finishes
-    (:func:`skrobust._solvers._damped_newton`), as Newton steps finish
+    (:func:`skrobust._newton._damped_newton`), as Newton steps finish
     scipy's trust region.
 
     Parameters
@@ -78,10 +78,10 @@ def minimize(objective, coef0, max_iter, tol):
     coef = np.asarray(coef0, dtype=np.float64)
     value, grad, hess = objective.loss_gradient_hessian(coef)
     if not np.isfinite(value):
-        return _solvers.SolverResult(coef, 0, False, "non-finite objective")
+        return _solver_result.SolverResult(coef, 0, False, "non-finite objective")
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     # The damped Newton loop finishes (see below) from this gradient on.
-    handover = max(tol, _solvers._TRUST_REGION_GTOL)
+    handover = max(tol, _newton._TRUST_REGION_GTOL)
     # The damping is isotropic: damping by the Hessian's diagonal would
     # leave a direction of little curvature here (a column whose rows lie
     # in the loss's linear zone) nearly undamped, its step as long as a
@@ -100,7 +100,7 @@ def minimize(objective, coef0, max_iter, tol):
     n_iter, message = 0, "iteration limit reached"
     while gnorm > handover and n_iter < max_iter:
         damped = hess + np.diag(np.full(len(grad), damping))
-        step = _solvers.cholesky_solve(damped, -grad)
+        step = _linalg.cholesky_solve(damped, -grad)
         if step is None:  # (damping below the rounding of a nil Hessian)
             damping, growth = damping * growth, 2.0 * growth
             if not np.isfinite(damping):
@@ -151,11 +151,11 @@ def minimize(objective, coef0, max_iter, tol):
         # balanced) alone, where a small damping would turn the rounding of
         # its gradient into a step (1e-5 apart in the predictions of a
         # sparse and a dense copy of one problem).
-        more = _solvers._damped_newton(
+        more = _newton._damped_newton(
             objective, coef, max_iter - n_iter, tol, at=(value, grad, hess)
         )
         more.n_iter += n_iter
         return more
     if gnorm <= tol:
         message = "converged"
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message, hess, grad)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message, hess, grad)

@@ -58,7 +58,7 @@ class LikelihoodObjective(LinearObjective):
     """
 
     # Newton's chord steps on an older Hessian update it to the gradients
-    # they see (skrobust._solvers.secant_update). At 1e5 x 20 (10% gross
+    # they see (skrobust._linalg.secant_update). At 1e5 x 20 (10% gross
     # errors) the full-data steps from the subsample's solution shrank the
     # gradient ~12x each, 9 of them; with the updates 7 reached tol.
     secant_updates = True

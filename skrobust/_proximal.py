@@ -9,7 +9,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from . import _solvers
+from . import _solver_result, _solvers
 
 
 def minimize_l1(
@@ -52,7 +52,7 @@ def minimize_l1(
 
     Returns
     -------
-    _solvers.SolverResult
+    _solver_result.SolverResult
         ``n_iter`` counts the iterations on all the rows.
     """
     l1 = np.asarray(l1, dtype=float)
@@ -241,10 +241,10 @@ def _proximal_newton(objective, coef0, l1, max_iter, tol):
         H = objective.hessian(coef)
     gnorm = float(np.max(np.abs(_l1_subgradient(grad, coef, l1)), initial=0.0))
     if not np.isfinite(value):
-        return _solvers.SolverResult(
+        return _solver_result.SolverResult(
             np.array(coef0, dtype=float), n_iter, False, "non-finite"
         )
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message)
 
 
 def _lbfgs_split(objective, coef0, l1, max_iter, tol):
@@ -286,4 +286,4 @@ def _lbfgs_split(objective, coef0, l1, max_iter, tol):
     )
     coef = to_coef(res.x)
     converged = res.status == 0 or _l1_optimality(objective, coef, l1) <= tol
-    return _solvers.SolverResult(coef, int(res.nit), converged, str(res.message))
+    return _solver_result.SolverResult(coef, int(res.nit), converged, str(res.message))

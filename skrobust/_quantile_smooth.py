@@ -307,7 +307,7 @@ def _minimize_near_start(objective, coef, stats, alpha, max_iter, tol):
     around that solution, with the next, larger fraction.
 
     Returns ``(result, start, n_iter)``: the certified
-    :class:`~skrobust._solvers.SolverResult` (``n_iter`` counting every
+    :class:`~skrobust._solver_result.SolverResult` (``n_iter`` counting every
     attempt) and None, or None and the start for the full problem (the last
     near solution, or ``coef`` itself if the near rows did not settle:
     ties at zero can leave them a poor problem) with the iterations spent.

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.utils.extmath import safe_sparse_dot
 
-from . import _solvers
+from . import _linalg, _preconditioned_newton, _solvers
 from ._base import mad_scale
 from ._objective import LinearObjective
 from .losses import ConcomitantScaleLoss, FixedScaleLoss
@@ -683,30 +683,30 @@ def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
     without Gram matrices per step, where forming the Hessian costs a pass
     of them. On a wide design the step comes from conjugate gradients
     preconditioned by ``hessian``
-    (:func:`skrobust._solvers.polish_direction`).
+    (:func:`skrobust._preconditioned_newton.polish_direction`).
     """
     if problem.options.solver != "newton":
         return coef
-    polished = _solvers.polish_direction(objective, coef, hessian)
+    polished = _preconditioned_newton.polish_direction(objective, coef, hessian)
     chord = polished is None and hessian is not None
     if polished is not None:
         grad, direction = polished
-    elif chord and not _solvers.uses_products(objective):
+    elif chord and not _preconditioned_newton.uses_products(objective):
         # The solve's latest Hessian, at or near coef: its step shrinks the
         # gradient by the (small) relative change of the curvature since,
         # and forming a Hessian here would cost a pass of a few Gram matrices.
         grad = objective.loss_gradient(coef)[1] if gradient is None else gradient
-        direction = _solvers.cholesky_solve(np.asarray(hessian), -grad)
+        direction = _linalg.cholesky_solve(np.asarray(hessian), -grad)
     else:
         chord = False
         _, grad, hess = objective.loss_gradient_hessian(coef)
-        direction = _solvers.cholesky_solve(np.asarray(hess), -grad)
+        direction = _linalg.cholesky_solve(np.asarray(hess), -grad)
     gnorm = float(np.abs(grad).max(initial=0.0))
     if gnorm <= _POLISHED_GRADIENT * problem.options.tol:
         return coef
     for step in range(_POLISH_CHORD_STEPS if chord else 1):
         if step:
-            direction = _solvers.cholesky_solve(np.asarray(hessian), -grad)
+            direction = _linalg.cholesky_solve(np.asarray(hessian), -grad)
         if not gnorm > 0 or direction is None:
             break
         trial = coef + direction

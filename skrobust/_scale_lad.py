@@ -56,7 +56,7 @@ LAD_SCALE_RTOL = 1e-6
 # scale): its only use is the next scale, whose error it sets.
 _LAD_INEXACT_FIT = 1e-3
 # Newton's chord steps in the smoothed fits update their Hessian to the
-# gradients they see (skrobust._solvers.secant_update): each fit starts on
+# gradients they see (skrobust._linalg.secant_update): each fit starts on
 # the previous fit's Hessian, at another bandwidth, where plain chord steps
 # shrank the gradient only ~13x each. Measured at 1e3 x 20 (10% gross
 # errors): the four fits' passes 3, 3, 4, 5 -> 3, 3, 3, 4.
@@ -272,7 +272,7 @@ def _smoothed_lad_fit(problem, rows, coef, scale, hessian, origin, tol):
     """The smoothed LAD fit on ``rows`` at ``scale`` and its residuals' centred MAD.
 
     Solved to ``tol`` without a subsample level (a start is given) from
-    ``hessian``. Returns the :class:`~skrobust._solvers.SolverResult` and the
+    ``hessian``. Returns the :class:`~skrobust._solver_result.SolverResult` and the
     MAD.
     """
     objective = _smoothed_lad_objective(problem, rows, scale)

@@ -14,7 +14,7 @@ secant loop :func:`mad_fixed_point` (shared with the Dask fit,
 import numpy as np
 from sklearn.utils.extmath import safe_sparse_dot
 
-from . import _solvers
+from . import _linalg, _preconditioned_newton, _solver_result, _solvers
 from ._base import least_squares_start_step, mad_scale, weighted_median
 from ._scale import (
     _POLISHED_GRADIENT,
@@ -379,7 +379,7 @@ def mad_fixed_point(
     fit : callable
         ``fit(scale, coef, hessian, origin, rough_tol) -> (result, coef,
         mad, exact)``: the fixed-scale fit at ``scale`` from ``coef`` (a
-        :class:`~skrobust._solvers.SolverResult`), its coefficients (after a
+        :class:`~skrobust._solver_result.SolverResult`), its coefficients (after a
         polish, if any), their residuals' scale and whether it was solved
         to the exact tolerance: it is unless ``rough_tol`` (a gradient
         tolerance, or None) exceeds 10 times that
@@ -456,7 +456,7 @@ def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     latest Hessian (the subsample's, or a fit's at a nearby scale) lands
     that close: its residuals' MAD then costs a product with ``X``, where a
     solve to ``rough_tol`` would check the step with a pass of the loss
-    and its gradient. Returns a :class:`~skrobust._solvers.SolverResult`
+    and its gradient. Returns a :class:`~skrobust._solver_result.SolverResult`
     with ``n_iter`` 0 (``start`` meets ``rough_tol``; its ``gradient`` is
     then the one at ``start``) or 1 (no gradient: the step is not checked),
     and no Hessian; None where the step does not apply (no Hessian, another
@@ -465,7 +465,11 @@ def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     of fewer than ``_ROUGH_MIN_ROWS_PER_COEF`` rows per coefficient): the
     fit is then a solve.
     """
-    if solver != "newton" or hessian is None or _solvers.uses_products(objective):
+    if (
+        solver != "newton"
+        or hessian is None
+        or _preconditioned_newton.uses_products(objective)
+    ):
         return None
     if origin == "subsample" and (
         objective.n_samples / _solvers.SUBSAMPLE_STEP
@@ -476,12 +480,12 @@ def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     if not np.isfinite(value):
         return None
     if float(np.abs(grad).max(initial=0.0)) <= rough_tol:
-        return _solvers.SolverResult(start, 0, True, "rough start", gradient=grad)
-    factor = _solvers.CholeskyFactor.of(np.asarray(hessian))
+        return _solver_result.SolverResult(start, 0, True, "rough start", gradient=grad)
+    factor = _linalg.CholeskyFactor.of(np.asarray(hessian))
     if factor is None:
         return None
     coef = start + factor.solve(-grad)
-    return _solvers.SolverResult(coef, 1, True, "rough step")
+    return _solver_result.SolverResult(coef, 1, True, "rough step")
 
 
 def rough_tol_applies(rough_tol, tol):

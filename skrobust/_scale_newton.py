@@ -15,7 +15,7 @@ with ``m(c)`` the normalised MAD of the residuals at ``c`` (about zero),
 are solved as one system: each iteration is one pass
 of the objective's value and gradient at ``sigma`` (with its Hessian,
 unless steps on the latest one shrink the gradient and the gap tenfold,
-as in :func:`skrobust._solvers._newton_steps`) and the step
+as in :func:`skrobust._newton._newton_steps`) and the step
 
 .. math::
 
@@ -47,7 +47,7 @@ None sends the secant back to the original start.
 
 import numpy as np
 
-from . import _progress, _solvers
+from . import _linalg, _newton, _preconditioned_newton, _progress
 from ._base import MAD_NORMAL_CONSTANT, weighted_median
 from .losses import FixedScaleLoss
 
@@ -58,8 +58,8 @@ _MAX_STEPS = 8
 # piecewise-linear MAD can mislead one step, not send the scale to zero.
 _SHRINK, _GROW = 0.5, 2.0
 # A step on an older Hessian that shrinks the gradient and the gap (the
-# larger) by less than this factor has it formed again (see _solvers).
-_REFRESH_RATIO = _solvers._REFRESH_RATIO
+# larger) by less than this factor has it formed again (see _newton).
+_REFRESH_RATIO = _newton._REFRESH_RATIO
 # A scale below this fraction of the start's heads for a collapse, which
 # the secant detects and solves on the boundary.
 _COLLAPSE_FRACTION = 1e-3
@@ -107,7 +107,7 @@ def scale_fixed_point_newton(
     """
     if (
         problem.options.solver != "newton"
-        or rows.n_coef >= _solvers.PRECONDITIONED_MIN_COEF
+        or rows.n_coef >= _preconditioned_newton.PRECONDITIONED_MIN_COEF
     ):
         # (Many coefficients: a Hessian per iteration costs more than the
         # secant's fits, which step on older ones.)
@@ -121,7 +121,7 @@ def scale_fixed_point_newton(
         [l2],
         ls_objective=rows,
     )
-    if _solvers.uses_products(objective):
+    if _preconditioned_newton.uses_products(objective):
         return None  # (a wide design: Hessians cost products there)
     # The residuals' MAD needs the predictions the pass computed: beyond a
     # small design's copy, another product with X otherwise.
@@ -168,7 +168,7 @@ def scale_fixed_point_newton(
         if not settled and n_iter >= steps:
             return None
         if factor is None:
-            factor = _solvers.CholeskyFactor.of(hessian)
+            factor = _linalg.CholeskyFactor.of(hessian)
         # While steps on the latest Hessian shrink the gradient and the gap
         # fast, the next evaluation keeps it (a pass without Gram matrices,
         # a third to a fifth of one with them beyond small data). (Measured

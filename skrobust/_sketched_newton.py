@@ -10,7 +10,7 @@ conjugate gradients on Hessian-vector products, preconditioned by
 
 import numpy as np
 
-from . import _solvers
+from . import _newton, _preconditioned_newton, _solver_result
 from ._sketched_preconditioner import sketched_block_factor, uses_sketch
 from ._sparse_product import SparseProducts
 
@@ -22,7 +22,7 @@ _SKETCH_REFRESH_ITER = 8
 
 def _shortened(objective, coef, value, direction, slope):
     """``(direction, slope)`` quartered until the value is finite and no higher."""
-    for _ in range(_solvers._LINE_SEARCH_STEPS):
+    for _ in range(_newton._LINE_SEARCH_STEPS):
         trial_value, _ = objective.loss_gradient(coef + direction)
         if np.isfinite(trial_value) and trial_value <= value:
             break
@@ -41,14 +41,14 @@ def minimize(objective, coef0, max_iter, tol):
     gradient and the rows' curvature in one pass; the direction solves
     ``H d = -g`` by conjugate gradients on Hessian-vector products (two
     products with ``X`` each) to the forcing term of
-    :func:`skrobust._solvers._preconditioned_newton`, preconditioned by
+    :func:`skrobust._preconditioned_newton._preconditioned_newton`, preconditioned by
     :func:`~skrobust._sketched_preconditioner.sketched_block_factor` built
     at that point (a pass and a Gram matrix of ``p`` rows per block).
     Conjugate gradients stop at a direction of negative curvature (a
     Gaussian likelihood in mean and log-variance is not convex far from
     its optimum) with the descent direction reached so far, or the
     preconditioned gradient if that is none. Steps, line search and
-    stopping rule are :func:`skrobust._solvers._damped_newton`'s. Returns None for
+    stopping rule are :func:`skrobust._newton._damped_newton`'s. Returns None for
     objectives without the rows' curvature. On a sparse design (the
     benchmarks' 2e4 x 2000 with 0.5% of its entries) it converged in 85
     iterations where L-BFGS stopped at 200 with a gradient of 1.9 and a
@@ -74,8 +74,8 @@ def minimize(objective, coef0, max_iter, tol):
     while gnorm > tol and n_iter < max_iter and np.isfinite(value):
         if factor is None:
             factor = sketched_block_factor(objective, product.curvature)
-        target = max(min(_solvers._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
-        direction, used, solved = _solvers._preconditioned_cg(
+        target = max(min(_preconditioned_newton._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
+        direction, used, solved = _preconditioned_newton._preconditioned_cg(
             product, -grad, factor, target, _SKETCH_CG_MAX_ITER
         )
         if not np.any(direction):  # negative curvature at once
@@ -94,7 +94,7 @@ def minimize(objective, coef0, max_iter, tol):
         if not solved or used > _SKETCH_REFRESH_ITER:
             factor = None
         n_iter += 1
-        state, message = _solvers._damped_step(
+        state, message = _newton._damped_step(
             objective, (coef, value, gnorm), direction, slope, n_iter, curvature=True
         )
         if state is None:
@@ -106,4 +106,4 @@ def minimize(objective, coef0, max_iter, tol):
             break
     if gnorm <= tol:
         message = "converged"
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message)

@@ -40,6 +40,7 @@ coefficients, ``m = p / 2`` and ``P`` is factored by Woodbury's identity
 import numpy as np
 import scipy.sparse as sp
 
+from ._linalg import CholeskyFactor
 from ._objective import _THREADPOOLS
 from ._small_design import standardised_design
 from ._woodbury_factor import WoodburyFactor
@@ -97,7 +98,7 @@ def uses_sketch(objective):
     no rows' curvature), that keep their rows' curvature
     (``loss_gradient_curvature``). Objectives of one
     predictor on columns have their own solvers (a Hessian per few steps,
-    :func:`skrobust._solvers._preconditioned_newton`, or L-BFGS), which
+    :func:`skrobust._preconditioned_newton._preconditioned_newton`, or L-BFGS), which
     this one was not measured against.
     """
     predictors = getattr(objective, "predictors", ())
@@ -123,8 +124,6 @@ def sketched_block_factor(objective, curvature):
     -------
     BlockFactor
     """
-    from ._solvers import CholeskyFactor  # (the solvers import this module)
-
     predictors = objective.predictors
     # Each block's own curvature; a negative one (not of a convex loss
     # in that predictor) would make P indefinite and counts as none.

@@ -11,7 +11,7 @@ more. Smoothed quantile fits of such designs use it
 
 import numpy as np
 
-from . import _solvers
+from . import _lbfgs, _linalg, _newton, _preconditioned_newton, _solver_result, _solvers
 from ._sketched_newton import _shortened
 
 # L-BFGS iterations before the sparse Newton iterations of
@@ -20,7 +20,10 @@ LBFGS_BEFORE_SPARSE_NEWTON = 20
 
 
 class _Jacobi:
-    """The diagonal preconditioner of :func:`skrobust._solvers._preconditioned_cg`."""
+    """The diagonal preconditioner of conjugate gradients.
+
+    For :func:`skrobust._preconditioned_newton._preconditioned_cg`.
+    """
 
     def __init__(self, diagonal):
         self.diagonal = diagonal
@@ -36,7 +39,7 @@ def _sparse_direction(hessian, grad, target, rcond):
     coefficient (a one-hot level's curvature is its rows' share). A
     coefficient whose curvature is below ``rcond`` of the largest diagonal
     entry (a level with no row near zero) gets that floor added, as
-    :func:`skrobust._solvers._regularised_direction` raises small
+    :func:`skrobust._linalg._regularised_direction` raises small
     eigenvalues, so that its step stays finite. Started from zero, the
     iterates stay in the span of the gradient and the Hessian's images, the
     design's row space: a flat direction (one-hot levels with an intercept)
@@ -57,7 +60,7 @@ def _sparse_direction(hessian, grad, target, rcond):
         return hessian.matvec(vector) + raised * vector
 
     preconditioner = _Jacobi(diagonal + raised)
-    direction, _, solved = _solvers._preconditioned_cg(
+    direction, _, solved = _preconditioned_newton._preconditioned_cg(
         product, -grad, preconditioner, target, grad.size
     )
     if not float(grad @ direction) < 0:
@@ -87,22 +90,22 @@ def minimize(objective, coef0, budget, tol, convex):
     (:func:`skrobust._solvers._lbfgs_finished`) goes on from the better
     point.
     """
-    objective = _solvers._LatestEvaluations(objective)
+    objective = _lbfgs._LatestEvaluations(objective)
     share = min(budget, LBFGS_BEFORE_SPARSE_NEWTON) if convex else 0
     if share:
-        result = _solvers._lbfgs(objective, coef0, share, tol, finished=True)
+        result = _lbfgs._lbfgs(objective, coef0, share, tol, finished=True)
     else:
-        result = _solvers.SolverResult(coef0, 0, False, "not started")
+        result = _solver_result.SolverResult(coef0, 0, False, "not started")
     if result.n_iter >= budget or (
-        share and _solvers._gradient_norm(objective, result.coef) <= tol
+        share and _solver_result._gradient_norm(objective, result.coef) <= tol
     ):
         return result
     more = sparse_newton(objective, result.coef, budget - result.n_iter, tol, convex)
     more.n_iter += result.n_iter
     if more.converged:
         return more
-    if _solvers._gradient_norm(objective, more.coef) < _solvers._gradient_norm(
-        objective, result.coef
+    if _solver_result._gradient_norm(objective, more.coef) < (
+        _solver_result._gradient_norm(objective, result.coef)
     ):
         result = more
     else:
@@ -119,14 +122,14 @@ def minimize(objective, coef0, budget, tol, convex):
 def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     """Damped Newton on sparse Hessians (:mod:`skrobust._sparse_hessian`).
 
-    As :func:`skrobust._solvers._damped_newton`: each iteration evaluates
+    As :func:`skrobust._newton._damped_newton`: each iteration evaluates
     the trial point's value, gradient and sparse Hessian in one pass over
     ``X`` and solves the Newton system by diagonally preconditioned
     conjugate gradients (:func:`_sparse_direction`) to the forcing term of
-    :func:`skrobust._solvers._preconditioned_newton`; steps and line search
-    are :func:`skrobust._solvers._damped_step`'s. The floor on the
-    curvature of flat coefficients adapts to the steps as
-    :class:`skrobust._solvers._DirectionFloor`'s does under a ridge: a step
+    :func:`skrobust._preconditioned_newton._preconditioned_newton`; steps
+    and line search are :func:`skrobust._newton._damped_step`'s. The floor
+    on the curvature of flat coefficients adapts to the steps as
+    :class:`skrobust._linalg._DirectionFloor`'s does under a ridge: a step
     cut to ``t`` of its direction (a raised coefficient stepped too far,
     and the line search shortened every other coefficient's step with it)
     raises it by ``1 / t``, a full step lowers it; a short step does not
@@ -140,12 +143,12 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
     coef = coef0
     value, grad, hessian = evaluate(coef)
     if not np.isfinite(value):
-        return _solvers.SolverResult(coef, 0, False, "non-finite objective")
+        return _solver_result.SolverResult(coef, 0, False, "non-finite objective")
     gnorm = float(np.max(np.abs(grad), initial=0.0))
     n_iter, message = 0, "iteration limit reached"
-    floor = _solvers._DirectionFloor(np.ones(1))  # (adapted as under a ridge)
+    floor = _linalg._DirectionFloor(np.ones(1))  # (adapted as under a ridge)
     while gnorm > tol and n_iter < max_iter:
-        target = max(min(_solvers._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
+        target = max(min(_preconditioned_newton._PCG_FORCING, gnorm) * gnorm, 0.1 * tol)
         direction, solved = _sparse_direction(hessian, grad, target, floor.rcond)
         if direction is None:
             message = "no descent direction"
@@ -154,12 +157,12 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
         if not (solved or convex):
             direction, slope = _shortened(objective, coef, value, direction, slope)
         n_iter += 1
-        state, message = _solvers._damped_step(
+        state, message = _newton._damped_step(
             objective, (coef, value, gnorm), direction, slope, n_iter, evaluate=evaluate
         )
         if state is None:
             break
-        floor.update(_solvers._step_length(coef, state[0], direction))
+        floor.update(_newton._step_length(coef, state[0], direction))
         coef, value, grad, hessian, gnorm = state
         if message == "short step":
             message = None
@@ -167,4 +170,4 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True):
             break
     if gnorm <= tol:
         message = "converged"
-    return _solvers.SolverResult(coef, n_iter, gnorm <= tol, message, None, grad)
+    return _solver_result.SolverResult(coef, n_iter, gnorm <= tol, message, None, grad)

@@ -544,6 +544,10 @@ _WORK_MODULES = (
     "scipy/sparse/linalg",
     "numpy/linalg",
     "skrobust/_solvers.py",
+    "skrobust/_lbfgs.py",
+    "skrobust/_newton.py",
+    "skrobust/_preconditioned_newton.py",
+    "skrobust/_linalg.py",
     "skrobust/_objective.py",
     "skrobust/losses.py",
 )

@@ -15,7 +15,7 @@ from skrobust import (
     MultiQuantileRegressor,
     QuantileRegressor,
     _base,
-    _solvers,
+    _linalg,
 )
 from skrobust._objective import _SINGLE_THREAD_MAX_ENTRIES
 
@@ -44,7 +44,7 @@ def seen_threads(monkeypatch):
     for name in ("regular_solve", "min_norm_solve"):
         monkeypatch.setattr(_base, name, recording(getattr(_base, name)))
     # (Newton's and Levenberg-Marquardt's factorisations.)
-    monkeypatch.setattr(_solvers, "cholesky_solve", recording(_solvers.cholesky_solve))
+    monkeypatch.setattr(_linalg, "cholesky_solve", recording(_linalg.cholesky_solve))
     return seen
 
 

@@ -3,7 +3,7 @@
 The likelihood's Hessian on dense ``X`` is one Gram matrix of the rows scaled
 by ``a = exp(-v / 2)`` and ``b = r a`` per row block (skrobust._likelihood_pass),
 checked here against the issue's formulas; the Newton steps on all rows update
-their Hessian by BFGS (skrobust._solvers.secant_update), so that the fit
+their Hessian by BFGS (skrobust._linalg.secant_update), so that the fit
 at 1e5 x 20 reads all rows fewer times.
 """
 
@@ -141,7 +141,7 @@ def test_dense_hessian_is_the_issue_formulas_without_weighted_gram_matrices(
 
 def test_secant_update_meets_the_secant_equation_and_stays_positive_definite():
     """BFGS: ``H_+ s = y``, symmetric, positive definite; unchanged if ``y's <= 0``."""
-    from skrobust._solvers import secant_update
+    from skrobust._linalg import secant_update
 
     rng = np.random.default_rng(0)
     root = rng.normal(size=(6, 6))

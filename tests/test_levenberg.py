@@ -17,7 +17,7 @@ from _oracles import quantile_linprog, quantile_objective
 from numpy.testing import assert_allclose
 from scipy.special import ndtr
 
-from skrobust import QuantileRegressor, _levenberg, _quantile_smooth, _solvers
+from skrobust import QuantileRegressor, _levenberg, _newton, _quantile_smooth
 
 
 class SmoothedPinball:
@@ -148,7 +148,7 @@ def test_smooth_quantile_fit_needs_no_scipy_trust_region(monkeypatch, quantile):
         methods.append(kwargs.get("method"))
         return minimize(*args, **kwargs)
 
-    monkeypatch.setattr(_solvers.scipy.optimize, "minimize", recorded)
+    monkeypatch.setattr(_newton.scipy.optimize, "minimize", recorded)
     X, y = gap_data(1000, 20)
     model = QuantileRegressor(quantile=quantile, solver="smooth").fit(X, y)
     assert "trust-exact" not in methods

@@ -257,7 +257,7 @@ def test_line_search_on_a_linear_stretch_does_not_divide_by_zero():
     rounding of the iterate, seen with a bandwidth of 1e-40), the regula
     falsi of the exact line search divided by zero; it bisects instead and
     returns a step within its bracket."""
-    from skrobust._solvers import _zero_of_slope
+    from skrobust._newton import _zero_of_slope
 
     class Linear:
         def loss_gradient(self, coef):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg
 
-from skrobust import _solvers
+from skrobust import _newton, _solver_result
 from skrobust._objective import LinearObjective
 from skrobust.losses import FixedScaleLoss, LogCoshRho
 
@@ -54,20 +54,20 @@ def test_stalled_steps_end_the_descent():
     # Steepest descent with exact steps on a quadratic of condition 1e4
     # shrinks the gradient by about 1 - 2e-4 per step: stalled.
     objective = Quadratic([1.0, 1e4])
-    start = _solvers.SolverResult(np.array([1.0, 1e-4]), 0, False, "")
-    _, grad, n_iter = _solvers._descend(
+    start = _solver_result.SolverResult(np.array([1.0, 1e-4]), 0, False, "")
+    _, grad, n_iter = _newton._descend(
         objective, start, 50, 1e-12, steepest_descent, stall=True
     )
-    assert n_iter == _solvers._STALLED_STEPS
-    _, _, n_iter = _solvers._descend(objective, start, 50, 1e-12, steepest_descent)
+    assert n_iter == _newton._STALLED_STEPS
+    _, _, n_iter = _newton._descend(objective, start, 50, 1e-12, steepest_descent)
     assert n_iter == 50
 
 
 def test_steps_that_converge_are_not_stalled():
     # Newton directions reach the minimum of a quadratic in one step.
     objective = Quadratic([1.0, 1e4])
-    start = _solvers.SolverResult(np.array([1.0, 1.0]), 0, False, "")
-    coef, grad, n_iter = _solvers._descend(
+    start = _solver_result.SolverResult(np.array([1.0, 1.0]), 0, False, "")
+    coef, grad, n_iter = _newton._descend(
         objective, start, 50, 1e-12, lambda c, g, extra: -g / objective.a, stall=True
     )
     assert n_iter == 1
@@ -79,8 +79,8 @@ def test_zero_curvature_direction_warns_not(n_coef):
     # At a point where every coordinate is in the linear zone, H v = 0:
     # conjugate gradients divide by zero. (pytest turns warnings into errors.)
     objective = FlatHuber(n_coef)
-    start = _solvers.SolverResult(np.linspace(1.0, 2.0, n_coef), 0, True, "")
-    result = _solvers._newton_cg_line_search(objective, start, 20, 1e-20)
+    start = _solver_result.SolverResult(np.linspace(1.0, 2.0, n_coef), 0, True, "")
+    result = _newton._newton_cg_line_search(objective, start, 20, 1e-20)
     value_before = objective.loss_gradient(start.coef)[0]
     assert objective.loss_gradient(result.coef)[0] < value_before
     assert np.all(np.isfinite(result.coef))
@@ -127,10 +127,10 @@ def test_products_reuse_the_rows_curvature_of_their_point():
         products["loss"] += evaluations["loss"] - before
         return solution
 
-    start = _solvers.SolverResult(np.zeros(objective.n_coef), 0, False, "")
+    start = _solver_result.SolverResult(np.zeros(objective.n_coef), 0, False, "")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scipy.sparse.linalg, "cg", counted_cg)
-        result = _solvers._newton_cg_line_search(objective, start, 5, 1e-10)
+        result = _newton._newton_cg_line_search(objective, start, 5, 1e-10)
     assert result.n_iter >= 1 and products["n"] > 5 * result.n_iter
     # The loss is evaluated by the passes at the points and along the line
     # searches, never inside the conjugate gradients.

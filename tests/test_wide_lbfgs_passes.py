@@ -23,7 +23,7 @@ from numpy.testing import assert_allclose
 from sklearn.base import clone
 
 import skrobust._base as base_module
-from skrobust import HuberRegressor, LogCoshRegressor, _objective, _solvers
+from skrobust import HuberRegressor, LogCoshRegressor, _newton, _objective, _solvers
 from skrobust._objective import LinearObjective
 from skrobust.losses import FixedScaleLoss, SquaredRho
 
@@ -141,7 +141,7 @@ def test_truncated_newton_searches_its_line_to_the_direction_accuracy(
     """As few passes as the line search needs, and the exact search's fit."""
     X, y = wide_data(n_samples=2000, n_features=400, seed=3)
     descents, exact = [], [False]
-    descend, zero_of_slope = _solvers._descend, _solvers._zero_of_slope
+    descend, zero_of_slope = _newton._descend, _newton._zero_of_slope
 
     def recorded(objective, *args, **kwargs):
         descents.append(kwargs.get("rtol", 0.0))
@@ -152,11 +152,11 @@ def test_truncated_newton_searches_its_line_to_the_direction_accuracy(
             objective, coef, direction, slope0, 0.0 if exact[0] else rtol
         )
 
-    monkeypatch.setattr(_solvers, "_descend", recorded)
-    monkeypatch.setattr(_solvers, "_zero_of_slope", zero)
+    monkeypatch.setattr(_newton, "_descend", recorded)
+    monkeypatch.setattr(_newton, "_zero_of_slope", zero)
     fast = clone(estimator).fit(X, y)
     # (L-BFGS ended at rounding here, once per fixed-scale fit of the MAD.)
-    assert descents and set(descents) == {_solvers._CG_RTOL}
+    assert descents and set(descents) == {_newton._CG_RTOL}
     exact[0] = True
     reference = clone(estimator).fit(X, y)
     fitted = np.r_[fast.coef_, fast.intercept_, fast.scale_]

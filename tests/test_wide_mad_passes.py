@@ -24,6 +24,7 @@ from sklearn.base import clone
 from skrobust import (
     HuberRegressor,
     LogCoshRegressor,
+    _lbfgs,
     _objective,
     _scale,
     _scale_mad,
@@ -76,7 +77,7 @@ def test_lbfgs_never_passes_over_the_same_point_twice(monkeypatch, estimator):
 def test_lbfgs_rounding_stop_is_finished_by_newton_steps_not_restarts(monkeypatch):
     X, y = wide_data()
     solves, runs = [], []
-    finished, minimize = _solvers._lbfgs_finished, _solvers.scipy.optimize.minimize
+    finished, minimize = _solvers._lbfgs_finished, _lbfgs.scipy.optimize.minimize
 
     def recorded_solve(*args, **kwargs):
         solves.append(1)
@@ -88,7 +89,7 @@ def test_lbfgs_rounding_stop_is_finished_by_newton_steps_not_restarts(monkeypatc
         return minimize(*args, **kwargs)
 
     monkeypatch.setattr(_solvers, "_lbfgs_finished", recorded_solve)
-    monkeypatch.setattr(_solvers.scipy.optimize, "minimize", recorded_run)
+    monkeypatch.setattr(_lbfgs.scipy.optimize, "minimize", recorded_run)
     model = HuberRegressor(scale="mad").fit(X, y)
     # One L-BFGS run per solve (before, most exact fits restarted it one to
     # three times from its rounding-level stop), and the fit still lands.

@@ -29,7 +29,7 @@ from _oracles import (
 from numpy.testing import assert_allclose
 from statsmodels.robust.norms import HuberT
 
-from skrobust import HuberRegressor, LogCoshRegressor, _solvers
+from skrobust import HuberRegressor, LogCoshRegressor, _linalg, _preconditioned_newton
 from skrobust._base import least_squares_start
 from skrobust._objective import LinearObjective, _clearly_regular, null_directions
 from skrobust._small_design import weighted_gram
@@ -68,21 +68,21 @@ def test_wide_fits_take_the_preconditioned_path(monkeypatch, estimator, scale):
     ``PRECONDITIONED_MIN_COEF`` coefficients) is the cross-check; the
     scipy and statsmodels oracles below are the independent ones.
     """
-    assert N_FEATURES + 1 >= _solvers.PRECONDITIONED_MIN_COEF
-    assert 1000 * (N_FEATURES + 2) <= _solvers.PRECONDITIONED_MAX_ELEMENTS
-    assert 1000 * (N_FEATURES + 1) > _solvers.PRECONDITIONED_MIN_ELEMENTS
+    assert N_FEATURES + 1 >= _preconditioned_newton.PRECONDITIONED_MIN_COEF
+    assert 1000 * (N_FEATURES + 2) <= _preconditioned_newton.PRECONDITIONED_MAX_ELEMENTS
+    assert 1000 * (N_FEATURES + 1) > _preconditioned_newton.PRECONDITIONED_MIN_ELEMENTS
     X, y = wide_data(seed=11)
     calls = []
-    solve = _solvers._preconditioned_cg
+    solve = _preconditioned_newton._preconditioned_cg
 
     def counted(*args):
         calls.append(1)
         return solve(*args)
 
-    monkeypatch.setattr(_solvers, "_preconditioned_cg", counted)
+    monkeypatch.setattr(_preconditioned_newton, "_preconditioned_cg", counted)
     fast = estimator(scale=scale).fit(X, y)
     assert calls
-    monkeypatch.setattr(_solvers, "PRECONDITIONED_MIN_COEF", 10**6)
+    monkeypatch.setattr(_preconditioned_newton, "PRECONDITIONED_MIN_COEF", 10**6)
     reference = estimator(scale=scale).fit(X, y)
     fitted = np.r_[fast.coef_, fast.intercept_, fast.scale_]
     expected = np.r_[reference.coef_, reference.intercept_, reference.scale_]
@@ -151,8 +151,8 @@ def test_preconditioned_cg_solves_a_perturbed_system():
     changed = A[:5].T @ A[:5] / 400
     H = nearby - changed
     rhs = rng.normal(size=80)
-    factor = _solvers.CholeskyFactor.of(nearby)
-    x, iterations, solved = _solvers._preconditioned_cg(
+    factor = _linalg.CholeskyFactor.of(nearby)
+    x, iterations, solved = _preconditioned_newton._preconditioned_cg(
         lambda v: H @ v, rhs, factor, 1e-12, 50
     )
     assert solved and iterations <= 8
@@ -164,8 +164,8 @@ def test_cholesky_factor_refuses_singular_matrices():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(50, 6))
     singular = np.column_stack([A, A[:, 0] + A[:, 1]])
-    assert _solvers.CholeskyFactor.of(singular.T @ singular) is None
-    factor = _solvers.CholeskyFactor.of(A.T @ A)
+    assert _linalg.CholeskyFactor.of(singular.T @ singular) is None
+    factor = _linalg.CholeskyFactor.of(A.T @ A)
     rhs = rng.normal(size=6)
     assert_allclose(factor.solve(rhs), np.linalg.solve(A.T @ A, rhs), rtol=1e-12)
 
