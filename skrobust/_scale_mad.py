@@ -300,6 +300,12 @@ class MADScale:
             # The MAD of the solution's residuals needs its predictions,
             # which the solver's last pass computed.
             objective.remember_prediction = True
+            # Newton's chord steps on the previous fit's Hessian (another
+            # scale) update it by BFGS to the gradients they see
+            # (skrobust._solvers.secant_update), as the heteroscedastic and
+            # scale="lad" fits do: over four seeds of contaminated 1e5 x 20
+            # (Huber and log-cosh), passes over the subsample 100 -> 93.
+            objective.secant_updates = True
             # The tolerance relative to the gradient's terms at this scale
             # (fixed_scale_tol): a fixed point far below the spread of y (a
             # few heavy rows fitted almost exactly) has a gradient that

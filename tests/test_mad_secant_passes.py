@@ -243,3 +243,40 @@ def test_subsample_secant_stops_at_a_tenth_of_its_sampling_error(monkeypatch):
             assert_allclose(model.scale_, mad, rtol=1e-9)
     assert counts["sub"] <= 102
     assert counts["all"] <= 85
+
+
+def test_mad_fits_update_their_chord_hessians(monkeypatch):
+    """Chord steps of the MAD fits update their Hessian by BFGS steps.
+
+    Each fit starts Newton's method on the previous fit's Hessian (another
+    scale), whose chord steps converge linearly; the secant updates
+    (``skrobust._solvers.secant_update``) correct it along the steps taken:
+    passes over the subsample of these eight fits 100 -> 93. The fits are
+    those of plain chord steps, at the MAD fixed point.
+    """
+    n_rows = 100_000
+    sub_rows = len(range(0, n_rows, SUBSAMPLE_STEP))
+    counts = {"sub": 0}
+    original = LinearObjective._pass_single_threaded
+
+    def counted(objective, *args):
+        if objective.X.shape[0] == sub_rows:
+            counts["sub"] += 1
+        return original(objective, *args)
+
+    monkeypatch.setattr(LinearObjective, "_pass_single_threaded", counted)
+    fits = {}
+    for seed in range(4):
+        X, y = _contaminated(n_rows, 20, seed=seed)
+        for estimator_class in (HuberRegressor, LogCoshRegressor):
+            fits[seed, estimator_class] = estimator_class(scale="mad").fit(X, y)
+    assert counts["sub"] <= 95
+
+    # The reference: chord steps on the Hessian as it was given.
+    monkeypatch.setattr(
+        "skrobust._solvers.secant_update", lambda hess, step, change: hess
+    )
+    X, y = _contaminated(n_rows, 20, seed=0)
+    for estimator_class in (HuberRegressor, LogCoshRegressor):
+        reference = estimator_class(scale="mad").fit(X, y)
+        assert_same_mad_fixed_point(fits[0, estimator_class], reference, X, y)
