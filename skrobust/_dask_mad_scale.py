@@ -115,6 +115,9 @@ def _secant(
         objective = problem.objective(
             FixedScaleLoss(problem.rho, scale), problem.l2, step
         )
+        # As in memory: chord steps update their Hessian by BFGS steps (a
+        # strided objective takes them from its template, as scale="lad").
+        getattr(objective, "template", objective).secant_updates = True
         budget = max(options.max_iter - problem.used, 0)
         # As in memory: the tolerance relative to the gradient's terms, or
         # the rough one of a fit that only steers the secant.
