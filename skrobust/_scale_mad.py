@@ -302,7 +302,7 @@ class MADScale:
             objective.remember_prediction = True
             # Newton's chord steps on the previous fit's Hessian (another
             # scale) update it by BFGS to the gradients they see
-            # (skrobust._solvers.secant_update), as the heteroscedastic and
+            # (skrobust._linalg.secant_update), as the heteroscedastic and
             # scale="lad" fits do: over four seeds of contaminated 1e5 x 20
             # (Huber and log-cosh), passes over the subsample 100 -> 93.
             objective.secant_updates = True

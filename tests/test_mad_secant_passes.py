@@ -250,7 +250,7 @@ def test_mad_fits_update_their_chord_hessians(monkeypatch):
 
     Each fit starts Newton's method on the previous fit's Hessian (another
     scale), whose chord steps converge linearly; the secant updates
-    (``skrobust._solvers.secant_update``) correct it along the steps taken:
+    (``skrobust._linalg.secant_update``) correct it along the steps taken:
     passes over the subsample of these eight fits 100 -> 93. The fits are
     those of plain chord steps, at the MAD fixed point.
     """
@@ -274,7 +274,7 @@ def test_mad_fits_update_their_chord_hessians(monkeypatch):
 
     # The reference: chord steps on the Hessian as it was given.
     monkeypatch.setattr(
-        "skrobust._solvers.secant_update", lambda hess, step, change: hess
+        "skrobust._newton.secant_update", lambda hess, step, change: hess
     )
     X, y = _contaminated(n_rows, 20, seed=0)
     for estimator_class in (HuberRegressor, LogCoshRegressor):
