@@ -11,6 +11,7 @@ conjugate gradients on Hessian-vector products, preconditioned by
 import numpy as np
 
 from . import _solvers
+from ._objective import LinearObjective
 from ._sketched_preconditioner import sketched_block_factor, uses_sketch
 from ._sparse_product import SparseProducts
 
@@ -23,11 +24,24 @@ _SKETCH_REFRESH_ITER = 8
 def _shortened(objective, coef, value, direction, slope):
     """``(direction, slope)`` quartered until the value is finite and no higher."""
     for _ in range(_solvers._LINE_SEARCH_STEPS):
-        trial_value, _ = objective.loss_gradient(coef + direction)
+        trial_value = _value(objective, coef + direction)
         if np.isfinite(trial_value) and trial_value <= value:
             break
         direction, slope = 0.25 * direction, 0.25 * slope
     return direction, slope
+
+
+def _value(objective, coef):
+    """The objective's value at ``coef``, without its gradient where it can.
+
+    A pass of a :class:`~skrobust._objective.LinearObjective` without the
+    gradient's products with ``X'`` (the same value): 1.0 ms against 1.9 ms
+    on the benchmarks' sparse 2e4 x 2000, where the trials of
+    :func:`_shortened` were some 380 passes a fit.
+    """
+    if isinstance(objective, LinearObjective):
+        return objective._pass(coef, gradient=False)[0]
+    return objective.loss_gradient(coef)[0]
 
 
 def minimize(objective, coef0, max_iter, tol):
