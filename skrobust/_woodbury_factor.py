@@ -30,6 +30,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+_trsv = scipy.linalg.blas.dtrsv
+_syr2 = scipy.linalg.blas.dsyr2
+
 
 class WoodburyFactor:
     """``P^-1`` for ``P = D + T' A~' W A~ T`` (module docstring).
@@ -54,19 +57,25 @@ class WoodburyFactor:
         self.inverse = 1.0 / diagonal
         p = pred.p
         e = pred.inv_scale**2 * self.inverse[:p]
-        core = (self.rows.multiply(e[None, :]) @ self.rows_t).toarray()
+        # W^1/2 A~ diag(e) A~' W^1/2 from the sparse rows scaled first, and
+        # Fortran-ordered for LAPACK: the dense m x m passes of scaling it
+        # afterwards (five, 8 MB each at m = 1001) cost a quarter as much
+        # as its factorisation.
+        scaled = self.rows.multiply(self.root[:, None]).tocsr()
+        core = (scaled.multiply(e[None, :]) @ scaled.T).toarray(order="F")
         if pred.fit_intercept:
             # T D^-1 T' = [[diag(e), -e s], [-(e s)', s'(e s) + 1 / D_b]],
-            # and the intercept's column of A~ is ones: a rank-two update.
+            # and the intercept's column of A~ is ones: the rank-two update
+            # r_i r_j (c - a_i - a_j) = (r y' + y r')_ij, y = r (c / 2 - a),
+            # on the lower triangle (BLAS syr2; potrf reads no other).
             es = e * pred.shift
-            a = self.rows @ es
-            core -= a[:, None]
-            core -= a[None, :]
-            core += float(pred.shift @ es) + self.inverse[p]
-        core *= self.root[:, None]
-        core *= self.root[None, :]
+            c = float(pred.shift @ es) + self.inverse[p]
+            y = self.root * (0.5 * c - self.rows @ es)
+            core = _syr2(1.0, self.root, y, lower=1, a=core, overwrite_a=1)
         core.flat[:: core.shape[0] + 1] += 1.0
-        self.lower, info = scipy.linalg.lapack.dpotrf(core, lower=1, clean=0)
+        self.lower, info = scipy.linalg.lapack.dpotrf(
+            core, lower=1, clean=0, overwrite_a=1
+        )
         self.ok = info == 0
 
     def _b(self, t):
@@ -82,5 +91,11 @@ class WoodburyFactor:
     def solve(self, rhs):
         """``P^-1 rhs``."""
         t = rhs * self.inverse
-        q, _ = scipy.linalg.lapack.dpotrs(self.lower, self._b(t), lower=1)
+        # Two triangular solves (BLAS trsv) rather than LAPACK's potrs, whose
+        # trsm on one right-hand side packs the triangle first: 0.19 ms
+        # against 0.53 ms at m = 1001, where a conjugate-gradient iteration
+        # of the benchmarks' sparse 2e4 x 2000 fit took two such solves and
+        # 3.7 ms in all.
+        q = _trsv(self.lower, self._b(t), lower=1, overwrite_x=1)
+        q = _trsv(self.lower, q, lower=1, trans=1, overwrite_x=1)
         return t - self._b_transpose(q) * self.inverse

@@ -129,3 +129,50 @@ def test_sparse_wide_fit_factors_matrices_of_half_the_order(monkeypatch):
     scale = len(y) * np.r_[np.full(601, 1.0 / s_y), np.ones(601)]
     assert np.max(np.abs(grad) / scale) <= 1e-8
     assert sp.issparse(X)
+
+
+def test_woodbury_solve_uses_triangular_solves(monkeypatch):
+    """The solve by two BLAS triangular solves, not LAPACK's potrs (whose
+    trsm packs the triangle first: three times as long at m = 1001), with
+    the same ``P^-1 v`` as ``numpy.linalg.solve`` of ``P`` formed densely."""
+
+    def refused(*args, **kwargs):
+        raise AssertionError("potrs")
+
+    X, y = sparse_wide_data(600, 150, per_row=4)
+    pred = _objective(X, y).predictors[0]
+    rng = np.random.default_rng(6)
+    rows = np.sort(rng.choice(600, 90, replace=False))
+    d = 10.0 ** rng.uniform(-3, 3, rows.size)
+    D = 10.0 ** rng.uniform(-2, 2, pred.p + 1)
+    Z = _standardised(X[rows], pred)
+    P = Z.T @ (d[:, None] * Z) + np.diag(D)
+    factor = WoodburyFactor(X[rows], pred, d, D)
+    monkeypatch.setattr(scipy.linalg.lapack, "dpotrs", refused)
+    v = rng.standard_normal(pred.p + 1)
+    assert_allclose(factor.solve(v), np.linalg.solve(P, v), rtol=1e-8)
+
+
+def test_shortened_directions_evaluate_values_only(monkeypatch):
+    """The trials of ``_sketched_newton._shortened`` evaluate the objective's
+    value without its gradient (half a pass's products): no
+    ``loss_gradient``, and the direction quartered until the value, the
+    documented objective's, is no higher."""
+    from skrobust._sketched_newton import _shortened
+
+    X, y = sparse_wide_data(600, 150, per_row=4)
+    objective = _objective(X, y)
+    coef = np.random.default_rng(7).normal(scale=0.05, size=objective.n_coef)
+    value, grad = objective.loss_gradient(coef)
+    direction = -1e3 * grad
+
+    def refused(*args, **kwargs):
+        raise AssertionError("loss_gradient")
+
+    monkeypatch.setattr(objective, "loss_gradient", refused)
+    short, slope = _shortened(objective, coef, value, direction, grad @ direction)
+    monkeypatch.undo()
+    ratio = short[0] / direction[0]
+    assert ratio in {0.25**k for k in range(1, 61)}
+    assert objective.loss_gradient(coef + short)[0] <= value
+    assert objective.loss_gradient(coef + 4 * short)[0] > value
