@@ -40,6 +40,7 @@ generic pass.
 
 import numpy as np
 
+from ._base import copy_budget
 from ._objective import LinearObjective, _PassSums
 
 # Elements of a row block's scaled copy E (4 MiB): one block for a subsample
@@ -61,6 +62,18 @@ class LikelihoodObjective(LinearObjective):
     # errors) the full-data steps from the subsample's solution shrank the
     # gradient ~12x each, 9 of them; with the updates 7 reached tol.
     secant_updates = True
+
+    def _subsample_rows(self, step):
+        """``X[::step]``: a copy of dense ``X``'s within :func:`copy_budget`.
+
+        (A fraction of ``X``.) The passes of the solve on the subsample
+        that starts the full one, several per iteration, then read
+        contiguous rows in few blocks.
+        """
+        X = self.X[::step]
+        if not self.sparse and X.size <= copy_budget(self.X):
+            X = np.ascontiguousarray(X)
+        return X
 
     def _pass_single_threaded(self, coef, gradient, hessian, direction, curvature):
         if self.sparse or not hessian or direction is not None or curvature is not None:

@@ -613,8 +613,8 @@ class LinearObjective:
     def subsample(self, step):
         """The same objective on every ``step``-th row, in the same coordinates.
 
-        Rows of ``X`` (:meth:`_subsample_rows`); a start for the full
-        problem that costs ``1 / step`` of a pass. Of this objective's
+        A view of dense ``X`` (:meth:`_subsample_rows`); a start for the
+        full problem that costs ``1 / step`` of a pass. Of this objective's
         class.
         """
         return type(self)(
@@ -629,25 +629,8 @@ class LinearObjective:
         )
 
     def _subsample_rows(self, step):
-        """``X[::step]``: a copy of dense ``X``'s within :func:`copy_budget`.
-
-        The solve on the subsample that starts the full one (the MAD scale's
-        secant: a dozen passes) then reads contiguous rows, not one row in
-        ``step``: a pass over a 9091 x 20 subsample of 1e5 x 20 took 0.69
-        ms (gradient) and 1.65 ms (with the Hessian) copied, 1.11 and 2.65
-        ms as a view. The copy is a fraction of ``X`` (beyond the budget,
-        the view).
-        """
-        from ._base import copy_budget  # (_base imports this module)
-
-        X = self.X[::step]
-        if (
-            not self.sparse
-            and isinstance(X, np.ndarray)
-            and X.size <= copy_budget(self.X)
-        ):
-            X = np.ascontiguousarray(X)
-        return X
+        """``X[::step]``, the rows of :meth:`subsample`."""
+        return self.X[::step]
 
     def dense_design(self, rows=None):
         """The standardised design of a one-predictor objective, as an array.
