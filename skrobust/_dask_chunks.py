@@ -96,17 +96,17 @@ def _column_vector(values, X, name):
     A scalar ``sample_weight`` weighs every row alike, as in memory.
     """
     import dask.array as da
-    from sklearn.utils.validation import _check_sample_weight, check_array
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_array,
+        check_consistent_length,
+    )
 
     if is_dask_array(values):
         _check_chunk_sizes(values, name)
         if values.ndim != 1:
             raise _not_a_vector(values, X, name)
-        if values.shape[0] != X.shape[0]:
-            raise ValueError(
-                "Found input variables with inconsistent numbers of samples: "
-                f"[{X.shape[0]}, {values.shape[0]}]"
-            )
+        check_consistent_length(X, values)
         values = values.astype(np.float64)
         if values.chunks[0] != X.chunks[0]:
             # Only y's row boundaries differ: moving n floats is cheap.
@@ -119,11 +119,7 @@ def _column_vector(values, X, name):
     )
     if values.ndim != 1:
         raise _not_a_vector(values, X, name)
-    if values.shape[0] != X.shape[0]:
-        raise ValueError(
-            "Found input variables with inconsistent numbers of samples: "
-            f"[{X.shape[0]}, {values.shape[0]}]"
-        )
+    check_consistent_length(X, values)
     return da.from_array(values, chunks=(X.chunks[0],))
 
 
