@@ -35,7 +35,6 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _quantile_smooth
-from ._dask_chunks import _chunk_weights, _unit_weights
 from ._dask_select import select
 from ._objective import LinearObjective, _clearly_regular
 
@@ -54,21 +53,8 @@ def _chunk_objective(setup, X_c, y_c, w_c):
     objective holds them (``weights`` are divided by the largest weight of
     all rows, as there).
     """
-    if w_c is None and setup.top == 1.0:
-        weights = _unit_weights(np.shape(y_c)[0])
-    else:
-        weights = _chunk_weights(y_c, w_c) / setup.top
-    objective = LinearObjective(
-        setup.loss,
-        X_c,
-        setup.targets(X_c, y_c, weights),
-        weights,
-        setup.predictors,
-        [0.0] * len(setup.predictors),
-        column_stats=setup.column_stats,
-        pinned=setup.pinned,
-    )
-    return objective, weights
+    weights = setup.weights(y_c, w_c)
+    return setup.objective_on(X_c, y_c, weights), weights
 
 
 class Reference:

@@ -45,16 +45,15 @@ class _ChunkSetup:
             y[~(weights > 0)] = 0.0
         return y
 
-    def objective(self, X_c, y_c, w_c):
-        """The chunk's objective (unpenalised) and its weight sum, or None."""
+    def weights(self, y_c, w_c):
+        """The chunk's weights, divided by the largest weight of all rows."""
         if w_c is None and self.top == 1.0:
-            weights = _unit_weights(np.shape(y_c)[0])
-        else:
-            weights = _chunk_weights(y_c, w_c) / self.top
-        chunk_weight = float(weights.sum())
-        if not chunk_weight > 0:
-            return None, 0.0
-        objective = LinearObjective(
+            return _unit_weights(np.shape(y_c)[0])
+        return _chunk_weights(y_c, w_c) / self.top
+
+    def objective_on(self, X_c, y_c, weights):
+        """The chunk's objective (unpenalised) with the given ``weights``."""
+        return LinearObjective(
             self.loss,
             X_c,
             self.targets(X_c, y_c, weights),
@@ -64,7 +63,14 @@ class _ChunkSetup:
             column_stats=self.column_stats,
             pinned=self.pinned,
         )
-        return objective, chunk_weight
+
+    def objective(self, X_c, y_c, w_c):
+        """The chunk's objective (unpenalised) and its weight sum, or None."""
+        weights = self.weights(y_c, w_c)
+        chunk_weight = float(weights.sum())
+        if not chunk_weight > 0:
+            return None, 0.0
+        return self.objective_on(X_c, y_c, weights), chunk_weight
 
 
 def _pass_kernel(X_c, y_c, w_c, setup, coef, hessian):
