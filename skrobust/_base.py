@@ -16,7 +16,9 @@ from sklearn.utils.validation import (
 
 from . import _dask, _lockstep, _preconditioned_newton, _progress
 from ._linalg import CholeskyFactor, cholesky_solve, min_norm_solve, regular_solve
-from ._objective import LinearObjective, remember_design_gram, single_threaded_blas
+from ._null_directions import remember_design_gram
+from ._objective import LinearObjective
+from ._passes import single_threaded_blas
 from ._preconditioned_newton import uses_products
 from ._strides import aperiodic_step
 from .losses import FixedScaleLoss, SquaredRho

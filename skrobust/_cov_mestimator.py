@@ -60,6 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import safe_sparse_dot
 
+from ._column_stats import merge_moments
 from ._inference import (
     _ALGEBRAIC_CENTRING_MAX_RATIO,
     block_grams,
@@ -68,7 +69,6 @@ from ._inference import (
     single_threaded_blas,
     uncentre,
 )
-from ._objective import merge_moments
 from .losses import LogCoshRho
 
 COV_TYPES = ("H1", "H2", "H3", "mass", "sandwich")
@@ -294,7 +294,7 @@ def combine_covariance_sums(parts, scale, *, cov_type, joint):
 def _combined_moments(parts):
     """Weighted mean and sum of squared deviations of ``psi'`` over all parts.
 
-    :func:`skrobust._objective.merge_moments`; for one part its own values,
+    :func:`skrobust._column_stats.merge_moments`; for one part its own values,
     unchanged.
     """
     moments = ((p["n"], p["dpsi_mean"], p["dpsi_squares"]) for p in parts)

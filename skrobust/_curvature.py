@@ -11,7 +11,8 @@ products with ``X`` and no evaluation of the loss.
 
 import numpy as np
 
-from ._objective import _THREADPOOLS, _PassSums
+from ._objective import _PassSums
+from ._passes import _THREADPOOLS
 
 
 def loss_gradient_curvature(objective, coef):

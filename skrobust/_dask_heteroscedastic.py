@@ -50,6 +50,7 @@ from ._base import (
     _solve_least_squares,
     copy_budget,
 )
+from ._column_stats import _centred_moments, merge_moments
 from ._dask import standardise_targets, start_rows_setup
 from ._dask_chunks import _chunk_weights
 from ._dask_median import plausible_warm, weighted_median
@@ -65,7 +66,7 @@ from ._heteroscedastic import (
     variance_columns,
 )
 from ._linalg import min_norm_solve
-from ._objective import LinearObjective, _centred_moments, merge_moments
+from ._objective import LinearObjective
 from .losses import FixedScaleLoss, SquaredRho
 
 
@@ -163,7 +164,7 @@ def _mean_and_spread(data, targets, top, fit_intercept):
 
     Two passes: the largest ``|y|`` over rows with weight, then each
     chunk's weighted moments of ``y / max|y|``, merged on the client
-    (:func:`skrobust._objective.merge_moments`) in place of the in-memory
+    (:func:`skrobust._column_stats.merge_moments`) in place of the in-memory
     sums.
     """
     y_max = max(data.map_chunks(_largest_kernel, targets))

@@ -36,7 +36,8 @@ import numpy as np
 
 from . import _quantile_smooth
 from ._dask_select import select
-from ._objective import LinearObjective, _clearly_regular
+from ._null_directions import _clearly_regular
+from ._objective import LinearObjective
 
 # Near-row objectives kept on each worker (module state of its process):
 # those of the latest few near problems, by token, then by chunk. A task
@@ -285,7 +286,7 @@ def _add_sums(parts, hessian):
 def _has_flat_direction(gram, objective):
     """Whether the near rows' design leaves a direction that only far rows fix.
 
-    The test of :func:`skrobust._objective.null_directions` on the near
+    The test of :func:`skrobust._null_directions.null_directions` on the near
     rows' weighted Gram matrix (no penalty: the smoothed objectives have
     none).
     """

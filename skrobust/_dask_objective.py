@@ -147,7 +147,7 @@ class DaskObjective:
     # LinearObjective's search, with this class's _design_grams on all rows.
     def null_directions(self):
         """The flat directions, as in memory, with this class's Grams on all rows."""
-        from ._objective import null_directions
+        from ._null_directions import null_directions
 
         return null_directions(self)
 

@@ -42,6 +42,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _progress
+from ._column_stats import merge_moments
 from ._cov_quantile import (
     R_SQRT_EPS,
     _bandwidth_inside,
@@ -64,7 +65,6 @@ from ._dask_median import (
     binned_extremes,
 )
 from ._inference import weighted_grams
-from ._objective import merge_moments
 
 
 class Residuals:

@@ -12,8 +12,8 @@ quantile sketch of a denser strided sample of ``y``
 import numpy as np
 from sklearn.utils.validation import _assert_all_finite
 
+from ._column_stats import _centred_moments, merge_moments
 from ._dask_chunks import _chunk_weights, _unit_weights
-from ._objective import _centred_moments, merge_moments
 from ._strides import aperiodic_step
 
 # Rows of the default strided sample fetched to the client (the smoothed
@@ -215,7 +215,7 @@ def _merge_statistics(parts, p, center):
             rows += sizes[2]
     total, mean, m2 = merge_moments(moments)
     var = m2 / total
-    # The constant-column rule of skrobust._objective._weighted_column_stats.
+    # The constant-column rule of skrobust._column_stats._weighted_column_stats.
     scale = np.sqrt(var)
     size = np.abs(mean) if center else np.zeros(p)
     constant = ~(scale > 64 * np.finfo(float).eps * size) | ~np.isfinite(scale)

@@ -34,7 +34,8 @@ import scipy.sparse as sp
 from scipy import linalg, stats
 from sklearn.utils.validation import check_is_fitted
 
-from ._objective import _THREADPOOLS, _weighted_gram
+from ._passes import _THREADPOOLS
+from ._small_design import weighted_gram as _weighted_gram
 
 _INTERCEPT_NAME = "intercept"
 

@@ -301,7 +301,7 @@ def _batch_key(kind, objective, args):
 
 def _single(kind, objective, args):
     """A lane's request served alone, as outside lanes."""
-    from ._objective import _THREADPOOLS
+    from ._passes import _THREADPOOLS
 
     if kind == "dot":
         return safe_sparse_dot(objective, args[0])
@@ -314,7 +314,7 @@ def _single(kind, objective, args):
 def _batched(requests):
     """Serve a group of requests (see :func:`_batch_key`) by one pass."""
     from ._lockstep_pass import batched_dot, batched_pass
-    from ._objective import _THREADPOOLS
+    from ._passes import _THREADPOOLS
 
     with _THREADPOOLS.limit(limits=1, user_api="blas"):
         if all(kind == "dot" for kind, _, _ in requests):

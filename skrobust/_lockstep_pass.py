@@ -23,7 +23,8 @@ Every sum is a single pass's up to rounding (products in another order).
 import numpy as np
 import scipy.sparse as sp
 
-from ._objective import _PassSums, _row_blocks
+from ._objective import _PassSums
+from ._passes import _row_blocks
 from ._small_design import weighted_gram
 
 

@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dask, _dask_multiquantile, _progress
 from ._base import RobustLinearRegressor, StandardisedFit
-from ._objective import single_threaded_blas
+from ._passes import single_threaded_blas
 from ._quantile import (
     COV_TYPES,
     LevelStart,

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._linalg import CholeskyFactor
-from ._objective import _THREADPOOLS
+from ._passes import _THREADPOOLS
 from ._small_design import standardised_design
 from ._woodbury_factor import WoodburyFactor
 
@@ -198,7 +198,7 @@ def _rows_gram(objective, pred, rows, weights):
 
     Dense ``X``: from the rows' standardised copy (BLAS syrk). Sparse ``X``:
     from the sparse product of the raw rows and the centring's rank-one
-    terms (as :func:`skrobust._objective._gram_from_raw`), ``p^2`` flops where
+    terms (as :func:`skrobust._predictors._gram_from_raw`), ``p^2`` flops where
     the dense copy of as many rows as columns would cost ``p^3`` (1 s a
     block at 2000 columns).
     """

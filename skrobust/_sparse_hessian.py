@@ -14,7 +14,7 @@ coordinates of the rows has the blocks
 
 ``X_a`` the columns of predictor ``a``, and in the solver's standardised
 coordinates :math:`H_{ab} = T_a^\top H_{ab,raw} T_b` (``T`` the coefficient
-map of :class:`skrobust._objective._Predictor`: a column scaling and, with
+map of :class:`skrobust._predictors._Predictor`: a column scaling and, with
 an intercept, the implicit centring, whose rank-one terms would make
 :math:`H` dense). Each ``X' D_ab X`` is as sparse as the pattern of ``X' X``:
 a design of numeric columns and one-hot levels has a dense numeric block, a

@@ -10,7 +10,7 @@ on a sparse ``X``,
 with ``D`` diagonal and positive, ``W = diag(d)`` the ``m`` chosen rows'
 weights, ``\tilde A = [A, 1]`` their raw sparse rows with the intercept's
 column, and ``T`` the map from standardised to raw coefficients (``w_raw =
-u w``, ``b_raw = b - s' w_raw``; see :class:`skrobust._objective._Predictor`).
+u w``, ``b_raw = b - s' w_raw``; see :class:`skrobust._predictors._Predictor`).
 Woodbury's identity with :math:`B = W^{1/2} Z`,
 
 .. math::
@@ -41,7 +41,7 @@ class WoodburyFactor:
     ----------
     rows : sparse matrix of shape (m, p)
         The chosen rows of the predictor's raw columns.
-    pred : skrobust._objective._Predictor
+    pred : skrobust._predictors._Predictor
         The predictor (its ``inv_scale``, ``shift`` and intercept).
     weights : ndarray of shape (m,)
         The rows' positive weights ``d``.

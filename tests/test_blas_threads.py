@@ -17,7 +17,7 @@ from skrobust import (
     _base,
     _linalg,
 )
-from skrobust._objective import _SINGLE_THREAD_MAX_ENTRIES
+from skrobust._passes import _SINGLE_THREAD_MAX_ENTRIES
 
 
 def blas_threads():

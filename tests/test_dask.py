@@ -585,18 +585,18 @@ def test_flat_directions_are_searched_once_per_fit(synchronous, monkeypatch):
     It runs once per predictor layout (the joint and fixed-scale objectives
     differ), and the fit is still the in-memory one.
     """
-    from skrobust import _objective
+    from skrobust import _null_directions
 
     X, y = make_data(n=40_000, seed=5)
     X = np.column_stack([X, np.full(y.size, 3.0), X[:, 0] - 2.0 * X[:, 1]])
     searches = []
-    search = _objective.null_directions
+    search = _null_directions.null_directions
 
     def counted(objective):
         searches.append(objective.n_coef)
         return search(objective)
 
-    monkeypatch.setattr(_objective, "null_directions", counted)
+    monkeypatch.setattr(_null_directions, "null_directions", counted)
     memory = HuberRegressor(scale="mad").fit(X, y)
     searches.clear()
     fitted = HuberRegressor(scale="mad").fit(da.from_array(X, chunks=(10_000, 6)), y)

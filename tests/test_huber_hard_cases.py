@@ -113,16 +113,16 @@ def test_flat_directions_are_searched_once_per_row_set(
     same rows: their flat directions (a Gram matrix and its
     eigendecomposition each, most of a fit on a wide design) are found once
     per row set, and the duplicated columns still split evenly."""
-    from skrobust import _objective
+    from skrobust import _null_directions
 
     calls = []
-    search = _objective.null_directions
+    search = _null_directions.null_directions
 
     def counted(objective):
         calls.append(objective.n_samples)
         return search(objective)
 
-    monkeypatch.setattr(_objective, "null_directions", counted)
+    monkeypatch.setattr(_null_directions, "null_directions", counted)
     rng = np.random.default_rng(2)
     n = 600
     X = rng.normal(size=(n, 3))

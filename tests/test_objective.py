@@ -162,7 +162,7 @@ def test_remembered_prediction_is_the_last_pass_and_only_at_its_point(monkeypatc
 
 def test_blocks_cover_all_rows_without_copying_x(monkeypatch):
     """Small blocks give the same answer as one block; X is never written."""
-    import skrobust._objective as module
+    import skrobust._passes as module
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(1000, 3))

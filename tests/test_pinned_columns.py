@@ -150,7 +150,8 @@ def test_a_weight_beyond_one_over_eps_is_pinned_below_it_is_not():
     Below it the coefficient is the ridge's own, ``-gradient / weight`` at
     the optimum, not 0.
     """
-    from skrobust._objective import PINNED_PENALTY, LinearObjective
+    from skrobust._objective import LinearObjective
+    from skrobust._predictors import PINNED_PENALTY
     from skrobust.losses import FixedScaleLoss, SquaredRho
 
     X, y = make_data(50, 4, 1.0)

@@ -23,7 +23,7 @@ from numpy.testing import assert_allclose
 from sklearn.base import clone
 
 import skrobust._base as base_module
-from skrobust import HuberRegressor, LogCoshRegressor, _newton, _objective, _solvers
+from skrobust import HuberRegressor, LogCoshRegressor, _newton, _passes, _solvers
 from skrobust._objective import LinearObjective
 from skrobust.losses import FixedScaleLoss, SquaredRho
 
@@ -39,7 +39,7 @@ def wide_data(n_samples=1300, n_features=N_FEATURES, seed=0):
 )
 def test_row_blocks_cover_the_rows_in_bounded_blocks(shape):
     n_rows, n_cols = shape
-    blocks = list(_objective._row_blocks(n_rows, n_cols))
+    blocks = list(_passes._row_blocks(n_rows, n_cols))
     starts = [block.start for block in blocks]
     assert starts == sorted(starts) and starts[0] == 0
     assert blocks[-1].stop == n_rows
@@ -47,10 +47,10 @@ def test_row_blocks_cover_the_rows_in_bounded_blocks(shape):
     sizes = np.array([block.stop - block.start for block in blocks])
     # Wide designs keep _MIN_BLOCK_ROWS rows a block (within the element
     # cap); no block exceeds the larger of the two budgets.
-    cap = max(_objective._MAX_BLOCK_ELEMENTS, 64 * n_cols)
+    cap = max(_passes._MAX_BLOCK_ELEMENTS, 64 * n_cols)
     assert np.all(sizes * n_cols <= cap)
-    if n_cols * _objective._MIN_BLOCK_ROWS <= _objective._MAX_BLOCK_ELEMENTS:
-        assert np.all(sizes[:-1] >= min(_objective._MIN_BLOCK_ROWS, n_rows))
+    if n_cols * _passes._MIN_BLOCK_ROWS <= _passes._MAX_BLOCK_ELEMENTS:
+        assert np.all(sizes[:-1] >= min(_passes._MIN_BLOCK_ROWS, n_rows))
 
 
 def test_wide_blocks_give_the_whole_matrix_products():

@@ -31,7 +31,8 @@ from statsmodels.robust.norms import HuberT
 
 from skrobust import HuberRegressor, LogCoshRegressor, _linalg, _preconditioned_newton
 from skrobust._base import least_squares_start
-from skrobust._objective import LinearObjective, _clearly_regular, null_directions
+from skrobust._null_directions import _clearly_regular, null_directions
+from skrobust._objective import LinearObjective
 from skrobust._small_design import weighted_gram
 from skrobust.losses import ConcomitantScaleLoss, FixedScaleLoss, LogCoshRho
 
