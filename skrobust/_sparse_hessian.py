@@ -60,6 +60,9 @@ _MAX_ROW_WORK = 64
 # the module docstring): their dense copy holds at most 1 / share times
 # their stored entries.
 _DENSE_COLUMN_SHARE = 0.25
+# A Hessian is formed on all the rows when more than this share of them
+# have curvature (see SparseHessian._form).
+_ALL_ROWS_SHARE = 0.5
 
 
 def sparse_hessian_affordable(objective):
@@ -238,7 +241,13 @@ class SparseHessian:
             if not curved.all():
                 rest = np.flatnonzero(~curved)
                 curved[rest] = curvature[rest].reshape(rest.size, -1).any(axis=1)
-            rows = None if curved.all() else np.flatnonzero(curved)
+            # The rows without curvature add nothing: they are left out
+            # unless they are few: taking the others' rows of X (indexing a
+            # sparse matrix by rows) then costs more than the products it
+            # saves (1e5 x 1005 one-hot: with 90% of the rows curved, 6.6 ->
+            # 3.7 ms per Hessian; even at 38%).
+            most = np.count_nonzero(curved) > _ALL_ROWS_SHARE * curved.size
+            rows = None if most else np.flatnonzero(curved)
             if rows is not None:
                 curvature = curvature[rows]
             pairs = [
