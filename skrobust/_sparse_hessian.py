@@ -340,14 +340,15 @@ class ArrowPreconditioner:
     preconditioned by the diagonal took 100 to 200 products per Newton
     direction at the continuation's bandwidths on the 1e5 x 1005 one-hot
     design (the standardised coordinates' centring couples every level to
-    the intercept); with this, one or two.
+    the intercept); with this, one to three.
 
     The levels sum to the intercept's column (``OneHotEncoder``'s output):
     ``K`` is singular along ``b_raw = 1``, levels ``-1``, a flat direction
     of the objective, and a level without curved rows has no curvature at
     all. Every level's curvature is therefore raised by ``floor`` (the
-    floor of the standardised diagonal, ``floor / s^2`` in raw units),
-    which makes the Schur complement definite, as the floor keeps the
+    floor of the standardised diagonal: ``floor / s^2`` in raw units is
+    exactly ``floor`` on the level's standardised diagonal entry), which
+    makes the Schur complement definite, as the floor keeps the
     Newton system's flat directions finite
     (:func:`skrobust._sparse_newton._sparse_direction`). Only the
     preconditioner changes: conjugate gradients solve the system ``H + E``
