@@ -1022,7 +1022,11 @@ class SmoothedPinballRho(ResidualFunction):
         if u.ndim == 0:  # (np.copyto below writes to arrays)
             return tuple(v.reshape(()) for v in self.value_derivatives(u.reshape(1)))
         q = self.quantile
-        tail, density, g = self._tail_density_g(self._t(u))
+        t = self._t(u)
+        near = ~(t >= self._NEGLIGIBLE_T[self.kernel])  # (NaN counts as near)
+        if 2 * np.count_nonzero(near) <= near.size:
+            return self._value_derivatives_far(u, t, near)
+        tail, density, g = self._tail_density_g(t)
         negative = u < 0
         # np.where(negative, (q - 1) u, q u) + h g and np.where(negative,
         # q - 1 + tail, q - tail), with the same roundings and fewer
@@ -1035,6 +1039,33 @@ class SmoothedPinballRho(ResidualFunction):
         tail += q - 1.0
         np.copyto(derivative, tail, where=negative)
         density /= self.bandwidth
+        return value, derivative, density
+
+    def _value_derivatives_far(self, u, t, near):
+        """:meth:`value_derivatives` where most rows are in the linear zone.
+
+        There (``t`` from ``_NEGLIGIBLE_T`` on) the kernel's terms are zero:
+        the value is the pinball loss, the derivative ``q`` or ``q - 1``
+        and the curvature zero, formed in a few passes over all the rows;
+        the terms are then added on the ``near`` rows only, with the
+        general path's roundings (its zero terms leave the far rows as
+        they are). Half the passes over all the rows of the general path,
+        which fills and adds three arrays of mostly zeros (1e5 rows at the
+        continuation's bandwidths: 1.35 -> 1.1 ms).
+        """
+        q = self.quantile
+        negative = u < 0
+        value = np.multiply(u, q)
+        np.copyto(value, np.multiply(u, q - 1.0), where=negative)
+        derivative = np.where(negative, q - 1.0, q)
+        density = np.zeros(u.shape)
+        rows = np.flatnonzero(near)
+        if rows.size:
+            tail, near_density, g = self._kernel_terms(t[rows])
+            g *= self.bandwidth
+            value[rows] += g
+            derivative[rows] = np.where(negative[rows], tail + (q - 1.0), q - tail)
+            density[rows] = near_density / self.bandwidth
         return value, derivative, density
 
     def z_psi_minus_rho(self, z):

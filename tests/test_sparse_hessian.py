@@ -12,8 +12,10 @@ from sklearn.linear_model import QuantileRegressor as SklearnQuantileRegressor
 from test_mestimator import _one_hot_design
 
 import skrobust._objective as objective_module
+import skrobust._preconditioned_newton as preconditioned_newton
 from skrobust import QuantileRegressor
 from skrobust._quantile_smooth import smoothed_objective
+from skrobust._sparse_hessian import ArrowPreconditioner
 from skrobust.losses import SmoothedPinballRho
 
 
@@ -72,3 +74,54 @@ def test_one_hot_smoothed_fit_reaches_the_optimum_in_fewer_passes(
     optimum = pinball(oracle)
     assert optimum * (1 - 1e-9) <= pinball(fit) <= optimum * (1 + 1e-6)
     assert len(passes) < 200
+
+
+@pytest.mark.parametrize("bandwidth", [0.3, 0.002])
+def test_arrow_preconditioner_is_the_raised_hessians_inverse(
+    weighted_one_hot, bandwidth
+):
+    """The direct solve of the arrow structure against the dense matrix:
+    ``(H + E + floor on the levels)^{-1}``, where the levels sum to the
+    intercept's column (``H`` singular) and, at the small bandwidth, many
+    levels have no curved row."""
+    X, y, weights = weighted_one_hot
+    objective = smoothed_objective(
+        SmoothedPinballRho(0.5, bandwidth), X, y, weights, True, None, True
+    )
+    rng = np.random.default_rng(3)
+    coef = rng.normal(scale=0.1, size=objective.n_coef)
+    coef[-1] = np.median(y)
+    _, _, sparse = objective.loss_gradient_sparse_hessian(coef)
+    dense = objective.loss_gradient_hessian(coef)[2]
+    floor = 1e-8 * np.max(np.diag(dense))
+    extra = np.zeros(objective.n_coef)
+    extra[: X.shape[1] : 7] = 1e-3  # (a raised floor on some columns)
+    preconditioner = ArrowPreconditioner.of(sparse, extra, floor)
+    assert preconditioner is not None
+    levels = np.zeros(objective.n_coef)
+    levels[2 : X.shape[1]] = floor  # (the two numeric columns are dense)
+    matrix = dense + np.diag(extra + levels)
+    rhs = rng.normal(size=objective.n_coef)
+    solved = preconditioner.solve(rhs)
+    assert_allclose(matrix @ solved, rhs, rtol=0, atol=1e-7 * np.max(np.abs(rhs)))
+
+
+def test_one_hot_newton_directions_take_few_products(weighted_one_hot, monkeypatch):
+    """Conjugate gradients preconditioned by the arrow solve reach the
+    forcing term of every Newton direction of a smoothed fit in one to
+    three products (mostly one); the diagonal preconditioner took 17 to
+    81 on this design, 100 to 200 on 1e5 x 1005 (the standardised
+    coordinates' centring couples each level to the intercept)."""
+    X, y, weights = weighted_one_hot
+    runs = []
+    original = preconditioned_newton._preconditioned_cg
+
+    def counted(product, rhs, factor, target, max_iter):
+        x, used, solved = original(product, rhs, factor, target, max_iter)
+        runs.append((used, solved))
+        return x, used, solved
+
+    monkeypatch.setattr(preconditioned_newton, "_preconditioned_cg", counted)
+    QuantileRegressor(solver="smooth").fit(X, y, sample_weight=weights)
+    assert runs
+    assert all(solved and used <= 3 for used, solved in runs)
