@@ -606,15 +606,20 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         if _dask.is_dask_array(X):
             _dask.unsupported(self)
         self._validate_params()
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=_ACCEPT_SPARSE,
-            dtype="numeric",
-            y_numeric=True,
-            multi_output=multi_output,
-        )
+        if _checked_arrays(X, y, multi_output):
+            # check_X_y would return them as they are: only the feature
+            # names and n_features_in_ (a tenth of its time on 1000 x 20).
+            X, y = validate_data(self, X, y, skip_check_array=True)
+        else:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=_ACCEPT_SPARSE,
+                dtype="numeric",
+                y_numeric=True,
+                multi_output=multi_output,
+            )
         if X.dtype.kind not in "biuf":
             # dtype="numeric" keeps e.g. float16; complex never reaches here.
             raise ValueError(f"X has unsupported dtype {X.dtype}")
@@ -668,6 +673,31 @@ class RobustLinearRegressor(RegressorMixin, BaseEstimator):
         # (hasattr on the class: dir(self) costs a fit of 50 rows.)
         tags.target_tags.multi_output = hasattr(type(self), "_fit_standardised")
         return tags
+
+
+def _checked_arrays(X, y, multi_output):
+    """Whether ``X`` and ``y`` are arrays that ``check_X_y`` passes unchanged.
+
+    Finite float64 ndarrays (not subclasses) of matching lengths, ``X`` 2-D
+    with a row and a column at least, ``y`` 1-D (or 2-D with a column at
+    least, with ``multi_output``): ``validate_data``'s checks of them
+    (``check_array`` on each, most of a small fit's validation) would
+    change nothing and raise nothing. Anything else is left to them, which
+    raise their own messages.
+    """
+    if not (
+        type(X) is np.ndarray
+        and type(y) is np.ndarray
+        and X.dtype == np.float64
+        and y.dtype == np.float64
+        and X.ndim == 2
+        and X.shape[0] > 0
+        and X.shape[1] > 0
+        and y.shape[:1] == X.shape[:1]
+        and (y.ndim == 1 or (multi_output and y.ndim == 2 and y.shape[1] > 0))
+    ):
+        return False
+    return bool(np.isfinite(X).all() and np.isfinite(y).all())
 
 
 @functools.cache

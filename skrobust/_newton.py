@@ -60,6 +60,11 @@ _POLISH_STEPS = 30
 # did not change.
 _REFRESH_RATIO = 0.1
 
+# Values within this fraction of each other (of 1 near zero) are equal to
+# rounding in the Newton loops' tests. (A constant: np.finfo costs
+# microseconds a call, and a step takes one.)
+_VALUE_ROUNDING = 1e3 * float(np.finfo(float).eps)
+
 
 class _Memo:
     """trust-exact asks for value, gradient and Hessian apart; one pass gives all.
@@ -253,7 +258,7 @@ def _newton_steps(
             trial_value,
             trial_gnorm,
         )
-        rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+        rounding = _VALUE_ROUNDING * max(abs(value), 1.0)
         if trial_gnorm < gnorm and trial_value <= value + rounding:
             slow = trial_gnorm > _REFRESH_RATIO * gnorm
             with_hessian = slow and current
@@ -370,7 +375,7 @@ def _damped_step(
     trial = coef + direction
     trial_value, trial_grad, extra = evaluate(trial)
     trial_gnorm = _max_abs(trial_grad)
-    rounding = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+    rounding = _VALUE_ROUNDING * max(abs(value), 1.0)
     accept = np.isfinite(trial_value) and (
         trial_value <= min(value + 1e-4 * slope, value - rounding)
         or (trial_gnorm < gnorm and trial_value <= value + rounding)

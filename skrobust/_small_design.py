@@ -33,6 +33,9 @@ class SmallDesign:
 
     def __init__(self, designs):
         self.designs = designs
+        # Whether each design is the column of ones (an intercept-only
+        # predictor, as the joint scale's): its Hessian blocks are sums.
+        self.ones = [D.shape[1] == 1 and bool((D == 1.0).all()) for D in designs]
 
     @classmethod
     def build(cls, objective):
@@ -119,18 +122,34 @@ class SmallDesign:
             hv = hv / S + penalty * direction
         if hessian:
             n_coef = objective.n_coef
-            H = np.empty((n_coef, n_coef))
             k = len(designs)
-            for a in range(k):
+            if k == 1:  # (the block is the matrix: no copy into one)
+                d = h[:, 0, 0] if unit else sw * h[:, 0, 0]
+                H = weighted_gram(designs[0], designs[0], d, False)
+                if H.base is not None or not H.flags.writeable:
+                    H = H.copy()
+            else:
+                H = np.empty((n_coef, n_coef))
+            for a in range(k if k > 1 else 0):
                 for b in range(a, k):
                     d = h[:, a, b] if unit else sw * h[:, a, b]
-                    block = weighted_gram(designs[a], designs[b], d, False)
+                    block = self._block(a, b, d)
                     sa, sb = predictors[a].slice, predictors[b].slice
                     H[sa, sb] = block
                     H[sb, sa] = block.T
             H /= S
             H.flat[:: n_coef + 1] += penalty
         return value, grad, H, hv
+
+    def _block(self, a, b, d):
+        """``designs[a].T @ diag(d) @ designs[b]``; sums against a column of ones."""
+        A, B = self.designs[a], self.designs[b]
+        if self.ones[b]:
+            # (A gemv, or a sum: weighted_gram's scaled copy of the ones
+            # costs more than the product at this size.)
+            column = d.sum() if self.ones[a] else A.T @ d
+            return np.reshape(column, (A.shape[1], 1))
+        return weighted_gram(A, B, d, False)
 
 
 def shared_key(kind, objective, pred):

@@ -1022,10 +1022,20 @@ class SmoothedPinballRho(ResidualFunction):
         if u.ndim == 0:  # (np.copyto below writes to arrays)
             return tuple(v.reshape(()) for v in self.value_derivatives(u.reshape(1)))
         q = self.quantile
-        t = self._t(u)
+        fused = self.kernel == "gaussian" and u.ndim == 1
+        if fused:  # (|u| kept: the fused form's value at the median)
+            h = float(self.bandwidth)
+            a = np.abs(u)
+            t = np.minimum(a, self._T_MAX["gaussian"] * h)
+            t /= h  # (the numbers of _t)
+        else:
+            t = self._t(u)
         near = ~(t >= self._NEGLIGIBLE_T[self.kernel])  # (NaN counts as near)
-        if 2 * np.count_nonzero(near) <= near.size:
+        n_near = int(np.count_nonzero(near))
+        if 2 * n_near <= near.size:
             return self._value_derivatives_far(u, t, near)
+        if fused:
+            return self._gaussian_value_derivatives(u, a, t, near, n_near)
         tail, density, g = self._tail_density_g(t)
         negative = u < 0
         # np.where(negative, (q - 1) u, q u) + h g and np.where(negative,
@@ -1066,6 +1076,50 @@ class SmoothedPinballRho(ResidualFunction):
             value[rows] += g
             derivative[rows] = np.where(negative[rows], tail + (q - 1.0), q - tail)
             density[rows] = near_density / self.bandwidth
+        return value, derivative, density
+
+    def _gaussian_value_derivatives(self, u, a, t, near, n_near):
+        """:meth:`value_derivatives` of the Gaussian kernel, fused.
+
+        For a 1-D ``u`` whose rows are mostly near (the caller's ``near``,
+        ``n_near`` of them), with ``a = |u|`` and ``t`` as :meth:`_t`
+        computes it from ``a`` (both overwritten). The same arithmetic as
+        :meth:`_kernel_terms` and :meth:`value_derivatives`' general form
+        (so the same numbers), in a third fewer array operations: ``|u|``
+        serves ``t`` and, at the median, the pinball loss ``|u| / 2`` (``u
+        q`` and ``u (q - 1)`` exactly), whose derivative is then ``sign(u)
+        (1/2 - F(-t))`` (the general form's ``F(-t) - 1/2`` for ``u < 0``
+        exactly). A pass of a smoothed LAD fit at 1000 x 20: 56 -> 35 us.
+        """
+        q, h = self.quantile, float(self.bandwidth)
+        n_far = t.size - n_near
+        far = np.logical_not(near, out=near) if n_far else None
+        tail = np.negative(t)
+        ndtr(tail, out=tail)
+        density = np.multiply(t, t)
+        density *= -0.5
+        np.exp(density, out=density)
+        density *= self._INV_SQRT_2PI
+        g = np.multiply(t, tail, out=t)
+        np.subtract(density, g, out=g)
+        if n_far:
+            for term in (tail, density, g):
+                np.copyto(term, 0.0, where=far)
+        g *= h
+        if q == 0.5:
+            value = np.multiply(a, q, out=a)
+            value += g
+            derivative = np.subtract(q, tail, out=tail)
+            np.copysign(derivative, u, out=derivative)
+        else:
+            negative = u < 0
+            value = np.multiply(u, q)
+            np.copyto(value, np.multiply(u, q - 1.0), where=negative)
+            value += g
+            derivative = np.subtract(q, tail)
+            tail += q - 1.0
+            np.copyto(derivative, tail, where=negative)
+        density /= h
         return value, derivative, density
 
     def z_psi_minus_rho(self, z):
