@@ -679,8 +679,8 @@ def _checked_arrays(X, y, multi_output):
     """Whether ``X`` and ``y`` are arrays that ``check_X_y`` passes unchanged.
 
     Finite float64 ndarrays (not subclasses) of matching lengths, ``X`` 2-D
-    with a row and a column at least, ``y`` 1-D (or 2-D with a column at
-    least, with ``multi_output``): ``validate_data``'s checks of them
+    with a row and a column at least, ``y`` 1-D and contiguous (or 2-D with
+    a column at least, with ``multi_output``): ``validate_data``'s checks of them
     (``check_array`` on each, most of a small fit's validation) would
     change nothing and raise nothing. Anything else is left to them, which
     raise their own messages.
@@ -694,12 +694,18 @@ def _checked_arrays(X, y, multi_output):
         and X.shape[0] > 0
         and X.shape[1] > 0
         and y.shape[:1] == X.shape[:1]
-        and (y.ndim == 1 or (multi_output and y.ndim == 2 and y.shape[1] > 0))
+        # (column_or_1d copies a strided 1-D y: contiguous, it would not.)
+        and (
+            (y.ndim == 1 and y.flags.c_contiguous)
+            or (multi_output and y.ndim == 2 and y.shape[1] > 0)
+        )
     ):
         return False
     # A finite sum means finite entries (scikit-learn's own first test): no
-    # temporary of X's size. (A sum that overflows takes the full checks.)
-    return bool(np.isfinite(X.sum()) and np.isfinite(y.sum()))
+    # temporary of X's size. (A sum that overflows takes the full checks,
+    # silently, as in scikit-learn: finite data must not warn or raise.)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(X.sum()) and np.isfinite(y.sum()))
 
 
 @functools.cache

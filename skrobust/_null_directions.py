@@ -128,9 +128,10 @@ def _cached_null_directions(objective):
 def null_directions(objective):
     """Coefficient directions along which no row's prediction changes.
 
-    See :meth:`LinearObjective.null_directions`; written for any objective
-    with ``n_samples``, ``subsample``, ``predictors``, ``n_coef``,
-    ``penalty`` and ``_design_grams`` (also the Dask objective).
+    See :meth:`skrobust._objective.LinearObjective.null_directions`;
+    written for any objective with ``n_samples``, ``subsample``,
+    ``predictors``, ``n_coef``, ``penalty`` and ``_design_grams`` (also
+    the Dask objective).
     """
     step = aperiodic_step(objective.n_samples // _NULL_SPACE_SAMPLE_ROWS)
     sample = objective.subsample(step) if step > 1 else objective

@@ -78,7 +78,8 @@ class LinearObjective:
         Per predictor, the columns whose coefficient is held at 0 (another
         objective's ``pinned``, for an unpenalised part of its sum). By
         default those whose standardised penalty weight exceeds
-        ``PINNED_PENALTY`` (see :func:`_build_predictors`).
+        ``skrobust._predictors.PINNED_PENALTY`` (see
+        :func:`~skrobust._predictors._build_predictors`).
 
     Attributes
     ----------
@@ -233,10 +234,10 @@ class LinearObjective:
         (:func:`skrobust._solvers.minimize`). Candidates are the small
         eigenvalues (below ``1e-10`` of the largest) of each predictor's
         design Gram matrix on a strided sample of at most
-        ``_NULL_SPACE_SAMPLE_ROWS`` rows (every true direction is among
-        them); each is kept only if it is flat on all rows too, which costs
-        a pass only when there are candidates. Returns an array of shape
-        ``(n_coef, n_directions)``.
+        ``skrobust._null_directions._NULL_SPACE_SAMPLE_ROWS`` rows (every
+        true direction is among them); each is kept only if it is flat on
+        all rows too, which costs a pass only when there are candidates.
+        Returns an array of shape ``(n_coef, n_directions)``.
 
         With a ``null_cache`` (a dict shared by objectives on the same rows,
         weights and coordinates, such as a fit's successive fixed-scale

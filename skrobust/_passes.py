@@ -33,7 +33,8 @@ _MIN_BLOCK_ROWS = 512
 _MAX_BLOCK_ELEMENTS = 2**20
 
 # Passes without a Hessian read dense X of up to this many elements (4 MiB,
-# in cache between the two products) in one block (see _reads_whole).
+# in cache between the two products) in one block (see
+# LinearObjective._reads_whole).
 _WHOLE_PASS_ELEMENTS = 2**19
 
 

@@ -972,10 +972,12 @@ class SmoothedPinballRho(ResidualFunction):
                 for term in terms:
                     term[far] = 0.0
             return terms
+        # (Flat indices, read and written through flat views: any shape.)
         rows = np.flatnonzero(near)
         terms = tuple(np.zeros(t.shape) for _ in range(3))
-        for term, values in zip(terms, self._kernel_terms(t[rows]), strict=True):
-            term[rows] = values
+        near_terms = self._kernel_terms(t.reshape(-1)[rows])
+        for term, values in zip(terms, near_terms, strict=True):
+            term.reshape(-1)[rows] = values
         return terms
 
     def _kernel_terms(self, t):
@@ -1019,8 +1021,9 @@ class SmoothedPinballRho(ResidualFunction):
     def value_derivatives(self, z):
         """``(l(u), l'(u), l''(u))`` from one evaluation of the kernel terms."""
         u = np.asarray(z, dtype=float)
-        if u.ndim == 0:  # (np.copyto below writes to arrays)
-            return tuple(v.reshape(()) for v in self.value_derivatives(u.reshape(1)))
+        if u.ndim != 1:  # (np.copyto writes to arrays; rows are flat indices)
+            flat = self.value_derivatives(u.reshape(-1))
+            return tuple(v.reshape(u.shape) for v in flat)
         q = self.quantile
         fused = self.kernel == "gaussian" and u.ndim == 1
         if fused:  # (|u| kept: the fused form's value at the median)

@@ -549,6 +549,7 @@ _WORK_MODULES = (
     "skrobust/_preconditioned_newton.py",
     "skrobust/_linalg.py",
     "skrobust/_objective.py",
+    "skrobust/_passes.py",
     "skrobust/_column_stats.py",
     "skrobust/_null_directions.py",
     "skrobust/_predictors.py",

@@ -352,3 +352,21 @@ def test_fixed_scale_is_reported_as_given(estimator):
         (X_REF[:2], Y_REF[:2]),
     ):
         assert fit(estimator, X, y).scale_ == float(estimator.scale)
+
+
+def test_finite_data_whose_sum_overflows_fits_without_a_floating_point_error():
+    """Finiteness is judged from sums first (as scikit-learn does); a sum that
+    overflows on finite data must neither warn nor, under ``np.errstate(
+    over="raise")``, raise: it takes the full checks. (The shortcut once
+    summed without ``errstate`` and raised FloatingPointError here.)"""
+    from skrobust import HuberRegressor
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 3))
+    X[:, 2] = np.abs(X[:, 2]) * 1e307 + 1e307  # finite; its sum is inf
+    y = X[:, 0] + rng.normal(size=200)
+    reference = HuberRegressor().fit(X, y)
+    with np.errstate(over="raise", invalid="raise"):
+        fitted = HuberRegressor().fit(X, y)
+    np.testing.assert_array_equal(fitted.coef_, reference.coef_)
+    assert np.all(np.isfinite(fitted.coef_))

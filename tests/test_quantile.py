@@ -983,3 +983,30 @@ def test_weights_of_any_size_fit_without_warnings(n_samples, factor):
         model.fit(X, y, sample_weight=w * factor)
         f = objective(X, y, model.coef_, model.intercept_, 0.3, w)
         assert f_ref * (1 - 1e-9) <= f <= f_ref * (1 + rtol)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "logistic"])
+@pytest.mark.parametrize("far_share", [0.9, 0.1])
+def test_smoothed_pinball_of_any_shape_is_its_flat_evaluation(kernel, far_share):
+    """A 2-D (or 0-d) argument gives the 1-D evaluation's numbers, reshaped.
+
+    Where most entries are far from zero the kernel's terms are added on the
+    near ones only, by flat indices: on a 2-D array those once indexed its
+    rows (an IndexError, or the terms on the wrong entries).
+    """
+    rng = np.random.default_rng(7)
+    u = rng.normal(size=(40, 3)) * 0.05
+    far = rng.random(u.shape) < far_share
+    u[far] = rng.choice([-1.0, 1.0], size=far.sum()) * 1e3
+    rho = SmoothedPinballRho(0.3, 0.1, kernel=kernel)
+    flat = rho.value_derivatives(u.ravel())
+    for got, want in zip(rho.value_derivatives(u), flat, strict=True):
+        assert got.shape == u.shape
+        np.testing.assert_array_equal(got, want.reshape(u.shape))
+    for method, want in zip(
+        (rho.value, rho.derivative, rho.second_derivative), flat, strict=True
+    ):
+        np.testing.assert_array_equal(method(u), want.reshape(u.shape))
+    value, derivative, curvature = rho.value_derivatives(u[3, 1])
+    assert value.shape == () and value == flat[0][10]
+    assert derivative == flat[1][10] and curvature == flat[2][10]
