@@ -145,17 +145,11 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
     """
     n_iter = 0
     if hessian is not None:
-        value, grad = objective.loss_gradient(coef0)
-        if not np.isfinite(value):
-            return SolverResult(coef0, 0, False, "non-finite objective")
-        coef, value, grad, hessian, n_iter = _newton_steps(
-            objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
+        coef0, hessian, n_iter, done = _steps_on_given_hessian(
+            objective, coef0, hessian, tol, max_iter, origin
         )
-        if _max_abs(grad) <= tol:
-            return SolverResult(
-                coef, n_iter, True, "Newton steps converged", hessian, grad
-            )
-        coef0 = coef
+        if done is not None:
+            return done
     if n_iter >= max_iter:
         value, grad = objective.loss_gradient(coef0)
         converged = _max_abs(grad) <= tol
@@ -191,6 +185,30 @@ def _newton(objective, coef0, max_iter, tol, hessian=None, origin="subsample"):
     )
     gnorm = _max_abs(grad)
     return SolverResult(coef, n_iter, gnorm <= tol, str(res.message), hessian, grad)
+
+
+def _steps_on_given_hessian(objective, coef0, hessian, tol, max_iter, origin):
+    """Newton steps on a given ``hessian``, before :func:`_newton`'s or
+    :func:`_damped_newton`'s own iterations.
+
+    Returns ``(coef, hessian, n_iter, done)``: where the steps got to, the
+    Hessian they end on, their iterations, and ``done``, the solve's
+    :class:`~skrobust._solver_result.SolverResult` when they finish it (the
+    gradient within ``tol``, or a non-finite objective at ``coef0``) or
+    None when the caller goes on from ``coef``.
+    """
+    value, grad = objective.loss_gradient(coef0)
+    if not np.isfinite(value):
+        return coef0, hessian, 0, SolverResult(coef0, 0, False, "non-finite objective")
+    coef, value, grad, hessian, n_iter = _newton_steps(
+        objective, coef0, value, grad, hessian, tol, max_iter, 0, origin
+    )
+    if _max_abs(grad) <= tol:
+        converged = SolverResult(
+            coef, n_iter, True, "Newton steps converged", hessian, grad
+        )
+        return coef, hessian, n_iter, converged
+    return coef, hessian, n_iter, None
 
 
 def _newton_steps(
@@ -306,16 +324,11 @@ def _damped_newton(
     n_iter = 0
     coef = coef0
     if hessian is not None:
-        value, grad = objective.loss_gradient(coef0)
-        if not np.isfinite(value):
-            return SolverResult(coef0, 0, False, "non-finite objective")
-        coef, value, grad, hessian, n_iter = _newton_steps(
-            objective, coef0, value, grad, hessian, tol, max_iter, n_iter, origin
+        coef, hessian, n_iter, done = _steps_on_given_hessian(
+            objective, coef0, hessian, tol, max_iter, origin
         )
-        if _max_abs(grad) <= tol:
-            return SolverResult(
-                coef, n_iter, True, "Newton steps converged", hessian, grad
-            )
+        if done is not None:
+            return done
     if at is None or hessian is not None:
         at = objective.loss_gradient_hessian(coef)
     value, grad, hess = at
