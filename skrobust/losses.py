@@ -962,8 +962,9 @@ class SmoothedPinballRho(ResidualFunction):
         t = np.asarray(t, dtype=float)
         # (NaN counts as near, so that it reaches every output.)
         near = ~(t >= self._NEGLIGIBLE_T[self.kernel])
-        if t.ndim == 0:
-            return tuple(np.where(near, term, 0.0) for term in self._kernel_terms(t))
+        if t.ndim == 0:  # (the kernel's terms are formed in place: an array)
+            terms = self._kernel_terms(t.reshape(1))
+            return tuple(np.where(near, term[0], 0.0) for term in terms)
         n_near = np.count_nonzero(near)
         if 2 * n_near > t.size:
             terms = self._kernel_terms(t)

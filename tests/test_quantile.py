@@ -1010,3 +1010,9 @@ def test_smoothed_pinball_of_any_shape_is_its_flat_evaluation(kernel, far_share)
     value, derivative, curvature = rho.value_derivatives(u[3, 1])
     assert value.shape == () and value == flat[0][10]
     assert derivative == flat[1][10] and curvature == flat[2][10]
+    # A scalar too (its kernel terms were once formed in place on a numpy
+    # scalar: TypeError).
+    for point in (float(u[3, 1]), u[3, 1], np.asarray(u[3, 1])):
+        assert rho.value(point) == flat[0][10]
+        assert rho.derivative(point) == flat[1][10]
+        assert rho.second_derivative(point) == flat[2][10]
