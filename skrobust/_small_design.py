@@ -130,13 +130,13 @@ class SmallDesign:
                     H = H.copy()
             else:
                 H = np.empty((n_coef, n_coef))
-            for a in range(k if k > 1 else 0):
-                for b in range(a, k):
-                    d = h[:, a, b] if unit else sw * h[:, a, b]
-                    block = self._block(a, b, d)
-                    sa, sb = predictors[a].slice, predictors[b].slice
-                    H[sa, sb] = block
-                    H[sb, sa] = block.T
+                for a in range(k):
+                    for b in range(a, k):
+                        d = h[:, a, b] if unit else sw * h[:, a, b]
+                        block = self._block(a, b, d)
+                        sa, sb = predictors[a].slice, predictors[b].slice
+                        H[sa, sb] = block
+                        H[sb, sa] = block.T
             H /= S
             H.flat[:: n_coef + 1] += penalty
         return value, grad, H, hv
