@@ -24,6 +24,19 @@ _MAX_IMPLICIT_OFFSET = 1e3
 _RAW_MOMENT_OFFSET = 100.0
 
 
+def needs_explicit_centering(mean, scale):
+    """Whether dense blocks must be standardised before their products.
+
+    Folding the centring into the coefficient map loses digits to
+    cancellation once ``|mean| / scale`` exceeds ``_MAX_IMPLICIT_OFFSET``,
+    and raw products of columns near ``1e+-200`` would overflow or
+    underflow before the map could rescale them.
+    """
+    ratio = np.abs(mean) * (1.0 / scale)
+    extreme = (scale > 1e100) | (scale < 1e-100)
+    return bool(np.any(ratio > _MAX_IMPLICIT_OFFSET) or np.any(extreme))
+
+
 def _weighted_column_stats(X, sample_weight, center):
     """Weighted column means (zeros unless ``center``) and standard deviations.
 

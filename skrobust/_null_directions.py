@@ -92,7 +92,14 @@ def _known_design_gram(objective, j):
 
 
 def _cached_null_directions(objective):
-    """:func:`null_directions`, from and into ``objective.null_cache`` if set."""
+    """:func:`null_directions`, from and into ``objective.null_cache`` if set.
+
+    With a ``null_cache`` (a dict shared by objectives on the same rows,
+    weights and coordinates, such as a fit's successive fixed-scale
+    objectives), the search runs once per predictor layout and penalty:
+    it costs a Gram matrix and its eigendecomposition, which on a wide
+    design is a large part of a fit.
+    """
     cache = objective.null_cache
     if cache is None:
         return null_directions(objective)
@@ -126,10 +133,21 @@ def _cached_null_directions(objective):
 
 
 def null_directions(objective):
-    """Coefficient directions along which no row's prediction changes.
+    """Orthonormal coefficient directions along which no row changes.
 
-    See :meth:`skrobust._objective.LinearObjective.null_directions`;
-    written for any objective with ``n_samples``, ``subsample``,
+    Constant (with an intercept), all-zero and collinear columns leave
+    directions ``v`` with ``eta(c + v) = eta(c)`` for every row: the
+    objective is flat along them and its minimisers form a family.
+    Solvers then keep to the minimum-norm member
+    (:func:`skrobust._solvers.minimize`). Candidates are the small
+    eigenvalues (below ``1e-10`` of the largest) of each predictor's
+    design Gram matrix on a strided sample of at most
+    ``_NULL_SPACE_SAMPLE_ROWS`` rows (every true direction is among them);
+    each is kept only if it is flat on all rows too, which costs a pass
+    only when there are candidates. Returns an array of shape
+    ``(n_coef, n_directions)``.
+
+    Written for any objective with ``n_samples``, ``subsample``,
     ``predictors``, ``n_coef``, ``penalty`` and ``_design_grams`` (also
     the Dask objective).
     """

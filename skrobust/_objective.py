@@ -43,10 +43,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _lockstep
-from ._column_stats import _MAX_IMPLICIT_OFFSET, _weighted_column_stats
+from ._column_stats import _weighted_column_stats, needs_explicit_centering
 from ._null_directions import _cached_null_directions, design_gram
 from ._passes import _THREADPOOLS, _WHOLE_PASS_ELEMENTS, _row_blocks
-from ._predictors import _build_predictors, _gram_from_raw
+from ._predictors import (
+    _build_predictors,
+    _gram_from_raw,
+    standardize,
+    unstandardize,
+)
 from ._small_design import SmallDesign, standardised_design
 from ._small_design import weighted_gram as _weighted_gram
 
@@ -156,12 +161,9 @@ class LinearObjective:
         if not center and np.any(self.mean):
             raise ValueError("column_stats are centred but this objective is not")
         self.inv_scale = 1.0 / self.scale
-        ratio = np.abs(self.mean) * self.inv_scale
-        # Raw products of columns near 1e+-200 would overflow or underflow
-        # before the map could rescale them: such blocks are scaled first.
-        extreme = (self.scale > 1e100) | (self.scale < 1e-100)
-        self.explicit_centering = not self.sparse and bool(
-            np.any(ratio > _MAX_IMPLICIT_OFFSET) or np.any(extreme)
+        # (Sparse blocks cannot be centred or scaled without densifying them.)
+        self.explicit_centering = not self.sparse and needs_explicit_centering(
+            self.mean, self.scale
         )
 
     @property
@@ -225,25 +227,10 @@ class LinearObjective:
         return pred.grad_from_raw(gw, gb)
 
     def null_directions(self):
-        """Orthonormal coefficient directions along which no row changes.
+        """Orthonormal directions along which no row changes, shape ``(n_coef, d)``.
 
-        Constant (with an intercept), all-zero and collinear columns leave
-        directions ``v`` with ``eta(c + v) = eta(c)`` for every row: the
-        objective is flat along them and its minimisers form a family.
-        Solvers then keep to the minimum-norm member
-        (:func:`skrobust._solvers.minimize`). Candidates are the small
-        eigenvalues (below ``1e-10`` of the largest) of each predictor's
-        design Gram matrix on a strided sample of at most
-        ``skrobust._null_directions._NULL_SPACE_SAMPLE_ROWS`` rows (every
-        true direction is among them); each is kept only if it is flat on
-        all rows too, which costs a pass only when there are candidates.
-        Returns an array of shape ``(n_coef, n_directions)``.
-
-        With a ``null_cache`` (a dict shared by objectives on the same rows,
-        weights and coordinates, such as a fit's successive fixed-scale
-        objectives), the search runs once per predictor layout and penalty:
-        it costs a Gram matrix and its eigendecomposition, which on a wide
-        design is a large part of a fit.
+        See :func:`skrobust._null_directions.null_directions`; cached in
+        ``null_cache`` when it is set.
         """
         return _cached_null_directions(self)
 
@@ -444,32 +431,13 @@ class LinearObjective:
 
         ``b_j`` is 0.0 for a predictor without an intercept (its columns are
         then not centred either, so none is lost). Pinned columns have
-        ``w`` exactly 0.
+        ``w`` exactly 0 (:func:`~skrobust._predictors.unstandardize`).
         """
-        out = []
-        for pred in self.predictors:
-            c = coef[pred.slice]
-            idx = self._columns(pred)
-            w = c[: pred.p] * self.inv_scale[idx]
-            w[pred.pinned] = 0.0
-            b = float(c[pred.p] - self.mean[idx] @ w) if pred.fit_intercept else 0.0
-            out.append((w, b))
-        return out
+        return unstandardize(self.predictors, self.mean, self.inv_scale, coef)
 
     def standardize(self, params):
         """Inverse of :meth:`unstandardize`: a flat coefficient vector."""
-        coef = np.zeros(self.n_coef)
-        for (w, b), pred in zip(params, self.predictors, strict=True):
-            c = coef[pred.slice]
-            idx = self._columns(pred)
-            c[: pred.p] = w * self.scale[idx]
-            c[: pred.p][pred.pinned] = 0.0  # (their minimiser)
-            if pred.fit_intercept:
-                c[pred.p] = b + self.mean[idx] @ w
-        return coef
-
-    def _columns(self, pred):
-        return np.arange(self.X.shape[1]) if pred.columns is None else pred.columns
+        return standardize(self.predictors, self.mean, self.scale, self.n_coef, params)
 
 
 class _PassSums:

@@ -128,3 +128,39 @@ def _build_predictors(
         penalty.append(pen)
         start += size
     return predictors, start, np.concatenate(penalty)
+
+
+def _column_indices(pred, n_features):
+    return np.arange(n_features) if pred.columns is None else pred.columns
+
+
+def unstandardize(predictors, mean, inv_scale, coef):
+    """Per predictor ``(w_j, b_j)`` in the units of the original columns.
+
+    The inverse of the standardisation ``(X - mean) / scale``:
+    ``w_j = c_j * inv_scale`` and ``b_j = c_b - mean @ w_j`` (0.0 without an
+    intercept, whose columns are not centred either). Pinned columns have
+    ``w`` exactly 0.
+    """
+    out = []
+    for pred in predictors:
+        c = coef[pred.slice]
+        idx = _column_indices(pred, mean.size)
+        w = c[: pred.p] * inv_scale[idx]
+        w[pred.pinned] = 0.0
+        b = float(c[pred.p] - mean[idx] @ w) if pred.fit_intercept else 0.0
+        out.append((w, b))
+    return out
+
+
+def standardize(predictors, mean, scale, n_coef, params):
+    """Inverse of :func:`unstandardize`: a flat coefficient vector."""
+    coef = np.zeros(n_coef)
+    for (w, b), pred in zip(params, predictors, strict=True):
+        c = coef[pred.slice]
+        idx = _column_indices(pred, mean.size)
+        c[: pred.p] = w * scale[idx]
+        c[: pred.p][pred.pinned] = 0.0  # (their minimiser)
+        if pred.fit_intercept:
+            c[pred.p] = b + mean[idx] @ w
+    return coef

@@ -16,6 +16,8 @@ blocks.
 import numpy as np
 import scipy.sparse as sp
 
+from ._predictors import _column_indices
+
 # Up to this many elements (512 KiB) of its standardised design, a dense
 # objective whose rows all carry weight passes over a copy of that design.
 SMALL_DESIGN_ELEMENTS = 2**16
@@ -209,7 +211,7 @@ def standardised_design(objective, pred, rows=None):
     computed on, where one product with a contiguous matrix beats a pass
     in blocks. Pinned columns are zeros.
     """
-    idx = objective._columns(pred)
+    idx = _column_indices(pred, objective.X.shape[1])
     X = objective.X if rows is None else objective.X[rows]
     if pred.columns is not None:
         X = X[:, idx]
