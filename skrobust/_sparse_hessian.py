@@ -379,7 +379,16 @@ class ArrowPreconditioner:
             small[:h, h] = small[h, :h] = gram.xd[heavy] / S
             small[h, h] = gram.d_sum / S
             coupling[:, h] = gram.xd[light] / S
-        self.diagonal = gram.ll / S + (extra_w[light] + floor / s[light] ** 2)
+        # A level's curvature is that of its rows, negative where a
+        # likelihood that is not convex curves down there: floored at zero
+        # before the floor is added, so that the diagonal block stays
+        # positive and the solve a positive definite preconditioner (with a
+        # negative entry, conjugate gradients took an ascent direction or
+        # broke down).
+        curvature = np.maximum(gram.ll / S + extra_w[light], 0.0)
+        self.diagonal = curvature + floor / s[light] ** 2
+        if not np.all(np.isfinite(self.diagonal)):
+            raise np.linalg.LinAlgError("curvature not finite")
         self.coupling = coupling
         self.factor = None
         if k:
@@ -395,8 +404,9 @@ class ArrowPreconditioner:
 
         None unless ``hessian`` (a :class:`SparseHessian`) has one predictor
         on all the columns, none of them pinned, a diagonal light block (one
-        one-hot feature), ``extra`` zero on the intercept and ``floor > 0``,
-        and the Schur complement is positive definite.
+        one-hot feature) of finite curvature, ``extra`` zero on the
+        intercept and ``floor > 0``, and the Schur complement is positive
+        definite. A level of negative curvature counts as one of none.
         """
         predictors = hessian.predictors
         if len(predictors) != 1 or predictors[0].columns is not None:

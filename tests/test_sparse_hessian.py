@@ -106,6 +106,40 @@ def test_arrow_preconditioner_is_the_raised_hessians_inverse(
     assert_allclose(matrix @ solved, rhs, rtol=0, atol=1e-7 * np.max(np.abs(rhs)))
 
 
+def test_arrow_preconditioner_stays_positive_definite(weighted_one_hot):
+    """A level of negative curvature (the rows of a likelihood that is not
+    convex can curve down) makes the arrow solve's diagonal block negative
+    there: the solve was an indefinite preconditioner, whose conjugate
+    gradients step uphill or break down. Its curvature is floored at zero:
+    the solve is positive definite, or there is none (the diagonal
+    preconditioner takes over), as where a curvature is not finite."""
+    X, y, weights = weighted_one_hot
+    objective = smoothed_objective(
+        SmoothedPinballRho(0.5, 0.3), X, y, weights, True, None, True
+    )
+    coef = np.zeros(objective.n_coef)
+    coef[-1] = np.median(y)
+    _, _, sparse = objective.loss_gradient_sparse_hessian(coef)
+    gram = sparse._gram(0, 0)
+    level = 7  # (a light column: the two numeric columns are heavy)
+    assert level in sparse._split.light
+    position = int(np.flatnonzero(sparse._split.light == level)[0])
+    # (A one-hot level's column is one on its rows: its curvature is also
+    # its coupling to the intercept.)
+    gram.ll[position] = gram.xd[level] = -10.0 * np.max(gram.ll)
+    floor = 1e-8 * np.max(sparse.diagonal())
+    extra = np.zeros(objective.n_coef)
+    preconditioner = ArrowPreconditioner.of(sparse, extra, floor)
+    if preconditioner is not None:
+        rng = np.random.default_rng(4)
+        probes = np.vstack(
+            [np.eye(objective.n_coef), rng.normal(size=(20, objective.n_coef))]
+        )
+        assert all(probe @ preconditioner.solve(probe) > 0 for probe in probes)
+    gram.ll[position] = np.nan
+    assert ArrowPreconditioner.of(sparse, extra, floor) is None
+
+
 def test_one_hot_newton_directions_take_few_products(weighted_one_hot, monkeypatch):
     """Conjugate gradients preconditioned by the arrow solve reach the
     forcing term of every Newton direction of a smoothed fit in one to
