@@ -124,11 +124,18 @@ class SplitDesign:
 
 
 def split_design(objective):
-    """``objective``'s :class:`SplitDesign`, made on first use and kept on it."""
-    split = getattr(objective, "_split_design", None)
+    """``objective``'s :class:`SplitDesign`, made on first use and kept on it.
+
+    Kept on its ``split_owner`` instead if it has one: an objective on the
+    same ``X`` (the fits of one problem share it: the four smoothed LAD
+    fits of ``scale="lad"`` and the fixed-scale fit made it five times, 6
+    ms each at 1e5 x 1005 one-hot).
+    """
+    owner = getattr(objective, "split_owner", None) or objective
+    split = getattr(owner, "_split_design", None)
     if split is None:
-        split = SplitDesign(objective.X)
-        objective._split_design = split
+        split = SplitDesign(owner.X)
+        owner._split_design = split
     return split
 
 
