@@ -60,10 +60,23 @@ class _LatestEvaluations:
             if np.array_equal(point, coef):
                 return value, grad.copy()
         value, grad = self._objective.loss_gradient(coef)
+        self._remember(coef, value, grad)
+        return value, grad
+
+    def loss_gradient_sparse_hessian(self, coef):
+        """The objective's, whose value and gradient are remembered too.
+
+        (They are ``loss_gradient``'s to the bit: L-BFGS from a point where
+        Newton's iterations stopped starts without a pass.)
+        """
+        value, grad, hessian = self._objective.loss_gradient_sparse_hessian(coef)
+        self._remember(coef, value, grad)
+        return value, grad, hessian
+
+    def _remember(self, coef, value, grad):
         self._latest = self._latest[1 - self._SIZE :] + [
             (np.array(coef, dtype=float), value, grad.copy())
         ]
-        return value, grad
 
 
 def _lbfgs(objective, coef0, max_iter, tol, finished=False):

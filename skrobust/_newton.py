@@ -360,7 +360,7 @@ def _damped_newton(
 
 
 def _damped_step(
-    objective, at, direction, slope, n_iter, curvature=False, evaluate=None
+    objective, at, direction, slope, n_iter, curvature=False, evaluate=None, search=True
 ):
     """The next iterate of the damped Newton loops, from ``direction``.
 
@@ -372,11 +372,12 @@ def _damped_step(
     ``direction`` (:func:`_zero_of_slope`). The new point is evaluated with
     its Hessian, or with ``curvature`` its Hessian-vector product
     (``loss_gradient_curvature``), or with ``evaluate`` by that method
-    (a sparse Hessian's). Returns ``(state, message)``: ``state``
-    is ``(point, value, gradient, hessian or product, gnorm)``, or None
-    when no step improves; ``message`` is None to go on, else why the loop
-    stops. ``n_iter`` numbers the step in the progress report
-    (``verbose=2``).
+    (a sparse Hessian's). Without ``search`` a full step that fails the
+    test is not searched: ``(None, FULL_STEP_REJECTED)``. Returns ``(state,
+    message)``: ``state`` is ``(point, value, gradient, hessian or
+    product, gnorm)``, or None when no step improves; ``message`` is None
+    to go on, else why the loop stops. ``n_iter`` numbers the step in the
+    progress report (``verbose=2``).
     """
     if evaluate is None:
         evaluate = (
@@ -394,6 +395,8 @@ def _damped_step(
         or (trial_gnorm < gnorm and trial_value <= value + rounding)
     )
     message = None
+    if not (accept or search):
+        return None, FULL_STEP_REJECTED
     if not accept:
         step = _zero_of_slope(objective, coef, direction, slope, _DAMPED_SLOPE_RTOL)
         trial = coef + step * direction
@@ -417,6 +420,9 @@ def _damped_step(
         )
     return (trial, trial_value, trial_grad, extra, trial_gnorm), message
 
+
+# The message of a full step that _damped_step was told not to search.
+FULL_STEP_REJECTED = "full Newton step rejected"
 
 # The damped Newton line search stops where the slope along the direction
 # is within this fraction of its initial value (strong Wolfe, c2 = 0.1).

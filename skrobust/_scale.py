@@ -126,8 +126,10 @@ class MProblem:
             penalties,
             column_stats=base.column_stats,
         )
-        # The problem's objectives share their rows' flat directions.
+        # The problem's objectives share their rows' flat directions, and
+        # the split of a sparse X for its sparse Hessians.
         objective.null_cache = self.null_cache
+        objective.split_owner = base
         return objective
 
     def minimize(self, objective, coef, tol=None, **kwargs):

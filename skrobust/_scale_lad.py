@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 from sklearn.utils.extmath import safe_sparse_dot
 
-from . import _solvers
+from . import _solvers, _sparse_newton
 from ._base import mad_scale, weighted_median
 from ._scale import (
     _FEW_ROWS_PER_COEF,
@@ -277,9 +277,11 @@ def _smoothed_lad_fit(problem, rows, coef, scale, hessian, origin, tol):
     """
     objective = _smoothed_lad_objective(problem, rows, scale)
     objective.remember_prediction = True  # for the residuals' MAD below
-    # Convex (a smoothed absolute loss): Newton's own damped loop.
+    # Convex (a smoothed absolute loss): Newton's own damped loop, on a
+    # sparse Hessian where L-BFGS would be the choice (one-hot designs).
+    solver = _sparse_newton.solver_for(objective, problem.options.solver)
     options = _solvers.SolverOptions(
-        solver=problem.options.solver, max_iter=problem.budget, tol=tol, convex=True
+        solver=solver, max_iter=problem.budget, tol=tol, convex=True
     )
     result = _solvers.solve(
         objective,
