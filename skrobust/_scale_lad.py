@@ -26,6 +26,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 
 from . import _solvers
 from ._base import mad_scale, weighted_median
+from ._linalg import CholeskyFactor
 from ._scale import (
     _FEW_ROWS_PER_COEF,
     _LAD_SMALLEST_STEP,
@@ -67,6 +68,15 @@ LAD_SECANT_UPDATES = True
 _COLLAPSE_STEPS = 2
 _COLLAPSE_MIN_GAP = 1e-3
 _COLLAPSE_KEEP = 0.5
+# At most this many secant steps on the linearised fixed point
+# (ScaleTangent.fixed_point); the MAD of linearised residuals is piecewise linear in
+# the scale, so two or three settle it.
+_TANGENT_STEPS = 6
+# A fit this far (relatively) from the last one's scale re-forms its Hessian
+# after its first step: at 1e3 x 20 the first Newton step on the scale moved
+# it 10%, where chord steps on the last fit's Hessian shrank the gradient
+# only 12-100x each (four steps to 1e-10, now two).
+_TANGENT_FAR = 0.01
 
 
 class LADScale:
@@ -250,14 +260,21 @@ def smoothed_lad_scale(problem, coef, scale):
 
     if sub is None:
         fit = partial(_smoothed_lad_fit, problem, ls)
-        found = _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter)
+        tangent = _memory_tangent(problem, ls)
+        found = _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter, tangent)
         if found is None:
             return None
         coef, scale, _, settled = found
         return coef, scale, settled
     fit = partial(_smoothed_lad_fit, problem, sub)
     found = _lad_fixed_point(
-        fit, exhausted, coef, scale, _solvers.SUBSAMPLE_TOL, max_iter
+        fit,
+        exhausted,
+        coef,
+        scale,
+        _solvers.SUBSAMPLE_TOL,
+        max_iter,
+        _memory_tangent(problem, sub),
     )
     if found is None:
         return None
@@ -288,6 +305,7 @@ def _smoothed_lad_fit(problem, rows, coef, scale, hessian, origin, tol):
         multilevel=False,
         hessian=hessian,
         hessian_origin=origin,
+        remember_hessian_point=True,  # (for ScaleTangent.step)
     )
     problem.used[0] += result.n_iter
     residuals = rows.y - objective.raw_prediction(result.coef)[:, 0]
@@ -320,7 +338,127 @@ def _smoothed_lad_objective(problem, rows, scale):
     return objective
 
 
-def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
+class _ScaleDerivativeLoss:
+    """The derivative in ``sigma`` of the smoothed LAD loss's gradient, as a loss.
+
+    The fixed-scale loss ``sigma^2 ell(r / sigma)`` has derivative ``-sigma
+    psi(z)`` in the prediction (``z = r / sigma``), and that has derivative
+    ``z psi'(z) - psi(z)`` in ``sigma``: the gradient of a
+    :class:`~skrobust._objective.LinearObjective` of this loss (whose values
+    are 0) is the derivative in ``sigma`` of the smoothed objective's
+    gradient, in one pass over the rows, in memory or on Dask.
+    """
+
+    n_predictors = 1
+
+    def __init__(self, scale):
+        self.rho = SmoothedPinballRho(0.5, LAD_BANDWIDTH)
+        self.scale = scale
+
+    def loss_gradient(self, y, raw):
+        z = (y - raw[:, 0]) / self.scale
+        _, psi, dpsi = self.rho.value_derivatives(z)
+        return np.zeros_like(z), (z * dpsi - psi)[:, None]
+
+
+class ScaleTangent:
+    """Newton's steps on the LAD scale's fixed point, from a smoothed fit's tangent.
+
+    ``objective_at(loss)`` is a :class:`~skrobust._objective.LinearObjective`
+    of ``loss`` (unpenalised) on the fits' rows, and ``mad_at(coef)`` the
+    centred MAD of those rows' residuals at ``coef`` (in memory, or as
+    :class:`skrobust._dask_lad._LadFit` makes them on Dask).
+    """
+
+    def __init__(self, objective_at, mad_at):
+        self.objective_at = objective_at
+        self.mad_at = mad_at
+
+    def step(self, result, scale, rtol):
+        """``(next scale, coef, dcoef, hessian)`` from the fit ``result``, or None.
+
+        ``coef`` is the fit's coefficients after one more Newton step on
+        ``hessian``, the smoothed objective's (the solver's latest if it
+        formed one, else formed now at the fit's coefficients): the fits
+        before the last stop early, and that step makes their MAD nearly the
+        optimum's. By the implicit function theorem ``dcoef / dsigma =
+        -H^-1 d(gradient) / dsigma`` (:class:`_ScaleDerivativeLoss`). The next
+        scale is the fixed point of the MAD along that line
+        (:meth:`fixed_point`). None without a dense Hessian (L-BFGS, sparse
+        Newton) or where the steps fail.
+        """
+        coef, hessian, gradient = result.coef, result.hessian, result.gradient
+        n = coef.size
+        if not (isinstance(hessian, np.ndarray) and hessian.shape == (n, n)):
+            return None
+        if gradient is None or result.hessian_coef is None:
+            # (An earlier fit's Hessian, a tenth of the scale away, left a
+            # hundredth of the gap; one formed on the way to coef, only the
+            # gradient's change since.)
+            loss = FixedScaleLoss(SmoothedPinballRho(0.5, LAD_BANDWIDTH), scale)
+            _, gradient, hessian = self.objective_at(loss).loss_gradient_hessian(coef)
+        factor = CholeskyFactor.of(hessian)
+
+        def solve(rhs):
+            if factor is None:
+                return np.linalg.lstsq(hessian, rhs, rcond=None)[0]
+            return factor.solve(rhs)
+
+        coef = coef - solve(gradient)
+        _, moves = self.objective_at(_ScaleDerivativeLoss(scale)).loss_gradient(coef)
+        dcoef = -solve(moves)
+        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(dcoef))):
+            return None
+        proposal = self.fixed_point(scale, coef, dcoef, rtol)
+        return None if proposal is None else (proposal, coef, dcoef, hessian)
+
+    def fixed_point(self, scale, coef, dcoef, rtol):
+        """The fixed point of the MAD of the fits on the tangent line.
+
+        Newton's step on ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma`` from
+        the fit at ``scale``, with its coefficients linearised, ``coef +
+        (sigma - scale) dcoef``: secant steps on that ``g``, a MAD each,
+        until it is within a tenth of ``rtol`` (it is piecewise linear). Its
+        error is the coefficients' curvature in the scale (the square of the
+        gap) and the Hessian's; the plain update's, the MAD's slope (a
+        tenth) times the gap. None if the steps do not settle on a positive
+        scale.
+        """
+
+        def gap(sigma):
+            return self.mad_at(coef + (sigma - scale) * dcoef) - sigma
+
+        a, ga = scale, gap(scale)
+        b = ga + scale
+        gb = gap(b)
+        for _ in range(_TANGENT_STEPS):
+            if abs(gb) <= 0.1 * rtol * b:
+                return b
+            if gb == ga:
+                return None
+            a, ga, b = b, gb, b - gb * (b - a) / (gb - ga)
+            if not b > 0:
+                return None
+            gb = gap(b)
+        return b if abs(gb) <= 0.1 * rtol * b else None
+
+
+def _memory_tangent(problem, rows):
+    """The :class:`ScaleTangent` of the smoothed fits on ``rows`` in memory."""
+
+    def objective_at(loss):
+        return problem.objective(
+            loss, [(None, problem.fit_intercept)], [0.0], ls_objective=rows
+        )
+
+    def mad_at(coef):
+        residuals = rows.y - rows.raw_prediction(coef)[:, 0]
+        return centred_mad_scale(residuals, rows.sample_weight)
+
+    return ScaleTangent(objective_at, mad_at)
+
+
+def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter, tangent=None):
     """Smoothed LAD fits until ``sigma = MAD(r(sigma)) / 0.6745``.
 
     Safeguarded secant steps on the scale (:class:`ScaleSecant`; the MAD
@@ -347,6 +485,10 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
         The last fit's tolerance.
     max_iter : int
         At most this many fits.
+    tangent : ScaleTangent, optional
+        On the fits' rows: each next scale is then Newton's step on the
+        fixed point (:meth:`ScaleTangent.step`), each fit starts on the last
+        one's tangent, and the fits after the first are solved to ``tol``.
 
     Returns
     -------
@@ -364,11 +506,14 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
     # shrink, so the start's gradient is 10-100x smaller than at the last
     # fit's coefficients: 428 -> 382 passes over the Huber and log-cosh
     # LAD-scale fits of a dozen small data sets).
-    last = before = None
+    last = before = moves = None
     for _ in range(max_iter):
-        start = (
-            coef if last is None else extrapolated_start(coef, last[0], scale, before)
-        )
+        if moves is not None:
+            start = coef + (scale - last[0]) * moves
+        elif last is None:
+            start = coef
+        else:
+            start = extrapolated_start(coef, last[0], scale, before)
         result, mad = fit(start, scale, hessian, origin, fit_tol)
         coef = result.coef
         last, before = (scale, coef), last
@@ -386,13 +531,27 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter):
         if exact and not last_exact and _rough_pair(secant, scale, last_tol):
             secant.forget()
         last_exact, last_tol = exact, fit_tol
-        next_scale = secant.step(scale, mad, exact, exact)
+        proposal = moves = None
+        if tangent is not None and not (exact and abs(mad - scale) <= rtol * scale):
+            newton = tangent.step(result, scale, rtol)
+            if newton is not None:
+                proposal, coef, moves, hessian = newton
+        next_scale = secant.step(scale, mad, exact, exact, proposal)
         if next_scale is None:
             settled = True
             break
-        fit_tol = _next_fit_tol(fit_tol, tol, ratios, rtol, mad)
+        if proposal is not None:
+            # Newton's step on the scale leaves a gap about the square of
+            # the last one's, too small for an inexact fit to measure.
+            fit_tol = tol
+        else:
+            fit_tol = _next_fit_tol(fit_tol, tol, ratios, rtol, mad)
         # A secant step to a tiny scale would make the next fit needlessly hard.
         scale = next_scale if next_scale > _LAD_SMALLEST_STEP * mad else mad
+        if moves is not None and abs(scale - last[0]) > _TANGENT_FAR * scale:
+            # Far from the last fit's bandwidth its Hessian is a rough one:
+            # Newton's first step forms the next (as from a subsample's).
+            origin = "subsample"
         if exhausted():
             break
     return coef, mad, hessian, settled
