@@ -68,10 +68,6 @@ LAD_SECANT_UPDATES = True
 _COLLAPSE_STEPS = 2
 _COLLAPSE_MIN_GAP = 1e-3
 _COLLAPSE_KEEP = 0.5
-# At most this many secant steps on the linearised fixed point
-# (ScaleTangent.fixed_point); the MAD of linearised residuals is piecewise linear in
-# the scale, so two or three settle it.
-_TANGENT_STEPS = 6
 # A fit this far (relatively) from the last one's scale re-forms its Hessian
 # after its first step: at 1e3 x 20 the first Newton step on the scale moved
 # it 10%, where chord steps on the last fit's Hessian shrank the gradient
@@ -370,11 +366,17 @@ class ScaleTangent:
     :class:`skrobust._dask_lad._LadFit` makes them on Dask).
     """
 
-    def __init__(self, objective_at, mad_at):
+    def __init__(self, objective_at, mad_at, scale_derivative=None):
         self.objective_at = objective_at
         self.mad_at = mad_at
+        if scale_derivative is not None:
+            self.scale_derivative = scale_derivative
 
-    def step(self, result, scale, rtol):
+    def scale_derivative(self, coef, scale):
+        """The smoothed objective's gradient's derivative in ``sigma`` at ``coef``."""
+        return self.objective_at(_ScaleDerivativeLoss(scale)).loss_gradient(coef)[1]
+
+    def step(self, result, scale):
         """``(next scale, coef, dcoef, hessian)`` from the fit ``result``, or None.
 
         ``coef`` is the fit's coefficients after one more Newton step on
@@ -405,42 +407,36 @@ class ScaleTangent:
             return factor.solve(rhs)
 
         coef = coef - solve(gradient)
-        _, moves = self.objective_at(_ScaleDerivativeLoss(scale)).loss_gradient(coef)
-        dcoef = -solve(moves)
+        dcoef = -solve(self.scale_derivative(coef, scale))
         if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(dcoef))):
             return None
-        proposal = self.fixed_point(scale, coef, dcoef, rtol)
+        proposal = self.fixed_point(scale, coef, dcoef)
         return None if proposal is None else (proposal, coef, dcoef, hessian)
 
-    def fixed_point(self, scale, coef, dcoef, rtol):
+    def fixed_point(self, scale, coef, dcoef):
         """The fixed point of the MAD of the fits on the tangent line.
 
         Newton's step on ``g(sigma) = MAD(r(sigma)) / 0.6745 - sigma`` from
         the fit at ``scale``, with its coefficients linearised, ``coef +
-        (sigma - scale) dcoef``: secant steps on that ``g``, a MAD each,
-        until it is within a tenth of ``rtol`` (it is piecewise linear). Its
-        error is the coefficients' curvature in the scale (the square of the
-        gap) and the Hessian's; the plain update's, the MAD's slope (a
-        tenth) times the gap. None if the steps do not settle on a positive
-        scale.
+        (sigma - scale) dcoef``: the secant of that ``g`` through ``scale``
+        and the plain update (two MADs). That ``g`` is piecewise linear with
+        a slope of about a tenth, which changes by a row's share where a
+        residual crosses the median or the MAD, so the secant misses its
+        root by a small fraction of the gap; the error of the step is the
+        coefficients' curvature in the scale (the square of the gap) and
+        the Hessian's. None if it gives no positive scale.
         """
 
         def gap(sigma):
             return self.mad_at(coef + (sigma - scale) * dcoef) - sigma
 
-        a, ga = scale, gap(scale)
-        b = ga + scale
+        ga = gap(scale)
+        b = scale + ga
         gb = gap(b)
-        for _ in range(_TANGENT_STEPS):
-            if abs(gb) <= 0.1 * rtol * b:
-                return b
-            if gb == ga:
-                return None
-            a, ga, b = b, gb, b - gb * (b - a) / (gb - ga)
-            if not b > 0:
-                return None
-            gb = gap(b)
-        return b if abs(gb) <= 0.1 * rtol * b else None
+        if gb == ga or not np.isfinite(gb):
+            return None
+        c = b - gb * (b - scale) / (gb - ga)
+        return c if c > 0 else None
 
 
 def _memory_tangent(problem, rows):
@@ -455,7 +451,16 @@ def _memory_tangent(problem, rows):
         residuals = rows.y - rows.raw_prediction(coef)[:, 0]
         return centred_mad_scale(residuals, rows.sample_weight)
 
-    return ScaleTangent(objective_at, mad_at)
+    def scale_derivative(coef, scale):
+        # (_ScaleDerivativeLoss's objective's gradient without building one.)
+        z = (rows.y - rows.raw_prediction(coef)[:, 0]) / scale
+        _, psi, dpsi = SmoothedPinballRho(0.5, LAD_BANDWIDTH).value_derivatives(z)
+        terms = z * dpsi - psi
+        if not rows.unit_weights:
+            terms *= rows.sample_weight
+        return rows.design_rmatvec(terms) / rows.sum_weight
+
+    return ScaleTangent(objective_at, mad_at, scale_derivative)
 
 
 def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter, tangent=None):
@@ -533,7 +538,7 @@ def _lad_fixed_point(fit, exhausted, coef, scale, tol, max_iter, tangent=None):
         last_exact, last_tol = exact, fit_tol
         proposal = moves = None
         if tangent is not None and not (exact and abs(mad - scale) <= rtol * scale):
-            newton = tangent.step(result, scale, rtol)
+            newton = tangent.step(result, scale)
             if newton is not None:
                 proposal, coef, moves, hessian = newton
         next_scale = secant.step(scale, mad, exact, exact, proposal)
