@@ -154,8 +154,10 @@ class _LadFit(StagedFit):
             return self.preliminary >= self.options.max_iter
 
         fit = partial(self.smoothed_fit, step)
+        # (On the subsample, as in memory, the secant settles 1e-3 in two fits.)
+        tangent = self.tangent(step) if step == 1 else None
         return _lad_fixed_point(
-            fit, exhausted, coef, scale, tol, self.options.max_iter, self.tangent(step)
+            fit, exhausted, coef, scale, tol, self.options.max_iter, tangent
         )
 
     def smoothed_lad_scale(self, coef, scale):
