@@ -69,6 +69,7 @@ from ._scale_lad import (
     LAD_BANDWIDTH,
     LAD_SCALE_RTOL,
     LAD_SECANT_UPDATES,
+    ScaleTangent,
     _lad_fixed_point,
     fixed_scale_start,
 )
@@ -132,9 +133,19 @@ class _LadFit(StagedFit):
             multilevel=False,
             hessian=hessian,
             hessian_origin=origin,
+            remember_hessian_point=True,  # (for ScaleTangent.step)
         )
         self.preliminary += result.n_iter
         return result, self.centred_mad(objective, result.coef)
+
+    def tangent(self, step):
+        """The :class:`~skrobust._scale_lad.ScaleTangent` on every ``step``-th row."""
+
+        def objective_at(loss):
+            return self.objective(loss, 0.0, step)
+
+        rows = objective_at(FixedScaleLoss(SmoothedPinballRho(0.5, LAD_BANDWIDTH)))
+        return ScaleTangent(objective_at, partial(self.centred_mad, rows))
 
     def fixed_point(self, step, coef, scale, tol):
         """:func:`skrobust._scale_lad._lad_fixed_point` on every ``step``-th row."""
@@ -143,7 +154,11 @@ class _LadFit(StagedFit):
             return self.preliminary >= self.options.max_iter
 
         fit = partial(self.smoothed_fit, step)
-        return _lad_fixed_point(fit, exhausted, coef, scale, tol, self.options.max_iter)
+        # (On the subsample, as in memory, the secant settles 1e-3 in two fits.)
+        tangent = self.tangent(step) if step == 1 else None
+        return _lad_fixed_point(
+            fit, exhausted, coef, scale, tol, self.options.max_iter, tangent
+        )
 
     def smoothed_lad_scale(self, coef, scale):
         """:func:`skrobust._scale_lad.smoothed_lad_scale`.

@@ -601,14 +601,17 @@ class ScaleSecant:
         # when sigma -> 0 with more than half the rows fitted exactly.
         self.collapsing = False
 
-    def step(self, scale, mad, fit_converged, bracket=True):
+    def step(self, scale, mad, fit_converged, bracket=True, proposal=None):
         """The next scale, or None when the fixed point has settled.
 
         ``mad`` is the normalised MAD of the residuals of the (converged,
         if ``fit_converged``) fixed-scale fit at ``scale``. Without
         ``bracket`` (a fit solved only roughly, whose ``g`` could have the
         wrong sign near the root) ``scale`` does not become an end of the
-        bracket: a wrong end would keep the root out of it.
+        bracket: a wrong end would keep the root out of it. ``proposal``,
+        a better step than the secant's where the caller has one (the LAD
+        scale's Newton step on ``g``), takes the secant's place under the
+        same safeguards.
         """
         tol, gap = self.tol, mad - scale
         if abs(gap) <= max(tol * scale, self.resolution) and fit_converged:
@@ -619,7 +622,7 @@ class ScaleSecant:
             self.low = scale
         else:
             self.high = scale
-        new_scale = self._secant_scale(scale, mad)
+        new_scale = self._secant_scale(scale, mad) if proposal is None else proposal
         low, high = self.low, self.high
         if low is not None and high is not None:
             width = max(tol * max(high, low), self.resolution)
