@@ -463,9 +463,8 @@ def _memory_tangent(problem, rows):
 
     def scale_derivative(coef, scale):
         # (_ScaleDerivativeLoss's objective's gradient without building one.)
-        z = (rows.y - rows.raw_prediction(coef)[:, 0]) / scale
-        _, psi, dpsi = SmoothedPinballRho(0.5, LAD_BANDWIDTH).value_derivatives(z)
-        terms = z * dpsi - psi
+        loss = _ScaleDerivativeLoss(scale)
+        terms = loss.loss_gradient(rows.y, rows.raw_prediction(coef))[1][:, 0]
         if not rows.unit_weights:
             terms *= rows.sample_weight
         return rows.design_rmatvec(terms) / rows.sum_weight
