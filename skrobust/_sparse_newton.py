@@ -44,6 +44,9 @@ LEVEL_STEP_AFTER_RATIO = 0.25
 # Safeguarded 1-D Newton iterations of a level step.
 LEVEL_STEP_ITERATIONS = 60
 LEVEL_STEP_AFTER_SLOW = 1
+# ... on the levels whose gradient entry is at least this share of the
+# largest.
+LEVEL_STEP_SHARE = 0.01
 
 
 class _LevelSteps:
@@ -100,28 +103,38 @@ class _LevelSteps:
         reach = _LINEAR_BEYOND[rho.kernel] * rho.bandwidth * loss.scale
         return cls(objective, columns, sparse.indices, sparse.data, reach)
 
-    def __call__(self, coef):
-        """``coef`` with every level's coefficient at its 1-D minimiser."""
+    def __call__(self, coef, grad, share):
+        """``coef`` with the coefficients of some levels at their 1-D minimisers.
+
+        Those whose gradient entry is at least ``share`` of ``grad``'s
+        largest (the levels that hold Newton back; any subset leaves a block
+        coordinate step exact), on their rows only.
+        """
         obj = self.objective
         split = _sparse_hessian.split_design(obj)
         pred = obj.predictors[0]
-        free = ~pred.pinned[split.light]
-        y_eta = obj.y - obj.raw_prediction(coef)[:, 0]
-        r = y_eta[self.rows]
-        v = self.values
-        cols = self.columns
         m = split.light.size
-        w = obj.sample_weight[self.rows]
+        top = float(np.max(np.abs(grad), initial=0.0))
+        chosen = ~pred.pinned[split.light] & (pred.inv_scale[split.light] > 0)
+        chosen &= np.abs(grad[split.light]) >= share * top
+        if not chosen.any():
+            return coef
+        entries = chosen[self.columns]
+        rows, v, cols = self.rows[entries], self.values[entries], self.columns[entries]
+        weights, intercept = pred.to_raw(coef[pred.slice])
+        y_rows = obj.y[rows]
+        r = y_rows - (obj.X[rows] @ weights + intercept)
+        w = obj.sample_weight[rows]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = r / v
             spread = self.reach / np.abs(v)
         lo = np.full(m, np.inf)
         hi = np.full(m, -np.inf)
-        np.minimum.at(lo, cols, ratio - spread)
-        np.maximum.at(hi, cols, ratio + spread)
-        ok = (
-            free & np.isfinite(lo) & np.isfinite(hi) & (pred.inv_scale[split.light] > 0)
-        )
+        # (The entries are in column order: each level's a run.)
+        starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+        lo[cols[starts]] = np.minimum.reduceat(ratio - spread, starts)
+        hi[cols[starts]] = np.maximum.reduceat(ratio + spread, starts)
+        ok = chosen & np.isfinite(lo) & np.isfinite(hi)
         delta = np.where(ok, 0.0, 0.0)
         delta = np.clip(delta, lo, hi, where=ok, out=delta)
         active = ok.copy()
@@ -131,13 +144,10 @@ class _LevelSteps:
             if not entries.any():
                 break
             ce, ve = cols[entries], v[entries]
-            shifted = obj.y[self.rows[entries]] - (
-                y_eta[self.rows[entries]] - delta[ce] * ve
-            )
+            ye = y_rows[entries]
+            shifted = ye - (r[entries] - delta[ce] * ve)
             # loss(y, eta + d v): gradient psi and curvature per entry
-            _, g, h = loss.loss_gradient_hessian(
-                obj.y[self.rows[entries]], shifted[:, None]
-            )
+            _, g, h = loss.loss_gradient_hessian(ye, shifted[:, None])
             we = w[entries]
             f = np.bincount(ce, we * ve * g[:, 0], minlength=m)
             df = np.bincount(ce, we * ve * ve * h[:, 0, 0], minlength=m)
@@ -393,7 +403,7 @@ def sparse_newton(objective, coef0, max_iter, tol, convex=True, probe=False):
         if levels is not None and tol < gnorm and slow >= LEVEL_STEP_AFTER_SLOW:
             slow = 0
             # Newton crawls (levels beyond the kernel's reach): level steps.
-            trial = levels(coef)
+            trial = levels(coef, grad, LEVEL_STEP_SHARE)
             trial_state = evaluate(trial)
             if trial_state[0] <= value:
                 coef = trial
