@@ -156,10 +156,11 @@ class _LevelSteps:
             above = active & (f > 0)
             lo[below] = delta[below]
             hi[above] = delta[above]
+            # (levels not chosen have lo = inf, hi = -inf: never read)
             with np.errstate(divide="ignore", invalid="ignore"):
                 trial = delta - f / df
-            inside = (trial > lo) & (trial < hi) & np.isfinite(trial)
-            new = np.where(inside, trial, 0.5 * (lo + hi))
+                inside = (trial > lo) & (trial < hi) & np.isfinite(trial)
+                new = np.where(inside, trial, 0.5 * (lo + hi))
             # (f = 0 with no curvature: a root already, in a flat stretch)
             new[f == 0] = delta[f == 0]
             scale = np.maximum(np.abs(new), 1.0)
