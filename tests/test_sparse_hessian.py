@@ -186,3 +186,33 @@ def test_one_hot_lad_scale_fits_take_sparse_newton(weighted_one_hot, monkeypatch
     assert fit.scale_ == pytest.approx(1.2729833688, rel=1e-6)
     reference = HuberRegressor(scale=fit.scale_).fit(X, y, sample_weight=weights)
     assert_allclose(fit.predict(X), reference.predict(X), rtol=0, atol=1e-7)
+
+
+def test_one_hot_level_steps_end_newtons_crawl(weighted_one_hot, monkeypatch):
+    """At q = 0.9 levels whose rows all sit beyond the kernel's reach made
+    Newton's steps crawl (gradient x0.36 a step) through every bandwidth of
+    the continuation: 988 passes over X. The exact 1-D minimisation of each
+    level's coefficient (``_LevelSteps``) after a slow step ends it: 225
+    passes, to the linear programme's optimum."""
+    X, y, weights = weighted_one_hot
+    passes = []
+    original = objective_module.LinearObjective._pass
+
+    def counted(self, *args, **kwargs):
+        passes.append(self.n_samples)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(objective_module.LinearObjective, "_pass", counted)
+    fit = QuantileRegressor(quantile=0.9, solver="smooth").fit(
+        X, y, sample_weight=weights
+    )
+    monkeypatch.undo()
+    assert len(passes) <= 300
+    oracle = SklearnQuantileRegressor(quantile=0.9, alpha=0.0, solver="highs")
+    oracle.fit(X, y, sample_weight=weights)
+
+    def loss(model):
+        r = y - model.predict(X)
+        return np.average(r * (0.9 - (r < 0)), weights=weights)
+
+    assert loss(fit) <= loss(oracle) * (1 + 1e-6)
