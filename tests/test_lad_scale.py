@@ -377,48 +377,29 @@ def count_smoothed_fits(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize(
-    "design",
-    [
-        ("dense", 1_000, 20, 3),
-        ("dense", 1_000, 20, 6),
-        ("dense", 2_000, 10, 0),
-        ("dense", 3_000, 30, 3),
-        ("one-hot", 4_000, 100, 10),
-        ("one-hot", 4_000, 100, 14),
-        ("one-hot", 4_000, 100, 20),
-    ],
-)
-def test_fixed_point_settles_in_four_smoothed_fits(monkeypatch, design):
-    """Two inexact fits, then at most two exact ones, to the same fixed point.
-
-    Each inexact fit is solved to a thousandth of the gap it is expected to
-    measure (the last gap times the last ratio of gaps), not of the last
-    gap: solved to the last gap's, its MAD was off by about the next gap,
-    so the first exact fit landed that far from the fixed point. And the
-    first exact fit's step is the plain update, not a secant through the
-    inexact fit before it, which is noise at that distance. Before, these
-    took five fits (three or four exact: at 1e5 x 1005 one-hot each cost a
-    sparse Newton solve).
-    """
-    kind, n, p, seed = design
-    if kind == "dense":
-        X, y = make_data(n=n, p=p, seed=seed)
-    else:
-        X, y = one_hot_data(n, p, seed)
-    calls = count_smoothed_fits(monkeypatch)
-    model = HuberRegressor(scale="lad").fit(X, y)
-    assert len(calls) <= 4
-    X_dense = X.toarray() if sp.issparse(X) else X
-    assert_is_fixed_point(model, X_dense, y)
+# Designs whose fixed point took more smoothed fits than it needed.
+FIXED_POINT_DESIGNS = [
+    ("dense", 1_000, 20, 3),
+    ("dense", 1_000, 20, 6),
+    ("dense", 2_000, 10, 0),
+    ("dense", 3_000, 30, 3),
+    ("one-hot", 4_000, 100, 10),
+    ("one-hot", 4_000, 100, 14),
+    ("one-hot", 4_000, 100, 20),
+]
 
 
-def count_smoothed_passes(monkeypatch):
-    """Count the smoothed fits' passes over the data (value, gradient, Hessian)."""
+def count_smoothed_passes(
+    monkeypatch,
+    within="_smoothed_lad_fit",
+    methods=("loss_gradient", "loss_gradient_hessian", "hessian"),
+):
+    """Count the passes over the data (value, gradient, Hessian) made
+    inside ``_scale_lad.<within>`` (default: the smoothed fits)."""
     from skrobust._objective import LinearObjective
 
     passes, inside = [0], [False]
-    for name in ("loss_gradient", "loss_gradient_hessian", "hessian"):
+    for name in methods:
         method = getattr(LinearObjective, name)
 
         def counted_pass(self, *args, _method=method, **kwargs):
@@ -426,17 +407,33 @@ def count_smoothed_passes(monkeypatch):
             return _method(self, *args, **kwargs)
 
         monkeypatch.setattr(LinearObjective, name, counted_pass)
-    fit = _scale_lad._smoothed_lad_fit
+    function = getattr(_scale_lad, within)
 
-    def counted_fit(*args):
+    def counted_call(*args):
         inside[0] = True
         try:
-            return fit(*args)
+            return function(*args)
         finally:
             inside[0] = False
 
-    monkeypatch.setattr(_scale_lad, "_smoothed_lad_fit", counted_fit)
+    monkeypatch.setattr(_scale_lad, within, counted_call)
     return passes
+
+
+def benchmark_shaped_problems():
+    """16 problems of the benchmark's shapes: ``(seed, X, y)``.
+
+    Standard normal design, normal noise, 10% of the targets off by 20 to
+    100, at four shapes from ``1000 x 10`` to ``1000 x 40``.
+    """
+    for n, p in [(1000, 20), (1000, 10), (2000, 20), (1000, 40)]:
+        for seed in range(4):
+            rng = np.random.default_rng(seed)
+            X = rng.standard_normal((n, p))
+            y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
+            bad = rng.random(n) < 0.1
+            y[bad] += rng.uniform(20.0, 100.0, size=bad.sum())
+            yield seed, X, y
 
 
 def test_smoothed_fits_update_their_hessian_and_start_on_the_last_two(monkeypatch):
@@ -454,38 +451,30 @@ def test_smoothed_fits_update_their_hessian_and_start_on_the_last_two(monkeypatc
     the oracle.
     """
     passes = count_smoothed_passes(monkeypatch)
-    for n, p in [(1000, 20), (1000, 10), (2000, 20), (1000, 40)]:
-        for seed in range(4):
-            rng = np.random.default_rng(seed)
-            X = rng.standard_normal((n, p))
-            y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
-            bad = rng.random(n) < 0.1
-            y[bad] += rng.uniform(20.0, 100.0, size=bad.sum())
-            model = HuberRegressor(scale="lad").fit(X, y)
-            if seed < 2:
-                assert_is_fixed_point(model, X, y)
+    for seed, X, y in benchmark_shaped_problems():
+        model = HuberRegressor(scale="lad").fit(X, y)
+        if seed < 2:
+            assert_is_fixed_point(model, X, y)
     assert passes[0] <= 220
 
 
-@pytest.mark.parametrize(
-    "design",
-    [
-        ("dense", 1_000, 20, 3),
-        ("dense", 1_000, 20, 6),
-        ("dense", 2_000, 10, 0),
-        ("dense", 3_000, 30, 3),
-        ("one-hot", 4_000, 100, 10),
-        ("one-hot", 4_000, 100, 20),
-    ],
-)
+@pytest.mark.parametrize("design", FIXED_POINT_DESIGNS)
 def test_newton_steps_on_the_scale_settle_in_three_smoothed_fits(monkeypatch, design):
-    """One inexact fit, then Newton's steps on the fixed point: three fits.
+    """At most three smoothed fits to the same fixed point.
 
-    After each fit the next scale is the fixed point of the MAD along the
-    fits' tangent in the scale (``dcoef / dsigma`` from the fit's Hessian),
-    not the plain or secant update, whose error is the MAD's slope (about a
-    tenth) times the gap: the gap goes 1e-1 -> 1e-4 -> 1e-9 instead of
-    1e-1 -> 1e-2 -> 1e-4 -> 1e-7 (four fits before).
+    On the dense designs, one inexact fit, then Newton's steps on the fixed
+    point: after each fit the next scale is the fixed point of the MAD
+    along the fits' tangent in the scale (``dcoef / dsigma`` from the fit's
+    Hessian), not the plain or secant update, whose error is the MAD's
+    slope (about a tenth) times the gap: the gap goes 1e-1 -> 1e-4 -> 1e-9
+    instead of 1e-1 -> 1e-2 -> 1e-4 -> 1e-7 (four fits before). On the
+    one-hot designs (sparse Newton, no dense Hessian for a tangent) the
+    secant steps: each inexact fit is solved to a thousandth of the gap it
+    is expected to measure (the last gap times the last ratio of gaps), and
+    the first exact fit's step is the plain update, not a secant through
+    the inexact fit before it, which is noise at that distance; the fits
+    after the first start on sparse Newton's full steps. These took five
+    fits before either (three or four exact).
     """
     kind, n, p, seed = design
     if kind == "dense":
@@ -508,39 +497,16 @@ def test_fixed_point_passes_with_the_tangent_steps(monkeypatch):
     ``D' v`` for the derivative of the gradient in the scale, and the
     Hessian where the solver's last one is not the objective's).
     """
-    from skrobust._objective import LinearObjective
-
-    passes, inside = [0], [False]
-    methods = ("loss_gradient", "loss_gradient_hessian", "hessian", "design_rmatvec")
-    for name in methods:
-        method = getattr(LinearObjective, name)
-
-        def counted_pass(self, *args, _method=method, **kwargs):
-            passes[0] += inside[0]
-            return _method(self, *args, **kwargs)
-
-        monkeypatch.setattr(LinearObjective, name, counted_pass)
-    scale_of = _scale_lad.smoothed_lad_scale
-
-    def counted_scale(*args):
-        inside[0] = True
-        try:
-            return scale_of(*args)
-        finally:
-            inside[0] = False
-
-    monkeypatch.setattr(_scale_lad, "smoothed_lad_scale", counted_scale)
+    passes = count_smoothed_passes(
+        monkeypatch,
+        within="smoothed_lad_scale",
+        methods=("loss_gradient", "loss_gradient_hessian", "hessian", "design_rmatvec"),
+    )
     calls = count_smoothed_fits(monkeypatch)
-    for n, p in [(1000, 20), (1000, 10), (2000, 20), (1000, 40)]:
-        for seed in range(4):
-            rng = np.random.default_rng(seed)
-            X = rng.standard_normal((n, p))
-            y = X @ rng.standard_normal(p) + 1.0 + rng.standard_normal(n)
-            bad = rng.random(n) < 0.1
-            y[bad] += rng.uniform(20.0, 100.0, size=bad.sum())
-            model = HuberRegressor(scale="lad").fit(X, y)
-            if seed == 0:
-                assert_is_fixed_point(model, X, y)
+    for seed, X, y in benchmark_shaped_problems():
+        model = HuberRegressor(scale="lad").fit(X, y)
+        if seed == 0:
+            assert_is_fixed_point(model, X, y)
     assert len(calls) <= 50
     assert passes[0] <= 160
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn.linear_model import QuantileRegressor as SklearnQuantileRegressor
+from test_lad_scale import assert_is_fixed_point
 from test_mestimator import _one_hot_design
 
 import skrobust._objective as objective_module
@@ -26,6 +27,19 @@ def weighted_one_hot():
     X, y = _one_hot_design(n=10_000, levels=350)
     weights = np.random.default_rng(1).integers(1, 4, X.shape[0]).astype(float)
     return X, y, weights
+
+
+def count_passes(monkeypatch):
+    """The passes over X from now on (``LinearObjective._pass`` calls)."""
+    passes = []
+    original = objective_module.LinearObjective._pass
+
+    def counted(self, *args, **kwargs):
+        passes.append(self.n_samples)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(objective_module.LinearObjective, "_pass", counted)
+    return passes
 
 
 def test_sparse_hessian_is_the_dense_one(weighted_one_hot):
@@ -55,14 +69,7 @@ def test_one_hot_smoothed_fit_reaches_the_optimum_in_fewer_passes(
     linear programme's optimum, Newton's iterations on the sparse Hessian
     take 155 and end 2e-7 above it."""
     X, y, weights = weighted_one_hot
-    passes = []
-    original = objective_module.LinearObjective._pass
-
-    def counted(self, *args, **kwargs):
-        passes.append(self.n_samples)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(objective_module.LinearObjective, "_pass", counted)
+    passes = count_passes(monkeypatch)
     fit = QuantileRegressor(solver="smooth").fit(X, y, sample_weight=weights)
     monkeypatch.undo()
     oracle = SklearnQuantileRegressor(quantile=0.5, alpha=0.0, solver="highs")
@@ -171,19 +178,12 @@ def test_one_hot_lad_scale_fits_take_sparse_newton(weighted_one_hot, monkeypatch
     where L-BFGS and its Newton-CG finish took 56, to the same fixed
     point."""
     X, y, weights = weighted_one_hot
-    passes = []
-    original = objective_module.LinearObjective._pass
-
-    def counted(self, *args, **kwargs):
-        passes.append(self.n_samples)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(objective_module.LinearObjective, "_pass", counted)
+    passes = count_passes(monkeypatch)
     fit = HuberRegressor(scale="lad").fit(X, y, sample_weight=weights)
     monkeypatch.undo()
     assert len(passes) <= 45
     # The fixed point of the scale, to its tolerance (1e-6).
-    assert fit.scale_ == pytest.approx(1.2729833688, rel=1e-6)
+    assert_is_fixed_point(fit, X.toarray(), y, weights=weights)
     reference = HuberRegressor(scale=fit.scale_).fit(X, y, sample_weight=weights)
     assert_allclose(fit.predict(X), reference.predict(X), rtol=0, atol=1e-7)
 
@@ -195,14 +195,7 @@ def test_one_hot_level_steps_end_newtons_crawl(weighted_one_hot, monkeypatch):
     level's coefficient (``_LevelSteps``) after a slow step ends it: 225
     passes, to the linear programme's optimum."""
     X, y, weights = weighted_one_hot
-    passes = []
-    original = objective_module.LinearObjective._pass
-
-    def counted(self, *args, **kwargs):
-        passes.append(self.n_samples)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(objective_module.LinearObjective, "_pass", counted)
+    passes = count_passes(monkeypatch)
     fit = QuantileRegressor(quantile=0.9, solver="smooth").fit(
         X, y, sample_weight=weights
     )
