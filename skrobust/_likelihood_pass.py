@@ -96,9 +96,7 @@ def _likelihood_pass(objective, coef, gradient):
     raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in objective.predictors]
     sums = _PassSums(objective.predictors, False)
     unit = objective.unit_weights
-    remembered = None
-    if objective.remember_prediction:
-        remembered = np.empty((X.shape[0], 2))
+    remembered = [] if objective.remember_prediction else None  # (blocks, no copy)
     m = p + q + 2
     M = np.zeros((m, m))
     E = None
@@ -106,7 +104,7 @@ def _likelihood_pass(objective, coef, gradient):
         parts = [pred.take(A) for pred in objective.predictors]
         raw = objective._raw_block(parts, raw_coefs)
         if remembered is not None:
-            remembered[rows] = raw
+            remembered.append((rows, raw))
         sw = objective.sample_weight[rows]
         loss, g, root = objective.loss.loss_gradient_root(y[rows], raw)
         sums.add_value_gradient(parts, loss, g if gradient else None, sw, unit)

@@ -325,9 +325,9 @@ class LinearObjective:
             raw_dirs = [pred.to_raw(direction[pred.slice]) for pred in self.predictors]
         sums = _PassSums(self.predictors, hessian)
         unit = self.unit_weights
-        remembered = None
-        if self.remember_prediction:
-            remembered = np.empty((self.X.shape[0], len(self.predictors)))
+        # Each block's predictors, kept as they are (no copy: a copy into
+        # one array cost 0.3-0.5 ms a pass at 1e5 x 20, a tenth of it).
+        remembered = [] if self.remember_prediction else None
         # One block for the vectors when X is read whole; the Hessian's
         # Gram matrices are then added in row blocks of it (their
         # temporaries are a block's size).
@@ -336,7 +336,7 @@ class LinearObjective:
             parts = [pred.take(A) for pred in self.predictors]
             raw = self._raw_block(parts, raw_coefs)
             if remembered is not None:
-                remembered[rows] = raw
+                remembered.append((rows, raw))
             sw = self.sample_weight[rows]
             if hessian or raw_dirs is not None or curvature is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
@@ -369,13 +369,17 @@ class LinearObjective:
         """Linear predictors ``eta`` of shape (n_samples, k) at ``coef``.
 
         With ``remember_prediction`` set, those of the latest pass are
-        returned (a copy) when ``coef`` is its point, without another pass.
+        returned (a copy) when ``coef`` is its point, without another pass
+        (``_remembered``: the point and the pass's blocks ``(rows, raw)``).
         """
         small = self._small_design()
         if small is not None:
             return small.raw_prediction(self, coef)
         if self._remembered is not None and np.array_equal(self._remembered[0], coef):
-            return self._remembered[1].copy()
+            out = np.empty((self.X.shape[0], len(self.predictors)))
+            for rows, raw in self._remembered[1]:
+                out[rows] = raw
+            return out
         if _lockstep.active():
             return _lockstep.request("raw", self, (coef,))
         return self._raw_prediction_single(coef)
