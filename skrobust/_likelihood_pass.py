@@ -96,15 +96,14 @@ def _likelihood_pass(objective, coef, gradient):
     raw_coefs = [pred.to_raw(coef[pred.slice]) for pred in objective.predictors]
     sums = _PassSums(objective.predictors, False)
     unit = objective.unit_weights
-    remembered = [] if objective.remember_prediction else None  # (blocks, no copy)
+    remembered = objective._remembering() if objective.remember_prediction else None
     m = p + q + 2
     M = np.zeros((m, m))
     E = None
     for rows, A in _hessian_blocks(objective, m):
         parts = [pred.take(A) for pred in objective.predictors]
-        raw = objective._raw_block(parts, raw_coefs)
-        if remembered is not None:
-            remembered.append((rows, raw))
+        out = None if remembered is None else remembered[rows]
+        raw = objective._raw_block(parts, raw_coefs, out)
         sw = objective.sample_weight[rows]
         loss, g, root = objective.loss.loss_gradient_root(y[rows], raw)
         sums.add_value_gradient(parts, loss, g if gradient else None, sw, unit)
