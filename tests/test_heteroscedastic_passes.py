@@ -172,13 +172,16 @@ def outlier_data(n, p, seed=0):
     return X, y
 
 
-def test_fit_at_1e5_x_20_reads_all_rows_eight_times(monkeypatch):
-    """Passes over all rows of a 1e5 x 20 fit with 10% gross errors: at most 8.
+def test_fit_at_1e5_x_20_reads_all_rows_seven_times(monkeypatch):
+    """Passes over all rows of a 1e5 x 20 fit with 10% gross errors: at most 7.
 
     After the subsample's solution, one pass with the Hessian and Newton
     steps on it: 10 passes (9 chord steps, each shrinking the gradient
-    ~12x) before the Hessian's secant updates, 8 with them. The
-    solution is the likelihood's maximum to tol.
+    ~12x) before the Hessian's secant updates, 8 with them, 7 since that
+    Hessian is formed after a second step on the subsample's (the first
+    leaves 1.4e-2, the second 2.7e-3, where the Hessian then serves four
+    chord steps to tol instead of six). The solution is the likelihood's
+    maximum to tol.
     """
     X, y = outlier_data(100_000, 20)
     passes = []
@@ -192,7 +195,7 @@ def test_fit_at_1e5_x_20_reads_all_rows_eight_times(monkeypatch):
     monkeypatch.setattr(LinearObjective, "_pass", spy)
     model = HeteroscedasticRegressor().fit(X, y)
     assert passes.count("hessian") <= 1
-    assert len(passes) <= 8, passes
+    assert len(passes) <= 7, passes
     # The likelihood's maximum: its gradient at the fit is within tol.
     mean, spread = y.mean(), y.std()
     l2 = 2 * model.alpha / len(y)
