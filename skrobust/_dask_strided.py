@@ -174,6 +174,11 @@ class StridedObjective(DaskObjective):
         """
         return getattr(self.template, "secant_updates", False)
 
+    @property
+    def subsample_hessian_steps(self):
+        """Steps on a subsample's Hessian before one of these rows: the template's."""
+        return getattr(self.template, "subsample_hessian_steps", 1)
+
     def subsample(self, step):
         step = self.step * int(step)
         if self.fetch and len(range(0, self.root.n_samples, step)) <= (

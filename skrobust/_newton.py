@@ -226,7 +226,11 @@ def _newton_steps(
     (far from the optimum, where steps are not yet quadratic), the next
     trial point gets its Hessian in the same pass as its gradient, as does
     the first trial point after a subsample's Hessian, which differs from
-    this objective's by sampling noise. ``origin`` says where ``hess`` comes
+    this objective's by sampling noise; an objective whose
+    ``subsample_hessian_steps`` is ``k > 1`` takes up to ``k - 1`` slow steps
+    on the subsample's Hessian (secant-updated where the objective asks for
+    it) first, so that its own is formed nearer the optimum, where it
+    serves more chord steps. ``origin`` says where ``hess`` comes
     from: ``"current"`` (this objective at ``coef``), ``"stale"`` (this
     objective, or a nearby one on the same rows, at an earlier point) or
     ``"subsample"``. Returns
@@ -236,9 +240,15 @@ def _newton_steps(
     """
     latest = hess
     secant = getattr(objective, "secant_updates", False)
+    # Slow steps still to take on a subsample's Hessian before a trial
+    # point gets this objective's.
+    on_subsample = 0
+    if origin == "subsample":
+        on_subsample = getattr(objective, "subsample_hessian_steps", 1) - 1
     # Whether the next trial point should come with its Hessian, and whether
     # hess is this objective's at coef (not a subsample's, not an older one).
-    with_hessian, current = origin == "subsample", origin == "current"
+    with_hessian = origin == "subsample" and on_subsample == 0
+    current = origin == "current"
     factored = (None, None)  # (the Hessian factored, its CholeskyFactor)
     for _ in range(_POLISH_STEPS):
         gnorm = _max_abs(grad)
@@ -283,6 +293,11 @@ def _newton_steps(
             if trial_hess is not None:
                 hess = latest = trial_hess
                 current = True
+            elif slow and on_subsample > 0:
+                on_subsample -= 1
+                with_hessian = on_subsample == 0
+                if secant and factor is not None:
+                    hess = secant_update(hess, step, trial_grad - grad)
             elif slow:
                 hess = None
             else:

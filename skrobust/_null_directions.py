@@ -159,6 +159,11 @@ def null_directions(objective):
     for j, pred in enumerate(objective.predictors):
         if pred.p == 0:
             continue  # an intercept alone (weights have a positive sum)
+        if np.all(objective.penalty[pred.slice][: pred.p] > 0):
+            # A flat direction moves some slope (the intercept alone moves
+            # every row), so a ridge on all of them curves it: no search
+            # (the heteroscedastic log-variance's, 0.6 ms at 1e5 x 20).
+            continue
         gram = sample._design_grams(j)
         if _clearly_regular(gram):
             continue

@@ -140,6 +140,7 @@ class LinearObjective:
         # the same point (a fit that needs its residuals after each solve).
         self.remember_prediction = False
         self._remembered = None
+        self._predictions = None  # (what remembering passes write to)
         self.null_cache = None  # see null_directions
 
     def _set_column_stats(self, column_stats):
@@ -273,15 +274,16 @@ class LinearObjective:
             )
         )
 
-    def _raw_block(self, parts, raw_coefs):
+    def _raw_block(self, parts, raw_coefs, out=None):
         """Linear predictors of one block, one contiguous column each.
 
         Column-major, so that each column is written by ``np.dot`` in place
         and read by the loss and by ``A.T @ g`` at unit stride. An
         intercept-only predictor is its intercept, without a product.
+        Written into ``out`` (such a column-major array) if given.
         """
         n = parts[0].shape[0]
-        raw = np.empty((len(parts), n)).T
+        raw = np.empty((len(parts), n)).T if out is None else out
         for j, (Aj, (w, b)) in enumerate(zip(parts, raw_coefs, strict=True)):
             if Aj.shape[1] == 0:
                 raw[:, j] = b
@@ -312,6 +314,20 @@ class LinearObjective:
                 coef, gradient, hessian, direction, curvature
             )
 
+    def _remembering(self):
+        """The rows' predictors array a pass with ``remember_prediction`` fills.
+
+        Column-major (n_samples, k), one per objective: its blocks are the
+        pass's own predictors (:meth:`_raw_block` writes them there), so
+        remembering costs neither a copy nor new memory per pass (either
+        cost 0.3-0.5 ms of a 3.6 ms pass at 1e5 x 20). Forgotten until
+        the pass ends (see :meth:`raw_prediction`).
+        """
+        self._remembered = None
+        if self._predictions is None:
+            self._predictions = np.empty((len(self.predictors), self.X.shape[0])).T
+        return self._predictions
+
     def _small_design(self):
         """The :class:`~skrobust._small_design.SmallDesign` of small data, or None."""
         if self._designs is None:
@@ -325,18 +341,15 @@ class LinearObjective:
             raw_dirs = [pred.to_raw(direction[pred.slice]) for pred in self.predictors]
         sums = _PassSums(self.predictors, hessian)
         unit = self.unit_weights
-        remembered = None
-        if self.remember_prediction:
-            remembered = np.empty((self.X.shape[0], len(self.predictors)))
+        remembered = self._remembering() if self.remember_prediction else None
         # One block for the vectors when X is read whole; the Hessian's
         # Gram matrices are then added in row blocks of it (their
         # temporaries are a block's size).
         whole = self._reads_whole()
         for rows, A in self._row_blocks(vectors_only=not hessian or whole):
             parts = [pred.take(A) for pred in self.predictors]
-            raw = self._raw_block(parts, raw_coefs)
-            if remembered is not None:
-                remembered[rows] = raw
+            out = None if remembered is None else remembered[rows]
+            raw = self._raw_block(parts, raw_coefs, out)
             sw = self.sample_weight[rows]
             if hessian or raw_dirs is not None or curvature is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
@@ -375,7 +388,7 @@ class LinearObjective:
         if small is not None:
             return small.raw_prediction(self, coef)
         if self._remembered is not None and np.array_equal(self._remembered[0], coef):
-            return self._remembered[1].copy()
+            return self._remembered[1].copy(order="K")
         if _lockstep.active():
             return _lockstep.request("raw", self, (coef,))
         return self._raw_prediction_single(coef)

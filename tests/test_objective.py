@@ -266,3 +266,38 @@ def test_line_search_on_a_linear_stretch_does_not_divide_by_zero():
     direction = np.array([1.0, 0.0])
     step = _zero_of_slope(Linear(), np.zeros(2), direction, -1.0)
     assert np.isfinite(step) and step > 0
+
+
+def test_flat_directions_skip_a_predictor_whose_slopes_are_all_penalised(monkeypatch):
+    """A flat direction moves some slope (the intercept alone moves every
+    row), so a ridge on all of a predictor's slopes curves it: only the
+    unpenalised predictor's design Gram matrix is formed, and the flat
+    direction of a duplicated column is found there alone."""
+    from skrobust.losses import GaussianNLLLoss
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(400, 3))
+    X[:, 2] = X[:, 0]
+    objective = LinearObjective(
+        GaussianNLLLoss(1e-8),
+        X,
+        rng.normal(size=400),
+        np.ones(400),
+        [(None, True), (None, True)],
+        [0.0, 1e-4],
+    )
+    grams = []
+    design_grams = LinearObjective._design_grams
+
+    def spy(self, j, directions=None):
+        grams.append(j)
+        return design_grams(self, j, directions)
+
+    monkeypatch.setattr(LinearObjective, "_design_grams", spy)
+    directions = objective.null_directions()
+    assert set(grams) == {0}
+    assert directions.shape == (objective.n_coef, 1)
+    # Columns 0 and 2 in opposite ways (standardised equally), on the mean.
+    assert_allclose(np.abs(directions[[0, 2], 0]), np.sqrt(0.5), rtol=1e-8)
+    assert_allclose(directions[[1, 3], 0], 0.0, atol=1e-8)
+    assert_allclose(directions[4:, 0], 0.0, atol=0)
