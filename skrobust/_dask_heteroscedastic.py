@@ -9,12 +9,10 @@ log-variance,
     \frac{1}{S} \sum_i s_i \left[\frac{(y_i - \mu_i)^2 + \tau^2}{2\sigma_i^2}
     + \frac12 \log \sigma_i^2\right] + \frac{\lambda}{2} \lVert g \rVert^2,
 
-in the fit's own units of ``y`` (weighted mean and root mean square
-deviation ``s_y``, the unit of ``tau``; in memory the template standardises
-by them directly, here they are taken of ``y`` in the template's robust
-units, weighted median and MAD: the same to rounding). Here every stage
-runs where the rows live, so that the coefficients and ``n_iter_`` are the
-in-memory ones:
+after two standardisations of ``y``: the template's robust one (weighted
+median and MAD) and the fit's own (weighted mean and root mean square
+deviation ``s_y``, the unit of ``tau``). Here every stage runs where the
+rows live, so that the coefficients and ``n_iter_`` are the in-memory ones:
 
 1. **Checks, column statistics and target statistics**: the pass of
    :func:`skrobust._dask_statistics.data_statistics`; the exact distributed weighted
