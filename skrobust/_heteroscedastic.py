@@ -526,16 +526,6 @@ class HeteroscedasticRegressor(InferenceMixin, RobustLinearRegressor):
             getattr(self, "feature_names_in_", None),
         )
 
-    def _target_offset_scale(self, y, sample_weight):
-        """The likelihood's own units (:func:`_mean_and_spread`), not the template's.
-
-        ``_fit_standardised`` re-centres ``y`` on its mean and divides by its
-        root mean square deviation anyway: standardised so from the start,
-        that is ``(0, 1)`` to rounding, and the template's two medians of
-        ``y`` (2 ms at 1e5 rows) are not needed.
-        """
-        return _mean_and_spread(y, sample_weight, self.fit_intercept)
-
     def _fit_standardised(self, X, y, sample_weight, y_scale, warm):
         """One output's maximum-likelihood fit, in the template's units of ``y``.
 
