@@ -280,3 +280,39 @@ def test_mad_fits_update_their_chord_hessians(monkeypatch):
     for estimator_class in (HuberRegressor, LogCoshRegressor):
         reference = estimator_class(scale="mad").fit(X, y)
         assert_same_mad_fixed_point(fits[0, estimator_class], reference, X, y)
+
+
+@pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
+def test_first_exact_fit_after_rough_ones_takes_the_plain_update(
+    monkeypatch, estimator_class
+):
+    """A secant through a rough fit's MAD is not taken by the exact fit after it.
+
+    The rough fits' MADs are off by their tolerance, far more than the MAD
+    moves with the scale near the fixed point: the secant through one
+    overshot (log-cosh on bench_shapes' dense 1e5 x 20: a gap of 5e-6
+    became -3e-6, one exact fit more), where the plain update ``sigma =
+    MAD`` of the exact fit lands within 1e-7 of the fixed point.
+    """
+    steps = []
+    original = scale_module.ScaleSecant.step
+
+    def recorded(secant, scale, mad, fit_converged, bracket=True, proposal=None):
+        new_scale = original(secant, scale, mad, fit_converged, bracket, proposal)
+        steps.append((scale, mad, bracket, new_scale))
+        return new_scale
+
+    monkeypatch.setattr(scale_module.ScaleSecant, "step", recorded)
+    X, y = _contaminated(SUBSAMPLE_STEP * SUBSAMPLE_MIN_ROWS)
+    fast = estimator_class(scale="mad").fit(X, y)
+    exact = [step[2] for step in steps]
+    after_rough = [i for i in range(1, len(steps)) if exact[i] and not exact[i - 1]]
+    assert after_rough  # (rough fits, then an exact one)
+    for i in after_rough:
+        scale, mad, _, new_scale = steps[i]
+        assert new_scale is None or new_scale == mad
+    # Still the fixed point that exact fits alone reach.
+    monkeypatch.setattr(scale_module.ScaleSecant, "step", original)
+    monkeypatch.setattr(scale_module, "rough_tol_applies", lambda rough, tol: False)
+    reference = estimator_class(scale="mad").fit(X, y)
+    assert_same_mad_fixed_point(fast, reference, X, y)
