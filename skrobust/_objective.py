@@ -140,6 +140,12 @@ class LinearObjective:
         # the same point (a fit that needs its residuals after each solve).
         self.remember_prediction = False
         self._remembered = None
+        # Whether loss_gradient at the point of the latest
+        # loss_gradient_hessian (and the same loss) returns that pass's
+        # value and gradient instead of another pass: a solve started on the
+        # Hessian formed at its start (see skrobust._scale_mad).
+        self.reuse_hessian_pass = False
+        self._hessian_pass = None
         self.null_cache = None  # see null_directions
 
     def _set_column_stats(self, column_stats):
@@ -390,6 +396,13 @@ class LinearObjective:
 
     def loss_gradient(self, coef):
         """Objective value and gradient at ``coef``, in one pass over ``X``."""
+        known = self._hessian_pass
+        if (
+            known is not None
+            and known[1] is self.loss
+            and np.array_equal(known[0], coef)
+        ):
+            return known[2], known[3].copy()
         value, grad, _, _ = self._pass(coef)
         return value, grad
 
@@ -400,6 +413,8 @@ class LinearObjective:
     def loss_gradient_hessian(self, coef):
         """Objective value, gradient and Hessian matrix, in one pass over ``X``."""
         value, grad, H, _ = self._pass(coef, hessian=True)
+        if self.reuse_hessian_pass:
+            self._hessian_pass = (coef.copy(), self.loss, value, grad.copy())
         return value, grad, H
 
     def hessp(self, coef, vector):
