@@ -146,6 +146,10 @@ class LinearObjective:
         # Hessian formed at its start (see skrobust._scale_mad).
         self.reuse_hessian_pass = False
         self._hessian_pass = None
+        # (coef, eta): linear predictors known at coef (the caller's, formed
+        # from earlier passes' without a product with X: see
+        # skrobust._scale_mad), which a pass at coef reads instead of X @ w.
+        self.known_prediction = None
         self.null_cache = None  # see null_directions
 
     def _set_column_stats(self, column_stats):
@@ -338,9 +342,15 @@ class LinearObjective:
         # Gram matrices are then added in row blocks of it (their
         # temporaries are a block's size).
         whole = self._reads_whole()
+        known = self.known_prediction
+        if known is not None and not np.array_equal(known[0], coef):
+            known = None
         for rows, A in self._row_blocks(vectors_only=not hessian or whole):
             parts = [pred.take(A) for pred in self.predictors]
-            raw = self._raw_block(parts, raw_coefs)
+            if known is None:
+                raw = self._raw_block(parts, raw_coefs)
+            else:
+                raw = known[1][rows]
             if remembered is not None:
                 remembered[rows] = raw
             sw = self.sample_weight[rows]

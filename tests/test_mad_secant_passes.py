@@ -338,3 +338,35 @@ def test_hessian_pass_serves_the_gradient_at_its_point(monkeypatch):
     objective.loss = FixedScaleLoss(LogCoshRho(), 0.6)
     objective.loss_gradient(coef)  # (another loss: a pass)
     assert passes.count == 2
+
+
+def test_mad_fits_start_from_known_predictions(monkeypatch):
+    """Each fit on all rows after the first reads its start's predictions.
+
+    The secant starts a fit at the last fit's coefficients or on the line
+    through the last two, where the linear predictors are the same
+    combination of theirs (skrobust._scale_mad.known_prediction): no
+    product with ``X`` at the start.
+    """
+    n_rows = SUBSAMPLE_STEP * SUBSAMPLE_MIN_ROWS
+    X, y = _contaminated(n_rows)
+    read, fits = [], []
+    original = LinearObjective._pass_single_threaded
+
+    def recorded(objective, coef, gradient, hessian, direction, curvature):
+        if objective.X.shape[0] == n_rows:
+            known = objective.known_prediction
+            if known is not None and np.array_equal(known[0], coef):
+                eta = objective._raw_prediction_single(coef)
+                assert_allclose(known[1], eta, rtol=1e-12, atol=1e-12)
+                read.append(objective)
+            fits.append(objective)  # (kept alive: distinct objects)
+        return original(objective, coef, gradient, hessian, direction, curvature)
+
+    monkeypatch.setattr(LinearObjective, "_pass_single_threaded", recorded)
+    LogCoshRegressor(scale="mad").fit(X, y)
+    distinct = list({id(objective): objective for objective in fits}.values())
+    assert len(distinct) >= 3
+    assert [any(o is objective for o in read) for objective in distinct] == [False] + [
+        True
+    ] * (len(distinct) - 1)
