@@ -65,6 +65,8 @@ _EXTRAPOLATION_MAX_RATIO = 4.0
 # coefficient (1e5 x 20); at 45 (1e5 x 200, 15%) a rough MAD was off by a
 # third of the scale's step, and Huber's secant took one exact fit more.
 _ROUGH_MIN_ROWS_PER_COEF = 200
+# The message of a rough fit that is one unchecked step (rough_step).
+ROUGH_STEP = "rough step"
 _MAD_INEXACT_FIT = 1e-3
 # scale="mad": a subsample's fixed point only starts the secant on all
 # rows, off by its sampling error (1 / sqrt(rows), 1% at 9091 rows): its
@@ -444,11 +446,11 @@ def mad_fixed_point(
     does not enter the secant's bracket, and the fixed point settles on exact
     fits only, so the answer is the exact fits' fixed point. The first exact
     fit after rough ones takes the plain update ``sigma = MAD``, started from
-    its own coefficients: a secant or a line through a rough fit carries
-    that fit's error (its MAD off by far more than the MAD moves with the
-    scale there; log-cosh on dense 1e5 x 20: a gap of 5e-6 became -3e-6
-    by the secant, 2e-8 by the plain update, and one fit on all rows was
-    saved).
+    its own coefficients, where the last was an unchecked rough step on a
+    subsample's Hessian (:func:`rough_step`): a secant or a line through it
+    carries that step's error (its MAD off by far more than the MAD moves with the scale
+    there; log-cosh on dense 1e5 x 20: a gap of 5e-6 became -3e-6 by the
+    secant, 2e-8 by the plain update, and one fit on all rows was saved).
 
     Parameters
     ----------
@@ -491,18 +493,26 @@ def mad_fixed_point(
     if first_gap is not None:
         rough_tol = _MAD_INEXACT_FIT * first_gap * scale
     gaps = []
-    rough = False  # whether the fit before was rough
+    # Whether the fit before was an unchecked rough step on a subsample's
+    # Hessian (see the first exact fit below).
+    unchecked = False
     for _ in range(max_iter):
         result, coef, mad, exact = fit(scale, start, hessian, origin, rough_tol)
+        sampled = origin == "subsample"
         if result.hessian is not None:
             hessian, origin = result.hessian, "stale"
-        after_rough = exact and rough
+        after_rough = exact and unchecked
         if after_rough:
-            # The first exact fit after rough ones takes the plain update:
-            # a secant through a rough fit's MAD (off by its tolerance)
-            # overshoots where the MAD hardly moves with the scale.
+            # The first exact fit after an unchecked rough step on a
+            # subsample's Hessian takes the plain update: a secant through
+            # that step's MAD (off by the Hessian's sampling error times the
+            # step) overshoots where the MAD hardly moves with the scale.
+            # (After a rough fit solved to its tolerance, or a step on a
+            # Hessian of all rows, the secant: on the one-hot 1e5 x 20
+            # design, L-BFGS's fits, and on dense 1e5 x 200, the plain update
+            # took one fit more.)
             secant.forget()
-        rough = not exact
+        unchecked = not exact and sampled and result.message == ROUGH_STEP
         next_scale = secant.step(scale, mad, result.converged and exact, exact)
         if next_scale is None:
             converged = True
@@ -571,7 +581,7 @@ def rough_step(objective, start, hessian, rough_tol, solver, origin="stale"):
     if factor is None:
         return None
     coef = start + factor.solve(-grad)
-    return _solver_result.SolverResult(coef, 1, True, "rough step")
+    return _solver_result.SolverResult(coef, 1, True, ROUGH_STEP)
 
 
 def rough_tol_applies(rough_tol, tol):

@@ -288,10 +288,11 @@ def test_mad_fits_update_their_chord_hessians(monkeypatch):
 def test_first_exact_fit_after_rough_ones_takes_the_plain_update(
     monkeypatch, estimator_class
 ):
-    """A secant through a rough fit's MAD is not taken by the exact fit after it.
+    """A secant through a rough step's MAD is not taken by the exact fit after it.
 
-    The rough fits' MADs are off by their tolerance, far more than the MAD
-    moves with the scale near the fixed point: the secant through one
+    The rough fits here are unchecked steps on the subsample's Hessian
+    (skrobust._scale_mad.rough_step): their MADs are off by far more than
+    the MAD moves with the scale near the fixed point: the secant through one
     overshot (log-cosh on bench_shapes' dense 1e5 x 20: a gap of 5e-6
     became -3e-6, one exact fit more), where the plain update ``sigma =
     MAD`` of the exact fit lands within 1e-7 of the fixed point.
