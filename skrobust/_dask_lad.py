@@ -71,6 +71,7 @@ from ._scale_lad import (
     LAD_SECANT_UPDATES,
     ScaleTangent,
     _lad_fixed_point,
+    all_rows_fit_tol,
     fixed_scale_start,
 )
 from .losses import FixedScaleLoss, SmoothedPinballRho, SquaredRho
@@ -179,7 +180,10 @@ class _LadFit(StagedFit):
         if found is None:
             return None
         coef, scale, hessian, settled = found
-        result, mad = self.smoothed_fit(1, coef, scale, hessian, "subsample", tol)
+        all_rows_tol = all_rows_fit_tol(tol, scale)
+        result, mad = self.smoothed_fit(
+            1, coef, scale, hessian, "subsample", all_rows_tol
+        )
         if not mad > MIN_RELATIVE_SCALE:
             return None
         return result.coef, mad, settled and result.converged

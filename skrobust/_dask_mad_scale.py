@@ -27,6 +27,7 @@ from ._scale import EXACT_FIT_TOL, MProblem, _newton_polish, fixed_scale_tol
 from ._scale_mad import (
     _POLISH_GAP,
     _mad_newton_start,
+    hessian_at_start,
     mad_fixed_point,
     rough_step,
     rough_tol_applies,
@@ -129,6 +130,12 @@ def _secant(
                 objective, start, hessian, rough_tol, options.solver, origin
             )
         if result is None:
+            if exact and origin == "subsample" and step <= 1:
+                # As in memory: the first exact fit on all rows forms its
+                # Hessian at its start (hessian_at_start).
+                formed = hessian_at_start(objective, start, options.solver)
+                if formed is not None:
+                    hessian, origin = formed, "current"
             result = _solvers.solve(
                 objective,
                 start,

@@ -143,6 +143,10 @@ class DaskObjective:
         # gradient entry of the latest evaluation (None before the first).
         self.residual_medians = None
         self._latest_gradient = None
+        # As LinearObjective's: loss_gradient at the point of the latest
+        # loss_gradient_hessian returns that round trip's value and gradient.
+        self.reuse_hessian_pass = False
+        self._hessian_pass = None
 
     # LinearObjective's search, with this class's _design_grams on all rows.
     def null_directions(self):
@@ -201,6 +205,9 @@ class DaskObjective:
         return value, grad, hess
 
     def loss_gradient(self, coef):
+        known = self._hessian_pass
+        if known is not None and np.array_equal(known[0], coef):
+            return known[1], known[2].copy()
         value, grad, _ = self._evaluate(coef, False)
         return value, grad
 
@@ -208,7 +215,10 @@ class DaskObjective:
         return self._evaluate(coef, True)[2]
 
     def loss_gradient_hessian(self, coef):
-        return self._evaluate(coef, True)
+        value, grad, hess = self._evaluate(coef, True)
+        if self.reuse_hessian_pass:
+            self._hessian_pass = (coef.copy(), value, grad.copy())
+        return value, grad, hess
 
     def hessp(self, coef, vector):
         """``H(coef) @ vector`` without forming ``H``: one round trip."""

@@ -141,6 +141,16 @@ class LinearObjective:
         self.remember_prediction = False
         self._remembered = None
         self._predictions = None  # (what remembering passes write to)
+        # Whether loss_gradient at the point of the latest
+        # loss_gradient_hessian (and the same loss) returns that pass's
+        # value and gradient instead of another pass: a solve started on the
+        # Hessian formed at its start (see skrobust._scale_mad).
+        self.reuse_hessian_pass = False
+        self._hessian_pass = None
+        # (coef, eta): linear predictors known at coef (the caller's, formed
+        # from earlier passes' without a product with X: see
+        # skrobust._scale_mad), which a pass at coef reads instead of X @ w.
+        self.known_prediction = None
         self.null_cache = None  # see null_directions
 
     def _set_column_stats(self, column_stats):
@@ -346,10 +356,19 @@ class LinearObjective:
         # Gram matrices are then added in row blocks of it (their
         # temporaries are a block's size).
         whole = self._reads_whole()
+        known = self.known_prediction
+        if known is not None and not np.array_equal(known[0], coef):
+            known = None
         for rows, A in self._row_blocks(vectors_only=not hessian or whole):
             parts = [pred.take(A) for pred in self.predictors]
             out = None if remembered is None else remembered[rows]
-            raw = self._raw_block(parts, raw_coefs, out)
+            if known is None:
+                raw = self._raw_block(parts, raw_coefs, out)
+            elif out is None:
+                raw = known[1][rows]
+            else:
+                out[...] = known[1][rows]
+                raw = out
             sw = self.sample_weight[rows]
             if hessian or raw_dirs is not None or curvature is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
@@ -403,6 +422,13 @@ class LinearObjective:
 
     def loss_gradient(self, coef):
         """Objective value and gradient at ``coef``, in one pass over ``X``."""
+        known = self._hessian_pass
+        if (
+            known is not None
+            and known[1] is self.loss
+            and np.array_equal(known[0], coef)
+        ):
+            return known[2], known[3].copy()
         value, grad, _, _ = self._pass(coef)
         return value, grad
 
@@ -413,6 +439,8 @@ class LinearObjective:
     def loss_gradient_hessian(self, coef):
         """Objective value, gradient and Hessian matrix, in one pass over ``X``."""
         value, grad, H, _ = self._pass(coef, hessian=True)
+        if self.reuse_hessian_pass:
+            self._hessian_pass = (coef.copy(), self.loss, value, grad.copy())
         return value, grad, H
 
     def hessp(self, coef, vector):

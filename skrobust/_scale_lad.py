@@ -64,6 +64,16 @@ _LAD_INEXACT_FIT = 1e-3
 # shrank the gradient only ~13x each. Measured at 1e3 x 20 (10% gross
 # errors): the four fits' passes 3, 3, 4, 5 -> 3, 3, 3, 4.
 LAD_SECANT_UPDATES = True
+# On problems the solvers subsample, the one smoothed fit on all rows (the
+# scale is its residuals' MAD) is solved to this multiple of the scale, in
+# standardised gradient units, where a gradient g moves the MAD by a few g.
+# The bandwidth it is fitted at is the subsample's fixed point, settled to
+# SUBSAMPLE_TOL (1e-3), which moves the all-rows MAD by about 1e-5 of the
+# scale (a hundredth); this fit's own error adds about a tenth of that. To
+# the fit's tol instead, its last Newton step (one pass over all rows of a
+# dense 1e5 x 20, 1e4 x 20 or 3e5 x 20) took the gradient from ~1e-7 to
+# ~1e-11 and moved the scale by 1e-7 to 2e-6 of itself.
+_ALL_ROWS_FIT = 1e-6
 # The scale collapses when MAD / sigma stays below 1 - _COLLAPSE_MIN_GAP for
 # _COLLAPSE_STEPS + 1 fits, its gap to 1 shrinking by less than
 # _COLLAPSE_KEEP each time (see _collapsing).
@@ -280,10 +290,22 @@ def smoothed_lad_scale(problem, coef, scale):
     if found is None:
         return None
     coef, scale, hessian, settled = found
-    result, mad = _smoothed_lad_fit(problem, ls, coef, scale, hessian, "subsample", tol)
+    result, mad = _smoothed_lad_fit(
+        problem, ls, coef, scale, hessian, "subsample", all_rows_fit_tol(tol, scale)
+    )
     if not mad > MIN_RELATIVE_SCALE:
         return None
     return result.coef, mad, settled and result.converged
+
+
+def all_rows_fit_tol(tol, scale):
+    """The tolerance of the smoothed fit on all rows after a subsample's fixed point.
+
+    ``tol`` (the problem's), loosened to ``_ALL_ROWS_FIT`` times ``scale``:
+    the subsample's fixed point leaves the scale uncertain by more than
+    the rest of that fit's passes would settle. Shared by memory and Dask.
+    """
+    return max(tol, _ALL_ROWS_FIT * scale)
 
 
 def _smoothed_lad_fit(problem, rows, coef, scale, hessian, origin, tol):

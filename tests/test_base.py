@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
 
+import skrobust._base as base_module
 from skrobust._base import _median, _solve_least_squares, weighted_median
 from skrobust._objective import LinearObjective
 from skrobust.losses import FixedScaleLoss, SquaredRho
@@ -24,11 +25,13 @@ def test_median_is_numpys_median(size):
 @pytest.mark.parametrize(
     "kind", ["normal", "ties", "sorted", "cauchy", "two values", "sample misled"]
 )
-def test_bracketed_median_is_numpys_median(kind, extra):
-    # From 2**15 values the middle values are found between two order
-    # statistics of a strided sample; whatever the sample says (sorted
-    # values, ties, every sampled value huge so that the bracket misses and
-    # the whole array is partitioned) the median must be numpy's.
+def test_bracketed_median_is_numpys_median(monkeypatch, kind, extra):
+    # From _BRACKET_MIN_SIZE values (here 2**15) the middle values are found
+    # between two order statistics of a strided sample; whatever the sample
+    # says (sorted values, ties, every sampled value huge so that the
+    # bracket misses and the whole array is partitioned) the median must be
+    # numpy's.
+    monkeypatch.setattr(base_module, "_BRACKET_MIN_SIZE", 2**15)
     rng = np.random.default_rng(extra)
     n = 2**15 + extra
     values = {

@@ -331,3 +331,25 @@ def test_jittered_loss_out_of_range_rows_are_finite_and_flat():
     # Just inside the range the loss is finite and below the stand-in.
     edge = loss.loss_gradient_hessian(np.zeros(1), np.array([[0.0, -299.0]]))
     assert np.isfinite(edge[2]).all() and edge[0][0] < 1e300
+
+
+@pytest.mark.parametrize(
+    "rho", [HuberRho(), HuberRho(0.7), LogCoshRho(), LogCoshRho(2.5)], ids=repr
+)
+def test_irls_weight_is_psi_over_z(rho):
+    """``irls_weight``, the fast form of ``weights_``: ``psi(z) / z``, 1 at 0."""
+    rng = np.random.default_rng(0)
+    z = np.concatenate(
+        [
+            rng.standard_t(3, 2000) * 5,
+            np.geomspace(1e-300, 1e-1, 200),
+            -np.linspace(0.0, 0.05, 201),  # (across the series' cut)
+            [0.0, -0.0, 1e300, -1e300, np.inf, -np.inf, np.nan],
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = rho.irls_weight(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(z == 0, 1.0, rho.derivative(z) / z)
+    assert_allclose(weights, expected, rtol=1e-13, atol=0, equal_nan=True)

@@ -167,7 +167,9 @@ def test_mad_secant_steers_with_rough_fits(monkeypatch):
     Each fixed-scale fit on all rows used to be solved to the exact
     tolerance, two or three passes over all rows, though until the last it
     only steers the secant: 130 passes over these eight fits at 34df0f1
-    (12 to 21 each), 84 with rough fits (9 to 13).
+    (12 to 21 each), 84 with rough fits (9 to 13), 78 with the first exact
+    fit's Hessian formed at its start (skrobust._scale_mad.hessian_at_start)
+    and the plain update after the rough fits.
     """
     n_rows = SUBSAMPLE_STEP * SUBSAMPLE_MIN_ROWS
     passes = _PassCount(monkeypatch, n_rows)
@@ -175,7 +177,7 @@ def test_mad_secant_steers_with_rough_fits(monkeypatch):
         X, y = _contaminated(n_rows, seed=seed)
         for estimator_class in (HuberRegressor, LogCoshRegressor):
             estimator_class(scale="mad").fit(X, y)
-    assert passes.count <= 100
+    assert passes.count <= 80
 
 
 @pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
@@ -280,3 +282,92 @@ def test_mad_fits_update_their_chord_hessians(monkeypatch):
     for estimator_class in (HuberRegressor, LogCoshRegressor):
         reference = estimator_class(scale="mad").fit(X, y)
         assert_same_mad_fixed_point(fits[0, estimator_class], reference, X, y)
+
+
+@pytest.mark.parametrize("estimator_class", [HuberRegressor, LogCoshRegressor])
+def test_first_exact_fit_after_rough_ones_takes_the_plain_update(
+    monkeypatch, estimator_class
+):
+    """A secant through a rough step's MAD is not taken by the exact fit after it.
+
+    The rough fits here are unchecked steps on the subsample's Hessian
+    (skrobust._scale_mad.rough_step): their MADs are off by far more than
+    the MAD moves with the scale near the fixed point: the secant through one
+    overshot (log-cosh on bench_shapes' dense 1e5 x 20: a gap of 5e-6
+    became -3e-6, one exact fit more), where the plain update ``sigma =
+    MAD`` of the exact fit lands within 1e-7 of the fixed point.
+    """
+    steps = []
+    original = scale_module.ScaleSecant.step
+
+    def recorded(secant, scale, mad, fit_converged, bracket=True, proposal=None):
+        new_scale = original(secant, scale, mad, fit_converged, bracket, proposal)
+        steps.append((scale, mad, bracket, new_scale))
+        return new_scale
+
+    monkeypatch.setattr(scale_module.ScaleSecant, "step", recorded)
+    X, y = _contaminated(SUBSAMPLE_STEP * SUBSAMPLE_MIN_ROWS)
+    fast = estimator_class(scale="mad").fit(X, y)
+    exact = [step[2] for step in steps]
+    after_rough = [i for i in range(1, len(steps)) if exact[i] and not exact[i - 1]]
+    assert after_rough  # (rough fits, then an exact one)
+    for i in after_rough:
+        scale, mad, _, new_scale = steps[i]
+        assert new_scale is None or new_scale == mad
+    # Still the fixed point that exact fits alone reach.
+    monkeypatch.setattr(scale_module.ScaleSecant, "step", original)
+    monkeypatch.setattr(scale_module, "rough_tol_applies", lambda rough, tol: False)
+    reference = estimator_class(scale="mad").fit(X, y)
+    assert_same_mad_fixed_point(fast, reference, X, y)
+
+
+def test_hessian_pass_serves_the_gradient_at_its_point(monkeypatch):
+    """``reuse_hessian_pass``: the solve's first gradient is the Hessian pass's."""
+    X, y = _contaminated()
+    objective = LinearObjective(
+        FixedScaleLoss(LogCoshRho(), 0.5), X, y, np.ones(y.size), [(None, True)], [0.0]
+    )
+    objective.reuse_hessian_pass = True
+    coef = np.full(objective.n_coef, 0.1)
+    value, grad, _ = objective.loss_gradient_hessian(coef)
+    passes = _PassCount(monkeypatch, y.size)
+    again = objective.loss_gradient(coef)
+    assert passes.count == 0
+    assert again[0] == value
+    assert np.array_equal(again[1], grad)
+    objective.loss_gradient(coef + 1e-3)  # (another point: a pass)
+    objective.loss = FixedScaleLoss(LogCoshRho(), 0.6)
+    objective.loss_gradient(coef)  # (another loss: a pass)
+    assert passes.count == 2
+
+
+def test_mad_fits_start_from_known_predictions(monkeypatch):
+    """Each fit on all rows after the first reads its start's predictions.
+
+    The secant starts a fit at the last fit's coefficients or on the line
+    through the last two, where the linear predictors are the same
+    combination of theirs (skrobust._scale_mad.known_prediction): no
+    product with ``X`` at the start.
+    """
+    n_rows = SUBSAMPLE_STEP * SUBSAMPLE_MIN_ROWS
+    X, y = _contaminated(n_rows)
+    read, fits = [], []
+    original = LinearObjective._pass_single_threaded
+
+    def recorded(objective, coef, gradient, hessian, direction, curvature):
+        if objective.X.shape[0] == n_rows:
+            known = objective.known_prediction
+            if known is not None and np.array_equal(known[0], coef):
+                eta = objective._raw_prediction_single(coef)
+                assert_allclose(known[1], eta, rtol=1e-12, atol=1e-12)
+                read.append(objective)
+            fits.append(objective)  # (kept alive: distinct objects)
+        return original(objective, coef, gradient, hessian, direction, curvature)
+
+    monkeypatch.setattr(LinearObjective, "_pass_single_threaded", recorded)
+    LogCoshRegressor(scale="mad").fit(X, y)
+    distinct = list({id(objective): objective for objective in fits}.values())
+    assert len(distinct) >= 3
+    assert [any(o is objective for o in read) for objective in distinct] == [False] + [
+        True
+    ] * (len(distinct) - 1)
