@@ -347,8 +347,8 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
             None if self.cov_type is not None else problem.fitted_rows(fit.w, fit.b)
         )
         if fitted is not None:
-            # (Popped by _finish_output: never attributes.)
-            extras["_fitted"], extras["_noise_scale"] = fitted
+            # (Popped by _finish_output: never an attribute.)
+            extras["_fitted"] = fitted
         if self.cov_type is not None and fit.curvature is not None:
             # The solver's last Hessian, for the standard errors (popped by
             # _finish_output: never an attribute).
@@ -418,8 +418,6 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         if "_fitted" in fit.extras:
             # (A new array: the objective's own is reused by its passes.)
             fit.extras["_fitted"] = fit.extras["_fitted"] * y_scale + y_offset
-            if fit.extras["_noise_scale"] is not None:
-                fit.extras["_noise_scale"] *= y_scale
         return fit
 
     def _finish_output(self, fit, X, y, sample_weight):
@@ -431,7 +429,6 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         scale = fit.extras["scale_"]
         solver_curvature = fit.extras.pop("_curvature", None)
         fitted = fit.extras.pop("_fitted", None)
-        noise = fit.extras.pop("_noise_scale", None)
         if fitted is not None:
             # The solver's last pass was at the fit (see MProblem.fitted_rows).
             residuals = y - fitted
@@ -443,8 +440,7 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
             residuals = fitted.formed()
         else:
             residuals = y - _lockstep.design_dot(X, fit.coef) - fit.intercept
-        if noise is None:
-            noise = mad_scale(residuals, sample_weight)
+        noise = mad_scale(residuals, sample_weight)
         fit.extras["noise_scale_"] = noise
         fit.extras["outliers_"] = np.abs(residuals) > OUTLIER_THRESHOLD * noise
         fit.extras["weights_"] = _irls_weights(self._rho(), residuals, scale)

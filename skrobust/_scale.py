@@ -137,15 +137,12 @@ class MProblem:
         return objective
 
     def fitted_rows(self, w, b):
-        """The rows' standardised predictions at the fit ``(w, b)`` and their MAD.
+        """The rows' standardised predictions at the fit ``(w, b)``, or None.
 
-        ``(predictions, mad)``: those the latest objective on all rows
-        remembered (``remember_prediction``) if its last pass was at the
-        coefficients that ``unstandardize`` to ``(w, b)`` exactly, and the
-        normalised MAD of their residuals if it was taken there
-        (:func:`_residual_scale`; else None), or None: the fit's residuals
-        and noise scale without another product with ``X`` and a median
-        (0.4 ms each at 1e5 x 20).
+        Those the latest objective on all rows remembered
+        (``remember_prediction``) if its last pass was at the coefficients
+        that ``unstandardize`` to ``(w, b)`` exactly: the fit's residuals
+        without another product with ``X`` (0.4 ms of a 1e5 x 20 fit).
         """
         objective = self.latest_objective
         remembered = getattr(objective, "_remembered", None)
@@ -157,15 +154,7 @@ class MProblem:
         ((w_at, b_at),) = self.ls_objective.unstandardize(coef)
         if not (np.array_equal(w_at, w) and b_at == b):
             return None
-        residual_mad = getattr(objective, "residual_mad", None)
-        mad = None
-        if (
-            residual_mad is not None
-            and residual_mad[2] is self.ls_objective
-            and np.array_equal(residual_mad[0], coef)
-        ):
-            mad = residual_mad[1]
-        return predictions[:, 0], mad
+        return predictions[:, 0]
 
     def minimize(self, objective, coef, tol=None, **kwargs):
         """Run the solver within the remaining iteration budget.
@@ -208,12 +197,9 @@ class ScaleFit:
     curvature: tuple | None = None
 
 
-def initial_scale(residuals, sample_weight, mad=None):
-    """Normalised MAD of residuals, or their RMS if more than half are zero.
-
-    ``mad``: the normalised MAD, if already known.
-    """
-    scale = mad_scale(residuals, sample_weight) if mad is None else mad
+def initial_scale(residuals, sample_weight):
+    """Normalised MAD of residuals, or their RMS if more than half are zero."""
+    scale = mad_scale(residuals, sample_weight)
     if not scale > MIN_RELATIVE_SCALE:
         top = float(np.max(np.abs(residuals)))
         if top > 0:
@@ -706,10 +692,7 @@ class ScaleSecant:
 def _residual_scale(ls_objective, objective, coef):
     """:func:`initial_scale` of the residuals of ``objective`` at ``coef``."""
     residuals = ls_objective.y - objective.raw_prediction(coef)[:, 0]
-    mad = mad_scale(residuals, ls_objective.sample_weight)
-    # (For MProblem.fitted_rows: the fit's noise_scale_ without a median.)
-    objective.residual_mad = (coef.copy(), mad, ls_objective)
-    return initial_scale(residuals, ls_objective.sample_weight, mad)
+    return initial_scale(residuals, ls_objective.sample_weight)
 
 
 def _newton_polish(problem, objective, coef, hessian=None, gradient=None):
