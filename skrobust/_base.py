@@ -802,10 +802,14 @@ def _normal_equations_start(objective):
         # The squared loss's Hessian is the design's Gram matrix, which the
         # search for flat directions would form again.
         remember_design_gram(objective, 0, hessian)
-    residuals = objective.y - objective.raw_prediction(coef)[:, 0]
+    prediction = objective.raw_prediction(coef)
+    residuals = objective.y - prediction[:, 0]
     weighted = residuals[objective.sample_weight > 0]
     if not np.max(np.abs(weighted), initial=0.0) > _NEAR_EXACT_RESIDUAL:
         return None
+    # Remembered as a pass's (LinearObjective.raw_prediction): the fit's
+    # test for an exact fit asks for them again.
+    objective._remembered = (coef.copy(), prediction)
     return coef
 
 

@@ -343,6 +343,12 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
                 options.solver, problem.used[0], self.tol, fit.message
             )
         extras = {"scale_": fit.scale}
+        fitted = (
+            None if self.cov_type is not None else problem.fitted_rows(fit.w, fit.b)
+        )
+        if fitted is not None:
+            # (Popped by _finish_output: never an attribute.)
+            extras["_fitted"] = fitted
         if self.cov_type is not None and fit.curvature is not None:
             # The solver's last Hessian, for the standard errors (popped by
             # _finish_output: never an attribute).
@@ -409,6 +415,9 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         fit.extras["scale_"] = float(scale)
         if "_curvature" in fit.extras:
             fit.extras["_curvature"] = (fit.extras["_curvature"], y_offset, y_scale)
+        if "_fitted" in fit.extras:
+            # (A new array: the objective's own is reused by its passes.)
+            fit.extras["_fitted"] = fit.extras["_fitted"] * y_scale + y_offset
         return fit
 
     def _finish_output(self, fit, X, y, sample_weight):
@@ -419,7 +428,11 @@ class MEstimatorRegressor(InferenceMixin, RobustLinearRegressor):
         """
         scale = fit.extras["scale_"]
         solver_curvature = fit.extras.pop("_curvature", None)
-        if self.cov_type is not None:
+        fitted = fit.extras.pop("_fitted", None)
+        if fitted is not None:
+            # The solver's last pass was at the fit (see MProblem.fitted_rows).
+            residuals = y - fitted
+        elif self.cov_type is not None:
             fitted = FitResiduals(X, y, fit.coef, fit.intercept)
             fit.extras["cov_"] = self._covariance(
                 X, fitted, sample_weight, fit, solver_curvature

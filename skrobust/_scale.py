@@ -104,6 +104,8 @@ class MProblem:
     used: list = field(default_factory=lambda: [0])
     # Flat directions of its objectives (LinearObjective.null_directions).
     null_cache: dict = field(default_factory=dict)
+    # The latest objective on all of ls_objective's rows (see fitted_rows).
+    latest_objective: object = field(default=None, repr=False)
 
     @property
     def budget(self):
@@ -130,7 +132,29 @@ class MProblem:
         # the split of a sparse X for its sparse Hessians.
         objective.null_cache = self.null_cache
         objective.split_owner = base
+        if base is self.ls_objective:
+            self.latest_objective = objective
         return objective
+
+    def fitted_rows(self, w, b):
+        """The rows' standardised predictions at the fit ``(w, b)``, or None.
+
+        Those the latest objective on all rows remembered
+        (``remember_prediction``) if its last pass was at the coefficients
+        that ``unstandardize`` to ``(w, b)`` exactly: the fit's residuals
+        without another product with ``X`` (0.4 ms of a 1e5 x 20 fit).
+        """
+        objective = self.latest_objective
+        remembered = getattr(objective, "_remembered", None)
+        if remembered is None or remembered[1].shape[1] != 1:
+            return None
+        coef, predictions = remembered
+        if coef.size != self.ls_objective.n_coef:
+            return None
+        ((w_at, b_at),) = self.ls_objective.unstandardize(coef)
+        if not (np.array_equal(w_at, w) and b_at == b):
+            return None
+        return predictions[:, 0]
 
     def minimize(self, objective, coef, tol=None, **kwargs):
         """Run the solver within the remaining iteration budget.
