@@ -465,7 +465,7 @@ class LogCoshRho(ResidualFunction):
         it relative (its cancellation is at most ``eps / 2x``), and below
         ``x = 0.005`` from the series ``1 - x^2 / 3 + 2 x^4 / 15`` (its
         remainder under ``0.06 x^6``): ``tanh`` took twice as long (a
-        fit's weights_ at 1e5 rows, 2.3 -> 1.3 ms).
+        fit's ``weights_`` at 1e5 rows, 2.3 -> 1.3 ms).
         """
         x = np.abs(z)
         if self.delta != 1.0:
