@@ -809,7 +809,7 @@ def _normal_equations_start(objective):
         return None
     # Remembered as a pass's (LinearObjective.raw_prediction): the fit's
     # test for an exact fit asks for them again.
-    objective._remembered = (coef.copy(), prediction)
+    objective._remember(coef, prediction)
     return coef
 
 

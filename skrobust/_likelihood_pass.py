@@ -121,7 +121,7 @@ def _likelihood_pass(objective, coef, gradient):
             E = np.empty((A.shape[0], m))
         M += _scaled_gram(E[: A.shape[0]], A, root, cols)
     if remembered is not None:
-        objective._remembered = (coef.copy(), remembered)
+        objective._remember(coef, remembered)
     _split_gram(sums, M, p, cols, objective.loss.jitter_variance)
     return sums.finish(objective, coef, gradient, True, None)
 

@@ -104,7 +104,7 @@ class _Entry:
             return self.out
         objective = self.objective
         if self.remembered is not None:
-            objective._remembered = (self.coef.copy(), self.remembered)
+            objective._remember(self.coef, self.remembered)
         return self.sums.finish(objective, self.coef, self.gradient, self.hessian, None)
 
 

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from . import _lockstep
 from ._column_stats import _weighted_column_stats, needs_explicit_centering
 from ._null_directions import _cached_null_directions, design_gram
+from ._pass_memory import PassMemory
 from ._passes import _THREADPOOLS, _WHOLE_PASS_ELEMENTS, _row_blocks
 from ._predictors import (
     _build_predictors,
@@ -56,7 +57,7 @@ from ._small_design import SmallDesign, standardised_design
 from ._small_design import weighted_gram as _weighted_gram
 
 
-class LinearObjective:
+class LinearObjective(PassMemory):
     """Value, gradient, Hessian and Hessian-vector product of a linear model loss.
 
     Parameters
@@ -136,21 +137,7 @@ class LinearObjective:
         )
         self.pinned = [pred.pinned for pred in self.predictors]
         self._designs = None  # the small design's copy, once built
-        # Whether passes keep their linear predictors for raw_prediction at
-        # the same point (a fit that needs its residuals after each solve).
-        self.remember_prediction = False
-        self._remembered = None
-        self._predictions = None  # (what remembering passes write to)
-        # Whether loss_gradient at the point of the latest
-        # loss_gradient_hessian (and the same loss) returns that pass's
-        # value and gradient instead of another pass: a solve started on the
-        # Hessian formed at its start (see skrobust._scale_mad).
-        self.reuse_hessian_pass = False
-        self._hessian_pass = None
-        # (coef, eta): linear predictors known at coef (the caller's, formed
-        # from earlier passes' without a product with X: see
-        # skrobust._scale_mad), which a pass at coef reads instead of X @ w.
-        self.known_prediction = None
+        self._init_pass_memory()  # (see skrobust._pass_memory)
         self.null_cache = None  # see null_directions
 
     def _set_column_stats(self, column_stats):
@@ -324,20 +311,6 @@ class LinearObjective:
                 coef, gradient, hessian, direction, curvature
             )
 
-    def _remembering(self):
-        """The rows' predictors array a pass with ``remember_prediction`` fills.
-
-        Column-major (n_samples, k), one per objective: its blocks are the
-        pass's own predictors (:meth:`_raw_block` writes them there), so
-        remembering costs neither a copy nor new memory per pass (either
-        cost 0.3-0.5 ms of a 3.6 ms pass at 1e5 x 20). Forgotten until
-        the pass ends (see :meth:`raw_prediction`).
-        """
-        self._remembered = None
-        if self._predictions is None:
-            self._predictions = np.empty((len(self.predictors), self.X.shape[0])).T
-        return self._predictions
-
     def _small_design(self):
         """The :class:`~skrobust._small_design.SmallDesign` of small data, or None."""
         if self._designs is None:
@@ -356,19 +329,10 @@ class LinearObjective:
         # Gram matrices are then added in row blocks of it (their
         # temporaries are a block's size).
         whole = self._reads_whole()
-        known = self.known_prediction
-        if known is not None and not np.array_equal(known[0], coef):
-            known = None
+        known = self._known_at(coef)
         for rows, A in self._row_blocks(vectors_only=not hessian or whole):
             parts = [pred.take(A) for pred in self.predictors]
-            out = None if remembered is None else remembered[rows]
-            if known is None:
-                raw = self._raw_block(parts, raw_coefs, out)
-            elif out is None:
-                raw = known[1][rows]
-            else:
-                out[...] = known[1][rows]
-                raw = out
+            raw = self._block_prediction(parts, raw_coefs, rows, remembered, known)
             sw = self.sample_weight[rows]
             if hessian or raw_dirs is not None or curvature is not None:
                 loss, g, h = self.loss.loss_gradient_hessian(self.y[rows], raw)
@@ -393,7 +357,7 @@ class LinearObjective:
             elif hessian:
                 sums.add_hessian(parts, h, None if unit else sw, self.sparse)
         if remembered is not None:
-            self._remembered = (coef.copy(), remembered)
+            self._remember(coef, remembered)
         return sums.finish(self, coef, gradient, hessian, direction)
 
     # -- public evaluation ---------------------------------------------------
@@ -406,8 +370,9 @@ class LinearObjective:
         small = self._small_design()
         if small is not None:
             return small.raw_prediction(self, coef)
-        if self._remembered is not None and np.array_equal(self._remembered[0], coef):
-            return self._remembered[1].copy(order="K")
+        remembered = self._remembered_at(coef)
+        if remembered is not None:
+            return remembered
         if _lockstep.active():
             return _lockstep.request("raw", self, (coef,))
         return self._raw_prediction_single(coef)
@@ -422,13 +387,9 @@ class LinearObjective:
 
     def loss_gradient(self, coef):
         """Objective value and gradient at ``coef``, in one pass over ``X``."""
-        known = self._hessian_pass
-        if (
-            known is not None
-            and known[1] is self.loss
-            and np.array_equal(known[0], coef)
-        ):
-            return known[2], known[3].copy()
+        recalled = self._recalled_value_gradient(coef)
+        if recalled is not None:
+            return recalled
         value, grad, _, _ = self._pass(coef)
         return value, grad
 
@@ -439,8 +400,7 @@ class LinearObjective:
     def loss_gradient_hessian(self, coef):
         """Objective value, gradient and Hessian matrix, in one pass over ``X``."""
         value, grad, H, _ = self._pass(coef, hessian=True)
-        if self.reuse_hessian_pass:
-            self._hessian_pass = (coef.copy(), self.loss, value, grad.copy())
+        self._keep_hessian_pass(coef, value, grad)
         return value, grad, H
 
     def hessp(self, coef, vector):
