@@ -482,12 +482,7 @@ def _irls_weights(rho, residuals, scale):
         return np.ones_like(residuals)
     with np.errstate(over="ignore"):  # (a zero-weight row's residual can be huge)
         z = residuals / scale
-    if hasattr(rho, "irls_weight"):  # (a faster form: Huber's and log-cosh's)
-        return rho.irls_weight(z)
-    at_zero = float(np.asarray(rho.second_derivative(np.zeros(1)))[0])
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        weights = np.asarray(rho.derivative(z)) / z
-    return np.where(z == 0, at_zero, weights)
+    return rho.irls_weight(z)
 
 
 def _clip_far_targets(ls_objective, coef, rho):

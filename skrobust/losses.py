@@ -91,6 +91,9 @@ class ResidualFunction(abc.ABC):
         :math:`z \psi(z) - \rho(z)`, the score of a concomitant scale.
     ``concomitant_terms(z)``
         ``(rho, psi, rho'', z psi - rho)`` at once.
+    ``irls_weight(z)``
+        :math:`\psi(z) / z`, the weights of iteratively reweighted least
+        squares (a fit's ``weights_``).
     ``saturation``
         A ``|z|`` beyond which :math:`\rho'' = 0`, so that ``psi`` and
         ``z psi - rho`` are constant (``inf`` if there is none).
@@ -188,6 +191,19 @@ class ResidualFunction(abc.ABC):
         the one for speed.
         """
         return (*self.value_derivatives(z), self.z_psi_minus_rho(z))
+
+    def irls_weight(self, z):
+        """``psi(z) / z``, and ``rho''(0)`` at ``z = 0``: the IRLS weights.
+
+        Generic form: the quotient; built-in losses override it with closed
+        forms that divide less.
+        """
+        at_zero = float(np.asarray(self.second_derivative(np.zeros(1)))[0])
+        with np.errstate(
+            divide="ignore", invalid="ignore", over="ignore", under="ignore"
+        ):
+            weights = np.asarray(self.derivative(z)) / z
+        return np.where(z == 0, at_zero, weights)
 
     @property
     def saturation(self):

@@ -12,6 +12,7 @@ from skrobust.losses import (
     GaussianNLLLoss,
     HuberRho,
     LogCoshRho,
+    ResidualFunction,
     SquaredRho,
 )
 
@@ -353,3 +354,30 @@ def test_irls_weight_is_psi_over_z(rho):
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = np.where(z == 0, 1.0, rho.derivative(z) / z)
     assert_allclose(weights, expected, rtol=1e-13, atol=0, equal_nan=True)
+
+
+class _ScaledSquare(ResidualFunction):
+    """``c z^2 / 2``: only the required methods, so the generic forms apply."""
+
+    def __init__(self, c=3.0):
+        self.c = c
+
+    def value(self, z):
+        return 0.5 * self.c * np.asarray(z) ** 2
+
+    def derivative(self, z):
+        return self.c * np.asarray(z)
+
+    def second_derivative(self, z):
+        return np.full(np.shape(z), self.c)
+
+
+def test_generic_irls_weight_is_psi_over_z_and_rho2_at_zero():
+    """The base class's ``irls_weight``: ``psi(z) / z``, ``rho''(0)`` at zero,
+    for a loss that does not override it, and the same numbers as the
+    built-in losses' closed forms."""
+    z = np.array([-4.0, -1e-3, -0.0, 0.0, 1e-300, 0.5, 2.0, 1e300])
+    assert_allclose(_ScaledSquare().irls_weight(z), np.full(z.shape, 3.0))
+    for rho in [HuberRho(), LogCoshRho(2.5)]:
+        generic = ResidualFunction.irls_weight(rho, z)
+        assert_allclose(rho.irls_weight(z), generic, rtol=1e-13, atol=0)
